@@ -1,0 +1,46 @@
+# Two entry points (see README): `make run` and `make test`. Each installs
+# what it needs first; re-running is cheap when everything is in place.
+
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+STAMP  := $(VENV)/.installed
+APT_PACKAGES := ffmpeg chromium
+
+.PHONY: run test deps system-deps npm-deps bench clean
+
+run: deps
+	$(VENV)/bin/twistd -n --pidfile= wcs
+
+test: deps system-deps npm-deps
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+deps: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e '.[test]' --config-settings editable_mode=compat
+	touch $(STAMP)
+
+# Debian packages the tests drive (ffmpeg as RTMP client, Chromium for the
+# browser tests). Installed only when missing; needs root, as on CI.
+system-deps:
+	@missing=""; \
+	command -v ffmpeg >/dev/null || missing="$$missing ffmpeg"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing$$missing"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	fi
+
+npm-deps:
+	@if [ -f package.json ]; then \
+	  if [ ! -d node_modules ] || [ package-lock.json -nt node_modules ]; then npm ci --no-audit --no-fund; fi; \
+	fi
+
+bench: deps system-deps
+	for script in bench/*.py; do $(PY) $$script || exit 1; done
+
+clean:
+	rm -rf $(VENV) node_modules state .pytest_cache .hypothesis

@@ -1,0 +1,93 @@
+"""
+Run the real server (`twistd -n wcs`) on free loopback ports for a test.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+TWISTD = [sys.executable, "-m", "twisted"]
+START_TIMEOUT = 20.0
+
+
+def freePort() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def waitForPort(port: int, proc: subprocess.Popen, logPath: Path,
+                timeout: float = START_TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}:\n{logPath.read_text()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"server did not listen on {port} in {timeout}s:\n{logPath.read_text()}")
+
+
+@dataclass
+class RunningServer:
+    proc: subprocess.Popen
+    ports: dict[str, int]
+    workdir: Path
+    logPath: Path
+    args: list[str] = field(default_factory=list)
+
+    @property
+    def wsURL(self) -> str:
+        return f"ws://127.0.0.1:{self.ports['ws']}/"
+
+    def log(self) -> str:
+        return self.logPath.read_text(errors="replace")
+
+    def stop(self, timeout: float = 10.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout)
+        return self.proc.returncode
+
+
+def startServer(workdir: Path, settings: dict[str, str] | None = None,
+                enable: tuple[str, ...] = ("ws",), extraArgs: list[str] = ()) -> RunningServer:
+    """
+    Start `twistd -n wcs` in C{workdir}. Ports named in C{enable} (ws, wss,
+    http, https, rtmp) get free loopback ports, the others are disabled.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    ports = {name: freePort() if name in enable else 0
+             for name in ("ws", "wss", "http", "https", "rtmp")}
+    args = TWISTD + ["-n", "--pidfile=", "wcs", "--listen", "127.0.0.1",
+                     "--state-dir", str(workdir / "state")]
+    for name, port in ports.items():
+        args += [f"--{name}-port", str(port)]
+    for key, value in (settings or {}).items():
+        args += ["--set", f"{key}={value}"]
+    args += list(extraArgs)
+    logPath = workdir / "server.log"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    with open(logPath, "wb") as logFile:
+        proc = subprocess.Popen(args, cwd=workdir, stdout=logFile, stderr=subprocess.STDOUT,
+                                env=env)
+    server = RunningServer(proc, ports, workdir, logPath, args)
+    try:
+        for name in enable:
+            waitForPort(ports[name], proc, logPath)
+    except BaseException:
+        server.stop()
+        raise
+    return server

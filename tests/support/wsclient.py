@@ -1,0 +1,98 @@
+"""
+A raw WebSocket client speaking the SDK's JSON frames, for tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from typing import Any, Callable
+
+import websockets
+
+TIMEOUT = 5.0
+
+
+class Client:
+    def __init__(self, ws, login: str | None):
+        self.ws = ws
+        self.login = login
+        self.received: list[dict] = []
+
+    @classmethod
+    async def open(cls, url: str, login: str | None = None, *, connect: bool = True,
+                   appKey: str = "roomApp") -> "Client":
+        ws = await websockets.connect(url, max_size=None, open_timeout=TIMEOUT)
+        client = cls(ws, login)
+        if connect:
+            custom = {"login": login} if login is not None else {}
+            await client.send("connection", {
+                "appKey": appKey, "mediaProviders": ["WebRTC", "MSE", "WSPlayer"],
+                "clientVersion": "2.0", "msePacketizationVersion": 2, "custom": custom})
+            await client.expect("getUserData")
+        return client
+
+    async def send(self, message: str, *data: Any) -> None:
+        await self.ws.send(json.dumps({"message": message, "data": list(data)},
+                                      ensure_ascii=False))
+
+    async def sendRaw(self, frame: str | bytes) -> None:
+        await self.ws.send(frame)
+
+    async def next(self, timeout: float = TIMEOUT) -> dict:
+        raw = await asyncio.wait_for(self.ws.recv(), timeout)
+        frame = json.loads(raw)
+        self.received.append(frame)
+        return frame
+
+    async def expect(self, message: str, where: Callable[[dict], bool] = lambda f: True,
+                     timeout: float = TIMEOUT, skip: tuple[str, ...] = ("ping",)) -> dict:
+        """The next frame named C{message} that matches C{where}; others must be in C{skip}."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            frame = await self.next(max(0.01, deadline - loop.time()))
+            if frame["message"] == message and where(frame):
+                return frame
+            if frame["message"] not in skip:
+                raise AssertionError(f"expected {message}, got {frame}")
+
+    async def command(self, command: str, options: dict) -> dict:
+        """sendData and wait for its DataStatusEvent; returns the status object."""
+        operationId = str(uuid.uuid1())
+        await self.send("sendData", {"operationId": operationId,
+                                     "payload": {"command": command, "options": options}})
+        frame = await self.expect("DataStatusEvent",
+                                  lambda f: f["data"][0]["operationId"] == operationId)
+        return frame["data"][0]
+
+    async def roomEvent(self, name: str, timeout: float = TIMEOUT) -> dict:
+        frame = await self.expect(
+            "OnDataEvent", lambda f: f["data"][0]["payload"]["name"] == name, timeout)
+        return frame["data"][0]["payload"]
+
+    async def join(self, room: str, record: bool = False) -> list:
+        status = await self.command("join", {"name": room, "record": record})
+        assert status["status"] == "ACCEPTED", status
+        state = await self.roomEvent("STATE")
+        assert state["roomName"] == room
+        return state["info"]
+
+    async def chat(self, room: str, to: str, text: str) -> dict:
+        return await self.command("sendMessage",
+                                  {"roomConfig": {"name": room}, "to": to, "text": text})
+
+    async def quiet(self, seconds: float = 0.3) -> list[dict]:
+        """Frames (other than pings) that arrive within C{seconds}."""
+        frames = []
+        try:
+            while True:
+                frame = await self.next(seconds)
+                if frame["message"] != "ping":
+                    frames.append(frame)
+        except asyncio.TimeoutError:
+            return frames
+
+    async def close(self) -> None:
+        await self.ws.close()

@@ -1,0 +1,74 @@
+"""
+Rooms and their participants.
+
+A L{Room} holds L{Participant}s in join order; a participant announces the
+names of the streams it publishes. Whatever carries a participant's events
+(a WebSocket session, a Flash client, an RTMP encoder) is its C{member}: any
+object with C{send(ServerMessage)}.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Protocol
+
+from wcs.messages import ServerMessage
+from wcs.room.events import roomEvent, streamEntry
+
+
+class Member(Protocol):
+    def send(self, message: ServerMessage) -> None: ...
+
+
+class Participant:
+    def __init__(self, room: "Room", login: str, member: Member):
+        self.room = room
+        self.login = login
+        self.member = member
+        # Names of the streams announced as PUBLISHED, in publish order.
+        self.streams: dict[str, None] = {}
+
+    def stateEntries(self) -> list[Any]:
+        """
+        How STATE lists this participant: one C{{login, name}} per published
+        stream, or the bare login for one who publishes nothing. Never both:
+        the SDK would replace the participant it built from the streams.
+        """
+        if not self.streams:
+            return [self.login]
+        return [streamEntry(self.login, name) for name in self.streams]
+
+    def __repr__(self) -> str:
+        return f"<Participant {self.login!r} in {self.room.name!r}>"
+
+
+class Room:
+    def __init__(self, name: str, record: bool, createdAt: float):
+        self.name = name
+        self.record = record
+        self.createdAt = createdAt
+        self.participants: dict[str, Participant] = {}
+        # Set while the room outlives its last participant (idle timeout).
+        self.idleCall = None
+        self.ended = False
+
+    def state(self, forLogin: str) -> list[Any]:
+        entries: list[Any] = []
+        for participant in self.participants.values():
+            if participant.login != forLogin:
+                entries.extend(participant.stateEntries())
+        return entries
+
+    def event(self, name: str, info: Any) -> ServerMessage:
+        return roomEvent(self.name, name, info)
+
+    def broadcast(self, message: ServerMessage, exclude: Participant | None = None) -> None:
+        """Send one message to every participant but C{exclude}, encoded once."""
+        for participant in list(self.participants.values()):
+            if participant is not exclude:
+                participant.member.send(message)
+
+    def others(self, participant: Participant) -> Iterable[Participant]:
+        return (p for p in self.participants.values() if p is not participant)
+
+    def __repr__(self) -> str:
+        return f"<Room {self.name!r} ({len(self.participants)} participants)>"

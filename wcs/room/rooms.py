@@ -1,0 +1,177 @@
+"""
+Room lifetime and room commands, independent of any transport.
+
+Rooms are made by the first join and end when the last participant leaves.
+When the last participant disconnects without leaving, the room lives on for
+the idle timeout so that a reconnecting client finds it (with its recording
+and other state) again.
+
+Every method runs to completion before it returns: a login is free again as
+soon as L{Rooms.leave} or L{Rooms.disconnect} returns, so a join that follows
+a leave (on any connection) always succeeds.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from wcs.errors import RoomError
+from wcs.room.events import streamEntry
+from wcs.room.model import Member, Participant, Room
+
+
+class RoomObserver(Protocol):
+    """Told when rooms start and end (the recorder, metrics)."""
+
+    def roomStarted(self, room: Room) -> None: ...
+
+    def roomEnded(self, room: Room) -> None: ...
+
+
+class Rooms:
+    log = Logger()
+
+    def __init__(self, clock: IReactorTime, idleTimeout: float = 60.0,
+                 maxParticipants: int = 0):
+        """
+        @param idleTimeout: seconds an emptied-by-disconnect room lives on.
+        @param maxParticipants: participants per room, 0 for no limit.
+        """
+        self.clock = clock
+        self.idleTimeout = idleTimeout
+        self.maxParticipants = maxParticipants
+        self.rooms: dict[str, Room] = {}
+        self.observers: list[RoomObserver] = []
+
+    def get(self, name: str) -> Room | None:
+        return self.rooms.get(name)
+
+    def join(self, name: str, login: str, member: Member, record: bool = False) -> Participant:
+        """
+        Add C{login} to room C{name}, making the room if needed, and tell the
+        others (JOINED). A second join by the same member is answered with
+        the participant it already is.
+
+        @raise RoomError: the login is taken by another member, or the room
+            is full.
+        """
+        room = self.rooms.get(name)
+        if room is not None:
+            existing = room.participants.get(login)
+            if existing is not None:
+                if existing.member is member:
+                    return existing
+                raise RoomError(
+                    f"Room {name!r} already has a participant with login {login!r}")
+            if self.maxParticipants and len(room.participants) >= self.maxParticipants:
+                raise RoomError(
+                    f"Room {name!r} is full: at most {self.maxParticipants} participants")
+            if room.idleCall is not None:
+                room.idleCall.cancel()
+                room.idleCall = None
+                self.log.info("room {room} resumed by {login}", room=name, login=login)
+        else:
+            room = self.rooms[name] = Room(name, record, self.clock.seconds())
+            self.log.info("room {room} started (record={record})", room=name, record=record)
+            for observer in self.observers:
+                observer.roomStarted(room)
+        participant = Participant(room, login, member)
+        room.broadcast(room.event("JOINED", login))
+        room.participants[login] = participant
+        self.log.info("{login} joined {room}", login=login, room=name)
+        return participant
+
+    def leave(self, participant: Participant) -> None:
+        """
+        Remove a participant who asked to leave; the room ends at once when
+        it was the last one.
+        """
+        if self._remove(participant) and not participant.room.participants:
+            self._end(participant.room)
+
+    def disconnect(self, participant: Participant) -> None:
+        """
+        Remove a participant whose connection is gone; the room outlives its
+        last participant for the idle timeout.
+        """
+        room = participant.room
+        if not self._remove(participant) or room.participants:
+            return
+        if self.idleTimeout <= 0:
+            self._end(room)
+            return
+        self.log.info("room {room} idle, ends in {timeout}s unless rejoined",
+                      room=room.name, timeout=self.idleTimeout)
+        room.idleCall = self.clock.callLater(self.idleTimeout, self._idleExpired, room)
+
+    def chat(self, sender: Participant, to: str, text: str) -> None:
+        """
+        Deliver C{text} to the participant C{to} of the sender's room, as it
+        is.
+
+        @raise RoomError: nobody of that login is in the room.
+        """
+        room = sender.room
+        recipient = room.participants.get(to)
+        if recipient is None:
+            raise RoomError(f"Room {room.name!r} has no participant with login {to!r}")
+        recipient.member.send(room.event("MESSAGE", {"from": sender.login, "text": text}))
+
+    def announceStream(self, participant: Participant, streamName: str) -> None:
+        """A stream of this participant is live: PUBLISHED to the others."""
+        if participant.room.participants.get(participant.login) is not participant:
+            return
+        participant.streams[streamName] = None
+        room = participant.room
+        room.broadcast(room.event("PUBLISHED", streamEntry(participant.login, streamName)),
+                       exclude=participant)
+
+    def withdrawStream(self, participant: Participant, streamName: str,
+                       failed: bool = False) -> None:
+        """
+        A stream of this participant ended: UNPUBLISHED (or FAILED) to the
+        others. Only announced streams are withdrawn.
+        """
+        if streamName not in participant.streams:
+            return
+        del participant.streams[streamName]
+        room = participant.room
+        event = "FAILED" if failed else "UNPUBLISHED"
+        room.broadcast(room.event(event, streamEntry(participant.login, streamName)),
+                       exclude=participant)
+
+    def _remove(self, participant: Participant) -> bool:
+        room = participant.room
+        if room.participants.get(participant.login) is not participant:
+            return False
+        for streamName in list(participant.streams):
+            self.withdrawStream(participant, streamName)
+        del room.participants[participant.login]
+        room.broadcast(room.event("LEFT", participant.login))
+        self.log.info("{login} left {room}", login=participant.login, room=room.name)
+        return True
+
+    def _idleExpired(self, room: Room) -> None:
+        room.idleCall = None
+        if not room.participants:
+            self._end(room)
+
+    def _end(self, room: Room) -> None:
+        if room.ended:
+            return
+        room.ended = True
+        if room.idleCall is not None:
+            room.idleCall.cancel()
+            room.idleCall = None
+        if self.rooms.get(room.name) is room:
+            del self.rooms[room.name]
+        self.log.info("room {room} ended", room=room.name)
+        for observer in self.observers:
+            try:
+                observer.roomEnded(room)
+            except Exception:
+                # One observer's bug must not keep the others from hearing.
+                self.log.failure("room observer failed on end of {room}", room=room.name)

@@ -1,0 +1,83 @@
+"""
+The room server: rooms, streams and sessions, shared by every transport.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Iterable
+
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.plugin import getPlugins
+from zope.interface import implementer
+
+from wcs import protocol
+from wcs.config import Settings
+from wcs.errors import StreamError
+from wcs.interfaces import IMediaEngine, IRoomServer, ISignallingChannel, ITransport
+from wcs.room.rooms import Rooms
+from wcs.session import ClientSession
+from wcs.streams import StreamRegistry
+
+
+@implementer(IRoomServer)
+class RoomServer:
+    log = Logger()
+
+    def __init__(self, settings: Settings, clock: IReactorTime):
+        self.settings = settings
+        self.clock = clock
+        self.rooms = Rooms(clock, idleTimeout=settings.room_idle_timeout / 1000.0,
+                           maxParticipants=settings.room_max_participants)
+        self.streams = StreamRegistry()
+        self.limits = protocol.Limits(roomName=settings.room_name_max_length,
+                                      login=settings.login_max_length,
+                                      chat=settings.chat_max_length)
+        self.sessions: set[ClientSession] = set()
+        self.engines: dict[str, IMediaEngine] = {}
+
+    def openSession(self, channel: ISignallingChannel) -> ClientSession:
+        session = ClientSession(self, channel)
+        self.sessions.add(session)
+        return session
+
+    def sessionEnded(self, session: ClientSession) -> None:
+        self.sessions.discard(session)
+
+    def newSessionId(self) -> str:
+        return str(uuid.uuid4())
+
+    def registerMediaEngine(self, engine: IMediaEngine) -> None:
+        for provider in engine.providers:
+            self.engines[provider] = engine
+
+    def mediaEngine(self, provider: str) -> IMediaEngine:
+        engine = self.engines.get(provider)
+        if engine is None:
+            raise StreamError(f"media provider {provider!r} is not available on this server")
+        return engine
+
+    def closeAll(self, reason: str) -> None:
+        """Shut down: close every client connection."""
+        for session in list(self.sessions):
+            session.channel.close(reason)
+            session.connectionLost(reason)
+
+
+def findTransports() -> list[ITransport]:
+    """
+    The transports installed: built-in ones in C{wcs.transports}, drop-ins
+    in the top-level C{plugins} package. A name found twice is taken once,
+    the built-in first.
+    """
+    import plugins
+    import wcs.transports
+
+    found: dict[str, ITransport] = {}
+    sources: Iterable = (getPlugins(ITransport, wcs.transports),
+                         getPlugins(ITransport, plugins))
+    for source in sources:
+        for transport in source:
+            found.setdefault(transport.name, transport)
+    return list(found.values())

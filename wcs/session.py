@@ -1,0 +1,213 @@
+"""
+One client connection's side of the room protocol, whatever its wire.
+
+A transport hands decoded messages to L{ClientSession.messageReceived}; the
+session answers through the transport's L{ISignallingChannel}. Messages are
+handled one at a time, in order, and each handler finishes its room
+bookkeeping before it returns.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable
+
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from wcs import protocol
+from wcs.errors import ProtocolError, RoomError, StreamError
+from wcs.interfaces import IClientSession, ISignallingChannel
+from wcs.messages import ServerMessage
+from wcs.room.events import ACCEPTED, FAILED, dataStatus
+from wcs.room.model import Participant
+from wcs.streams import StreamControl
+
+if TYPE_CHECKING:
+    from wcs.server import RoomServer
+
+PING = ServerMessage("ping", None)
+PONG = ServerMessage("pong", None)
+
+# Messages of the SDK that need no answer from a room server.
+IGNORED = frozenset({"pushLogs", "sessionDebug", "submitBugReport"})
+
+
+def failMessage(apiMethod: str | None, info: str) -> ServerMessage:
+    return ServerMessage("fail", {"apiMethod": apiMethod, "info": info})
+
+
+@implementer(IClientSession)
+class ClientSession:
+    log = Logger()
+
+    def __init__(self, server: "RoomServer", channel: ISignallingChannel):
+        self.server = server
+        self.channel = channel
+        self.rooms = server.rooms
+        self.limits = server.limits
+        self.connection: protocol.Connection | None = None
+        self.participants: dict[str, Participant] = {}
+        self.streams = StreamControl(self)
+        self.closed = False
+        self.lastHeard = server.clock.seconds()
+        self._pinger: LoopingCall | None = None
+        self._handlers: dict[str, Callable[[str, list[Any]], None]] = {
+            "connection": self._connection,
+            "ping": self._ping,
+            "pong": self._pong,
+            "sendData": self._sendData,
+            "publishStream": self.streams.publish,
+            "playStream": self.streams.play,
+            "unPublishStream": self.streams.stop,
+            "stopStream": self.streams.stop,
+        }
+
+    @property
+    def login(self) -> str | None:
+        return self.connection.login if self.connection else None
+
+    def __repr__(self) -> str:
+        return f"<ClientSession {self.login!r} from {self.channel.peer}>"
+
+    # IClientSession
+
+    def messageReceived(self, name: str, args: list[Any]) -> None:
+        if self.closed:
+            return
+        self.lastHeard = self.server.clock.seconds()
+        handler = self._handlers.get(name)
+        if handler is None:
+            if name in IGNORED:
+                return
+            self.refuse(name, f"unknown message {name!r}")
+            return
+        if self.connection is None and name not in ("connection", "ping", "pong"):
+            self.refuse(name, f"{name} before connection: send 'connection' first")
+            return
+        try:
+            handler(name, args)
+        except ProtocolError as e:
+            self.refuse(name, e.info)
+
+    def protocolError(self, info: str) -> None:
+        self.refuse(None, info)
+
+    def connectionLost(self, reason: str = "connection lost") -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self._pinger is not None and self._pinger.running:
+            self._pinger.stop()
+        self.streams.stopAll(disconnected=True)
+        for participant in list(self.participants.values()):
+            self.rooms.disconnect(participant)
+        self.participants.clear()
+        self.server.sessionEnded(self)
+        self.log.info("{session} disconnected: {reason}", session=self, reason=reason)
+
+    # Member of rooms
+
+    def send(self, message: ServerMessage) -> None:
+        if not self.closed:
+            self.channel.send(message)
+
+    def refuse(self, apiMethod: str | None, info: str) -> None:
+        """Bad input: one log line, one C{fail} to this client, nothing else."""
+        self.log.warn("{session}: refused {api}: {info}",
+                      session=self, api=apiMethod, info=info)
+        self.send(failMessage(apiMethod, info))
+
+    # Handlers
+
+    def _connection(self, name: str, args: list[Any]) -> None:
+        if self.connection is not None:
+            raise ProtocolError("connection: already connected")
+        self.connection = protocol.parseConnection(args, self.limits)
+        self.log.info("{peer} connected as {login!r} (appKey {appKey})",
+                      peer=self.channel.peer, login=self.connection.login,
+                      appKey=self.connection.appKey)
+        self.send(ServerMessage("getUserData", {
+            "appKey": self.connection.appKey,
+            "login": self.connection.login,
+            "sessionId": self.server.newSessionId(),
+        }))
+        self._startPinging()
+
+    def _ping(self, name: str, args: list[Any]) -> None:
+        self.send(PONG)
+
+    def _pong(self, name: str, args: list[Any]) -> None:
+        pass  # lastHeard is all a pong is for
+
+    def _startPinging(self) -> None:
+        settings = self.server.settings
+        interval = settings.ws_ping_interval / 1000.0
+        if interval <= 0:
+            return
+        self._pinger = LoopingCall(self._keepAlive)
+        self._pinger.clock = self.server.clock
+        self._pinger.start(interval, now=False)
+
+    def _keepAlive(self) -> None:
+        timeout = self.server.settings.ws_dead_peer_timeout / 1000.0
+        silent = self.server.clock.seconds() - self.lastHeard
+        if timeout > 0 and silent >= timeout:
+            self.log.warn("{session}: no message for {silent:.0f}s, closing",
+                          session=self, silent=silent)
+            self.channel.close(f"no message from the client for {silent:.0f} s")
+            return
+        self.send(PING)
+
+    # Room commands (sendData)
+
+    def _sendData(self, name: str, args: list[Any]) -> None:
+        request = protocol.parseSendData(args)
+        command = {
+            "join": self._join,
+            "leave": self._leave,
+            "sendMessage": self._chat,
+        }.get(request.command)
+        try:
+            if command is None:
+                raise ProtocolError(f"unknown command {request.command!r}")
+            command(request.options)
+        except (ProtocolError, RoomError) as e:
+            self.log.warn("{session}: {command} failed: {info}",
+                          session=self, command=request.command, info=e.info)
+            self.send(dataStatus(request.operationId, FAILED, e.info))
+            return
+        self.send(dataStatus(request.operationId, ACCEPTED))
+        if request.command == "join":
+            participant = self.participants[request.options["name"]]
+            room = participant.room
+            self.send(room.event("STATE", room.state(participant.login)))
+
+    def _join(self, options: dict[str, Any]) -> None:
+        join = protocol.parseJoin(options, self.limits)
+        if not self.login:
+            raise RoomError("a login is needed to join a room: "
+                            "connect with custom.login set")
+        self.participants[join.room] = self.rooms.join(
+            join.room, self.login, self, join.record)
+
+    def _leave(self, options: dict[str, Any]) -> None:
+        leave = protocol.parseLeave(options, self.limits)
+        participant = self.participants.pop(leave.room, None)
+        if participant is None:
+            raise RoomError(f"not in room {leave.room!r}")
+        self.streams.stopRoom(participant)
+        self.rooms.leave(participant)
+
+    def _chat(self, options: dict[str, Any]) -> None:
+        chat = protocol.parseChat(options, self.limits)
+        sender = self.participants.get(chat.room)
+        if sender is None:
+            raise RoomError(f"not in room {chat.room!r}: join it before sending messages")
+        self.rooms.chat(sender, chat.to, chat.text)
+
+    def participantFor(self, roomName: str) -> Participant:
+        participant = self.participants.get(roomName)
+        if participant is None:
+            raise StreamError(f"not in room {roomName!r}: join it before publishing")
+        return participant

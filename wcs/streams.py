@@ -1,0 +1,302 @@
+"""
+Published and played streams.
+
+L{StreamRegistry} knows every published stream of the server by name (names
+are unique server-wide: players ask for a stream by name alone).
+L{StreamControl} handles one session's C{publishStream}, C{playStream},
+C{unPublishStream} and C{stopStream}, hands the media to the
+L{IMediaEngine} of the request's C{mediaProvider}, reports statuses with
+C{notifyStreamStatusEvent} and tells the room when a stream goes live or
+ends.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from wcs import protocol
+from wcs.errors import ProtocolError, StreamError
+from wcs.interfaces import IStreamListener
+from wcs.messages import ServerMessage
+from wcs.room.model import Participant
+
+if TYPE_CHECKING:
+    from wcs.session import ClientSession
+
+# Statuses and info strings as the SDK names them (constants.js).
+PENDING = "PENDING"
+PUBLISHING = "PUBLISHING"
+PLAYING = "PLAYING"
+UNPUBLISHED = "UNPUBLISHED"
+STOPPED = "STOPPED"
+FAILED = "FAILED"
+ENDED = frozenset({UNPUBLISHED, STOPPED, FAILED})
+
+STREAM_NOT_FOUND = "Stream not found"
+NAME_IN_USE = "Stream name is already in use"
+SESSION_ID_IN_USE = "MediaSessionId is already in use"
+STOPPED_BY_PUBLISHER = "Stopped by publisher stop"
+STOPPED_BY_DISCONNECT = "Stopped by session disconnect"
+STOPPED_BY_USER = "Stopped by user"
+
+
+class Stream:
+    """One publish or play of one session."""
+
+    def __init__(self, request: protocol.StreamRequest, owner: "ClientSession",
+                 participant: Participant | None):
+        self.request = request
+        self.owner = owner
+        self.participant = participant
+        self.status = PENDING
+        self.media = None
+        self.recordName: str | None = None
+        self.players: set[Stream] = set()
+        self.playing: Stream | None = None  # for a player: what it plays
+
+    @property
+    def name(self) -> str:
+        return self.request.name
+
+    @property
+    def mediaSessionId(self) -> str:
+        return self.request.mediaSessionId
+
+    @property
+    def published(self) -> bool:
+        return self.request.published
+
+    def statusMessage(self, info: str | None = None) -> ServerMessage:
+        request = self.request
+        body: dict[str, Any] = {
+            "mediaSessionId": request.mediaSessionId,
+            "name": request.name,
+            "published": request.published,
+            "hasVideo": request.hasVideo,
+            "hasAudio": request.hasAudio,
+            "status": self.status,
+            "record": request.record,
+        }
+        if info:
+            body["info"] = info
+        if self.recordName:
+            body["recordName"] = self.recordName
+        return ServerMessage("notifyStreamStatusEvent", body)
+
+    def __repr__(self) -> str:
+        kind = "publish" if self.published else "play"
+        return f"<Stream {kind} {self.name!r} {self.status}>"
+
+
+class StreamRegistry:
+    """Every published stream of the server, by name."""
+
+    def __init__(self) -> None:
+        self.published: dict[str, Stream] = {}
+
+    def reserve(self, stream: Stream) -> None:
+        if stream.name in self.published:
+            raise StreamError(NAME_IN_USE)
+        self.published[stream.name] = stream
+
+    def release(self, stream: Stream) -> None:
+        if self.published.get(stream.name) is stream:
+            del self.published[stream.name]
+
+    def live(self, name: str) -> Stream | None:
+        stream = self.published.get(name)
+        if stream is None or stream.status != PUBLISHING:
+            return None
+        return stream
+
+
+@implementer(IStreamListener)
+class _Listener:
+    def __init__(self, control: "StreamControl", stream: Stream):
+        self.control = control
+        self.stream = stream
+
+    def mediaStarted(self) -> None:
+        self.control.started(self.stream)
+
+    def mediaFailed(self, info: str) -> None:
+        self.control.end(self.stream, FAILED, info)
+
+
+class StreamControl:
+    log = Logger()
+
+    # mediaSessionIds of streams that ended recently: a stop for one of them
+    # is the client catching up (the SDK stops its streams after a leave
+    # that already stopped them), not a mistake.
+    RECENT = 64
+
+    def __init__(self, session: "ClientSession"):
+        self.session = session
+        self.server = session.server
+        self.active: dict[str, Stream] = {}
+        self.recent: deque[str] = deque(maxlen=self.RECENT)
+
+    # Client messages
+
+    def publish(self, message: str, args: list[Any]) -> None:
+        self._open(message, args, needSdp=True)
+
+    def play(self, message: str, args: list[Any]) -> None:
+        self._open(message, args, needSdp=True)
+
+    def stop(self, message: str, args: list[Any]) -> None:
+        request = protocol.parseStream(message, args, self.session.limits, needSdp=False)
+        stream = self.active.get(request.mediaSessionId)
+        if stream is None:
+            if request.mediaSessionId not in self.recent:
+                self.session.refuse(
+                    message, f"no stream with mediaSessionId {request.mediaSessionId!r}")
+            return
+        self.end(stream, UNPUBLISHED if stream.published else STOPPED)
+
+    # Media engine callbacks
+
+    def started(self, stream: Stream) -> None:
+        if stream.status in ENDED:
+            return
+        if stream.published:
+            stream.status = PUBLISHING
+            self._notify(stream)
+            if stream.participant is not None:
+                self.server.rooms.announceStream(stream.participant, stream.name)
+        else:
+            stream.status = PLAYING
+            self._notify(stream)
+        self.log.info("{session}: {stream}", session=self.session, stream=stream)
+
+    def end(self, stream: Stream, status: str, info: str | None = None) -> None:
+        """End a stream once: free its media, tell its client and the room."""
+        if stream.status in ENDED:
+            return
+        wasLive = stream.status == PUBLISHING
+        stream.status = status
+        if self.active.get(stream.mediaSessionId) is stream:
+            del self.active[stream.mediaSessionId]
+            self.recent.append(stream.mediaSessionId)
+        if stream.media is not None:
+            stream.media.stop()
+        if stream.published:
+            self.server.streams.release(stream)
+            for player in list(stream.players):
+                player.owner.streams.end(player, STOPPED, STOPPED_BY_PUBLISHER)
+            if wasLive and stream.participant is not None:
+                self.server.rooms.withdrawStream(stream.participant, stream.name,
+                                                 failed=status == FAILED)
+        elif stream.playing is not None:
+            stream.playing.players.discard(stream)
+        self._notify(stream, info)
+        log = self.log.warn if status == FAILED else self.log.info
+        log("{session}: {stream} {info}", session=self.session, stream=stream, info=info or "")
+
+    def stopRoom(self, participant: Participant) -> None:
+        """The participant leaves: its streams in that room end."""
+        for stream in list(self.active.values()):
+            if stream.published and stream.participant is participant:
+                self.end(stream, UNPUBLISHED, STOPPED_BY_USER)
+
+    def stopAll(self, disconnected: bool = False) -> None:
+        info = STOPPED_BY_DISCONNECT if disconnected else STOPPED_BY_USER
+        for stream in list(self.active.values()):
+            self.end(stream, UNPUBLISHED if stream.published else STOPPED, info)
+
+    # Internals
+
+    def _open(self, message: str, args: list[Any], needSdp: bool) -> None:
+        mediaSessionId = protocol.streamSessionId(args)
+        try:
+            request = protocol.parseStream(message, args, self.session.limits,
+                                           needSdp=needSdp)
+        except ProtocolError as e:
+            if mediaSessionId is None:
+                raise  # nothing to address a stream status to: a plain fail
+            self._refuse(message, mediaSessionId, args, e.info)
+            return
+        if request.mediaSessionId in self.active:
+            # Not FAILED for that id: it would end the stream already using it.
+            self._refuse(message, None, args, SESSION_ID_IN_USE)
+            return
+        try:
+            self._start(request)
+        except StreamError as e:
+            self._refuse(message, request.mediaSessionId, args, e.info)
+
+    def _start(self, request: protocol.StreamRequest) -> None:
+        participant = None
+        if request.published and request.room is not None:
+            participant = self.session.participantFor(request.room)
+        engine = self.server.mediaEngine(request.mediaProvider)
+        stream = Stream(request, self.session, participant)
+        if request.published:
+            self.server.streams.reserve(stream)
+        else:
+            source = self.server.streams.live(request.name)
+            if source is None:
+                raise StreamError(STREAM_NOT_FOUND)
+            stream.playing = source
+        self.active[request.mediaSessionId] = stream
+        listener = _Listener(self, stream)
+        try:
+            if request.published:
+                stream.media = engine.publish(request, listener)
+            else:
+                stream.media = engine.play(request, stream.playing.media.source, listener)
+                stream.playing.players.add(stream)
+        except StreamError as e:
+            self.end(stream, FAILED, e.info)
+            return
+        except Exception:
+            self.log.failure("{session}: media engine failed on {stream}",
+                             session=self.session, stream=stream)
+            self.end(stream, FAILED, "Failed by error")
+            return
+        stream.media.answer.addCallbacks(
+            lambda sdp: self._answer(stream, sdp),
+            lambda failure: self._answerFailed(stream, failure))
+
+    def _answer(self, stream: Stream, sdp: str) -> None:
+        if stream.status in ENDED:
+            return
+        self.session.send(ServerMessage("setRemoteSDP", stream.mediaSessionId, sdp))
+
+    def _answerFailed(self, stream: Stream, failure) -> None:
+        if failure.check(StreamError):
+            info = failure.value.info
+        else:
+            self.log.failure("{session}: negotiation of {stream} failed",
+                             failure, session=self.session, stream=stream)
+            info = "Failed by error"
+        self.end(stream, FAILED, info)
+
+    def _notify(self, stream: Stream, info: str | None = None) -> None:
+        self.session.send(stream.statusMessage(info))
+
+    def _refuse(self, message: str, mediaSessionId: str | None, args: list[Any],
+                info: str) -> None:
+        """
+        A stream that cannot start: FAILED for that stream when it can be
+        named (the SDK then releases it), else a plain C{fail}.
+        """
+        self.log.warn("{session}: {message} refused: {info}",
+                      session=self.session, message=message, info=info)
+        if mediaSessionId is None:
+            self.session.send(ServerMessage("fail", {"apiMethod": message, "info": info}))
+            return
+        obj = args[0] if args and isinstance(args[0], dict) else {}
+        name = obj.get("name") if isinstance(obj.get("name"), str) else ""
+        self.session.send(ServerMessage("notifyStreamStatusEvent", {
+            "mediaSessionId": mediaSessionId,
+            "name": name,
+            "published": message == "publishStream",
+            "status": FAILED,
+            "info": info,
+        }))

@@ -1,0 +1,169 @@
+"""
+C{twistd wcs}: options and the service tree.
+
+aiortc runs on asyncio, so the server needs Twisted's asyncio reactor. twistd
+imports this module only when the C{wcs} subcommand is chosen and before it
+installs a reactor, so installing it here affects nobody else.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from twisted.application.service import MultiService, Service
+from twisted.logger import Logger
+from twisted.python import usage
+
+
+def _installAsyncioReactor() -> None:
+    if "twisted.internet.reactor" not in sys.modules:
+        from twisted.internet import asyncioreactor
+
+        asyncioreactor.install()
+        return
+    from twisted.internet import reactor
+    from twisted.internet.asyncioreactor import AsyncioSelectorReactor
+
+    if not isinstance(reactor, AsyncioSelectorReactor):
+        sys.exit(
+            f"wcs needs the asyncio reactor, but {type(reactor).__name__} is installed: "
+            "run `twistd --reactor=asyncio wcs` (or leave --reactor out)"
+        )
+
+
+_installAsyncioReactor()
+
+from wcs.config import ConfigError, Settings, loadProperties  # noqa: E402
+
+DEFAULT_CONFIG = Path("conf") / "flashphoner.properties"
+
+log = Logger()
+
+
+class Options(usage.Options):
+    synopsis = "[options]"
+    longdesc = (
+        "Run the wcs room server. Settings come from a flashphoner.properties file "
+        "(--config, by default conf/flashphoner.properties when it exists); the "
+        "options below override it."
+    )
+
+    optParameters = [
+        ["config", "c", None, "path of flashphoner.properties"],
+        ["listen", None, None, "address to listen on (listen_address)"],
+        ["ws-port", None, None, "WebSocket port (ws_port), 0 disables", int],
+        ["wss-port", None, None, "secure WebSocket port (wss_port), 0 disables", int],
+        ["http-port", None, None, "HTTP port (http_port), 0 disables", int],
+        ["https-port", None, None, "HTTPS port (https_port), 0 disables", int],
+        ["rtmp-port", None, None, "RTMP port (rtmp_port), 0 disables", int],
+        ["state-dir", None, None, "directory for generated state (state_dir)"],
+        ["records", None, None, "directory for recordings (record_dir)"],
+    ]
+
+    OVERRIDES = {
+        "listen": "listen_address",
+        "ws-port": "ws_port",
+        "wss-port": "wss_port",
+        "http-port": "http_port",
+        "https-port": "https_port",
+        "rtmp-port": "rtmp_port",
+        "state-dir": "state_dir",
+        "records": "record_dir",
+    }
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["set"] = []
+
+    def opt_set(self, assignment: str) -> None:
+        """Override any setting: --set key=value (repeatable)."""
+        key, sep, value = assignment.partition("=")
+        if not sep:
+            raise usage.UsageError(f"--set takes key=value, got {assignment!r}")
+        self["set"].append((key.strip(), value))
+
+    def postOptions(self) -> None:
+        _loadTransportSettings()
+        path = self["config"]
+        try:
+            if path is not None:
+                settings = loadProperties(path)
+            elif DEFAULT_CONFIG.exists():
+                settings = loadProperties(DEFAULT_CONFIG)
+            else:
+                settings = Settings()
+            for option, key in self.OVERRIDES.items():
+                if self[option] is not None:
+                    settings.set(key, self[option])
+            for key, value in self["set"]:
+                settings.set(key, value)
+        except ConfigError as e:
+            raise usage.UsageError(str(e)) from None
+        self.settings = settings
+
+
+def _loadTransportSettings() -> None:
+    """
+    Import the transports before reading the settings: each declares its own
+    keys when imported, and an unknown key is only unknown after that.
+    """
+    from wcs.server import findTransports
+
+    findTransports()
+    for module in ("wcs.media", "wcs.web", "wcs.tls"):
+        try:
+            __import__(module)
+        except ImportError:
+            pass
+
+
+class _ShutdownService(Service):
+    """Closes every client connection before the listeners stop."""
+
+    def __init__(self, server):
+        self.server = server
+
+    def stopService(self):
+        self.server.closeAll("server shutting down")
+        return super().stopService()
+
+
+def makeService(options: Options) -> MultiService:
+    from twisted.internet import reactor
+
+    from wcs.server import RoomServer, findTransports
+
+    settings = options.settings
+    server = RoomServer(settings, reactor)
+    top = MultiService()
+    _ShutdownService(server).setServiceParent(top)
+    _addMediaEngines(server, settings)
+    for transport in findTransports():
+        service = transport.makeService(server, settings)
+        if service is not None:
+            log.info("transport {name} enabled", name=transport.name)
+            service.setServiceParent(top)
+    _addWeb(server, settings, top)
+    top.server = server
+    return top
+
+
+def _addMediaEngines(server, settings) -> None:
+    try:
+        from wcs.media import makeEngines
+    except ImportError:
+        log.warn("no media engine installed: publishStream/playStream will fail")
+        return
+    for engine in makeEngines(settings):
+        server.registerMediaEngine(engine)
+
+
+def _addWeb(server, settings, parent) -> None:
+    try:
+        from wcs.web import makeService as makeWebService
+    except ImportError:
+        return
+    service = makeWebService(server, settings)
+    if service is not None:
+        service.setServiceParent(parent)

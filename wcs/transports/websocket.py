@@ -1,0 +1,133 @@
+"""
+WebSocket signalling (Autobahn): JSON text frames to and from a
+L{wcs.session.ClientSession}.
+
+Listens on C{ws_port}, and on C{wss_port} with the certificate of
+L{wcs.tls} when that module is available.
+"""
+
+from __future__ import annotations
+
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import MultiService
+from twisted.internet import endpoints
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from wcs import protocol
+from wcs.errors import ProtocolError
+from wcs.interfaces import IRoomServer, ISignallingChannel, ITransport
+from wcs.messages import ServerMessage
+
+# Frames over the configured limit get a `fail`; frames this many times over
+# it are not even read: Autobahn closes the connection (code 1009).
+HARD_LIMIT_FACTOR = 16
+
+
+@implementer(ISignallingChannel)
+class SignallingProtocol(WebSocketServerProtocol):
+    log = Logger()
+
+    session = None
+    # `peer` (ISignallingChannel) is set by Autobahn on connection.
+
+    def onOpen(self) -> None:
+        self.session = self.factory.server.openSession(self)
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        session = self.session
+        if session is None:
+            return
+        limit = self.factory.softLimit
+        try:
+            if isBinary:
+                raise ProtocolError("binary frames are not part of the protocol: send JSON text")
+            if len(payload) > limit:
+                raise ProtocolError(
+                    f"message of {len(payload)} bytes exceeds the limit of {limit} bytes")
+            name, args = protocol.decodeFrame(payload)
+        except ProtocolError as e:
+            session.protocolError(e.info)
+            return
+        try:
+            session.messageReceived(name, args)
+        except Exception:
+            # A bug of ours must cost this one message, not the connection.
+            self.log.failure("{peer}: error handling {name}", peer=self.peer, name=name)
+            session.refuse(name, f"internal error while handling {name}")
+
+    def onClose(self, wasClean: bool, code, reason) -> None:
+        if self.session is not None:
+            self.session.connectionLost(f"WebSocket closed (code {code}, {reason or 'no reason'})")
+
+    # ISignallingChannel
+
+    def send(self, message: ServerMessage) -> None:
+        if self.state != self.STATE_OPEN:
+            return
+        self.sendPreparedMessage(message.encoded("websocket", self.factory.prepare))
+
+    def close(self, reason: str) -> None:
+        # A close reason must fit in a control frame (123 bytes of UTF-8).
+        text = reason.encode("utf-8")[:120].decode("utf-8", "ignore")
+        self.sendClose(code=1000, reason=text)
+
+
+class SignallingFactory(WebSocketServerFactory):
+    protocol = SignallingProtocol
+
+    def __init__(self, server: IRoomServer, url: str | None = None):
+        super().__init__(url)
+        self.server = server
+        self.softLimit = server.settings.ws_max_message_size
+        hard = max(self.softLimit * HARD_LIMIT_FACTOR, 1 << 20)
+        self.setProtocolOptions(
+            maxMessagePayloadSize=hard,
+            maxFramePayloadSize=hard,
+            # The SDK speaks plain JSON; compressing would cost CPU on every
+            # broadcast and defeat prepared (encode-once) messages.
+            perMessageCompressionAccept=lambda offers: None,
+            openHandshakeTimeout=10,
+            closeHandshakeTimeout=5,
+        )
+
+    def prepare(self, message: ServerMessage):
+        return self.prepareMessage(protocol.encodeFrame(message))
+
+
+def _listen(port: int, address: str, factory, description: str,
+            tlsContext=None) -> StreamServerEndpointService:
+    from twisted.internet import reactor
+
+    if tlsContext is None:
+        endpoint = endpoints.TCP4ServerEndpoint(reactor, port, interface=address)
+    else:
+        endpoint = endpoints.SSL4ServerEndpoint(reactor, port, tlsContext, interface=address)
+    service = StreamServerEndpointService(endpoint, factory)
+    service.setName(description)
+    return service
+
+
+@implementer(ITransport)
+class WebSocketTransport:
+    name = "websocket"
+
+    def makeService(self, server, settings):
+        services = MultiService()
+        factory = SignallingFactory(server)
+        if settings.ws_port:
+            _listen(settings.ws_port, settings.listen_address, factory,
+                    "ws").setServiceParent(services)
+        if settings.wss_port:
+            try:
+                from wcs import tls
+            except ImportError:
+                Logger().warn("wss disabled: wcs.tls is not available")
+            else:
+                _listen(settings.wss_port, settings.listen_address, factory, "wss",
+                        tls.serverContext(settings)).setServiceParent(services)
+        return services if services.services else None
+
+
+websocketTransport = WebSocketTransport()
