@@ -98,6 +98,7 @@ declare(
     Key("http_port", "port", 9091, "HTTP port of the web server (0 disables)"),
     Key("https_port", "port", 8888, "HTTPS port of the web server (0 disables)"),
     Key("rtmp_port", "port", 1935, "RTMP port (0 disables)"),
+    Key("log_level", "str", "info", "least level logged: debug, info, warn, error"),
     Key("state_dir", "str", "state", "directory for generated state (certificates, records)"),
     Key("record_dir", "str", "", "directory for recordings; empty: records/ under state_dir"),
     Key("room_idle_timeout", "int", 60000,

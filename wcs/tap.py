@@ -135,6 +135,7 @@ def makeService(options: Options) -> MultiService:
     from wcs.server import RoomServer, findTransports
 
     settings = options.settings
+    _setLogLevel(settings.log_level)
     server = RoomServer(settings, reactor)
     top = MultiService()
     _ShutdownService(server).setServiceParent(top)
@@ -147,6 +148,17 @@ def makeService(options: Options) -> MultiService:
     _addWeb(server, settings, top)
     top.server = server
     return top
+
+
+def _setLogLevel(level: str) -> None:
+    """
+    Autobahn logs every connection at debug level, tracebacks included;
+    below C{level} its events are not even made.
+    """
+    import txaio
+
+    txaio.use_twisted()
+    txaio.set_global_log_level(level)
 
 
 def _addMediaEngines(server, settings) -> None:

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-TWISTD = [sys.executable, "-m", "twisted"]
+TWISTD = [str(Path(sys.executable).with_name("twistd"))]
 START_TIMEOUT = 20.0
 
 

@@ -24,13 +24,21 @@ from wcs.messages import ServerMessage
 # it are not even read: Autobahn closes the connection (code 1009).
 HARD_LIMIT_FACTOR = 16
 
+# Not a class attribute: Autobahn's protocols have a `log` of their own.
+log = Logger()
+
 
 @implementer(ISignallingChannel)
 class SignallingProtocol(WebSocketServerProtocol):
-    log = Logger()
-
     session = None
     # `peer` (ISignallingChannel) is set by Autobahn on connection.
+
+    def connectionMade(self) -> None:
+        # Replies come in bursts of small frames (DataStatusEvent then STATE):
+        # with Nagle on, the second waits for the client's delayed ACK (~40 ms).
+        if hasattr(self.transport, "setTcpNoDelay"):
+            self.transport.setTcpNoDelay(True)
+        super().connectionMade()
 
     def onOpen(self) -> None:
         self.session = self.factory.server.openSession(self)
@@ -54,7 +62,7 @@ class SignallingProtocol(WebSocketServerProtocol):
             session.messageReceived(name, args)
         except Exception:
             # A bug of ours must cost this one message, not the connection.
-            self.log.failure("{peer}: error handling {name}", peer=self.peer, name=name)
+            log.failure("{peer}: error handling {name}", peer=self.peer, name=name)
             session.refuse(name, f"internal error while handling {name}")
 
     def onClose(self, wasClean: bool, code, reason) -> None:
@@ -88,6 +96,9 @@ class SignallingFactory(WebSocketServerFactory):
             # The SDK speaks plain JSON; compressing would cost CPU on every
             # broadcast and defeat prepared (encode-once) messages.
             perMessageCompressionAccept=lambda offers: None,
+            # Tell a client why it is dropped (a close frame with code and
+            # reason) instead of cutting the TCP connection.
+            failByDrop=False,
             openHandshakeTimeout=10,
             closeHandshakeTimeout=5,
         )
@@ -123,7 +134,7 @@ class WebSocketTransport:
             try:
                 from wcs import tls
             except ImportError:
-                Logger().warn("wss disabled: wcs.tls is not available")
+                log.warn("wss disabled: wcs.tls is not available")
             else:
                 _listen(settings.wss_port, settings.listen_address, factory, "wss",
                         tls.serverContext(settings)).setServiceParent(services)

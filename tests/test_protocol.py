@@ -1,0 +1,126 @@
+"""The JSON room protocol codec, without sockets."""
+
+import json
+
+import pytest
+
+from wcs import protocol
+from wcs.errors import ProtocolError
+from wcs.messages import ServerMessage
+
+LIMITS = protocol.Limits(roomName=16, login=8, chat=32)
+
+
+def test_decode_frame():
+    assert protocol.decodeFrame(b'{"message":"ping","data":[null]}') == ("ping", [None])
+    assert protocol.decodeFrame('{"message":"x"}') == ("x", [])
+    assert protocol.decodeFrame('{"message":"x","data":{"a":1}}') == ("x", [{"a": 1}])
+
+
+@pytest.mark.parametrize("frame, problem", [
+    (b"{bad", "malformed JSON"),
+    (b"\xff\xfe", "malformed JSON"),
+    (b"[1,2]", "JSON object"),
+    (b'{"data":[]}', "'message' must be a non-empty string"),
+    (b'{"message":5}', "'message' must be a non-empty string"),
+])
+def test_decode_frame_errors_name_the_problem(frame, problem):
+    with pytest.raises(ProtocolError) as e:
+        protocol.decodeFrame(frame)
+    assert problem in e.value.info
+
+
+def test_encode_keeps_unicode_as_utf8():
+    text = "Привет 你好 🎉 <script>"
+    frame = protocol.encodeFrame(ServerMessage("OnDataEvent", {"text": text}))
+    assert text.encode("utf-8") in frame
+    assert json.loads(frame) == {"message": "OnDataEvent", "data": [{"text": text}]}
+
+
+def test_encoded_once_per_wire():
+    calls = []
+    message = ServerMessage("ping", None)
+
+    def encode(m):
+        calls.append(m)
+        return b"x"
+
+    assert message.encoded("w", encode) == message.encoded("w", encode) == b"x"
+    assert len(calls) == 1
+
+
+def test_send_data():
+    request = protocol.parseSendData([{"operationId": "op1", "payload": {
+        "command": "join", "options": {"name": "r", "record": True}}}])
+    assert request.operationId == "op1" and request.command == "join"
+    assert protocol.parseJoin(request.options, LIMITS) == protocol.Join("r", True)
+
+
+@pytest.mark.parametrize("args, problem", [
+    ([], "sendData: data[0] must be an object"),
+    (["x"], "sendData: data[0] must be an object"),
+    ([{"payload": {"command": "join"}}], "sendData.operationId"),
+    ([{"operationId": "1"}], "sendData.payload must be an object"),
+    ([{"operationId": "1", "payload": {"command": 3}}], "sendData.payload.command must be a string"),
+    ([{"operationId": "1", "payload": {"command": "join", "options": []}}],
+     "sendData.payload.options must be an object"),
+])
+def test_send_data_errors(args, problem):
+    with pytest.raises(ProtocolError) as e:
+        protocol.parseSendData(args)
+    assert problem in e.value.info
+
+
+@pytest.mark.parametrize("options, problem", [
+    ({}, "join.name is required"),
+    ({"name": ""}, "join.name must not be empty"),
+    ({"name": 7}, "join.name must be a string"),
+    ({"name": "x" * 17}, "join.name is longer than 16 characters"),
+    ({"name": "r", "record": "yes"}, "join.record must be true or false"),
+    ({"name": "\ud83d"}, "join.name is not valid Unicode"),
+])
+def test_join_errors(options, problem):
+    with pytest.raises(ProtocolError) as e:
+        protocol.parseJoin(options, LIMITS)
+    assert e.value.info == problem
+
+
+def test_chat():
+    chat = protocol.parseChat({"roomConfig": {"name": "r"}, "to": "bob", "text": "你好"}, LIMITS)
+    assert chat == protocol.Chat("r", "bob", "你好")
+    with pytest.raises(ProtocolError, match="roomConfig"):
+        protocol.parseChat({"to": "bob", "text": "x"}, LIMITS)
+    with pytest.raises(ProtocolError, match="longer than 32"):
+        protocol.parseChat({"roomConfig": {"name": "r"}, "to": "b", "text": "x" * 33}, LIMITS)
+
+
+def test_connection():
+    connection = protocol.parseConnection([{"appKey": "roomApp", "custom": {"login": "alice"}}],
+                                          LIMITS)
+    assert (connection.appKey, connection.login) == ("roomApp", "alice")
+    assert protocol.parseConnection([{}], LIMITS).login is None
+    with pytest.raises(ProtocolError, match="connection.custom must be an object"):
+        protocol.parseConnection([{"custom": "alice"}], LIMITS)
+
+
+def test_stream_request():
+    request = protocol.parseStream("publishStream", [{
+        "mediaSessionId": "m1", "name": "r-alice-1a2b-screen", "custom": {"name": "r"},
+        "sdp": "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n", "hasAudio": False,
+        "constraints": {"video": {"type": "screen"}, "audio": False}}], LIMITS, needSdp=True)
+    assert request.published and request.room == "r" and request.isScreenShare
+    assert not request.hasAudio and request.mediaProvider == "WebRTC"
+
+
+@pytest.mark.parametrize("obj, problem", [
+    ({"name": "s", "sdp": "v=0\r\nm=audio"}, "publishStream.mediaSessionId is required"),
+    ({"mediaSessionId": "m", "sdp": "v=0\r\nm=audio"}, "publishStream.name is required"),
+    ({"mediaSessionId": "m", "name": "s"}, "publishStream.sdp is required"),
+    ({"mediaSessionId": "m", "name": "s", "sdp": "hello"}, "not an SDP offer"),
+    ({"mediaSessionId": "m", "name": "s", "sdp": "m=", "custom": {"name": 1}},
+     "publishStream.custom.name must be a string"),
+])
+def test_stream_request_errors(obj, problem):
+    with pytest.raises(ProtocolError) as e:
+        protocol.parseStream("publishStream", [obj], LIMITS, needSdp=True)
+    assert problem in e.value.info

@@ -1,0 +1,245 @@
+"""
+The real server (`twistd wcs`) driven with a raw WebSocket client replaying
+the frames the official SDK sends.
+"""
+
+import asyncio
+import json
+import time
+import uuid
+
+import pytest
+import websockets
+
+from tests.support.wsclient import Client
+
+# The connection object exactly as the SDK 2.0 sends it from Chromium.
+SDK_CONNECTION = {
+    "appKey": "roomApp", "mediaProviders": ["WebRTC", "MSE", "WSPlayer"],
+    "clientVersion": "2.0",
+    "clientOSVersion": "5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+                       "HeadlessChrome/156.0.0.0 Safari/537.36",
+    "clientBrowserVersion": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like "
+                            "Gecko) HeadlessChrome/156.0.0.0 Safari/537.36",
+    "msePacketizationVersion": 2, "clientInfo": {},
+}
+
+TEXTS = ["Привет, как дела?", "你好，世界！", "🎉👋🏽 emoji ❤️‍🔥", "<script>alert(1)</script> & \"q\""]
+
+
+def roomName() -> str:
+    return f"room-{uuid.uuid4().hex[:6]}"
+
+
+async def waitForLog(server, text: str, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in server.log():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{text!r} not in the server log:\n{server.log()[-3000:]}")
+        await asyncio.sleep(0.05)
+
+
+async def test_sdk_conversation(server):
+    room = roomName()
+    alice = await Client.open(server.wsURL, connect=False)
+    await alice.send("connection", dict(SDK_CONNECTION, custom={"login": "alice"}))
+    assert (await alice.expect("getUserData"))["data"][0]["login"] == "alice"
+    assert await alice.join(room) == []
+
+    bob = await Client.open(server.wsURL, "bob")
+    assert await bob.join(room) == ["alice"]
+    assert (await alice.roomEvent("JOINED"))["info"] == "bob"
+
+    for text in TEXTS:
+        assert (await alice.chat(room, "bob", text))["status"] == "ACCEPTED"
+        message = await bob.roomEvent("MESSAGE")
+        assert message["info"] == {"from": "alice", "text": text}
+        assert (await bob.chat(room, "alice", text[::-1]))["status"] == "ACCEPTED"
+        message = await alice.roomEvent("MESSAGE")
+        assert message["info"] == {"from": "bob", "text": text[::-1]}
+
+    # The text travels as raw UTF-8, not as \u escapes.
+    await alice.chat(room, "bob", TEXTS[1])
+    raw = await asyncio.wait_for(bob.ws.recv(), 5)
+    assert TEXTS[1] in raw
+
+    failed = await alice.chat(room, "nobody", "hello?")
+    assert failed["status"] == "FAILED"
+    assert failed["info"] == f"Room {room!r} has no participant with login 'nobody'"
+
+    assert (await bob.command("leave", {"name": room}))["status"] == "ACCEPTED"
+    assert (await alice.roomEvent("LEFT"))["info"] == "bob"
+    await bob.close()
+    assert (await alice.command("leave", {"name": room}))["status"] == "ACCEPTED"
+    await waitForLog(server, f"room {room} ended")
+    await alice.close()
+
+
+async def test_rejoin_right_after_leave_100_times(server):
+    room = roomName()
+    keeper = await Client.open(server.wsURL, "keeper")
+    await keeper.join(room)
+    bob = await Client.open(server.wsURL, "bob")
+    for i in range(100):
+        await bob.join(room)
+        # leave and join back to back, no waiting in between
+        leaveId, joinId = f"l{i}", f"j{i}"
+        await bob.send("sendData", {"operationId": leaveId,
+                                    "payload": {"command": "leave", "options": {"name": room}}})
+        await bob.send("sendData", {"operationId": joinId,
+                                    "payload": {"command": "join", "options": {"name": room}}})
+        left = await bob.expect("DataStatusEvent")
+        joined = await bob.expect("DataStatusEvent")
+        assert (left["data"][0]["operationId"], left["data"][0]["status"]) == (leaveId, "ACCEPTED")
+        assert (joined["data"][0]["operationId"], joined["data"][0]["status"]) == (joinId, "ACCEPTED")
+        assert (await bob.roomEvent("STATE"))["info"] == ["keeper"]
+        await bob.command("leave", {"name": room})
+    # And across connections: leave, close, join on a new connection at once.
+    for _ in range(20):
+        await bob.join(room)
+        await bob.send("sendData", {"operationId": "x",
+                                    "payload": {"command": "leave", "options": {"name": room}}})
+        await bob.close()
+        bob = await Client.open(server.wsURL, "bob")
+    assert await bob.join(room) == ["keeper"]
+    await bob.close()
+    await keeper.close()
+
+
+async def test_disconnect_keeps_the_room_for_the_idle_timeout(serverFactory):
+    server = serverFactory(settings={"room_idle_timeout": "1500"})
+    room = roomName()
+    alice = await Client.open(server.wsURL, "alice")
+    await alice.join(room, record=True)
+    alice.ws.transport.abort()  # the TCP connection drops, no leave, no close frame
+    await waitForLog(server, f"room {room} idle")
+    alice = await Client.open(server.wsURL, "alice")
+    assert await alice.join(room) == []
+    await waitForLog(server, f"room {room} resumed by alice")
+    await alice.close()
+    await waitForLog(server, f"room {room} idle, ends in 1.5s")
+    assert f"room {room} ended" not in server.log()
+    await waitForLog(server, f"room {room} ended", timeout=5)
+
+
+async def test_login_taken_by_a_live_connection(server):
+    room = roomName()
+    first = await Client.open(server.wsURL, "alice")
+    await first.join(room)
+    second = await Client.open(server.wsURL, "alice")
+    status = await second.command("join", {"name": room})
+    assert status["status"] == "FAILED"
+    assert status["info"] == f"Room {room!r} already has a participant with login 'alice'"
+    await first.close()
+    await second.close()
+
+
+async def test_participant_limit(serverFactory):
+    server = serverFactory(settings={"room_max_participants": "2"})
+    room = roomName()
+    clients = [await Client.open(server.wsURL, login) for login in ("a", "b", "c")]
+    await clients[0].join(room)
+    await clients[1].join(room)
+    status = await clients[2].command("join", {"name": room})
+    assert status == {"operationId": status["operationId"], "status": "FAILED",
+                      "info": f"Room {room!r} is full: at most 2 participants"}
+    for client in clients:
+        await client.close()
+
+
+BAD_INPUTS = [
+    ("{not json", "malformed JSON"),
+    ('{"message": "teleport", "data": [{}]}', "unknown message 'teleport'"),
+    ('["connection"]', "a frame must be a JSON object"),
+    ('{"message": "sendData", "data": [{"payload": {}}]}', "sendData.operationId"),
+    ('{"message": "sendData", "data": ["join"]}', "sendData: data[0] must be an object"),
+    ('{"message": "publishStream", "data": [{"name": "s"}]}',
+     "publishStream.mediaSessionId is required"),
+    ('{"message": "connection", "data": [{}]}', "connection: already connected"),
+]
+
+
+async def test_bad_input_gets_a_clear_error_and_harms_nobody(server):
+    room = roomName()
+    alice = await Client.open(server.wsURL, "alice")
+    bob = await Client.open(server.wsURL, "bob")
+    await alice.join(room)
+    await bob.join(room)
+    await alice.roomEvent("JOINED")
+    bad = await Client.open(server.wsURL, "mallory")
+
+    for frame, info in BAD_INPUTS:
+        await bad.sendRaw(frame)
+        fail = await bad.expect("fail")
+        assert info in fail["data"][0]["info"], (frame, fail)
+
+    await bad.sendRaw(b"\x00\x01binary")
+    assert "binary frames" in (await bad.expect("fail"))["data"][0]["info"]
+
+    big = json.dumps({"message": "sendData", "data": [{"operationId": "1", "payload": {
+        "command": "sendMessage", "options": {"roomConfig": {"name": room}, "to": "bob",
+                                              "text": "x" * 70000}}}]})
+    await bad.sendRaw(big)
+    fail = await bad.expect("fail")
+    assert fail["data"][0]["info"] == f"message of {len(big)} bytes exceeds the limit of 65536 bytes"
+
+    for options, info in [({"name": ""}, "join.name must not be empty"),
+                          ({"name": "r" * 200}, "join.name is longer than 128 characters"),
+                          ({"name": ["r"]}, "join.name must be a string")]:
+        status = await bad.command("join", options)
+        assert (status["status"], status["info"]) == ("FAILED", info)
+
+    # The bad client is still served, and so is everybody else.
+    await bad.send("ping", None)
+    await bad.expect("pong")
+    assert (await alice.chat(room, "bob", "still here"))["status"] == "ACCEPTED"
+    assert (await bob.roomEvent("MESSAGE"))["info"]["text"] == "still here"
+    assert "Traceback" not in server.log()
+    for client in (alice, bob, bad):
+        await client.close()
+
+
+async def test_command_before_connection(server):
+    client = await Client.open(server.wsURL, connect=False)
+    await client.send("sendData", {"operationId": "1",
+                                   "payload": {"command": "join", "options": {"name": "r"}}})
+    fail = await client.expect("fail")
+    assert fail["data"][0]["info"] == "sendData before connection: send 'connection' first"
+    await client.close()
+
+
+async def test_oversize_beyond_hard_limit_closes_with_1009(server):
+    client = await Client.open(server.wsURL, "big")
+    await client.sendRaw("x" * (2 << 20))
+    with pytest.raises(websockets.ConnectionClosed) as e:
+        for _ in range(10):
+            await client.next()
+    assert e.value.rcvd is not None and e.value.rcvd.code == 1009
+
+
+async def test_pings_and_dead_peer_timeout(serverFactory):
+    server = serverFactory(settings={"ws_ping_interval": "200", "ws_dead_peer_timeout": "1000"})
+    silent = await Client.open(server.wsURL, "silent")
+    lively = await Client.open(server.wsURL, "lively")
+    await silent.expect("ping")
+    for _ in range(8):
+        await lively.expect("ping", skip=())
+        await lively.send("pong", None)
+    with pytest.raises(websockets.ConnectionClosed) as e:
+        for _ in range(20):
+            await silent.next()
+    assert "no message from the client" in e.value.rcvd.reason
+    await lively.send("ping", None)
+    await lively.expect("pong")
+    await lively.close()
+
+
+async def test_shutdown_closes_clients(serverFactory):
+    server = serverFactory()
+    client = await Client.open(server.wsURL, "alice")
+    await client.join(roomName())
+    # twistd ends by re-raising SIGTERM once shut down.
+    assert server.stop() in (0, -15)
+    with pytest.raises(websockets.ConnectionClosed) as e:
+        await client.next()
+    assert e.value.rcvd.reason == "server shutting down"
