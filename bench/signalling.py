@@ -1,0 +1,197 @@
+"""
+Signalling throughput of wcs against a minimal `websockets` server, on
+loopback: a storm of clients joining one room at once, then N participants
+chatting to each other. Prints joins/s with latency percentiles, and chat
+deliveries/s with the server's CPU per 1000 deliveries and delivery latency.
+No assertion: figures only (docs/performance.md keeps the latest).
+
+    .venv/bin/python bench/signalling.py [--joiners 200] [--sizes 10,50] [--seconds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import websockets
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.support.server import freePort, startServer, waitForPort  # noqa: E402
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpuSeconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def percentile(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+
+class Peer:
+    def __init__(self, ws, login):
+        self.ws, self.login = ws, login
+        self.waiting: dict[str, asyncio.Future] = {}
+        self.latencies: list[float] = []
+        self.delivered = 0
+        self.reader = asyncio.ensure_future(self.read())
+
+    @classmethod
+    async def open(cls, url, login):
+        ws = await websockets.connect(url, max_queue=None, max_size=None, open_timeout=30)
+        peer = cls(ws, login)
+        await peer.request("connection", {"appKey": "roomApp", "custom": {"login": login}},
+                           key="getUserData")
+        return peer
+
+    async def read(self):
+        try:
+            async for raw in self.ws:
+                frame = json.loads(raw)
+                name, data = frame["message"], frame["data"][0]
+                if name == "DataStatusEvent":
+                    self._resolve(data["operationId"])
+                elif name == "getUserData":
+                    self._resolve("getUserData")
+                elif name == "OnDataEvent" and data["payload"]["name"] == "MESSAGE":
+                    sent = float(data["payload"]["info"]["text"].split(" ", 1)[0])
+                    self.latencies.append(time.perf_counter() - sent)
+                    self.delivered += 1
+        except websockets.ConnectionClosed:
+            pass
+
+    def _resolve(self, key):
+        future = self.waiting.pop(key, None)
+        if future is not None and not future.done():
+            future.set_result(time.perf_counter())
+
+    async def request(self, message, data, key):
+        future = self.waiting[key] = asyncio.get_running_loop().create_future()
+        await self.ws.send(json.dumps({"message": message, "data": [data]}))
+        return await asyncio.wait_for(future, 30)
+
+    async def command(self, op, command, options):
+        return await self.request("sendData", {"operationId": op, "payload": {
+            "command": command, "options": options}}, key=op)
+
+    async def close(self):
+        await self.ws.close()
+        self.reader.cancel()
+
+
+async def joinStorm(url: str, count: int) -> dict:
+    peers = await asyncio.gather(*(Peer.open(url, f"j{i}") for i in range(count)))
+
+    async def join(peer):
+        started = time.perf_counter()
+        done = await peer.command("join", "join", {"name": "storm", "record": False})
+        return started, done
+
+    results = await asyncio.gather(*(join(p) for p in peers))
+    first = min(s for s, _ in results)
+    last = max(d for _, d in results)
+    latencies = [d - s for s, d in results]
+    await asyncio.gather(*(p.close() for p in peers))
+    return {"joins/s": count / (last - first), "p50 ms": 1000 * percentile(latencies, 50),
+            "p99 ms": 1000 * percentile(latencies, 99)}
+
+
+async def chat(url: str, pid: int, size: int, seconds: float, rate: float) -> dict:
+    room = f"chat{size}"
+    peers = [await Peer.open(url, f"c{i}") for i in range(size)]
+    for peer in peers:
+        await peer.command("join", "join", {"name": room})
+    await asyncio.sleep(0.2)
+    # Each round every peer sends one message to every other peer.
+    perRound = size * (size - 1)
+    interval = perRound / rate
+    cpu0, wall0 = cpuSeconds(pid), time.perf_counter()
+    rounds = 0
+    deadline = wall0 + seconds
+    while time.perf_counter() < deadline:
+        roundStart = time.perf_counter()
+        for peer in peers:
+            for other in peers:
+                if other is not peer:
+                    text = f"{time.perf_counter():.6f} привет 你好 🎉"
+                    await peer.ws.send(json.dumps({"message": "sendData", "data": [{
+                        "operationId": "m", "payload": {"command": "sendMessage", "options": {
+                            "roomConfig": {"name": room}, "to": other.login, "text": text}}}]},
+                        ensure_ascii=False))
+        rounds += 1
+        await asyncio.sleep(max(0, interval - (time.perf_counter() - roundStart)))
+    expected = rounds * perRound
+    settle = time.perf_counter() + 5
+    while sum(p.delivered for p in peers) < expected and time.perf_counter() < settle:
+        await asyncio.sleep(0.05)
+    wall = time.perf_counter() - wall0
+    cpu = cpuSeconds(pid) - cpu0
+    delivered = sum(p.delivered for p in peers)
+    latencies = [l for p in peers for l in p.latencies]
+    for peer in peers:
+        await peer.close()
+    return {"delivered/s": delivered / wall, "lost": expected - delivered,
+            "cpu ms/1000": 1000 * cpu / max(1, delivered) * 1000,
+            "p50 ms": 1000 * percentile(latencies, 50), "p99 ms": 1000 * percentile(latencies, 99)}
+
+
+def startBaseline() -> tuple[subprocess.Popen, str]:
+    port = freePort()
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("minimal_ws_room.py")),
+                             str(port)])
+    log = Path(tempfile.mkdtemp()) / "none.log"
+    log.write_text("")
+    waitForPort(port, proc, log)
+    return proc, f"ws://127.0.0.1:{port}/"
+
+
+def show(title: str, figures: dict) -> None:
+    print(f"  {title:<28}" + "  ".join(f"{k} {v:9.1f}" for k, v in figures.items()))
+
+
+async def run(args) -> None:
+    wcs = startServer(Path(tempfile.mkdtemp()), settings={"ws_ping_interval": "0",
+                                                          "log_level": "warn"})
+    baseline, baselineURL = startBaseline()
+    targets = [("wcs", wcs.wsURL, wcs.proc.pid), ("minimal websockets", baselineURL, baseline.pid)]
+    try:
+        print(f"join storm: {args.joiners} clients join one room at once")
+        for name, url, _ in targets:
+            show(name, await joinStorm(url, args.joiners))
+        for size in args.sizes:
+            print(f"chat: {size} participants, everyone to everyone, "
+                  f"~{args.rate:.0f} deliveries/s for {args.seconds:.0f} s")
+            for name, url, pid in targets:
+                show(name, await chat(url, pid, size, args.seconds, args.rate))
+    finally:
+        wcs.stop()
+        baseline.terminate()
+        baseline.wait(10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    parser.add_argument("--joiners", type=int, default=200)
+    parser.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[10, 50])
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--rate", type=float, default=4000.0)
+    asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
