@@ -63,7 +63,8 @@ class RunningServer:
 
 
 def startServer(workdir: Path, settings: dict[str, str] | None = None,
-                enable: tuple[str, ...] = ("ws",), extraArgs: list[str] = ()) -> RunningServer:
+                enable: tuple[str, ...] = ("ws",), extraArgs: list[str] = (),
+                env: dict[str, str] | None = None) -> RunningServer:
     """
     Start `twistd -n wcs` in C{workdir}. Ports named in C{enable} (ws, wss,
     http, https, rtmp) get free loopback ports, the others are disabled.
@@ -79,7 +80,7 @@ def startServer(workdir: Path, settings: dict[str, str] | None = None,
         args += ["--set", f"{key}={value}"]
     args += list(extraArgs)
     logPath = workdir / "server.log"
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env = dict(env or os.environ, PYTHONUNBUFFERED="1")
     with open(logPath, "wb") as logFile:
         proc = subprocess.Popen(args, cwd=workdir, stdout=logFile, stderr=subprocess.STDOUT,
                                 env=env)
