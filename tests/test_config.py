@@ -81,3 +81,24 @@ def test_bad_option_value_is_a_usage_error(tmp_path):
         Options().parseOptions(["--config", str(conf)])
     with pytest.raises(usage.UsageError, match="unknown setting 'nope'"):
         Options().parseOptions(["--set", "nope=1"])
+
+
+def test_log_level_filters_wcs_events():
+    from wcs.logs import Logger, setLevel
+
+    seen = []
+    globalLogPublisher.addObserver(seen.append)
+    log = Logger()
+    try:
+        setLevel("warn")
+        log.info("hidden {x}", x=1)
+        log.warn("shown {x}", x=2)
+        setLevel("info")
+        log.info("shown again")
+    finally:
+        globalLogPublisher.removeObserver(seen.append)
+        setLevel("info")
+    formats = [e["log_format"] for e in seen if e.get("log_namespace") == __name__]
+    assert formats == ["shown {x}", "shown again"]
+    with pytest.raises(ConfigError, match="log_level: expected one of debug"):
+        parseProperties(["log_level=loud"])

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from twisted.logger import Logger
+from wcs.logs import Logger
 
 log = Logger()
 
@@ -53,7 +53,18 @@ def _parseStr(text: str) -> str:
     return text.strip()
 
 
+LEVELS = ("debug", "info", "warn", "error", "critical")
+
+
+def _parseLevel(text: str) -> str:
+    level = text.strip().lower()
+    if level not in LEVELS:
+        raise ValueError(f"expected one of {', '.join(LEVELS)}, got {text.strip()!r}")
+    return level
+
+
 PARSERS: dict[str, Callable[[str], Any]] = {
+    "level": _parseLevel,
     "bool": _parseBool,
     "int": _parseNonNegative,
     "port": _parsePort,
@@ -98,7 +109,7 @@ declare(
     Key("http_port", "port", 9091, "HTTP port of the web server (0 disables)"),
     Key("https_port", "port", 8888, "HTTPS port of the web server (0 disables)"),
     Key("rtmp_port", "port", 1935, "RTMP port (0 disables)"),
-    Key("log_level", "str", "info", "least level logged: debug, info, warn, error"),
+    Key("log_level", "level", "info", "least level logged: debug, info, warn, error"),
     Key("state_dir", "str", "state", "directory for generated state (certificates, records)"),
     Key("record_dir", "str", "", "directory for recordings; empty: records/ under state_dir"),
     Key("room_idle_timeout", "int", 60000,

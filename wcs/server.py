@@ -8,7 +8,7 @@ import uuid
 from typing import Iterable
 
 from twisted.internet.interfaces import IReactorTime
-from twisted.logger import Logger
+from wcs.logs import Logger
 from twisted.plugin import getPlugins
 from zope.interface import implementer
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Callable
 
 from twisted.internet.task import LoopingCall
-from twisted.logger import Logger
+from wcs.logs import Logger
 from zope.interface import implementer
 
 from wcs import protocol

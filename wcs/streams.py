@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from twisted.logger import Logger
+from wcs.logs import Logger
 from zope.interface import implementer
 
 from wcs import protocol

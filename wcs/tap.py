@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 from twisted.application.service import MultiService, Service
-from twisted.logger import Logger
 from twisted.python import usage
 
 
@@ -35,6 +34,7 @@ def _installAsyncioReactor() -> None:
 _installAsyncioReactor()
 
 from wcs.config import ConfigError, Settings, loadProperties  # noqa: E402
+from wcs.logs import Logger, setLevel  # noqa: E402
 
 DEFAULT_CONFIG = Path("conf") / "flashphoner.properties"
 
@@ -135,7 +135,7 @@ def makeService(options: Options) -> MultiService:
     from wcs.server import RoomServer, findTransports
 
     settings = options.settings
-    _setLogLevel(settings.log_level)
+    setLevel(settings.log_level)
     server = RoomServer(settings, reactor)
     top = MultiService()
     _ShutdownService(server).setServiceParent(top)
@@ -148,17 +148,6 @@ def makeService(options: Options) -> MultiService:
     _addWeb(server, settings, top)
     top.server = server
     return top
-
-
-def _setLogLevel(level: str) -> None:
-    """
-    Autobahn logs every connection at debug level, tracebacks included;
-    below C{level} its events are not even made.
-    """
-    import txaio
-
-    txaio.use_twisted()
-    txaio.set_global_log_level(level)
 
 
 def _addMediaEngines(server, settings) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from twisted.internet.interfaces import IReactorTime
-from twisted.logger import Logger
+from wcs.logs import Logger
 
 from wcs.errors import RoomError
 from wcs.room.events import streamEntry
