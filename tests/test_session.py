@@ -251,3 +251,36 @@ def test_no_media_engine_fails_clearly(clock):
     publish(alice, "s", room=None)
     [status] = a.named("notifyStreamStatusEvent")
     assert status["info"] == "media provider 'WebRTC' is not available on this server"
+
+
+class Source:
+    tracks = {"video": "H264", "audio": "AAC"}
+
+
+def test_transport_published_source_goes_live_in_the_room(server):
+    flash, f = connect(server, "flash")
+    bob, b = connect(server, "bob")
+    command(flash, "join", {"name": "r"})
+    command(bob, "join", {"name": "r"})
+    stops = []
+    # Flash clients name their stream ROOM-LOGIN and send no room: found from the name.
+    stream = flash.streams.publishSource("r-flash", Source(), provider="RTMP",
+                                         onStop=lambda: stops.append(1))
+    assert b.roomEvents("PUBLISHED")[-1]["info"] == {"login": "flash", "name": "r-flash"}
+    assert server.streams.live("r-flash") is stream
+    bob.messageReceived("playStream", [{"mediaSessionId": "p1", "name": "r-flash", "sdp": OFFER}])
+    assert server.engine.last().source is stream.media.source
+    flash.connectionLost("gone")
+    assert stops == [1]
+    assert b.roomEvents("UNPUBLISHED")[-1]["info"] == {"login": "flash", "name": "r-flash"}
+    assert b.named("notifyStreamStatusEvent")[-1]["info"] == "Stopped by publisher stop"
+
+
+def test_transport_published_source_name_in_use(server):
+    from wcs.errors import StreamError
+
+    one, _ = connect(server, "one")
+    two, _ = connect(server, "two")
+    one.streams.publishSource("live1", Source(), provider="RTMP")
+    with pytest.raises(StreamError, match="Stream name is already in use"):
+        two.streams.publishSource("live1", Source(), provider="RTMP")

@@ -20,7 +20,7 @@ from zope.interface import implementer
 
 from wcs import protocol
 from wcs.errors import ProtocolError, StreamError
-from wcs.interfaces import IStreamListener
+from wcs.interfaces import IMediaSession, IStreamListener
 from wcs.messages import ServerMessage
 from wcs.room.model import Participant
 
@@ -114,6 +114,21 @@ class StreamRegistry:
         return stream
 
 
+@implementer(IMediaSession)
+class _SourceSession:
+    """The media of a stream a transport publishes itself."""
+
+    def __init__(self, source, onStop=None):
+        self.source = source
+        self.answer = None
+        self._onStop = onStop
+
+    def stop(self) -> None:
+        onStop, self._onStop = self._onStop, None
+        if onStop is not None:
+            onStop()
+
+
 @implementer(IStreamListener)
 class _Listener:
     def __init__(self, control: "StreamControl", stream: Stream):
@@ -197,6 +212,42 @@ class StreamControl:
         self._notify(stream, info)
         log = self.log.warn if status == FAILED else self.log.info
         log("{session}: {stream} {info}", session=self.session, stream=stream, info=info or "")
+
+    def publishSource(self, name: str, source, *, provider: str,
+                      room: str | None = None, record: bool = False,
+                      onStop=None) -> Stream:
+        """
+        Publish media that a transport brings itself (an RTMP encoder or
+        Flash client): live at once, with no offer to answer.
+
+        The room is C{room}, or else the joined room whose C{ROOM-LOGIN}
+        prefix the name carries (how Flash clients name their streams).
+
+        @param source: the L{IMediaSource} of the stream.
+        @param onStop: called once when the stream ends, whatever ends it.
+        @raise StreamError: the name is in use, or C{room} is not joined.
+        """
+        if room is None:
+            room = self._roomOfName(name)
+        participant = self.session.participantFor(room) if room is not None else None
+        request = protocol.StreamRequest(
+            mediaSessionId=f"{provider.lower()}-{self.server.newSessionId()}", name=name,
+            published=True, room=room, sdp=None, hasAudio="audio" in source.tracks,
+            hasVideo="video" in source.tracks, record=record, mediaProvider=provider,
+            constraints={}, raw={})
+        stream = Stream(request, self.session, participant)
+        self.server.streams.reserve(stream)
+        stream.media = _SourceSession(source, onStop)
+        self.active[request.mediaSessionId] = stream
+        self.started(stream)
+        return stream
+
+    def _roomOfName(self, name: str) -> str | None:
+        login = self.session.login
+        for room in self.session.participants:
+            if name == f"{room}-{login}" or name.startswith(f"{room}-{login}-"):
+                return room
+        return None
 
     def stopRoom(self, participant: Participant) -> None:
         """The participant leaves: its streams in that room end."""
