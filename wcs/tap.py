@@ -119,14 +119,25 @@ def _loadTransportSettings() -> None:
 
 
 class _ShutdownService(Service):
-    """Closes every client connection before the listeners stop."""
+    """
+    Closes every client connection before the listeners stop, then waits for
+    the media engines to free their sockets.
+    """
 
     def __init__(self, server):
         self.server = server
 
     def stopService(self):
+        import asyncio
+
+        from twisted.internet.defer import Deferred, DeferredList
+
+        super().stopService()
         self.server.closeAll("server shutting down")
-        return super().stopService()
+        # Engines are asyncio code (aiortc): run their close() on the loop.
+        closing = [Deferred.fromFuture(asyncio.ensure_future(engine.close()))
+                   for engine in set(self.server.engines.values()) if hasattr(engine, "close")]
+        return DeferredList(closing, consumeErrors=True)
 
 
 def makeService(options: Options) -> MultiService:
@@ -152,12 +163,11 @@ def makeService(options: Options) -> MultiService:
 
 def _addMediaEngines(server, settings) -> None:
     try:
-        from wcs.media import makeEngines
+        from wcs.media import WebRTCEngine
     except ImportError:
         log.warn("no media engine installed: publishStream/playStream will fail")
         return
-    for engine in makeEngines(settings):
-        server.registerMediaEngine(engine)
+    server.registerMediaEngine(WebRTCEngine(settings))
 
 
 def _addWeb(server, settings, parent) -> None:
