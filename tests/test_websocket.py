@@ -243,3 +243,33 @@ async def test_shutdown_closes_clients(serverFactory):
     with pytest.raises(websockets.ConnectionClosed) as e:
         await client.next()
     assert e.value.rcvd.reason == "server shutting down"
+
+
+async def test_wss_with_the_self_signed_certificate(serverFactory):
+    import hashlib
+    import re
+    import ssl
+
+    server = serverFactory(enable=("ws", "wss"))
+    certPath = server.workdir / "state" / "tls" / "server.crt"
+    context = ssl.create_default_context(cafile=str(certPath))
+    context.check_hostname = True
+    client = await Client.open(f"wss://localhost:{server.ports['wss']}/", "secure", ssl=context)
+    await client.join(roomName())
+    der = client.ws.transport.get_extra_info("ssl_object").getpeercert(binary_form=True)
+    logged = re.search(r"SHA-256 fingerprint ([0-9A-F:]+)", server.log()).group(1)
+    assert logged == ":".join(f"{b:02X}" for b in hashlib.sha256(der).digest())
+    await client.close()
+
+
+def test_configured_certificate_missing_stops_start_up(tmp_path):
+    from tests.test_plugin import runTwistd
+
+    from tests.support.server import freePort
+
+    result = runTwistd(["-n", "--pidfile=", "wcs", "--listen", "127.0.0.1", "--ws-port", "0",
+                        "--http-port", "0", "--https-port", "0", "--rtmp-port", "0",
+                        "--wss-port", str(freePort()), "--set", "ssl_cert_file=/nonexistent.crt",
+                        "--set", "ssl_key_file=/nonexistent.key"], tmp_path)
+    assert result.returncode != 0
+    assert "TLS file /nonexistent.crt does not exist" in result.stdout + result.stderr

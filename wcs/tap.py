@@ -98,6 +98,10 @@ class Options(usage.Options):
                     settings.set(key, self[option])
             for key, value in self["set"]:
                 settings.set(key, value)
+            if settings.wss_port or settings.https_port:
+                from wcs import tls
+
+                tls.serverContext(settings)  # fail now, with the file named
         except ConfigError as e:
             raise usage.UsageError(str(e)) from None
         self.settings = settings

@@ -22,11 +22,11 @@ class Client:
 
     @classmethod
     async def open(cls, url: str, login: str | None = None, *, connect: bool = True,
-                   appKey: str = "roomApp") -> "Client":
+                   appKey: str = "roomApp", ssl=None) -> "Client":
         # max_queue=None: a test client that reads few of its frames must still
         # see the close frame when it closes.
         ws = await websockets.connect(url, max_size=None, max_queue=None,
-                                      open_timeout=TIMEOUT)
+                                      open_timeout=TIMEOUT, ssl=ssl)
         client = cls(ws, login)
         if connect:
             custom = {"login": login} if login is not None else {}

@@ -1,0 +1,176 @@
+"""
+The byte-level pieces of forwarding, on packets made by aiortc's own
+packetizers, and a subscription's rewriting and retransmission.
+"""
+
+import fractions
+
+import av
+import pytest
+from aiortc.codecs import H264Encoder, Vp8Encoder
+
+from wcs.media import rtp
+from wcs.media.ice import PortRange, PortRangeExhausted
+from wcs.media.track import HISTORY, Subscription, Track
+
+
+def _frame(level: int) -> av.VideoFrame:
+    frame = av.VideoFrame(64, 48, "yuv420p")
+    for plane in frame.planes:
+        plane.update(bytes([level]) * plane.buffer_size)
+    frame.pts, frame.time_base = level, fractions.Fraction(1, 30)
+    return frame
+
+
+@pytest.mark.parametrize("encoder, starts", [
+    (Vp8Encoder, lambda payload, first: rtp.vp8StartsKeyframe(payload)),
+    (H264Encoder, rtp.h264StartsKeyframe),
+])
+def test_keyframeStart(encoder, starts):
+    """Only the first packet of a keyframe starts one."""
+    codec = encoder()
+    keyframe, _ = codec.encode(_frame(16), force_keyframe=True)
+    delta, _ = codec.encode(_frame(40))
+    assert starts(keyframe[0], True)
+    assert not any(starts(p, False) for p in keyframe[1:])
+    assert not starts(delta[0], True)
+
+
+def test_payloadOffset():
+    header = rtp.HEADER.pack(0x90 | 2, 96, 1, 2, 3)  # X set, two CSRCs
+    packet = header + bytes(8) + b"\xbe\xde\x00\x01" + b"\x10\xff\x00\x00" + b"payload"
+    assert packet[rtp.payloadOffset(packet):] == b"payload"
+
+
+class _Wire:
+    """Stands in for a MediaTransport: keeps what would be sent."""
+
+    connected = True
+
+    def __init__(self):
+        self.sent, self.rtcp, self.senders = [], [], {}
+        self.backedUp = False
+
+    def sendRtp(self, data):
+        if self.backedUp:
+            return False
+        self.sent.append(data)
+        return True
+
+    def sendRtcp(self, data):
+        self.rtcp.append(data)
+
+
+class _Track(Track):
+    def __init__(self, kind="video"):
+        super().__init__(kind, "VP8", 90000)
+        self.requests = 0
+
+    def sendKeyframeRequest(self):
+        self.requests += 1
+
+
+def test_subscriptionRewritesAndResends():
+    """
+    A video subscription drops packets until a keyframe, then rewrites
+    SSRC, payload type, sequence numbers and timestamps consistently, and
+    answers NACKs from its history.
+    """
+    track, wire = _Track(), _Wire()
+    subscription = Subscription(track, wire, ssrc=0x1234, payloadType=100)
+    subscription.attach()
+    assert track.requests == 1 and wire.senders == {0x1234: subscription}
+    track.fanout(0, 0, 10, 900, b"delta", False)
+    assert wire.sent == []
+    track.fanout(0, 0, 11, 3900, b"key", True)
+    track.fanout(0, rtp.MARKER_BIT, 12, 3900, b"more", False)
+    first, second = (rtp.HEADER.unpack_from(d) for d in wire.sent)
+    assert first[1] == 100 and second[1] == rtp.MARKER_BIT | 100
+    assert (second[2] - first[2]) & 0xFFFF == 1 and first[3] == second[3]
+    assert first[4] == second[4] == 0x1234
+    assert wire.sent[0].endswith(b"key")
+    subscription.nackReceived([first[2], (first[2] - 5) & 0xFFFF])
+    assert wire.sent[2] == wire.sent[0] and len(wire.sent) == 3
+    assert track.requests == 1
+    # A NACK for a packet the history no longer holds asks for a keyframe.
+    track.lastKeyframeRequest = float("-inf")
+    subscription.nackReceived([(first[2] - HISTORY) & 0xFFFF])
+    assert track.requests == 2 and len(wire.sent) == 3
+    subscription.detach()
+    assert track.subscribers == () and wire.senders == {}
+
+
+def test_slowPlayerDropsToKeyframe():
+    """
+    A player whose socket is backed up loses packets up to the next
+    keyframe, which is asked for; numbering goes on without a jump back.
+    """
+    track, wire = _Track(), _Wire()
+    subscription = Subscription(track, wire, ssrc=7, payloadType=96)
+    subscription.attach()
+    track.fanout(0, 0, 100, 0, b"key", True)
+    track.lastKeyframeRequest = float("-inf")
+    wire.backedUp = True
+    track.fanout(0, 0, 101, 3000, b"lost", False)
+    assert not subscription.started and track.requests == 2
+    wire.backedUp = False
+    track.fanout(0, 0, 102, 6000, b"delta", False)
+    track.fanout(0, 0, 103, 9000, b"key again", True)
+    assert [d[12:] for d in wire.sent] == [b"key", b"key again"]
+    before, after = (rtp.HEADER.unpack_from(d)[2] for d in wire.sent)
+    assert (after - before) & 0xFFFF == 2
+
+
+def test_keyframeRequestsShared():
+    """Players joining together cause one request, not one each."""
+    track = _Track()
+    for _ in range(5):
+        Subscription(track, _Wire(), ssrc=1, payloadType=96).attach()
+    assert track.requests == 1
+
+
+def test_portRange():
+    """Sockets come from the range, round robin; a full range is an error."""
+    probe = PortRange(0, 0).bind("127.0.0.1")
+    base = probe.getsockname()[1]
+    probe.close()
+    ports = PortRange(base, base + 1)
+    first, second = ports.bind("127.0.0.1"), ports.bind("127.0.0.1")
+    try:
+        assert {first.getsockname()[1], second.getsockname()[1]} == {base, base + 1}
+        with pytest.raises(PortRangeExhausted):
+            ports.bind("127.0.0.1")
+    finally:
+        first.close()
+        second.close()
+
+
+def test_ingestLossIsNacked():
+    """
+    A gap in a publisher's video is NACKed to it at once, the
+    retransmission is forwarded like any packet, and the receiver report
+    counts what is still missing.
+    """
+    from aiortc.rtp import RtcpPacket
+
+    from wcs.media.track import IncomingTrack
+
+    wire = _Wire()
+    wire.rtcpSsrc = 99
+    track = IncomingTrack(wire, "video", "VP8", 90000, payloadType=96, ssrc=5)
+    forwarded = []
+    track.fanout = lambda padding, marker, seq, *rest: forwarded.append(seq)
+    track.subscribers = (object(),)
+    track.keepWaitersServed = lambda now: None
+
+    def packet(seq):
+        return rtp.HEADER.pack(0x80, 96, seq, seq * 3000, 5) + b"\x10\x00\x9d"
+
+    for seq in (65533, 65534, 1, 2):  # 65535 and 0 lost, across the wrap
+        track.rtpReceived(packet(seq))
+    [nack] = RtcpPacket.parse(wire.rtcp[-1])
+    assert (nack.ssrc, nack.media_ssrc, nack.lost) == (99, 5, [0, 65535])
+    track.rtpReceived(packet(65535))  # retransmitted
+    assert forwarded == [65533, 65534, 1, 2, 65535]
+    report = track.receptionReport()
+    assert report.packets_lost == 1 and report.highest_sequence == (1 << 16) + 2

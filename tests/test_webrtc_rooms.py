@@ -1,0 +1,113 @@
+"""
+WebRTC publish and play through the room over the WebSocket protocol, with
+aiortc peers that send offers the way the SDK does (no candidates), against
+the real server.
+"""
+
+import uuid
+
+import pytest
+from aiortc import RTCSessionDescription
+
+from tests.support.wsclient import Client
+
+peers = pytest.importorskip("tests.media.peers")
+
+MEDIA = {"media_port_from": "0", "media_port_to": "0", "ice_public_ip": "127.0.0.1"}
+SKIP = ("ping", "OnDataEvent")
+
+
+def streamRequest(name, room, sdp, published, **extra):
+    mediaSessionId = str(uuid.uuid1())
+    body = {"mediaSessionId": mediaSessionId, "name": name, "published": published,
+            "hasVideo": True, "hasAudio": True, "status": "PENDING", "record": False,
+            "mediaProvider": "WebRTC", "sdp": sdp, "custom": {"name": room},
+            "constraints": {"audio": True, "video": True}}
+    body.update(extra)
+    return body
+
+
+async def status(client, mediaSessionId, wanted, timeout=15):
+    frame = await client.expect(
+        "notifyStreamStatusEvent",
+        lambda f: f["data"][0]["mediaSessionId"] == mediaSessionId, timeout=timeout, skip=SKIP)
+    body = frame["data"][0]
+    assert body["status"] == wanted, body
+    return body
+
+
+async def negotiate(client, pc, message, body):
+    await client.send(message, body)
+    frame = await client.expect("setRemoteSDP", lambda f: f["data"][0] == body["mediaSessionId"],
+                                timeout=15, skip=SKIP)
+    answer = frame["data"][1]
+    assert "a=candidate:" in answer  # the server's own candidates, the SDK never trickles
+    await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+
+
+async def alicePublishesToBob(server):
+    """alice and bob in a new room; alice's H.264+Opus stream is live and bob was told."""
+    room = f"room-{uuid.uuid4().hex[:6]}"
+    alice = await Client.open(server.wsURL, "alice")
+    bob = await Client.open(server.wsURL, "bob")
+    await alice.join(room)
+    await bob.join(room)
+    publisher = peers.Publisher(video="video/H264", audio="audio/opus")
+    name = f"{room}-alice-{uuid.uuid4().hex[:4]}"
+    publish = streamRequest(name, room, await peers.offerOf(publisher.pc), True)
+    await negotiate(alice, publisher.pc, "publishStream", publish)
+    await status(alice, publish["mediaSessionId"], "PUBLISHING")
+    assert (await bob.roomEvent("PUBLISHED", timeout=10))["info"] == {"login": "alice", "name": name}
+    return room, alice, bob, publisher, publish
+
+
+async def test_publish_and_play_in_a_room(serverFactory):
+    server = serverFactory(settings=MEDIA)
+    room, alice, bob, publisher, publish = await alicePublishesToBob(server)
+    name = publish["name"]
+
+    # A newcomer sees the stream in STATE, as the SDK's page plays it from there.
+    carol = await Client.open(server.wsURL, "carol")
+    assert await carol.join(room) == [{"login": "alice", "name": name}, "bob"]
+
+    player = peers.Player(video="video/H264", audio="audio/opus")
+    play = streamRequest(name, room, await peers.offerOf(player.pc), False)
+    await negotiate(bob, player.pc, "playStream", play)
+    await status(bob, play["mediaSessionId"], "PLAYING")
+    frames = await player.waitFrames("video", 10, timeout=15)
+    assert len({peers.lumaSignature(f) for f in frames}) > 1  # the picture moves
+    await player.waitFrames("audio", 10, timeout=15)
+
+    await alice.send("unPublishStream", {"mediaSessionId": publish["mediaSessionId"], "name": name})
+    await status(alice, publish["mediaSessionId"], "UNPUBLISHED")
+    stopped = await status(bob, play["mediaSessionId"], "STOPPED")
+    assert stopped["info"] == "Stopped by publisher stop"
+    assert (await bob.roomEvent("UNPUBLISHED"))["info"] == {"login": "alice", "name": name}
+
+    await publisher.close()
+    await player.close()
+    for client in (alice, bob, carol):
+        await client.close()
+
+
+async def test_play_of_a_missing_stream_fails_clearly(serverFactory):
+    server = serverFactory(settings=MEDIA)
+    bob = await Client.open(server.wsURL, "bob")
+    player = peers.Player()
+    play = streamRequest("nobody-here", "r", await peers.offerOf(player.pc), False)
+    await bob.send("playStream", play)
+    failed = await status(bob, play["mediaSessionId"], "FAILED")
+    assert failed["info"] == "Stream not found"
+    await player.close()
+    await bob.close()
+
+
+async def test_disconnect_of_publisher_ends_stream_for_room(serverFactory):
+    server = serverFactory(settings=MEDIA)
+    room, alice, bob, publisher, publish = await alicePublishesToBob(server)
+    name = publish["name"]
+    alice.ws.transport.abort()
+    assert (await bob.roomEvent("UNPUBLISHED"))["info"] == {"login": "alice", "name": name}
+    assert (await bob.roomEvent("LEFT"))["info"] == "alice"
+    await publisher.close()
+    await bob.close()

@@ -1,0 +1,118 @@
+"""
+The WebRTC media engine: an L{IMediaEngine} for C{mediaProvider} "WebRTC".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import uuid
+
+from aiortc.rtcdtlstransport import RTCCertificate
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from wcs.config import Settings
+from wcs.interfaces import IMediaEngine, IMediaSource, IStreamListener
+from wcs.media import negotiate
+from wcs.media.ice import PortRange, hostBindings
+from wcs.media.session import MediaSession, PlaySession, PublishSession
+from wcs.media.source import WebRTCSource
+from wcs.media.track import Track
+from wcs.media.transcode import FrameTrack, canDecode
+
+
+@implementer(IMediaEngine)
+class WebRTCEngine:
+    """
+    Answers WebRTC publishers and players and forwards media between them.
+
+    @param settings: the server's L{Settings}; this package's keys are
+        C{media_port_from}, C{media_port_to}, C{ice_public_ip}, C{ice_timeout},
+        C{media_inactivity_timeout}, C{media_video_codecs},
+        C{media_audio_codecs}.
+    """
+
+    providers = ("WebRTC",)
+    log = Logger()
+
+    def __init__(self, settings: Settings | None = None):
+        self.settings = settings if settings is not None else Settings()
+        self.ports = PortRange(self.settings.media_port_from, self.settings.media_port_to)
+        self.bindings = hostBindings(self.settings.ice_public_ip,
+                                     getattr(self.settings, "listen_address", "0.0.0.0"))
+        self.preferences = {
+            "video": negotiate.preferences(self.settings.media_video_codecs, "video"),
+            "audio": negotiate.preferences(self.settings.media_audio_codecs, "audio"),
+        }
+        self.cname = str(uuid.uuid4())
+        self.sessions: set[MediaSession] = set()
+        self.frameTracks: dict[tuple[int, str, str], FrameTrack] = {}
+        self._closing: set[asyncio.Future] = set()
+        self._certificate: RTCCertificate | None = None
+
+    # IMediaEngine
+
+    def publish(self, request, listener: IStreamListener) -> PublishSession:
+        return self._open(PublishSession(self, request, listener))
+
+    def play(self, request, source: IMediaSource, listener: IStreamListener) -> PlaySession:
+        return self._open(PlaySession(self, request, source, listener))
+
+    # Shared by the sessions
+
+    def certificate(self) -> RTCCertificate:
+        """One DTLS certificate for all sessions, renewed before it expires."""
+        now = datetime.datetime.now(datetime.timezone.utc)
+        if self._certificate is None or self._certificate.expires - now < datetime.timedelta(days=1):
+            self._certificate = RTCCertificate.generateCertificate()
+        return self._certificate
+
+    def canServe(self, source: IMediaSource, kind: str, codec: str) -> bool:
+        """Whether a track of C{codec} can reach players (as it is or transcoded)."""
+        return codec in negotiate.CLOCK_RATES or canDecode(codec)
+
+    def trackFor(self, source: IMediaSource, kind: str, codec: str) -> Track:
+        """
+        What a player of C{codec} subscribes to: the publisher's own track
+        when the codec matches (forwarded untouched), else a L{FrameTrack}
+        shared by every player of that source, kind and codec.
+        """
+        if isinstance(source, WebRTCSource):
+            track = source.incoming.get(kind)
+            if track is not None and track.codec == codec:
+                return track
+        key = (id(source), kind, codec)
+        track = self.frameTracks.get(key)
+        if track is None or track.ended:
+            track = FrameTrack(source, kind, source.tracks[kind], codec,
+                               lambda t: self._dropFrameTrack(key, t))
+            self.frameTracks[key] = track
+        return track
+
+    def _dropFrameTrack(self, key, track: FrameTrack) -> None:
+        if self.frameTracks.get(key) is track:
+            del self.frameTracks[key]
+
+    def forget(self, session: MediaSession, closing: list) -> None:
+        """A session ended: close its transports in the background."""
+        self.sessions.discard(session)
+        for coroutine in closing:
+            task = asyncio.ensure_future(coroutine)
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
+    async def close(self) -> None:
+        """Stop every session and wait until their sockets are closed."""
+        for session in list(self.sessions):
+            session.stop()
+        for track in list(self.frameTracks.values()):
+            track.stop()
+        self.frameTracks.clear()
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
+
+    def _open(self, session: MediaSession) -> MediaSession:
+        self.sessions.add(session)
+        session.begin()
+        return session

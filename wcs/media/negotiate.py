@@ -1,0 +1,274 @@
+"""
+Offer/answer for the two shapes of session we answer: a publisher's offer
+(we receive) and a player's receive-only offer (we send).
+
+Each answered m-line gets exactly one codec, so that what a publisher sends
+and what a player gets is known when the answer is made. No RTX and no
+header extensions are negotiated: retransmissions come on the media SSRC,
+and forwarded packets carry no extension whose ID could mean something else
+to the player.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import uuid
+from dataclasses import dataclass, field
+
+from aiortc import sdp
+from aiortc.rtcdtlstransport import RTCDtlsParameters
+from aiortc.rtcicetransport import RTCIceParameters, candidate_from_aioice
+from aiortc.rtcpeerconnection import and_direction, reverse_direction
+from aiortc.rtcrtpparameters import RTCRtcpFeedback, RTCRtpCodecParameters, RTCRtpParameters
+
+from wcs.errors import StreamError
+from wcs.media import info
+from wcs.media.rtp import random32
+
+KINDS = ("audio", "video")
+CLOCK_RATES = {"H264": 90000, "VP8": 90000, "opus": 48000, "PCMU": 8000, "PCMA": 8000}
+KIND_OF = {"H264": "video", "VP8": "video", "opus": "audio", "PCMU": "audio", "PCMA": "audio"}
+_CANONICAL = {name.lower(): name for name in CLOCK_RATES}
+_FEEDBACK = {("nack", None), ("nack", "pli"), ("ccm", "fir")}
+_H264_PROFILES = (sdp.H264Profile.PROFILE_CONSTRAINED_BASELINE, sdp.H264Profile.PROFILE_BASELINE)
+
+
+def codecName(codec: RTCRtpCodecParameters) -> str | None:
+    """
+    Our name for an offered codec (C{'H264'}, C{'opus'}, ...), or None when
+    we cannot take it: H.264 only in packetization mode 1 with a (constrained)
+    baseline profile.
+    """
+    name = _CANONICAL.get(codec.name.lower())
+    if name is None or codec.clockRate != CLOCK_RATES[name]:
+        return None
+    if name == "H264":
+        try:
+            if int(codec.parameters.get("packetization-mode", 0)) != 1:
+                return None
+            profile, _ = sdp.parse_h264_profile_level_id(
+                str(codec.parameters.get("profile-level-id", "42e01f")))
+        except ValueError:
+            return None
+        if profile not in _H264_PROFILES:
+            return None
+    return name
+
+
+def preferences(text: str, kind: str) -> list[str]:
+    """A C{media_*_codecs} setting as our codec names of C{kind}."""
+    names = [_CANONICAL.get(item.strip().lower()) for item in text.split(",")]
+    return [name for name in names if name is not None and KIND_OF[name] == kind]
+
+
+@dataclass
+class Section:
+    """One m-line of the offer and how we answer it."""
+
+    media: sdp.MediaDescription
+    direction: str = "inactive"
+    codec: RTCRtpCodecParameters | None = None  # the offer's, with its payload type
+    ssrc: int | None = None  # publish: the peer's; play: ours
+    rejected: bool = False
+    trackId: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+    @property
+    def kind(self) -> str:
+        return self.media.kind
+
+    @property
+    def mid(self) -> str | None:
+        return self.media.rtp.muxId
+
+    @property
+    def name(self) -> str | None:
+        return codecName(self.codec) if self.codec is not None else None
+
+    @property
+    def active(self) -> bool:
+        return not self.rejected and self.direction != "inactive" and self.codec is not None
+
+
+def parseOffer(text: str) -> sdp.SessionDescription:
+    try:
+        offer = sdp.SessionDescription.parse(text)
+    except Exception as e:
+        raise StreamError(f"Invalid SDP offer: {e or type(e).__name__}") from None
+    for media in offer.media:
+        if media.kind not in KINDS:
+            continue
+        if not media.ice.usernameFragment or not media.ice.password:
+            raise StreamError("Invalid SDP offer: no ICE credentials")
+        if not media.dtls.fingerprints:
+            raise StreamError("Invalid SDP offer: no DTLS fingerprint")
+        if not media.rtcp_mux:
+            raise StreamError("Invalid SDP offer: RTCP mux is required")
+    return offer
+
+
+def _offered(media: sdp.MediaDescription, name: str) -> RTCRtpCodecParameters | None:
+    for codec in media.rtp.codecs:
+        if codecName(codec) == name:
+            answer = copy.deepcopy(codec)
+            answer.rtcpFeedback = [
+                RTCRtcpFeedback(type=f.type, parameter=f.parameter)
+                for f in codec.rtcpFeedback if (f.type, f.parameter) in _FEEDBACK]
+            return answer
+    return None
+
+
+def _peerSsrc(media: sdp.MediaDescription) -> int | None:
+    for group in media.ssrc_group:
+        if group.semantic == "FID" and group.items:
+            return int(group.items[0])
+    return media.ssrc[0].ssrc if media.ssrc else None
+
+
+def planPublish(offer: sdp.SessionDescription, prefs: dict[str, list[str]]) -> list[Section]:
+    """
+    Answer a publisher: receive each audio/video m-line it sends, in the
+    first of our preferred codecs it offers.
+    """
+    sections = []
+    for media in offer.media:
+        section = Section(media)
+        sections.append(section)
+        if media.kind not in KINDS:
+            section.rejected = True
+            continue
+        section.direction = and_direction("recvonly", reverse_direction(media.direction))
+        for name in prefs.get(media.kind, ()):
+            section.codec = _offered(media, name)
+            if section.codec is not None:
+                break
+        section.ssrc = _peerSsrc(media)
+    _requireCodec(sections)
+    return sections
+
+
+def planPlay(offer: sdp.SessionDescription, tracks: dict[str, str],
+             prefs: dict[str, list[str]]) -> list[Section]:
+    """
+    Answer a player for a source whose tracks are C{tracks} (kind to codec):
+    the source's own codec when offered (forwarded as it is), else the
+    first of our preferred codecs offered (transcoded).
+    """
+    sections = []
+    seen: set[str] = set()
+    for media in offer.media:
+        section = Section(media)
+        sections.append(section)
+        if media.kind not in KINDS:
+            section.rejected = True
+            continue
+        source = tracks.get(media.kind)
+        if source is None or media.kind in seen:
+            continue  # inactive: nothing (more) to send of that kind
+        for name in [source, *prefs.get(media.kind, ())]:
+            section.codec = _offered(media, name)
+            if section.codec is not None:
+                break
+        section.direction = and_direction("sendonly", reverse_direction(media.direction))
+        if section.active:
+            section.ssrc = random32()
+            seen.add(media.kind)
+    _requireCodec(sections)
+    return sections
+
+
+def _requireCodec(sections: list[Section]) -> None:
+    if not any(section.active for section in sections):
+        raise StreamError(info.NO_COMMON_CODECS)
+
+
+def dtlsRole(offer: sdp.SessionDescription) -> str:
+    """Our DTLS role: the offerer's opposite; client when it lets us choose."""
+    for media in offer.media:
+        if media.dtls is not None and media.dtls.role == "client":
+            return "server"
+    return "client"
+
+
+def transportGroups(offer: sdp.SessionDescription, sections: list[Section]) -> list[list[Section]]:
+    """
+    The sections that share one transport: each BUNDLE group of the offer,
+    and every other accepted section alone.
+    """
+    accepted = [s for s in sections if not s.rejected]
+    groups: list[list[Section]] = []
+    grouped: set[int] = set()
+    for group in offer.group:
+        if group.semantic != "BUNDLE":
+            continue
+        members = [s for s in accepted if s.mid in map(str, group.items) and id(s) not in grouped]
+        if members:
+            groups.append(members)
+            grouped.update(id(s) for s in members)
+    groups.extend([s] for s in accepted if id(s) not in grouped)
+    return groups
+
+
+def buildAnswer(offer: sdp.SessionDescription, sections: list[Section], transports: dict,
+                fingerprints: list, role: str, cname: str, streamId: str) -> str:
+    """
+    The answer SDP. C{transports} maps C{id(section)} to the
+    L{wcs.media.ice.IceConnection} that serves it: its gathered candidates
+    are the server's candidates, with end-of-candidates.
+    """
+    answer = sdp.SessionDescription()
+    answer.origin = f"- {random32()} 2 IN IP4 0.0.0.0"
+    answer.msid_semantic.append(sdp.GroupDescription(semantic="WMS", items=["*"]))
+    answer.type = "answer"
+    bundles = {}
+    for section in sections:
+        offered = section.media
+        codec = section.codec
+        if codec is None and offered.rtp.codecs:
+            # An inactive m-line still names a format, with its rtpmap.
+            codec = copy.deepcopy(offered.rtp.codecs[0])
+            codec.rtcpFeedback = []
+        codecs = [codec] if codec is not None else []
+        fmt = [c.payloadType for c in codecs] or offered.fmt[:1]
+        media = sdp.MediaDescription(kind=offered.kind, port=9, profile=offered.profile, fmt=fmt)
+        media.rtp = RTCRtpParameters(codecs=codecs, muxId=offered.rtp.muxId)
+        if offered.kind in KINDS:
+            media.direction = section.direction
+            media.rtcp_host, media.rtcp_port, media.rtcp_mux = "0.0.0.0", 9, True
+        media.dtls = RTCDtlsParameters(fingerprints=fingerprints, role=role)
+        connection = transports.get(id(section))
+        if connection is None:
+            # Rejected. Still with ICE credentials, which parsers require.
+            media.port = 0
+            anyConnection = next(iter(transports.values()))
+            media.ice = RTCIceParameters(usernameFragment=anyConnection.local_username,
+                                         password=anyConnection.local_password)
+        else:
+            media.ice = RTCIceParameters(usernameFragment=connection.local_username,
+                                         password=connection.local_password)
+            media.ice_candidates = [candidate_from_aioice(c) for c in connection.local_candidates]
+            media.ice_candidates_complete = True
+            media.host = media.ice_candidates[0].ip
+            media.port = media.ice_candidates[0].port
+            bundles.setdefault(id(connection), []).append(offered.rtp.muxId)
+        if section.active and section.direction == "sendonly":
+            media.msid = f"{streamId} {section.trackId}"
+            media.ssrc = [sdp.SsrcDescription(ssrc=section.ssrc, cname=cname)]
+        answer.media.append(media)
+    offerBundled = any(g.semantic == "BUNDLE" for g in offer.group)
+    for mids in bundles.values():
+        if offerBundled and all(mid is not None for mid in mids):
+            answer.group.append(sdp.GroupDescription(semantic="BUNDLE", items=mids))
+    return str(answer)
+
+
+def stripCandidates(text: str) -> str:
+    """
+    An offer as the SDK sends it: no candidates, no end-of-candidates, the
+    discard address. Tests use it on aiortc's offers.
+    """
+    lines = [line for line in text.splitlines()
+             if not line.startswith(("a=candidate:", "a=end-of-candidates"))]
+    lines = [re.sub(r"^(m=\S+) \d+ ", r"\1 9 ", line) for line in lines]
+    lines = [re.sub(r"^c=IN IP4 .*", "c=IN IP4 0.0.0.0", line) for line in lines]
+    return "\r\n".join(lines) + "\r\n"

@@ -1,0 +1,217 @@
+"""
+One publish or play: its transports, its answer and its end.
+
+A session is built synchronously (the offer is checked and the codecs
+chosen at once, so that a hopeless offer fails with its reason before any
+socket exists), then one task gathers the server's candidates, hands the
+answer out, connects, and for a publisher watches that media keeps coming.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+from aiortc.rtp import RtcpRrPacket
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from wcs.errors import StreamError
+from wcs.interfaces import IMediaSession, IMediaSource, IStreamListener
+from wcs.media import info, negotiate
+from wcs.media.ice import IceConnection
+from wcs.media.source import WebRTCSource
+from wcs.media.track import IncomingTrack, Subscription
+from wcs.media.transport import MediaTransport
+
+
+@implementer(IMediaSession)
+class MediaSession:
+    log = Logger()
+    source: IMediaSource | None = None
+
+    def __init__(self, engine, request, listener: IStreamListener):
+        self.engine = engine
+        self.request = request
+        self.listener = listener
+        self.offer = negotiate.parseOffer(request.sdp or "")
+        self.sections = self.plan()
+        self.transports: dict[int, MediaTransport] = {}  # id(section) -> transport
+        # Each transport with the offer's m-line that holds its ICE/DTLS parameters.
+        self.remote: list[tuple[MediaTransport, object]] = []
+        for group in negotiate.transportGroups(self.offer, self.sections):
+            transport = MediaTransport(IceConnection(engine.ports, engine.bindings),
+                                       engine.certificate())
+            transport.lost = self._fail
+            self.remote.append((transport, group[0].media))
+            for section in group:
+                self.transports[id(section)] = transport
+        self.stopped = False
+        self.finished = False
+        self.mediaFlowing = False
+        loop = asyncio.get_event_loop()
+        self._answer = loop.create_future()
+        self.answer = Deferred.fromFuture(self._answer)
+        self.task: asyncio.Future | None = None
+
+    def begin(self) -> None:
+        self.task = asyncio.ensure_future(self._run())
+
+    @property
+    def uniqueTransports(self) -> list[MediaTransport]:
+        return [transport for transport, media in self.remote]
+
+    def plan(self) -> list[negotiate.Section]:
+        raise NotImplementedError
+
+    async def _run(self) -> None:
+        try:
+            await asyncio.gather(*(t.ice.gather_candidates() for t in self.uniqueTransports))
+            role = negotiate.dtlsRole(self.offer)
+            answer = negotiate.buildAnswer(
+                self.offer, self.sections,
+                {key: t.ice for key, t in self.transports.items()},
+                self.engine.certificate().getFingerprints(), role,
+                self.engine.cname, str(uuid.uuid4()))
+            if not self._answer.done():
+                self._answer.set_result(answer)
+            timeout = self.engine.settings.ice_timeout / 1000
+            await asyncio.gather(*(transport.connect(media.ice, media.dtls, role, timeout)
+                                   for transport, media in self.remote))
+            await self.connected()
+        except asyncio.CancelledError:
+            raise
+        except StreamError as e:
+            self._fail(e.info)
+        except OSError as e:
+            self.log.error("{session}: {error}", session=self, error=e)
+            self._fail(info.ERROR)
+        except Exception:
+            self.log.failure("{session} failed", session=self)
+            self._fail(info.ERROR)
+
+    async def connected(self) -> None:
+        """Hook: every transport is connected."""
+
+    def _started(self) -> None:
+        if not self.mediaFlowing and not self.finished:
+            self.mediaFlowing = True
+            self.listener.mediaStarted()
+
+    def _fail(self, reason: str) -> None:
+        if self.finished:
+            return
+        if not self._answer.done():
+            # Before the answer, the failure travels with it.
+            self._answer.set_exception(StreamError(reason))
+            self._release()
+            return
+        self._release()
+        if not self.stopped:
+            self.log.info("{session}: {reason}", session=self, reason=reason)
+            self.listener.mediaFailed(reason)
+
+    def stop(self) -> None:
+        if self.stopped:
+            return
+        self.stopped = True
+        if not self._answer.done():
+            self._answer.set_exception(StreamError(info.ERROR))
+            self.answer.addErrback(lambda failure: None)  # nobody waits any more
+        self._release()
+
+    def _release(self) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        if self.task is not None and self.task is not asyncio.current_task():
+            self.task.cancel()
+        self.unhook()
+        self.engine.forget(self, [t.close() for t in self.uniqueTransports])
+
+    def unhook(self) -> None:
+        """Hook: stop forwarding, synchronously."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.request.name!r} {self.request.mediaSessionId}>"
+
+
+class PublishSession(MediaSession):
+    """A publisher's offer answered; its media exposed as L{source}."""
+
+    def __init__(self, engine, request, listener):
+        super().__init__(engine, request, listener)
+        self.source = WebRTCSource(request.name)
+        for section in self.sections:
+            if section.active:
+                transport = self.transports[id(section)]
+                track = IncomingTrack(transport, section.kind, section.name,
+                                      section.codec.clockRate, section.codec.payloadType,
+                                      section.ssrc)
+                track.firstPacket = self._started
+                if section.ssrc is not None:
+                    transport.receivers[section.ssrc] = track
+                else:
+                    # No a=ssrc in the offer: the first SSRC sending this
+                    # payload type is the track's (and a later one replaces it).
+                    transport.receiversByType[section.codec.payloadType] = track
+                self.source.addTrack(track)
+
+    def plan(self) -> list[negotiate.Section]:
+        return negotiate.planPublish(self.offer, self.engine.preferences)
+
+    async def connected(self) -> None:
+        timeout = self.engine.settings.media_inactivity_timeout / 1000
+        since = time.monotonic()
+        tracks = list(self.source.incoming.values())
+        while True:
+            await asyncio.sleep(min(1.0, timeout / 4) if timeout else 1.0)
+            self._report()
+            last = max([t.lastPacket for t in tracks if t.lastPacket is not None],
+                       default=since)
+            if timeout and time.monotonic() - last > timeout:
+                self._fail(info.RTP_ACTIVITY)
+                return
+
+    def _report(self) -> None:
+        """Receiver reports, which browsers' send-side estimators live on."""
+        for transport in self.uniqueTransports:
+            reports = [r for r in (t.receptionReport() for t in self.source.incoming.values()
+                                   if t.transport is transport) if r is not None]
+            if reports:
+                transport.sendRtcp(bytes(RtcpRrPacket(ssrc=transport.rtcpSsrc,
+                                                      reports=reports)))
+
+    def unhook(self) -> None:
+        self.source.end()
+
+
+class PlaySession(MediaSession):
+    """A player's receive-only offer answered for a published source."""
+
+    def __init__(self, engine, request, source: IMediaSource, listener):
+        self.playing = source
+        super().__init__(engine, request, listener)
+        self.subscriptions: list[Subscription] = []
+
+    def plan(self) -> list[negotiate.Section]:
+        tracks = {kind: codec for kind, codec in self.playing.tracks.items()
+                  if self.engine.canServe(self.playing, kind, codec)}
+        return negotiate.planPlay(self.offer, tracks, self.engine.preferences)
+
+    async def connected(self) -> None:
+        for section in self.sections:
+            if not section.active:
+                continue
+            track = self.engine.trackFor(self.playing, section.kind, section.name)
+            subscription = Subscription(track, self.transports[id(section)], section.ssrc,
+                                        section.codec.payloadType, self._started)
+            self.subscriptions.append(subscription)
+            subscription.attach()
+
+    def unhook(self) -> None:
+        subscriptions, self.subscriptions = self.subscriptions, []
+        for subscription in subscriptions:
+            subscription.detach()

@@ -1,0 +1,197 @@
+"""
+Tracks made from L{EncodedFrame}s of any L{IMediaSource}.
+
+A L{FrameTrack} is an L{IMediaSink}: frames of one kind come in, RTP of the
+player's codec goes out through the usual fan-out. When the player's codec
+is the source's, frames are only packetized (an RTMP publisher's H.264 to a
+WebRTC player); otherwise they are decoded and re-encoded once for every
+player of that codec. The codec work runs in a thread, one frame at a time;
+the queue is bounded and, when full, drops up to the next keyframe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from fractions import Fraction
+from typing import Callable
+
+import av
+from aiortc.codecs import get_decoder, get_encoder
+from aiortc.jitterbuffer import JitterFrame
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from zope.interface import implementer
+
+from wcs.frames import EncodedFrame
+from wcs.interfaces import IMediaSink, IMediaSource
+from wcs.media import rtp
+from wcs.media.negotiate import CLOCK_RATES, KIND_OF
+from wcs.media.track import Track
+
+QUEUE_FRAMES = 30
+
+
+def _parameters(name: str) -> RTCRtpCodecParameters:
+    return RTCRtpCodecParameters(mimeType=f"{KIND_OF[name]}/{name}",
+                                 clockRate=CLOCK_RATES[name], payloadType=0)
+
+
+def canDecode(codec: str) -> bool:
+    if codec in CLOCK_RATES:
+        return True
+    try:
+        av.Codec(codec.lower(), "r")
+    except Exception:
+        return False
+    return True
+
+
+class _AnyDecoder:
+    """
+    A PyAV decoder for codecs aiortc has none of (AAC from RTMP), with audio
+    resampled to what aiortc's encoders take.
+    """
+
+    def __init__(self, codec: str, config: bytes | None):
+        self.context = av.CodecContext.create(codec.lower(), "r")
+        if config:
+            self.context.extradata = config
+        self.resampler = av.AudioResampler(format="s16", layout="stereo", rate=48000)
+
+    def decode(self, frame: JitterFrame) -> list:
+        packet = av.Packet(frame.data)
+        packet.pts = frame.timestamp
+        packet.time_base = Fraction(1, 90000)
+        out = []
+        for decoded in self.context.decode(packet):
+            if isinstance(decoded, av.AudioFrame):
+                out.extend(self.resampler.resample(decoded))
+            else:
+                out.append(decoded)
+        return out
+
+
+def makeDecoder(codec: str, config: bytes | None = None):
+    if codec in CLOCK_RATES:
+        return get_decoder(_parameters(codec))
+    return _AnyDecoder(codec, config)
+
+
+@implementer(IMediaSink)
+class FrameTrack(Track):
+    def __init__(self, source: IMediaSource, kind: str, inputCodec: str, codec: str,
+                 idle: Callable[["FrameTrack"], None]):
+        super().__init__(kind, codec, CLOCK_RATES[codec])
+        self.source = source
+        self.inputCodec = inputCodec
+        self.transcoding = inputCodec != codec
+        self.idle = idle
+        self.queue: deque[EncodedFrame] = deque()
+        self.dropping = False
+        self.forceKeyframe = False
+        self.wake = asyncio.Event()
+        self.seq = rtp.random16()
+        self.tsBase = rtp.random32()
+        self.decoder = None
+        self.encoder = get_encoder(_parameters(codec))
+        self.frames = 0
+        self.task = asyncio.ensure_future(self._run())
+        source.attach(self)
+
+    # IMediaSink
+
+    def writeFrame(self, frame: EncodedFrame) -> None:
+        if frame.kind != self.kind or self.ended:
+            return
+        if len(self.queue) >= QUEUE_FRAMES:
+            # Too slow: never hold the publisher up, restart at a keyframe.
+            self.queue.clear()
+            self.dropping = self.kind == "video"
+        if self.dropping and not frame.keyframe:
+            return
+        self.dropping = False
+        self.queue.append(frame)
+        self.wake.set()
+
+    def sourceEnded(self) -> None:
+        self.stop()
+        self.end()
+
+    # Track
+
+    def sendKeyframeRequest(self) -> None:
+        if self.transcoding:
+            self.forceKeyframe = True
+        else:
+            self.source.requestKeyframe()
+
+    def unsubscribe(self, subscription) -> None:
+        super().unsubscribe(subscription)
+        if not self.subscribers:
+            self.stop()
+            self.idle(self)
+
+    def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            self.task = None
+            self.source.detach(self)
+
+    # The codec work
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            while self.queue:
+                frame = self.queue.popleft()
+                force, self.forceKeyframe = self.forceKeyframe, False
+                try:
+                    encoded = await loop.run_in_executor(None, self._convert, frame, force)
+                except Exception:
+                    self.log.failure("{codec} to {target} failed on a frame",
+                                     codec=self.inputCodec, target=self.codec)
+                    continue
+                for payloads, timestamp in encoded:
+                    self._send(payloads, timestamp)
+
+    def _convert(self, frame: EncodedFrame, force: bool) -> list[tuple[list[bytes], int]]:
+        """In a worker thread: one source frame to RTP payloads of our codec."""
+        if not self.transcoding:
+            packet = av.Packet(frame.data)
+            packet.pts = frame.pts
+            packet.time_base = frame.time_base
+            return [self.encoder.pack(packet)]
+        if self.decoder is None:
+            if self.kind == "video" and not frame.keyframe:
+                return []  # nothing decodes before the first keyframe
+            self.decoder = makeDecoder(frame.codec, frame.config)
+        timestamp = int(frame.pts * frame.time_base * CLOCK_RATES.get(frame.codec, 90000))
+        out = []
+        for decoded in self.decoder.decode(JitterFrame(frame.data, timestamp)):
+            payloads, ts = self.encoder.encode(decoded, force)
+            force = False
+            if payloads:
+                out.append((payloads, ts))
+        self.frames += 1
+        return out
+
+    def _send(self, payloads: list[bytes], timestamp: int) -> None:
+        timestamp = (timestamp + self.tsBase) & 0xFFFFFFFF
+        last = len(payloads) - 1
+        for i, payload in enumerate(payloads):
+            if self.kind == "video":
+                keyframe = i == 0 and (rtp.vp8StartsKeyframe(payload) if self.codec == "VP8"
+                                       else rtp.h264StartsKeyframe(payload, True))
+            else:
+                keyframe = True
+            if keyframe:
+                self.lastKeyframe = time.monotonic()
+            self.seq = (self.seq + 1) & 0xFFFF
+            marker = rtp.MARKER_BIT if i == last and self.kind == "video" else 0
+            self.fanout(0, marker, self.seq, timestamp, payload, keyframe)
+
+    def __repr__(self) -> str:
+        return f"<FrameTrack {self.inputCodec}->{self.codec} of {self.source!r}>"

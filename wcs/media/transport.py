@@ -1,0 +1,190 @@
+"""
+One ICE + DTLS-SRTP transport of a peer, with RTP routed to our own handlers.
+
+L{MediaTransport} is aiortc's L{RTCDtlsTransport} (handshake, SRTP keys,
+receive loop) with its two routing methods overridden: decrypted RTP goes,
+as bytes, to the handler registered for its SSRC, and RTCP feedback to the
+handler of the SSRC it is about. Nothing goes through aiortc's
+RTCRtpReceiver (jitter buffer, decoder thread) or RTCRtpSender (encoder).
+Sending is synchronous: SRTP-protect and C{sendto}, no coroutine per packet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Callable, Protocol
+
+import pylibsrtp
+from aiortc.rtcdtlstransport import RTCCertificate, RTCDtlsParameters, RTCDtlsTransport, State
+from aiortc.rtcicetransport import RTCIceParameters
+from aiortc.rtp import (
+    RTCP_PSFB_FIR,
+    RTCP_PSFB_PLI,
+    RTCP_RTPFB_NACK,
+    RtcpByePacket,
+    RtcpPacket,
+    RtcpPsfbPacket,
+    RtcpRrPacket,
+    RtcpRtpfbPacket,
+    RtcpSrPacket,
+)
+from twisted.logger import Logger
+
+from wcs.errors import StreamError
+from wcs.media import info
+from wcs.media.ice import IceConnection, IceTransport
+from wcs.media.rtp import SSRC, random32
+
+
+class RtpHandler(Protocol):
+    """Receives the RTP of one incoming SSRC."""
+
+    ssrc: int | None
+
+    def rtpReceived(self, data: bytes) -> None: ...
+
+    def senderReport(self, packet: RtcpSrPacket) -> None: ...
+
+
+class FeedbackHandler(Protocol):
+    """Receives the RTCP feedback about one SSRC we send."""
+
+    def keyframeRequested(self) -> None: ...
+
+    def nackReceived(self, lost: list[int]) -> None: ...
+
+
+class MediaTransport(RTCDtlsTransport):
+    log = Logger()
+
+    def __init__(self, connection: IceConnection, certificate: RTCCertificate):
+        super().__init__(IceTransport(connection), [certificate])
+        self.ice = connection
+        self.receivers: dict[int, RtpHandler] = {}
+        # Handlers for SSRCs the offer did not announce, by payload type.
+        self.receiversByType: dict[int, RtpHandler] = {}
+        self.senders: dict[int, FeedbackHandler] = {}
+        self.rtcpSsrc = random32()
+        self.connected = False
+        self.closing = False
+        self.lost: Callable[[str], None] | None = None
+
+    # Connection
+
+    async def connect(self, remoteIce: RTCIceParameters, remoteDtls: RTCDtlsParameters,
+                      role: str, timeout: float) -> None:
+        """
+        Run ICE, then the DTLS handshake as C{role}, within C{timeout}
+        seconds; raise L{StreamError} with the SDK's info string otherwise.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        self.ice.remote_username = remoteIce.usernameFragment
+        self.ice.remote_password = remoteIce.password
+        try:
+            await asyncio.wait_for(self.ice.connect(), timeout)
+        except asyncio.TimeoutError:
+            raise StreamError(info.ICE_TIMEOUT) from None
+        except ConnectionError:
+            raise StreamError(info.ICE_ERROR) from None
+        self._set_role(role)
+        try:
+            await asyncio.wait_for(self.start(remoteDtls), max(deadline - loop.time(), 1.0))
+        except asyncio.TimeoutError:
+            raise StreamError(info.DTLS_ERROR) from None
+        if self._state != State.CONNECTED:
+            raise StreamError(info.DTLS_ERROR)
+        self.connected = True
+
+    async def close(self) -> None:
+        """Free the sockets and tasks. Safe to call at any stage."""
+        self.closing = True
+        try:
+            await self.stop()
+        except Exception:  # a half-made DTLS session: still free the sockets
+            self.log.failure("closing DTLS")
+        await self.ice.close()
+
+    def _set_state(self, state: State) -> None:
+        super()._set_state(state)
+        if state in (State.CLOSED, State.FAILED) and self.connected and not self.closing:
+            self.connected = False
+            reason = info.ICE_ERROR if self.ice.consentExpired else info.DTLS_ERROR
+            if self.lost is not None:
+                self.lost(reason)
+
+    # Sending
+
+    def sendRtp(self, data: bytes) -> bool:
+        """Protect and send at once; False if the packet could not go."""
+        if self._state is State.CONNECTED:
+            return self.ice.sendNow(self._tx_srtp.protect(data))
+        return False
+
+    def sendRtcp(self, data: bytes) -> None:
+        if self._state is State.CONNECTED:
+            try:
+                self.ice.sendNow(self._tx_srtp.protect_rtcp(data))
+            except pylibsrtp.Error:
+                self.log.debug("SRTCP protect failed")
+
+    # Receiving: called by RTCDtlsTransport's receive loop.
+
+    async def _handle_rtp_data(self, data: bytes, arrival_time_ms: int) -> None:
+        if len(data) < 12:
+            return
+        handler = self.receivers.get(SSRC.unpack_from(data, 8)[0])
+        if handler is None:
+            handler = self._learn(data)
+            if handler is None:
+                return
+        try:
+            handler.rtpReceived(data)
+        except Exception:
+            # Never let one bad packet end the receive loop of the peer.
+            self.log.failure("RTP handler failed")
+
+    def _learn(self, data: bytes) -> RtpHandler | None:
+        handler = self.receiversByType.get(data[1] & 0x7F)
+        if handler is not None:
+            ssrc = SSRC.unpack_from(data, 8)[0]
+            if handler.ssrc is not None:
+                self.receivers.pop(handler.ssrc, None)
+            handler.ssrc = ssrc
+            self.receivers[ssrc] = handler
+        return handler
+
+    async def _handle_rtcp_data(self, data: bytes) -> None:
+        try:
+            packets = RtcpPacket.parse(data)
+        except ValueError:
+            return
+        try:
+            for packet in packets:
+                self._route(packet)
+        except Exception:
+            self.log.failure("RTCP handler failed")
+
+    def _route(self, packet) -> None:
+        if isinstance(packet, RtcpSrPacket):
+            receiver = self.receivers.get(packet.ssrc)
+            if receiver is not None:
+                receiver.senderReport(packet)
+        elif isinstance(packet, RtcpPsfbPacket):
+            if packet.fmt == RTCP_PSFB_PLI:
+                self._keyframe(packet.media_ssrc)
+            elif packet.fmt == RTCP_PSFB_FIR:
+                # FIR names its target in the FCI entries (RFC 5104 4.3.1).
+                for pos in range(0, len(packet.fci) - 7, 8):
+                    self._keyframe(SSRC.unpack_from(packet.fci, pos)[0])
+        elif isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
+            sender = self.senders.get(packet.media_ssrc)
+            if sender is not None:
+                sender.nackReceived(packet.lost)
+        elif isinstance(packet, (RtcpByePacket, RtcpRrPacket)):
+            pass  # BYE: the publisher's inactivity timer decides; RR: unused
+
+    def _keyframe(self, ssrc: int) -> None:
+        sender = self.senders.get(ssrc)
+        if sender is not None:
+            sender.keyframeRequested()

@@ -1,0 +1,128 @@
+"""
+The server's TLS certificate, for WSS and HTTPS.
+
+With C{ssl_cert_file}/C{ssl_key_file} set, that certificate is used. Without,
+a self-signed one is made on first start under C{state_dir}/tls and reused
+afterwards; its SHA-256 fingerprint is logged so that a user can check what
+a browser shows.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import socket
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from twisted.internet import ssl
+
+from wcs.config import ConfigError, Key, Settings, declare
+from wcs.logs import Logger
+
+log = Logger()
+
+declare(
+    Key("ssl_cert_file", "str", "", "PEM certificate (chain) for WSS/HTTPS; empty: self-signed"),
+    Key("ssl_key_file", "str", "", "PEM private key of ssl_cert_file"),
+)
+
+VALIDITY = datetime.timedelta(days=365)
+
+
+def _selfSigned(certPath: Path, keyPath: Path) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    host = socket.gethostname()
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"wcs on {host}")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    alternatives = [x509.DNSName("localhost"), x509.DNSName(host),
+                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                    x509.IPAddress(ipaddress.ip_address("::1"))]
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name).issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + VALIDITY)
+        .add_extension(x509.SubjectAlternativeName(alternatives), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    certPath.parent.mkdir(parents=True, exist_ok=True)
+    keyPath.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                          serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    keyPath.chmod(0o600)
+    certPath.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    log.info("made a self-signed certificate in {path}", path=str(certPath))
+
+
+def certificatePaths(settings: Settings) -> tuple[Path, Path]:
+    """The certificate and key to use, made first if none is configured."""
+    if settings.ssl_cert_file or settings.ssl_key_file:
+        if not (settings.ssl_cert_file and settings.ssl_key_file):
+            raise ConfigError("ssl_cert_file and ssl_key_file go together: set both")
+        paths = Path(settings.ssl_cert_file), Path(settings.ssl_key_file)
+        for path in paths:
+            if not path.is_file():
+                raise ConfigError(f"TLS file {path} does not exist")
+        return paths
+    directory = Path(settings.state_dir) / "tls"
+    certPath, keyPath = directory / "server.crt", directory / "server.key"
+    if not (certPath.is_file() and keyPath.is_file()) or _expiresSoon(certPath):
+        _selfSigned(certPath, keyPath)
+    return certPath, keyPath
+
+
+def _expiresSoon(certPath: Path) -> bool:
+    certificate = x509.load_pem_x509_certificate(certPath.read_bytes())
+    remaining = certificate.not_valid_after_utc - datetime.datetime.now(datetime.timezone.utc)
+    return remaining < datetime.timedelta(days=7)
+
+
+def fingerprint(certPath: Path) -> str:
+    certificate = x509.load_pem_x509_certificate(certPath.read_bytes())
+    digest = certificate.fingerprint(hashes.SHA256())
+    return ":".join(f"{b:02X}" for b in digest)
+
+
+_contexts: dict[tuple[str, str], ssl.CertificateOptions] = {}
+
+
+def serverContext(settings: Settings) -> ssl.CertificateOptions:
+    """
+    TLS options for a listener; one per certificate, shared by WSS and
+    HTTPS.
+
+    @raise ConfigError: the configured files are missing or do not match.
+    """
+    certPath, keyPath = certificatePaths(settings)
+    cacheKey = (str(certPath.resolve()), str(keyPath.resolve()))
+    if cacheKey in _contexts:
+        return _contexts[cacheKey]
+    try:
+        pem = certPath.read_bytes() + b"\n" + keyPath.read_bytes()
+        certificate = ssl.PrivateCertificate.loadPEM(pem)
+        chain = [c.original for c in _chain(certPath)[1:]]
+        options = ssl.CertificateOptions(
+            privateKey=certificate.privateKey.original,
+            certificate=certificate.original,
+            extraCertChain=chain or None,
+        )
+    except Exception as e:
+        raise ConfigError(f"cannot use TLS certificate {certPath} with key {keyPath}: {e}") from None
+    log.info("TLS certificate {path}, SHA-256 fingerprint {fingerprint}",
+             path=str(certPath), fingerprint=fingerprint(certPath))
+    _contexts[cacheKey] = options
+    return options
+
+
+def _chain(certPath: Path) -> list[ssl.Certificate]:
+    text = certPath.read_text()
+    marker = "-----END CERTIFICATE-----"
+    blocks = [block + marker for block in text.split(marker) if "BEGIN CERTIFICATE" in block]
+    return [ssl.Certificate.loadPEM(block) for block in blocks]
