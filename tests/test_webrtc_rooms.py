@@ -111,3 +111,30 @@ async def test_disconnect_of_publisher_ends_stream_for_room(serverFactory):
     assert (await bob.roomEvent("LEFT"))["info"] == "alice"
     await publisher.close()
     await bob.close()
+
+
+async def test_screen_share_is_a_second_room_stream(serverFactory):
+    server = serverFactory(settings=MEDIA)
+    room, alice, bob, camera, cameraRequest = await alicePublishesToBob(server)
+    screen = peers.Publisher(video="video/VP8", audio=None, width=640, height=360)
+    name = f"{cameraRequest['name']}-screen"
+    share = streamRequest(name, room, await peers.offerOf(screen.pc), True, hasAudio=False,
+                          constraints={"video": {"type": "screen", "mediaSource": "screen"},
+                                       "audio": False})
+    await negotiate(alice, screen.pc, "publishStream", share)
+    await status(alice, share["mediaSessionId"], "PUBLISHING")
+    assert (await bob.roomEvent("PUBLISHED", timeout=10))["info"] == {"login": "alice", "name": name}
+
+    carol = await Client.open(server.wsURL, "carol")
+    assert await carol.join(room) == [{"login": "alice", "name": cameraRequest["name"]},
+                                      {"login": "alice", "name": name}, "bob"]
+    player = peers.Player(video="video/VP8", audio=None)
+    play = streamRequest(name, room, await peers.offerOf(player.pc), False)
+    await negotiate(carol, player.pc, "playStream", play)
+    await status(carol, play["mediaSessionId"], "PLAYING")
+    frames = await player.waitFrames("video", 5, timeout=15)
+    assert (frames[-1].width, frames[-1].height) == (640, 360)
+    for pc in (camera, screen, player):
+        await pc.close()
+    for client in (alice, bob, carol):
+        await client.close()
