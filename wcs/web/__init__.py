@@ -1,0 +1,66 @@
+"""
+The web server: demo pages and the browser SDK over HTTP and HTTPS.
+
+Pages written for Web Call Server load the SDK from
+C{/client2/flashphoner-room-api.js} and their shared files from
+C{/client2/examples/demo/dependencies/}; both come from the npm package
+C{@flashphoner/websdk}, with our own demo pages laid over it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import MultiService
+from twisted.internet import endpoints
+from twisted.web.server import Site
+
+from wcs.config import Key, declare
+from wcs.logs import Logger
+from wcs.web.site import makeRoot
+
+log = Logger()
+
+declare(Key("websdk_dir", "str", "",
+            "folder of the npm package @flashphoner/websdk; empty: node_modules/ "
+            "in the working directory or beside the wcs package"))
+
+STATIC = Path(__file__).with_name("static")
+
+
+def findWebSDK(configured: str) -> Path | None:
+    candidates = [Path(configured)] if configured else [
+        Path.cwd() / "node_modules" / "@flashphoner" / "websdk",
+        Path(__file__).resolve().parents[2] / "node_modules" / "@flashphoner" / "websdk",
+    ]
+    for candidate in candidates:
+        if (candidate / "flashphoner-room-api.js").is_file():
+            return candidate
+    return None
+
+
+def makeService(server, settings) -> MultiService | None:
+    from twisted.internet import reactor
+
+    if not (settings.http_port or settings.https_port):
+        return None
+    sdk = findWebSDK(settings.websdk_dir)
+    if sdk is None:
+        log.warn("the browser SDK is not installed (run `npm ci`, or set websdk_dir): "
+                 "demo pages will not load it")
+    site = Site(makeRoot(STATIC, sdk, settings))
+    site.displayTracebacks = False
+    services = MultiService()
+    if settings.http_port:
+        endpoint = endpoints.TCP4ServerEndpoint(reactor, settings.http_port,
+                                                interface=settings.listen_address)
+        StreamServerEndpointService(endpoint, site).setServiceParent(services)
+    if settings.https_port:
+        from wcs import tls
+
+        endpoint = endpoints.SSL4ServerEndpoint(reactor, settings.https_port,
+                                                tls.serverContext(settings),
+                                                interface=settings.listen_address)
+        StreamServerEndpointService(endpoint, site).setServiceParent(services)
+    return services
