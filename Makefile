@@ -9,7 +9,7 @@ APT_PACKAGES := ffmpeg chromium
 
 .PHONY: run test deps system-deps npm-deps bench clean
 
-run: deps
+run: deps npm-deps
 	$(VENV)/bin/twistd -n --pidfile= wcs
 
 test: deps system-deps npm-deps
@@ -34,7 +34,10 @@ system-deps:
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
 	fi
 
+# The browser SDK the demo pages load (npm package @flashphoner/websdk).
 npm-deps:
+	@command -v npm >/dev/null || { echo "installing npm"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q npm; }
 	@if [ -f package.json ]; then \
 	  if [ ! -d node_modules ] || [ package-lock.json -nt node_modules ]; then npm ci --no-audit --no-fund; fi; \
 	fi
