@@ -18,6 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from OpenSSL import SSL
 from twisted.internet import ssl
 
 from wcs.config import ConfigError, Key, Settings, declare
@@ -90,13 +91,30 @@ def fingerprint(certPath: Path) -> str:
     return ":".join(f"{b:02X}" for b in digest)
 
 
-_contexts: dict[tuple[str, str], ssl.CertificateOptions] = {}
-
-
-def serverContext(settings: Settings) -> ssl.CertificateOptions:
+class ServerContextFactory(ssl.ContextFactory):
     """
-    TLS options for a listener; one per certificate, shared by WSS and
-    HTTPS.
+    A TLS 1.2+ server context loaded straight from PEM files (certificate
+    chain and key), the way OpenSSL reads them.
+    """
+
+    def __init__(self, certPath: Path, keyPath: Path):
+        context = SSL.Context(SSL.TLS_METHOD)
+        context.set_min_proto_version(SSL.TLS1_2_VERSION)
+        context.use_certificate_chain_file(str(certPath))
+        context.use_privatekey_file(str(keyPath))
+        context.check_privatekey()
+        self._context = context
+
+    def getContext(self) -> SSL.Context:
+        return self._context
+
+
+_contexts: dict[tuple[str, str], ServerContextFactory] = {}
+
+
+def serverContext(settings: Settings) -> ServerContextFactory:
+    """
+    TLS for a listener; one per certificate, shared by WSS and HTTPS.
 
     @raise ConfigError: the configured files are missing or do not match.
     """
@@ -105,24 +123,13 @@ def serverContext(settings: Settings) -> ssl.CertificateOptions:
     if cacheKey in _contexts:
         return _contexts[cacheKey]
     try:
-        pem = certPath.read_bytes() + b"\n" + keyPath.read_bytes()
-        certificate = ssl.PrivateCertificate.loadPEM(pem)
-        chain = [c.original for c in _chain(certPath)[1:]]
-        options = ssl.CertificateOptions(
-            privateKey=certificate.privateKey.original,
-            certificate=certificate.original,
-            extraCertChain=chain or None,
-        )
-    except Exception as e:
-        raise ConfigError(f"cannot use TLS certificate {certPath} with key {keyPath}: {e}") from None
+        factory = ServerContextFactory(certPath, keyPath)
+    except SSL.Error as e:
+        problem = "the certificate and the key do not match" if "check_private_key" in str(e) \
+            or "values mismatch" in str(e) else str(e)
+        raise ConfigError(f"cannot use TLS certificate {certPath} with key {keyPath}: "
+                          f"{problem}") from None
     log.info("TLS certificate {path}, SHA-256 fingerprint {fingerprint}",
              path=str(certPath), fingerprint=fingerprint(certPath))
-    _contexts[cacheKey] = options
-    return options
-
-
-def _chain(certPath: Path) -> list[ssl.Certificate]:
-    text = certPath.read_text()
-    marker = "-----END CERTIFICATE-----"
-    blocks = [block + marker for block in text.split(marker) if "BEGIN CERTIFICATE" in block]
-    return [ssl.Certificate.loadPEM(block) for block in blocks]
+    _contexts[cacheKey] = factory
+    return factory

@@ -93,3 +93,22 @@ async def test_the_sdks_own_conference_example(browser, webServer):
     await alice.click("#sendMessageBtn")
     await bob.wait_for_function("(t) => document.getElementById('chat').textContent.includes(t)",
                                 arg=TEXTS[1], timeout=WAIT_MS)
+
+
+async def test_refused_join_shows_the_reason_and_can_retry(browser, webServer):
+    room = f"room-{uuid.uuid4().hex[:6]}"
+    first = await openJoined(browser, webServer, "video-chat", room, "alice")
+    second = await browser.new_page()
+    await second.goto(pageURL(webServer, "video-chat", room, "alice"))
+    await second.click("#joinBtn")
+    await second.wait_for_function(
+        "document.getElementById('status').textContent.startsWith('join failed: ')",
+        timeout=WAIT_MS)
+    assert "already has a participant with login 'alice'" in await text(second, "#status")
+    assert await second.is_enabled("#joinBtn")
+    await second.fill("#login", "alice2")
+    await second.click("#joinBtn")
+    await second.wait_for_function(
+        f"document.getElementById('status').textContent === 'joined {room}, publishing'",
+        timeout=WAIT_MS)
+    await waitForVideo(first, '.tile[data-login="alice2"] video')

@@ -97,3 +97,24 @@ def test_https_with_the_self_signed_certificate(webServer):
     der = connection.sock.getpeercert(binary_form=True)
     logged = re.search(r"SHA-256 fingerprint ([0-9A-F:]+)", webServer.log()).group(1)
     assert logged == ":".join(f"{b:02X}" for b in hashlib.sha256(der).digest())
+
+
+def test_redirect_keeps_the_query(webServer):
+    status, headers, _ = get(webServer, f"{DEMOS}/conference?roomName=r1&login=me")
+    assert status == 302
+    assert headers["location"].endswith(f"{DEMOS}/conference/?roomName=r1&login=me")
+
+
+@pytest.mark.parametrize("path", [
+    f"{DEMOS}/wcs/room.html",  # the template, unfilled
+    "/client2/package.json",
+    "/client2/src/room-module.js",
+    "/client2/Gruntfile.js",
+])
+def test_only_what_pages_need_is_served(webServer, path):
+    assert get(webServer, path)[0] == 404
+
+
+def test_index_html_of_a_demo(webServer):
+    status, _, body = get(webServer, f"{DEMOS}/video-chat/index.html")
+    assert status == 200 and b"<title>Two Way Video Chat" in body

@@ -56,12 +56,15 @@ class Layered(resource.Resource):
     def __init__(self, *folders: Path | None):
         super().__init__()
         self.folders = [FilePath(str(f)) for f in folders if f is not None]
-        self.demos = {("examples", "demo", "streaming", demo.path, ""): demo for demo in DEMOS}
+        self.demos = {("examples", "demo", "streaming", demo.path, index): demo
+                      for demo in DEMOS for index in ("", "index.html")}
 
     def render_GET(self, request):
         segments = [s.decode("utf-8", "replace") for s in request.postpath]
         if any(s in ("..", ".") or "/" in s or "\\" in s or "\0" in s for s in segments):
             return resource.ForbiddenResource().render(request)
+        if not _public(segments):
+            return resource.NoResource("No such file.").render(request)
         demo = self.demos.get(tuple(segments))
         if demo is not None:
             template = self.folders[0].descendant(TEMPLATE).getContent().decode("utf-8")
@@ -79,7 +82,8 @@ class Layered(resource.Resource):
                 if segments and segments[-1] != "":
                     # A folder without its trailing slash: relative links
                     # in its index would break.
-                    request.redirect(request.path + b"/")
+                    query = request.uri.partition(b"?")[2]
+                    request.redirect(request.path + b"/" + (b"?" + query if query else b""))
                     return b""
                 target = target.child("index.html")
             if target.isfile():
@@ -87,6 +91,19 @@ class Layered(resource.Resource):
         return resource.NoResource("No such file.").render(request)
 
     render_HEAD = render_GET
+
+
+def _public(segments: list[str]) -> bool:
+    """
+    What /client2/ serves of the SDK's package: its built scripts at the top
+    and the example pages with their dependencies, not its sources or build
+    files; and not our page template, which only makes sense filled in.
+    """
+    if not segments or segments[0] == "":
+        return False
+    if len(segments) == 1:
+        return segments[0].startswith("flashphoner") and segments[0].endswith(".js")
+    return segments[0] == "examples" and tuple(segments) != TEMPLATE
 
 
 class Index(resource.Resource):

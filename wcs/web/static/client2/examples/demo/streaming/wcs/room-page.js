@@ -20,7 +20,9 @@
   var $ = function (id) { return document.getElementById(id); };
 
   var connection = null, room = null, cameraStream = null, screenStream = null;
-  var leaving = false;
+  // What the status says once the session is closed: set by a leave or a
+  // refused join, which both close the session on purpose.
+  var closing = null;
   var tiles = {};          // login -> tile element
   var playing = {};        // stream name -> SDK stream
 
@@ -187,15 +189,16 @@
     }).on(EVENT.PUBLISHED, function (p) {
       playStreams(p);
     }).on(EVENT.FAILED, function (r, info) {
-      setStatus("join failed: " + (info || "unknown reason"), "error");
-      setJoined(false);
+      // One session per page: close it, so that Join starts afresh.
+      closing = ["join failed: " + (info || "unknown reason"), "error"];
+      if (connection) connection.disconnect();
     }).on(EVENT.MESSAGE, function (message) {
       addChat(message.from ? message.from.name() : "?", message.text, false);
     });
   }
 
   function join() {
-    leaving = false;
+    closing = null;
     var server = $("server").value.trim(), login = $("login").value.trim();
     var roomName = $("roomName").value.trim();
     if (!server || !login || !roomName) {
@@ -209,8 +212,10 @@
       setStatus("connected, joining " + roomName + "…", "busy");
       onRoom(session.join({name: roomName, record: record}));
     }).on(SESSION.DISCONNECTED, function () {
-      reset(leaving ? "left the room" : "disconnected", leaving ? "" : "error");
-      leaving = false;
+      var status = closing || ["disconnected from the server", "error"];
+      closing = null;
+      connection = null;
+      reset(status[0], status[1]);
     }).on(SESSION.FAILED, function () {
       reset("connection failed: is the server running at " + server + "?", "error");
     });
@@ -227,7 +232,7 @@
   function leave() {
     if (!room) return;
     $("leaveBtn").disabled = true;
-    leaving = true;
+    closing = ["left the room", ""];
     var done = function () {
       // The session is closed too: a page is in one room at a time.
       if (connection) connection.disconnect();
