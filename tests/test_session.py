@@ -284,3 +284,33 @@ def test_transport_published_source_name_in_use(server):
     one.streams.publishSource("live1", Source(), provider="RTMP")
     with pytest.raises(StreamError, match="Stream name is already in use"):
         two.streams.publishSource("live1", Source(), provider="RTMP")
+
+
+def test_stream_observers_see_live_streams_and_may_name_the_recording(server):
+    seen = []
+
+    class Recorder:
+        def streamStarted(self, stream):
+            seen.append(("started", stream.name))
+            if stream.request.record:
+                stream.recordName = f"stream-x-{stream.name}.mp4"
+
+        def streamEnded(self, stream):
+            seen.append(("ended", stream.name))
+
+    class Broken:
+        def streamStarted(self, stream):
+            raise RuntimeError("recorder bug")
+
+        streamEnded = streamStarted
+
+    server.streamObservers += [Broken(), Recorder()]
+    alice, a = connect(server, "alice")
+    command(alice, "join", {"name": "r"})
+    publish(alice, "s", record=True)
+    server.engine.last().listener.mediaStarted()
+    [publishing] = [s for s in a.named("notifyStreamStatusEvent") if s["status"] == "PUBLISHING"]
+    assert publishing["recordName"] == "stream-x-s.mp4"
+    alice.messageReceived("unPublishStream", [{"mediaSessionId": "m1", "name": "s"}])
+    assert a.named("notifyStreamStatusEvent")[-1]["status"] == "UNPUBLISHED"
+    assert seen == [("started", "s"), ("ended", "s")]

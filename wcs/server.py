@@ -36,6 +36,7 @@ class RoomServer:
                                       chat=settings.chat_max_length)
         self.sessions: set[ClientSession] = set()
         self.engines: dict[str, IMediaEngine] = {}
+        self.streamObservers: list = []
 
     def openSession(self, channel: ISignallingChannel) -> ClientSession:
         session = ClientSession(self, channel)
@@ -57,6 +58,26 @@ class RoomServer:
         if engine is None:
             raise StreamError(f"media provider {provider!r} is not available on this server")
         return engine
+
+    def streamStarted(self, stream) -> None:
+        """
+        A published stream went live. Each of C{streamObservers} (the
+        recorder) gets C{streamStarted(stream)}; one may set
+        C{stream.recordName}.
+        """
+        self._tellObservers("streamStarted", stream)
+
+    def streamEnded(self, stream) -> None:
+        self._tellObservers("streamEnded", stream)
+
+    def _tellObservers(self, event: str, stream) -> None:
+        for observer in self.streamObservers:
+            try:
+                getattr(observer, event)(stream)
+            except Exception:
+                # A recorder's bug must not break the stream for its viewers.
+                self.log.failure("stream observer failed on {event} of {stream}",
+                                 event=event, stream=stream)
 
     def closeAll(self, reason: str) -> None:
         """Shut down: close every client connection."""

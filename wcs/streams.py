@@ -181,6 +181,9 @@ class StreamControl:
             return
         if stream.published:
             stream.status = PUBLISHING
+            # Observers (the recorder) see the stream first: a recording's
+            # name goes out with PUBLISHING.
+            self.server.streamStarted(stream)
             self._notify(stream)
             if stream.participant is not None:
                 self.server.rooms.announceStream(stream.participant, stream.name)
@@ -202,6 +205,8 @@ class StreamControl:
             stream.media.stop()
         if stream.published:
             self.server.streams.release(stream)
+            if wasLive:
+                self.server.streamEnded(stream)
             for player in list(stream.players):
                 player.owner.streams.end(player, STOPPED, STOPPED_BY_PUBLISHER)
             if wasLive and stream.participant is not None:
