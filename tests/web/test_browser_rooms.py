@@ -6,6 +6,8 @@ conference example page too.
 
 import uuid
 
+import pytest
+
 from tests.web.browser import WAIT_MS, text, waitForVideo
 
 TEXTS = ["Привет, мир", "你好，世界", "🎉👋🏽", "<script>window.pwned=1</script><b>bold?</b>"]
@@ -70,11 +72,15 @@ async def test_screen_sharing_page_publishes_a_second_stream(browser, webServer)
     await waitForVideo(bob, '.tile[data-login="alice"] .display[data-stream$="-screen"] video')
 
 
-async def test_the_sdks_own_conference_example(browser, webServer):
-    """The SDK's conference page, unchanged, served by us."""
+@pytest.mark.parametrize("example", [
+    "conference/conference.html",
+    "video-chat/video-chat.html",
+    "video-chat-and-screen-sharing/video-chat-and-screen-sharing.html",
+])
+async def test_the_sdks_own_example_pages(browser, webServer, example):
+    """The SDK's example pages, unchanged, served by us: join, remote video, chat."""
     room = f"room-{uuid.uuid4().hex[:6]}"
-    url = (f"http://127.0.0.1:{webServer.ports['http']}{DEMOS}/conference/conference.html"
-           f"?roomName={room}")
+    url = f"http://127.0.0.1:{webServer.ports['http']}{DEMOS}/{example}?roomName={room}"
     pages = {}
     for login in ("alice", "bob"):
         page = pages[login] = await browser.new_page()
@@ -93,6 +99,9 @@ async def test_the_sdks_own_conference_example(browser, webServer):
     await alice.click("#sendMessageBtn")
     await bob.wait_for_function("(t) => document.getElementById('chat').textContent.includes(t)",
                                 arg=TEXTS[1], timeout=WAIT_MS)
+    if "screen-sharing" in example:
+        await alice.click("#shareBtn")
+        await waitForVideo(bob, "#sharedDisplay video")
 
 
 async def test_refused_join_shows_the_reason_and_can_retry(browser, webServer):
