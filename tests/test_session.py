@@ -314,3 +314,17 @@ def test_stream_observers_see_live_streams_and_may_name_the_recording(server):
     alice.messageReceived("unPublishStream", [{"mediaSessionId": "m1", "name": "s"}])
     assert a.named("notifyStreamStatusEvent")[-1]["status"] == "UNPUBLISHED"
     assert seen == [("started", "s"), ("ended", "s")]
+
+
+def test_streams_per_connection_are_limited(clock):
+    server = RoomServer(Settings({"session_max_streams": 2}), clock)
+    server.registerMediaEngine(HeldMediaEngine())
+    alice, a = connect(server)
+    for i in range(3):
+        publish(alice, f"s{i}", room=None, mediaSessionId=f"m{i}")
+    failed = [s for s in a.named("notifyStreamStatusEvent") if s["status"] == "FAILED"]
+    assert [(s["mediaSessionId"], s["info"]) for s in failed] == [
+        ("m2", "too many streams on this connection: at most 2")]
+    alice.messageReceived("unPublishStream", [{"mediaSessionId": "m0", "name": "s0"}])
+    publish(alice, "s3", room=None, mediaSessionId="m3")
+    assert "s3" in server.streams.published

@@ -117,6 +117,8 @@ declare(
     Key("room_max_participants", "int", 0, "participants per room; 0: unlimited"),
     Key("room_name_max_length", "int", 128, "longest room name accepted, in characters"),
     Key("login_max_length", "int", 128, "longest login accepted, in characters"),
+    Key("session_max_streams", "int", 20,
+        "streams (published and played) one connection may have at once; 0: no limit"),
     Key("chat_max_length", "int", 16384, "longest chat message accepted, in characters"),
     Key("ws_max_message_size", "int", 65536,
         "largest WebSocket message accepted, in bytes; larger ones get a fail"),

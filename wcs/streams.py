@@ -281,6 +281,11 @@ class StreamControl:
             # Not FAILED for that id: it would end the stream already using it.
             self._refuse(message, None, args, SESSION_ID_IN_USE)
             return
+        limit = self.server.settings.session_max_streams
+        if limit and len(self.active) >= limit:
+            self._refuse(message, request.mediaSessionId, args,
+                         f"too many streams on this connection: at most {limit}")
+            return
         try:
             self._start(request)
         except StreamError as e:
