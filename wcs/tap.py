@@ -20,7 +20,13 @@ def _installAsyncioReactor() -> None:
         from twisted.internet import asyncioreactor
 
         asyncioreactor.install()
-        return
+
+
+def _requireAsyncioReactor() -> None:
+    """
+    Refuse another reactor (twistd --reactor=epoll) in one line: aiortc's
+    tasks would never run on it.
+    """
     from twisted.internet import reactor
     from twisted.internet.asyncioreactor import AsyncioSelectorReactor
 
@@ -145,6 +151,7 @@ class _ShutdownService(Service):
 
 
 def makeService(options: Options) -> MultiService:
+    _requireAsyncioReactor()
     from twisted.internet import reactor
 
     from wcs.server import RoomServer, findTransports
