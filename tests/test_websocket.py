@@ -273,3 +273,43 @@ def test_configured_certificate_missing_stops_start_up(tmp_path):
                         "--set", "ssl_key_file=/nonexistent.key"], tmp_path)
     assert result.returncode != 0
     assert "TLS file /nonexistent.crt does not exist" in result.stdout + result.stderr
+
+
+def rawWebSocket(port: int):
+    """A WebSocket opened by hand, to send frames no client library would."""
+    import base64
+    import os
+    import socket
+
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall((f"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                  f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                  f"Sec-WebSocket-Version: 13\r\n\r\n").encode())
+    response = b""
+    while b"\r\n\r\n" not in response:
+        response += sock.recv(4096)
+    assert response.startswith(b"HTTP/1.1 101")
+    return sock, response.split(b"\r\n\r\n", 1)[1]
+
+
+def maskedTextFrame(payload: bytes) -> bytes:
+    import os
+
+    mask = os.urandom(4)
+    assert len(payload) < 126
+    return bytes([0x81, 0x80 | len(payload)]) + mask + bytes(
+        b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def test_invalid_utf8_in_a_text_frame_is_refused_clearly(server):
+    sock, pending = rawWebSocket(server.ports["ws"])
+    with sock:
+        sock.sendall(maskedTextFrame(b'{"message":"ping","data":["\xff"]}'))
+        sock.sendall(maskedTextFrame(b'{"message":"ping","data":[null]}'))
+        data = pending
+        while b"pong" not in data:
+            chunk = sock.recv(4096)
+            assert chunk, f"connection closed: {data!r}"
+            data += chunk
+    assert b'"info":"malformed JSON' in data  # answered, and the connection lived on

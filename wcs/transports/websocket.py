@@ -124,6 +124,9 @@ class SignallingFactory(WebSocketServerFactory):
             # Tell a client why it is dropped (a close frame with code and
             # reason) instead of cutting the TCP connection.
             failByDrop=False,
+            # json.loads rejects invalid UTF-8 itself (a `fail` naming it);
+            # Autobahn's own check would read every byte again in Python.
+            utf8validateIncoming=False,
             openHandshakeTimeout=10,
             closeHandshakeTimeout=5,
         )
