@@ -185,11 +185,20 @@ class ClientSession:
 
     def _join(self, options: dict[str, Any]) -> None:
         join = protocol.parseJoin(options, self.limits)
+        self.joinRoom(join.room, join.record)
+
+    def joinRoom(self, room: str, record: bool = False) -> Participant:
+        """
+        Join C{room} as this session's login (also for transports that join
+        on a client's behalf, like an RTMP encoder publishing to a room URL).
+
+        @raise RoomError: no login, the login is taken, the room is full.
+        """
         if not self.login:
             raise RoomError("a login is needed to join a room: "
                             "connect with custom.login set")
-        self.participants[join.room] = self.rooms.join(
-            join.room, self.login, self, join.record)
+        participant = self.participants[room] = self.rooms.join(room, self.login, self, record)
+        return participant
 
     def _leave(self, options: dict[str, Any]) -> None:
         leave = protocol.parseLeave(options, self.limits)

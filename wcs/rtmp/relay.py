@@ -1,0 +1,227 @@
+"""
+Media of RTMP streams: a published RTMP stream as an L{IMediaSource}, and
+players that send a stream to an RTMP client.
+
+RTMP to RTMP is the fast path: players get the publisher's FLV bodies as
+they came, with only the timestamp rebased. Other consumers (WebRTC players,
+the recorder) get L{EncodedFrame}s, converted once per stream and only while
+one is attached.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Protocol
+
+from zope.interface import implementer
+
+from wcs.frames import EncodedFrame
+from wcs.interfaces import IMediaSink, IMediaSource
+from wcs.rtmp import flv
+from wcs.rtmp.chunks import AUDIO, VIDEO
+
+
+class TagWriter(Protocol):
+    """Where a player's FLV tags go (an RTMP connection's play stream)."""
+
+    def writeTag(self, mtype: int, timestamp: int, body: bytes) -> None: ...
+
+    def writeMetadata(self, payload: bytes) -> None: ...
+
+    def congested(self) -> bool: ...
+
+    def sourceEnded(self) -> None: ...
+
+
+@implementer(IMediaSource)
+class RTMPSource:
+    def __init__(self, name: str):
+        self.name = name
+        self.tracks: dict[str, str] = {}
+        self.metadata: bytes | None = None
+        self.videoHeader: bytes | None = None
+        self.audioHeader: bytes | None = None
+        self.players: set[TagPlayer] = set()
+        self.sinks: set[IMediaSink] = set()
+        self.toVideoFrames = flv.VideoToFrames()
+        self.toAudioFrames = flv.AudioToFrames()
+        self.ended = False
+
+    # From the publisher
+
+    def setMetadata(self, payload: bytes) -> None:
+        self.metadata = payload
+        for player in list(self.players):
+            player.writer.writeMetadata(payload)
+
+    def video(self, timestamp: int, body: bytes) -> None:
+        if flv.isSequenceHeader(body, video=True):
+            self.videoHeader = body
+            self.tracks["video"] = "H264"
+        keyframe = flv.isVideoKeyframe(body)
+        for player in list(self.players):
+            player.tag(VIDEO, timestamp, body, keyframe)
+        if self.sinks or body[1:2] == b"\x00":
+            frame = self.toVideoFrames.convert(timestamp, body)
+            if frame is not None:
+                self._deliver(frame)
+
+    def audio(self, timestamp: int, body: bytes) -> None:
+        if not body:
+            return
+        if "audio" not in self.tracks:
+            self.tracks["audio"] = flv.AUDIO_FORMATS.get(body[0] >> 4, "unknown")
+        if flv.isSequenceHeader(body, video=False):
+            self.audioHeader = body
+        for player in list(self.players):
+            player.tag(AUDIO, timestamp, body, False)
+        if self.sinks or flv.isSequenceHeader(body, video=False):
+            frame = self.toAudioFrames.convert(timestamp, body)
+            if frame is not None:
+                self._deliver(frame)
+
+    def end(self) -> None:
+        if self.ended:
+            return
+        self.ended = True
+        for player in list(self.players):
+            player.writer.sourceEnded()
+        self.players.clear()
+        for sink in list(self.sinks):
+            sink.sourceEnded()
+        self.sinks.clear()
+
+    def _deliver(self, frame: EncodedFrame) -> None:
+        for sink in list(self.sinks):
+            sink.writeFrame(frame)
+
+    # IMediaSource
+
+    def attach(self, sink: IMediaSink) -> None:
+        self.sinks.add(sink)
+
+    def detach(self, sink: IMediaSink) -> None:
+        self.sinks.discard(sink)
+
+    def requestKeyframe(self) -> None:
+        """RTMP has no way to ask: the next keyframe comes with the next GOP."""
+
+
+class TagPlayer:
+    """
+    One RTMP player of an RTMP source: starts on a keyframe, timestamps from
+    0, and when its connection is congested drops everything up to the next
+    keyframe rather than queue it.
+    """
+
+    def __init__(self, source: RTMPSource, writer: TagWriter):
+        self.source = source
+        self.writer = writer
+        self.base: int | None = None
+        self.last = 0
+        self.dropping = False
+        self.dropped = 0
+
+    def start(self) -> None:
+        if self.source.metadata is not None:
+            self.writer.writeMetadata(self.source.metadata)
+        self.source.players.add(self)
+
+    def stop(self) -> None:
+        self.source.players.discard(self)
+
+    def tag(self, mtype: int, timestamp: int, body: bytes, keyframe: bool) -> None:
+        if self.base is None or self.dropping:
+            if not (mtype == VIDEO and keyframe and not flv.isSequenceHeader(body, True)) \
+                    and not (self.base is None and "video" not in self.source.tracks):
+                self.dropped += 1
+                return
+            if self.writer.congested():
+                self.dropped += 1
+                return
+            self._resume(timestamp)
+        elif self.writer.congested():
+            self.dropping = True
+            self.dropped += 1
+            return
+        self._write(mtype, timestamp, body)
+
+    def _resume(self, timestamp: int) -> None:
+        if self.base is None:
+            self.base = timestamp
+        self.dropping = False
+        # Decoders need the configuration again after a gap, and at the start.
+        if self.source.videoHeader is not None:
+            self._write(VIDEO, timestamp, self.source.videoHeader)
+        if self.source.audioHeader is not None:
+            self._write(AUDIO, timestamp, self.source.audioHeader)
+
+    def _write(self, mtype: int, timestamp: int, body: bytes) -> None:
+        # Monotonic from 0 whatever the publisher's clock does.
+        relative = max(self.last, timestamp - self.base)
+        self.last = relative
+        self.writer.writeTag(mtype, relative, body)
+
+
+@implementer(IMediaSink)
+class FramePlayer:
+    """
+    An RTMP player of a source that is not RTMP (a WebRTC publisher): frames
+    become FLV bodies. H.264 passes as it is; other codecs go through
+    C{transcode}, a function that returns a converter for (kind, codec) or
+    None when that track cannot be played over RTMP.
+    """
+
+    def __init__(self, source: IMediaSource, writer: TagWriter,
+                 transcode: Callable[[str, str], Callable | None]):
+        self.source = source
+        self.writer = writer
+        self.toVideo = flv.FramesToVideo()
+        self.converters: dict[str, Callable | None] = {}
+        self.transcode = transcode
+        self.base: float | None = None
+        self.last = {"audio": 0, "video": 0}
+        self.started = False
+
+    def start(self) -> None:
+        self.source.attach(self)
+        self.source.requestKeyframe()
+
+    def stop(self) -> None:
+        self.source.detach(self)
+
+    def writeFrame(self, frame: EncodedFrame) -> None:
+        if not self.started:
+            if frame.kind != "video" or not frame.keyframe:
+                if "video" in self.source.tracks or frame.kind == "video":
+                    return
+            self.started = True
+        seconds = float(frame.pts * frame.time_base)
+        if self.base is None:
+            self.base = seconds
+        ms = max(self.last[frame.kind], int((seconds - self.base) * 1000))
+        self.last[frame.kind] = ms
+        if frame.kind == "video":
+            if frame.codec != "H264":
+                converter = self._converter("video", frame.codec)
+                if converter is None:
+                    return
+                frames = converter(frame)
+            else:
+                frames = [frame]
+            for each in frames:
+                for timestamp, body in self.toVideo.convert(each, ms):
+                    self.writer.writeTag(VIDEO, timestamp, body)
+        else:
+            converter = self._converter("audio", frame.codec)
+            if converter is None:
+                return
+            for timestamp, body in converter(frame, ms):
+                self.writer.writeTag(AUDIO, timestamp, body)
+
+    def _converter(self, kind: str, codec: str):
+        if codec not in self.converters:
+            self.converters[codec] = self.transcode(kind, codec)
+        return self.converters[codec]
+
+    def sourceEnded(self) -> None:
+        self.writer.sourceEnded()

@@ -1,0 +1,416 @@
+"""
+RTMP: encoders (ffmpeg, OBS), players (ffmpeg, VLC) and Flash room clients.
+
+URLs:
+- C{rtmp://HOST:1935/live/STREAM}: publish or play STREAM by name (any
+  application name works the same; a room stream plays by its name too).
+- C{rtmp://HOST:1935/room/ROOM/LOGIN}: publish as participant LOGIN of ROOM:
+  the others get JOINED and PUBLISHED (stream C{ROOM-LOGIN}), and LEFT when
+  the connection closes. With ffmpeg the same can be said in the connect
+  arguments: C{-rtmp_conn "O:1 NS:room:ROOM NS:login:LOGIN O:0"}.
+- A Flash room client connects with C{{appKey: "flashRoomApp", login}} and
+  speaks the room protocol in AMF0 calls (C{sendData}, C{pong}; the server
+  calls C{DataStatusEvent}, C{OnDataEvent}, C{ping}, C{fail}).
+
+The wire is L{wcs.rtmp.connection.ServerConnection}; this module adapts it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from twisted.application.internet import StreamServerEndpointService
+from twisted.internet import endpoints
+from twisted.internet.interfaces import IPushProducer
+from twisted.internet.protocol import Factory, Protocol
+from zope.interface import implementer
+
+from wcs.config import Key, declare
+from wcs.errors import StreamError, WcsError
+from wcs.interfaces import ISignallingChannel, ITransport
+from wcs.logs import Logger
+from wcs.rtmp import amf0
+from wcs.rtmp.chunks import AUDIO, VIDEO
+from wcs.rtmp.connection import Command, Data, Media, ServerConnection
+from wcs.rtmp.errors import RTMPProtocolError
+from wcs.rtmp.relay import FramePlayer, RTMPSource, TagPlayer
+
+log = Logger()
+
+declare(
+    Key("rtmp_max_chunk_size", "int", 1 << 20, "largest chunk size a client may set, bytes"),
+    Key("rtmp_max_message_size", "int", 4 << 20, "largest RTMP message accepted, bytes"),
+    Key("rtmp_max_streams_per_connection", "int", 8, "NetStreams one RTMP connection may create"),
+    Key("rtmp_max_connections_per_address", "int", 64,
+        "RTMP connections from one address at once; 0: no limit"),
+    Key("rtmp_player_buffer", "int", 1 << 20,
+        "bytes waiting to be sent to an RTMP player before it drops to the next keyframe"),
+)
+
+# Server calls a Flash room client knows; other session messages are not for it.
+FLASH_CALLS = frozenset({"DataStatusEvent", "OnDataEvent", "ping", "fail",
+                         "notifyStreamStatusEvent"})
+
+
+@implementer(ISignallingChannel)
+class RTMPChannel:
+    """The room session's view of an RTMP connection."""
+
+    def __init__(self, protocol: "RTMPServerProtocol", flash: bool):
+        self.protocol = protocol
+        self.flash = flash
+        self.peer = protocol.peer
+
+    def send(self, message) -> None:
+        if self.flash and message.name in FLASH_CALLS:
+            self.protocol.conn.call(message.name, *message.args)
+            self.protocol.flush()
+
+    def close(self, reason: str) -> None:
+        self.protocol.closeWith(reason)
+
+
+class PlayStream:
+    """An RTMP connection's play NetStream, as a player writes to it."""
+
+    def __init__(self, protocol: "RTMPServerProtocol", streamId: int):
+        self.protocol = protocol
+        self.streamId = streamId
+
+    def writeTag(self, mtype: int, timestamp: int, body: bytes) -> None:
+        self.protocol.writeRaw(self.protocol.conn.media(mtype, self.streamId, timestamp, body))
+
+    def writeMetadata(self, payload: bytes) -> None:
+        self.protocol.conn.data(self.streamId, 0, amf0.encode("onMetaData") + payload)
+        self.protocol.flush()
+
+    def congested(self) -> bool:
+        return self.protocol.congested
+
+    def sourceEnded(self) -> None:
+        conn = self.protocol.conn
+        conn.streamEOF(self.streamId)
+        conn.onStatus(self.streamId, "NetStream.Play.UnpublishNotify", "The stream ended.")
+        conn.onStatus(self.streamId, "NetStream.Play.Stop", "Stopped playing.")
+        self.protocol.flush()
+        self.protocol.players.pop(self.streamId, None)
+
+
+@implementer(IPushProducer)
+class RTMPServerProtocol(Protocol):
+    def __init__(self):
+        self.session = None
+        self.app = ""
+        self.connectArgs: list = []
+        self.nextStreamId = 1
+        self.publishing: dict[int, tuple[RTMPSource, object]] = {}
+        self.players: dict[int, TagPlayer | FramePlayer] = {}
+        self.congested = False
+        self.closed = False
+        self.peer = "?"
+
+    # Connection
+
+    def connectionMade(self) -> None:
+        factory = self.factory
+        address = self.transport.getPeer()
+        self.peer = f"rtmp:{address.host}:{address.port}"
+        self.address = address.host
+        limit = factory.settings.rtmp_max_connections_per_address
+        factory.perAddress[self.address] += 1
+        if limit and factory.perAddress[self.address] > limit:
+            log.warn("{peer}: over {limit} connections from one address, closed",
+                     peer=self.peer, limit=limit)
+            self.transport.abortConnection()
+            return
+        settings = factory.settings
+        self.conn = ServerConnection(
+            now=int(factory.server.clock.seconds() * 1000) & 0xFFFFFFFF,
+            maxMessageSize=settings.rtmp_max_message_size,
+            maxChunkSize=settings.rtmp_max_chunk_size)
+        if hasattr(self.transport, "setTcpNoDelay"):
+            self.transport.setTcpNoDelay(True)
+        self.transport.registerProducer(self, True)
+        self.transport.bufferSize = settings.rtmp_player_buffer
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.closed:
+            return
+        try:
+            for event in self.conn.receive(data):
+                if isinstance(event, Media):
+                    self._media(event)
+                elif isinstance(event, Command):
+                    self._command(event)
+                elif isinstance(event, Data):
+                    self._data(event)
+        except RTMPProtocolError as e:
+            self.closeWith(f"protocol error: {e}")
+            return
+        self.flush()
+
+    def connectionLost(self, reason=None) -> None:
+        self.closed = True
+        self.factory.perAddress[getattr(self, "address", "")] -= 1
+        for player in list(self.players.values()):
+            player.stop()
+        self.players.clear()
+        for source, stream in list(self.publishing.values()):
+            self._endPublish(source, stream)
+        self.publishing.clear()
+        if self.session is not None:
+            self.session.connectionLost("RTMP connection closed")
+
+    def closeWith(self, reason: str) -> None:
+        if self.closed:
+            return
+        log.warn("{peer}: closing: {reason}", peer=self.peer, reason=reason)
+        self.closed = True
+        self.flush()
+        self.transport.loseConnection()
+
+    def flush(self) -> None:
+        data = self.conn.dataToSend()
+        if data:
+            self.transport.write(data)  # ignored by Twisted once disconnected
+
+    def writeRaw(self, data: bytes) -> None:
+        self.transport.write(data)
+
+    # IPushProducer: the transport says when its buffer is full.
+
+    def pauseProducing(self) -> None:
+        self.congested = True
+
+    def resumeProducing(self) -> None:
+        self.congested = False
+
+    def stopProducing(self) -> None:
+        self.congested = True
+
+    # Commands
+
+    def _command(self, command: Command) -> None:
+        handler = getattr(self, "cmd_" + command.name, None)
+        if handler is not None:
+            handler(command)
+        elif self.session is not None and self.session.channel.flash:
+            # A Flash room client's call: sendData, pong, ...
+            args = command.args if command.commandObject is None \
+                else [command.commandObject] + command.args
+            self.session.messageReceived(command.name, args)
+        elif command.transactionId:
+            # getStreamLength, _checkbw, ...: players do without an answer.
+            self.conn.error(command.transactionId, "NetConnection.Call.Failed",
+                            f"{command.name} is not supported")
+
+    def cmd_connect(self, command: Command) -> None:
+        info = command.commandObject if isinstance(command.commandObject, dict) else {}
+        self.app = str(info.get("app", "")).strip("/")
+        self.connectArgs = command.args
+        self.conn.acceptConnect(command.transactionId)
+        flash = self._flashRoomClient()
+        self.session = self.factory.server.openSession(RTMPChannel(self, flash=flash is not None))
+        if flash is not None:
+            self._identify(flash["appKey"], flash.get("login"))
+        elif not self.app.startswith("room/"):
+            # A room URL names the login in the stream name: identify at publish.
+            self._identify("rtmp", None)
+        log.info("{peer} connected to app {app!r}", peer=self.peer, app=self.app)
+
+    def _identify(self, appKey: str, login) -> None:
+        custom = {"login": str(login)} if login else {}
+        self.session.messageReceived("connection", [{"appKey": appKey, "custom": custom}])
+
+    def _flashRoomClient(self) -> dict | None:
+        for arg in self.connectArgs:
+            if isinstance(arg, dict) and arg.get("appKey") == "flashRoomApp":
+                return arg
+        return None
+
+    def cmd_createStream(self, command: Command) -> None:
+        if len(self.publishing) + len(self.players) >= \
+                self.factory.settings.rtmp_max_streams_per_connection:
+            self.conn.error(command.transactionId, "NetConnection.Call.Failed",
+                            "too many streams on this connection")
+            return
+        streamId = self.nextStreamId
+        self.nextStreamId += 1
+        self.conn.result(command.transactionId, None, float(streamId))
+
+    def cmd_releaseStream(self, command: Command) -> None:
+        pass  # ffmpeg and OBS ask before publishing; nothing to release here
+
+    def cmd_FCPublish(self, command: Command) -> None:
+        name = command.args[0] if command.args else ""
+        self.conn.command(0, "onFCPublish", 0, None,
+                          {"code": "NetStream.Publish.Start", "description": str(name)})
+
+    def cmd_FCUnpublish(self, command: Command) -> None:
+        for streamId in list(self.publishing):
+            self._unpublish(streamId)
+
+    def cmd_deleteStream(self, command: Command) -> None:
+        streamId = int(command.args[0]) if command.args and \
+            isinstance(command.args[0], (int, float)) else command.streamId
+        self._closeStream(streamId)
+
+    def cmd_closeStream(self, command: Command) -> None:
+        self._closeStream(command.streamId)
+
+    def _closeStream(self, streamId: int) -> None:
+        if streamId in self.publishing:
+            self._unpublish(streamId)
+        player = self.players.pop(streamId, None)
+        if player is not None:
+            player.stop()
+
+    def cmd_publish(self, command: Command) -> None:
+        streamId = command.streamId
+        name = str(command.args[0]) if command.args and command.args[0] else ""
+        if not name:
+            self.conn.onStatus(streamId, "NetStream.Publish.BadName", "A stream name is needed.",
+                               level="error")
+            return
+        name, record = self._recordOption(name)
+        try:
+            room, login = self._roomOf(name)
+            if self.session.connection is None and room is None:
+                raise StreamError("publish to rtmp://HOST/room/ROOM/LOGIN")
+            if room is not None:
+                self._joinRoom(room, login)
+                name = f"{room}-{login}"
+            source = RTMPSource(name)
+            stream = self.session.streams.publishSource(
+                name, source, provider="RTMP", record=record,
+                onStop=lambda: self._publishStopped(streamId))
+        except WcsError as e:
+            log.warn("{peer}: publish of {name!r} refused: {info}", peer=self.peer, name=name,
+                     info=e.info)
+            self.conn.onStatus(streamId, "NetStream.Publish.BadName", e.info, level="error")
+            self.flush()
+            self.closeWith(f"publish refused: {e.info}")
+            return
+        self.publishing[streamId] = (source, stream)
+        self.conn.streamBegin(streamId)
+        self.conn.onStatus(streamId, "NetStream.Publish.Start", f"{name} is now published.",
+                           details=name)
+        log.info("{peer} publishes {name!r}", peer=self.peer, name=name)
+
+    @staticmethod
+    def _recordOption(name: str) -> tuple[str, bool]:
+        """C{STREAM?record=true} asks for a recording, like the original server."""
+        base, _, query = name.partition("?")
+        return base, "record=true" in query.split("&")
+
+    def _roomOf(self, name: str) -> tuple[str | None, str | None]:
+        """The room and login an encoder publishes as, if any."""
+        parts = self.app.split("/")
+        if len(parts) >= 2 and parts[0] == "room":
+            return "/".join(parts[1:]), name
+        for arg in self.connectArgs:
+            if isinstance(arg, dict) and arg.get("room") and arg.get("login"):
+                return str(arg["room"]), str(arg["login"])
+        return None, None
+
+    def _joinRoom(self, room: str, login: str) -> None:
+        if self.session.connection is None:
+            self._identify("rtmp", login)
+        elif self.session.login != login:
+            raise StreamError(f"this connection is {self.session.login!r}, not {login!r}")
+        if room not in self.session.participants:
+            self.session.joinRoom(room)
+
+    def _publishStopped(self, streamId: int) -> None:
+        entry = self.publishing.pop(streamId, None)
+        if entry is not None:
+            entry[0].end()
+
+    def _unpublish(self, streamId: int) -> None:
+        entry = self.publishing.pop(streamId, None)
+        if entry is None:
+            return
+        source, stream = entry
+        self._endPublish(source, stream)
+        if not self.closed:
+            self.conn.onStatus(streamId, "NetStream.Unpublish.Success", "Stopped publishing.")
+
+    def _endPublish(self, source: RTMPSource, stream) -> None:
+        source.end()
+        if self.session is not None:
+            self.session.streams.end(stream, "UNPUBLISHED")
+
+    def cmd_play(self, command: Command) -> None:
+        streamId = command.streamId
+        name = str(command.args[0]) if command.args and command.args[0] else ""
+        live = self.factory.server.streams.live(name)
+        if live is None or live.media is None or live.media.source is None:
+            self.conn.onStatus(streamId, "NetStream.Play.StreamNotFound",
+                               f"Stream not found: {name}", level="error")
+            log.info("{peer}: play of {name!r}: not found", peer=self.peer, name=name)
+            return
+        self.conn.streamBegin(streamId)
+        self.conn.onStatus(streamId, "NetStream.Play.Reset", f"Playing {name}.")
+        self.conn.onStatus(streamId, "NetStream.Play.Start", f"Started playing {name}.")
+        self.conn.data(streamId, 0, amf0.encodeAll("|RtmpSampleAccess", True, True))
+        self.flush()
+        source = live.media.source
+        writer = PlayStream(self, streamId)
+        if isinstance(source, RTMPSource):
+            player = TagPlayer(source, writer)
+        else:
+            from wcs.rtmp.transcode import converterFor
+
+            player = FramePlayer(source, writer, converterFor)
+        self.players[streamId] = player
+        player.start()
+        log.info("{peer} plays {name!r}", peer=self.peer, name=name)
+
+    # Media and data
+
+    def _media(self, media: Media) -> None:
+        entry = self.publishing.get(media.streamId)
+        if entry is None:
+            return
+        if media.type == VIDEO:
+            entry[0].video(media.timestamp, media.payload)
+        elif media.type == AUDIO:
+            entry[0].audio(media.timestamp, media.payload)
+
+    def _data(self, data: Data) -> None:
+        entry = self.publishing.get(data.streamId)
+        if entry is None:
+            return
+        values = data.values
+        if data.name == "@setDataFrame" and values and values[0] == "onMetaData":
+            entry[0].setMetadata(amf0.encodeAll(*values[1:]))
+        elif data.name == "onMetaData":
+            entry[0].setMetadata(amf0.encodeAll(*values))
+
+
+class RTMPFactory(Factory):
+    protocol = RTMPServerProtocol
+
+    def __init__(self, server, settings):
+        self.server = server
+        self.settings = settings
+        self.perAddress: Counter[str] = Counter()
+
+
+@implementer(ITransport)
+class RTMPTransport:
+    name = "rtmp"
+
+    def makeService(self, server, settings):
+        if not settings.rtmp_port:
+            return None
+        from twisted.internet import reactor
+
+        endpoint = endpoints.TCP4ServerEndpoint(reactor, settings.rtmp_port,
+                                                interface=settings.listen_address)
+        service = StreamServerEndpointService(endpoint, RTMPFactory(server, settings))
+        service.setName("rtmp")
+        return service
+
+
+rtmpTransport = RTMPTransport()
