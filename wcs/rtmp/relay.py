@@ -45,6 +45,18 @@ class RTMPSource:
         self.toVideoFrames = flv.VideoToFrames()
         self.toAudioFrames = flv.AudioToFrames()
         self.ended = False
+        self.sawKeyframe = False
+        self.sawAudio = False
+
+    def playable(self) -> bool:
+        """
+        Whether players can start: a keyframe came (with its codec
+        configuration), or audio came and the metadata announces no video.
+        """
+        if self.sawKeyframe and self.videoHeader is not None:
+            return True
+        noVideo = self.metadata is not None and b"videocodecid" not in self.metadata
+        return self.sawAudio and noVideo
 
     # From the publisher
 
@@ -58,6 +70,8 @@ class RTMPSource:
             self.videoHeader = body
             self.tracks["video"] = "H264"
         keyframe = flv.isVideoKeyframe(body)
+        if keyframe and body[1:2] == b"\x01":
+            self.sawKeyframe = True
         for player in list(self.players):
             player.tag(VIDEO, timestamp, body, keyframe)
         if self.sinks or body[1:2] == b"\x00":
@@ -72,6 +86,8 @@ class RTMPSource:
             self.tracks["audio"] = flv.AUDIO_FORMATS.get(body[0] >> 4, "unknown")
         if flv.isSequenceHeader(body, video=False):
             self.audioHeader = body
+        else:
+            self.sawAudio = True
         for player in list(self.players):
             player.tag(AUDIO, timestamp, body, False)
         if self.sinks or flv.isSequenceHeader(body, video=False):

@@ -96,6 +96,15 @@ class PlayStream:
         self.protocol.players.pop(self.streamId, None)
 
 
+class Publication:
+    """A NetStream being published: its source, and its room stream once live."""
+
+    def __init__(self, source: RTMPSource, record: bool):
+        self.source = source
+        self.record = record
+        self.stream = None
+
+
 @implementer(IPushProducer)
 class RTMPServerProtocol(Protocol):
     def __init__(self):
@@ -103,7 +112,7 @@ class RTMPServerProtocol(Protocol):
         self.app = ""
         self.connectArgs: list = []
         self.nextStreamId = 1
-        self.publishing: dict[int, tuple[RTMPSource, object]] = {}
+        self.publishing: dict[int, Publication] = {}
         self.players: dict[int, TagPlayer | FramePlayer] = {}
         self.congested = False
         self.closed = False
@@ -155,8 +164,8 @@ class RTMPServerProtocol(Protocol):
         for player in list(self.players.values()):
             player.stop()
         self.players.clear()
-        for source, stream in list(self.publishing.values()):
-            self._endPublish(source, stream)
+        for publication in list(self.publishing.values()):
+            self._endPublish(publication)
         self.publishing.clear()
         if self.session is not None:
             self.session.connectionLost("RTMP connection closed")
@@ -280,22 +289,35 @@ class RTMPServerProtocol(Protocol):
             if room is not None:
                 self._joinRoom(room, login)
                 name = f"{room}-{login}"
-            source = RTMPSource(name)
-            stream = self.session.streams.publishSource(
-                name, source, provider="RTMP", record=record,
-                onStop=lambda: self._publishStopped(streamId))
+            if name in self.factory.server.streams.published:
+                raise StreamError("Stream name is already in use")
         except WcsError as e:
-            log.warn("{peer}: publish of {name!r} refused: {info}", peer=self.peer, name=name,
-                     info=e.info)
-            self.conn.onStatus(streamId, "NetStream.Publish.BadName", e.info, level="error")
-            self.flush()
-            self.closeWith(f"publish refused: {e.info}")
+            self._refusePublish(streamId, name, e.info)
             return
-        self.publishing[streamId] = (source, stream)
+        # Announced (PUBLISHED, playable by name) once the media can be
+        # played: see _media.
+        self.publishing[streamId] = Publication(RTMPSource(name), record)
         self.conn.streamBegin(streamId)
         self.conn.onStatus(streamId, "NetStream.Publish.Start", f"{name} is now published.",
                            details=name)
         log.info("{peer} publishes {name!r}", peer=self.peer, name=name)
+
+    def _refusePublish(self, streamId: int, name: str, info: str) -> None:
+        log.warn("{peer}: publish of {name!r} refused: {info}", peer=self.peer, name=name,
+                 info=info)
+        self.conn.onStatus(streamId, "NetStream.Publish.BadName", info, level="error")
+        self.flush()
+        self.closeWith(f"publish refused: {info}")
+
+    def _announce(self, streamId: int, publication: "Publication") -> None:
+        source = publication.source
+        try:
+            publication.stream = self.session.streams.publishSource(
+                source.name, source, provider="RTMP", record=publication.record,
+                onStop=lambda: self._publishStopped(streamId))
+        except WcsError as e:
+            self.publishing.pop(streamId, None)
+            self._refusePublish(streamId, source.name, e.info)
 
     @staticmethod
     def _recordOption(name: str) -> tuple[str, bool]:
@@ -322,23 +344,22 @@ class RTMPServerProtocol(Protocol):
             self.session.joinRoom(room)
 
     def _publishStopped(self, streamId: int) -> None:
-        entry = self.publishing.pop(streamId, None)
-        if entry is not None:
-            entry[0].end()
+        publication = self.publishing.pop(streamId, None)
+        if publication is not None:
+            publication.source.end()
 
     def _unpublish(self, streamId: int) -> None:
-        entry = self.publishing.pop(streamId, None)
-        if entry is None:
+        publication = self.publishing.pop(streamId, None)
+        if publication is None:
             return
-        source, stream = entry
-        self._endPublish(source, stream)
+        self._endPublish(publication)
         if not self.closed:
             self.conn.onStatus(streamId, "NetStream.Unpublish.Success", "Stopped publishing.")
 
-    def _endPublish(self, source: RTMPSource, stream) -> None:
-        source.end()
-        if self.session is not None:
-            self.session.streams.end(stream, "UNPUBLISHED")
+    def _endPublish(self, publication: "Publication") -> None:
+        publication.source.end()
+        if self.session is not None and publication.stream is not None:
+            self.session.streams.end(publication.stream, "UNPUBLISHED")
 
     def cmd_play(self, command: Command) -> None:
         streamId = command.streamId
@@ -369,23 +390,26 @@ class RTMPServerProtocol(Protocol):
     # Media and data
 
     def _media(self, media: Media) -> None:
-        entry = self.publishing.get(media.streamId)
-        if entry is None:
+        publication = self.publishing.get(media.streamId)
+        if publication is None:
             return
+        source = publication.source
         if media.type == VIDEO:
-            entry[0].video(media.timestamp, media.payload)
+            source.video(media.timestamp, media.payload)
         elif media.type == AUDIO:
-            entry[0].audio(media.timestamp, media.payload)
+            source.audio(media.timestamp, media.payload)
+        if publication.stream is None and source.playable():
+            self._announce(media.streamId, publication)
 
     def _data(self, data: Data) -> None:
-        entry = self.publishing.get(data.streamId)
-        if entry is None:
+        publication = self.publishing.get(data.streamId)
+        if publication is None:
             return
         values = data.values
         if data.name == "@setDataFrame" and values and values[0] == "onMetaData":
-            entry[0].setMetadata(amf0.encodeAll(*values[1:]))
+            publication.source.setMetadata(amf0.encodeAll(*values[1:]))
         elif data.name == "onMetaData":
-            entry[0].setMetadata(amf0.encodeAll(*values))
+            publication.source.setMetadata(amf0.encodeAll(*values))
 
 
 class RTMPFactory(Factory):

@@ -1,0 +1,126 @@
+"""
+The real server with ffmpeg publishing and playing over RTMP, WebSocket room
+members watching, and aiortc players receiving RTMP-published media.
+"""
+
+import asyncio
+import time
+import uuid
+
+import pytest
+
+from tests.rtmp import ffmpeg
+from tests.support.wsclient import Client
+
+peers = pytest.importorskip("tests.media.peers")
+
+MEDIA = {"media_port_from": "0", "media_port_to": "0", "ice_public_ip": "127.0.0.1"}
+
+
+@pytest.fixture
+def rtmpServer(serverFactory):
+    ffmpeg.requireFFmpeg()
+    return serverFactory(enable=("ws", "rtmp"), settings=MEDIA)
+
+
+def rtmpURL(server, path):
+    return f"rtmp://127.0.0.1:{server.ports['rtmp']}/{path}"
+
+
+async def waitUntil(predicate, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.1)
+
+
+async def test_ffmpeg_publishes_and_ffmpeg_plays(rtmpServer, tmp_path):
+    encoder = ffmpeg.publish(rtmpURL(rtmpServer, "live/relay"), seconds=8)
+    try:
+        await waitUntil(lambda: "'relay' PUBLISHING>" in rtmpServer.log())
+        out = tmp_path / "played.flv"
+        result = await asyncio.to_thread(ffmpeg.record, rtmpURL(rtmpServer, "live/relay"), out, 3)
+        assert result.returncode == 0, result.stderr
+        streams = ffmpeg.probe(out)
+        assert streams["video"]["codec_name"] == "h264" and streams["video"]["width"] == 320
+        assert int(streams["video"]["nb_read_frames"]) >= 30
+        assert streams["audio"]["codec_name"] == "aac"
+        assert int(streams["audio"]["nb_read_frames"]) >= 80
+    finally:
+        ffmpeg.stop(encoder)
+
+
+async def test_play_of_a_missing_stream_fails(rtmpServer, tmp_path):
+    result = await asyncio.to_thread(ffmpeg.record, rtmpURL(rtmpServer, "live/nothing"),
+                                     tmp_path / "x.flv", 1)
+    assert result.returncode != 0
+    assert "Stream not found: nothing" in result.stderr
+
+
+async def test_encoder_joins_a_room_by_url_and_webrtc_plays_it(rtmpServer):
+    room = f"room-{uuid.uuid4().hex[:6]}"
+    bob = await Client.open(rtmpServer.wsURL, "bob")
+    await bob.join(room)
+    encoder = ffmpeg.publish(rtmpURL(rtmpServer, f"room/{room}/obs"), seconds=12)
+    try:
+        assert (await bob.roomEvent("JOINED", timeout=15))["info"] == "obs"
+        published = await bob.roomEvent("PUBLISHED", timeout=15)
+        assert published["info"] == {"login": "obs", "name": f"{room}-obs"}
+        carol = await Client.open(rtmpServer.wsURL, "carol")
+        assert await carol.join(room) == ["bob", {"login": "obs", "name": f"{room}-obs"}]
+
+        # A WebRTC player gets the encoder's H.264 as it is and its AAC as Opus.
+        player = peers.Player(video="video/H264", audio="audio/opus")
+        from tests.test_webrtc_rooms import negotiate, status, streamRequest
+
+        play = streamRequest(f"{room}-obs", room, await peers.offerOf(player.pc), False)
+        await negotiate(bob, player.pc, "playStream", play)
+        await status(bob, play["mediaSessionId"], "PLAYING")
+        frames = await player.waitFrames("video", 10, timeout=20)
+        assert (frames[-1].width, frames[-1].height) == (320, 240)
+        await player.waitFrames("audio", 10, timeout=20)
+        await bob.send("stopStream", {"mediaSessionId": play["mediaSessionId"],
+                                      "name": play["name"]})
+        await status(bob, play["mediaSessionId"], "STOPPED")
+        await player.close()
+    finally:
+        ffmpeg.stop(encoder)
+    assert (await bob.roomEvent("UNPUBLISHED", timeout=15))["info"]["login"] == "obs"
+    assert (await bob.roomEvent("LEFT", timeout=15))["info"] == "obs"
+    await bob.close()
+
+
+async def test_encoder_login_taken_is_refused(rtmpServer):
+    room = f"room-{uuid.uuid4().hex[:6]}"
+    obs = await Client.open(rtmpServer.wsURL, "obs")
+    await obs.join(room)
+    encoder = ffmpeg.publish(rtmpURL(rtmpServer, f"room/{room}/obs"), seconds=5)
+    try:
+        await asyncio.to_thread(encoder.wait, 20)
+        assert encoder.returncode != 0
+        await waitUntil(lambda: "already has a participant with login 'obs'" in rtmpServer.log())
+    finally:
+        ffmpeg.stop(encoder)
+        await obs.close()
+
+
+@pytest.mark.parametrize("video", ["video/H264", "video/VP8"])
+async def test_ffmpeg_plays_a_webrtc_publisher(rtmpServer, tmp_path, video):
+    room = f"room-{uuid.uuid4().hex[:6]}"
+    alice = await Client.open(rtmpServer.wsURL, "alice")
+    await alice.join(room)
+    publisher = peers.Publisher(video=video, audio="audio/opus")
+    from tests.test_webrtc_rooms import negotiate, status, streamRequest
+
+    name = f"{room}-alice-abcd"
+    publish = streamRequest(name, room, await peers.offerOf(publisher.pc), True)
+    await negotiate(alice, publisher.pc, "publishStream", publish)
+    await status(alice, publish["mediaSessionId"], "PUBLISHING")
+    out = tmp_path / "webrtc.flv"
+    result = await asyncio.to_thread(ffmpeg.record, rtmpURL(rtmpServer, f"live/{name}"), out, 3)
+    assert result.returncode == 0, result.stderr
+    streams = ffmpeg.probe(out)
+    assert streams["video"]["codec_name"] == "h264" and int(streams["video"]["nb_read_frames"]) > 10
+    assert streams["audio"]["codec_name"] == "aac" and int(streams["audio"]["nb_read_frames"]) > 10
+    await publisher.close()
+    await alice.close()
