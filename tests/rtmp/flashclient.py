@@ -28,9 +28,16 @@ class FlashClient:
         self.task = None
 
     @classmethod
-    async def connect(cls, port: int, login: str, app: str = "") -> "FlashClient":
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection("127.0.0.1", port), TIMEOUT)
+    async def connect(cls, port: int, login: str, app: str = "",
+                      receiveBuffer: int | None = None) -> "FlashClient":
+        import socket
+
+        sock = socket.socket()
+        if receiveBuffer:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receiveBuffer)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(sock=sock), TIMEOUT)
         client = cls(reader, writer)
         c1 = bytes(8) + os.urandom(1528)
         writer.write(b"\x03" + c1)

@@ -124,3 +124,30 @@ async def test_ffmpeg_plays_a_webrtc_publisher(rtmpServer, tmp_path, video):
     assert streams["audio"]["codec_name"] == "aac" and int(streams["audio"]["nb_read_frames"]) > 10
     await publisher.close()
     await alice.close()
+
+
+async def test_a_stalled_player_never_holds_up_the_others(serverFactory, tmp_path):
+    from tests.rtmp.flashclient import FlashClient
+
+    rtmpServer = serverFactory(enable=("ws", "rtmp"), settings={"rtmp_player_buffer": "32768"})
+    encoder = ffmpeg.publish(rtmpURL(rtmpServer, "live/busy"), seconds=14,
+                             extra=["-b:v", "2M", "-x264-params", "nal-hrd=cbr",
+                                    "-minrate", "2M", "-maxrate", "2M", "-bufsize", "1M"])
+    try:
+        await waitUntil(lambda: "'busy' PUBLISHING>" in rtmpServer.log())
+        stalled = await FlashClient.connect(rtmpServer.ports["rtmp"], "", app="live",
+                                            receiveBuffer=4096)
+        created = await stalled.invoke("createStream", None)
+        stalled.call("play", "busy", streamId=int(created[2]))
+        await asyncio.sleep(0.5)
+        stalled.writer.transport.pause_reading()  # reads nothing more, ever
+        out = tmp_path / "healthy.flv"
+        result = await asyncio.to_thread(ffmpeg.record, rtmpURL(rtmpServer, "live/busy"), out, 5)
+        assert result.returncode == 0, result.stderr
+        streams = ffmpeg.probe(out)
+        assert int(streams["video"]["nb_read_frames"]) >= 60  # 5 s at 15 fps, minus a GOP
+        assert encoder.poll() is None  # the publisher is still going
+        assert "player congested, dropping to the next keyframe" in rtmpServer.log()
+        stalled.close()
+    finally:
+        ffmpeg.stop(encoder)

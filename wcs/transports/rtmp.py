@@ -47,6 +47,8 @@ declare(
         "bytes waiting to be sent to an RTMP player before it drops to the next keyframe"),
 )
 
+KERNEL_SEND_BUFFER = 256 * 1024
+
 # Server calls a Flash room client knows; other session messages are not for it.
 FLASH_CALLS = frozenset({"DataStatusEvent", "OnDataEvent", "ping", "fail",
                          "notifyStreamStatusEvent"})
@@ -139,6 +141,13 @@ class RTMPServerProtocol(Protocol):
             maxChunkSize=settings.rtmp_max_chunk_size)
         if hasattr(self.transport, "setTcpNoDelay"):
             self.transport.setTcpNoDelay(True)
+        socket = getattr(self.transport, "socket", None)
+        if socket is not None:
+            # Left to autotuning, the kernel would queue megabytes (seconds of
+            # video) for a stalled player before we see any back-pressure.
+            import socket as socketModule
+
+            socket.setsockopt(socketModule.SOL_SOCKET, socketModule.SO_SNDBUF, KERNEL_SEND_BUFFER)
         self.transport.registerProducer(self, True)
         self.transport.bufferSize = settings.rtmp_player_buffer
 
@@ -189,6 +198,8 @@ class RTMPServerProtocol(Protocol):
     # IPushProducer: the transport says when its buffer is full.
 
     def pauseProducing(self) -> None:
+        if not self.congested and self.players:
+            log.info("{peer}: player congested, dropping to the next keyframe", peer=self.peer)
         self.congested = True
 
     def resumeProducing(self) -> None:
