@@ -151,3 +151,20 @@ async def test_a_stalled_player_never_holds_up_the_others(serverFactory, tmp_pat
         stalled.close()
     finally:
         ffmpeg.stop(encoder)
+
+
+async def test_encoder_names_its_room_in_connect_arguments(rtmpServer):
+    room = f"room-{uuid.uuid4().hex[:6]}"
+    bob = await Client.open(rtmpServer.wsURL, "bob")
+    await bob.join(room)
+    encoder = ffmpeg.publish(rtmpURL(rtmpServer, "live/anything"), seconds=8,
+                             extra=["-rtmp_conn", f"O:1 NS:room:{room} NS:login:cam1 O:0"])
+    try:
+        assert (await bob.roomEvent("JOINED", timeout=15))["info"] == "cam1"
+        published = await bob.roomEvent("PUBLISHED", timeout=15)
+        assert published["info"] == {"login": "cam1", "name": f"{room}-cam1"}
+    finally:
+        ffmpeg.stop(encoder)
+    assert (await bob.roomEvent("UNPUBLISHED", timeout=15))["info"]["login"] == "cam1"
+    assert (await bob.roomEvent("LEFT", timeout=15))["info"] == "cam1"
+    await bob.close()

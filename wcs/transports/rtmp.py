@@ -233,6 +233,8 @@ class RTMPServerProtocol(Protocol):
         self.session = self.factory.server.openSession(RTMPChannel(self, flash=flash is not None))
         if flash is not None:
             self._identify(flash["appKey"], flash.get("login"))
+        elif self._connectArgsRoom() is not None:
+            self._identify("rtmp", self._connectArgsRoom()[1])
         elif not self.app.startswith("room/"):
             # A room URL names the login in the stream name: identify at publish.
             self._identify("rtmp", None)
@@ -341,10 +343,14 @@ class RTMPServerProtocol(Protocol):
         parts = self.app.split("/")
         if len(parts) >= 2 and parts[0] == "room":
             return "/".join(parts[1:]), name
+        return self._connectArgsRoom() or (None, None)
+
+    def _connectArgsRoom(self) -> tuple[str, str] | None:
+        """Room and login given as connect arguments (ffmpeg -rtmp_conn)."""
         for arg in self.connectArgs:
             if isinstance(arg, dict) and arg.get("room") and arg.get("login"):
                 return str(arg["room"]), str(arg["login"])
-        return None, None
+        return None
 
     def _joinRoom(self, room: str, login: str) -> None:
         if self.session.connection is None:
