@@ -1,9 +1,7 @@
 """`twistd wcs` as a user runs it: reactor, settings errors, drop-in transports."""
 
 import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
 from tests.support.server import TWISTD, startServer
 

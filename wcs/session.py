@@ -57,8 +57,8 @@ class ClientSession:
             "ping": self._ping,
             "pong": self._pong,
             "sendData": self._sendData,
-            "publishStream": self.streams.publish,
-            "playStream": self.streams.play,
+            "publishStream": self.streams.open,
+            "playStream": self.streams.open,
             "unPublishStream": self.streams.stop,
             "stopStream": self.streams.stop,
         }

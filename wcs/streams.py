@@ -158,10 +158,8 @@ class StreamControl:
 
     # Client messages
 
-    def publish(self, message: str, args: list[Any]) -> None:
-        self._open(message, args, needSdp=True)
-
-    def play(self, message: str, args: list[Any]) -> None:
+    def open(self, message: str, args: list[Any]) -> None:
+        """C{publishStream} or C{playStream}: both carry an offer."""
         self._open(message, args, needSdp=True)
 
     def stop(self, message: str, args: list[Any]) -> None:

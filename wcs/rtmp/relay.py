@@ -74,6 +74,8 @@ class RTMPSource:
             self.sawKeyframe = True
         for player in list(self.players):
             player.tag(VIDEO, timestamp, body, keyframe)
+        # The sequence header is read even with no sink yet: a sink that comes
+        # later needs the parameter sets in front of its first keyframe.
         if self.sinks or body[1:2] == b"\x00":
             frame = self.toVideoFrames.convert(timestamp, body)
             if frame is not None:

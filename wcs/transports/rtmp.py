@@ -17,6 +17,7 @@ The wire is L{wcs.rtmp.connection.ServerConnection}; this module adapts it.
 
 from __future__ import annotations
 
+import socket
 from collections import Counter
 
 from twisted.application.internet import StreamServerEndpointService
@@ -141,13 +142,11 @@ class RTMPServerProtocol(Protocol):
             maxChunkSize=settings.rtmp_max_chunk_size)
         if hasattr(self.transport, "setTcpNoDelay"):
             self.transport.setTcpNoDelay(True)
-        socket = getattr(self.transport, "socket", None)
-        if socket is not None:
+        sock = getattr(self.transport, "socket", None)
+        if sock is not None:
             # Left to autotuning, the kernel would queue megabytes (seconds of
             # video) for a stalled player before we see any back-pressure.
-            import socket as socketModule
-
-            socket.setsockopt(socketModule.SOL_SOCKET, socketModule.SO_SNDBUF, KERNEL_SEND_BUFFER)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, KERNEL_SEND_BUFFER)
         self.transport.registerProducer(self, True)
         self.transport.bufferSize = settings.rtmp_player_buffer
 
@@ -231,10 +230,11 @@ class RTMPServerProtocol(Protocol):
         self.conn.acceptConnect(command.transactionId)
         flash = self._flashRoomClient()
         self.session = self.factory.server.openSession(RTMPChannel(self, flash=flash is not None))
+        roomArgs = self._connectArgsRoom()
         if flash is not None:
             self._identify(flash["appKey"], flash.get("login"))
-        elif self._connectArgsRoom() is not None:
-            self._identify("rtmp", self._connectArgsRoom()[1])
+        elif roomArgs is not None:
+            self._identify("rtmp", roomArgs[1])
         elif not self.app.startswith("room/"):
             # A room URL names the login in the stream name: identify at publish.
             self._identify("rtmp", None)
