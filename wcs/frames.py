@@ -20,6 +20,8 @@ class EncodedFrame:
     @ivar keyframe: a frame a decoder can start from.
     @ivar config: codec configuration where the codec needs it out of band
         (AAC AudioSpecificConfig; H.264 SPS/PPS are in-band on keyframes).
+    @ivar sample_rate: for audio whose packets do not say it (Nellymoser,
+        Speex from Flash): the rate a decoder must be opened with.
     """
 
     kind: str
@@ -29,3 +31,4 @@ class EncodedFrame:
     time_base: Fraction
     keyframe: bool = False
     config: bytes | None = field(default=None)
+    sample_rate: int | None = None

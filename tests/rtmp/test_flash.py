@@ -91,3 +91,74 @@ async def test_malformed_rtmp_closes_only_that_connection(serverFactory):
     await web.expect("pong")
     flash.close()
     await web.close()
+
+
+def nellymoserBodies(seconds=6):
+    """FLV audio bodies of real Nellymoser at 16 kHz mono (format 4), a 440 Hz tone."""
+    import math
+
+    encoder = av.CodecContext.create("nellymoser", "w")
+    encoder.sample_rate, encoder.layout, encoder.format = 16000, "mono", "flt"
+    encoder.open()
+    bodies, samples = [], 0
+    size = encoder.frame_size
+    while samples < 16000 * seconds:
+        frame = av.AudioFrame(format="flt", layout="mono", samples=size)
+        import array
+
+        frame.planes[0].update(array.array("f", (0.3 * math.sin(2 * math.pi * 440 * (samples + i) / 16000)
+                                                 for i in range(size))).tobytes())
+        frame.sample_rate, frame.pts = 16000, samples
+        for packet in encoder.encode(frame):
+            bodies.append((samples * 1000 // 16000, bytes([0x42]) + bytes(packet)))
+        samples += size
+    return bodies
+
+
+async def test_flash_nellymoser_reaches_a_webrtc_player_as_opus(serverFactory):
+    import pytest
+
+    peers = pytest.importorskip("tests.media.peers")
+    from tests.test_webrtc_rooms import negotiate, status, streamRequest
+
+    server = serverFactory(enable=("ws", "rtmp"), settings={
+        "media_port_from": "0", "media_port_to": "0", "ice_public_ip": "127.0.0.1"})
+    room = f"room-{uuid.uuid4().hex[:6]}"
+    flash = await FlashClient.connect(server.ports["rtmp"], "flashuser")
+    await flash.command("join", {"name": room})
+    web = await Client.open(server.wsURL, "webuser")
+    await web.join(room)
+    created = await flash.invoke("createStream", None)
+    streamId = int(created[2])
+    flash.call("publish", f"{room}-flashuser", "live", streamId=streamId)
+    video, audio = h264Bodies(90), nellymoserBodies(6)
+    media = sorted([(t, chunks.VIDEO, b) for t, b in video] + [(t, chunks.AUDIO, b) for t, b in audio],
+                   key=lambda m: m[0])
+
+    async def sendInRealTime():
+        start = asyncio.get_running_loop().time()
+        for timestamp, mtype, body in media:
+            delay = start + timestamp / 1000 - asyncio.get_running_loop().time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            flash.send(6 if mtype == chunks.VIDEO else 4, mtype, streamId, timestamp, body)
+
+    sender = asyncio.ensure_future(sendInRealTime())
+    try:
+        await web.roomEvent("PUBLISHED")
+        player = peers.Player(video="video/H264", audio="audio/opus")
+        play = streamRequest(f"{room}-flashuser", room, await peers.offerOf(player.pc), False)
+        await negotiate(web, player.pc, "playStream", play)
+        await status(web, play["mediaSessionId"], "PLAYING")
+        sound = await player.waitFrames("audio", 25, timeout=15)
+        # Decoded Opus with the tone in it, not silence.
+        import array
+
+        loudest = max(max(abs(v) for v in array.array("h", bytes(f.planes[0])))
+                      for f in sound[-10:])
+        assert loudest > 1000
+        await player.close()
+    finally:
+        sender.cancel()
+        flash.close()
+        await web.close()

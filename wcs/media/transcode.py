@@ -53,10 +53,14 @@ class _AnyDecoder:
     resampled to what aiortc's encoders take.
     """
 
-    def __init__(self, codec: str, config: bytes | None):
+    def __init__(self, codec: str, config: bytes | None, sampleRate: int | None = None):
         self.context = av.CodecContext.create(codec.lower(), "r")
         if config:
             self.context.extradata = config
+        if sampleRate:
+            # Flash's Nellymoser and Speex: mono, at the rate the FLV flags gave.
+            self.context.sample_rate = sampleRate
+            self.context.layout = "mono"
         self.resampler = av.AudioResampler(format="s16", layout="stereo", rate=48000)
 
     def decode(self, frame: JitterFrame) -> list:
@@ -72,10 +76,10 @@ class _AnyDecoder:
         return out
 
 
-def makeDecoder(codec: str, config: bytes | None = None):
+def makeDecoder(codec: str, config: bytes | None = None, sampleRate: int | None = None):
     if codec in CLOCK_RATES:
         return get_decoder(_parameters(codec))
-    return _AnyDecoder(codec, config)
+    return _AnyDecoder(codec, config, sampleRate)
 
 
 @implementer(IMediaSink)
@@ -167,7 +171,7 @@ class FrameTrack(Track):
         if self.decoder is None:
             if self.kind == "video" and not frame.keyframe:
                 return []  # nothing decodes before the first keyframe
-            self.decoder = makeDecoder(frame.codec, frame.config)
+            self.decoder = makeDecoder(frame.codec, frame.config, frame.sample_rate)
         timestamp = int(frame.pts * frame.time_base * CLOCK_RATES.get(frame.codec, 90000))
         out = []
         for decoded in self.decoder.decode(JitterFrame(frame.data, timestamp)):

@@ -133,7 +133,21 @@ class AudioToFrames:
             if self.config is None:
                 return None
             return EncodedFrame("audio", "AAC", body[2:], timestamp, MS, True, self.config)
-        return EncodedFrame("audio", codec, body[1:], timestamp, MS, True)
+        return EncodedFrame("audio", codec, body[1:], timestamp, MS, True,
+                            sample_rate=flvSampleRate(body[0]))
+
+
+FLV_RATES = (5512, 11025, 22050, 44100)
+
+
+def flvSampleRate(flags: int) -> int:
+    """The sample rate an FLV audio tag's first byte means (fixed for some formats)."""
+    fmt = flags >> 4
+    if fmt == 4 or fmt == 11:  # Nellymoser 16 kHz mono; Speex is always 16 kHz
+        return 16000
+    if fmt == 5:
+        return 8000
+    return FLV_RATES[(flags >> 2) & 3]
 
 
 class FramesToVideo:
