@@ -105,7 +105,8 @@ async def test_encoder_login_taken_is_refused(rtmpServer):
 
 
 @pytest.mark.parametrize("video", ["video/H264", "video/VP8"])
-async def test_ffmpeg_plays_a_webrtc_publisher(rtmpServer, tmp_path, video):
+async def test_ffmpeg_players_of_a_webrtc_publisher_share_one_conversion(rtmpServer, tmp_path,
+                                                                         video):
     room = f"room-{uuid.uuid4().hex[:6]}"
     alice = await Client.open(rtmpServer.wsURL, "alice")
     await alice.join(room)
@@ -116,12 +117,18 @@ async def test_ffmpeg_plays_a_webrtc_publisher(rtmpServer, tmp_path, video):
     publish = streamRequest(name, room, await peers.offerOf(publisher.pc), True)
     await negotiate(alice, publisher.pc, "publishStream", publish)
     await status(alice, publish["mediaSessionId"], "PUBLISHING")
-    out = tmp_path / "webrtc.flv"
-    result = await asyncio.to_thread(ffmpeg.record, rtmpURL(rtmpServer, f"live/{name}"), out, 3)
-    assert result.returncode == 0, result.stderr
-    streams = ffmpeg.probe(out)
-    assert streams["video"]["codec_name"] == "h264" and int(streams["video"]["nb_read_frames"]) > 10
-    assert streams["audio"]["codec_name"] == "aac" and int(streams["audio"]["nb_read_frames"]) > 10
+    outs = [tmp_path / "first.flv", tmp_path / "second.flv"]
+    results = await asyncio.gather(*(
+        asyncio.to_thread(ffmpeg.record, rtmpURL(rtmpServer, f"live/{name}"), out, 3)
+        for out in outs))
+    for result, out in zip(results, outs):
+        assert result.returncode == 0, result.stderr
+        streams = ffmpeg.probe(out)
+        assert streams["video"]["codec_name"] == "h264"
+        assert int(streams["video"]["nb_read_frames"]) > 10
+        assert streams["audio"]["codec_name"] == "aac"
+        assert int(streams["audio"]["nb_read_frames"]) > 10
+    assert rtmpServer.log().count(f"converting '{name}' to FLV for RTMP players") == 1
     await publisher.close()
     await alice.close()
 

@@ -97,6 +97,9 @@ class RTMPSource:
             if frame is not None:
                 self._deliver(frame)
 
+    def playerLeft(self, player: "TagPlayer") -> None:
+        """A player went away (a converting feed stops when none is left)."""
+
     def end(self) -> None:
         if self.ended:
             return
@@ -146,6 +149,7 @@ class TagPlayer:
 
     def stop(self) -> None:
         self.source.players.discard(self)
+        self.source.playerLeft(self)
 
     def tag(self, mtype: int, timestamp: int, body: bytes, keyframe: bool) -> None:
         if self.base is None or self.dropping:
@@ -181,60 +185,61 @@ class TagPlayer:
 
 
 @implementer(IMediaSink)
-class FramePlayer:
+class FLVFeed(RTMPSource):
     """
-    An RTMP player of a source that is not RTMP (a WebRTC publisher): frames
-    become FLV bodies. H.264 passes as it is; other codecs go through
-    C{transcode}, a function that returns a converter for (kind, codec) or
-    None when that track cannot be played over RTMP.
+    A source that is not RTMP (a WebRTC publisher) as FLV tags, converted
+    once for all its RTMP players: H.264 passes as it is; other codecs go
+    through C{transcode(kind, codec)}, which returns a converter or None when
+    that track cannot be carried over RTMP. Players are ordinary
+    L{TagPlayer}s of this feed.
     """
 
-    def __init__(self, source: IMediaSource, writer: TagWriter,
-                 transcode: Callable[[str, str], Callable | None]):
-        self.source = source
-        self.writer = writer
+    def __init__(self, upstream: IMediaSource, name: str,
+                 transcode: Callable[[str, str], Callable | None],
+                 idle: Callable[["FLVFeed"], None]):
+        super().__init__(name)
+        self.upstream = upstream
+        self.transcode = transcode
+        self.idle = idle
         self.toVideo = flv.FramesToVideo()
         self.converters: dict[str, Callable | None] = {}
-        self.transcode = transcode
         self.base: float | None = None
         self.last = {"audio": 0, "video": 0}
-        self.started = False
 
-    def start(self) -> None:
-        self.source.attach(self)
-        self.source.requestKeyframe()
+    def open(self) -> None:
+        self.upstream.attach(self)
 
-    def stop(self) -> None:
-        self.source.detach(self)
+    def addPlayer(self, player: "TagPlayer") -> None:
+        player.start()
+        self.upstream.requestKeyframe()  # so the newcomer starts soon
+
+    def playerLeft(self, player: "TagPlayer") -> None:
+        if not self.players and not self.ended:
+            self.upstream.detach(self)
+            self.ended = True
+            self.idle(self)
+
+    # IMediaSink
 
     def writeFrame(self, frame: EncodedFrame) -> None:
-        if not self.started:
-            if frame.kind != "video" or not frame.keyframe:
-                if "video" in self.source.tracks or frame.kind == "video":
-                    return
-            self.started = True
         seconds = float(frame.pts * frame.time_base)
         if self.base is None:
             self.base = seconds
         ms = max(self.last[frame.kind], int((seconds - self.base) * 1000))
         self.last[frame.kind] = ms
         if frame.kind == "video":
+            frames = [frame]
             if frame.codec != "H264":
                 converter = self._converter("video", frame.codec)
-                if converter is None:
-                    return
-                frames = converter(frame)
-            else:
-                frames = [frame]
+                frames = converter(frame) if converter is not None else []
             for each in frames:
                 for timestamp, body in self.toVideo.convert(each, ms):
-                    self.writer.writeTag(VIDEO, timestamp, body)
+                    self.video(timestamp, body)
         else:
             converter = self._converter("audio", frame.codec)
-            if converter is None:
-                return
-            for timestamp, body in converter(frame, ms):
-                self.writer.writeTag(AUDIO, timestamp, body)
+            if converter is not None:
+                for timestamp, body in converter(frame, ms):
+                    self.audio(timestamp, body)
 
     def _converter(self, kind: str, codec: str):
         if codec not in self.converters:
@@ -242,4 +247,5 @@ class FramePlayer:
         return self.converters[codec]
 
     def sourceEnded(self) -> None:
-        self.writer.sourceEnded()
+        self.end()
+        self.idle(self)

@@ -34,7 +34,7 @@ from wcs.rtmp import amf0
 from wcs.rtmp.chunks import AUDIO, VIDEO
 from wcs.rtmp.connection import Command, Data, Media, ServerConnection
 from wcs.rtmp.errors import RTMPProtocolError
-from wcs.rtmp.relay import FramePlayer, RTMPSource, TagPlayer
+from wcs.rtmp.relay import FLVFeed, RTMPSource, TagPlayer
 
 log = Logger()
 
@@ -116,7 +116,7 @@ class RTMPServerProtocol(Protocol):
         self.connectArgs: list = []
         self.nextStreamId = 1
         self.publishing: dict[int, Publication] = {}
-        self.players: dict[int, TagPlayer | FramePlayer] = {}
+        self.players: dict[int, TagPlayer] = {}
         self.congested = False
         self.closed = False
         self.peer = "?"
@@ -393,15 +393,13 @@ class RTMPServerProtocol(Protocol):
         self.conn.data(streamId, 0, amf0.encodeAll("|RtmpSampleAccess", True, True))
         self.flush()
         source = live.media.source
-        writer = PlayStream(self, streamId)
-        if isinstance(source, RTMPSource):
-            player = TagPlayer(source, writer)
+        if not isinstance(source, RTMPSource):
+            source = self.factory.feedOf(source, name)
+        player = self.players[streamId] = TagPlayer(source, PlayStream(self, streamId))
+        if isinstance(source, FLVFeed):
+            source.addPlayer(player)
         else:
-            from wcs.rtmp.transcode import converterFor
-
-            player = FramePlayer(source, writer, converterFor)
-        self.players[streamId] = player
-        player.start()
+            player.start()
         log.info("{peer} plays {name!r}", peer=self.peer, name=name)
 
     # Media and data
@@ -436,6 +434,21 @@ class RTMPFactory(Factory):
         self.server = server
         self.settings = settings
         self.perAddress: Counter[str] = Counter()
+        # One conversion to FLV per non-RTMP source, shared by its RTMP players.
+        self.feeds: dict[int, FLVFeed] = {}
+
+    def feedOf(self, source, name: str) -> FLVFeed:
+        feed = self.feeds.get(id(source))
+        if feed is None or feed.ended:
+            from wcs.rtmp.transcode import converterFor
+
+            feed = FLVFeed(source, name, converterFor,
+                           lambda f: self.feeds.pop(id(source), None) if
+                           self.feeds.get(id(source)) is f else None)
+            self.feeds[id(source)] = feed
+            feed.open()
+            log.info("converting {name!r} to FLV for RTMP players", name=name)
+        return feed
 
 
 @implementer(ITransport)
