@@ -147,6 +147,9 @@ class _ShutdownService(Service):
         # Engines are asyncio code (aiortc): run their close() on the loop.
         closing = [Deferred.fromFuture(asyncio.ensure_future(engine.close()))
                    for engine in set(self.server.engines.values()) if hasattr(engine, "close")]
+        recorder = getattr(self.server, "recorder", None)
+        if recorder is not None:
+            closing.append(recorder.close())
         return DeferredList(closing, consumeErrors=True)
 
 
@@ -162,6 +165,7 @@ def makeService(options: Options) -> MultiService:
     top = MultiService()
     _ShutdownService(server).setServiceParent(top)
     _addMediaEngines(server, settings)
+    _addRecorder(server, settings)
     for transport in findTransports():
         service = transport.makeService(server, settings)
         if service is not None:
@@ -170,6 +174,14 @@ def makeService(options: Options) -> MultiService:
     _addWeb(server, settings, top)
     top.server = server
     return top
+
+
+def _addRecorder(server, settings) -> None:
+    from wcs.recording import Recorder
+
+    server.recorder = Recorder(settings.recordDirectory())
+    server.streamObservers.append(server.recorder)
+    server.recorder.recover()
 
 
 def _addMediaEngines(server, settings) -> None:

@@ -132,12 +132,23 @@ class AudioToFrames:
                 return None
             if self.config is None:
                 return None
-            return EncodedFrame("audio", "AAC", body[2:], timestamp, MS, True, self.config)
+            return EncodedFrame("audio", "AAC", body[2:], timestamp, MS, True, self.config,
+                                sample_rate=aacSampleRate(self.config))
         return EncodedFrame("audio", codec, body[1:], timestamp, MS, True,
                             sample_rate=flvSampleRate(body[0]))
 
 
 FLV_RATES = (5512, 11025, 22050, 44100)
+AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000,
+             11025, 8000, 7350)
+
+
+def aacSampleRate(config: bytes) -> int | None:
+    """The sample rate an AudioSpecificConfig names (None if it is too short)."""
+    if len(config) < 2:
+        return None
+    index = ((config[0] & 7) << 1) | (config[1] >> 7)
+    return AAC_RATES[index] if index < len(AAC_RATES) else None
 
 
 def flvSampleRate(flags: int) -> int:

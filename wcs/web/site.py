@@ -125,9 +125,13 @@ class Index(resource.Resource):
 
 
 class Root(resource.Resource):
-    def __init__(self, client2: resource.Resource):
+    def __init__(self, client2: resource.Resource, records: Path | None = None):
         super().__init__()
         self.putChild(b"client2", client2)
+        if records is not None:
+            # Listed and downloadable, with ranges; static.File keeps to the folder.
+            records.mkdir(parents=True, exist_ok=True)
+            self.putChild(b"records", static.File(str(records)))
         self.index = Index()
 
     def getChild(self, name, request):
@@ -137,4 +141,4 @@ class Root(resource.Resource):
 
 
 def makeRoot(staticDir: Path, sdkDir: Path | None, settings) -> resource.Resource:
-    return Root(Layered(staticDir / "client2", sdkDir))
+    return Root(Layered(staticDir / "client2", sdkDir), settings.recordDirectory())

@@ -1,0 +1,114 @@
+"""Per-stream recording with the real server and aiortc/ffmpeg publishers."""
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import time
+import uuid
+
+import pytest
+
+from tests.support.wsclient import Client
+
+peers = pytest.importorskip("tests.media.peers")
+
+MEDIA = {"media_port_from": "0", "media_port_to": "0", "ice_public_ip": "127.0.0.1"}
+
+
+def probe(path):
+    result = subprocess.run(
+        ["ffprobe", "-v", "error", "-count_frames", "-show_entries",
+         "stream=codec_type,codec_name,nb_read_frames:format=duration", "-of", "json", str(path)],
+        capture_output=True, text=True, timeout=30)
+    data = json.loads(result.stdout or "{}")
+    return ({s["codec_type"]: s for s in data.get("streams", [])},
+            float(data.get("format", {}).get("duration", 0)))
+
+
+async def publishRecorded(server, seconds):
+    from tests.test_webrtc_rooms import negotiate, status, streamRequest
+
+    room = f"room-{uuid.uuid4().hex[:6]}"
+    alice = await Client.open(server.wsURL, "alice")
+    await alice.join(room)
+    publisher = peers.Publisher(video="video/H264", audio="audio/opus")
+    request = streamRequest(f"{room}-alice-abcd", room, await peers.offerOf(publisher.pc), True,
+                            record=True)
+    await negotiate(alice, publisher.pc, "publishStream", request)
+    publishing = await status(alice, request["mediaSessionId"], "PUBLISHING")
+    await asyncio.sleep(seconds)
+    return alice, publisher, request, publishing
+
+
+async def test_a_recorded_stream_becomes_a_downloadable_mp4(serverFactory):
+    server = serverFactory(settings=MEDIA, enable=("ws", "http"))
+    alice, publisher, request, publishing = await publishRecorded(server, 3)
+    name = publishing["recordName"]
+    assert name.startswith("stream-") and name.endswith(f"-{request['name']}.mp4")
+    await alice.send("unPublishStream", {"mediaSessionId": request["mediaSessionId"],
+                                         "name": request["name"]})
+    path = server.workdir / "state" / "records" / name
+    deadline = time.monotonic() + 15
+    while not path.exists():
+        assert time.monotonic() < deadline, server.log()[-2000:]
+        await asyncio.sleep(0.1)
+    streams, duration = probe(path)
+    assert streams["video"]["codec_name"] == "h264" and int(streams["video"]["nb_read_frames"]) > 30
+    assert streams["audio"]["codec_name"] == "opus" and int(streams["audio"]["nb_read_frames"]) > 50
+    assert 2.0 < duration < 5.0
+    assert not path.with_suffix(".ts").exists()
+    # Listed and downloadable, with ranges.
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", server.ports["http"], timeout=10)
+    connection.request("GET", "/records/")
+    assert name.encode() in connection.getresponse().read()
+    connection.request("GET", f"/records/{name}", headers={"Range": "bytes=0-99"})
+    response = connection.getresponse()
+    assert response.status == 206 and len(response.read()) == 100
+    await publisher.close()
+    await alice.close()
+
+
+async def test_sigkill_leaves_a_readable_recording_finished_at_next_start(serverFactory, tmp_path):
+    state = tmp_path / "shared-state"
+    server = serverFactory(settings=dict(MEDIA, state_dir=str(state)))
+    alice, publisher, request, publishing = await publishRecorded(server, 3)
+    os.kill(server.proc.pid, signal.SIGKILL)
+    server.proc.wait(10)
+    ts = state / "records" / publishing["recordName"].replace(".mp4", ".ts")
+    streams, _ = probe(ts)
+    assert int(streams["video"]["nb_read_frames"]) > 20  # up to about the kill
+    await publisher.close()
+    # The next start finishes it.
+    again = serverFactory(settings=dict(MEDIA, state_dir=str(state)))
+    mp4 = ts.with_suffix(".mp4")
+    deadline = time.monotonic() + 15
+    while not mp4.exists():
+        assert time.monotonic() < deadline, again.log()[-2000:]
+        await asyncio.sleep(0.1)
+    streams, _ = probe(mp4)
+    assert int(streams["video"]["nb_read_frames"]) > 20
+
+
+async def test_rtmp_publish_with_record_true(serverFactory):
+    from tests.rtmp import ffmpeg
+
+    ffmpeg.requireFFmpeg()
+    server = serverFactory(settings=MEDIA, enable=("ws", "rtmp"))
+    encoder = ffmpeg.publish(f"rtmp://127.0.0.1:{server.ports['rtmp']}/live/cam?record=true",
+                             seconds=4)
+    try:
+        await asyncio.to_thread(encoder.wait, 30)
+    finally:
+        ffmpeg.stop(encoder)
+    records = server.workdir / "state" / "records"
+    deadline = time.monotonic() + 15
+    while not list(records.glob("stream-*-cam.mp4")):
+        assert time.monotonic() < deadline, server.log()[-2000:]
+        await asyncio.sleep(0.1)
+    streams, duration = probe(next(records.glob("stream-*-cam.mp4")))
+    assert streams["video"]["codec_name"] == "h264" and streams["audio"]["codec_name"] == "aac"
+    assert 2.5 < duration < 5.0

@@ -1,0 +1,176 @@
+"""
+Writing one stream's encoded frames to a file, without decoding.
+
+While a stream records, its frames are muxed into MPEG-TS: a TS file is
+readable up to wherever it was cut, so a crash (even SIGKILL) loses at most
+what the OS had not written. When the stream ends, the TS is remuxed, still
+without decoding, into the MP4 whose name the client was given.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+from zope.interface import implementer
+
+from wcs.frames import EncodedFrame
+from wcs.interfaces import IMediaSink
+from wcs.logs import Logger
+
+log = Logger()
+
+TS_CLOCK = Fraction(1, 90000)
+# What MPEG-TS (and then MP4) can carry as it came; other codecs are left
+# out of the file, with one log line.
+MUXABLE = {"H264": "h264", "opus": "opus", "AAC": "aac"}
+# How long after the first keyframe to wait for audio before starting without.
+AUDIO_WAIT = 2.0
+
+
+def adtsHeader(config: bytes, size: int) -> bytes:
+    """The 7-byte ADTS header of one raw AAC frame, from its AudioSpecificConfig."""
+    objectType = config[0] >> 3
+    rateIndex = ((config[0] & 7) << 1) | (config[1] >> 7)
+    channels = (config[1] >> 3) & 0xF
+    length = size + 7
+    return bytes([
+        0xFF, 0xF1,
+        ((objectType - 1) << 6) | (rateIndex << 2) | (channels >> 2),
+        ((channels & 3) << 6) | (length >> 11),
+        (length >> 3) & 0xFF,
+        ((length & 7) << 5) | 0x1F,
+        0xFC,
+    ])
+
+
+@implementer(IMediaSink)
+class StreamWriter:
+    """
+    An L{IMediaSink} writing one stream to C{path} (MPEG-TS). It starts at the
+    first video keyframe (audio before it is dropped) so the file plays from
+    its first byte; a stream without video starts at once. The file is opened
+    once the first audio frame has come too (its sample rate is needed), or
+    L{AUDIO_WAIT} seconds after, without audio.
+    """
+
+    def __init__(self, path: Path, tracks: dict[str, str]):
+        self.path = path
+        self.tracks = dict(tracks)
+        self.container = None
+        self.streams: dict[str, object] = {}
+        self.base: float | None = None
+        self.last: dict[str, int] = {}
+        self.pending: list[EncodedFrame] = []
+        self.failed = False
+        self.frames = 0
+        self.closed = False
+
+    def _open(self, audioRate: int | None) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Written out packet by packet, interleaved over at most 0.5 s: what
+        # reached us is in the file, not in a buffer a crash would lose.
+        self.container = av.open(str(self.path), "w", format="mpegts",
+                                 options={"flush_packets": "1",
+                                          "max_interleave_delta": "500000"})
+        for kind, codec in self.tracks.items():
+            name = MUXABLE.get(codec)
+            if name is None:
+                log.warn("{path}: {kind} in {codec} is not recorded (not muxable as is)",
+                         path=str(self.path), kind=kind, codec=codec)
+                continue
+            if kind == "audio":
+                if audioRate is None:
+                    log.warn("{path}: no audio came, recorded without it", path=str(self.path))
+                    continue
+                stream = self.container.add_mux_stream(name, rate=audioRate)
+            else:
+                stream = self.container.add_mux_stream(name)
+            stream.time_base = TS_CLOCK
+            self.streams[kind] = stream
+
+    def writeFrame(self, frame: EncodedFrame) -> None:
+        if self.closed:
+            return
+        if self.container is None:
+            self._start(frame)
+            return
+        self._write(frame)
+
+    def _start(self, frame: EncodedFrame) -> None:
+        """Gather the first frames until the file can be opened."""
+        if not self.pending and "video" in self.tracks \
+                and not (frame.kind == "video" and frame.keyframe):
+            return
+        self.pending.append(frame)
+        audio = next((f for f in self.pending if f.kind == "audio"), None)
+        waited = float((frame.pts * frame.time_base) - (self.pending[0].pts * self.pending[0].time_base))
+        if audio is None and "audio" in self.tracks and waited < AUDIO_WAIT:
+            return
+        rate = None if audio is None else (48000 if audio.codec == "opus" else audio.sample_rate)
+        self._open(rate)
+        pending, self.pending = self.pending, []
+        for each in pending:
+            self._write(each)
+
+    def _write(self, frame: EncodedFrame) -> None:
+        stream = self.streams.get(frame.kind)
+        if stream is None:
+            return
+        data = frame.data
+        if frame.codec == "AAC":
+            if not frame.config:
+                return
+            data = adtsHeader(frame.config, len(data)) + data
+        seconds = float(frame.pts * frame.time_base)
+        if self.base is None:
+            self.base = seconds
+        # Timestamps from 0, never going back (TS muxers refuse that).
+        pts = max(self.last.get(frame.kind, -1) + 1, int((seconds - self.base) * 90000))
+        self.last[frame.kind] = pts
+        packet = av.Packet(data)
+        packet.pts = packet.dts = pts
+        packet.time_base = TS_CLOCK
+        packet.stream = stream
+        packet.is_keyframe = frame.keyframe
+        try:
+            self.container.mux(packet)
+        except av.error.FFmpegError as e:
+            # One bad packet costs itself, not the recording; said once.
+            if not self.failed:
+                log.warn("{path}: packets not written: {error}", path=str(self.path), error=e)
+                self.failed = True
+            return
+        self.frames += 1
+
+    def sourceEnded(self) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self.container is not None:
+            self.container.close()
+
+
+def remuxToMP4(source: Path, target: Path) -> None:
+    """
+    Copy every packet of a recording's TS into an MP4 (no decoding). Runs in
+    a worker thread; the TS is removed only once the MP4 is complete.
+    """
+    partial = target.with_suffix(".mp4.part")
+    with av.open(str(source)) as inFile:
+        with av.open(str(partial), "w", format="mp4") as outFile:
+            mapping = {}
+            for stream in inFile.streams:
+                if stream.type in ("video", "audio"):
+                    mapping[stream.index] = outFile.add_stream_from_template(stream)
+            for packet in inFile.demux(*[inFile.streams[i] for i in mapping]):
+                if packet.dts is None:
+                    continue
+                packet.stream = mapping[packet.stream.index]
+                outFile.mux(packet)
+    partial.rename(target)
+    source.unlink()
