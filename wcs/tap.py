@@ -121,7 +121,7 @@ def _loadTransportSettings() -> None:
     from wcs.server import findTransports
 
     findTransports()
-    for module in ("wcs.media", "wcs.web", "wcs.tls"):
+    for module in ("wcs.media", "wcs.web", "wcs.tls", "wcs.recording"):
         try:
             __import__(module)
         except ImportError:
@@ -179,8 +179,11 @@ def makeService(options: Options) -> MultiService:
 def _addRecorder(server, settings) -> None:
     from wcs.recording import Recorder
 
-    server.recorder = Recorder(settings.recordDirectory())
+    from twisted.internet import reactor
+
+    server.recorder = Recorder(settings.recordDirectory(), reactor, settings)
     server.streamObservers.append(server.recorder)
+    server.rooms.observers.append(server.recorder)
     server.recorder.recover()
 
 

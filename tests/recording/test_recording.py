@@ -112,3 +112,76 @@ async def test_rtmp_publish_with_record_true(serverFactory):
     streams, duration = probe(next(records.glob("stream-*-cam.mp4")))
     assert streams["video"]["codec_name"] == "h264" and streams["audio"]["codec_name"] == "aac"
     assert 2.5 < duration < 5.0
+
+
+async def recordedRoom(serverFactory, tmp_path, labels: bool):
+    """Three participants join a recorded room, publish 1 s apart, then all leave."""
+    from tests.test_webrtc_rooms import negotiate, status, streamRequest
+
+    hook = tmp_path / f"hook-{labels}.sh"
+    argsFile = tmp_path / f"hook-args-{labels}.txt"
+    hook.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {argsFile}\n')
+    hook.chmod(0o755)
+    mixerConf = tmp_path / f"mixer-{labels}.json"
+    mixerConf.write_text(json.dumps({"mixerDisplayStreamName": labels, "width": 320,
+                                     "height": 240, "frameRate": 15}))
+    server = serverFactory(settings=dict(MEDIA, on_multiple_record_hook_script=str(hook),
+                                         offline_mixer_config=str(mixerConf)))
+    room = f"room-{uuid.uuid4().hex[:6]}"
+    clients, pcs = [], []
+    for i, login in enumerate(("ann", "ben", "cat")):
+        client = await Client.open(server.wsURL, login)
+        await client.join(room, record=(i == 0))
+        publisher = peers.Publisher(video="video/H264", audio="audio/opus")
+        request = streamRequest(f"{room}-{login}-abcd", room, await peers.offerOf(publisher.pc),
+                                True)
+        await negotiate(client, publisher.pc, "publishStream", request)
+        await status(client, request["mediaSessionId"], "PUBLISHING")
+        clients.append(client)
+        pcs.append(publisher)
+        await asyncio.sleep(1)
+    await asyncio.sleep(1)
+    for client in clients:
+        await client.send("sendData", {"operationId": "bye", "payload": {
+            "command": "leave", "options": {"name": room}}})
+    deadline = time.monotonic() + 60
+    while not argsFile.exists():
+        assert time.monotonic() < deadline, server.log()[-3000:]
+        await asyncio.sleep(0.2)
+    for pc in pcs:
+        await pc.close()
+    for client in clients:
+        await client.close()
+    return room, argsFile.read_text().splitlines(), server
+
+
+def lumaOfLabelArea(path):
+    """Luma of the bottom-left corner of the first tile, near the end."""
+    import av
+
+    with av.open(str(path)) as container:
+        frames = [f for f in container.decode(video=0)]
+    picture = frames[-5].reformat(format="gray")
+    plane = bytes(picture.planes[0])
+    stride = picture.planes[0].line_size
+    rows = range(picture.height // 2 - 14, picture.height // 2 - 4)
+    return b"".join(plane[r * stride + 4:r * stride + 60] for r in rows)
+
+
+async def test_room_recording_is_mixed_and_the_hook_runs(serverFactory, tmp_path):
+    room, args, server = await recordedRoom(serverFactory, tmp_path, labels=True)
+    assert args[0] == room
+    mixed, sources = args[1], args[2:]
+    assert mixed.endswith(".mp4") and f"-{room}-mixed" in mixed
+    assert len(sources) == 3 and all(s.endswith(".mp4") for s in sources)
+    streams, duration = probe(mixed)
+    assert streams["video"]["codec_name"] == "h264" and streams["audio"]["codec_name"] == "aac"
+    assert 3.0 < duration < 6.5
+    import av
+
+    with av.open(mixed) as container:
+        assert (container.streams.video[0].width, container.streams.video[0].height) == (320, 240)
+    assert "mixing 3 recordings" in server.log()
+
+    _, plainArgs, _ = await recordedRoom(serverFactory, tmp_path, labels=False)
+    assert lumaOfLabelArea(mixed) != lumaOfLabelArea(plainArgs[1])

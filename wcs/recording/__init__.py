@@ -14,12 +14,25 @@ import re
 import uuid
 from pathlib import Path
 
-from twisted.internet.threads import deferToThread
+import os
 
+from twisted.internet.defer import DeferredList, inlineCallbacks
+from twisted.internet.threads import deferToThread
+from twisted.internet.utils import getProcessOutputAndValue
+
+from wcs.config import Key, declare
 from wcs.logs import Logger
+from wcs.recording.mixer import MixerSettings, Part, RoomMix, ffmpegAvailable, ffmpegCommand
 from wcs.recording.writer import StreamWriter, remuxToMP4
 
 log = Logger()
+
+declare(
+    Key("offline_mixer_config", "str", "conf/offline_mixer.json",
+        "settings of the mixed room recording (JSON)"),
+    Key("on_multiple_record_hook_script", "str", "conf/on_multiple_record_hook.sh",
+        "run when a room's mixed recording is done: ROOM MIXED_FILE SOURCE_FILE..."),
+)
 
 
 def fileName(streamName: str) -> str:
@@ -28,12 +41,22 @@ def fileName(streamName: str) -> str:
 
 
 class Recorder:
-    """A stream observer of the room server (C{RoomServer.streamObservers})."""
+    """
+    A stream observer of the room server (C{RoomServer.streamObservers}) and a
+    room observer (C{Rooms.observers}): records streams, and mixes a recorded
+    room's streams when the room ends.
+    """
 
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, clock=None, settings=None):
         self.directory = directory
+        self.clock = clock
+        self.settings = settings
         self.writers: dict[int, tuple[StreamWriter, Path]] = {}
         self.finishing: set = set()
+        self.remuxes: dict[Path, object] = {}
+        self.mixes: dict[int, RoomMix] = {}
+        self.parts: dict[int, Part] = {}
+        self.mixing: set = set()
 
     @staticmethod
     def wanted(stream) -> bool:
@@ -54,6 +77,11 @@ class Recorder:
         self.writers[id(stream)] = (writer, target)
         stream.recordName = name
         log.info("recording {stream!r} to {name}", stream=stream.name, name=name)
+        room = stream.participant.room if stream.participant is not None else None
+        if room is not None and room.record and self.clock is not None:
+            part = Part(stream.participant.login, target, self.clock.seconds() - room.createdAt)
+            self.mixes.setdefault(id(room), RoomMix(room.name)).parts.append(part)
+            self.parts[id(stream)] = part
 
     def streamEnded(self, stream) -> None:
         entry = self.writers.pop(id(stream), None)
@@ -62,6 +90,10 @@ class Recorder:
         writer, target = entry
         if stream.media is not None and stream.media.source is not None:
             stream.media.source.detach(writer)
+        part = self.parts.pop(id(stream), None)
+        if part is not None:
+            room = stream.participant.room
+            part.end = self.clock.seconds() - room.createdAt
         self._finish(writer, target)
 
     def _finish(self, writer: StreamWriter, target: Path):
@@ -86,7 +118,65 @@ class Recorder:
 
         finishing.addCallbacks(finished, failed)
         finishing.addBoth(lambda _: self.finishing.discard(finishing))
+        self.remuxes[target] = finishing
         return finishing
+
+    # Rooms
+
+    def roomStarted(self, room) -> None:
+        pass
+
+    def roomEnded(self, room) -> None:
+        mix = self.mixes.pop(id(room), None)
+        if mix is None or not room.record or not mix.parts:
+            return
+        for part in mix.parts:  # streams still live when the room ended
+            if part.end is None:
+                part.end = self.clock.seconds() - room.createdAt
+        mixing = self._mix(mix)
+        self.mixing.add(mixing)
+        mixing.addBoth(lambda _: self.mixing.discard(mixing))
+
+    @inlineCallbacks
+    def _mix(self, mix: RoomMix):
+        # The sources must be MP4s first.
+        yield DeferredList([d for p in mix.parts if (d := self.remuxes.get(p.path)) is not None])
+        ffmpeg = ffmpegAvailable()
+        if ffmpeg is None:
+            log.warn("room {room}: not mixed, ffmpeg is not installed", room=mix.room)
+            return
+        settings = MixerSettings.load(Path(self.settings.offline_mixer_config))
+        output = self.directory / fileName(f"{mix.room}-mixed")
+        sources = [p.path for p in mix.parts if p.path.exists()]
+        log.info("room {room}: mixing {count} recordings into {name}",
+                 room=mix.room, count=len(sources), name=output.name)
+        started = self.clock.seconds()
+        command = ffmpegCommand(mix, output, settings)
+        out, err, code = yield getProcessOutputAndValue(ffmpeg, command[1:], env=os.environ)
+        if code != 0:
+            log.error("room {room}: mixing failed (ffmpeg exit {code}): {error}",
+                      room=mix.room, code=code, error=err.decode("utf-8", "replace")[-500:])
+            return
+        log.info("room {room}: mixed in {seconds:.1f}s into {name}", room=mix.room,
+                 seconds=self.clock.seconds() - started, name=output.name)
+        yield self._runHook(mix.room, output, sources)
+
+    @inlineCallbacks
+    def _runHook(self, room: str, output: Path, sources: list[Path]):
+        script = Path(self.settings.on_multiple_record_hook_script)
+        if not script.is_file():
+            log.warn("room {room}: hook {script} not found, not run", room=room,
+                     script=str(script))
+            return
+        args = [room, str(output), *map(str, sources)]
+        out, err, code = yield getProcessOutputAndValue(str(script), args, env=os.environ)
+        if code != 0:
+            # A failing hook is reported; nothing it was given is deleted.
+            log.error("room {room}: hook {script} failed (exit {code}): {error}", room=room,
+                      script=str(script), code=code,
+                      error=err.decode("utf-8", "replace")[-500:])
+        else:
+            log.info("room {room}: hook {script} done", room=room, script=str(script))
 
     def recover(self):
         """Finish recordings a crash left as TS (at start-up)."""
@@ -102,8 +192,6 @@ class Recorder:
 
     def close(self):
         """Shut down: finish every recording; the Deferred fires when all are files."""
-        from twisted.internet.defer import DeferredList
-
         for key, (writer, target) in list(self.writers.items()):
             self._finish(writer, target)
         self.writers.clear()

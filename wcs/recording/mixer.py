@@ -1,0 +1,132 @@
+"""
+The mixed room recording: when a recorded room ends, its participants'
+recordings become one file, a grid of their video (each tile shown while
+that participant published) over their mixed audio, made by an ffmpeg
+process so that live rooms never wait for it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from wcs.logs import Logger
+
+log = Logger()
+
+FONTS = ["/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+         "/usr/share/fonts/dejavu/DejaVuSans.ttf"]
+
+
+@dataclass
+class MixerSettings:
+    """C{conf/offline_mixer.json}."""
+
+    hasVideo: bool = True
+    hasAudio: bool = True
+    mixerDisplayStreamName: bool = False
+    width: int = 640
+    height: int = 480
+    frameRate: int = 25
+
+    @classmethod
+    def load(cls, path: Path) -> "MixerSettings":
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(data, dict):
+                raise ValueError("not a JSON object")
+            known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+            settings = cls(**known)
+            for name, kind in (("width", int), ("height", int), ("frameRate", int)):
+                if not isinstance(getattr(settings, name), kind) or getattr(settings, name) <= 0:
+                    raise ValueError(f"{name} must be a positive whole number")
+            return settings
+        except FileNotFoundError:
+            log.warn("mixer settings {path} not found: defaults used", path=str(path))
+        except (OSError, ValueError, TypeError) as e:
+            log.warn("mixer settings {path} unusable ({error}): defaults used",
+                     path=str(path), error=e)
+        return cls()
+
+
+@dataclass
+class Part:
+    """One recorded stream of a room: who, which file, when (seconds from the room's start)."""
+
+    login: str
+    path: Path
+    start: float
+    end: float | None = None
+
+
+@dataclass
+class RoomMix:
+    room: str
+    parts: list[Part] = field(default_factory=list)
+
+    def duration(self) -> float:
+        return max((p.end or p.start) for p in self.parts) if self.parts else 0.0
+
+
+def _escape(text: str) -> str:
+    """drawtext text inside a filter graph: quote what ffmpeg would read."""
+    return text.replace("\\", "\\\\").replace("'", "\u2019").replace(":", "\\:") \
+        .replace("%", "\\%").replace(",", "\\,")
+
+
+def ffmpegCommand(mix: RoomMix, output: Path, settings: MixerSettings) -> list[str]:
+    """The ffmpeg command that mixes C{mix} into C{output}."""
+    parts = [p for p in mix.parts if p.path.exists()]
+    duration = max(0.1, mix.duration())
+    logins = list(dict.fromkeys(p.login for p in parts))
+    columns = max(1, math.ceil(math.sqrt(len(logins))))
+    rows = max(1, math.ceil(len(logins) / columns))
+    tileW, tileH = settings.width // columns // 2 * 2, settings.height // rows // 2 * 2
+    font = next((f for f in FONTS if Path(f).exists()), None)
+    args = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y"]
+    for part in parts:
+        args += ["-i", str(part.path)]
+    graph = [f"color=c=black:s={settings.width}x{settings.height}:r={settings.frameRate}"
+             f":d={duration:.3f}[base0]"]
+    audio = []
+    for i, part in enumerate(parts):
+        tile = logins.index(part.login)
+        x, y = (tile % columns) * tileW, (tile // columns) * tileH
+        end = part.end if part.end is not None else duration
+        label = ""
+        if settings.mixerDisplayStreamName and font:
+            label = (f",drawtext=fontfile={font}:text='{_escape(part.login)}':x=8:y=h-th-8"
+                     f":fontsize={max(12, tileH // 12)}:fontcolor=white:box=1:boxcolor=black@0.6")
+        graph.append(f"[{i}:v]setpts=PTS-STARTPTS+{part.start:.3f}/TB,"
+                     f"scale={tileW}:{tileH}:force_original_aspect_ratio=decrease,"
+                     f"pad={tileW}:{tileH}:(ow-iw)/2:(oh-ih)/2{label}[v{i}]")
+        graph.append(f"[base{i}][v{i}]overlay={x}:{y}:eof_action=pass"
+                     f":enable='between(t,{part.start:.3f},{end:.3f})'[base{i + 1}]")
+        delay = int(part.start * 1000)
+        # Recordings' Opus may carry no named layout: name it, or AAC refuses.
+        audio.append(f"[{i}:a]aresample=48000,aformat=channel_layouts=stereo,"
+                     f"adelay={delay}|{delay}[a{i}]")
+    maps = []
+    if settings.hasVideo:
+        maps += ["-map", f"[base{len(parts)}]"]
+    else:
+        graph = graph[:1]
+    if settings.hasAudio and parts:
+        graph += audio
+        graph.append("".join(f"[a{i}]" for i in range(len(parts)))
+                     + f"amix=inputs={len(parts)}:normalize=0:duration=longest,"
+                     "aformat=channel_layouts=stereo[aout]")
+        maps += ["-map", "[aout]"]
+    args += ["-filter_complex", ";".join(graph), *maps, "-t", f"{duration:.3f}"]
+    if settings.hasVideo:
+        args += ["-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p"]
+    if settings.hasAudio:
+        args += ["-c:a", "aac"]
+    return args + ["-movflags", "+faststart", str(output)]
+
+
+def ffmpegAvailable() -> str | None:
+    return shutil.which("ffmpeg")
