@@ -185,3 +185,32 @@ async def test_room_recording_is_mixed_and_the_hook_runs(serverFactory, tmp_path
 
     _, plainArgs, _ = await recordedRoom(serverFactory, tmp_path, labels=False)
     assert lumaOfLabelArea(mixed) != lumaOfLabelArea(plainArgs[1])
+
+
+def test_recorded_opus_decodes_with_its_channels(tmp_path):
+    """A recording's audio must be playable, not just present."""
+    from fractions import Fraction
+
+    import av
+
+    from wcs.frames import EncodedFrame
+    from wcs.recording.writer import StreamWriter, remuxToMP4
+
+    encoder = av.CodecContext.create("libopus", "w")
+    encoder.sample_rate, encoder.layout, encoder.format = 48000, "stereo", "s16"
+    encoder.open()
+    writer = StreamWriter(tmp_path / "a.ts", {"audio": "opus"})
+    for i in range(100):
+        frame = av.AudioFrame(format="s16", layout="stereo", samples=960)
+        frame.planes[0].update(bytes(960 * 4))
+        frame.sample_rate, frame.pts = 48000, i * 960
+        for packet in encoder.encode(frame):
+            writer.writeFrame(EncodedFrame("audio", "opus", bytes(packet), i * 960,
+                                           Fraction(1, 48000), True))
+    writer.close()
+    remuxToMP4(tmp_path / "a.ts", tmp_path / "a.mp4")
+    with av.open(str(tmp_path / "a.mp4")) as container:
+        stream = container.streams.audio[0]
+        assert stream.codec_context.channels == 2
+        decoded = list(container.decode(audio=0))
+    assert len(decoded) > 80 and decoded[0].layout.nb_channels == 2

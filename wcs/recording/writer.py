@@ -63,6 +63,7 @@ class StreamWriter:
         self.base: float | None = None
         self.last: dict[str, int] = {}
         self.pending: list[EncodedFrame] = []
+        self.audioConfig: bytes | None = None
         self.failed = False
         self.frames = 0
         self.closed = False
@@ -84,7 +85,13 @@ class StreamWriter:
                 if audioRate is None:
                     log.warn("{path}: no audio came, recorded without it", path=str(self.path))
                     continue
-                stream = self.container.add_mux_stream(name, rate=audioRate)
+                # A codec-less mux stream cannot say how many channels there
+                # are (players then refuse the audio): declare the stream with
+                # an encoder context, opened once for its parameters; packets
+                # are still muxed as they came.
+                encoder = "libopus" if codec == "opus" else "aac"
+                stream = self.container.add_stream(encoder, rate=audioRate,
+                                                   layout=self.audioLayout)
             else:
                 stream = self.container.add_mux_stream(name)
             stream.time_base = TS_CLOCK
@@ -98,6 +105,14 @@ class StreamWriter:
             return
         self._write(frame)
 
+    @property
+    def audioLayout(self) -> str:
+        """Stereo for WebRTC Opus (always two channels); AAC says in its config."""
+        config = self.audioConfig
+        if config and len(config) >= 2 and ((config[1] >> 3) & 0xF) == 1:
+            return "mono"
+        return "stereo"
+
     def _start(self, frame: EncodedFrame) -> None:
         """Gather the first frames until the file can be opened."""
         if not self.pending and "video" in self.tracks \
@@ -109,6 +124,7 @@ class StreamWriter:
         if audio is None and "audio" in self.tracks and waited < AUDIO_WAIT:
             return
         rate = None if audio is None else (48000 if audio.codec == "opus" else audio.sample_rate)
+        self.audioConfig = audio.config if audio is not None else None
         self._open(rate)
         pending, self.pending = self.pending, []
         for each in pending:
