@@ -214,3 +214,56 @@ def test_recorded_opus_decodes_with_its_channels(tmp_path):
         assert stream.codec_context.channels == 2
         decoded = list(container.decode(audio=0))
     assert len(decoded) > 80 and decoded[0].layout.nb_channels == 2
+
+
+async def test_aligned_recordings_start_together(serverFactory):
+    """Two streams 2 s apart: equal durations, the later one padded with black and silence."""
+    import array
+
+    import av
+
+    from tests.test_webrtc_rooms import negotiate, status, streamRequest
+
+    server = serverFactory(settings=dict(MEDIA, enable_empty_shift_writer="true"))
+    room = f"room-{uuid.uuid4().hex[:6]}"
+    clients, pcs, names = [], [], []
+    for login in ("early", "late"):
+        client = await Client.open(server.wsURL, login)
+        await client.join(room, record=True)
+        publisher = peers.Publisher(video="video/H264", audio="audio/opus")
+        request = streamRequest(f"{room}-{login}-abcd", room, await peers.offerOf(publisher.pc),
+                                True)
+        await negotiate(client, publisher.pc, "publishStream", request)
+        names.append((await status(client, request["mediaSessionId"], "PUBLISHING"))["recordName"])
+        clients.append(client)
+        pcs.append(publisher)
+        if login == "early":
+            await asyncio.sleep(2)
+    await asyncio.sleep(2)
+    for client in clients:  # both stop together
+        client.ws.transport.abort()
+    records = server.workdir / "state" / "records"
+    deadline = time.monotonic() + 30
+    while not all((records / n).exists() for n in names):
+        assert time.monotonic() < deadline, server.log()[-2000:]
+        await asyncio.sleep(0.1)
+    (_, early), (_, late) = probe(records / names[0]), probe(records / names[1])
+    assert abs(early - late) < 0.04, (early, late)  # one frame interval at 30 fps
+    assert early > 3.5
+    # The merge command of docs/recording.md lines them up side by side.
+    merged = records / "side-by-side.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(records / names[0]),
+                    "-i", str(records / names[1]), "-filter_complex",
+                    "[0:v]pad=iw*2:ih[left];[left][1:v]overlay=w:0[v];"
+                    "[0:a][1:a]amix=inputs=2:normalize=0[a]",
+                    "-map", "[v]", "-map", "[a]", str(merged)], check=True, timeout=120)
+    streams, mergedDuration = probe(merged)
+    assert abs(mergedDuration - early) < 0.1
+    with av.open(str(records / names[1])) as container:
+        first = next(container.decode(video=0)).reformat(format="gray")
+    assert max(bytes(first.planes[0])) < 40  # black
+    with av.open(str(records / names[1])) as container:
+        sound = [f for _, f in zip(range(20), container.decode(audio=0))]
+    assert max(max(abs(v) for v in array.array("f", bytes(f.planes[0]))) for f in sound) < 0.01
+    for pc in pcs:
+        await pc.close()

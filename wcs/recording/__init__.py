@@ -32,6 +32,9 @@ declare(
         "settings of the mixed room recording (JSON)"),
     Key("on_multiple_record_hook_script", "str", "conf/on_multiple_record_hook.sh",
         "run when a room's mixed recording is done: ROOM MIXED_FILE SOURCE_FILE..."),
+    Key("enable_empty_shift_writer", "bool", False,
+        "align a room's recordings: each starts at the room's first stream, "
+        "padded with black and silence"),
 )
 
 
@@ -57,6 +60,8 @@ class Recorder:
         self.mixes: dict[int, RoomMix] = {}
         self.parts: dict[int, Part] = {}
         self.mixing: set = set()
+        self.firstStreams: dict[int, float] = {}  # room -> time its first stream started
+        self.shifts: dict[Path, float] = {}
 
     @staticmethod
     def wanted(stream) -> bool:
@@ -78,6 +83,10 @@ class Recorder:
         stream.recordName = name
         log.info("recording {stream!r} to {name}", stream=stream.name, name=name)
         room = stream.participant.room if stream.participant is not None else None
+        if room is not None and self.clock is not None and self._aligned():
+            now = self.clock.seconds()
+            first = self.firstStreams.setdefault(id(room), now)
+            self.shifts[target] = now - first
         if room is not None and room.record and self.clock is not None:
             part = Part(stream.participant.login, target, self.clock.seconds() - room.createdAt)
             self.mixes.setdefault(id(room), RoomMix(room.name)).parts.append(part)
@@ -102,10 +111,13 @@ class Recorder:
             writer.path.unlink(missing_ok=True)
             log.warn("recording {name} is empty: nothing came", name=target.name)
             return None
-        return self._remux(writer.path, target)
+        return self._remux(writer.path, target, self.shifts.pop(target, 0.0))
 
-    def _remux(self, ts: Path, target: Path):
-        finishing = deferToThread(remuxToMP4, ts, target)
+    def _aligned(self) -> bool:
+        return bool(self.settings is not None and self.settings.enable_empty_shift_writer)
+
+    def _remux(self, ts: Path, target: Path, shift: float = 0.0):
+        finishing = deferToThread(remuxToMP4, ts, target, shift)
         self.finishing.add(finishing)
 
         def finished(_):
@@ -127,6 +139,7 @@ class Recorder:
         pass
 
     def roomEnded(self, room) -> None:
+        self.firstStreams.pop(id(room), None)
         mix = self.mixes.pop(id(room), None)
         if mix is None or not room.record or not mix.parts:
             return

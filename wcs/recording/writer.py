@@ -171,10 +171,13 @@ class StreamWriter:
             self.container.close()
 
 
-def remuxToMP4(source: Path, target: Path) -> None:
+def remuxToMP4(source: Path, target: Path, shift: float = 0.0) -> None:
     """
     Copy every packet of a recording's TS into an MP4 (no decoding). Runs in
     a worker thread; the TS is removed only once the MP4 is complete.
+
+    @param shift: seconds of black video and silence to put first (aligned
+        recordings): encoded here, so still nothing is decoded.
     """
     partial = target.with_suffix(".mp4.part")
     with av.open(str(source)) as inFile:
@@ -183,10 +186,77 @@ def remuxToMP4(source: Path, target: Path) -> None:
             for stream in inFile.streams:
                 if stream.type in ("video", "audio"):
                     mapping[stream.index] = outFile.add_stream_from_template(stream)
+            if shift > 0:
+                for index, out in mapping.items():
+                    for packet in padding(inFile.streams[index], shift):
+                        packet.stream = out
+                        outFile.mux(packet)
+            first: dict[int, int] = {}
             for packet in inFile.demux(*[inFile.streams[i] for i in mapping]):
                 if packet.dts is None:
                     continue
+                if shift > 0:
+                    base = first.setdefault(packet.stream.index, packet.dts)
+                    offset = int(shift / packet.time_base) - base
+                    packet.dts += offset
+                    packet.pts = packet.pts + offset if packet.pts is not None else packet.dts
                 packet.stream = mapping[packet.stream.index]
                 outFile.mux(packet)
     partial.rename(target)
     source.unlink()
+
+
+PAD_FPS = 15
+
+
+def padding(stream, seconds: float) -> list:
+    """
+    Encoded black frames of the stream's own size, or silence in its own
+    codec and rate, lasting C{seconds}, with timestamps from 0.
+    """
+    packets = []
+    if stream.type == "video":
+        ctx = stream.codec_context
+        encoder = av.CodecContext.create("libx264", "w")
+        encoder.width, encoder.height, encoder.pix_fmt = ctx.width, ctx.height, "yuv420p"
+        encoder.time_base = stream.time_base
+        # Parameter sets in-band: the stream's own ones follow at its first keyframe.
+        encoder.options = {"profile": "baseline", "tune": "zerolatency", "repeat-headers": "1",
+                           "g": str(PAD_FPS)}
+        encoder.open()
+        black = av.VideoFrame(ctx.width, ctx.height, "yuv420p")
+        black.planes[0].update(bytes([16]) * black.planes[0].buffer_size)
+        for plane in black.planes[1:]:
+            plane.update(bytes([128]) * plane.buffer_size)
+        for i in range(int(seconds * PAD_FPS)):
+            black.pts = int(i / PAD_FPS / stream.time_base)
+            black.time_base = stream.time_base
+            packets += encoder.encode(black)
+        packets += encoder.encode(None)
+    else:
+        ctx = stream.codec_context
+        name = "libopus" if ctx.name == "opus" else ctx.name
+        encoder = av.CodecContext.create(name, "w")
+        encoder.sample_rate = ctx.sample_rate or 48000
+        encoder.layout = ctx.layout.name if ctx.layout.nb_channels else "stereo"
+        encoder.format = encoder.codec.audio_formats[0].name
+        encoder.open()
+        size = encoder.frame_size or 960
+        rate = encoder.sample_rate
+        for start in range(0, int(seconds * rate), size):
+            silence = av.AudioFrame(format=encoder.format.name, layout=encoder.layout.name,
+                                    samples=size)
+            for plane in silence.planes:
+                plane.update(bytes(plane.buffer_size))
+            silence.sample_rate, silence.pts = rate, start
+            silence.time_base = Fraction(1, rate)
+            packets += encoder.encode(silence)
+        packets += encoder.encode(None)
+        for packet in packets:  # into the stream's time base
+            packet.pts = packet.dts = int(packet.pts * Fraction(1, rate) / stream.time_base)
+            packet.time_base = stream.time_base
+    # Inside [0, seconds) only: an encoder's pre-skip and flush would make the
+    # stream's own packets (from `seconds` on) go back in time.
+    end = int(seconds / stream.time_base)
+    return [p for p in packets if p.pts is not None and 0 <= p.pts < end
+            and (p.dts is None or p.dts < end)]
