@@ -267,3 +267,49 @@ async def test_aligned_recordings_start_together(serverFactory):
     assert max(max(abs(v) for v in array.array("f", bytes(f.planes[0]))) for f in sound) < 0.01
     for pc in pcs:
         await pc.close()
+
+
+def test_recording_creates_no_decoder(tmp_path, monkeypatch):
+    """H.264 + AAC frames to TS to MP4: no decoder context is ever made."""
+    from fractions import Fraction
+
+    import av
+
+    from tests.rtmp.test_flash import h264Bodies
+    from wcs.frames import EncodedFrame
+    from wcs.rtmp import flv
+    from wcs.recording.writer import StreamWriter, remuxToMP4
+
+    videoFrames = flv.VideoToFrames()
+    frames = [f for t, b in h264Bodies(45) if (f := videoFrames.convert(t, b)) is not None]
+    aac = av.CodecContext.create("aac", "w")
+    aac.sample_rate, aac.layout, aac.format = 44100, "stereo", "fltp"
+    aac.open()
+    config = bytes(aac.extradata)
+    audio = []
+    for i in range(130):
+        frame = av.AudioFrame(format="fltp", layout="stereo", samples=1024)
+        for plane in frame.planes:
+            plane.update(bytes(plane.buffer_size))
+        frame.sample_rate, frame.pts = 44100, i * 1024
+        for packet in aac.encode(frame):
+            audio.append(EncodedFrame("audio", "AAC", bytes(packet), i * 1024 * 1000 // 44100,
+                                      Fraction(1, 1000), True, config, sample_rate=44100))
+
+    created = []
+    real = av.CodecContext.create
+
+    def counting(codec, mode="r", *args, **kwargs):
+        created.append((getattr(codec, "name", codec), mode))
+        return real(codec, mode, *args, **kwargs)
+
+    monkeypatch.setattr(av.CodecContext, "create", staticmethod(counting))
+    writer = StreamWriter(tmp_path / "r.ts", {"video": "H264", "audio": "AAC"})
+    for frame in sorted(frames + audio, key=lambda f: f.pts * f.time_base):
+        writer.writeFrame(frame)
+    writer.close()
+    remuxToMP4(tmp_path / "r.ts", tmp_path / "r.mp4")
+    assert [c for c in created if c[1] == "r"] == []
+    streams, duration = probe(tmp_path / "r.mp4")
+    assert streams["video"]["codec_name"] == "h264" and int(streams["video"]["nb_read_frames"]) >= 40
+    assert streams["audio"]["codec_name"] == "aac"
