@@ -313,3 +313,25 @@ def test_recording_creates_no_decoder(tmp_path, monkeypatch):
     streams, duration = probe(tmp_path / "r.mp4")
     assert streams["video"]["codec_name"] == "h264" and int(streams["video"]["nb_read_frames"]) >= 40
     assert streams["audio"]["codec_name"] == "aac"
+
+
+async def test_vp8_streams_record_to_webm(serverFactory):
+    from tests.test_webrtc_rooms import negotiate, status, streamRequest
+
+    server = serverFactory(settings=dict(MEDIA, media_video_codecs="VP8"))
+    alice = await Client.open(server.wsURL, "alice")
+    publisher = peers.Publisher(video="video/VP8", audio="audio/opus")
+    request = streamRequest("vp8-stream", None, await peers.offerOf(publisher.pc), True,
+                            record=True, custom={})
+    await negotiate(alice, publisher.pc, "publishStream", request)
+    name = (await status(alice, request["mediaSessionId"], "PUBLISHING"))["recordName"]
+    assert name.endswith("-vp8-stream.webm")
+    await asyncio.sleep(3)
+    await alice.send("unPublishStream", {"mediaSessionId": request["mediaSessionId"],
+                                         "name": request["name"]})
+    await status(alice, request["mediaSessionId"], "UNPUBLISHED")
+    streams, duration = probe(server.workdir / "state" / "records" / name)
+    assert streams["video"]["codec_name"] == "vp8" and int(streams["video"]["nb_read_frames"]) > 30
+    assert streams["audio"]["codec_name"] == "opus"
+    await publisher.close()
+    await alice.close()

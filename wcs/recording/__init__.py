@@ -23,7 +23,7 @@ from twisted.internet.utils import getProcessOutputAndValue
 from wcs.config import Key, declare
 from wcs.logs import Logger
 from wcs.recording.mixer import MixerSettings, Part, RoomMix, ffmpegAvailable, ffmpegCommand
-from wcs.recording.writer import StreamWriter, remuxToMP4
+from wcs.recording.writer import StreamWriter, containerFor, remuxToMP4
 
 log = Logger()
 
@@ -38,9 +38,9 @@ declare(
 )
 
 
-def fileName(streamName: str) -> str:
+def fileName(streamName: str, extension: str = "mp4") -> str:
     safe = re.sub(r"[^\w.-]", "_", streamName)[:100] or "stream"
-    return f"stream-{uuid.uuid4()}-{safe}.mp4"
+    return f"stream-{uuid.uuid4()}-{safe}.{extension}"
 
 
 class Recorder:
@@ -74,9 +74,11 @@ class Recorder:
         source = stream.media.source if stream.media is not None else None
         if source is None or not self.wanted(stream):
             return
-        name = fileName(stream.name)
+        webm = containerFor(source.tracks) == "webm"
+        name = fileName(stream.name, "webm" if webm else "mp4")
         target = self.directory / name
-        writer = StreamWriter(target.with_suffix(".ts"), source.tracks)
+        # WebM is written in place; the rest goes through TS, then MP4.
+        writer = StreamWriter(target if webm else target.with_suffix(".ts"), source.tracks)
         source.attach(writer)
         source.requestKeyframe()
         self.writers[id(stream)] = (writer, target)
@@ -111,7 +113,11 @@ class Recorder:
             writer.path.unlink(missing_ok=True)
             log.warn("recording {name} is empty: nothing came", name=target.name)
             return None
-        return self._remux(writer.path, target, self.shifts.pop(target, 0.0))
+        shift = self.shifts.pop(target, 0.0)
+        if writer.path == target:
+            log.info("recording {name} finished", name=target.name)
+            return None
+        return self._remux(writer.path, target, shift)
 
     def _aligned(self) -> bool:
         return bool(self.settings is not None and self.settings.enable_empty_shift_writer)

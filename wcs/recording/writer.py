@@ -24,7 +24,22 @@ log = Logger()
 TS_CLOCK = Fraction(1, 90000)
 # What MPEG-TS (and then MP4) can carry as it came; other codecs are left
 # out of the file, with one log line.
-MUXABLE = {"H264": "h264", "opus": "opus", "AAC": "aac"}
+MUXABLE = {"H264": "h264", "opus": "opus", "AAC": "aac", "VP8": "vp8"}
+# VP8 cannot go into MPEG-TS (nor H.264 into WebM): a stream with VP8 video
+# is written straight to WebM, which is readable when cut short too.
+WEBM_CODECS = {"VP8", "opus"}
+
+
+def containerFor(tracks: dict[str, str]) -> str:
+    return "webm" if tracks.get("video") == "VP8" else "mpegts"
+
+
+def vp8Size(data: bytes) -> tuple[int, int]:
+    """Width and height from a VP8 keyframe's header (RFC 6386 9.1)."""
+    if len(data) >= 10 and data[3:6] == b"\x9d\x01\x2a":
+        return (int.from_bytes(data[6:8], "little") & 0x3FFF,
+                int.from_bytes(data[8:10], "little") & 0x3FFF)
+    return 0, 0
 # How long after the first keyframe to wait for audio before starting without.
 AUDIO_WAIT = 2.0
 
@@ -72,11 +87,14 @@ class StreamWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # Written out packet by packet, interleaved over at most 0.5 s: what
         # reached us is in the file, not in a buffer a crash would lose.
-        self.container = av.open(str(self.path), "w", format="mpegts",
+        format = containerFor(self.tracks)
+        self.container = av.open(str(self.path), "w", format=format,
                                  options={"flush_packets": "1",
                                           "max_interleave_delta": "500000"})
         for kind, codec in self.tracks.items():
             name = MUXABLE.get(codec)
+            if format == "webm" and codec not in WEBM_CODECS:
+                name = None
             if name is None:
                 log.warn("{path}: {kind} in {codec} is not recorded (not muxable as is)",
                          path=str(self.path), kind=kind, codec=codec)
@@ -92,6 +110,9 @@ class StreamWriter:
                 encoder = "libopus" if codec == "opus" else "aac"
                 stream = self.container.add_stream(encoder, rate=audioRate,
                                                    layout=self.audioLayout)
+            elif codec == "VP8":
+                width, height = vp8Size(self.pending[0].data)
+                stream = self.container.add_mux_stream(name, width=width, height=height)
             else:
                 stream = self.container.add_mux_stream(name)
             stream.time_base = TS_CLOCK
