@@ -335,3 +335,30 @@ async def test_vp8_streams_record_to_webm(serverFactory):
     assert streams["audio"]["codec_name"] == "opus"
     await publisher.close()
     await alice.close()
+
+
+async def test_configured_transcodes_vp8_to_h264_and_opus_to_aac(serverFactory):
+    from tests.test_webrtc_rooms import negotiate, status, streamRequest
+
+    server = serverFactory(settings=dict(MEDIA, media_video_codecs="VP8", record_vp8="h264",
+                                         record_audio_codec="aac"))
+    alice = await Client.open(server.wsURL, "alice")
+    publisher = peers.Publisher(video="video/VP8", audio="audio/opus")
+    request = streamRequest("old-players", None, await peers.offerOf(publisher.pc), True,
+                            record=True, custom={})
+    await negotiate(alice, publisher.pc, "publishStream", request)
+    name = (await status(alice, request["mediaSessionId"], "PUBLISHING"))["recordName"]
+    assert name.endswith("-old-players.mp4")
+    await asyncio.sleep(3)
+    await alice.send("unPublishStream", {"mediaSessionId": request["mediaSessionId"],
+                                         "name": request["name"]})
+    path = server.workdir / "state" / "records" / name
+    deadline = time.monotonic() + 20
+    while not path.exists():
+        assert time.monotonic() < deadline, server.log()[-2000:]
+        await asyncio.sleep(0.1)
+    streams, duration = probe(path)
+    assert streams["video"]["codec_name"] == "h264" and int(streams["video"]["nb_read_frames"]) > 30
+    assert streams["audio"]["codec_name"] == "aac" and int(streams["audio"]["nb_read_frames"]) > 30
+    await publisher.close()
+    await alice.close()

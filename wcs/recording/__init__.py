@@ -23,6 +23,7 @@ from twisted.internet.utils import getProcessOutputAndValue
 from wcs.config import Key, declare
 from wcs.logs import Logger
 from wcs.recording.mixer import MixerSettings, Part, RoomMix, ffmpegAvailable, ffmpegCommand
+from wcs.recording.transcoding import Transcoding, recordedTracks
 from wcs.recording.writer import StreamWriter, containerFor, remuxToMP4
 
 log = Logger()
@@ -32,6 +33,10 @@ declare(
         "settings of the mixed room recording (JSON)"),
     Key("on_multiple_record_hook_script", "str", "conf/on_multiple_record_hook.sh",
         "run when a room's mixed recording is done: ROOM MIXED_FILE SOURCE_FILE..."),
+    Key("record_audio_codec", "str", "opus",
+        "audio of recordings: opus (as it came) or aac (transcoded, for old players)"),
+    Key("record_vp8", "str", "webm",
+        "VP8 streams: webm (as they came) or h264 (transcoded, into MP4)"),
     Key("enable_empty_shift_writer", "bool", False,
         "align a room's recordings: each starts at the room's first stream, "
         "padded with black and silence"),
@@ -74,14 +79,17 @@ class Recorder:
         source = stream.media.source if stream.media is not None else None
         if source is None or not self.wanted(stream):
             return
-        webm = containerFor(source.tracks) == "webm"
+        tracks = recordedTracks(source.tracks, self._setting("record_audio_codec", "opus"),
+                                self._setting("record_vp8", "webm"))
+        webm = containerFor(tracks) == "webm"
         name = fileName(stream.name, "webm" if webm else "mp4")
         target = self.directory / name
         # WebM is written in place; the rest goes through TS, then MP4.
-        writer = StreamWriter(target if webm else target.with_suffix(".ts"), source.tracks)
-        source.attach(writer)
+        writer = StreamWriter(target if webm else target.with_suffix(".ts"), tracks)
+        sink = writer if tracks == source.tracks else Transcoding(writer, source.tracks, tracks)
+        source.attach(sink)
         source.requestKeyframe()
-        self.writers[id(stream)] = (writer, target)
+        self.writers[id(stream)] = (sink, target)
         stream.recordName = name
         log.info("recording {stream!r} to {name}", stream=stream.name, name=name)
         room = stream.participant.room if stream.participant is not None else None
@@ -98,9 +106,10 @@ class Recorder:
         entry = self.writers.pop(id(stream), None)
         if entry is None:
             return
-        writer, target = entry
+        sink, target = entry
         if stream.media is not None and stream.media.source is not None:
-            stream.media.source.detach(writer)
+            stream.media.source.detach(sink)
+        writer = sink.sink if isinstance(sink, Transcoding) else sink
         part = self.parts.pop(id(stream), None)
         if part is not None:
             room = stream.participant.room
@@ -118,6 +127,9 @@ class Recorder:
             log.info("recording {name} finished", name=target.name)
             return None
         return self._remux(writer.path, target, shift)
+
+    def _setting(self, name: str, default):
+        return getattr(self.settings, name, default) if self.settings is not None else default
 
     def _aligned(self) -> bool:
         return bool(self.settings is not None and self.settings.enable_empty_shift_writer)
@@ -211,7 +223,7 @@ class Recorder:
 
     def close(self):
         """Shut down: finish every recording; the Deferred fires when all are files."""
-        for key, (writer, target) in list(self.writers.items()):
-            self._finish(writer, target)
+        for sink, target in list(self.writers.values()):
+            self._finish(sink.sink if isinstance(sink, Transcoding) else sink, target)
         self.writers.clear()
         return DeferredList(list(self.finishing), consumeErrors=True)
