@@ -362,3 +362,18 @@ async def test_configured_transcodes_vp8_to_h264_and_opus_to_aac(serverFactory):
     assert streams["audio"]["codec_name"] == "aac" and int(streams["audio"]["nb_read_frames"]) > 30
     await publisher.close()
     await alice.close()
+
+
+async def test_shutdown_finishes_recordings(serverFactory):
+    server = serverFactory(settings=MEDIA, enable=("ws", "http"))
+    alice, publisher, request, publishing = await publishRecorded(server, 2)
+    from tests.web.test_site import rawGet
+
+    response = rawGet(server, "/records/../../../etc/passwd")
+    assert int(response.split(b" ", 2)[1]) in (403, 404) and b"root:" not in response
+    assert server.stop() in (0, -15)  # SIGTERM, then twistd exits
+    path = server.workdir / "state" / "records" / publishing["recordName"]
+    assert path.exists() and not path.with_suffix(".ts").exists()
+    streams, duration = probe(path)
+    assert streams["video"]["codec_name"] == "h264" and duration > 1.0
+    await publisher.close()
