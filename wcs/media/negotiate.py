@@ -98,9 +98,9 @@ def parseOffer(text: str) -> sdp.SessionDescription:
     for media in offer.media:
         if media.kind not in KINDS:
             continue
-        if not media.ice.usernameFragment or not media.ice.password:
+        if media.ice is None or not media.ice.usernameFragment or not media.ice.password:
             raise StreamError("Invalid SDP offer: no ICE credentials")
-        if not media.dtls.fingerprints:
+        if media.dtls is None or not media.dtls.fingerprints:
             raise StreamError("Invalid SDP offer: no DTLS fingerprint")
         if not media.rtcp_mux:
             raise StreamError("Invalid SDP offer: RTCP mux is required")
@@ -137,7 +137,7 @@ def planPublish(offer: sdp.SessionDescription, prefs: dict[str, list[str]]) -> l
         if media.kind not in KINDS:
             section.rejected = True
             continue
-        section.direction = and_direction("recvonly", reverse_direction(media.direction))
+        section.direction = _answerDirection("recvonly", media)
         for name in prefs.get(media.kind, ()):
             section.codec = _offered(media, name)
             if section.codec is not None:
@@ -169,12 +169,17 @@ def planPlay(offer: sdp.SessionDescription, tracks: dict[str, str],
             section.codec = _offered(media, name)
             if section.codec is not None:
                 break
-        section.direction = and_direction("sendonly", reverse_direction(media.direction))
+        section.direction = _answerDirection("sendonly", media)
         if section.active:
             section.ssrc = random32()
             seen.add(media.kind)
     _requireCodec(sections)
     return sections
+
+
+def _answerDirection(ours: str, media: sdp.MediaDescription) -> str:
+    # No direction attribute means sendrecv (RFC 4566 section 6).
+    return and_direction(ours, reverse_direction(media.direction or "sendrecv"))
 
 
 def _requireCodec(sections: list[Section]) -> None:
