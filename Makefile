@@ -7,7 +7,7 @@ PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
 APT_PACKAGES := ffmpeg chromium
 
-.PHONY: run test deps system-deps npm-deps bench clean
+.PHONY: run test deps system-deps npm-deps bench fuzz clean
 
 run: deps npm-deps
 	$(VENV)/bin/twistd -n --pidfile= wcs
@@ -46,6 +46,14 @@ BENCHES := bench/signalling.py bench/sfu.py bench/rtmp.py bench/mixer.py
 
 bench: deps system-deps
 	for script in $(BENCHES); do $(PY) $$script || exit 1; done
+
+# Coverage-guided fuzzing of every parser (docs/security.md, "Fuzzing"):
+# FUZZ_SECONDS per target, two at a time; prints executions and failures per
+# target. The grown corpus and any crash input stay in state/fuzz/.
+FUZZ_SECONDS ?= 300
+
+fuzz: deps
+	$(PY) -m tests.fuzz.runner --all --seconds $(FUZZ_SECONDS) --work state/fuzz
 
 clean:
 	rm -rf $(VENV) node_modules state .pytest_cache .hypothesis
