@@ -109,7 +109,9 @@ def parseOffer(text: str) -> sdp.SessionDescription:
 
 def _offered(media: sdp.MediaDescription, name: str) -> RTCRtpCodecParameters | None:
     for codec in media.rtp.codecs:
-        if codecName(codec) == name:
+        # An rtpmap for a format the m-line does not list is not offered
+        # (and may name a payload type an answer must not use).
+        if codecName(codec) == name and codec.payloadType in media.fmt:
             answer = copy.deepcopy(codec)
             answer.rtcpFeedback = [
                 RTCRtcpFeedback(type=f.type, parameter=f.parameter)
@@ -229,9 +231,10 @@ def buildAnswer(offer: sdp.SessionDescription, sections: list[Section], transpor
     for section in sections:
         offered = section.media
         codec = section.codec
-        if codec is None and offered.rtp.codecs:
+        listed = [c for c in offered.rtp.codecs if c.payloadType in offered.fmt]
+        if codec is None and listed:
             # An inactive m-line still names a format, with its rtpmap.
-            codec = copy.deepcopy(offered.rtp.codecs[0])
+            codec = copy.deepcopy(listed[0])
             codec.rtcpFeedback = []
         codecs = [codec] if codec is not None else []
         fmt = [c.payloadType for c in codecs] or offered.fmt[:1]
