@@ -29,6 +29,9 @@ KNOWN = {
     "rtmp_protocol/onMetaData-shared-references": AMF_REFERENCES + ", via onMetaData",
     "rtmp_protocol/onMetaData-amf3-bytearray": "rtmp-hostile: AMF3 ByteArray in onMetaData "
                                                "(TypeError out of dataReceived)",
+    "amf3/dictionary-key-repr": "rtmp-hostile (found here, not in its list): an AMF3 "
+                                "Dictionary keyed by a shared structure: repr(key) takes "
+                                "seconds for 106 bytes",
     "websocket/deep-json": "ws-hostile: 2000 nested [ raise RecursionError out of decodeFrame",
 }
 
