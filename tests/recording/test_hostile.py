@@ -185,8 +185,14 @@ async def test_a_record_dir_that_cannot_be_written(serverFactory, tmp_path):
     """The stream stays live for its player, its publisher is told, once; nothing piles up."""
     blocker = tmp_path / "a-file"
     blocker.write_text("records cannot go under a file")
-    server = serverFactory(settings=dict(MEDIA, record_dir=str(blocker / "records")))
+    server = serverFactory(settings=dict(MEDIA, record_dir=str(blocker / "records")),
+                           enable=("ws", "rtmp"))
+    from tests.rtmp import ffmpeg
+
     async with Bystanders(server) as room:
+        # An RTMP encoder asking for a recording is not dropped either.
+        encoder = ffmpeg.publish(f"rtmp://127.0.0.1:{server.ports['rtmp']}/live/cam?record=true",
+                                 seconds=6)
         name = f"unwritable-{uuid.uuid4().hex[:6]}"
         client, publisher, request, publishing = await publishRecorded(server, "w", name)
         viewer, player = await play(server, name)
@@ -199,6 +205,10 @@ async def test_a_record_dir_that_cannot_be_written(serverFactory, tmp_path):
         log = server.log()
         assert len(re.findall("recording of .* stopped", log)) == 1, log[-3000:]
         assert "Traceback" not in log, log[-3000:]
+        try:
+            assert await asyncio.to_thread(encoder.wait, 30) == 0, encoder.stderr.read()
+        finally:
+            ffmpeg.stop(encoder)
         await close(player, viewer, publisher, client)
 
 

@@ -149,6 +149,32 @@ def test_job_queue_runs_a_bounded_number_and_refuses_past_the_queue():
     assert started == ["a", "b", "c", "e"]
 
 
+def test_a_mix_past_the_queue_bound_is_refused_and_its_recordings_stay(tmp_path):
+    from twisted.logger import globalLogPublisher
+
+    from wcs.config import Settings
+    from wcs.recording import Recorder
+
+    settings = Settings({"mix_max_concurrent": 1, "mix_queue_max": 0})
+    recorder = Recorder(tmp_path, Clock(), settings)
+    busy = Deferred()
+    assert recorder.queue.submit(lambda: busy) is not None  # a mix that runs for ever
+    assert recorder.queue.running == 1
+    files = [source(tmp_path / f"stream-{i}.mp4") for i in range(2)]
+    events = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        done = recorder._mix(RoomMix("late-room", [Part("a", files[0], 0, 1),
+                                                   Part("b", files[1], 0, 1)]))
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    assert done.called  # refused at once, not queued
+    lines = [e for e in events if "mix_queue_max" in e.get("log_format", "")]
+    assert len(lines) == 1 and lines[0]["room"] == "'late-room'"
+    assert all(f.exists() for f in files)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["stream-0.mp4", "stream-1.mp4"]
+
+
 # The writer
 
 def frame(kind, pts, keyframe=True):
