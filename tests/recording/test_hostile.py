@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from tests.recording.test_recording import probe
+from tests.recording.test_recording import probe, publishInRoom
 from tests.support.bystanders import Bystanders
 from tests.support.rooms import MEDIA, negotiate, status, streamRequest
 from tests.support.server import startServer
@@ -138,18 +138,7 @@ async def test_hostile_logins_in_a_recorded_room_mix(server):
     conf = server.conf
     async with Bystanders(server) as bystanders:
         room = f"mixed-{uuid.uuid4().hex[:6]}"
-        clients, publishers = [], []
-        for i, login in enumerate(LOGINS):
-            client = await Client.open(server.wsURL, login)
-            await client.join(room, record=(i == 0))
-            publisher = peers.Publisher(video="video/H264", audio="audio/opus")
-            request = streamRequest(f"{room}-p{i}", room, await peers.offerOf(publisher.pc),
-                                    True)
-            await negotiate(client, publisher.pc, "publishStream", request)
-            await status(client, request["mediaSessionId"], "PUBLISHING")
-            clients.append(client)
-            publishers.append(publisher)
-            await asyncio.sleep(0.5)
+        clients, publishers = await publishInRoom(server, room, LOGINS, gap=0.5)
         await asyncio.sleep(1.5)
         for client in clients:
             await client.send("sendData", {"operationId": "bye", "payload": {
