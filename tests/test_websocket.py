@@ -228,7 +228,7 @@ async def test_pings_and_dead_peer_timeout(serverFactory):
     with pytest.raises(websockets.ConnectionClosed) as e:
         for _ in range(20):
             await silent.next()
-    assert "no message from the client" in e.value.rcvd.reason
+    assert "nothing heard from the client" in e.value.rcvd.reason
     await lively.send("ping", None)
     await lively.expect("pong")
     await lively.close()
