@@ -50,6 +50,9 @@ class ClientSession:
         self.participants: dict[str, Participant] = {}
         self.streams = StreamControl(self)
         self.closed = False
+        # Liveness: transports set `heard` on anything from the peer (the hot
+        # path: one store); each keep-alive tick turns it into `lastHeard`.
+        self.heard = False
         self.lastHeard = server.clock.seconds()
         self._pinger: LoopingCall | None = None
         self._handlers: dict[str, Callable[[str, list[Any]], None]] = {
@@ -62,6 +65,9 @@ class ClientSession:
             "unPublishStream": self.streams.stop,
             "stopStream": self.streams.stop,
         }
+        # From the start, not from `connection`: a client that never
+        # identifies (an RTMP room URL before publish) is still timed out.
+        self._startPinging()
 
     @property
     def login(self) -> str | None:
@@ -75,7 +81,7 @@ class ClientSession:
     def messageReceived(self, name: str, args: list[Any]) -> None:
         if self.closed:
             return
-        self.lastHeard = self.server.clock.seconds()
+        self.heard = True
         handler = self._handlers.get(name)
         if handler is None:
             if name in IGNORED:
@@ -89,6 +95,9 @@ class ClientSession:
             handler(name, args)
         except ProtocolError as e:
             self.refuse(name, e.info)
+
+    def peerActive(self) -> None:
+        self.heard = True
 
     def protocolError(self, info: str) -> None:
         self.refuse(None, info)
@@ -132,13 +141,12 @@ class ClientSession:
             "login": self.connection.login,
             "sessionId": self.server.newSessionId(),
         }))
-        self._startPinging()
 
     def _ping(self, name: str, args: list[Any]) -> None:
         self.send(PONG)
 
     def _pong(self, name: str, args: list[Any]) -> None:
-        pass  # lastHeard is all a pong is for
+        pass  # a sign of life is all a pong is for
 
     def _startPinging(self) -> None:
         settings = self.server.settings
@@ -150,12 +158,22 @@ class ClientSession:
         self._pinger.start(interval, now=False)
 
     def _keepAlive(self) -> None:
+        """
+        Close a peer silent for C{ws_dead_peer_timeout}, else ping it (each
+        transport says C{ping} its own way). Silence is counted from the
+        first tick that saw a sign of life, so it is measured in whole ping
+        intervals and errs on the side of keeping the client.
+        """
+        now = self.server.clock.seconds()
+        if self.heard:
+            self.heard = False
+            self.lastHeard = now
         timeout = self.server.settings.ws_dead_peer_timeout / 1000.0
-        silent = self.server.clock.seconds() - self.lastHeard
+        silent = now - self.lastHeard
         if timeout > 0 and silent >= timeout:
-            self.log.warn("{session}: no message for {silent:.0f}s, closing",
+            self.log.warn("{session}: nothing heard for {silent:.0f}s, closing",
                           session=self, silent=silent)
-            self.channel.close(f"no message from the client for {silent:.0f} s")
+            self.channel.close(f"nothing heard from the client for {silent:.0f} s")
             return
         self.send(PING)
 

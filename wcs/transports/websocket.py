@@ -62,6 +62,13 @@ class SignallingProtocol(WebSocketServerProtocol):
     def onOpen(self) -> None:
         self.session = self.factory.server.openSession(self)
 
+    def dataReceived(self, data: bytes) -> None:
+        # Any bytes are a sign of life: the frames of a message, and the
+        # control frames (WebSocket pings, pongs) that never reach onMessage.
+        if self.session is not None:
+            self.session.peerActive()
+        super().dataReceived(data)
+
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         session = self.session
         if session is None:
