@@ -4,13 +4,16 @@ Wrap-arounds of a long-lived stream: the 16-bit RTP sequence number, the
 numbers), on the way out (a player's offsets) and in the feedback between.
 """
 
+import asyncio
 import os
 import struct
 
+import aiortc.rtcrtpsender
 import pylibsrtp
 import pytest
 from aiortc.rtp import RTCP_RTPFB_NACK, RtcpPacket
 
+from tests.media.peers import Player, Publisher, asyncTest, lumaSignature, makeEngine
 from tests.media.test_rtp import _Track, _Wire
 from wcs.media import rtp
 from wcs.media.track import HISTORY, IncomingTrack, Subscription
@@ -207,3 +210,55 @@ def test_srtpRolloverCounter():
     # A replayed packet is refused, wrapped or not.
     with pytest.raises(pylibsrtp.Error):
         receiver.unprotect(sender.protect(packets[65536 * 2 + 99]))
+
+
+PLAYER_FIRST = 65480
+
+
+@asyncTest(timeout=90)
+async def test_forwardedVideoAcrossWraps(monkeypatch):
+    """
+    A real aiortc publisher starting at sequence number 65450 and a player
+    whose numbering starts at 65480: both wrap (and with them both ends'
+    SRTP rollover counters) within seconds, and the decoding player sees
+    continuous, moving video across both. (The test pattern is about one
+    packet per frame: 65000 would take 18 s to wrap.)
+    """
+    # aiortc 1.16's RTCRtpSender keeps its sequence number in a local of
+    # _run_rtp, drawn from this module function: the test replaces the
+    # function to force the first number (an aiortc internal, test only).
+    monkeypatch.setattr(aiortc.rtcrtpsender, "random_sequence_number", lambda: 65450)
+    # Our own first number, forced the same way so that the player's side
+    # wraps at another moment than the publisher's.
+    monkeypatch.setattr(rtp, "firstSequence", lambda: PLAYER_FIRST)
+    engine = makeEngine()
+    publisher = Publisher(video="video/H264", audio=None, width=640, height=480)
+    player = Player(video="video/H264", audio=None)
+    loop = asyncio.get_running_loop()
+    try:
+        session = await publisher.publish(engine)
+        incoming = session.source.incoming["video"]
+        await player.play(engine, session.source)
+        await player.waitFrames("video", 1)
+        [subscription] = player.session.subscriptions
+        assert incoming.baseSeq >= 65450 and subscription.lastSeq >= PLAYER_FIRST
+
+        async def wrapped():
+            while incoming.cycles == 0 or subscription.lastSeq >= PLAYER_FIRST:
+                await asyncio.sleep(0.05)
+        await asyncio.wait_for(wrapped(), 30)
+        wrappedAt = loop.time()
+        await asyncio.sleep(1.5)
+        frames, arrivals = player.frames["video"], player.arrivals["video"]
+        after = [i for i, t in enumerate(arrivals) if t > wrappedAt]
+        assert len(after) >= 10, len(after)
+        gaps = [b - a for a, b in zip(arrivals, arrivals[1:])]
+        assert max(gaps) < 0.5, max(gaps)
+        # The picture moves on both sides of the wraps.
+        signatures = [lumaSignature(frames[i]) for i in after]
+        assert len(set(signatures)) > len(signatures) // 2
+        assert not player.listener.failed.is_set() and not publisher.listener.failed.is_set()
+    finally:
+        await player.close()
+        await publisher.close()
+        await engine.close()

@@ -108,7 +108,7 @@ class Subscription:
         self.onStarted = started
         self.seqDelta = 0
         self.tsDelta = 0
-        self.nextSeq = rtp.random16()
+        self.nextSeq = rtp.firstSequence()
         self.nextTs = rtp.random32()
         self.lastTs = self.nextTs
         self.lastSeq = self.nextSeq
