@@ -181,7 +181,8 @@ class PublishSession(MediaSession):
         # RTCP and STUN alone keep ICE consent, not the stream). A peer that
         # is gone sends no RTP either, so this one timer covers that too.
         self.rtp.timeout = self.engine.settings.media_inactivity_timeout / 1000
-        self.rtp.watch(lambda: self._fail(info.RTP_ACTIVITY))
+        if not self.finished:
+            self.rtp.watch(lambda: self._fail(info.RTP_ACTIVITY))
         while True:
             await asyncio.sleep(1.0)
             self._report()
@@ -224,7 +225,8 @@ class PlaySession(MediaSession):
         # A player sends no media: its receiver reports, feedback and STUN
         # consent requests are its heartbeat. Without them for the timeout,
         # it vanished (no DTLS close), long before consent would expire.
-        self.peer.watch(lambda: self._fail(info.KEEP_ALIVE))
+        if not self.finished:
+            self.peer.watch(lambda: self._fail(info.KEEP_ALIVE))
 
     def peerTimeout(self, settings) -> int:
         return settings.media_player_timeout
