@@ -85,7 +85,8 @@ class ClientSession:
         if handler is None:
             if name in IGNORED:
                 return
-            self.refuse(name, f"unknown message {name!r}")
+            # Not echoed whole: a name may be a message's worth of text.
+            self.refuse(name[:64], f"unknown message {clip(name, 64)}")
             return
         if self.connection is None and name not in ("connection", "ping", "pong"):
             self.refuse(name, f"{name} before connection: send 'connection' first")
