@@ -12,7 +12,6 @@ import base64
 import json
 import os
 import socket
-import time
 import uuid
 
 import pytest
@@ -22,6 +21,7 @@ from tests.support.bystanders import Bystanders
 from tests.support.rooms import MEDIA
 from tests.support.server import startServer
 from tests.support.wsclient import Client
+from tests.test_websocket import waitForLog
 
 PER_ADDRESS = 8
 MAX_PARTICIPANTS = 6
@@ -48,13 +48,6 @@ async def openFrom(server, host: str, login: str | None = None) -> Client:
         await client.send("connection", {"appKey": "roomApp", "custom": {"login": login}})
         await client.expect("getUserData")
     return client
-
-
-async def waitForLog(server, text: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while text not in server.log():
-        assert time.monotonic() < deadline, f"{text!r} not in the log:\n{server.log()[-3000:]}"
-        await asyncio.sleep(0.05)
 
 
 def nested(depth: int) -> str:
@@ -267,3 +260,15 @@ async def test_refusal_flood_is_logged_quoted_cut_and_rate_limited(server):
             line for line in log.splitlines() if line.startswith("2026-01-01"))
         assert "connected as 'bad\\nlogin" in log
         await bad.close()
+
+
+def test_peer_connections_admit_refuse_then_drop():
+    from wcs.peers import ADMIT, DROP, REFUSE, PeerConnections
+
+    peers = PeerConnections(perAddress=2, total=5)
+    assert [peers.connect("a")[0] for _ in range(5)] == [ADMIT, ADMIT, REFUSE, REFUSE, DROP]
+    assert peers.connect("b") == (REFUSE, "too many connections on this server: at most 5")
+    for _ in range(6):
+        peers.disconnect("a") if peers.open["a"] else peers.disconnect("b")
+    assert peers.count == 0 and not peers.open
+    assert peers.connect("a") == (ADMIT, None)

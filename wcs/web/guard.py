@@ -142,9 +142,7 @@ class GuardedChannel(HTTPChannel):
             % (code, phrase, len(body), body))
         self.setTimeout(None)
         self._lingerBytes = LINGER_BYTES
-        from twisted.internet import reactor
-
-        self._lingerCall = reactor.callLater(LINGER_SECONDS, self.transport.abortConnection)
+        self._lingerCall = self.callLater(LINGER_SECONDS, self.transport.abortConnection)
         halfClose = getattr(self.transport, "loseWriteConnection", None)
         if halfClose is not None:
             halfClose()
