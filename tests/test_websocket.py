@@ -71,7 +71,7 @@ async def test_sdk_conversation(server):
     assert (await alice.roomEvent("LEFT"))["info"] == "bob"
     await bob.close()
     assert (await alice.command("leave", {"name": room}))["status"] == "ACCEPTED"
-    await waitForLog(server, f"room {room} ended")
+    await waitForLog(server, f"room {room!r} ended")
     await alice.close()
 
 
@@ -112,14 +112,14 @@ async def test_disconnect_keeps_the_room_for_the_idle_timeout(serverFactory):
     alice = await Client.open(server.wsURL, "alice")
     await alice.join(room, record=True)
     alice.ws.transport.abort()  # the TCP connection drops, no leave, no close frame
-    await waitForLog(server, f"room {room} idle")
+    await waitForLog(server, f"room {room!r} idle")
     alice = await Client.open(server.wsURL, "alice")
     assert await alice.join(room) == []
-    await waitForLog(server, f"room {room} resumed by alice")
+    await waitForLog(server, f"room {room!r} resumed by 'alice'")
     await alice.close()
-    await waitForLog(server, f"room {room} idle, ends in 1.5s")
-    assert f"room {room} ended" not in server.log()
-    await waitForLog(server, f"room {room} ended", timeout=5)
+    await waitForLog(server, f"room {room!r} idle, ends in 1.5s")
+    assert f"room {room!r} ended" not in server.log()
+    await waitForLog(server, f"room {room!r} ended", timeout=5)
 
 
 async def test_login_taken_by_a_live_connection(server):

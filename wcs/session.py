@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Callable
 
 from twisted.internet.task import LoopingCall
-from wcs.logs import Logger
+from wcs.logs import Logger, clip
 from zope.interface import implementer
 
 from wcs import protocol
@@ -35,6 +35,11 @@ IGNORED = frozenset({"pushLogs", "sessionDebug", "submitBugReport"})
 
 def failMessage(apiMethod: str | None, info: str) -> ServerMessage:
     return ServerMessage("fail", {"apiMethod": apiMethod, "info": info})
+
+
+def peerAddress(peer: str) -> str:
+    """C{tcp:1.2.3.4:5678} without the port: log limits go by address."""
+    return peer.rpartition(":")[0] or peer
 
 
 @implementer(IClientSession)
@@ -74,7 +79,7 @@ class ClientSession:
         return self.connection.login if self.connection else None
 
     def __repr__(self) -> str:
-        return f"<ClientSession {self.login!r} from {self.channel.peer}>"
+        return f"<ClientSession {clip(self.login, 40)} from {self.channel.peer}>"
 
     # IClientSession
 
@@ -86,7 +91,8 @@ class ClientSession:
         if handler is None:
             if name in IGNORED:
                 return
-            self.refuse(name, f"unknown message {name!r}")
+            # Not echoed whole: a name may be a message's worth of text.
+            self.refuse(name[:64], f"unknown message {clip(name, 64)}")
             return
         if self.connection is None and name not in ("connection", "ping", "pong"):
             self.refuse(name, f"{name} before connection: send 'connection' first")
@@ -122,10 +128,17 @@ class ClientSession:
             self.channel.send(message)
 
     def refuse(self, apiMethod: str | None, info: str) -> None:
-        """Bad input: one log line, one C{fail} to this client, nothing else."""
-        self.log.warn("{session}: refused {api}: {info}",
-                      session=self, api=apiMethod, info=info)
+        """
+        Bad input: one C{fail} to this client and a log line, at most one a
+        while per address (the info may quote up to a message of client text).
+        """
+        self.badInput("refused", "{session}: refused {api}: {info}",
+                      session=self, api=clip(apiMethod, 40), info=clip(info, 200))
         self.send(failMessage(apiMethod, info))
+
+    def badInput(self, kind: str, format: str, **kwargs) -> None:
+        """Log bad input, rate-limited by this peer's address and C{kind}."""
+        self.server.badInputLog.warn((peerAddress(self.channel.peer), kind), format, **kwargs)
 
     # Handlers
 
@@ -133,9 +146,9 @@ class ClientSession:
         if self.connection is not None:
             raise ProtocolError("connection: already connected")
         self.connection = protocol.parseConnection(args, self.limits)
-        self.log.info("{peer} connected as {login!r} (appKey {appKey})",
-                      peer=self.channel.peer, login=self.connection.login,
-                      appKey=self.connection.appKey)
+        self.log.info("{peer} connected as {login} (appKey {appKey})",
+                      peer=self.channel.peer, login=clip(self.connection.login),
+                      appKey=clip(self.connection.appKey))
         self.send(ServerMessage("getUserData", {
             "appKey": self.connection.appKey,
             "login": self.connection.login,
@@ -191,8 +204,9 @@ class ClientSession:
                 raise ProtocolError(f"unknown command {request.command!r}")
             command(request.options)
         except (ProtocolError, RoomError) as e:
-            self.log.warn("{session}: {command} failed: {info}",
-                          session=self, command=request.command, info=e.info)
+            self.badInput("failed", "{session}: {command} failed: {info}",
+                          session=self, command=clip(request.command, 40),
+                          info=clip(e.info, 200))
             self.send(dataStatus(request.operationId, FAILED, e.info))
             return
         self.send(dataStatus(request.operationId, ACCEPTED))
