@@ -32,7 +32,6 @@ KNOWN = {
     "amf3/dictionary-key-repr": "rtmp-hostile (found here, not in its list): an AMF3 "
                                 "Dictionary keyed by a shared structure: repr(key) takes "
                                 "seconds for 106 bytes",
-    "websocket/deep-json": "ws-hostile: 2000 nested [ raise RecursionError out of decodeFrame",
 }
 
 
