@@ -49,7 +49,7 @@ def codecName(codec: RTCRtpCodecParameters) -> str | None:
                 return None
             profile, _ = sdp.parse_h264_profile_level_id(
                 str(codec.parameters.get("profile-level-id", "42e01f")))
-        except ValueError:
+        except (TypeError, ValueError):  # a=fmtp:... packetization-mode (no value)
             return None
         if profile not in _H264_PROFILES:
             return None
