@@ -127,16 +127,18 @@ def _peerSsrc(media: sdp.MediaDescription) -> int | None:
     return media.ssrc[0].ssrc if media.ssrc else None
 
 
-def planPublish(offer: sdp.SessionDescription, prefs: dict[str, list[str]]) -> list[Section]:
+def planPublish(offer: sdp.SessionDescription, prefs: dict[str, list[str]],
+                maxLines: int = 16) -> list[Section]:
     """
     Answer a publisher: receive each audio/video m-line it sends, in the
-    first of our preferred codecs it offers.
+    first of our preferred codecs it offers. m-lines past the first
+    C{maxLines} are refused (port 0), unread.
     """
     sections = []
-    for media in offer.media:
+    for index, media in enumerate(offer.media):
         section = Section(media)
         sections.append(section)
-        if media.kind not in KINDS:
+        if media.kind not in KINDS or index >= maxLines:
             section.rejected = True
             continue
         section.direction = _answerDirection("recvonly", media)
@@ -150,18 +152,19 @@ def planPublish(offer: sdp.SessionDescription, prefs: dict[str, list[str]]) -> l
 
 
 def planPlay(offer: sdp.SessionDescription, tracks: dict[str, str],
-             prefs: dict[str, list[str]]) -> list[Section]:
+             prefs: dict[str, list[str]], maxLines: int = 16) -> list[Section]:
     """
     Answer a player for a source whose tracks are C{tracks} (kind to codec):
     the source's own codec when offered (forwarded as it is), else the
-    first of our preferred codecs offered (transcoded).
+    first of our preferred codecs offered (transcoded). m-lines past the
+    first C{maxLines} are refused (port 0), unread.
     """
     sections = []
     seen: set[str] = set()
-    for media in offer.media:
+    for index, media in enumerate(offer.media):
         section = Section(media)
         sections.append(section)
-        if media.kind not in KINDS:
+        if media.kind not in KINDS or index >= maxLines:
             section.rejected = True
             continue
         source = tracks.get(media.kind)
@@ -197,22 +200,34 @@ def dtlsRole(offer: sdp.SessionDescription) -> str:
     return "client"
 
 
-def transportGroups(offer: sdp.SessionDescription, sections: list[Section]) -> list[list[Section]]:
+def transportGroups(offer: sdp.SessionDescription, sections: list[Section],
+                    maxTransports: int = 4) -> list[list[Section]]:
     """
     The sections that share one transport: each BUNDLE group of the offer,
-    and every other accepted section alone.
+    and every other accepted section alone; only groups that carry media
+    (an active section), at most C{maxTransports} of them. Sections left
+    without a transport are rejected (port 0): an offer cannot make us bind
+    sockets for m-lines that carry nothing, or for more than the cap.
     """
     accepted = [s for s in sections if not s.rejected]
-    groups: list[list[Section]] = []
+    byMid = {s.mid: s for s in reversed(accepted) if s.mid is not None}
+    candidates: list[list[Section]] = []
     grouped: set[int] = set()
     for group in offer.group:
         if group.semantic != "BUNDLE":
             continue
-        members = [s for s in accepted if s.mid in map(str, group.items) and id(s) not in grouped]
+        members = {id(byMid[mid]): byMid[mid] for mid in map(str, group.items)
+                   if mid in byMid and id(byMid[mid]) not in grouped}
         if members:
-            groups.append(members)
-            grouped.update(id(s) for s in members)
-    groups.extend([s] for s in accepted if id(s) not in grouped)
+            # In the order of the offer's m-lines, as before.
+            candidates.append([s for s in accepted if id(s) in members])
+            grouped.update(members)
+    candidates.extend([s] for s in accepted if id(s) not in grouped)
+    groups = [g for g in candidates if any(s.active for s in g)][:maxTransports]
+    kept = {id(s) for g in groups for s in g}
+    for section in accepted:
+        if id(section) not in kept:
+            section.rejected = True
     return groups
 
 
