@@ -189,7 +189,7 @@ def _addRecorder(server, settings) -> None:
 
 def _addMediaEngines(server, settings) -> None:
     try:
-        from wcs.media import WebRTCEngine
+        from wcs.media.engine import WebRTCEngine
     except ImportError:
         log.warn("no media engine installed: publishStream/playStream will fail")
         return
