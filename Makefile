@@ -47,5 +47,14 @@ BENCHES := bench/signalling.py bench/sfu.py bench/rtmp.py bench/mixer.py
 bench: deps system-deps
 	for script in $(BENCHES); do $(PY) $$script || exit 1; done
 
+# The soak (tests/soak/, docs/performance.md): every kind of client at once
+# against one server; prints fps per player, server RSS and CPU every 10 s.
+# `make test` runs it for 150 s; here one hour unless SOAK_SECONDS says.
+.PHONY: soak
+SOAK_SECONDS ?= 3600
+
+soak: deps system-deps
+	SOAK_SECONDS=$(SOAK_SECONDS) $(PY) -m pytest tests/soak -s -q -p no:cacheprovider
+
 clean:
 	rm -rf $(VENV) node_modules state .pytest_cache .hypothesis
