@@ -11,3 +11,7 @@ async def test_bystanders_measure_chat_latency_and_frame_rate(serverFactory):
         assert len(latencies) == 4 and all(0 < latency < 1 for latency in latencies)
         assert 20 < fps < 40  # the publisher sends 30 fps
         await room.assertHealthy()
+
+
+def test_server_rss_is_read(server):
+    assert 10 << 20 < server.rss() < 2 << 30

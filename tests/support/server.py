@@ -51,6 +51,14 @@ class RunningServer:
     def log(self) -> str:
         return self.logPath.read_text(errors="replace")
 
+    def rss(self) -> int:
+        """The server's resident memory now, in bytes (Linux /proc)."""
+        with open(f"/proc/{self.proc.pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+        raise RuntimeError("no VmRSS in /proc status")
+
     def stop(self, timeout: float = 10.0) -> int:
         if self.proc.poll() is None:
             self.proc.terminate()
