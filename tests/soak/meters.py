@@ -1,6 +1,6 @@
 """
 Meters for the soak test: frames counted in 10 s buckets of wall-clock time,
-the server process's RSS and CPU from /proc, ffmpeg processes whose
+the server process's CPU time from /proc, ffmpeg processes whose
 `-progress` output is counted as it comes, and the table a person watches.
 
 Everything is counted, nothing kept: an hour at 15 fps must not hold 54000
@@ -162,29 +162,13 @@ def duration(path: Path) -> float:
         return 0.0
 
 
-class ProcessSampler:
-    """RSS (VmRSS) and CPU time (utime + stime) of one process, from /proc."""
-
-    def __init__(self, pid: int):
-        self.pid = pid
-
-    def rss(self) -> int:
-        """Bytes, 0 once the process is gone."""
-        try:
-            for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-        except OSError:
-            pass
-        return 0
-
-    def cpu(self) -> float:
-        """Seconds of CPU used so far."""
-        try:
-            fields = Path(f"/proc/{self.pid}/stat").read_text().rpartition(")")[2].split()
-        except OSError:
-            return 0.0
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+def cpuSeconds(pid: int) -> float:
+    """CPU time (utime + stime) a process has used so far; 0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 class Table:

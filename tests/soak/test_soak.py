@@ -70,7 +70,6 @@ class Soak:
         self.encoders: dict[str, meters.FFmpeg] = {}
         self.rtmpPlayers: dict[str, meters.FFmpeg] = {}
         self.publisher = self.flash = None
-        self.sampler = meters.ProcessSampler(server.proc.pid)
         self.rss: list[tuple[float, int]] = []  # (s since start, bytes)
         self.buckets = max(1, SOAK_SECONDS // int(meters.BUCKET))
 
@@ -139,15 +138,19 @@ class Soak:
         for counter in self.counters().values():
             counter.start = self.t0
         table = meters.Table(self.counters(), self.tmp / "soak-table.txt")
-        cpu = self.sampler.cpu()
+        pid = self.server.proc.pid
+        cpu = meters.cpuSeconds(pid)
         for index in range(self.buckets):
             end = self.t0 + (index + 1) * meters.BUCKET
             while (left := end - time.monotonic()) > 0:
                 await asyncio.sleep(min(1.0, left))
-                self.rss.append((time.monotonic() - self.t0, self.sampler.rss()))
-            used, cpu = self.sampler.cpu() - cpu, self.sampler.cpu()
+                if self.server.proc.poll() is not None:
+                    raise AssertionError(f"the server exited with {self.server.proc.returncode}:"
+                                         f"\n{self.server.log()[-3000:]}")
+                self.rss.append((time.monotonic() - self.t0, self.server.rss()))
+            before, cpu = cpu, meters.cpuSeconds(pid)
             await asyncio.sleep(0.3)  # the last reports of the bucket
-            table.row(index, self.rss[-1][1], used)
+            table.row(index, self.rss[-1][1], cpu - before)
         self.ran = time.monotonic() - self.t0
 
     def frameRates(self) -> list[str]:
