@@ -21,6 +21,7 @@ import time
 import uuid
 
 import pytest
+import websockets
 
 from tests.media import peers
 from tests.rtmp import ffmpeg
@@ -189,11 +190,13 @@ class Soak:
             if reader.task.done():
                 problems.append(f"{login} was disconnected")
                 continue
+            pong = asyncio.ensure_future(reader.waitFor(lambda f: f["message"] == "pong", WAIT))
             try:
                 await reader.client.send("ping")
-                await reader.waitFor(lambda f: f["message"] == "pong", WAIT)
-            except asyncio.TimeoutError:
-                problems.append(f"{login} got no pong")
+                await pong
+            except (asyncio.TimeoutError, websockets.ConnectionClosed) as e:
+                pong.cancel()
+                problems.append(f"{login} got no pong: {e!r}")
         while not self.flash.calls.empty():
             name, args = self.flash.calls.get_nowait()
             if name == "OnDataEvent" and args[0]["payload"].get("name") in GONE:
