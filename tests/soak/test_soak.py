@@ -73,6 +73,7 @@ class Soak:
         self.publisher = self.flash = None
         self.rss: list[tuple[float, int]] = []  # (s since start, bytes)
         self.buckets = max(1, SOAK_SECONDS // int(meters.BUCKET))
+        self.facts: list[str] = []  # printed under the table
 
     def rtmpURL(self, path: str) -> str:
         return f"rtmp://127.0.0.1:{self.server.ports['rtmp']}/{path}"
@@ -227,6 +228,7 @@ class Soak:
         try:
             await waitUntil(mp4.exists, f"{mp4.name}", timeout=60)
             recorded = await asyncio.to_thread(meters.duration, mp4)
+            self.facts.append(f"recording: {recorded:.1f} s, published {published:.1f} s")
             if abs(recorded - published) > 1.0:
                 problems.append(f"recording lasts {recorded:.1f} s, published {published:.1f} s")
         except AssertionError as e:
@@ -234,6 +236,7 @@ class Soak:
         for name, player in self.rtmpPlayers.items():
             await asyncio.to_thread(player.stop)
             lasted = await asyncio.to_thread(meters.duration, player.logPath.with_suffix(".ts"))
+            self.facts.append(f"{name}: output of {lasted:.1f} s in a {self.ran:.0f} s run")
             if lasted < self.ran - 10:
                 problems.append(f"{name}'s output lasts {lasted:.1f} s of a {self.ran:.0f} s run")
         return problems
@@ -243,6 +246,8 @@ class Soak:
         if len(settled) < 2:
             return []
         growth = max(settled) - settled[0]
+        self.facts.append(f"server RSS: {settled[0] / 2**20:.1f} MB at {SETTLE:.0f} s, "
+                          f"at most {max(settled) / 2**20:.1f} MB after")
         if growth >= RSS_GROWTH:
             return [f"server RSS grew {growth / 2**20:.1f} MB after {SETTLE:.0f} s "
                     f"({settled[0] / 2**20:.1f} -> {max(settled) / 2**20:.1f} MB)"]
@@ -280,7 +285,7 @@ async def test_healthy_clients_of_every_kind_stay_for_the_whole_run(serverFactor
         problems = await asyncio.wait_for(soak.check(), 240)
     finally:
         await asyncio.wait_for(soak.close(), 120)
-    print(f"table: {tmp_path / 'soak-table.txt'}")
+    print("\n".join(soak.facts + [f"table: {tmp_path / 'soak-table.txt'}"]))
     if problems:
         pytest.fail("\n".join(problems) + "\n\nend of the server log:\n" + server.log()[-3000:],
                     pytrace=False)
