@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from wcs.logs import Logger
+from wcs.logs import Logger, LogLimiter
 from zope.interface import implementer
 
 from wcs import protocol
@@ -129,11 +129,21 @@ class _SourceSession:
             onStop()
 
 
+def peerHost(peer) -> str | None:
+    """The host of a channel's C{peer} (C{"tcp:1.2.3.4:5678"} -> C{"1.2.3.4"})."""
+    if not isinstance(peer, str) or ":" not in peer:
+        return None
+    return peer.split(":", 1)[1].rpartition(":")[0] or None
+
+
 @implementer(IStreamListener)
 class _Listener:
     def __init__(self, control: "StreamControl", stream: Stream):
         self.control = control
         self.stream = stream
+        # Who the media is for, for the engine's per-client limits.
+        self.connection = control.session
+        self.address = peerHost(getattr(control.session.channel, "peer", None))
 
     def mediaStarted(self) -> None:
         self.control.started(self.stream)
@@ -144,6 +154,9 @@ class _Listener:
 
 class StreamControl:
     log = Logger()
+    # Failures (a refused offer, say) that a client may repeat at will: one
+    # line per client address and reason every 10 s, the rest counted.
+    failures = LogLimiter(log)
 
     # mediaSessionIds of streams that ended recently: a stop for one of them
     # is the client catching up (the SDK stops its streams after a leave
@@ -213,8 +226,13 @@ class StreamControl:
         elif stream.playing is not None:
             stream.playing.players.discard(stream)
         self._notify(stream, info)
-        log = self.log.warn if status == FAILED else self.log.info
-        log("{session}: {stream} {info}", session=self.session, stream=stream, info=info or "")
+        if status == FAILED:
+            peer = peerHost(getattr(self.session.channel, "peer", None))
+            self.failures.warn((peer, info), "{session}: {stream} {info}",
+                               session=self.session, stream=stream, info=info or "")
+        else:
+            self.log.info("{session}: {stream} {info}", session=self.session, stream=stream,
+                          info=info or "")
 
     def publishSource(self, name: str, source, *, provider: str,
                       room: str | None = None, record: bool = False,

@@ -13,8 +13,9 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from wcs.config import Settings
+from wcs.errors import StreamError
 from wcs.interfaces import IMediaEngine, IMediaSource, IStreamListener
-from wcs.media import negotiate
+from wcs.media import limits, negotiate
 from wcs.media.ice import PortRange, hostBindings
 from wcs.media.liveness import LoopClock
 from wcs.media.session import MediaSession, PlaySession, PublishSession
@@ -31,9 +32,14 @@ class WebRTCEngine:
     @param settings: the server's L{Settings}; this package's keys are
         C{media_port_from}, C{media_port_to}, C{ice_public_ip}, C{ice_timeout},
         C{media_inactivity_timeout}, C{media_video_codecs},
-        C{media_audio_codecs}, C{media_player_timeout}.
+        C{media_audio_codecs}, C{media_player_timeout}, and the limits on
+        hostile offers and clients (L{wcs.media.limits}).
     @param clock: times the liveness watches (the server's clock); default
         the running asyncio loop.
+
+    A listener may name its client for the per-client limits: C{connection}
+    (any hashable; default: the listener itself) and C{address} (the
+    client's host; default: no per-address limit).
     """
 
     providers = ("WebRTC",)
@@ -50,6 +56,10 @@ class WebRTCEngine:
             "audio": negotiate.preferences(self.settings.media_audio_codecs, "audio"),
         }
         self.cname = str(uuid.uuid4())
+        ports = self.ports
+        self.quota = limits.Quota(self.settings,
+                                  ports.last - ports.first + 1 if ports.first or ports.last else 0,
+                                  len(self.bindings))
         self.sessions: set[MediaSession] = set()
         self.frameTracks: dict[tuple[int, str, str], FrameTrack] = {}
         self._closing: set[asyncio.Future] = set()
@@ -58,9 +68,11 @@ class WebRTCEngine:
     # IMediaEngine
 
     def publish(self, request, listener: IStreamListener) -> PublishSession:
+        limits.checkOffer(request.sdp or "", self.settings)
         return self._open(PublishSession(self, request, listener))
 
     def play(self, request, source: IMediaSource, listener: IStreamListener) -> PlaySession:
+        limits.checkOffer(request.sdp or "", self.settings)
         return self._open(PlaySession(self, request, source, listener))
 
     # Shared by the sessions
@@ -99,12 +111,18 @@ class WebRTCEngine:
             del self.frameTracks[key]
 
     def forget(self, session: MediaSession, closing: list) -> None:
-        """A session ended: close its transports in the background."""
+        """
+        A session ended: close its transports in the background. Its ports
+        count against its client until they are closed.
+        """
         self.sessions.discard(session)
-        for coroutine in closing:
-            task = asyncio.ensure_future(coroutine)
-            self._closing.add(task)
-            task.add_done_callback(self._closing.discard)
+        task = asyncio.ensure_future(asyncio.gather(*closing, return_exceptions=True))
+        self._closing.add(task)
+
+        def closed(task):
+            self._closing.discard(task)
+            self.quota.release(session)
+        task.add_done_callback(closed)
 
     async def close(self) -> None:
         """Stop every session and wait until their sockets are closed."""
@@ -117,6 +135,15 @@ class WebRTCEngine:
             await asyncio.gather(*self._closing, return_exceptions=True)
 
     def _open(self, session: MediaSession) -> MediaSession:
+        # Planned, no socket bound yet: the client's share is checked first.
+        listener = session.listener
+        try:
+            self.quota.claim(session, getattr(listener, "connection", listener),
+                             getattr(listener, "address", None),
+                             len(session.uniqueTransports) * len(self.bindings))
+        except StreamError:
+            session.stop()
+            raise
         self.sessions.add(session)
         session.begin()
         return session

@@ -49,7 +49,7 @@ def codecName(codec: RTCRtpCodecParameters) -> str | None:
                 return None
             profile, _ = sdp.parse_h264_profile_level_id(
                 str(codec.parameters.get("profile-level-id", "42e01f")))
-        except ValueError:
+        except (TypeError, ValueError):  # a=fmtp:... packetization-mode (no value)
             return None
         if profile not in _H264_PROFILES:
             return None
@@ -98,9 +98,9 @@ def parseOffer(text: str) -> sdp.SessionDescription:
     for media in offer.media:
         if media.kind not in KINDS:
             continue
-        if not media.ice.usernameFragment or not media.ice.password:
+        if media.ice is None or not media.ice.usernameFragment or not media.ice.password:
             raise StreamError("Invalid SDP offer: no ICE credentials")
-        if not media.dtls.fingerprints:
+        if media.dtls is None or not media.dtls.fingerprints:
             raise StreamError("Invalid SDP offer: no DTLS fingerprint")
         if not media.rtcp_mux:
             raise StreamError("Invalid SDP offer: RTCP mux is required")
@@ -109,7 +109,9 @@ def parseOffer(text: str) -> sdp.SessionDescription:
 
 def _offered(media: sdp.MediaDescription, name: str) -> RTCRtpCodecParameters | None:
     for codec in media.rtp.codecs:
-        if codecName(codec) == name:
+        # An rtpmap for a format the m-line does not list is not offered
+        # (and may name a payload type an answer must not use).
+        if codecName(codec) == name and codec.payloadType in media.fmt:
             answer = copy.deepcopy(codec)
             answer.rtcpFeedback = [
                 RTCRtcpFeedback(type=f.type, parameter=f.parameter)
@@ -125,19 +127,21 @@ def _peerSsrc(media: sdp.MediaDescription) -> int | None:
     return media.ssrc[0].ssrc if media.ssrc else None
 
 
-def planPublish(offer: sdp.SessionDescription, prefs: dict[str, list[str]]) -> list[Section]:
+def planPublish(offer: sdp.SessionDescription, prefs: dict[str, list[str]],
+                maxLines: int = 16) -> list[Section]:
     """
     Answer a publisher: receive each audio/video m-line it sends, in the
-    first of our preferred codecs it offers.
+    first of our preferred codecs it offers. m-lines past the first
+    C{maxLines} are refused (port 0), unread.
     """
     sections = []
-    for media in offer.media:
+    for index, media in enumerate(offer.media):
         section = Section(media)
         sections.append(section)
-        if media.kind not in KINDS:
+        if media.kind not in KINDS or index >= maxLines:
             section.rejected = True
             continue
-        section.direction = and_direction("recvonly", reverse_direction(media.direction))
+        section.direction = _answerDirection("recvonly", media)
         for name in prefs.get(media.kind, ()):
             section.codec = _offered(media, name)
             if section.codec is not None:
@@ -148,18 +152,19 @@ def planPublish(offer: sdp.SessionDescription, prefs: dict[str, list[str]]) -> l
 
 
 def planPlay(offer: sdp.SessionDescription, tracks: dict[str, str],
-             prefs: dict[str, list[str]]) -> list[Section]:
+             prefs: dict[str, list[str]], maxLines: int = 16) -> list[Section]:
     """
     Answer a player for a source whose tracks are C{tracks} (kind to codec):
     the source's own codec when offered (forwarded as it is), else the
-    first of our preferred codecs offered (transcoded).
+    first of our preferred codecs offered (transcoded). m-lines past the
+    first C{maxLines} are refused (port 0), unread.
     """
     sections = []
     seen: set[str] = set()
-    for media in offer.media:
+    for index, media in enumerate(offer.media):
         section = Section(media)
         sections.append(section)
-        if media.kind not in KINDS:
+        if media.kind not in KINDS or index >= maxLines:
             section.rejected = True
             continue
         source = tracks.get(media.kind)
@@ -169,12 +174,17 @@ def planPlay(offer: sdp.SessionDescription, tracks: dict[str, str],
             section.codec = _offered(media, name)
             if section.codec is not None:
                 break
-        section.direction = and_direction("sendonly", reverse_direction(media.direction))
+        section.direction = _answerDirection("sendonly", media)
         if section.active:
             section.ssrc = random32()
             seen.add(media.kind)
     _requireCodec(sections)
     return sections
+
+
+def _answerDirection(ours: str, media: sdp.MediaDescription) -> str:
+    # No direction attribute means sendrecv (RFC 4566 section 6).
+    return and_direction(ours, reverse_direction(media.direction or "sendrecv"))
 
 
 def _requireCodec(sections: list[Section]) -> None:
@@ -190,22 +200,34 @@ def dtlsRole(offer: sdp.SessionDescription) -> str:
     return "client"
 
 
-def transportGroups(offer: sdp.SessionDescription, sections: list[Section]) -> list[list[Section]]:
+def transportGroups(offer: sdp.SessionDescription, sections: list[Section],
+                    maxTransports: int = 4) -> list[list[Section]]:
     """
     The sections that share one transport: each BUNDLE group of the offer,
-    and every other accepted section alone.
+    and every other accepted section alone; only groups that carry media
+    (an active section), at most C{maxTransports} of them. Sections left
+    without a transport are rejected (port 0): an offer cannot make us bind
+    sockets for m-lines that carry nothing, or for more than the cap.
     """
     accepted = [s for s in sections if not s.rejected]
-    groups: list[list[Section]] = []
+    byMid = {s.mid: s for s in reversed(accepted) if s.mid is not None}
+    candidates: list[list[Section]] = []
     grouped: set[int] = set()
     for group in offer.group:
         if group.semantic != "BUNDLE":
             continue
-        members = [s for s in accepted if s.mid in map(str, group.items) and id(s) not in grouped]
+        members = {id(byMid[mid]): byMid[mid] for mid in map(str, group.items)
+                   if mid in byMid and id(byMid[mid]) not in grouped}
         if members:
-            groups.append(members)
-            grouped.update(id(s) for s in members)
-    groups.extend([s] for s in accepted if id(s) not in grouped)
+            # In the order of the offer's m-lines, as before.
+            candidates.append([s for s in accepted if id(s) in members])
+            grouped.update(members)
+    candidates.extend([s] for s in accepted if id(s) not in grouped)
+    groups = [g for g in candidates if any(s.active for s in g)][:maxTransports]
+    kept = {id(s) for g in groups for s in g}
+    for section in accepted:
+        if id(section) not in kept:
+            section.rejected = True
     return groups
 
 
@@ -224,9 +246,10 @@ def buildAnswer(offer: sdp.SessionDescription, sections: list[Section], transpor
     for section in sections:
         offered = section.media
         codec = section.codec
-        if codec is None and offered.rtp.codecs:
+        listed = [c for c in offered.rtp.codecs if c.payloadType in offered.fmt]
+        if codec is None and listed:
             # An inactive m-line still names a format, with its rtpmap.
-            codec = copy.deepcopy(offered.rtp.codecs[0])
+            codec = copy.deepcopy(listed[0])
             codec.rtcpFeedback = []
         codecs = [codec] if codec is not None else []
         fmt = [c.payloadType for c in codecs] or offered.fmt[:1]

@@ -52,11 +52,16 @@ def firstSequence() -> int:
 
 
 def payloadOffset(data: bytes) -> int:
-    """Where the payload of RTP packet C{data} starts (after CSRCs and extension)."""
+    """
+    Where the payload of RTP packet C{data} (12 bytes at least) starts, after
+    CSRCs and extension; -1 when those run past the packet.
+    """
     offset = 12 + ((data[0] & 0x0F) << 2)
     if data[0] & 0x10:
+        if offset + 4 > len(data):
+            return -1
         offset += 4 + (EXTENSION_LENGTH.unpack_from(data, offset + 2)[0] << 2)
-    return offset
+    return offset if offset <= len(data) else -1
 
 
 def vp8StartsKeyframe(payload: bytes) -> bool:

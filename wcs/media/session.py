@@ -48,7 +48,8 @@ class MediaSession:
         self.transports: dict[int, MediaTransport] = {}  # id(section) -> transport
         # Each transport with the offer's m-line that holds its ICE/DTLS parameters.
         self.remote: list[tuple[MediaTransport, object]] = []
-        for group in negotiate.transportGroups(self.offer, self.sections):
+        for group in negotiate.transportGroups(self.offer, self.sections,
+                                               engine.settings.media_max_transports):
             transport = MediaTransport(IceConnection(engine.ports, engine.bindings),
                                        engine.certificate())
             transport.lost = self._fail
@@ -174,7 +175,8 @@ class PublishSession(MediaSession):
                 self.source.addTrack(track)
 
     def plan(self) -> list[negotiate.Section]:
-        return negotiate.planPublish(self.offer, self.engine.preferences)
+        return negotiate.planPublish(self.offer, self.engine.preferences,
+                                     self.engine.settings.media_max_mlines)
 
     async def connected(self) -> None:
         # The stream needs RTP: its silence fails the publisher (the peer's
@@ -211,7 +213,8 @@ class PlaySession(MediaSession):
     def plan(self) -> list[negotiate.Section]:
         tracks = {kind: codec for kind, codec in self.playing.tracks.items()
                   if self.engine.canServe(self.playing, kind, codec)}
-        return negotiate.planPlay(self.offer, tracks, self.engine.preferences)
+        return negotiate.planPlay(self.offer, tracks, self.engine.preferences,
+                                  self.engine.settings.media_max_mlines)
 
     async def connected(self) -> None:
         for section in self.sections:

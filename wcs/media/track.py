@@ -235,8 +235,11 @@ class IncomingTrack(Track):
         second = data[1]
         if second & 0x7F != self.payloadType:
             return
+        offset = rtp.payloadOffset(data)
+        if offset < 0:
+            return  # CSRCs or extension longer than the packet: not RTP we can read
         seq, timestamp = rtp.SEQ_TS.unpack_from(data, 2)
-        payload = data[rtp.payloadOffset(data):]
+        payload = data[offset:]
         self._count(seq)
         keyframe = True
         if self._startsKeyframe is not None:

@@ -170,7 +170,9 @@ class FramesToVideo:
     def convert(self, frame: EncodedFrame, timestamp: int) -> list[tuple[int, bytes]]:
         units = splitAnnexB(frame.data)
         out = []
-        sps = next((u for u in units if u[0] & 0x1F == NAL_SPS), None)
+        # An SPS too short for the configuration record's profile and level
+        # bytes is not one (a WebRTC publisher's bytes, unchecked).
+        sps = next((u for u in units if u[0] & 0x1F == NAL_SPS and len(u) >= 4), None)
         pps = next((u for u in units if u[0] & 0x1F == NAL_PPS), None)
         if sps and pps and (sps, pps) != (self.sps, self.pps):
             self.sps, self.pps = sps, pps

@@ -253,6 +253,8 @@ class RTMPServerProtocol(Protocol):
     # Commands
 
     def _command(self, command: Command) -> None:
+        if self.session is None and command.name != "connect":
+            raise RTMPProtocolError(f"{command.name!r} before connect")
         handler = getattr(self, "cmd_" + command.name, None)
         if handler is not None:
             handler(command)
