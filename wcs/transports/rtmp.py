@@ -18,6 +18,7 @@ The wire is L{wcs.rtmp.connection.ServerConnection}; this module adapts it.
 from __future__ import annotations
 
 import math
+import re
 import socket
 from collections import Counter
 
@@ -39,6 +40,9 @@ from wcs.rtmp.relay import FLVFeed, RTMPSource, TagPlayer
 
 log = Logger()
 badInput = LogLimiter(log)
+
+
+_REASON_KIND = re.compile(r"[^0-9'\"]*")
 
 
 class BadArgument(Exception):
@@ -151,8 +155,8 @@ class RTMPServerProtocol(Protocol):
         limit = factory.settings.rtmp_max_connections_per_address
         factory.perAddress[self.address] += 1
         if limit and factory.perAddress[self.address] > limit:
-            log.warn("{peer}: over {limit} connections from one address, closed",
-                     peer=self.peer, limit=limit)
+            self._warn("address", "over {limit} connections from one address, closed",
+                       limit=limit)
             self.transport.abortConnection()
             return
         settings = factory.settings
@@ -204,7 +208,9 @@ class RTMPServerProtocol(Protocol):
     def closeWith(self, reason: str) -> None:
         if self.closed:
             return
-        log.warn("{peer}: closing: {reason}", peer=self.peer, reason=reason)
+        # Rate-limited per kind of reason (its words up to the first number or
+        # quote): a flood of bad connections from one address is one line.
+        self._warn(_REASON_KIND.match(reason).group()[:40], "closing: {reason}", reason=reason)
         self.closed = True
         self.flush()
         self.transport.loseConnection()
@@ -312,7 +318,7 @@ class RTMPServerProtocol(Protocol):
                 continue
             if arg.get("appKey") == "flashRoomApp" and flash is None:
                 login = arg.get("login")
-                flash = "" if login is None else self._text(login, "login")
+                flash = "" if login is None or login == "" else self._text(login, "login")
             elif arg.get("room") and arg.get("login") and self.argsRoom is None:
                 self.argsRoom = (self._text(arg["room"], "room"),
                                  self._text(arg["login"], "login"))
