@@ -19,7 +19,7 @@ import struct
 from typing import Any
 
 from wcs.rtmp import amf3
-from wcs.rtmp.amf3 import DEFAULT_MAX_VALUES, Budget, enter
+from wcs.rtmp.amf3 import DEFAULT_MAX_VALUES, Budget, ObjectTable, enter
 from wcs.rtmp.errors import RTMPProtocolError
 
 NUMBER, BOOLEAN, STRING, OBJECT, MOVIECLIP, NULL, UNDEFINED, REFERENCE = range(8)
@@ -50,9 +50,7 @@ class Reader:
         self.offset = offset
         self.budget = budget if budget is not None else Budget()
         self.height = 0
-        self.references: list[Any] = []
-        # (cost, height) of each referable value once decoded; None while it is.
-        self.sizes: list[tuple[int, int] | None] = []
+        self.references = ObjectTable(self.budget, "AMF0")
 
     def remaining(self) -> int:
         return len(self.data) - self.offset
@@ -137,28 +135,14 @@ class Reader:
         raise RTMPProtocolError(f"unknown AMF0 marker {marker}")
 
     def _reference(self, index: int, depth: int) -> Any:
-        if index >= len(self.references):
-            raise RTMPProtocolError("AMF0 reference to an unknown object")
-        size = self.sizes[index]
-        if size is None:
-            raise RTMPProtocolError("AMF0 object contains itself")
-        cost, height = size
-        if depth + height > MAX_DEPTH:
-            raise RTMPProtocolError("AMF0 value nested too deeply")
-        self.budget.charge(cost)
-        self.height = height
-        return self.references[index]
+        value, self.height = self.references.get(index, depth)
+        return value
 
     def _open(self, target) -> tuple[int, int]:
-        used = self.budget.used
-        self.budget.charge(1)
-        self.references.append(target)
-        self.sizes.append(None)
-        return len(self.references) - 1, used
+        return self.references.open(target)
 
     def _close(self, opened: tuple[int, int], height: int) -> None:
-        index, used = opened
-        self.sizes[index] = (self.budget.used - used, height)
+        self.references.close(opened, height)
         self.height = height
 
     def _properties(self, target: dict, depth: int) -> dict:

@@ -45,6 +45,45 @@ class Budget:
         self.charge(1 + (len(text) >> 6))
 
 
+class ObjectTable:
+    """
+    The values a reference may name, in decoding order, each with its
+    (cost, height) once decoded: a reference costs what its value cost, and
+    one to a value still being decoded (a cycle) is refused.
+    """
+
+    def __init__(self, budget: Budget, what: str):
+        self.budget = budget
+        self.what = what
+        self.values: list[Any] = []
+        self.sizes: list[tuple[int, int] | None] = []
+
+    def open(self, value) -> tuple[int, int]:
+        """Enter C{value} (one unit): (its index, the budget used before it)."""
+        used = self.budget.used
+        self.budget.charge(1)
+        self.values.append(value)
+        self.sizes.append(None)
+        return len(self.values) - 1, used
+
+    def close(self, opened: tuple[int, int], height: int) -> None:
+        index, used = opened
+        self.sizes[index] = (self.budget.used - used, height)
+
+    def get(self, index: int, depth: int) -> tuple[Any, int]:
+        """The value at C{index} referred to at C{depth}, charged: (value, height)."""
+        if index >= len(self.values):
+            raise RTMPProtocolError(f"{self.what} reference to an unknown object")
+        size = self.sizes[index]
+        if size is None:
+            raise RTMPProtocolError(f"{self.what} object contains itself")
+        cost, height = size
+        if depth + height > MAX_DEPTH:
+            raise RTMPProtocolError(f"{self.what} value nested too deeply")
+        self.budget.charge(cost)
+        return self.values[index], height
+
+
 class Reader:
     """
     Reads values; raises L{RTMPProtocolError} on bad bytes, over the budget,
@@ -58,9 +97,7 @@ class Reader:
         self.budget = budget if budget is not None else Budget()
         self.height = 0
         self.strings: list[str] = []
-        self.objects: list[Any] = []
-        # (cost, height) of each object once decoded; None while it is.
-        self.sizes: list[tuple[int, int] | None] = []
+        self.objects = ObjectTable(self.budget, "AMF3")
         self.traits: list[tuple[str, bool, list[str], int]] = []
 
     def take(self, count: int) -> bytes:
@@ -103,29 +140,14 @@ class Reader:
         return table[index]
 
     def _objectRef(self, header: int, depth: int):
-        index = header >> 1
-        value = self._ref(self.objects, index, "object")
-        size = self.sizes[index]
-        if size is None:
-            raise RTMPProtocolError("AMF3 object contains itself")
-        cost, height = size
-        if depth + height > MAX_DEPTH:
-            raise RTMPProtocolError("AMF3 value nested too deeply")
-        self.budget.charge(cost)
-        self.height = height
+        value, self.height = self.objects.get(header >> 1, depth)
         return value
 
     def _open(self, value) -> tuple[int, int]:
-        """Enter C{value} in the object table: (its index, the budget used before it)."""
-        used = self.budget.used
-        self.budget.charge(1)
-        self.objects.append(value)
-        self.sizes.append(None)
-        return len(self.objects) - 1, used
+        return self.objects.open(value)
 
     def _close(self, opened: tuple[int, int], height: int) -> None:
-        index, used = opened
-        self.sizes[index] = (self.budget.used - used, height)
+        self.objects.close(opened, height)
         self.height = height
 
     def _child(self, depth: int, height: list[int]) -> Any:
@@ -212,7 +234,7 @@ class Reader:
             dense.append(self._child(depth, height))
         if associative:
             associative.update(enumerate(dense))
-            self.objects[opened[0]] = associative  # what a reference to it means
+            self.objects.values[opened[0]] = associative  # what a reference to it means
             self._close(opened, height[0])
             return associative
         self._close(opened, height[0])

@@ -374,6 +374,15 @@ class RTMPServerProtocol(Protocol):
         if player is not None:
             player.stop()
 
+    def _streamName(self, command: Command, what: str, code: str) -> str | None:
+        """The stream name of a C{publish} or C{play}, or None with the client told."""
+        try:
+            return self._text(command.args[0] if command.args else None, "stream name")
+        except BadArgument as e:
+            self._warn("stream", "{what} refused: {info}", what=what, info=str(e))
+            self.conn.onStatus(command.streamId, code, f"{e}.", level="error")
+            return None
+
     def _streamFree(self, streamId: int, what: str) -> bool:
         """
         Whether C{streamId} may start publishing or playing: a stream this
@@ -395,13 +404,8 @@ class RTMPServerProtocol(Protocol):
 
     def cmd_publish(self, command: Command) -> None:
         streamId = command.streamId
-        try:
-            name = self._text(command.args[0] if command.args else None, "stream name")
-        except BadArgument as e:
-            self._warn("stream", "publish refused: {info}", info=str(e))
-            self.conn.onStatus(streamId, "NetStream.Publish.BadName", f"{e}.", level="error")
-            return
-        if not self._streamFree(streamId, "publish"):
+        name = self._streamName(command, "publish", "NetStream.Publish.BadName")
+        if name is None or not self._streamFree(streamId, "publish"):
             return
         name, record = self._recordOption(name)
         try:
@@ -484,13 +488,8 @@ class RTMPServerProtocol(Protocol):
 
     def cmd_play(self, command: Command) -> None:
         streamId = command.streamId
-        try:
-            name = self._text(command.args[0] if command.args else None, "stream name")
-        except BadArgument as e:
-            self._warn("stream", "play refused: {info}", info=str(e))
-            self.conn.onStatus(streamId, "NetStream.Play.Failed", f"{e}.", level="error")
-            return
-        if not self._streamFree(streamId, "play"):
+        name = self._streamName(command, "play", "NetStream.Play.Failed")
+        if name is None or not self._streamFree(streamId, "play"):
             return
         live = self.factory.server.streams.live(name)
         if live is None or live.media is None or live.media.source is None:
