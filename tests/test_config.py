@@ -12,7 +12,7 @@ def test_defaults_match_the_original_server():
     assert (settings.ws_port, settings.wss_port, settings.http_port, settings.https_port,
             settings.rtmp_port) == (8080, 8443, 9091, 8888, 1935)
     assert settings.room_idle_timeout == 60000
-    assert settings.room_max_participants == 0
+    assert settings.room_max_participants == 100
 
 
 def test_typed_values_comments_and_blank_lines():

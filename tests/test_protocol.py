@@ -124,3 +124,35 @@ def test_stream_request_errors(obj, problem):
     with pytest.raises(ProtocolError) as e:
         protocol.parseStream("publishStream", [obj], LIMITS, needSdp=True)
     assert problem in e.value.info
+
+
+def _nested(depth: int) -> bytes:
+    return b'{"message":"x","data":' + b"[" * (depth - 1) + b"]" * (depth - 1) + b"}"
+
+
+def test_nesting_up_to_the_limit_is_decoded():
+    assert protocol.decodeFrame(_nested(protocol.MAX_DEPTH))[0] == "x"
+    # Brackets inside strings and escaped quotes are text, not nesting.
+    text = '[{\\"' * 100
+    frame = json.dumps({"message": "x", "data": [text]}).encode()
+    assert protocol.decodeFrame(frame) == ("x", [text])
+
+
+@pytest.mark.parametrize("payload", [
+    _nested(protocol.MAX_DEPTH + 1),
+    _nested(1000),  # raised RecursionError out of decodeFrame before the limit
+    b"[" * 65536,
+    b'{"message":"x","data":' + b'{"a":' * 5000 + b"1" + b"}" * 5001,
+])
+def test_deep_nesting_is_refused_before_decoding(payload):
+    with pytest.raises(ProtocolError) as e:
+        protocol.decodeFrame(payload)
+    assert e.value.info == f"JSON nested deeper than {protocol.MAX_DEPTH} levels"
+    with pytest.raises(ProtocolError):
+        protocol.decodeFrame(payload.decode())  # the same for text
+
+
+def test_nesting_limit_is_a_parameter():
+    assert protocol.decodeFrame(_nested(3), maxDepth=3)[0] == "x"
+    with pytest.raises(ProtocolError, match="deeper than 2 levels"):
+        protocol.decodeFrame(_nested(3), maxDepth=2)

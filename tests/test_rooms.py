@@ -121,6 +121,44 @@ def test_participant_limit(clock):
     rooms.join("other", "c", Member())
 
 
+def test_room_count_limit_counts_idle_rooms_too(clock):
+    rooms = Rooms(clock, idleTimeout=60.0, maxRooms=2)
+    a = rooms.join("a", "x", Member())
+    rooms.join("b", "x", Member())
+    message = "Room 'c' cannot be made: the server has its maximum of 2 rooms"
+    with pytest.raises(RoomError, match=message):
+        rooms.join("c", "x", Member())
+    rooms.join("b", "y", Member())  # joining an existing room is no new room
+    rooms.disconnect(a)  # "a" lives on, idle
+    with pytest.raises(RoomError, match=message):
+        rooms.join("c", "x", Member())
+    clock.advance(60)  # "a" ends: room for one more
+    rooms.join("c", "x", Member())
+    assert sorted(rooms.rooms) == ["b", "c"]
+
+
+def test_default_settings_bound_rooms_and_participants():
+    from wcs.config import Settings
+    from wcs.server import RoomServer
+
+    server = RoomServer(Settings(), Clock())
+    assert server.rooms.maxParticipants == 100 and server.rooms.maxRooms == 1000
+
+
+def test_room_names_and_logins_are_logged_quoted(rooms):
+    from twisted.logger import formatEvent, globalLogPublisher
+
+    events = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        rooms.join("r\nforged line", "bad\nlogin", Member())
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    lines = [formatEvent(e) for e in events]
+    assert "'bad\\nlogin' joined 'r\\nforged line'" in lines
+    assert not any("\n" in line for line in lines)
+
+
 def test_disconnect_of_last_keeps_room_for_idle_timeout(rooms, clock):
     observer = Observer()
     rooms.observers.append(observer)

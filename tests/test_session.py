@@ -118,11 +118,34 @@ def test_server_pings_and_drops_a_silent_client(server, clock):
     channel.take()
     clock.advance(1)
     assert channel.take() == [{"message": "ping", "data": [None]}]
-    session.messageReceived("pong", [None])
-    clock.pump([1] * 4)
+    session.messageReceived("pong", [None])  # at 1 s: the tick at 2 s counts it
+    clock.pump([1] * 5)
     assert channel.closedWith is None
     clock.advance(1)
-    assert channel.closedWith == "no message from the client for 5 s"
+    assert channel.closedWith == "nothing heard from the client for 5 s"
+
+
+def test_any_sign_of_life_keeps_a_client_that_sends_no_message(server, clock):
+    quiet, q = connect(server, "quiet")
+    active, a = connect(server, "active")
+    for second in range(1, 31):  # six timeouts
+        active.peerActive()  # what a transport says on media, acks, pongs
+        clock.advance(1)
+        if second == 6:  # its `connection` at 0 s was counted by the tick at 1 s
+            assert q.closedWith == "nothing heard from the client for 5 s"
+            quiet.connectionLost("closed")
+    assert a.closedWith is None
+    assert len(a.named("ping")) == 30  # still pinged: the client may need a reason to speak
+
+
+def test_a_client_that_never_sends_connection_is_timed_out_too(server, clock):
+    channel = RecordingChannel()
+    server.openSession(channel)
+    clock.pump([1] * 4)
+    assert [f["message"] for f in channel.take()] == ["ping"] * 4
+    assert channel.closedWith is None
+    clock.advance(1)
+    assert channel.closedWith == "nothing heard from the client for 5 s"
 
 
 def test_disconnect_stops_pinging_and_leaves_rooms(server, clock):

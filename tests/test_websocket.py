@@ -71,7 +71,7 @@ async def test_sdk_conversation(server):
     assert (await alice.roomEvent("LEFT"))["info"] == "bob"
     await bob.close()
     assert (await alice.command("leave", {"name": room}))["status"] == "ACCEPTED"
-    await waitForLog(server, f"room {room} ended")
+    await waitForLog(server, f"room {room!r} ended")
     await alice.close()
 
 
@@ -112,14 +112,14 @@ async def test_disconnect_keeps_the_room_for_the_idle_timeout(serverFactory):
     alice = await Client.open(server.wsURL, "alice")
     await alice.join(room, record=True)
     alice.ws.transport.abort()  # the TCP connection drops, no leave, no close frame
-    await waitForLog(server, f"room {room} idle")
+    await waitForLog(server, f"room {room!r} idle")
     alice = await Client.open(server.wsURL, "alice")
     assert await alice.join(room) == []
-    await waitForLog(server, f"room {room} resumed by alice")
+    await waitForLog(server, f"room {room!r} resumed by 'alice'")
     await alice.close()
-    await waitForLog(server, f"room {room} idle, ends in 1.5s")
-    assert f"room {room} ended" not in server.log()
-    await waitForLog(server, f"room {room} ended", timeout=5)
+    await waitForLog(server, f"room {room!r} idle, ends in 1.5s")
+    assert f"room {room!r} ended" not in server.log()
+    await waitForLog(server, f"room {room!r} ended", timeout=5)
 
 
 async def test_login_taken_by_a_live_connection(server):
@@ -228,7 +228,7 @@ async def test_pings_and_dead_peer_timeout(serverFactory):
     with pytest.raises(websockets.ConnectionClosed) as e:
         for _ in range(20):
             await silent.next()
-    assert "no message from the client" in e.value.rcvd.reason
+    assert "nothing heard from the client" in e.value.rcvd.reason
     await lively.send("ping", None)
     await lively.expect("pong")
     await lively.close()
@@ -293,23 +293,74 @@ def rawWebSocket(port: int):
     return sock, response.split(b"\r\n\r\n", 1)[1]
 
 
-def maskedTextFrame(payload: bytes) -> bytes:
+def maskedFrame(payload: bytes, opcode: int = 0x1) -> bytes:
+    """One client frame (masked, as clients must): text unless C{opcode} says."""
     import os
 
     mask = os.urandom(4)
     assert len(payload) < 126
-    return bytes([0x81, 0x80 | len(payload)]) + mask + bytes(
+    return bytes([0x80 | opcode, 0x80 | len(payload)]) + mask + bytes(
         b ^ mask[i % 4] for i, b in enumerate(payload))
 
 
 def test_invalid_utf8_in_a_text_frame_is_refused_clearly(server):
     sock, pending = rawWebSocket(server.ports["ws"])
     with sock:
-        sock.sendall(maskedTextFrame(b'{"message":"ping","data":["\xff"]}'))
-        sock.sendall(maskedTextFrame(b'{"message":"ping","data":[null]}'))
+        sock.sendall(maskedFrame(b'{"message":"ping","data":["\xff"]}'))
+        sock.sendall(maskedFrame(b'{"message":"ping","data":[null]}'))
         data = pending
         while b"pong" not in data:
             chunk = sock.recv(4096)
             assert chunk, f"connection closed: {data!r}"
             data += chunk
     assert b'"info":"malformed JSON' in data  # answered, and the connection lived on
+
+
+UPGRADE = (b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+           b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+           b"Sec-WebSocket-Version: 13\r\n\r\n")
+CONNECTION = json.dumps({"message": "connection", "data": [
+    {"appKey": "roomApp", "custom": {"login": "x"}}]}).encode()
+
+
+def test_any_frame_keeps_a_client_and_silence_closes_it():
+    """Autobahn's protocol over a StringTransport, the session on a Clock."""
+    from twisted.internet.address import IPv4Address
+    from twisted.internet.task import Clock
+    from twisted.internet.testing import StringTransport
+
+    from wcs.config import Settings
+    from wcs.server import RoomServer
+    from wcs.transports.websocket import SignallingFactory
+
+    clock = Clock()
+    server = RoomServer(Settings({"ws_ping_interval": 1000, "ws_dead_peer_timeout": 5000}), clock)
+    factory = SignallingFactory(server)
+    factory.setProtocolOptions(openHandshakeTimeout=0)  # Autobahn's timers use the reactor
+
+    def client(port):
+        address = IPv4Address("TCP", "127.0.0.1", port)
+        protocol = factory.buildProtocol(address)
+        transport = StringTransport(peerAddress=address)
+        protocol.makeConnection(transport)
+        protocol.dataReceived(UPGRADE)
+        assert transport.value().startswith(b"HTTP/1.1 101")
+        protocol.dataReceived(maskedFrame(CONNECTION))
+        transport.clear()
+        return protocol, transport
+
+    silent, silentOut = client(40001)
+    ponger, pongerOut = client(40002)   # unsolicited WebSocket pongs only
+    pinger, pingerOut = client(40003)   # WebSocket pings only (what websockets sends)
+    for second in range(1, 31):  # six timeouts
+        ponger.dataReceived(maskedFrame(b"", opcode=0xA))
+        pinger.dataReceived(maskedFrame(b"k", opcode=0x9))
+        clock.advance(1)
+        if second == 6:  # heard `connection` at 0 s, counted by the tick at 1 s
+            assert b"nothing heard from the client for 5 s" in silentOut.value()
+            assert silent.state == silent.STATE_CLOSING
+    for protocol, out in ((ponger, pongerOut), (pinger, pingerOut)):
+        assert protocol.state == protocol.STATE_OPEN
+        assert b"nothing heard" not in out.value()
+        assert out.value().count(b'"message":"ping"') == 30  # still pinged every second
+    assert pingerOut.value().count(b"\x8a\x01k") == 30  # Autobahn answered each ping

@@ -64,6 +64,15 @@ class IClientSession(Interface):
             arguments of an AMF call).
         """
 
+    def peerActive():
+        """
+        The transport heard from the peer: any bytes or frame, whether or
+        not it carries a message (RTMP media and acknowledgements, a
+        WebSocket pong). Keeps the session from being closed as silent.
+
+        Called on the transport's hot path: it costs one attribute store.
+        """
+
     def protocolError(info):
         """
         The transport received something it could not decode (bad JSON, an

@@ -8,7 +8,7 @@ import uuid
 from typing import Iterable
 
 from twisted.internet.interfaces import IReactorTime
-from wcs.logs import Logger
+from wcs.logs import LogLimiter, Logger
 from twisted.plugin import getPlugins
 from zope.interface import implementer
 
@@ -29,12 +29,15 @@ class RoomServer:
         self.settings = settings
         self.clock = clock
         self.rooms = Rooms(clock, idleTimeout=settings.room_idle_timeout / 1000.0,
-                           maxParticipants=settings.room_max_participants)
+                           maxParticipants=settings.room_max_participants,
+                           maxRooms=settings.room_max_count)
         self.streams = StreamRegistry()
         self.limits = protocol.Limits(roomName=settings.room_name_max_length,
                                       login=settings.login_max_length,
                                       chat=settings.chat_max_length)
         self.sessions: set[ClientSession] = set()
+        # Warnings about a client's bad input: one a while per address and kind.
+        self.badInputLog = LogLimiter(ClientSession.log, clock=clock)
         self.engines: dict[str, IMediaEngine] = {}
         self.streamObservers: list = []
 

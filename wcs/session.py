@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Callable
 
 from twisted.internet.task import LoopingCall
-from wcs.logs import Logger
+from wcs.logs import Logger, clip
 from zope.interface import implementer
 
 from wcs import protocol
@@ -37,6 +37,11 @@ def failMessage(apiMethod: str | None, info: str) -> ServerMessage:
     return ServerMessage("fail", {"apiMethod": apiMethod, "info": info})
 
 
+def peerAddress(peer: str) -> str:
+    """C{tcp:1.2.3.4:5678} without the port: log limits go by address."""
+    return peer.rpartition(":")[0] or peer
+
+
 @implementer(IClientSession)
 class ClientSession:
     log = Logger()
@@ -50,6 +55,9 @@ class ClientSession:
         self.participants: dict[str, Participant] = {}
         self.streams = StreamControl(self)
         self.closed = False
+        # Liveness: transports set `heard` on anything from the peer (the hot
+        # path: one store); each keep-alive tick turns it into `lastHeard`.
+        self.heard = False
         self.lastHeard = server.clock.seconds()
         self._pinger: LoopingCall | None = None
         self._handlers: dict[str, Callable[[str, list[Any]], None]] = {
@@ -62,25 +70,29 @@ class ClientSession:
             "unPublishStream": self.streams.stop,
             "stopStream": self.streams.stop,
         }
+        # From the start, not from `connection`: a client that never
+        # identifies (an RTMP room URL before publish) is still timed out.
+        self._startPinging()
 
     @property
     def login(self) -> str | None:
         return self.connection.login if self.connection else None
 
     def __repr__(self) -> str:
-        return f"<ClientSession {self.login!r} from {self.channel.peer}>"
+        return f"<ClientSession {clip(self.login, 40)} from {self.channel.peer}>"
 
     # IClientSession
 
     def messageReceived(self, name: str, args: list[Any]) -> None:
         if self.closed:
             return
-        self.lastHeard = self.server.clock.seconds()
+        self.heard = True
         handler = self._handlers.get(name)
         if handler is None:
             if name in IGNORED:
                 return
-            self.refuse(name, f"unknown message {name!r}")
+            # Not echoed whole: a name may be a message's worth of text.
+            self.refuse(name[:64], f"unknown message {clip(name, 64)}")
             return
         if self.connection is None and name not in ("connection", "ping", "pong"):
             self.refuse(name, f"{name} before connection: send 'connection' first")
@@ -89,6 +101,9 @@ class ClientSession:
             handler(name, args)
         except ProtocolError as e:
             self.refuse(name, e.info)
+
+    def peerActive(self) -> None:
+        self.heard = True
 
     def protocolError(self, info: str) -> None:
         self.refuse(None, info)
@@ -113,10 +128,17 @@ class ClientSession:
             self.channel.send(message)
 
     def refuse(self, apiMethod: str | None, info: str) -> None:
-        """Bad input: one log line, one C{fail} to this client, nothing else."""
-        self.log.warn("{session}: refused {api}: {info}",
-                      session=self, api=apiMethod, info=info)
+        """
+        Bad input: one C{fail} to this client and a log line, at most one a
+        while per address (the info may quote up to a message of client text).
+        """
+        self.badInput("refused", "{session}: refused {api}: {info}",
+                      session=self, api=clip(apiMethod, 40), info=clip(info, 200))
         self.send(failMessage(apiMethod, info))
+
+    def badInput(self, kind: str, format: str, **kwargs) -> None:
+        """Log bad input, rate-limited by this peer's address and C{kind}."""
+        self.server.badInputLog.warn((peerAddress(self.channel.peer), kind), format, **kwargs)
 
     # Handlers
 
@@ -124,21 +146,20 @@ class ClientSession:
         if self.connection is not None:
             raise ProtocolError("connection: already connected")
         self.connection = protocol.parseConnection(args, self.limits)
-        self.log.info("{peer} connected as {login!r} (appKey {appKey})",
-                      peer=self.channel.peer, login=self.connection.login,
-                      appKey=self.connection.appKey)
+        self.log.info("{peer} connected as {login} (appKey {appKey})",
+                      peer=self.channel.peer, login=clip(self.connection.login),
+                      appKey=clip(self.connection.appKey))
         self.send(ServerMessage("getUserData", {
             "appKey": self.connection.appKey,
             "login": self.connection.login,
             "sessionId": self.server.newSessionId(),
         }))
-        self._startPinging()
 
     def _ping(self, name: str, args: list[Any]) -> None:
         self.send(PONG)
 
     def _pong(self, name: str, args: list[Any]) -> None:
-        pass  # lastHeard is all a pong is for
+        pass  # a sign of life is all a pong is for
 
     def _startPinging(self) -> None:
         settings = self.server.settings
@@ -150,12 +171,22 @@ class ClientSession:
         self._pinger.start(interval, now=False)
 
     def _keepAlive(self) -> None:
+        """
+        Close a peer silent for C{ws_dead_peer_timeout}, else ping it (each
+        transport says C{ping} its own way). Silence is counted from the
+        first tick that saw a sign of life, so it is measured in whole ping
+        intervals and errs on the side of keeping the client.
+        """
+        now = self.server.clock.seconds()
+        if self.heard:
+            self.heard = False
+            self.lastHeard = now
         timeout = self.server.settings.ws_dead_peer_timeout / 1000.0
-        silent = self.server.clock.seconds() - self.lastHeard
+        silent = now - self.lastHeard
         if timeout > 0 and silent >= timeout:
-            self.log.warn("{session}: no message for {silent:.0f}s, closing",
+            self.log.warn("{session}: nothing heard for {silent:.0f}s, closing",
                           session=self, silent=silent)
-            self.channel.close(f"no message from the client for {silent:.0f} s")
+            self.channel.close(f"nothing heard from the client for {silent:.0f} s")
             return
         self.send(PING)
 
@@ -173,8 +204,9 @@ class ClientSession:
                 raise ProtocolError(f"unknown command {request.command!r}")
             command(request.options)
         except (ProtocolError, RoomError) as e:
-            self.log.warn("{session}: {command} failed: {info}",
-                          session=self, command=request.command, info=e.info)
+            self.badInput("failed", "{session}: {command} failed: {info}",
+                          session=self, command=clip(request.command, 40),
+                          info=clip(e.info, 200))
             self.send(dataStatus(request.operationId, FAILED, e.info))
             return
         self.send(dataStatus(request.operationId, ACCEPTED))

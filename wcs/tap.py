@@ -193,7 +193,7 @@ def _addMediaEngines(server, settings) -> None:
     except ImportError:
         log.warn("no media engine installed: publishStream/playStream will fail")
         return
-    server.registerMediaEngine(WebRTCEngine(settings))
+    server.registerMediaEngine(WebRTCEngine(settings, server.clock))
 
 
 def _addWeb(server, settings, parent) -> None:

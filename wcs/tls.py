@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import os
 import socket
 from pathlib import Path
 
@@ -53,13 +54,32 @@ def _selfSigned(certPath: Path, keyPath: Path) -> None:
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
-    certPath.parent.mkdir(parents=True, exist_ok=True)
-    keyPath.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                          serialization.PrivateFormat.PKCS8,
-                                          serialization.NoEncryption()))
-    keyPath.chmod(0o600)
+    _privateDirectory(keyPath.parent)
+    _writePrivate(keyPath, key.private_bytes(serialization.Encoding.PEM,
+                                             serialization.PrivateFormat.PKCS8,
+                                             serialization.NoEncryption()))
     certPath.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
     log.info("made a self-signed certificate in {path}", path=str(certPath))
+
+
+def _privateDirectory(directory: Path) -> None:
+    """C{directory} made (or kept) readable by this user only."""
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    directory.mkdir(mode=0o700, exist_ok=True)
+    directory.chmod(0o700)
+
+
+def _writePrivate(path: Path, data: bytes) -> None:
+    """
+    Write a secret: the file is 0600 from its creation (whatever the umask),
+    under a new name, then moved over the old one.
+    """
+    temporary = path.with_name(path.name + ".new")
+    temporary.unlink(missing_ok=True)
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as file:
+        file.write(data)
+    os.replace(temporary, path)
 
 
 def certificatePaths(settings: Settings) -> tuple[Path, Path]:

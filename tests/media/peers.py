@@ -205,6 +205,7 @@ class Player:
                  videoCodecs: str | None = None):
         self.pc = newPeer()
         self.frames = {"video": [], "audio": []}
+        self.arrivals = {"video": [], "audio": []}  # loop time of each frame
         self.arrived = {"video": asyncio.Event(), "audio": asyncio.Event()}
         self.tasks = []
         if video:
@@ -221,6 +222,7 @@ class Player:
             while True:
                 frame = await track.recv()
                 self.frames[track.kind].append(frame)
+                self.arrivals[track.kind].append(asyncio.get_running_loop().time())
                 self.arrived[track.kind].set()
         except MediaStreamError:
             pass

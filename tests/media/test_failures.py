@@ -142,3 +142,53 @@ async def test_noLeakAfterManyCycles():
     assert engine.sessions == set() and engine.frameTracks == {}
     assert len(asyncio.all_tasks()) == tasks, asyncio.all_tasks()
     assert _openFds() == fds
+
+
+def _vanish(pc) -> None:
+    """
+    The peer's machine is gone: its sockets close at once, so no DTLS
+    close_notify, RTCP or STUN reaches the server any more.
+    """
+    for transceiver in pc.getTransceivers():
+        connection = transceiver.receiver.transport.transport._connection
+        for protocol in connection._protocols:
+            protocol.transport.abort()
+
+
+@asyncTest()
+async def test_vanishedPlayerFails():
+    """
+    A player that vanishes without closing anything fails with 'Failed by
+    ICE keep alive' within media_player_timeout (not after the ~30 s of
+    consent expiry), while a healthy player of the same stream plays on.
+    """
+    timeout = 3.0  # above aiortc's RTCP interval (0.5-1.5 s), with room for load
+    engine = makeEngine(media_player_timeout=int(timeout * 1000))
+    publisher = Publisher(video="video/VP8", audio=None)
+    gone, healthy = Player(video="video/VP8", audio=None), Player(video="video/VP8", audio=None)
+    loop = asyncio.get_running_loop()
+    try:
+        session = await publisher.publish(engine)
+        await gone.play(engine, session.source)
+        await healthy.play(engine, session.source)
+        await gone.waitFrames("video", 3)
+        await healthy.waitFrames("video", 3)
+        subscription = gone.session.subscriptions[0]
+        _vanish(gone.pc)
+        vanished = loop.time()
+        await asyncio.wait_for(gone.listener.failed.wait(), timeout + WAIT)
+        took = loop.time() - vanished
+        assert gone.listener.events == [("started", None), ("failed", "Failed by ICE keep alive")]
+        assert timeout - 1.6 <= took <= timeout + 5, took  # the last RR may be 1.5 s old
+        assert subscription.ssrc not in subscription.transport.senders
+        # The healthy player keeps receiving, past another whole timeout.
+        count = len(healthy.frames["video"])
+        await asyncio.sleep(timeout + 1)
+        await healthy.waitFrames("video", count + 10)
+        assert not healthy.listener.failed.is_set() and not publisher.listener.failed.is_set()
+        assert session.source.incoming["video"].subscribers == (healthy.session.subscriptions[0],)
+    finally:
+        await gone.close()
+        await healthy.close()
+        await publisher.close()
+        await engine.close()

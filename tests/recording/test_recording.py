@@ -114,10 +114,27 @@ async def test_rtmp_publish_with_record_true(serverFactory):
     assert 2.5 < duration < 5.0
 
 
-async def recordedRoom(serverFactory, tmp_path, labels: bool):
-    """Three participants join a recorded room, publish 1 s apart, then all leave."""
+async def publishInRoom(server, room, logins, gap):
+    """Each login joins C{room} (the first with record: true) and publishes, C{gap} s apart."""
     from tests.test_webrtc_rooms import negotiate, status, streamRequest
 
+    clients, pcs = [], []
+    for i, login in enumerate(logins):
+        client = await Client.open(server.wsURL, login)
+        await client.join(room, record=(i == 0))
+        publisher = peers.Publisher(video="video/H264", audio="audio/opus")
+        request = streamRequest(f"{room}-p{i}-abcd", room, await peers.offerOf(publisher.pc),
+                                True)
+        await negotiate(client, publisher.pc, "publishStream", request)
+        await status(client, request["mediaSessionId"], "PUBLISHING")
+        clients.append(client)
+        pcs.append(publisher)
+        await asyncio.sleep(gap)
+    return clients, pcs
+
+
+async def recordedRoom(serverFactory, tmp_path, labels: bool):
+    """Three participants join a recorded room, publish 1 s apart, then all leave."""
     hook = tmp_path / f"hook-{labels}.sh"
     argsFile = tmp_path / f"hook-args-{labels}.txt"
     hook.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {argsFile}\n')
@@ -128,18 +145,7 @@ async def recordedRoom(serverFactory, tmp_path, labels: bool):
     server = serverFactory(settings=dict(MEDIA, on_multiple_record_hook_script=str(hook),
                                          offline_mixer_config=str(mixerConf)))
     room = f"room-{uuid.uuid4().hex[:6]}"
-    clients, pcs = [], []
-    for i, login in enumerate(("ann", "ben", "cat")):
-        client = await Client.open(server.wsURL, login)
-        await client.join(room, record=(i == 0))
-        publisher = peers.Publisher(video="video/H264", audio="audio/opus")
-        request = streamRequest(f"{room}-{login}-abcd", room, await peers.offerOf(publisher.pc),
-                                True)
-        await negotiate(client, publisher.pc, "publishStream", request)
-        await status(client, request["mediaSessionId"], "PUBLISHING")
-        clients.append(client)
-        pcs.append(publisher)
-        await asyncio.sleep(1)
+    clients, pcs = await publishInRoom(server, room, ("ann", "ben", "cat"), gap=1)
     await asyncio.sleep(1)
     for client in clients:
         await client.send("sendData", {"operationId": "bye", "payload": {

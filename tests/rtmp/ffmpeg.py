@@ -46,6 +46,14 @@ def probe(path: Path) -> dict[str, dict]:
     return {s["codec_type"]: s for s in json.loads(result.stdout or "{}").get("streams", [])}
 
 
+def duration(path: Path) -> float:
+    """Seconds of media in C{path}, as ffprobe reads its container."""
+    result = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "json", str(path)],
+        capture_output=True, text=True, timeout=30)
+    return float(json.loads(result.stdout or "{}").get("format", {}).get("duration", 0))
+
+
 def stop(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
         proc.kill()

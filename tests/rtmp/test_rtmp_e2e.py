@@ -175,3 +175,45 @@ async def test_encoder_names_its_room_in_connect_arguments(rtmpServer):
     assert (await bob.roomEvent("UNPUBLISHED", timeout=15))["info"]["login"] == "cam1"
     assert (await bob.roomEvent("LEFT", timeout=15))["info"] == "cam1"
     await bob.close()
+
+
+async def test_a_minute_of_live_rtmp_cuts_nobody(rtmpServer, tmp_path):
+    """
+    Three timeouts (20 s, the default) of an encoder and a player of
+    live/NAME, and of an encoder in a room with a WebSocket member: media
+    and ping answers keep them all.
+    """
+    room = f"room-{uuid.uuid4().hex[:6]}"
+    bob = await Client.open(rtmpServer.wsURL, "bob")
+    await bob.join(room)
+    live = ffmpeg.publish(rtmpURL(rtmpServer, "live/long"), seconds=90)
+    inRoom = ffmpeg.publish(rtmpURL(rtmpServer, f"room/{room}/obs"), seconds=90)
+    try:
+        await waitUntil(lambda: "'long' PUBLISHING>" in rtmpServer.log())
+        assert (await bob.roomEvent("JOINED", timeout=15))["info"] == "obs"
+        assert (await bob.roomEvent("PUBLISHED", timeout=15))["info"]["login"] == "obs"
+        out = tmp_path / "long.flv"
+        playing = asyncio.ensure_future(asyncio.to_thread(
+            ffmpeg.record, rtmpURL(rtmpServer, "live/long"), out, 60, 120))
+        seen = []
+        deadline = time.monotonic() + 130
+        while not playing.done() and time.monotonic() < deadline:
+            try:
+                frame = await bob.next(1)
+            except asyncio.TimeoutError:
+                continue
+            if frame["message"] == "ping":
+                await bob.send("pong", None)  # as the SDK does
+            else:
+                seen.append(frame)
+        result = await playing
+        assert result.returncode == 0, result.stderr
+        assert ffmpeg.duration(out) >= 55
+        events = [f["data"][0]["payload"]["name"] for f in seen if f["message"] == "OnDataEvent"]
+        assert "LEFT" not in events and "UNPUBLISHED" not in events, seen
+        assert live.poll() is None and inRoom.poll() is None  # still publishing
+        assert "closing" not in rtmpServer.log()
+    finally:
+        ffmpeg.stop(live)
+        ffmpeg.stop(inRoom)
+    await bob.close()

@@ -158,3 +158,24 @@ def test_https_with_missing_certificate_stops_start_up(tmp_path):
     result = runTwistd(args, tmp_path)
     assert result.returncode != 0
     assert f"TLS file {tmp_path}/missing.crt does not exist" in result.stdout + result.stderr
+
+
+def test_private_key_is_0600_in_a_0700_directory_whatever_the_umask(tmp_path):
+    import os
+    import stat
+
+    from wcs import tls
+
+    tlsDir = tmp_path / "state" / "tls"
+    tlsDir.mkdir(parents=True, mode=0o755)
+    (tlsDir / "server.key").write_bytes(b"old")
+    (tlsDir / "server.key").chmod(0o644)  # an older, too open key is replaced
+    old = os.umask(0)
+    try:
+        tls._selfSigned(tlsDir / "server.crt", tlsDir / "server.key")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tlsDir / "server.key").stat().st_mode) == 0o600
+    assert stat.S_IMODE(tlsDir.stat().st_mode) == 0o700
+    assert (tlsDir / "server.key").read_bytes().startswith(b"-----BEGIN PRIVATE KEY")
+    assert sorted(p.name for p in tlsDir.iterdir()) == ["server.crt", "server.key"]

@@ -16,6 +16,7 @@ from wcs.config import Settings
 from wcs.interfaces import IMediaEngine, IMediaSource, IStreamListener
 from wcs.media import negotiate
 from wcs.media.ice import PortRange, hostBindings
+from wcs.media.liveness import LoopClock
 from wcs.media.session import MediaSession, PlaySession, PublishSession
 from wcs.media.source import WebRTCSource
 from wcs.media.track import Track
@@ -30,14 +31,17 @@ class WebRTCEngine:
     @param settings: the server's L{Settings}; this package's keys are
         C{media_port_from}, C{media_port_to}, C{ice_public_ip}, C{ice_timeout},
         C{media_inactivity_timeout}, C{media_video_codecs},
-        C{media_audio_codecs}.
+        C{media_audio_codecs}, C{media_player_timeout}.
+    @param clock: times the liveness watches (the server's clock); default
+        the running asyncio loop.
     """
 
     providers = ("WebRTC",)
     log = Logger()
 
-    def __init__(self, settings: Settings | None = None):
+    def __init__(self, settings: Settings | None = None, clock=None):
         self.settings = settings if settings is not None else Settings()
+        self.clock = clock if clock is not None else LoopClock()
         self.ports = PortRange(self.settings.media_port_from, self.settings.media_port_to)
         self.bindings = hostBindings(self.settings.ice_public_ip,
                                      getattr(self.settings, "listen_address", "0.0.0.0"))

@@ -106,6 +106,9 @@ class IceConnection(Connection):
         self._ports = ports
         self._bindings = bindings
         self.consentExpired = False
+        # Where authenticated STUN requests from the peer count as life
+        # (the session's Silence, see wcs.media.liveness).
+        self.peer = None
 
     async def get_component_candidates(self, component: int, addresses: list[str],
                                        timeout: int = 5) -> list[Candidate]:
@@ -139,6 +142,15 @@ class IceConnection(Connection):
         # otherwise): remember it to tell ICE loss from a DTLS close.
         await super().query_consent()
         self.consentExpired = True
+
+    def request_received(self, message, addr, protocol) -> None:
+        # A check or consent request that carries our password's integrity
+        # is the peer's own sign of life (RFC 7675: browsers send one
+        # every few seconds); an unauthenticated one proves nothing.
+        if self.peer is not None and "MESSAGE-INTEGRITY" in message.attributes \
+                and message.check_message_integrity(self.local_password.encode("utf8")):
+            self.peer.heard()
+        super().request_received(message, addr, protocol)
 
     def sendNow(self, data: bytes) -> bool:
         """

@@ -40,6 +40,17 @@ def random32() -> int:
     return random.getrandbits(32)
 
 
+def firstSequence() -> int:
+    """
+    The first sequence number of a stream we send: in the lower half, as
+    Chromium and aiortc choose theirs. A receiver's libsrtp takes rollover
+    counter 0 from the first packet it gets; started near 65535, losing the
+    first packets would put that one past the wrap and nothing would
+    decrypt again.
+    """
+    return random.getrandbits(15)
+
+
 def payloadOffset(data: bytes) -> int:
     """Where the payload of RTP packet C{data} starts (after CSRCs and extension)."""
     offset = 12 + ((data[0] & 0x0F) << 2)

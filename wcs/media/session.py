@@ -4,13 +4,16 @@ One publish or play: its transports, its answer and its end.
 A session is built synchronously (the offer is checked and the codecs
 chosen at once, so that a hopeless offer fails with its reason before any
 socket exists), then one task gathers the server's candidates, hands the
-answer out, connects, and for a publisher watches that media keeps coming.
+answer out, connects, and for a publisher sends receiver reports.
+
+Liveness (docs/operations.md): a publisher fails with C{RTP_ACTIVITY} after
+C{media_inactivity_timeout} without RTP; a player with C{KEEP_ALIVE} after
+C{media_player_timeout} without RTCP or STUN. One L{Silence} timer each.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 
 from aiortc.rtp import RtcpRrPacket
@@ -22,6 +25,7 @@ from wcs.errors import StreamError
 from wcs.interfaces import IMediaSession, IMediaSource, IStreamListener
 from wcs.media import info, negotiate
 from wcs.media.ice import IceConnection
+from wcs.media.liveness import Silence
 from wcs.media.source import WebRTCSource
 from wcs.media.track import IncomingTrack, Subscription
 from wcs.media.transport import MediaTransport
@@ -38,6 +42,9 @@ class MediaSession:
         self.listener = listener
         self.offer = negotiate.parseOffer(request.sdp or "")
         self.sections = self.plan()
+        # Every authenticated packet from the peer; RTP of our receivers.
+        self.peer = Silence(engine.clock, self.peerTimeout(engine.settings) / 1000)
+        self.rtp = Silence(engine.clock, 0)
         self.transports: dict[int, MediaTransport] = {}  # id(section) -> transport
         # Each transport with the offer's m-line that holds its ICE/DTLS parameters.
         self.remote: list[tuple[MediaTransport, object]] = []
@@ -45,6 +52,7 @@ class MediaSession:
             transport = MediaTransport(IceConnection(engine.ports, engine.bindings),
                                        engine.certificate())
             transport.lost = self._fail
+            transport.watchedBy(self.peer, self.rtp)
             self.remote.append((transport, group[0].media))
             for section in group:
                 self.transports[id(section)] = transport
@@ -65,6 +73,10 @@ class MediaSession:
 
     def plan(self) -> list[negotiate.Section]:
         raise NotImplementedError
+
+    def peerTimeout(self, settings) -> int:
+        """Hook: ms of total silence from the peer before it is gone; 0: never."""
+        return 0
 
     async def _run(self) -> None:
         try:
@@ -126,6 +138,8 @@ class MediaSession:
         if self.finished:
             return
         self.finished = True
+        self.peer.stop()
+        self.rtp.stop()
         if self.task is not None and self.task is not asyncio.current_task():
             self.task.cancel()
         self.unhook()
@@ -163,17 +177,15 @@ class PublishSession(MediaSession):
         return negotiate.planPublish(self.offer, self.engine.preferences)
 
     async def connected(self) -> None:
-        timeout = self.engine.settings.media_inactivity_timeout / 1000
-        since = time.monotonic()
-        tracks = list(self.source.incoming.values())
+        # The stream needs RTP: its silence fails the publisher (the peer's
+        # RTCP and STUN alone keep ICE consent, not the stream). A peer that
+        # is gone sends no RTP either, so this one timer covers that too.
+        self.rtp.timeout = self.engine.settings.media_inactivity_timeout / 1000
+        if not self.finished:
+            self.rtp.watch(lambda: self._fail(info.RTP_ACTIVITY))
         while True:
-            await asyncio.sleep(min(1.0, timeout / 4) if timeout else 1.0)
+            await asyncio.sleep(1.0)
             self._report()
-            last = max([t.lastPacket for t in tracks if t.lastPacket is not None],
-                       default=since)
-            if timeout and time.monotonic() - last > timeout:
-                self._fail(info.RTP_ACTIVITY)
-                return
 
     def _report(self) -> None:
         """Receiver reports, which browsers' send-side estimators live on."""
@@ -210,6 +222,14 @@ class PlaySession(MediaSession):
                                         section.codec.payloadType, self._started)
             self.subscriptions.append(subscription)
             subscription.attach()
+        # A player sends no media: its receiver reports, feedback and STUN
+        # consent requests are its heartbeat. Without them for the timeout,
+        # it vanished (no DTLS close), long before consent would expire.
+        if not self.finished:
+            self.peer.watch(lambda: self._fail(info.KEEP_ALIVE))
+
+    def peerTimeout(self, settings) -> int:
+        return settings.media_player_timeout
 
     def unhook(self) -> None:
         subscriptions, self.subscriptions = self.subscriptions, []

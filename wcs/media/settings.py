@@ -14,6 +14,8 @@ declare(
         "ms to wait for the peer's ICE and DTLS handshake before 'Failed by ICE timeout'"),
     Key("media_inactivity_timeout", "int", 10000,
         "ms without RTP from a publisher before 'Failed by RTP activity'; 0: never"),
+    Key("media_player_timeout", "int", 10000,
+        "ms without RTCP or STUN from a player before 'Failed by ICE keep alive'; 0: never"),
     Key("media_video_codecs", "str", "H264,VP8",
         "video codecs accepted from publishers and offered to players, preferred first"),
     Key("media_audio_codecs", "str", "opus,PCMU,PCMA",

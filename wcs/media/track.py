@@ -108,7 +108,7 @@ class Subscription:
         self.onStarted = started
         self.seqDelta = 0
         self.tsDelta = 0
-        self.nextSeq = rtp.random16()
+        self.nextSeq = rtp.firstSequence()
         self.nextTs = rtp.random32()
         self.lastTs = self.nextTs
         self.lastSeq = self.nextSeq
@@ -171,6 +171,8 @@ class Subscription:
     def nackReceived(self, lost: list[int]) -> None:
         tooOld = False
         for seq in lost:
+            # aiortc's parser does not wrap a bitmask that spans 65535 -> 0.
+            seq &= 0xFFFF
             data = self.history[seq % HISTORY]
             if data is None:
                 continue  # never sent: lost on the way in, NACKed to the publisher
@@ -316,7 +318,12 @@ class IncomingTrack(Track):
         old = getattr(self, "_ssrc", None)
         self._ssrc = value
         if old is not None and value != old:
+            # The new stream's statistics start over, as its numbers do.
             self.baseSeq = None
+            self.cycles = self.received = 0
+            self.reported = (0, 0)
+            self.missing = set()
+            self.senderReportAt = None
             self.lastTimestamp = None
             for subscription in self.subscribers:
                 subscription.restart()

@@ -33,6 +33,7 @@ from twisted.logger import Logger
 from wcs.errors import StreamError
 from wcs.media import info
 from wcs.media.ice import IceConnection, IceTransport
+from wcs.media.liveness import LoopClock, Silence
 from wcs.media.rtp import SSRC, random32
 
 
@@ -68,6 +69,18 @@ class MediaTransport(RTCDtlsTransport):
         self.connected = False
         self.closing = False
         self.lost: Callable[[str], None] | None = None
+        # Signs of life (see watchedBy); unwatched until a session says.
+        self.peer = self.rtp = Silence(LoopClock(), 0)
+
+    def watchedBy(self, peer: Silence, rtp: Silence | None = None) -> None:
+        """
+        Record signs of life in C{peer} (any SRTP/SRTCP packet that
+        authenticates, and authenticated STUN requests) and in C{rtp} (RTP
+        for one of our receivers).
+        """
+        self.peer = self.ice.peer = peer
+        if rtp is not None:
+            self.rtp = rtp
 
     # Connection
 
@@ -131,6 +144,7 @@ class MediaTransport(RTCDtlsTransport):
     # Receiving: called by RTCDtlsTransport's receive loop.
 
     async def _handle_rtp_data(self, data: bytes, arrival_time_ms: int) -> None:
+        self.peer.heard()
         if len(data) < 12:
             return
         handler = self.receivers.get(SSRC.unpack_from(data, 8)[0])
@@ -138,6 +152,7 @@ class MediaTransport(RTCDtlsTransport):
             handler = self._learn(data)
             if handler is None:
                 return
+        self.rtp.last = self.peer.last
         try:
             handler.rtpReceived(data)
         except Exception:
@@ -155,6 +170,7 @@ class MediaTransport(RTCDtlsTransport):
         return handler
 
     async def _handle_rtcp_data(self, data: bytes) -> None:
+        self.peer.heard()  # receiver reports are a player's heartbeat
         try:
             packets = RtcpPacket.parse(data)
         except ValueError:
@@ -182,7 +198,7 @@ class MediaTransport(RTCDtlsTransport):
             if sender is not None:
                 sender.nackReceived(packet.lost)
         elif isinstance(packet, (RtcpByePacket, RtcpRrPacket)):
-            pass  # BYE: the publisher's inactivity timer decides; RR: unused
+            pass  # BYE: the inactivity timers decide; RR: a sign of life, counted above
 
     def _keyframe(self, ssrc: int) -> None:
         sender = self.senders.get(ssrc)

@@ -11,22 +11,22 @@ C{recordName}. See L{wcs.recording.writer} for how it survives a crash.
 from __future__ import annotations
 
 import re
+import shutil
 import uuid
 from pathlib import Path
 
-import os
-
 from twisted.internet.defer import DeferredList, inlineCallbacks
 from twisted.internet.threads import deferToThread
-from twisted.internet.utils import getProcessOutputAndValue
 
 from wcs.config import Key, declare
-from wcs.logs import Logger
+from wcs.logs import LogLimiter, Logger, clip
+from wcs.recording import process
 from wcs.recording.mixer import MixerSettings, Part, RoomMix, ffmpegAvailable, ffmpegCommand
 from wcs.recording.transcoding import Transcoding, recordedTracks
 from wcs.recording.writer import StreamWriter, containerFor, remuxToMP4
 
 log = Logger()
+limited = LogLimiter(log)
 
 declare(
     Key("offline_mixer_config", "str", "conf/offline_mixer.json",
@@ -40,12 +40,40 @@ declare(
     Key("enable_empty_shift_writer", "bool", False,
         "align a room's recordings: each starts at the room's first stream, "
         "padded with black and silence"),
+    Key("record_min_free_mb", "int", 1024,
+        "no new recording when the records directory's disk has less free (MB); 0: no check"),
+    Key("record_max_duration", "int", 86400,
+        "a recording ends (its file finished) after this many seconds; the stream "
+        "goes on; 0: no limit"),
+    Key("mix_timeout", "int", 7200,
+        "a room mix's ffmpeg is killed after this many seconds; 0: no limit"),
+    Key("hook_timeout", "int", 600,
+        "the mix hook script is killed after this many seconds; 0: no limit"),
+    Key("mix_max_concurrent", "int", 1,
+        "room mixes (with their hook) running at once; more wait their turn"),
+    Key("mix_queue_max", "int", 16,
+        "room mixes waiting for a turn; one more is refused (its recordings stay)"),
 )
 
+# What the publisher is told (the info of a PUBLISHING status) when its
+# stream goes on unrecorded.
+RECORD_FAILED = "Recording failed: {error}"
+RECORD_REFUSED = "Recording refused: less than {mb} MB free on the server"
+RECORD_TOO_LONG = "Recording stopped: longer than {seconds} s"
 
-def fileName(streamName: str, extension: str = "mp4") -> str:
-    safe = re.sub(r"[^\w.-]", "_", streamName)[:100] or "stream"
-    return f"stream-{uuid.uuid4()}-{safe}.{extension}"
+
+NAME_BYTES = 100  # of the stream name in a file name (file names are at most 255 bytes)
+
+
+def fileName(streamName: str, extension: str = "mp4", suffix: str = "") -> str:
+    """
+    C{stream-<uuid>-<name><suffix>.<extension>}: the name's characters other
+    than letters, digits, C{.} and C{-} become C{_}, and it is cut to
+    L{NAME_BYTES} bytes of UTF-8, never inside a character.
+    """
+    safe = re.sub(r"[^\w.-]", "_", streamName)
+    safe = safe.encode("utf-8", "replace")[:NAME_BYTES].decode("utf-8", "ignore") or "stream"
+    return f"stream-{uuid.uuid4()}-{safe}{suffix}.{extension}"
 
 
 class Recorder:
@@ -67,6 +95,9 @@ class Recorder:
         self.mixing: set = set()
         self.firstStreams: dict[int, float] = {}  # room -> time its first stream started
         self.shifts: dict[Path, float] = {}
+        self.timers: dict[int, object] = {}  # stream -> its record_max_duration call
+        self.queue = process.JobQueue(self._setting("mix_max_concurrent", 1),
+                                      self._setting("mix_queue_max", 16))
 
     @staticmethod
     def wanted(stream) -> bool:
@@ -79,19 +110,30 @@ class Recorder:
         source = stream.media.source if stream.media is not None else None
         if source is None or not self.wanted(stream):
             return
+        minFree = self._setting("record_min_free_mb", 0)
+        if minFree and freeMB(self.directory) < minFree:
+            limited.warn(("low disk", str(self.directory)),
+                         "not recording {stream}: less than {mb} MB free in {directory}",
+                         stream=clip(stream.name), mb=minFree, directory=str(self.directory))
+            self._tell(stream, RECORD_REFUSED.format(mb=minFree))
+            return
         tracks = recordedTracks(source.tracks, self._setting("record_audio_codec", "opus"),
                                 self._setting("record_vp8", "webm"))
         webm = containerFor(tracks) == "webm"
         name = fileName(stream.name, "webm" if webm else "mp4")
         target = self.directory / name
         # WebM is written in place; the rest goes through TS, then MP4.
-        writer = StreamWriter(target if webm else target.with_suffix(".ts"), tracks)
+        writer = StreamWriter(target if webm else target.with_suffix(".ts"), tracks,
+                              onFailure=lambda error: self._failed(stream, error))
         sink = writer if tracks == source.tracks else Transcoding(writer, source.tracks, tracks)
         source.attach(sink)
         source.requestKeyframe()
         self.writers[id(stream)] = (sink, target)
         stream.recordName = name
-        log.info("recording {stream!r} to {name}", stream=stream.name, name=name)
+        log.info("recording {stream} to {name}", stream=clip(stream.name), name=name)
+        maxDuration = self._setting("record_max_duration", 0)
+        if maxDuration and self.clock is not None:
+            self.timers[id(stream)] = self.clock.callLater(maxDuration, self._tooLong, stream)
         room = stream.participant.room if stream.participant is not None else None
         if room is not None and self.clock is not None and self._aligned():
             now = self.clock.seconds()
@@ -103,9 +145,16 @@ class Recorder:
             self.parts[id(stream)] = part
 
     def streamEnded(self, stream) -> None:
+        self._stop(stream)
+
+    def _stop(self, stream):
+        """The recording of C{stream} ends (the stream may go on): finish its file."""
         entry = self.writers.pop(id(stream), None)
+        timer = self.timers.pop(id(stream), None)
+        if timer is not None and timer.active():
+            timer.cancel()
         if entry is None:
-            return
+            return None
         sink, target = entry
         if stream.media is not None and stream.media.source is not None:
             stream.media.source.detach(sink)
@@ -114,13 +163,49 @@ class Recorder:
         if part is not None:
             room = stream.participant.room
             part.end = self.clock.seconds() - room.createdAt
-        self._finish(writer, target)
+        return self._finish(writer, target)
+
+    def _tooLong(self, stream) -> None:
+        self.timers.pop(id(stream), None)
+        seconds = self._setting("record_max_duration", 0)
+        log.info("recording of {stream} ended after {seconds}s (record_max_duration)",
+                 stream=clip(stream.name), seconds=seconds)
+        self._stop(stream)
+        self._tell(stream, RECORD_TOO_LONG.format(seconds=seconds))
+
+    def _failed(self, stream, error: Exception) -> None:
+        """The file cannot be written: the stream goes on unrecorded, its publisher told."""
+        limited.warn(("write failed", str(self.directory)),
+                     "recording of {stream} stopped: {error}", stream=clip(stream.name),
+                     error=error)
+        self._stop(stream)
+        reason = getattr(error, "strerror", None) or type(error).__name__
+        self._tell(stream, RECORD_FAILED.format(error=reason))
+
+    def _tell(self, stream, info: str) -> None:
+        """
+        A PUBLISHING status again, with C{info} (the SDK keeps the last info
+        it got and shows it). For a stream just starting it goes out after
+        the core's own PUBLISHING, which is sent when the observers return.
+        """
+        clock = self.clock
+        if clock is None:
+            from twisted.internet import reactor as clock
+
+        def send():
+            if stream.status == "PUBLISHING":
+                stream.owner.send(stream.statusMessage(info))
+        clock.callLater(0, send)
 
     def _finish(self, writer: StreamWriter, target: Path):
         writer.close()
         if writer.frames == 0:
-            writer.path.unlink(missing_ok=True)
-            log.warn("recording {name} is empty: nothing came", name=target.name)
+            try:
+                writer.path.unlink(missing_ok=True)
+            except OSError:
+                pass  # it could not be made either: said when that failed
+            if not writer.failed:
+                log.warn("recording {name} is empty: nothing came", name=target.name)
             return None
         shift = self.shifts.pop(target, 0.0)
         if writer.path == target:
@@ -172,42 +257,58 @@ class Recorder:
     def _mix(self, mix: RoomMix):
         # The sources must be MP4s first.
         yield DeferredList([d for p in mix.parts if (d := self.remuxes.get(p.path)) is not None])
+        queued = self.queue.submit(self._mixAndHook, mix)
+        if queued is None:
+            log.warn("room {room}: not mixed, {waiting} mixes already wait (mix_queue_max); "
+                     "its recordings stay: {files}", room=clip(mix.room),
+                     waiting=self.queue.waiting, files=" ".join(p.path.name for p in mix.parts))
+            return
+        yield queued
+
+    @inlineCallbacks
+    def _mixAndHook(self, mix: RoomMix):
         ffmpeg = ffmpegAvailable()
         if ffmpeg is None:
-            log.warn("room {room}: not mixed, ffmpeg is not installed", room=mix.room)
+            log.warn("room {room}: not mixed, ffmpeg is not installed", room=clip(mix.room))
             return
         settings = MixerSettings.load(Path(self.settings.offline_mixer_config))
-        output = self.directory / fileName(f"{mix.room}-mixed")
+        output = self.directory / fileName(mix.room, suffix="-mixed")
         sources = [p.path for p in mix.parts if p.path.exists()]
         log.info("room {room}: mixing {count} recordings into {name}",
-                 room=mix.room, count=len(sources), name=output.name)
-        started = self.clock.seconds()
+                 room=clip(mix.room), count=len(sources), name=output.name)
         command = ffmpegCommand(mix, output, settings)
-        out, err, code = yield getProcessOutputAndValue(ffmpeg, command[1:], env=os.environ)
-        if code != 0:
-            log.error("room {room}: mixing failed (ffmpeg exit {code}): {error}",
-                      room=mix.room, code=code, error=err.decode("utf-8", "replace")[-500:])
+        done = yield process.run(f"room {clip(mix.room)}: mix", ffmpeg, command[1:],
+                                 timeout=self._setting("mix_timeout", 0), clock=self.clock,
+                                 nice=True)
+        if done.code != 0:
+            log.error("room {room}: mixing failed ({how}): {error}", room=clip(mix.room),
+                      how="killed" if done.timedOut else f"ffmpeg exit {done.code}",
+                      error=done.err.decode("utf-8", "replace")[-500:])
             return
-        log.info("room {room}: mixed in {seconds:.1f}s into {name}", room=mix.room,
-                 seconds=self.clock.seconds() - started, name=output.name)
+        log.info("room {room}: mixed in {seconds:.1f}s into {name}", room=clip(mix.room),
+                 seconds=done.seconds, name=output.name)
         yield self._runHook(mix.room, output, sources)
 
     @inlineCallbacks
     def _runHook(self, room: str, output: Path, sources: list[Path]):
         script = Path(self.settings.on_multiple_record_hook_script)
         if not script.is_file():
-            log.warn("room {room}: hook {script} not found, not run", room=room,
+            log.warn("room {room}: hook {script} not found, not run", room=clip(room),
                      script=str(script))
             return
-        args = [room, str(output), *map(str, sources)]
-        out, err, code = yield getProcessOutputAndValue(str(script), args, env=os.environ)
-        if code != 0:
+        # A room name is any text: one argument, valid UTF-8.
+        args = [room.encode("utf-8", "replace").decode("utf-8"), str(output),
+                *map(str, sources)]
+        done = yield process.run(f"room {clip(room)}: hook {script}", str(script), args,
+                                 timeout=self._setting("hook_timeout", 0), clock=self.clock)
+        if done.code != 0:
             # A failing hook is reported; nothing it was given is deleted.
-            log.error("room {room}: hook {script} failed (exit {code}): {error}", room=room,
-                      script=str(script), code=code,
-                      error=err.decode("utf-8", "replace")[-500:])
+            log.error("room {room}: hook {script} failed ({how}): {error}", room=clip(room),
+                      script=str(script),
+                      how="killed" if done.timedOut else f"exit {done.code}",
+                      error=done.err.decode("utf-8", "replace")[-500:])
         else:
-            log.info("room {room}: hook {script} done", room=room, script=str(script))
+            log.info("room {room}: hook {script} done", room=clip(room), script=str(script))
 
     def recover(self):
         """Finish recordings a crash left as TS (at start-up)."""
@@ -226,4 +327,18 @@ class Recorder:
         for sink, target in list(self.writers.values()):
             self._finish(sink.sink if isinstance(sink, Transcoding) else sink, target)
         self.writers.clear()
+        for timer in self.timers.values():
+            if timer.active():
+                timer.cancel()
+        self.timers.clear()
         return DeferredList(list(self.finishing), consumeErrors=True)
+
+
+def freeMB(directory: Path) -> float:
+    """Free space (MB) on the disk of C{directory}, or of its nearest existing parent."""
+    for path in (directory, *directory.absolute().parents):
+        try:
+            return shutil.disk_usage(path).free / 2**20
+        except OSError:
+            continue
+    return float("inf")

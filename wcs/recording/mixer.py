@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,13 +72,37 @@ class RoomMix:
         return max((p.end or p.start) for p in self.parts) if self.parts else 0.0
 
 
-def _escape(text: str) -> str:
-    """drawtext text inside a filter graph: quote what ffmpeg would read."""
-    return text.replace("\\", "\\\\").replace("'", "\u2019").replace(":", "\\:") \
-        .replace("%", "\\%").replace(",", "\\,")
+LABEL_MAX = 40  # characters of a login shown on its tile
 
 
-def ffmpegCommand(mix: RoomMix, output: Path, settings: MixerSettings) -> list[str]:
+def label(login: str) -> str:
+    """
+    What a tile shows of a login: control and format characters (newlines,
+    bidi overrides) as spaces, at most L{LABEL_MAX} characters.
+    """
+    shown = "".join(" " if unicodedata.category(c) in ("Cc", "Cf", "Cs", "Zl", "Zp") else c
+                    for c in login)
+    return shown if len(shown) <= LABEL_MAX else shown[:LABEL_MAX - 1] + "\u2026"
+
+
+def _backslashed(text: str, special: str) -> str:
+    return "".join("\\" + c if c in special else c for c in text)
+
+
+def filterValue(text: str) -> str:
+    """
+    C{text} as one option value in a filter graph, read back by ffmpeg as
+    exactly C{text}. Two levels unescape it: the filter's options (C{:}
+    separates them, white space at either end is trimmed) and then the
+    graph (C{[ ] , ;} end a filter); both treat C{\\} and C{'} as escapes.
+    drawtext itself must get C{expansion=none}, or C{%{...}} in the text is
+    evaluated (C{%{e:while(1,0)}} never ends).
+    """
+    return _backslashed(_backslashed(text, "\\':\t\n\r "), "\\'[],;")
+
+
+def ffmpegCommand(mix: RoomMix, output: Path, settings: MixerSettings,
+                  loglevel: str = "error") -> list[str]:
     """The ffmpeg command that mixes C{mix} into C{output}."""
     parts = [p for p in mix.parts if p.path.exists()]
     duration = max(0.1, mix.duration())
@@ -86,7 +111,7 @@ def ffmpegCommand(mix: RoomMix, output: Path, settings: MixerSettings) -> list[s
     rows = max(1, math.ceil(len(logins) / columns))
     tileW, tileH = settings.width // columns // 2 * 2, settings.height // rows // 2 * 2
     font = next((f for f in FONTS if Path(f).exists()), None)
-    args = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y"]
+    args = ["ffmpeg", "-hide_banner", "-loglevel", loglevel, "-y"]
     for part in parts:
         args += ["-i", str(part.path)]
     graph = [f"color=c=black:s={settings.width}x{settings.height}:r={settings.frameRate}"
@@ -96,13 +121,15 @@ def ffmpegCommand(mix: RoomMix, output: Path, settings: MixerSettings) -> list[s
         tile = logins.index(part.login)
         x, y = (tile % columns) * tileW, (tile // columns) * tileH
         end = part.end if part.end is not None else duration
-        label = ""
+        tag = ""
         if settings.mixerDisplayStreamName and font:
-            label = (f",drawtext=fontfile={font}:text='{_escape(part.login)}':x=8:y=h-th-8"
-                     f":fontsize={max(12, tileH // 12)}:fontcolor=white:box=1:boxcolor=black@0.6")
+            text = filterValue(label(part.login))
+            tag = (f",drawtext=fontfile={filterValue(font)}:expansion=none:text={text}"
+                   f":x=8:y=h-th-8:fontsize={max(12, tileH // 12)}:fontcolor=white"
+                   ":box=1:boxcolor=black@0.6")
         graph.append(f"[{i}:v]setpts=PTS-STARTPTS+{part.start:.3f}/TB,"
                      f"scale={tileW}:{tileH}:force_original_aspect_ratio=decrease,"
-                     f"pad={tileW}:{tileH}:(ow-iw)/2:(oh-ih)/2{label}[v{i}]")
+                     f"pad={tileW}:{tileH}:(ow-iw)/2:(oh-ih)/2{tag}[v{i}]")
         graph.append(f"[base{i}][v{i}]overlay={x}:{y}:eof_action=pass"
                      f":enable='between(t,{part.start:.3f},{end:.3f})'[base{i + 1}]")
         delay = int(part.start * 1000)

@@ -40,8 +40,11 @@ def vp8Size(data: bytes) -> tuple[int, int]:
         return (int.from_bytes(data[6:8], "little") & 0x3FFF,
                 int.from_bytes(data[8:10], "little") & 0x3FFF)
     return 0, 0
-# How long after the first keyframe to wait for audio before starting without.
+# How long after the first keyframe to wait for audio before starting without;
+# and at most how many frames to hold meanwhile (timestamps that never move
+# must not make that wait endless).
 AUDIO_WAIT = 2.0
+PENDING_MAX = 300
 
 
 def adtsHeader(config: bytes, size: int) -> bytes:
@@ -68,10 +71,16 @@ class StreamWriter:
     its first byte; a stream without video starts at once. The file is opened
     once the first audio frame has come too (its sample rate is needed), or
     L{AUDIO_WAIT} seconds after, without audio.
+
+    The first error writing the file (it cannot be made, the disk is full)
+    ends the recording: the frames after it are dropped, and C{onFailure}
+    is called once with the error, so the recorder can detach the writer
+    and tell the publisher. A packet the muxer refuses costs itself only.
     """
 
-    def __init__(self, path: Path, tracks: dict[str, str]):
+    def __init__(self, path: Path, tracks: dict[str, str], onFailure=None):
         self.path = path
+        self.onFailure = onFailure
         self.tracks = dict(tracks)
         self.container = None
         self.streams: dict[str, object] = {}
@@ -121,10 +130,23 @@ class StreamWriter:
     def writeFrame(self, frame: EncodedFrame) -> None:
         if self.closed:
             return
-        if self.container is None:
-            self._start(frame)
-            return
-        self._write(frame)
+        try:
+            if self.container is None:
+                self._start(frame)
+            else:
+                self._write(frame)
+        except (OSError, av.error.FFmpegError) as e:
+            # Opening or writing the file failed (PyAV's errors with an
+            # errno are OSErrors too): stop here, once.
+            self._fail(e)
+
+    def _fail(self, error: Exception) -> None:
+        self.failed = True
+        self.pending = []
+        self.close()
+        onFailure, self.onFailure = self.onFailure, None
+        if onFailure is not None:
+            onFailure(error)
 
     @property
     def audioLayout(self) -> str:
@@ -142,7 +164,8 @@ class StreamWriter:
         self.pending.append(frame)
         audio = next((f for f in self.pending if f.kind == "audio"), None)
         waited = float((frame.pts * frame.time_base) - (self.pending[0].pts * self.pending[0].time_base))
-        if audio is None and "audio" in self.tracks and waited < AUDIO_WAIT:
+        if audio is None and "audio" in self.tracks and waited < AUDIO_WAIT \
+                and len(self.pending) < PENDING_MAX:
             return
         rate = None if audio is None else (48000 if audio.codec == "opus" else audio.sample_rate)
         self.audioConfig = audio.config if audio is not None else None
@@ -173,6 +196,8 @@ class StreamWriter:
         packet.is_keyframe = frame.keyframe
         try:
             self.container.mux(packet)
+        except OSError:
+            raise  # the file, not the packet: see writeFrame
         except av.error.FFmpegError as e:
             # One bad packet costs itself, not the recording; said once.
             if not self.failed:
@@ -188,8 +213,12 @@ class StreamWriter:
         if self.closed:
             return
         self.closed = True
-        if self.container is not None:
-            self.container.close()
+        container, self.container = self.container, None
+        if container is not None:
+            try:
+                container.close()
+            except (OSError, av.error.FFmpegError) as e:
+                log.warn("{path}: not closed cleanly: {error}", path=str(self.path), error=e)
 
 
 def remuxToMP4(source: Path, target: Path, shift: float = 0.0) -> None:

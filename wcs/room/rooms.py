@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from twisted.internet.interfaces import IReactorTime
-from wcs.logs import Logger
+from wcs.logs import Logger, clip
 
 from wcs.errors import RoomError
 from wcs.room.events import streamEntry
@@ -35,14 +35,16 @@ class Rooms:
     log = Logger()
 
     def __init__(self, clock: IReactorTime, idleTimeout: float = 60.0,
-                 maxParticipants: int = 0):
+                 maxParticipants: int = 0, maxRooms: int = 0):
         """
         @param idleTimeout: seconds an emptied-by-disconnect room lives on.
         @param maxParticipants: participants per room, 0 for no limit.
+        @param maxRooms: rooms at once (idle ones too), 0 for no limit.
         """
         self.clock = clock
         self.idleTimeout = idleTimeout
         self.maxParticipants = maxParticipants
+        self.maxRooms = maxRooms
         self.rooms: dict[str, Room] = {}
         self.observers: list[RoomObserver] = []
 
@@ -55,8 +57,8 @@ class Rooms:
         others (JOINED). A second join by the same member is answered with
         the participant it already is.
 
-        @raise RoomError: the login is taken by another member, or the room
-            is full.
+        @raise RoomError: the login is taken by another member, the room
+            is full, or there are too many rooms to make another.
         """
         room = self.rooms.get(name)
         if room is not None:
@@ -72,16 +74,22 @@ class Rooms:
             if room.idleCall is not None:
                 room.idleCall.cancel()
                 room.idleCall = None
-                self.log.info("room {room} resumed by {login}", room=name, login=login)
+                self.log.info("room {room} resumed by {login}", room=clip(name),
+                              login=clip(login))
         else:
+            if self.maxRooms and len(self.rooms) >= self.maxRooms:
+                raise RoomError(
+                    f"Room {name!r} cannot be made: the server has its maximum of "
+                    f"{self.maxRooms} rooms")
             room = self.rooms[name] = Room(name, record, self.clock.seconds())
-            self.log.info("room {room} started (record={record})", room=name, record=record)
+            self.log.info("room {room} started (record={record})", room=clip(name),
+                          record=record)
             for observer in self.observers:
                 observer.roomStarted(room)
         participant = Participant(room, login, member)
         room.broadcast(room.event("JOINED", login))
         room.participants[login] = participant
-        self.log.info("{login} joined {room}", login=login, room=name)
+        self.log.info("{login} joined {room}", login=clip(login), room=clip(name))
         return participant
 
     def leave(self, participant: Participant) -> None:
@@ -104,7 +112,7 @@ class Rooms:
             self._end(room)
             return
         self.log.info("room {room} idle, ends in {timeout}s unless rejoined",
-                      room=room.name, timeout=self.idleTimeout)
+                      room=clip(room.name), timeout=self.idleTimeout)
         room.idleCall = self.clock.callLater(self.idleTimeout, self._idleExpired, room)
 
     def chat(self, sender: Participant, to: str, text: str) -> None:
@@ -151,7 +159,8 @@ class Rooms:
             self.withdrawStream(participant, streamName)
         del room.participants[participant.login]
         room.broadcast(room.event("LEFT", participant.login))
-        self.log.info("{login} left {room}", login=participant.login, room=room.name)
+        self.log.info("{login} left {room}", login=clip(participant.login),
+                      room=clip(room.name))
         return True
 
     def _idleExpired(self, room: Room) -> None:
@@ -168,10 +177,11 @@ class Rooms:
             room.idleCall = None
         if self.rooms.get(room.name) is room:
             del self.rooms[room.name]
-        self.log.info("room {room} ended", room=room.name)
+        self.log.info("room {room} ended", room=clip(room.name))
         for observer in self.observers:
             try:
                 observer.roomEnded(room)
             except Exception:
                 # One observer's bug must not keep the others from hearing.
-                self.log.failure("room observer failed on end of {room}", room=room.name)
+                self.log.failure("room observer failed on end of {room}",
+                                 room=clip(room.name))

@@ -203,6 +203,13 @@ class ServerConnection:
     def streamEOF(self, streamId: int) -> None:
         self._userControl(STREAM_EOF, _u32.pack(streamId))
 
+    def pingRequest(self, timestamp: int) -> None:
+        """
+        Ask the peer to answer (user control PING_RESPONSE): how the server
+        hears from a player, which otherwise sends nothing after C{play}.
+        """
+        self._userControl(PING_REQUEST, _u32.pack(timestamp & 0xFFFFFFFF))
+
     def data(self, streamId: int, timestamp: int, payload: bytes) -> None:
         self.outgoing.append(self.writer.write(DATA_CHUNKS, DATA_AMF0, streamId, timestamp, payload))
 

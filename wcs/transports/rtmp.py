@@ -56,6 +56,9 @@ declare(
         "RTMP connections from one address at once; 0: no limit"),
     Key("rtmp_player_buffer", "int", 1 << 20,
         "bytes waiting to be sent to an RTMP player before it drops to the next keyframe"),
+    Key("rtmp_handshake_timeout", "int", 10000,
+        "ms a new RTMP connection has to finish the handshake, and then again to send "
+        "connect; 0: no limit"),
 )
 
 # What a client may send (docs/security.md, "RTMP and AMF").
@@ -88,9 +91,14 @@ class RTMPChannel:
         self.peer = protocol.peer
 
     def send(self, message) -> None:
-        if self.flash and message.name in FLASH_CALLS:
-            self.protocol.conn.call(message.name, *message.args)
-            self.protocol.flush()
+        if self.flash:
+            if message.name in FLASH_CALLS:
+                self.protocol.conn.call(message.name, *message.args)
+                self.protocol.flush()
+        elif message.name == "ping":
+            # An encoder or player speaks no room protocol, but every RTMP
+            # client answers a ping request: the session's keep-alive in RTMP.
+            self.protocol.pingPeer()
 
     def close(self, reason: str) -> None:
         self.protocol.closeWith(reason)
@@ -144,6 +152,8 @@ class RTMPServerProtocol(Protocol):
         self.congested = False
         self.closed = False
         self.peer = "?"
+        self.awaiting: str | None = None  # the step a deadline waits for: see _expect
+        self.deadline = None
 
     # Connection
 
@@ -176,10 +186,36 @@ class RTMPServerProtocol(Protocol):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, KERNEL_SEND_BUFFER)
         self.transport.registerProducer(self, True)
         self.transport.bufferSize = settings.rtmp_player_buffer
+        self._expect("handshake")
+
+    # Before a session exists its keep-alive cannot time the connection out:
+    # each step (the handshake, then connect) has its own deadline.
+
+    def _expect(self, step: str) -> None:
+        self._cancelDeadline()
+        self.awaiting = step
+        timeout = self.factory.settings.rtmp_handshake_timeout / 1000.0
+        if timeout > 0:
+            self.deadline = self.factory.server.clock.callLater(
+                timeout, self.closeWith, f"no RTMP {step} within {timeout:g} s")
+
+    def _progress(self) -> None:
+        if self.session is not None:
+            self._cancelDeadline()
+            self.awaiting = None
+        elif self.awaiting == "handshake" and self.conn.handshake.done:
+            self._expect("connect")
+
+    def _cancelDeadline(self) -> None:
+        if self.deadline is not None and self.deadline.active():
+            self.deadline.cancel()
+        self.deadline = None
 
     def dataReceived(self, data: bytes) -> None:
         if self.closed:
             return
+        if self.session is not None:
+            self.session.peerActive()  # any bytes: media, acks, ping responses
         try:
             for event in self.conn.receive(data):
                 if isinstance(event, Media):
@@ -191,10 +227,13 @@ class RTMPServerProtocol(Protocol):
         except RTMPProtocolError as e:
             self.closeWith(f"protocol error: {e}")
             return
+        if self.awaiting is not None:
+            self._progress()
         self.flush()
 
     def connectionLost(self, reason=None) -> None:
         self.closed = True
+        self._cancelDeadline()
         self.factory.perAddress[getattr(self, "address", "")] -= 1
         for player in list(self.players.values()):
             player.stop()
@@ -222,6 +261,10 @@ class RTMPServerProtocol(Protocol):
 
     def writeRaw(self, data: bytes) -> None:
         self.transport.write(data)
+
+    def pingPeer(self) -> None:
+        self.conn.pingRequest(int(self.factory.server.clock.seconds() * 1000))
+        self.flush()
 
     # IPushProducer: the transport says when its buffer is full.
 

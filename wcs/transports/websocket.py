@@ -11,16 +11,29 @@ from __future__ import annotations
 import struct
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket.types import ConnectionDeny
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
 from twisted.internet import endpoints
-from wcs.logs import Logger
+from twisted.internet.interfaces import IPushProducer
+from wcs.logs import Logger, clip
 from zope.interface import implementer
 
 from wcs import protocol
+from wcs.config import Key, declare
 from wcs.errors import ProtocolError
 from wcs.interfaces import IRoomServer, ISignallingChannel, ITransport
 from wcs.messages import ServerMessage
+from wcs.peers import DROP, PeerConnections
+
+declare(
+    Key("ws_max_send_buffer", "int", 1 << 20,
+        "bytes of output a client may leave unread (beyond the transport's own "
+        "64 KiB) before it is disconnected; 0: no limit"),
+    Key("ws_max_connections_per_address", "int", 100,
+        "WebSocket connections from one address at once; 0: no limit"),
+    Key("ws_max_connections", "int", 10000, "WebSocket connections at once; 0: no limit"),
+)
 
 # Frames over the configured limit get a `fail`; frames this many times over
 # it are not even read: Autobahn closes the connection (code 1009).
@@ -47,9 +60,34 @@ def textFrame(message: ServerMessage) -> bytes:
 log = Logger()
 
 
+@implementer(IPushProducer)
+class Backlog:
+    """
+    What a client leaves unread. The transport pauses its producer when its
+    own buffer passes its C{bufferSize} and resumes it once drained; what is
+    written in between is the backlog.
+    """
+
+    paused = False
+    size = 0
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        self.size = 0
+
+    def stopProducing(self) -> None:
+        pass
+
+
 @implementer(ISignallingChannel)
 class SignallingProtocol(WebSocketServerProtocol):
     session = None
+    host = None  # the peer's address while it counts against the caps
+    refusal = None  # why the opening handshake is refused, if it is
+    dropped = False  # cut for reading too slowly: write nothing more
     # `peer` (ISignallingChannel) is set by Autobahn on connection.
 
     def connectionMade(self) -> None:
@@ -58,9 +96,47 @@ class SignallingProtocol(WebSocketServerProtocol):
         if hasattr(self.transport, "setTcpNoDelay"):
             self.transport.setTcpNoDelay(True)
         super().connectionMade()
+        self.backlog = Backlog()
+        self.transport.registerProducer(self.backlog, True)
+        self.host = self.transport.getPeer().host
+        verdict, self.refusal = self.factory.peers.connect(self.host)
+        if verdict == DROP:
+            self.badInput("flood", "{peer}: closed at once: {reason}", reason=self.refusal)
+            self.transport.abortConnection()
+
+    def onConnect(self, request):
+        if self.refusal is not None:
+            raise ConnectionDeny(503, self.refusal)
+        return None
+
+    def failHandshake(self, reason: str, code: int = 400, responseHeaders=None) -> None:
+        # Autobahn's own logs two lines per failed handshake, not rate-limited.
+        self.badInput("handshake", "{peer}: WebSocket handshake refused ({code} {reason})",
+                      code=code, reason=clip(reason))
+        self.wasNotCleanReason = reason
+        self.wasClean = True  # a refusal we answered: nothing more to log
+        self.sendHttpErrorResponse(code, reason, responseHeaders)
+        self.dropConnection(abort=False)
+
+    def connectionLost(self, reason) -> None:
+        if self.host is not None:
+            self.factory.peers.disconnect(self.host)
+            self.host = None
+        super().connectionLost(reason)
+
+    def badInput(self, kind: str, format: str, **kwargs) -> None:
+        self.factory.server.badInputLog.warn((self.host, kind), format, peer=self.peer,
+                                             **kwargs)
 
     def onOpen(self) -> None:
         self.session = self.factory.server.openSession(self)
+
+    def dataReceived(self, data: bytes) -> None:
+        # Any bytes are a sign of life: the frames of a message, and the
+        # control frames (WebSocket pings, pongs) that never reach onMessage.
+        if self.session is not None:
+            self.session.peerActive()
+        super().dataReceived(data)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         session = self.session
@@ -73,7 +149,7 @@ class SignallingProtocol(WebSocketServerProtocol):
             if len(payload) > limit:
                 raise ProtocolError(
                     f"message of {len(payload)} bytes exceeds the limit of {limit} bytes")
-            name, args = protocol.decodeFrame(payload)
+            name, args = protocol.decodeFrame(payload, self.factory.maxDepth)
         except ProtocolError as e:
             session.protocolError(e.info)
             return
@@ -91,15 +167,35 @@ class SignallingProtocol(WebSocketServerProtocol):
     # ISignallingChannel
 
     def send(self, message: ServerMessage) -> None:
-        if self.state != self.STATE_OPEN:
+        if self.state != self.STATE_OPEN or self.dropped:
             return
         frame = message.encoded("websocket", textFrame)
+        backlog = self.backlog
+        if backlog.paused:
+            backlog.size += len(frame)
+            limit = self.factory.maxBacklog
+            if limit and backlog.size > limit:
+                self._dropSlowReader(limit)
+                return
         if self.send_queue:
             self.sendData(frame)  # keep order behind what Autobahn queued
         else:
             # Autobahn's sendData formats a debug line per call even when
             # debug is off: a third of the cost of a small message.
             self.transport.write(frame)
+
+    def _dropSlowReader(self, limit: int) -> None:
+        """
+        A client that reads slower than its rooms talk would hold ever more
+        of the server's memory: cut it (a close frame would wait behind the
+        backlog it does not read).
+        """
+        self.badInput("slow", "{peer}: over {limit} bytes of output left unread, "
+                      "disconnected", limit=limit)
+        self.dropped = True
+        self.wasNotCleanReason = f"over {limit} bytes of output left unread"
+        self.droppedByMe = True
+        self.transport.abortConnection()
 
     def close(self, reason: str) -> None:
         # A close reason must fit in a control frame (123 bytes of UTF-8).
@@ -113,7 +209,12 @@ class SignallingFactory(WebSocketServerFactory):
     def __init__(self, server: IRoomServer, url: str | None = None):
         super().__init__(url)
         self.server = server
-        self.softLimit = server.settings.ws_max_message_size
+        settings = server.settings
+        self.softLimit = settings.ws_max_message_size
+        self.maxDepth = settings.json_max_depth
+        self.maxBacklog = settings.ws_max_send_buffer
+        self.peers = PeerConnections(settings.ws_max_connections_per_address,
+                                     settings.ws_max_connections)
         hard = max(self.softLimit * HARD_LIMIT_FACTOR, 1 << 20)
         self.setProtocolOptions(
             maxMessagePayloadSize=hard,

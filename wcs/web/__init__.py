@@ -14,10 +14,9 @@ from pathlib import Path
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
 from twisted.internet import endpoints
-from twisted.web.server import Site
-
 from wcs.config import Key, declare
 from wcs.logs import Logger
+from wcs.web.guard import GuardedSite
 from wcs.web.site import makeRoot
 
 log = Logger()
@@ -49,7 +48,7 @@ def makeService(server, settings) -> MultiService | None:
     if sdk is None:
         log.warn("the browser SDK is not installed (run `npm ci`, or set websdk_dir): "
                  "demo pages will not load it")
-    site = Site(makeRoot(STATIC, sdk, settings))
+    site = GuardedSite(makeRoot(STATIC, sdk, settings), settings, server.badInputLog)
     site.displayTracebacks = False
     services = MultiService()
     if settings.http_port:

@@ -1,0 +1,88 @@
+"""
+When a WebRTC peer has been silent too long.
+
+The receive path only stores a timestamp (L{Silence.heard}: one attribute
+store per packet); one timer per watched session wakes at the earliest
+moment the silence could have lasted C{timeout} and either fails the
+session or sleeps again until the new deadline. Time comes from an
+injected L{IReactorTime}, so that the rule is tested with L{task.Clock}.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Callable
+
+from twisted.internet.interfaces import IReactorTime
+from zope.interface import implementer
+
+
+@implementer(IReactorTime)
+class LoopClock:
+    """
+    The running asyncio loop as an L{IReactorTime}, for an engine used
+    without a Twisted reactor (the media tests run on a bare asyncio loop).
+    Only what L{Silence} needs: C{seconds} and C{callLater}.
+    """
+
+    def seconds(self) -> float:
+        return time.monotonic()  # what asyncio's loop.time() reads
+
+    def callLater(self, delay, callable, *args, **kw):
+        return asyncio.get_running_loop().call_later(delay, lambda: callable(*args, **kw))
+
+    def getDelayedCalls(self):
+        return []
+
+
+class Silence:
+    """
+    How long since a peer was last heard, and a watch that calls
+    C{expired} once when that lasted C{timeout} seconds (0: never).
+
+    @ivar last: the clock's time of the last sign of life.
+    """
+
+    def __init__(self, clock: IReactorTime, timeout: float):
+        self.clock = clock
+        self.seconds = clock.seconds
+        self.timeout = timeout
+        self.last = clock.seconds()
+        self._call = None
+        self._expired: Callable[[], None] | None = None
+
+    def heard(self) -> None:
+        self.last = self.seconds()
+
+    def silentFor(self) -> float:
+        return self.seconds() - self.last
+
+    def watch(self, expired: Callable[[], None]) -> None:
+        """Start watching, counting silence from now."""
+        self.stop()
+        self.last = self.seconds()
+        if self.timeout > 0:
+            self._expired = expired
+            self._call = self.clock.callLater(self.timeout, self._check)
+
+    def stop(self) -> None:
+        call, self._call = self._call, None
+        self._expired = None
+        if call is not None:
+            call.cancel()
+
+    @property
+    def watching(self) -> bool:
+        return self._call is not None
+
+    def _check(self) -> None:
+        self._call = None
+        silent = self.silentFor()
+        if silent >= self.timeout:
+            expired, self._expired = self._expired, None
+            if expired is not None:
+                expired()
+        else:
+            # Heard meanwhile: sleep until the new deadline, no earlier.
+            self._call = self.clock.callLater(self.timeout - silent, self._check)
