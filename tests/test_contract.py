@@ -168,3 +168,17 @@ def test_transports_provide_the_contract():
     assert {"websocket", "rtmp"} <= {t.name for t in transports}
     for transport in transports:
         verifyObject(interfaces.ITransport, transport)
+
+
+def test_a_strict_server_refuses_what_its_interface_does_not_declare(server):
+    from tests.support.contract import ContractViolation, strictServer
+
+    strict = strictServer(server)
+    assert strict.settings is server.settings
+    with pytest.raises(ContractViolation):
+        strict.streams  # the registry is the core's own
+    session = strict.openSession(RecordingChannel())
+    session.identify("rtmp", "alice")
+    assert session.login == "alice"
+    with pytest.raises(ContractViolation):
+        getattr(session, "participants", None)

@@ -122,8 +122,11 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
-class ContractViolation(AttributeError):
-    pass
+class ContractViolation(Exception):
+    """
+    Not an AttributeError: C{getattr(obj, name, default)} or C{hasattr}
+    in a transport must not hide a reach past the interface.
+    """
 
 
 class Strict:
@@ -139,6 +142,8 @@ class Strict:
         object.__setattr__(self, "_wrap", wrap or {})
 
     def __getattr__(self, name: str):
+        if name.startswith("__"):
+            raise AttributeError(name)  # Python's own probes (copy, pickle, ...)
         if name not in self._interface.names(all=True):
             raise ContractViolation(
                 f"{name!r} is not part of {self._interface.__name__}")
