@@ -18,7 +18,7 @@ PREFS = {"video": ["H264", "VP8"], "audio": ["opus"]}
 
 
 def socketsOf(session) -> int:
-    return sum(len(t.ice._protocols) for t in session.uniqueTransports)
+    return sum(t.ice.socketCount() for t in session.uniqueTransports)
 
 
 # The plan: which m-lines get a transport
