@@ -16,14 +16,19 @@ import re
 import uuid
 from dataclasses import dataclass, field
 
-from aiortc import sdp
-from aiortc.rtcdtlstransport import RTCDtlsParameters
-from aiortc.rtcicetransport import RTCIceParameters, candidate_from_aioice
-from aiortc.rtcpeerconnection import and_direction, reverse_direction
-from aiortc.rtcrtpparameters import RTCRtcpFeedback, RTCRtpCodecParameters, RTCRtpParameters
-
 from wcs.errors import StreamError
 from wcs.media import info
+from wcs.media.internals import (
+    RTCDtlsParameters,
+    RTCIceParameters,
+    RTCRtcpFeedback,
+    RTCRtpCodecParameters,
+    RTCRtpParameters,
+    and_direction,
+    candidate_from_aioice,
+    reverse_direction,
+    sdp,
+)
 from wcs.media.rtp import random32
 
 KINDS = ("audio", "video")
