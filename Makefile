@@ -24,11 +24,14 @@ $(STAMP): setup.cfg pyproject.toml
 	touch $(STAMP)
 
 # Debian packages the tests drive (ffmpeg as RTMP client, Chromium for the
-# browser tests). Installed only when missing; needs root, as on CI.
+# browser tests, iptables and iproute2 for the network lab in tests/netlab).
+# Installed only when missing; needs root, as on CI.
 system-deps:
 	@missing=""; \
 	command -v ffmpeg >/dev/null || missing="$$missing ffmpeg"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v iptables >/dev/null || missing="$$missing iptables"; \
+	command -v ip >/dev/null || missing="$$missing iproute2"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing$$missing"; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
