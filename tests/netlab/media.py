@@ -1,0 +1,223 @@
+"""
+A room on the lab's network: one aiortc publisher (stamped moving picture)
+and N decoding aiortc players, through the server's WebSocket room protocol,
+each client on its own address so that the impairer shapes its link.
+
+Measured per player over a window: decoded frames per second, freezes (no
+new frame for 500 ms) per minute, glass-to-glass delay (the stamp), frames
+whose stamp came out damaged, keyframes decoded; per leg the bytes offered
+to the link (the impairer's counters): the publisher's uplink, each
+player's downlink.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import av
+import numpy as np
+from aiortc.codecs import h264, vpx
+from aiortc.mediastreams import MediaStreamError, VideoStreamTrack
+
+from tests.media import peers
+from tests.netlab import stamp
+from tests.netlab.lab import hostAddress, playerAddress, publisherAddress
+from tests.support.rooms import SKIP, negotiate, status, streamRequest
+from tests.support.wsclient import Client
+
+FREEZE = 0.5  # s without a new frame
+BITRATE = 1_000_000  # the publisher's encoder target, both codecs (no REMB from wcs)
+CODECS = {"h264": "video/H264", "vp8": "video/VP8"}
+
+
+def nowMs() -> int:
+    return int(time.monotonic() * 1000)
+
+
+class StampedVideo(VideoStreamTrack):
+    """
+    Moving bars, a moving box and noise (so that the encoder has something
+    to spend ~1 Mbit/s on), from a loop of precomputed planes; each frame
+    stamped with its number and the time it was made.
+    """
+
+    def __init__(self, width: int = 640, height: int = 480, loop: int = 30, seed: int = 1):
+        super().__init__()
+        rng = np.random.default_rng(seed)
+        xs = np.arange(width)
+        self.planes = []
+        for i in range(loop):
+            luma = np.empty((height, width), dtype=np.int16)
+            luma[:] = 40 + ((xs + i * 8) % width) * 180 // width
+            bx = int((width - 96) * (0.5 + 0.5 * math.sin(2 * math.pi * i / loop)))
+            by = int((height - 96) * (0.5 + 0.5 * math.cos(2 * math.pi * i / loop)))
+            luma[by:by + 96, bx:bx + 96] = 16 + (i * 7) % 220
+            luma += rng.integers(-8, 9, size=luma.shape, dtype=np.int16)
+            chroma = np.full((height // 2, width), 128, dtype=np.uint8)
+            self.planes.append(np.concatenate([np.clip(luma, 0, 255).astype(np.uint8), chroma]))
+        self.height = height
+        self.count = 0
+
+    async def recv(self):
+        pts, timeBase = await self.next_timestamp()
+        planes = self.planes[self.count % len(self.planes)].copy()
+        stamp.paint(planes[:self.height], self.count, nowMs())
+        frame = av.VideoFrame.from_ndarray(planes, format="yuv420p")
+        frame.pts, frame.time_base = pts, timeBase
+        self.count += 1
+        return frame
+
+
+@dataclass
+class Decoded:
+    at: float  # monotonic s
+    counter: int | None
+    delayMs: int | None
+    keyframe: bool
+
+
+class MeasuringPlayer(peers.Player):
+    """A video-only aiortc player that keeps what it measures, not the frames."""
+
+    def __init__(self, video: str):
+        super().__init__(video=video, audio=None)
+        self.decoded: list[Decoded] = []
+        self.first = asyncio.Event()
+
+    async def _consume(self, track):
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                frame = await track.recv()
+                at = time.monotonic()
+                if frame.format.name != "yuv420p":
+                    frame = frame.reformat(format="yuv420p")
+                luma = np.frombuffer(frame.planes[0], dtype=np.uint8).reshape(
+                    frame.height, frame.planes[0].line_size)
+                read = stamp.read(luma)
+                self.decoded.append(Decoded(
+                    at, read and read[0], read and stamp.delayMs(read[1], int(at * 1000)),
+                    bool(frame.key_frame)))
+                self.first.set()
+
+    def figures(self, start: float, end: float) -> dict:
+        window = [d for d in self.decoded if start <= d.at < end]
+        times = [start] + [d.at for d in window] + [end]
+        gaps = [b - a for a, b in zip(times, times[1:])]
+        freezes = [g for g in gaps if g > FREEZE]
+        delays = sorted(d.delayMs for d in window if d.delayMs is not None)
+        seconds = end - start
+        return {
+            "fps": round(len(window) / seconds, 1),
+            "freezesPerMin": round(len(freezes) * 60 / seconds, 1),
+            "frozenS": round(sum(freezes), 1),
+            "delayP50": _percentile(delays, 0.5), "delayP95": _percentile(delays, 0.95),
+            "unreadable": sum(d.counter is None for d in window),
+            "keyframes": sum(d.keyframe for d in window),
+        }
+
+
+def _percentile(ordered: list, q: float):
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else None
+
+
+@contextlib.contextmanager
+def encoderBitrate(bits: int):
+    """Both codecs' encoders start at C{bits}/s (aiortc's VP8 would start at half)."""
+    saved = h264.DEFAULT_BITRATE, vpx.DEFAULT_BITRATE
+    h264.DEFAULT_BITRATE = vpx.DEFAULT_BITRATE = bits
+    try:
+        yield
+    finally:
+        h264.DEFAULT_BITRATE, vpx.DEFAULT_BITRATE = saved
+
+
+def clients(players: int, publishers: int = 1) -> list[tuple[str, str]]:
+    """The lab's clients, (name, address), as the profiles and the probe name them."""
+    return ([(f"publisher{i}", publisherAddress(i)) for i in range(publishers)]
+            + [(f"player{i}", playerAddress(i)) for i in range(players)])
+
+
+@dataclass
+class RoomRun:
+    codec: str
+    players: int
+    seconds: float
+    warmup: float = 3.0
+    width: int = 640
+    height: int = 480
+    firstFrameTimeout: float = 30.0
+    result: dict = field(default_factory=dict)
+
+    async def run(self, server, lab, publisherIndex: int = 0) -> dict:
+        """Publish, play, measure; the lab's counters are reset for the window."""
+        room = f"netlab-{uuid.uuid4().hex[:6]}"
+        opened, pcs = [], []
+        try:
+            with encoderBitrate(BITRATE):
+                return await self._run(server, lab, room, publisherIndex, opened, pcs)
+        finally:
+            for pc in pcs:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(pc.close(), 5)
+            for client in opened:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(client.close(), 5)
+
+    async def _run(self, server, lab, room, publisherIndex, opened, pcs) -> dict:
+        mime = CODECS[self.codec]
+        media = {"hasAudio": False, "constraints": {"audio": False, "video": True}}
+        owner = await Client.open(server.wsURL, f"pub{publisherIndex}")
+        opened.append(owner)
+        await owner.join(room)
+        publisher = peers.newPeer()
+        pcs.append(publisher)
+        video = StampedVideo(self.width, self.height)
+        peers._prefer(publisher.addTransceiver(video, direction="sendonly"), mime)
+        with hostAddress(publisherAddress(publisherIndex)):
+            publish = streamRequest(f"{room}-pub", room, await peers.offerOf(publisher),
+                                    True, **media)
+        await negotiate(owner, publisher, "publishStream", publish)
+        await status(owner, publish["mediaSessionId"], "PUBLISHING", timeout=30)
+        players = []
+        for index in range(self.players):
+            viewer = await Client.open(server.wsURL, f"viewer{index}")
+            opened.append(viewer)
+            await viewer.join(room)
+            player = MeasuringPlayer(mime)
+            pcs.append(player)
+            players.append(player)
+            with hostAddress(playerAddress(index)):
+                play = streamRequest(publish["name"], room, await peers.offerOf(player.pc),
+                                     False, **media)
+            await negotiate(viewer, player.pc, "playStream", play)
+            await status(viewer, play["mediaSessionId"], "PLAYING", timeout=30)
+        await asyncio.wait_for(asyncio.gather(*(p.first.wait() for p in players)),
+                               self.firstFrameTimeout)
+        await asyncio.sleep(self.warmup)
+        lab.reset()
+        start, made = time.monotonic(), video.count
+        await asyncio.sleep(self.seconds)
+        end, made = time.monotonic(), video.count - made
+        links = lab.stats()["links"]
+        seconds = end - start
+
+        def kbit(name):
+            counters = links.get(name)
+            return round(counters["bytes"] * 8 / seconds / 1000) if counters else None
+
+        self.result = {
+            "codec": self.codec, "players": self.players, "seconds": round(seconds, 1),
+            # What the publisher made: on a loaded machine it may make fewer
+            # than 30 frames a second, and no player can decode more.
+            "publisherFps": round(made / seconds, 1),
+            "uplinkKbit": kbit(f"publisher{publisherIndex}.up"),
+            "perPlayer": [dict(p.figures(start, end), downlinkKbit=kbit(f"player{i}.down"),
+                               tailDropped=links.get(f"player{i}.down", {}).get("tailDropped"))
+                          for i, p in enumerate(players)],
+        }
+        return self.result
