@@ -7,7 +7,7 @@ PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
 APT_PACKAGES := ffmpeg chromium
 
-.PHONY: run test deps system-deps npm-deps bench fuzz soak clean
+.PHONY: run test deps system-deps npm-deps bench fuzz soak netlab clean
 
 run: deps npm-deps
 	$(VENV)/bin/twistd -n --pidfile= wcs
@@ -62,6 +62,15 @@ SOAK_SECONDS ?= 3600
 
 soak: deps system-deps
 	SOAK_SECONDS=$(SOAK_SECONDS) $(PY) -m pytest tests/soak -s -q -p no:cacheprovider
+
+# The network lab (tests/netlab/, docs/networks.md): every profile, H.264
+# and VP8, NETLAB_PLAYERS decoding players, NETLAB_SECONDS per run. Root.
+NETLAB_SECONDS ?= 30
+NETLAB_PLAYERS ?= 4
+
+netlab: deps system-deps
+	$(PY) bench/network.py --profile all --codec h264,vp8 \
+	  --players $(NETLAB_PLAYERS) --seconds $(NETLAB_SECONDS)
 
 # Coverage-guided fuzzing of every parser (docs/security.md, "Fuzzing"):
 # FUZZ_SECONDS per target, two at a time; prints executions and failures per

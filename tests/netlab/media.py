@@ -86,6 +86,8 @@ class MeasuringPlayer(peers.Player):
 
     def __init__(self, video: str):
         super().__init__(video=video, audio=None)
+        # aiortc's VP8 decoder does not mark the pictures it makes as keyframes.
+        self.countsKeyframes = video == CODECS["h264"]
         self.decoded: list[Decoded] = []
         self.first = asyncio.Event()
 
@@ -117,7 +119,7 @@ class MeasuringPlayer(peers.Player):
             "frozenS": round(sum(freezes), 1),
             "delayP50": _percentile(delays, 0.5), "delayP95": _percentile(delays, 0.95),
             "unreadable": sum(d.counter is None for d in window),
-            "keyframes": sum(d.keyframe for d in window),
+            "keyframes": sum(d.keyframe for d in window) if self.countsKeyframes else None,
         }
 
 

@@ -1,0 +1,124 @@
+"""
+wcs on impaired networks: the network lab (tests/netlab, docs/networks.md).
+
+For each profile: a fresh lab (private network namespace, NFQUEUE impairer),
+the UDP probe that proves the profile is in force (its figures printed, the
+run marked when they stray), a fresh server inside the lab, then for each
+codec one room: an aiortc publisher of a stamped 640x480@30 picture (~1
+Mbit/s) and N decoding aiortc players, measured over --seconds. Prints one
+row per player: fps, freezes (no new frame for 500 ms) per minute, seconds
+frozen, glass-to-glass delay p50/p95, the publisher's uplink and the
+player's downlink (kbit/s offered to the link: media and retransmissions),
+tail drops at a rate limit, keyframes decoded. Needs root. Figures only; it
+exits non-zero when a probe did not prove its profile or a run failed.
+
+    .venv/bin/python bench/network.py [--profile all|wifi,lossy] [--codec h264,vp8]
+                                      [--players 4] [--seconds 30] [--json out.jsonl]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.netlab.lab import NetLab, netemAvailable  # noqa: E402
+from tests.netlab.media import CODECS, RoomRun, clients  # noqa: E402
+from tests.netlab.profiles import PROFILES, proveInLab  # noqa: E402
+from tests.support.rooms import MEDIA  # noqa: E402
+from tests.support.server import startServer  # noqa: E402
+
+COLUMNS = ("profile", "codec", "player", "pub fps", "fps", "freezes/min", "frozen s",
+           "delay p50 ms", "p95 ms", "uplink kbit/s", "downlink kbit/s", "tail drops",
+           "keyframes", "load")
+
+
+def runProfile(profile, args, workdir: Path) -> tuple[list[dict], list[str]]:
+    labClients = clients(args.players)
+    results, failures = [], []
+    with NetLab() as lab:
+        lab.setLinks(profile.links(labClients))
+        report, problems = proveInLab(lab, profile, labClients)
+        links = report["links"]
+        print(f"# {profile.name}: probe " + ", ".join(
+            f"{name} loss {f['loss']:.3f} delay {f['p50']}/{f['p95']} ms"
+            + (f" {f['rateKbit']} kbit/s" if "rateKbit" in f else "")
+            for name, f in links.items()), flush=True)
+        if problems:
+            failures += [f"{profile.name} probe: {p}" for p in problems]
+        with lab.entered():
+            server = startServer(workdir / profile.name, settings=MEDIA)
+        try:
+            for codec in args.codecs:
+                run = RoomRun(codec, args.players, args.seconds, width=args.width,
+                              height=args.height)
+                try:
+                    with lab.entered():
+                        result = asyncio.run(asyncio.wait_for(run.run(server, lab),
+                                                              args.seconds + 180))
+                except Exception as e:  # report and go on with the next run
+                    failures.append(f"{profile.name} {codec}: {type(e).__name__}: {e}")
+                    continue
+                result.update(profile=profile.name, probe=report, load=os.getloadavg()[0])
+                results.append(result)
+        finally:
+            server.stop()
+    return results, failures
+
+
+def rows(result: dict):
+    for index, player in enumerate(result["perPlayer"]):
+        yield (result["profile"], result["codec"], index, result["publisherFps"],
+               player["fps"], player["freezesPerMin"], player["frozenS"], player["delayP50"],
+               player["delayP95"], result["uplinkKbit"], player["downlinkKbit"],
+               player["tailDropped"], player["keyframes"], round(result["load"], 1))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    parser.add_argument("--profile", default="all", help="all, or names: " + ",".join(PROFILES))
+    parser.add_argument("--codec", default="h264,vp8", help="h264, vp8 or both")
+    parser.add_argument("--players", type=int, default=4)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--size", default="640x480")
+    parser.add_argument("--json", help="append one JSON line per run here")
+    args = parser.parse_args()
+    names = list(PROFILES) if args.profile == "all" else args.profile.split(",")
+    unknown = [n for n in names if n not in PROFILES]
+    args.codecs = args.codec.split(",")
+    if unknown or any(c not in CODECS for c in args.codecs):
+        parser.error(f"unknown profile or codec: {unknown or args.codecs}")
+    args.width, args.height = (int(v) for v in args.size.split("x"))
+    print(f"{args.players} players, {args.seconds:.0f} s per run, {args.size}, "
+          f"load average {os.getloadavg()[0]:.1f} at {time.strftime('%H:%M:%S')}; kernel netem "
+          f"{'present' if netemAvailable() else 'absent'}, links shaped by the NFQUEUE impairer",
+          flush=True)
+    table, failures = [], []
+    with tempfile.TemporaryDirectory(prefix="netlab-") as workdir:
+        for name in names:
+            results, failed = runProfile(PROFILES[name], args, Path(workdir))
+            failures += failed
+            for result in results:
+                table += rows(result)
+                if args.json:
+                    with open(args.json, "a") as out:
+                        out.write(json.dumps(result) + "\n")
+    print("| " + " | ".join(COLUMNS) + " |")
+    print("|" + "---|" * len(COLUMNS))
+    for row in table:
+        print("| " + " | ".join("-" if v is None else str(v) for v in row) + " |")
+    for failure in failures:
+        print("FAILED:", failure)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
