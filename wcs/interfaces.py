@@ -234,3 +234,39 @@ class IMediaSink(Interface):
         """
         The source stopped for good.
         """
+
+
+# Web resources from drop-ins ------------------------------------------------
+#
+# A transport that speaks HTTP (WHIP, WHEP) serves its paths on the web
+# server's ports (http_port, https_port) rather than listening on its own.
+
+
+class IWebResource(IPlugin):
+    """
+    A drop-in that serves one top-level path of the web server, found with
+    L{twisted.plugin.getPlugins} in C{wcs.transports} and the top-level
+    C{plugins} package, like L{ITransport}. The web server mounts
+    C{makeResource}'s answer at C{/path/} on both its HTTP and HTTPS ports,
+    unless the path is taken already (C{client2}, C{records}, or an earlier
+    drop-in): then it logs one line and leaves the drop-in out.
+    """
+
+    name = Attribute("A short unique name, e.g. C{'whip'}, for logs.")
+    path = Attribute("The first path segment served, a C{str} such as C{'whip'}.")
+    maxBodySize = Attribute(
+        "Bytes of request body accepted under C{/path/} (with a Content-Length; "
+        "a chunked body is refused with 411); 0: none, the web server's "
+        "default (413 for any body)."
+    )
+
+    def makeResource(server, settings):
+        """
+        Build the resource serving C{/path/...}.
+
+        @param server: the L{IRoomServer}; the resource opens client sessions
+            with C{server.openSession(channel)} like any transport.
+        @param settings: the L{wcs.config.Settings}.
+        @return: an L{twisted.web.resource.IResource}, or L{None} when the
+            settings disable it.
+        """

@@ -1,7 +1,9 @@
 """
-Limits of the web server, which only serves GETs: no request bodies (Twisted
-would spool any size to a temporary file), bounded request lines and
-headers, and connections per address.
+Limits of the web server, which mostly serves GETs: no request bodies
+(Twisted would spool any size to a temporary file) except under the paths of
+drop-ins that take them (WHIP/WHEP offers), bounded there and sent with a
+Content-Length; bounded request lines and headers, and connections per
+address.
 
 A refused request gets a short plain-text answer and C{Connection: close};
 the server then closes its side and reads on only to let the answer arrive
@@ -116,9 +118,19 @@ class GuardedChannel(HTTPChannel):
     def allHeadersReceived(self) -> None:
         # length is None for a chunked body, a number for Content-Length.
         if self.length != 0:
-            self.refuse(413, b"Content Too Large",
-                        "this server takes no request bodies", "body")
-            return
+            limit = self.site.bodyLimit(self._path)
+            if not limit:
+                self.refuse(413, b"Content Too Large",
+                            "this server takes no request bodies", "body")
+                return
+            if self.length is None:
+                self.refuse(411, b"Length Required",
+                            "a request body needs a Content-Length", "body")
+                return
+            if self.length > limit:
+                self.refuse(413, b"Content Too Large",
+                            f"request body over {limit} bytes", "body")
+                return
         super().allHeadersReceived()
 
     def rawDataReceived(self, data: bytes) -> None:
@@ -162,10 +174,19 @@ class GuardedChannel(HTTPChannel):
 class GuardedSite(Site):
     protocol = GuardedChannel
 
-    def __init__(self, resource, settings, badInputLog):
+    def __init__(self, resource, settings, badInputLog, bodyLimits=None):
         super().__init__(resource)
+        # First path segment -> bytes of request body taken there (drop-ins').
+        self.bodyLimits: dict[bytes, int] = dict(bodyLimits or {})
         self.limits = HTTPLimits(settings.http_max_request_line,
                                  settings.http_max_header_size, settings.http_max_headers)
         self.peers = PeerConnections(settings.http_max_connections_per_address,
                                      settings.http_max_connections)
         self.badInputLog = badInputLog
+
+    def bodyLimit(self, path: bytes) -> int:
+        """Bytes of request body taken at C{path} (the request line's); 0: none."""
+        if not self.bodyLimits:
+            return 0
+        segment = path.partition(b"?")[0].lstrip(b"/").partition(b"/")[0]
+        return self.bodyLimits.get(segment, 0)
