@@ -106,7 +106,8 @@ class Endpoint(Resource):
         request.notifyFinish().addErrback(lambda _: session.stop("HTTP client went away"))
         self.start(session, names, offer).addCallbacks(
             lambda answer: self._created(request, session, answer),
-            lambda failure: self._refused(request, failure))
+            lambda failure: self._refused(request, failure)
+        ).addErrback(self._crashed, request, session)
         return NOT_DONE_YET
 
     def start(self, session: HTTPMediaSession, names: list[str], offer: str):
@@ -151,6 +152,16 @@ class Endpoint(Resource):
         failure.trap(Refused)
         request.write(self._error(request, statusOf(failure.value.info), failure.value.info))
         request.finish()
+
+    def _crashed(self, failure, request, session: HTTPMediaSession) -> None:
+        log.failure("{kind}: {session} failed", failure, kind=self.kind, session=session)
+        session.stop("server error")
+        if not request.finished:
+            try:
+                request.setResponseCode(http.INTERNAL_SERVER_ERROR)
+                request.finish()
+            except RuntimeError:  # the client is gone already
+                pass
 
     def _error(self, request, status: int, reason: str) -> bytes:
         host = request.getClientAddress().host

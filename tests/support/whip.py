@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import http.client
+import ssl
 from dataclasses import dataclass
 
 from aiortc import RTCSessionDescription
@@ -28,8 +29,16 @@ class Response:
 
 
 def _request(port: int, method: str, path: str, body: bytes | None,
-             headers: dict[str, str]) -> Response:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT)
+             headers: dict[str, str], secure: bool) -> Response:
+    if secure:
+        # The server's own self-signed certificate (wcs/tls.py): not verified here.
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        connection = http.client.HTTPSConnection("127.0.0.1", port, timeout=TIMEOUT,
+                                                 context=context)
+    else:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT)
     try:
         connection.request(method, path, body=body, headers=headers)
         answer = connection.getresponse()
@@ -40,11 +49,12 @@ def _request(port: int, method: str, path: str, body: bytes | None,
 
 
 async def request(server, method: str, path: str, body: bytes | str | None = None,
-                  headers: dict[str, str] | None = None) -> Response:
+                  headers: dict[str, str] | None = None, secure: bool = False) -> Response:
     if isinstance(body, str):
         body = body.encode("utf-8")
-    return await asyncio.to_thread(_request, server.ports["http"], method, path, body,
-                                   dict(headers or {}))
+    port = server.ports["https" if secure else "http"]
+    return await asyncio.to_thread(_request, port, method, path, body, dict(headers or {}),
+                                   secure)
 
 
 async def offer(pc, strip: bool = False) -> str:
@@ -54,12 +64,13 @@ async def offer(pc, strip: bool = False) -> str:
     return stripCandidates(sdp) if strip else sdp
 
 
-async def post(server, path: str, pc, strip: bool = False, token: str | None = None) -> Response:
+async def post(server, path: str, pc, strip: bool = False, token: str | None = None,
+               secure: bool = False) -> Response:
     """POST the peer's offer to C{path}; on 201 the answer is applied to the peer."""
     headers = {"Content-Type": "application/sdp"}
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
-    response = await request(server, "POST", path, await offer(pc, strip), headers)
+    response = await request(server, "POST", path, await offer(pc, strip), headers, secure)
     if response.status == 201:
         await pc.setRemoteDescription(RTCSessionDescription(sdp=response.text, type="answer"))
     return response

@@ -18,7 +18,7 @@ from tests.support.wsclient import Client
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    running = startServer(tmp_path_factory.mktemp("whip"), enable=("ws", "http", "rtmp"),
+    running = startServer(tmp_path_factory.mktemp("whip"), enable=("ws", "http", "https", "rtmp"),
                           settings=MEDIA)
     yield running
     running.stop()
@@ -151,6 +151,20 @@ async def test_the_publisher_leaving_ends_a_whep_session(server):
 
 
 SDP = {"Content-Type": "application/sdp"}
+
+
+async def test_whep_over_https(server):
+    room, alice, bob, publisher, publish = await alicePublishesToBob(server)
+    viewer = peers.Player(video="video/H264", audio="audio/opus")
+    watched = await whip.post(server, f"/whep/{publish['name']}", viewer.pc, secure=True)
+    assert watched.status == 201, watched.text
+    await viewer.waitFrames("video", 5, timeout=20)
+    deleted = await whip.request(server, "DELETE", watched.headers["location"], secure=True)
+    assert deleted.status == 200, deleted.text
+    for peer in (viewer, publisher):
+        await peer.close()
+    await alice.close()
+    await bob.close()
 
 
 async def test_wrong_content_type_is_415(server):
