@@ -38,8 +38,13 @@ system-deps:
 npm-deps:
 	@command -v npm >/dev/null || { echo "installing npm"; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q npm; }
+	@# Reinstall when the lock file's content changed (not its mtime: a fresh
+	@# checkout or a git worktree sharing node_modules must not wipe it).
 	@if [ -f package.json ]; then \
-	  if [ ! -d node_modules ] || [ package-lock.json -nt node_modules ]; then npm ci --no-audit --no-fund; fi; \
+	  want=$$(sha256sum package-lock.json | cut -d' ' -f1); \
+	  if [ "$$(cat node_modules/.wcs-lock-sha 2>/dev/null)" != "$$want" ]; then \
+	    npm ci --no-audit --no-fund && echo "$$want" > node_modules/.wcs-lock-sha; \
+	  fi; \
 	fi
 
 BENCHES := bench/signalling.py bench/sfu.py bench/rtmp.py bench/mixer.py
