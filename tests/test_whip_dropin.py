@@ -57,14 +57,14 @@ def test_plugins_provide_the_interface():
 # In process: the real core (RoomServer on a Clock) and the real media engine,
 # the endpoint rendered with Twisted's DummyRequest.
 
-def makeEndpoint(engine=None):
+def makeEndpoint(engine=None, **settings):
     from twisted.internet.task import Clock
 
     from wcs.config import Settings
     from wcs.server import RoomServer
     from whipwhep.resource import Plugin, WHIPEndpoint
 
-    server = RoomServer(Settings(), Clock())
+    server = RoomServer(Settings(settings), Clock())
     if engine is not None:
         server.registerMediaEngine(engine)
     return server, Plugin("whip", WHIPEndpoint).makeResource(server, server.settings)
@@ -130,3 +130,22 @@ async def test_session_keeps_its_token_outlives_pings_and_deletes():
     finally:
         await publisher.close()
         await engine.close()
+
+
+def test_full_room_is_403_and_too_many_rooms_503():
+    from tests.support.channels import RecordingChannel
+
+    server, endpoint = makeEndpoint(room_max_participants=1, room_max_count=1)
+    member = server.openSession(RecordingChannel("tcp:127.0.0.1:1"))
+    member.messageReceived("connection", [{"custom": {"login": "bob"}}])
+    member.messageReceived("sendData", [{"operationId": 1, "payload": {
+        "command": "join", "options": {"name": "r"}}}])
+    offer = b"v=0\r\nm=video 9 x 96\r\n"
+    sdp = {"content-type": "application/sdp"}
+    full = render(endpoint, b"POST", b"/whip/r/obs", offer, sdp)
+    assert full.responseCode == 403, full.written
+    assert b"Room 'r' is full" in b"".join(full.written)
+    another = render(endpoint, b"POST", b"/whip/s/obs", offer, sdp)
+    assert another.responseCode == 503, another.written
+    assert b"cannot be made" in b"".join(another.written)
+    assert endpoint.sessions == {} and server.sessions == {member}
