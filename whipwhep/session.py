@@ -101,7 +101,7 @@ class HTTPMediaSession:
             core.messageReceived("sendData", [{
                 "operationId": "leave",
                 "payload": {"command": "leave", "options": {"name": self.room}}}])
-        core.connectionLost(reason)
+        self._closeCore(core, reason)
 
     def _connect(self, login: str | None) -> None:
         self.core = self.server.openSession(self)
@@ -137,8 +137,20 @@ class HTTPMediaSession:
         self._end()
         if not self.answer.called:
             self.answer.errback(Refused(info))
+        self._closeCore(core, f"refused: {info}")
+
+    def _over(self, reason: str) -> None:
+        """Ended after the answer (media failed, stream gone, shutdown)."""
+        core = self.core
+        self._end()
+        self.log.info("{session} ended: {reason}", session=self, reason=reason)
+        self._closeCore(core, reason)
+
+    @staticmethod
+    def _closeCore(core: IClientSession | None, reason: str) -> None:
+        # The core frees the stream and the room membership (LEFT).
         if core is not None:
-            core.connectionLost(f"refused: {info}")
+            core.connectionLost(reason)
 
     def _end(self) -> None:
         if self.ended:
@@ -161,14 +173,10 @@ class HTTPMediaSession:
         """The core closes us (shutdown, silence): the session is over."""
         if self.ended:
             return
-        core = self.core
-        if not self.answer.called:
+        if self.answer.called:
+            self._over(reason)
+        else:
             self._fail(reason)
-            return
-        self._end()
-        self.log.info("{session} closed: {reason}", session=self, reason=reason)
-        if core is not None:
-            core.connectionLost(reason)
 
     # The server's messages we act on; the rest (room events, STATE) are
     # for SDK clients.
@@ -195,10 +203,7 @@ class HTTPMediaSession:
             self._refuse(info)
         else:
             # Media failed, or the stream played ended: the resource is gone.
-            self.log.info("{session} ended: {info}", session=self, info=info)
-            core = self.core
-            self._end()
-            core.connectionLost(info)
+            self._over(info)
 
     def _on_ping(self, *args: Any) -> None:
         # No signalling heartbeat over HTTP: the media engine watches the
