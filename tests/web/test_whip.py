@@ -19,7 +19,7 @@ from tests.support.wsclient import Client
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     running = startServer(tmp_path_factory.mktemp("whip"), enable=("ws", "http", "https", "rtmp"),
-                          settings=MEDIA)
+                          settings=dict(MEDIA, media_inactivity_timeout="3000"))
     yield running
     running.stop()
 
@@ -93,6 +93,23 @@ async def test_whip_publishes_into_a_room_played_over_websocket_rtmp_and_whep(se
     assert gone.status == 404, gone.text
     for peer in (publisher, player, viewer):
         await peer.close()
+    await bob.close()
+
+
+async def test_a_whip_publisher_whose_media_ends_leaves_the_room(server):
+    room = newRoom()
+    bob = await Client.open(server.wsURL, "bob")
+    await bob.join(room)
+    publisher = peers.Publisher()
+    created = await whip.post(server, f"/whip/{room}/obs", publisher.pc)
+    assert created.status == 201, created.text
+    assert (await bob.roomEvent("JOINED", timeout=10))["info"] == "obs"
+    assert (await bob.roomEvent("PUBLISHED", timeout=15))["info"]["login"] == "obs"
+    await publisher.close()  # no DELETE: the media ends (DTLS close, or silence)
+    left = await bob.expect("OnDataEvent", lambda f: f["data"][0]["payload"]["name"] == "LEFT",
+                            timeout=20, skip=("ping", "OnDataEvent"))
+    assert left["data"][0]["payload"]["info"] == "obs"
+    assert (await whip.request(server, "DELETE", created.headers["location"])).status == 404
     await bob.close()
 
 
