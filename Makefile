@@ -7,7 +7,7 @@ PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
 APT_PACKAGES := ffmpeg chromium
 
-.PHONY: run test deps system-deps npm-deps bench fuzz clean
+.PHONY: run test deps system-deps npm-deps bench fuzz soak clean
 
 run: deps npm-deps
 	$(VENV)/bin/twistd -n --pidfile= wcs
@@ -51,6 +51,14 @@ BENCHES := bench/signalling.py bench/sfu.py bench/rtmp.py bench/mixer.py
 
 bench: deps system-deps
 	for script in $(BENCHES); do $(PY) $$script || exit 1; done
+
+# The soak (tests/soak/, docs/performance.md): every kind of client at once
+# against one server; prints fps per player, server RSS and CPU every 10 s.
+# `make test` runs it for 150 s; here one hour unless SOAK_SECONDS says.
+SOAK_SECONDS ?= 3600
+
+soak: deps system-deps
+	SOAK_SECONDS=$(SOAK_SECONDS) $(PY) -m pytest tests/soak -s -q -p no:cacheprovider
 
 # Coverage-guided fuzzing of every parser (docs/security.md, "Fuzzing"):
 # FUZZ_SECONDS per target, two at a time; prints executions and failures per
