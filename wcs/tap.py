@@ -126,6 +126,11 @@ def _loadTransportSettings() -> None:
             __import__(module)
         except ImportError:
             pass
+    try:
+        from wcs.web import findWebResources
+    except ImportError:
+        return
+    findWebResources()  # drop-ins serving web paths declare keys too
 
 
 class _ShutdownService(Service):
