@@ -12,12 +12,13 @@ from typing import Any, Callable
 from twisted.internet.defer import Deferred
 from zope.interface import implementer
 
-from wcs.interfaces import IClientSession, IRoomServer, ISignallingChannel
+from wcs.interfaces import (
+    FAILED, STOPPED, UNPUBLISHED, IClientSession, IRoomServer, ISignallingChannel)
 from wcs.logs import Logger, clip
 from wcs.messages import ServerMessage
 
-# Stream statuses (the SDK's) after which a session is over.
-ENDED = frozenset({"FAILED", "UNPUBLISHED", "STOPPED"})
+# Stream statuses after which a session is over.
+ENDED = frozenset({FAILED, STOPPED, UNPUBLISHED})
 
 
 class Refused(Exception):
@@ -185,7 +186,7 @@ class HTTPMediaSession:
         self._refuse(str(body.get("info", "refused")))
 
     def _on_DataStatusEvent(self, body: dict[str, Any], *rest: Any) -> None:
-        if body.get("status") == "FAILED":
+        if body.get("status") == FAILED:
             self._refuse(str(body.get("info", "refused")))
 
     def _on_setRemoteSDP(self, mediaSessionId: str, sdp: str, *rest: Any) -> None:

@@ -5,11 +5,13 @@ The HTTP status of a refusal, from the text the core gives every client
 
 from __future__ import annotations
 
+from wcs.interfaces import NAME_IN_USE, STREAM_NOT_FOUND
+
 # (text found at the start of or in the info, status), first match wins.
 _BY_TEXT: list[tuple[str, int]] = [
-    ("Stream not found", 404),
+    (STREAM_NOT_FOUND, 404),
     ("already has a participant with login", 409),
-    ("Stream name is already in use", 409),
+    (NAME_IN_USE, 409),
     ("is full: at most", 403),
     ("cannot be made: the server has its maximum", 503),
     ("Server media capacity reached", 503),
