@@ -12,7 +12,7 @@ from twisted.web.server import NOT_DONE_YET
 from zope.interface import implementer
 
 from wcs.interfaces import IWebResource
-from wcs.logs import LogLimiter, Logger, clip
+from wcs.logs import Logger, clip
 from whipwhep.session import HTTPMediaSession, Refused
 from whipwhep.statuses import statusOf
 
@@ -78,7 +78,7 @@ class Endpoint(Resource):
         super().__init__()
         self.roomServer = server
         self.sessions: dict[str, HTTPMediaSession] = {}
-        self.badInput = LogLimiter(log, clock=server.clock)
+        self.badInput = server.badInputLog  # one a while per (address, kind)
 
     def render(self, request):
         for name, value in CORS.items():
