@@ -1,0 +1,53 @@
+import aioice.ice
+import pytest
+import pytest_asyncio
+
+from tests.rest.client import RestClient
+from tests.support.rooms import MEDIA
+from tests.support.server import startServer
+from tests.web.browser import FLAGS, requireChromium
+
+KEY = "test-admin-key-Zq3"
+
+
+@pytest.fixture(autouse=True)
+def loopbackOnly(monkeypatch):
+    """aiortc peers gather 127.0.0.1 only (as in tests/media)."""
+    monkeypatch.setattr(aioice.ice, "get_host_addresses",
+                        lambda use_ipv4, use_ipv6: ["127.0.0.1"])
+
+
+@pytest.fixture(scope="module")
+def restServer(tmp_path_factory):
+    """WebSocket, media and the REST API over HTTP and HTTPS; no key: loopback only."""
+    running = startServer(tmp_path_factory.mktemp("rest"), settings=MEDIA,
+                          enable=("ws", "rest", "rest-https"))
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def rest(restServer):
+    return RestClient(restServer.ports["rest"])
+
+
+@pytest.fixture(scope="module")
+def keyServer(tmp_path_factory):
+    """The REST API with admin_api_key set."""
+    running = startServer(tmp_path_factory.mktemp("restkey"), settings={"admin_api_key": KEY},
+                          enable=("ws", "rest"))
+    yield running
+    running.stop()
+
+
+@pytest_asyncio.fixture
+async def browser():
+    executable = requireChromium()
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(executable_path=executable, args=FLAGS)
+        try:
+            yield chromium
+        finally:
+            await chromium.close()
