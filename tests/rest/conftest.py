@@ -34,8 +34,8 @@ def rest(restServer):
 @pytest.fixture(scope="module")
 def keyServer(tmp_path_factory):
     """The REST API with admin_api_key set."""
-    running = startServer(tmp_path_factory.mktemp("restkey"), settings={"admin_api_key": KEY},
-                          enable=("ws", "rest"))
+    running = startServer(tmp_path_factory.mktemp("restkey"),
+                          settings={**MEDIA, "admin_api_key": KEY}, enable=("ws", "rest"))
     yield running
     running.stop()
 
