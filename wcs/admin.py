@@ -66,7 +66,7 @@ class Admin:
         if session is None:
             return False
         session.logLevel = level
-        self.log.info("{session}: log level {level}", session=session, level=level)
+        self.log.info("{session}: log level {logLevel}", session=session, logLevel=level)
         return True
 
     # Streams
