@@ -71,3 +71,12 @@ class RestClient:
         answer = await self.call(path, body, **kwargs)
         assert answer.status == 200, (path, answer)
         return answer.body
+
+
+async def closeAll(*clients) -> None:
+    """Close test clients and peers, each even if another fails."""
+    for client in clients:
+        try:
+            await client.close()
+        except Exception:
+            pass

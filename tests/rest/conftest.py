@@ -1,11 +1,10 @@
 import aioice.ice
 import pytest
-import pytest_asyncio
 
 from tests.rest.client import RestClient
 from tests.support.rooms import MEDIA
 from tests.support.server import startServer
-from tests.web.browser import FLAGS, requireChromium
+from tests.web.conftest import browser  # noqa: F401  (headless Chromium, shared)
 
 KEY = "test-admin-key-Zq3"
 
@@ -39,15 +38,3 @@ def keyServer(tmp_path_factory):
     yield running
     running.stop()
 
-
-@pytest_asyncio.fixture
-async def browser():
-    executable = requireChromium()
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(executable_path=executable, args=FLAGS)
-        try:
-            yield chromium
-        finally:
-            await chromium.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 
+from tests.rest.client import closeAll
 from tests.rest.conftest import KEY
 from tests.support.rooms import alicePublishesToBob
 from tests.support.wsclient import Client
@@ -56,9 +57,7 @@ async def test_admin_page_shows_rooms_and_kicks(browser, keyServer):
         await page.wait_for_function("(s) => !document.querySelector(s)", arg=box,
                                      timeout=WAIT_MS)
     finally:
-        await publisher.close()
-        await alice.close()
-        await bob.close()
+        await closeAll(publisher, alice, bob)
 
 
 async def test_admin_page_room_terminate_button(browser, keyServer):
@@ -78,5 +77,4 @@ async def test_admin_page_room_terminate_button(browser, keyServer):
         await page.wait_for_function("(s) => !document.querySelector(s)", arg=box,
                                      timeout=WAIT_MS)
     finally:
-        await carol.close()
-        await dave.close()
+        await closeAll(carol, dave)

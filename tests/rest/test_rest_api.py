@@ -17,11 +17,10 @@ from twisted.internet.address import IPv4Address
 from twisted.web.test.requesthelper import DummyRequest
 
 from tests.rest import openapi
-from tests.rest.client import RestClient
+from tests.rest.client import RestClient, closeAll
 from tests.rest.conftest import KEY
 from tests.support.rooms import SKIP, alicePublishesToBob, status
 from tests.support.wsclient import Client
-from tests.web.browser import WAIT_MS
 from wcs.admin import KICKED, TERMINATED
 from wcs.rest.site import Authority
 
@@ -106,9 +105,7 @@ async def test_sdk_rest_client_finds_streams_and_connections_and_terminates(
         assert (await rest.call("/rest-api/connection/terminate", {"sessionId": bobId})
                 ).status == 404
     finally:
-        await publisher.close()
-        await alice.close()
-        await bob.close()
+        await closeAll(publisher, alice, bob)
 
 
 async def test_room_find_kick_and_terminate(restServer, rest):
@@ -146,9 +143,7 @@ async def test_room_find_kick_and_terminate(restServer, rest):
         # Both may join again: the room is made anew.
         await bob.join(room)
     finally:
-        await publisher.close()
-        await alice.close()
-        await bob.close()
+        await closeAll(publisher, alice, bob)
 
 
 async def test_recording_started_stopped_listed_downloaded_deleted(restServer, rest):
@@ -191,9 +186,7 @@ async def test_recording_started_stopped_listed_downloaded_deleted(restServer, r
             assert (await rest.call("/rest-api/record/delete", {"fileName": bad})).status == 400
         assert (restServer.workdir / "server.log").exists()
     finally:
-        await publisher.close()
-        await alice.close()
-        await bob.close()
+        await closeAll(publisher, alice, bob)
 
 
 async def test_stream_metrics_count_media(restServer, rest):
@@ -207,9 +200,7 @@ async def test_stream_metrics_count_media(restServer, rest):
         assert second["metrics"]["octets"] > first["metrics"]["octets"]
         assert second["metrics"]["lost"] >= 0
     finally:
-        await publisher.close()
-        await alice.close()
-        await bob.close()
+        await closeAll(publisher, alice, bob)
 
 
 async def test_set_log_level_traces_one_client(restServer, rest):

@@ -123,10 +123,17 @@ def matching(records: list[dict], body: dict, filters: dict[str, type], what: st
     return found
 
 
-class Streams(Area):
+class AdminArea(Area):
+    """An area acting through the core's L{IAdmin}, answering with L{Records}."""
+
     def __init__(self, admin: IAdmin, records: Records):
         super().__init__()
         self.admin, self.records = admin, records
+
+
+class Streams(AdminArea):
+    def __init__(self, admin: IAdmin, records: Records):
+        super().__init__(admin, records)
         self.method("find_all", self.findAll, allowGet=True)
         self.method("find", self.find)
         self.method("terminate", self.terminate)
@@ -161,10 +168,9 @@ class Streams(Area):
         return {"mediaSessionId": mediaSessionId, "recordName": name}
 
 
-class Connections(Area):
+class Connections(AdminArea):
     def __init__(self, admin: IAdmin, records: Records):
-        super().__init__()
-        self.admin, self.records = admin, records
+        super().__init__(admin, records)
         self.method("find_all", self.findAll, allowGet=True)
         self.method("find", self.find)
         self.method("terminate", self.terminate)
@@ -189,10 +195,9 @@ class Connections(Area):
             raise ApiError(404, "Connection not found")
 
 
-class Rooms(Area):
+class Rooms(AdminArea):
     def __init__(self, admin: IAdmin, records: Records):
-        super().__init__()
-        self.admin, self.records = admin, records
+        super().__init__(admin, records)
         self.method("find_all", self.findAll, allowGet=True)
         self.method("find", self.find)
         self.method("terminate", self.terminate)
@@ -219,10 +224,9 @@ class Rooms(Area):
             raise ApiError(404, "Participant not found")
 
 
-class Recordings(Area):
+class Recordings(AdminArea):
     def __init__(self, admin: IAdmin, records: Records):
-        super().__init__()
-        self.admin, self.records = admin, records
+        super().__init__(admin, records)
         self.method("find_all", self.findAll, allowGet=True)
         self.method("delete", self.delete)
 
