@@ -147,11 +147,11 @@ class GuardedChannel(HTTPChannel):
             return
         self.refused = True
         self._badInput(kind, f"HTTP {code}: {reason}")
-        body = reason.encode("utf-8") + b"\n"
+        contentType, body = self.refusalBody(code, reason)
         self.transport.write(
-            b"HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\n"
             b"Content-Length: %d\r\nConnection: close\r\n\r\n%s"
-            % (code, phrase, len(body), body))
+            % (code, phrase, contentType, len(body), body))
         self.setTimeout(None)
         self._lingerBytes = LINGER_BYTES
         self._lingerCall = self.callLater(LINGER_SECONDS, self.transport.abortConnection)
@@ -160,6 +160,10 @@ class GuardedChannel(HTTPChannel):
             halfClose()
         else:
             self.transport.loseConnection()
+
+    def refusalBody(self, code: int, reason: str) -> tuple[bytes, bytes]:
+        """Hook: the content type and body of a refusal."""
+        return b"text/plain; charset=utf-8", reason.encode("utf-8") + b"\n"
 
     def _discard(self, data: bytes) -> None:
         self._lingerBytes -= len(data)
