@@ -127,7 +127,7 @@ def _loadTransportSettings() -> None:
     from wcs.server import findTransports
 
     findTransports()
-    for module in ("wcs.media", "wcs.web", "wcs.tls", "wcs.recording", "wcs.rest"):
+    for module in ("wcs.media.engine", "wcs.web", "wcs.tls", "wcs.recording", "wcs.rest"):
         try:
             __import__(module)
         except ImportError:
