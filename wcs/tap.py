@@ -127,7 +127,7 @@ def _loadTransportSettings() -> None:
     from wcs.server import findTransports
 
     findTransports()
-    for module in ("wcs.media.engine", "wcs.web", "wcs.tls", "wcs.recording", "wcs.rest"):
+    for module in ("wcs.media.engine", "wcs.web", "wcs.tls", "wcs.recording", "wcs.rest.service"):
         try:
             __import__(module)
         except ImportError:
@@ -218,7 +218,7 @@ def _addRest(server, settings, parent):
     more paths (C{putChild}) and C{serverArea.drain} the drain hook; None
     when its ports are disabled.
     """
-    from wcs.rest import makeService as makeRestService
+    from wcs.rest.service import makeService as makeRestService
 
     service = makeRestService(server, settings)
     if service is not None:
