@@ -194,3 +194,25 @@ async def test_offloaded_sink_writes_in_the_worker_and_closes_after_its_frames(p
         offloaded.writeFrame(frame(n, keyframe=True))
     assert await asyncio.wait_for(offloaded.close().asFuture(loop), WAIT) == 20
     assert sink.closedAfter == list(range(20)) and mainThread not in sink.threads
+
+
+def test_a_job_whose_frames_were_dropped_ends_quietly():
+    """Jobs run by hand: a drop can empty the queue between two jobs of a worker."""
+    jobs, delivered = [], []
+    worker = Worker("test", lambda f: f.pts, delivered.append, limit=2,
+                    callFromThread=lambda f, *args: f(*args), callInThread=jobs.append)
+    worker.submit(frame(0, keyframe=True))
+    worker.submit(frame(1))
+    jobs.pop(0)()  # frame 0; frame 1 waits, so the next job is queued
+    assert delivered == [0] and len(jobs) == 1
+    worker.submit(frame(2))
+    assert not worker.submit(frame(3))  # full: 1 and 2 dropped, 3 waits for a keyframe
+    jobs.pop(0)()  # nothing left to do, and no stop asked
+    assert jobs == [] and delivered == [0] and not worker.running
+    worker.submit(frame(4, keyframe=True))  # a new job starts
+    jobs.pop(0)()
+    assert delivered == [0, 4]
+    stopped = []
+    worker.stop(lambda: "done").addCallback(stopped.append)
+    jobs.pop(0)()
+    assert stopped == ["done"] and jobs == []

@@ -9,20 +9,24 @@ every video frame up to the next keyframe (a decoder can restart there and
 nowhere else), so a slow encoder costs a gap in its own output, never the
 reactor's time nor unbounded memory.
 
-Workers share a thread pool (the reactor's by default, which the reactor
-stops and joins at shutdown): a worker has at most one job in the pool at a
-time, a job processes one frame and queues the next job behind the other
-workers' jobs, so busy pipelines take turns.
+Workers share a pool of codec threads (L{codecPool}): a worker has at most
+one job in the pool at a time, a job processes one frame and queues the next
+job behind the other workers' jobs, so busy pipelines take turns. Codec threads
+keep the reactor's priority: one niced while it holds the GIL (between two
+codec calls) would hold the reactor up for as long as it waits for a core.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 from collections import deque
 from typing import Callable, Generic, TypeVar
 
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
+from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
 from wcs.frames import EncodedFrame
@@ -35,7 +39,43 @@ limited = LogLimiter(log)
 # Frames queued per worker: about a second of video at 30 fps.
 QUEUE_FRAMES = 30
 
+# Codec threads at once.
+THREADS = max(2, os.cpu_count() or 2)
+
 R = TypeVar("R")
+
+
+class CodecPool:
+    """
+    A Twisted L{ThreadPool} of its own, so that long jobs on the reactor's
+    (a remux) never hold up a frame. Its threads are daemons, and with a
+    reactor installed they are stopped and joined at its shutdown, after the
+    shutdown's "before" phase, where the server finishes its recordings.
+    """
+
+    def __init__(self, threads: int = THREADS):
+        self.pool = ThreadPool(minthreads=0, maxthreads=threads, name="wcs-codec")
+        self.pool.threadFactory = lambda *args, **kwargs: threading.Thread(
+            *args, daemon=True, **kwargs)
+        self.pool.start()
+        if "twisted.internet.reactor" in sys.modules:
+            from twisted.internet import reactor
+
+            reactor.addSystemEventTrigger("during", "shutdown", self.pool.stop)
+
+    def callInThread(self, job: Callable[[], None]) -> None:
+        self.pool.callInThread(job)
+
+
+_pool: CodecPool | None = None
+
+
+def codecPool() -> CodecPool:
+    """The process's codec threads, made on first use."""
+    global _pool
+    if _pool is None:
+        _pool = CodecPool()
+    return _pool
 
 
 class Worker(Generic[R]):
@@ -50,19 +90,19 @@ class Worker(Generic[R]):
     @param callFromThread: how results reach the reactor thread;
         C{reactor.callFromThread} if None (an asyncio loop's
         C{call_soon_threadsafe} in pure asyncio code).
-    @param callInThread: how jobs reach a thread; C{reactor.callInThread}
-        if None.
+    @param callInThread: how jobs reach a thread; L{codecPool}'s if None.
     """
 
     def __init__(self, name: str, work: Callable[[EncodedFrame], R],
                  deliver: Callable[[R], None] | None = None, *, limit: int = QUEUE_FRAMES,
                  onDrop: Callable[[], None] | None = None,
                  callFromThread: Callable | None = None, callInThread: Callable | None = None):
-        if callFromThread is None or callInThread is None:
+        if callFromThread is None:
             from twisted.internet import reactor
 
-            callFromThread = callFromThread or reactor.callFromThread
-            callInThread = callInThread or reactor.callInThread
+            callFromThread = reactor.callFromThread
+        if callInThread is None:
+            callInThread = codecPool().callInThread
         self.name = name
         self.work = work
         self.deliver = deliver
@@ -142,7 +182,13 @@ class Worker(Generic[R]):
     def _job(self) -> None:
         """In a pool thread: one frame, or the finish once the queue is empty."""
         with self.lock:
-            frame = self.queue.popleft() if self.queue else None
+            if self.queue:
+                frame = self.queue.popleft()
+            elif self.stopping:
+                frame = None
+            else:  # a drop emptied the queue after this job was queued
+                self.running = False
+                return
         if frame is not None:
             try:
                 result = self.work(frame)
@@ -158,7 +204,6 @@ class Worker(Generic[R]):
             if more:
                 self.callInThread(self._job)  # behind the other workers' jobs
             return
-        # Only a stop starts a job with nothing queued, or leaves one running.
         try:
             outcome = self.finish() if self.finish is not None else None
         except Exception:
