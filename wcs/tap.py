@@ -121,7 +121,7 @@ def _loadTransportSettings() -> None:
     from wcs.server import findTransports
 
     findTransports()
-    for module in ("wcs.media", "wcs.web", "wcs.tls", "wcs.recording"):
+    for module in ("wcs.media", "wcs.web", "wcs.tls", "wcs.recording", "wcs.lag"):
         try:
             __import__(module)
         except ImportError:
@@ -172,6 +172,10 @@ def makeService(options: Options) -> MultiService:
             log.info("transport {name} enabled", name=transport.name)
             service.setServiceParent(top)
     _addWeb(server, settings, top)
+    if settings.loop_lag_report:
+        from wcs.lag import LagProbe
+
+        LagProbe(reactor, settings.loop_lag_report).setServiceParent(top)
     top.server = server
     return top
 
