@@ -42,7 +42,7 @@ npm-deps:
 	  if [ ! -d node_modules ] || [ package-lock.json -nt node_modules ]; then npm ci --no-audit --no-fund; fi; \
 	fi
 
-BENCHES := bench/signalling.py bench/sfu.py bench/rtmp.py bench/mixer.py
+BENCHES := bench/signalling.py bench/sfu.py bench/rtmp.py bench/mixer.py bench/loop_lag.py
 
 bench: deps system-deps
 	for script in $(BENCHES); do $(PY) $$script || exit 1; done

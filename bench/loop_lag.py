@@ -7,9 +7,11 @@ The server's own lag probe (loop_lag_report, wcs/lag.py: a 20 ms timer,
 how late it fires) reports every --report seconds; the reports that come
 during the --seconds of measurement are printed with their summary:
 p50 is the median of the intervals' p50, p99 the largest interval p99 (an
-upper bound of the whole window's), max the largest delay seen.
+upper bound of the whole window's), max the largest delay seen. The same
+figures for the server idle, over --idle seconds first, tell what the
+machine's own load costs.
 
-    .venv/bin/python bench/loop_lag.py [--seconds 30] [--report 5] [--size 640x480]
+    .venv/bin/python bench/loop_lag.py [--seconds 30] [--idle 10] [--report 5] [--size 640x480]
 """
 
 from __future__ import annotations
@@ -42,7 +44,15 @@ def reports(text: str) -> list[tuple[float, ...]]:
     return [tuple(float(g) for g in m.groups()) for m in REPORT.finditer(text)]
 
 
-async def measure(server, seconds: float, width: int, height: int) -> dict:
+async def window(server, seconds: float) -> list[tuple[float, ...]]:
+    """The lag reports the server writes in the next C{seconds}."""
+    before = len(reports(server.log()))
+    await asyncio.sleep(seconds)
+    return reports(server.log())[before:]
+
+
+async def measure(server, seconds: float, idle: float, width: int, height: int) -> dict:
+    idleReports = await window(server, idle)
     room = f"room-{uuid.uuid4().hex[:6]}"
     alice = await Client.open(server.wsURL, "alice")
     await alice.join(room)
@@ -59,9 +69,7 @@ async def measure(server, seconds: float, width: int, height: int) -> dict:
          str(played)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         await asyncio.sleep(5)  # the player started, the transcoders warm
-        before = len(reports(server.log()))
-        await asyncio.sleep(seconds)
-        during = reports(server.log())[before:]
+        during = await window(server, seconds)
         alive = player.poll() is None
     finally:
         ffmpeg.stop(player)
@@ -74,8 +82,13 @@ async def measure(server, seconds: float, width: int, height: int) -> dict:
     deadline = time.monotonic() + 30
     while not record.exists() and time.monotonic() < deadline:
         await asyncio.sleep(0.2)
-    return {"reports": during, "player alive": alive, "played": ffmpeg.probe(played),
+    return {"reports": during, "idle": idleReports, "player alive": alive, "played": ffmpeg.probe(played),
             "recorded": ffmpeg.probe(record) if record.exists() else {}}
+
+
+def summary(rows: list[tuple[float, ...]]) -> str:
+    return (f"p50 {statistics.median(r[1] for r in rows):.2f} ms, "
+            f"p99 {max(r[2] for r in rows):.2f} ms, max {max(r[3] for r in rows):.1f} ms")
 
 
 def frames(streams: dict, kind: str) -> str:
@@ -88,6 +101,7 @@ def frames(streams: dict, kind: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--idle", type=float, default=10.0)
     parser.add_argument("--report", type=int, default=5)
     parser.add_argument("--size", default="640x480")
     args = parser.parse_args()
@@ -97,7 +111,7 @@ def main() -> None:
         MEDIA, media_video_codecs="VP8", record_vp8="h264", record_audio_codec="aac",
         loop_lag_report=str(args.report)))
     try:
-        result = asyncio.run(measure(server, args.seconds, width, height))
+        result = asyncio.run(measure(server, args.seconds, args.idle, width, height))
     finally:
         server.stop()
     rows = result["reports"]
@@ -108,8 +122,9 @@ def main() -> None:
     print("interval  p50 ms  p99 ms  max ms  samples")
     for seconds, p50, p99, top, samples in rows:
         print(f"{seconds:8.1f}  {p50:6.2f}  {p99:6.2f}  {top:6.1f}  {int(samples):7d}")
-    print(f"loop lag: p50 {statistics.median(r[1] for r in rows):.2f} ms, "
-          f"p99 {max(r[2] for r in rows):.2f} ms, max {max(r[3] for r in rows):.1f} ms")
+    print(f"loop lag: {summary(rows)}")
+    if result["idle"]:
+        print(f"idle server, before: {summary(result['idle'])}")
     print(f"RTMP player: {'playing' if result['player alive'] else 'EXITED'}, "
           f"{frames(result['played'], 'video')}, {frames(result['played'], 'audio')}")
     print(f"recording: {frames(result['recorded'], 'video')}, "

@@ -39,8 +39,9 @@ limited = LogLimiter(log)
 # Frames queued per worker: about a second of video at 30 fps.
 QUEUE_FRAMES = 30
 
-# Codec threads at once.
-THREADS = max(2, os.cpu_count() or 2)
+# Codec threads at once: one core is left to the reactor (the codecs we
+# open are single-threaded, see wcs.rtmp.transcode).
+THREADS = max(1, (os.cpu_count() or 2) - 1)
 
 R = TypeVar("R")
 
