@@ -7,7 +7,7 @@ PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
 APT_PACKAGES := ffmpeg chromium
 
-.PHONY: run test deps system-deps npm-deps bench fuzz clean
+.PHONY: run test deps system-deps npm-deps bench fuzz soak clean
 
 run: deps npm-deps
 	$(VENV)/bin/twistd -n --pidfile= wcs
@@ -38,14 +38,27 @@ system-deps:
 npm-deps:
 	@command -v npm >/dev/null || { echo "installing npm"; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q npm; }
+	@# Reinstall when the lock file's content changed (not its mtime: a fresh
+	@# checkout or a git worktree sharing node_modules must not wipe it).
 	@if [ -f package.json ]; then \
-	  if [ ! -d node_modules ] || [ package-lock.json -nt node_modules ]; then npm ci --no-audit --no-fund; fi; \
+	  want=$$(sha256sum package-lock.json | cut -d' ' -f1); \
+	  if [ "$$(cat node_modules/.wcs-lock-sha 2>/dev/null)" != "$$want" ]; then \
+	    npm ci --no-audit --no-fund && echo "$$want" > node_modules/.wcs-lock-sha; \
+	  fi; \
 	fi
 
 BENCHES := bench/signalling.py bench/sfu.py bench/rtmp.py bench/mixer.py bench/loop_lag.py
 
 bench: deps system-deps
 	for script in $(BENCHES); do $(PY) $$script || exit 1; done
+
+# The soak (tests/soak/, docs/performance.md): every kind of client at once
+# against one server; prints fps per player, server RSS and CPU every 10 s.
+# `make test` runs it for 150 s; here one hour unless SOAK_SECONDS says.
+SOAK_SECONDS ?= 3600
+
+soak: deps system-deps
+	SOAK_SECONDS=$(SOAK_SECONDS) $(PY) -m pytest tests/soak -s -q -p no:cacheprovider
 
 # Coverage-guided fuzzing of every parser (docs/security.md, "Fuzzing"):
 # FUZZ_SECONDS per target, two at a time; prints executions and failures per

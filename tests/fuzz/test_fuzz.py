@@ -16,23 +16,9 @@ from tests.fuzz.runner import CRASHES, TARGETS, checked, runTarget
 SECONDS = int(os.environ.get("FUZZ_SECONDS", 15))
 JOBS = 2  # the CI machine's cores; each target is one process
 
-# Crashes whose fix is another branch's: strict, so that the merge of the
-# fix turns them into failures until this list is emptied.
-AMF_REFERENCES = ("rtmp-hostile: decoded AMF references make encodeAll walk a shared "
-                  "structure exponentially, or a cycle forever")
-KNOWN = {
-    "amf_reencode/self-reference": AMF_REFERENCES + " (RecursionError)",
-    "amf_reencode/shared-references": AMF_REFERENCES + " (2^18 values from 193 bytes)",
-    "amf_reencode/amf3-bytearray": "rtmp-hostile: an AMF3 ByteArray inside AMF0 decodes "
-                                   "to bytes that amf0.encode refuses (TypeError)",
-    "rtmp_protocol/onMetaData-self-reference": AMF_REFERENCES + ", via onMetaData",
-    "rtmp_protocol/onMetaData-shared-references": AMF_REFERENCES + ", via onMetaData",
-    "rtmp_protocol/onMetaData-amf3-bytearray": "rtmp-hostile: AMF3 ByteArray in onMetaData "
-                                               "(TypeError out of dataReceived)",
-    "amf3/dictionary-key-repr": "rtmp-hostile (found here, not in its list): an AMF3 "
-                                "Dictionary keyed by a shared structure: repr(key) takes "
-                                "seconds for 106 bytes",
-}
+# Crash inputs of bugs not fixed yet ("target/file": reason), as strict
+# xfails: the fix turns them into failures until the entry is removed.
+KNOWN: dict[str, str] = {}
 
 
 def _known(name: str) -> str | None:

@@ -28,8 +28,8 @@ class FlashClient:
         self.task = None
 
     @classmethod
-    async def connect(cls, port: int, login: str, app: str = "",
-                      receiveBuffer: int | None = None) -> "FlashClient":
+    async def open(cls, port: int, receiveBuffer: int | None = None) -> "FlashClient":
+        """A connection after the handshake, before C{connect}."""
         import socket
 
         sock = socket.socket()
@@ -45,11 +45,36 @@ class FlashClient:
         assert s0s1s2[0] == 3 and s0s1s2[1 + 1536:] == c1
         writer.write(s0s1s2[1:1 + 1536])  # C2 echoes S1
         client.task = asyncio.ensure_future(client._read())
+        return client
+
+    @classmethod
+    async def connect(cls, port: int, login: str, app: str = "",
+                      receiveBuffer: int | None = None) -> "FlashClient":
+        client = await cls.open(port, receiveBuffer)
         result = await client.invoke("connect", {"app": app, "flashVer": "LNX 11,2,202,635",
                                                  "tcUrl": f"rtmp://127.0.0.1:{port}/{app}"},
                                      {"appKey": "flashRoomApp", "login": login})
         assert result[0] == "_result" and result[2]["code"] == "NetConnection.Connect.Success"
         return client
+
+    def sendRaw(self, data: bytes) -> None:
+        """Bytes as they are: hostile chunks, bad AMF."""
+        self.writer.write(data)
+
+    async def closedByServer(self, timeout: float = TIMEOUT) -> None:
+        """Wait until the server closes the connection."""
+        await asyncio.wait_for(asyncio.shield(self.task), timeout)
+
+    async def status(self, code: str, timeout: float = TIMEOUT) -> dict:
+        """The first onStatus with C{code}, waiting for it."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            for info in self.statuses:
+                if info.get("code") == code:
+                    return info
+            assert loop.time() < deadline, f"no {code} in {self.statuses}"
+            await asyncio.sleep(0.02)
 
     def send(self, csid: int, mtype: int, streamId: int, timestamp: int, payload: bytes) -> None:
         self.writer.write(self.chunkWriter.write(csid, mtype, streamId, timestamp, payload))
@@ -67,7 +92,10 @@ class FlashClient:
 
     async def _read(self):
         while True:
-            data = await self.reader.read(65536)
+            try:
+                data = await self.reader.read(65536)
+            except ConnectionError:
+                return
             if not data:
                 return
             for message in self.chunkReader.receive(data):

@@ -6,6 +6,10 @@ arrays), list (strict arrays), None (null and undefined),
 L{datetime.datetime} (dates). An object of a registered class name comes back
 as a dict with the name under C{TYPED_KEY}. An AVM+ marker switches to AMF3
 for one value.
+
+Decoding is bounded by an L{amf3.Budget}: references cost what they point
+to, an object may not contain itself, so what a message decodes to can be
+printed or encoded again in time proportional to the budget.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ import datetime
 import struct
 from typing import Any
 
+from wcs.rtmp import amf3
+from wcs.rtmp.amf3 import DEFAULT_MAX_VALUES, Budget, ObjectTable, enter
 from wcs.rtmp.errors import RTMPProtocolError
 
 NUMBER, BOOLEAN, STRING, OBJECT, MOVIECLIP, NULL, UNDEFINED, REFERENCE = range(8)
@@ -33,12 +39,18 @@ class ECMAArray(dict):
 
 
 class Reader:
-    """Reads values from one buffer; raises L{RTMPProtocolError} on bad bytes."""
+    """
+    Reads values from one buffer; raises L{RTMPProtocolError} on bad bytes,
+    over the budget, or on an object that contains itself. After L{value},
+    C{height} is the nesting of what it returned (0 for a scalar).
+    """
 
-    def __init__(self, data: bytes, offset: int = 0):
+    def __init__(self, data: bytes, offset: int = 0, budget: Budget | None = None):
         self.data = memoryview(data)
         self.offset = offset
-        self.references: list[Any] = []
+        self.budget = budget if budget is not None else Budget()
+        self.height = 0
+        self.references = ObjectTable(self.budget, "AMF0")
 
     def remaining(self) -> int:
         return len(self.data) - self.offset
@@ -62,23 +74,29 @@ class Reader:
 
     def utf8(self, length: int) -> str:
         try:
-            return self.take(length).decode("utf-8")
+            text = self.take(length).decode("utf-8")
         except UnicodeDecodeError:
             raise RTMPProtocolError("AMF0 string is not UTF-8") from None
+        self.budget.text(text)
+        return text
 
     def value(self, depth: int = 0) -> Any:
         if depth > MAX_DEPTH:
             raise RTMPProtocolError("AMF0 value nested too deeply")
         marker = self.u8()
-        if marker == NUMBER:
-            return _double.unpack(self.take(8))[0]
-        if marker == BOOLEAN:
-            return self.u8() != 0
+        self.height = 0
         if marker == STRING:
             return self.utf8(self.u16())
         if marker == LONG_STRING or marker == XML_DOCUMENT:
             return self.utf8(self.u32())
+        if marker == NUMBER:
+            self.budget.charge(1)
+            return _double.unpack(self.take(8))[0]
+        if marker == BOOLEAN:
+            self.budget.charge(1)
+            return self.u8() != 0
         if marker in (NULL, UNDEFINED, UNSUPPORTED):
+            self.budget.charge(1)
             return None
         if marker == OBJECT:
             return self._properties({}, depth)
@@ -93,10 +111,14 @@ class Reader:
             if count > self.remaining():
                 raise RTMPProtocolError("AMF0 array longer than its message")
             items: list[Any] = []
-            self.references.append(items)
-            items.extend(self.value(depth + 1) for _ in range(count))
+            opened, height = self._open(items), 0
+            for _ in range(count):
+                items.append(self.value(depth + 1))
+                height = max(height, self.height + 1)
+            self._close(opened, height)
             return items
         if marker == DATE:
+            self.budget.charge(1)
             millis = _double.unpack(self.take(8))[0]
             self.take(2)  # time zone: unused, as the spec says
             try:
@@ -104,33 +126,41 @@ class Reader:
             except (OverflowError, OSError, ValueError):
                 raise RTMPProtocolError("AMF0 date out of range") from None
         if marker == REFERENCE:
-            index = self.u16()
-            if index >= len(self.references):
-                raise RTMPProtocolError("AMF0 reference to an unknown object")
-            return self.references[index]
+            return self._reference(self.u16(), depth)
         if marker == AVMPLUS:
-            from wcs.rtmp.amf3 import Reader as AMF3Reader
-
-            reader = AMF3Reader(self.data, self.offset)
-            value = reader.value()
-            self.offset = reader.offset
+            reader = amf3.Reader(self.data, self.offset, self.budget)
+            value = reader.value(depth)
+            self.offset, self.height = reader.offset, reader.height
             return value
         raise RTMPProtocolError(f"unknown AMF0 marker {marker}")
 
+    def _reference(self, index: int, depth: int) -> Any:
+        value, self.height = self.references.get(index, depth)
+        return value
+
+    def _open(self, target) -> tuple[int, int]:
+        return self.references.open(target)
+
+    def _close(self, opened: tuple[int, int], height: int) -> None:
+        self.references.close(opened, height)
+        self.height = height
+
     def _properties(self, target: dict, depth: int) -> dict:
-        self.references.append(target)
+        opened, height = self._open(target), 0
         while True:
             key = self.utf8(self.u16())
             if key == "":
                 if self.u8() != OBJECT_END:
                     raise RTMPProtocolError("AMF0 object without its end marker")
+                self._close(opened, height)
                 return target
             target[key] = self.value(depth + 1)
+            height = max(height, self.height + 1)
 
 
-def decode(data: bytes) -> list[Any]:
-    """Every value in C{data}."""
-    reader = Reader(data)
+def decode(data: bytes, maxValues: int = DEFAULT_MAX_VALUES) -> list[Any]:
+    """Every value in C{data}; at most C{maxValues} in all (see L{amf3.Budget})."""
+    reader = Reader(data, budget=Budget(maxValues))
     values = []
     while reader.remaining():
         values.append(reader.value())
@@ -151,14 +181,24 @@ def _key(text: str) -> bytes:
     return _u16.pack(len(raw)) + raw
 
 
-def _properties(value: dict, typed: bool = False) -> bytes:
-    body = b"".join(_key(str(k)) + encode(v) for k, v in value.items()
+def _properties(value: dict, path: list[int], typed: bool = False) -> bytes:
+    body = b"".join(_key(str(k)) + _encode(v, path) for k, v in value.items()
                     if not (typed and k == TYPED_KEY))
     return body + b"\x00\x00" + bytes([OBJECT_END])
 
 
 def encode(value: Any) -> bytes:
-    """One value as AMF0."""
+    """
+    One value as AMF0; bytes go as an AMF3 ByteArray (AMF0 has none).
+
+    @raise TypeError: a value of a type AMF0 does not have.
+    @raise ValueError: a value that contains itself, or nested deeper than
+        C{amf3.MAX_ENCODE_DEPTH}.
+    """
+    return _encode(value, [])
+
+
+def _encode(value: Any, path: list[int]) -> bytes:
     if value is None:
         return bytes([NULL])
     if isinstance(value, bool):
@@ -167,18 +207,26 @@ def encode(value: Any) -> bytes:
         return bytes([NUMBER]) + _double.pack(float(value))
     if isinstance(value, str):
         return _string(value)
-    if isinstance(value, ECMAArray):
-        return bytes([ECMA_ARRAY]) + _u32.pack(len(value)) + _properties(value)
-    if isinstance(value, dict):
-        if isinstance(value.get(TYPED_KEY), str):
-            return bytes([TYPED_OBJECT]) + _key(value[TYPED_KEY]) + _properties(value, True)
-        return bytes([OBJECT]) + _properties(value)
-    if isinstance(value, (list, tuple)):
-        return bytes([STRICT_ARRAY]) + _u32.pack(len(value)) + b"".join(encode(v) for v in value)
     if isinstance(value, datetime.datetime):
         millis = value.timestamp() * 1000
         return bytes([DATE]) + _double.pack(millis) + b"\x00\x00"
-    raise TypeError(f"cannot encode {type(value).__name__} as AMF0")
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes([AVMPLUS]) + amf3.encode(value)
+    if not isinstance(value, (dict, list, tuple)):
+        raise TypeError(f"cannot encode {type(value).__name__} as AMF0")
+    enter(path, value, "AMF0")
+    try:
+        if isinstance(value, ECMAArray):
+            return bytes([ECMA_ARRAY]) + _u32.pack(len(value)) + _properties(value, path)
+        if isinstance(value, dict):
+            if isinstance(value.get(TYPED_KEY), str):
+                return bytes([TYPED_OBJECT]) + _key(value[TYPED_KEY]) + \
+                    _properties(value, path, True)
+            return bytes([OBJECT]) + _properties(value, path)
+        return bytes([STRICT_ARRAY]) + _u32.pack(len(value)) + \
+            b"".join(_encode(v, path) for v in value)
+    finally:
+        path.pop()
 
 
 def encodeAll(*values: Any) -> bytes:

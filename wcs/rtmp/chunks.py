@@ -37,12 +37,14 @@ class _Incoming:
     """What a chunk stream id remembers between chunks."""
 
     __slots__ = ("timestamp", "delta", "length", "type", "streamId", "extended",
-                 "parts", "received")
+                 "partial", "received")
 
     def __init__(self):
         self.timestamp = self.delta = self.length = self.type = self.streamId = 0
         self.extended = False
-        self.parts: list[bytes] = []
+        # The message so far: memory in proportion to its bytes, whatever the
+        # chunk size (a list of chunks would cost ~50 bytes more per chunk).
+        self.partial = bytearray()
         self.received = 0
 
 
@@ -52,27 +54,37 @@ class ChunkReader:
 
     @param maxMessageSize: a message announcing more is an error.
     @param maxChunkStreams: distinct chunk stream ids one peer may use.
+    @param minChunkSize: least chunk size the peer may set (tiny chunks cost
+        a header and a parse each).
+    @param maxPending: bytes of unfinished messages held at once, over all
+        chunk streams.
     """
 
     def __init__(self, maxMessageSize: int = 4 << 20, maxChunkStreams: int = 64,
-                 maxChunkSize: int = 1 << 24):
+                 maxChunkSize: int = 1 << 24, minChunkSize: int = 1,
+                 maxPending: int = 1 << 30):
         self.chunkSize = DEFAULT_CHUNK_SIZE
         self.maxMessageSize = maxMessageSize
         self.maxChunkStreams = maxChunkStreams
         self.maxChunkSize = maxChunkSize
+        self.minChunkSize = minChunkSize
+        self.maxPending = maxPending
+        self.pending = 0
         self.streams: dict[int, _Incoming] = {}
         self.buffer = bytearray()
         self.bytesReceived = 0
 
     def setChunkSize(self, size: int) -> None:
-        if not 1 <= size <= min(self.maxChunkSize, 0x7FFFFFFF):
-            raise RTMPProtocolError(f"chunk size {size} is out of range")
+        if not max(1, self.minChunkSize) <= size <= min(self.maxChunkSize, 0x7FFFFFFF):
+            raise RTMPProtocolError(f"chunk size {size} is out of range "
+                                    f"{self.minChunkSize}..{self.maxChunkSize}")
         self.chunkSize = size
 
     def abort(self, chunkStream: int) -> None:
         state = self.streams.get(chunkStream)
         if state is not None:
-            state.parts, state.received = [], 0
+            self.pending -= state.received
+            state.partial, state.received = bytearray(), 0
 
     def receive(self, data: bytes) -> list[Message]:
         self.bytesReceived += len(data)
@@ -160,12 +172,19 @@ class ChunkReader:
                     & 0xFFFFFFFF
             state.length, state.type, state.streamId = length, mtype, streamId
             state.extended = extended
-        state.parts.append(bytes(buf[pos:pos + take]))
-        state.received += take
-        if state.received < state.length:
-            return None, pos + take
-        payload = b"".join(state.parts)
-        state.parts, state.received = [], 0
+        if starting and take == length:
+            payload = bytes(buf[pos:pos + take])  # a message in one chunk: no copy kept
+        else:
+            if self.pending + take > self.maxPending:
+                raise RTMPProtocolError(f"over {self.maxPending} bytes of unfinished messages")
+            self.pending += take
+            state.partial += buf[pos:pos + take]
+            state.received += take
+            if state.received < state.length:
+                return None, pos + take
+            payload = bytes(state.partial)
+            self.pending -= state.received
+            state.partial, state.received = bytearray(), 0
         return Message(state.type, state.streamId, state.timestamp, payload, csid), pos + take
 
 

@@ -65,11 +65,21 @@ class Media:
 
 
 class ServerConnection:
+    """
+    @param minChunkSize: a peer setting a smaller chunk size is refused.
+    @param maxPending: bytes of unfinished messages the peer may leave with us.
+    @param maxAMFValues: what one command or data message may decode to
+        (L{wcs.rtmp.amf3.Budget}).
+    """
+
     def __init__(self, now: int = 0, maxMessageSize: int = 4 << 20,
                  maxChunkStreams: int = 64, maxChunkSize: int = 1 << 20,
-                 outgoingChunkSize: int = 4096):
+                 outgoingChunkSize: int = 4096, minChunkSize: int = 1,
+                 maxPending: int = 1 << 30, maxAMFValues: int = amf0.DEFAULT_MAX_VALUES):
         self.handshake = ServerHandshake(now)
-        self.reader = ChunkReader(maxMessageSize, maxChunkStreams, maxChunkSize)
+        self.reader = ChunkReader(maxMessageSize, maxChunkStreams, maxChunkSize,
+                                  minChunkSize, maxPending)
+        self.maxAMFValues = maxAMFValues
         self.writer = ChunkWriter()
         self.outgoing: list[bytes] = []
         self.outgoingChunkSize = outgoingChunkSize
@@ -114,7 +124,7 @@ class ServerConnection:
         if mtype == COMMAND_AMF0 or mtype == COMMAND_AMF3:
             if mtype == COMMAND_AMF3:
                 payload = payload[1:]  # a format byte, then AMF0 (with AVM+ switches)
-            values = amf0.decode(payload)
+            values = amf0.decode(payload, self.maxAMFValues)
             if len(values) < 2 or not isinstance(values[0], str):
                 raise RTMPProtocolError("command message without a name and transaction id")
             transaction = values[1] if isinstance(values[1], (int, float)) else 0
@@ -122,7 +132,7 @@ class ServerConnection:
                            values[3:], message.streamId)
         if mtype == DATA_AMF0 or mtype == DATA_AMF3:
             body = payload[1:] if mtype == DATA_AMF3 else payload
-            values = amf0.decode(body)
+            values = amf0.decode(body, self.maxAMFValues)
             name = values[0] if values and isinstance(values[0], str) else ""
             return Data(name, values[1:], message.streamId, message.timestamp, body)
         if mtype == SET_CHUNK_SIZE:

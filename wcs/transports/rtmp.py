@@ -17,6 +17,8 @@ The wire is L{wcs.rtmp.connection.ServerConnection}; this module adapts it.
 
 from __future__ import annotations
 
+import math
+import re
 import socket
 from collections import Counter
 
@@ -29,7 +31,7 @@ from zope.interface import implementer
 from wcs.config import Key, declare
 from wcs.errors import StreamError, WcsError
 from wcs.interfaces import ISignallingChannel, ITransport
-from wcs.logs import Logger
+from wcs.logs import Logger, LogLimiter, clip
 from wcs.rtmp import amf0
 from wcs.rtmp.chunks import AUDIO, VIDEO
 from wcs.rtmp.connection import Command, Data, Media, ServerConnection
@@ -37,6 +39,14 @@ from wcs.rtmp.errors import RTMPProtocolError
 from wcs.rtmp.relay import FLVFeed, RTMPSource, TagPlayer
 
 log = Logger()
+badInput = LogLimiter(log)
+
+
+_REASON_KIND = re.compile(r"[^0-9'\"]*")
+
+
+class BadArgument(Exception):
+    """A client's command argument that cannot be used; the message says why."""
 
 declare(
     Key("rtmp_max_chunk_size", "int", 1 << 20, "largest chunk size a client may set, bytes"),
@@ -49,6 +59,19 @@ declare(
     Key("rtmp_handshake_timeout", "int", 10000,
         "ms a new RTMP connection has to finish the handshake, and then again to send "
         "connect; 0: no limit"),
+)
+
+# What a client may send (docs/security.md, "RTMP and AMF").
+declare(
+    Key("rtmp_min_chunk_size", "int", 128,
+        "least chunk size an RTMP client may set, bytes; a smaller one closes the connection"),
+    Key("rtmp_max_pending_bytes", "int", 8 << 20,
+        "bytes of unfinished messages one RTMP connection may hold over all its chunk streams"),
+    Key("rtmp_amf_max_values", "int", 100_000,
+        "values one AMF command or data message may decode to, a reference counting as "
+        "what it points to and a string one more per 64 characters"),
+    Key("rtmp_max_name_length", "int", 256,
+        "characters of an RTMP application, stream or command name"),
 )
 
 KERNEL_SEND_BUFFER = 256 * 1024
@@ -121,7 +144,8 @@ class RTMPServerProtocol(Protocol):
     def __init__(self):
         self.session = None
         self.app = ""
-        self.connectArgs: list = []
+        # From the connect arguments: (room, login) of ffmpeg's -rtmp_conn.
+        self.argsRoom: tuple[str, str] | None = None
         self.nextStreamId = 1
         self.publishing: dict[int, Publication] = {}
         self.players: dict[int, TagPlayer] = {}
@@ -141,15 +165,18 @@ class RTMPServerProtocol(Protocol):
         limit = factory.settings.rtmp_max_connections_per_address
         factory.perAddress[self.address] += 1
         if limit and factory.perAddress[self.address] > limit:
-            log.warn("{peer}: over {limit} connections from one address, closed",
-                     peer=self.peer, limit=limit)
+            self._warn("address", "over {limit} connections from one address, closed",
+                       limit=limit)
             self.transport.abortConnection()
             return
         settings = factory.settings
         self.conn = ServerConnection(
             now=int(factory.server.clock.seconds() * 1000) & 0xFFFFFFFF,
             maxMessageSize=settings.rtmp_max_message_size,
-            maxChunkSize=settings.rtmp_max_chunk_size)
+            maxChunkSize=settings.rtmp_max_chunk_size,
+            minChunkSize=settings.rtmp_min_chunk_size,
+            maxPending=settings.rtmp_max_pending_bytes,
+            maxAMFValues=settings.rtmp_amf_max_values)
         if hasattr(self.transport, "setTcpNoDelay"):
             self.transport.setTcpNoDelay(True)
         sock = getattr(self.transport, "socket", None)
@@ -220,7 +247,9 @@ class RTMPServerProtocol(Protocol):
     def closeWith(self, reason: str) -> None:
         if self.closed:
             return
-        log.warn("{peer}: closing: {reason}", peer=self.peer, reason=reason)
+        # Rate-limited per kind of reason (its words up to the first number or
+        # quote): a flood of bad connections from one address is one line.
+        self._warn(_REASON_KIND.match(reason).group()[:40], "closing: {reason}", reason=reason)
         self.closed = True
         self.flush()
         self.transport.loseConnection()
@@ -250,16 +279,22 @@ class RTMPServerProtocol(Protocol):
     def stopProducing(self) -> None:
         self.congested = True
 
-    # Commands
+    # Commands. Every argument is a decoded client value of any type: each
+    # is checked for the type and size it must have before use, and none is
+    # str()-ed, logged whole or encoded again.
 
     def _command(self, command: Command) -> None:
+        if len(command.name) > self.factory.settings.rtmp_max_name_length:
+            self._refuseCall(command, "command name too long")
+            return
         if self.session is None and command.name != "connect":
-            raise RTMPProtocolError(f"{command.name!r} before connect")
+            self._refuseCall(command, f"{command.name} before connect")
+            return
         handler = getattr(self, "cmd_" + command.name, None)
         if handler is not None:
             handler(command)
-        elif self.session is not None and self.session.channel.flash:
-            # A Flash room client's call: sendData, pong, ...
+        elif self.session.channel.flash:
+            # A Flash room client's call: sendData, pong, ... (wcs.protocol checks them).
             args = command.args if command.commandObject is None \
                 else [command.commandObject] + command.args
             self.session.messageReceived(command.name, args)
@@ -268,32 +303,73 @@ class RTMPServerProtocol(Protocol):
             self.conn.error(command.transactionId, "NetConnection.Call.Failed",
                             f"{command.name} is not supported")
 
+    def _warn(self, kind: str, format: str, **kwargs) -> None:
+        """Bad input, logged once a while per address and kind."""
+        badInput.warn((getattr(self, "address", ""), kind), "{peer}: " + format,
+                      peer=self.peer, **kwargs)
+
+    def _refuseCall(self, command: Command, info: str) -> None:
+        self._warn("call", "{name} refused: {info}", name=clip(command.name), info=info)
+        self.conn.error(command.transactionId, "NetConnection.Call.Failed", info)
+
+    def _text(self, value, what: str, maxLength: int | None = None) -> str:
+        """C{value} if it is a non-empty string of at most C{maxLength} characters."""
+        if maxLength is None:
+            maxLength = self.factory.settings.rtmp_max_name_length
+        if not isinstance(value, str) or not value:
+            raise BadArgument(f"{what} must be a non-empty string")
+        if len(value) > maxLength:
+            raise BadArgument(f"{what} is longer than {maxLength} characters")
+        return value
+
     def cmd_connect(self, command: Command) -> None:
-        info = command.commandObject if isinstance(command.commandObject, dict) else {}
-        self.app = str(info.get("app", "")).strip("/")
-        self.connectArgs = command.args
+        if self.session is not None:
+            # A second session on one connection would orphan the first.
+            self._warn("connect", "second connect refused")
+            self.conn.error(command.transactionId, "NetConnection.Connect.Rejected",
+                            "already connected")
+            return
+        try:
+            flash = self._parseConnect(command)
+        except BadArgument as e:
+            self._warn("connect", "connect refused: {info}", info=str(e))
+            self.conn.error(command.transactionId, "NetConnection.Connect.Rejected", str(e))
+            self.closeWith(f"connect refused: {e}")
+            return
         self.conn.acceptConnect(command.transactionId)
-        flash = self._flashRoomClient()
         self.session = self.factory.server.openSession(RTMPChannel(self, flash=flash is not None))
-        roomArgs = self._connectArgsRoom()
         if flash is not None:
-            self._identify(flash["appKey"], flash.get("login"))
-        elif roomArgs is not None:
-            self._identify("rtmp", roomArgs[1])
+            self._identify("flashRoomApp", flash)
+        elif self.argsRoom is not None:
+            self._identify("rtmp", self.argsRoom[1])
         elif not self.app.startswith("room/"):
             # A room URL names the login in the stream name: identify at publish.
             self._identify("rtmp", None)
-        log.info("{peer} connected to app {app!r}", peer=self.peer, app=self.app)
+        log.info("{peer} connected to app {app}", peer=self.peer, app=clip(self.app))
 
-    def _identify(self, appKey: str, login) -> None:
-        custom = {"login": str(login)} if login else {}
+    def _parseConnect(self, command: Command) -> str | None:
+        """
+        Set C{app} and C{argsRoom} from C{connect}; the login of a Flash room
+        client ("" if it gave none), or None for an encoder or player.
+        """
+        info = command.commandObject if isinstance(command.commandObject, dict) else {}
+        app = info.get("app")
+        self.app = "" if app is None or app == "" else self._text(app, "app").strip("/")
+        flash = None
+        for arg in command.args:
+            if not isinstance(arg, dict):
+                continue
+            if arg.get("appKey") == "flashRoomApp" and flash is None:
+                login = arg.get("login")
+                flash = "" if login is None or login == "" else self._text(login, "login")
+            elif arg.get("room") and arg.get("login") and self.argsRoom is None:
+                self.argsRoom = (self._text(arg["room"], "room"),
+                                 self._text(arg["login"], "login"))
+        return flash
+
+    def _identify(self, appKey: str, login: str | None) -> None:
+        custom = {"login": login} if login else {}
         self.session.messageReceived("connection", [{"appKey": appKey, "custom": custom}])
-
-    def _flashRoomClient(self) -> dict | None:
-        for arg in self.connectArgs:
-            if isinstance(arg, dict) and arg.get("appKey") == "flashRoomApp":
-                return arg
-        return None
 
     def cmd_createStream(self, command: Command) -> None:
         if len(self.publishing) + len(self.players) >= \
@@ -309,18 +385,27 @@ class RTMPServerProtocol(Protocol):
         pass  # ffmpeg and OBS ask before publishing; nothing to release here
 
     def cmd_FCPublish(self, command: Command) -> None:
-        name = command.args[0] if command.args else ""
+        try:
+            name = self._text(command.args[0] if command.args else None, "stream name")
+        except BadArgument as e:
+            self._refuseCall(command, str(e))
+            return
         self.conn.command(0, "onFCPublish", 0, None,
-                          {"code": "NetStream.Publish.Start", "description": str(name)})
+                          {"code": "NetStream.Publish.Start", "description": name})
 
     def cmd_FCUnpublish(self, command: Command) -> None:
         for streamId in list(self.publishing):
             self._unpublish(streamId)
 
     def cmd_deleteStream(self, command: Command) -> None:
-        streamId = int(command.args[0]) if command.args and \
-            isinstance(command.args[0], (int, float)) else command.streamId
-        self._closeStream(streamId)
+        streamId = command.args[0] if command.args else None
+        if not isinstance(streamId, (int, float)) or isinstance(streamId, bool):
+            streamId = command.streamId
+        elif not (math.isfinite(streamId) and streamId == int(streamId)):
+            # nan, inf, 1.5: no stream has that id
+            self._refuseCall(command, "deleteStream: the stream id must be a whole number")
+            return
+        self._closeStream(int(streamId))
 
     def cmd_closeStream(self, command: Command) -> None:
         self._closeStream(command.streamId)
@@ -332,12 +417,38 @@ class RTMPServerProtocol(Protocol):
         if player is not None:
             player.stop()
 
+    def _streamName(self, command: Command, what: str, code: str) -> str | None:
+        """The stream name of a C{publish} or C{play}, or None with the client told."""
+        try:
+            return self._text(command.args[0] if command.args else None, "stream name")
+        except BadArgument as e:
+            self._warn("stream", "{what} refused: {info}", what=what, info=str(e))
+            self.conn.onStatus(command.streamId, code, f"{e}.", level="error")
+            return None
+
+    def _streamFree(self, streamId: int, what: str) -> bool:
+        """
+        Whether C{streamId} may start publishing or playing: a stream this
+        connection created, not busy, within the connection's stream limit.
+        Otherwise the client is told (onStatus NetStream.Failed).
+        """
+        limit = self.factory.settings.rtmp_max_streams_per_connection
+        if not 0 < streamId < self.nextStreamId:
+            info = f"stream {streamId} was not created (createStream first)"
+        elif streamId in self.publishing or streamId in self.players:
+            info = f"stream {streamId} is already publishing or playing"
+        elif len(self.publishing) + len(self.players) >= limit:
+            info = f"too many streams on this connection: at most {limit}"
+        else:
+            return True
+        self._warn("stream", "{what} refused: {info}", what=what, info=info)
+        self.conn.onStatus(streamId, "NetStream.Failed", info, level="error")
+        return False
+
     def cmd_publish(self, command: Command) -> None:
         streamId = command.streamId
-        name = str(command.args[0]) if command.args and command.args[0] else ""
-        if not name:
-            self.conn.onStatus(streamId, "NetStream.Publish.BadName", "A stream name is needed.",
-                               level="error")
+        name = self._streamName(command, "publish", "NetStream.Publish.BadName")
+        if name is None or not self._streamFree(streamId, "publish"):
             return
         name, record = self._recordOption(name)
         try:
@@ -358,11 +469,10 @@ class RTMPServerProtocol(Protocol):
         self.conn.streamBegin(streamId)
         self.conn.onStatus(streamId, "NetStream.Publish.Start", f"{name} is now published.",
                            details=name)
-        log.info("{peer} publishes {name!r}", peer=self.peer, name=name)
+        log.info("{peer} publishes {name}", peer=self.peer, name=clip(name))
 
     def _refusePublish(self, streamId: int, name: str, info: str) -> None:
-        log.warn("{peer}: publish of {name!r} refused: {info}", peer=self.peer, name=name,
-                 info=info)
+        self._warn("publish", "publish of {name} refused: {info}", name=clip(name), info=info)
         self.conn.onStatus(streamId, "NetStream.Publish.BadName", info, level="error")
         self.flush()
         self.closeWith(f"publish refused: {info}")
@@ -388,16 +498,12 @@ class RTMPServerProtocol(Protocol):
         parts = self.app.split("/")
         if len(parts) >= 2 and parts[0] == "room":
             return "/".join(parts[1:]), name
-        return self._connectArgsRoom() or (None, None)
-
-    def _connectArgsRoom(self) -> tuple[str, str] | None:
-        """Room and login given as connect arguments (ffmpeg -rtmp_conn)."""
-        for arg in self.connectArgs:
-            if isinstance(arg, dict) and arg.get("room") and arg.get("login"):
-                return str(arg["room"]), str(arg["login"])
-        return None
+        return self.argsRoom or (None, None)
 
     def _joinRoom(self, room: str, login: str) -> None:
+        limit = self.factory.settings.room_name_max_length
+        if len(room) > limit:
+            raise StreamError(f"room name is longer than {limit} characters")
         if self.session.connection is None:
             self._identify("rtmp", login)
         elif self.session.login != login:
@@ -425,12 +531,14 @@ class RTMPServerProtocol(Protocol):
 
     def cmd_play(self, command: Command) -> None:
         streamId = command.streamId
-        name = str(command.args[0]) if command.args and command.args[0] else ""
+        name = self._streamName(command, "play", "NetStream.Play.Failed")
+        if name is None or not self._streamFree(streamId, "play"):
+            return
         live = self.factory.server.streams.live(name)
         if live is None or live.media is None or live.media.source is None:
             self.conn.onStatus(streamId, "NetStream.Play.StreamNotFound",
                                f"Stream not found: {name}", level="error")
-            log.info("{peer}: play of {name!r}: not found", peer=self.peer, name=name)
+            log.info("{peer}: play of {name}: not found", peer=self.peer, name=clip(name))
             return
         self.conn.streamBegin(streamId)
         self.conn.onStatus(streamId, "NetStream.Play.Reset", f"Playing {name}.")
@@ -445,7 +553,7 @@ class RTMPServerProtocol(Protocol):
             source.addPlayer(player)
         else:
             player.start()
-        log.info("{peer} plays {name!r}", peer=self.peer, name=name)
+        log.info("{peer} plays {name}", peer=self.peer, name=clip(name))
 
     # Media and data
 
@@ -467,9 +575,17 @@ class RTMPServerProtocol(Protocol):
             return
         values = data.values
         if data.name == "@setDataFrame" and values and values[0] == "onMetaData":
-            publication.source.setMetadata(amf0.encodeAll(*values[1:]))
+            skip = 2
         elif data.name == "onMetaData":
-            publication.source.setMetadata(amf0.encodeAll(*values))
+            skip = 1
+        else:
+            return
+        # The publisher's own bytes after the names go to players: a decoded
+        # client value is never encoded again (see docs/security.md).
+        reader = amf0.Reader(data.payload)
+        for _ in range(skip):
+            reader.value()
+        publication.source.setMetadata(bytes(data.payload[reader.offset:]))
 
 
 class RTMPFactory(Factory):

@@ -1,0 +1,194 @@
+"""
+Meters for the soak test: frames counted in 10 s buckets of wall-clock time,
+the server process's CPU time from /proc, ffmpeg processes whose
+`-progress` output is counted as it comes, and the table a person watches.
+
+Everything is counted, nothing kept: an hour at 15 fps must not hold 54000
+decoded pictures in the test process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import os
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+from aiortc.mediastreams import MediaStreamError
+
+from tests.media import peers
+
+BUCKET = 10.0  # s
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+class BucketCounter:
+    """Frames per BUCKET seconds from C{start}; frames before it are not counted."""
+
+    def __init__(self):
+        self.start: float | None = None
+        self.counts: dict[int, int] = {}
+        self.total = 0
+
+    def add(self, count: int = 1, when: float | None = None) -> None:
+        self.total += count
+        if self.start is None:
+            return
+        when = time.monotonic() if when is None else when
+        if when >= self.start:
+            index = int((when - self.start) // BUCKET)
+            self.counts[index] = self.counts.get(index, 0) + count
+
+    def fps(self, index: int) -> float:
+        return self.counts.get(index, 0) / BUCKET
+
+
+class CountingVideo(peers.PatternVideo):
+    """The tests' moving pattern at C{rate} frames a second, counted as sent."""
+
+    CLOCK = 90000
+
+    def __init__(self, rate: int, width=320, height=240):
+        super().__init__(width, height)
+        self.rate = rate
+        self.sent = BucketCounter()
+        self._startedAt: float | None = None
+
+    async def next_timestamp(self):
+        if self.readyState != "live":
+            raise MediaStreamError
+        now = time.monotonic()
+        if self._startedAt is None:
+            self._startedAt = now
+        else:  # on an absolute schedule: a late frame does not delay the next
+            await asyncio.sleep(max(0.0, self._startedAt + self.count / self.rate - now))
+        self.sent.add()
+        return self.count * self.CLOCK // self.rate, fractions.Fraction(1, self.CLOCK)
+
+
+class CountingPlayer(peers.Player):
+    """An aiortc player that decodes and counts frames instead of keeping them."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.decoded = {"video": BucketCounter(), "audio": BucketCounter()}
+
+    async def _consume(self, track):
+        try:
+            while True:
+                await track.recv()
+                self.decoded[track.kind].add()
+                self.arrived[track.kind].set()
+        except MediaStreamError:
+            pass
+
+
+class FFmpeg:
+    """
+    An ffmpeg process (encoder or player) with `-progress` on its stdout: a
+    thread adds each report's new frames to C{frames}. Its stderr goes to
+    C{logPath}.
+    """
+
+    def __init__(self, args: list[str], logPath: Path):
+        self.logPath = logPath
+        self.frames = BucketCounter()
+        self.outTime = 0.0  # s of media written, as ffmpeg reports it
+        with open(logPath, "wb") as log:
+            self.proc = subprocess.Popen(
+                ["ffmpeg", "-hide_banner", "-loglevel", "warning", "-nostdin", "-nostats",
+                 "-progress", "pipe:1", "-stats_period", "0.2", *args],
+                stdout=subprocess.PIPE, stderr=log, text=True)
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        last = 0
+        for line in self.proc.stdout:
+            key, _, value = line.strip().partition("=")
+            if key == "frame" and value.isdigit():
+                frame = int(value)
+                if frame > last:
+                    self.frames.add(frame - last)
+                last = max(last, frame)
+            elif key == "out_time_us" and value.isdigit():
+                self.outTime = int(value) / 1e6
+
+    @property
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def log(self) -> str:
+        return self.logPath.read_text(errors="replace")[-1500:]
+
+    def stop(self) -> int | None:
+        """SIGINT (ffmpeg finishes its output), then kill; bounded."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(2)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.reader.join(5)
+        return self.proc.returncode
+
+
+def encoder(url: str, seconds: float, rate: int, logPath: Path) -> FFmpeg:
+    """Generated 320x240 H.264 (baseline) + AAC at C{rate} fps, in real time."""
+    return FFmpeg(["-re", "-f", "lavfi", "-i", f"testsrc=size=320x240:rate={rate}",
+                   "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100",
+                   "-t", str(seconds), "-pix_fmt", "yuv420p", "-c:v", "libx264",
+                   "-profile:v", "baseline", "-tune", "zerolatency", "-g", str(rate),
+                   "-c:a", "aac", "-f", "flv", url], logPath)
+
+
+def player(url: str, out: Path, logPath: Path) -> FFmpeg:
+    """Plays C{url} into C{out} (MPEG-TS, streams copied: readable however it ends)."""
+    return FFmpeg(["-i", url, "-c", "copy", "-f", "mpegts", "-y", str(out)], logPath)
+
+
+def duration(path: Path) -> float:
+    """The container's duration by ffprobe, 0 when unreadable."""
+    result = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0",
+         str(path)], capture_output=True, text=True, timeout=60)
+    try:
+        return float(result.stdout.strip())
+    except ValueError:
+        return 0.0
+
+
+def cpuSeconds(pid: int) -> float:
+    """CPU time (utime + stime) a process has used so far; 0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+class Table:
+    """One row per bucket: fps of each named counter, server RSS and CPU."""
+
+    def __init__(self, counters: dict[str, BucketCounter], path: Path, echo=print):
+        self.counters = counters
+        self.path = path
+        self.echo = echo
+        self.rows: list[str] = []
+        names = "".join(f"{name:>9}" for name in counters)
+        self._line(f"{'t (s)':>7}{names}{'RSS MB':>9}{'CPU %':>7}")
+
+    def _line(self, text: str) -> None:
+        self.rows.append(text)
+        self.echo(text)
+        with open(self.path, "a") as out:
+            out.write(text + "\n")
+
+    def row(self, index: int, rss: int, cpuSeconds: float) -> None:
+        fps = "".join(f"{counter.fps(index):>9.1f}" for counter in self.counters.values())
+        self._line(f"{int((index + 1) * BUCKET):>7}{fps}{rss / 2**20:>9.1f}"
+                   f"{100 * cpuSeconds / BUCKET:>7.1f}")

@@ -1,0 +1,291 @@
+"""
+Soak: every kind of client at once against one server for SOAK_SECONDS
+(default 150; `make soak` runs 3600), healthy clients must all still be
+there at the end, at full frame rate, with the server's memory flat.
+
+In one room: alice publishes H.264 + Opus over WebRTC (recorded), bob and
+carol play it and decode; an ffmpeg encoder joins by URL as `obs`; a Flash
+room client and an idle WebSocket participant only answer pings. Beside it an
+ffmpeg encoder publishes `live/NAME` to two ffmpeg players.
+
+The table (fps per 10 s bucket of each source and player, server RSS and
+CPU) is printed as the run goes (`-s` shows it) and written to
+soak-table.txt in the test's tmp dir.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+
+import pytest
+import websockets
+
+from tests.media import peers
+from tests.rtmp import ffmpeg
+from tests.rtmp.flashclient import FlashClient
+from tests.soak import meters
+from tests.support.bystanders import _Reader
+from tests.support.rooms import MEDIA, negotiate, status, streamRequest
+from tests.support.wsclient import Client
+
+SOAK_SECONDS = int(os.environ.get("SOAK_SECONDS", "150"))
+RATE = 15  # fps of every source: light enough for 2 cores shared with the server
+MIN_SHARE = 0.9  # of the source's frames, in every bucket
+SETTLE = 30.0  # s before the RSS baseline
+RSS_GROWTH = 20 * 2**20
+WAIT = 20.0  # s: the bound of each setup and check step
+GONE = ("LEFT", "UNPUBLISHED")
+ENDED = ("STOPPED", "FAILED", "UNPUBLISHED")
+
+
+class PingCountingFlash(FlashClient):
+    """The tests' Flash client, noting when it last answered a server ping."""
+
+    lastPong: float | None = None
+
+    def call(self, name, *args, streamId=0):
+        if name == "pong":
+            self.lastPong = time.monotonic()
+        super().call(name, *args, streamId=streamId)
+
+
+async def waitUntil(predicate, what: str, timeout: float = WAIT) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+class Soak:
+    def __init__(self, server, tmp):
+        self.server, self.tmp = server, tmp
+        self.room = f"soak-{uuid.uuid4().hex[:6]}"
+        self.live = f"soaklive{uuid.uuid4().hex[:4]}"
+        self.clients: dict[str, Client] = {}
+        self.readers: dict[str, _Reader] = {}
+        self.players: dict[str, meters.CountingPlayer] = {}
+        self.encoders: dict[str, meters.FFmpeg] = {}
+        self.rtmpPlayers: dict[str, meters.FFmpeg] = {}
+        self.publisher = self.flash = None
+        self.rss: list[tuple[float, int]] = []  # (s since start, bytes)
+        self.buckets = max(1, SOAK_SECONDS // int(meters.BUCKET))
+        self.facts: list[str] = []  # printed under the table
+
+    def rtmpURL(self, path: str) -> str:
+        return f"rtmp://127.0.0.1:{self.server.ports['rtmp']}/{path}"
+
+    async def start(self) -> None:
+        for login in ("alice", "bob", "carol", "idle"):
+            self.clients[login] = await Client.open(self.server.wsURL, login)
+            await self.clients[login].join(self.room)
+        self.flash = await PingCountingFlash.connect(self.server.ports["rtmp"], "flash")
+        assert (await self.flash.command("join", {"name": self.room}))["status"] == "ACCEPTED"
+
+        alice = self.clients["alice"]
+        self.publisher = peers.Publisher(video="video/H264", audio="audio/opus")
+        self.video = meters.CountingVideo(RATE)
+        self.publisher.pc.getTransceivers()[0].sender.replaceTrack(self.video)
+        self.publishRequest = streamRequest(f"{self.room}-alice", self.room,
+                                            await peers.offerOf(self.publisher.pc), True,
+                                            record=True)
+        await negotiate(alice, self.publisher.pc, "publishStream", self.publishRequest)
+        self.recordName = (await status(alice, self.publishRequest["mediaSessionId"],
+                                        "PUBLISHING"))["recordName"]
+        self.publishedAt = time.monotonic()
+        for login in ("bob", "carol"):
+            player = self.players[login] = meters.CountingPlayer(video="video/H264",
+                                                                 audio="audio/opus")
+            play = streamRequest(self.publishRequest["name"], self.room,
+                                 await peers.offerOf(player.pc), False)
+            await negotiate(self.clients[login], player.pc, "playStream", play)
+            await status(self.clients[login], play["mediaSessionId"], "PLAYING")
+        # From here on every WebSocket client only reads and answers pings.
+        self.readers = {login: _Reader(client) for login, client in self.clients.items()}
+
+        seconds = SOAK_SECONDS + 300  # a bound in case this process dies without teardown
+        self.encoders["live"] = meters.encoder(self.rtmpURL(f"live/{self.live}"), seconds, RATE,
+                                               self.tmp / "encoder-live.log")
+        self.encoders["obs"] = meters.encoder(self.rtmpURL(f"room/{self.room}/obs"), seconds,
+                                              RATE, self.tmp / "encoder-obs.log")
+        await waitUntil(lambda: f"'{self.live}' PUBLISHING>" in self.server.log(),
+                        f"live/{self.live} to be published")
+        for index in (1, 2):
+            self.rtmpPlayers[f"rtmp-{index}"] = meters.player(
+                self.rtmpURL(f"live/{self.live}"), self.tmp / f"player-{index}.ts",
+                self.tmp / f"player-{index}.log")
+        await waitUntil(lambda: any(
+            f["message"] == "OnDataEvent" and f["data"][0]["payload"].get("name") == "PUBLISHED"
+            and f["data"][0]["payload"]["info"].get("login") == "obs"
+            for _, f in self.readers["idle"].frames), "obs to be published in the room")
+        for name, player in self.players.items():
+            await waitUntil(lambda: player.decoded["video"].total > 0, f"{name} to decode")
+        for name, player in self.rtmpPlayers.items():
+            await waitUntil(lambda: player.frames.total > 0, f"{name} to receive")
+
+    def counters(self) -> dict[str, meters.BucketCounter]:
+        counters = {"rtc-src": self.video.sent}
+        counters.update({name: p.decoded["video"] for name, p in self.players.items()})
+        counters.update({"rtmp-src": self.encoders["live"].frames})
+        counters.update({name: p.frames for name, p in self.rtmpPlayers.items()})
+        counters["obs-src"] = self.encoders["obs"].frames
+        return counters
+
+    async def run(self) -> None:
+        """SOAK_SECONDS of nothing but media and pings, metered."""
+        self.t0 = time.monotonic()
+        for counter in self.counters().values():
+            counter.start = self.t0
+        table = meters.Table(self.counters(), self.tmp / "soak-table.txt")
+        pid = self.server.proc.pid
+        cpu = meters.cpuSeconds(pid)
+        for index in range(self.buckets):
+            end = self.t0 + (index + 1) * meters.BUCKET
+            while (left := end - time.monotonic()) > 0:
+                await asyncio.sleep(min(1.0, left))
+                if self.server.proc.poll() is not None:
+                    raise AssertionError(f"the server exited with {self.server.proc.returncode}:"
+                                         f"\n{self.server.log()[-3000:]}")
+                self.rss.append((time.monotonic() - self.t0, self.server.rss()))
+            before, cpu = cpu, meters.cpuSeconds(pid)
+            await asyncio.sleep(0.3)  # the last reports of the bucket
+            table.row(index, self.rss[-1][1], cpu - before)
+        self.ran = time.monotonic() - self.t0
+
+    def frameRates(self) -> list[str]:
+        c = self.counters()
+        # Each player against its source; an encoder held up by the server
+        # (not read, or cut) falls behind real time.
+        pairs = [("bob", "rtc-src"), ("carol", "rtc-src"),
+                 ("rtmp-1", "rtmp-src"), ("rtmp-2", "rtmp-src"),
+                 ("rtmp-src", None), ("obs-src", None)]
+        problems = []
+        for name, source in pairs:
+            low = []
+            for index in range(self.buckets):
+                wanted = RATE if source is None else c[source].fps(index)
+                if c[name].fps(index) < MIN_SHARE * wanted:
+                    low.append(f"{index * 10}-{index * 10 + 10} s: {c[name].fps(index):.1f}"
+                               f" of {wanted:.1f}")
+            if low:
+                problems.append(f"{name} below {MIN_SHARE:.0%} of the source's fps in "
+                                f"{len(low)} of {self.buckets} buckets: " + "; ".join(low[:6]))
+        return problems
+
+    async def connections(self) -> list[str]:
+        problems = []
+        gone: dict[str, list[str]] = {}  # room event -> who got it
+        for login, reader in self.readers.items():
+            for when, frame in reader.frames:
+                payload = frame["data"][0].get("payload", {}) if frame["data"] else {}
+                if frame["message"] == "OnDataEvent" and payload.get("name") in GONE:
+                    event = f"{payload['name']} {payload.get('info')} at {when - self.t0:.0f} s"
+                    gone.setdefault(event, []).append(login)
+                elif frame["message"] == "notifyStreamStatusEvent" \
+                        and frame["data"][0].get("status") in ENDED:
+                    problems.append(f"{login} got {frame['data'][0].get('status')} "
+                                    f"{frame['data'][0].get('info')!r} at {when - self.t0:.0f} s")
+            if reader.task.done():
+                problems.append(f"{login} was disconnected")
+                continue
+            pong = asyncio.ensure_future(reader.waitFor(lambda f: f["message"] == "pong", WAIT))
+            try:
+                await reader.client.send("ping")
+                await pong
+            except (asyncio.TimeoutError, websockets.ConnectionClosed) as e:
+                pong.cancel()
+                problems.append(f"{login} got no pong: {e!r}")
+        while not self.flash.calls.empty():
+            name, args = self.flash.calls.get_nowait()
+            if name == "OnDataEvent" and args[0]["payload"].get("name") in GONE:
+                payload = args[0]["payload"]
+                gone.setdefault(f"{payload['name']} {payload.get('info')} (flash)", []).append(
+                    "flash")
+        problems += [f"{', '.join(logins)} got {event}" for event, logins in gone.items()]
+        if self.flash.task.done():
+            problems.append("flash was disconnected")
+        elif self.flash.lastPong is None or time.monotonic() - self.flash.lastPong > 15:
+            problems.append("flash has not been pinged for 15 s")
+        for name, player in self.players.items():
+            if player.pc.connectionState != "connected":
+                problems.append(f"{name}'s peer connection is {player.pc.connectionState}")
+        for name, proc in {**self.encoders, **self.rtmpPlayers}.items():
+            if not proc.running:
+                problems.append(f"ffmpeg {name} exited with {proc.proc.returncode}: {proc.log()}")
+        return problems
+
+    async def outputs(self) -> list[str]:
+        """Ends the recorded stream and the players: their files' durations."""
+        problems = []
+        await self.clients["alice"].send("unPublishStream", {
+            "mediaSessionId": self.publishRequest["mediaSessionId"],
+            "name": self.publishRequest["name"]})
+        published = time.monotonic() - self.publishedAt
+        mp4 = self.server.workdir / "state" / "records" / self.recordName
+        try:
+            await waitUntil(mp4.exists, f"{mp4.name}", timeout=60)
+            recorded = await asyncio.to_thread(meters.duration, mp4)
+            self.facts.append(f"recording: {recorded:.1f} s, published {published:.1f} s")
+            if abs(recorded - published) > 1.0:
+                problems.append(f"recording lasts {recorded:.1f} s, published {published:.1f} s")
+        except AssertionError as e:
+            problems.append(str(e))
+        for name, player in self.rtmpPlayers.items():
+            await asyncio.to_thread(player.stop)
+            lasted = await asyncio.to_thread(meters.duration, player.logPath.with_suffix(".ts"))
+            self.facts.append(f"{name}: output of {lasted:.1f} s in a {self.ran:.0f} s run")
+            if lasted < self.ran - 10:
+                problems.append(f"{name}'s output lasts {lasted:.1f} s of a {self.ran:.0f} s run")
+        return problems
+
+    def memory(self) -> list[str]:
+        settled = [rss for when, rss in self.rss if when >= SETTLE]
+        if len(settled) < 2:
+            return []
+        growth = max(settled) - settled[0]
+        self.facts.append(f"server RSS: {settled[0] / 2**20:.1f} MB at {SETTLE:.0f} s, "
+                          f"at most {max(settled) / 2**20:.1f} MB after")
+        if growth >= RSS_GROWTH:
+            return [f"server RSS grew {growth / 2**20:.1f} MB after {SETTLE:.0f} s "
+                    f"({settled[0] / 2**20:.1f} -> {max(settled) / 2**20:.1f} MB)"]
+        return []
+
+    async def check(self) -> list[str]:
+        problems = self.frameRates() + await self.connections()
+        problems += await self.outputs()
+        problems += self.memory()
+        if "Traceback" in self.server.log():
+            problems.append("the server log has a traceback")
+        return problems
+
+    async def close(self) -> None:
+        for proc in (*self.rtmpPlayers.values(), *self.encoders.values()):
+            await asyncio.to_thread(proc.stop)
+        for reader in self.readers.values():
+            await reader.stop()
+        for peer in (self.publisher, *self.players.values()):
+            if peer is not None:
+                await peer.close()
+        for client in self.clients.values():
+            await asyncio.wait_for(client.close(), WAIT)
+        if self.flash is not None:
+            self.flash.close()
+
+
+async def test_healthy_clients_of_every_kind_stay_for_the_whole_run(serverFactory, tmp_path):
+    ffmpeg.requireFFmpeg()
+    server = serverFactory(enable=("ws", "rtmp"), settings=MEDIA)
+    soak = Soak(server, tmp_path)
+    try:
+        await asyncio.wait_for(soak.start(), 120)
+        await asyncio.wait_for(soak.run(), SOAK_SECONDS + 60)
+        problems = await asyncio.wait_for(soak.check(), 240)
+    finally:
+        await asyncio.wait_for(soak.close(), 120)
+    print("\n".join(soak.facts + [f"table: {tmp_path / 'soak-table.txt'}"]))
+    if problems:
+        pytest.fail("\n".join(problems) + "\n\nend of the server log:\n" + server.log()[-3000:],
+                    pytrace=False)
