@@ -15,6 +15,7 @@ from fractions import Fraction
 import pytest
 from twisted.python.threadpool import ThreadPool
 
+from tests.support.wait import waitUntil
 from wcs.frames import EncodedFrame
 from wcs.offload import OffloadedSink, Worker
 
@@ -49,14 +50,6 @@ def makeWorker(pool, work, delivered, **options):
                   callInThread=pool.callInThread, **options)
 
 
-async def waitFor(condition):
-    for _ in range(WAIT * 100):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("condition not met in time")
-
-
 async def test_frames_run_in_a_thread_in_order_and_results_come_back_on_the_loop(pool):
     threads = set()
 
@@ -68,7 +61,7 @@ async def test_frames_run_in_a_thread_in_order_and_results_come_back_on_the_loop
     worker = makeWorker(pool, work, delivered, limit=1000)
     for n in range(200):
         assert worker.submit(frame(n % 256, keyframe=n == 0))
-    await waitFor(lambda: len(delivered) == 200)
+    await waitUntil(lambda: len(delivered) == 200, WAIT)
     assert delivered == [n % 256 for n in range(200)]
     assert threading.current_thread() not in threads
     assert await asyncio.wait_for(worker.stop(lambda: "finished").asFuture(
@@ -87,7 +80,7 @@ async def test_a_worker_behind_drops_to_the_next_keyframe(pool):
     delivered, drops = [], []
     worker = makeWorker(pool, work, delivered, limit=3, onDrop=lambda: drops.append(1))
     worker.submit(frame(0, keyframe=True))
-    await waitFor(started.is_set)
+    await waitUntil(started.is_set, WAIT)
     for n in (1, 2, 3):  # the queue is full: 1, 2, 3 wait behind 0
         assert worker.submit(frame(n))
     assert not worker.submit(frame(4))  # too many: 1-3 dropped, and 4 with them
@@ -98,7 +91,7 @@ async def test_a_worker_behind_drops_to_the_next_keyframe(pool):
     assert worker.submit(frame(8))
     assert len(worker.queue) <= 3 and worker.dropped == 5
     release.set()
-    await waitFor(lambda: len(delivered) == 4)
+    await waitUntil(lambda: len(delivered) == 4, WAIT)
     assert delivered == [("video", 0), ("audio", 5), ("video", 7), ("video", 8)]
     await worker.stop().asFuture(asyncio.get_running_loop())
 
@@ -113,7 +106,7 @@ async def test_a_failing_frame_costs_only_itself(pool):
     worker = makeWorker(pool, work, delivered)
     for n in range(4):
         worker.submit(frame(n, keyframe=True))
-    await waitFor(lambda: len(delivered) == 3)
+    await waitUntil(lambda: len(delivered) == 3, WAIT)
     assert delivered == [0, 2, 3]
     await worker.stop().asFuture(asyncio.get_running_loop())
 
@@ -144,7 +137,7 @@ async def test_stop_drains_then_finishes_in_the_worker_thread(pool):
     # Everything queued ran first; finish ran after it, in a pool thread.
     assert finished[0][0] == [0, 1, 2, 3, 4]
     assert finished[0][1] is not threading.current_thread()
-    await waitFor(lambda: len(delivered) == 5)
+    await waitUntil(lambda: len(delivered) == 5, WAIT)
 
 
 async def test_stop_without_draining_delivers_nothing_more(pool):
@@ -160,11 +153,11 @@ async def test_stop_without_draining_delivers_nothing_more(pool):
     worker = makeWorker(pool, work, delivered)
     for n in range(5):
         worker.submit(frame(n, keyframe=True))
-    await waitFor(started.is_set)
+    await waitUntil(started.is_set, WAIT)
     done = worker.stop(drain=False)
     release.set()
     await asyncio.wait_for(done.asFuture(loop), WAIT)
-    await asyncio.sleep(0.05)  # a result of frame 0 would be on its way back by now
+    # Frame 0's result was sent back before the stop's end, and dropped.
     assert delivered == [] and not worker.queue
 
 
