@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import re
 import statistics
 import subprocess
@@ -118,7 +119,7 @@ def main() -> None:
     if not rows:
         sys.exit(f"no lag reports in the server log ({server.logPath})")
     print(f"VP8 {args.size} publisher, recorded to H.264 + AAC, played over RTMP; "
-          f"{len(rows)} reports of {args.report} s")
+          f"{len(rows)} reports of {args.report} s; load average {os.getloadavg()[0]:.1f}")
     print("interval  p50 ms  p99 ms  max ms  samples")
     for seconds, p50, p99, top, samples in rows:
         print(f"{seconds:8.1f}  {p50:6.2f}  {p99:6.2f}  {top:6.1f}  {int(samples):7d}")

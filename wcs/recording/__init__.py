@@ -67,6 +67,11 @@ RECORD_REFUSED = "Recording refused: less than {mb} MB free on the server"
 RECORD_TOO_LONG = "Recording stopped: longer than {seconds} s"
 
 
+# Frames a recording's worker may have queued (audio and video, about 3 s):
+# a recording waits rather than drops through a slow moment (its encoder
+# opening, a busy disk), but not for ever.
+RECORD_QUEUE = 240
+
 NAME_BYTES = 100  # of the stream name in a file name (file names are at most 255 bytes)
 
 
@@ -133,7 +138,8 @@ class Recorder:
                               onFailure=lambda error: sink.worker.callFromThread(
                                   self._failed, stream, error))
         chain = writer if tracks == source.tracks else Transcoding(writer, source.tracks, tracks)
-        sink = OffloadedSink(f"recording {name}", chain, onDrop=source.requestKeyframe)
+        sink = OffloadedSink(f"recording {name}", chain, limit=RECORD_QUEUE,
+                             onDrop=source.requestKeyframe)
         source.attach(sink)
         source.requestKeyframe()
         self.writers[id(stream)] = (sink, writer, target)

@@ -21,6 +21,10 @@ from wcs.offload import Worker
 from wcs.rtmp import flv
 from wcs.rtmp.chunks import AUDIO, VIDEO
 
+# Frames an FLV feed's worker may have queued: audio and video together,
+# about a second of both; more would only delay the players.
+FEED_QUEUE = 90
+
 
 class TagWriter(Protocol):
     """Where a player's FLV tags go (an RTMP connection's play stream)."""
@@ -213,7 +217,7 @@ class FLVFeed(RTMPSource):
         self.last = {"audio": 0, "video": 0}
         self.worker: Worker[list[tuple[int, int, bytes]]] = Worker(
             f"RTMP feed of {name!r}", self._convert, self._tags,
-            onDrop=upstream.requestKeyframe, **workerOptions)
+            limit=FEED_QUEUE, onDrop=upstream.requestKeyframe, **workerOptions)
 
     def open(self) -> None:
         self.upstream.attach(self)
