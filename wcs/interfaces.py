@@ -11,6 +11,15 @@ one wire (WebSocket frames, RTMP chunks, ...) to these interfaces:
                       -> IClientSession
     decoded client message  --session.messageReceived(name, args)-->
     <--channel.send(ServerMessage)--  replies and room events
+    a wire without the SDK's messages (RTMP encoders, WHIP) acts for its
+    client:  session.identify / joinRoom / publish(name, IMediaSource)
+             server.liveSource(name) to play, stream.stop() to end
+
+Everything a transport may call in the core is declared here: a transport
+(in C{wcs.transports} or a drop-in in C{plugins}) imports only
+C{wcs.interfaces}, C{wcs.messages}, C{wcs.frames}, C{wcs.config},
+C{wcs.logs}, C{wcs.errors} and its own package (tests/test_contract.py
+checks it). See docs/transports.md.
 
 Media for C{publishStream}/C{playStream} is negotiated by an L{IMediaEngine}
 chosen by the request's C{mediaProvider}; a published stream exposes its
@@ -20,6 +29,24 @@ recorder) can consume it.
 
 from twisted.plugin import IPlugin
 from zope.interface import Attribute, Interface
+
+# --- The SDK's strings (constants.js), for transports that report streams ---
+
+# STREAM_STATUS: the life of a published or played stream.
+PENDING = "PENDING"
+PUBLISHING = "PUBLISHING"
+PLAYING = "PLAYING"
+UNPUBLISHED = "UNPUBLISHED"
+STOPPED = "STOPPED"
+FAILED = "FAILED"
+
+# STREAM_STATUS_INFO: why a stream failed or stopped.
+STREAM_NOT_FOUND = "Stream not found"
+NAME_IN_USE = "Stream name is already in use"
+SESSION_ID_IN_USE = "MediaSessionId is already in use"
+STOPPED_BY_PUBLISHER = "Stopped by publisher stop"
+STOPPED_BY_DISCONNECT = "Stopped by session disconnect"
+STOPPED_BY_USER = "Stopped by user"
 
 
 class ISignallingChannel(Interface):
@@ -85,6 +112,79 @@ class IClientSession(Interface):
         The connection is gone: release everything the client held.
         """
 
+    def refuse(apiMethod, info):
+        """
+        Refuse one client request: a C{fail} naming C{apiMethod} and C{info}
+        goes to the client, and a warning to the log (rate-limited per
+        address). The connection stays open.
+
+        @param apiMethod: the message refused (e.g. C{"sendData"}), or None.
+        @param info: what is wrong, for the client to read.
+        """
+
+    # Identity, for wires that carry no SDK C{connection} message (RTMP
+    # encoders, WHIP): the transport identifies its client itself.
+
+    login = Attribute(
+        "The client's login, its identity in rooms (LiveKit's participant "
+        "identity); None before L{identify}, or when identified without one.")
+    identified = Attribute("Whether the client has identified (L{identify} or "
+                           "the SDK's C{connection} message).")
+
+    def identify(appKey, login=None):
+        """
+        Identify the client, as the SDK's C{connection} message does: the
+        client is sent C{getUserData} (its C{sessionId}).
+
+        @param appKey: the application, e.g. C{"rtmp"}, C{"flashRoomApp"}.
+        @param login: the client's login, or None for a client that only
+            publishes or plays by stream name (it cannot join rooms).
+        @raise wcs.errors.ProtocolError: already identified, or the login is
+            too long.
+        """
+
+    # Rooms (LiveKit's Room and Participant)
+
+    def joinRoom(room, record=False):
+        """
+        Join C{room} as this client's login; the room is made on first join
+        and its other participants get C{JOINED}. Joining a room the client
+        is already in changes nothing.
+
+        @param record: ask for the room's mix to be recorded.
+        @raise wcs.errors.RoomError: no login, the login is taken in that
+            room, the room or the server is full, a bad room name.
+        """
+
+    def inRoom(room):
+        """
+        @return: whether the client is a participant of C{room}.
+        """
+
+    # Streams (LiveKit's track publications)
+
+    def publish(name, source, provider, record=False, room=None, onStop=None):
+        """
+        Publish media that the transport brings itself (an RTMP encoder, a
+        WHIP client): the stream is live at once (C{PUBLISHING}), playable
+        by name server-wide, recorded if asked, and announced to the room
+        (C{PUBLISHED}) when it belongs to one.
+
+        @param name: the stream name, unique on the server.
+        @param source: the L{IMediaSource} of the media.
+        @param provider: the C{mediaProvider} reported for it, e.g.
+            C{"RTMP"}, C{"WHIP"}.
+        @param room: the room the stream belongs to (joined first); None:
+            the joined room whose C{ROOM-LOGIN} prefix the name carries (how
+            Flash clients name their streams), else no room.
+        @param onStop: called once when the stream ends, whatever ends it
+            (L{IStream.stop}, the client leaving the room, the session
+            closing), so the transport can stop its media.
+        @return: the L{IStream}.
+        @raise wcs.errors.StreamError: with L{NAME_IN_USE} when the name is
+            taken, or when C{room} is not joined.
+        """
+
 
 class IRoomServer(Interface):
     """
@@ -102,9 +202,41 @@ class IRoomServer(Interface):
         @return: an L{IClientSession}.
         """
 
+    badInputLog = Attribute(
+        "A L{wcs.logs.LogLimiter} for warnings about a client's bad input: "
+        "C{badInputLog.warn((address, kind), format, **fields)} logs one line "
+        "per address and kind a while, and counts the rest.")
+
     def registerMediaEngine(engine):
         """
         Make an L{IMediaEngine} available for its C{providers}.
+        """
+
+    # Streams by name, for players (LiveKit's subscription)
+
+    def liveSource(name):
+        """
+        The media of a live (C{PUBLISHING}) stream, to play it.
+
+        @return: its L{IMediaSource}, or None when no stream of that name is
+            live (report L{STREAM_NOT_FOUND}).
+        """
+
+    def streamNameInUse(name):
+        """
+        @return: whether a published stream holds C{name} (live or still
+            negotiating): a publish under it would fail with L{NAME_IN_USE}.
+        """
+
+    # Listening
+
+    def tlsContext():
+        """
+        The server's TLS context factory (its certificate, made on first use
+        when none is configured), for secure listeners (wss, https).
+
+        @return: a L{twisted.internet.interfaces.IOpenSSLContextFactory}, or
+            None when TLS is not available in this installation.
         """
 
 
@@ -127,6 +259,27 @@ class ITransport(IPlugin):
         @param settings: the L{wcs.config.Settings}.
         @return: an L{twisted.application.service.IService}, or L{None} when
             the settings disable this transport.
+        """
+
+
+class IStream(Interface):
+    """
+    One published (or played) stream of a session, as the core keeps it.
+    """
+
+    name = Attribute("The stream name.")
+    published = Attribute("True for a publish, False for a play.")
+    status = Attribute("Its SDK status: L{PENDING}, L{PUBLISHING}, ... L{FAILED}.")
+    recordName = Attribute("The recording's file name when it is recorded, else None.")
+
+    def stop(info=None):
+        """
+        End the stream (L{UNPUBLISHED} for a publish, L{STOPPED} for a play)
+        as if its client asked: its media stops, its players get
+        C{STOPPED}, its room C{UNPUBLISHED}, its client the status. Once:
+        later calls do nothing.
+
+        @param info: a C{STREAM_STATUS_INFO} string for the status, or None.
         """
 
 
@@ -165,6 +318,20 @@ class IMediaSession(Interface):
     def stop():
         """
         End the session and free its sockets and tasks. Idempotent.
+        """
+
+
+class IMediaStats(Interface):
+    """
+    Counters of an L{IMediaSession} for operators (the REST API, the admin
+    page), read when asked: nothing is computed per packet beyond them.
+    """
+
+    def stats():
+        """
+        @return: a dict: C{packets} and C{octets} received (publish) or sent
+            (play) so far, and C{lost}: packets that never came from the
+            publisher (None for a play).
         """
 
 
@@ -233,4 +400,149 @@ class IMediaSink(Interface):
     def sourceEnded():
         """
         The source stopped for good.
+        """
+
+
+class IAdmin(Interface):
+    """
+    What an operator may read and do on a running server (the REST API, the
+    admin page): clients, streams, rooms and recordings, by their ids.
+
+    Objects are the core's own, read through their public attributes: a
+    client (L{wcs.session.ClientSession}) has C{sessionId}, C{login},
+    C{connection}, C{channel}, C{createdAt}, C{logLevel}, C{participants};
+    a stream (L{wcs.streams.Stream}) C{mediaSessionId}, C{name},
+    C{published}, C{status}, C{request}, C{owner}, C{participant},
+    C{recordName}; a room (L{wcs.room.model.Room}) C{name}, C{record},
+    C{createdAt}, C{participants}.
+    """
+
+    def connections():
+        """@return: every client connection, oldest first."""
+
+    def connection(sessionId):
+        """@return: the client of C{sessionId}, or None."""
+
+    def closeConnection(sessionId, reason):
+        """
+        Close a client's connection, as a disconnect would end it.
+
+        @return: whether there was such a client.
+        """
+
+    def setLogLevel(sessionId, level):
+        """
+        Log a client's messages (C{DEBUG}, C{TRACE}) or stop (C{INFO},
+        C{WARN}, C{ERROR}).
+
+        @return: whether there was such a client.
+        @raise ValueError: an unknown level.
+        """
+
+    def streams():
+        """@return: every stream, published and played, of every client."""
+
+    def stream(mediaSessionId):
+        """@return: the stream of C{mediaSessionId}, or None."""
+
+    def endStream(mediaSessionId, info):
+        """
+        End a stream as its client's stop would; its client gets C{info}.
+
+        @return: whether there was such a stream.
+        """
+
+    def recordingOf(stream):
+        """@return: the file name C{stream} is being recorded to now, or None."""
+
+    def rooms():
+        """@return: every room, idle ones included."""
+
+    def room(name):
+        """@return: the room C{name}, or None."""
+
+    def streamsOf(participant):
+        """@return: the streams a room participant publishes there."""
+
+    def kick(room, login, info):
+        """
+        Take C{login} out of C{room}: the others get C{LEFT}, its streams in
+        the room end with C{info}.
+
+        @return: whether there was such a room and participant.
+        """
+
+    def endRoom(name, info):
+        """
+        End a room: every participant is taken out as by L{kick}, then the
+        room ends (its mix, if recorded, is made).
+
+        @return: whether there was such a room.
+        """
+
+    def startRecording(mediaSessionId):
+        """
+        Record a live published stream.
+
+        @return: the recording's file name.
+        @raise LookupError: no such stream.
+        @raise wcs.errors.StreamError: not a live published stream, already
+            recorded, or the recorder refused (low disk).
+        """
+
+    def stopRecording(mediaSessionId):
+        """
+        Stop recording a stream; the stream goes on and the file is finished.
+
+        @return: the recording's file name.
+        @raise LookupError: no such stream.
+        @raise wcs.errors.StreamError: the stream is not being recorded.
+        """
+
+    def recordings():
+        """@return: the finished and unfinished recordings: C{pathlib.Path}s."""
+
+    def deleteRecording(fileName):
+        """
+        Delete one recording of the records directory.
+
+        @raise ValueError: C{fileName} is not a plain file name there.
+        @raise LookupError: no such recording.
+        @raise wcs.errors.StreamError: it is still being written.
+        """
+
+
+# Web resources from drop-ins ------------------------------------------------
+#
+# A transport that speaks HTTP (WHIP, WHEP) serves its paths on the web
+# server's ports (http_port, https_port) rather than listening on its own.
+
+
+class IWebResource(IPlugin):
+    """
+    A drop-in that serves one top-level path of the web server, found with
+    L{twisted.plugin.getPlugins} in C{wcs.transports} and the top-level
+    C{plugins} package, like L{ITransport}. The web server mounts
+    C{makeResource}'s answer at C{/path/} on both its HTTP and HTTPS ports,
+    unless the path is taken already (C{client2}, C{records}, or an earlier
+    drop-in): then it logs one line and leaves the drop-in out.
+    """
+
+    name = Attribute("A short unique name, e.g. C{'whip'}, for logs.")
+    path = Attribute("The first path segment served, a C{str} such as C{'whip'}.")
+    maxBodySize = Attribute(
+        "Bytes of request body accepted under C{/path/} (with a Content-Length; "
+        "a chunked body is refused with 411); 0: none, the web server's "
+        "default (413 for any body)."
+    )
+
+    def makeResource(server, settings):
+        """
+        Build the resource serving C{/path/...}.
+
+        @param server: the L{IRoomServer}; the resource opens client sessions
+            with C{server.openSession(channel)} like any transport.
+        @param settings: the L{wcs.config.Settings}.
+        @return: an L{twisted.web.resource.IResource}, or L{None} when the
+            settings disable it.
         """

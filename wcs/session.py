@@ -9,7 +9,8 @@ bookkeeping before it returns.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+import json
+from typing import Any, Callable
 
 from twisted.internet.task import LoopingCall
 from wcs.logs import Logger, clip
@@ -17,17 +18,18 @@ from zope.interface import implementer
 
 from wcs import protocol
 from wcs.errors import ProtocolError, RoomError, StreamError
-from wcs.interfaces import IClientSession, ISignallingChannel
+from wcs.interfaces import IClientSession, IMediaSource, IRoomServer, ISignallingChannel, IStream
 from wcs.messages import ServerMessage
 from wcs.room.events import ACCEPTED, FAILED, dataStatus
 from wcs.room.model import Participant
 from wcs.streams import StreamControl
 
-if TYPE_CHECKING:
-    from wcs.server import RoomServer
-
 PING = ServerMessage("ping", None)
 PONG = ServerMessage("pong", None)
+
+# Log levels (connection/set_log_level) at which a client's messages are logged.
+LOG_LEVELS = ("ERROR", "WARN", "INFO", "DEBUG", "TRACE")
+TRACED = frozenset({"DEBUG", "TRACE"})
 
 # Messages of the SDK that need no answer from a room server.
 IGNORED = frozenset({"pushLogs", "sessionDebug", "submitBugReport"})
@@ -35,6 +37,19 @@ IGNORED = frozenset({"pushLogs", "sessionDebug", "submitBugReport"})
 
 def failMessage(apiMethod: str | None, info: str) -> ServerMessage:
     return ServerMessage("fail", {"apiMethod": apiMethod, "info": info})
+
+
+def traceText(args: Any, limit: int = 500) -> str:
+    """
+    A traced message's arguments for the log, as JSON cut to C{limit}. Only
+    for a client an operator chose to trace: its messages are already
+    bounded by the transport's size and value limits.
+    """
+    try:
+        text = json.dumps(args, ensure_ascii=True, default=lambda o: f"<{type(o).__name__}>")
+    except (ValueError, RecursionError):  # an AMF value that refers to itself
+        return "<unprintable>"
+    return text[:limit] + "..." if len(text) > limit else text
 
 
 def peerAddress(peer: str) -> str:
@@ -46,7 +61,8 @@ def peerAddress(peer: str) -> str:
 class ClientSession:
     log = Logger()
 
-    def __init__(self, server: "RoomServer", channel: ISignallingChannel):
+    def __init__(self, server: IRoomServer, channel: ISignallingChannel):
+        # server: the core's own wcs.server.RoomServer (its rooms, limits...).
         self.server = server
         self.channel = channel
         self.rooms = server.rooms
@@ -55,6 +71,13 @@ class ClientSession:
         self.participants: dict[str, Participant] = {}
         self.streams = StreamControl(self)
         self.closed = False
+        # Known from the start (the REST API lists clients before they
+        # identify); told to the client in getUserData.
+        self.sessionId = server.newSessionId()
+        self.createdAt = server.clock.seconds()
+        # Set from the REST API (connection/set_log_level): DEBUG or TRACE
+        # logs each message this client sends.
+        self.logLevel: str | None = None
         # Liveness: transports set `heard` on anything from the peer (the hot
         # path: one store); each keep-alive tick turns it into `lastHeard`.
         self.heard = False
@@ -78,6 +101,10 @@ class ClientSession:
     def login(self) -> str | None:
         return self.connection.login if self.connection else None
 
+    @property
+    def identified(self) -> bool:
+        return self.connection is not None
+
     def __repr__(self) -> str:
         return f"<ClientSession {clip(self.login, 40)} from {self.channel.peer}>"
 
@@ -87,6 +114,9 @@ class ClientSession:
         if self.closed:
             return
         self.heard = True
+        if self.logLevel in TRACED:
+            self.log.info("{session} sent {name} {args}", session=self, name=clip(name, 64),
+                          args=traceText(args))
         handler = self._handlers.get(name)
         if handler is None:
             if name in IGNORED:
@@ -121,6 +151,22 @@ class ClientSession:
         self.server.sessionEnded(self)
         self.log.info("{session} disconnected: {reason}", session=self, reason=reason)
 
+    # Acting for a client that has no SDK messages (IClientSession)
+
+    def identify(self, appKey: str, login: str | None = None) -> None:
+        custom = {"login": login} if login else {}
+        self._connection("connection", [{"appKey": appKey, "custom": custom}])
+
+    def inRoom(self, room: str) -> bool:
+        return room in self.participants
+
+    def publish(self, name: str, source: IMediaSource, provider: str, record: bool = False,
+                room: str | None = None, onStop=None) -> IStream:
+        if room is not None:
+            self.joinRoom(room)
+        return self.streams.publishSource(name, source, provider=provider, room=room,
+                                          record=record, onStop=onStop)
+
     # Member of rooms
 
     def send(self, message: ServerMessage) -> None:
@@ -152,7 +198,7 @@ class ClientSession:
         self.send(ServerMessage("getUserData", {
             "appKey": self.connection.appKey,
             "login": self.connection.login,
-            "sessionId": self.server.newSessionId(),
+            "sessionId": self.sessionId,
         }))
 
     def _ping(self, name: str, args: list[Any]) -> None:
@@ -217,12 +263,24 @@ class ClientSession:
 
     def _join(self, options: dict[str, Any]) -> None:
         join = protocol.parseJoin(options, self.limits)
-        self.joinRoom(join.room, join.record)
+        self._enterRoom(join.room, join.record)
 
-    def joinRoom(self, room: str, record: bool = False) -> Participant:
+    def joinRoom(self, room: str, record: bool = False) -> None:
         """
-        Join C{room} as this session's login (also for transports that join
-        on a client's behalf, like an RTMP encoder publishing to a room URL).
+        Join C{room} for a transport acting for its client (an RTMP encoder
+        publishing to a room URL): a room already joined stays as it is.
+        """
+        if room in self.participants:
+            return
+        try:
+            room = protocol.parseJoin({"name": room}, self.limits).room
+        except ProtocolError as e:
+            raise RoomError(e.info) from None
+        self._enterRoom(room, record)
+
+    def _enterRoom(self, room: str, record: bool = False) -> Participant:
+        """
+        Join C{room} as this session's login.
 
         @raise RoomError: no login, the login is taken, the room is full.
         """
@@ -246,6 +304,23 @@ class ClientSession:
         if sender is None:
             raise RoomError(f"not in room {chat.room!r}: join it before sending messages")
         self.rooms.chat(sender, chat.to, chat.text)
+
+    def removeFromRoom(self, room: str, info: str) -> bool:
+        """
+        The server takes this client out of C{room} (an operator's kick): as
+        a leave, but its streams there end with C{info}. The SDK has no kick
+        event: the client learns it from its streams and later room commands.
+
+        @return: whether the client was in the room.
+        """
+        participant = self.participants.pop(room, None)
+        if participant is None:
+            return False
+        self.log.info("{session} removed from {room}: {info}", session=self,
+                      room=clip(room), info=info)
+        self.streams.stopRoom(participant, info)
+        self.rooms.leave(participant)
+        return True
 
     def participantFor(self, roomName: str) -> Participant:
         participant = self.participants.get(roomName)
