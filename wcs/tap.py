@@ -127,7 +127,8 @@ def _loadTransportSettings() -> None:
     from wcs.server import findTransports
 
     findTransports()
-    for module in ("wcs.media.engine", "wcs.web", "wcs.tls", "wcs.recording", "wcs.rest.service"):
+    for module in ("wcs.media.engine", "wcs.web", "wcs.tls", "wcs.recording",
+                   "wcs.rest.service", "wcs.lag"):
         try:
             __import__(module)
         except ImportError:
@@ -188,6 +189,10 @@ def makeService(options: Options) -> MultiService:
             service.setServiceParent(top)
     _addWeb(server, settings, top)
     top.rest = _addRest(server, settings, top)
+    if settings.loop_lag_report:
+        from wcs.lag import LagProbe
+
+        LagProbe(reactor, settings.loop_lag_report).setServiceParent(top)
     top.server = server
     return top
 
