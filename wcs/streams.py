@@ -12,6 +12,7 @@ ends.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -302,6 +303,29 @@ class StreamControl:
             self._refuse(message, request.mediaSessionId, args,
                          f"too many streams on this connection: at most {limit}")
             return
+        self.session.gate.after(self._ask(request),
+                                lambda decision: self._decided(message, request, args, decision))
+
+    def _ask(self, request: protocol.StreamRequest):
+        """The access policy's decision on C{request} (a Deferred)."""
+        access = self.server.access
+        if request.published:
+            return access.publish(self.session, request,
+                                  lambda room: self.server.rooms.get(room) is not None)
+        source = self.server.streams.live(request.name)
+        participant = source.participant if source is not None else None
+        return access.play(self.session, request,
+                           participant.room.name if participant is not None else None)
+
+    def _decided(self, message: str, request: protocol.StreamRequest, args: list[Any],
+                 decision) -> None:
+        if self.session.closed:
+            return
+        if not decision.allowed:
+            self._refuse(message, request.mediaSessionId, args, decision.reason)
+            return
+        if decision.record is not None and decision.record != request.record:
+            request = dataclasses.replace(request, record=decision.record)
         try:
             self._start(request)
         except StreamError as e:

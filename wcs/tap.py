@@ -104,6 +104,9 @@ class Options(usage.Options):
                     settings.set(key, self[option])
             for key, value in self["set"]:
                 settings.set(key, value)
+            from wcs.access.policy import checkSettings
+
+            checkSettings(settings)  # auth_required with nothing to check: say so
             if settings.wss_port or settings.https_port:
                 from wcs import tls
 
