@@ -193,3 +193,13 @@ def test_gate_holds_a_bounded_number():
     for i in range(5):
         gate.hold("m", [i])
     assert len(gate.held) == 3 and len(reasons) == 2
+
+
+def test_gate_waits_for_a_deferred_paused_on_another():
+    inner, outer, done = Deferred(), succeed(None), []
+    outer.addCallback(lambda _: inner)  # called, but paused
+    gate = Gate(lambda *m: None, lambda reason: None)
+    gate.after(outer, done.append)
+    assert gate.waiting and done == []
+    inner.callback("yes")
+    assert done == ["yes"] and not gate.waiting

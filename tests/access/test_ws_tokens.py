@@ -154,3 +154,49 @@ async def test_an_expired_token_ends_nothing_but_allows_nothing_new(server):
     assert "alice" in await bob.join(room)
     await alice.close()
     await bob.close()
+
+
+async def test_rate_limits_answer_too_many_requests(tmp_path):
+    limited = startServer(tmp_path, settings={
+        "auth_required": "true", "auth_jwt_secret": SECRET, "rate_auth_failures_per_address": "3",
+        "rate_joins_per_login": "2", "rate_chat_per_participant": "2"})
+    try:
+        # Failed tokens from one address: three refused with their reason,
+        # then the address is banned, a good token included.
+        reasons = []
+        for _ in range(4):
+            client, frame = await connect(limited.wsURL, "alice", "garbage")
+            reasons.append(frame["data"][0]["info"])
+            await client.close()
+        assert reasons == ["malformed token"] * 3 + ["Too many requests"]
+        client, frame = await connect(limited.wsURL, "alice", token("alice"))
+        await refusedAndClosed(client, frame, "Too many requests")
+    finally:
+        limited.stop()
+    limited = startServer(tmp_path / "2", settings={
+        "auth_required": "true", "auth_jwt_secret": SECRET,
+        "rate_joins_per_login": "2", "rate_chat_per_participant": "2"})
+    try:
+        room = newRoom()
+        alice, _ = await connect(limited.wsURL, "alice", token("alice"))
+        # Six joins of distinct rooms at once: a burst of twice the rate, then refusals.
+        joins = await burst(alice, [("join", {"name": f"{room}{i}"}) for i in range(6)])
+        assert joins[:4] == [None] * 4 and "Too many requests" in joins[4:]
+        chats = await burst(alice, [("sendMessage", {"roomConfig": {"name": f"{room}0"},
+                                                     "to": "alice", "text": "x"})] * 8)
+        assert chats[:4] == [None] * 4 and chats.count("Too many requests") >= 2
+    finally:
+        limited.stop()
+
+
+async def burst(client, commands):
+    """Send sendData commands back to back; their DataStatusEvent infos in order."""
+    for i, (command, options) in enumerate(commands):
+        await client.send("sendData", {"operationId": f"b{i}", "payload": {
+            "command": command, "options": options}})
+    infos = {}
+    while len(infos) < len(commands):
+        frame = await client.next()
+        if frame["message"] == "DataStatusEvent":
+            infos[frame["data"][0]["operationId"]] = frame["data"][0].get("info")
+    return [infos[f"b{i}"] for i in range(len(commands))]

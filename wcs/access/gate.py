@@ -43,9 +43,12 @@ class Gate:
 
     def after(self, decision: defer.Deferred, then: Callable[[Any], None]) -> None:
         """Run C{then(result)} when C{decision} fires; hold messages until then."""
-        state = {"sync": True}
+        # Not decision.called: a Deferred fired but paused on an inner one
+        # (the HTTP pool's cached connection) is called and still waiting.
+        state = {"sync": True, "ran": False}
 
         def run(result):
+            state["ran"] = True
             if state["sync"]:
                 then(result)
                 return
@@ -58,7 +61,7 @@ class Gate:
         decision.addCallback(run).addErrback(
             lambda f: self.log.failure("access decision continuation failed", f))
         state["sync"] = False
-        if not decision.called:
+        if not state["ran"]:
             self.held = deque()
 
     def _release(self, held: deque) -> None:

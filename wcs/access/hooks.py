@@ -35,6 +35,10 @@ declare(
 
 MAX_BODY = 65536  # bytes of a hook's answer read; a longer one denies
 DENIED = "denied by the application backend"
+UNREACHABLE = "the application backend is unreachable"
+NO_ANSWER = "the application backend did not answer in time"
+# The backend's trouble, not the client's: no ban is counted for these.
+BACKEND_FAULTS = frozenset({UNREACHABLE, NO_ANSWER})
 
 
 @dataclass(frozen=True)
@@ -118,9 +122,10 @@ class RestHook:
             b"POST", f"{self.url}/{action}".encode("utf-8"),
             Headers({b"content-type": [b"application/json"]}), _JSONBody(data))
         d.addCallback(self._read)
-        d.addTimeout(self.timeout, self.reactor)
         d.addCallback(self._decide, action)
         d.addErrback(self._failed, action)
+        # Last: whatever cancelling the request gave, a timeout says so.
+        d.addTimeout(self.timeout, self.reactor, onTimeoutCancel=self._timedOut(action))
         return d
 
     def _read(self, response):
@@ -154,13 +159,17 @@ class RestHook:
                         custom if isinstance(custom, dict) else {})
 
     def _failed(self, failure, action: str) -> Decision:
-        if failure.check(defer.TimeoutError, defer.CancelledError):
-            reason = "the application backend did not answer in time"
-        else:
-            reason = "the application backend is unreachable"
-        self.failures.warn(("fail", action), "hook {action} failed: {error}",
-                           action=action, error=failure.getErrorMessage())
-        return deny(reason)
+        if not failure.check(defer.CancelledError):
+            self.failures.warn(("fail", action), "hook {action} failed: {error}",
+                               action=action, error=failure.getErrorMessage())
+        return deny(UNREACHABLE)
+
+    def _timedOut(self, action: str):
+        def timedOut(result, timeout) -> Decision:
+            self.failures.warn(("timeout", action), "hook {action}: no answer in {timeout} s",
+                               action=action, timeout=timeout)
+            return deny(NO_ANSWER)
+        return timedOut
 
     def close(self) -> defer.Deferred:
         return self.pool.closeCachedConnections()

@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from twisted.internet import defer
 
-from wcs.access.hooks import ALLOW, Decision, RestHook, deny
+from wcs.access.hooks import ALLOW, BACKEND_FAULTS, Decision, RestHook, deny
 from wcs.access.limits import TOO_MANY, Bans, Buckets
 from wcs.access.tokens import Claims, TokenError, Verifier, loadKeys
 from wcs.config import ConfigError, Key, declare
@@ -51,7 +51,7 @@ def _address(peer: str) -> str:
 
 def _transport(peer: str) -> str:
     kind = peer.partition(":")[0]
-    return {"tcp": "websocket", "tcp6": "websocket"}.get(kind, kind)
+    return "websocket" if kind.startswith("tcp") else kind
 
 
 class AccessPolicy:
@@ -116,6 +116,8 @@ class AccessPolicy:
 
         def decided(decision: Decision) -> Decision:
             if not decision.allowed:
+                if decision.reason in BACKEND_FAULTS:
+                    return decision
                 return self._failed(address, decision)
             return Decision(True, None, decision.login or login, None, decision.custom, claims)
         return d.addCallback(decided)
