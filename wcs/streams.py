@@ -56,6 +56,7 @@ class Stream:
         self.status = PENDING
         self.media = None
         self.recordName: str | None = None
+        self.recordUrl: str | None = None  # a signed /records/ link (wcs.access.records)
         self.players: set[Stream] = set()
         self.playing: Stream | None = None  # for a player: what it plays
 
@@ -86,6 +87,8 @@ class Stream:
             body["info"] = info
         if self.recordName:
             body["recordName"] = self.recordName
+            if self.recordUrl:
+                body["recordUrl"] = self.recordUrl
         return ServerMessage("notifyStreamStatusEvent", body)
 
     def __repr__(self) -> str:

@@ -188,6 +188,10 @@ def _addRecorder(server, settings) -> None:
     server.streamObservers.append(server.recorder)
     server.rooms.observers.append(server.recorder)
     server.recorder.recover()
+    # After the recorder: a recording's name is known, its signed link follows.
+    from wcs.access.records import RecordLinks, loadSecret
+
+    server.streamObservers.append(RecordLinks(loadSecret(settings), settings.records_url_ttl))
 
 
 def _addMediaEngines(server, settings) -> None:

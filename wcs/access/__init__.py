@@ -1,1 +1,15 @@
-"""Access control."""
+"""
+Access control: who may connect, join, publish, play, chat, record and
+download (docs/security.md, "Production setup").
+
+- L{wcs.access.policy}: the one policy the core asks at each step;
+- L{wcs.access.tokens}: signed tokens (JWT);
+- L{wcs.access.hooks}: REST hooks to the application's backend;
+- L{wcs.access.limits}: rate limits and bans;
+- L{wcs.access.gate}: a session's messages kept in order while a check is out;
+- L{wcs.access.records}: C{/records/} behind a key or signed links.
+
+Importing this package declares every access setting.
+"""
+
+from wcs.access import policy, records  # noqa: F401 (declare the settings)

@@ -48,7 +48,9 @@ def makeService(server, settings) -> MultiService | None:
     if sdk is None:
         log.warn("the browser SDK is not installed (run `npm ci`, or set websdk_dir): "
                  "demo pages will not load it")
-    site = GuardedSite(makeRoot(STATIC, sdk, settings), settings, server.badInputLog)
+    recorder = getattr(server, "recorder", None)
+    busy = recorder.writing if recorder is not None and hasattr(recorder, "writing") else None
+    site = GuardedSite(makeRoot(STATIC, sdk, settings, busy), settings, server.badInputLog)
     site.displayTracebacks = False
     services = MultiService()
     if settings.http_port:
