@@ -125,7 +125,8 @@ def _loadTransportSettings() -> None:
     from wcs.server import findTransports
 
     findTransports()
-    for module in ("wcs.media", "wcs.web", "wcs.tls", "wcs.recording"):
+    for module in ("wcs.media", "wcs.web", "wcs.tls", "wcs.recording", "wcs.access.policy",
+                   "wcs.access.records"):
         try:
             __import__(module)
         except ImportError:

@@ -9,7 +9,6 @@ download (docs/security.md, "Production setup").
 - L{wcs.access.gate}: a session's messages kept in order while a check is out;
 - L{wcs.access.records}: C{/records/} behind a key or signed links.
 
-Importing this package declares every access setting.
+Each module declares its settings; C{wcs.tap} imports them all before it
+reads the settings.
 """
-
-from wcs.access import policy, records  # noqa: F401 (declare the settings)
