@@ -9,6 +9,7 @@ bookkeeping before it returns.
 
 from __future__ import annotations
 
+import json
 from typing import Any, Callable
 
 from twisted.internet.defer import succeed
@@ -29,12 +30,29 @@ from wcs.streams import StreamControl
 PING = ServerMessage("ping", None)
 PONG = ServerMessage("pong", None)
 
+# Log levels (connection/set_log_level) at which a client's messages are logged.
+LOG_LEVELS = ("ERROR", "WARN", "INFO", "DEBUG", "TRACE")
+TRACED = frozenset({"DEBUG", "TRACE"})
+
 # Messages of the SDK that need no answer from a room server.
 IGNORED = frozenset({"pushLogs", "sessionDebug", "submitBugReport"})
 
 
 def failMessage(apiMethod: str | None, info: str) -> ServerMessage:
     return ServerMessage("fail", {"apiMethod": apiMethod, "info": info})
+
+
+def traceText(args: Any, limit: int = 500) -> str:
+    """
+    A traced message's arguments for the log, as JSON cut to C{limit}. Only
+    for a client an operator chose to trace: its messages are already
+    bounded by the transport's size and value limits.
+    """
+    try:
+        text = json.dumps(args, ensure_ascii=True, default=lambda o: f"<{type(o).__name__}>")
+    except (ValueError, RecursionError):  # an AMF value that refers to itself
+        return "<unprintable>"
+    return text[:limit] + "..." if len(text) > limit else text
 
 
 def peerAddress(peer: str) -> str:
@@ -56,10 +74,17 @@ class ClientSession:
         self.participants: dict[str, Participant] = {}
         self.streams = StreamControl(self)
         self.closed = False
+        # Known from the start (the REST API lists clients before they
+        # identify); told to the client in getUserData.
+        self.sessionId = server.newSessionId()
+        self.createdAt = server.clock.seconds()
+        # Set from the REST API (connection/set_log_level): DEBUG or TRACE
+        # logs each message this client sends.
+        self.logLevel: str | None = None
         # Access: the token's claims once connected; the gate holds messages
         # while an access check (a REST hook) is out.
         self.claims = None
-        self.sessionId: str | None = None
+        self.connecting = False
         self.gate = Gate(self._handle, self._heldTooMany)
         # Liveness: transports set `heard` on anything from the peer (the hot
         # path: one store); each keep-alive tick turns it into `lastHeard`.
@@ -97,6 +122,9 @@ class ClientSession:
         if self.closed:
             return
         self.heard = True
+        if self.logLevel in TRACED:
+            self.log.info("{session} sent {name} {args}", session=self, name=clip(name, 64),
+                          args=traceText(args))
         if self.gate.waiting and name not in ("ping", "pong"):
             self.gate.hold(name, args)
             return
@@ -177,10 +205,10 @@ class ClientSession:
     # Handlers
 
     def _connection(self, name: str, args: list[Any]) -> None:
-        if self.connection is not None or self.sessionId is not None:
+        if self.connection is not None or self.connecting:
             raise ProtocolError("connection: already connected")
         connection = protocol.parseConnection(args, self.limits)
-        self.sessionId = self.server.newSessionId()
+        self.connecting = True
         self.gate.after(self.server.access.connect(self, connection),
                         lambda decision: self._connected(connection, decision))
 
@@ -340,6 +368,23 @@ class ClientSession:
                 raise RoomError(f"not in room {chat.room!r}: join it before sending messages")
             self.rooms.chat(sender, chat.to, chat.text)
         return self.server.access.chat(self, chat.room, chat.to, chat.text), act
+
+    def removeFromRoom(self, room: str, info: str) -> bool:
+        """
+        The server takes this client out of C{room} (an operator's kick): as
+        a leave, but its streams there end with C{info}. The SDK has no kick
+        event: the client learns it from its streams and later room commands.
+
+        @return: whether the client was in the room.
+        """
+        participant = self.participants.pop(room, None)
+        if participant is None:
+            return False
+        self.log.info("{session} removed from {room}: {info}", session=self,
+                      room=clip(room), info=info)
+        self.streams.stopRoom(participant, info)
+        self.rooms.leave(participant)
+        return True
 
     def participantFor(self, roomName: str) -> Participant:
         participant = self.participants.get(roomName)

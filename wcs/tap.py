@@ -64,6 +64,9 @@ class Options(usage.Options):
         ["http-port", None, None, "HTTP port (http_port), 0 disables", int],
         ["https-port", None, None, "HTTPS port (https_port), 0 disables", int],
         ["rtmp-port", None, None, "RTMP port (rtmp_port), 0 disables", int],
+        ["rest-port", None, None, "REST API port (rest_api_port), 0 disables", int],
+        ["rest-https-port", None, None,
+         "REST API HTTPS port (rest_api_https_port), 0 disables", int],
         ["state-dir", None, None, "directory for generated state (state_dir)"],
         ["records", None, None, "directory for recordings (record_dir)"],
     ]
@@ -75,6 +78,8 @@ class Options(usage.Options):
         "http-port": "http_port",
         "https-port": "https_port",
         "rtmp-port": "rtmp_port",
+        "rest-port": "rest_api_port",
+        "rest-https-port": "rest_api_https_port",
         "state-dir": "state_dir",
         "records": "record_dir",
     }
@@ -108,7 +113,7 @@ class Options(usage.Options):
             from wcs.access.policy import checkSettings
 
             checkSettings(settings)  # auth_required with nothing to check: say so
-            if settings.wss_port or settings.https_port:
+            if settings.wss_port or settings.https_port or settings.rest_api_https_port:
                 from wcs import tls
 
                 tls.serverContext(settings)  # fail now, with the file named
@@ -125,8 +130,8 @@ def _loadTransportSettings() -> None:
     from wcs.server import findTransports
 
     findTransports()
-    for module in ("wcs.media", "wcs.web", "wcs.tls", "wcs.recording", "wcs.access.policy",
-                   "wcs.access.records"):
+    for module in ("wcs.media.engine", "wcs.web", "wcs.tls", "wcs.recording", "wcs.rest.service",
+                   "wcs.access.policy", "wcs.access.records"):
         try:
             __import__(module)
         except ImportError:
@@ -135,6 +140,11 @@ def _loadTransportSettings() -> None:
             # An aiortc/aioice piece is gone (wcs.media.internals): media
             # would silently stop, so refuse to start, in one line.
             sys.exit(str(e))
+    try:
+        from wcs.web import findWebResources
+    except ImportError:
+        return
+    findWebResources()  # drop-ins serving web paths declare keys too
 
 
 class _ShutdownService(Service):
@@ -181,6 +191,7 @@ def makeService(options: Options) -> MultiService:
             log.info("transport {name} enabled", name=transport.name)
             service.setServiceParent(top)
     _addWeb(server, settings, top)
+    top.rest = _addRest(server, settings, top)
     top.server = server
     return top
 
@@ -207,6 +218,20 @@ def _addMediaEngines(server, settings) -> None:
         log.warn("no media engine installed: publishStream/playStream will fail")
         return
     server.registerMediaEngine(WebRTCEngine(settings, server.clock))
+
+
+def _addRest(server, settings, parent):
+    """
+    The REST API and admin page: the service, whose C{site.resource} takes
+    more paths (C{putChild}) and C{serverArea.drain} the drain hook; None
+    when its ports are disabled.
+    """
+    from wcs.rest.service import makeService as makeRestService
+
+    service = makeRestService(server, settings)
+    if service is not None:
+        service.setServiceParent(parent)
+    return service
 
 
 def _addWeb(server, settings, parent) -> None:

@@ -25,10 +25,9 @@ from twisted.web import resource, static
 from wcs.config import Key, declare
 from wcs.logs import Logger
 
+# admin_api_key, the administrator's key, is declared by the REST API
+# (wcs.rest.service); setting it protects /records/ even with auth off.
 declare(
-    Key("admin_api_key", "str", "",
-        "key of the administrator (Authorization: Bearer KEY) for /records/; "
-        "setting it protects /records/ even with auth off"),
     Key("records_url_secret", "str", "",
         "HMAC secret of signed /records/ links; empty: generated into "
         "state_dir/records_url_secret at first start"),
@@ -90,8 +89,9 @@ class Records(resource.Resource):
     def __init__(self, folder: Path, settings, busy=lambda name: False):
         super().__init__()
         self.folder = folder
-        self.adminKey = settings.admin_api_key.encode("utf-8")
-        self.guarded = bool(settings.auth_required or settings.admin_api_key)
+        adminKey = getattr(settings, "admin_api_key", "")
+        self.adminKey = adminKey.encode("utf-8")
+        self.guarded = bool(settings.auth_required or adminKey)
         self.secret = loadSecret(settings)
         self.busy = busy
 

@@ -19,6 +19,7 @@ from twisted.internet.defer import DeferredList, inlineCallbacks
 from twisted.internet.threads import deferToThread
 
 from wcs.config import Key, declare
+from wcs.errors import StreamError
 from wcs.logs import LogLimiter, Logger, clip
 from wcs.recording import process
 from wcs.recording.mixer import MixerSettings, Part, RoomMix, ffmpegAvailable, ffmpegCommand
@@ -110,13 +111,83 @@ class Recorder:
         source = stream.media.source if stream.media is not None else None
         if source is None or not self.wanted(stream):
             return
+        self._start(stream, source)
+
+    def record(self, stream) -> str:
+        """
+        Record a live stream now (an operator asked): its file name.
+
+        @raise StreamError: not live, already recorded, or too little disk.
+        """
+        source = stream.media.source if stream.media is not None else None
+        if not stream.published or stream.status != "PUBLISHING" or source is None:
+            raise StreamError(f"stream {stream.name!r} is not a live published stream")
+        if id(stream) in self.writers:
+            raise StreamError(f"stream {stream.name!r} is already being recorded")
+        name = self._start(stream, source)
+        if name is None:
+            raise StreamError(RECORD_REFUSED.format(mb=self._setting("record_min_free_mb", 0)))
+        return name
+
+    def stopRecording(self, stream) -> str:
+        """
+        End the recording of C{stream}, which goes on: the file name.
+
+        @raise StreamError: the stream is not being recorded.
+        """
+        entry = self.writers.get(id(stream))
+        if entry is None:
+            raise StreamError(f"stream {stream.name!r} is not being recorded")
+        self._stop(stream)
+        return entry[1].name
+
+    def recordingOf(self, stream) -> str | None:
+        """The file C{stream} is being recorded to now, or None."""
+        entry = self.writers.get(id(stream))
+        return entry[1].name if entry is not None else None
+
+    def files(self) -> list[Path]:
+        """Recordings in the records directory, finished or not, by name."""
+        if not self.directory.is_dir():
+            return []
+        return sorted(p for p in self.directory.iterdir()
+                      if p.is_file() and not p.name.startswith("."))
+
+    def delete(self, name: str) -> None:
+        """
+        Delete the recording C{name}, a plain file name in the directory.
+
+        @raise ValueError: not a plain file name.
+        @raise LookupError: no such file.
+        @raise StreamError: it is still being written or finished.
+        """
+        if not name or name.startswith(".") or any(c in name for c in "/\\\0"):
+            raise ValueError(f"{clip(name)} is not a file name of the records directory")
+        path = self.directory / name
+        if not path.is_file():
+            raise LookupError(f"no recording {name!r}")
+        if path in self._busy():
+            raise StreamError(f"recording {name!r} is still being written")
+        path.unlink()
+        log.info("recording {name} deleted", name=name)
+
+    def _busy(self) -> set[Path]:
+        busy = set()
+        for sink, target in self.writers.values():
+            busy.update((target, target.with_suffix(".ts")))
+        for target, remux in self.remuxes.items():
+            if not remux.called:
+                busy.update((target, target.with_suffix(".ts")))
+        return busy
+
+    def _start(self, stream, source) -> str | None:
         minFree = self._setting("record_min_free_mb", 0)
         if minFree and freeMB(self.directory) < minFree:
             limited.warn(("low disk", str(self.directory)),
                          "not recording {stream}: less than {mb} MB free in {directory}",
                          stream=clip(stream.name), mb=minFree, directory=str(self.directory))
             self._tell(stream, RECORD_REFUSED.format(mb=minFree))
-            return
+            return None
         tracks = recordedTracks(source.tracks, self._setting("record_audio_codec", "opus"),
                                 self._setting("record_vp8", "webm"))
         webm = containerFor(tracks) == "webm"
@@ -143,6 +214,7 @@ class Recorder:
             part = Part(stream.participant.login, target, self.clock.seconds() - room.createdAt)
             self.mixes.setdefault(id(room), RoomMix(room.name)).parts.append(part)
             self.parts[id(stream)] = part
+        return name
 
     def streamEnded(self, stream) -> None:
         self._stop(stream)
