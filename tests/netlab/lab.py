@@ -136,7 +136,7 @@ class NetLab:
             os.close(lab)
             os.close(home)
 
-    def command_inside(self, argv: list[str]) -> list[str]:
+    def commandInside(self, argv: list[str]) -> list[str]:
         """C{argv} wrapped to run in the lab (for processes started elsewhere)."""
         return ["nsenter", f"--net={self.nsPath}", "--"] + list(argv)
 
