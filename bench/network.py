@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.netlab.lab import NetLab, netemAvailable  # noqa: E402
-from tests.netlab.media import CODECS, RoomRun, clients  # noqa: E402
+from tests.netlab.media import CODECS, RoomRun, WcsRoom, clients  # noqa: E402
 from tests.netlab.profiles import PROFILES, proveInLab  # noqa: E402
 from tests.support.rooms import MEDIA  # noqa: E402
 from tests.support.server import startServer  # noqa: E402
@@ -62,7 +62,7 @@ def runProfile(profile, args, workdir: Path) -> tuple[list[dict], list[str]]:
                               height=args.height)
                 try:
                     with lab.entered():
-                        result = asyncio.run(asyncio.wait_for(run.run(server, lab),
+                        result = asyncio.run(asyncio.wait_for(run.run(WcsRoom(server), lab),
                                                               args.seconds + 180))
                 except Exception as e:  # report and go on with the next run
                     failures.append(f"{profile.name} {codec}: {type(e).__name__}: {e}")

@@ -27,7 +27,7 @@ from aiortc.mediastreams import MediaStreamError, VideoStreamTrack
 from tests.media import peers
 from tests.netlab import stamp
 from tests.netlab.lab import hostAddress, playerAddress, publisherAddress
-from tests.support.rooms import SKIP, negotiate, status, streamRequest
+from tests.support.rooms import negotiate, status, streamRequest
 from tests.support.wsclient import Client
 
 FREEZE = 0.5  # s without a new frame
@@ -148,6 +148,46 @@ def clients(players: int, publishers: int = 1) -> list[tuple[str, str]]:
             + [(f"player{i}", playerAddress(i)) for i in range(players)])
 
 
+class WcsRoom:
+    """A room of wcs through its WebSocket room protocol, one connection per client."""
+
+    MEDIA = {"hasAudio": False, "constraints": {"audio": False, "video": True}}
+
+    def __init__(self, server):
+        self.url = server.wsURL
+        self.room = f"netlab-{uuid.uuid4().hex[:6]}"
+        self.clients = []
+        self.stream = None
+
+    async def _join(self, login):
+        client = await Client.open(self.url, login)
+        self.clients.append(client)
+        await client.join(self.room)
+        return client
+
+    async def publish(self, pc, address: str) -> None:
+        owner = await self._join("publisher")
+        with hostAddress(address):
+            publish = streamRequest(f"{self.room}-pub", self.room, await peers.offerOf(pc),
+                                    True, **self.MEDIA)
+        await negotiate(owner, pc, "publishStream", publish)
+        await status(owner, publish["mediaSessionId"], "PUBLISHING", timeout=30)
+        self.stream = publish["name"]
+
+    async def play(self, pc, address: str, index: int) -> None:
+        viewer = await self._join(f"viewer{index}")
+        with hostAddress(address):
+            play = streamRequest(self.stream, self.room, await peers.offerOf(pc), False,
+                                 **self.MEDIA)
+        await negotiate(viewer, pc, "playStream", play)
+        await status(viewer, play["mediaSessionId"], "PLAYING", timeout=30)
+
+    async def close(self) -> None:
+        for client in self.clients:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(client.close(), 5)
+
+
 @dataclass
 class RoomRun:
     codec: str
@@ -159,49 +199,34 @@ class RoomRun:
     firstFrameTimeout: float = 30.0
     result: dict = field(default_factory=dict)
 
-    async def run(self, server, lab, publisherIndex: int = 0) -> dict:
-        """Publish, play, measure; the lab's counters are reset for the window."""
-        room = f"netlab-{uuid.uuid4().hex[:6]}"
-        opened, pcs = [], []
+    async def run(self, room, lab) -> dict:
+        """
+        Publish and play in C{room} (a L{WcsRoom}, or any object with its
+        publish/play/close), measure; the lab's counters are reset for the window.
+        """
+        pcs = []
         try:
             with encoderBitrate(BITRATE):
-                return await self._run(server, lab, room, publisherIndex, opened, pcs)
+                return await self._run(room, lab, pcs)
         finally:
             for pc in pcs:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(pc.close(), 5)
-            for client in opened:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(client.close(), 5)
+            await room.close()
 
-    async def _run(self, server, lab, room, publisherIndex, opened, pcs) -> dict:
+    async def _run(self, room, lab, pcs) -> dict:
         mime = CODECS[self.codec]
-        media = {"hasAudio": False, "constraints": {"audio": False, "video": True}}
-        owner = await Client.open(server.wsURL, f"pub{publisherIndex}")
-        opened.append(owner)
-        await owner.join(room)
         publisher = peers.newPeer()
         pcs.append(publisher)
         video = StampedVideo(self.width, self.height)
         peers._prefer(publisher.addTransceiver(video, direction="sendonly"), mime)
-        with hostAddress(publisherAddress(publisherIndex)):
-            publish = streamRequest(f"{room}-pub", room, await peers.offerOf(publisher),
-                                    True, **media)
-        await negotiate(owner, publisher, "publishStream", publish)
-        await status(owner, publish["mediaSessionId"], "PUBLISHING", timeout=30)
+        await room.publish(publisher, publisherAddress(0))
         players = []
         for index in range(self.players):
-            viewer = await Client.open(server.wsURL, f"viewer{index}")
-            opened.append(viewer)
-            await viewer.join(room)
             player = MeasuringPlayer(mime)
             pcs.append(player)
             players.append(player)
-            with hostAddress(playerAddress(index)):
-                play = streamRequest(publish["name"], room, await peers.offerOf(player.pc),
-                                     False, **media)
-            await negotiate(viewer, player.pc, "playStream", play)
-            await status(viewer, play["mediaSessionId"], "PLAYING", timeout=30)
+            await room.play(player.pc, playerAddress(index), index)
         await asyncio.wait_for(asyncio.gather(*(p.first.wait() for p in players)),
                                self.firstFrameTimeout)
         await asyncio.sleep(self.warmup)
@@ -221,7 +246,7 @@ class RoomRun:
             # What the publisher made: on a loaded machine it may make fewer
             # than 30 frames a second, and no player can decode more.
             "publisherFps": round(made / seconds, 1),
-            "uplinkKbit": kbit(f"publisher{publisherIndex}.up"),
+            "uplinkKbit": kbit("publisher0.up"),
             "perPlayer": [dict(p.figures(start, end), downlinkKbit=kbit(f"player{i}.down"),
                                tailDropped=links.get(f"player{i}.down", {}).get("tailDropped"))
                           for i, p in enumerate(players)],

@@ -11,7 +11,7 @@ import asyncio
 import json
 
 from tests.netlab.lab import NetLab
-from tests.netlab.media import RoomRun, clients
+from tests.netlab.media import RoomRun, WcsRoom, clients
 from tests.netlab.profiles import PROFILES, proveInLab
 from tests.support.rooms import MEDIA
 
@@ -29,7 +29,7 @@ async def test_wifi_room_is_measured_through_the_impaired_links(serverFactory):
         with lab.entered():
             server = serverFactory(settings=MEDIA)
             run = RoomRun("h264", players=2, seconds=SECONDS, width=320, height=240)
-            result = await asyncio.wait_for(run.run(server, lab), SECONDS + 120)
+            result = await asyncio.wait_for(run.run(WcsRoom(server), lab), SECONDS + 120)
     print("wifi h264", json.dumps(result))
     assert result["publisherFps"] > 0 and result["uplinkKbit"] > 0
     for player in result["perPlayer"]:
