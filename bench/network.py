@@ -31,12 +31,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.netlab.lab import NetLab, netemAvailable  # noqa: E402
-from tests.netlab.media import CODECS, RoomRun, WcsRoom, clients  # noqa: E402
+from tests.netlab.janus import JanusRoom, JanusServer  # noqa: E402
+from tests.netlab.media import BITRATE, CODECS, RoomRun, WcsRoom, clients  # noqa: E402
 from tests.netlab.profiles import PROFILES, proveInLab  # noqa: E402
 from tests.support.rooms import MEDIA  # noqa: E402
 from tests.support.server import startServer  # noqa: E402
 
-COLUMNS = ("profile", "codec", "player", "pub fps", "fps", "freezes/min", "frozen s",
+COLUMNS = ("server", "profile", "codec", "player", "pub fps", "fps", "freezes/min", "frozen s",
            "delay p50 ms", "p95 ms", "uplink kbit/s", "downlink kbit/s", "tail drops",
            "keyframes", "load")
 
@@ -54,29 +55,45 @@ def runProfile(profile, args, workdir: Path) -> tuple[list[dict], list[str]]:
             for name, f in links.items()), flush=True)
         if problems:
             failures += [f"{profile.name} probe: {p}" for p in problems]
-        with lab.entered():
-            server = startServer(workdir / profile.name, settings=MEDIA)
-        try:
-            for codec in args.codecs:
-                run = RoomRun(codec, args.players, args.seconds, width=args.width,
-                              height=args.height)
-                try:
-                    with lab.entered():
-                        result = asyncio.run(asyncio.wait_for(run.run(WcsRoom(server), lab),
-                                                              args.seconds + 180))
-                except Exception as e:  # report and go on with the next run
-                    failures.append(f"{profile.name} {codec}: {type(e).__name__}: {e}")
-                    continue
-                result.update(profile=profile.name, probe=report, load=os.getloadavg()[0])
-                results.append(result)
-        finally:
-            server.stop()
+        for kind in args.servers:
+            results += runServer(kind, profile, report, lab, args, workdir, failures)
     return results, failures
+
+
+def runServer(kind, profile, report, lab, args, workdir: Path, failures) -> list[dict]:
+    """Every codec's room on a fresh server of C{kind} (wcs or janus) in C{lab}."""
+    results = []
+    with lab.entered():
+        if kind == "wcs":
+            server = startServer(workdir / profile.name, settings=MEDIA)
+        else:
+            server = JanusServer(workdir / f"janus-{profile.name}").start()
+    try:
+        for codec in args.codecs:
+            run = RoomRun(codec, args.players, args.seconds, width=args.width,
+                          height=args.height)
+
+            async def measure():
+                room = (WcsRoom(server) if kind == "wcs"
+                        else await JanusRoom(server, codec, BITRATE).open())
+                return await run.run(room, lab)
+            try:
+                with lab.entered():
+                    result = asyncio.run(asyncio.wait_for(measure(), args.seconds + 180))
+            except Exception as e:  # report and go on with the next run
+                failures.append(f"{kind} {profile.name} {codec}: {type(e).__name__}: {e}")
+                continue
+            result.update(server=kind, profile=profile.name, probe=report,
+                          load=os.getloadavg()[0])
+            results.append(result)
+    finally:
+        server.stop()
+    return results
 
 
 def rows(result: dict):
     for index, player in enumerate(result["perPlayer"]):
-        yield (result["profile"], result["codec"], index, result["publisherFps"],
+        yield (result["server"], result["profile"], result["codec"], index, result["publisherFps"],
                player["fps"], player["freezesPerMin"], player["frozenS"], player["delayP50"],
                player["delayP95"], result["uplinkKbit"], player["downlinkKbit"],
                player["tailDropped"], player["keyframes"], round(result["load"], 1))
@@ -87,6 +104,7 @@ def main() -> int:
     parser.add_argument("--profile", default="all", help="all, or names: " + ",".join(PROFILES))
     parser.add_argument("--codec", default="h264,vp8", help="h264, vp8 or both")
     parser.add_argument("--players", type=int, default=4)
+    parser.add_argument("--server", default="wcs", help="wcs, janus or both: wcs,janus")
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--size", default="640x480")
     parser.add_argument("--json", help="append one JSON line per run here")
@@ -94,6 +112,9 @@ def main() -> int:
     names = list(PROFILES) if args.profile == "all" else args.profile.split(",")
     unknown = [n for n in names if n not in PROFILES]
     args.codecs = args.codec.split(",")
+    args.servers = args.server.split(",")
+    if any(s not in ("wcs", "janus") for s in args.servers):
+        parser.error(f"unknown server in {args.server}")
     if unknown or any(c not in CODECS for c in args.codecs):
         parser.error(f"unknown profile or codec: {unknown or args.codecs}")
     args.width, args.height = (int(v) for v in args.size.split("x"))
