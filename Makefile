@@ -64,12 +64,17 @@ soak: deps system-deps
 	SOAK_SECONDS=$(SOAK_SECONDS) $(PY) -m pytest tests/soak -s -q -p no:cacheprovider
 
 # The network lab (tests/netlab/, docs/networks.md): every profile, H.264
-# and VP8, NETLAB_PLAYERS decoding players, NETLAB_SECONDS per run. Root.
+# and VP8, NETLAB_PLAYERS decoding players, NETLAB_SECONDS per run, wcs and
+# Janus (Debian's package, installed when missing) side by side. Root.
 NETLAB_SECONDS ?= 30
 NETLAB_PLAYERS ?= 4
+NETLAB_SERVERS ?= wcs,janus
 
 netlab: deps system-deps
-	$(PY) bench/network.py --profile all --codec h264,vp8 \
+	@case "$(NETLAB_SERVERS)" in *janus*) command -v janus >/dev/null || { \
+	  echo "installing janus"; apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q janus; };; esac
+	$(PY) bench/network.py --profile all --codec h264,vp8 --server $(NETLAB_SERVERS) \
 	  --players $(NETLAB_PLAYERS) --seconds $(NETLAB_SECONDS)
 
 # Coverage-guided fuzzing of every parser (docs/security.md, "Fuzzing"):

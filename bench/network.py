@@ -3,8 +3,8 @@ wcs on impaired networks: the network lab (tests/netlab, docs/networks.md).
 
 For each profile: a fresh lab (private network namespace, NFQUEUE impairer),
 the UDP probe that proves the profile is in force (its figures printed, the
-run marked when they stray), a fresh server inside the lab, then for each
-codec one room: an aiortc publisher of a stamped 640x480@30 picture (~1
+run marked when they stray), then for each --server (wcs, Janus's VideoRoom)
+a fresh server inside the lab and for each codec one room: an aiortc publisher of a stamped 640x480@30 picture (~1
 Mbit/s) and N decoding aiortc players, measured over --seconds. Prints one
 row per player: fps, freezes (no new frame for 500 ms) per minute, seconds
 frozen, glass-to-glass delay p50/p95, the publisher's uplink and the
@@ -13,7 +13,8 @@ tail drops at a rate limit, keyframes decoded. Needs root. Figures only; it
 exits non-zero when a probe did not prove its profile or a run failed.
 
     .venv/bin/python bench/network.py [--profile all|wifi,lossy] [--codec h264,vp8]
-                                      [--players 4] [--seconds 30] [--json out.jsonl]
+                                      [--server wcs,janus] [--players 4] [--seconds 30]
+                                      [--size 640x480] [--json out.jsonl]
 """
 
 from __future__ import annotations
