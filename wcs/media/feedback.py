@@ -85,7 +85,7 @@ class RetransmitBudget:
     count when asked.
     """
 
-    BURST = 32768  # bytes: a few lost packets of a keyframe, not seconds of a stream
+    BURST = 8192  # bytes: a few lost packets of a keyframe, not seconds of a stream
     START = 4096  # bytes: a stream's first loss may be repaired before it earned any
 
     def __init__(self, share: float):

@@ -181,6 +181,7 @@ class Subscription:
         self.keptAsking = False
         # Counters (docs/media.md).
         self.retransmitted = 0  # packets resent
+        self.retransmittedOctets = 0  # their bytes (header included)
         self.retransmitDropped = 0  # NACKed packets not resent: over the budget
         self.retransmitTooSoon = 0  # NACKed again within an RTT of the last resend
         self.nacksTooOld = 0  # NACKs for packets gone from the history
@@ -301,6 +302,7 @@ class Subscription:
                 elif self.budget.spend(self.octets, len(data)):
                     self.resentAt[slot] = now
                     self.retransmitted += 1
+                    self.retransmittedOctets += len(data)
                     self.repairingUntil = now + retry
                     self.send(data)
                 else:
@@ -362,6 +364,7 @@ class IncomingTrack(Track):
         self.maxSeq = 0
         self.cycles = 0
         self.octets = 0
+        self.keyframes = 0  # keyframe starts received (a keyframe split in slices counts once)
         self.nacks = NackGenerator(self.clock, self._sendNack, self.requestKeyframe,
                                    RetransmitBudget(policy.share),
                                    lambda: (self.octets, self.received))
@@ -393,6 +396,7 @@ class IncomingTrack(Track):
             keyframe = self._startsKeyframe(payload, timestamp != self.lastTimestamp)
             if keyframe:
                 self.lastKeyframe = self.lastPacket
+                self.keyframes += 1
             elif self.subscribers:
                 self.keepWaitersServed(self.lastPacket)
         self.lastTimestamp = timestamp
