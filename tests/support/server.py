@@ -113,7 +113,8 @@ def startServer(workdir: Path, settings: dict[str, str] | None = None,
                 env: dict[str, str] | None = None) -> RunningServer:
     """
     Start `twistd -n wcs` in C{workdir}. Ports named in C{enable} (ws, wss,
-    http, https, rtmp) get free loopback ports, the others are disabled.
+    http, https, rtmp, rest, rest-https) get free loopback ports, the others
+    are disabled.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     for attempt in range(START_ATTEMPTS):
@@ -133,7 +134,7 @@ def startServer(workdir: Path, settings: dict[str, str] | None = None,
 
 def _start(workdir: Path, settings, enable, extraArgs, env) -> RunningServer:
     ports = {name: freePort() if name in enable else 0
-             for name in ("ws", "wss", "http", "https", "rtmp")}
+             for name in ("ws", "wss", "http", "https", "rtmp", "rest", "rest-https")}
     args = TWISTD + ["-n", "--pidfile=", "wcs", "--listen", "127.0.0.1",
                      "--state-dir", str(workdir / "state")]
     for name, port in ports.items():

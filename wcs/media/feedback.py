@@ -185,7 +185,8 @@ class NackGenerator:
         now = self.clock.seconds()
         retry = self.rtt.retry
         octets, packets = self.media()
-        size = octets // packets if packets else 1200
+        # The mean packet size (octets go on across a new SSRC, packets not).
+        size = min(octets // packets, 1500) if packets else 1200
         batch = []
         givenUp = []
         for seq, entry in self.missing.items():
