@@ -108,15 +108,15 @@ class RoomServer:
 def findTransports() -> list[ITransport]:
     """
     The transports installed: built-in ones in C{wcs.transports}, drop-ins
-    in the top-level C{plugins} package. A name found twice is taken once,
-    the built-in first.
+    in the top-level C{wcs_plugins} package. A name found twice is taken
+    once, the built-in first.
     """
-    import plugins
     import wcs.transports
+    import wcs_plugins
 
     found: dict[str, ITransport] = {}
     sources: Iterable = (getPlugins(ITransport, wcs.transports),
-                         getPlugins(ITransport, plugins))
+                         getPlugins(ITransport, wcs_plugins))
     for source in sources:
         for transport in source:
             found.setdefault(transport.name, transport)
