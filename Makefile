@@ -55,7 +55,7 @@ dist: deps npm-deps
 	rm -rf build dist
 	$(PIP) wheel --no-deps -w dist .
 
-BENCHES := bench/signalling.py bench/sfu.py bench/rtmp.py bench/mixer.py
+BENCHES := bench/signalling.py bench/sfu.py bench/rtmp.py bench/mixer.py bench/loop_lag.py
 
 bench: deps system-deps
 	for script in $(BENCHES); do $(PY) $$script || exit 1; done

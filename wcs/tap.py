@@ -64,6 +64,9 @@ class Options(usage.Options):
         ["http-port", None, None, "HTTP port (http_port), 0 disables", int],
         ["https-port", None, None, "HTTPS port (https_port), 0 disables", int],
         ["rtmp-port", None, None, "RTMP port (rtmp_port), 0 disables", int],
+        ["rest-port", None, None, "REST API port (rest_api_port), 0 disables", int],
+        ["rest-https-port", None, None,
+         "REST API HTTPS port (rest_api_https_port), 0 disables", int],
         ["state-dir", None, None, "directory for generated state (state_dir)"],
         ["records", None, None, "directory for recordings (record_dir)"],
         ["log-format", None, None, "text or json: one JSON object per line (log_format)"],
@@ -76,6 +79,8 @@ class Options(usage.Options):
         "http-port": "http_port",
         "https-port": "https_port",
         "rtmp-port": "rtmp_port",
+        "rest-port": "rest_api_port",
+        "rest-https-port": "rest_api_https_port",
         "state-dir": "state_dir",
         "records": "record_dir",
         "log-format": "log_format",
@@ -107,7 +112,7 @@ class Options(usage.Options):
                     settings.set(key, self[option])
             for key, value in self["set"]:
                 settings.set(key, value)
-            if settings.wss_port or settings.https_port:
+            if settings.wss_port or settings.https_port or settings.rest_api_https_port:
                 from wcs import tls
 
                 tls.serverContext(settings)  # fail now, with the file named
@@ -132,7 +137,8 @@ def _loadTransportSettings() -> None:
     from wcs.server import findTransports
 
     findTransports()
-    for module in ("wcs.media", "wcs.web", "wcs.tls", "wcs.recording"):
+    for module in ("wcs.media.engine", "wcs.web", "wcs.tls", "wcs.recording",
+                   "wcs.rest.service", "wcs.lag"):
         try:
             __import__(module)
         except ImportError:
@@ -141,6 +147,11 @@ def _loadTransportSettings() -> None:
             # An aiortc/aioice piece is gone (wcs.media.internals): media
             # would silently stop, so refuse to start, in one line.
             sys.exit(str(e))
+    try:
+        from wcs.web import findWebResources
+    except ImportError:
+        return
+    findWebResources()  # drop-ins serving web paths declare keys too
 
 
 class _Top(MultiService):
@@ -208,6 +219,11 @@ def makeService(options: Options) -> MultiService:
             log.info("transport {name} enabled", name=transport.name)
             service.setServiceParent(top)
     _addWeb(server, settings, top)
+    top.rest = _addRest(server, settings, top)
+    if settings.loop_lag_report:
+        from wcs.lag import LagProbe
+
+        LagProbe(reactor, settings.loop_lag_report).setServiceParent(top)
     top.server = server
     return top
 
@@ -230,6 +246,20 @@ def _addMediaEngines(server, settings) -> None:
         log.warn("no media engine installed: publishStream/playStream will fail")
         return
     server.registerMediaEngine(WebRTCEngine(settings, server.clock))
+
+
+def _addRest(server, settings, parent):
+    """
+    The REST API and admin page: the service, whose C{site.resource} takes
+    more paths (C{putChild}) and C{serverArea.drain} the drain hook; None
+    when its ports are disabled.
+    """
+    from wcs.rest.service import makeService as makeRestService
+
+    service = makeRestService(server, settings)
+    if service is not None:
+        service.setServiceParent(parent)
+    return service
 
 
 def _addWeb(server, settings, parent) -> None:

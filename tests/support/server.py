@@ -114,8 +114,8 @@ def startServer(workdir: Path, settings: dict[str, str] | None = None,
                 twistd: list[str] = TWISTD) -> RunningServer:
     """
     Start `twistd -n wcs` in C{workdir}. Ports named in C{enable} (ws, wss,
-    http, https, rtmp) get free loopback ports, the others are disabled.
-    C{twistd} is the command, by default this venv's.
+    http, https, rtmp, rest, rest-https) get free loopback ports, the others
+    are disabled. C{twistd} is the command, by default this venv's.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     for attempt in range(START_ATTEMPTS):
@@ -135,7 +135,7 @@ def startServer(workdir: Path, settings: dict[str, str] | None = None,
 
 def _start(workdir: Path, settings, enable, extraArgs, env, twistd) -> RunningServer:
     ports = {name: freePort() if name in enable else 0
-             for name in ("ws", "wss", "http", "https", "rtmp")}
+             for name in ("ws", "wss", "http", "https", "rtmp", "rest", "rest-https")}
     args = list(twistd) + ["-n", "--pidfile=", "wcs", "--listen", "127.0.0.1",
                      "--state-dir", str(workdir / "state")]
     for name, port in ports.items():

@@ -16,6 +16,7 @@ from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
 from twisted.internet import endpoints
 from wcs.config import Key, declare
+from wcs.interfaces import IWebResource
 from wcs.logs import Logger
 from wcs.web.guard import GuardedSite
 from wcs.web.site import makeRoot
@@ -53,6 +54,38 @@ def sdkVersion(folder: Path) -> str:
         return "unknown"
 
 
+def findWebResources() -> list[IWebResource]:
+    """
+    The L{IWebResource} drop-ins installed, where
+    L{wcs.server.findTransports} finds transports.
+    """
+    from wcs.server import findPlugins
+
+    return findPlugins(IWebResource)
+
+
+def mountDropIns(root, server, settings) -> dict[bytes, int]:
+    """
+    Put each drop-in's resource at its path of C{root}; returns the request
+    body limit of each path mounted, for the guard.
+    """
+    bodyLimits: dict[bytes, int] = {}
+    for provider in findWebResources():
+        segment = provider.path.encode("utf-8")
+        if segment in root.children or not segment or b"/" in segment:
+            log.warn("web resource {name}: path /{path}/ is taken or invalid; left out",
+                     name=provider.name, path=provider.path)
+            continue
+        resource = provider.makeResource(server, settings)
+        if resource is None:
+            continue
+        root.putChild(segment, resource)
+        bodyLimits[segment] = max(0, int(provider.maxBodySize))
+        log.info("web resource {name} enabled at /{path}/", name=provider.name,
+                 path=provider.path)
+    return bodyLimits
+
+
 def makeService(server, settings) -> MultiService | None:
     from twisted.internet import reactor
 
@@ -68,7 +101,9 @@ def makeService(server, settings) -> MultiService | None:
                  places=", ".join(str(p) for p in sdkCandidates(settings.websdk_dir)))
     else:
         log.info("browser SDK {version} from {folder}", version=sdkVersion(sdk), folder=sdk)
-    site = GuardedSite(makeRoot(STATIC, sdk, settings), settings, server.badInputLog)
+    root = makeRoot(STATIC, sdk, settings)
+    bodyLimits = mountDropIns(root, server, settings)
+    site = GuardedSite(root, settings, server.badInputLog, bodyLimits)
     site.displayTracebacks = False
     services = MultiService()
     if settings.http_port:
