@@ -12,6 +12,7 @@ from twisted.plugin import getPlugins
 from zope.interface import implementer
 
 from wcs import protocol
+from wcs.access.policy import AccessPolicy
 from wcs.config import Settings
 from wcs.errors import StreamError
 from wcs.interfaces import (IMediaEngine, IMediaSource, IRoomServer, ISignallingChannel,
@@ -39,6 +40,8 @@ class RoomServer:
         # Warnings about a client's bad input: one a while per address and kind.
         self.badInputLog = LogLimiter(ClientSession.log, clock=clock)
         self.engines: dict[str, IMediaEngine] = {}
+        # Who may do what: tokens, REST hooks, rate limits (wcs.access).
+        self.access = AccessPolicy(settings, clock)
         self.streamObservers: list = []
 
     def openSession(self, channel: ISignallingChannel) -> ClientSession:

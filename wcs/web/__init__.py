@@ -101,7 +101,9 @@ def makeService(server, settings) -> MultiService | None:
                  places=", ".join(str(p) for p in sdkCandidates(settings.websdk_dir)))
     else:
         log.info("browser SDK {version} from {folder}", version=sdkVersion(sdk), folder=sdk)
-    root = makeRoot(STATIC, sdk, settings)
+    recorder = getattr(server, "recorder", None)
+    busy = recorder.writing if recorder is not None and hasattr(recorder, "writing") else None
+    root = makeRoot(STATIC, sdk, settings, busy)
     bodyLimits = mountDropIns(root, server, settings)
     site = GuardedSite(root, settings, server.badInputLog, bodyLimits)
     site.displayTracebacks = False
