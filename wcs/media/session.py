@@ -171,7 +171,7 @@ class PublishSession(MediaSession):
                 transport = self.transports[id(section)]
                 track = IncomingTrack(transport, section.kind, section.name,
                                       section.codec.clockRate, section.codec.payloadType,
-                                      section.ssrc)
+                                      section.ssrc, engine.clock, engine.feedback)
                 track.firstPacket = self._started
                 if section.ssrc is not None:
                     transport.receivers[section.ssrc] = track
@@ -234,7 +234,8 @@ class PlaySession(MediaSession):
                 continue
             track = self.engine.trackFor(self.playing, section.kind, section.name)
             subscription = Subscription(track, self.transports[id(section)], section.ssrc,
-                                        section.codec.payloadType, self._started)
+                                        section.codec.payloadType, self._started,
+                                        self.engine.feedback)
             self.subscriptions.append(subscription)
             subscription.attach()
         # A player sends no media: its receiver reports, feedback and STUN

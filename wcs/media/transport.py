@@ -57,6 +57,8 @@ class FeedbackHandler(Protocol):
 
     def nackReceived(self, lost: list[int]) -> None: ...
 
+    def receptionReported(self, lsr: int, dlsr: int) -> None: ...
+
 
 class MediaTransport(DtlsTransport):
     log = Logger()
@@ -185,10 +187,16 @@ class MediaTransport(DtlsTransport):
             self.log.failure("RTCP handler failed")
 
     def _route(self, packet) -> None:
-        if isinstance(packet, RtcpSrPacket):
-            receiver = self.receivers.get(packet.ssrc)
-            if receiver is not None:
-                receiver.senderReport(packet)
+        if isinstance(packet, (RtcpSrPacket, RtcpRrPacket)):
+            if isinstance(packet, RtcpSrPacket):
+                receiver = self.receivers.get(packet.ssrc)
+                if receiver is not None:
+                    receiver.senderReport(packet)
+            # Report blocks about what we send: a player's round trip.
+            for block in packet.reports:
+                sender = self.senders.get(block.ssrc)
+                if sender is not None and block.lsr:
+                    sender.receptionReported(block.lsr, block.dlsr)
         elif isinstance(packet, RtcpPsfbPacket):
             if packet.fmt == RTCP_PSFB_PLI:
                 self._keyframe(packet.media_ssrc)
@@ -200,8 +208,8 @@ class MediaTransport(DtlsTransport):
             sender = self.senders.get(packet.media_ssrc)
             if sender is not None:
                 sender.nackReceived(packet.lost)
-        elif isinstance(packet, (RtcpByePacket, RtcpRrPacket)):
-            pass  # BYE: the inactivity timers decide; RR: a sign of life, counted above
+        elif isinstance(packet, RtcpByePacket):
+            pass  # the inactivity timers decide
 
     def _keyframe(self, ssrc: int) -> None:
         sender = self.senders.get(ssrc)
