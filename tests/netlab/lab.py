@@ -136,10 +136,6 @@ class NetLab:
             os.close(lab)
             os.close(home)
 
-    def commandInside(self, argv: list[str]) -> list[str]:
-        """C{argv} wrapped to run in the lab (for processes started elsewhere)."""
-        return ["nsenter", f"--net={self.nsPath}", "--"] + list(argv)
-
     def close(self) -> None:
         if self.proc is None:
             return
