@@ -40,6 +40,8 @@ class RoomServer:
         self.badInputLog = LogLimiter(ClientSession.log, clock=clock)
         self.engines: dict[str, IMediaEngine] = {}
         self.streamObservers: list = []
+        # Why new connections are refused (wcs.drain); None: they are welcome.
+        self.draining: str | None = None
 
     def openSession(self, channel: ISignallingChannel) -> ClientSession:
         session = ClientSession(self, channel)
@@ -81,6 +83,16 @@ class RoomServer:
                 # A recorder's bug must not break the stream for its viewers.
                 self.log.failure("stream observer failed on {event} of {stream}",
                                  event=event, stream=stream)
+
+    def endRoom(self, room) -> None:
+        """End a room as if each participant left it (a drain's deadline)."""
+        for participant in list(room.participants.values()):
+            leaveRoom = getattr(participant.member, "leaveRoom", None)
+            if leaveRoom is not None:
+                leaveRoom(room.name)
+            else:
+                self.rooms.leave(participant)
+        self.rooms.end(room)
 
     def closeAll(self, reason: str) -> None:
         """Shut down: close every client connection."""

@@ -234,9 +234,17 @@ class ClientSession:
 
     def _leave(self, options: dict[str, Any]) -> None:
         leave = protocol.parseLeave(options, self.limits)
-        participant = self.participants.pop(leave.room, None)
+        self.leaveRoom(leave.room)
+
+    def leaveRoom(self, room: str) -> None:
+        """
+        Leave C{room}: its streams of this session end, then the others hear LEFT.
+
+        @raise RoomError: not in that room.
+        """
+        participant = self.participants.pop(room, None)
         if participant is None:
-            raise RoomError(f"not in room {leave.room!r}")
+            raise RoomError(f"not in room {room!r}")
         self.streams.stopRoom(participant)
         self.rooms.leave(participant)
 

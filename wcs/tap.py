@@ -108,6 +108,9 @@ class Options(usage.Options):
                 from wcs import tls
 
                 tls.serverContext(settings)  # fail now, with the file named
+            from wcs.webhooks import parseUrls
+
+            parseUrls(settings)
         except ConfigError as e:
             raise usage.UsageError(str(e)) from None
         self.settings = settings
@@ -121,7 +124,8 @@ def _loadTransportSettings() -> None:
     from wcs.server import findTransports
 
     findTransports()
-    for module in ("wcs.media", "wcs.web", "wcs.tls", "wcs.recording"):
+    for module in ("wcs.media", "wcs.web", "wcs.tls", "wcs.recording", "wcs.opsite",
+                   "wcs.drain", "wcs.webhooks"):
         try:
             __import__(module)
         except ImportError:
@@ -172,8 +176,39 @@ def makeService(options: Options) -> MultiService:
             log.info("transport {name} enabled", name=transport.name)
             service.setServiceParent(top)
     _addWeb(server, settings, top)
+    _addOperations(server, settings, top)
     top.server = server
     return top
+
+
+def _addOperations(server, settings, parent) -> None:
+    """Metrics, webhooks, drain, and the port that serves them (docs/operations.md)."""
+    from twisted.internet import reactor
+
+    from wcs import drain, opsite
+    from wcs.metrics import Metrics
+    from wcs.webhooks import Webhooks
+
+    server.metrics = metrics = Metrics(server)
+    reactor.callWhenRunning(metrics.startLagProbe, reactor)
+    server.recorder.observers.append(metrics)
+    webhooks = Webhooks.fromSettings(settings, reactor, metrics)
+    if webhooks is not None:
+        # After the recorder: a stream's recordName is known when it is told.
+        server.rooms.observers.append(webhooks)
+        server.streamObservers.append(webhooks)
+        server.recorder.observers.append(webhooks)
+    server.webhooks = webhooks
+    server.drainer = drainer = drain.Drainer(server, reactor, reactor.stop,
+                                             settings.drain_timeout,
+                                             settings.drain_finish_timeout)
+    drainer.waitFor.append(drain.recorderWork(server.recorder))
+    if webhooks is not None:
+        drainer.waitFor.append(webhooks.flush)
+    reactor.callWhenRunning(drain.installSignals, drainer, reactor)
+    service = opsite.makeService(server, settings)
+    if service is not None:
+        service.setServiceParent(parent)
 
 
 def _addRecorder(server, settings) -> None:

@@ -5,6 +5,7 @@ Run the real server (`twistd -n wcs`) on free loopback ports for a test.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -59,9 +60,17 @@ class RunningServer:
                     return int(line.split()[1]) * 1024
         raise RuntimeError("no VmRSS in /proc status")
 
-    def stop(self, timeout: float = 10.0) -> int:
+    @property
+    def restURL(self) -> str:
+        return f"http://127.0.0.1:{self.ports['rest']}"
+
+    def stop(self, timeout: float = 10.0, sig: int = signal.SIGINT) -> int:
+        """
+        Stop at once (SIGINT; SIGTERM would drain: rooms run on for
+        C{drain_timeout}).
+        """
         if self.proc.poll() is None:
-            self.proc.terminate()
+            self.proc.send_signal(sig)
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -75,15 +84,18 @@ def startServer(workdir: Path, settings: dict[str, str] | None = None,
                 env: dict[str, str] | None = None) -> RunningServer:
     """
     Start `twistd -n wcs` in C{workdir}. Ports named in C{enable} (ws, wss,
-    http, https, rtmp) get free loopback ports, the others are disabled.
+    http, https, rtmp, rest) get free loopback ports, the others are disabled.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     ports = {name: freePort() if name in enable else 0
-             for name in ("ws", "wss", "http", "https", "rtmp")}
+             for name in ("ws", "wss", "http", "https", "rtmp", "rest")}
     args = TWISTD + ["-n", "--pidfile=", "wcs", "--listen", "127.0.0.1",
                      "--state-dir", str(workdir / "state")]
     for name, port in ports.items():
-        args += [f"--{name}-port", str(port)]
+        if name == "rest":
+            args += ["--set", f"rest_api_port={port}"]
+        else:
+            args += [f"--{name}-port", str(port)]
     for key, value in (settings or {}).items():
         args += ["--set", f"{key}={value}"]
     args += list(extraArgs)

@@ -18,7 +18,7 @@ from wcs.interfaces import IMediaEngine, IMediaSource, IStreamListener
 from wcs.media import limits, negotiate
 from wcs.media.ice import PortRange, hostBindings
 from wcs.media.liveness import LoopClock
-from wcs.media.session import MediaSession, PlaySession, PublishSession
+from wcs.media.session import COUNTERS, MediaSession, PlaySession, PublishSession
 from wcs.media.source import WebRTCSource
 from wcs.media.track import Track
 from wcs.media.transcode import FrameTrack, canDecode
@@ -64,6 +64,8 @@ class WebRTCEngine:
         self.frameTracks: dict[tuple[int, str, str], FrameTrack] = {}
         self._closing: set[asyncio.Future] = set()
         self._certificate: RTCCertificate | None = None
+        # Counters of the sessions that ended (wcs.metrics adds the live ones).
+        self.retired = dict.fromkeys(COUNTERS, 0)
 
     # IMediaEngine
 
@@ -109,6 +111,19 @@ class WebRTCEngine:
     def _dropFrameTrack(self, key, track: FrameTrack) -> None:
         if self.frameTracks.get(key) is track:
             del self.frameTracks[key]
+
+    def counters(self) -> dict[str, int]:
+        """Media totals since start, for L{wcs.metrics} (read at scrape time)."""
+        totals = dict(self.retired)
+        for session in list(self.sessions):
+            for name, value in session.counters().items():
+                totals[name] += value
+        return totals
+
+    def retire(self, session: MediaSession) -> None:
+        """A session stops forwarding: keep its counts."""
+        for name, value in session.counters().items():
+            self.retired[name] += value
 
     def forget(self, session: MediaSession, closing: list) -> None:
         """

@@ -42,6 +42,7 @@ class Track:
         self.lastKeyframe = float("-inf")  # when the last keyframe started
         self.ended = False
         self.lastSenderReport: tuple[int, int] | None = None  # NTP, RTP timestamp
+        self.keyframeRequests = 0  # sent: read by wcs.metrics at scrape time
 
     def subscribe(self, subscription: "Subscription") -> None:
         # A tuple, replaced on change: the hot loop iterates it without a copy.
@@ -59,6 +60,7 @@ class Track:
         if force or now - self.lastKeyframeRequest >= self.KEYFRAME_INTERVAL \
                 or self.lastKeyframe >= self.lastKeyframeRequest:
             self.lastKeyframeRequest = now
+            self.keyframeRequests += 1
             self.sendKeyframeRequest()
 
     def sendKeyframeRequest(self) -> None:
@@ -115,6 +117,8 @@ class Subscription:
         self.history: list[bytes | None] = [None] * HISTORY
         self.packets = 0
         self.octets = 0
+        self.nacks = 0  # NACK packets from the player
+        self.reportedLost = 0  # cumulative loss in the player's last receiver report
 
     def attach(self) -> None:
         self.transport.senders[self.ssrc] = self
@@ -169,6 +173,7 @@ class Subscription:
         self.track.requestKeyframe()
 
     def nackReceived(self, lost: list[int]) -> None:
+        self.nacks += 1
         tooOld = False
         for seq in lost:
             # aiortc's parser does not wrap a bitmask that spans 65535 -> 0.
@@ -213,6 +218,11 @@ class IncomingTrack(Track):
         self.lastPacket: float | None = None
         self.firstPacket: Callable[[], None] | None = None
         self.frameListener: Callable[[int, int, int, bytes], None] | None = None
+        # Totals for wcs.metrics, never reset: two additions per packet.
+        self.packetsIn = 0
+        self.bytesIn = 0
+        self.nacksSent = 0
+        self.lostEarlier = 0  # lost under the SSRCs before this one
         # Receive statistics for our receiver reports and NACKs.
         self.received = 0
         self.baseSeq: int | None = None
@@ -232,6 +242,8 @@ class IncomingTrack(Track):
         if self.lastPacket is None and self.firstPacket is not None:
             self.firstPacket()
         self.lastPacket = time.monotonic()
+        self.packetsIn += 1
+        self.bytesIn += len(data)
         second = data[1]
         if second & 0x7F != self.payloadType:
             return
@@ -278,6 +290,7 @@ class IncomingTrack(Track):
         oldest = (self.maxSeq + delta - MISSING_MAX) & 0xFFFF
         self.missing = {s for s in self.missing if rtp.seqNewer(s, oldest)}
         if self.missing and self.ssrc is not None:
+            self.nacksSent += 1
             self.transport.sendRtcp(rtp.nack(self.transport.rtcpSsrc, self.ssrc,
                                              sorted(self.missing)))
 
@@ -306,6 +319,13 @@ class IncomingTrack(Track):
             packets_lost=max(0, min(expected - self.received, (1 << 23) - 1)),
             highest_sequence=highest & 0xFFFFFFFF, jitter=0, lsr=lsr, dlsr=dlsr)
 
+    def lost(self) -> int:
+        """Packets lost on the way in, as our receiver reports count them."""
+        if self.baseSeq is None:
+            return self.lostEarlier
+        expected = self.cycles + self.maxSeq - self.baseSeq + 1
+        return self.lostEarlier + max(0, expected - self.received)
+
     def sendKeyframeRequest(self) -> None:
         if self.ssrc is not None:
             self.transport.sendRtcp(rtp.pli(self.transport.rtcpSsrc, self.ssrc))
@@ -322,6 +342,7 @@ class IncomingTrack(Track):
         self._ssrc = value
         if old is not None and value != old:
             # The new stream's statistics start over, as its numbers do.
+            self.lostEarlier = self.lost()
             self.baseSeq = None
             self.cycles = self.received = 0
             self.reported = (0, 0)

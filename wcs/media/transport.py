@@ -197,8 +197,14 @@ class MediaTransport(RTCDtlsTransport):
             sender = self.senders.get(packet.media_ssrc)
             if sender is not None:
                 sender.nackReceived(packet.lost)
-        elif isinstance(packet, (RtcpByePacket, RtcpRrPacket)):
-            pass  # BYE: the inactivity timers decide; RR: a sign of life, counted above
+        elif isinstance(packet, RtcpRrPacket):
+            # A sign of life, counted above; its loss figures go to wcs.metrics.
+            for report in packet.reports:
+                sender = self.senders.get(report.ssrc)
+                if sender is not None:
+                    sender.reportedLost = max(0, report.packets_lost)
+        elif isinstance(packet, RtcpByePacket):
+            pass  # the inactivity timers decide
 
     def _keyframe(self, ssrc: int) -> None:
         sender = self.senders.get(ssrc)

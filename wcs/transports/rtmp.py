@@ -89,6 +89,7 @@ class RTMPChannel:
         self.protocol = protocol
         self.flash = flash
         self.peer = protocol.peer
+        self.transportName = "flash" if flash else "rtmp"  # a label of wcs.metrics
 
     def send(self, message) -> None:
         if self.flash:
@@ -328,6 +329,11 @@ class RTMPServerProtocol(Protocol):
             self._warn("connect", "second connect refused")
             self.conn.error(command.transactionId, "NetConnection.Connect.Rejected",
                             "already connected")
+            return
+        draining = self.factory.server.draining
+        if draining:
+            self.conn.error(command.transactionId, "NetConnection.Connect.Rejected", draining)
+            self.closeWith(f"connect refused: {draining}")
             return
         try:
             flash = self._parseConnect(command)
