@@ -108,7 +108,7 @@ async def test_a_second_sigterm_stops_at_once_and_still_finishes_the_recording(s
 
 
 async def test_drain_over_rest_ends_when_the_last_room_ends(serverFactory):
-    server = serverFactory(enable=("ws", "rest"))
+    server = serverFactory(enable=("ws", "rest", "rtmp"))
     room = f"room-{uuid.uuid4().hex[:6]}"
     alice = await Client.open(server.wsURL, "alice")
     await alice.join(room)
@@ -119,6 +119,15 @@ async def test_drain_over_rest_ends_when_the_last_room_ends(serverFactory):
         body = json.loads(response.read())
     assert body == {"draining": True, "started": True, "rooms": 1, "timeout": 300}
     await refusedWithReason(server)
+    from tests.rtmp.flashclient import FlashClient
+
+    flash = await FlashClient.open(server.ports["rtmp"])
+    result = await flash.invoke("connect", {"app": "live", "flashVer": "LNX 11,2,202,635",
+                                            "tcUrl": f"rtmp://127.0.0.1:{server.ports['rtmp']}/live"})
+    assert result[0] == "_error" and result[2]["code"] == "NetConnection.Connect.Rejected"
+    assert "draining" in result[2]["description"]
+    await flash.closedByServer()
+    flash.close()
     metrics = urllib.request.urlopen(server.restURL + "/metrics", timeout=10).read()
     assert b"wcs_draining 1.0" in metrics
     await asyncio.sleep(1)
