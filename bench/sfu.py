@@ -143,7 +143,7 @@ class ReplayTrack(MediaStreamTrack):
 async def serve(mode: str) -> None:
     """Answer JSON commands on stdin: publish, play (offers), quit."""
     from wcs.config import Settings
-    from wcs.media import WebRTCEngine
+    from wcs.media.engine import WebRTCEngine
 
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()

@@ -263,7 +263,7 @@ async def test_refusal_flood_is_logged_quoted_cut_and_rate_limited(server):
 
 
 def test_peer_connections_admit_refuse_then_drop():
-    from wcs.peers import ADMIT, DROP, REFUSE, PeerConnections
+    from wcs.transports.peers import ADMIT, DROP, REFUSE, PeerConnections
 
     peers = PeerConnections(perAddress=2, total=5)
     assert [peers.connect("a")[0] for _ in range(5)] == [ADMIT, ADMIT, REFUSE, REFUSE, DROP]

@@ -25,3 +25,11 @@ class StreamError(WcsError):
     A publish or play that cannot be carried out. C{info} is one of the SDK's
     C{STREAM_STATUS_INFO} strings where one fits.
     """
+
+
+class IncompatibleLibrary(Exception):
+    """
+    Not for clients: a library whose internals wcs relies on has changed
+    (L{wcs.media.internals}). Its message is one line; the server refuses
+    to start with it.
+    """

@@ -11,6 +11,15 @@ one wire (WebSocket frames, RTMP chunks, ...) to these interfaces:
                       -> IClientSession
     decoded client message  --session.messageReceived(name, args)-->
     <--channel.send(ServerMessage)--  replies and room events
+    a wire without the SDK's messages (RTMP encoders, WHIP) acts for its
+    client:  session.identify / joinRoom / publish(name, IMediaSource)
+             server.liveSource(name) to play, stream.stop() to end
+
+Everything a transport may call in the core is declared here: a transport
+(in C{wcs.transports} or a drop-in in C{plugins}) imports only
+C{wcs.interfaces}, C{wcs.messages}, C{wcs.frames}, C{wcs.config},
+C{wcs.logs}, C{wcs.errors} and its own package (tests/test_contract.py
+checks it). See docs/transports.md.
 
 Media for C{publishStream}/C{playStream} is negotiated by an L{IMediaEngine}
 chosen by the request's C{mediaProvider}; a published stream exposes its
@@ -20,6 +29,24 @@ recorder) can consume it.
 
 from twisted.plugin import IPlugin
 from zope.interface import Attribute, Interface
+
+# --- The SDK's strings (constants.js), for transports that report streams ---
+
+# STREAM_STATUS: the life of a published or played stream.
+PENDING = "PENDING"
+PUBLISHING = "PUBLISHING"
+PLAYING = "PLAYING"
+UNPUBLISHED = "UNPUBLISHED"
+STOPPED = "STOPPED"
+FAILED = "FAILED"
+
+# STREAM_STATUS_INFO: why a stream failed or stopped.
+STREAM_NOT_FOUND = "Stream not found"
+NAME_IN_USE = "Stream name is already in use"
+SESSION_ID_IN_USE = "MediaSessionId is already in use"
+STOPPED_BY_PUBLISHER = "Stopped by publisher stop"
+STOPPED_BY_DISCONNECT = "Stopped by session disconnect"
+STOPPED_BY_USER = "Stopped by user"
 
 
 class ISignallingChannel(Interface):
@@ -85,6 +112,79 @@ class IClientSession(Interface):
         The connection is gone: release everything the client held.
         """
 
+    def refuse(apiMethod, info):
+        """
+        Refuse one client request: a C{fail} naming C{apiMethod} and C{info}
+        goes to the client, and a warning to the log (rate-limited per
+        address). The connection stays open.
+
+        @param apiMethod: the message refused (e.g. C{"sendData"}), or None.
+        @param info: what is wrong, for the client to read.
+        """
+
+    # Identity, for wires that carry no SDK C{connection} message (RTMP
+    # encoders, WHIP): the transport identifies its client itself.
+
+    login = Attribute(
+        "The client's login, its identity in rooms (LiveKit's participant "
+        "identity); None before L{identify}, or when identified without one.")
+    identified = Attribute("Whether the client has identified (L{identify} or "
+                           "the SDK's C{connection} message).")
+
+    def identify(appKey, login=None):
+        """
+        Identify the client, as the SDK's C{connection} message does: the
+        client is sent C{getUserData} (its C{sessionId}).
+
+        @param appKey: the application, e.g. C{"rtmp"}, C{"flashRoomApp"}.
+        @param login: the client's login, or None for a client that only
+            publishes or plays by stream name (it cannot join rooms).
+        @raise wcs.errors.ProtocolError: already identified, or the login is
+            too long.
+        """
+
+    # Rooms (LiveKit's Room and Participant)
+
+    def joinRoom(room, record=False):
+        """
+        Join C{room} as this client's login; the room is made on first join
+        and its other participants get C{JOINED}. Joining a room the client
+        is already in changes nothing.
+
+        @param record: ask for the room's mix to be recorded.
+        @raise wcs.errors.RoomError: no login, the login is taken in that
+            room, the room or the server is full, a bad room name.
+        """
+
+    def inRoom(room):
+        """
+        @return: whether the client is a participant of C{room}.
+        """
+
+    # Streams (LiveKit's track publications)
+
+    def publish(name, source, provider, record=False, room=None, onStop=None):
+        """
+        Publish media that the transport brings itself (an RTMP encoder, a
+        WHIP client): the stream is live at once (C{PUBLISHING}), playable
+        by name server-wide, recorded if asked, and announced to the room
+        (C{PUBLISHED}) when it belongs to one.
+
+        @param name: the stream name, unique on the server.
+        @param source: the L{IMediaSource} of the media.
+        @param provider: the C{mediaProvider} reported for it, e.g.
+            C{"RTMP"}, C{"WHIP"}.
+        @param room: the room the stream belongs to (joined first); None:
+            the joined room whose C{ROOM-LOGIN} prefix the name carries (how
+            Flash clients name their streams), else no room.
+        @param onStop: called once when the stream ends, whatever ends it
+            (L{IStream.stop}, the client leaving the room, the session
+            closing), so the transport can stop its media.
+        @return: the L{IStream}.
+        @raise wcs.errors.StreamError: with L{NAME_IN_USE} when the name is
+            taken, or when C{room} is not joined.
+        """
+
 
 class IRoomServer(Interface):
     """
@@ -102,9 +202,46 @@ class IRoomServer(Interface):
         @return: an L{IClientSession}.
         """
 
+    badInputLog = Attribute(
+        "A L{wcs.logs.LogLimiter} for warnings about a client's bad input: "
+        "C{badInputLog.warn((address, kind), format, **fields)} logs one line "
+        "per address and kind a while, and counts the rest.")
+
     def registerMediaEngine(engine):
         """
         Make an L{IMediaEngine} available for its C{providers}.
+        """
+
+    draining = Attribute(
+        "None; while the server drains (docs/operations.md), the reason new "
+        "connections are refused: a transport refuses a new client with it "
+        "(WebSocket: the handshake gets 503; RTMP: connect gets _error).")
+
+    # Streams by name, for players (LiveKit's subscription)
+
+    def liveSource(name):
+        """
+        The media of a live (C{PUBLISHING}) stream, to play it.
+
+        @return: its L{IMediaSource}, or None when no stream of that name is
+            live (report L{STREAM_NOT_FOUND}).
+        """
+
+    def streamNameInUse(name):
+        """
+        @return: whether a published stream holds C{name} (live or still
+            negotiating): a publish under it would fail with L{NAME_IN_USE}.
+        """
+
+    # Listening
+
+    def tlsContext():
+        """
+        The server's TLS context factory (its certificate, made on first use
+        when none is configured), for secure listeners (wss, https).
+
+        @return: a L{twisted.internet.interfaces.IOpenSSLContextFactory}, or
+            None when TLS is not available in this installation.
         """
 
 
@@ -127,6 +264,27 @@ class ITransport(IPlugin):
         @param settings: the L{wcs.config.Settings}.
         @return: an L{twisted.application.service.IService}, or L{None} when
             the settings disable this transport.
+        """
+
+
+class IStream(Interface):
+    """
+    One published (or played) stream of a session, as the core keeps it.
+    """
+
+    name = Attribute("The stream name.")
+    published = Attribute("True for a publish, False for a play.")
+    status = Attribute("Its SDK status: L{PENDING}, L{PUBLISHING}, ... L{FAILED}.")
+    recordName = Attribute("The recording's file name when it is recorded, else None.")
+
+    def stop(info=None):
+        """
+        End the stream (L{UNPUBLISHED} for a publish, L{STOPPED} for a play)
+        as if its client asked: its media stops, its players get
+        C{STOPPED}, its room C{UNPUBLISHED}, its client the status. Once:
+        later calls do nothing.
+
+        @param info: a C{STREAM_STATUS_INFO} string for the status, or None.
         """
 
 

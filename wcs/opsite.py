@@ -78,10 +78,9 @@ class AdminGuard(Resource):
             refusals.warn(("not loopback", host), "{host}: admin request refused: "
                           "no admin_api_key set, loopback only", host=host)
             return 403, "no admin_api_key is set: only loopback clients are served"
-        given = request.getHeader(b"authorization") or ""
-        scheme, _, token = given.partition(" ")
-        if scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(),
-                                                              key.encode()):
+        given = request.getHeader(b"authorization") or b""
+        scheme, _, token = given.partition(b" ")
+        if scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), key.encode()):
             return None
         refusals.warn(("bad key", host), "{host}: admin request refused: wrong or no key",
                       host=host)

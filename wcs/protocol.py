@@ -1,9 +1,7 @@
 """
 The room protocol of the browser SDK, without I/O.
 
-L{decodeFrame} turns a WebSocket text frame into C{(name, args)};
-L{encodeFrame} turns a L{ServerMessage} into frame bytes. The C{parse*}
-functions validate a client message's arguments into small typed records and
+The C{parse*} functions validate a client message's arguments into small typed records and
 raise L{ProtocolError} with a message naming the offending field, which the
 session sends back to the client as it is.
 
@@ -13,86 +11,15 @@ objects.
 
 from __future__ import annotations
 
-import json
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from wcs.errors import ProtocolError
-from wcs.messages import ServerMessage
 
-WIRE = "json"
-
-_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
-
-
-def encodeFrame(message: ServerMessage) -> bytes:
-    """
-    Encode a server message as the SDK reads it: C{data} is always a list.
-    Text stays as UTF-8, unescaped: clients get exactly the bytes sent.
-    """
-    return _encoder.encode({"message": message.name, "data": message.args}).encode("utf-8")
-
-
-# The SDK's deepest message (publishStream constraints) nests about 6 levels.
-MAX_DEPTH = 32
-
-_ESCAPE = re.compile(rb"\\.", re.DOTALL)
-_STRING = re.compile(rb'"[^"]*"')
-_NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
-_INNERMOST = re.compile(rb"\[\]|\{\}")
-
-
-def nestingExceeds(payload: bytes, maxDepth: int) -> bool:
-    """
-    Whether JSON text nests arrays/objects deeper than C{maxDepth}, found
-    with a few linear C-speed passes: escapes and strings are cut out, only
-    brackets kept, and innermost pairs removed C{maxDepth} times; whatever
-    is left was deeper (or unbalanced, which json rejects anyway). Most
-    frames have fewer brackets than C{maxDepth} and stop at the count.
-    """
-    if payload.count(b"[") + payload.count(b"{") <= maxDepth:
-        return False
-    brackets = _STRING.sub(b"", _ESCAPE.sub(b"", payload)).translate(None, _NOT_BRACKET)
-    if brackets.count(b"[") + brackets.count(b"{") <= maxDepth:
-        return False
-    for _ in range(maxDepth):
-        brackets, removed = _INNERMOST.subn(b"", brackets)
-        if not brackets or not removed:
-            break
-    return bool(brackets)
-
-
-def decodeFrame(payload: bytes | str, maxDepth: int = MAX_DEPTH) -> tuple[str, list[Any]]:
-    """
-    Decode one client frame C{{"message": NAME, "data": [ARG, ...]}}.
-
-    A missing C{data} means no arguments and a lone object is taken as one
-    argument, as lenient as the SDK's own sender requires. JSON nested deeper
-    than C{maxDepth} is refused before it is decoded: Python's decoder would
-    raise C{RecursionError} at about 1000 levels, and anything deep breaks
-    whatever walks or re-encodes it later.
-    """
-    raw = payload.encode("utf-8", "surrogatepass") if isinstance(payload, str) else payload
-    if nestingExceeds(raw, maxDepth):
-        raise ProtocolError(f"JSON nested deeper than {maxDepth} levels")
-    try:
-        frame = json.loads(payload)
-    except RecursionError:  # only if maxDepth is set near Python's own limit
-        raise ProtocolError(f"JSON nested deeper than {maxDepth} levels") from None
-    except (UnicodeDecodeError, ValueError) as e:
-        raise ProtocolError(f"malformed JSON: {e}") from None
-    if not isinstance(frame, dict):
-        raise ProtocolError("a frame must be a JSON object with 'message' and 'data'")
-    name = frame.get("message")
-    if not isinstance(name, str) or not name:
-        raise ProtocolError("'message' must be a non-empty string")
-    data = frame.get("data", [])
-    if data is None:
-        data = []
-    elif not isinstance(data, list):
-        data = [data]
-    return name, data
+# The JSON form of messages moved to wcs.messages, which transports may
+# import; the core's callers and tests still find it here.
+from wcs.messages import (  # noqa: E402,F401
+    MAX_DEPTH, WIRE, decodeFrame, encodeFrame, nestingExceeds)
 
 
 # Validation helpers. Each names the field as the client wrote it.

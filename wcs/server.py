@@ -15,7 +15,8 @@ from zope.interface import implementer
 from wcs import protocol
 from wcs.config import Settings
 from wcs.errors import StreamError
-from wcs.interfaces import IMediaEngine, IRoomServer, ISignallingChannel, ITransport
+from wcs.interfaces import (IMediaEngine, IMediaSource, IRoomServer, ISignallingChannel,
+                            ITransport)
 from wcs.room.rooms import Rooms
 from wcs.session import ClientSession
 from wcs.streams import StreamRegistry
@@ -63,6 +64,21 @@ class RoomServer:
         if engine is None:
             raise StreamError(f"media provider {provider!r} is not available on this server")
         return engine
+
+    def liveSource(self, name: str) -> IMediaSource | None:
+        stream = self.streams.live(name)
+        media = stream.media if stream is not None else None
+        return media.source if media is not None else None
+
+    def streamNameInUse(self, name: str) -> bool:
+        return name in self.streams.published
+
+    def tlsContext(self):
+        try:
+            from wcs import tls
+        except ImportError:
+            return None
+        return tls.serverContext(self.settings)
 
     def streamStarted(self, stream) -> None:
         """

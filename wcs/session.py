@@ -9,7 +9,7 @@ bookkeeping before it returns.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 from twisted.internet.task import LoopingCall
 from wcs.logs import Logger, clip
@@ -17,14 +17,11 @@ from zope.interface import implementer
 
 from wcs import protocol
 from wcs.errors import ProtocolError, RoomError, StreamError
-from wcs.interfaces import IClientSession, ISignallingChannel
+from wcs.interfaces import IClientSession, IMediaSource, IRoomServer, ISignallingChannel, IStream
 from wcs.messages import ServerMessage
 from wcs.room.events import ACCEPTED, FAILED, dataStatus
 from wcs.room.model import Participant
 from wcs.streams import StreamControl
-
-if TYPE_CHECKING:
-    from wcs.server import RoomServer
 
 PING = ServerMessage("ping", None)
 PONG = ServerMessage("pong", None)
@@ -46,7 +43,8 @@ def peerAddress(peer: str) -> str:
 class ClientSession:
     log = Logger()
 
-    def __init__(self, server: "RoomServer", channel: ISignallingChannel):
+    def __init__(self, server: IRoomServer, channel: ISignallingChannel):
+        # server: the core's own wcs.server.RoomServer (its rooms, limits...).
         self.server = server
         self.channel = channel
         self.rooms = server.rooms
@@ -77,6 +75,10 @@ class ClientSession:
     @property
     def login(self) -> str | None:
         return self.connection.login if self.connection else None
+
+    @property
+    def identified(self) -> bool:
+        return self.connection is not None
 
     def __repr__(self) -> str:
         return f"<ClientSession {clip(self.login, 40)} from {self.channel.peer}>"
@@ -120,6 +122,22 @@ class ClientSession:
         self.participants.clear()
         self.server.sessionEnded(self)
         self.log.info("{session} disconnected: {reason}", session=self, reason=reason)
+
+    # Acting for a client that has no SDK messages (IClientSession)
+
+    def identify(self, appKey: str, login: str | None = None) -> None:
+        custom = {"login": login} if login else {}
+        self._connection("connection", [{"appKey": appKey, "custom": custom}])
+
+    def inRoom(self, room: str) -> bool:
+        return room in self.participants
+
+    def publish(self, name: str, source: IMediaSource, provider: str, record: bool = False,
+                room: str | None = None, onStop=None) -> IStream:
+        if room is not None:
+            self.joinRoom(room)
+        return self.streams.publishSource(name, source, provider=provider, room=room,
+                                          record=record, onStop=onStop)
 
     # Member of rooms
 
@@ -217,12 +235,24 @@ class ClientSession:
 
     def _join(self, options: dict[str, Any]) -> None:
         join = protocol.parseJoin(options, self.limits)
-        self.joinRoom(join.room, join.record)
+        self._enterRoom(join.room, join.record)
 
-    def joinRoom(self, room: str, record: bool = False) -> Participant:
+    def joinRoom(self, room: str, record: bool = False) -> None:
         """
-        Join C{room} as this session's login (also for transports that join
-        on a client's behalf, like an RTMP encoder publishing to a room URL).
+        Join C{room} for a transport acting for its client (an RTMP encoder
+        publishing to a room URL): a room already joined stays as it is.
+        """
+        if room in self.participants:
+            return
+        try:
+            room = protocol.parseJoin({"name": room}, self.limits).room
+        except ProtocolError as e:
+            raise RoomError(e.info) from None
+        self._enterRoom(room, record)
+
+    def _enterRoom(self, room: str, record: bool = False) -> Participant:
+        """
+        Join C{room} as this session's login.
 
         @raise RoomError: no login, the login is taken, the room is full.
         """

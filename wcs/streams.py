@@ -13,41 +13,28 @@ ends.
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from wcs.logs import Logger, LogLimiter
 from zope.interface import implementer
 
 from wcs import protocol
 from wcs.errors import ProtocolError, StreamError
-from wcs.interfaces import IMediaSession, IStreamListener
+from wcs.interfaces import (  # the SDK's statuses and info strings
+    FAILED, NAME_IN_USE, PENDING, PLAYING, PUBLISHING, SESSION_ID_IN_USE, STOPPED,
+    STOPPED_BY_DISCONNECT, STOPPED_BY_PUBLISHER, STOPPED_BY_USER, STREAM_NOT_FOUND,
+    UNPUBLISHED, IClientSession, IMediaSession, IStream, IStreamListener)
 from wcs.messages import ServerMessage
 from wcs.room.model import Participant
 
-if TYPE_CHECKING:
-    from wcs.session import ClientSession
-
-# Statuses and info strings as the SDK names them (constants.js).
-PENDING = "PENDING"
-PUBLISHING = "PUBLISHING"
-PLAYING = "PLAYING"
-UNPUBLISHED = "UNPUBLISHED"
-STOPPED = "STOPPED"
-FAILED = "FAILED"
 ENDED = frozenset({UNPUBLISHED, STOPPED, FAILED})
 
-STREAM_NOT_FOUND = "Stream not found"
-NAME_IN_USE = "Stream name is already in use"
-SESSION_ID_IN_USE = "MediaSessionId is already in use"
-STOPPED_BY_PUBLISHER = "Stopped by publisher stop"
-STOPPED_BY_DISCONNECT = "Stopped by session disconnect"
-STOPPED_BY_USER = "Stopped by user"
 
-
+@implementer(IStream)
 class Stream:
-    """One publish or play of one session."""
+    """One publish or play of one session (a L{wcs.session.ClientSession})."""
 
-    def __init__(self, request: protocol.StreamRequest, owner: "ClientSession",
+    def __init__(self, request: protocol.StreamRequest, owner: IClientSession,
                  participant: Participant | None):
         self.request = request
         self.owner = owner
@@ -86,6 +73,9 @@ class Stream:
         if self.recordName:
             body["recordName"] = self.recordName
         return ServerMessage("notifyStreamStatusEvent", body)
+
+    def stop(self, info: str | None = None) -> None:
+        self.owner.streams.end(self, UNPUBLISHED if self.published else STOPPED, info)
 
     def __repr__(self) -> str:
         kind = "publish" if self.published else "play"
@@ -163,7 +153,8 @@ class StreamControl:
     # that already stopped them), not a mistake.
     RECENT = 64
 
-    def __init__(self, session: "ClientSession"):
+    def __init__(self, session: IClientSession):
+        # The core's own session (wcs.session.ClientSession), which owns this.
         self.session = session
         self.server = session.server
         self.active: dict[str, Stream] = {}

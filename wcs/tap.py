@@ -40,6 +40,7 @@ def _requireAsyncioReactor() -> None:
 _installAsyncioReactor()
 
 from wcs.config import ConfigError, Settings, loadProperties  # noqa: E402
+from wcs.errors import IncompatibleLibrary  # noqa: E402
 from wcs.logs import Logger, setLevel  # noqa: E402
 
 DEFAULT_CONFIG = Path("conf") / "flashphoner.properties"
@@ -130,6 +131,10 @@ def _loadTransportSettings() -> None:
             __import__(module)
         except ImportError:
             pass
+        except IncompatibleLibrary as e:
+            # An aiortc/aioice piece is gone (wcs.media.internals): media
+            # would silently stop, so refuse to start, in one line.
+            sys.exit(str(e))
 
 
 class _ShutdownService(Service):
@@ -224,7 +229,7 @@ def _addRecorder(server, settings) -> None:
 
 def _addMediaEngines(server, settings) -> None:
     try:
-        from wcs.media import WebRTCEngine
+        from wcs.media.engine import WebRTCEngine
     except ImportError:
         log.warn("no media engine installed: publishStream/playStream will fail")
         return

@@ -22,7 +22,7 @@ from zope.interface import implementer
 
 from wcs.config import Settings
 from wcs.interfaces import IMediaSink, IStreamListener
-from wcs.media import WebRTCEngine
+from wcs.media.engine import WebRTCEngine
 from wcs.media.negotiate import stripCandidates
 
 WAIT = 10.0  # seconds: the bound of every wait that is not tighter

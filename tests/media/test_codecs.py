@@ -16,6 +16,7 @@ import wcs.media.transcode
 from tests.media.peers import (
     WAIT, FrameSink, Player, Publisher, Request, asyncTest, lumaSignature, makeEngine, newPeer,
     offerOf, _prefer)
+from tests.support.wait import waitUntil
 from wcs.errors import StreamError
 from wcs.frames import EncodedFrame
 from wcs.interfaces import IMediaSource
@@ -113,7 +114,11 @@ async def test_frameSink():
         sink = FrameSink()
         source.attach(sink)
         await asyncio.wait_for(sink.gotKeyframe.wait(), WAIT)
-        await asyncio.sleep(0.5)
+
+        def count(kind):
+            return sum(f.kind == kind for f in sink.frames)
+        await waitUntil(lambda: count("video") > 5 and count("audio") > 10, WAIT,
+                        lambda: f"frames: {count('video')} video, {count('audio')} audio")
         video = [f for f in sink.frames if f.kind == "video"]
         audio = [f for f in sink.frames if f.kind == "audio"]
         first = next(f for f in video if f.keyframe)

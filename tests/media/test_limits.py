@@ -10,6 +10,7 @@ import pytest
 
 from tests.media.offers import answeredPorts, craftedOffer
 from tests.media.peers import Listener, Request, asyncTest, makeEngine
+from tests.support.wait import waitUntil
 from wcs.config import Settings
 from wcs.errors import StreamError
 from wcs.media import limits, negotiate
@@ -18,7 +19,7 @@ PREFS = {"video": ["H264", "VP8"], "audio": ["opus"]}
 
 
 def socketsOf(session) -> int:
-    return sum(len(t.ice._protocols) for t in session.uniqueTransports)
+    return sum(t.ice.socketCount() for t in session.uniqueTransports)
 
 
 # The plan: which m-lines get a transport
@@ -221,10 +222,8 @@ async def test_engineRefusesPastTheShareAndFreesOnClose():
         one.stop()
         with pytest.raises(StreamError):
             engine.publish(Request("three", offer), alice)  # still closing
-        for _ in range(100):
-            if "alice" not in engine.quota.connectionPorts:
-                break
-            await asyncio.sleep(0.05)
+        await waitUntil(lambda: "alice" not in engine.quota.connectionPorts, 5,
+                        "alice's ports to be released")
         again = engine.publish(Request("again", offer), alice)
         assert engine.sessions == {other, again}
     finally:

@@ -15,6 +15,7 @@ from aiortc.rtp import RTCP_RTPFB_NACK, RtcpPacket
 
 from tests.media.peers import Player, Publisher, asyncTest, lumaSignature, makeEngine
 from tests.media.test_rtp import _Track, _Wire
+from tests.support.wait import waitUntil
 from wcs.media import rtp
 from wcs.media.track import HISTORY, IncomingTrack, Subscription
 
@@ -243,15 +244,16 @@ async def test_forwardedVideoAcrossWraps(monkeypatch):
         [subscription] = player.session.subscriptions
         assert incoming.baseSeq >= 65450 and subscription.lastSeq >= PLAYER_FIRST
 
-        async def wrapped():
-            while incoming.cycles == 0 or subscription.lastSeq >= PLAYER_FIRST:
-                await asyncio.sleep(0.05)
-        await asyncio.wait_for(wrapped(), 30)
+        await waitUntil(lambda: incoming.cycles and subscription.lastSeq < PLAYER_FIRST, 30,
+                        "both sequence numbers to wrap")
         wrappedAt = loop.time()
-        await asyncio.sleep(1.5)
         frames, arrivals = player.frames["video"], player.arrivals["video"]
-        after = [i for i, t in enumerate(arrivals) if t > wrappedAt]
-        assert len(after) >= 10, len(after)
+
+        def after():
+            return [i for i, t in enumerate(arrivals) if t > wrappedAt]
+        await waitUntil(lambda: len(after()) >= 10, 10,
+                        lambda: f"10 frames after the wraps, got {len(after())}")
+        after = after()
         gaps = [b - a for a, b in zip(arrivals, arrivals[1:])]
         assert max(gaps) < 0.5, max(gaps)
         # The picture moves on both sides of the wraps.

@@ -12,13 +12,12 @@ import uuid
 
 import pytest
 
+from tests.media import peers
 from tests.recording.test_recording import probe, publishInRoom
 from tests.support.bystanders import Bystanders
 from tests.support.rooms import MEDIA, negotiate, status, streamRequest
 from tests.support.server import startServer
 from tests.support.wsclient import Client
-
-peers = pytest.importorskip("tests.media.peers")
 
 HOOK_TIMEOUT = 3
 MAX_DURATION = 3

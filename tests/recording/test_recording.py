@@ -8,11 +8,8 @@ import subprocess
 import time
 import uuid
 
-import pytest
-
+from tests.media import peers
 from tests.support.wsclient import Client
-
-peers = pytest.importorskip("tests.media.peers")
 
 MEDIA = {"media_port_from": "0", "media_port_to": "0", "ice_public_ip": "127.0.0.1"}
 

@@ -116,9 +116,7 @@ def nellymoserBodies(seconds=6):
 
 
 async def test_flash_nellymoser_reaches_a_webrtc_player_as_opus(serverFactory):
-    import pytest
-
-    peers = pytest.importorskip("tests.media.peers")
+    from tests.media import peers
     from tests.test_webrtc_rooms import negotiate, status, streamRequest
 
     server = serverFactory(enable=("ws", "rtmp"), settings={

@@ -77,7 +77,7 @@ def test_a_second_connect_is_refused_and_makes_no_second_session():
     assert error[3]["code"] == "NetConnection.Connect.Rejected"
     assert error[3]["description"] == "already connected"
     assert len(peer.server.sessions) == 1 and not peer.closed
-    assert peer.protocol.app == "live"
+    assert peer.protocol.application.app == "live"
 
 
 @pytest.mark.parametrize("command, args, why", [
@@ -141,7 +141,7 @@ def test_publish_and_play_names_must_be_strings():
     assert status(peer.call("play", None, [1.0, 2.0], streamId=1)) == ["NetStream.Play.Failed"]
     [error] = named(peer.call("FCPublish", None, {"x": 1.0}), "_error")
     assert error[3]["description"] == "stream name must be a non-empty string"
-    assert not peer.closed and not peer.protocol.publishing
+    assert not peer.closed and not peer.protocol.application.publishing
 
 
 def test_streams_are_used_once_and_only_when_created():
@@ -159,7 +159,7 @@ def test_streams_are_used_once_and_only_when_created():
     replies = peer.call("publish", None, "d", "live", streamId=3)
     assert status(replies) == ["NetStream.Failed"]
     assert "too many streams on this connection: at most 2" in replies[0][3]["description"]
-    assert sorted(p.source.name for p in peer.protocol.publishing.values()) == ["a", "c"]
+    assert sorted(p.source.name for p in peer.protocol.application.publishing.values()) == ["a", "c"]
 
 
 def test_metadata_goes_to_players_as_the_publisher_sent_it():
@@ -171,10 +171,10 @@ def test_metadata_goes_to_players_as_the_publisher_sent_it():
     metadata = amf0.encode(amf0.ECMAArray(width=320.0)) + bytes([amf0.AVMPLUS, 12, 5]) + b"ab"
     body = amf0.encode("@setDataFrame") + amf0.encode("onMetaData") + metadata
     peer.send(body, mtype=chunks.DATA_AMF0, streamId=1)
-    assert peer.protocol.publishing[1].source.metadata == metadata
+    assert peer.protocol.application.publishing[1].source.metadata == metadata
     peer.send(amf0.encode("onMetaData") + metadata[:-2] + b"cd", mtype=chunks.DATA_AMF0,
               streamId=1)
-    assert peer.protocol.publishing[1].source.metadata == metadata[:-2] + b"cd"
+    assert peer.protocol.application.publishing[1].source.metadata == metadata[:-2] + b"cd"
 
 
 def test_tiny_chunk_size_and_unfinished_messages_close_the_connection():

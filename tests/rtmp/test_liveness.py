@@ -132,9 +132,9 @@ def test_media_alone_keeps_a_publisher_and_ping_answers_keep_a_player(factory, c
     # Last heard while starting to play at 0 s: closed after 20 s of silence,
     # counted in whole ping intervals (5 s).
     assert silentClosedAt is not None and 20 <= silentClosedAt <= 25
-    assert silent.protocol.session.closed is False  # until the transport reports the loss
+    assert silent.protocol.application.session.closed is False  # until the transport reports the loss
     silent.protocol.connectionLost(None)
-    assert silent.protocol.session.closed
+    assert silent.protocol.application.session.closed
 
 
 def test_a_silent_publisher_is_closed_and_unpublished(factory, clock):
@@ -167,10 +167,10 @@ def test_connect_must_follow_the_handshake_in_time(factory, clock):
     assert not late.closed  # the handshake's deadline is gone, connect's runs
     clock.advance(1.1)
     assert late.closed
-    assert late.protocol.session is None
+    assert late.protocol.application.session is None
     # Connected: only the session's keep-alive (20 s of silence) applies now.
     clock.advance(5)
-    assert not prompt.closed and prompt.protocol.session is not None
+    assert not prompt.closed and prompt.protocol.application.session is not None
 
 
 def test_session_pings_become_rtmp_ping_requests(factory, clock):

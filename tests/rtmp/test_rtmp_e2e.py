@@ -9,10 +9,9 @@ import uuid
 
 import pytest
 
+from tests.media import peers
 from tests.rtmp import ffmpeg
 from tests.support.wsclient import Client
-
-peers = pytest.importorskip("tests.media.peers")
 
 MEDIA = {"media_port_from": "0", "media_port_to": "0", "ice_public_ip": "127.0.0.1"}
 

@@ -5,6 +5,7 @@ Run the real server (`twistd -n wcs`) on free loopback ports for a test.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -18,6 +19,10 @@ START_TIMEOUT = 20.0
 
 
 def freePort() -> int:
+    """
+    A port free now. Another process may bind it before whoever asked does:
+    L{startServer} retries on other ports when that happens.
+    """
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -79,6 +84,39 @@ class RunningServer:
         return self.proc.returncode
 
 
+# A port found free may be taken before the server binds it (another test's
+# server or client): then the server logs CannotListenError, and the start
+# is retried on other ports.
+START_ATTEMPTS = 5
+_IN_USE = "Address already in use"
+
+
+class PortTaken(Exception):
+    pass
+
+
+def waitForListening(ports: list[int], proc: subprocess.Popen, logPath: Path,
+                     timeout: float = START_TIMEOUT) -> None:
+    """
+    Wait until the server logs that it listens on every one of C{ports}
+    (Twisted's "... starting on PORT" after each bind). Its own word, not a
+    connect: a connect could reach whoever else took the port. Raise
+    L{PortTaken} when one was taken first.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        log = logPath.read_text(errors="replace")
+        if _IN_USE in log:
+            raise PortTaken(log)
+        if all(re.search(rf" starting on {port}$", log, re.M) for port in ports):
+            return
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}:\n{log}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"server did not listen on {ports} in {timeout}s:\n{log}")
+        time.sleep(0.05)
+
+
 def startServer(workdir: Path, settings: dict[str, str] | None = None,
                 enable: tuple[str, ...] = ("ws",), extraArgs: list[str] = (),
                 env: dict[str, str] | None = None) -> RunningServer:
@@ -87,6 +125,22 @@ def startServer(workdir: Path, settings: dict[str, str] | None = None,
     http, https, rtmp, rest) get free loopback ports, the others are disabled.
     """
     workdir.mkdir(parents=True, exist_ok=True)
+    for attempt in range(START_ATTEMPTS):
+        server = _start(workdir, settings, enable, extraArgs, env)
+        try:
+            waitForListening([server.ports[name] for name in enable], server.proc,
+                             server.logPath)
+            return server
+        except PortTaken:
+            server.stop()
+            server.logPath.rename(workdir / f"server.{attempt}.log")
+        except BaseException:
+            server.stop()
+            raise
+    raise RuntimeError(f"no free ports after {START_ATTEMPTS} attempts: see {workdir}")
+
+
+def _start(workdir: Path, settings, enable, extraArgs, env) -> RunningServer:
     ports = {name: freePort() if name in enable else 0
              for name in ("ws", "wss", "http", "https", "rtmp", "rest")}
     args = TWISTD + ["-n", "--pidfile=", "wcs", "--listen", "127.0.0.1",
@@ -104,11 +158,4 @@ def startServer(workdir: Path, settings: dict[str, str] | None = None,
     with open(logPath, "wb") as logFile:
         proc = subprocess.Popen(args, cwd=workdir, stdout=logFile, stderr=subprocess.STDOUT,
                                 env=env)
-    server = RunningServer(proc, ports, workdir, logPath, args)
-    try:
-        for name in enable:
-            waitForPort(ports[name], proc, logPath)
-    except BaseException:
-        server.stop()
-        raise
-    return server
+    return RunningServer(proc, ports, workdir, logPath, args)

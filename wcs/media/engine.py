@@ -8,7 +8,6 @@ import asyncio
 import datetime
 import uuid
 
-from aiortc.rtcdtlstransport import RTCCertificate
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -17,6 +16,7 @@ from wcs.errors import StreamError
 from wcs.interfaces import IMediaEngine, IMediaSource, IStreamListener
 from wcs.media import limits, negotiate
 from wcs.media.ice import PortRange, hostBindings
+from wcs.media.internals import RTCCertificate
 from wcs.media.liveness import LoopClock
 from wcs.media.session import COUNTERS, MediaSession, PlaySession, PublishSession
 from wcs.media.source import WebRTCSource

@@ -2,21 +2,19 @@
 ICE for the media engine: aioice, with sockets bound where the settings say.
 
 aioice binds one ephemeral port per interface address and has no port range
-option. Its only per-socket hook is L{Connection.get_component_candidates},
-so L{IceConnection} overrides just that: it binds sockets from a L{PortRange}
-on the configured addresses and announces C{ice_public_ip} when set. Checks,
-peer-reflexive learning and consent freshness stay aioice's.
+option. Its only per-socket hook is candidate gathering
+(L{IceAgent.bindCandidates}, see L{wcs.media.internals}), so L{IceConnection}
+overrides just that: it binds sockets from a L{PortRange} on the configured
+addresses and announces C{ice_public_ip} when set. Checks, peer-reflexive
+learning and consent freshness stay aioice's.
 """
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import socket
 
-from aioice import Candidate, Connection
-from aioice.candidate import candidate_foundation, candidate_priority
-from aioice.ice import StunProtocol, get_host_addresses
+from wcs.media.internals import Candidate, IceAgent, get_host_addresses
 
 # As aioice does for its own sockets: a burst of video must not overflow
 # the kernel's default receive buffer.
@@ -91,7 +89,7 @@ def hostBindings(publicIp: str, listenAddress: str = "0.0.0.0") -> list[tuple[st
     return [(address, address) for address in addresses]
 
 
-class IceConnection(Connection):
+class IceConnection(IceAgent):
     """
     A controlled ICE agent (the server always answers) on our own sockets.
 
@@ -101,84 +99,36 @@ class IceConnection(Connection):
     so aioice waits for checks until L{wcs.media.transport} times it out.
     """
 
+    writeBufferLimit = WRITE_BUFFER_LIMIT
+
     def __init__(self, ports: PortRange, bindings: list[tuple[str, str]]):
         super().__init__(ice_controlling=False, use_ipv6=False)
         self._ports = ports
         self._bindings = bindings
-        self.consentExpired = False
+        self.consentLost = False
         # Where authenticated STUN requests from the peer count as life
         # (the session's Silence, see wcs.media.liveness).
         self.peer = None
 
-    async def get_component_candidates(self, component: int, addresses: list[str],
-                                       timeout: int = 5) -> list[Candidate]:
-        loop = asyncio.get_running_loop()
+    async def bindCandidates(self, component: int) -> list[Candidate]:
         candidates = []
         for bind, announce in self._bindings:
             sock = self._ports.bind(bind)
             try:
-                _, protocol = await loop.create_datagram_endpoint(
-                    lambda: StunProtocol(self), sock=sock)
+                candidates.append(await self.openSocket(sock, component, announce))
             except BaseException:
                 sock.close()
                 raise
-            protocol.local_candidate = Candidate(
-                foundation=candidate_foundation("host", "udp", announce),
-                component=component,
-                transport="udp",
-                priority=candidate_priority(component, "host"),
-                host=announce,
-                port=sock.getsockname()[1],
-                type="host",
-            )
-            # Registered at once so that close() frees it even if a later
-            # binding fails.
-            self._protocols.append(protocol)
-            candidates.append(protocol.local_candidate)
         return candidates
 
-    async def query_consent(self) -> None:
-        # aioice's loop returns only when consent expired (it is cancelled
-        # otherwise): remember it to tell ICE loss from a DTLS close.
-        await super().query_consent()
-        self.consentExpired = True
+    def consentExpired(self) -> None:
+        # Remembered to tell ICE loss from a DTLS close.
+        self.consentLost = True
 
-    def request_received(self, message, addr, protocol) -> None:
+    def stunRequestReceived(self, message) -> None:
         # A check or consent request that carries our password's integrity
         # is the peer's own sign of life (RFC 7675: browsers send one
         # every few seconds); an unauthenticated one proves nothing.
         if self.peer is not None and "MESSAGE-INTEGRITY" in message.attributes \
                 and message.check_message_integrity(self.local_password.encode("utf8")):
             self.peer.heard()
-        super().request_received(message, addr, protocol)
-
-    def sendNow(self, data: bytes) -> bool:
-        """
-        Send a datagram on the selected pair without a coroutine: the
-        forwarding hot path calls this once per packet and player. False
-        when the datagram was dropped because the socket is backed up.
-        """
-        pair = self._nominated.get(1)
-        if pair is None:
-            return False
-        transport = pair.protocol.transport
-        if transport.get_write_buffer_size() > WRITE_BUFFER_LIMIT:
-            return False
-        transport.sendto(data, pair.remote_addr)
-        return True
-
-
-class IceTransport:
-    """
-    The little of L{aiortc.RTCIceTransport} that L{aiortc.RTCDtlsTransport}
-    uses, without its gatherer, STUN defaults and monitor task.
-    """
-
-    def __init__(self, connection: IceConnection):
-        self._connection = connection
-        self._recv = connection.recv
-        self._send = connection.send
-
-    @property
-    def role(self) -> str:
-        return "controlling" if self._connection.ice_controlling else "controlled"

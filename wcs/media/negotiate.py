@@ -16,17 +16,28 @@ import re
 import uuid
 from dataclasses import dataclass, field
 
-from aiortc import sdp
-from aiortc.rtcdtlstransport import RTCDtlsParameters
-from aiortc.rtcicetransport import RTCIceParameters, candidate_from_aioice
-from aiortc.rtcpeerconnection import and_direction, reverse_direction
-from aiortc.rtcrtpparameters import RTCRtcpFeedback, RTCRtpCodecParameters, RTCRtpParameters
-
 from wcs.errors import StreamError
 from wcs.media import info
+from wcs.media.internals import (
+    RTCDtlsParameters,
+    RTCIceParameters,
+    RTCRtcpFeedback,
+    RTCRtpCodecParameters,
+    RTCRtpParameters,
+    and_direction,
+    candidate_from_aioice,
+    reverse_direction,
+    sdp,
+)
 from wcs.media.rtp import random32
 
 KINDS = ("audio", "video")
+# RFC 4566 token: what an m-line's media, proto and fmt fields are made of.
+# A rejected m-line is echoed in the answer, so garbage there would make our
+# own answer unparsable.
+_TOKEN_CHARS = r"[!#$%&'*+\-.0-9A-Z^_`a-z{|}~]+"
+_TOKEN = re.compile(_TOKEN_CHARS + r"\Z")
+_PROTO = re.compile(f"{_TOKEN_CHARS}(/{_TOKEN_CHARS})*\\Z")
 CLOCK_RATES = {"H264": 90000, "VP8": 90000, "opus": 48000, "PCMU": 8000, "PCMA": 8000}
 KIND_OF = {"H264": "video", "VP8": "video", "opus": "audio", "PCMU": "audio", "PCMA": "audio"}
 _CANONICAL = {name.lower(): name for name in CLOCK_RATES}
@@ -96,6 +107,9 @@ def parseOffer(text: str) -> sdp.SessionDescription:
     except Exception as e:
         raise StreamError(f"Invalid SDP offer: {e or type(e).__name__}") from None
     for media in offer.media:
+        fields = [media.kind, *(str(f) for f in media.fmt)]
+        if not _PROTO.match(media.profile) or not all(_TOKEN.match(f) for f in fields):
+            raise StreamError("Invalid SDP offer: an m-line field is not an SDP token")
         if media.kind not in KINDS:
             continue
         if media.ice is None or not media.ice.usernameFragment or not media.ice.password:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 import struct
 
-from aiortc.rtp import (
+from wcs.media.internals import (
     RTCP_PSFB_PLI,
     RTCP_RTPFB_NACK,
     RtcpPsfbPacket,

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from aiortc.rtp import RtcpRrPacket
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -25,6 +24,7 @@ from wcs.errors import StreamError
 from wcs.interfaces import IMediaSession, IMediaSource, IStreamListener
 from wcs.media import info, negotiate
 from wcs.media.ice import IceConnection
+from wcs.media.internals import RtcpRrPacket
 from wcs.media.liveness import Silence
 from wcs.media.source import WebRTCSource
 from wcs.media.track import IncomingTrack, Subscription

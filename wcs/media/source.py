@@ -13,18 +13,14 @@ import time
 from fractions import Fraction
 from typing import Callable
 
-from aiortc.codecs import h264_depayload, vp8_depayload
-from aiortc.jitterbuffer import JitterBuffer
-from aiortc.rtp import RtpPacket
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from wcs.frames import EncodedFrame
 from wcs.interfaces import IMediaSink, IMediaSource
+from wcs.media.internals import DEPAYLOADERS, JitterBuffer, jitterPacket
 from wcs.media.rtp import frameIsKeyframe
 from wcs.media.track import IncomingTrack
-
-_DEPAYLOAD = {"H264": h264_depayload, "VP8": vp8_depayload}
 
 
 class TimestampUnwrapper:
@@ -56,7 +52,7 @@ class FrameAssembler:
         # Tracks of one source share an origin: their pts are comparable.
         origin = int((time.monotonic() - startedAt) * track.clockRate)
         self.unwrap = TimestampUnwrapper(origin)
-        self.depayload = _DEPAYLOAD.get(track.codec)
+        self.depayload = DEPAYLOADERS.get(track.codec)
         self.jitter = JitterBuffer(capacity=512, is_video=True) if self.depayload else None
 
     def __call__(self, seq: int, timestamp: int, marker: int, payload: bytes) -> None:
@@ -65,12 +61,11 @@ class FrameAssembler:
             self.deliver(EncodedFrame(track.kind, track.codec, payload,
                                       self.unwrap(timestamp), self.timeBase, True))
             return
-        packet = RtpPacket(sequence_number=seq, timestamp=timestamp)
         try:
-            packet._data = self.depayload(payload) if payload else b""
+            data = self.depayload(payload) if payload else b""
         except ValueError:
             return
-        lost, frame = self.jitter.add(packet)
+        lost, frame = self.jitter.add(jitterPacket(seq, timestamp, data))
         if lost:
             track.requestKeyframe()
         if frame is not None:

@@ -13,10 +13,10 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-from aiortc.rtp import RtcpReceiverInfo, RtcpSenderInfo, RtcpSrPacket
 from twisted.logger import Logger
 
 from wcs.media import rtp
+from wcs.media.internals import RtcpReceiverInfo, RtcpSenderInfo, RtcpSrPacket
 
 HISTORY = 512  # packets kept per player for NACKs: ~4 s of 1 Mbit/s video
 MISSING_MAX = 256  # ingest sequence numbers remembered as lost

@@ -18,14 +18,12 @@ from fractions import Fraction
 from typing import Callable
 
 import av
-from aiortc.codecs import get_decoder, get_encoder
-from aiortc.jitterbuffer import JitterFrame
-from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from zope.interface import implementer
 
 from wcs.frames import EncodedFrame
 from wcs.interfaces import IMediaSink, IMediaSource
 from wcs.media import rtp
+from wcs.media.internals import JitterFrame, RTCRtpCodecParameters, get_decoder, get_encoder
 from wcs.media.negotiate import CLOCK_RATES, KIND_OF
 from wcs.media.track import Track
 

@@ -2,7 +2,8 @@
 One ICE + DTLS-SRTP transport of a peer, with RTP routed to our own handlers.
 
 L{MediaTransport} is aiortc's L{RTCDtlsTransport} (handshake, SRTP keys,
-receive loop) with its two routing methods overridden: decrypted RTP goes,
+receive loop; through L{wcs.media.internals.DtlsTransport}) with its two
+routing hooks overridden: decrypted RTP goes,
 as bytes, to the handler registered for its SSRC, and RTCP feedback to the
 handler of the SSRC it is about. Nothing goes through aiortc's
 RTCRtpReceiver (jitter buffer, decoder thread) or RTCRtpSender (encoder).
@@ -15,12 +16,19 @@ import asyncio
 from typing import Callable, Protocol
 
 import pylibsrtp
-from aiortc.rtcdtlstransport import RTCCertificate, RTCDtlsParameters, RTCDtlsTransport, State
-from aiortc.rtcicetransport import RTCIceParameters
-from aiortc.rtp import (
+from twisted.logger import Logger
+
+from wcs.errors import StreamError
+from wcs.media import info
+from wcs.media.ice import IceConnection
+from wcs.media.internals import (
     RTCP_PSFB_FIR,
     RTCP_PSFB_PLI,
     RTCP_RTPFB_NACK,
+    DtlsTransport,
+    RTCCertificate,
+    RTCDtlsParameters,
+    RTCIceParameters,
     RtcpByePacket,
     RtcpPacket,
     RtcpPsfbPacket,
@@ -28,11 +36,6 @@ from aiortc.rtp import (
     RtcpRtpfbPacket,
     RtcpSrPacket,
 )
-from twisted.logger import Logger
-
-from wcs.errors import StreamError
-from wcs.media import info
-from wcs.media.ice import IceConnection, IceTransport
 from wcs.media.liveness import LoopClock, Silence
 from wcs.media.rtp import SSRC, random32
 
@@ -55,11 +58,11 @@ class FeedbackHandler(Protocol):
     def nackReceived(self, lost: list[int]) -> None: ...
 
 
-class MediaTransport(RTCDtlsTransport):
+class MediaTransport(DtlsTransport):
     log = Logger()
 
     def __init__(self, connection: IceConnection, certificate: RTCCertificate):
-        super().__init__(IceTransport(connection), [certificate])
+        super().__init__(connection, certificate)
         self.ice = connection
         self.receivers: dict[int, RtpHandler] = {}
         # Handlers for SSRCs the offer did not announce, by payload type.
@@ -100,12 +103,12 @@ class MediaTransport(RTCDtlsTransport):
             raise StreamError(info.ICE_TIMEOUT) from None
         except ConnectionError:
             raise StreamError(info.ICE_ERROR) from None
-        self._set_role(role)
+        self.setDtlsRole(role)
         try:
             await asyncio.wait_for(self.start(remoteDtls), max(deadline - loop.time(), 1.0))
         except asyncio.TimeoutError:
             raise StreamError(info.DTLS_ERROR) from None
-        if self._state != State.CONNECTED:
+        if not self.dtlsConnected:
             raise StreamError(info.DTLS_ERROR)
         self.connected = True
 
@@ -118,11 +121,10 @@ class MediaTransport(RTCDtlsTransport):
             self.log.failure("closing DTLS")
         await self.ice.close()
 
-    def _set_state(self, state: State) -> None:
-        super()._set_state(state)
-        if state in (State.CLOSED, State.FAILED) and self.connected and not self.closing:
+    def dtlsEnded(self) -> None:
+        if self.connected and not self.closing:
             self.connected = False
-            reason = info.ICE_ERROR if self.ice.consentExpired else info.DTLS_ERROR
+            reason = info.ICE_ERROR if self.ice.consentLost else info.DTLS_ERROR
             if self.lost is not None:
                 self.lost(reason)
 
@@ -130,20 +132,21 @@ class MediaTransport(RTCDtlsTransport):
 
     def sendRtp(self, data: bytes) -> bool:
         """Protect and send at once; False if the packet could not go."""
-        if self._state is State.CONNECTED:
-            return self.ice.sendNow(self._tx_srtp.protect(data))
-        return False
+        protected = self.protectRtp(data)
+        return protected is not None and self.ice.sendNow(protected)
 
     def sendRtcp(self, data: bytes) -> None:
-        if self._state is State.CONNECTED:
-            try:
-                self.ice.sendNow(self._tx_srtp.protect_rtcp(data))
-            except pylibsrtp.Error:
-                self.log.debug("SRTCP protect failed")
+        try:
+            protected = self.protectRtcp(data)
+        except pylibsrtp.Error:
+            self.log.debug("SRTCP protect failed")
+            return
+        if protected is not None:
+            self.ice.sendNow(protected)
 
-    # Receiving: called by RTCDtlsTransport's receive loop.
+    # Receiving: called by aiortc's receive loop.
 
-    async def _handle_rtp_data(self, data: bytes, arrival_time_ms: int) -> None:
+    def rtpReceived(self, data: bytes) -> None:
         self.peer.heard()
         if len(data) < 12:
             return
@@ -169,7 +172,7 @@ class MediaTransport(RTCDtlsTransport):
             self.receivers[ssrc] = handler
         return handler
 
-    async def _handle_rtcp_data(self, data: bytes) -> None:
+    def rtcpReceived(self, data: bytes) -> None:
         self.peer.heard()  # receiver reports are a player's heartbeat
         try:
             packets = RtcpPacket.parse(data)

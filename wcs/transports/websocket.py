@@ -2,8 +2,8 @@
 WebSocket signalling (Autobahn): JSON text frames to and from a
 L{wcs.session.ClientSession}.
 
-Listens on C{ws_port}, and on C{wss_port} with the certificate of
-L{wcs.tls} when that module is available.
+Listens on C{ws_port}, and on C{wss_port} with the server's certificate
+(L{wcs.interfaces.IRoomServer.tlsContext}) when TLS is available.
 """
 
 from __future__ import annotations
@@ -19,12 +19,11 @@ from twisted.internet.interfaces import IPushProducer
 from wcs.logs import Logger, clip
 from zope.interface import implementer
 
-from wcs import protocol
 from wcs.config import Key, declare
 from wcs.errors import ProtocolError
 from wcs.interfaces import IRoomServer, ISignallingChannel, ITransport
-from wcs.messages import ServerMessage
-from wcs.peers import DROP, PeerConnections
+from wcs.messages import ServerMessage, decodeFrame, encodeFrame
+from wcs.transports.peers import DROP, PeerConnections
 
 declare(
     Key("ws_max_send_buffer", "int", 1 << 20,
@@ -45,7 +44,7 @@ def textFrame(message: ServerMessage) -> bytes:
     it when no extension is negotiated: made once per message, written to
     every recipient.
     """
-    payload = protocol.encodeFrame(message)
+    payload = encodeFrame(message)
     size = len(payload)
     if size < 126:
         header = struct.pack("!BB", 0x81, size)
@@ -154,7 +153,7 @@ class SignallingProtocol(WebSocketServerProtocol):
             if len(payload) > limit:
                 raise ProtocolError(
                     f"message of {len(payload)} bytes exceeds the limit of {limit} bytes")
-            name, args = protocol.decodeFrame(payload, self.factory.maxDepth)
+            name, args = decodeFrame(payload, self.factory.maxDepth)
         except ProtocolError as e:
             session.protocolError(e.info)
             return
@@ -263,13 +262,12 @@ class WebSocketTransport:
             _listen(settings.ws_port, settings.listen_address, factory,
                     "ws").setServiceParent(services)
         if settings.wss_port:
-            try:
-                from wcs import tls
-            except ImportError:
-                log.warn("wss disabled: wcs.tls is not available")
+            context = server.tlsContext()
+            if context is None:
+                log.warn("wss disabled: TLS is not available")
             else:
                 _listen(settings.wss_port, settings.listen_address, factory, "wss",
-                        tls.serverContext(settings)).setServiceParent(services)
+                        context).setServiceParent(services)
         return services if services.services else None
 
 

@@ -17,7 +17,7 @@ from twisted.web.http import HTTPChannel
 from twisted.web.server import Site
 
 from wcs.config import Key, declare
-from wcs.peers import DROP, REFUSE, PeerConnections
+from wcs.transports.peers import DROP, REFUSE, PeerConnections
 
 declare(
     Key("http_max_connections_per_address", "int", 32,

@@ -1,0 +1,164 @@
+"""
+The WebSocket transport's protocol on Twisted's StringTransport, beside the
+end-to-end tests of tests/test_websocket.py: the bytes of an opening
+handshake and masked frames in, frames out, with the core seen only through
+wcs.interfaces (L{tests.support.contract.strictServer}).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+
+import pytest
+from twisted.internet.address import IPv4Address
+from twisted.internet.task import Clock
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from zope.interface.verify import verifyObject
+
+from tests.support.contract import strictServer
+from wcs.config import Settings
+from wcs.interfaces import ISignallingChannel
+from wcs.server import RoomServer
+from wcs.transports.websocket import SignallingFactory
+
+UPGRADE = (b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+           b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+           b"Sec-WebSocket-Version: 13\r\n\r\n")
+
+
+def clientFrame(payload: bytes, opcode: int = 1) -> bytes:
+    """One masked, final frame, as a client must send it (RFC 6455 5.3)."""
+    mask = os.urandom(4)
+    size = len(payload)
+    if size < 126:
+        header = struct.pack("!BB", 0x80 | opcode, 0x80 | size)
+    elif size < 1 << 16:
+        header = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, size)
+    else:
+        header = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, size)
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return header + mask + masked
+
+
+def serverFrames(data: bytes) -> list[tuple[int, bytes]]:
+    """The (opcode, payload) of each unmasked server frame in C{data}."""
+    frames = []
+    while data:
+        opcode, size = data[0] & 0x0F, data[1] & 0x7F
+        offset = 2
+        if size == 126:
+            size, offset = struct.unpack("!H", data[2:4])[0], 4
+        elif size == 127:
+            size, offset = struct.unpack("!Q", data[2:10])[0], 10
+        frames.append((opcode, data[offset:offset + size]))
+        data = data[offset + size:]
+    return frames
+
+
+class Peer:
+    """One client connection on a StringTransport."""
+
+    def __init__(self, factory: SignallingFactory, port: int = 40000):
+        self.transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", port))
+        self.protocol = factory.buildProtocol(self.transport.getPeer())
+        self.protocol.makeConnection(self.transport)
+
+    def handshake(self) -> None:
+        self.protocol.dataReceived(UPGRADE)
+        response = self.transport.value()
+        assert response.startswith(b"HTTP/1.1 101"), response[:200]
+        self.transport.clear()
+
+    def send(self, name: str, *args) -> None:
+        self.protocol.dataReceived(clientFrame(json.dumps({"message": name,
+                                                           "data": list(args)}).encode()))
+
+    def received(self) -> list[dict]:
+        frames = serverFrames(self.transport.value())
+        self.transport.clear()
+        return [json.loads(payload) for opcode, payload in frames if opcode == 1]
+
+
+@pytest.fixture
+def factory():
+    settings = Settings()
+    settings.set("ws_ping_interval", 0)
+    settings.set("ws_max_send_buffer", 4096)
+    server = RoomServer(settings, Clock())
+    made = SignallingFactory(strictServer(server))
+    made.reactor = MemoryReactorClock()  # Autobahn's handshake timers
+    return made
+
+
+def test_conversation_through_the_contract(factory):
+    alice, bob = Peer(factory, 40001), Peer(factory, 40002)
+    for peer, login in ((alice, "alice"), (bob, "bob")):
+        peer.handshake()
+        verifyObject(ISignallingChannel, peer.protocol)
+        peer.send("connection", {"appKey": "roomApp", "custom": {"login": login}})
+        [userData] = peer.received()
+        assert userData["message"] == "getUserData"
+        assert userData["data"][0]["login"] == login
+        peer.send("sendData", {"operationId": "op1",
+                               "payload": {"command": "join", "options": {"name": "r"}}})
+    status, state = bob.received()
+    assert status["message"] == "DataStatusEvent"
+    assert status["data"][0]["status"] == "ACCEPTED"
+    assert state["data"][0]["payload"]["name"] == "STATE"
+    assert state["data"][0]["payload"]["info"] == ["alice"]
+    events = [m["data"][0]["payload"] for m in alice.received() if m["message"] == "OnDataEvent"]
+    assert (events[-1]["name"], events[-1]["info"]) == ("JOINED", "bob")
+
+
+def test_a_binary_frame_gets_a_fail_and_the_connection_stays(factory):
+    peer = Peer(factory)
+    peer.handshake()
+    peer.protocol.dataReceived(clientFrame(b"\x00\x01", opcode=2))
+    [fail] = peer.received()
+    assert fail["message"] == "fail"
+    assert "binary frames" in fail["data"][0]["info"]
+    peer.send("ping")
+    assert [m["message"] for m in peer.received()] == ["pong"]
+    assert not peer.transport.disconnecting
+
+
+def test_bad_json_gets_a_fail(factory):
+    peer = Peer(factory)
+    peer.handshake()
+    peer.protocol.dataReceived(clientFrame(b"{not json"))
+    [fail] = peer.received()
+    assert fail["message"] == "fail"
+    assert fail["data"][0]["info"].startswith("malformed JSON")
+
+
+def test_a_reader_that_stops_reading_is_dropped(factory):
+    """
+    Back-pressure: once the transport pauses its producer, what is written
+    counts against ws_max_send_buffer; past it the connection is aborted.
+    """
+    peer = Peer(factory)
+    peer.handshake()
+    peer.send("connection", {"appKey": "roomApp", "custom": {"login": "slow"}})
+    peer.received()
+    peer.transport.producer.pauseProducing()
+    for _ in range(200):
+        if peer.transport.disconnecting:
+            break
+        peer.send("ping")
+    assert peer.transport.disconnecting
+    assert peer.protocol.dropped
+    assert len(peer.transport.value()) <= 4096 + 64
+
+
+def test_over_the_address_cap_is_refused_with_503():
+    settings = Settings()
+    settings.set("ws_ping_interval", 0)
+    settings.set("ws_max_connections_per_address", 1)
+    factory = SignallingFactory(strictServer(RoomServer(settings, Clock())))
+    factory.reactor = MemoryReactorClock()
+    first, second = Peer(factory, 40001), Peer(factory, 40002)
+    first.handshake()
+    second.protocol.dataReceived(UPGRADE)
+    assert second.transport.value().startswith(b"HTTP/1.1 503")

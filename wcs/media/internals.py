@@ -1,0 +1,405 @@
+"""
+Everything of aiortc and aioice that the media engine uses, in one place.
+
+The engine overrides and reads internals of both libraries (the table in
+docs/media.md says which and why). A rename upstream would raise nothing:
+media would silently stop. So this is the only module of wcs that imports
+them; it hides each private hook behind a name of ours (L{DtlsTransport},
+L{IceAgent}, L{jitterPacket}) and, at import, checks that every piece still
+exists with the signature we rely on. When one does not,
+L{IncompatibleMediaLibrary} says so in one line, naming the piece and the
+versions the engine is tested with; C{twistd wcs} stops with that line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+
+from wcs.errors import IncompatibleLibrary
+
+TESTED = "aiortc 1.16.x and aioice 0.13.x"
+
+
+class IncompatibleMediaLibrary(IncompatibleLibrary):
+    """An aiortc/aioice piece wcs.media relies on is missing or changed."""
+
+
+@dataclass(frozen=True)
+class Need:
+    """
+    One piece: C{name} in C{module} (dotted; a C{Cls()} step stands for a
+    fresh instance, to find attributes set in C{__init__}). C{params}: the
+    parameter names after C{self}; C{exact} when aiortc calls our override
+    (its arguments must match ours), else a prefix with the rest optional.
+    C{isAsync}: whether the library awaits it (or we do). C{calls}: what
+    its source must still contain, for hooks the library calls on us.
+    """
+
+    module: str
+    name: str
+    params: tuple[str, ...] | None = None
+    exact: bool = False
+    isAsync: bool | None = None
+    calls: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        return f"{self.module}.{self.name}"
+
+
+_DTLS = "aiortc.rtcdtlstransport"
+_ICE = "aioice.ice"
+
+NEEDS: tuple[Need, ...] = (
+    # DTLS: our receive routing, state and synchronous SRTP send.
+    Need(_DTLS, "RTCDtlsTransport._handle_rtp_data", ("data", "arrival_time_ms"), True, True),
+    Need(_DTLS, "RTCDtlsTransport._handle_rtcp_data", ("data",), True, True),
+    Need(_DTLS, "RTCDtlsTransport._set_state", ("state",), True, False),
+    Need(_DTLS, "RTCDtlsTransport._set_role", ("role",), True, False),
+    Need(_DTLS, "RTCDtlsTransport.start", ("remoteParameters",), isAsync=True),
+    Need(_DTLS, "RTCDtlsTransport.stop", (), isAsync=True),
+    Need(_DTLS, "RTCDtlsTransport()._state"),
+    Need(_DTLS, "RTCDtlsTransport()._tx_srtp"),
+    Need(_DTLS, "State.CONNECTED"),
+    Need(_DTLS, "State.CLOSED"),
+    Need(_DTLS, "State.FAILED"),
+    Need(_DTLS, "RTCCertificate.generateCertificate", ()),
+    Need(_DTLS, "RTCDtlsParameters"),
+    # ICE: our sockets, consent, STUN requests, the selected pair.
+    Need(_ICE, "Connection.get_component_candidates", ("component", "addresses", "timeout"),
+         True, True),
+    Need(_ICE, "Connection.query_consent", (), True, True),
+    Need(_ICE, "Connection.request_received", ("message", "addr", "protocol"), True, False),
+    Need(_ICE, "Connection.connect", (), isAsync=True),
+    Need(_ICE, "Connection.close", (), isAsync=True),
+    Need(_ICE, "Connection.recv", (), isAsync=True),
+    Need(_ICE, "Connection.send", ("data",), isAsync=True),
+    Need(_ICE, "Connection()._protocols"),
+    Need(_ICE, "Connection()._nominated"),
+    Need(_ICE, "StunProtocol", ("receiver",)),
+    Need(_ICE, "StunProtocol.datagram_received", calls=("receiver.request_received(",)),
+    Need(_ICE, "get_host_addresses", ("use_ipv4", "use_ipv6")),
+    Need("aioice.candidate", "candidate_foundation",
+         ("candidate_type", "candidate_transport", "base_address")),
+    Need("aioice.candidate", "candidate_priority", ("candidate_component", "candidate_type")),
+    Need("aioice.stun", "Message.check_message_integrity", ("key",)),
+    Need("aioice", "Candidate"),
+    # What RTCDtlsTransport asks of its ICE transport (our IceTransport).
+    Need(_DTLS, "RTCDtlsTransport._recv_next",
+         calls=("transport._recv()", "_handle_rtp_data(", "_handle_rtcp_data(")),
+    Need(_DTLS, "RTCDtlsTransport._write_ssl", calls=("transport._send(",)),
+    Need("aiortc.rtcicetransport", "RTCIceTransport.role"),
+    Need("aiortc.rtcicetransport", "RTCIceParameters"),
+    # Frames for sinks: aiortc's jitter buffer and depayloaders.
+    Need("aiortc.jitterbuffer", "JitterBuffer", ("capacity", "prefetch", "is_video")),
+    Need("aiortc.jitterbuffer", "JitterBuffer.add", ("packet",)),
+    Need("aiortc.jitterbuffer", "JitterBuffer._remove_frame", calls=("._data",)),
+    Need("aiortc.jitterbuffer", "JitterFrame", ("data", "timestamp")),
+    Need("aiortc.codecs", "h264_depayload", ("payload",)),
+    Need("aiortc.codecs", "vp8_depayload", ("payload",)),
+    Need("aiortc.codecs", "get_decoder", ("codec",)),
+    Need("aiortc.codecs", "get_encoder", ("codec",)),
+    Need("aiortc.codecs.base", "Encoder.encode", ("frame", "force_keyframe")),
+    Need("aiortc.codecs.base", "Encoder.pack", ("packet",)),
+    Need("aiortc.codecs.base", "Decoder.decode", ("encoded_frame",)),
+    # SDP.
+    Need("aiortc.rtcicetransport", "candidate_from_aioice", ("x",)),
+    Need("aiortc.rtcpeerconnection", "and_direction", ("a", "b")),
+    Need("aiortc.rtcpeerconnection", "reverse_direction", ("direction",)),
+    Need("aiortc.sdp", "SessionDescription.parse", ("sdp",)),
+    Need("aiortc.sdp", "parse_h264_profile_level_id", ("profile_str",)),
+    Need("aiortc.rtp", "RtpPacket", ("payload_type", "marker", "sequence_number", "timestamp")),
+    Need("aiortc.rtp", "RtcpPacket.parse", ("data",)),
+)
+
+# Arguments for the C{Cls()} steps: instances made only to look at them.
+_PROBES = {
+    "RTCDtlsTransport": lambda cls: cls(None, [None]),
+    "Connection": lambda cls: cls(ice_controlling=False),
+}
+
+
+def _resolve(need: Need, importModule=importlib.import_module):
+    obj = importModule(need.module)
+    for step in need.name.split("."):
+        if step.endswith("()"):
+            cls = getattr(obj, step[:-2])
+            obj = _PROBES[step[:-2]](cls)
+        else:
+            obj = getattr(obj, step)
+    return obj
+
+
+def _signatureProblem(need: Need, obj) -> str | None:
+    if need.calls:
+        try:
+            source = inspect.getsource(obj)
+        except (OSError, TypeError):
+            source = None  # installed without sources: nothing more to see
+        for call in need.calls if source is not None else ():
+            if call not in source:
+                return f"no longer calls {call.rstrip('(')}"
+    if need.isAsync is not None and inspect.iscoroutinefunction(obj) != need.isAsync:
+        return "is no longer a coroutine" if need.isAsync else "became a coroutine"
+    if need.params is None:
+        return None
+    try:
+        parameters = list(inspect.signature(obj).parameters.values())
+    except (TypeError, ValueError):
+        return None  # a builtin without a signature: existence is all we can check
+    if parameters and parameters[0].name == "self":
+        parameters = parameters[1:]
+    names = tuple(p.name for p in parameters
+                  if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
+    expected = need.params
+    rest = parameters[len(expected):]
+    if names[:len(expected)] != expected or (need.exact and names != expected) or \
+            any(p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+                for p in rest):
+        return f"has signature ({', '.join(names)}), expected ({', '.join(expected)})"
+    return None
+
+
+def problems(needs=NEEDS, importModule=importlib.import_module) -> list[str]:
+    """What is missing or changed, one phrase per piece; empty when all is well."""
+    found = []
+    for need in needs:
+        try:
+            obj = _resolve(need, importModule)
+        except (ImportError, AttributeError, KeyError):
+            found.append(f"{need} is missing")
+            continue
+        problem = _signatureProblem(need, obj)
+        if problem is not None:
+            found.append(f"{need} {problem}")
+    return found
+
+
+def _installed() -> str:
+    versions = []
+    for name in ("aiortc", "aioice"):
+        try:
+            versions.append(f"{name} {version(name)}")
+        except PackageNotFoundError:
+            versions.append(f"{name} (not installed)")
+    return ", ".join(versions)
+
+
+def verify(needs=NEEDS, importModule=importlib.import_module) -> None:
+    """Raise L{IncompatibleMediaLibrary} with one line if a piece is missing."""
+    found = problems(needs, importModule)
+    if found:
+        more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+        raise IncompatibleMediaLibrary(
+            f"wcs.media cannot use the installed {_installed()}: {found[0]}{more}; "
+            f"it is tested with {TESTED}")
+
+
+verify()
+
+# Only now import: a missing piece has been named above, not in a traceback.
+from aioice import Candidate, Connection  # noqa: E402
+from aioice.candidate import candidate_foundation, candidate_priority  # noqa: E402
+from aioice.ice import StunProtocol, get_host_addresses  # noqa: E402
+from aiortc import sdp  # noqa: E402
+from aiortc.codecs import get_decoder, get_encoder, h264_depayload, vp8_depayload  # noqa: E402
+from aiortc.jitterbuffer import JitterBuffer, JitterFrame  # noqa: E402
+from aiortc.rtcdtlstransport import (  # noqa: E402
+    RTCCertificate,
+    RTCDtlsParameters,
+    RTCDtlsTransport,
+    State,
+)
+from aiortc.rtcicetransport import RTCIceParameters, candidate_from_aioice  # noqa: E402
+from aiortc.rtcpeerconnection import and_direction, reverse_direction  # noqa: E402
+from aiortc.rtcrtpparameters import (  # noqa: E402
+    RTCRtcpFeedback,
+    RTCRtpCodecParameters,
+    RTCRtpParameters,
+)
+from aiortc.rtp import (  # noqa: E402
+    RTCP_PSFB_FIR,
+    RTCP_PSFB_PLI,
+    RTCP_RTPFB_NACK,
+    RtcpByePacket,
+    RtcpPacket,
+    RtcpPsfbPacket,
+    RtcpReceiverInfo,
+    RtcpRrPacket,
+    RtcpRtpfbPacket,
+    RtcpSenderInfo,
+    RtcpSrPacket,
+    RtpPacket,
+)
+
+DEPAYLOADERS = {"H264": h264_depayload, "VP8": vp8_depayload}
+
+__all__ = [
+    "Candidate", "DEPAYLOADERS", "DtlsTransport", "IceAgent", "IncompatibleMediaLibrary",
+    "JitterBuffer", "JitterFrame", "RTCCertificate", "RTCDtlsParameters", "RTCIceParameters",
+    "RTCP_PSFB_FIR", "RTCP_PSFB_PLI", "RTCP_RTPFB_NACK", "RTCRtcpFeedback",
+    "RTCRtpCodecParameters", "RTCRtpParameters", "RtcpByePacket", "RtcpPacket",
+    "RtcpPsfbPacket", "RtcpReceiverInfo", "RtcpRrPacket", "RtcpRtpfbPacket", "RtcpSenderInfo",
+    "RtcpSrPacket", "and_direction", "candidate_from_aioice", "get_decoder", "get_encoder",
+    "get_host_addresses", "jitterPacket", "reverse_direction", "sdp",
+]
+
+
+def jitterPacket(seq: int, timestamp: int, data: bytes) -> RtpPacket:
+    """
+    A packet for L{JitterBuffer.add}: it joins the C{_data} of a frame's
+    packets (the depayloaded bytes aiortc's receiver stores there).
+    """
+    packet = RtpPacket(sequence_number=seq, timestamp=timestamp)
+    packet._data = data
+    return packet
+
+
+class IceAgent(Connection):
+    """
+    aioice's L{Connection} with its private hooks turned into ours: override
+    L{bindCandidates}, L{consentExpired} and L{stunRequestReceived}; send
+    with L{sendNow}.
+    """
+
+    # Bytes asyncio may hold for the socket before sendNow drops instead.
+    writeBufferLimit = 256 * 1024
+
+    async def get_component_candidates(self, component: int, addresses: list[str],
+                                       timeout: int = 5) -> list[Candidate]:
+        return await self.bindCandidates(component)
+
+    async def bindCandidates(self, component: int) -> list[Candidate]:
+        """Our host candidates of C{component}, from L{openSocket}."""
+        raise NotImplementedError
+
+    async def openSocket(self, sock, component: int, announce: str) -> Candidate:
+        """
+        Serve ICE on bound socket C{sock}, announced as host C{announce};
+        registered at once, so that close() frees it even if a later
+        binding of the same gathering fails.
+        """
+        loop = asyncio.get_running_loop()
+        _, protocol = await loop.create_datagram_endpoint(lambda: StunProtocol(self), sock=sock)
+        protocol.local_candidate = Candidate(
+            foundation=candidate_foundation("host", "udp", announce),
+            component=component,
+            transport="udp",
+            priority=candidate_priority(component, "host"),
+            host=announce,
+            port=sock.getsockname()[1],
+            type="host",
+        )
+        self._protocols.append(protocol)
+        return protocol.local_candidate
+
+    def socketCount(self) -> int:
+        return len(self._protocols)
+
+    async def query_consent(self) -> None:
+        # aioice's loop returns only when consent expired (it is cancelled
+        # otherwise).
+        await super().query_consent()
+        self.consentExpired()
+
+    def consentExpired(self) -> None:
+        """The peer stopped answering consent checks (RFC 7675)."""
+
+    def request_received(self, message, addr, protocol) -> None:
+        self.stunRequestReceived(message)
+        super().request_received(message, addr, protocol)
+
+    def stunRequestReceived(self, message) -> None:
+        """A STUN request (check or consent) came in; aioice answers it next."""
+
+    def sendNow(self, data: bytes) -> bool:
+        """
+        Send a datagram on the selected pair without a coroutine: the
+        forwarding hot path calls this once per packet and player. False
+        when the datagram was dropped because the socket is backed up.
+        """
+        pair = self._nominated.get(1)
+        if pair is None:
+            return False
+        transport = pair.protocol.transport
+        if transport.get_write_buffer_size() > self.writeBufferLimit:
+            return False
+        transport.sendto(data, pair.remote_addr)
+        return True
+
+
+class IceTransport:
+    """
+    The little of L{aiortc.RTCIceTransport} that L{RTCDtlsTransport} uses
+    (C{_recv}, C{_send}, C{role}), without its gatherer, STUN defaults and
+    monitor task.
+    """
+
+    def __init__(self, connection: IceAgent):
+        self._connection = connection
+        self._recv = connection.recv
+        self._send = connection.send
+
+    @property
+    def role(self) -> str:
+        return "controlling" if self._connection.ice_controlling else "controlled"
+
+
+_CONNECTED = State.CONNECTED
+_ENDED = (State.CLOSED, State.FAILED)
+
+
+class DtlsTransport(RTCDtlsTransport):
+    """
+    aiortc's DTLS-SRTP transport over an L{IceAgent}, with its private
+    hooks turned into ours: override L{rtpReceived}, L{rtcpReceived} and
+    L{dtlsEnded}; send with L{protectRtp}/L{protectRtcp}.
+    """
+
+    def __init__(self, connection: IceAgent, certificate: RTCCertificate):
+        super().__init__(IceTransport(connection), [certificate])
+
+    @property
+    def dtlsConnected(self) -> bool:
+        return self._state is _CONNECTED
+
+    def setDtlsRole(self, role: str) -> None:
+        """C{"client"} or C{"server"}, before L{start}."""
+        self._set_role(role)
+
+    def protectRtp(self, data: bytes) -> bytes | None:
+        """SRTP-protected C{data}, or None when not connected."""
+        if self._state is _CONNECTED:
+            return self._tx_srtp.protect(data)
+        return None
+
+    def protectRtcp(self, data: bytes) -> bytes | None:
+        """SRTCP-protected C{data}, or None when not connected; raises pylibsrtp.Error."""
+        if self._state is _CONNECTED:
+            return self._tx_srtp.protect_rtcp(data)
+        return None
+
+    # aiortc's receive loop calls these for each decrypted packet.
+
+    async def _handle_rtp_data(self, data: bytes, arrival_time_ms: int) -> None:
+        self.rtpReceived(data)
+
+    async def _handle_rtcp_data(self, data: bytes) -> None:
+        self.rtcpReceived(data)
+
+    def _set_state(self, state: State) -> None:
+        super()._set_state(state)
+        if state in _ENDED:
+            self.dtlsEnded()
+
+    def rtpReceived(self, data: bytes) -> None:
+        """One decrypted RTP packet."""
+
+    def rtcpReceived(self, data: bytes) -> None:
+        """One decrypted RTCP compound packet."""
+
+    def dtlsEnded(self) -> None:
+        """The DTLS session closed or failed (called for each such state change)."""
