@@ -10,27 +10,12 @@ import uuid
 import pytest
 import websockets
 
-from tests.media import peers
 from tests.ops.receiver import Receiver
-from tests.support.rooms import MEDIA, negotiate, status, streamRequest
+from tests.ops.rooms import recordedRoom
+from tests.support.rooms import MEDIA
 from tests.support.wsclient import Client
 
 SECRET = "drain-secret"
-
-
-async def recordedRoom(server):
-    """alice (publishing, recorded) and bob in a recorded room."""
-    room = f"room-{uuid.uuid4().hex[:6]}"
-    alice = await Client.open(server.wsURL, "alice")
-    bob = await Client.open(server.wsURL, "bob")
-    await alice.join(room, record=True)
-    await bob.join(room)
-    publisher = peers.Publisher(video="video/H264", audio="audio/opus")
-    name = f"{room}-alice-{uuid.uuid4().hex[:4]}"
-    publish = streamRequest(name, room, await peers.offerOf(publisher.pc), True)
-    await negotiate(alice, publisher.pc, "publishStream", publish)
-    recordName = (await status(alice, publish["mediaSessionId"], "PUBLISHING"))["recordName"]
-    return room, alice, bob, publisher, recordName
 
 
 async def exited(server, timeout: float) -> int:
@@ -63,7 +48,7 @@ async def test_sigterm_drains_a_recorded_room_then_exits_0(serverFactory, tmp_pa
         server = serverFactory(settings=dict(
             MEDIA, drain_timeout="4", on_multiple_record_hook_script=str(hook),
             webhook_urls=receiver.url, webhook_secret=SECRET))
-        room, alice, bob, publisher, recordName = await recordedRoom(server)
+        room, alice, bob, publisher, publish, recordName = await recordedRoom(server)
         await asyncio.sleep(2)
         server.proc.send_signal(signal.SIGTERM)
         await asyncio.sleep(0.5)
@@ -95,7 +80,7 @@ async def test_sigterm_drains_a_recorded_room_then_exits_0(serverFactory, tmp_pa
 
 async def test_a_second_sigterm_stops_at_once_and_still_finishes_the_recording(serverFactory):
     server = serverFactory(settings=MEDIA)  # drain_timeout: 300 s
-    room, alice, bob, publisher, recordName = await recordedRoom(server)
+    room, alice, bob, publisher, publish, recordName = await recordedRoom(server)
     await asyncio.sleep(2)
     server.proc.send_signal(signal.SIGTERM)
     await asyncio.sleep(1)

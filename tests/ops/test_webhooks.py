@@ -1,12 +1,10 @@
 """Webhooks: a real receiver gets every event of a recorded room's life, in order."""
 
 import asyncio
-import uuid
 
-from tests.media import peers
 from tests.ops.receiver import Receiver
-from tests.support.rooms import MEDIA, negotiate, status, streamRequest
-from tests.support.wsclient import Client
+from tests.ops.rooms import recordedRoom
+from tests.support.rooms import MEDIA, status
 
 SECRET = "hook-secret"
 
@@ -20,16 +18,8 @@ async def test_every_event_of_a_room_arrives_signed_in_order_despite_an_outage(s
     receiver = Receiver(SECRET)
     try:
         server = serverFactory(settings=hookSettings(receiver))
-        room = f"room-{uuid.uuid4().hex[:6]}"
-        alice = await Client.open(server.wsURL, "alice")
-        bob = await Client.open(server.wsURL, "bob")
-        await alice.join(room, record=True)
-        await bob.join(room)
-        publisher = peers.Publisher(video="video/H264", audio="audio/opus")
-        name = f"{room}-alice-{uuid.uuid4().hex[:4]}"
-        publish = streamRequest(name, room, await peers.offerOf(publisher.pc), True)
-        await negotiate(alice, publisher.pc, "publishStream", publish)
-        recordName = (await status(alice, publish["mediaSessionId"], "PUBLISHING"))["recordName"]
+        room, alice, bob, publisher, publish, recordName = await recordedRoom(server)
+        name = publish["name"]
         published = await receiver.waitFor("stream_published", stream=name)
         assert published["room"] == room and published["recordName"] == recordName
         await asyncio.sleep(2)
