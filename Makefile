@@ -47,7 +47,7 @@ npm-deps:
 	  fi; \
 	fi
 
-BENCHES := bench/signalling.py bench/sfu.py bench/rtmp.py bench/mixer.py
+BENCHES := bench/signalling.py bench/sfu.py bench/rtmp.py bench/mixer.py bench/loop_lag.py
 
 bench: deps system-deps
 	for script in $(BENCHES); do $(PY) $$script || exit 1; done

@@ -26,6 +26,7 @@ def transportFiles():
     yield from sorted((ROOT / "wcs" / "transports").glob("*.py"))
     yield from sorted((ROOT / "wcs" / "rtmp").glob("*.py"))
     yield from sorted((ROOT / "plugins").rglob("*.py"))
+    yield from sorted((ROOT / "whipwhep").glob("*.py"))  # plugins/whip.py's package
 
 
 def ownPackages(path) -> tuple[str, ...]:

@@ -6,7 +6,7 @@ import textwrap
 from tests.support.server import TWISTD, startServer
 
 WCS_OFF = ["--ws-port", "0", "--wss-port", "0", "--http-port", "0", "--https-port", "0",
-           "--rtmp-port", "0"]
+           "--rtmp-port", "0", "--rest-port", "0", "--rest-https-port", "0"]
 
 
 def runTwistd(args, cwd, env=None, timeout=30):

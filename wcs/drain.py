@@ -65,6 +65,12 @@ class Drainer:
         self._check()
         return True
 
+    def restDrain(self, body: dict) -> dict:
+        """C{POST /rest-api/server/drain} (the REST API's hook)."""
+        started = self.drain("REST request")
+        return {"draining": True, "started": started,
+                "rooms": len(self.server.rooms.rooms), "timeout": self.timeout}
+
     def stopNow(self) -> None:
         """Stop without waiting for the rooms (the second SIGTERM)."""
         log.info("stopping at once: recordings are finished, mixes are not waited for")

@@ -326,6 +326,20 @@ class IMediaSession(Interface):
         """
 
 
+class IMediaStats(Interface):
+    """
+    Counters of an L{IMediaSession} for operators (the REST API, the admin
+    page), read when asked: nothing is computed per packet beyond them.
+    """
+
+    def stats():
+        """
+        @return: a dict: C{packets} and C{octets} received (publish) or sent
+            (play) so far, and C{lost}: packets that never came from the
+            publisher (None for a play).
+        """
+
+
 class IMediaEngine(Interface):
     """
     Negotiates media for one or more C{mediaProvider} values.
@@ -391,4 +405,149 @@ class IMediaSink(Interface):
     def sourceEnded():
         """
         The source stopped for good.
+        """
+
+
+class IAdmin(Interface):
+    """
+    What an operator may read and do on a running server (the REST API, the
+    admin page): clients, streams, rooms and recordings, by their ids.
+
+    Objects are the core's own, read through their public attributes: a
+    client (L{wcs.session.ClientSession}) has C{sessionId}, C{login},
+    C{connection}, C{channel}, C{createdAt}, C{logLevel}, C{participants};
+    a stream (L{wcs.streams.Stream}) C{mediaSessionId}, C{name},
+    C{published}, C{status}, C{request}, C{owner}, C{participant},
+    C{recordName}; a room (L{wcs.room.model.Room}) C{name}, C{record},
+    C{createdAt}, C{participants}.
+    """
+
+    def connections():
+        """@return: every client connection, oldest first."""
+
+    def connection(sessionId):
+        """@return: the client of C{sessionId}, or None."""
+
+    def closeConnection(sessionId, reason):
+        """
+        Close a client's connection, as a disconnect would end it.
+
+        @return: whether there was such a client.
+        """
+
+    def setLogLevel(sessionId, level):
+        """
+        Log a client's messages (C{DEBUG}, C{TRACE}) or stop (C{INFO},
+        C{WARN}, C{ERROR}).
+
+        @return: whether there was such a client.
+        @raise ValueError: an unknown level.
+        """
+
+    def streams():
+        """@return: every stream, published and played, of every client."""
+
+    def stream(mediaSessionId):
+        """@return: the stream of C{mediaSessionId}, or None."""
+
+    def endStream(mediaSessionId, info):
+        """
+        End a stream as its client's stop would; its client gets C{info}.
+
+        @return: whether there was such a stream.
+        """
+
+    def recordingOf(stream):
+        """@return: the file name C{stream} is being recorded to now, or None."""
+
+    def rooms():
+        """@return: every room, idle ones included."""
+
+    def room(name):
+        """@return: the room C{name}, or None."""
+
+    def streamsOf(participant):
+        """@return: the streams a room participant publishes there."""
+
+    def kick(room, login, info):
+        """
+        Take C{login} out of C{room}: the others get C{LEFT}, its streams in
+        the room end with C{info}.
+
+        @return: whether there was such a room and participant.
+        """
+
+    def endRoom(name, info):
+        """
+        End a room: every participant is taken out as by L{kick}, then the
+        room ends (its mix, if recorded, is made).
+
+        @return: whether there was such a room.
+        """
+
+    def startRecording(mediaSessionId):
+        """
+        Record a live published stream.
+
+        @return: the recording's file name.
+        @raise LookupError: no such stream.
+        @raise wcs.errors.StreamError: not a live published stream, already
+            recorded, or the recorder refused (low disk).
+        """
+
+    def stopRecording(mediaSessionId):
+        """
+        Stop recording a stream; the stream goes on and the file is finished.
+
+        @return: the recording's file name.
+        @raise LookupError: no such stream.
+        @raise wcs.errors.StreamError: the stream is not being recorded.
+        """
+
+    def recordings():
+        """@return: the finished and unfinished recordings: C{pathlib.Path}s."""
+
+    def deleteRecording(fileName):
+        """
+        Delete one recording of the records directory.
+
+        @raise ValueError: C{fileName} is not a plain file name there.
+        @raise LookupError: no such recording.
+        @raise wcs.errors.StreamError: it is still being written.
+        """
+
+
+# Web resources from drop-ins ------------------------------------------------
+#
+# A transport that speaks HTTP (WHIP, WHEP) serves its paths on the web
+# server's ports (http_port, https_port) rather than listening on its own.
+
+
+class IWebResource(IPlugin):
+    """
+    A drop-in that serves one top-level path of the web server, found with
+    L{twisted.plugin.getPlugins} in C{wcs.transports} and the top-level
+    C{plugins} package, like L{ITransport}. The web server mounts
+    C{makeResource}'s answer at C{/path/} on both its HTTP and HTTPS ports,
+    unless the path is taken already (C{client2}, C{records}, or an earlier
+    drop-in): then it logs one line and leaves the drop-in out.
+    """
+
+    name = Attribute("A short unique name, e.g. C{'whip'}, for logs.")
+    path = Attribute("The first path segment served, a C{str} such as C{'whip'}.")
+    maxBodySize = Attribute(
+        "Bytes of request body accepted under C{/path/} (with a Content-Length; "
+        "a chunked body is refused with 411); 0: none, the web server's "
+        "default (413 for any body)."
+    )
+
+    def makeResource(server, settings):
+        """
+        Build the resource serving C{/path/...}.
+
+        @param server: the L{IRoomServer}; the resource opens client sessions
+            with C{server.openSession(channel)} like any transport.
+        @param settings: the L{wcs.config.Settings}.
+        @return: an L{twisted.web.resource.IResource}, or L{None} when the
+            settings disable it.
         """

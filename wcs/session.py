@@ -9,6 +9,7 @@ bookkeeping before it returns.
 
 from __future__ import annotations
 
+import json
 from typing import Any, Callable
 
 from twisted.internet.task import LoopingCall
@@ -26,12 +27,29 @@ from wcs.streams import StreamControl
 PING = ServerMessage("ping", None)
 PONG = ServerMessage("pong", None)
 
+# Log levels (connection/set_log_level) at which a client's messages are logged.
+LOG_LEVELS = ("ERROR", "WARN", "INFO", "DEBUG", "TRACE")
+TRACED = frozenset({"DEBUG", "TRACE"})
+
 # Messages of the SDK that need no answer from a room server.
 IGNORED = frozenset({"pushLogs", "sessionDebug", "submitBugReport"})
 
 
 def failMessage(apiMethod: str | None, info: str) -> ServerMessage:
     return ServerMessage("fail", {"apiMethod": apiMethod, "info": info})
+
+
+def traceText(args: Any, limit: int = 500) -> str:
+    """
+    A traced message's arguments for the log, as JSON cut to C{limit}. Only
+    for a client an operator chose to trace: its messages are already
+    bounded by the transport's size and value limits.
+    """
+    try:
+        text = json.dumps(args, ensure_ascii=True, default=lambda o: f"<{type(o).__name__}>")
+    except (ValueError, RecursionError):  # an AMF value that refers to itself
+        return "<unprintable>"
+    return text[:limit] + "..." if len(text) > limit else text
 
 
 def peerAddress(peer: str) -> str:
@@ -53,6 +71,13 @@ class ClientSession:
         self.participants: dict[str, Participant] = {}
         self.streams = StreamControl(self)
         self.closed = False
+        # Known from the start (the REST API lists clients before they
+        # identify); told to the client in getUserData.
+        self.sessionId = server.newSessionId()
+        self.createdAt = server.clock.seconds()
+        # Set from the REST API (connection/set_log_level): DEBUG or TRACE
+        # logs each message this client sends.
+        self.logLevel: str | None = None
         # Liveness: transports set `heard` on anything from the peer (the hot
         # path: one store); each keep-alive tick turns it into `lastHeard`.
         self.heard = False
@@ -89,6 +114,9 @@ class ClientSession:
         if self.closed:
             return
         self.heard = True
+        if self.logLevel in TRACED:
+            self.log.info("{session} sent {name} {args}", session=self, name=clip(name, 64),
+                          args=traceText(args))
         handler = self._handlers.get(name)
         if handler is None:
             if name in IGNORED:
@@ -170,7 +198,7 @@ class ClientSession:
         self.send(ServerMessage("getUserData", {
             "appKey": self.connection.appKey,
             "login": self.connection.login,
-            "sessionId": self.server.newSessionId(),
+            "sessionId": self.sessionId,
         }))
 
     def _ping(self, name: str, args: list[Any]) -> None:
@@ -284,6 +312,23 @@ class ClientSession:
         if sender is None:
             raise RoomError(f"not in room {chat.room!r}: join it before sending messages")
         self.rooms.chat(sender, chat.to, chat.text)
+
+    def removeFromRoom(self, room: str, info: str) -> bool:
+        """
+        The server takes this client out of C{room} (an operator's kick): as
+        a leave, but its streams there end with C{info}. The SDK has no kick
+        event: the client learns it from its streams and later room commands.
+
+        @return: whether the client was in the room.
+        """
+        participant = self.participants.pop(room, None)
+        if participant is None:
+            return False
+        self.log.info("{session} removed from {room}: {info}", session=self,
+                      room=clip(room), info=info)
+        self.streams.stopRoom(participant, info)
+        self.rooms.leave(participant)
+        return True
 
     def participantFor(self, roomName: str) -> Participant:
         participant = self.participants.get(roomName)

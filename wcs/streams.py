@@ -44,6 +44,7 @@ class Stream:
         self.recordName: str | None = None
         self.players: set[Stream] = set()
         self.playing: Stream | None = None  # for a player: what it plays
+        self.createdAt = owner.server.clock.seconds()
 
     @property
     def name(self) -> str:
@@ -261,11 +262,11 @@ class StreamControl:
                 return room
         return None
 
-    def stopRoom(self, participant: Participant) -> None:
+    def stopRoom(self, participant: Participant, info: str = STOPPED_BY_USER) -> None:
         """The participant leaves: its streams in that room end."""
         for stream in list(self.active.values()):
             if stream.published and stream.participant is participant:
-                self.end(stream, UNPUBLISHED, STOPPED_BY_USER)
+                self.end(stream, UNPUBLISHED, info)
 
     def stopAll(self, disconnected: bool = False) -> None:
         info = STOPPED_BY_DISCONNECT if disconnected else STOPPED_BY_USER

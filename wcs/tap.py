@@ -64,6 +64,9 @@ class Options(usage.Options):
         ["http-port", None, None, "HTTP port (http_port), 0 disables", int],
         ["https-port", None, None, "HTTPS port (https_port), 0 disables", int],
         ["rtmp-port", None, None, "RTMP port (rtmp_port), 0 disables", int],
+        ["rest-port", None, None, "REST API port (rest_api_port), 0 disables", int],
+        ["rest-https-port", None, None,
+         "REST API HTTPS port (rest_api_https_port), 0 disables", int],
         ["state-dir", None, None, "directory for generated state (state_dir)"],
         ["records", None, None, "directory for recordings (record_dir)"],
     ]
@@ -75,6 +78,8 @@ class Options(usage.Options):
         "http-port": "http_port",
         "https-port": "https_port",
         "rtmp-port": "rtmp_port",
+        "rest-port": "rest_api_port",
+        "rest-https-port": "rest_api_https_port",
         "state-dir": "state_dir",
         "records": "record_dir",
     }
@@ -105,7 +110,7 @@ class Options(usage.Options):
                     settings.set(key, self[option])
             for key, value in self["set"]:
                 settings.set(key, value)
-            if settings.wss_port or settings.https_port:
+            if settings.wss_port or settings.https_port or settings.rest_api_https_port:
                 from wcs import tls
 
                 tls.serverContext(settings)  # fail now, with the file named
@@ -125,8 +130,8 @@ def _loadTransportSettings() -> None:
     from wcs.server import findTransports
 
     findTransports()
-    for module in ("wcs.media", "wcs.web", "wcs.tls", "wcs.recording", "wcs.opsite",
-                   "wcs.drain", "wcs.webhooks"):
+    for module in ("wcs.media.engine", "wcs.web", "wcs.tls", "wcs.recording",
+                   "wcs.rest.service", "wcs.lag", "wcs.drain", "wcs.webhooks"):
         try:
             __import__(module)
         except ImportError:
@@ -135,6 +140,11 @@ def _loadTransportSettings() -> None:
             # An aiortc/aioice piece is gone (wcs.media.internals): media
             # would silently stop, so refuse to start, in one line.
             sys.exit(str(e))
+    try:
+        from wcs.web import findWebResources
+    except ImportError:
+        return
+    findWebResources()  # drop-ins serving web paths declare keys too
 
 
 class _ShutdownService(Service):
@@ -181,17 +191,25 @@ def makeService(options: Options) -> MultiService:
             log.info("transport {name} enabled", name=transport.name)
             service.setServiceParent(top)
     _addWeb(server, settings, top)
-    _addOperations(server, settings, top)
+    top.rest = _addRest(server, settings, top)
+    if settings.loop_lag_report:
+        from wcs.lag import LagProbe
+
+        LagProbe(reactor, settings.loop_lag_report).setServiceParent(top)
+    _addOperations(server, settings, top, top.rest)
     top.server = server
     return top
 
 
-def _addOperations(server, settings, parent) -> None:
-    """Metrics, webhooks, drain, and the port that serves them (docs/operations.md)."""
+def _addOperations(server, settings, parent, rest) -> None:
+    """
+    Metrics, webhooks and drain (docs/operations.md); C{/metrics} and the
+    drain hook go on the REST service C{rest} when its ports are enabled.
+    """
     from twisted.internet import reactor
 
-    from wcs import drain, opsite
-    from wcs.metrics import Metrics
+    from wcs import drain
+    from wcs.metrics import Metrics, MetricsResource
     from wcs.webhooks import Webhooks
 
     server.metrics = metrics = Metrics(server)
@@ -211,9 +229,9 @@ def _addOperations(server, settings, parent) -> None:
     if webhooks is not None:
         drainer.waitFor.append(webhooks.flush)
     reactor.callWhenRunning(drain.installSignals, drainer, reactor)
-    service = opsite.makeService(server, settings)
-    if service is not None:
-        service.setServiceParent(parent)
+    if rest is not None:
+        rest.site.resource.putChild(b"metrics", MetricsResource(metrics))
+        rest.serverArea.drain = drainer.restDrain
 
 
 def _addRecorder(server, settings) -> None:
@@ -234,6 +252,20 @@ def _addMediaEngines(server, settings) -> None:
         log.warn("no media engine installed: publishStream/playStream will fail")
         return
     server.registerMediaEngine(WebRTCEngine(settings, server.clock))
+
+
+def _addRest(server, settings, parent):
+    """
+    The REST API and admin page: the service, whose C{site.resource} takes
+    more paths (C{putChild}) and C{serverArea.drain} the drain hook; None
+    when its ports are disabled.
+    """
+    from wcs.rest.service import makeService as makeRestService
+
+    service = makeRestService(server, settings)
+    if service is not None:
+        service.setServiceParent(parent)
+    return service
 
 
 def _addWeb(server, settings, parent) -> None:

@@ -149,7 +149,7 @@ def test_serverRefusesToStartWithOneLine(tmp_path):
         TWISTD + ["-n", "--pidfile=", "wcs", "--listen", "127.0.0.1",
                   "--state-dir", str(tmp_path / "state"), "--ws-port", "0",
                   "--wss-port", "0", "--http-port", "0", "--https-port", "0",
-                  "--rtmp-port", "0"],
+                  "--rtmp-port", "0", "--rest-port", "0", "--rest-https-port", "0"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0
     lines = (proc.stdout + proc.stderr).strip().splitlines()

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # What any transport may import of wcs (docs/transports.md).
 CONTRACT = frozenset({"wcs.interfaces", "wcs.messages", "wcs.frames", "wcs.config",
-                      "wcs.logs", "wcs.errors"})
+                      "wcs.logs", "wcs.errors", "wcs.offload"})
 
 
 def moduleName(path: Path) -> str:

@@ -122,7 +122,8 @@ def startServer(workdir: Path, settings: dict[str, str] | None = None,
                 env: dict[str, str] | None = None) -> RunningServer:
     """
     Start `twistd -n wcs` in C{workdir}. Ports named in C{enable} (ws, wss,
-    http, https, rtmp, rest) get free loopback ports, the others are disabled.
+    http, https, rtmp, rest, rest-https) get free loopback ports, the others
+    are disabled.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     for attempt in range(START_ATTEMPTS):
@@ -142,14 +143,11 @@ def startServer(workdir: Path, settings: dict[str, str] | None = None,
 
 def _start(workdir: Path, settings, enable, extraArgs, env) -> RunningServer:
     ports = {name: freePort() if name in enable else 0
-             for name in ("ws", "wss", "http", "https", "rtmp", "rest")}
+             for name in ("ws", "wss", "http", "https", "rtmp", "rest", "rest-https")}
     args = TWISTD + ["-n", "--pidfile=", "wcs", "--listen", "127.0.0.1",
                      "--state-dir", str(workdir / "state")]
     for name, port in ports.items():
-        if name == "rest":
-            args += ["--set", f"rest_api_port={port}"]
-        else:
-            args += [f"--{name}-port", str(port)]
+        args += [f"--{name}-port", str(port)]
     for key, value in (settings or {}).items():
         args += ["--set", f"{key}={value}"]
     args += list(extraArgs)

@@ -21,7 +21,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from wcs.errors import StreamError
-from wcs.interfaces import IMediaSession, IMediaSource, IStreamListener
+from wcs.interfaces import IMediaSession, IMediaSource, IMediaStats, IStreamListener
 from wcs.media import info, negotiate
 from wcs.media.ice import IceConnection
 from wcs.media.internals import RtcpRrPacket
@@ -163,8 +163,15 @@ class MediaSession:
         return f"<{type(self).__name__} {self.request.name!r} {self.request.mediaSessionId}>"
 
 
+@implementer(IMediaStats)
 class PublishSession(MediaSession):
     """A publisher's offer answered; its media exposed as L{source}."""
+
+    def stats(self) -> dict:
+        tracks = list(self.source.incoming.values())
+        return {"packets": sum(t.received for t in tracks),
+                "octets": sum(t.octets for t in tracks),
+                "lost": sum(t.lost() for t in tracks)}
 
     def __init__(self, engine, request, listener):
         super().__init__(engine, request, listener)
@@ -214,14 +221,19 @@ class PublishSession(MediaSession):
     def counters(self) -> dict[str, int]:
         tracks = list(self.source.incoming.values())
         return {"packetsIn": sum(t.packetsIn for t in tracks),
-                "bytesIn": sum(t.bytesIn for t in tracks),
+                "bytesIn": sum(t.octets for t in tracks),
                 "lostIn": sum(t.lost() for t in tracks),
                 "nacksOut": sum(t.nacksSent for t in tracks),
                 "keyframeRequests": sum(t.keyframeRequests for t in tracks)}
 
 
+@implementer(IMediaStats)
 class PlaySession(MediaSession):
     """A player's receive-only offer answered for a published source."""
+
+    def stats(self) -> dict:
+        return {"packets": sum(s.packets for s in self.subscriptions),
+                "octets": sum(s.octets for s in self.subscriptions), "lost": None}
 
     def __init__(self, engine, request, source: IMediaSource, listener):
         self.playing = source

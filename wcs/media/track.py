@@ -218,13 +218,15 @@ class IncomingTrack(Track):
         self.lastPacket: float | None = None
         self.firstPacket: Callable[[], None] | None = None
         self.frameListener: Callable[[int, int, int, bytes], None] | None = None
-        # Totals for wcs.metrics, never reset: two additions per packet.
+        # Totals for wcs.metrics, never reset: two additions per packet
+        # (packetsIn, octets).
         self.packetsIn = 0
-        self.bytesIn = 0
         self.nacksSent = 0
         self.lostEarlier = 0  # lost under the SSRCs before this one
-        # Receive statistics for our receiver reports and NACKs.
+        # Receive statistics for our receiver reports and NACKs; octets
+        # (whole packets) for operators.
         self.received = 0
+        self.octets = 0
         self.baseSeq: int | None = None
         self.maxSeq = 0
         self.cycles = 0
@@ -243,7 +245,7 @@ class IncomingTrack(Track):
             self.firstPacket()
         self.lastPacket = time.monotonic()
         self.packetsIn += 1
-        self.bytesIn += len(data)
+        self.octets += len(data)
         second = data[1]
         if second & 0x7F != self.payloadType:
             return
@@ -298,6 +300,12 @@ class IncomingTrack(Track):
         info = packet.sender_info
         self.senderReportAt = ((info.ntp_timestamp >> 16) & 0xFFFFFFFF, time.monotonic())
         self.relaySenderReport(info.ntp_timestamp, info.rtp_timestamp)
+
+    def lost(self) -> int:
+        """Packets of the current SSRC that never came (RFC 3550 A.3 cumulative loss)."""
+        if self.baseSeq is None:
+            return 0
+        return max(0, self.cycles + self.maxSeq - self.baseSeq + 1 - self.received)
 
     def receptionReport(self) -> RtcpReceiverInfo | None:
         if self.baseSeq is None or self.ssrc is None:

@@ -5,15 +5,15 @@ A L{FrameTrack} is an L{IMediaSink}: frames of one kind come in, RTP of the
 player's codec goes out through the usual fan-out. When the player's codec
 is the source's, frames are only packetized (an RTMP publisher's H.264 to a
 WebRTC player); otherwise they are decoded and re-encoded once for every
-player of that codec. The codec work runs in a thread, one frame at a time;
-the queue is bounded and, when full, drops up to the next keyframe.
+player of that codec. The codec work runs in a L{wcs.offload.Worker}: in a
+codec thread, one frame at a time, with a bounded queue that drops up to the
+next keyframe when full; the RTP goes out from the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections import deque
 from fractions import Fraction
 from typing import Callable
 
@@ -26,8 +26,7 @@ from wcs.media import rtp
 from wcs.media.internals import JitterFrame, RTCRtpCodecParameters, get_decoder, get_encoder
 from wcs.media.negotiate import CLOCK_RATES, KIND_OF
 from wcs.media.track import Track
-
-QUEUE_FRAMES = 30
+from wcs.offload import Worker
 
 
 def _parameters(name: str) -> RTCRtpCodecParameters:
@@ -89,32 +88,23 @@ class FrameTrack(Track):
         self.inputCodec = inputCodec
         self.transcoding = inputCodec != codec
         self.idle = idle
-        self.queue: deque[EncodedFrame] = deque()
-        self.dropping = False
         self.forceKeyframe = False
-        self.wake = asyncio.Event()
         self.seq = rtp.random16()
         self.tsBase = rtp.random32()
         self.decoder = None
         self.encoder = get_encoder(_parameters(codec))
         self.frames = 0
-        self.task = asyncio.ensure_future(self._run())
+        self.worker: Worker[list] | None = Worker(
+            repr(self), self._convert, self._sendAll, onDrop=source.requestKeyframe,
+            callFromThread=asyncio.get_running_loop().call_soon_threadsafe)
         source.attach(self)
 
     # IMediaSink
 
     def writeFrame(self, frame: EncodedFrame) -> None:
-        if frame.kind != self.kind or self.ended:
+        if frame.kind != self.kind or self.ended or self.worker is None:
             return
-        if len(self.queue) >= QUEUE_FRAMES:
-            # Too slow: never hold the publisher up, restart at a keyframe.
-            self.queue.clear()
-            self.dropping = self.kind == "video"
-        if self.dropping and not frame.keyframe:
-            return
-        self.dropping = False
-        self.queue.append(frame)
-        self.wake.set()
+        self.worker.submit(frame)
 
     def sourceEnded(self) -> None:
         self.stop()
@@ -135,32 +125,16 @@ class FrameTrack(Track):
             self.idle(self)
 
     def stop(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            self.task = None
+        if self.worker is not None:
+            self.worker.stop(drain=False)
+            self.worker = None
             self.source.detach(self)
 
     # The codec work
 
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            await self.wake.wait()
-            self.wake.clear()
-            while self.queue:
-                frame = self.queue.popleft()
-                force, self.forceKeyframe = self.forceKeyframe, False
-                try:
-                    encoded = await loop.run_in_executor(None, self._convert, frame, force)
-                except Exception:
-                    self.log.failure("{codec} to {target} failed on a frame",
-                                     codec=self.inputCodec, target=self.codec)
-                    continue
-                for payloads, timestamp in encoded:
-                    self._send(payloads, timestamp)
-
-    def _convert(self, frame: EncodedFrame, force: bool) -> list[tuple[list[bytes], int]]:
-        """In a worker thread: one source frame to RTP payloads of our codec."""
+    def _convert(self, frame: EncodedFrame) -> list[tuple[list[bytes], int]]:
+        """In a codec thread: one source frame to RTP payloads of our codec."""
+        force, self.forceKeyframe = self.forceKeyframe, False
         if not self.transcoding:
             packet = av.Packet(frame.data)
             packet.pts = frame.pts
@@ -179,6 +153,10 @@ class FrameTrack(Track):
                 out.append((payloads, ts))
         self.frames += 1
         return out
+
+    def _sendAll(self, encoded: list[tuple[list[bytes], int]]) -> None:
+        for payloads, timestamp in encoded:
+            self._send(payloads, timestamp)
 
     def _send(self, payloads: list[bytes], timestamp: int) -> None:
         timestamp = (timestamp + self.tsBase) & 0xFFFFFFFF

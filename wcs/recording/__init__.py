@@ -6,6 +6,10 @@ C{publishStream}, C{?record=true} on an RTMP publish) or when its room was
 joined first with C{record: true}. Each recording is one file in the records
 directory, C{stream-<uuid>-<streamName>.mp4}, the name the publisher gets as
 C{recordName}. See L{wcs.recording.writer} for how it survives a crash.
+
+Each recording's transcode (if any) and mux run in its own L{OffloadedSink}
+worker, off the reactor thread; the file is finished there too, after the
+frames already queued.
 """
 
 from __future__ import annotations
@@ -19,7 +23,9 @@ from twisted.internet.defer import DeferredList, inlineCallbacks
 from twisted.internet.threads import deferToThread
 
 from wcs.config import Key, declare
+from wcs.errors import StreamError
 from wcs.logs import LogLimiter, Logger, clip
+from wcs.offload import OffloadedSink
 from wcs.recording import process
 from wcs.recording.mixer import MixerSettings, Part, RoomMix, ffmpegAvailable, ffmpegCommand
 from wcs.recording.transcoding import Transcoding, recordedTracks
@@ -62,6 +68,11 @@ RECORD_REFUSED = "Recording refused: less than {mb} MB free on the server"
 RECORD_TOO_LONG = "Recording stopped: longer than {seconds} s"
 
 
+# Frames a recording's worker may have queued (audio and video, about 3 s):
+# a recording waits rather than drops through a slow moment (its encoder
+# opening, a busy disk), but not for ever.
+RECORD_QUEUE = 240
+
 NAME_BYTES = 100  # of the stream name in a file name (file names are at most 255 bytes)
 
 
@@ -87,7 +98,7 @@ class Recorder:
         self.directory = directory
         self.clock = clock
         self.settings = settings
-        self.writers: dict[int, tuple[StreamWriter, Path]] = {}
+        self.writers: dict[int, tuple[OffloadedSink, StreamWriter, Path]] = {}
         self.finishing: set = set()
         self.remuxes: dict[Path, object] = {}
         self.mixes: dict[int, RoomMix] = {}
@@ -124,25 +135,99 @@ class Recorder:
         source = stream.media.source if stream.media is not None else None
         if source is None or not self.wanted(stream):
             return
+        self._start(stream, source)
+
+    def record(self, stream) -> str:
+        """
+        Record a live stream now (an operator asked): its file name.
+
+        @raise StreamError: not live, already recorded, or too little disk.
+        """
+        source = stream.media.source if stream.media is not None else None
+        if not stream.published or stream.status != "PUBLISHING" or source is None:
+            raise StreamError(f"stream {stream.name!r} is not a live published stream")
+        if id(stream) in self.writers:
+            raise StreamError(f"stream {stream.name!r} is already being recorded")
+        name = self._start(stream, source)
+        if name is None:
+            raise StreamError(RECORD_REFUSED.format(mb=self._setting("record_min_free_mb", 0)))
+        return name
+
+    def stopRecording(self, stream) -> str:
+        """
+        End the recording of C{stream}, which goes on: the file name.
+
+        @raise StreamError: the stream is not being recorded.
+        """
+        entry = self.writers.get(id(stream))
+        if entry is None:
+            raise StreamError(f"stream {stream.name!r} is not being recorded")
+        self._stop(stream)
+        return entry[1].name
+
+    def recordingOf(self, stream) -> str | None:
+        """The file C{stream} is being recorded to now, or None."""
+        entry = self.writers.get(id(stream))
+        return entry[1].name if entry is not None else None
+
+    def files(self) -> list[Path]:
+        """Recordings in the records directory, finished or not, by name."""
+        if not self.directory.is_dir():
+            return []
+        return sorted(p for p in self.directory.iterdir()
+                      if p.is_file() and not p.name.startswith("."))
+
+    def delete(self, name: str) -> None:
+        """
+        Delete the recording C{name}, a plain file name in the directory.
+
+        @raise ValueError: not a plain file name.
+        @raise LookupError: no such file.
+        @raise StreamError: it is still being written or finished.
+        """
+        if not name or name.startswith(".") or any(c in name for c in "/\\\0"):
+            raise ValueError(f"{clip(name)} is not a file name of the records directory")
+        path = self.directory / name
+        if not path.is_file():
+            raise LookupError(f"no recording {name!r}")
+        if path in self._busy():
+            raise StreamError(f"recording {name!r} is still being written")
+        path.unlink()
+        log.info("recording {name} deleted", name=name)
+
+    def _busy(self) -> set[Path]:
+        busy = set()
+        for sink, target in self.writers.values():
+            busy.update((target, target.with_suffix(".ts")))
+        for target, remux in self.remuxes.items():
+            if not remux.called:
+                busy.update((target, target.with_suffix(".ts")))
+        return busy
+
+    def _start(self, stream, source) -> str | None:
         minFree = self._setting("record_min_free_mb", 0)
         if minFree and freeMB(self.directory) < minFree:
             limited.warn(("low disk", str(self.directory)),
                          "not recording {stream}: less than {mb} MB free in {directory}",
                          stream=clip(stream.name), mb=minFree, directory=str(self.directory))
             self._tell(stream, RECORD_REFUSED.format(mb=minFree))
-            return
+            return None
         tracks = recordedTracks(source.tracks, self._setting("record_audio_codec", "opus"),
                                 self._setting("record_vp8", "webm"))
         webm = containerFor(tracks) == "webm"
         name = fileName(stream.name, "webm" if webm else "mp4")
         target = self.directory / name
         # WebM is written in place; the rest goes through TS, then MP4.
+        # The writer fails in the worker's thread: the recorder hears of it on its own.
         writer = StreamWriter(target if webm else target.with_suffix(".ts"), tracks,
-                              onFailure=lambda error: self._failed(stream, error))
-        sink = writer if tracks == source.tracks else Transcoding(writer, source.tracks, tracks)
+                              onFailure=lambda error: sink.worker.callFromThread(
+                                  self._failed, stream, error))
+        chain = writer if tracks == source.tracks else Transcoding(writer, source.tracks, tracks)
+        sink = OffloadedSink(f"recording {name}", chain, limit=RECORD_QUEUE,
+                             onDrop=source.requestKeyframe)
         source.attach(sink)
         source.requestKeyframe()
-        self.writers[id(stream)] = (sink, target)
+        self.writers[id(stream)] = (sink, writer, target)
         stream.recordName = name
         room = stream.participant.room if stream.participant is not None else None
         self.started[target] = {"stream": stream.name, "mediaSessionId": stream.mediaSessionId,
@@ -161,6 +246,7 @@ class Recorder:
             part = Part(stream.participant.login, target, self.clock.seconds() - room.createdAt)
             self.mixes.setdefault(id(room), RoomMix(room.name)).parts.append(part)
             self.parts[id(stream)] = part
+        return name
 
     def streamEnded(self, stream) -> None:
         self._stop(stream)
@@ -173,15 +259,14 @@ class Recorder:
             timer.cancel()
         if entry is None:
             return None
-        sink, target = entry
+        sink, writer, target = entry
         if stream.media is not None and stream.media.source is not None:
             stream.media.source.detach(sink)
-        writer = sink.sink if isinstance(sink, Transcoding) else sink
         part = self.parts.pop(id(stream), None)
         if part is not None:
             room = stream.participant.room
             part.end = self.clock.seconds() - room.createdAt
-        return self._finish(writer, target)
+        return self._finish(sink, writer, target)
 
     def _tooLong(self, stream) -> None:
         self.timers.pop(id(stream), None)
@@ -215,11 +300,26 @@ class Recorder:
                 stream.owner.send(stream.statusMessage(info))
         clock.callLater(0, send)
 
-    def _finish(self, writer: StreamWriter, target: Path):
-        writer.close()
+    def _finish(self, sink: OffloadedSink, writer: StreamWriter, target: Path):
+        """
+        The frames queued for C{sink} are written and its file closed (in its
+        worker), then the TS becomes the MP4. The Deferred fires when all is
+        done; a room mix waits for it (L{remuxes}), and so does L{close}.
+        """
         started = self.started.pop(target, {})
         if started.get("startedAt") is not None:
             started["duration"] = self.clock.seconds() - started.pop("startedAt")
+        finishing = sink.close()
+        finishing.addCallback(lambda _: self._closed(writer, target, started))
+        finishing.addErrback(lambda failure: log.failure("recording {name} not finished",
+                                                         failure, name=target.name))
+        self.finishing.add(finishing)
+        finishing.addBoth(lambda _: self.finishing.discard(finishing))
+        self.remuxes[target] = finishing
+        return finishing
+
+    def _closed(self, writer: StreamWriter, target: Path, started: dict):
+        """The file of a recording is closed: remove it if empty, remux a TS."""
         if writer.frames == 0:
             try:
                 writer.path.unlink(missing_ok=True)
@@ -361,8 +461,8 @@ class Recorder:
 
     def close(self):
         """Shut down: finish every recording; the Deferred fires when all are files."""
-        for sink, target in list(self.writers.values()):
-            self._finish(sink.sink if isinstance(sink, Transcoding) else sink, target)
+        for sink, writer, target in list(self.writers.values()):
+            self._finish(sink, writer, target)
         self.writers.clear()
         for timer in self.timers.values():
             if timer.active():

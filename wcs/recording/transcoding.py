@@ -2,7 +2,8 @@
 The recording choices that need a transcode: Opus audio to AAC
 (C{record_audio_codec=aac}, for old players) and VP8 video to H.264
 (C{record_vp8=h264}, MP4 instead of WebM). The converters are the RTMP
-transport's (same needs: AAC and H.264 for FLV-era players).
+transport's (same needs: AAC and H.264 for FLV-era players). Like the
+writer behind it, it runs in the recording's worker thread (L{wcs.offload}).
 """
 
 from __future__ import annotations

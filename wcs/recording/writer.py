@@ -5,6 +5,10 @@ While a stream records, its frames are muxed into MPEG-TS: a TS file is
 readable up to wherever it was cut, so a crash (even SIGKILL) loses at most
 what the OS had not written. When the stream ends, the TS is remuxed, still
 without decoding, into the MP4 whose name the client was given.
+
+A L{StreamWriter} is called from one thread at a time, the recording's
+worker (L{wcs.offload.OffloadedSink}), never the reactor's: each mux call
+writes to the file.
 """
 
 from __future__ import annotations

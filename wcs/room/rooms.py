@@ -156,6 +156,14 @@ class Rooms:
         room.broadcast(room.event(event, streamEntry(participant.login, streamName)),
                        exclude=participant)
 
+    def end(self, room: Room) -> None:
+        """
+        End a room that has no participants left (an operator's terminate of
+        an idle room) at once, as its last leave would.
+        """
+        if not room.participants:
+            self._end(room)
+
     def _remove(self, participant: Participant) -> bool:
         room = participant.room
         if room.participants.get(participant.login) is not participant:

@@ -5,7 +5,8 @@ players that send a stream to an RTMP client.
 RTMP to RTMP is the fast path: players get the publisher's FLV bodies as
 they came, with only the timestamp rebased. Other consumers (WebRTC players,
 the recorder) get L{EncodedFrame}s, converted once per stream and only while
-one is attached.
+one is attached. A source that is not RTMP is converted to FLV once for all
+its RTMP players (L{FLVFeed}), in a worker thread.
 """
 
 from __future__ import annotations
@@ -16,8 +17,13 @@ from zope.interface import implementer
 
 from wcs.frames import EncodedFrame
 from wcs.interfaces import IMediaSink, IMediaSource
+from wcs.offload import Worker
 from wcs.rtmp import flv
 from wcs.rtmp.chunks import AUDIO, VIDEO
+
+# Frames an FLV feed's worker may have queued: audio and video together,
+# about a second of both; more would only delay the players.
+FEED_QUEUE = 90
 
 
 class TagWriter(Protocol):
@@ -192,11 +198,15 @@ class FLVFeed(RTMPSource):
     through C{transcode(kind, codec)}, which returns a converter or None when
     that track cannot be carried over RTMP. Players are ordinary
     L{TagPlayer}s of this feed.
+
+    The conversion runs in a L{Worker} (off the reactor thread); the tags it
+    makes come back to the reactor thread, in order, for the players. The
+    converters and the timestamp state below are only touched there.
     """
 
     def __init__(self, upstream: IMediaSource, name: str,
                  transcode: Callable[[str, str], Callable | None],
-                 idle: Callable[["FLVFeed"], None]):
+                 idle: Callable[["FLVFeed"], None], **workerOptions):
         super().__init__(name)
         self.upstream = upstream
         self.transcode = transcode
@@ -205,6 +215,9 @@ class FLVFeed(RTMPSource):
         self.converters: dict[str, Callable | None] = {}
         self.base: float | None = None
         self.last = {"audio": 0, "video": 0}
+        self.worker: Worker[list[tuple[int, int, bytes]]] = Worker(
+            f"RTMP feed of {name!r}", self._convert, self._tags,
+            limit=FEED_QUEUE, onDrop=upstream.requestKeyframe, **workerOptions)
 
     def open(self) -> None:
         self.upstream.attach(self)
@@ -217,16 +230,29 @@ class FLVFeed(RTMPSource):
         if not self.players and not self.ended:
             self.upstream.detach(self)
             self.ended = True
+            self.worker.stop(drain=False)
             self.idle(self)
 
     # IMediaSink
 
     def writeFrame(self, frame: EncodedFrame) -> None:
+        self.worker.submit(frame)
+
+    def sourceEnded(self) -> None:
+        self.worker.stop(drain=False)
+        self.end()
+        self.idle(self)
+
+    # In the worker's thread
+
+    def _convert(self, frame: EncodedFrame) -> list[tuple[int, int, bytes]]:
+        """One frame to FLV tags: (message type, timestamp, body)."""
         seconds = float(frame.pts * frame.time_base)
         if self.base is None:
             self.base = seconds
         ms = max(self.last[frame.kind], int((seconds - self.base) * 1000))
         self.last[frame.kind] = ms
+        tags = []
         if frame.kind == "video":
             frames = [frame]
             if frame.codec != "H264":
@@ -234,18 +260,26 @@ class FLVFeed(RTMPSource):
                 frames = converter(frame) if converter is not None else []
             for each in frames:
                 for timestamp, body in self.toVideo.convert(each, ms):
-                    self.video(timestamp, body)
+                    tags.append((VIDEO, timestamp, body))
         else:
             converter = self._converter("audio", frame.codec)
             if converter is not None:
                 for timestamp, body in converter(frame, ms):
-                    self.audio(timestamp, body)
+                    tags.append((AUDIO, timestamp, body))
+        return tags
 
     def _converter(self, kind: str, codec: str):
         if codec not in self.converters:
             self.converters[codec] = self.transcode(kind, codec)
         return self.converters[codec]
 
-    def sourceEnded(self) -> None:
-        self.end()
-        self.idle(self)
+    # Back on the reactor thread
+
+    def _tags(self, tags: list[tuple[int, int, bytes]]) -> None:
+        for mtype, timestamp, body in tags:
+            if self.ended:
+                return
+            if mtype == VIDEO:
+                self.video(timestamp, body)
+            else:
+                self.audio(timestamp, body)

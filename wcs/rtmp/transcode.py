@@ -65,6 +65,9 @@ class VideoToH264:
 
     def __init__(self, codec: str):
         self.decoder = av.CodecContext.create(codec.lower(), "r")
+        # One thread each: the codec threads (wcs.offload) are the parallelism,
+        # and they leave a core to the reactor.
+        self.decoder.thread_count = 1
         self.encoder = None
 
     def _open(self, width: int, height: int) -> None:
@@ -73,7 +76,8 @@ class VideoToH264:
         encoder.pix_fmt = "yuv420p"
         encoder.time_base = Fraction(1, 1000)
         encoder.options = {"profile": "baseline", "tune": "zerolatency",
-                           "preset": "veryfast", "g": "60", "repeat-headers": "1"}
+                           "preset": "veryfast", "g": "60", "repeat-headers": "1",
+                           "threads": "1"}
         encoder.bit_rate = 1_000_000
         encoder.open()
         self.encoder = encoder

@@ -14,7 +14,9 @@ from pathlib import Path
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
 from twisted.internet import endpoints
+from twisted.plugin import getPlugins
 from wcs.config import Key, declare
+from wcs.interfaces import IWebResource
 from wcs.logs import Logger
 from wcs.web.guard import GuardedSite
 from wcs.web.site import makeRoot
@@ -39,6 +41,43 @@ def findWebSDK(configured: str) -> Path | None:
     return None
 
 
+def findWebResources() -> list[IWebResource]:
+    """
+    The L{IWebResource} drop-ins installed, in C{wcs.transports} and in the
+    top-level C{plugins} package (as L{wcs.server.findTransports}).
+    """
+    import plugins
+    import wcs.transports
+
+    found: dict[str, IWebResource] = {}
+    for package in (wcs.transports, plugins):
+        for provider in getPlugins(IWebResource, package):
+            found.setdefault(provider.name, provider)
+    return list(found.values())
+
+
+def mountDropIns(root, server, settings) -> dict[bytes, int]:
+    """
+    Put each drop-in's resource at its path of C{root}; returns the request
+    body limit of each path mounted, for the guard.
+    """
+    bodyLimits: dict[bytes, int] = {}
+    for provider in findWebResources():
+        segment = provider.path.encode("utf-8")
+        if segment in root.children or not segment or b"/" in segment:
+            log.warn("web resource {name}: path /{path}/ is taken or invalid; left out",
+                     name=provider.name, path=provider.path)
+            continue
+        resource = provider.makeResource(server, settings)
+        if resource is None:
+            continue
+        root.putChild(segment, resource)
+        bodyLimits[segment] = max(0, int(provider.maxBodySize))
+        log.info("web resource {name} enabled at /{path}/", name=provider.name,
+                 path=provider.path)
+    return bodyLimits
+
+
 def makeService(server, settings) -> MultiService | None:
     from twisted.internet import reactor
 
@@ -48,7 +87,9 @@ def makeService(server, settings) -> MultiService | None:
     if sdk is None:
         log.warn("the browser SDK is not installed (run `npm ci`, or set websdk_dir): "
                  "demo pages will not load it")
-    site = GuardedSite(makeRoot(STATIC, sdk, settings), settings, server.badInputLog)
+    root = makeRoot(STATIC, sdk, settings)
+    bodyLimits = mountDropIns(root, server, settings)
+    site = GuardedSite(root, settings, server.badInputLog, bodyLimits)
     site.displayTracebacks = False
     services = MultiService()
     if settings.http_port:

@@ -1,7 +1,9 @@
 """
-Limits of the web server, which only serves GETs: no request bodies (Twisted
-would spool any size to a temporary file), bounded request lines and
-headers, and connections per address.
+Limits of the web server, which mostly serves GETs: no request bodies
+(Twisted would spool any size to a temporary file) except under the paths of
+drop-ins that take them (WHIP/WHEP offers), bounded there and sent with a
+Content-Length; bounded request lines and headers, and connections per
+address.
 
 A refused request gets a short plain-text answer and C{Connection: close};
 the server then closes its side and reads on only to let the answer arrive
@@ -116,9 +118,19 @@ class GuardedChannel(HTTPChannel):
     def allHeadersReceived(self) -> None:
         # length is None for a chunked body, a number for Content-Length.
         if self.length != 0:
-            self.refuse(413, b"Content Too Large",
-                        "this server takes no request bodies", "body")
-            return
+            limit = self.site.bodyLimit(self._path)
+            if not limit:
+                self.refuse(413, b"Content Too Large",
+                            "this server takes no request bodies", "body")
+                return
+            if self.length is None:
+                self.refuse(411, b"Length Required",
+                            "a request body needs a Content-Length", "body")
+                return
+            if self.length > limit:
+                self.refuse(413, b"Content Too Large",
+                            f"request body over {limit} bytes", "body")
+                return
         super().allHeadersReceived()
 
     def rawDataReceived(self, data: bytes) -> None:
@@ -135,11 +147,11 @@ class GuardedChannel(HTTPChannel):
             return
         self.refused = True
         self._badInput(kind, f"HTTP {code}: {reason}")
-        body = reason.encode("utf-8") + b"\n"
+        contentType, body = self.refusalBody(code, reason)
         self.transport.write(
-            b"HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\n"
             b"Content-Length: %d\r\nConnection: close\r\n\r\n%s"
-            % (code, phrase, len(body), body))
+            % (code, phrase, contentType, len(body), body))
         self.setTimeout(None)
         self._lingerBytes = LINGER_BYTES
         self._lingerCall = self.callLater(LINGER_SECONDS, self.transport.abortConnection)
@@ -148,6 +160,10 @@ class GuardedChannel(HTTPChannel):
             halfClose()
         else:
             self.transport.loseConnection()
+
+    def refusalBody(self, code: int, reason: str) -> tuple[bytes, bytes]:
+        """Hook: the content type and body of a refusal."""
+        return b"text/plain; charset=utf-8", reason.encode("utf-8") + b"\n"
 
     def _discard(self, data: bytes) -> None:
         self._lingerBytes -= len(data)
@@ -162,10 +178,19 @@ class GuardedChannel(HTTPChannel):
 class GuardedSite(Site):
     protocol = GuardedChannel
 
-    def __init__(self, resource, settings, badInputLog):
+    def __init__(self, resource, settings, badInputLog, bodyLimits=None):
         super().__init__(resource)
+        # First path segment -> bytes of request body taken there (drop-ins').
+        self.bodyLimits: dict[bytes, int] = dict(bodyLimits or {})
         self.limits = HTTPLimits(settings.http_max_request_line,
                                  settings.http_max_header_size, settings.http_max_headers)
         self.peers = PeerConnections(settings.http_max_connections_per_address,
                                      settings.http_max_connections)
         self.badInputLog = badInputLog
+
+    def bodyLimit(self, path: bytes) -> int:
+        """Bytes of request body taken at C{path} (the request line's); 0: none."""
+        if not self.bodyLimits:
+            return 0
+        segment = path.partition(b"?")[0].lstrip(b"/").partition(b"/")[0]
+        return self.bodyLimits.get(segment, 0)

@@ -1,0 +1,28 @@
+"""wcs.lag.LagProbe with an injected clock: how late its timer fires, reported."""
+
+import pytest
+from twisted.internet.task import Clock
+
+from wcs.lag import LagProbe, percentile
+
+
+def test_percentile_is_nearest_rank():
+    ordered = [float(i) for i in range(1, 101)]
+    assert percentile(ordered, 0.5) == 50 and percentile(ordered, 0.99) == 99
+    assert percentile([3.0], 0.99) == 3.0
+
+
+def test_the_probe_reports_how_late_its_timer_fired():
+    clock = Clock()
+    probe = LagProbe(clock, report=1, period=0.02)
+    probe.startService()
+    for _ in range(47):  # on time
+        clock.advance(0.02)
+    clock.advance(0.02 + 0.030)  # something held the loop for 30 ms
+    assert probe.last is None  # not a second yet
+    clock.advance(0.02)
+    assert probe.last["samples"] == 49
+    assert probe.last["p50"] == pytest.approx(0) and probe.last["max"] == pytest.approx(30)
+    assert probe.last["p99"] == pytest.approx(30)
+    probe.stopService()
+    assert clock.getDelayedCalls() == []  # nothing left scheduled

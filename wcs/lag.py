@@ -1,0 +1,74 @@
+"""
+How late the event loop runs: a timer every L{PERIOD} seconds notes how much
+later than asked it fired (whatever held the reactor thread meanwhile), and
+every C{loop_lag_report} seconds one log line gives the p50, p99 and max of
+those delays. Off by default; it costs one timer call per L{PERIOD}.
+"""
+
+from __future__ import annotations
+
+import math
+
+from twisted.application.service import Service
+
+from wcs.config import Key, declare
+from wcs.logs import Logger
+
+log = Logger()
+
+declare(
+    Key("loop_lag_report", "int", 0,
+        "every this many seconds, log the event loop's lag (p50, p99, max of a "
+        "timer every 20 ms); 0: off"),
+)
+
+PERIOD = 0.02
+
+
+def percentile(ordered: list[float], fraction: float) -> float:
+    """The nearest-rank percentile of an ordered, non-empty list."""
+    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
+
+
+class LagProbe(Service):
+    def __init__(self, clock, report: float, period: float = PERIOD):
+        self.clock = clock
+        self.report = report
+        self.period = period
+        self.samples: list[float] = []
+        self.call = None
+        self.expected = 0.0
+        self.since = 0.0
+        self.last: dict | None = None  # the last report's figures, in ms
+
+    def startService(self) -> None:
+        super().startService()
+        self.since = self.clock.seconds()
+        self._schedule(self.since)
+
+    def stopService(self):
+        super().stopService()
+        if self.call is not None and self.call.active():
+            self.call.cancel()
+        self.call = None
+
+    def _schedule(self, now: float) -> None:
+        self.expected = now + self.period
+        self.call = self.clock.callLater(self.period, self._tick)
+
+    def _tick(self) -> None:
+        now = self.clock.seconds()
+        self.samples.append(max(0.0, now - self.expected))
+        if now - self.since >= self.report:
+            self._report(now - self.since)
+            self.since = now
+        self._schedule(now)
+
+    def _report(self, seconds: float) -> None:
+        ordered = sorted(self.samples)
+        self.samples = []
+        self.last = {"p50": 1000 * percentile(ordered, 0.5),
+                     "p99": 1000 * percentile(ordered, 0.99),
+                     "max": 1000 * ordered[-1], "samples": len(ordered)}
+        log.info("event loop lag over {seconds:.1f}s: p50 {p50:.2f} ms, p99 {p99:.2f} ms, "
+                 "max {max:.2f} ms ({samples} samples)", seconds=seconds, **self.last)
