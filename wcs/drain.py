@@ -28,6 +28,7 @@ declare(
         "s a drain then waits for recordings, mixes, hooks and webhooks to finish"),
 )
 
+ROOM_ENDED = "Room ended: the server is shutting down (drain_timeout)"
 REFUSAL = "Server is draining for maintenance: no new connections or rooms, try again later"
 
 
@@ -91,9 +92,13 @@ class Drainer:
         self.deadline = None
         if self.server.rooms.rooms:
             log.info("drain_timeout: ending {rooms} rooms", rooms=len(self.server.rooms.rooms))
-        for room in list(self.server.rooms.rooms.values()):
-            log.info("drain: ending room {room}", room=clip(room.name))
-            self.server.endRoom(room)
+        from wcs.admin import Admin
+
+        admin = Admin(self.server)
+        for name in list(self.server.rooms.rooms):
+            log.info("drain: ending room {room}", room=clip(name))
+            # As the REST API's room/terminate: each participant leaves.
+            admin.endRoom(name, ROOM_ENDED)
         self._check()
 
     def _check(self) -> None:

@@ -84,6 +84,14 @@ class Connection:
     appKey: str
     login: str | None
     clientVersion: str | None
+    # custom.token (a signed access token) and custom as sent, for wcs.access.
+    token: str | None = None
+    custom: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def withLogin(self, login: str | None) -> "Connection":
+        if login is None or login == self.login:
+            return self
+        return Connection(self.appKey, login, self.clientVersion, self.token, self.custom)
 
 
 def parseConnection(args: list[Any], limits: Limits) -> Connection:
@@ -92,8 +100,10 @@ def parseConnection(args: list[Any], limits: Limits) -> Connection:
     appKey = _text(obj, "appKey", "connection", required=False) or "defaultApp"
     login = _text(custom, "login", "connection.custom", required=False,
                   maxLength=limits.login)
+    token = custom.get("token")
     version = obj.get("clientVersion")
-    return Connection(appKey, login, version if isinstance(version, str) else None)
+    return Connection(appKey, login, version if isinstance(version, str) else None,
+                      token if isinstance(token, str) else None, custom)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from twisted.plugin import getPlugins
 from zope.interface import implementer
 
 from wcs import protocol
+from wcs.access.policy import AccessPolicy
 from wcs.config import Settings
 from wcs.errors import StreamError
 from wcs.interfaces import (IMediaEngine, IMediaSource, IRoomServer, ISignallingChannel,
@@ -40,6 +41,8 @@ class RoomServer:
         # Warnings about a client's bad input: one a while per address and kind.
         self.badInputLog = LogLimiter(ClientSession.log, clock=clock)
         self.engines: dict[str, IMediaEngine] = {}
+        # Who may do what: tokens, REST hooks, rate limits (wcs.access).
+        self.access = AccessPolicy(settings, clock)
         self.streamObservers: list = []
         # Why new connections are refused (wcs.drain); None: they are welcome.
         self.draining: str | None = None
@@ -99,16 +102,6 @@ class RoomServer:
                 # A recorder's bug must not break the stream for its viewers.
                 self.log.failure("stream observer failed on {event} of {stream}",
                                  event=event, stream=stream)
-
-    def endRoom(self, room) -> None:
-        """End a room as if each participant left it (a drain's deadline)."""
-        for participant in list(room.participants.values()):
-            leaveRoom = getattr(participant.member, "leaveRoom", None)
-            if leaveRoom is not None:
-                leaveRoom(room.name)
-            else:
-                self.rooms.leave(participant)
-        self.rooms.end(room)
 
     def closeAll(self, reason: str) -> None:
         """Shut down: close every client connection."""

@@ -12,11 +12,14 @@ from __future__ import annotations
 import json
 from typing import Any, Callable
 
+from twisted.internet.defer import succeed
 from twisted.internet.task import LoopingCall
 from wcs.logs import Logger, clip
 from zope.interface import implementer
 
 from wcs import protocol
+from wcs.access.gate import Gate
+from wcs.access.hooks import ALLOW
 from wcs.errors import ProtocolError, RoomError, StreamError
 from wcs.interfaces import IClientSession, IMediaSource, IRoomServer, ISignallingChannel, IStream
 from wcs.messages import ServerMessage
@@ -78,6 +81,11 @@ class ClientSession:
         # Set from the REST API (connection/set_log_level): DEBUG or TRACE
         # logs each message this client sends.
         self.logLevel: str | None = None
+        # Access: the token's claims once connected; the gate holds messages
+        # while an access check (a REST hook) is out.
+        self.claims = None
+        self.connecting = False
+        self.gate = Gate(self._handle, self._heldTooMany)
         # Liveness: transports set `heard` on anything from the peer (the hot
         # path: one store); each keep-alive tick turns it into `lastHeard`.
         self.heard = False
@@ -117,6 +125,14 @@ class ClientSession:
         if self.logLevel in TRACED:
             self.log.info("{session} sent {name} {args}", session=self, name=clip(name, 64),
                           args=traceText(args))
+        if self.gate.waiting and name not in ("ping", "pong"):
+            self.gate.hold(name, args)
+            return
+        self._handle(name, args)
+
+    def _handle(self, name: str, args: list[Any]) -> None:
+        if self.closed:
+            return
         handler = self._handlers.get(name)
         if handler is None:
             if name in IGNORED:
@@ -189,9 +205,23 @@ class ClientSession:
     # Handlers
 
     def _connection(self, name: str, args: list[Any]) -> None:
-        if self.connection is not None:
+        if self.connection is not None or self.connecting:
             raise ProtocolError("connection: already connected")
-        self.connection = protocol.parseConnection(args, self.limits)
+        connection = protocol.parseConnection(args, self.limits)
+        self.connecting = True
+        self.gate.after(self.server.access.connect(self, connection),
+                        lambda decision: self._connected(connection, decision))
+
+    def _connected(self, connection: protocol.Connection, decision) -> None:
+        if self.closed:
+            return
+        if not decision.allowed:
+            # The SDK's way: a fail naming the reason, then the socket closes.
+            self.refuse("connection", decision.reason)
+            self.channel.close(decision.reason)
+            return
+        self.connection = connection.withLogin(decision.login)
+        self.claims = decision.claims
         self.log.info("{peer} connected as {login} (appKey {appKey})",
                       peer=self.channel.peer, login=clip(self.connection.login),
                       appKey=clip(self.connection.appKey))
@@ -199,7 +229,12 @@ class ClientSession:
             "appKey": self.connection.appKey,
             "login": self.connection.login,
             "sessionId": self.sessionId,
+            **({"custom": decision.custom} if decision.custom else {}),
         }))
+
+    def _heldTooMany(self, reason: str) -> None:
+        self.refuse(None, reason)
+        self.channel.close(reason)
 
     def _ping(self, name: str, args: list[Any]) -> None:
         self.send(PONG)
@@ -248,12 +283,24 @@ class ClientSession:
         try:
             if command is None:
                 raise ProtocolError(f"unknown command {request.command!r}")
-            command(request.options)
+            # join and sendMessage ask the access policy first: the command
+            # itself runs when the answer is in.
+            decision, act = command(request.options)
         except (ProtocolError, RoomError) as e:
-            self.badInput("failed", "{session}: {command} failed: {info}",
-                          session=self, command=clip(request.command, 40),
-                          info=clip(e.info, 200))
-            self.send(dataStatus(request.operationId, FAILED, e.info))
+            self._commandFailed(request, e.info)
+            return
+        self.gate.after(decision, lambda d: self._decided(request, d, act))
+
+    def _decided(self, request: protocol.DataRequest, decision, act) -> None:
+        if self.closed:
+            return
+        if not decision.allowed:
+            self._commandFailed(request, decision.reason)
+            return
+        try:
+            act(decision)
+        except (ProtocolError, RoomError) as e:
+            self._commandFailed(request, e.info)
             return
         self.send(dataStatus(request.operationId, ACCEPTED))
         if request.command == "join":
@@ -261,9 +308,18 @@ class ClientSession:
             room = participant.room
             self.send(room.event("STATE", room.state(participant.login)))
 
-    def _join(self, options: dict[str, Any]) -> None:
+    def _commandFailed(self, request: protocol.DataRequest, info: str) -> None:
+        self.badInput("failed", "{session}: {command} failed: {info}",
+                      session=self, command=clip(request.command, 40), info=clip(info, 200))
+        self.send(dataStatus(request.operationId, FAILED, info))
+
+    def _join(self, options: dict[str, Any]):
         join = protocol.parseJoin(options, self.limits)
-        self._enterRoom(join.room, join.record)
+
+        def act(decision) -> None:
+            record = join.record if decision.record is None else decision.record
+            self._enterRoom(join.room, record)
+        return self.server.access.join(self, join.room, join.record), act
 
     def joinRoom(self, room: str, record: bool = False) -> None:
         """
@@ -290,28 +346,28 @@ class ClientSession:
         participant = self.participants[room] = self.rooms.join(room, self.login, self, record)
         return participant
 
-    def _leave(self, options: dict[str, Any]) -> None:
+    def _leave(self, options: dict[str, Any]):
         leave = protocol.parseLeave(options, self.limits)
-        self.leaveRoom(leave.room)
 
-    def leaveRoom(self, room: str) -> None:
-        """
-        Leave C{room}: its streams of this session end, then the others hear LEFT.
+        def act(decision) -> None:
+            participant = self.participants.pop(leave.room, None)
+            if participant is None:
+                raise RoomError(f"not in room {leave.room!r}")
+            self.streams.stopRoom(participant)
+            self.rooms.leave(participant)
+        return succeed(ALLOW), act
 
-        @raise RoomError: not in that room.
-        """
-        participant = self.participants.pop(room, None)
-        if participant is None:
-            raise RoomError(f"not in room {room!r}")
-        self.streams.stopRoom(participant)
-        self.rooms.leave(participant)
-
-    def _chat(self, options: dict[str, Any]) -> None:
+    def _chat(self, options: dict[str, Any]):
         chat = protocol.parseChat(options, self.limits)
-        sender = self.participants.get(chat.room)
-        if sender is None:
+        if chat.room not in self.participants:
             raise RoomError(f"not in room {chat.room!r}: join it before sending messages")
-        self.rooms.chat(sender, chat.to, chat.text)
+
+        def act(decision) -> None:
+            sender = self.participants.get(chat.room)
+            if sender is None:
+                raise RoomError(f"not in room {chat.room!r}: join it before sending messages")
+            self.rooms.chat(sender, chat.to, chat.text)
+        return self.server.access.chat(self, chat.room, chat.to, chat.text), act
 
     def removeFromRoom(self, room: str, info: str) -> bool:
         """

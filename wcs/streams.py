@@ -12,6 +12,7 @@ ends.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import deque
 from typing import Any
 
@@ -42,6 +43,7 @@ class Stream:
         self.status = PENDING
         self.media = None
         self.recordName: str | None = None
+        self.recordUrl: str | None = None  # a signed /records/ link (wcs.access.records)
         self.players: set[Stream] = set()
         self.playing: Stream | None = None  # for a player: what it plays
         self.createdAt = owner.server.clock.seconds()
@@ -73,6 +75,8 @@ class Stream:
             body["info"] = info
         if self.recordName:
             body["recordName"] = self.recordName
+            if self.recordUrl:
+                body["recordUrl"] = self.recordUrl
         return ServerMessage("notifyStreamStatusEvent", body)
 
     def stop(self, info: str | None = None) -> None:
@@ -294,6 +298,29 @@ class StreamControl:
             self._refuse(message, request.mediaSessionId, args,
                          f"too many streams on this connection: at most {limit}")
             return
+        self.session.gate.after(self._ask(request),
+                                lambda decision: self._decided(message, request, args, decision))
+
+    def _ask(self, request: protocol.StreamRequest):
+        """The access policy's decision on C{request} (a Deferred)."""
+        access = self.server.access
+        if request.published:
+            return access.publish(self.session, request,
+                                  lambda room: self.server.rooms.get(room) is not None)
+        source = self.server.streams.live(request.name)
+        participant = source.participant if source is not None else None
+        return access.play(self.session, request,
+                           participant.room.name if participant is not None else None)
+
+    def _decided(self, message: str, request: protocol.StreamRequest, args: list[Any],
+                 decision) -> None:
+        if self.session.closed:
+            return
+        if not decision.allowed:
+            self._refuse(message, request.mediaSessionId, args, decision.reason)
+            return
+        if decision.record is not None and decision.record != request.record:
+            request = dataclasses.replace(request, record=decision.record)
         try:
             self._start(request)
         except StreamError as e:

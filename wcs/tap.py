@@ -110,6 +110,9 @@ class Options(usage.Options):
                     settings.set(key, self[option])
             for key, value in self["set"]:
                 settings.set(key, value)
+            from wcs.access.policy import checkSettings
+
+            checkSettings(settings)  # auth_required with nothing to check: say so
             if settings.wss_port or settings.https_port or settings.rest_api_https_port:
                 from wcs import tls
 
@@ -131,7 +134,8 @@ def _loadTransportSettings() -> None:
 
     findTransports()
     for module in ("wcs.media.engine", "wcs.web", "wcs.tls", "wcs.recording",
-                   "wcs.rest.service", "wcs.lag", "wcs.drain", "wcs.webhooks"):
+                   "wcs.rest.service", "wcs.lag", "wcs.access.policy", "wcs.access.records",
+                   "wcs.drain", "wcs.webhooks"):
         try:
             __import__(module)
         except ImportError:
@@ -243,6 +247,10 @@ def _addRecorder(server, settings) -> None:
     server.streamObservers.append(server.recorder)
     server.rooms.observers.append(server.recorder)
     server.recorder.recover()
+    # After the recorder: a recording's name is known, its signed link follows.
+    from wcs.access.records import RecordLinks, loadSecret
+
+    server.streamObservers.append(RecordLinks(loadSecret(settings), settings.records_url_ttl))
 
 
 def _addMediaEngines(server, settings) -> None:

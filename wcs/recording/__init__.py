@@ -447,6 +447,13 @@ class Recorder:
         else:
             log.info("room {room}: hook {script} done", room=clip(room), script=str(script))
 
+    def writing(self, name: str) -> bool:
+        """Whether the file C{name} is still being written or remuxed."""
+        if any(target.name == name for _, target in self.writers.values()):
+            return True
+        finishing = self.remuxes.get(self.directory / name)
+        return finishing is not None and not finishing.called
+
     def recover(self):
         """Finish recordings a crash left as TS (at start-up)."""
         if not self.directory.is_dir():

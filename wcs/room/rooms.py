@@ -188,12 +188,6 @@ class Rooms:
             except Exception:
                 self.log.failure("room observer failed on {event}", event=event)
 
-    def end(self, room: Room) -> None:
-        """End C{room} now: whoever is still in it leaves (a drain's deadline)."""
-        for participant in list(room.participants.values()):
-            self._remove(participant)
-        self._end(room)
-
     def _idleExpired(self, room: Room) -> None:
         room.idleCall = None
         if not room.participants:

@@ -87,7 +87,9 @@ def makeService(server, settings) -> MultiService | None:
     if sdk is None:
         log.warn("the browser SDK is not installed (run `npm ci`, or set websdk_dir): "
                  "demo pages will not load it")
-    root = makeRoot(STATIC, sdk, settings)
+    recorder = getattr(server, "recorder", None)
+    busy = recorder.writing if recorder is not None and hasattr(recorder, "writing") else None
+    root = makeRoot(STATIC, sdk, settings, busy)
     bodyLimits = mountDropIns(root, server, settings)
     site = GuardedSite(root, settings, server.badInputLog, bodyLimits)
     site.displayTracebacks = False

@@ -125,13 +125,12 @@ class Index(resource.Resource):
 
 
 class Root(resource.Resource):
-    def __init__(self, client2: resource.Resource, records: Path | None = None):
+    def __init__(self, client2: resource.Resource, records: resource.Resource | None = None):
         super().__init__()
         self.putChild(b"client2", client2)
         if records is not None:
-            # Listed and downloadable, with ranges; static.File keeps to the folder.
-            records.mkdir(parents=True, exist_ok=True)
-            self.putChild(b"records", static.File(str(records)))
+            # Listed and downloadable, with ranges, behind wcs.access.records.
+            self.putChild(b"records", records)
         self.index = Index()
 
     def getChild(self, name, request):
@@ -140,5 +139,10 @@ class Root(resource.Resource):
         return resource.NoResource("No such page.")
 
 
-def makeRoot(staticDir: Path, sdkDir: Path | None, settings) -> resource.Resource:
-    return Root(Layered(staticDir / "client2", sdkDir), settings.recordDirectory())
+def makeRoot(staticDir: Path, sdkDir: Path | None, settings, busy=None) -> resource.Resource:
+    from wcs.access.records import Records
+
+    folder = settings.recordDirectory()
+    folder.mkdir(parents=True, exist_ok=True)
+    records = Records(folder, settings, **({"busy": busy} if busy else {}))
+    return Root(Layered(staticDir / "client2", sdkDir), records)

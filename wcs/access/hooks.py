@@ -1,0 +1,175 @@
+"""
+REST hooks: the customer's backend decides each step.
+
+For each action the server POSTs a JSON object to C{rest_hook_url}/ACTION
+(C{connect}, C{joinRoom}, C{publishStream}, C{playStream}, C{sendMessage},
+C{recordStream}). HTTP 200 allows; its JSON body may override C{login} and
+C{record} and add C{custom} fields. Any other status, a timeout, a refused
+connection or a body that is not JSON denies, with the body's C{reason} when
+it has one. Requests go out on Twisted's HTTP client with a persistent
+connection pool and never block the reactor.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from twisted.internet import defer, protocol
+from twisted.web.client import Agent, HTTPConnectionPool
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import IBodyProducer
+from zope.interface import implementer
+
+from wcs.config import Key, declare
+from wcs.logs import LogLimiter, Logger, clip
+
+declare(
+    Key("rest_hook_url", "str", "",
+        "base URL of the backend asked at each step (URL/connect, URL/joinRoom, ...); "
+        "empty: no hooks"),
+    Key("rest_hook_timeout", "int", 3000, "ms to wait for the backend before denying"),
+    Key("rest_hook_chat", "bool", False, "also ask URL/sendMessage for every chat message"),
+)
+
+MAX_BODY = 65536  # bytes of a hook's answer read; a longer one denies
+DENIED = "denied by the application backend"
+UNREACHABLE = "the application backend is unreachable"
+NO_ANSWER = "the application backend did not answer in time"
+# The backend's trouble, not the client's: no ban is counted for these.
+BACKEND_FAULTS = frozenset({UNREACHABLE, NO_ANSWER})
+
+
+@dataclass(frozen=True)
+class Decision:
+    """An answer to an access question."""
+
+    allowed: bool
+    reason: str | None = None
+    login: str | None = None
+    record: bool | None = None
+    custom: dict[str, Any] = field(default_factory=dict)
+    claims: Any = None  # the verified token, for a connection
+
+    def withClaims(self, claims) -> "Decision":
+        return Decision(self.allowed, self.reason, self.login, self.record, self.custom, claims)
+
+
+ALLOW = Decision(True)
+
+
+def deny(reason: str) -> Decision:
+    return Decision(False, reason)
+
+
+@implementer(IBodyProducer)
+class _JSONBody:
+    def __init__(self, body: bytes):
+        self.body = body
+        self.length = len(body)
+
+    def startProducing(self, consumer):
+        consumer.write(self.body)
+        return defer.succeed(None)
+
+    def pauseProducing(self):
+        pass
+
+    def stopProducing(self):
+        pass
+
+
+class _Collect(protocol.Protocol):
+    """A response body, up to L{MAX_BODY} bytes."""
+
+    def __init__(self, finished: defer.Deferred):
+        self.finished = finished
+        self.parts: list[bytes] = []
+        self.size = 0
+
+    def dataReceived(self, data: bytes) -> None:
+        self.size += len(data)
+        if self.size > MAX_BODY:
+            self.transport.stopProducing()
+            return
+        self.parts.append(data)
+
+    def connectionLost(self, reason) -> None:
+        if not self.finished.called:
+            self.finished.callback(b"".join(self.parts) if self.size <= MAX_BODY else None)
+
+
+class RestHook:
+    log = Logger()
+
+    def __init__(self, url: str, timeout: float, reactor):
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self.reactor = reactor
+        self.pool = HTTPConnectionPool(reactor, persistent=True)
+        self.pool.maxPersistentPerHost = 32
+        self.agent = Agent(reactor, connectTimeout=timeout, pool=self.pool)
+        self.failures = LogLimiter(self.log, clock=reactor)
+
+    def ask(self, action: str, body: dict[str, Any]) -> defer.Deferred:
+        """POST C{body} to URL/C{action}; fires with a L{Decision}, never fails."""
+        try:
+            data = json.dumps(body, ensure_ascii=False, default=str).encode("utf-8")
+        except (TypeError, ValueError):
+            return defer.succeed(deny("request cannot be encoded"))
+        d = self.agent.request(
+            b"POST", f"{self.url}/{action}".encode("utf-8"),
+            Headers({b"content-type": [b"application/json"]}), _JSONBody(data))
+        d.addCallback(self._read)
+        d.addCallback(self._decide, action)
+        d.addErrback(self._failed, action)
+        # Last: whatever cancelling the request gave, a timeout says so.
+        d.addTimeout(self.timeout, self.reactor, onTimeoutCancel=self._timedOut(action))
+        return d
+
+    def _read(self, response):
+        finished = defer.Deferred()
+        response.deliverBody(_Collect(finished))
+        return finished.addCallback(lambda body: (response.code, body))
+
+    def _decide(self, result, action: str) -> Decision:
+        code, body = result
+        answer = None
+        if body:
+            try:
+                answer = json.loads(body)
+            except ValueError:
+                answer = None
+        if not isinstance(answer, dict):
+            answer = {}
+        if code != 200:
+            reason = answer.get("reason")
+            self.failures.warn(("deny", action), "hook {action} denied: {code} {reason}",
+                               action=action, code=code, reason=clip(reason))
+            return deny(reason[:200] if isinstance(reason, str) and reason else DENIED)
+        if body and not answer and body.strip() not in (b"", b"{}"):
+            return deny("the application backend answered something other than JSON")
+        login = answer.get("login")
+        record = answer.get("record")
+        custom = answer.get("custom")
+        return Decision(True, None,
+                        login if isinstance(login, str) and login else None,
+                        record if isinstance(record, bool) else None,
+                        custom if isinstance(custom, dict) else {})
+
+    def _failed(self, failure, action: str) -> Decision:
+        if not failure.check(defer.CancelledError):
+            self.failures.warn(("fail", action), "hook {action} failed: {error}",
+                               action=action, error=failure.getErrorMessage())
+        return deny(UNREACHABLE)
+
+    def _timedOut(self, action: str):
+        def timedOut(result, timeout) -> Decision:
+            self.failures.warn(("timeout", action), "hook {action}: no answer in {timeout} s",
+                               action=action, timeout=timeout)
+            return deny(NO_ANSWER)
+        return timedOut
+
+    def close(self) -> defer.Deferred:
+        return self.pool.closeCachedConnections()
