@@ -7,7 +7,7 @@ PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
 APT_PACKAGES := ffmpeg chromium
 
-.PHONY: run test deps system-deps npm-deps bench fuzz soak clean
+.PHONY: run test deps system-deps npm-deps dist bench fuzz soak clean
 
 run: deps npm-deps
 	$(VENV)/bin/twistd -n --pidfile= wcs
@@ -17,10 +17,10 @@ test: deps system-deps npm-deps
 
 deps: $(STAMP)
 
-$(STAMP): setup.cfg pyproject.toml
+$(STAMP): setup.cfg setup.py pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -e '.[test]' --config-settings editable_mode=compat
+	$(PIP) install -q -e '.[test]'
 	touch $(STAMP)
 
 # Debian packages the tests drive (ffmpeg as RTMP client, Chromium for the
@@ -47,6 +47,14 @@ npm-deps:
 	  fi; \
 	fi
 
+# A wheel in dist/ with the browser SDK inside (setup.py copies it from
+# node_modules/): `pip install dist/wcs-*.whl` gives a server that serves
+# the demo pages from any directory. build/ goes first: setuptools would
+# ship whatever an older build left in it.
+dist: deps npm-deps
+	rm -rf build dist
+	$(PIP) wheel --no-deps -w dist .
+
 BENCHES := bench/signalling.py bench/sfu.py bench/rtmp.py bench/mixer.py bench/loop_lag.py
 
 bench: deps system-deps
@@ -69,4 +77,4 @@ fuzz: deps
 	$(PY) -m tests.fuzz.runner --all --seconds $(FUZZ_SECONDS) --work state/fuzz
 
 clean:
-	rm -rf $(VENV) node_modules state .pytest_cache .hypothesis
+	rm -rf $(VENV) node_modules state build dist .pytest_cache .hypothesis

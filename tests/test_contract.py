@@ -25,8 +25,8 @@ def transportFiles():
     """Built-in transports, the RTMP transport's own package, and every drop-in."""
     yield from sorted((ROOT / "wcs" / "transports").glob("*.py"))
     yield from sorted((ROOT / "wcs" / "rtmp").glob("*.py"))
-    yield from sorted((ROOT / "plugins").rglob("*.py"))
-    yield from sorted((ROOT / "whipwhep").glob("*.py"))  # plugins/whip.py's package
+    yield from sorted((ROOT / "wcs_plugins").rglob("*.py"))
+    yield from sorted((ROOT / "whipwhep").glob("*.py"))  # wcs_plugins/whip.py's package
 
 
 def ownPackages(path) -> tuple[str, ...]:
@@ -42,7 +42,7 @@ def ownPackages(path) -> tuple[str, ...]:
 
 def allowed(module: str, own: tuple[str, ...]) -> bool:
     if module != "wcs" and not module.startswith("wcs."):
-        return True  # not ours: twisted, autobahn, plugins.*...
+        return True  # not ours: twisted, autobahn, wcs_plugins.*...
     return module in CONTRACT or any(module == p or module.startswith(p + ".") for p in own)
 
 
@@ -67,7 +67,7 @@ def test_the_import_check_sees_violations():
             from wcs.server import RoomServer
         from wcs.interfaces import IClientSession
     """)
-    assert violations(ROOT / "plugins" / "probe.py", source) == \
+    assert violations(ROOT / "wcs_plugins" / "probe.py", source) == \
         ["wcs.server", "wcs.session", "wcs.streams"]
     assert violations(ROOT / "wcs" / "transports" / "probe.py", source) == \
         ["wcs.server", "wcs.session", "wcs.streams"]

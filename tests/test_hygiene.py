@@ -6,7 +6,7 @@ import ast
 from pathlib import Path
 
 TESTS = Path(__file__).resolve().parent
-OWN = ("tests", "wcs", "plugins", "twisted.plugins")
+OWN = ("tests", "wcs", "wcs_plugins", "twisted.plugins")
 
 
 def test_noImportorskipOfOurOwnModules():

@@ -1,5 +1,6 @@
 """`twistd wcs` as a user runs it: reactor, settings errors, drop-in transports."""
 
+import os
 import subprocess
 import textwrap
 
@@ -76,13 +77,18 @@ DROPIN = textwrap.dedent('''
 ''')
 
 
-def test_dropin_transport_is_found_in_plugins(tmp_path):
-    """A module in a `plugins/` folder on the path adds a transport; the core is untouched."""
+def test_dropin_transport_is_found_in_wcs_plugins(tmp_path):
+    """
+    A module in a `wcs_plugins/` folder on the path adds a transport; the core
+    is untouched. A folder named plain `plugins/` (any project's name) is not
+    searched.
+    """
     extra = tmp_path / "extra"
-    (extra / "plugins").mkdir(parents=True)
-    (extra / "plugins" / "echo_dropin.py").write_text(DROPIN)
-    import os
-
+    (extra / "wcs_plugins").mkdir(parents=True)
+    (extra / "wcs_plugins" / "echo_dropin.py").write_text(DROPIN)
+    (extra / "plugins").mkdir()
+    (extra / "plugins" / "stray_dropin.py").write_text(
+        DROPIN.replace('"echo-dropin"', '"stray-dropin"'))
     env = dict(os.environ, PYTHONPATH=str(extra))
     server = startServer(tmp_path / "run", env=env)
     try:
@@ -90,5 +96,6 @@ def test_dropin_transport_is_found_in_plugins(tmp_path):
         assert "transport echo-dropin enabled" in log
         assert f"dropin transport up, ws_port={server.ports['ws']}" in log
         assert "transport websocket enabled" in log
+        assert "stray-dropin" not in log
     finally:
         server.stop()

@@ -10,12 +10,12 @@ import asyncio
 from twisted.plugin import getPlugins
 from zope.interface.verify import verifyObject
 
-import plugins
+import wcs_plugins
 from wcs.interfaces import IWebResource
 
 
 def test_plugins_provide_the_interface():
-    found = {p.name: p for p in getPlugins(IWebResource, plugins)}
+    found = {p.name: p for p in getPlugins(IWebResource, wcs_plugins)}
     assert {"whip", "whep"} <= set(found)
     for provider in found.values():
         assert verifyObject(IWebResource, provider)

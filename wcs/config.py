@@ -63,8 +63,19 @@ def _parseLevel(text: str) -> str:
     return level
 
 
+LOG_FORMATS = ("text", "json")
+
+
+def _parseLogFormat(text: str) -> str:
+    form = text.strip().lower()
+    if form not in LOG_FORMATS:
+        raise ValueError(f"expected one of {', '.join(LOG_FORMATS)}, got {text.strip()!r}")
+    return form
+
+
 PARSERS: dict[str, Callable[[str], Any]] = {
     "level": _parseLevel,
+    "logformat": _parseLogFormat,
     "bool": _parseBool,
     "int": _parseNonNegative,
     "port": _parsePort,
@@ -110,6 +121,9 @@ declare(
     Key("https_port", "port", 8888, "HTTPS port of the web server (0 disables)"),
     Key("rtmp_port", "port", 1935, "RTMP port (0 disables)"),
     Key("log_level", "level", "info", "least level logged: debug, info, warn, error"),
+    Key("log_format", "logformat", "text",
+        "text: twistd's lines; json: one JSON object per line (twisted.logger's "
+        "eventAsJSON), to the same place (stdout with -n, else --logfile)"),
     Key("state_dir", "str", "state", "directory for generated state (certificates, records)"),
     Key("record_dir", "str", "", "directory for recordings; empty: records/ under state_dir"),
     Key("room_idle_timeout", "int", 60000,

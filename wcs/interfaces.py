@@ -16,7 +16,7 @@ one wire (WebSocket frames, RTMP chunks, ...) to these interfaces:
              server.liveSource(name) to play, stream.stop() to end
 
 Everything a transport may call in the core is declared here: a transport
-(in C{wcs.transports} or a drop-in in C{plugins}) imports only
+(in C{wcs.transports} or a drop-in in C{wcs_plugins}) imports only
 C{wcs.interfaces}, C{wcs.messages}, C{wcs.frames}, C{wcs.config},
 C{wcs.logs}, C{wcs.errors} and its own package (tests/test_contract.py
 checks it). See docs/transports.md.
@@ -248,7 +248,7 @@ class IRoomServer(Interface):
 class ITransport(IPlugin):
     """
     A drop-in transport, found with L{twisted.plugin.getPlugins} in
-    C{wcs.transports} and the top-level C{plugins} package: a module there
+    C{wcs.transports} and the top-level C{wcs_plugins} package: a module there
     that has an instance of a class declared C{@implementer(ITransport)} at
     module level adds a transport (extending L{IPlugin} is what makes the
     plugin system see it).
@@ -527,7 +527,7 @@ class IWebResource(IPlugin):
     """
     A drop-in that serves one top-level path of the web server, found with
     L{twisted.plugin.getPlugins} in C{wcs.transports} and the top-level
-    C{plugins} package, like L{ITransport}. The web server mounts
+    C{wcs_plugins} package, like L{ITransport}. The web server mounts
     C{makeResource}'s answer at C{/path/} on both its HTTP and HTTPS ports,
     unless the path is taken already (C{client2}, C{records}, or an earlier
     drop-in): then it logs one line and leaves the drop-in out.

@@ -9,9 +9,12 @@ publisher, and L{setLevel} moves that filter's threshold.
 import sys
 
 from twisted.logger import (
+    FileLogObserver,
     FilteringLogObserver,
     LogLevel,
     LogLevelFilterPredicate,
+    eventAsJSON,
+    formatEvent,
     globalLogPublisher,
 )
 from twisted.logger import Logger as _TwistedLogger
@@ -105,3 +108,26 @@ class LogLimiter:
         old = [k for k, (when, _) in self._state.items() if now - when >= self.interval]
         for key in old or list(self._state)[: self.MAX_KEYS // 2]:
             del self._state[key]
+
+
+def jsonLinesObserver(twistdOptions) -> FileLogObserver:
+    """
+    An observer writing each event as one line of JSON (twisted.logger's
+    C{eventAsJSON}, as its C{jsonFileLogObserver} writes it: the format
+    string and every field, for log shippers; C{eventFromJSON} reads it
+    back; plus C{log_text}, the formatted line), where twistd would write its
+    text: stdout under C{-n} without C{--logfile} (or with C{--logfile=-}),
+    else the C{--logfile} file (C{twistd.log} by default), rotated as twistd
+    rotates it.
+    """
+    from twisted.python.logfile import LogFile
+
+    name = twistdOptions.get("logfile")
+    if name == "-" or (not name and twistdOptions.get("nodaemon")):
+        out = sys.stdout
+    else:
+        out = LogFile.fromFullPath(name or "twistd.log")
+    # jsonFileLogObserver's format, without its RFC 7464 record separator,
+    # and with the line as text too, for whoever reads it without Twisted.
+    return FileLogObserver(
+        out, lambda event: eventAsJSON(dict(event, log_text=formatEvent(event))) + "\n")

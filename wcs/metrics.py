@@ -136,7 +136,10 @@ class ServerCollector:
         if recorder is not None:
             from wcs.recording.transcoding import Transcoding
 
-            count += sum(isinstance(sink, Transcoding) for sink, _ in recorder.writers.values())
+            for entry in list(recorder.writers.values()):
+                sink = entry[0]  # the recorder's sink, maybe offloaded to a worker
+                count += isinstance(getattr(sink, "sink", sink), Transcoding) or \
+                    isinstance(sink, Transcoding)
         return count
 
 

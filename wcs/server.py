@@ -5,7 +5,6 @@ The room server: rooms, streams and sessions, shared by every transport.
 from __future__ import annotations
 
 import uuid
-from typing import Iterable
 
 from twisted.internet.interfaces import IReactorTime
 from wcs.logs import LogLimiter, Logger
@@ -110,19 +109,22 @@ class RoomServer:
             session.connectionLost(reason)
 
 
-def findTransports() -> list[ITransport]:
+def findPlugins(interface) -> list:
     """
-    The transports installed: built-in ones in C{wcs.transports}, drop-ins
-    in the top-level C{plugins} package. A name found twice is taken once,
-    the built-in first.
+    The providers of C{interface} installed: built-in ones in
+    C{wcs.transports}, drop-ins in the top-level C{wcs_plugins} package. A
+    name found twice is taken once, the built-in first.
     """
-    import plugins
     import wcs.transports
+    import wcs_plugins
 
-    found: dict[str, ITransport] = {}
-    sources: Iterable = (getPlugins(ITransport, wcs.transports),
-                         getPlugins(ITransport, plugins))
-    for source in sources:
-        for transport in source:
-            found.setdefault(transport.name, transport)
+    found: dict[str, object] = {}
+    for package in (wcs.transports, wcs_plugins):
+        for provider in getPlugins(interface, package):
+            found.setdefault(provider.name, provider)
     return list(found.values())
+
+
+def findTransports() -> list[ITransport]:
+    """The transports installed (L{findPlugins})."""
+    return findPlugins(ITransport)

@@ -41,7 +41,7 @@ _installAsyncioReactor()
 
 from wcs.config import ConfigError, Settings, loadProperties  # noqa: E402
 from wcs.errors import IncompatibleLibrary  # noqa: E402
-from wcs.logs import Logger, setLevel  # noqa: E402
+from wcs.logs import Logger, jsonLinesObserver, setLevel  # noqa: E402
 
 DEFAULT_CONFIG = Path("conf") / "flashphoner.properties"
 
@@ -69,6 +69,7 @@ class Options(usage.Options):
          "REST API HTTPS port (rest_api_https_port), 0 disables", int],
         ["state-dir", None, None, "directory for generated state (state_dir)"],
         ["records", None, None, "directory for recordings (record_dir)"],
+        ["log-format", None, None, "text or json: one JSON object per line (log_format)"],
     ]
 
     OVERRIDES = {
@@ -82,6 +83,7 @@ class Options(usage.Options):
         "rest-https-port": "rest_api_https_port",
         "state-dir": "state_dir",
         "records": "record_dir",
+        "log-format": "log_format",
     }
 
     def __init__(self) -> None:
@@ -122,7 +124,15 @@ class Options(usage.Options):
             parseUrls(settings)
         except ConfigError as e:
             raise usage.UsageError(str(e)) from None
+        if settings.log_format == "json" and twistdOptions(self).get("syslog"):
+            raise usage.UsageError("log_format json writes to stdout or --logfile, "
+                                   "not to --syslog")
         self.settings = settings
+
+
+def twistdOptions(options: usage.Options) -> usage.Options | dict:
+    """twistd's own options (--logfile, -n...), around the wcs subcommand's."""
+    return getattr(options, "parent", None) or {"nodaemon": True}
 
 
 def _loadTransportSettings() -> None:
@@ -149,6 +159,25 @@ def _loadTransportSettings() -> None:
     except ImportError:
         return
     findWebResources()  # drop-ins serving web paths declare keys too
+
+
+class _Top(MultiService):
+    """
+    The service twistd runs. With log_format json it gives twistd's
+    application the log observer to start with (twistd asks the application
+    for an ILogObserver component before making its own text one; its
+    --logger option still comes first).
+    """
+
+    logObserver = None
+
+    def setServiceParent(self, parent):
+        from twisted.logger import ILogObserver
+        from twisted.python.components import Componentized
+
+        if self.logObserver is not None and isinstance(parent, Componentized):
+            parent.setComponent(ILogObserver, self.logObserver)
+        return super().setServiceParent(parent)
 
 
 class _ShutdownService(Service):
@@ -185,7 +214,9 @@ def makeService(options: Options) -> MultiService:
     settings = options.settings
     setLevel(settings.log_level)
     server = RoomServer(settings, reactor)
-    top = MultiService()
+    top = _Top()
+    if settings.log_format == "json":
+        top.logObserver = jsonLinesObserver(twistdOptions(options))
     _ShutdownService(server).setServiceParent(top)
     _addMediaEngines(server, settings)
     _addRecorder(server, settings)

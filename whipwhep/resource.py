@@ -194,7 +194,7 @@ class WHEPEndpoint(Endpoint):
 
 @implementer(IWebResource)
 class Plugin:
-    """A WHIP or WHEP endpoint as the web server finds it (plugins/whip.py)."""
+    """A WHIP or WHEP endpoint as the web server finds it (wcs_plugins/whip.py)."""
 
     maxBodySize = 65536
 

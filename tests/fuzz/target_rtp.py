@@ -12,6 +12,7 @@ Input: packets as [kind 0=RTP 1=RTCP][u16 length][bytes].
 import struct
 
 from aiortc.rtcdtlstransport import RTCCertificate
+from twisted.internet.task import Clock
 from zope.interface import implementer
 
 from wcs.interfaces import IMediaSink
@@ -69,9 +70,11 @@ def complete(coroutine) -> None:
 
 def fuzz(data: bytes) -> None:
     transport = MediaTransport(IceConnection(PORTS, []), CERTIFICATE)
+    clock = Clock()  # the tracks' NACK and keyframe timers
     sources = []
     for number, (codec, (kind, payloadType)) in enumerate(PAYLOAD_TYPES.items()):
-        track = IncomingTrack(transport, kind, codec, CLOCK_RATES[kind], payloadType, None)
+        track = IncomingTrack(transport, kind, codec, CLOCK_RATES[kind], payloadType, None,
+                              clock)
         transport.receiversByType[payloadType] = track
         Subscription(track, transport, SUBSCRIBER_SSRC + number, payloadType).attach()
         source = WebRTCSource(codec)
@@ -86,6 +89,7 @@ def fuzz(data: bytes) -> None:
                 rtp.h264IsKeyframe(packet[12:])
         else:
             complete(transport._handle_rtcp_data(packet))
+        clock.advance(0.02)  # a NACK batch, a held keyframe request
     for source in sources:
         for track in source.incoming.values():
             track.receptionReport()

@@ -252,3 +252,57 @@ def lumaSignature(frame: VideoFrame) -> bytes:
     """A coarse fingerprint of a decoded picture: every 97th luma sample."""
     plane = frame.reformat(format="yuv420p").planes[0]
     return bytes(plane)[::97]
+
+
+class Impairment:
+    """
+    Test-only loss on an aiortc peer's UDP, in the client: RTP datagrams it
+    sends (C{sendLoss}) or receives (C{receiveLoss}) are dropped at random,
+    with a fixed seed; STUN, DTLS and RTCP pass. What it sends may also be
+    delayed (C{sendDelay} seconds), for a round trip longer than loopback's.
+    The SRTP header is in the
+    clear, so what was sent is counted by sequence number: a number sent
+    again is a retransmission.
+    """
+
+    def __init__(self, pc: RTCPeerConnection, sendLoss: float = 0.0,
+                 receiveLoss: float = 0.0, seed: int = 1, sendDelay: float = 0.0):
+        import random
+        self.random = random.Random(seed)
+        self.sendLoss, self.receiveLoss = sendLoss, receiveLoss
+        self.sentSeqs: set[tuple[bytes, int]] = set()
+        self.mediaBytes = self.retransmittedBytes = 0
+        self.dropped = 0
+        # aiortc's private path to its aioice connection (test client only).
+        ice = pc.getTransceivers()[0].sender.transport.transport._connection
+        send, receive = ice.sendto, ice.data_received
+
+        async def sendto(data: bytes, component: int) -> None:
+            if _isRtp(data):
+                key = (data[8:12], data[2] << 8 | data[3])
+                if key in self.sentSeqs:
+                    self.retransmittedBytes += len(data)
+                else:
+                    self.sentSeqs.add(key)
+                    self.mediaBytes += len(data)
+                if self.random.random() < self.sendLoss:
+                    self.dropped += 1
+                    return
+            if sendDelay:
+                loop = asyncio.get_running_loop()
+                loop.call_later(sendDelay, lambda: asyncio.ensure_future(send(data, component)))
+            else:
+                await send(data, component)
+
+        def dataReceived(data: bytes, component: int) -> None:
+            if _isRtp(data) and self.random.random() < self.receiveLoss:
+                self.dropped += 1
+                return
+            receive(data, component)
+
+        ice.sendto, ice.data_received = sendto, dataReceived
+
+
+def _isRtp(data: bytes) -> bool:
+    # RFC 5764: 128..191 is RTP or RTCP; RFC 5761: RTCP packet types 192..223.
+    return len(data) >= 12 and 128 <= data[0] <= 191 and not 192 <= data[1] <= 223

@@ -122,7 +122,7 @@ class Peer:
         connection = IceConnection(PortRange(0, 0), [("127.0.0.1", "127.0.0.1")])
         self.transport = MediaTransport(connection, RTCCertificate.generateCertificate())
         self.track = IncomingTrack(self.transport, "audio", "opus", 48000, 111,
-                                   PUBLISHER_SSRC)
+                                   PUBLISHER_SSRC, self.clock)
         self.transport.receivers[PUBLISHER_SSRC] = self.track
         self.peer = Silence(self.clock, TIMEOUT)
         self.rtp = Silence(self.clock, TIMEOUT)

@@ -8,6 +8,7 @@ import fractions
 import av
 import pytest
 from aiortc.codecs import H264Encoder, Vp8Encoder
+from twisted.internet.task import Clock
 
 from wcs.media import rtp
 from wcs.media.ice import PortRange, PortRangeExhausted
@@ -63,7 +64,7 @@ class _Wire:
 
 class _Track(Track):
     def __init__(self, kind="video"):
-        super().__init__(kind, "VP8", 90000)
+        super().__init__(kind, "VP8", 90000, Clock())
         self.requests = 0
 
     def sendKeyframeRequest(self):
@@ -92,10 +93,12 @@ def test_subscriptionRewritesAndResends():
     subscription.nackReceived([first[2], (first[2] - 5) & 0xFFFF])
     assert wire.sent[2] == wire.sent[0] and len(wire.sent) == 3
     assert track.requests == 1
-    # A NACK for a packet the history no longer holds asks for a keyframe.
-    track.lastKeyframeRequest = float("-inf")
+    # A NACK for a packet the history no longer holds drops the player to
+    # the next keyframe, asked for once its own interval since joining is over.
+    track.clock.advance(2.0)
     subscription.nackReceived([(first[2] - HISTORY) & 0xFFFF])
     assert track.requests == 2 and len(wire.sent) == 3
+    assert not subscription.started and subscription.nacksTooOld == 1
     subscription.detach()
     assert track.subscribers == () and wire.senders == {}
 
@@ -109,7 +112,7 @@ def test_slowPlayerDropsToKeyframe():
     subscription = Subscription(track, wire, ssrc=7, payloadType=96)
     subscription.attach()
     track.fanout(0, 0, 100, 0, b"key", True)
-    track.lastKeyframeRequest = float("-inf")
+    track.clock.advance(2.0)  # the player's own keyframe interval since it joined
     wire.backedUp = True
     track.fanout(0, 0, 101, 3000, b"lost", False)
     assert not subscription.started and track.requests == 2
@@ -157,7 +160,8 @@ def test_ingestLossIsNacked():
 
     wire = _Wire()
     wire.rtcpSsrc = 99
-    track = IncomingTrack(wire, "video", "VP8", 90000, payloadType=96, ssrc=5)
+    clock = Clock()
+    track = IncomingTrack(wire, "video", "VP8", 90000, payloadType=96, ssrc=5, clock=clock)
     forwarded = []
     track.fanout = lambda padding, marker, seq, *rest: forwarded.append(seq)
     track.subscribers = (object(),)
@@ -168,6 +172,8 @@ def test_ingestLossIsNacked():
 
     for seq in (65533, 65534, 1, 2):  # 65535 and 0 lost, across the wrap
         track.rtpReceived(packet(seq))
+    assert wire.rtcp == []  # NACKs go in batches, on a timer
+    clock.advance(0.02)
     [nack] = RtcpPacket.parse(wire.rtcp[-1])
     assert (nack.ssrc, nack.media_ssrc, nack.lost) == (99, 5, [0, 65535])
     track.rtpReceived(packet(65535))  # retransmitted

@@ -12,6 +12,7 @@ import aiortc.rtcrtpsender
 import pylibsrtp
 import pytest
 from aiortc.rtp import RTCP_RTPFB_NACK, RtcpPacket
+from twisted.internet.task import Clock
 
 from tests.media.peers import Player, Publisher, asyncTest, lumaSignature, makeEngine
 from tests.media.test_rtp import _Track, _Wire
@@ -35,7 +36,8 @@ DELTA = b"\x10\x01\x9d"  # S set, PID 0, inverse keyframe bit set: a delta frame
 def _incoming(wire=None) -> tuple[IncomingTrack, _Wire]:
     wire = wire or _Wire()
     wire.rtcpSsrc = 99
-    track = IncomingTrack(wire, "video", "VP8", 90000, payloadType=96, ssrc=SSRC_IN)
+    track = IncomingTrack(wire, "video", "VP8", 90000, payloadType=96, ssrc=SSRC_IN,
+                          clock=Clock())
     track.sendKeyframeRequest = lambda: None
     return track, wire
 
@@ -99,7 +101,7 @@ def test_nackAcrossWrap():
     assert wire.sent == [sent[65534], sent[65535], sent[0], sent[1]]
     assert track.requests == requests  # nothing was too old
     # Too old really is too old, on either side of the wrap.
-    track.lastKeyframeRequest = float("-inf")
+    track.clock.advance(2.0)  # the player's own keyframe interval since it joined
     subscription.nackReceived([(65530 - HISTORY) & 0xFFFF])
     assert track.requests == requests + 1
 
@@ -130,6 +132,7 @@ def test_missingAcrossWrap():
     for seq in (65530, 65531, 65534, 2, 3):  # 65532-3, 65535, 0, 1 lost
         track.rtpReceived(_packet(seq, seq * TS_STEP, DELTA))
     assert track.missing == {65532, 65533, 65535, 0, 1}
+    track.clock.advance(0.02)
     [nack] = RtcpPacket.parse(wire.rtcp[-1])
     assert sorted(s & 0xFFFF for s in nack.lost) == sorted(track.missing)
     for seq in (65535, 0):  # retransmitted

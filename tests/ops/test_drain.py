@@ -104,6 +104,9 @@ async def test_drain_over_rest_ends_when_the_last_room_ends(serverFactory):
         assert response.status == 200
         body = json.loads(response.read())
     assert body == {"draining": True, "started": True, "rooms": 1, "timeout": 300}, body
+    from tests.rest.openapi import check
+
+    check("POST", "/rest-api/server/drain", 200, body)  # as docs/rest-api.yaml says
     await refusedWithReason(server)
     from tests.rtmp.flashclient import FlashClient
 

@@ -119,15 +119,16 @@ def waitForListening(ports: list[int], proc: subprocess.Popen, logPath: Path,
 
 def startServer(workdir: Path, settings: dict[str, str] | None = None,
                 enable: tuple[str, ...] = ("ws",), extraArgs: list[str] = (),
-                env: dict[str, str] | None = None) -> RunningServer:
+                env: dict[str, str] | None = None,
+                twistd: list[str] = TWISTD) -> RunningServer:
     """
     Start `twistd -n wcs` in C{workdir}. Ports named in C{enable} (ws, wss,
     http, https, rtmp, rest, rest-https) get free loopback ports, the others
-    are disabled.
+    are disabled. C{twistd} is the command, by default this venv's.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     for attempt in range(START_ATTEMPTS):
-        server = _start(workdir, settings, enable, extraArgs, env)
+        server = _start(workdir, settings, enable, extraArgs, env, twistd)
         try:
             waitForListening([server.ports[name] for name in enable], server.proc,
                              server.logPath)
@@ -141,10 +142,10 @@ def startServer(workdir: Path, settings: dict[str, str] | None = None,
     raise RuntimeError(f"no free ports after {START_ATTEMPTS} attempts: see {workdir}")
 
 
-def _start(workdir: Path, settings, enable, extraArgs, env) -> RunningServer:
+def _start(workdir: Path, settings, enable, extraArgs, env, twistd) -> RunningServer:
     ports = {name: freePort() if name in enable else 0
              for name in ("ws", "wss", "http", "https", "rtmp", "rest", "rest-https")}
-    args = TWISTD + ["-n", "--pidfile=", "wcs", "--listen", "127.0.0.1",
+    args = list(twistd) + ["-n", "--pidfile=", "wcs", "--listen", "127.0.0.1",
                      "--state-dir", str(workdir / "state")]
     for name, port in ports.items():
         args += [f"--{name}-port", str(port)]

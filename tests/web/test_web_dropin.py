@@ -1,4 +1,4 @@
-"""A drop-in IWebResource from a `plugins/` folder on the path: its path is served, its key known."""
+"""A drop-in IWebResource from a `wcs_plugins/` folder on the path: its path is served, its key known."""
 
 import asyncio
 import os
@@ -47,8 +47,8 @@ DROPIN = textwrap.dedent('''
 
 async def test_dropin_web_resource_is_mounted(tmp_path):
     extra = tmp_path / "extra"
-    (extra / "plugins").mkdir(parents=True)
-    (extra / "plugins" / "hello_dropin.py").write_text(DROPIN)
+    (extra / "wcs_plugins").mkdir(parents=True)
+    (extra / "wcs_plugins" / "hello_dropin.py").write_text(DROPIN)
     env = dict(os.environ, PYTHONPATH=str(extra))
     server = await asyncio.to_thread(startServer, tmp_path / "run", {"hello_text": "bonjour"},
                                      ("http",), (), env)

@@ -1,5 +1,5 @@
 """
-WHIP and WHEP (the drop-in in plugins/whip.py, package whipwhep) against the
+WHIP and WHEP (the drop-in in wcs_plugins/whip.py, package whipwhep) against the
 real server: aiortc peers over HTTP, WebSocket room members, ffmpeg over RTMP.
 """
 

@@ -15,6 +15,7 @@ from wcs.config import Settings
 from wcs.errors import StreamError
 from wcs.interfaces import IMediaEngine, IMediaSource, IStreamListener
 from wcs.media import limits, negotiate
+from wcs.media.feedback import FeedbackPolicy
 from wcs.media.ice import PortRange, hostBindings
 from wcs.media.internals import RTCCertificate
 from wcs.media.liveness import LoopClock
@@ -56,6 +57,7 @@ class WebRTCEngine:
             "audio": negotiate.preferences(self.settings.media_audio_codecs, "audio"),
         }
         self.cname = str(uuid.uuid4())
+        self.feedback = FeedbackPolicy.fromSettings(self.settings)
         ports = self.ports
         self.quota = limits.Quota(self.settings,
                                   ports.last - ports.first + 1 if ports.first or ports.last else 0,

@@ -108,7 +108,8 @@ def parseOffer(text: str) -> sdp.SessionDescription:
         raise StreamError(f"Invalid SDP offer: {e or type(e).__name__}") from None
     for media in offer.media:
         fields = [media.kind, *(str(f) for f in media.fmt)]
-        if not _PROTO.match(media.profile) or not all(_TOKEN.match(f) for f in fields):
+        if not media.fmt or not _PROTO.match(media.profile) \
+                or not all(_TOKEN.match(f) for f in fields):
             raise StreamError("Invalid SDP offer: an m-line field is not an SDP token")
         if media.kind not in KINDS:
             continue

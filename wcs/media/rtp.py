@@ -140,7 +140,8 @@ def pli(senderSsrc: int, mediaSsrc: int) -> bytes:
 
 def nack(senderSsrc: int, mediaSsrc: int, lost: list[int]) -> bytes:
     packet = RtcpRtpfbPacket(fmt=RTCP_RTPFB_NACK, ssrc=senderSsrc, media_ssrc=mediaSsrc)
-    packet.lost = lost
+    # Ascending: aiortc's builder cannot express a step back (across the wrap).
+    packet.lost = sorted(lost)
     return bytes(packet)
 
 

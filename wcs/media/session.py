@@ -181,7 +181,7 @@ class PublishSession(MediaSession):
                 transport = self.transports[id(section)]
                 track = IncomingTrack(transport, section.kind, section.name,
                                       section.codec.clockRate, section.codec.payloadType,
-                                      section.ssrc)
+                                      section.ssrc, engine.clock, engine.feedback)
                 track.firstPacket = self._started
                 if section.ssrc is not None:
                     transport.receivers[section.ssrc] = track
@@ -223,7 +223,7 @@ class PublishSession(MediaSession):
         return {"packetsIn": sum(t.packetsIn for t in tracks),
                 "bytesIn": sum(t.octets for t in tracks),
                 "lostIn": sum(t.lost() for t in tracks),
-                "nacksOut": sum(t.nacksSent for t in tracks),
+                "nacksOut": sum(t.nacks.nacksSent for t in tracks),
                 "keyframeRequests": sum(t.keyframeRequests for t in tracks)}
 
 
@@ -252,7 +252,8 @@ class PlaySession(MediaSession):
                 continue
             track = self.engine.trackFor(self.playing, section.kind, section.name)
             subscription = Subscription(track, self.transports[id(section)], section.ssrc,
-                                        section.codec.payloadType, self._started)
+                                        section.codec.payloadType, self._started,
+                                        self.engine.feedback)
             self.subscriptions.append(subscription)
             subscription.attach()
         # A player sends no media: its receiver reports, feedback and STUN
@@ -270,7 +271,7 @@ class PlaySession(MediaSession):
                 # RTP as sent before SRTP: a 12-byte header and the payload
                 "bytesOut": sum(s.octets + 12 * s.packets for s in subscriptions),
                 "lostOut": sum(s.reportedLost for s in subscriptions),
-                "nacksIn": sum(s.nacks for s in subscriptions)}
+                "nacksIn": sum(s.nacksReceived for s in subscriptions)}
 
     def unhook(self) -> None:
         subscriptions, self.subscriptions = self.subscriptions, []

@@ -10,58 +10,89 @@ decoded, no object is made per packet but the packet's bytes.
 
 from __future__ import annotations
 
-import time
 from typing import Callable
 
 from twisted.logger import Logger
 
 from wcs.media import rtp
+from wcs.media.feedback import FeedbackPolicy, NackGenerator, RetransmitBudget, RoundTrip
 from wcs.media.internals import RtcpReceiverInfo, RtcpSenderInfo, RtcpSrPacket
+from wcs.media.liveness import LoopClock
 
 HISTORY = 512  # packets kept per player for NACKs: ~4 s of 1 Mbit/s video
-MISSING_MAX = 256  # ingest sequence numbers remembered as lost
+DEFAULT_POLICY = FeedbackPolicy()
 
 
 class Track:
     """
     A stream of RTP packets of one kind and codec, forwarded to subscribers.
 
-    Subclasses feed L{fanout} and say how to get a keyframe.
+    Subclasses feed L{fanout} and say how to get a keyframe. Keyframe
+    requests reach the source at most once per C{policy.keyframeInterval},
+    whoever asks: one asked for meanwhile waits for the end of the interval
+    (later ones join it) and is dropped if a keyframe started meanwhile.
     """
 
     log = Logger()
-    KEYFRAME_INTERVAL = 0.3  # s between two keyframe requests
     KEYFRAME_RETRY = 1.0  # s after which a request a player still waits on is repeated
 
-    def __init__(self, kind: str, codec: str, clockRate: int):
+    def __init__(self, kind: str, codec: str, clockRate: int, clock=None,
+                 policy: FeedbackPolicy = DEFAULT_POLICY):
         self.kind = kind
         self.codec = codec
         self.clockRate = clockRate
+        self.clock = clock if clock is not None else LoopClock()
+        self.seconds = self.clock.seconds
+        self.policy = policy
         self.subscribers: tuple[Subscription, ...] = ()
         self.lastKeyframeRequest = float("-inf")
         self.lastKeyframe = float("-inf")  # when the last keyframe started
+        self.waitersCheckedAt = float("-inf")
+        self._heldKeyframe = None  # the delayed call of a request made too soon
         self.ended = False
         self.lastSenderReport: tuple[int, int] | None = None  # NTP, RTP timestamp
-        self.keyframeRequests = 0  # sent: read by wcs.metrics at scrape time
+        # Counters (docs/media.md).
+        self.keyframeRequests = 0  # sent to the source
+        self.keyframeRequestsLimited = 0  # asked for within the interval (joined a held one)
+        self.keyframeRequestsServed = 0  # held, then answered by a keyframe meanwhile
 
     def subscribe(self, subscription: "Subscription") -> None:
         # A tuple, replaced on change: the hot loop iterates it without a copy.
         self.subscribers = (*self.subscribers, subscription)
         if self.kind == "video":
-            self.requestKeyframe()
+            subscription.askKeyframe(self.seconds())
 
     def unsubscribe(self, subscription: "Subscription") -> None:
         self.subscribers = tuple(s for s in self.subscribers if s is not subscription)
 
     def requestKeyframe(self, force: bool = False) -> None:
-        # Players joining together share one request; a request whose
-        # keyframe already went by is not pending any more.
-        now = time.monotonic()
-        if force or now - self.lastKeyframeRequest >= self.KEYFRAME_INTERVAL \
-                or self.lastKeyframe >= self.lastKeyframeRequest:
-            self.lastKeyframeRequest = now
-            self.keyframeRequests += 1
-            self.sendKeyframeRequest()
+        now = self.seconds()
+        if force or now - self.lastKeyframeRequest >= self.policy.keyframeInterval:
+            self._sendKeyframe(now)
+        elif self._heldKeyframe is None:
+            self._heldKeyframe = self.clock.callLater(
+                self.lastKeyframeRequest + self.policy.keyframeInterval - now,
+                self._releaseKeyframe, now)
+        else:
+            self.keyframeRequestsLimited += 1
+
+    def _sendKeyframe(self, now: float) -> None:
+        self.cancelHeldKeyframe()
+        self.lastKeyframeRequest = now
+        self.keyframeRequests += 1
+        self.sendKeyframeRequest()
+
+    def _releaseKeyframe(self, askedAt: float) -> None:
+        self._heldKeyframe = None
+        if self.lastKeyframe >= askedAt:
+            self.keyframeRequestsServed += 1  # a keyframe started after it was asked for
+        elif not self.ended:
+            self._sendKeyframe(self.seconds())
+
+    def cancelHeldKeyframe(self) -> None:
+        call, self._heldKeyframe = self._heldKeyframe, None
+        if call is not None:  # cleared when it fires: still pending
+            call.cancel()
 
     def sendKeyframeRequest(self) -> None:
         raise NotImplementedError
@@ -76,10 +107,17 @@ class Track:
                 self.log.failure("forwarding to {s}", s=subscription)
 
     def keepWaitersServed(self, now: float) -> None:
-        """Repeat a keyframe request that a waiting player may have lost."""
-        if now - self.lastKeyframeRequest >= self.KEYFRAME_RETRY:
-            if any(not s.started for s in self.subscribers):
-                self.requestKeyframe()
+        """
+        Repeat a keyframe request that a waiting player may have lost, within
+        that player's own limit (a player that keeps losing its start is not
+        served by keyframes for everyone).
+        """
+        if now - self.lastKeyframeRequest >= self.KEYFRAME_RETRY \
+                and now - self.waitersCheckedAt >= self.KEYFRAME_RETRY:
+            self.waitersCheckedAt = now
+            for subscription in self.subscribers:
+                if not subscription.started and now >= subscription.keyframeAllowedAt:
+                    subscription.askKeyframe(now)
 
     def relaySenderReport(self, ntp: int, timestamp: int) -> None:
         self.lastSenderReport = (ntp, timestamp)
@@ -88,6 +126,7 @@ class Track:
 
     def end(self) -> None:
         self.ended = True
+        self.cancelHeldKeyframe()
         for subscription in self.subscribers:
             subscription.trackEnded()
         self.subscribers = ()
@@ -97,11 +136,25 @@ class Subscription:
     """
     One player's copy of a track: its SSRC, payload type and sequence and
     timestamp offsets. A video subscription starts at a keyframe.
+
+    Its feedback is answered within budgets: a NACKed packet is resent at
+    most once per RTT (measured from the player's receiver reports) and
+    while retransmissions stay within C{policy.share} of what the player
+    receives; its keyframe requests reach the track at most once per
+    C{policy.playerKeyframeInterval}, doubling (up to 4 times) while it
+    keeps asking sooner; a PLI right after we resent packets it asked for
+    waits one RTT, for the repair to land.
     """
 
+    MAX_BACKOFF = 4  # times the player keyframe interval
+    REPORTS_KEPT = 4  # our last sender reports, to match receiver reports with
+
     def __init__(self, track: Track, transport, ssrc: int, payloadType: int,
-                 started: Callable[[], None] | None = None):
+                 started: Callable[[], None] | None = None,
+                 policy: FeedbackPolicy = DEFAULT_POLICY):
         self.track = track
+        self.clock = track.clock
+        self.policy = policy
         self.transport = transport
         self.send = transport.sendRtp
         self.ssrc = ssrc
@@ -115,10 +168,27 @@ class Subscription:
         self.lastTs = self.nextTs
         self.lastSeq = self.nextSeq
         self.history: list[bytes | None] = [None] * HISTORY
+        self.resentAt = [float("-inf")] * HISTORY
         self.packets = 0
         self.octets = 0
-        self.nacks = 0  # NACK packets from the player
-        self.reportedLost = 0  # cumulative loss in the player's last receiver report
+        self.rtt = RoundTrip()
+        self.budget = RetransmitBudget(policy.share)
+        self.reportsSent: dict[int, float] = {}  # LSR of our sender reports -> when sent
+        self.repairingUntil = float("-inf")  # a PLI before then waits for our resent packets
+        self._heldKeyframe = None
+        self.keyframeAllowedAt = float("-inf")
+        self.keyframeBackoff = 1
+        self.keptAsking = False
+        # Counters (docs/media.md).
+        self.retransmitted = 0  # packets resent
+        self.retransmittedOctets = 0  # their bytes (header included)
+        self.retransmitDropped = 0  # NACKed packets not resent: over the budget
+        self.retransmitTooSoon = 0  # NACKed again within an RTT of the last resend
+        self.nacksTooOld = 0  # NACKs for packets gone from the history
+        self.keyframeRequestsReceived = 0  # PLI and FIR from the player
+        self.keyframeRequestsLimited = 0  # its requests (of any cause) not passed on
+        self.nacksReceived = 0  # NACK packets from the player (wcs.metrics)
+        self.reportedLost = 0  # cumulative loss in its last receiver report (wcs.metrics)
 
     def attach(self) -> None:
         self.transport.senders[self.ssrc] = self
@@ -127,6 +197,7 @@ class Subscription:
     def detach(self) -> None:
         self.track.unsubscribe(self)
         self.transport.senders.pop(self.ssrc, None)
+        self._cancelHeld()
 
     def forward(self, padding: int, marker: int, seq: int, timestamp: int,
                 payload: bytes, keyframe: bool) -> None:
@@ -145,7 +216,7 @@ class Subscription:
             # A player that cannot keep up loses packets up to the next
             # keyframe rather than queueing them (or slowing anyone else).
             self.restart()
-            self.track.requestKeyframe()
+            self.askKeyframe(self.clock.seconds())
 
     def _begin(self, seq: int, timestamp: int) -> None:
         # Continue our own numbering from where it stopped, so that a restart
@@ -167,30 +238,99 @@ class Subscription:
             self.nextSeq = (self.lastSeq + 1) & 0xFFFF
             self.nextTs = (self.lastTs + self.track.clockRate // 10) & 0xFFFFFFFF
 
+    # Keyframes for this player
+
+    def askKeyframe(self, now: float) -> bool:
+        """
+        This player needs a keyframe: ask the track, unless it asked less
+        than its interval ago (then it waits for the next keyframe anyone
+        gets). False when not passed on.
+        """
+        if now < self.keyframeAllowedAt:
+            self.keyframeRequestsLimited += 1
+            self.keptAsking = True
+            return False
+        # Asking again as soon as allowed is "keeps asking": a narrow link,
+        # which new keyframes do not help. A quiet interval resets it.
+        quiet = now >= self.keyframeAllowedAt + self.policy.playerKeyframeInterval
+        if quiet:
+            self.keyframeBackoff = 1
+        elif self.keptAsking:
+            self.keyframeBackoff = min(self.keyframeBackoff * 2, self.MAX_BACKOFF)
+        self.keptAsking = False
+        self.keyframeAllowedAt = now + self.policy.playerKeyframeInterval * self.keyframeBackoff
+        self.track.requestKeyframe()
+        return True
+
+    def _cancelHeld(self) -> None:
+        call, self._heldKeyframe = self._heldKeyframe, None
+        if call is not None:  # cleared when it fires: still pending
+            call.cancel()
+
+    def _releaseKeyframe(self, askedAt: float) -> None:
+        self._heldKeyframe = None
+        if self.track.lastKeyframe < askedAt:
+            self.askKeyframe(self.clock.seconds())
+
     # RTCP from the player
 
     def keyframeRequested(self) -> None:
-        self.track.requestKeyframe()
+        self.keyframeRequestsReceived += 1
+        now = self.clock.seconds()
+        if now < self.repairingUntil:
+            # Packets it asked for are on their way: they may repair the
+            # picture without a keyframe for everyone.
+            if self._heldKeyframe is None:
+                self._heldKeyframe = self.clock.callLater(
+                    self.repairingUntil - now, self._releaseKeyframe, now)
+            return
+        self.askKeyframe(now)
 
     def nackReceived(self, lost: list[int]) -> None:
-        self.nacks += 1
+        self.nacksReceived += 1
         tooOld = False
+        now = self.clock.seconds()
+        retry = self.rtt.retry
         for seq in lost:
             # aiortc's parser does not wrap a bitmask that spans 65535 -> 0.
             seq &= 0xFFFF
-            data = self.history[seq % HISTORY]
+            slot = seq % HISTORY
+            data = self.history[slot]
             if data is None:
                 continue  # never sent: lost on the way in, NACKed to the publisher
             kept = rtp.SEQ_TS.unpack_from(data, 2)[0]
             if kept == seq:
-                self.send(data)
+                if now - self.resentAt[slot] < retry:
+                    self.retransmitTooSoon += 1  # the last copy may still be on its way
+                elif self.budget.spend(self.octets, len(data)):
+                    self.resentAt[slot] = now
+                    self.retransmitted += 1
+                    self.retransmittedOctets += len(data)
+                    self.repairingUntil = now + retry
+                    self.send(data)
+                else:
+                    self.retransmitDropped += 1
             elif rtp.seqNewer(kept, seq):
                 tooOld = True  # gone from the history: only a keyframe repairs it
         if tooOld:
-            self.track.requestKeyframe()
+            # Too far behind for the history: drop to the next keyframe,
+            # asked for within this player's own limit.
+            self.nacksTooOld += 1
+            self.restart()
+            self.askKeyframe(now)
+
+    def receptionReported(self, lsr: int, dlsr: int) -> None:
+        """A receiver report block about our stream: a round-trip sample."""
+        sentAt = self.reportsSent.get(lsr)
+        if sentAt is not None:
+            self.rtt.sample(self.clock.seconds() - sentAt - dlsr / 65536)
 
     def sendSenderReport(self, ntp: int, timestamp: int) -> None:
         if self.started:
+            reports = self.reportsSent
+            if len(reports) >= self.REPORTS_KEPT:
+                del reports[next(iter(reports))]
+            reports[(ntp >> 16) & 0xFFFFFFFF] = self.clock.seconds()
             self.transport.sendRtcp(bytes(RtcpSrPacket(
                 ssrc=self.ssrc,
                 sender_info=RtcpSenderInfo(
@@ -201,28 +341,27 @@ class Subscription:
 
     def trackEnded(self) -> None:
         self.transport.senders.pop(self.ssrc, None)
+        self._cancelHeld()
 
 
 class IncomingTrack(Track):
     """
     A track a publisher sends us: packets arrive from its transport as
     decrypted bytes and are forwarded as they are, renumbered per player.
+    Video packets lost on the way in are NACKed by a L{NackGenerator}.
     """
 
     def __init__(self, transport, kind: str, codec: str, clockRate: int,
-                 payloadType: int, ssrc: int | None):
-        super().__init__(kind, codec, clockRate)
+                 payloadType: int, ssrc: int | None, clock=None,
+                 policy: FeedbackPolicy = DEFAULT_POLICY):
+        super().__init__(kind, codec, clockRate, clock, policy)
         self.transport = transport
         self.payloadType = payloadType
         self.ssrc = ssrc
         self.lastPacket: float | None = None
         self.firstPacket: Callable[[], None] | None = None
         self.frameListener: Callable[[int, int, int, bytes], None] | None = None
-        # Totals for wcs.metrics, never reset: two additions per packet
-        # (packetsIn, octets).
         self.packetsIn = 0
-        self.nacksSent = 0
-        self.lostEarlier = 0  # lost under the SSRCs before this one
         # Receive statistics for our receiver reports and NACKs; octets
         # (whole packets) for operators.
         self.received = 0
@@ -230,7 +369,10 @@ class IncomingTrack(Track):
         self.baseSeq: int | None = None
         self.maxSeq = 0
         self.cycles = 0
-        self.missing: set[int] = set()
+        self.keyframes = 0  # keyframe starts received (a keyframe split in slices counts once)
+        self.nacks = NackGenerator(self.clock, self._sendNack, self.requestKeyframe,
+                                   RetransmitBudget(policy.share),
+                                   lambda: (self.octets, self.received))
         self.lastTimestamp: int | None = None
         self.reported = (0, 0)  # expected, received at the last report
         self.senderReportAt: tuple[int, float] | None = None
@@ -243,9 +385,9 @@ class IncomingTrack(Track):
     def rtpReceived(self, data: bytes) -> None:
         if self.lastPacket is None and self.firstPacket is not None:
             self.firstPacket()
-        self.lastPacket = time.monotonic()
-        self.packetsIn += 1
+        self.lastPacket = self.seconds()
         self.octets += len(data)
+        self.packetsIn += 1  # never reset, unlike received (wcs.metrics)
         second = data[1]
         if second & 0x7F != self.payloadType:
             return
@@ -260,6 +402,7 @@ class IncomingTrack(Track):
             keyframe = self._startsKeyframe(payload, timestamp != self.lastTimestamp)
             if keyframe:
                 self.lastKeyframe = self.lastPacket
+                self.keyframes += 1
             elif self.subscribers:
                 self.keepWaitersServed(self.lastPacket)
         self.lastTimestamp = timestamp
@@ -276,29 +419,27 @@ class IncomingTrack(Track):
             return
         delta = (seq - self.maxSeq) & 0xFFFF
         if delta == 0 or delta >= 0x8000:
-            self.missing.discard(seq)  # a late or retransmitted packet
+            if self.nacks.missing:
+                self.nacks.received(seq)  # a late or retransmitted packet
             return
         if seq < self.maxSeq:
             self.cycles += 1 << 16
         if delta > 1 and self.kind == "video":
-            self._lost(delta)
+            self.nacks.lost(seq, delta)
         self.maxSeq = seq
 
-    def _lost(self, delta: int) -> None:
-        # Ask the publisher to resend what went missing on the way in; a gap
-        # too large to repair is left to the keyframe requests.
-        if delta <= 64:
-            self.missing.update((self.maxSeq + i) & 0xFFFF for i in range(1, delta))
-        oldest = (self.maxSeq + delta - MISSING_MAX) & 0xFFFF
-        self.missing = {s for s in self.missing if rtp.seqNewer(s, oldest)}
-        if self.missing and self.ssrc is not None:
-            self.nacksSent += 1
-            self.transport.sendRtcp(rtp.nack(self.transport.rtcpSsrc, self.ssrc,
-                                             sorted(self.missing)))
+    @property
+    def missing(self) -> set[int]:
+        """Sequence numbers still wanted from the publisher."""
+        return set(self.nacks.missing)
+
+    def _sendNack(self, lost: list[int]) -> None:
+        if self.ssrc is not None:
+            self.transport.sendRtcp(rtp.nack(self.transport.rtcpSsrc, self.ssrc, lost))
 
     def senderReport(self, packet: RtcpSrPacket) -> None:
         info = packet.sender_info
-        self.senderReportAt = ((info.ntp_timestamp >> 16) & 0xFFFFFFFF, time.monotonic())
+        self.senderReportAt = ((info.ntp_timestamp >> 16) & 0xFFFFFFFF, self.seconds())
         self.relaySenderReport(info.ntp_timestamp, info.rtp_timestamp)
 
     def lost(self) -> int:
@@ -321,22 +462,19 @@ class IncomingTrack(Track):
         lsr = dlsr = 0
         if self.senderReportAt is not None:
             lsr = self.senderReportAt[0]
-            dlsr = int((time.monotonic() - self.senderReportAt[1]) * 65536)
+            dlsr = int((self.seconds() - self.senderReportAt[1]) * 65536)
         return RtcpReceiverInfo(
             ssrc=self.ssrc, fraction_lost=min(fraction, 255),
             packets_lost=max(0, min(expected - self.received, (1 << 23) - 1)),
             highest_sequence=highest & 0xFFFFFFFF, jitter=0, lsr=lsr, dlsr=dlsr)
 
-    def lost(self) -> int:
-        """Packets lost on the way in, as our receiver reports count them."""
-        if self.baseSeq is None:
-            return self.lostEarlier
-        expected = self.cycles + self.maxSeq - self.baseSeq + 1
-        return self.lostEarlier + max(0, expected - self.received)
-
     def sendKeyframeRequest(self) -> None:
         if self.ssrc is not None:
             self.transport.sendRtcp(rtp.pli(self.transport.rtcpSsrc, self.ssrc))
+
+    def end(self) -> None:
+        self.nacks.stop()
+        super().end()
 
     @property
     def ssrc(self) -> int | None:
@@ -350,11 +488,10 @@ class IncomingTrack(Track):
         self._ssrc = value
         if old is not None and value != old:
             # The new stream's statistics start over, as its numbers do.
-            self.lostEarlier = self.lost()
             self.baseSeq = None
             self.cycles = self.received = 0
             self.reported = (0, 0)
-            self.missing = set()
+            self.nacks.reset()
             self.senderReportAt = None
             self.lastTimestamp = None
             for subscription in self.subscribers:

@@ -57,6 +57,8 @@ class FeedbackHandler(Protocol):
 
     def nackReceived(self, lost: list[int]) -> None: ...
 
+    def receptionReported(self, lsr: int, dlsr: int) -> None: ...
+
 
 class MediaTransport(DtlsTransport):
     log = Logger()
@@ -185,10 +187,19 @@ class MediaTransport(DtlsTransport):
             self.log.failure("RTCP handler failed")
 
     def _route(self, packet) -> None:
-        if isinstance(packet, RtcpSrPacket):
-            receiver = self.receivers.get(packet.ssrc)
-            if receiver is not None:
-                receiver.senderReport(packet)
+        if isinstance(packet, (RtcpSrPacket, RtcpRrPacket)):
+            if isinstance(packet, RtcpSrPacket):
+                receiver = self.receivers.get(packet.ssrc)
+                if receiver is not None:
+                    receiver.senderReport(packet)
+            # Report blocks about what we send: a player's round trip.
+            for block in packet.reports:
+                sender = self.senders.get(block.ssrc)
+                if sender is None:
+                    continue
+                sender.reportedLost = max(0, block.packets_lost)  # for wcs.metrics
+                if block.lsr:
+                    sender.receptionReported(block.lsr, block.dlsr)
         elif isinstance(packet, RtcpPsfbPacket):
             if packet.fmt == RTCP_PSFB_PLI:
                 self._keyframe(packet.media_ssrc)
@@ -200,12 +211,6 @@ class MediaTransport(DtlsTransport):
             sender = self.senders.get(packet.media_ssrc)
             if sender is not None:
                 sender.nackReceived(packet.lost)
-        elif isinstance(packet, RtcpRrPacket):
-            # A sign of life, counted above; its loss figures go to wcs.metrics.
-            for report in packet.reports:
-                sender = self.senders.get(report.ssrc)
-                if sender is not None:
-                    sender.reportedLost = max(0, report.packets_lost)
         elif isinstance(packet, RtcpByePacket):
             pass  # the inactivity timers decide
 

@@ -163,12 +163,12 @@ class Recorder:
         if entry is None:
             raise StreamError(f"stream {stream.name!r} is not being recorded")
         self._stop(stream)
-        return entry[1].name
+        return entry[2].name
 
     def recordingOf(self, stream) -> str | None:
         """The file C{stream} is being recorded to now, or None."""
         entry = self.writers.get(id(stream))
-        return entry[1].name if entry is not None else None
+        return entry[2].name if entry is not None else None
 
     def files(self) -> list[Path]:
         """Recordings in the records directory, finished or not, by name."""
@@ -197,7 +197,7 @@ class Recorder:
 
     def _busy(self) -> set[Path]:
         busy = set()
-        for sink, target in self.writers.values():
+        for _sink, _writer, target in self.writers.values():
             busy.update((target, target.with_suffix(".ts")))
         for target, remux in self.remuxes.items():
             if not remux.called:
@@ -449,7 +449,7 @@ class Recorder:
 
     def writing(self, name: str) -> bool:
         """Whether the file C{name} is still being written or remuxed."""
-        if any(target.name == name for _, target in self.writers.values()):
+        if any(target.name == name for _sink, _writer, target in self.writers.values()):
             return True
         finishing = self.remuxes.get(self.directory / name)
         return finishing is not None and not finishing.called

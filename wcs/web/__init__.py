@@ -9,12 +9,12 @@ C{@flashphoner/websdk}, with our own demo pages laid over it.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
 from twisted.internet import endpoints
-from twisted.plugin import getPlugins
 from wcs.config import Key, declare
 from wcs.interfaces import IWebResource
 from wcs.logs import Logger
@@ -24,36 +24,44 @@ from wcs.web.site import makeRoot
 log = Logger()
 
 declare(Key("websdk_dir", "str", "",
-            "folder of the npm package @flashphoner/websdk; empty: node_modules/ "
-            "in the working directory or beside the wcs package"))
+            "folder of the npm package @flashphoner/websdk; empty: the copy built "
+            "into the package (wcs/web/websdk), else node_modules/ in the working "
+            "directory or beside the wcs package"))
 
 STATIC = Path(__file__).with_name("static")
+# Where a wheel or sdist carries the SDK (setup.py copies it at build time).
+BUNDLED = Path(__file__).with_name("websdk")
+NPM_PATH = Path("node_modules", "@flashphoner", "websdk")
+
+
+def sdkCandidates(configured: str) -> list[Path]:
+    if configured:
+        return [Path(configured)]
+    return [BUNDLED, Path.cwd() / NPM_PATH, Path(__file__).resolve().parents[2] / NPM_PATH]
 
 
 def findWebSDK(configured: str) -> Path | None:
-    candidates = [Path(configured)] if configured else [
-        Path.cwd() / "node_modules" / "@flashphoner" / "websdk",
-        Path(__file__).resolve().parents[2] / "node_modules" / "@flashphoner" / "websdk",
-    ]
-    for candidate in candidates:
+    for candidate in sdkCandidates(configured):
         if (candidate / "flashphoner-room-api.js").is_file():
             return candidate
     return None
 
 
+def sdkVersion(folder: Path) -> str:
+    try:
+        return str(json.loads((folder / "package.json").read_text())["version"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return "unknown"
+
+
 def findWebResources() -> list[IWebResource]:
     """
-    The L{IWebResource} drop-ins installed, in C{wcs.transports} and in the
-    top-level C{plugins} package (as L{wcs.server.findTransports}).
+    The L{IWebResource} drop-ins installed, where
+    L{wcs.server.findTransports} finds transports.
     """
-    import plugins
-    import wcs.transports
+    from wcs.server import findPlugins
 
-    found: dict[str, IWebResource] = {}
-    for package in (wcs.transports, plugins):
-        for provider in getPlugins(IWebResource, package):
-            found.setdefault(provider.name, provider)
-    return list(found.values())
+    return findPlugins(IWebResource)
 
 
 def mountDropIns(root, server, settings) -> dict[bytes, int]:
@@ -85,8 +93,14 @@ def makeService(server, settings) -> MultiService | None:
         return None
     sdk = findWebSDK(settings.websdk_dir)
     if sdk is None:
-        log.warn("the browser SDK is not installed (run `npm ci`, or set websdk_dir): "
-                 "demo pages will not load it")
+        log.warn("the browser SDK (npm package @flashphoner/websdk) is missing: no "
+                 "flashphoner-room-api.js in {places}; /client2/flashphoner*.js and the "
+                 "SDK's examples answer 404 and the demo pages cannot start. Install a "
+                 "package built with it (`make dist`), run `npm ci` in the working "
+                 "directory, or set websdk_dir",
+                 places=", ".join(str(p) for p in sdkCandidates(settings.websdk_dir)))
+    else:
+        log.info("browser SDK {version} from {folder}", version=sdkVersion(sdk), folder=sdk)
     recorder = getattr(server, "recorder", None)
     busy = recorder.writing if recorder is not None and hasattr(recorder, "writing") else None
     root = makeRoot(STATIC, sdk, settings, busy)

@@ -1,0 +1,294 @@
+"""
+Retransmission and keyframe budgets (wcs/media/feedback.py and their use in
+wcs/media/track.py), on an injected clock.
+"""
+
+import pytest
+from aiortc.rtp import RtcpPacket
+from twisted.internet.task import Clock
+
+from tests.media.test_rtp import _Track, _Wire
+from wcs.media import rtp
+from wcs.media.feedback import FeedbackPolicy, NackGenerator, RetransmitBudget, RoundTrip
+from wcs.media.ice import IceConnection, PortRange
+from wcs.media.internals import RTCCertificate, RtcpReceiverInfo, RtcpRrPacket
+from wcs.media.track import IncomingTrack, Subscription
+from wcs.media.transport import MediaTransport
+
+SIZE = 1000  # bytes of each test packet
+
+
+class _Generator:
+    """A NackGenerator fed by hand, recording its NACKs and give-ups."""
+
+    def __init__(self, share=0.2):
+        self.clock = Clock()
+        self.nacks: list[list[int]] = []
+        self.gaveUp = 0
+        self.octets = self.packets = 0
+        self.generator = NackGenerator(self.clock, self.nacks.append, self._gaveUp,
+                                       RetransmitBudget(share),
+                                       lambda: (self.octets, self.packets))
+
+    def _gaveUp(self):
+        self.gaveUp += 1
+
+    def receive(self, count=1):
+        self.octets += count * SIZE
+        self.packets += count
+
+
+def test_nackedOnceThenAfterRoundTrip():
+    """
+    Gaps are NACKed together on the next tick, not per gap; a packet is not
+    asked for again before the default RTT (no sample yet), then again.
+    """
+    g = _Generator()
+    g.receive(100)
+    n = g.generator
+    n.lost(10, 2)  # 9 missing
+    n.lost(13, 3)  # 11, 12 missing
+    assert g.nacks == []
+    g.clock.advance(NackGenerator.INTERVAL)
+    assert g.nacks == [[9, 11, 12]] and n.nacksSent == 3
+    g.clock.pump([NackGenerator.INTERVAL] * 3)  # 80 ms after the NACK
+    assert len(g.nacks) == 1
+    g.clock.pump([NackGenerator.INTERVAL] * 2)  # 120 ms
+    assert g.nacks[1:] == [[9, 11, 12]]
+
+
+def test_repairMeasuresRoundTripAndStopsTimer():
+    g = _Generator()
+    g.receive(100)
+    n = g.generator
+    n.lost(10, 2)
+    g.clock.advance(NackGenerator.INTERVAL)
+    g.clock.advance(0.05)
+    n.received(9)
+    assert n.missing == {} and n.retransmitsReceived == 1
+    # 1.5 RTT after a first sample
+    assert (n.rtt.smoothed, n.rtt.retry) == pytest.approx((0.05, 0.075))
+    g.clock.advance(NackGenerator.INTERVAL)
+    assert g.clock.getDelayedCalls() == []  # no timer while nothing is missing
+
+
+def test_givenUpAfterMaxTries():
+    """After MAX_TRIES unanswered NACKs the packet is given up, once, and told."""
+    g = _Generator()
+    g.generator.lost(10, 2)
+    for _ in range(200):  # 4 s of a stream that goes on, with room in the budget
+        g.receive(10)
+        g.clock.advance(NackGenerator.INTERVAL)
+    assert g.nacks == [[9]] * NackGenerator.MAX_TRIES
+    assert g.gaveUp == 1 and g.generator.nacksGivenUp == 1
+    assert g.generator.missing == {} and g.clock.getDelayedCalls() == []
+
+
+def test_largeGapAndBound():
+    """A gap too large to repair asks for a keyframe; the missing set is bounded."""
+    g = _Generator(share=0)
+    n = g.generator
+    assert not n.lost(100, NackGenerator.MAX_GAP + 1) and g.gaveUp == 1 and n.missing == {}
+    seq = 100
+    for _ in range(1000):  # every other packet lost, never repaired (no budget)
+        seq = (seq + 2) & 0xFFFF
+        n.lost(seq, 2)
+        g.clock.advance(0.01)
+        assert len(n.missing) <= NackGenerator.MAX_MISSING // 2
+    assert g.nacks == [] and n.nacksOverBudget > 0
+
+
+def test_publisherBudget():
+    """
+    With a third of the packets lost and never repaired, what we ask the
+    publisher to resend stays within the share of its stream (plus the
+    bucket's start), and what did not fit is counted.
+    """
+    g = _Generator(share=0.2)
+    n = g.generator
+    seq = 0
+    for _ in range(500):  # 5 s at 100 packets/s: 2 received, 1 lost
+        g.receive(2)
+        seq += 3
+        n.lost(seq, 2)
+        g.clock.advance(0.01)
+        n.received(seq - 2)  # not missing: no effect
+    asked = sum(len(b) for b in g.nacks) * SIZE
+    assert 0 < asked <= 0.2 * g.octets + RetransmitBudget.START
+    assert asked > 0.15 * g.octets  # the budget is used, not starved
+    assert n.nacksOverBudget > 0
+
+
+def test_roundTripDefaultsAndBounds():
+    rtt = RoundTrip()
+    assert rtt.retry == RoundTrip.DEFAULT
+    rtt.sample(-1)
+    rtt.sample(60)
+    assert rtt.samples == 0
+    for _ in range(50):
+        rtt.sample(0.2)
+    assert abs(rtt.smoothed - 0.2) < 1e-3 and 0.2 <= rtt.retry < 0.21
+    for _ in range(50):
+        rtt.sample(3.0)
+    assert rtt.retry == RoundTrip.MAX_RETRY
+
+
+def _packet(seq: int, keyframe: bool = False) -> bytes:
+    payload = (b"\x10\x00\x9d" if keyframe else b"\x10\x01\x9d") + bytes(SIZE - 15)
+    return rtp.HEADER.pack(0x80, 96, seq & 0xFFFF, seq * 3000, 5) + payload
+
+
+def test_incomingTrackGivesUpToKeyframe():
+    """A publisher that never answers: NACKs stop, and one PLI asks for a keyframe."""
+    clock, wire = Clock(), _Wire()
+    wire.rtcpSsrc = 99
+    track = IncomingTrack(wire, "video", "VP8", 90000, 96, 5, clock=clock)
+    for seq in [*range(1, 51), 52]:  # 51 lost
+        track.rtpReceived(_packet(seq, seq == 1))
+        clock.advance(0.01)
+    for seq in range(53, 253):  # the stream goes on, 4 s
+        track.rtpReceived(_packet(seq))
+        clock.advance(0.02)
+    kinds = [type(p).__name__ for data in wire.rtcp for p in RtcpPacket.parse(data)]
+    assert kinds == ["RtcpRtpfbPacket"] * NackGenerator.MAX_TRIES + ["RtcpPsfbPacket"]
+    assert track.nacks.nacksGivenUp == 1 and track.keyframeRequests == 1
+    assert track.missing == set()
+
+
+def _player(clock=None, policy=FeedbackPolicy()):
+    track, wire = _Track(), _Wire()
+    if clock is not None:
+        track.clock, track.seconds = clock, clock.seconds
+    subscription = Subscription(track, wire, ssrc=0x1234, payloadType=100, policy=policy)
+    subscription.attach()
+    return track, wire, subscription
+
+
+def _seqs(wire: _Wire) -> list[int]:
+    return [rtp.SEQ_TS.unpack_from(d, 2)[0] for d in wire.sent]
+
+
+def test_playerNackAnsweredOncePerRoundTrip():
+    track, wire, subscription = _player()
+    for i in range(50):
+        track.fanout(0, 0, i, i * 3000, bytes(SIZE), i == 0)
+    seq = _seqs(wire)[10]
+    wire.sent.clear()
+    subscription.nackReceived([seq])
+    subscription.nackReceived([seq])  # the player repeats itself within an RTT
+    assert _seqs(wire) == [seq] and subscription.retransmitTooSoon == 1
+    track.clock.advance(RoundTrip.DEFAULT)
+    subscription.nackReceived([seq])
+    assert _seqs(wire) == [seq, seq] and subscription.retransmitted == 2
+
+
+def test_playerRetransmitBudget():
+    """
+    A player that NACKs every packet it got (a narrow link) gets at most the
+    share of its stream resent; the rest is dropped and counted.
+    """
+    track, wire, subscription = _player()
+    for i in range(1000):
+        track.fanout(0, 0, i, i * 3000, bytes(SIZE), i == 0)
+        if i % 10 == 9:
+            subscription.nackReceived(_seqs(wire)[-10:])
+            track.clock.advance(0.1)
+    resent = subscription.retransmitted * (SIZE + 12)
+    assert resent <= 0.2 * subscription.octets + RetransmitBudget.BURST
+    assert resent > 0.15 * subscription.octets
+    assert subscription.retransmitDropped > 500
+
+
+def test_roundTripFromReceiverReports():
+    """
+    The player's receiver report names our last sender report (LSR) and how
+    long it held it (DLSR): what is left of the time since we sent it is
+    the round trip. The block reaches the subscription through the transport.
+    """
+    clock = Clock()
+    track, _, subscription = _player(clock)
+    track.fanout(0, 0, 1, 0, b"key", True)
+    subscription.sendSenderReport(0x1122334455667788, 0)
+    transport = MediaTransport(IceConnection(PortRange(0, 0), [("127.0.0.1", "127.0.0.1")]),
+                               RTCCertificate.generateCertificate())
+    transport.senders[0x1234] = subscription
+    clock.advance(0.3)
+    transport.rtcpReceived(bytes(RtcpRrPacket(ssrc=9, reports=[RtcpReceiverInfo(
+        ssrc=0x1234, fraction_lost=0, packets_lost=0, highest_sequence=1, jitter=0,
+        lsr=0x33445566, dlsr=int(0.1 * 65536))])))
+    assert subscription.rtt.samples == 1 and abs(subscription.rtt.smoothed - 0.2) < 1e-3
+
+
+def test_keyframeRequestsToPublisherLimited():
+    """
+    Ten players asking all the time cause one keyframe request per interval;
+    one asked for within the interval waits for its end, and is dropped
+    when a keyframe started meanwhile.
+    """
+    track = _Track()
+    players = [Subscription(track, _Wire(), ssrc=i, payloadType=96) for i in range(10)]
+    for player in players:
+        player.attach()
+    assert track.requests == 1
+    for _ in range(40):  # 2 s, every player asking every 50 ms
+        for player in players:
+            player.keyframeAllowedAt = float("-inf")  # as if each had its own reason
+            player.askKeyframe(track.seconds())
+        track.clock.advance(0.05)
+    assert track.requests == 4  # at 0, 0.5, 1, 1.5 s
+    track.clock.pump([0.05] * 20)
+    assert track.requests == 5  # the one held at the end, at 2 s
+    players[0].keyframeAllowedAt = float("-inf")
+    players[0].askKeyframe(track.seconds())  # sent at once, the interval is over
+    players[1].keyframeAllowedAt = float("-inf")
+    players[1].askKeyframe(track.seconds())  # held
+    assert track.requests == 6
+    track.lastKeyframe = track.seconds() + 0.1  # the keyframe comes
+    track.clock.advance(0.5)
+    assert track.requests == 6 and track.keyframeRequestsServed == 1
+
+
+def test_playerThatKeepsAskingIsLimited():
+    """
+    A player asking for keyframes every 100 ms for 30 s reaches the
+    publisher a few times (its interval doubling up to 4 times), not 300;
+    a healthy player's single request goes through at once.
+    """
+    track, _, narrow = _player()
+    for _ in range(300):
+        narrow.keyframeRequested()
+        track.clock.advance(0.1)
+    # At 0 (joining), 2, 6, 14, 22, 30 s.
+    assert track.requests == 5 and narrow.keyframeRequestsLimited == 300 - 4
+    healthy = Subscription(track, _Wire(), ssrc=2, payloadType=96)
+    healthy.attach()
+    track.clock.advance(0.5)
+    assert track.requests == 6
+    track.clock.advance(10)
+    healthy.keyframeRequested()
+    assert track.requests == 7
+    # A narrow player that calms down is back to the normal interval.
+    track.clock.advance(20)
+    narrow.keyframeRequested()
+    assert narrow.keyframeAllowedAt == track.seconds() + 2.0
+
+
+def test_pliHeldWhileRepairing():
+    """
+    A PLI right after we resent what the player NACKed waits one RTT: if a
+    keyframe came meanwhile nothing is asked; otherwise it is asked then.
+    """
+    track, wire, subscription = _player()
+    for i in range(20):
+        track.fanout(0, 0, i, i * 3000, bytes(SIZE), i == 0)
+    track.clock.advance(5)
+    requests = track.requests
+    for keyframeComes in (True, False):
+        subscription.nackReceived([_seqs(wire)[-3]])
+        subscription.keyframeRequested()
+        assert track.requests == requests
+        if keyframeComes:
+            track.lastKeyframe = track.seconds() + 0.05
+        track.clock.advance(RoundTrip.DEFAULT)
+        assert track.requests == requests + (not keyframeComes)
+        track.clock.advance(5)

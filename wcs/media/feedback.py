@@ -1,0 +1,215 @@
+"""
+Retransmission and keyframe budgets: what the forwarding path may ask for
+and resend on links that have the least room for it (docs/media.md,
+"Loss, retransmission and keyframes").
+
+Small pieces, each on an injected clock (an L{IReactorTime}):
+L{RoundTrip} (a smoothed RTT and the delay before asking again),
+L{RetransmitBudget} (retransmissions as a share of the media they repair),
+L{NackGenerator} (the publisher leg: which missing packets to NACK, when,
+and when to give up). The player leg and the keyframe limits live in
+L{wcs.media.track}, using these.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from wcs.config import Key, declare
+from wcs.media import rtp
+
+declare(
+    Key("media_retransmit_share", "int", 20,
+        "percent of a stream's bitrate that retransmissions may add, on the publisher's "
+        "leg (what we NACK) and on each player's (what we resend); 0: no retransmission"),
+    Key("media_keyframe_interval", "int", 500,
+        "ms between two keyframe requests (PLI) to a publisher, whatever the number of players"),
+    Key("media_player_keyframe_interval", "int", 2000,
+        "ms between two keyframe requests of one player that reach the publisher; a player "
+        "that keeps asking waits up to 4 times longer"),
+)
+
+
+@dataclass(frozen=True)
+class FeedbackPolicy:
+    """The settings above, in the units the forwarding path uses."""
+
+    share: float = 0.2  # of the media bytes
+    keyframeInterval: float = 0.5  # s
+    playerKeyframeInterval: float = 2.0  # s
+
+    @classmethod
+    def fromSettings(cls, settings) -> "FeedbackPolicy":
+        return cls(settings.media_retransmit_share / 100,
+                   settings.media_keyframe_interval / 1000,
+                   settings.media_player_keyframe_interval / 1000)
+
+
+class RoundTrip:
+    """
+    A smoothed round-trip time (RFC 6298's estimator) and L{retry}, how
+    long to wait for a retransmission before asking again: the default
+    RTT until a sample comes, then the smoothed RTT plus twice its
+    variation, so that jitter does not make us ask twice.
+    """
+
+    DEFAULT = 0.1  # s, while nothing was measured
+    MIN_RETRY, MAX_RETRY = 0.02, 1.0
+
+    def __init__(self) -> None:
+        self.smoothed = self.DEFAULT
+        self.variation = 0.0
+        self.samples = 0
+        self.retry = self.DEFAULT
+
+    def sample(self, rtt: float) -> None:
+        if rtt <= 0 or rtt > 5:
+            return  # a clock step or a report about something else
+        if self.samples == 0:
+            self.smoothed, self.variation = rtt, rtt / 4
+        else:
+            self.variation += (abs(self.smoothed - rtt) - self.variation) / 4
+            self.smoothed += (rtt - self.smoothed) / 8
+        self.samples += 1
+        self.retry = min(self.MAX_RETRY, max(self.MIN_RETRY, self.smoothed + 2 * self.variation))
+
+
+class RetransmitBudget:
+    """
+    Retransmitted bytes as a share of the media bytes they belong to: a
+    token bucket filled by the media (C{share} of each byte), emptied by
+    retransmissions, holding at most L{BURST} bytes so that a quiet
+    minute does not pay for a storm. Nothing happens per media packet:
+    the owner counts its octets anyway and the bucket catches up from that
+    count when asked.
+    """
+
+    BURST = 8192  # bytes: a few lost packets of a keyframe, not seconds of a stream
+    START = 4096  # bytes: a stream's first loss may be repaired before it earned any
+
+    def __init__(self, share: float):
+        self.share = share
+        self.credit = float(self.START) if share > 0 else 0.0
+        self.seen = 0  # media octets already turned into credit
+
+    def spend(self, mediaOctets: int, size: int) -> bool:
+        """Whether C{size} more bytes may go, with C{mediaOctets} of media so far."""
+        self.credit = min(self.BURST, self.credit + (mediaOctets - self.seen) * self.share)
+        self.seen = mediaOctets
+        if self.credit < size:
+            return False
+        self.credit -= size
+        return True
+
+
+class NackGenerator:
+    """
+    What to NACK to a publisher. A missing packet is asked for on the next
+    tick (every L{INTERVAL}, a timer per track that runs only while
+    something is missing), again only after L{RoundTrip.retry}, at most
+    L{MAX_TRIES} times, and only while the budget allows (an estimated
+    packet size per request); then it is given up and C{gaveUp} is called
+    (once per tick): the frame it belonged to cannot be completed.
+
+    The RTT is measured here: from a NACK to the retransmission it asked for
+    (first tries only, as RFC 6298 does with retransmitted segments).
+
+    @ivar missing: sequence number -> [noticed at, last asked at or None, tries]
+    """
+
+    INTERVAL = 0.02  # s between two batches
+    MAX_TRIES = 10
+    MAX_WAIT = 1.0  # s a packet may wait for budget before it is given up
+    MAX_GAP = 64  # a larger gap is not NACKed: only a keyframe repairs it
+    MAX_MISSING = 256  # sequence numbers behind the newest that are still wanted
+
+    def __init__(self, clock, send: Callable[[list[int]], None], gaveUp: Callable[[], None],
+                 budget: RetransmitBudget, media: Callable[[], tuple[int, int]]):
+        self.clock = clock
+        self.send = send
+        self.gaveUp = gaveUp
+        self.budget = budget
+        self.media = media  # octets and packets of media received so far
+        self.rtt = RoundTrip()
+        self.missing: dict[int, list] = {}
+        self._call = None
+        # Counters (docs/media.md).
+        self.nacksSent = 0  # sequence numbers asked for, each try counted
+        self.retransmitsReceived = 0  # missing packets that came after all
+        self.nacksGivenUp = 0  # missing packets given up
+        self.nacksOverBudget = 0  # requests held back by the budget, each tick counted
+
+    def lost(self, newest: int, gap: int) -> bool:
+        """
+        C{newest} arrived C{gap} after the previous newest: the packets
+        between are missing. False when the gap is too large to repair.
+        """
+        missing = self.missing
+        if missing:
+            # Entries are in the order they went missing: the oldest first.
+            oldest = (newest - self.MAX_MISSING) & 0xFFFF
+            while missing and not rtp.seqNewer(next(iter(missing)), oldest):
+                del missing[next(iter(missing))]
+                self.nacksGivenUp += 1
+        if gap > self.MAX_GAP:
+            self.nacksGivenUp += gap - 1
+            self.gaveUp()
+            return False
+        now = self.clock.seconds()
+        for i in range(gap - 1, 0, -1):
+            missing[(newest - i) & 0xFFFF] = [now, None, 0]
+        if self._call is None:
+            self._call = self.clock.callLater(self.INTERVAL, self._tick)
+        return True
+
+    def received(self, seq: int) -> None:
+        """A packet older than the newest arrived: a retransmission or a late one."""
+        entry = self.missing.pop(seq, None)
+        if entry is not None:
+            self.retransmitsReceived += 1
+            if entry[2] == 1:
+                self.rtt.sample(self.clock.seconds() - entry[1])
+
+    def reset(self) -> None:
+        self.missing = {}
+        self.stop()
+
+    def stop(self) -> None:
+        call, self._call = self._call, None
+        if call is not None:  # cleared when it fires: still pending
+            call.cancel()
+
+    def _tick(self) -> None:
+        self._call = None
+        now = self.clock.seconds()
+        retry = self.rtt.retry
+        octets, packets = self.media()
+        # The mean packet size (octets go on across a new SSRC, packets not).
+        size = min(octets // packets, 1500) if packets else 1200
+        batch = []
+        givenUp = []
+        for seq, entry in self.missing.items():
+            noticed, asked, tries = entry
+            if asked is not None and now - asked < retry:
+                continue
+            if tries >= self.MAX_TRIES or (asked is None and now - noticed >= self.MAX_WAIT):
+                givenUp.append(seq)
+            elif self.budget.spend(octets, size):
+                entry[1] = now
+                entry[2] = tries + 1
+                batch.append(seq)
+            else:
+                self.nacksOverBudget += 1
+                if now - noticed >= self.MAX_WAIT:
+                    givenUp.append(seq)
+        for seq in givenUp:
+            del self.missing[seq]
+        if batch:
+            self.nacksSent += len(batch)
+            self.send(batch)
+        if self.missing:
+            self._call = self.clock.callLater(self.INTERVAL, self._tick)
+        if givenUp:
+            self.nacksGivenUp += len(givenUp)
+            self.gaveUp()
