@@ -153,6 +153,14 @@ async def serve(mode: str) -> None:
     source = None
     published = None
     peers = []
+    # --scrape: read the metrics counters as Prometheus would (docs/performance.md).
+    scrape = float(os.environ.get("WCS_BENCH_SCRAPE", "0"))
+    if scrape and hasattr(engine, "counters"):
+        async def scraper():
+            while True:
+                await asyncio.sleep(scrape)
+                engine.counters()
+        peers.append(asyncio.ensure_future(scraper()))
 
     class Quiet:
         def mediaStarted(self):
@@ -208,7 +216,10 @@ async def serve(mode: str) -> None:
         sys.stdout.flush()
     await engine.close()
     for pc in peers:
-        await pc.close()
+        if isinstance(pc, asyncio.Future):
+            pc.cancel()
+        else:
+            await pc.close()
 
 
 class Server:
@@ -394,10 +405,14 @@ if __name__ == "__main__":
     parser.add_argument("--players", default="1,5,10,20")
     parser.add_argument("--naive", default="1,3")
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--scrape", type=float, default=0,
+                        help="the server reads its metrics counters every SCRAPE s")
     args = parser.parse_args()
+    if args.scrape:
+        os.environ["WCS_BENCH_SCRAPE"] = str(args.scrape)
     if args.serve:
         asyncio.run(serve(args.serve))
     else:
         args.players = [int(n) for n in args.players.split(",")]
-        args.naive = [int(n) for n in args.naive.split(",")]
+        args.naive = [int(n) for n in args.naive.split(",") if n]
         asyncio.run(main(args))

@@ -212,6 +212,11 @@ class IRoomServer(Interface):
         Make an L{IMediaEngine} available for its C{providers}.
         """
 
+    draining = Attribute(
+        "None; while the server drains (docs/operations.md), the reason new "
+        "connections are refused: a transport refuses a new client with it "
+        "(WebSocket: the handshake gets 503; RTMP: connect gets _error).")
+
     # Streams by name, for players (LiveKit's subscription)
 
     def liveSource(name):

@@ -43,6 +43,8 @@ class RoomServer:
         # Who may do what: tokens, REST hooks, rate limits (wcs.access).
         self.access = AccessPolicy(settings, clock)
         self.streamObservers: list = []
+        # Why new connections are refused (wcs.drain); None: they are welcome.
+        self.draining: str | None = None
 
     def openSession(self, channel: ISignallingChannel) -> ClientSession:
         session = ClientSession(self, channel)

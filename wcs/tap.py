@@ -119,6 +119,9 @@ class Options(usage.Options):
                 from wcs import tls
 
                 tls.serverContext(settings)  # fail now, with the file named
+            from wcs.webhooks import parseUrls
+
+            parseUrls(settings)
         except ConfigError as e:
             raise usage.UsageError(str(e)) from None
         if settings.log_format == "json" and twistdOptions(self).get("syslog"):
@@ -141,7 +144,8 @@ def _loadTransportSettings() -> None:
 
     findTransports()
     for module in ("wcs.media.engine", "wcs.web", "wcs.tls", "wcs.recording",
-                   "wcs.rest.service", "wcs.lag", "wcs.access.policy", "wcs.access.records"):
+                   "wcs.rest.service", "wcs.lag", "wcs.access.policy", "wcs.access.records",
+                   "wcs.drain", "wcs.webhooks"):
         try:
             __import__(module)
         except ImportError:
@@ -227,8 +231,42 @@ def makeService(options: Options) -> MultiService:
         from wcs.lag import LagProbe
 
         LagProbe(reactor, settings.loop_lag_report).setServiceParent(top)
+    _addOperations(server, settings, top, top.rest)
     top.server = server
     return top
+
+
+def _addOperations(server, settings, parent, rest) -> None:
+    """
+    Metrics, webhooks and drain (docs/operations.md); C{/metrics} and the
+    drain hook go on the REST service C{rest} when its ports are enabled.
+    """
+    from twisted.internet import reactor
+
+    from wcs import drain
+    from wcs.metrics import Metrics, MetricsResource
+    from wcs.webhooks import Webhooks
+
+    server.metrics = metrics = Metrics(server)
+    reactor.callWhenRunning(metrics.startLagProbe, reactor)
+    server.recorder.observers.append(metrics)
+    webhooks = Webhooks.fromSettings(settings, reactor, metrics)
+    if webhooks is not None:
+        # After the recorder: a stream's recordName is known when it is told.
+        server.rooms.observers.append(webhooks)
+        server.streamObservers.append(webhooks)
+        server.recorder.observers.append(webhooks)
+    server.webhooks = webhooks
+    server.drainer = drainer = drain.Drainer(server, reactor, reactor.stop,
+                                             settings.drain_timeout,
+                                             settings.drain_finish_timeout)
+    drainer.waitFor.append(drain.recorderWork(server.recorder))
+    if webhooks is not None:
+        drainer.waitFor.append(webhooks.flush)
+    reactor.callWhenRunning(drain.installSignals, drainer, reactor)
+    if rest is not None:
+        rest.site.resource.putChild(b"metrics", MetricsResource(metrics))
+        rest.serverArea.drain = drainer.restDrain
 
 
 def _addRecorder(server, settings) -> None:

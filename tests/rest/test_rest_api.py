@@ -249,7 +249,6 @@ async def test_set_log_level_traces_one_client(restServer, rest):
     ("/rest-api/room/kick", b'{"name": "no-such-room", "login": "x"}', 404),
     ("/rest-api/room/terminate", b'{"name": "no-such-room"}', 404),
     ("/rest-api/record/delete", b"{}", 400),
-    ("/rest-api/server/drain", b"{}", 501),
 ])
 def test_bad_requests_get_json_errors(rest, path, body, status):
     answer = rest.request("POST", path, raw=body, headers={"Content-Type": "application/json"})

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -64,9 +65,17 @@ class RunningServer:
                     return int(line.split()[1]) * 1024
         raise RuntimeError("no VmRSS in /proc status")
 
-    def stop(self, timeout: float = 10.0) -> int:
+    @property
+    def restURL(self) -> str:
+        return f"http://127.0.0.1:{self.ports['rest']}"
+
+    def stop(self, timeout: float = 10.0, sig: int = signal.SIGINT) -> int:
+        """
+        Stop at once (SIGINT; SIGTERM would drain: rooms run on for
+        C{drain_timeout}).
+        """
         if self.proc.poll() is None:
-            self.proc.terminate()
+            self.proc.send_signal(sig)
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:

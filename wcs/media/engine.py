@@ -19,7 +19,7 @@ from wcs.media.feedback import FeedbackPolicy
 from wcs.media.ice import PortRange, hostBindings
 from wcs.media.internals import RTCCertificate
 from wcs.media.liveness import LoopClock
-from wcs.media.session import MediaSession, PlaySession, PublishSession
+from wcs.media.session import COUNTERS, MediaSession, PlaySession, PublishSession
 from wcs.media.source import WebRTCSource
 from wcs.media.track import Track
 from wcs.media.transcode import FrameTrack, canDecode
@@ -66,6 +66,8 @@ class WebRTCEngine:
         self.frameTracks: dict[tuple[int, str, str], FrameTrack] = {}
         self._closing: set[asyncio.Future] = set()
         self._certificate: RTCCertificate | None = None
+        # Counters of the sessions that ended (wcs.metrics adds the live ones).
+        self.retired = dict.fromkeys(COUNTERS, 0)
 
     # IMediaEngine
 
@@ -111,6 +113,19 @@ class WebRTCEngine:
     def _dropFrameTrack(self, key, track: FrameTrack) -> None:
         if self.frameTracks.get(key) is track:
             del self.frameTracks[key]
+
+    def counters(self) -> dict[str, int]:
+        """Media totals since start, for L{wcs.metrics} (read at scrape time)."""
+        totals = dict(self.retired)
+        for session in list(self.sessions):
+            for name, value in session.counters().items():
+                totals[name] += value
+        return totals
+
+    def retire(self, session: MediaSession) -> None:
+        """A session stops forwarding: keep its counts."""
+        for name, value in session.counters().items():
+            self.retired[name] += value
 
     def forget(self, session: MediaSession, closing: list) -> None:
         """

@@ -31,6 +31,11 @@ from wcs.media.track import IncomingTrack, Subscription
 from wcs.media.transport import MediaTransport
 
 
+# What a session counts for wcs.metrics.
+COUNTERS = ("packetsIn", "bytesIn", "packetsOut", "bytesOut", "lostIn", "lostOut",
+            "nacksIn", "nacksOut", "keyframeRequests")
+
+
 @implementer(IMediaSession)
 class MediaSession:
     log = Logger()
@@ -143,11 +148,16 @@ class MediaSession:
         self.rtp.stop()
         if self.task is not None and self.task is not asyncio.current_task():
             self.task.cancel()
+        self.engine.retire(self)
         self.unhook()
         self.engine.forget(self, [t.close() for t in self.uniqueTransports])
 
     def unhook(self) -> None:
         """Hook: stop forwarding, synchronously."""
+
+    def counters(self) -> dict[str, int]:
+        """Hook: this session's share of L{COUNTERS}, summed at scrape time."""
+        return {}
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.request.name!r} {self.request.mediaSessionId}>"
@@ -208,6 +218,14 @@ class PublishSession(MediaSession):
     def unhook(self) -> None:
         self.source.end()
 
+    def counters(self) -> dict[str, int]:
+        tracks = list(self.source.incoming.values())
+        return {"packetsIn": sum(t.packetsIn for t in tracks),
+                "bytesIn": sum(t.octets for t in tracks),
+                "lostIn": sum(t.lost() for t in tracks),
+                "nacksOut": sum(t.nacks.nacksSent for t in tracks),
+                "keyframeRequests": sum(t.keyframeRequests for t in tracks)}
+
 
 @implementer(IMediaStats)
 class PlaySession(MediaSession):
@@ -246,6 +264,14 @@ class PlaySession(MediaSession):
 
     def peerTimeout(self, settings) -> int:
         return settings.media_player_timeout
+
+    def counters(self) -> dict[str, int]:
+        subscriptions = self.subscriptions
+        return {"packetsOut": sum(s.packets for s in subscriptions),
+                # RTP as sent before SRTP: a 12-byte header and the payload
+                "bytesOut": sum(s.octets + 12 * s.packets for s in subscriptions),
+                "lostOut": sum(s.reportedLost for s in subscriptions),
+                "nacksIn": sum(s.nacksReceived for s in subscriptions)}
 
     def unhook(self) -> None:
         subscriptions, self.subscriptions = self.subscriptions, []

@@ -187,6 +187,8 @@ class Subscription:
         self.nacksTooOld = 0  # NACKs for packets gone from the history
         self.keyframeRequestsReceived = 0  # PLI and FIR from the player
         self.keyframeRequestsLimited = 0  # its requests (of any cause) not passed on
+        self.nacksReceived = 0  # NACK packets from the player (wcs.metrics)
+        self.reportedLost = 0  # cumulative loss in its last receiver report (wcs.metrics)
 
     def attach(self) -> None:
         self.transport.senders[self.ssrc] = self
@@ -285,6 +287,7 @@ class Subscription:
         self.askKeyframe(now)
 
     def nackReceived(self, lost: list[int]) -> None:
+        self.nacksReceived += 1
         tooOld = False
         now = self.clock.seconds()
         retry = self.rtt.retry
@@ -358,6 +361,7 @@ class IncomingTrack(Track):
         self.lastPacket: float | None = None
         self.firstPacket: Callable[[], None] | None = None
         self.frameListener: Callable[[int, int, int, bytes], None] | None = None
+        self.packetsIn = 0
         # Receive statistics for our receiver reports and NACKs; octets
         # (whole packets) for operators.
         self.received = 0
@@ -383,6 +387,7 @@ class IncomingTrack(Track):
             self.firstPacket()
         self.lastPacket = self.seconds()
         self.octets += len(data)
+        self.packetsIn += 1  # never reset, unlike received (wcs.metrics)
         second = data[1]
         if second & 0x7F != self.payloadType:
             return

@@ -195,7 +195,10 @@ class MediaTransport(DtlsTransport):
             # Report blocks about what we send: a player's round trip.
             for block in packet.reports:
                 sender = self.senders.get(block.ssrc)
-                if sender is not None and block.lsr:
+                if sender is None:
+                    continue
+                sender.reportedLost = max(0, block.packets_lost)  # for wcs.metrics
+                if block.lsr:
                     sender.receptionReported(block.lsr, block.dlsr)
         elif isinstance(packet, RtcpPsfbPacket):
             if packet.fmt == RTCP_PSFB_PLI:

@@ -109,6 +109,20 @@ class Recorder:
         self.timers: dict[int, object] = {}  # stream -> its record_max_duration call
         self.queue = process.JobQueue(self._setting("mix_max_concurrent", 1),
                                       self._setting("mix_queue_max", 16))
+        # Told recordingFinished(info), mixFinished(info), hookFinished(room,
+        # seconds, code) when they have a method of that name (webhooks, metrics).
+        self.observers: list = []
+        self.started: dict[Path, dict] = {}  # target -> what recordingFinished reports
+
+    def _tellObservers(self, event: str, *args) -> None:
+        for observer in self.observers:
+            method = getattr(observer, event, None)
+            if method is None:
+                continue
+            try:
+                method(*args)
+            except Exception:
+                log.failure("recorder observer failed on {event}", event=event)
 
     @staticmethod
     def wanted(stream) -> bool:
@@ -215,6 +229,10 @@ class Recorder:
         source.requestKeyframe()
         self.writers[id(stream)] = (sink, writer, target)
         stream.recordName = name
+        room = stream.participant.room if stream.participant is not None else None
+        self.started[target] = {"stream": stream.name, "mediaSessionId": stream.mediaSessionId,
+                                "room": room.name if room is not None else None,
+                                "startedAt": self.clock.seconds() if self.clock else None}
         log.info("recording {stream} to {name}", stream=clip(stream.name), name=name)
         maxDuration = self._setting("record_max_duration", 0)
         if maxDuration and self.clock is not None:
@@ -288,8 +306,11 @@ class Recorder:
         worker), then the TS becomes the MP4. The Deferred fires when all is
         done; a room mix waits for it (L{remuxes}), and so does L{close}.
         """
+        started = self.started.pop(target, {})
+        if started.get("startedAt") is not None:
+            started["duration"] = self.clock.seconds() - started.pop("startedAt")
         finishing = sink.close()
-        finishing.addCallback(lambda _: self._closed(writer, target))
+        finishing.addCallback(lambda _: self._closed(writer, target, started))
         finishing.addErrback(lambda failure: log.failure("recording {name} not finished",
                                                          failure, name=target.name))
         self.finishing.add(finishing)
@@ -297,7 +318,7 @@ class Recorder:
         self.remuxes[target] = finishing
         return finishing
 
-    def _closed(self, writer: StreamWriter, target: Path):
+    def _closed(self, writer: StreamWriter, target: Path, started: dict):
         """The file of a recording is closed: remove it if empty, remux a TS."""
         if writer.frames == 0:
             try:
@@ -310,8 +331,18 @@ class Recorder:
         shift = self.shifts.pop(target, 0.0)
         if writer.path == target:
             log.info("recording {name} finished", name=target.name)
+            self._recorded(target, started)
             return None
-        return self._remux(writer.path, target, shift)
+        return self._remux(writer.path, target, shift, started)
+
+    def _recorded(self, target: Path, started: dict) -> None:
+        try:
+            size = target.stat().st_size
+        except OSError:
+            return
+        started.pop("startedAt", None)
+        self._tellObservers("recordingFinished",
+                            dict(started, file=target.name, size=size))
 
     def _setting(self, name: str, default):
         return getattr(self.settings, name, default) if self.settings is not None else default
@@ -319,12 +350,13 @@ class Recorder:
     def _aligned(self) -> bool:
         return bool(self.settings is not None and self.settings.enable_empty_shift_writer)
 
-    def _remux(self, ts: Path, target: Path, shift: float = 0.0):
+    def _remux(self, ts: Path, target: Path, shift: float = 0.0, started: dict | None = None):
         finishing = deferToThread(remuxToMP4, ts, target, shift)
         self.finishing.add(finishing)
 
         def finished(_):
             log.info("recording {name} finished", name=target.name)
+            self._recorded(target, started or {})
 
         def failed(failure):
             # The TS stays: nothing recorded is ever deleted on a failure.
@@ -387,6 +419,10 @@ class Recorder:
             return
         log.info("room {room}: mixed in {seconds:.1f}s into {name}", room=clip(mix.room),
                  seconds=done.seconds, name=output.name)
+        size = output.stat().st_size if output.exists() else 0
+        self._tellObservers("mixFinished", {
+            "room": mix.room, "file": output.name, "size": size, "seconds": done.seconds,
+            "sources": [p.name for p in sources]})
         yield self._runHook(mix.room, output, sources)
 
     @inlineCallbacks
@@ -401,6 +437,7 @@ class Recorder:
                 *map(str, sources)]
         done = yield process.run(f"room {clip(room)}: hook {script}", str(script), args,
                                  timeout=self._setting("hook_timeout", 0), clock=self.clock)
+        self._tellObservers("hookFinished", room, done.seconds, done.code)
         if done.code != 0:
             # A failing hook is reported; nothing it was given is deleted.
             log.error("room {room}: hook {script} failed ({how}): {error}", room=clip(room),

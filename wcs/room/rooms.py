@@ -47,6 +47,8 @@ class Rooms:
         self.maxRooms = maxRooms
         self.rooms: dict[str, Room] = {}
         self.observers: list[RoomObserver] = []
+        # Why no new room may be made (a drain), or None.
+        self.refusal: str | None = None
 
     def get(self, name: str) -> Room | None:
         return self.rooms.get(name)
@@ -77,6 +79,8 @@ class Rooms:
                 self.log.info("room {room} resumed by {login}", room=clip(name),
                               login=clip(login))
         else:
+            if self.refusal is not None:
+                raise RoomError(self.refusal)
             if self.maxRooms and len(self.rooms) >= self.maxRooms:
                 raise RoomError(
                     f"Room {name!r} cannot be made: the server has its maximum of "
@@ -90,6 +94,7 @@ class Rooms:
         room.broadcast(room.event("JOINED", login))
         room.participants[login] = participant
         self.log.info("{login} joined {room}", login=clip(login), room=clip(name))
+        self._tell("participantJoined", participant)
         return participant
 
     def leave(self, participant: Participant) -> None:
@@ -169,7 +174,19 @@ class Rooms:
         room.broadcast(room.event("LEFT", participant.login))
         self.log.info("{login} left {room}", login=clip(participant.login),
                       room=clip(room.name))
+        self._tell("participantLeft", participant)
         return True
+
+    def _tell(self, event: str, participant: Participant) -> None:
+        """Observers that have a method C{event} (webhooks) hear of a participant."""
+        for observer in self.observers:
+            method = getattr(observer, event, None)
+            if method is None:
+                continue
+            try:
+                method(participant)
+            except Exception:
+                self.log.failure("room observer failed on {event}", event=event)
 
     def _idleExpired(self, room: Room) -> None:
         room.idleCall = None

@@ -219,6 +219,11 @@ class RTMPApplication:
             self.conn.error(command.transactionId, "NetConnection.Connect.Rejected",
                             "already connected")
             return
+        draining = self.server.draining
+        if draining:
+            self.conn.error(command.transactionId, "NetConnection.Connect.Rejected", draining)
+            self.close(f"connect refused: {draining}")
+            return
         try:
             flash = self._parseConnect(command)
         except BadArgument as e:

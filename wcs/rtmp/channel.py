@@ -28,6 +28,7 @@ class RTMPChannel:
         self.application = application
         self.flash = flash
         self.peer = application.peer
+        self.transportName = "flash" if flash else "rtmp"  # a label of wcs.metrics
 
     def send(self, message) -> None:
         app = self.application

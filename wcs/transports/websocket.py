@@ -83,6 +83,7 @@ class Backlog:
 
 @implementer(ISignallingChannel)
 class SignallingProtocol(WebSocketServerProtocol):
+    transportName = "websocket"  # a label of wcs.metrics
     session = None
     host = None  # the peer's address while it counts against the caps
     refusal = None  # why the opening handshake is refused, if it is
@@ -106,6 +107,10 @@ class SignallingProtocol(WebSocketServerProtocol):
     def onConnect(self, request):
         if self.refusal is not None:
             raise ConnectionDeny(503, self.refusal)
+        draining = self.factory.server.draining
+        if draining:
+            # failHandshake logs it, rate-limited per address.
+            raise ConnectionDeny(503, draining)
         return None
 
     def failHandshake(self, reason: str, code: int = 400, responseHeaders=None) -> None:
