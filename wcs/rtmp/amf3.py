@@ -207,10 +207,13 @@ class Reader:
             self.take(1)  # weak keys flag
             result: dict = {}
             opened, height = self._open(result), [0]
-            for _ in range(header >> 1):
+            for index in range(header >> 1):
                 key = self._child(depth, height)
-                result[key if isinstance(key, (str, int, float, bool)) else repr(key)] = \
-                    self._child(depth, height)
+                # An object key is named, never repr()-ed: walking a decoded
+                # structure costs time out of proportion to its bytes.
+                if key is None or not isinstance(key, (str, int, float, bool)):
+                    key = f"<{type(key).__name__} key {index}>"
+                result[key] = self._child(depth, height)
             self._close(opened, height[0])
             return result
         raise RTMPProtocolError(f"unknown AMF3 marker {marker}")
