@@ -205,8 +205,21 @@ class _ShutdownService(Service):
         return DeferredList(closing, consumeErrors=True)
 
 
+def _stopOnSigint() -> None:
+    """
+    SIGINT stops at once (SIGTERM drains). A shell that starts a program in
+    the background without job control leaves SIGINT ignored, and Twisted
+    then installs no handler for it: give it back its default first.
+    """
+    import signal
+
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def makeService(options: Options) -> MultiService:
     _requireAsyncioReactor()
+    _stopOnSigint()
     from twisted.internet import reactor
 
     from wcs.server import RoomServer, findTransports
