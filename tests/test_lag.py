@@ -26,3 +26,16 @@ def test_the_probe_reports_how_late_its_timer_fired():
     assert probe.last["p99"] == pytest.approx(30)
     probe.stopService()
     assert clock.getDelayedCalls() == []  # nothing left scheduled
+
+
+def test_every_delay_goes_to_the_observer_even_without_a_report():
+    clock = Clock()
+    delays = []
+    probe = LagProbe(clock, report=0, period=0.1, observe=delays.append)
+    probe.startService()
+    clock.advance(0.1)
+    clock.advance(0.1 + 0.25)  # the loop was held for 250 ms
+    assert delays == [pytest.approx(0), pytest.approx(0.25)]
+    assert probe.samples == [] and probe.last is None  # nothing kept for a report
+    probe.stopService()
+    assert clock.getDelayedCalls() == []

@@ -10,19 +10,16 @@ dropped webhook) touch C{prometheus_client} objects directly.
 
 from __future__ import annotations
 
-import time
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
-from twisted.internet.task import LoopingCall
 from twisted.web.resource import Resource
 
 from wcs.logs import Logger
 
 log = Logger()
 
-LAG_INTERVAL = 0.5  # s between two probes of the event loop
 LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 HOOK_BUCKETS = (0.1, 0.5, 1, 5, 10, 30, 60, 300, 600, 1800, 3600)
 
@@ -161,7 +158,6 @@ class Metrics:
                                       registry=self.registry)
         self.webhookFailures = Counter("wcs_webhook_failures", "Webhook deliveries that "
                                        "failed and will be retried", registry=self.registry)
-        self._probe: LoopingCall | None = None
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
@@ -170,29 +166,6 @@ class Metrics:
 
     def hookFinished(self, room: str, seconds: float, code: int) -> None:
         self.hookSeconds.observe(seconds)
-
-    # The lag probe
-
-    def startLagProbe(self, clock, interval: float = LAG_INTERVAL) -> None:
-        """
-        A timer every C{interval}: how much later than asked it fires is how
-        long the loop was busy with something else (a cheap stand-in for
-        the scheduling delay every callback sees).
-        """
-        expected = [time.monotonic() + interval]
-
-        def probe():
-            now = time.monotonic()
-            self.loopLag.observe(max(0.0, now - expected[0]))
-            expected[0] = now + interval
-
-        self._probe = LoopingCall(probe)
-        self._probe.clock = clock
-        self._probe.start(interval, now=False)
-
-    def stopLagProbe(self) -> None:
-        if self._probe is not None and self._probe.running:
-            self._probe.stop()
 
 
 class MetricsResource(Resource):

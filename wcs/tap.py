@@ -240,10 +240,6 @@ def makeService(options: Options) -> MultiService:
             service.setServiceParent(top)
     _addWeb(server, settings, top)
     top.rest = _addRest(server, settings, top)
-    if settings.loop_lag_report:
-        from wcs.lag import LagProbe
-
-        LagProbe(reactor, settings.loop_lag_report).setServiceParent(top)
     _addOperations(server, settings, top, top.rest)
     top.server = server
     return top
@@ -257,11 +253,14 @@ def _addOperations(server, settings, parent, rest) -> None:
     from twisted.internet import reactor
 
     from wcs import drain
+    from wcs.lag import PERIOD, QUIET_PERIOD, LagProbe
     from wcs.metrics import Metrics, MetricsResource
     from wcs.webhooks import Webhooks
 
     server.metrics = metrics = Metrics(server)
-    reactor.callWhenRunning(metrics.startLagProbe, reactor)
+    report = settings.loop_lag_report
+    LagProbe(reactor, report, PERIOD if report else QUIET_PERIOD,
+             metrics.loopLag.observe).setServiceParent(parent)
     server.recorder.observers.append(metrics)
     webhooks = Webhooks.fromSettings(settings, reactor, metrics)
     if webhooks is not None:

@@ -59,11 +59,12 @@ async def test_metrics_move_with_a_room_and_its_media(serverFactory):
     # A player's start asks for a keyframe, unless one arrived just before
     # (the request is then dropped): the counter exists, it need not move.
     assert ("wcs_keyframe_requests_total", ()) in live
-    # The lag probe fires twice a second.
-    assert value(live, "wcs_event_loop_lag_seconds_count") >= 1
 
     await asyncio.sleep(1.5)
     later = scrape(server)
+    # The lag probe fires every 0.1 s: 1.5 s holds a dozen of them, even late.
+    assert value(later, "wcs_event_loop_lag_seconds_count") >= \
+        value(live, "wcs_event_loop_lag_seconds_count") + 3
     assert value(later, "wcs_media_packets_total", direction="in") > packetsIn
     assert value(later, "wcs_media_packets_total", direction="out") > packetsOut
 
