@@ -45,6 +45,10 @@ class RoomServer:
         self.streamObservers: list = []
         # Why new connections are refused (wcs.drain); None: they are welcome.
         self.draining: str | None = None
+        # In a cluster (wcs.cluster): where a joined room lives, with
+        # enter(session, room, login, record) -> Deferred firing None (here)
+        # or the participant joined on another node. None: one process.
+        self.placement = None
 
     def openSession(self, channel: ISignallingChannel) -> ClientSession:
         session = ClientSession(self, channel)

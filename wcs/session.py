@@ -19,7 +19,7 @@ from zope.interface import implementer
 
 from wcs import protocol
 from wcs.access.gate import Gate
-from wcs.access.hooks import ALLOW
+from wcs.access.hooks import ALLOW, deny
 from wcs.errors import ProtocolError, RoomError, StreamError
 from wcs.interfaces import IClientSession, IMediaSource, IRoomServer, ISignallingChannel, IStream
 from wcs.messages import ServerMessage
@@ -162,7 +162,7 @@ class ClientSession:
             self._pinger.stop()
         self.streams.stopAll(disconnected=True)
         for participant in list(self.participants.values()):
-            self.rooms.disconnect(participant)
+            participant.home.disconnect(participant)
         self.participants.clear()
         self.server.sessionEnded(self)
         self.log.info("{session} disconnected: {reason}", session=self, reason=reason)
@@ -315,11 +315,39 @@ class ClientSession:
 
     def _join(self, options: dict[str, Any]):
         join = protocol.parseJoin(options, self.limits)
+        placed: dict[str, Participant] = {}
 
         def act(decision) -> None:
             record = join.record if decision.record is None else decision.record
-            self._enterRoom(join.room, record)
-        return self.server.access.join(self, join.room, join.record), act
+            self._enterRoom(join.room, record, placed.get("participant"))
+        decision = self.server.access.join(self, join.room, join.record)
+        placement = self.server.placement
+        if placement is not None:
+            decision.addCallback(self._place, placement, join, placed)
+        return decision, act
+
+    def _place(self, decision, placement, join: protocol.Join, placed: dict):
+        """
+        In a cluster (L{wcs.cluster}), a room lives on one node: ask where,
+        and join it there when that is another node. The join's answer waits
+        for it (the gate holds this client's later messages meanwhile).
+        """
+        if not decision.allowed or not self.login or join.room in self.participants:
+            return decision
+        record = join.record if decision.record is None else decision.record
+
+        def entered(participant):
+            if participant is not None:
+                if self.closed:
+                    participant.home.disconnect(participant)
+                placed["participant"] = participant
+            return decision
+
+        def refused(failure):
+            failure.trap(RoomError)
+            return deny(failure.value.info)
+        return placement.enter(self, join.room, self.login, record).addCallbacks(
+            entered, refused)
 
     def joinRoom(self, room: str, record: bool = False) -> None:
         """
@@ -334,17 +362,24 @@ class ClientSession:
             raise RoomError(e.info) from None
         self._enterRoom(room, record)
 
-    def _enterRoom(self, room: str, record: bool = False) -> Participant:
+    def _enterRoom(self, room: str, record: bool = False,
+                   placed: Participant | None = None) -> Participant:
         """
-        Join C{room} as this session's login.
+        Join C{room} as this session's login, here or, when C{placed}, as
+        the participant already joined on the room's node of a cluster.
 
         @raise RoomError: no login, the login is taken, the room is full.
         """
         if not self.login:
             raise RoomError("a login is needed to join a room: "
                             "connect with custom.login set")
-        participant = self.participants[room] = self.rooms.join(room, self.login, self, record)
-        return participant
+        existing = self.participants.get(room)
+        if existing is not None:
+            return existing  # a second join changes nothing
+        if placed is None:
+            placed = self.rooms.join(room, self.login, self, record)
+        self.participants[room] = placed
+        return placed
 
     def _leave(self, options: dict[str, Any]):
         leave = protocol.parseLeave(options, self.limits)
@@ -354,7 +389,7 @@ class ClientSession:
             if participant is None:
                 raise RoomError(f"not in room {leave.room!r}")
             self.streams.stopRoom(participant)
-            self.rooms.leave(participant)
+            participant.home.leave(participant)
         return succeed(ALLOW), act
 
     def _chat(self, options: dict[str, Any]):
@@ -366,7 +401,7 @@ class ClientSession:
             sender = self.participants.get(chat.room)
             if sender is None:
                 raise RoomError(f"not in room {chat.room!r}: join it before sending messages")
-            self.rooms.chat(sender, chat.to, chat.text)
+            sender.home.chat(sender, chat.to, chat.text)
         return self.server.access.chat(self, chat.room, chat.to, chat.text), act
 
     def removeFromRoom(self, room: str, info: str) -> bool:
@@ -383,7 +418,7 @@ class ClientSession:
         self.log.info("{session} removed from {room}: {info}", session=self,
                       room=clip(room), info=info)
         self.streams.stopRoom(participant, info)
-        self.rooms.leave(participant)
+        participant.home.leave(participant)
         return True
 
     def participantFor(self, roomName: str) -> Participant:

@@ -193,7 +193,7 @@ class StreamControl:
             self.server.streamStarted(stream)
             self._notify(stream)
             if stream.participant is not None:
-                self.server.rooms.announceStream(stream.participant, stream.name)
+                stream.participant.home.announceStream(stream.participant, stream.name)
         else:
             stream.status = PLAYING
             self._notify(stream)
@@ -217,8 +217,8 @@ class StreamControl:
             for player in list(stream.players):
                 player.owner.streams.end(player, STOPPED, STOPPED_BY_PUBLISHER)
             if wasLive and stream.participant is not None:
-                self.server.rooms.withdrawStream(stream.participant, stream.name,
-                                                 failed=status == FAILED)
+                stream.participant.home.withdrawStream(stream.participant, stream.name,
+                                                       failed=status == FAILED)
         elif stream.playing is not None:
             stream.playing.players.discard(stream)
         self._notify(stream, info)

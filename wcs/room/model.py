@@ -4,7 +4,10 @@ Rooms and their participants.
 A L{Room} holds L{Participant}s in join order; a participant announces the
 names of the streams it publishes. Whatever carries a participant's events
 (a WebSocket session, a Flash client, an RTMP encoder) is its C{member}: any
-object with C{send(ServerMessage)}.
+object with C{send(ServerMessage)}. Its C{home} is the L{wcs.room.rooms.Rooms}
+that holds it, or, for a participant of a room on another node of a cluster,
+the object relaying its commands there (L{wcs.cluster}): the session and the
+streams call C{participant.home.leave(participant)} and so on.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ class Participant:
         self.room = room
         self.login = login
         self.member = member
+        # The Rooms holding this participant (set by Rooms.join).
+        self.home: Any = None
         # Names of the streams announced as PUBLISHED, in publish order.
         self.streams: dict[str, None] = {}
 

@@ -91,6 +91,7 @@ class Rooms:
             for observer in self.observers:
                 observer.roomStarted(room)
         participant = Participant(room, login, member)
+        participant.home = self
         room.broadcast(room.event("JOINED", login))
         room.participants[login] = participant
         self.log.info("{login} joined {room}", login=clip(login), room=clip(name))
