@@ -145,7 +145,7 @@ def _loadTransportSettings() -> None:
     findTransports()
     for module in ("wcs.media.engine", "wcs.web", "wcs.tls", "wcs.recording",
                    "wcs.rest.service", "wcs.lag", "wcs.access.policy", "wcs.access.records",
-                   "wcs.drain", "wcs.webhooks"):
+                   "wcs.drain", "wcs.webhooks", "wcs.cluster"):
         try:
             __import__(module)
         except ImportError:
@@ -230,6 +230,8 @@ def makeService(options: Options) -> MultiService:
     top = _Top()
     if settings.log_format == "json":
         top.logObserver = jsonLinesObserver(twistdOptions(options))
+    # Before the shutdown service: it stops after the clients are closed.
+    _addCluster(server, settings, top)
     _ShutdownService(server).setServiceParent(top)
     _addMediaEngines(server, settings)
     _addRecorder(server, settings)
@@ -327,3 +329,14 @@ def _addWeb(server, settings, parent) -> None:
     service = makeWebService(server, settings)
     if service is not None:
         service.setServiceParent(parent)
+
+
+def _addCluster(server, settings, parent) -> None:
+    """With C{cluster_redis_url}, this node joins the cluster (docs/cluster.md)."""
+    if not settings.cluster_redis_url:
+        return
+    from twisted.internet import reactor
+
+    from wcs.cluster.service import ClusterService
+
+    ClusterService(server, settings, reactor).setServiceParent(parent)

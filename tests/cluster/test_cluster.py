@@ -1,0 +1,208 @@
+"""
+Rooms across nodes (docs/cluster.md): a real redis-server, three nodes as
+real `twistd wcs` processes, WebSocket clients connected to different nodes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+import uuid
+
+import pytest
+
+from tests.support.redis import redisAvailable, startRedis
+from tests.support.server import startServer
+from tests.support.wsclient import Client
+
+pytestmark = pytest.mark.skipif(not redisAvailable(), reason="redis-server not installed")
+
+NODES = ("a", "b", "c")
+
+
+def roomName() -> str:
+    return f"room-{uuid.uuid4().hex[:6]}"
+
+
+async def until(condition, timeout: float, what: str):
+    """Poll C{condition} (bounded) until it is true; return its value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout} s: {what}")
+        await asyncio.sleep(0.1)
+
+
+async def roomEvents(client: Client, name: str, count: int, timeout: float) -> list:
+    """The infos of the next C{count} room events C{name}, other frames skipped."""
+    deadline = time.monotonic() + timeout
+    infos = []
+    while len(infos) < count:
+        frame = await client.next(max(0.01, deadline - time.monotonic()))
+        payload = frame["data"][0].get("payload", {}) if frame["data"] else {}
+        if frame["message"] == "OnDataEvent" and payload.get("name") == name:
+            infos.append(payload["info"])
+    return infos
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    redis = startRedis(tmp_path / "redis")
+    nodes = {}
+    try:
+        for node in NODES:
+            nodes[node] = startServer(tmp_path / node, settings={
+                "cluster_redis_url": redis.url, "node_id": node, "room_idle_timeout": "0"})
+        db = redis.client()
+        deadline = time.monotonic() + 10
+        while set(db.zrange("wcs:nodes", 0, -1)) != set(NODES):
+            assert time.monotonic() < deadline, db.zrange("wcs:nodes", 0, -1)
+            time.sleep(0.05)
+        yield redis, nodes
+    finally:
+        for running in nodes.values():
+            running.stop()
+        redis.stop()
+
+
+async def test_members_on_different_nodes_share_a_room(cluster):
+    redis, nodes = cluster
+    room = roomName()
+    alice = await Client.open(nodes["a"].wsURL, "alice")
+    bob = await Client.open(nodes["b"].wsURL, "bob")
+    carol = await Client.open(nodes["c"].wsURL, "carol")
+    try:
+        assert await alice.join(room) == []
+        owner = redis.client().get(f"wcs:room:{room}")
+        assert owner in NODES
+        assert await bob.join(room) == ["alice"]
+        assert (await alice.roomEvent("JOINED"))["info"] == "bob"
+        assert await carol.join(room) == ["alice", "bob"]
+        assert (await alice.roomEvent("JOINED"))["info"] == "carol"
+        assert (await bob.roomEvent("JOINED"))["info"] == "carol"
+
+        # Chat both ways between every pair of nodes, each exactly once.
+        pairs = [(alice, bob), (bob, alice), (bob, carol), (carol, alice), (alice, carol)]
+        for n, (sender, recipient) in enumerate(pairs):
+            text = f"hello {n} from {sender.login} ✓"
+            assert (await sender.chat(room, recipient.login, text))["status"] == "ACCEPTED"
+            message = await recipient.roomEvent("MESSAGE")
+            assert message["info"] == {"from": sender.login, "text": text}
+        for client in (alice, bob, carol):
+            assert [f for f in await client.quiet(0.5)
+                    if f["data"][0].get("payload", {}).get("name") == "MESSAGE"] == []
+
+        # A chat to a login not in the room fails, from a node the room is not on.
+        status = await bob.chat(room, "nobody", "hi")
+        assert status["status"] == "FAILED" and "nobody" in status["info"]
+
+        # Leaving reaches members on every node; the login is free again.
+        assert (await bob.command("leave", {"name": room}))["status"] == "ACCEPTED"
+        assert (await alice.roomEvent("LEFT"))["info"] == "bob"
+        assert (await carol.roomEvent("LEFT"))["info"] == "bob"
+        assert await bob.join(room) == ["alice", "carol"]
+        assert (await alice.roomEvent("JOINED"))["info"] == "bob"
+
+        # A disconnect too.
+        await carol.close()
+        assert (await alice.roomEvent("LEFT"))["info"] == "carol"
+        assert (await bob.roomEvent("LEFT"))["info"] == "carol"
+    finally:
+        for client in (alice, bob, carol):
+            await client.close()
+
+
+async def test_a_login_is_unique_in_a_room_across_nodes(cluster):
+    redis, nodes = cluster
+    room = roomName()
+    first = await Client.open(nodes["a"].wsURL, "dana")
+    second = await Client.open(nodes["b"].wsURL, "dana")
+    third = await Client.open(nodes["c"].wsURL, "dana")
+    try:
+        await first.join(room)
+        for other in (second, third):
+            status = await other.command("join", {"name": room})
+            assert status["status"] == "FAILED", status
+            assert "already has a participant with login 'dana'" in status["info"]
+        # Refused, not joined: the room still has one participant.
+        await first.close()
+        await until(lambda: redis.client().get(f"wcs:room:{room}") is None, 10,
+                    "the room's key is gone when its last member left")
+        assert await second.join(room) == []
+    finally:
+        for client in (first, second, third):
+            await client.close()
+
+
+async def test_room_max_participants_holds_across_nodes(tmp_path):
+    redis = startRedis(tmp_path / "redis")
+    nodes = []
+    try:
+        for node in ("a", "b"):
+            nodes.append(startServer(tmp_path / node, settings={
+                "cluster_redis_url": redis.url, "node_id": node,
+                "room_max_participants": "2"}))
+        await until(lambda: len(redis.client().zrange("wcs:nodes", 0, -1)) == 2, 10,
+                    "both nodes live")
+        room = roomName()
+        clients = [await Client.open(nodes[i % 2].wsURL, f"user{i}") for i in range(3)]
+        try:
+            await clients[0].join(room)
+            await clients[1].join(room)
+            status = await clients[2].command("join", {"name": room})
+            assert status["status"] == "FAILED" and "is full" in status["info"], status
+            # A node that stops cleanly takes itself out of the registry at once.
+            nodes[1].stop()
+            db = redis.client()
+            assert db.get("wcs:node:b") is None and db.zrange("wcs:nodes", 0, -1) == ["a"]
+        finally:
+            for client in clients:
+                await client.close()
+    finally:
+        for running in nodes:
+            running.stop()
+        redis.stop()
+
+
+async def test_a_killed_room_node_is_survived(cluster):
+    redis, nodes = cluster
+    db = redis.client()
+    room = roomName()
+    clients = {node: await Client.open(nodes[node].wsURL, f"user-{node}") for node in NODES}
+    try:
+        for client in clients.values():
+            await client.join(room)
+        owner = db.get(f"wcs:room:{room}")
+        nodes[owner].proc.send_signal(signal.SIGKILL)
+        nodes[owner].proc.wait(10)
+        survivors = {node: c for node, c in clients.items() if node != owner}
+        started = time.monotonic()
+        for node, client in survivors.items():
+            left = set(await roomEvents(client, "LEFT", len(NODES) - 1, 10))
+            assert left == {c.login for c in clients.values()} - {client.login}
+        assert time.monotonic() - started < 10
+
+        # They may rejoin: the room is made again on a live node.
+        first, second = survivors.values()
+        assert await first.join(room) == []
+        assert await second.join(room) == [first.login]
+        assert (await first.roomEvent("JOINED"))["info"] == second.login
+        assert db.get(f"wcs:room:{room}") in set(survivors)
+        text = "still here"
+        await first.chat(room, second.login, text)
+        assert (await second.roomEvent("MESSAGE"))["info"]["text"] == text
+
+        # No ghost: the dead node's keys expire and the others forget it.
+        def clean():
+            keys = [k for k in db.scan_iter("wcs:*")]
+            values = [db.get(k) for k in keys if k.startswith("wcs:room:")]
+            return (f"wcs:node:{owner}" not in keys and owner not in values
+                    and owner not in db.zrange("wcs:nodes", 0, -1))
+        await until(clean, 10, f"keys of the killed node {owner} gone")
+    finally:
+        for client in clients.values():
+            await client.close()

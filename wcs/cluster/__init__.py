@@ -1,0 +1,27 @@
+"""
+Rooms across processes and machines, on Redis (docs/cluster.md).
+
+A room lives on one node. A client connected to another node joins it there:
+its room commands are relayed to the room's node over Redis pub/sub, where
+it is a participant like any other (its member relays the room's events
+back). Nothing here is imported when C{cluster_redis_url} is empty.
+
+  - L{wcs.cluster.bus}: messages between nodes, one channel per node, in order.
+  - L{wcs.cluster.registry}: the keys: live nodes and their load, where each
+    room lives.
+  - L{wcs.cluster.relay}: both ends of a participant on another node.
+  - L{wcs.cluster.service}: the service that ties them to a L{RoomServer}.
+"""
+
+from wcs.config import Key, declare
+
+declare(
+    Key("cluster_redis_url", "str", "",
+        "Redis URL (redis://host:port/db) of the cluster this node joins; empty: "
+        "one process, no Redis (docs/cluster.md)"),
+    Key("node_id", "str", "",
+        "this node's name in the cluster, unique; empty: host name and ws_port"),
+    Key("cluster_node_ttl", "int", 3000,
+        "ms a node counts as live after its last heartbeat (sent every third of "
+        "it); its rooms and members are given up when it expires"),
+)

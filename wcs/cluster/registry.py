@@ -1,0 +1,161 @@
+"""
+What the cluster keeps in Redis (docs/cluster.md, "Keys"):
+
+  - C{wcs:node:ID}: a live node, JSON C{{incarnation, load}}, with a TTL
+    (C{cluster_node_ttl}) renewed by its heartbeat. Gone: the node is dead.
+  - C{wcs:nodes}: sorted set of node ids by load, for placement; a
+    heartbeat drops the ids whose node key has expired.
+  - C{wcs:room:NAME}: the id of the node the room lives on, with a TTL of
+    two node TTLs renewed by that node while it holds the room; deleted by
+    it when the room ends.
+
+Each change is one Lua script, so two nodes placing the same room at once
+agree: the first to run places it, the second reads its answer.
+"""
+
+from __future__ import annotations
+
+import json
+
+from twisted.internet.defer import Deferred
+
+from wcs.cluster.bus import later
+
+NODES = "wcs:nodes"
+
+
+def nodeKey(node: str) -> str:
+    return f"wcs:node:{node}"
+
+
+def roomKey(room: str) -> str:
+    return f"wcs:room:{room}"
+
+
+# KEYS: this node's key, the node set. ARGV: id, info, ttl ms, load.
+HEARTBEAT = """
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
+for _, id in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+  if redis.call('EXISTS', 'wcs:node:' .. id) == 0 then
+    redis.call('ZREM', KEYS[2], id)
+  end
+end
+return 1
+"""
+
+# The room's node: its owner while that node is live, else the least loaded
+# live node (the asking node on a tie), whose load is counted one higher
+# until its next heartbeat so that a burst of new rooms spreads.
+# KEYS: the room key, the node set. ARGV: room ttl ms, asking node.
+PLACE = """
+local owner = redis.call('GET', KEYS[1])
+if owner then
+  if redis.call('EXISTS', 'wcs:node:' .. owner) == 1 then return owner end
+  redis.call('DEL', KEYS[1])
+end
+local best, bestLoad = false, nil
+local entries = redis.call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES')
+for i = 1, #entries, 2 do
+  local id, load = entries[i], tonumber(entries[i + 1])
+  if redis.call('EXISTS', 'wcs:node:' .. id) == 1 then
+    if best == false or load < bestLoad or (load == bestLoad and id == ARGV[2]) then
+      best, bestLoad = id, load
+    end
+  end
+end
+if best == false then return false end
+redis.call('SET', KEYS[1], best, 'PX', ARGV[1])
+redis.call('ZINCRBY', KEYS[2], 1, best)
+return best
+"""
+
+# Hold a room: renew it when this node holds it or nobody does.
+# KEYS: the room key. ARGV: this node, ttl ms. Returns the owner.
+CLAIM = """
+local owner = redis.call('GET', KEYS[1])
+if owner == false or owner == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return ARGV[1]
+end
+return owner
+"""
+
+# KEYS: the room key. ARGV: this node.
+RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1
+"""
+
+
+class Registry:
+    def __init__(self, redis, nodeId: str, incarnation: str, ttl: float):
+        """
+        @param ttl: seconds a node counts as live after a heartbeat.
+        """
+        self.redis = redis
+        self.nodeId = nodeId
+        self.incarnation = incarnation
+        self.ttlMs = int(ttl * 1000)
+        self.roomTtlMs = 2 * self.ttlMs
+        self._heartbeat = redis.register_script(HEARTBEAT)
+        self._place = redis.register_script(PLACE)
+        self._claim = redis.register_script(CLAIM)
+        self._release = redis.register_script(RELEASE)
+
+    def heartbeat(self, load: int, rooms: list[str]) -> Deferred:
+        """
+        Say this node is live with C{load}, and hold its C{rooms}.
+
+        @return: a Deferred firing with a dict of the rooms held by another
+            node (a split: logged by the caller).
+        """
+        async def beat():
+            info = json.dumps({"incarnation": self.incarnation, "load": load})
+            pipe = self.redis.pipeline(transaction=False)
+            await self._heartbeat(keys=[nodeKey(self.nodeId), NODES],
+                            args=[self.nodeId, info, self.ttlMs, load], client=pipe)
+            for room in rooms:
+                await self._claim(keys=[roomKey(room)], args=[self.nodeId, self.roomTtlMs],
+                                  client=pipe)
+            results = await pipe.execute()
+            return {room: owner for room, owner in zip(rooms, results[1:])
+                    if owner != self.nodeId}
+        return later(beat())
+
+    def place(self, room: str) -> Deferred:
+        """@return: a Deferred firing with the id of the room's node, or None
+        when no node is live."""
+        return later(self._place(keys=[roomKey(room), NODES],
+                                 args=[self.roomTtlMs, self.nodeId]))
+
+    def claim(self, room: str) -> Deferred:
+        """@return: a Deferred firing with the room's node (this one unless
+        another holds it)."""
+        return later(self._claim(keys=[roomKey(room)], args=[self.nodeId, self.roomTtlMs]))
+
+    def release(self, room: str) -> Deferred:
+        return later(self._release(keys=[roomKey(room)], args=[self.nodeId]))
+
+    def incarnations(self, nodes: list[str]) -> Deferred:
+        """@return: a Deferred firing with {node: incarnation or None (dead)}."""
+        async def read():
+            values = await self.redis.mget([nodeKey(n) for n in nodes])
+            found = {}
+            for node, value in zip(nodes, values):
+                try:
+                    found[node] = json.loads(value)["incarnation"] if value else None
+                except (ValueError, KeyError, TypeError):
+                    found[node] = None
+            return found
+        return later(read())
+
+    async def leave(self, rooms: list[str]) -> None:
+        """A clean stop (a coroutine): this node and its rooms go at once,
+        not at expiry."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.delete(nodeKey(self.nodeId))
+        pipe.zrem(NODES, self.nodeId)
+        for room in rooms:
+            await self._release(keys=[roomKey(room)], args=[self.nodeId], client=pipe)
+        await pipe.execute()

@@ -1,0 +1,335 @@
+"""
+Both ends of a participant whose client is connected to another node than
+its room (docs/cluster.md, "Relay").
+
+On the client's node, L{Visitors} is the participant's C{home}: the session
+calls C{participant.home.leave(participant)} as for a local room, and the
+command goes to the room's node. It keeps each visited room's roster from
+the events it relays, so that a chat to a login not in the room fails at
+once, as it does locally.
+
+On the room's node, L{Hosts} joins the visitor to the local room with a
+L{RemoteMember} whose C{send} relays every room event back.
+
+Bus payloads (C{op}): C{join} -> C{joined}; C{leave}, C{disconnect},
+C{chat}, C{announce}, C{withdraw} (to the room's node); C{deliver} and
+C{removed} (to the client's node).
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from twisted.internet.defer import Deferred
+
+from wcs.errors import RoomError
+from wcs.logs import Logger, clip
+from wcs.messages import ServerMessage
+from wcs.room.events import roomEvent, streamEntry
+
+JOIN_TIMEOUT = 5.0  # seconds a join waits for the room's node
+
+
+# --- The client's node -------------------------------------------------------
+
+
+class RemoteRoom:
+    """A room on another node, as its members here see it."""
+
+    def __init__(self, name: str, node: str):
+        self.name = name
+        self.node = node
+        # login -> its announced stream names, in join order (STATE's order).
+        self.roster: dict[str, dict[str, None]] = {}
+        # sessionId -> the participant of a client of this node.
+        self.members: dict[str, "RemoteParticipant"] = {}
+
+    def event(self, name: str, info: Any) -> ServerMessage:
+        return roomEvent(self.name, name, info)
+
+    def state(self, forLogin: str) -> list[Any]:
+        entries: list[Any] = []
+        for login, streams in self.roster.items():
+            if login != forLogin:
+                entries.extend([streamEntry(login, s) for s in streams] or [login])
+        return entries
+
+    def setState(self, login: str, state: list[Any]) -> None:
+        """The room as the room's node listed it to C{login} joining."""
+        roster: dict[str, dict[str, None]] = {}
+        for entry in state:
+            if isinstance(entry, dict):
+                roster.setdefault(entry.get("login"), {})[entry.get("name")] = None
+            else:
+                roster.setdefault(entry, {})
+        roster[login] = {}
+        self.roster = roster
+
+    def apply(self, name: str, info: Any) -> None:
+        """Follow the room from an event relayed to its members here."""
+        if name == "JOINED":
+            self.roster.setdefault(info, {})
+        elif name == "LEFT":
+            self.roster.pop(info, None)
+        elif name == "PUBLISHED" and isinstance(info, dict):
+            self.roster.setdefault(info.get("login"), {})[info.get("name")] = None
+        elif name in ("UNPUBLISHED", "FAILED") and isinstance(info, dict):
+            self.roster.get(info.get("login"), {}).pop(info.get("name"), None)
+
+
+class RemoteParticipant:
+    """A client of this node in a room on another: a Participant's shape."""
+
+    def __init__(self, room: RemoteRoom, login: str, member, home: "Visitors"):
+        self.room = room
+        self.login = login
+        self.member = member  # the ClientSession
+        self.home = home
+        self.streams: dict[str, None] = {}
+        self.gone = False
+
+    def __repr__(self) -> str:
+        return f"<RemoteParticipant {self.login!r} in {self.room.name!r} on {self.room.node}>"
+
+
+class Visitors:
+    log = Logger()
+
+    def __init__(self, bus, clock):
+        self.bus = bus
+        self.clock = clock
+        self.rooms: dict[str, RemoteRoom] = {}
+        self.pending: dict[str, tuple[Deferred, Any]] = {}
+        self._ids = itertools.count()
+
+    def peers(self) -> set[str]:
+        return {room.node for room in self.rooms.values()}
+
+    def join(self, node: str, session, room: str, login: str, record: bool) -> Deferred:
+        """
+        Join C{room} on C{node} for C{session}.
+
+        @return: a Deferred firing with the L{RemoteParticipant}, or failing
+            with L{RoomError} (the room node's refusal, or no answer).
+        """
+        requestId = f"{self.bus.nodeId}/{next(self._ids)}"
+        d = Deferred()
+        timeout = self.clock.callLater(JOIN_TIMEOUT, self._noAnswer, requestId, node)
+        self.pending[requestId] = (d, timeout)
+        self.bus.send(node, {"op": "join", "id": requestId, "session": session.sessionId,
+                             "room": room, "login": login, "record": record})
+
+        def joined(payload):
+            remote = self.rooms.get(room)
+            if remote is None or remote.node != node:
+                remote = self.rooms[room] = RemoteRoom(room, node)
+            remote.setState(login, payload.get("state") or [])
+            participant = RemoteParticipant(remote, login, session, self)
+            remote.members[session.sessionId] = participant
+            return participant
+        return d.addCallback(joined)
+
+    def _noAnswer(self, requestId: str, node: str) -> None:
+        entry = self.pending.pop(requestId, None)
+        if entry is not None:
+            entry[0].errback(RoomError(
+                f"the room's node {node} did not answer in {JOIN_TIMEOUT:.0f} s"))
+
+    def joined(self, payload: dict[str, Any]) -> None:
+        entry = self.pending.pop(payload.get("id"), None)
+        if entry is None:
+            if "error" not in payload:  # joined after we gave up: undo it
+                self.bus.send(payload["from"], {"op": "disconnect",
+                                                "session": payload.get("session"),
+                                                "room": payload.get("room")})
+            return
+        d, timeout = entry
+        timeout.cancel()
+        if "error" in payload:
+            d.errback(RoomError(str(payload["error"])))
+        else:
+            d.callback(payload)
+
+    # The participant's home: what the session and its streams call
+
+    def leave(self, participant: RemoteParticipant) -> None:
+        self._send(participant, "leave")
+
+    def disconnect(self, participant: RemoteParticipant) -> None:
+        self._send(participant, "disconnect")
+
+    def chat(self, sender: RemoteParticipant, to: str, text: str) -> None:
+        room = sender.room
+        if to not in room.roster:
+            raise RoomError(f"Room {room.name!r} has no participant with login {to!r}")
+        self._send(sender, "chat", to=to, text=text, keep=True)
+
+    def announceStream(self, participant: RemoteParticipant, streamName: str) -> None:
+        participant.streams[streamName] = None
+        self._send(participant, "announce", stream=streamName, keep=True)
+
+    def withdrawStream(self, participant: RemoteParticipant, streamName: str,
+                       failed: bool = False) -> None:
+        if participant.streams.pop(streamName, 0) is None:
+            self._send(participant, "withdraw", stream=streamName, failed=failed, keep=True)
+
+    def _send(self, participant: RemoteParticipant, op: str, keep: bool = False,
+              **fields) -> None:
+        if participant.gone:
+            return
+        room = participant.room
+        if not keep:
+            participant.gone = True
+            self._forget(participant)
+        self.bus.send(room.node, {"op": op, "session": participant.member.sessionId,
+                                  "room": room.name, **fields})
+
+    def _forget(self, participant: RemoteParticipant) -> None:
+        room = participant.room
+        room.members.pop(participant.member.sessionId, None)
+        if not room.members and self.rooms.get(room.name) is room:
+            del self.rooms[room.name]
+
+    # From the room's node
+
+    def deliver(self, payload: dict[str, Any]) -> None:
+        name, args = payload.get("name"), payload.get("args") or []
+        message = ServerMessage(name, *args)
+        try:
+            event = args[0]["payload"]
+            room = self.rooms.get(event["roomName"])
+        except (IndexError, KeyError, TypeError):
+            room = None
+        if room is None:
+            return
+        room.apply(event.get("name"), event.get("info"))
+        for sessionId in payload.get("to") or ():
+            participant = room.members.get(sessionId)
+            if participant is not None:
+                participant.member.send(message)
+
+    def removed(self, payload: dict[str, Any]) -> None:
+        """The room's node took a member out (an operator's kick there)."""
+        room = self.rooms.get(payload.get("room"))
+        participant = room.members.get(payload.get("session")) if room else None
+        if participant is not None:
+            participant.gone = True
+            self._forget(participant)
+            participant.member.removeFromRoom(room.name, str(payload.get("info")))
+
+    def nodeGone(self, node: str) -> None:
+        """
+        The node of some visited rooms died: their members here see every
+        other participant's streams fail and the participants leave, and
+        are out of the room (free to join again, on a live node).
+        """
+        for room in [r for r in self.rooms.values() if r.node == node]:
+            del self.rooms[room.name]
+            self.log.warn("cluster: room {room} lost with its node {node}",
+                          room=clip(room.name), node=node)
+            for participant in list(room.members.values()):
+                participant.gone = True
+                session = participant.member
+                for login, streams in room.roster.items():
+                    if login == participant.login:
+                        continue
+                    for stream in streams:
+                        session.send(room.event("FAILED", streamEntry(login, stream)))
+                    session.send(room.event("LEFT", login))
+                session.removeFromRoom(room.name, f"the room's node {node} is gone")
+
+
+# --- The room's node ---------------------------------------------------------
+
+
+class _NoStreams:
+    """A remote member publishes nothing on this node (the admin API asks)."""
+    active: dict = {}
+
+
+class RemoteMember:
+    """The member of a participant whose client is on another node."""
+
+    streams = _NoStreams()
+
+    def __init__(self, hosts: "Hosts", node: str, session: str):
+        self.hosts = hosts
+        self.node = node
+        self.session = session
+
+    def send(self, message: ServerMessage) -> None:
+        self.hosts.bus.deliver(self.node, self.session, message)
+
+    def removeFromRoom(self, room: str, info: str) -> bool:
+        return self.hosts.remove(self.node, self.session, room, info)
+
+    def __repr__(self) -> str:
+        return f"<RemoteMember {self.session} on {self.node}>"
+
+
+class Hosts:
+    log = Logger()
+
+    def __init__(self, bus, rooms):
+        self.bus = bus
+        self.rooms = rooms
+        # (node, sessionId, room) -> the participant in the local room.
+        self.guests: dict[tuple[str, str, str], Any] = {}
+
+    def peers(self) -> set[str]:
+        return {node for node, _, _ in self.guests}
+
+    def join(self, payload: dict[str, Any]) -> None:
+        node, session, room = payload["from"], payload["session"], payload["room"]
+        reply = {"op": "joined", "id": payload.get("id"), "session": session, "room": room}
+        member = RemoteMember(self, node, session)
+        try:
+            participant = self.rooms.join(room, str(payload["login"]), member,
+                                          bool(payload.get("record")))
+        except RoomError as e:
+            self.bus.send(node, {**reply, "error": e.info})
+            return
+        self.guests[(node, session, room)] = participant
+        self.bus.send(node, {**reply, "state": participant.room.state(participant.login)})
+
+    def command(self, payload: dict[str, Any]) -> None:
+        """leave, disconnect, chat, announce, withdraw of a guest."""
+        op = payload["op"]
+        key = (payload["from"], payload.get("session"), payload.get("room"))
+        if op in ("leave", "disconnect"):
+            participant = self.guests.pop(key, None)
+        else:
+            participant = self.guests.get(key)
+        if participant is None:
+            return  # already out (a kick, a node given up)
+        if op == "leave":
+            self.rooms.leave(participant)
+        elif op == "disconnect":
+            self.rooms.disconnect(participant)
+        elif op == "chat":
+            try:
+                self.rooms.chat(participant, str(payload.get("to")), str(payload.get("text")))
+            except RoomError as e:  # left while the chat was on its way
+                self.log.info("cluster: chat from {node} dropped: {info}",
+                              node=key[0], info=e.info)
+        elif op == "announce":
+            self.rooms.announceStream(participant, str(payload.get("stream")))
+        elif op == "withdraw":
+            self.rooms.withdrawStream(participant, str(payload.get("stream")),
+                                      failed=bool(payload.get("failed")))
+
+    def remove(self, node: str, session: str, room: str, info: str) -> bool:
+        participant = self.guests.pop((node, session, room), None)
+        if participant is None:
+            return False
+        self.rooms.leave(participant)
+        self.bus.send(node, {"op": "removed", "session": session, "room": room,
+                             "info": info})
+        return True
+
+    def nodeGone(self, node: str) -> None:
+        """A node died: its clients disconnected from our rooms (idle timeout)."""
+        for key in [k for k in self.guests if k[0] == node]:
+            participant = self.guests.pop(key)
+            self.rooms.disconnect(participant)

@@ -1,0 +1,224 @@
+"""
+The cluster service: joins this node to the cluster at C{cluster_redis_url}
+and plugs into the L{RoomServer} as its C{placement} and a room observer.
+
+Every third of C{cluster_node_ttl} it sends its heartbeat (its load, and
+the rooms it holds), and reads the heartbeats of the nodes it shares rooms
+with: one whose key expired, or came back with another incarnation (a
+restart), is given up (L{Visitors.nodeGone}, L{Hosts.nodeGone}).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import uuid
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.task import LoopingCall
+
+from wcs.cluster.bus import Bus, later
+from wcs.cluster.registry import Registry
+from wcs.cluster.relay import Hosts, Visitors
+from wcs.errors import RoomError
+from wcs.logs import LogLimiter, Logger, clip
+
+STOP_TIMEOUT = 2.0  # seconds a clean stop waits to take its keys out of Redis
+
+
+def nodeIdOf(settings) -> str:
+    return settings.node_id or f"{socket.gethostname()}:{settings.ws_port}"
+
+
+class ClusterService(Service):
+    log = Logger()
+
+    def __init__(self, server, settings, clock):
+        import redis.asyncio
+
+        self.server = server
+        self.clock = clock
+        self.url = settings.cluster_redis_url
+        self.nodeId = nodeIdOf(settings)
+        self.incarnation = uuid.uuid4().hex
+        self.ttl = settings.cluster_node_ttl / 1000.0
+        self.redis = redis.asyncio.Redis.from_url(
+            self.url, decode_responses=True, socket_connect_timeout=2,
+            socket_timeout=max(2.0, self.ttl))
+        self.errors = LogLimiter(self.log, clock=clock)
+        self.bus = Bus(self.redis, self.nodeId, self.incarnation, self._dispatch, clock)
+        self.registry = Registry(self.redis, self.nodeId, self.incarnation, self.ttl)
+        self.visitors = Visitors(self.bus, clock)
+        self.hosts = Hosts(self.bus, server.rooms)
+        # node -> the incarnation first heard from it.
+        self.known: dict[str, str] = {}
+        self._beat = LoopingCall(self._tick)
+        self._beat.clock = clock
+        self._ticking = False
+        self._inflight: set[Deferred] = set()
+        self.live = False  # the last heartbeat reached Redis
+
+    def startService(self):
+        super().startService()
+        self.log.info("cluster: node {node} joining the cluster at {url}",
+                      node=self.nodeId, url=self.url)
+        self.server.placement = self
+        self.server.rooms.observers.append(self)
+        self.bus.start()
+        self._beat.start(self.ttl / 3, now=True)
+
+    def stopService(self):
+        super().stopService()
+        if self._beat.running:
+            self._beat.stop()
+        # Added before the shutdown service, this stops after it closed the
+        # clients: their leaves and room releases are on their way already.
+        rooms = list(self.server.rooms.rooms)
+        inflight = [d for d in self._inflight]
+
+        async def stop():
+            loop = asyncio.get_running_loop()
+            for d in inflight:
+                await d.asFuture(loop)  # their errbacks log
+            try:
+                await self.registry.leave(rooms)
+            except Exception as e:
+                self.log.warn("cluster: could not leave the cluster cleanly ({error}): "
+                              "its keys expire", error=e)
+            await self.bus.stop()
+            await self.redis.aclose()
+        d = later(stop())
+        d.addTimeout(STOP_TIMEOUT, self.clock)
+        return d.addErrback(lambda f: None)
+
+    # Placement (RoomServer.placement)
+
+    def enter(self, session, room: str, login: str, record: bool) -> Deferred:
+        """
+        Where C{room} lives: None when here (the session joins it locally),
+        else the participant joined on its node.
+        """
+        if room in self.server.rooms.rooms:
+            return succeed(None)
+        visited = self.visitors.rooms.get(room)
+        if visited is not None:
+            return self.visitors.join(visited.node, session, room, login, record)
+
+        def placed(node):
+            if node is None:
+                raise RoomError("no live node in the cluster can take the room")
+            if node == self.nodeId:
+                return None
+            return self.visitors.join(node, session, room, login, record)
+
+        def unreachable(failure):
+            if failure.check(RoomError):
+                return failure
+            self.errors.warn("place", "cluster: cannot place room {room}: {error}",
+                             room=clip(room), error=failure.value)
+            raise RoomError("the cluster is unreachable (Redis): the room cannot be "
+                            "placed, try again later")
+        return self.registry.place(room).addCallback(placed).addErrback(unreachable)
+
+    # Room observer: hold the rooms that live here
+
+    def roomStarted(self, room) -> None:
+        def held(owner):
+            if owner != self.nodeId:
+                self._split(room.name, owner)
+        self._track(self.registry.claim(room.name).addCallbacks(held, self._redisDown))
+
+    def roomEnded(self, room) -> None:
+        self._track(self.registry.release(room.name).addErrback(self._redisDown))
+
+    def _track(self, d: Deferred) -> None:
+        """Keep a room's claim or release until done: a stop waits for it."""
+        self._inflight.add(d)
+        d.addBoth(lambda result: self._inflight.discard(d))
+
+    def _split(self, room: str, owner: str) -> None:
+        # A room made here without placement (an RTMP or WHIP client joins
+        # synchronously) that another node holds: both rooms go on apart.
+        self.errors.warn(("split", room), "cluster: room {room} lives here and on {owner}: "
+                         "RTMP/WHIP joins are not relayed yet (docs/cluster.md)",
+                         room=clip(room), owner=owner)
+
+    def _redisDown(self, failure) -> None:
+        self.errors.warn("redis", "cluster: Redis unreachable: {error}", error=failure.value)
+
+    # Heartbeat and the other nodes' health
+
+    def load(self) -> int:
+        rooms = self.server.rooms.rooms.values()
+        return len(self.server.sessions) + sum(len(r.participants) for r in rooms)
+
+    def _tick(self) -> None:
+        if self._ticking:  # the previous round still waits for Redis
+            return
+        self._ticking = True
+        beat = self.registry.heartbeat(self.load(), list(self.server.rooms.rooms))
+        beat.addCallback(self._beaten)
+        beat.addCallback(lambda _: self._checkPeers())
+        beat.addErrback(self._beatFailed)
+        beat.addBoth(self._ticked)
+        self._track(beat)  # a stop waits: a late heartbeat would bring the key back
+
+    def _ticked(self, _) -> None:
+        self._ticking = False
+
+    def _beaten(self, splits: dict) -> None:
+        if not self.live:
+            self.log.info("cluster: node {node} is live", node=self.nodeId)
+        self.live = True
+        for room, owner in splits.items():
+            self._split(room, owner)
+
+    def _beatFailed(self, failure) -> None:
+        if self.live:
+            self.log.warn("cluster: heartbeat failed, rooms here go on: {error}",
+                          error=failure.value)
+        self.live = False
+
+    def _checkPeers(self):
+        peers = sorted(self.visitors.peers() | self.hosts.peers())
+        if not peers:
+            return None
+        return self.registry.incarnations(peers).addCallback(self._peersRead)
+
+    def _peersRead(self, incarnations: dict) -> None:
+        for node, incarnation in incarnations.items():
+            known = self.known.get(node)
+            if incarnation is None or (known is not None and incarnation != known):
+                self.log.warn("cluster: node {node} is gone, giving up its rooms and members",
+                              node=node)
+                self.known.pop(node, None)
+                self.visitors.nodeGone(node)
+                self.hosts.nodeGone(node)
+
+    # Messages from other nodes
+
+    def _dispatch(self, payload: dict) -> None:
+        node, incarnation = payload.get("from"), payload.get("inc")
+        if not isinstance(node, str):
+            return
+        if self.known.get(node) != incarnation:
+            if node in self.known:
+                # It restarted before its key expired: what it held is gone.
+                self.visitors.nodeGone(node)
+                self.hosts.nodeGone(node)
+            self.known[node] = incarnation
+        op = payload.get("op")
+        if op == "join":
+            self.hosts.join(payload)
+        elif op in ("leave", "disconnect", "chat", "announce", "withdraw"):
+            self.hosts.command(payload)
+        elif op == "joined":
+            self.visitors.joined(payload)
+        elif op == "deliver":
+            self.visitors.deliver(payload)
+        elif op == "removed":
+            self.visitors.removed(payload)
+        else:
+            self.errors.warn(("op", node), "cluster: unknown message {op} from {node}",
+                             op=clip(op, 40), node=clip(node, 80))
