@@ -206,3 +206,49 @@ async def test_a_killed_room_node_is_survived(cluster):
     finally:
         for client in clients.values():
             await client.close()
+
+
+async def test_redis_restart_is_survived(cluster):
+    redis, nodes = cluster
+    room = roomName()
+    alice = await Client.open(nodes["a"].wsURL, "alice")
+    bob = await Client.open(nodes["b"].wsURL, "bob")
+    try:
+        await alice.join(room)
+        await bob.join(room)
+        await alice.roomEvent("JOINED")
+        redis.stop()
+
+        # A room that would need placing fails with a clear reason meanwhile.
+        status = await alice.command("join", {"name": roomName()})
+        assert status["status"] == "FAILED" and "Redis" in status["info"], status
+
+        # Redis back (empty: it saves nothing): the nodes register again,
+        # nobody was given up, and the room relays as before.
+        restarted = startRedis(redis.logPath.parent / "again", port=redis.port)
+        redis.proc = restarted.proc
+        db = restarted.client()
+        await until(lambda: set(db.zrange("wcs:nodes", 0, -1)) == set(NODES), 10,
+                    "every node registered again")
+        await until(lambda: db.get(f"wcs:room:{room}") is not None, 10,
+                    "the room's node holds it again")
+        # Resubscribed: a chat arrives (retried: the subscription comes back
+        # within a second of Redis; a message published before is lost).
+        deadline = time.monotonic() + 10
+        while True:
+            await alice.chat(room, "bob", "are you there?")
+            frames = await bob.quiet(0.5)
+            names = [f["data"][0]["payload"]["name"] for f in frames
+                     if f["message"] == "OnDataEvent"]
+            assert "LEFT" not in names
+            if "MESSAGE" in names:
+                break
+            assert time.monotonic() < deadline, "no chat after Redis came back"
+        assert not [f for f in await alice.quiet(0.5) if f["message"] == "OnDataEvent"
+                    and f["data"][0]["payload"]["name"] == "LEFT"]
+        carol = await Client.open(nodes["c"].wsURL, "carol")
+        assert await carol.join(room) == ["alice", "bob"]
+        await carol.close()
+    finally:
+        await alice.close()
+        await bob.close()

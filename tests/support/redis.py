@@ -46,9 +46,10 @@ def redisAvailable() -> bool:
     return shutil.which("redis-server") is not None
 
 
-def startRedis(workdir: Path) -> RunningRedis:
+def startRedis(workdir: Path, port: int | None = None) -> RunningRedis:
+    """Start redis-server on C{port} (a free one when None)."""
     workdir.mkdir(parents=True, exist_ok=True)
-    port = freePort()
+    port = port or freePort()
     logPath = workdir / "redis.log"
     with open(logPath, "wb") as log:
         proc = subprocess.Popen(

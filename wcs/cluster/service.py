@@ -58,6 +58,7 @@ class ClusterService(Service):
         self._ticking = False
         self._inflight: set[Deferred] = set()
         self.live = False  # the last heartbeat reached Redis
+        self.liveSince = 0.0  # since when, without a failed heartbeat
 
     def startService(self):
         super().startService()
@@ -170,6 +171,7 @@ class ClusterService(Service):
     def _beaten(self, splits: dict) -> None:
         if not self.live:
             self.log.info("cluster: node {node} is live", node=self.nodeId)
+            self.liveSince = self.clock.seconds()
         self.live = True
         for room, owner in splits.items():
             self._split(room, owner)
@@ -182,7 +184,10 @@ class ClusterService(Service):
 
     def _checkPeers(self):
         peers = sorted(self.visitors.peers() | self.hosts.peers())
-        if not peers:
+        # After Redis came back (empty, when it keeps nothing on disk) the
+        # others need a TTL to beat again: until then a missing key proves
+        # nothing.
+        if not peers or self.clock.seconds() - self.liveSince < self.ttl:
             return None
         return self.registry.incarnations(peers).addCallback(self._peersRead)
 
