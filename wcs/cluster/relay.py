@@ -140,7 +140,7 @@ class Visitors:
         entry = self.pending.pop(payload.get("id"), None)
         if entry is None:
             if "error" not in payload:  # joined after we gave up: undo it
-                self.bus.send(payload["from"], {"op": "disconnect",
+                self.bus.send(payload["from"], {"op": "leave",
                                                 "session": payload.get("session"),
                                                 "room": payload.get("room")})
             return
@@ -333,3 +333,28 @@ class Hosts:
         for key in [k for k in self.guests if k[0] == node]:
             participant = self.guests.pop(key)
             self.rooms.disconnect(participant)
+
+
+COMMANDS = frozenset({"leave", "disconnect", "chat", "announce", "withdraw"})
+
+
+def route(payload: dict[str, Any], visitors: Visitors, hosts: Hosts) -> bool:
+    """
+    Hand a message from another node to the end it is for.
+
+    @return: False for an unknown C{op}.
+    """
+    op = payload.get("op")
+    if op == "join":
+        hosts.join(payload)
+    elif op in COMMANDS:
+        hosts.command(payload)
+    elif op == "joined":
+        visitors.joined(payload)
+    elif op == "deliver":
+        visitors.deliver(payload)
+    elif op == "removed":
+        visitors.removed(payload)
+    else:
+        return False
+    return True

@@ -20,7 +20,7 @@ from twisted.internet.task import LoopingCall
 
 from wcs.cluster.bus import Bus, later
 from wcs.cluster.registry import Registry
-from wcs.cluster.relay import Hosts, Visitors
+from wcs.cluster.relay import Hosts, Visitors, route
 from wcs.errors import RoomError
 from wcs.logs import LogLimiter, Logger, clip
 
@@ -213,17 +213,6 @@ class ClusterService(Service):
                 self.visitors.nodeGone(node)
                 self.hosts.nodeGone(node)
             self.known[node] = incarnation
-        op = payload.get("op")
-        if op == "join":
-            self.hosts.join(payload)
-        elif op in ("leave", "disconnect", "chat", "announce", "withdraw"):
-            self.hosts.command(payload)
-        elif op == "joined":
-            self.visitors.joined(payload)
-        elif op == "deliver":
-            self.visitors.deliver(payload)
-        elif op == "removed":
-            self.visitors.removed(payload)
-        else:
+        if not route(payload, self.visitors, self.hosts):
             self.errors.warn(("op", node), "cluster: unknown message {op} from {node}",
-                             op=clip(op, 40), node=clip(node, 80))
+                             op=clip(payload.get("op"), 40), node=clip(node, 80))

@@ -1,0 +1,227 @@
+"""
+The relay between a client's node and its room's node, in one process: two
+real RoomServers with injected clocks, real ClientSessions, the messages
+between the nodes carried by a loopback instead of Redis (the Redis side is
+tests/cluster/test_cluster.py and test_registry.py).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from twisted.internet.defer import succeed
+from twisted.internet.task import Clock
+
+from tests.support.channels import RecordingChannel
+from wcs.cluster.relay import JOIN_TIMEOUT, Hosts, Visitors, route
+from wcs.config import Settings
+from wcs.server import RoomServer
+
+
+class Loopback:
+    """A node's bus: messages queue per destination until the test pumps them."""
+
+    def __init__(self, nodeId: str, network: "Network"):
+        self.nodeId = nodeId
+        self.network = network
+
+    def send(self, node: str, payload: dict) -> None:
+        # Through JSON, as over Redis.
+        payload = json.loads(json.dumps({**payload, "from": self.nodeId, "inc": "1"}))
+        self.network.queue.append((node, payload))
+
+    def deliver(self, node: str, session: str, message) -> None:
+        self.send(node, {"op": "deliver", "to": [session], "name": message.name,
+                         "args": message.args})
+
+
+class Node:
+    def __init__(self, nodeId: str, network: "Network"):
+        self.nodeId = nodeId
+        self.clock = Clock()
+        settings = Settings()
+        settings.set("ws_ping_interval", 0)
+        settings.set("room_max_participants", 3)
+        self.server = RoomServer(settings, self.clock)
+        self.bus = Loopback(nodeId, network)
+        self.visitors = Visitors(self.bus, self.clock)
+        self.hosts = Hosts(self.bus, self.server.rooms)
+        self.server.placement = self
+
+    def enter(self, session, room, login, record):
+        """Placement: every room this node does not hold lives on node a."""
+        if room in self.server.rooms.rooms or self.nodeId == "a":
+            return succeed(None)
+        return self.visitors.join("a", session, room, login, record)
+
+    def client(self, login: str):
+        channel = RecordingChannel(f"tcp:127.0.0.1:{len(self.server.sessions) + 1000}")
+        session = self.server.openSession(channel)
+        session.messageReceived("connection", [{"appKey": "roomApp",
+                                                "custom": {"login": login}}])
+        channel.take()
+        return session, channel
+
+
+class Network:
+    def __init__(self):
+        self.queue: list = []
+        self.nodes = {n: Node(n, self) for n in ("a", "b")}
+        self.dropped = 0
+
+    def pump(self, drop: bool = False) -> None:
+        for _ in range(1000):
+            if not self.queue:
+                return
+            node, payload = self.queue.pop(0)
+            if drop:
+                self.dropped += 1
+                continue
+            target = self.nodes[node]
+            assert route(payload, target.visitors, target.hosts), payload
+        raise AssertionError("messages kept coming")
+
+
+@pytest.fixture
+def network():
+    return Network()
+
+
+def command(session, op: str, **options) -> None:
+    session.messageReceived("sendData", [{"operationId": op,
+                                          "payload": {"command": op, "options": options}}])
+
+
+def status(channel) -> dict:
+    return channel.named("DataStatusEvent")[-1]
+
+
+def test_a_visitor_joins_chats_and_leaves(network):
+    a, b = network.nodes["a"], network.nodes["b"]
+    alice, aliceChannel = a.client("alice")
+    bob, bobChannel = b.client("bob")
+    command(alice, "join", name="r")
+    command(bob, "join", name="r")
+    # The answer waits for the room's node.
+    assert bobChannel.named("DataStatusEvent") == []
+    network.pump()
+    assert status(bobChannel)["status"] == "ACCEPTED"
+    assert bobChannel.roomEvents("STATE")[0]["info"] == ["alice"]
+    assert aliceChannel.roomEvents("JOINED")[0]["info"] == "bob"
+    assert "r" not in b.server.rooms.rooms and list(a.server.rooms.rooms["r"].participants) == [
+        "alice", "bob"]
+
+    command(bob, "sendMessage", roomConfig={"name": "r"}, to="alice", text="hi ✓")
+    network.pump()
+    assert aliceChannel.roomEvents("MESSAGE")[0]["info"] == {"from": "bob", "text": "hi ✓"}
+    command(alice, "sendMessage", roomConfig={"name": "r"}, to="bob", text="hello")
+    network.pump()
+    assert [e["info"] for e in bobChannel.roomEvents("MESSAGE")] == [
+        {"from": "alice", "text": "hello"}]
+
+    # A login not in the room: refused on the client's node, nothing sent.
+    command(bob, "sendMessage", roomConfig={"name": "r"}, to="nobody", text="?")
+    assert status(bobChannel)["status"] == "FAILED" and "nobody" in status(bobChannel)["info"]
+    assert network.queue == []
+
+    command(bob, "leave", name="r")
+    assert status(bobChannel)["status"] == "ACCEPTED"
+    network.pump()
+    assert aliceChannel.roomEvents("LEFT")[0]["info"] == "bob"
+    assert b.visitors.rooms == {} and a.hosts.guests == {}
+
+
+def test_second_visitor_on_a_node_gets_the_state_and_events_once(network):
+    a, b = network.nodes["a"], network.nodes["b"]
+    alice, _ = a.client("alice")
+    bob, bobChannel = b.client("bob")
+    carol, carolChannel = b.client("carol")
+    command(alice, "join", name="r")
+    command(bob, "join", name="r")
+    network.pump()
+    command(carol, "join", name="r")
+    network.pump()
+    assert carolChannel.roomEvents("STATE")[0]["info"] == ["alice", "bob"]
+    assert [e["info"] for e in bobChannel.roomEvents("JOINED")] == ["carol"]
+    # Alice's chat to bob reaches bob only.
+    command(alice, "sendMessage", roomConfig={"name": "r"}, to="bob", text="x")
+    network.pump()
+    assert len(bobChannel.roomEvents("MESSAGE")) == 1
+    assert carolChannel.roomEvents("MESSAGE") == []
+
+
+def test_the_room_node_refuses_a_taken_login_and_a_full_room(network):
+    a, b = network.nodes["a"], network.nodes["b"]
+    first, _ = a.client("dana")
+    second, secondChannel = b.client("dana")
+    command(first, "join", name="r")
+    command(second, "join", name="r")
+    network.pump()
+    assert status(secondChannel)["status"] == "FAILED"
+    assert "already has a participant with login 'dana'" in status(secondChannel)["info"]
+    assert "r" not in second.participants and b.visitors.rooms == {}
+    for login in ("e", "f"):
+        session, _ = b.client(login)
+        command(session, "join", name="r")
+        network.pump()
+    late, lateChannel = b.client("g")
+    command(late, "join", name="r")
+    network.pump()
+    assert "is full" in status(lateChannel)["info"]
+
+
+def test_a_join_without_answer_fails_and_a_late_answer_is_undone(network):
+    a, b = network.nodes["a"], network.nodes["b"]
+    bob, bobChannel = b.client("bob")
+    command(bob, "join", name="r")
+    b.clock.advance(JOIN_TIMEOUT)
+    assert status(bobChannel)["status"] == "FAILED"
+    assert "did not answer" in status(bobChannel)["info"]
+    # The join reaches a after all; its answer finds nobody waiting on b,
+    # which takes the participant out again.
+    network.pump()
+    assert "r" not in a.server.rooms.rooms
+    assert "r" not in bob.participants
+
+
+def test_messages_held_while_a_join_is_placed_keep_their_order(network):
+    a, b = network.nodes["a"], network.nodes["b"]
+    alice, aliceChannel = a.client("alice")
+    command(alice, "join", name="r")
+    bob, bobChannel = b.client("bob")
+    command(bob, "join", name="r")
+    command(bob, "sendMessage", roomConfig={"name": "r"}, to="alice", text="after join")
+    network.pump()
+    assert [s["status"] for s in bobChannel.named("DataStatusEvent")] == ["ACCEPTED", "ACCEPTED"]
+    assert aliceChannel.roomEvents("MESSAGE")[0]["info"]["text"] == "after join"
+
+
+def test_a_room_node_gone(network):
+    a, b = network.nodes["a"], network.nodes["b"]
+    alice, _ = a.client("alice")
+    bob, bobChannel = b.client("bob")
+    command(alice, "join", name="r")
+    command(bob, "join", name="r")
+    network.pump()
+    a.server.rooms.announceStream(alice.participants["r"], "alice-cam")
+    network.pump()
+    bobChannel.take()
+    b.visitors.nodeGone("a")
+    assert [(e["name"], e["info"]) for e in bobChannel.roomEvents()] == [
+        ("FAILED", {"login": "alice", "name": "alice-cam"}), ("LEFT", "alice")]
+    assert bob.participants == {} and b.visitors.rooms == {}
+    assert network.queue == []  # nothing sent to the dead node
+
+
+def test_a_client_node_gone(network):
+    a, b = network.nodes["a"], network.nodes["b"]
+    alice, aliceChannel = a.client("alice")
+    bob, _ = b.client("bob")
+    command(alice, "join", name="r")
+    command(bob, "join", name="r")
+    network.pump()
+    a.hosts.nodeGone("b")
+    assert aliceChannel.roomEvents("LEFT")[-1]["info"] == "bob"
+    assert list(a.server.rooms.rooms["r"].participants) == ["alice"]
+    assert a.hosts.guests == {}
