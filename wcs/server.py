@@ -47,7 +47,9 @@ class RoomServer:
         self.draining: str | None = None
         # In a cluster (wcs.cluster): where a joined room lives, with
         # enter(session, room, login, record) -> Deferred firing None (here)
-        # or the participant joined on another node. None: one process.
+        # or the participant joined on another node, and forward(session,
+        # name, args) -> whether it took a stream message to the node of
+        # the stream's room. None: one process.
         self.placement = None
 
     def openSession(self, channel: ISignallingChannel) -> ClientSession:

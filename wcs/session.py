@@ -34,6 +34,9 @@ PONG = ServerMessage("pong", None)
 LOG_LEVELS = ("ERROR", "WARN", "INFO", "DEBUG", "TRACE")
 TRACED = frozenset({"DEBUG", "TRACE"})
 
+# Stream messages, which a cluster may take to the room's node (wcs.cluster).
+STREAM_MESSAGES = frozenset({"publishStream", "playStream", "unPublishStream", "stopStream"})
+
 # Messages of the SDK that need no answer from a room server.
 IGNORED = frozenset({"pushLogs", "sessionDebug", "submitBugReport"})
 
@@ -143,6 +146,9 @@ class ClientSession:
         if self.connection is None and name not in ("connection", "ping", "pong"):
             self.refuse(name, f"{name} before connection: send 'connection' first")
             return
+        if name in STREAM_MESSAGES and self.server.placement is not None \
+                and self.server.placement.forward(self, name, args):
+            return  # a stream of a room on another node: negotiated there
         try:
             handler(name, args)
         except ProtocolError as e:

@@ -13,8 +13,9 @@ import pytest
 from twisted.internet.defer import succeed
 from twisted.internet.task import Clock
 
-from tests.support.channels import RecordingChannel
-from wcs.cluster.relay import JOIN_TIMEOUT, Hosts, Visitors, route
+from tests.support.channels import ANSWER, HeldMediaEngine, RecordingChannel
+from wcs.cluster.hosts import Hosts
+from wcs.cluster.relay import JOIN_TIMEOUT, Visitors, route
 from wcs.config import Settings
 from wcs.server import RoomServer
 
@@ -45,9 +46,15 @@ class Node:
         settings.set("room_max_participants", 3)
         self.server = RoomServer(settings, self.clock)
         self.bus = Loopback(nodeId, network)
-        self.visitors = Visitors(self.bus, self.clock)
-        self.hosts = Hosts(self.bus, self.server.rooms)
+        self.visitors = Visitors(self.bus, self.clock,
+                                 isLive=lambda name: self.server.liveSource(name) is not None)
+        self.hosts = Hosts(self.bus, self.server)
+        self.engine = HeldMediaEngine()
+        self.server.registerMediaEngine(self.engine)
         self.server.placement = self
+
+    def forward(self, session, name, args):
+        return self.visitors.forward(session, name, args)
 
     def enter(self, session, room, login, record):
         """Placement: every room this node does not hold lives on node a."""
@@ -129,7 +136,7 @@ def test_a_visitor_joins_chats_and_leaves(network):
     assert status(bobChannel)["status"] == "ACCEPTED"
     network.pump()
     assert aliceChannel.roomEvents("LEFT")[0]["info"] == "bob"
-    assert b.visitors.rooms == {} and a.hosts.guests == {}
+    assert b.visitors.rooms == {} and a.hosts.proxies == {}
 
 
 def test_second_visitor_on_a_node_gets_the_state_and_events_once(network):
@@ -224,4 +231,60 @@ def test_a_client_node_gone(network):
     a.hosts.nodeGone("b")
     assert aliceChannel.roomEvents("LEFT")[-1]["info"] == "bob"
     assert list(a.server.rooms.rooms["r"].participants) == ["alice"]
-    assert a.hosts.guests == {}
+    assert a.hosts.proxies == {}
+
+
+OFFER = "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=sendrecv\r\n"
+
+
+def streamBody(mediaSessionId: str, name: str, room: str, published: bool) -> dict:
+    return {"mediaSessionId": mediaSessionId, "name": name, "published": published,
+            "hasVideo": True, "hasAudio": True, "mediaProvider": "WebRTC",
+            "sdp": OFFER, "custom": {"name": room}}
+
+
+def test_a_visitors_streams_are_negotiated_on_the_room_node(network):
+    a, b = network.nodes["a"], network.nodes["b"]
+    alice, aliceChannel = a.client("alice")
+    bob, bobChannel = b.client("bob")
+    command(alice, "join", name="r")
+    command(bob, "join", name="r")
+    network.pump()
+
+    # bob (on b) publishes into r (on a): a's engine answers, a holds the name.
+    bob.messageReceived("publishStream", [streamBody("m1", "r-bob", "r", True)])
+    assert b.engine.sessions == [] and bob.streams.active == {}
+    network.pump()
+    frames = [f for f in bobChannel.frames if f["message"] == "setRemoteSDP"]
+    assert frames[0]["data"] == ["m1", ANSWER]
+    a.engine.last().listener.mediaStarted()
+    network.pump()
+    assert bobChannel.named("notifyStreamStatusEvent")[-1]["status"] == "PUBLISHING"
+    assert aliceChannel.roomEvents("PUBLISHED")[0]["info"] == {"login": "bob", "name": "r-bob"}
+    assert a.server.liveSource("r-bob") is not None
+
+    # alice (on a) publishes; bob plays it: the play goes to a as well.
+    alice.messageReceived("publishStream", [streamBody("m2", "r-alice", "r", True)])
+    a.engine.last().listener.mediaStarted()
+    network.pump()
+    assert bobChannel.roomEvents("PUBLISHED")[-1]["info"] == {"login": "alice",
+                                                              "name": "r-alice"}
+    bob.messageReceived("playStream", [streamBody("m3", "r-alice", "r", False)])
+    network.pump()
+    a.engine.last().listener.mediaStarted()
+    network.pump()
+    assert bobChannel.named("notifyStreamStatusEvent")[-1]["status"] == "PLAYING"
+
+    # Stops go where the streams are; the relayed ones are then forgotten.
+    bob.messageReceived("unPublishStream", [{"mediaSessionId": "m1", "name": "r-bob"}])
+    network.pump()
+    assert bobChannel.named("notifyStreamStatusEvent")[-1]["status"] == "UNPUBLISHED"
+    assert aliceChannel.roomEvents("UNPUBLISHED")[0]["info"] == {"login": "bob",
+                                                                 "name": "r-bob"}
+    assert b.visitors.streams[bob.sessionId] == {"m3": "a"}
+
+    # bob leaves: his play there goes on until his connection ends.
+    bob.connectionLost("test")
+    network.pump()
+    assert a.hosts.proxies == {} and list(a.server.rooms.rooms["r"].participants) == ["alice"]
+    assert [s for s in a.server.sessions if s is not alice] == []

@@ -1,24 +1,24 @@
 """
-Both ends of a participant whose client is connected to another node than
-its room (docs/cluster.md, "Relay").
+The client's node's end of a visitor: a client connected here in a room
+that lives on another node (docs/cluster.md, "Relay"); the room's node's end
+is L{wcs.cluster.hosts}.
 
-On the client's node, L{Visitors} is the participant's C{home}: the session
-calls C{participant.home.leave(participant)} as for a local room, and the
-command goes to the room's node. It keeps each visited room's roster from
-the events it relays, so that a chat to a login not in the room fails at
-once, as it does locally.
-
-On the room's node, L{Hosts} joins the visitor to the local room with a
-L{RemoteMember} whose C{send} relays every room event back.
+L{Visitors} is such a participant's C{home}: the session calls
+C{participant.home.leave(participant)} as for a local room, and the command
+goes to the room's node. It keeps each visited room's roster from the
+events it relays, so that a chat to a login not in the room fails at once,
+as it does locally, and so that a play of a stream announced there goes
+there. Stream messages for the room's streams are relayed as they came.
 
 Bus payloads (C{op}): C{join} -> C{joined}; C{leave}, C{disconnect},
-C{chat}, C{announce}, C{withdraw} (to the room's node); C{deliver} and
-C{removed} (to the client's node).
+C{chat}, C{announce}, C{withdraw}, C{stream} (to the room's node);
+C{deliver}, C{removed}, C{close} (to the client's node).
 """
 
 from __future__ import annotations
 
 import itertools
+import weakref
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -96,12 +96,22 @@ class RemoteParticipant:
 class Visitors:
     log = Logger()
 
-    def __init__(self, bus, clock):
+    def __init__(self, bus, clock, isLive=lambda name: False):
+        """
+        @param isLive: whether a stream of that name is live on this node
+            (then it is played here, not relayed).
+        """
         self.bus = bus
         self.clock = clock
+        self.isLive = isLive
         self.rooms: dict[str, RemoteRoom] = {}
         self.pending: dict[str, tuple[Deferred, Any]] = {}
         self._ids = itertools.count()
+        # Every session that visited a room, for what its proxy there sends
+        # (stream statuses, answers): weak, a closed session goes by itself.
+        self.sessions: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+        # sessionId -> {mediaSessionId: node} of its streams relayed there.
+        self.streams: dict[str, dict[str, str]] = {}
 
     def peers(self) -> set[str]:
         return {room.node for room in self.rooms.values()}
@@ -117,8 +127,11 @@ class Visitors:
         d = Deferred()
         timeout = self.clock.callLater(JOIN_TIMEOUT, self._noAnswer, requestId, node)
         self.pending[requestId] = (d, timeout)
+        self.sessions[session.sessionId] = session
+        appKey = session.connection.appKey if session.connection else ""
         self.bus.send(node, {"op": "join", "id": requestId, "session": session.sessionId,
-                             "room": room, "login": login, "record": record})
+                             "room": room, "login": login, "record": record,
+                             "appKey": appKey})
 
         def joined(payload):
             remote = self.rooms.get(room)
@@ -157,7 +170,47 @@ class Visitors:
         self._send(participant, "leave")
 
     def disconnect(self, participant: RemoteParticipant) -> None:
+        self.streams.pop(participant.member.sessionId, None)
         self._send(participant, "disconnect")
+
+    def forward(self, session, name: str, args: list[Any]) -> bool:
+        """
+        Take a stream message to the node of the stream's room: a publish
+        into a visited room, a play of a stream announced in one (and not
+        live here), a stop of a stream relayed before.
+
+        @return: whether it was taken (else the session handles it).
+        """
+        request = args[0] if args and isinstance(args[0], dict) else {}
+        mediaSessionId = request.get("mediaSessionId")
+        if not isinstance(mediaSessionId, str):
+            return False
+        relayed = self.streams.get(session.sessionId, {})
+        node = relayed.get(mediaSessionId)
+        if node is None and name in ("publishStream", "playStream"):
+            room = self._roomOf(session, name, request)
+            node = room.node if room is not None else None
+        if node is None:
+            return False
+        if name in ("publishStream", "playStream"):
+            self.streams.setdefault(session.sessionId, {})[mediaSessionId] = node
+        self.bus.send(node, {"op": "stream", "session": session.sessionId, "name": name,
+                             "args": args})
+        return True
+
+    def _roomOf(self, session, name: str, request: dict) -> RemoteRoom | None:
+        custom = request.get("custom")
+        if name == "publishStream":
+            room = self.rooms.get(custom.get("name")) if isinstance(custom, dict) else None
+            return room if room is not None and session.sessionId in room.members else None
+        stream = request.get("name")
+        if not isinstance(stream, str) or self.isLive(stream):
+            return None
+        for room in self.rooms.values():
+            if session.sessionId in room.members and any(
+                    stream in streams for streams in room.roster.values()):
+                return room
+        return None
 
     def chat(self, sender: RemoteParticipant, to: str, text: str) -> None:
         room = sender.room
@@ -194,20 +247,37 @@ class Visitors:
     # From the room's node
 
     def deliver(self, payload: dict[str, Any]) -> None:
-        name, args = payload.get("name"), payload.get("args") or []
+        """A message of the room's node for clients here: a room event
+        (which the roster follows), a stream's answer or status."""
+        name, args = str(payload.get("name")), payload.get("args") or []
         message = ServerMessage(name, *args)
-        try:
-            event = args[0]["payload"]
-            room = self.rooms.get(event["roomName"])
-        except (IndexError, KeyError, TypeError):
-            room = None
-        if room is None:
-            return
-        room.apply(event.get("name"), event.get("info"))
+        if name == "OnDataEvent":
+            try:
+                event = args[0]["payload"]
+                room = self.rooms.get(event["roomName"])
+            except (IndexError, KeyError, TypeError):
+                room = None
+            if room is not None:
+                room.apply(event.get("name"), event.get("info"))
+        elif name == "notifyStreamStatusEvent":
+            self._streamStatus(payload.get("to") or (), args)
         for sessionId in payload.get("to") or ():
-            participant = room.members.get(sessionId)
-            if participant is not None:
-                participant.member.send(message)
+            session = self.sessions.get(sessionId)
+            if session is not None:
+                session.send(message)
+
+    def _streamStatus(self, sessions, args: list[Any]) -> None:
+        """A relayed stream that ended is forgotten."""
+        body = args[0] if args and isinstance(args[0], dict) else {}
+        if body.get("status") in ("UNPUBLISHED", "STOPPED", "FAILED"):
+            for sessionId in sessions:
+                self.streams.get(sessionId, {}).pop(body.get("mediaSessionId"), None)
+
+    def close(self, payload: dict[str, Any]) -> None:
+        """The room's node closed a visitor (an operator there)."""
+        session = self.sessions.get(payload.get("session"))
+        if session is not None:
+            session.channel.close(str(payload.get("reason")))
 
     def removed(self, payload: dict[str, Any]) -> None:
         """The room's node took a member out (an operator's kick there)."""
@@ -240,105 +310,10 @@ class Visitors:
                 session.removeFromRoom(room.name, f"the room's node {node} is gone")
 
 
-# --- The room's node ---------------------------------------------------------
+COMMANDS = frozenset({"leave", "disconnect", "chat", "announce", "withdraw", "stream"})
 
 
-class _NoStreams:
-    """A remote member publishes nothing on this node (the admin API asks)."""
-    active: dict = {}
-
-
-class RemoteMember:
-    """The member of a participant whose client is on another node."""
-
-    streams = _NoStreams()
-
-    def __init__(self, hosts: "Hosts", node: str, session: str):
-        self.hosts = hosts
-        self.node = node
-        self.session = session
-
-    def send(self, message: ServerMessage) -> None:
-        self.hosts.bus.deliver(self.node, self.session, message)
-
-    def removeFromRoom(self, room: str, info: str) -> bool:
-        return self.hosts.remove(self.node, self.session, room, info)
-
-    def __repr__(self) -> str:
-        return f"<RemoteMember {self.session} on {self.node}>"
-
-
-class Hosts:
-    log = Logger()
-
-    def __init__(self, bus, rooms):
-        self.bus = bus
-        self.rooms = rooms
-        # (node, sessionId, room) -> the participant in the local room.
-        self.guests: dict[tuple[str, str, str], Any] = {}
-
-    def peers(self) -> set[str]:
-        return {node for node, _, _ in self.guests}
-
-    def join(self, payload: dict[str, Any]) -> None:
-        node, session, room = payload["from"], payload["session"], payload["room"]
-        reply = {"op": "joined", "id": payload.get("id"), "session": session, "room": room}
-        member = RemoteMember(self, node, session)
-        try:
-            participant = self.rooms.join(room, str(payload["login"]), member,
-                                          bool(payload.get("record")))
-        except RoomError as e:
-            self.bus.send(node, {**reply, "error": e.info})
-            return
-        self.guests[(node, session, room)] = participant
-        self.bus.send(node, {**reply, "state": participant.room.state(participant.login)})
-
-    def command(self, payload: dict[str, Any]) -> None:
-        """leave, disconnect, chat, announce, withdraw of a guest."""
-        op = payload["op"]
-        key = (payload["from"], payload.get("session"), payload.get("room"))
-        if op in ("leave", "disconnect"):
-            participant = self.guests.pop(key, None)
-        else:
-            participant = self.guests.get(key)
-        if participant is None:
-            return  # already out (a kick, a node given up)
-        if op == "leave":
-            self.rooms.leave(participant)
-        elif op == "disconnect":
-            self.rooms.disconnect(participant)
-        elif op == "chat":
-            try:
-                self.rooms.chat(participant, str(payload.get("to")), str(payload.get("text")))
-            except RoomError as e:  # left while the chat was on its way
-                self.log.info("cluster: chat from {node} dropped: {info}",
-                              node=key[0], info=e.info)
-        elif op == "announce":
-            self.rooms.announceStream(participant, str(payload.get("stream")))
-        elif op == "withdraw":
-            self.rooms.withdrawStream(participant, str(payload.get("stream")),
-                                      failed=bool(payload.get("failed")))
-
-    def remove(self, node: str, session: str, room: str, info: str) -> bool:
-        participant = self.guests.pop((node, session, room), None)
-        if participant is None:
-            return False
-        self.rooms.leave(participant)
-        self.bus.send(node, {"op": "removed", "session": session, "room": room,
-                             "info": info})
-        return True
-
-    def nodeGone(self, node: str) -> None:
-        """A node died: its clients disconnected from our rooms (idle timeout)."""
-        for key in [k for k in self.guests if k[0] == node]:
-            participant = self.guests.pop(key)
-            self.rooms.disconnect(participant)
-
-
-COMMANDS = frozenset({"leave", "disconnect", "chat", "announce", "withdraw"})
-
-
-def route(payload: dict[str, Any], visitors: Visitors, hosts: Hosts) -> bool:
+def route(payload: dict[str, Any], visitors: Visitors, hosts) -> bool:
     """
     Hand a message from another node to the end it is for.
 
@@ -355,6 +330,8 @@ def route(payload: dict[str, Any], visitors: Visitors, hosts: Hosts) -> bool:
         visitors.deliver(payload)
     elif op == "removed":
         visitors.removed(payload)
+    elif op == "close":
+        visitors.close(payload)
     else:
         return False
     return True

@@ -20,7 +20,8 @@ from twisted.internet.task import LoopingCall
 
 from wcs.cluster.bus import Bus, later
 from wcs.cluster.registry import Registry
-from wcs.cluster.relay import Hosts, Visitors, route
+from wcs.cluster.hosts import Hosts
+from wcs.cluster.relay import Visitors, route
 from wcs.errors import RoomError
 from wcs.logs import LogLimiter, Logger, clip
 
@@ -45,14 +46,21 @@ class ClusterService(Service):
         self.ttl = settings.cluster_node_ttl / 1000.0
         self.redis = redis.asyncio.Redis.from_url(
             self.url, decode_responses=True, socket_connect_timeout=2,
-            socket_timeout=max(2.0, self.ttl))
+            socket_timeout=max(2.0, self.ttl),
+            # A pooled connection idle that long is checked (PING) before
+            # use: after a Redis restart, stale ones would fail a heartbeat
+            # each, long enough for the others to think this node dead.
+            health_check_interval=1)
         self.errors = LogLimiter(self.log, clock=clock)
         self.bus = Bus(self.redis, self.nodeId, self.incarnation, self._dispatch, clock)
         self.registry = Registry(self.redis, self.nodeId, self.incarnation, self.ttl)
-        self.visitors = Visitors(self.bus, clock)
-        self.hosts = Hosts(self.bus, server.rooms)
+        self.visitors = Visitors(self.bus, clock,
+                                 isLive=lambda name: server.liveSource(name) is not None)
+        self.hosts = Hosts(self.bus, server)
         # node -> the incarnation first heard from it.
         self.known: dict[str, str] = {}
+        # Nodes whose key was missing at the last check.
+        self.missing: set[str] = set()
         self._beat = LoopingCall(self._tick)
         self._beat.clock = clock
         self._ticking = False
@@ -121,6 +129,10 @@ class ClusterService(Service):
             raise RoomError("the cluster is unreachable (Redis): the room cannot be "
                             "placed, try again later")
         return self.registry.place(room).addCallback(placed).addErrback(unreachable)
+
+    def forward(self, session, name: str, args: list) -> bool:
+        """A stream message of a room on another node goes there (RoomServer.placement)."""
+        return self.visitors.forward(session, name, args)
 
     # Room observer: hold the rooms that live here
 
@@ -194,12 +206,19 @@ class ClusterService(Service):
     def _peersRead(self, incarnations: dict) -> None:
         for node, incarnation in incarnations.items():
             known = self.known.get(node)
-            if incarnation is None or (known is not None and incarnation != known):
-                self.log.warn("cluster: node {node} is gone, giving up its rooms and members",
-                              node=node)
-                self.known.pop(node, None)
-                self.visitors.nodeGone(node)
-                self.hosts.nodeGone(node)
+            if incarnation is not None and (known is None or incarnation == known):
+                self.missing.discard(node)
+                continue
+            # Missing twice in a row (one heartbeat apart) or restarted: gone.
+            if incarnation is None and node not in self.missing:
+                self.missing.add(node)
+                continue
+            self.missing.discard(node)
+            self.log.warn("cluster: node {node} is gone, giving up its rooms and members",
+                          node=node)
+            self.known.pop(node, None)
+            self.visitors.nodeGone(node)
+            self.hosts.nodeGone(node)
 
     # Messages from other nodes
 
