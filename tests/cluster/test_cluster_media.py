@@ -1,0 +1,123 @@
+"""
+WebRTC across nodes: clients on two nodes (real `twistd wcs` processes and a
+real redis-server) publish and play in a room that lives on one of them,
+with aiortc peers. The answer carries the room node's candidates: each node
+has its own media port range, so the port says which node answered.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+import uuid
+
+import pytest
+from aiortc import RTCSessionDescription
+
+from tests.media import peers
+from tests.support.redis import redisAvailable, startRedis
+from tests.support.rooms import SKIP, status, streamRequest
+from tests.support.server import startServer
+from tests.support.wsclient import Client
+
+pytestmark = pytest.mark.skipif(not redisAvailable(), reason="redis-server not installed")
+
+
+@pytest.fixture
+def twoNodes(tmp_path):
+    redis = startRedis(tmp_path / "redis")
+    base = random.randrange(20000, 60000, 200)
+    ranges = {"a": (base, base + 99), "b": (base + 100, base + 199)}
+    nodes = {}
+    try:
+        for node, (low, high) in ranges.items():
+            nodes[node] = startServer(tmp_path / node, settings={
+                "cluster_redis_url": redis.url, "node_id": node,
+                "media_port_from": str(low), "media_port_to": str(high),
+                "ice_public_ip": "127.0.0.1"})
+        db = redis.client()
+        deadline = time.monotonic() + 10
+        while len(db.zrange("wcs:nodes", 0, -1)) < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        yield redis, nodes, ranges
+    finally:
+        for running in nodes.values():
+            running.stop()
+        redis.stop()
+
+
+async def negotiate(client, pc, message, body) -> str:
+    await client.send(message, body)
+    frame = await client.expect("setRemoteSDP", lambda f: f["data"][0] == body["mediaSessionId"],
+                                timeout=15, skip=SKIP)
+    answer = frame["data"][1]
+    await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+    return answer
+
+
+def candidatePorts(sdp: str) -> set[int]:
+    return {int(m.group(1)) for m in re.finditer(
+        r"^a=candidate:\S+ \d+ \S+ \d+ \S+ (\d+) typ", sdp, re.M)}
+
+
+async def test_publish_and_play_across_nodes(twoNodes):
+    redis, nodes, ranges = twoNodes
+    room = f"room-{uuid.uuid4().hex[:6]}"
+    alice = await Client.open(nodes["a"].wsURL, "alice")
+    bob = await Client.open(nodes["b"].wsURL, "bob")
+    publishers, players = [], []
+    try:
+        await alice.join(room)
+        await bob.join(room)
+        owner = redis.client().get(f"wcs:room:{room}")
+        low, high = ranges[owner]
+
+        # Each publishes: both answers come from the room's node.
+        publishes = {}
+        for client in (alice, bob):
+            publisher = peers.Publisher(video="video/H264", audio="audio/opus")
+            publishers.append(publisher)
+            body = streamRequest(f"{room}-{client.login}", room,
+                                 await peers.offerOf(publisher.pc), True)
+            answer = await negotiate(client, publisher.pc, "publishStream", body)
+            ports = candidatePorts(answer)
+            assert ports and all(low <= p <= high for p in ports), (owner, ports)
+            await status(client, body["mediaSessionId"], "PUBLISHING")
+            publishes[client.login] = body
+
+        # Each plays the other's stream, published through another node.
+        plays = {}
+        for client, other in ((alice, "bob"), (bob, "alice")):
+            player = peers.Player(video="video/H264", audio="audio/opus")
+            players.append(player)
+            body = streamRequest(publishes[other]["name"], room,
+                                 await peers.offerOf(player.pc), False)
+            answer = await negotiate(client, player.pc, "playStream", body)
+            ports = candidatePorts(answer)
+            assert ports and all(low <= p <= high for p in ports), (owner, ports)
+            await status(client, body["mediaSessionId"], "PLAYING")
+            plays[client.login] = body
+        for player in players:
+            frames = await player.waitFrames("video", 10, timeout=20)
+            assert len({peers.lumaSignature(f) for f in frames}) > 1  # the picture moves
+            await player.waitFrames("audio", 10, timeout=20)
+
+        # The publisher connected to the other node unpublishes: its status
+        # comes back through its node, the player is stopped, the room told.
+        visitor = alice if owner == "b" else bob
+        host = bob if visitor is alice else alice
+        body = publishes[visitor.login]
+        await visitor.send("unPublishStream", {"mediaSessionId": body["mediaSessionId"],
+                                               "name": body["name"]})
+        await status(visitor, body["mediaSessionId"], "UNPUBLISHED")
+        stopped = await status(host, plays[host.login]["mediaSessionId"], "STOPPED")
+        assert stopped["info"] == "Stopped by publisher stop"
+        assert (await host.roomEvent("UNPUBLISHED"))["info"] == {
+            "login": visitor.login, "name": body["name"]}
+    finally:
+        for peer in publishers + players:
+            await peer.close()
+        await alice.close()
+        await bob.close()
