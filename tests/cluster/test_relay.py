@@ -288,3 +288,18 @@ def test_a_visitors_streams_are_negotiated_on_the_room_node(network):
     network.pump()
     assert a.hosts.proxies == {} and list(a.server.rooms.rooms["r"].participants) == ["alice"]
     assert [s for s in a.server.sessions if s is not alice] == []
+
+
+def test_a_visitors_token_claims_go_with_its_join(network):
+    from wcs.access.tokens import Claims
+
+    a, b = network.nodes["a"], network.nodes["b"]
+    alice, _ = a.client("alice")
+    command(alice, "join", name="r")
+    bob, _ = b.client("bob")
+    bob.claims = Claims("bob", "r", frozenset({"join", "publish"}), 1234.5)
+    command(bob, "join", name="r")
+    network.pump()
+    (proxy,) = a.hosts.proxies.values()
+    assert proxy.claims == bob.claims and proxy.login == "bob"
+    assert proxy.channel.peer == f"cluster:b:{bob.sessionId}"

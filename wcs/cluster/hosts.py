@@ -18,11 +18,19 @@ from typing import Any
 from zope.interface import implementer
 
 from wcs import protocol
+from wcs.access.tokens import Claims
 from wcs.errors import RoomError
 from wcs.interfaces import ISignallingChannel
 from wcs.logs import Logger
 from wcs.messages import ServerMessage
 from wcs.session import ClientSession
+
+
+def claimsFromJson(value) -> Claims | None:
+    if not isinstance(value, dict):
+        return None
+    return Claims(str(value.get("login")), str(value.get("room")),
+                  frozenset(map(str, value.get("grants") or ())), value.get("expires"))
 
 
 @implementer(ISignallingChannel)
@@ -50,10 +58,12 @@ class ProxySession(ClientSession):
     node tells when the client is gone.
     """
 
-    def __init__(self, server, channel: RemoteChannel, login: str, appKey: str):
+    def __init__(self, server, channel: RemoteChannel, login: str, appKey: str,
+                 claims: Claims | None = None):
         super().__init__(server, channel)
         server.sessions.add(self)  # listed, counted, closed at shutdown like others
         self.connection = protocol.Connection(appKey, login, None)
+        self.claims = claims  # the token verified by the client's node
 
     def _startPinging(self) -> None:
         pass
@@ -84,7 +94,8 @@ class Hosts:
         proxy = self.proxies.get((node, session))
         if proxy is None:
             proxy = ProxySession(self.server, RemoteChannel(self.bus, node, session),
-                                 str(payload["login"]), str(payload.get("appKey") or ""))
+                                 str(payload["login"]), str(payload.get("appKey") or ""),
+                                 claimsFromJson(payload.get("claims")))
         try:
             proxy.joinRoom(room, bool(payload.get("record")))
         except RoomError as e:

@@ -31,6 +31,14 @@ from wcs.room.events import roomEvent, streamEntry
 JOIN_TIMEOUT = 5.0  # seconds a join waits for the room's node
 
 
+def claimsAsJson(claims) -> dict[str, Any] | None:
+    """A session's verified token claims, for its session on the room's node."""
+    if claims is None:
+        return None
+    return {"login": claims.login, "room": claims.room, "grants": sorted(claims.grants),
+            "expires": claims.expires}
+
+
 # --- The client's node -------------------------------------------------------
 
 
@@ -129,9 +137,10 @@ class Visitors:
         self.pending[requestId] = (d, timeout)
         self.sessions[session.sessionId] = session
         appKey = session.connection.appKey if session.connection else ""
+        claims = getattr(session, "claims", None)
         self.bus.send(node, {"op": "join", "id": requestId, "session": session.sessionId,
                              "room": room, "login": login, "record": record,
-                             "appKey": appKey})
+                             "appKey": appKey, "claims": claimsAsJson(claims)})
 
         def joined(payload):
             remote = self.rooms.get(room)
