@@ -12,8 +12,8 @@ import uuid
 
 import pytest
 
+from tests.support.cluster import runningCluster
 from tests.support.redis import redisAvailable, startRedis
-from tests.support.server import startServer
 from tests.support.wsclient import Client
 
 pytestmark = pytest.mark.skipif(not redisAvailable(), reason="redis-server not installed")
@@ -51,22 +51,8 @@ async def roomEvents(client: Client, name: str, count: int, timeout: float) -> l
 
 @pytest.fixture
 def cluster(tmp_path):
-    redis = startRedis(tmp_path / "redis")
-    nodes = {}
-    try:
-        for node in NODES:
-            nodes[node] = startServer(tmp_path / node, settings={
-                "cluster_redis_url": redis.url, "node_id": node, "room_idle_timeout": "0"})
-        db = redis.client()
-        deadline = time.monotonic() + 10
-        while set(db.zrange("wcs:nodes", 0, -1)) != set(NODES):
-            assert time.monotonic() < deadline, db.zrange("wcs:nodes", 0, -1)
-            time.sleep(0.05)
-        yield redis, nodes
-    finally:
-        for running in nodes.values():
-            running.stop()
-        redis.stop()
+    with runningCluster(tmp_path, {node: {"room_idle_timeout": "0"} for node in NODES}) as c:
+        yield c
 
 
 async def test_members_on_different_nodes_share_a_room(cluster):
@@ -139,33 +125,22 @@ async def test_a_login_is_unique_in_a_room_across_nodes(cluster):
 
 
 async def test_room_max_participants_holds_across_nodes(tmp_path):
-    redis = startRedis(tmp_path / "redis")
-    nodes = []
-    try:
-        for node in ("a", "b"):
-            nodes.append(startServer(tmp_path / node, settings={
-                "cluster_redis_url": redis.url, "node_id": node,
-                "room_max_participants": "2"}))
-        await until(lambda: len(redis.client().zrange("wcs:nodes", 0, -1)) == 2, 10,
-                    "both nodes live")
+    limit = {"room_max_participants": "2"}
+    with runningCluster(tmp_path, {"a": limit, "b": limit}) as (redis, nodes):
         room = roomName()
-        clients = [await Client.open(nodes[i % 2].wsURL, f"user{i}") for i in range(3)]
+        clients = [await Client.open(nodes["ab"[i % 2]].wsURL, f"user{i}") for i in range(3)]
         try:
             await clients[0].join(room)
             await clients[1].join(room)
             status = await clients[2].command("join", {"name": room})
             assert status["status"] == "FAILED" and "is full" in status["info"], status
             # A node that stops cleanly takes itself out of the registry at once.
-            nodes[1].stop()
+            nodes["b"].stop()
             db = redis.client()
             assert db.get("wcs:node:b") is None and db.zrange("wcs:nodes", 0, -1) == ["a"]
         finally:
             for client in clients:
                 await client.close()
-    finally:
-        for running in nodes:
-            running.stop()
-        redis.stop()
 
 
 async def test_a_killed_room_node_is_survived(cluster):

@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import random
 import re
-import time
 import uuid
 
 import pytest
 from aiortc import RTCSessionDescription
 
 from tests.media import peers
-from tests.support.redis import redisAvailable, startRedis
+from tests.support.cluster import runningCluster
+from tests.support.redis import redisAvailable
 from tests.support.rooms import SKIP, status, streamRequest
-from tests.support.server import startServer
 from tests.support.wsclient import Client
 
 pytestmark = pytest.mark.skipif(not redisAvailable(), reason="redis-server not installed")
@@ -26,26 +25,12 @@ pytestmark = pytest.mark.skipif(not redisAvailable(), reason="redis-server not i
 
 @pytest.fixture
 def twoNodes(tmp_path):
-    redis = startRedis(tmp_path / "redis")
     base = random.randrange(20000, 60000, 200)
     ranges = {"a": (base, base + 99), "b": (base + 100, base + 199)}
-    nodes = {}
-    try:
-        for node, (low, high) in ranges.items():
-            nodes[node] = startServer(tmp_path / node, settings={
-                "cluster_redis_url": redis.url, "node_id": node,
-                "media_port_from": str(low), "media_port_to": str(high),
-                "ice_public_ip": "127.0.0.1"})
-        db = redis.client()
-        deadline = time.monotonic() + 10
-        while len(db.zrange("wcs:nodes", 0, -1)) < 2:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+    settings = {node: {"media_port_from": str(low), "media_port_to": str(high),
+                       "ice_public_ip": "127.0.0.1"} for node, (low, high) in ranges.items()}
+    with runningCluster(tmp_path, settings) as (redis, nodes):
         yield redis, nodes, ranges
-    finally:
-        for running in nodes.values():
-            running.stop()
-        redis.stop()
 
 
 async def negotiate(client, pc, message, body) -> str:

@@ -104,6 +104,17 @@ def status(channel) -> dict:
     return channel.named("DataStatusEvent")[-1]
 
 
+def aliceAndBob(network):
+    """alice on node a and bob on node b, both in room r (which lives on a)."""
+    a, b = network.nodes["a"], network.nodes["b"]
+    alice, aliceChannel = a.client("alice")
+    bob, bobChannel = b.client("bob")
+    command(alice, "join", name="r")
+    command(bob, "join", name="r")
+    network.pump()
+    return a, b, alice, aliceChannel, bob, bobChannel
+
+
 def test_a_visitor_joins_chats_and_leaves(network):
     a, b = network.nodes["a"], network.nodes["b"]
     alice, aliceChannel = a.client("alice")
@@ -205,12 +216,7 @@ def test_messages_held_while_a_join_is_placed_keep_their_order(network):
 
 
 def test_a_room_node_gone(network):
-    a, b = network.nodes["a"], network.nodes["b"]
-    alice, _ = a.client("alice")
-    bob, bobChannel = b.client("bob")
-    command(alice, "join", name="r")
-    command(bob, "join", name="r")
-    network.pump()
+    a, b, alice, _, bob, bobChannel = aliceAndBob(network)
     a.server.rooms.announceStream(alice.participants["r"], "alice-cam")
     network.pump()
     bobChannel.take()
@@ -222,12 +228,7 @@ def test_a_room_node_gone(network):
 
 
 def test_a_client_node_gone(network):
-    a, b = network.nodes["a"], network.nodes["b"]
-    alice, aliceChannel = a.client("alice")
-    bob, _ = b.client("bob")
-    command(alice, "join", name="r")
-    command(bob, "join", name="r")
-    network.pump()
+    a, b, alice, aliceChannel, bob, _ = aliceAndBob(network)
     a.hosts.nodeGone("b")
     assert aliceChannel.roomEvents("LEFT")[-1]["info"] == "bob"
     assert list(a.server.rooms.rooms["r"].participants) == ["alice"]
@@ -244,12 +245,7 @@ def streamBody(mediaSessionId: str, name: str, room: str, published: bool) -> di
 
 
 def test_a_visitors_streams_are_negotiated_on_the_room_node(network):
-    a, b = network.nodes["a"], network.nodes["b"]
-    alice, aliceChannel = a.client("alice")
-    bob, bobChannel = b.client("bob")
-    command(alice, "join", name="r")
-    command(bob, "join", name="r")
-    network.pump()
+    a, b, alice, aliceChannel, bob, bobChannel = aliceAndBob(network)
 
     # bob (on b) publishes into r (on a): a's engine answers, a holds the name.
     bob.messageReceived("publishStream", [streamBody("m1", "r-bob", "r", True)])

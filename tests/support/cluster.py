@@ -1,0 +1,42 @@
+"""
+A cluster for tests: a real redis-server and nodes as real `twistd wcs`
+processes joined to it (docs/cluster.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+
+from tests.support.redis import startRedis
+from tests.support.server import startServer
+
+LIVE_TIMEOUT = 10.0
+
+
+@contextlib.contextmanager
+def runningCluster(workdir: Path, nodes: dict[str, dict[str, str]]):
+    """
+    Start redis-server and one node per entry of C{nodes} (node id: its own
+    settings), wait until every node is registered, stop all at the end.
+
+    @return: (the L{RunningRedis}, {node id: L{RunningServer}}).
+    """
+    redis = startRedis(workdir / "redis")
+    running = {}
+    try:
+        for node, settings in nodes.items():
+            running[node] = startServer(workdir / node, settings={
+                "cluster_redis_url": redis.url, "node_id": node, **settings})
+        db = redis.client()
+        deadline = time.monotonic() + LIVE_TIMEOUT
+        while set(db.zrange("wcs:nodes", 0, -1)) != set(nodes):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"nodes not live: {db.zrange('wcs:nodes', 0, -1)}")
+            time.sleep(0.05)
+        yield redis, running
+    finally:
+        for server in running.values():
+            server.stop()
+        redis.stop()
