@@ -99,3 +99,15 @@ async def test_incarnations_and_a_clean_leave(registries, redisServer):
     db = redisServer.client()
     assert db.get(nodeKey("a")) is None and db.get(roomKey("r")) is None
     assert "a" not in db.zrange(NODES, 0, -1)
+
+
+async def test_a_draining_node_is_live_but_takes_no_new_room(registries, redisServer):
+    a, b = registries("a"), registries("b")
+    await wait(a.heartbeat(0, []))
+    await wait(b.heartbeat(50, []))
+    assert await wait(b.place("before")) == "a"
+    await wait(a.heartbeat(0, ["before"], draining=True))
+    db = redisServer.client()
+    assert db.zrange(NODES, 0, -1) == ["b"] and db.get(nodeKey("a")) is not None
+    assert await wait(b.place("new")) == "b"
+    assert await wait(b.place("before")) == "a"  # its rooms go on there

@@ -32,10 +32,16 @@ def roomKey(room: str) -> str:
     return f"wcs:room:{room}"
 
 
-# KEYS: this node's key, the node set. ARGV: id, info, ttl ms, load.
+# A draining node stays live (its rooms go on) but out of the node set, so
+# no new room is placed on it.
+# KEYS: this node's key, the node set. ARGV: id, info, ttl ms, load, draining.
 HEARTBEAT = """
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
+if ARGV[5] == '1' then
+  redis.call('ZREM', KEYS[2], ARGV[1])
+else
+  redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
+end
 for _, id in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
   if redis.call('EXISTS', 'wcs:node:' .. id) == 0 then
     redis.call('ZREM', KEYS[2], id)
@@ -103,9 +109,10 @@ class Registry:
         self._claim = redis.register_script(CLAIM)
         self._release = redis.register_script(RELEASE)
 
-    def heartbeat(self, load: int, rooms: list[str]) -> Deferred:
+    def heartbeat(self, load: int, rooms: list[str], draining: bool = False) -> Deferred:
         """
-        Say this node is live with C{load}, and hold its C{rooms}.
+        Say this node is live with C{load}, and hold its C{rooms}; a
+        C{draining} node takes no new room.
 
         @return: a Deferred firing with a dict of the rooms held by another
             node (a split: logged by the caller).
@@ -114,7 +121,8 @@ class Registry:
             info = json.dumps({"incarnation": self.incarnation, "load": load})
             pipe = self.redis.pipeline(transaction=False)
             await self._heartbeat(keys=[nodeKey(self.nodeId), NODES],
-                            args=[self.nodeId, info, self.ttlMs, load], client=pipe)
+                            args=[self.nodeId, info, self.ttlMs, load, int(draining)],
+                            client=pipe)
             for room in rooms:
                 await self._claim(keys=[roomKey(room)], args=[self.nodeId, self.roomTtlMs],
                                   client=pipe)

@@ -170,7 +170,8 @@ class ClusterService(Service):
         if self._ticking:  # the previous round still waits for Redis
             return
         self._ticking = True
-        beat = self.registry.heartbeat(self.load(), list(self.server.rooms.rooms))
+        beat = self.registry.heartbeat(self.load(), list(self.server.rooms.rooms),
+                                       draining=self.server.draining is not None)
         beat.addCallback(self._beaten)
         beat.addCallback(lambda _: self._checkPeers())
         beat.addErrback(self._beatFailed)
