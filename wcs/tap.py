@@ -70,6 +70,9 @@ class Options(usage.Options):
         ["state-dir", None, None, "directory for generated state (state_dir)"],
         ["records", None, None, "directory for recordings (record_dir)"],
         ["log-format", None, None, "text or json: one JSON object per line (log_format)"],
+        ["workers", None, 1, "processes sharing the ports, each a cluster node "
+         "(docs/cluster.md)", int],
+        ["worker", None, None, "(set by --workers for the processes it starts)", int],
     ]
 
     OVERRIDES = {
@@ -124,6 +127,16 @@ class Options(usage.Options):
             parseUrls(settings)
         except ConfigError as e:
             raise usage.UsageError(str(e)) from None
+        if self["workers"] < 1:
+            raise usage.UsageError("--workers must be at least 1")
+        if self["workers"] > 1 and self["worker"] is None \
+                and not settings.cluster_redis_url:
+            from wcs.cluster.workers import privateRedisUrl
+
+            try:
+                self.privateRedis = privateRedisUrl(settings.state_dir)
+            except ConfigError as e:
+                raise usage.UsageError(str(e)) from None
         if settings.log_format == "json" and twistdOptions(self).get("syslog"):
             raise usage.UsageError("log_format json writes to stdout or --logfile, "
                                    "not to --syslog")
@@ -226,12 +239,16 @@ def makeService(options: Options) -> MultiService:
 
     settings = options.settings
     setLevel(settings.log_level)
+    workers = _workers(options, settings, reactor)
     server = RoomServer(settings, reactor)
     top = _Top()
+    if workers is not None:
+        workers.setServiceParent(top)
     if settings.log_format == "json":
         top.logObserver = jsonLinesObserver(twistdOptions(options))
-    # Before the shutdown service: it stops after the clients are closed.
-    _addCluster(server, settings, top)
+    # Before the shutdown service: it stops after the clients are closed;
+    # under worker 0's service, which stops Redis after it.
+    _addCluster(server, settings, workers if isinstance(workers, MultiService) else top)
     _ShutdownService(server).setServiceParent(top)
     _addMediaEngines(server, settings)
     _addRecorder(server, settings)
@@ -340,3 +357,24 @@ def _addCluster(server, settings, parent) -> None:
     from wcs.cluster.service import ClusterService
 
     ClusterService(server, settings, reactor).setServiceParent(parent)
+
+
+def _workers(options, settings, reactor) -> Service | None:
+    """
+    C{--workers N}: this process is worker 0 of N, or (C{--worker I}) one
+    that worker 0 started (docs/cluster.md, "Workers"). Its settings become
+    a node's: its node id, its slice of the media ports, shared TCP ports.
+    """
+    count, index = options["workers"], options["worker"]
+    if index is None and count <= 1:
+        return None
+    from wcs.cluster.workers import ParentWatch, Workers, configureWorker
+
+    if index is not None:
+        configureWorker(settings, count, index)
+        return ParentWatch(reactor)
+    private = getattr(options, "privateRedis", None)
+    if private is not None:
+        settings.set("cluster_redis_url", private)
+    configureWorker(settings, count, 0)
+    return Workers(reactor, sys.argv, count, settings.cluster_redis_url, private is not None)
