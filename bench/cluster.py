@@ -1,0 +1,118 @@
+"""
+Signalling across the nodes of a cluster (docs/cluster.md): a real
+redis-server and two `twistd wcs` nodes on loopback. Prints the join time of
+a client on the room's node against one on the other node, and the latency
+of chat between members on different nodes at a given rate. No assertion:
+figures only (docs/performance.md keeps the latest).
+
+    .venv/bin/python bench/cluster.py [--rooms 50] [--size 10] [--rate 1000] [--seconds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.signalling import Peer, cpuSeconds, percentile  # noqa: E402
+from tests.support.cluster import runningCluster  # noqa: E402
+
+QUIET = {"ws_ping_interval": "0", "log_level": "warn"}
+
+
+async def timedJoin(peer: Peer, room: str) -> float:
+    started = time.perf_counter()
+    await peer.command(f"join-{room}", "join", {"name": room})
+    return time.perf_counter() - started
+
+
+async def joins(redis, nodes, rooms: int) -> dict:
+    """Per room: a first member makes it, then one member joins from each node."""
+    db = redis.client()
+    local, remote = [], []
+    for i in range(rooms):
+        room = f"join{i}"
+        first = await Peer.open(nodes["a"].wsURL, "first")
+        await timedJoin(first, room)
+        owner = db.get(f"wcs:room:{room}")
+        here = await Peer.open(nodes[owner].wsURL, "here")
+        there = await Peer.open(nodes["b" if owner == "a" else "a"].wsURL, "there")
+        local.append(await timedJoin(here, room))
+        remote.append(await timedJoin(there, room))
+        for peer in (first, here, there):
+            await peer.close()
+    ms = lambda values, p: 1000 * percentile(values, p)  # noqa: E731
+    return {"room node p50 ms": ms(local, 50), "p90": ms(local, 90),
+            "other node p50 ms": ms(remote, 50), "p90 ": ms(remote, 90),
+            "added p50 ms": ms(remote, 50) - ms(local, 50)}
+
+
+async def chat(nodes, size: int, rate: float, seconds: float) -> dict:
+    """Half the members on each node; each sends to every member of the other."""
+    room = "chat"
+    peers = [await Peer.open(nodes["ab"[i % 2]].wsURL, f"c{i}") for i in range(size)]
+    for peer in peers:
+        await peer.command("join", "join", {"name": room})
+    await asyncio.sleep(0.5)
+    pairs = [(p, q) for i, p in enumerate(peers) for j, q in enumerate(peers) if i % 2 != j % 2]
+    interval = len(pairs) / rate
+    pids = [nodes["a"].proc.pid, nodes["b"].proc.pid]
+    cpu0 = [cpuSeconds(pid) for pid in pids]
+    wall0 = time.perf_counter()
+    rounds = 0
+    while time.perf_counter() < wall0 + seconds:
+        roundStart = time.perf_counter()
+        for sender, recipient in pairs:
+            text = f"{time.perf_counter():.6f} hello"
+            await sender.ws.send(json.dumps({"message": "sendData", "data": [{
+                "operationId": "m", "payload": {"command": "sendMessage", "options": {
+                    "roomConfig": {"name": room}, "to": recipient.login, "text": text}}}]}))
+        rounds += 1
+        await asyncio.sleep(max(0, interval - (time.perf_counter() - roundStart)))
+    expected = rounds * len(pairs)
+    settle = time.perf_counter() + 5
+    while sum(p.delivered for p in peers) < expected and time.perf_counter() < settle:
+        await asyncio.sleep(0.05)
+    wall = time.perf_counter() - wall0
+    cpu = [cpuSeconds(pid) - c for pid, c in zip(pids, cpu0)]
+    delivered = sum(p.delivered for p in peers)
+    latencies = [value for p in peers for value in p.latencies]
+    for peer in peers:
+        await peer.close()
+    return {"delivered/s": delivered / wall, "lost": expected - delivered,
+            "node CPU ms/1000": 1e6 * sum(cpu) / max(1, delivered),
+            "p50 ms": 1000 * percentile(latencies, 50),
+            "p99 ms": 1000 * percentile(latencies, 99)}
+
+
+def show(title: str, figures: dict) -> None:
+    print(f"  {title:<10}" + "  ".join(f"{k} {v:8.1f}" for k, v in figures.items()))
+
+
+async def run(args) -> None:
+    with runningCluster(Path(tempfile.mkdtemp()), {"a": QUIET, "b": QUIET}) as (redis, nodes):
+        print(f"join: {args.rooms} rooms, a client on the room's node and one on the other")
+        show("join", await joins(redis, nodes, args.rooms))
+        print(f"chat: {args.size} members on two nodes, each to every member of the other "
+              f"node, ~{args.rate:.0f} deliveries/s for {args.seconds:.0f} s")
+        show("chat", await chat(nodes, args.size, args.rate, args.seconds))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    parser.add_argument("--rooms", type=int, default=50)
+    parser.add_argument("--size", type=int, default=10)
+    parser.add_argument("--rate", type=float, default=1000.0)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
