@@ -57,3 +57,15 @@ async def alicePublishesToBob(server):
     await status(alice, publish["mediaSessionId"], "PUBLISHING")
     assert (await bob.roomEvent("PUBLISHED", timeout=10))["info"] == {"login": "alice", "name": name}
     return room, alice, bob, publisher, publish
+
+
+def roomsNow(server) -> dict[str, dict]:
+    """
+    The server's rooms by name as its REST API lists them (C{room/find_all}:
+    participants, idle, createDate); the server runs with "rest" enabled.
+    """
+    from tests.rest.client import RestClient
+
+    answer = RestClient(server.ports["rest"]).post("/rest-api/room/find_all")
+    assert answer.status == 200, answer
+    return {room["name"]: room for room in answer.body}
