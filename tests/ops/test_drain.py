@@ -67,8 +67,6 @@ async def test_sigterm_drains_a_recorded_room_then_exits_0(serverFactory, tmp_pa
         mixed = list(records.glob("*-mixed.mp4"))
         assert len(mixed) == 1 and mixed[0].stat().st_size > 10000
         assert argsFile.read_text().split("\n")[:2] == [room, str(mixed[0])]
-        log = server.log()
-        assert "draining (SIGTERM)" in log and "drain: done, stopping" in log
         # The webhooks went out before the exit, the last one the mix.
         events = [e["event"] for e in receiver.events() if e.get("room") == room]
         assert events[-1] == "mix_finished" and "room_ended" in events, events
