@@ -10,13 +10,11 @@ missing.
 """
 
 import asyncio
-import json
-import tempfile
 
 import pytest
 
 from tests.media.peers import WAIT, asyncTest, makeEngine
-from tests.media.test_browser import CHROMIUM, Page
+from tests.media.test_browser import CHROMIUM, Page, startChromium, stopChromium
 from wcs.media.twcc import URI as TWCC_URI
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium")
@@ -66,14 +64,7 @@ async def chromiumPublishes(**settings):
     page = PublishPage(engine)
     server = await asyncio.start_server(page.handle, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    profile = tempfile.TemporaryDirectory()
-    browser = await asyncio.create_subprocess_exec(
-        CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu",
-        "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-        "--allow-loopback-in-peer-connection",
-        "--disable-features=WebRtcHideLocalIpsWithMdns",
-        f"--user-data-dir={profile.name}", f"http://127.0.0.1:{port}/",
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    browser, profile = await startChromium(f"http://127.0.0.1:{port}/")
     try:
         await asyncio.wait_for(page.published.wait(), 30)
         await asyncio.wait_for(page.publisher.started.wait(), WAIT)
@@ -81,12 +72,9 @@ async def chromiumPublishes(**settings):
         assert "error" not in samples, samples
         return page, samples
     finally:
-        if browser.returncode is None:
-            browser.kill()
-        await browser.wait()
+        await stopChromium(browser, profile)
         server.close()
         await engine.close()
-        profile.cleanup()
 
 
 def summary(samples):

@@ -4,7 +4,8 @@ Offer/answer for the two shapes of session we answer: a publisher's offer
 
 Each answered m-line gets exactly one codec, so that what a publisher sends
 and what a player gets is known when the answer is made. No RTX and no
-header extensions are negotiated: retransmissions come on the media SSRC,
+header extensions are negotiated (but a publisher's transport-wide sequence
+number, L{wcs.media.bandwidth}): retransmissions come on the media SSRC,
 and forwarded packets carry no extension whose ID could mean something else
 to the player.
 """
