@@ -10,10 +10,22 @@ import os
 from aiortc.mediastreams import VideoStreamTrack
 from av import VideoFrame
 
-from tests.media.peers import Listener, Publisher, Request, accept, asyncTest, makeEngine, offerOf
+from tests.media.peers import (
+    Impairment,
+    Listener,
+    Player,
+    Publisher,
+    Request,
+    accept,
+    asyncTest,
+    makeEngine,
+    offerOf,
+)
 from wcs.config import Settings
 from wcs.media import bandwidth, negotiate
 from wcs.media.bandwidth import remb, streamCap, withBandwidth
+from wcs.media.narrow import NarrowWatch
+from wcs.media.transcode import FrameTrack
 from wcs.media.twcc import URI as TWCC_URI
 
 
@@ -187,3 +199,43 @@ async def test_roomMaxBitrate():
         for publisher in publishers:
             await publisher.close()
         await engine.close()
+
+
+@asyncTest(timeout=90)
+async def test_narrowPlayerTranscoded():
+    """
+    player_narrow_link=transcode: a player losing 40% of what we send it is
+    moved to the shared lower rendition and keeps decoding; the healthy
+    player keeps the publisher's packets. With drop (the default) nobody
+    moves.
+    """
+    for policy in ("transcode", "drop"):
+        engine = makeEngine(player_narrow_link=policy)
+        publisher = Publisher(video="video/VP8", audio=None)
+        narrow, healthy = Player(video="video/VP8", audio=None), Player(video="video/VP8",
+                                                                         audio=None)
+        try:
+            session = await publisher.publish(engine)
+            plays = [await p.play(engine, session.source) for p in (narrow, healthy)]
+            await narrow.waitFrames("video", 5)
+            link = Impairment(narrow.pc, receiveLoss=0.4, seed=3)
+            await asyncio.sleep(NarrowWatch.INTERVAL * (NarrowWatch.WINDOWS + 1.5))
+            tracks = [p.subscriptions[0].track for p in plays]
+            if policy == "drop":
+                assert not any(isinstance(t, FrameTrack) for t in tracks)
+                assert not plays[0].narrowWatches
+                continue
+            assert isinstance(tracks[0], FrameTrack) and tracks[0].transcoding, tracks
+            assert tracks[1] is session.source.incoming["video"]
+            assert plays[0].narrowWatches[0].moved and not plays[1].narrowWatches[0].moved
+            # The link heals: the rendition alone feeds the player from now on
+            # (aiortc's jitter buffer first waits out the holes of the lossy
+            # seconds, up to 128 packets, and then a keyframe).
+            link.receiveLoss = 0
+            frames = len(narrow.frames["video"])
+            await narrow.waitFrames("video", frames + 30, timeout=20)
+            assert tracks[0].frames >= 30 and plays[0].subscriptions[0].track is tracks[0]
+        finally:
+            for peer in (narrow, healthy, publisher):
+                await peer.close()
+            await engine.close()

@@ -24,6 +24,7 @@ from wcs.errors import StreamError
 from wcs.interfaces import IMediaSession, IMediaSource, IMediaStats, IStreamListener
 from wcs.media import info, negotiate
 from wcs.media.bandwidth import PublisherBandwidth
+from wcs.media.narrow import watchPlayer
 from wcs.media.ice import IceConnection
 from wcs.media.internals import RtcpRrPacket
 from wcs.media.liveness import Silence
@@ -257,6 +258,7 @@ class PlaySession(MediaSession):
         self.playing = source
         super().__init__(engine, request, listener)
         self.subscriptions: list[Subscription] = []
+        self.narrowWatches: list = []  # wcs.media.narrow
 
     def plan(self) -> list[negotiate.Section]:
         tracks = {kind: codec for kind, codec in self.playing.tracks.items()
@@ -279,6 +281,7 @@ class PlaySession(MediaSession):
         # it vanished (no DTLS close), long before consent would expire.
         if not self.finished:
             self.peer.watch(lambda: self._fail(info.KEEP_ALIVE))
+            self.narrowWatches = watchPlayer(self.engine, self.playing, self.subscriptions)
 
     def peerTimeout(self, settings) -> int:
         return settings.media_player_timeout
@@ -292,6 +295,8 @@ class PlaySession(MediaSession):
                 "nacksIn": sum(s.nacksReceived for s in subscriptions)}
 
     def unhook(self) -> None:
+        for watch in self.narrowWatches:
+            watch.stop()
         subscriptions, self.subscriptions = self.subscriptions, []
         for subscription in subscriptions:
             subscription.detach()
