@@ -181,6 +181,12 @@ def test_recorderBounded():
     assert 1 <= len(packets) <= TwccRecorder.MAX_PACKETS
     total = sum(parseFeedback(p)["count"] for p in packets)
     assert total <= TwccRecorder.WINDOW + 60
+    # A flood of numbers between two feedbacks is forgotten as it comes.
+    for seq in range(0, 60000, 7):
+        recorder.record(seq, 10**9 + seq, 1)
+        assert len(recorder.arrivals) <= 4 * TwccRecorder.WINDOW + 1
+    packets = recorder.feedback(7)
+    assert packets and all(parseFeedback(p)["count"] <= TwccRecorder.WINDOW + 1 for p in packets)
 
 
 def test_feedbackOnClock():

@@ -285,6 +285,8 @@ class TwccRecorder:
                 return  # far too old: its feedback is long gone
         if unwrapped not in self.arrivals:
             self.arrivals[unwrapped] = arrival
+            if len(self.arrivals) > 4 * self.WINDOW:  # a flood between two feedbacks
+                self._forget()
         if newest is None or unwrapped > newest:
             self.newest = unwrapped
             if unwrapped - self.WINDOW > self.nextReport:
@@ -315,12 +317,18 @@ class TwccRecorder:
             packets.append(building.encode(senderSsrc, self.mediaSsrc, self.feedbackCount))
             self.feedbackCount = (self.feedbackCount + 1) & 0xFF
         self.nextReport = seq
-        # Keep WINDOW numbers: late packets can still be reported.
-        oldest = self.newest - self.WINDOW
         if len(arrivals) > self.WINDOW:
-            for old in [s for s in arrivals if s <= oldest]:
-                del arrivals[old]
+            self._forget()
         return packets
+
+    def _forget(self) -> None:
+        # Keep WINDOW numbers: late packets can still be reported.
+        oldest = max(self.newest, self.nextReport) - self.WINDOW
+        arrivals = self.arrivals
+        for old in [s for s in arrivals if s <= oldest]:
+            del arrivals[old]
+        if self.nextReport < oldest:
+            self.nextReport = oldest + 1
 
 
 class TwccFeedback:
