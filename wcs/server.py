@@ -13,6 +13,7 @@ from zope.interface import implementer
 
 from wcs import protocol
 from wcs.access.policy import AccessPolicy
+from wcs.turn import TurnCredentials
 from wcs.config import Settings
 from wcs.errors import StreamError
 from wcs.interfaces import (IMediaEngine, IMediaSource, IRoomServer, ISignallingChannel,
@@ -42,6 +43,8 @@ class RoomServer:
         self.engines: dict[str, IMediaEngine] = {}
         # Who may do what: tokens, REST hooks, rate limits (wcs.access).
         self.access = AccessPolicy(settings, clock)
+        # Relays for clients behind firewalls: credentials told at connect.
+        self.turn = TurnCredentials(settings)
         self.streamObservers: list = []
         # Why new connections are refused (wcs.drain); None: they are welcome.
         self.draining: str | None = None
