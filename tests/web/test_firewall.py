@@ -11,6 +11,7 @@ import secrets
 import uuid
 
 import pytest
+import pytest_asyncio
 
 from tests.media import peers
 from tests.netlab.firewall import CLIENT_ADDRESS, SERVER_ADDRESS, Coturn, Firewall, unavailable
@@ -18,6 +19,8 @@ from tests.support.rooms import negotiate, status, streamRequest
 from tests.support.server import freePort, startServer
 from tests.support.wsclient import Client
 from tests.web.browser import FLAGS, WAIT_MS, requireChromium, waitForVideo
+from wcs.config import Settings
+from wcs.turn import TurnCredentials
 
 DEMOS = "/client2/examples/demo/streaming"
 # Every RTCPeerConnection the SDK makes (they all offer), for getStats.
@@ -75,69 +78,92 @@ def firewalled(tmp_path_factory):
         with net.entered(net.server):
             turnPort = freePort()
             turn = Coturn(workdir / "turn", SERVER_ADDRESS, turnPort, secret)
+            turnSettings = {"turn_urls": f"turn:{SERVER_ADDRESS}:{turnPort}?transport=tcp",
+                            "turn_secret": secret, "turn_ttl": "600"}
             try:
                 server = startServer(workdir / "wcs", enable=("ws", "http"), settings={
                     "media_port_from": "0", "media_port_to": "0",
-                    "ice_public_ip": SERVER_ADDRESS,
-                    "turn_urls": f"turn:{SERVER_ADDRESS}:{turnPort}?transport=tcp",
-                    "turn_secret": secret, "turn_ttl": "600",
+                    "ice_public_ip": SERVER_ADDRESS, **turnSettings,
                 }, extraArgs=["--listen", "0.0.0.0"])
             except BaseException:
                 turn.stop()
                 raise
         try:
-            yield net, server, turn
+            yield net, server, turn, turnSettings
         finally:
             server.stop()
             turn.stop()
 
 
-async def test_udp_blocked_browser_joins_a_room_through_turn_over_tcp(firewalled):
-    net, server, turn = firewalled
-    room = f"room-{uuid.uuid4().hex[:6]}"
+@pytest_asyncio.fixture
+async def firewalledBrowser(firewalled):
+    """Chromium behind the firewall; the test itself runs on the server's side."""
+    net, server, turn, _ = firewalled
     from playwright.async_api import async_playwright
 
-    # Chromium (started by Playwright's driver) lives behind the firewall.
+    # Playwright's driver, and so the Chromium it starts, is made behind the firewall.
     with net.entered(net.client):
         playwright = await async_playwright().start()
     try:
-        with net.entered(net.server):
-            await _joinAndExchangeVideo(net, server, turn, playwright, room)
+        base = f"http://{SERVER_ADDRESS}:{server.ports['http']}"
+        # Not loopback, so plain http is not a secure context and the page
+        # would have no getUserMedia; a deployment serves its pages over https.
+        browser = await playwright.chromium.launch(
+            executable_path=requireChromium(),
+            args=FLAGS + [f"--unsafely-treat-insecure-origin-as-secure={base}"])
+        try:
+            with net.entered(net.server):
+                yield browser
+        finally:
+            await browser.close()
     finally:
         await playwright.stop()
 
 
-async def _joinAndExchangeVideo(net, server, turn, playwright, room):
+async def newPage(browser, console):
+    page = await browser.new_page()
+    await page.add_init_script(RECORD_PEER_CONNECTIONS)
+    page.on("console", lambda m: console.append(m.text))
+    page.on("pageerror", lambda e: console.append(f"page error: {e}"))
+    return page
+
+
+async def waitFor(page, condition, console, turn, server, timeout=WAIT_MS):
+    """C{condition} on the page, or fail with what the page, coturn and wcs said."""
+    try:
+        await page.wait_for_function(condition, timeout=timeout)
+    except Exception:
+        raise AssertionError(
+            f"{condition} not met. Page console:\n" + "\n".join(console[-40:])
+            + f"\ncoturn:\n{turn.log()[-3000:]}\nwcs:\n{server.log()[-3000:]}") from None
+
+
+def assertRelayedOverTcp(pairs, login):
+    for pair in pairs:
+        assert pair["iceServers"][0]["username"].endswith(f":{login}"), pair
+        assert pair["localType"] == "relay" and pair["relayProtocol"] == "tcp", pair
+        assert pair["localAddress"] == SERVER_ADDRESS, pair  # coturn's relay address
+    # Video went out (the publish) and came in and was decoded (the play).
+    assert any(p["sent"] > 0 for p in pairs) and any(p["decoded"] > 0 for p in pairs), pairs
+
+
+async def test_udp_blocked_browser_joins_a_room_through_turn_over_tcp(firewalled,
+                                                                     firewalledBrowser):
+    net, server, turn, _ = firewalled
+    room = f"room-{uuid.uuid4().hex[:6]}"
     base = f"http://{SERVER_ADDRESS}:{server.ports['http']}"
-    # Not loopback, so plain http is not a secure context and the page would
-    # have no getUserMedia; a deployment serves the pages over https.
-    browser = await playwright.chromium.launch(
-        executable_path=requireChromium(),
-        args=FLAGS + [f"--unsafely-treat-insecure-origin-as-secure={base}"])
     bob = publisher = player = None
+    console = []
     try:
         # bob: aiortc on the open side, plain UDP to the server; in the room first.
         bob = await Client.open(f"ws://127.0.0.1:{server.ports['ws']}", "bob")
         await bob.join(room)
-        page = await browser.new_page()
-        await page.add_init_script(RECORD_PEER_CONNECTIONS)
-        console = []
-        page.on("console", lambda m: console.append(m.text))
-        page.on("pageerror", lambda e: console.append(f"page error: {e}"))
+        page = await newPage(firewalledBrowser, console)
         await page.goto(f"{base}{DEMOS}/conference/?server=ws://{SERVER_ADDRESS}:"
                         f"{server.ports['ws']}&roomName={room}&login=alice")
         await page.click("#joinBtn")
-        try:
-            await page.wait_for_function(
-                f"document.getElementById('status').textContent === 'joined {room}, publishing'",
-                timeout=WAIT_MS)
-        except Exception:
-            print("STATUS", await page.text_content("#status"))
-            print("\n".join(console[-40:]))
-            print(turn.log()[-3000:])
-            print(server.log()[-3000:])
-            raise
-
+        await waitFor(page, f"document.getElementById('status').textContent === "
+                      f"'joined {room}, publishing'", console, turn, server)
         published = (await bob.expect(
             "OnDataEvent", lambda f: f["data"][0]["payload"]["name"] == "PUBLISHED",
             timeout=WAIT_MS / 1000, skip=("ping", "OnDataEvent")))["data"][0]["payload"]
@@ -159,12 +185,8 @@ async def _joinAndExchangeVideo(net, server, turn, playwright, room):
 
         pairs = await page.evaluate(SELECTED)
         assert len(pairs) == 2, pairs  # alice's publish and her play of bob
-        for pair in pairs:
-            # The credentials came from the server and coturn took them.
-            assert pair["iceServers"][0]["username"].endswith(":alice"), pair
-            assert pair["localType"] == "relay" and pair["relayProtocol"] == "tcp", pair
-            assert pair["localAddress"] == SERVER_ADDRESS, pair  # coturn's relay address
-        assert sum(p["decoded"] for p in pairs) > 0 and sum(p["sent"] for p in pairs) > 0, pairs
+        # The credentials came from the server's getUserData, and coturn took them.
+        assertRelayedOverTcp(pairs, "alice")
         # Chromium did try UDP (its host candidates), and the firewall dropped it.
         assert net.udpDropped() > 0
         assert ":alice" in turn.log()
@@ -175,4 +197,35 @@ async def _joinAndExchangeVideo(net, server, turn, playwright, room):
                 await peer.close()
         if bob is not None:
             await bob.close()
-        await browser.close()
+
+
+async def test_the_sdks_firewall_traversal_example_page(firewalled, firewalledBrowser):
+    """
+    The SDK's own firewall-traversal-streaming page, unchanged: a person
+    types the TURN URL and credentials (python -m wcs.turn prints them);
+    with "Force relay" it publishes a stream and plays it back, both relayed.
+    """
+    net, server, turn, turnSettings = firewalled
+    [ice] = TurnCredentials(Settings(turnSettings)).iceServers("visitor")
+    console = []
+    page = await newPage(firewalledBrowser, console)
+    await page.goto(f"http://{SERVER_ADDRESS}:{server.ports['http']}{DEMOS}/"
+                    "firewall-traversal-streaming/firewall-traversal-streaming.html")
+    await page.fill("#urlServer", f"ws://{SERVER_ADDRESS}:{server.ports['ws']}")
+    await page.fill("#urlTurnServer", ice["urls"][0])
+    await page.fill("#usernameTurnServer", ice["username"])
+    await page.fill("#credentialTurnServer", ice["credential"])
+    assert await page.is_checked("#forceRelay")
+    await page.click("#connectBtn")
+    await waitFor(page, "document.getElementById('connectStatus').textContent === 'ESTABLISHED'",
+                  console, turn, server)
+    await page.click("#publishBtn")
+    await waitFor(page, "document.getElementById('publishStatus').textContent === 'PUBLISHING'",
+                  console, turn, server)
+    await page.click("#playBtn")
+    await waitFor(page, "document.getElementById('playStatus').textContent === 'PLAYING'",
+                  console, turn, server)
+    await waitForVideo(page, "#remoteVideo video", timeout_ms=30000)
+    pairs = await page.evaluate(SELECTED)
+    assert len(pairs) == 2, pairs
+    assertRelayedOverTcp(pairs, "visitor")
