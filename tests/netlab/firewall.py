@@ -69,12 +69,8 @@ class Side:
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
-            self.proc.stdin.close()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
+            self.proc.stdin.close()  # the holder's cat ends, and the namespace with it
+        _end(self.proc)
 
 
 class Firewall:
@@ -130,13 +126,14 @@ class Firewall:
 
 class Coturn:
     """
-    Debian's coturn (C{turnserver}) as run beside wcs: C{use-auth-secret}
-    (TURN REST API credentials), here listening on C{address}:C{port} for
-    TURN over UDP and TCP, no TLS, relaying from C{address}. Started in the
-    caller's network namespace.
+    Debian's coturn (C{turnserver}) as docs/networks.md runs it beside wcs:
+    C{use-auth-secret} (TURN REST API credentials), relaying to C{peer} (the
+    wcs media address) and nowhere else; here listening on
+    C{address}:C{port} for TURN over UDP and TCP, no TLS, relaying from
+    C{address}. Started in the caller's network namespace.
     """
 
-    def __init__(self, workdir: Path, address: str, port: int, secret: str,
+    def __init__(self, workdir: Path, address: str, port: int, secret: str, peer: str,
                  realm: str = "wcs.test"):
         self.address, self.port = address, port
         workdir.mkdir(parents=True, exist_ok=True)
@@ -145,6 +142,7 @@ class Coturn:
                 f"--listening-ip={address}", f"--listening-port={port}",
                 f"--relay-ip={address}", "--min-port=49152", "--max-port=49407",
                 "--use-auth-secret", f"--static-auth-secret={secret}", f"--realm={realm}",
+                "--denied-peer-ip=0.0.0.0-255.255.255.255", f"--allowed-peer-ip={peer}",
                 "--fingerprint", f"--pidfile={workdir / 'turnserver.pid'}",
                 f"--userdb={workdir / 'turndb'}", "--log-file=stdout", "--simple-log",
                 "--verbose"]
@@ -173,8 +171,13 @@ class Coturn:
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        _end(self.proc)
+
+
+def _end(proc: subprocess.Popen, grace: float = 5.0) -> None:
+    """Wait for C{proc} to end, killing it after C{grace} seconds."""
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(grace)
