@@ -40,6 +40,10 @@ def test_ice_servers_expire_after_the_ttl_from_now():
     assert server["username"] == "1600:bob"
     assert server["credential"] == turn.credentials("s3cret", "bob", 1600)[1]
     assert credentials.iceServers(None)[0]["username"] == "1600:anonymous"
+    # STUN's USERNAME is at most 513 bytes; a long login (up to 128 characters
+    # of up to 4 bytes each) is cut.
+    long = credentials.iceServers("ж" * 128)[0]["username"]
+    assert long == "1600:" + "ж" * 64 and len(long.encode()) <= 513
 
 
 def test_nothing_without_urls():

@@ -38,6 +38,7 @@ declare(
 )
 
 SCHEMES = ("turn:", "turns:", "stun:", "stuns:")
+LOGIN_CHARS = 64
 
 
 def parseUrls(settings) -> list[str]:
@@ -83,12 +84,13 @@ class TurnCredentials:
     def iceServers(self, login: str | None) -> list[dict]:
         """
         What the SDK takes as C{mediaOptions.iceServers}. The login is part
-        of the username (coturn logs it); a client without one is named by
-        C{anonymous}: the credentials stay valid either way.
+        of the username, for coturn's log only: cut to C{LOGIN_CHARS} so that
+        the username stays within STUN's 513 bytes; a client without one is
+        C{anonymous}.
         """
         if not self.urls:
             return []
-        username, password = credentials(self.secret, login or "anonymous",
+        username, password = credentials(self.secret, (login or "anonymous")[:LOGIN_CHARS],
                                          int(self.now()) + self.ttl)
         return [{"urls": list(self.urls), "username": username, "credential": password}]
 
