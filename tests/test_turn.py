@@ -94,3 +94,15 @@ def test_the_command_line_prints_what_the_server_hands_out(tmp_path, capsys):
     assert ice["username"].endswith(":carol")
     assert ice["credential"] == turn.credentials("s3cret", "carol", expires)[1]
     assert turn.main(["--login", "carol"]) == 2
+
+
+def test_twistd_wcs_refuses_turn_urls_without_a_secret():
+    from twisted.python import usage
+
+    from wcs.tap import Options
+
+    with pytest.raises(usage.UsageError, match="turn_secret is empty"):
+        Options().parseOptions(["--set", f"turn_urls={URLS}"])
+    options = Options()
+    options.parseOptions(["--set", f"turn_urls={URLS}", "--set", "turn_secret=s3cret"])
+    assert options.settings.turn_secret == "s3cret"

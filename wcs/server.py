@@ -13,7 +13,6 @@ from zope.interface import implementer
 
 from wcs import protocol
 from wcs.access.policy import AccessPolicy
-from wcs.turn import TurnCredentials
 from wcs.config import Settings
 from wcs.errors import StreamError
 from wcs.interfaces import (IMediaEngine, IMediaSource, IRoomServer, ISignallingChannel,
@@ -21,6 +20,7 @@ from wcs.interfaces import (IMediaEngine, IMediaSource, IRoomServer, ISignalling
 from wcs.room.rooms import Rooms
 from wcs.session import ClientSession
 from wcs.streams import StreamRegistry
+from wcs.turn import TurnCredentials
 
 
 @implementer(IRoomServer)
