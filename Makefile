@@ -25,7 +25,8 @@ $(STAMP): setup.cfg setup.py pyproject.toml
 
 # Debian packages the tests drive (ffmpeg as RTMP client, Chromium for the
 # browser tests, iptables and iproute2 for the network lab in tests/netlab,
-# redis-server for the cluster tests in tests/cluster).
+# coturn for the TURN test in tests/web/test_turn.py, redis-server for the
+# cluster tests in tests/cluster).
 # Installed only when missing; needs root, as on CI.
 system-deps:
 	@missing=""; \
@@ -33,6 +34,7 @@ system-deps:
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v iptables >/dev/null || missing="$$missing iptables"; \
 	command -v ip >/dev/null || missing="$$missing iproute2"; \
+	command -v turnserver >/dev/null || missing="$$missing coturn"; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing$$missing"; \

@@ -19,8 +19,8 @@ from zope.interface import implementer
 
 from wcs import protocol
 from wcs.access.gate import Gate
-from wcs.access.hooks import ALLOW, deny
-from wcs.errors import ProtocolError, RoomError, StreamError
+from wcs.access.hooks import ALLOW
+from wcs.errors import INVALID, ProtocolError, RoomError, StreamError
 from wcs.interfaces import IClientSession, IMediaSource, IRoomServer, ISignallingChannel, IStream
 from wcs.messages import ServerMessage
 from wcs.room.events import ACCEPTED, FAILED, dataStatus
@@ -236,6 +236,10 @@ class ClientSession:
             "login": self.connection.login,
             "sessionId": self.sessionId,
             **({"custom": decision.custom} if decision.custom else {}),
+            # The SDK keeps this object and ignores fields it does not know;
+            # pages pass these to it as mediaOptions.iceServers (docs/networks.md).
+            **({"iceServers": self.server.turn.iceServers(self.connection.login)}
+               if self.server.turn else {}),
         }))
 
     def _heldTooMany(self, reason: str) -> None:
@@ -293,7 +297,7 @@ class ClientSession:
             # itself runs when the answer is in.
             decision, act = command(request.options)
         except (ProtocolError, RoomError) as e:
-            self._commandFailed(request, e.info)
+            self._commandFailed(request, e.info, e.code)
             return
         self.gate.after(decision, lambda d: self._decided(request, d, act))
 
@@ -306,7 +310,7 @@ class ClientSession:
         try:
             act(decision)
         except (ProtocolError, RoomError) as e:
-            self._commandFailed(request, e.info)
+            self._commandFailed(request, e.info, e.code)
             return
         self.send(dataStatus(request.operationId, ACCEPTED))
         if request.command == "join":
@@ -314,16 +318,19 @@ class ClientSession:
             room = participant.room
             self.send(room.event("STATE", room.state(participant.login)))
 
-    def _commandFailed(self, request: protocol.DataRequest, info: str) -> None:
+    def _commandFailed(self, request: protocol.DataRequest, info: str,
+                       code: str = INVALID) -> None:
         self.badInput("failed", "{session}: {command} failed: {info}",
                       session=self, command=clip(request.command, 40), info=clip(info, 200))
-        self.send(dataStatus(request.operationId, FAILED, info))
+        self.send(dataStatus(request.operationId, FAILED, info, refusal=code))
 
     def _join(self, options: dict[str, Any]):
         join = protocol.parseJoin(options, self.limits)
-        placed: dict[str, Participant] = {}
+        placed: dict[str, Any] = {}
 
         def act(decision) -> None:
+            if "refused" in placed:
+                raise placed["refused"]  # by the room's node: its text and code
             record = join.record if decision.record is None else decision.record
             self._enterRoom(join.room, record, placed.get("participant"))
         decision = self.server.access.join(self, join.room, join.record)
@@ -332,7 +339,7 @@ class ClientSession:
             decision.addCallback(self._place, placement, join, placed)
         return decision, act
 
-    def _place(self, decision, placement, join: protocol.Join, placed: dict):
+    def _place(self, decision, placement, join: protocol.Join, placed: dict[str, Any]):
         """
         In a cluster (L{wcs.cluster}), a room lives on one node: ask where,
         and join it there when that is another node. The join's answer waits
@@ -351,7 +358,8 @@ class ClientSession:
 
         def refused(failure):
             failure.trap(RoomError)
-            return deny(failure.value.info)
+            placed["refused"] = failure.value
+            return decision
         return placement.enter(self, join.room, self.login, record).addCallbacks(
             entered, refused)
 

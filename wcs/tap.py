@@ -125,6 +125,9 @@ class Options(usage.Options):
             from wcs.webhooks import parseUrls
 
             parseUrls(settings)
+            from wcs import turn
+
+            turn.parseUrls(settings)  # TURN URLs without a secret: say so at start
         except ConfigError as e:
             raise usage.UsageError(str(e)) from None
         if self["workers"] < 1:
@@ -158,7 +161,7 @@ def _loadTransportSettings() -> None:
     findTransports()
     for module in ("wcs.media.engine", "wcs.web", "wcs.tls", "wcs.recording",
                    "wcs.rest.service", "wcs.lag", "wcs.access.policy", "wcs.access.records",
-                   "wcs.drain", "wcs.webhooks", "wcs.cluster"):
+                   "wcs.drain", "wcs.webhooks", "wcs.turn", "wcs.cluster"):
         try:
             __import__(module)
         except ImportError:

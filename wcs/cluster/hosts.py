@@ -100,7 +100,7 @@ class Hosts:
             proxy.joinRoom(room, bool(payload.get("record")))
         except RoomError as e:
             self._retireIfIdle(node, session, proxy)
-            self.bus.send(node, {**reply, "error": e.info})
+            self.bus.send(node, {**reply, "error": e.info, "code": e.code})
             return
         self.proxies[(node, session)] = proxy
         participant = proxy.participants[room]

@@ -23,7 +23,7 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 
-from wcs.errors import RoomError
+from wcs.errors import UNAVAILABLE, RoomError
 from wcs.logs import Logger, clip
 from wcs.messages import ServerMessage
 from wcs.room.events import roomEvent, streamEntry
@@ -156,7 +156,8 @@ class Visitors:
         entry = self.pending.pop(requestId, None)
         if entry is not None:
             entry[0].errback(RoomError(
-                f"the room's node {node} did not answer in {JOIN_TIMEOUT:.0f} s"))
+                f"the room's node {node} did not answer in {JOIN_TIMEOUT:.0f} s",
+                code=UNAVAILABLE))
 
     def joined(self, payload: dict[str, Any]) -> None:
         entry = self.pending.pop(payload.get("id"), None)
@@ -169,7 +170,9 @@ class Visitors:
         d, timeout = entry
         timeout.cancel()
         if "error" in payload:
-            d.errback(RoomError(str(payload["error"])))
+            code = payload.get("code")
+            d.errback(RoomError(str(payload["error"]),
+                                code=code if isinstance(code, str) else None))
         else:
             d.callback(payload)
 

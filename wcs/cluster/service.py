@@ -22,7 +22,7 @@ from wcs.cluster.bus import Bus, later
 from wcs.cluster.registry import Registry
 from wcs.cluster.hosts import Hosts
 from wcs.cluster.relay import Visitors, route
-from wcs.errors import RoomError
+from wcs.errors import UNAVAILABLE, RoomError
 from wcs.logs import LogLimiter, Logger, clip
 
 STOP_TIMEOUT = 2.0  # seconds a clean stop waits to take its keys out of Redis
@@ -116,7 +116,8 @@ class ClusterService(Service):
 
         def placed(node):
             if node is None:
-                raise RoomError("no live node in the cluster can take the room")
+                raise RoomError("no live node in the cluster can take the room",
+                                code=UNAVAILABLE)
             if node == self.nodeId:
                 return None
             return self.visitors.join(node, session, room, login, record)
@@ -127,7 +128,7 @@ class ClusterService(Service):
             self.errors.warn("place", "cluster: cannot place room {room}: {error}",
                              room=clip(room), error=failure.value)
             raise RoomError("the cluster is unreachable (Redis): the room cannot be "
-                            "placed, try again later")
+                            "placed, try again later", code=UNAVAILABLE)
         return self.registry.place(room).addCallback(placed).addErrback(unreachable)
 
     def forward(self, session, name: str, args: list) -> bool:
