@@ -112,16 +112,25 @@ class Signalling:
             data = message.get("data") or [None]
             kind = message.get("message")
             if kind == "ping":
-                await self.send("pong", None)
+                try:
+                    await self.send("pong", None)
+                except websockets.ConnectionClosed:
+                    return
             elif kind == "setRemoteSDP":
                 self._resolve(data[0], data[1])
             elif kind == "DataStatusEvent":
                 self._resolve(data[0].get("operationId"), data[0])
+            elif kind == "notifyStreamStatusEvent" and data[0].get("status") == "FAILED":
+                self._resolve(data[0].get("mediaSessionId"),
+                              RuntimeError(data[0].get("info", "FAILED")))
 
     def _resolve(self, key, value) -> None:
         future = self.pending.pop(key, None)
         if future is not None and not future.done():
-            future.set_result(value)
+            if isinstance(value, Exception):
+                future.set_exception(value)
+            else:
+                future.set_result(value)
 
     async def negotiate(self, message: str, stream: str, offer: str, publish: bool) -> str:
         session = f"{message}-{self.login}"
@@ -376,7 +385,8 @@ def startServer(settings: dict, log: str) -> tuple[subprocess.Popen, str]:
                "--http-port", "0", "--https-port", "0", "--rtmp-port", "0"]
     for key, value in {"ice_public_ip": "127.0.0.1", "media_port_from": 0, "media_port_to": 0,
                        "ws_max_connections_per_address": 0, "ws_max_connections": 0,
-                       "room_max_participants": 0, "room_max_count": 0, **settings}.items():
+                       "room_max_participants": 0, "room_max_count": 0,
+                       "media_max_sessions": 100000, "media_max_sessions_per_address": 100000, **settings}.items():
         command += ["--set", f"{key}={value}"]
     server = subprocess.Popen(command, cwd=ROOT, preexec_fn=raiseFileLimit,
                               stdout=open(log, "w"), stderr=subprocess.STDOUT)
@@ -438,12 +448,15 @@ def run(args) -> dict:
 def summarize(args, seconds, serverCpu, serverRss, before, after, players, failures,
               wanted) -> dict:
     sent = after[0]["stats"]["sent"] - before[0]["stats"]["sent"]
-    received = lost = starved = 0
+    received = lost = extra = starved = 0
+    rates = []
     for b, a in zip(before[1:], after[1:]):
         for (p0, _, h0), (p1, _, h1) in zip(b["players"], a["players"]):
             received += p1 - p0
             lost += max(0, (h1 - h0) - (p1 - p0))
+            extra += max(0, (p1 - p0) - (h1 - h0))  # duplicates, or late from before
             starved += p1 == p0
+            rates.append((p1 - p0) / seconds)
     playerCpu = sum(a["cpu"] - b["cpu"] for b, a in zip(before[1:], after[1:]))
     publisherCpu = after[0]["cpu"] - before[0]["cpu"]
     expected = sent / args.publishers * players if args.publishers else 0
@@ -456,7 +469,8 @@ def summarize(args, seconds, serverCpu, serverRss, before, after, players, failu
         "server_rss_mb": round(serverRss / 2**20, 1),
         "published_pps": round(sent / seconds), "forwarded_pps": round(received / seconds),
         "received_of_expected": round(received / expected, 4) if expected else None,
-        "lost_packets": lost, "players_starved": starved,
+        "lost_packets": lost, "extra_packets": extra, "players_starved": starved,
+        "player_pps_min_max": [round(min(rates or [0])), round(max(rates or [0]))],
         "late_frames": after[0]["stats"]["late"],
         "generator_us_per_received_packet": round(playerCpu * 1e6 / received, 2)
         if received else None,
