@@ -95,12 +95,14 @@ class Signalling:
         self.pending: dict[str, asyncio.Future] = {}
         self.task = None
 
-    async def open(self) -> None:
+    async def open(self, join: bool = True) -> None:
         self.ws = await websockets.connect(self.url, max_size=None, ping_interval=None,
                                            open_timeout=SIGNAL_TIMEOUT)
         self.task = asyncio.create_task(self._read())
         await self.send("connection", {"appKey": "roomApp", "mediaProviders": ["WebRTC"],
                                        "clientVersion": "2.0", "custom": {"login": self.login}})
+        if not join:
+            return
         status = await self.call("sendData", "op", {"operationId": "op", "payload": {
             "command": "join", "options": {"name": self.room, "record": False}}})
         if status.get("status") != "ACCEPTED":
@@ -303,6 +305,16 @@ async def work(pipe, url: str, role: str, streams: list[str], first: int, bitrat
     gate = asyncio.Semaphore(parallel)
 
     async def start(index: int, stream: str) -> None:
+        if role == "idle":  # a WebSocket session and nothing else
+            session = Signalling(url, f"idle{first + index}", stream)
+            async with gate:
+                try:
+                    await asyncio.wait_for(session.open(join=False), CONNECT_TIMEOUT)
+                except Exception as e:
+                    failed.append(f"{type(e).__name__}: {e}"[:200])
+                    return
+            peers.append(session)
+            return
         publishing = role == "publish"
         peer = Peer(url, stream, stream, f"{role[:3]}{first + index}", certificate, publishing)
         async with gate:
