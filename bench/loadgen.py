@@ -94,6 +94,7 @@ class Signalling:
         self.ws = None
         self.pending: dict[str, asyncio.Future] = {}
         self.task = None
+        self.closed = False
 
     async def open(self, join: bool = True) -> None:
         self.ws = await websockets.connect(self.url, max_size=None, ping_interval=None,
@@ -117,6 +118,12 @@ class Signalling:
         return await asyncio.wait_for(future, SIGNAL_TIMEOUT)
 
     async def _read(self) -> None:
+        try:
+            await self._dispatch()
+        finally:
+            self.closed = True
+
+    async def _dispatch(self) -> None:
         async for raw in self.ws:
             message = json.loads(raw)
             data = message.get("data") or [None]
@@ -338,6 +345,7 @@ async def work(pipe, url: str, role: str, streams: list[str], first: int, bitrat
     loop.add_reader(pipe.fileno(), lambda: commands.put_nowait(pipe.recv()))
     while (command := await commands.get()) != "stop":
         pipe.send({"cpu": time.process_time(), "stats": dict(stats),
+                   "open": sum(not getattr(p, "signalling", p).closed for p in peers),
                    "players": [(c.packets, c.octets, c.high) for c in counters]})
     loop.remove_reader(pipe.fileno())
     for task in tasks:

@@ -61,7 +61,7 @@ def measure(args, kind: str, counts: list[int]) -> dict:
     workers = Workers()
     try:
         def ready(started: int) -> int:
-            answers = workers.collect(300, workers.pipes[-started:])
+            answers = workers.collect(900, workers.pipes[-started:])
             for answer in answers:
                 if answer["failures"]:
                     print(f"  {answer['failures']} failed: {answer['failed'][:2]}",
@@ -84,6 +84,10 @@ def measure(args, kind: str, counts: list[int]) -> dict:
                 workers.start(url, "play", ["mem"] * k, first, args.bitrate, args.parallel)
                 return ready(1)
         points = steps(workers, server.pid, counts, add)
+        # Held past the server's dead-peer timeout: still all connected?
+        time.sleep(args.hold)
+        held = sum(answer["open"] for answer in workers.snapshot()
+                   if "open" in answer)
         alive = server.poll() is None
     finally:
         workers.stop()
@@ -93,7 +97,8 @@ def measure(args, kind: str, counts: list[int]) -> dict:
         except Exception:
             server.kill()
     return {"kind": kind, "points": [(n, round(r / 2**20, 1)) for n, r in points],
-            "kb_per_client": round(slope(points) / 1024, 1), "server_alive": alive}
+            "kb_per_client": round(slope(points) / 1024, 1), "server_alive": alive,
+            f"sessions_open_after_{args.hold:g}s": held}
 
 
 def main() -> None:
@@ -104,6 +109,8 @@ def main() -> None:
                         help="idle sessions per generator process")
     parser.add_argument("--parallel", type=int, default=50, help="connects at once per process")
     parser.add_argument("--bitrate", type=int, default=1_000_000)
+    parser.add_argument("--hold", type=float, default=30,
+                        help="s to hold the last step before counting open sessions")
     parser.add_argument("--server-log", default="/tmp/memory-server.log")
     args = parser.parse_args()
     raiseFileLimit()
