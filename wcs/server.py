@@ -14,7 +14,7 @@ from zope.interface import implementer
 from wcs import protocol
 from wcs.access.policy import AccessPolicy
 from wcs.config import Settings
-from wcs.errors import StreamError
+from wcs.errors import UNAVAILABLE, StreamError
 from wcs.interfaces import (IMediaEngine, IMediaSource, IRoomServer, ISignallingChannel,
                             ITransport)
 from wcs.room.rooms import Rooms
@@ -64,7 +64,8 @@ class RoomServer:
     def mediaEngine(self, provider: str) -> IMediaEngine:
         engine = self.engines.get(provider)
         if engine is None:
-            raise StreamError(f"media provider {provider!r} is not available on this server")
+            raise StreamError(f"media provider {provider!r} is not available on this server",
+                              code=UNAVAILABLE)
         return engine
 
     def liveSource(self, name: str) -> IMediaSource | None:
