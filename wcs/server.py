@@ -20,6 +20,7 @@ from wcs.interfaces import (IMediaEngine, IMediaSource, IRoomServer, ISignalling
 from wcs.room.rooms import Rooms
 from wcs.session import ClientSession
 from wcs.streams import StreamRegistry
+from wcs.turn import TurnCredentials
 
 
 @implementer(IRoomServer)
@@ -42,6 +43,8 @@ class RoomServer:
         self.engines: dict[str, IMediaEngine] = {}
         # Who may do what: tokens, REST hooks, rate limits (wcs.access).
         self.access = AccessPolicy(settings, clock)
+        # Relays for clients behind firewalls: credentials told at connect.
+        self.turn = TurnCredentials(settings)
         self.streamObservers: list = []
         # Why new connections are refused (wcs.drain); None: they are welcome.
         self.draining: str | None = None

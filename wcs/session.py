@@ -230,6 +230,10 @@ class ClientSession:
             "login": self.connection.login,
             "sessionId": self.sessionId,
             **({"custom": decision.custom} if decision.custom else {}),
+            # The SDK keeps this object and ignores fields it does not know;
+            # pages pass these to it as mediaOptions.iceServers (docs/networks.md).
+            **({"iceServers": self.server.turn.iceServers(self.connection.login)}
+               if self.server.turn else {}),
         }))
 
     def _heldTooMany(self, reason: str) -> None:
