@@ -144,9 +144,9 @@ class IClientSession(Interface):
             whose token names it.
         @param token: a signed access token the client brought, or None.
         @return: a Deferred firing with None once identified, or failing
-            with L{wcs.errors.AccessDenied} (the reason) when refused; after
-            its errbacks ran, the session closes the channel. Without a
-            REST hook it has fired when C{identify} returns.
+            with L{wcs.errors.AccessDenied} (the reason) when refused: the
+            transport then tells its client and closes the connection.
+            Without a REST hook it has fired when C{identify} returns.
         @raise wcs.errors.ProtocolError: already identified, or the login is
             too long.
         """

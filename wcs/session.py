@@ -245,8 +245,8 @@ class ClientSession:
 
     def _connection(self, name: str, args: list[Any], result: Deferred | None = None) -> None:
         """
-        C{result}: a transport's L{identify}, told the decision before the
-        channel closes on a refusal (RTMP answers with its own status).
+        C{result}: a transport's L{identify}, told the decision; on a
+        refusal the transport answers its own way and closes.
         """
         if self.connection is not None or self.connecting:
             raise ProtocolError("connection: already connected")
@@ -263,7 +263,12 @@ class ClientSession:
             return
         if not decision.allowed:
             if result is not None:
+                # A transport's identify: it tells its client its own way
+                # (RTMP: a status naming the reason), then closes.
+                self.badInput("refused", "{session}: refused {api}: {info}", session=self,
+                              api="connection", info=clip(decision.reason, 200))
                 result.errback(AccessDenied(decision.reason))
+                return
             # The SDK's way: a fail naming the reason, then the socket closes.
             self.refuse("connection", decision.reason)
             self.channel.close(decision.reason)

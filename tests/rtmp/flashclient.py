@@ -49,13 +49,23 @@ class FlashClient:
 
     @classmethod
     async def connect(cls, port: int, login: str, app: str = "",
-                      receiveBuffer: int | None = None) -> "FlashClient":
-        client = await cls.open(port, receiveBuffer)
-        result = await client.invoke("connect", {"app": app, "flashVer": "LNX 11,2,202,635",
-                                                 "tcUrl": f"rtmp://127.0.0.1:{port}/{app}"},
-                                     {"appKey": "flashRoomApp", "login": login})
+                      receiveBuffer: int | None = None, token: str | None = None) -> "FlashClient":
+        client, result = await cls.tryConnect(port, login, app, receiveBuffer, token)
         assert result[0] == "_result" and result[2]["code"] == "NetConnection.Connect.Success"
         return client
+
+    @classmethod
+    async def tryConnect(cls, port: int, login: str, app: str = "",
+                         receiveBuffer: int | None = None, token: str | None = None):
+        """The client and the server's answer to C{connect} (C{[_result|_error, ...]})."""
+        client = await cls.open(port, receiveBuffer)
+        identity = {"appKey": "flashRoomApp", "login": login}
+        if token is not None:
+            identity["token"] = token
+        result = await client.invoke("connect", {"app": app, "flashVer": "LNX 11,2,202,635",
+                                                 "tcUrl": f"rtmp://127.0.0.1:{port}/{app}"},
+                                     identity)
+        return client, result
 
     def sendRaw(self, data: bytes) -> None:
         """Bytes as they are: hostile chunks, bad AMF."""

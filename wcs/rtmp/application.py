@@ -398,8 +398,12 @@ class RTMPApplication:
         """C{then()} once the session is identified: now, or at this first publish or play."""
         if self.session.identified:
             then(None)
-        else:
-            self._after(self._identify("rtmp", login, token), then, refused)
+            return
+
+        def unidentified(info: str) -> None:
+            refused(info)
+            self.close(f"connection refused: {info}")  # an unidentified session is done
+        self._after(self._identify("rtmp", login, token), then, unidentified)
 
     def cmd_createStream(self, command: Command) -> None:
         if len(self.publishing) + len(self.players) >= \
