@@ -33,12 +33,10 @@ from __future__ import annotations
 
 import math
 import re
-from collections import deque
 from typing import Any, Callable, Protocol
 from urllib.parse import parse_qsl
 
 from twisted.internet import defer
-from twisted.python.failure import Failure
 
 from wcs.config import Key, declare
 from wcs.errors import ProtocolError, WcsError
@@ -51,6 +49,7 @@ from wcs.rtmp.connection import Command, Data, Media, ServerConnection
 from wcs.rtmp.errors import RTMPProtocolError
 from wcs.rtmp.netstream import Feeds, PlayStream, Publication
 from wcs.rtmp.relay import FLVFeed, RTMPSource, TagPlayer
+from wcs.rtmp.waiting import Waiting
 
 log = Logger()
 badInput = LogLimiter(log)
@@ -76,9 +75,6 @@ declare(
 
 # Characters of the query after a stream or app name (?token=JWT&record=true).
 MAX_QUERY = 8192
-# Commands held while an access check is out; more close the connection.
-HELD_MAX = 64
-
 # A close reason's kind, for rate-limiting: its words up to the first number or quote.
 _REASON_KIND = re.compile(r"[^0-9'\"]*")
 
@@ -131,8 +127,8 @@ class RTMPApplication:
         self.app = ""
         self.roomApp = False  # rtmp://HOST/room/ROOM/LOGIN: the login is the stream name
         self.token: str | None = None  # from the app's query or the connect arguments
-        # Commands received while an access check is out, or None.
-        self.held: deque | None = None
+        # Commands wait here while an access check is out.
+        self.waiting = Waiting(self._event, self.close, lambda: self.closed, self.flush)
         # From the connect arguments: (room, login) of ffmpeg's -rtmp_conn.
         self.argsRoom: tuple[str, str] | None = None
         self.nextStreamId = 1
@@ -159,10 +155,7 @@ class RTMPApplication:
             for event in self.conn.receive(data):
                 if self.closed:
                     break
-                if self.held is not None:
-                    self._hold(event)
-                else:
-                    self._event(event)
+                self.waiting.receive(event)
         except RTMPProtocolError as e:
             self.close(f"protocol error: {e}")
             return
@@ -175,60 +168,6 @@ class RTMPApplication:
             self._command(event)
         elif isinstance(event, Data):
             self._data(event)
-
-    # Waiting for the access policy
-
-    def _after(self, decision: defer.Deferred, then: Callable[[Any], None],
-               refused: Callable[[str], None]) -> None:
-        """
-        C{then(result)} when C{decision} allows, C{refused(info)} when it
-        fails with a L{WcsError}. Without a REST hook it has fired already
-        and this runs at once; otherwise the client's commands wait.
-        """
-        state = {"sync": True, "ran": False}
-
-        def run(result):
-            state["ran"] = True
-            held = None
-            if not state["sync"]:
-                held, self.held = self.held, None
-            try:
-                if self.closed:
-                    return
-                if not isinstance(result, Failure):
-                    then(result)
-                elif result.check(WcsError):
-                    refused(result.value.info)
-                else:
-                    log.failure("{peer}: access check failed", result, peer=self.peer)
-                    self.close("access check failed")
-            finally:
-                if held is not None:
-                    self._release(held)
-
-        decision.addBoth(run).addErrback(
-            lambda f: log.failure("{peer}: access continuation failed", f, peer=self.peer))
-        state["sync"] = False
-        if not state["ran"]:
-            self.held = deque()
-
-    def _hold(self, event: Command | Data | Media) -> None:
-        if isinstance(event, Media):
-            return  # nothing publishes before its check is answered (Publish.Start)
-        if len(self.held) >= HELD_MAX:
-            self.close(f"more than {HELD_MAX} commands sent while an access check was pending")
-            return
-        self.held.append(event)
-
-    def _release(self, held: deque) -> None:
-        while held and not self.closed:
-            if self.held is not None:
-                # A released command started another check: the rest waits
-                # for that one, ahead of anything newer.
-                self.held.extend(held)
-                return
-            self._event(held.popleft())
-        self.flush()
 
     def connectionLost(self) -> None:
         self.closed = True
@@ -348,11 +287,11 @@ class RTMPApplication:
             log.info("{peer} connected to app {app}", peer=self.peer, app=clip(self.app))
 
         if flash is not None:
-            self._after(self._identify("flashRoomApp", flash or None), accepted, rejected)
+            self.waiting.after(self._identify("flashRoomApp", flash or None), accepted, rejected)
         elif self.argsRoom is not None:
-            self._after(self._identify("rtmp", self.argsRoom[1]), accepted, rejected)
+            self.waiting.after(self._identify("rtmp", self.argsRoom[1]), accepted, rejected)
         elif self.token is not None and not self.roomApp:
-            self._after(self._identify("rtmp", None), accepted, rejected)
+            self.waiting.after(self._identify("rtmp", None), accepted, rejected)
         else:
             # The token, if any, and a room URL's login come with the stream
             # name: identify at publish or play.
@@ -403,7 +342,7 @@ class RTMPApplication:
         def unidentified(info: str) -> None:
             refused(info)
             self.close(f"connection refused: {info}")  # an unidentified session is done
-        self._after(self._identify("rtmp", login, token), then, unidentified)
+        self.waiting.after(self._identify("rtmp", login, token), then, unidentified)
 
     def cmd_createStream(self, command: Command) -> None:
         if len(self.publishing) + len(self.players) >= \
@@ -511,13 +450,13 @@ class RTMPApplication:
             elif self.session.login != login:
                 refused(f"this connection is {self.session.login!r}, not {login!r}")
             else:
-                self._after(self.session.requestJoin(room), joined, refused)
+                self.waiting.after(self.session.requestJoin(room), joined, refused)
 
         def joined(_) -> None:
             if self.server.streamNameInUse(name):
                 refused(NAME_IN_USE)
             else:
-                self._after(self.session.authorizePublish(name, room, record), start, refused)
+                self.waiting.after(self.session.authorizePublish(name, room, record), start, refused)
 
         def start(record: bool) -> None:
             if self.server.streamNameInUse(name):  # taken while the backend was asked
@@ -588,7 +527,7 @@ class RTMPApplication:
             self.conn.onStatus(streamId, "NetStream.Play.Failed", info, level="error")
 
         def identified(_) -> None:
-            self._after(self.session.authorizePlay(name),
+            self.waiting.after(self.session.authorizePlay(name),
                         lambda _: self._play(streamId, name), refused)
 
         try:
