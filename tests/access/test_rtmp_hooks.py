@@ -10,15 +10,13 @@ import uuid
 
 import pytest
 
-from tests.access.backend import startBackend
-from tests.access.test_rtmp_tokens import refusedEncoder, url, waitUntil
+from tests.access.backend import TIMEOUT_MS, hookSettings, startBackend
+from tests.access.test_rtmp_tokens import refusedEncoder, url
+from tests.rtmp.test_rtmp_e2e import waitUntil
 from tests.rtmp import ffmpeg
 from tests.rtmp.flashclient import FlashClient
-from tests.support.rooms import MEDIA
 from tests.support.server import startServer
 from tests.support.wsclient import Client
-
-TIMEOUT_MS = 1000
 
 
 @pytest.fixture(scope="module")
@@ -30,9 +28,8 @@ def backend():
 def server(tmp_path_factory, backend):
     ffmpeg.requireFFmpeg()
     hook, port = backend
-    running = startServer(tmp_path_factory.mktemp("rtmp-hooks"), settings=dict(
-        MEDIA, rest_hook_url=f"http://127.0.0.1:{port}/hook",
-        rest_hook_timeout=str(TIMEOUT_MS)), enable=("ws", "rtmp"))
+    running = startServer(tmp_path_factory.mktemp("rtmp-hooks"), settings=hookSettings(port),
+                          enable=("ws", "rtmp"))
     yield running
     running.stop()
 

@@ -14,9 +14,9 @@ from tests.access.support import SECRET, connect, token
 from tests.rtmp import ffmpeg
 from tests.rtmp.flashclient import FlashClient
 from tests.rtmp.test_flash import h264Bodies
+from tests.rtmp.test_rtmp_e2e import waitUntil
 from tests.support.rooms import MEDIA
 from tests.support.server import startServer
-from wcs.rtmp import chunks
 
 AUTH = dict(MEDIA, auth_required="true", auth_jwt_secret=SECRET,
             rate_auth_failures_per_address="1000")
@@ -129,23 +129,11 @@ async def test_a_flash_client_needs_a_token_in_its_connect_object(server):
     assert (await flash.command("join", {"name": room}))["status"] == "ACCEPTED"
     web, _ = await connect(server.wsURL, "web", token("web", room=room))
     assert await web.join(room) == ["flashy"]
-    created = await flash.invoke("createStream", None)
-    streamId = int(created[2])
-    flash.call("publish", f"{room}-flashy", "live", streamId=streamId)
-    for timestamp, body in h264Bodies():
-        flash.send(6, chunks.VIDEO, streamId, timestamp, body)
+    await flash.publishVideo(f"{room}-flashy", h264Bodies())
     published = await web.roomEvent("PUBLISHED")
     assert published["info"] == {"login": "flashy", "name": f"{room}-flashy"}
     flash.close()
     await web.close()
-
-
-async def waitUntil(predicate, timeout=15.0):
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        assert loop.time() < deadline, "timed out"
-        await asyncio.sleep(0.1)
 
 
 async def test_a_token_on_the_app_identifies_at_connect(server):

@@ -138,6 +138,15 @@ class FlashClient:
         args = await self.nextCall("OnDataEvent", lambda a: a[0]["payload"]["name"] == name)
         return args[0]["payload"]
 
+    async def publishVideo(self, name: str, bodies) -> int:
+        """createStream, publish C{name}, send the FLV video C{bodies}; the stream id."""
+        created = await self.invoke("createStream", None)
+        streamId = int(created[2])
+        self.call("publish", name, "live", streamId=streamId)
+        for timestamp, body in bodies:
+            self.send(6, chunks.VIDEO, streamId, timestamp, body)
+        return streamId
+
     def close(self):
         self.writer.close()
         if self.task:
