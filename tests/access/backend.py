@@ -103,3 +103,13 @@ def hookSettings(port: int, **extra: str) -> dict[str, str]:
 
     return dict(MEDIA, rest_hook_url=f"http://127.0.0.1:{port}/hook",
                 rest_hook_timeout=str(TIMEOUT_MS), **extra)
+
+
+if __name__ == "__main__":
+    # A backend on its own (bench/signalling.py --hook): python -m tests.access.backend PORT
+    import sys
+
+    from twisted.internet import reactor
+
+    reactor.listenTCP(int(sys.argv[1]), server.Site(Hook(reactor)), interface="127.0.0.1")
+    reactor.run()
