@@ -192,10 +192,16 @@ async def hookStorm(args) -> None:
               f"without and with a REST hook on localhost")
         for run in range(args.runs):
             figures = {}
-            for name, extra in (("no hook", {}), ("hook", {"rest_hook_url": hookURL})):
+            for name, extra in (("no hook", {}), ("hook", {
+                    "rest_hook_url": hookURL, "rest_hook_connections": str(args.hook_connections)})):
                 wcs = startServer(Path(tempfile.mkdtemp()), settings=dict(SETTINGS, **extra))
                 try:
+                    await joinStorm(wcs.wsURL, 20)  # warm up: imports, the backend's connections
+                    backendCPU = cpuSeconds(backend.pid)
                     figures[name] = await joinStorm(wcs.wsURL, args.joiners, wcs.proc.pid)
+                    if extra:
+                        figures[name]["backend cpu ms/join"] = \
+                            1000 * (cpuSeconds(backend.pid) - backendCPU) / args.joiners
                 finally:
                     wcs.stop()
                 show(f"wcs, {name}", figures[name])
@@ -238,6 +244,8 @@ def main() -> None:
     parser.add_argument("--hook", action="store_true",
                         help="join storm without and with a REST hook on localhost")
     parser.add_argument("--runs", type=int, default=3, help="runs of --hook")
+    parser.add_argument("--hook-connections", type=int, default=64,
+                        help="rest_hook_connections of --hook")
     args = parser.parse_args()
     asyncio.run(hookStorm(args) if args.hook else run(args))
 

@@ -31,7 +31,7 @@ declare(
         "empty: no hooks"),
     Key("rest_hook_timeout", "int", 3000, "ms to wait for the backend before denying"),
     Key("rest_hook_chat", "bool", False, "also ask URL/sendMessage for every chat message"),
-    Key("rest_hook_connections", "int", 16,
+    Key("rest_hook_connections", "int", 64,
         "requests to the backend at once, each on a kept-alive connection; "
         "more wait their turn within rest_hook_timeout"),
 )
@@ -70,7 +70,7 @@ def deny(reason: str) -> Decision:
 class RestHook:
     log = Logger()
 
-    def __init__(self, url: str, timeout: float, reactor, connections: int = 16):
+    def __init__(self, url: str, timeout: float, reactor, connections: int = 64):
         self.url = url.rstrip("/")
         self.timeout = timeout
         self.reactor = reactor
