@@ -34,7 +34,6 @@ from __future__ import annotations
 import math
 import re
 from typing import Any, Callable, Protocol
-from urllib.parse import parse_qsl
 
 from twisted.internet import defer
 
@@ -43,6 +42,7 @@ from wcs.errors import ProtocolError, WcsError
 from wcs.interfaces import NAME_IN_USE, IClientSession, IRoomServer
 from wcs.logs import Logger, LogLimiter, clip
 from wcs.rtmp import amf0
+from wcs.rtmp.arguments import Arguments, BadArgument
 from wcs.rtmp.channel import RTMPChannel
 from wcs.rtmp.chunks import AUDIO, VIDEO
 from wcs.rtmp.connection import Command, Data, Media, ServerConnection
@@ -73,16 +73,10 @@ declare(
         "characters of an RTMP application, stream or command name"),
 )
 
-# Characters of the query after a stream or app name (?token=JWT&record=true).
-MAX_QUERY = 8192
 # A close reason's kind, for rate-limiting: its words up to the first number or quote.
 _REASON_KIND = re.compile(r"[^0-9'\"]*")
 
 HANDSHAKE, CONNECT = "handshake", "connect"
-
-
-class BadArgument(Exception):
-    """A client's command argument that cannot be used; the message says why."""
 
 
 class Output(Protocol):
@@ -122,6 +116,7 @@ class RTMPApplication:
             minChunkSize=settings.rtmp_min_chunk_size,
             maxPending=settings.rtmp_max_pending_bytes,
             maxAMFValues=settings.rtmp_amf_max_values)
+        self.args = Arguments(settings.rtmp_max_name_length)
         self.session: IClientSession | None = None
         self.channel: RTMPChannel | None = None
         self.app = ""
@@ -227,34 +222,6 @@ class RTMPApplication:
         self.warn("call", "{name} refused: {info}", name=clip(command.name), info=info)
         self.conn.error(command.transactionId, "NetConnection.Call.Failed", info)
 
-    def _text(self, value, what: str) -> str:
-        """C{value} if it is a non-empty string of at most rtmp_max_name_length characters."""
-        maxLength = self.settings.rtmp_max_name_length
-        if not isinstance(value, str) or not value:
-            raise BadArgument(f"{what} must be a non-empty string")
-        if len(value) > maxLength:
-            raise BadArgument(f"{what} is longer than {maxLength} characters")
-        return value
-
-    def _query(self, value, what: str) -> tuple[str, dict[str, str]]:
-        """
-        C{NAME?QUERY} split: the name checked as by L{_text}, the query (a
-        token is longer than a name may be) at most L{MAX_QUERY} characters.
-        """
-        if not isinstance(value, str) or not value:
-            raise BadArgument(f"{what} must be a non-empty string")
-        name, _, query = value.partition("?")
-        if len(query) > MAX_QUERY:
-            raise BadArgument(f"the query of the {what} is longer than {MAX_QUERY} characters")
-        return self._text(name, what), dict(parse_qsl(query, keep_blank_values=True))
-
-    def _tokenOf(self, value) -> str | None:
-        if value is None:
-            return None
-        if not isinstance(value, str) or len(value) > MAX_QUERY:
-            raise BadArgument(f"token must be a string of at most {MAX_QUERY} characters")
-        return value
-
     def cmd_connect(self, command: Command) -> None:
         if self.session is not None:
             # A second session on one connection would orphan the first.
@@ -275,10 +242,13 @@ class RTMPApplication:
             self.close(f"connect refused: {draining}")
             return
         try:
-            flash = self._parseConnect(command)
+            found = self.args.connect(command.commandObject, command.args)
         except BadArgument as e:
             rejected(str(e))
             return
+        self.app, self.token, self.argsRoom = found.app, found.token, found.argsRoom
+        self.roomApp = self.app.startswith("room/")
+        flash = found.flash
         self.channel = RTMPChannel(self, flash=flash is not None)
         self.session = self.server.openSession(self.channel)
 
@@ -296,33 +266,6 @@ class RTMPApplication:
             # The token, if any, and a room URL's login come with the stream
             # name: identify at publish or play.
             accepted()
-
-    def _parseConnect(self, command: Command) -> str | None:
-        """
-        Set C{app}, C{argsRoom} and C{token} from C{connect}; the login of a
-        Flash room client ("" if it gave none), or None for an encoder or
-        player.
-        """
-        info = command.commandObject if isinstance(command.commandObject, dict) else {}
-        app = info.get("app")
-        if app is not None and app != "":
-            app, query = self._query(app, "app")
-            self.app = app.strip("/")
-            self.token = self._tokenOf(query.get("token"))
-        self.roomApp = self.app.startswith("room/")
-        flash = None
-        for arg in command.args:
-            if not isinstance(arg, dict):
-                continue
-            if arg.get("appKey") == "flashRoomApp" and flash is None:
-                login = arg.get("login")
-                flash = "" if login is None or login == "" else self._text(login, "login")
-                self.token = self._tokenOf(arg.get("token")) or self.token
-            elif arg.get("room") and arg.get("login") and self.argsRoom is None:
-                self.argsRoom = (self._text(arg["room"], "room"),
-                                 self._text(arg["login"], "login"))
-                self.token = self._tokenOf(arg.get("token")) or self.token
-        return flash
 
     def _identify(self, appKey: str, login: str | None,
                   token: str | None = None) -> defer.Deferred:
@@ -359,7 +302,7 @@ class RTMPApplication:
 
     def cmd_FCPublish(self, command: Command) -> None:
         try:
-            name, _ = self._query(command.args[0] if command.args else None, "stream name")
+            name, _ = self.args.query(command.args[0] if command.args else None, "stream name")
         except BadArgument as e:
             self._refuseCall(command, str(e))
             return
@@ -397,7 +340,7 @@ class RTMPApplication:
         (C{?token=...&record=true}), or None with the client told.
         """
         try:
-            return self._query(command.args[0] if command.args else None, "stream name")
+            return self.args.query(command.args[0] if command.args else None, "stream name")
         except BadArgument as e:
             self.warn("stream", "{what} refused: {info}", what=what, info=str(e))
             self.conn.onStatus(command.streamId, code, f"{e}.", level="error")
@@ -432,7 +375,7 @@ class RTMPApplication:
         name, query = parsed
         record = query.get("record") == "true"
         try:
-            token = self._tokenOf(query.get("token"))
+            token = self.args.token(query.get("token"))
         except BadArgument as e:
             self._refusePublish(streamId, name, str(e))
             return
@@ -531,7 +474,7 @@ class RTMPApplication:
                         lambda _: self._play(streamId, name), refused)
 
         try:
-            token = self._tokenOf(query.get("token"))
+            token = self.args.token(query.get("token"))
         except BadArgument as e:
             refused(str(e))
             return
