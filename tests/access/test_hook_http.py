@@ -45,6 +45,8 @@ def test_chunked_and_close_delimited_bodies():
                            b"4\r\n{\"re\r\n", b"a\r\nason\":\"x\"}\r\n0\r\n\r\n")
     assert results == [(403, b'{"reason":"x"}')]
     client, conn = connection()
+    assert answer(conn, b"HTTP/1.1 204 No Content\r\n\r\n") == [(204, b"")]
+    client, conn = connection()
     results = answer(conn, b"HTTP/1.0 200 OK\r\n\r\n{}")
     assert results == []
     conn.connectionLost(None)

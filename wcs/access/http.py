@@ -84,6 +84,8 @@ class _Connection(protocol.Protocol):
             self.reusable = self.head.get(b"connection") != b"close" and \
                 version != b"HTTP/1.0"
         limit = self.client.maxBody
+        if self.code in (204, 304):
+            return b""  # no body, whatever the headers say
         if b"chunked" in self.head.get(b"transfer-encoding", b""):
             return self._chunks(limit)
         length = self.head.get(b"content-length")
@@ -149,7 +151,7 @@ class Client:
         self.host = parts.hostname or "localhost"
         tls = parts.scheme == "https"
         port = parts.port or (443 if tls else 80)
-        self.hostHeader = parts.netloc.encode("idna")
+        self.hostHeader = parts.netloc.rpartition("@")[2].encode("idna")
         self.path = parts.path.rstrip("/")
         self.maxBody = maxBody
         endpoint = HostnameEndpoint(reactor, self.host, port, timeout=connectTimeout)
