@@ -14,7 +14,7 @@ from tests.access.support import SECRET, token
 from tests.support.rooms import MEDIA
 from tests.support.server import startServer
 from tests.web.browser import WAIT_MS, waitForVideo
-from tests.web.test_browser_rooms import DEMOS
+from tests.web.test_browser_rooms import DEMOS, openJoined
 
 # The SDK sets window.RoomApi when it loads: wrap its connect to add the token.
 WITH_TOKEN = """
@@ -65,6 +65,14 @@ async def test_the_sdks_conference_page_joins_and_publishes_with_a_token(browser
         "document.getElementById('participant1Name').textContent === 'alice'", timeout=WAIT_MS)
     await waitForVideo(bob, "#participant1Display video")
     assert "connected as 'alice'" in authServer.log()
+
+
+async def test_our_conference_demo_takes_the_token_from_its_url(browser, authServer):
+    room = f"room-{uuid.uuid4().hex[:6]}"
+    alice = await openJoined(browser, authServer, "conference", room, "alice",
+                             token("alice", room=room))
+    await openJoined(browser, authServer, "conference", room, "bob", token("bob", room=room))
+    await waitForVideo(alice, '.tile[data-login="bob"] video')
 
 
 async def test_without_a_token_the_page_is_refused(browser, authServer):

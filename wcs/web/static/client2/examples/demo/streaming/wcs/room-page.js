@@ -208,7 +208,9 @@
     $("joinBtn").disabled = true;
     setStatus("connecting to " + server + "…", "busy");
     var record = $("record") ? $("record").checked : false;
-    connection = RoomApi.connect({urlServer: server, username: login}).on(SESSION.ESTABLISHED, function (session) {
+    // ?token=JWT: a signed access token, for a server with auth_required.
+    var token = params.get("token") || undefined;
+    connection = RoomApi.connect({urlServer: server, username: login, token: token}).on(SESSION.ESTABLISHED, function (session) {
       setStatus("connected, joining " + roomName + "…", "busy");
       onRoom(session.join({name: roomName, record: record}));
     }).on(SESSION.DISCONNECTED, function () {
