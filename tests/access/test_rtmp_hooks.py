@@ -12,11 +12,11 @@ import pytest
 
 from tests.access.backend import TIMEOUT_MS, hookSettings, startBackend
 from tests.access.test_rtmp_tokens import refusedEncoder, url
-from tests.rtmp.test_rtmp_e2e import waitUntil
 from tests.rtmp import ffmpeg
 from tests.rtmp.flashclient import FlashClient
 from tests.support.server import startServer
 from tests.support.wsclient import Client
+from tests.support.wait import waitForLog
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +70,7 @@ async def test_a_player_is_refused_by_the_backend(server, tmp_path):
     name = unique("secret")
     encoder = ffmpeg.publish(url(server, f"live/{name}"), seconds=10)
     try:
-        await waitUntil(lambda: f"'{name}' PUBLISHING>" in server.log())
+        await waitForLog(server, f"'{name}' PUBLISHING>", 15)
         result = await asyncio.to_thread(ffmpeg.record, url(server, f"live/{name}"),
                                          tmp_path / "no.flv", 1)
         assert result.returncode != 0 and "not for you" in result.stderr, result.stderr

@@ -14,9 +14,9 @@ from tests.access.support import SECRET, connect, token
 from tests.rtmp import ffmpeg
 from tests.rtmp.flashclient import FlashClient
 from tests.rtmp.test_flash import h264Bodies
-from tests.rtmp.test_rtmp_e2e import waitUntil
 from tests.support.rooms import MEDIA
 from tests.support.server import startServer
+from tests.support.wait import waitForLog
 
 AUTH = dict(MEDIA, auth_required="true", auth_jwt_secret=SECRET,
             rate_auth_failures_per_address="1000")
@@ -93,7 +93,7 @@ async def test_a_player_needs_the_play_grant(server, tmp_path):
     encoder = ffmpeg.publish(url(server, f"live/{name}?token=" + token(
         "cam", grants=["publish"])), seconds=15)
     try:
-        await waitUntil(lambda: f"'{name}' PUBLISHING>" in server.log())
+        await waitForLog(server, f"'{name}' PUBLISHING>", 15)
         for sent, reason in [(None, "a token is required"),
                              (token("viewer", grants=["join"]), "token does not grant play")]:
             query = f"?token={sent}" if sent else ""
@@ -142,7 +142,7 @@ async def test_a_token_on_the_app_identifies_at_connect(server):
     encoder = ffmpeg.publish(url(server, f"live?token={token('cam', grants=['publish'])}/{name}"),
                              seconds=8)
     try:
-        await waitUntil(lambda: f"'{name}' PUBLISHING>" in server.log())
+        await waitForLog(server, f"'{name}' PUBLISHING>", 15)
     finally:
         ffmpeg.stop(encoder)
     err = await refusedEncoder(server, f"live?token=garbage/{unique('app')}")
