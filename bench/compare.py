@@ -58,8 +58,11 @@ def chat(shared: Path, out: Path, args) -> None:
     run([PY, str(shared / "signalling_load.py"), "--backend", "janus", *common,
          "--out", str(out / "chat-janus.jsonl")], 900)
     port = freePort()
+    # All clients come from 127.0.0.1 and 200 share a room: lift the caps
+    # (100 connections per address, 100 participants per room).
+    caps = "--set ws_max_connections_per_address=0 --set room_max_participants=0"
     run([PY, str(shared / "signalling_load.py"), "--backend", "wcs", *common,
-         "--wcs-url", f"ws://127.0.0.1:{port}/", "--wcs-cmd", wcsCommand(port),
+         "--wcs-url", f"ws://127.0.0.1:{port}/", "--wcs-cmd", wcsCommand(port, 0, caps),
          "--out", str(out / "chat-wcs.jsonl")], 900)
 
 
