@@ -192,6 +192,22 @@ def test_a_close_goes_after_the_frames_queued_before_it(factory):
     assert [opcode for opcode, _ in serverFrames(peer.transport.value())] == [1, 8]
 
 
+def test_frames_autobahn_reads_mix_with_ours_in_order(factory):
+    """A ping frame and a message split across reads go through Autobahn."""
+    peer = Peer(factory)
+    peer.handshake()
+    ping = json.dumps({"message": "ping", "data": []}).encode()
+    bad = clientFrame(b"{bad")
+    data = clientFrame(ping) + clientFrame(b"are you there", opcode=9) + bad + clientFrame(ping)
+    cut = len(data) - 3
+    peer.protocol.dataReceived(data[:cut])
+    peer.protocol.dataReceived(data[cut:])
+    frames = serverFrames(peer.transport.value())
+    assert [opcode for opcode, _ in frames] == [1, 10, 1, 1]
+    assert frames[1][1] == b"are you there"
+    assert [json.loads(p)["message"] for o, p in frames if o == 1] == ["pong", "fail", "pong"]
+
+
 def test_over_the_address_cap_is_refused_with_503():
     settings = Settings()
     settings.set("ws_ping_interval", 0)

@@ -25,6 +25,7 @@ from wcs.interfaces import IRoomServer, ISignallingChannel, ITransport
 from wcs.messages import ServerMessage, decodeFrame, encodeFrame
 from wcs.transports.outbox import Outboxes
 from wcs.transports.peers import DROP, PeerConnections
+from wcs.transports.wsframes import textFrame as clientTextFrame
 
 declare(
     Key("ws_max_send_buffer", "int", 1 << 20,
@@ -146,10 +147,29 @@ class SignallingProtocol(WebSocketServerProtocol):
         outboxes = self.factory.outboxes
         outboxes.reading += 1
         try:
-            super().dataReceived(data)
+            if (self.state == self.STATE_OPEN and not self.data
+                    and self.current_frame is None and not self.inside_message):
+                data = self._readTextFrames(data)
+            if data:
+                super().dataReceived(data)
         finally:
             outboxes.reading -= 1
             outboxes.flush()
+
+    def _readTextFrames(self, data: bytes) -> bytes:
+        """
+        Hand the whole text frames at the start of C{data} to L{onMessage}
+        (L{wcs.transports.wsframes}); return the rest, for Autobahn.
+        """
+        offset, limit = 0, self.factory.hardLimit
+        while True:
+            frame = clientTextFrame(data, offset, limit)
+            if frame is None:
+                return data[offset:] if offset else data
+            payload, offset = frame
+            self.onMessage(payload, False)
+            if self.state != self.STATE_OPEN:
+                return data[offset:]
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         session = self.session
@@ -241,7 +261,7 @@ class SignallingFactory(WebSocketServerFactory):
         self.outboxes = Outboxes(server.clock.callLater)
         self.peers = PeerConnections(settings.ws_max_connections_per_address,
                                      settings.ws_max_connections)
-        hard = max(self.softLimit * HARD_LIMIT_FACTOR, 1 << 20)
+        hard = self.hardLimit = max(self.softLimit * HARD_LIMIT_FACTOR, 1 << 20)
         self.setProtocolOptions(
             maxMessagePayloadSize=hard,
             maxFramePayloadSize=hard,
