@@ -1,5 +1,6 @@
 """
-The WebSocket transport's frames of one reactor turn, written together.
+The bytes of one reactor turn for a connection, written together: the
+WebSocket transport's frames, the RTMP transport's chunks.
 
 A chat message costs one frame to its recipient and one status frame to its
 sender; a client's burst of messages (one C{sendMessage} per recipient, the
@@ -9,7 +10,8 @@ for the next loop iteration, sends, and unregisters it (C{epoll_ctl} again):
 two system calls and a loop wake-up per connection per turn beside the
 C{send} itself, and the frames of one turn to one client may go in several
 segments (TCP_NODELAY is on). Profiled under the shared chat harness, the
-registration was a third of the system calls.
+registration was a third of the system calls. An RTMP player gets the
+audio and video messages of each of its publisher's reads the same way.
 
 Here the frames queued for a connection during a turn are joined and sent
 once, at the end of the read that produced them (or in a C{callLater(0)} for
