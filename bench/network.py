@@ -15,6 +15,7 @@ exits non-zero when a probe did not prove its profile or a run failed.
     .venv/bin/python bench/network.py [--profile all|wifi,lossy] [--codec h264,vp8]
                                       [--server wcs,janus] [--players 4] [--seconds 30]
                                       [--size 640x480] [--json out.jsonl]
+                                      [--set room_max_bitrate=500 ...]
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ def runServer(kind, profile, report, lab, args, workdir: Path, failures) -> list
     results = []
     with lab.entered():
         if kind == "wcs":
-            server = startServer(workdir / profile.name, settings=MEDIA)
+            server = startServer(workdir / profile.name, settings={**MEDIA, **args.settings})
         else:
             server = JanusServer(workdir / f"janus-{profile.name}").start()
     try:
@@ -109,7 +110,12 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--size", default="640x480")
     parser.add_argument("--json", help="append one JSON line per run here")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a wcs setting for the runs (repeatable)")
     args = parser.parse_args()
+    if any("=" not in item for item in args.set):
+        parser.error("--set takes KEY=VALUE")
+    args.settings = dict(item.split("=", 1) for item in args.set)
     names = list(PROFILES) if args.profile == "all" else args.profile.split(",")
     unknown = [n for n in names if n not in PROFILES]
     args.codecs = args.codec.split(",")
@@ -120,6 +126,7 @@ def main() -> int:
         parser.error(f"unknown profile or codec: {unknown or args.codecs}")
     args.width, args.height = (int(v) for v in args.size.split("x"))
     print(f"{args.players} players, {args.seconds:.0f} s per run, {args.size}, "
+          f"wcs settings {args.settings or 'as tested'}, "
           f"load average {os.getloadavg()[0]:.1f} at {time.strftime('%H:%M:%S')}; kernel netem "
           f"{'present' if netemAvailable() else 'absent'}, links shaped by the NFQUEUE impairer",
           flush=True)

@@ -106,6 +106,26 @@ class Page:
         return b""
 
 
+async def startChromium(url: str):
+    """Headless Chromium with fake devices at C{url}: its process and profile directory."""
+    profile = tempfile.TemporaryDirectory()
+    browser = await asyncio.create_subprocess_exec(
+        CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu",
+        "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+        "--allow-loopback-in-peer-connection",
+        "--disable-features=WebRtcHideLocalIpsWithMdns",
+        f"--user-data-dir={profile.name}", url,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    return browser, profile
+
+
+async def stopChromium(browser, profile) -> None:
+    if browser.returncode is None:
+        browser.kill()
+    await browser.wait()
+    profile.cleanup()
+
+
 @pytest.mark.parametrize("codec", ["H264", "VP8"])
 def test_chromiumPublishesAndPlays(codec):
     asyncTest(timeout=90)(_chromium)(codec)
@@ -116,14 +136,7 @@ async def _chromium(codec):
     page = Page(engine)
     server = await asyncio.start_server(page.handle, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    profile = tempfile.TemporaryDirectory()
-    browser = await asyncio.create_subprocess_exec(
-        CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu",
-        "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-        "--allow-loopback-in-peer-connection",
-        "--disable-features=WebRtcHideLocalIpsWithMdns",
-        f"--user-data-dir={profile.name}", f"http://127.0.0.1:{port}/",
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    browser, profile = await startChromium(f"http://127.0.0.1:{port}/")
     player = Player(video=f"video/{codec}", audio="audio/opus")
     try:
         await asyncio.wait_for(page.published.wait(), 30)
@@ -145,10 +158,7 @@ async def _chromium(codec):
         assert result["video"] >= 20 and result["audio"] >= 20, result
         assert page.player.started.is_set() and not page.player.failed.is_set()
     finally:
-        if browser.returncode is None:
-            browser.kill()
-        await browser.wait()
+        await stopChromium(browser, profile)
         await player.close()
         server.close()
         await engine.close()
-        profile.cleanup()

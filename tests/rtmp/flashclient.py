@@ -49,13 +49,23 @@ class FlashClient:
 
     @classmethod
     async def connect(cls, port: int, login: str, app: str = "",
-                      receiveBuffer: int | None = None) -> "FlashClient":
-        client = await cls.open(port, receiveBuffer)
-        result = await client.invoke("connect", {"app": app, "flashVer": "LNX 11,2,202,635",
-                                                 "tcUrl": f"rtmp://127.0.0.1:{port}/{app}"},
-                                     {"appKey": "flashRoomApp", "login": login})
+                      receiveBuffer: int | None = None, token: str | None = None) -> "FlashClient":
+        client, result = await cls.tryConnect(port, login, app, receiveBuffer, token)
         assert result[0] == "_result" and result[2]["code"] == "NetConnection.Connect.Success"
         return client
+
+    @classmethod
+    async def tryConnect(cls, port: int, login: str, app: str = "",
+                         receiveBuffer: int | None = None, token: str | None = None):
+        """The client and the server's answer to C{connect} (C{[_result|_error, ...]})."""
+        client = await cls.open(port, receiveBuffer)
+        identity = {"appKey": "flashRoomApp", "login": login}
+        if token is not None:
+            identity["token"] = token
+        result = await client.invoke("connect", {"app": app, "flashVer": "LNX 11,2,202,635",
+                                                 "tcUrl": f"rtmp://127.0.0.1:{port}/{app}"},
+                                     identity)
+        return client, result
 
     def sendRaw(self, data: bytes) -> None:
         """Bytes as they are: hostile chunks, bad AMF."""
@@ -128,7 +138,39 @@ class FlashClient:
         args = await self.nextCall("OnDataEvent", lambda a: a[0]["payload"]["name"] == name)
         return args[0]["payload"]
 
+    async def publishVideo(self, name: str, bodies) -> int:
+        """createStream, publish C{name}, send the FLV video C{bodies}; the stream id."""
+        created = await self.invoke("createStream", None)
+        streamId = int(created[2])
+        self.call("publish", name, "live", streamId=streamId)
+        for timestamp, body in bodies:
+            self.send(6, chunks.VIDEO, streamId, timestamp, body)
+        return streamId
+
     def close(self):
         self.writer.close()
         if self.task:
             self.task.cancel()
+
+
+async def waitLive(port: int, name: str, app: str = "live", timeout: float = 15.0) -> None:
+    """
+    Wait until C{app/name} is live, as a player sees it: its play gets
+    C{NetStream.Play.Start}, not C{StreamNotFound} (asked again every 0.2 s).
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        player = await FlashClient.connect(port, "", app=app)
+        try:
+            created = await player.invoke("createStream", None)
+            player.call("play", name, streamId=int(created[2]))
+            while not player.statuses and loop.time() < deadline:
+                await asyncio.sleep(0.02)
+            codes = [info.get("code") for info in player.statuses]
+        finally:
+            player.close()
+        if "NetStream.Play.Start" in codes or "NetStream.Play.Reset" in codes:
+            return
+        assert loop.time() < deadline, f"{app}/{name} not live after {timeout} s: {codes}"
+        await asyncio.sleep(0.2)

@@ -4,7 +4,8 @@ Offer/answer for the two shapes of session we answer: a publisher's offer
 
 Each answered m-line gets exactly one codec, so that what a publisher sends
 and what a player gets is known when the answer is made. No RTX and no
-header extensions are negotiated: retransmissions come on the media SSRC,
+header extensions are negotiated (but a publisher's transport-wide sequence
+number, L{wcs.media.bandwidth}): retransmissions come on the media SSRC,
 and forwarded packets carry no extension whose ID could mean something else
 to the player.
 """
@@ -81,6 +82,7 @@ class Section:
     direction: str = "inactive"
     codec: RTCRtpCodecParameters | None = None  # the offer's, with its payload type
     ssrc: int | None = None  # publish: the peer's; play: ours
+    extensions: list = field(default_factory=list)  # header extensions we answer (bandwidth.py)
     rejected: bool = False
     trackId: str = field(default_factory=lambda: str(uuid.uuid4()))
 
@@ -269,7 +271,8 @@ def buildAnswer(offer: sdp.SessionDescription, sections: list[Section], transpor
         codecs = [codec] if codec is not None else []
         fmt = [c.payloadType for c in codecs] or offered.fmt[:1]
         media = sdp.MediaDescription(kind=offered.kind, port=9, profile=offered.profile, fmt=fmt)
-        media.rtp = RTCRtpParameters(codecs=codecs, muxId=offered.rtp.muxId)
+        media.rtp = RTCRtpParameters(codecs=codecs, muxId=offered.rtp.muxId,
+                                     headerExtensions=list(section.extensions))
         if offered.kind in KINDS:
             media.direction = section.direction
             media.rtcp_host, media.rtcp_port, media.rtcp_mux = "0.0.0.0", 9, True
