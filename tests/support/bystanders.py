@@ -130,9 +130,18 @@ class Bystanders:
         return latencies, (len(self.player.frames["video"]) - frames) / elapsed
 
     async def assertHealthy(self, seconds: float = 3.0) -> None:
-        """Chat arrives within 100 ms and video keeps >= 25 fps, over C{seconds}."""
+        """
+        Chat arrives within 100 ms (the median of the samples; none over
+        three times that) and video keeps >= 25 fps, over C{seconds}.
+
+        The median: the clock is read in this test process, whose loop also
+        decodes bob's video, so on a loaded machine one sample can wait
+        behind a decode; an attack that holds the server holds them all.
+        """
         latencies, fps = await self.measure(seconds)
-        assert max(latencies) < CHAT_LATENCY, f"chat latencies {latencies}"
+        ordered = sorted(latencies)
+        assert ordered[len(ordered) // 2] < CHAT_LATENCY, f"chat latencies {latencies}"
+        assert ordered[-1] < 3 * CHAT_LATENCY, f"chat latencies {latencies}"
         assert fps >= MIN_FPS, f"bob decodes {fps:.1f} fps"
 
     async def __aexit__(self, *exc) -> None:
