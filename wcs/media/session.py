@@ -22,7 +22,7 @@ from zope.interface import implementer
 
 from wcs.errors import StreamError
 from wcs.interfaces import IMediaSession, IMediaSource, IMediaStats, IStreamListener
-from wcs.media import info, negotiate
+from wcs.media import info, negotiate, rtx
 from wcs.media.ice import IceConnection
 from wcs.media.internals import RtcpRrPacket
 from wcs.media.liveness import Silence
@@ -189,7 +189,20 @@ class PublishSession(MediaSession):
                     # No a=ssrc in the offer: the first SSRC sending this
                     # payload type is the track's (and a later one replaces it).
                     transport.receiversByType[section.codec.payloadType] = track
+                if section.rtx is not None:
+                    self._receiveRtx(transport, track, section)
                 self.source.addTrack(track)
+
+    @staticmethod
+    def _receiveRtx(transport, track, section) -> None:
+        # Retransmissions on the RTX SSRC of the offer's FID group, else on
+        # the first SSRC sending the RTX payload type.
+        receiver = rtx.RtxReceiver(track, section.rtx.payloadType, section.rtxSsrc)
+        track.rtx = receiver
+        if section.rtxSsrc is not None:
+            transport.receivers[section.rtxSsrc] = receiver
+        else:
+            transport.receiversByType[section.rtx.payloadType] = receiver
 
     def plan(self) -> list[negotiate.Section]:
         return negotiate.planPublish(self.offer, self.engine.preferences,
@@ -254,6 +267,8 @@ class PlaySession(MediaSession):
             subscription = Subscription(track, self.transports[id(section)], section.ssrc,
                                         section.codec.payloadType, self._started,
                                         self.engine.feedback)
+            if section.rtx is not None:
+                subscription.rtx = rtx.RtxSender(section.rtx.payloadType, section.rtxSsrc)
             self.subscriptions.append(subscription)
             subscription.attach()
         # A player sends no media: its receiver reports, feedback and STUN

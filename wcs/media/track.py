@@ -173,6 +173,7 @@ class Subscription:
         self.octets = 0
         self.rtt = RoundTrip()
         self.budget = RetransmitBudget(policy.share)
+        self.rtx = None  # a wcs.media.rtx.RtxSender when the player takes RTX
         self.reportsSent: dict[int, float] = {}  # LSR of our sender reports -> when sent
         self.repairingUntil = float("-inf")  # a PLI before then waits for our resent packets
         self._heldKeyframe = None
@@ -307,7 +308,7 @@ class Subscription:
                     self.retransmitted += 1
                     self.retransmittedOctets += len(data)
                     self.repairingUntil = now + retry
-                    self.send(data)
+                    self.send(data if self.rtx is None else self.rtx.wrap(data))
                 else:
                     self.retransmitDropped += 1
             elif rtp.seqNewer(kept, seq):
@@ -370,6 +371,7 @@ class IncomingTrack(Track):
         self.maxSeq = 0
         self.cycles = 0
         self.keyframes = 0  # keyframe starts received (a keyframe split in slices counts once)
+        self.rtx = None  # a wcs.media.rtx.RtxReceiver when the publisher resends as RTX
         self.nacks = NackGenerator(self.clock, self._sendNack, self.requestKeyframe,
                                    RetransmitBudget(policy.share),
                                    lambda: (self.octets, self.received))
