@@ -5,6 +5,8 @@ L{twisted.internet.task.Clock}. tests/media/test_rtx_peers.py runs it with
 aiortc peers.
 """
 
+from types import SimpleNamespace
+
 from aiortc import sdp
 from twisted.internet.task import Clock
 
@@ -200,6 +202,12 @@ def test_publisherRtxFillsGap():
     forwarded = player.transport.sent[-1]
     assert forwarded[12:] == _packet(11)[12:]
     assert rtp.SEQ_TS.unpack_from(forwarded, 2)[0] == (11 + player.seqDelta) & 0xFFFF
+    # Packets resent unasked (a browser's probe with old payloads, or a
+    # second copy): counted, not forwarded again.
+    count = len(player.transport.sent)
+    receiver.rtpReceived(rtx.wrap(_packet(10), 97, 502, 6))
+    receiver.rtpReceived(rtx.wrap(_packet(11), 97, 503, 6))
+    assert receiver.unasked == 2 and len(player.transport.sent) == count
     clock.advance(1)
     assert track.nacks.nacksSent == 1  # nothing more asked for
 
@@ -215,6 +223,7 @@ def test_rtxStreamLearnedByPayloadType():
 
     transport = _Transport()
     track = _Counting()
+    track.nacks.missing[11] = [0, 0, 1]
     receiver = rtx.RtxReceiver(track, 97, None)
     transport.receiversByType[97] = receiver
     transport.rtpReceived(rtx.wrap(_packet(11), 97, 1, 0xCAFE))
@@ -227,6 +236,7 @@ class _Counting:
 
     def __init__(self):
         self.got = []
+        self.nacks = SimpleNamespace(missing={})
 
     def rtpReceived(self, data):
         self.got.append(data)

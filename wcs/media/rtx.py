@@ -126,6 +126,7 @@ class RtxReceiver:
         self.packets = 0  # RTX packets received
         self.octets = 0
         self.padding = 0  # with no packet in them (bandwidth probes)
+        self.unasked = 0  # of a packet not missing: probes with old payloads, duplicates
 
     def rtpReceived(self, data: bytes) -> None:
         self.packets += 1
@@ -133,8 +134,12 @@ class RtxReceiver:
         original = unwrap(data, self.track.payloadType, self.track.ssrc or 0)
         if original is None:
             self.padding += 1
-            return
-        self.track.rtpReceived(original)
+        elif _OSN.unpack_from(original, 2)[0] not in self.track.nacks.missing:
+            # A browser probing bandwidth resends recent packets on RTX; the
+            # players got them already: forwarding would only load their links.
+            self.unasked += 1
+        else:
+            self.track.rtpReceived(original)
 
     def senderReport(self, packet) -> None:
         """Reports about the RTX stream itself: nothing to relay."""
