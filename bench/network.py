@@ -15,12 +15,14 @@ exits non-zero when a probe did not prove its profile or a run failed.
     .venv/bin/python bench/network.py [--profile all|wifi,lossy] [--codec h264,vp8]
                                       [--server wcs,janus] [--players 4] [--seconds 30]
                                       [--size 640x480] [--json out.jsonl] [--no-rtx]
+                                      [--set KEY=VALUE ...]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -66,7 +68,7 @@ def runServer(kind, profile, report, lab, args, workdir: Path, failures) -> list
     results = []
     with lab.entered():
         if kind == "wcs":
-            server = startServer(workdir / profile.name, settings=MEDIA)
+            server = startServer(workdir / profile.name, settings={**MEDIA, **args.settings})
         else:
             server = JanusServer(workdir / f"janus-{profile.name}").start()
     try:
@@ -116,6 +118,9 @@ def main() -> int:
     parser.add_argument("--json", help="append one JSON line per run here")
     parser.add_argument("--no-rtx", action="store_true",
                         help="clients offer no RTX (retransmissions on the media SSRC)")
+    parser.add_argument("--workdir", help="keep the servers' folders (their logs) here")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a wcs setting for the runs (repeatable), e.g. media_retransmit_share=40")
     args = parser.parse_args()
     names = list(PROFILES) if args.profile == "all" else args.profile.split(",")
     unknown = [n for n in names if n not in PROFILES]
@@ -126,12 +131,16 @@ def main() -> int:
     if unknown or any(c not in CODECS for c in args.codecs):
         parser.error(f"unknown profile or codec: {unknown or args.codecs}")
     args.width, args.height = (int(v) for v in args.size.split("x"))
+    if any("=" not in item for item in args.set):
+        parser.error("--set takes KEY=VALUE")
+    args.settings = dict(item.split("=", 1) for item in args.set)
     print(f"{args.players} players, {args.seconds:.0f} s per run, {args.size}, "
           f"load average {os.getloadavg()[0]:.1f} at {time.strftime('%H:%M:%S')}; kernel netem "
           f"{'present' if netemAvailable() else 'absent'}, links shaped by the NFQUEUE impairer",
           flush=True)
     table, failures = [], []
-    with tempfile.TemporaryDirectory(prefix="netlab-") as workdir:
+    with (contextlib.nullcontext(args.workdir) if args.workdir
+          else tempfile.TemporaryDirectory(prefix="netlab-")) as workdir:
         for name in names:
             results, failed = runProfile(PROFILES[name], args, Path(workdir))
             failures += failed

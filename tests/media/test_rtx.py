@@ -236,7 +236,9 @@ class _Counting:
 
     def __init__(self):
         self.got = []
-        self.nacks = SimpleNamespace(missing={})
+        missing = {}
+        self.nacks = SimpleNamespace(
+            missing=missing, received=lambda seq, retransmission: missing.pop(seq))
 
     def rtpReceived(self, data):
         self.got.append(data)

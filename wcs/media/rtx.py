@@ -134,11 +134,14 @@ class RtxReceiver:
         original = unwrap(data, self.track.payloadType, self.track.ssrc or 0)
         if original is None:
             self.padding += 1
-        elif _OSN.unpack_from(original, 2)[0] not in self.track.nacks.missing:
-            # A browser probing bandwidth resends recent packets on RTX; the
-            # players got them already: forwarding would only load their links.
-            self.unasked += 1
         else:
+            seq = _OSN.unpack_from(original, 2)[0]
+            if seq not in self.track.nacks.missing:
+                # A browser probing bandwidth resends recent packets on RTX, or
+                # the original came late: the players have it already.
+                self.unasked += 1
+                return
+            self.track.nacks.received(seq, retransmission=True)
             self.track.rtpReceived(original)
 
     def senderReport(self, packet) -> None:

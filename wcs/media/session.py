@@ -229,6 +229,17 @@ class PublishSession(MediaSession):
                                                       reports=reports)))
 
     def unhook(self) -> None:
+        for track in self.source.incoming.values():
+            if track.kind == "video" and track.received:
+                nacks, rtx = track.nacks, track.rtx
+                self.log.info(
+                    "{session}: video feedback: {nacked} NACKed, {repaired} repaired, "
+                    "{givenUp} given up, {overBudget} held by the budget, {keyframes} keyframe "
+                    "requests; RTX {rtxPackets} ({unasked} unasked, {padding} padding)",
+                    session=self, nacked=nacks.nacksSent, repaired=nacks.retransmitsReceived,
+                    givenUp=nacks.nacksGivenUp, overBudget=nacks.nacksOverBudget,
+                    keyframes=track.keyframeRequests, rtxPackets=rtx and rtx.packets,
+                    unasked=rtx and rtx.unasked, padding=rtx and rtx.padding)
         self.source.end()
 
     def counters(self) -> dict[str, int]:
@@ -292,3 +303,14 @@ class PlaySession(MediaSession):
         subscriptions, self.subscriptions = self.subscriptions, []
         for subscription in subscriptions:
             subscription.detach()
+            if subscription.track.kind == "video" and subscription.nacksReceived:
+                s = subscription
+                self.log.info(
+                    "{session}: video feedback: {nacks} NACKs, {resent} resent ({rtx} as RTX), "
+                    "{dropped} over the budget, {tooSoon} within a round trip ({rtt:.0f} ms), "
+                    "{tooOld} too old; {keyframes} keyframe requests, {limited} not passed on",
+                    session=self, nacks=s.nacksReceived, resent=s.retransmitted,
+                    rtx=s.rtx and s.rtx.packets, dropped=s.retransmitDropped,
+                    tooSoon=s.retransmitTooSoon, rtt=s.rtt.smoothed * 1000,
+                    tooOld=s.nacksTooOld, keyframes=s.keyframeRequestsReceived,
+                    limited=s.keyframeRequestsLimited)

@@ -422,7 +422,9 @@ class IncomingTrack(Track):
         delta = (seq - self.maxSeq) & 0xFFFF
         if delta == 0 or delta >= 0x8000:
             if self.nacks.missing:
-                self.nacks.received(seq)  # a late or retransmitted packet
+                # A late or retransmitted packet; on the media SSRC of a
+                # publisher that resends on RTX, a late one.
+                self.nacks.received(seq, False if self.rtx is not None else None)
             return
         if seq < self.maxSeq:
             self.cycles += 1 << 16
