@@ -322,6 +322,16 @@ def test_reorderedPacketsWaitBeforeFirstNack():
     g.clock.advance(0.05)
     n.received(29, retransmission=True)  # the answer: a round-trip sample
     assert n.rtt.samples == 1 and n.reordered == 2
+    # Packets only a little late do not lower it; time does (halved every 5 s).
+    n.lost(40, 2)
+    g.clock.advance(0.005)
+    n.received(39)
+    assert n.reorderWait == pytest.approx(0.06, rel=0.05)
+    g.clock.advance(10)
+    n.lost(50, 2)
+    g.clock.advance(0.005)
+    n.received(49)
+    assert n.reorderWait == pytest.approx(0.015, rel=0.05)
 
 
 def test_lateOriginalWithoutRtx():

@@ -119,7 +119,7 @@ class NackGenerator:
     the media SSRC when the publisher resends on RTX, or sooner after the
     NACK than half a round trip) was not lost: how late it was is a sample
     of L{reorderWait}, how long a missing packet waits before its first
-    NACK (at most L{MAX_REORDER_WAIT}). On a link that reorders, NACKs for
+    NACK: the latest of the last seconds, at most L{MAX_REORDER_WAIT}. On a link that reorders, NACKs for
     packets still on their way would spend the budget that lost ones need.
 
     @ivar missing: sequence number -> [noticed at, last asked at or None, tries]
@@ -131,6 +131,7 @@ class NackGenerator:
     MAX_GAP = 64  # a larger gap is not NACKed: only a keyframe repairs it
     MAX_MISSING = 256  # sequence numbers behind the newest that are still wanted
     MAX_REORDER_WAIT = 0.15  # s: the longest wait for a late packet before its first NACK
+    REORDER_HALF_LIFE = 5.0  # s
 
     def __init__(self, clock, send: Callable[[list[int]], None], gaveUp: Callable[[], None],
                  budget: RetransmitBudget, media: Callable[[], tuple[int, int]]):
@@ -141,6 +142,7 @@ class NackGenerator:
         self.media = media  # octets and packets of media received so far
         self.rtt = RoundTrip()
         self.reorderWait = 0.0  # s a missing packet waits before its first NACK
+        self.reorderAt = 0.0  # when it was last raised or sampled
         self.missing: dict[int, list] = {}
         self._call = None
         # Counters (docs/media.md).
@@ -188,11 +190,12 @@ class NackGenerator:
         if tries == 0 or retransmission is False or (
                 retransmission is None and now - asked < self.rtt.smoothed / 2):
             self.reordered += 1
-            late = now - noticed
-            # Up at once to a packet later than the wait, down slowly.
-            wait = self.reorderWait
-            wait = late if late > wait else wait + (late - wait) / 32
-            self.reorderWait = min(self.MAX_REORDER_WAIT, wait)
+            # The latest of the last seconds: up at once to a later packet,
+            # halved every REORDER_HALF_LIFE (most late packets are only a
+            # little late: an average would leave the tail to be NACKed).
+            decayed = self.reorderWait * 0.5 ** ((now - self.reorderAt) / self.REORDER_HALF_LIFE)
+            self.reorderWait = min(self.MAX_REORDER_WAIT, max(decayed, now - noticed))
+            self.reorderAt = now
         elif tries == 1:
             self.rtt.sample(now - asked)
 
