@@ -11,6 +11,7 @@ from aiortc import sdp
 from twisted.internet.task import Clock
 
 from tests.fuzz.target_sdp import FINGERPRINTS, iceAgent
+from tests.media.peers import Listener, Request, asyncTest, makeEngine
 from tests.media.test_feedback import SIZE, _packet, _player, _seqs
 from tests.media.test_rtp import _Wire
 from wcs.media import negotiate, rtp, rtx
@@ -243,3 +244,19 @@ class _Counting:
     def rtpReceived(self, data):
         self.got.append(data)
 
+
+
+@asyncTest(timeout=30)
+async def test_fidGroupNamingMediaSsrcNotBelieved():
+    """An offer whose FID group names the media SSRC as RTX: media still reaches the track."""
+    engine = makeEngine()
+    text = _offer("sendonly", withRtx=True).replace("FID 1111 2222", "FID 1111 1111")
+    session = engine.publish(Request("hostile", text), Listener())
+    try:
+        track = session.source.incoming["video"]
+        [transport] = session.uniqueTransports
+        assert transport.receivers[1111] is track
+        assert track.rtx.ssrc is None and transport.receiversByType[103] is track.rtx
+    finally:
+        session.stop()
+        await engine.close()

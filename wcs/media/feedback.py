@@ -119,8 +119,9 @@ class NackGenerator:
     the media SSRC when the publisher resends on RTX, or sooner after the
     NACK than half a round trip) was not lost: how late it was is a sample
     of L{reorderWait}, how long a missing packet waits before its first
-    NACK: the latest of the last seconds, at most L{MAX_REORDER_WAIT}. On a link that reorders, NACKs for
-    packets still on their way would spend the budget that lost ones need.
+    NACK: the latest of the last seconds, at most L{MAX_REORDER_WAIT}. On
+    a link that reorders, NACKs for packets still on their way would spend
+    the budget that lost ones need.
 
     @ivar missing: sequence number -> [noticed at, last asked at or None, tries]
     """

@@ -196,11 +196,13 @@ class PublishSession(MediaSession):
     @staticmethod
     def _receiveRtx(transport, track, section) -> None:
         # Retransmissions on the RTX SSRC of the offer's FID group, else on
-        # the first SSRC sending the RTX payload type.
-        receiver = rtx.RtxReceiver(track, section.rtx.payloadType, section.rtxSsrc)
+        # the first SSRC sending the RTX payload type (also when the group
+        # names a media SSRC as RTX: not believed).
+        ssrc = section.rtxSsrc if section.rtxSsrc not in transport.receivers else None
+        receiver = rtx.RtxReceiver(track, section.rtx.payloadType, ssrc)
         track.rtx = receiver
-        if section.rtxSsrc is not None:
-            transport.receivers[section.rtxSsrc] = receiver
+        if ssrc is not None:
+            transport.receivers[ssrc] = receiver
         else:
             transport.receiversByType[section.rtx.payloadType] = receiver
 
