@@ -24,7 +24,8 @@ $(STAMP): setup.cfg setup.py pyproject.toml
 	touch $(STAMP)
 
 # Debian packages the tests drive (ffmpeg as RTMP client, Chromium for the
-# browser tests, iptables and iproute2 for the network lab in tests/netlab).
+# browser tests, iptables and iproute2 for the network lab in tests/netlab,
+# coturn for the TURN test in tests/web/test_turn.py).
 # Installed only when missing; needs root, as on CI.
 system-deps:
 	@missing=""; \
@@ -32,6 +33,7 @@ system-deps:
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v iptables >/dev/null || missing="$$missing iptables"; \
 	command -v ip >/dev/null || missing="$$missing iproute2"; \
+	command -v turnserver >/dev/null || missing="$$missing coturn"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing$$missing"; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \

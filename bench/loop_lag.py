@@ -70,10 +70,12 @@ async def measure(server, seconds: float, idle: float, width: int, height: int) 
          str(played)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         await asyncio.sleep(5)  # the player started, the transcoders warm
+        loadBefore = os.getloadavg()[0]
         during = await window(server, seconds)
         alive = player.poll() is None
     finally:
         ffmpeg.stop(player)
+    complaint = player.stderr.read().decode(errors="replace")[-1500:]
     await alice.send("unPublishStream", {"mediaSessionId": request["mediaSessionId"],
                                          "name": name})
     await status(alice, request["mediaSessionId"], "UNPUBLISHED")
@@ -83,7 +85,8 @@ async def measure(server, seconds: float, idle: float, width: int, height: int) 
     deadline = time.monotonic() + 30
     while not record.exists() and time.monotonic() < deadline:
         await asyncio.sleep(0.2)
-    return {"reports": during, "idle": idleReports, "player alive": alive, "played": ffmpeg.probe(played),
+    return {"reports": during, "idle": idleReports, "player alive": alive, "load": loadBefore,
+            "player said": complaint, "played": ffmpeg.probe(played),
             "recorded": ffmpeg.probe(record) if record.exists() else {}}
 
 
@@ -119,7 +122,8 @@ def main() -> None:
     if not rows:
         sys.exit(f"no lag reports in the server log ({server.logPath})")
     print(f"VP8 {args.size} publisher, recorded to H.264 + AAC, played over RTMP; "
-          f"{len(rows)} reports of {args.report} s; load average {os.getloadavg()[0]:.1f}")
+          f"{len(rows)} reports of {args.report} s; load average {result['load']:.1f} "
+          f"before, {os.getloadavg()[0]:.1f} after")
     print("interval  p50 ms  p99 ms  max ms  samples")
     for seconds, p50, p99, top, samples in rows:
         print(f"{seconds:8.1f}  {p50:6.2f}  {p99:6.2f}  {top:6.1f}  {int(samples):7d}")
@@ -130,6 +134,13 @@ def main() -> None:
           f"{frames(result['played'], 'video')}, {frames(result['played'], 'audio')}")
     print(f"recording: {frames(result['recorded'], 'video')}, "
           f"{frames(result['recorded'], 'audio')}")
+    # Without both tracks played and recorded the figures measure less work
+    # than they claim: the run fails.
+    missing = [f"{what} {kind}" for what in ("played", "recorded") for kind in ("video", "audio")
+               if not result[what].get(kind)]
+    if missing or not result["player alive"]:
+        sys.exit(f"incomplete run, no {', '.join(missing) or 'player'}; "
+                 f"the player said: {result['player said'] or 'nothing'}")
 
 
 if __name__ == "__main__":

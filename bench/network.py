@@ -15,7 +15,7 @@ exits non-zero when a probe did not prove its profile or a run failed.
     .venv/bin/python bench/network.py [--profile all|wifi,lossy] [--codec h264,vp8]
                                       [--server wcs,janus] [--players 4] [--seconds 30]
                                       [--size 640x480] [--json out.jsonl] [--no-rtx]
-                                      [--set KEY=VALUE ...]
+                                      [--workdir DIR] [--set room_max_bitrate=500 ...]
 """
 
 from __future__ import annotations
@@ -120,8 +120,11 @@ def main() -> int:
                         help="clients offer no RTX (retransmissions on the media SSRC)")
     parser.add_argument("--workdir", help="keep the servers' folders (their logs) here")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="a wcs setting for the runs (repeatable), e.g. media_retransmit_share=40")
+                        help="a wcs setting for the runs (repeatable)")
     args = parser.parse_args()
+    if any("=" not in item for item in args.set):
+        parser.error("--set takes KEY=VALUE")
+    args.settings = dict(item.split("=", 1) for item in args.set)
     names = list(PROFILES) if args.profile == "all" else args.profile.split(",")
     unknown = [n for n in names if n not in PROFILES]
     args.codecs = args.codec.split(",")
@@ -131,10 +134,8 @@ def main() -> int:
     if unknown or any(c not in CODECS for c in args.codecs):
         parser.error(f"unknown profile or codec: {unknown or args.codecs}")
     args.width, args.height = (int(v) for v in args.size.split("x"))
-    if any("=" not in item for item in args.set):
-        parser.error("--set takes KEY=VALUE")
-    args.settings = dict(item.split("=", 1) for item in args.set)
     print(f"{args.players} players, {args.seconds:.0f} s per run, {args.size}, "
+          f"wcs settings {args.settings or 'as tested'}, "
           f"load average {os.getloadavg()[0]:.1f} at {time.strftime('%H:%M:%S')}; kernel netem "
           f"{'present' if netemAvailable() else 'absent'}, links shaped by the NFQUEUE impairer",
           flush=True)

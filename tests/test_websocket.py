@@ -5,12 +5,14 @@ the frames the official SDK sends.
 
 import asyncio
 import json
-import time
 import uuid
 
 import pytest
 import websockets
 
+from tests.support.rooms import roomsNow
+from tests.support.server import startServer
+from tests.support.wait import waitUntil
 from tests.support.wsclient import Client
 
 # The connection object exactly as the SDK 2.0 sends it from Chromium.
@@ -27,16 +29,16 @@ SDK_CONNECTION = {
 TEXTS = ["Привет, как дела?", "你好，世界！", "🎉👋🏽 emoji ❤️‍🔥", "<script>alert(1)</script> & \"q\""]
 
 
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """WebSocket, and the REST API to see the rooms as the server keeps them."""
+    running = startServer(tmp_path_factory.mktemp("wcs"), enable=("ws", "rest"))
+    yield running
+    running.stop()
+
+
 def roomName() -> str:
     return f"room-{uuid.uuid4().hex[:6]}"
-
-
-async def waitForLog(server, text: str, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while text not in server.log():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{text!r} not in the server log:\n{server.log()[-3000:]}")
-        await asyncio.sleep(0.05)
 
 
 async def test_sdk_conversation(server):
@@ -71,7 +73,7 @@ async def test_sdk_conversation(server):
     assert (await alice.roomEvent("LEFT"))["info"] == "bob"
     await bob.close()
     assert (await alice.command("leave", {"name": room}))["status"] == "ACCEPTED"
-    await waitForLog(server, f"room {room!r} ended")
+    await waitUntil(lambda: room not in roomsNow(server), 5, f"room {room!r} to end")
     await alice.close()
 
 
@@ -107,19 +109,24 @@ async def test_rejoin_right_after_leave_100_times(server):
 
 
 async def test_disconnect_keeps_the_room_for_the_idle_timeout(serverFactory):
-    server = serverFactory(settings={"room_idle_timeout": "1500"})
+    server = serverFactory(settings={"room_idle_timeout": "1500"}, enable=("ws", "rest"))
     room = roomName()
     alice = await Client.open(server.wsURL, "alice")
     await alice.join(room, record=True)
+    made = roomsNow(server)[room]
+    assert (made["record"], made["idle"], made["participants"]) == (True, False, ["alice"])
     alice.ws.transport.abort()  # the TCP connection drops, no leave, no close frame
-    await waitForLog(server, f"room {room!r} idle")
+    await waitUntil(lambda: roomsNow(server)[room]["idle"], 5, f"room {room!r} to be idle")
     alice = await Client.open(server.wsURL, "alice")
     assert await alice.join(room) == []
-    await waitForLog(server, f"room {room!r} resumed by 'alice'")
+    resumed = roomsNow(server)[room]  # the same room, not a new one
+    assert (resumed["createDate"], resumed["record"], resumed["idle"]) == (
+        made["createDate"], True, False)
     await alice.close()
-    await waitForLog(server, f"room {room!r} idle, ends in 1.5s")
-    assert f"room {room!r} ended" not in server.log()
-    await waitForLog(server, f"room {room!r} ended", timeout=5)
+    idle = {}
+    await waitUntil(lambda: idle.update(roomsNow(server)) or idle[room]["idle"], 5,
+                    f"room {room!r} to be idle again")
+    await waitUntil(lambda: room not in roomsNow(server), 5, f"room {room!r} to end")
 
 
 async def test_login_taken_by_a_live_connection(server):

@@ -68,6 +68,22 @@ def test_no_media_engine_is_503_and_the_login_is_free_again():
     assert "obs" not in getattr(server.rooms.rooms.get("r"), "participants", {})
 
 
+def test_refusals_get_the_status_of_their_code_not_of_their_text():
+    """A full room is 403 and a server at its rooms' maximum 503, by wcs.errors' codes."""
+    server, endpoint = makeEndpoint(room_max_participants="1", room_max_count="1")
+    offer = b"v=0\r\nm=video 9 x 96\r\n"
+    sdp = {"content-type": "application/sdp"}
+    first = render(endpoint, b"POST", b"/whip/r/obs", offer, sdp)
+    assert first.responseCode == 503  # joined, then no media engine: the room stays empty
+    server.rooms.join("r", "keeper", object())
+    full = render(endpoint, b"POST", b"/whip/r/obs", offer, sdp)
+    assert (full.responseCode, b"".join(full.written)) == (
+        403, b"Room 'r' is full: at most 1 participants\n")
+    other = render(endpoint, b"POST", b"/whip/s/obs", offer, sdp)
+    assert other.responseCode == 503
+    assert b"the server has its maximum of 1 rooms" in b"".join(other.written)
+
+
 async def test_session_keeps_its_token_outlives_pings_and_deletes():
     from tests.media import peers
     from tests.support.whip import offer

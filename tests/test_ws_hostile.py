@@ -21,7 +21,7 @@ from tests.support.bystanders import Bystanders
 from tests.support.rooms import MEDIA
 from tests.support.server import startServer
 from tests.support.wsclient import Client
-from tests.test_websocket import waitForLog
+from tests.support.wait import waitForLog
 
 PER_ADDRESS = 8
 MAX_PARTICIPANTS = 6

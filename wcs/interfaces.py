@@ -64,7 +64,10 @@ class ISignallingChannel(Interface):
 
         @param message: a L{wcs.messages.ServerMessage}. The same instance may
             be sent to many channels; a transport encodes it once per wire
-            format with L{wcs.messages.ServerMessage.encoded}.
+            format with L{wcs.messages.ServerMessage.encoded}. A refusal
+            (C{fail}, a FAILED C{DataStatusEvent} or stream status) carries
+            its reason's code, one of L{wcs.errors}', in C{message.refusal}
+            (the wire has only the text).
         """
 
     def close(reason):

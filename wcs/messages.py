@@ -26,11 +26,14 @@ class ServerMessage:
     each channel and each wire format encodes it once (L{encoded}).
     """
 
-    __slots__ = ("name", "args", "_encoded")
+    __slots__ = ("name", "args", "refusal", "_encoded")
 
-    def __init__(self, name: str, *args: Any):
+    def __init__(self, name: str, *args: Any, refusal: str | None = None):
         self.name = name
         self.args = list(args)
+        # A refusal's code (L{wcs.errors}), not on the wire: what the SDK
+        # sees is the text in the message's info.
+        self.refusal = refusal
         self._encoded: dict[str, Any] = {}
 
     def encoded(self, wire: str, encode: Callable[["ServerMessage"], T]) -> T:

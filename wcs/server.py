@@ -14,12 +14,13 @@ from zope.interface import implementer
 from wcs import protocol
 from wcs.access.policy import AccessPolicy
 from wcs.config import Settings
-from wcs.errors import StreamError
+from wcs.errors import UNAVAILABLE, StreamError
 from wcs.interfaces import (IMediaEngine, IMediaSource, IRoomServer, ISignallingChannel,
                             ITransport)
 from wcs.room.rooms import Rooms
 from wcs.session import ClientSession
 from wcs.streams import StreamRegistry
+from wcs.turn import TurnCredentials
 
 
 @implementer(IRoomServer)
@@ -42,6 +43,8 @@ class RoomServer:
         self.engines: dict[str, IMediaEngine] = {}
         # Who may do what: tokens, REST hooks, rate limits (wcs.access).
         self.access = AccessPolicy(settings, clock)
+        # Relays for clients behind firewalls: credentials told at connect.
+        self.turn = TurnCredentials(settings)
         self.streamObservers: list = []
         # Why new connections are refused (wcs.drain); None: they are welcome.
         self.draining: str | None = None
@@ -64,7 +67,8 @@ class RoomServer:
     def mediaEngine(self, provider: str) -> IMediaEngine:
         engine = self.engines.get(provider)
         if engine is None:
-            raise StreamError(f"media provider {provider!r} is not available on this server")
+            raise StreamError(f"media provider {provider!r} is not available on this server",
+                              code=UNAVAILABLE)
         return engine
 
     def liveSource(self, name: str) -> IMediaSource | None:

@@ -20,7 +20,7 @@ from zope.interface import implementer
 from wcs import protocol
 from wcs.access.gate import Gate
 from wcs.access.hooks import ALLOW
-from wcs.errors import ProtocolError, RoomError, StreamError
+from wcs.errors import INVALID, ProtocolError, RoomError, StreamError
 from wcs.interfaces import IClientSession, IMediaSource, IRoomServer, ISignallingChannel, IStream
 from wcs.messages import ServerMessage
 from wcs.room.events import ACCEPTED, FAILED, dataStatus
@@ -230,6 +230,10 @@ class ClientSession:
             "login": self.connection.login,
             "sessionId": self.sessionId,
             **({"custom": decision.custom} if decision.custom else {}),
+            # The SDK keeps this object and ignores fields it does not know;
+            # pages pass these to it as mediaOptions.iceServers (docs/networks.md).
+            **({"iceServers": self.server.turn.iceServers(self.connection.login)}
+               if self.server.turn else {}),
         }))
 
     def _heldTooMany(self, reason: str) -> None:
@@ -287,7 +291,7 @@ class ClientSession:
             # itself runs when the answer is in.
             decision, act = command(request.options)
         except (ProtocolError, RoomError) as e:
-            self._commandFailed(request, e.info)
+            self._commandFailed(request, e.info, e.code)
             return
         self.gate.after(decision, lambda d: self._decided(request, d, act))
 
@@ -300,7 +304,7 @@ class ClientSession:
         try:
             act(decision)
         except (ProtocolError, RoomError) as e:
-            self._commandFailed(request, e.info)
+            self._commandFailed(request, e.info, e.code)
             return
         self.send(dataStatus(request.operationId, ACCEPTED))
         if request.command == "join":
@@ -308,10 +312,11 @@ class ClientSession:
             room = participant.room
             self.send(room.event("STATE", room.state(participant.login)))
 
-    def _commandFailed(self, request: protocol.DataRequest, info: str) -> None:
+    def _commandFailed(self, request: protocol.DataRequest, info: str,
+                       code: str = INVALID) -> None:
         self.badInput("failed", "{session}: {command} failed: {info}",
                       session=self, command=clip(request.command, 40), info=clip(info, 200))
-        self.send(dataStatus(request.operationId, FAILED, info))
+        self.send(dataStatus(request.operationId, FAILED, info, refusal=code))
 
     def _join(self, options: dict[str, Any]):
         join = protocol.parseJoin(options, self.limits)

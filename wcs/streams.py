@@ -20,7 +20,8 @@ from wcs.logs import Logger, LogLimiter
 from zope.interface import implementer
 
 from wcs import protocol
-from wcs.errors import ProtocolError, StreamError
+from wcs.errors import (
+    IN_USE, INVALID, NOT_FOUND, SERVER_ERROR, TOO_MANY, ProtocolError, StreamError)
 from wcs.interfaces import (  # the SDK's statuses and info strings
     FAILED, NAME_IN_USE, PENDING, PLAYING, PUBLISHING, SESSION_ID_IN_USE, STOPPED,
     STOPPED_BY_DISCONNECT, STOPPED_BY_PUBLISHER, STOPPED_BY_USER, STREAM_NOT_FOUND,
@@ -60,7 +61,8 @@ class Stream:
     def published(self) -> bool:
         return self.request.published
 
-    def statusMessage(self, info: str | None = None) -> ServerMessage:
+    def statusMessage(self, info: str | None = None,
+                      refusal: str | None = None) -> ServerMessage:
         request = self.request
         body: dict[str, Any] = {
             "mediaSessionId": request.mediaSessionId,
@@ -77,7 +79,7 @@ class Stream:
             body["recordName"] = self.recordName
             if self.recordUrl:
                 body["recordUrl"] = self.recordUrl
-        return ServerMessage("notifyStreamStatusEvent", body)
+        return ServerMessage("notifyStreamStatusEvent", body, refusal=refusal)
 
     def stop(self, info: str | None = None) -> None:
         self.owner.streams.end(self, UNPUBLISHED if self.published else STOPPED, info)
@@ -95,7 +97,7 @@ class StreamRegistry:
 
     def reserve(self, stream: Stream) -> None:
         if stream.name in self.published:
-            raise StreamError(NAME_IN_USE)
+            raise StreamError(NAME_IN_USE, code=IN_USE)
         self.published[stream.name] = stream
 
     def release(self, stream: Stream) -> None:
@@ -144,7 +146,7 @@ class _Listener:
         self.control.started(self.stream)
 
     def mediaFailed(self, info: str) -> None:
-        self.control.end(self.stream, FAILED, info)
+        self.control.end(self.stream, FAILED, info, SERVER_ERROR)
 
 
 class StreamControl:
@@ -199,8 +201,12 @@ class StreamControl:
             self._notify(stream)
         self.log.info("{session}: {stream}", session=self.session, stream=stream)
 
-    def end(self, stream: Stream, status: str, info: str | None = None) -> None:
-        """End a stream once: free its media, tell its client and the room."""
+    def end(self, stream: Stream, status: str, info: str | None = None,
+            refusal: str | None = None) -> None:
+        """
+        End a stream once: free its media, tell its client and the room.
+        C{refusal}: why it failed (L{wcs.errors}'s codes), when it did.
+        """
         if stream.status in ENDED:
             return
         wasLive = stream.status == PUBLISHING
@@ -221,7 +227,7 @@ class StreamControl:
                                                  failed=status == FAILED)
         elif stream.playing is not None:
             stream.playing.players.discard(stream)
-        self._notify(stream, info)
+        self._notify(stream, info, refusal)
         if status == FAILED:
             peer = peerHost(getattr(self.session.channel, "peer", None))
             self.failures.warn((peer, info), "{session}: {stream} {info}",
@@ -287,7 +293,7 @@ class StreamControl:
         except ProtocolError as e:
             if mediaSessionId is None:
                 raise  # nothing to address a stream status to: a plain fail
-            self._refuse(message, mediaSessionId, args, e.info)
+            self._refuse(message, mediaSessionId, args, e.info, e.code)
             return
         if request.mediaSessionId in self.active:
             # Not FAILED for that id: it would end the stream already using it.
@@ -296,7 +302,7 @@ class StreamControl:
         limit = self.server.settings.session_max_streams
         if limit and len(self.active) >= limit:
             self._refuse(message, request.mediaSessionId, args,
-                         f"too many streams on this connection: at most {limit}")
+                         f"too many streams on this connection: at most {limit}", TOO_MANY)
             return
         self.session.gate.after(self._ask(request),
                                 lambda decision: self._decided(message, request, args, decision))
@@ -324,7 +330,7 @@ class StreamControl:
         try:
             self._start(request)
         except StreamError as e:
-            self._refuse(message, request.mediaSessionId, args, e.info)
+            self._refuse(message, request.mediaSessionId, args, e.info, e.code)
 
     def _start(self, request: protocol.StreamRequest) -> None:
         participant = None
@@ -337,7 +343,7 @@ class StreamControl:
         else:
             source = self.server.streams.live(request.name)
             if source is None:
-                raise StreamError(STREAM_NOT_FOUND)
+                raise StreamError(STREAM_NOT_FOUND, code=NOT_FOUND)
             stream.playing = source
         self.active[request.mediaSessionId] = stream
         listener = _Listener(self, stream)
@@ -348,12 +354,12 @@ class StreamControl:
                 stream.media = engine.play(request, stream.playing.media.source, listener)
                 stream.playing.players.add(stream)
         except StreamError as e:
-            self.end(stream, FAILED, e.info)
+            self.end(stream, FAILED, e.info, e.code)
             return
         except Exception:
             self.log.failure("{session}: media engine failed on {stream}",
                              session=self.session, stream=stream)
-            self.end(stream, FAILED, "Failed by error")
+            self.end(stream, FAILED, "Failed by error", SERVER_ERROR)
             return
         stream.media.answer.addCallbacks(
             lambda sdp: self._answer(stream, sdp),
@@ -366,18 +372,19 @@ class StreamControl:
 
     def _answerFailed(self, stream: Stream, failure) -> None:
         if failure.check(StreamError):
-            info = failure.value.info
+            info, code = failure.value.info, failure.value.code
         else:
             self.log.failure("{session}: negotiation of {stream} failed",
                              failure, session=self.session, stream=stream)
-            info = "Failed by error"
-        self.end(stream, FAILED, info)
+            info, code = "Failed by error", SERVER_ERROR
+        self.end(stream, FAILED, info, code)
 
-    def _notify(self, stream: Stream, info: str | None = None) -> None:
-        self.session.send(stream.statusMessage(info))
+    def _notify(self, stream: Stream, info: str | None = None,
+                refusal: str | None = None) -> None:
+        self.session.send(stream.statusMessage(info, refusal))
 
     def _refuse(self, message: str, mediaSessionId: str | None, args: list[Any],
-                info: str) -> None:
+                info: str, code: str = INVALID) -> None:
         """
         A stream that cannot start: FAILED for that stream when it can be
         named (the SDK then releases it), else a plain C{fail}.
@@ -385,7 +392,8 @@ class StreamControl:
         self.log.warn("{session}: {message} refused: {info}",
                       session=self.session, message=message, info=info)
         if mediaSessionId is None:
-            self.session.send(ServerMessage("fail", {"apiMethod": message, "info": info}))
+            self.session.send(ServerMessage("fail", {"apiMethod": message, "info": info},
+                                            refusal=code))
             return
         obj = args[0] if args and isinstance(args[0], dict) else {}
         name = obj.get("name") if isinstance(obj.get("name"), str) else ""
@@ -395,4 +403,4 @@ class StreamControl:
             "published": message == "publishStream",
             "status": FAILED,
             "info": info,
-        }))
+        }, refusal=code))

@@ -122,6 +122,9 @@ class Options(usage.Options):
             from wcs.webhooks import parseUrls
 
             parseUrls(settings)
+            from wcs import turn
+
+            turn.parseUrls(settings)  # TURN URLs without a secret: say so at start
         except ConfigError as e:
             raise usage.UsageError(str(e)) from None
         if settings.log_format == "json" and twistdOptions(self).get("syslog"):
@@ -145,7 +148,7 @@ def _loadTransportSettings() -> None:
     findTransports()
     for module in ("wcs.media.engine", "wcs.web", "wcs.tls", "wcs.recording",
                    "wcs.rest.service", "wcs.lag", "wcs.access.policy", "wcs.access.records",
-                   "wcs.drain", "wcs.webhooks"):
+                   "wcs.drain", "wcs.webhooks", "wcs.turn"):
         try:
             __import__(module)
         except ImportError:

@@ -150,7 +150,7 @@ class Endpoint(Resource):
 
     def _refused(self, request, failure) -> None:
         failure.trap(Refused)
-        request.write(self._error(request, statusOf(failure.value.info), failure.value.info))
+        request.write(self._error(request, statusOf(failure.value.code), failure.value.info))
         request.finish()
 
     def _crashed(self, failure, request, session: HTTPMediaSession) -> None:

@@ -14,6 +14,7 @@ from zope.interface import implementer
 
 from wcs.interfaces import (
     FAILED, STOPPED, UNPUBLISHED, IClientSession, IRoomServer, ISignallingChannel)
+from wcs import errors
 from wcs.logs import Logger, clip
 from wcs.messages import ServerMessage
 
@@ -22,7 +23,14 @@ ENDED = frozenset({FAILED, STOPPED, UNPUBLISHED})
 
 
 class Refused(Exception):
-    """The core refused the session: C{info} is its text for the client."""
+    """
+    The core refused the session: C{info} is its text for the client,
+    C{code} why (one of L{wcs.errors}' refusal codes, or None).
+    """
+
+    def __init__(self, info: str, code: str | None = None):
+        super().__init__(info)
+        self.code = code
 
     @property
     def info(self) -> str:
@@ -59,7 +67,7 @@ class HTTPMediaSession:
         self.name: str | None = None
         self.published = False
         self.ended = False
-        self._refusal: str | None = None
+        self._refusal: tuple[str, str | None] | None = None  # (info, code)
         self._inDrive = False  # within a client message to the core
 
     def __repr__(self) -> str:
@@ -130,14 +138,14 @@ class HTTPMediaSession:
         finally:
             self._inDrive = False
         if self._refusal is not None:
-            self._fail(self._refusal)
+            self._fail(*self._refusal)
 
-    def _fail(self, info: str) -> None:
+    def _fail(self, info: str, code: str | None = None) -> None:
         """Refused before any answer: the POST gets the reason; all is freed."""
         core = self.core
         self._end()
         if not self.answer.called:
-            self.answer.errback(Refused(info))
+            self.answer.errback(Refused(info, code))
         self._closeCore(core, f"refused: {info}")
 
     def _over(self, reason: str) -> None:
@@ -168,7 +176,7 @@ class HTTPMediaSession:
             return
         handler = getattr(self, f"_on_{message.name}", None)
         if handler is not None:
-            handler(*message.args)
+            handler(message.refusal, *message.args)
 
     def close(self, reason: str) -> None:
         """The core closes us (shutdown, silence): the session is over."""
@@ -177,23 +185,27 @@ class HTTPMediaSession:
         if self.answer.called:
             self._over(reason)
         else:
-            self._fail(reason)
+            self._fail(reason, errors.UNAVAILABLE)
 
     # The server's messages we act on; the rest (room events, STATE) are
     # for SDK clients.
 
-    def _on_fail(self, body: dict[str, Any], *rest: Any) -> None:
-        self._refuse(str(body.get("info", "refused")))
+    # Each gets the message's refusal code first, then its arguments.
 
-    def _on_DataStatusEvent(self, body: dict[str, Any], *rest: Any) -> None:
+    def _on_fail(self, code: str | None, body: dict[str, Any], *rest: Any) -> None:
+        self._refuse(str(body.get("info", "refused")), code)
+
+    def _on_DataStatusEvent(self, code: str | None, body: dict[str, Any], *rest: Any) -> None:
         if body.get("status") == FAILED:
-            self._refuse(str(body.get("info", "refused")))
+            self._refuse(str(body.get("info", "refused")), code)
 
-    def _on_setRemoteSDP(self, mediaSessionId: str, sdp: str, *rest: Any) -> None:
+    def _on_setRemoteSDP(self, code: str | None, mediaSessionId: str, sdp: str,
+                         *rest: Any) -> None:
         if mediaSessionId == self.mediaSessionId and not self.answer.called:
             self.answer.callback(sdp)
 
-    def _on_notifyStreamStatusEvent(self, body: dict[str, Any], *rest: Any) -> None:
+    def _on_notifyStreamStatusEvent(self, code: str | None, body: dict[str, Any],
+                                    *rest: Any) -> None:
         if body.get("mediaSessionId") != self.mediaSessionId:
             return
         status = body.get("status")
@@ -201,20 +213,20 @@ class HTTPMediaSession:
             return
         info = str(body.get("info") or status)
         if not self.answer.called:
-            self._refuse(info)
+            self._refuse(info, code)
         else:
             # Media failed, or the stream played ended: the resource is gone.
             self._over(info)
 
-    def _on_ping(self, *args: Any) -> None:
+    def _on_ping(self, code: str | None, *args: Any) -> None:
         # No signalling heartbeat over HTTP: the media engine watches the
         # peer (ICE consent, RTP activity) and ends the stream when it goes.
         self.core.peerActive()
 
-    def _refuse(self, info: str) -> None:
+    def _refuse(self, info: str, code: str | None) -> None:
         if self._refusal is None:
-            self._refusal = info
+            self._refusal = (info, code)
         # Asynchronous refusals (the offer, once negotiated) end it at once;
         # synchronous ones are seen by _drive after messageReceived returns.
         if not self._inDrive:
-            self._fail(info)
+            self._fail(info, code)

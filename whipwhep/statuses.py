@@ -1,34 +1,25 @@
 """
-The HTTP status of a refusal, from the text the core gives every client
-(the SDK's C{STREAM_STATUS_INFO} strings and the room's RoomError texts).
+The HTTP status of a refusal, from the code the core gives it beside the
+text (L{wcs.errors}: C{ServerMessage.refusal}).
 """
 
 from __future__ import annotations
 
-from wcs.interfaces import NAME_IN_USE, STREAM_NOT_FOUND
+from wcs import errors
 
-# (text found at the start of or in the info, status), first match wins.
-_BY_TEXT: list[tuple[str, int]] = [
-    (STREAM_NOT_FOUND, 404),
-    ("already has a participant with login", 409),
-    (NAME_IN_USE, 409),
-    ("is full: at most", 403),
-    ("cannot be made: the server has its maximum", 503),
-    ("Server media capacity reached", 503),
-    ("is not available on this server", 503),
-    ("Too many media sessions from this address", 429),
-    ("port share of this", 429),
-    ("too many streams on this connection", 429),
-    ("Failed by", 500),
-]
+_BY_CODE: dict[str | None, int] = {
+    errors.NOT_FOUND: 404,
+    errors.IN_USE: 409,
+    errors.FULL: 403,
+    errors.UNAVAILABLE: 503,
+    errors.TOO_MANY: 429,
+    errors.SERVER_ERROR: 500,
+}
 
 
-def statusOf(info: str) -> int:
+def statusOf(code: str | None) -> int:
     """
-    The status for a refusal with C{info}: the table above, else 400 (an
-    offer or a name the core could not take: the client's to fix).
+    The status for a refusal with C{code}: the table above, else 400 (an
+    offer, a name or a request the core could not take: the client's to fix).
     """
-    for text, status in _BY_TEXT:
-        if text.lower() in info.lower():
-            return status
-    return 400
+    return _BY_CODE.get(code, 400)

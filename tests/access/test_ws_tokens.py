@@ -12,7 +12,7 @@ import pytest
 
 from tests.access.support import SECRET, connect, refusedAndClosed, token
 from tests.media import peers
-from tests.support.rooms import MEDIA, negotiate, status, streamRequest
+from tests.support.rooms import MEDIA, alicePublishesToBob, negotiate, status, streamRequest
 from tests.support.server import startServer
 
 AUTH = dict(MEDIA, auth_required="true", auth_jwt_secret=SECRET,
@@ -99,16 +99,11 @@ async def test_record_needs_its_grant(server):
 
 
 async def test_valid_tokens_publish_play_and_chat_end_to_end(server):
-    room = newRoom()
-    alice, _ = await connect(server.wsURL, "alice", token("alice", room=room))
-    bob, _ = await connect(server.wsURL, "bob", token("bob", room=room))
-    await alice.join(room)
-    await bob.join(room)
-    publisher = peers.Publisher(video="video/H264", audio="audio/opus")
-    name = f"{room}-alice-{uuid.uuid4().hex[:4]}"
-    publish = streamRequest(name, room, await peers.offerOf(publisher.pc), True)
-    await negotiate(alice, publisher.pc, "publishStream", publish)
-    await status(alice, publish["mediaSessionId"], "PUBLISHING")
+    async def withToken(login, room):
+        return (await connect(server.wsURL, login, token(login, room=room)))[0]
+
+    room, alice, bob, publisher, publish = await alicePublishesToBob(server, withToken)
+    name = publish["name"]
 
     # Bob cannot take a name of alice's.
     squat = streamRequest(f"{room}-alice-zzzz", room, await peers.offerOf(
@@ -144,8 +139,13 @@ async def test_an_expired_token_ends_nothing_but_allows_nothing_new(server):
     alice, frame = await connect(server.wsURL, "alice", soon)
     assert frame["message"] == "getUserData"
     await alice.join(room)
-    await asyncio.sleep(3)
-    refused = await alice.command("join", {"name": room})
+    # A join again is accepted (she is in) until the token expires.
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while (refused := await alice.command("join", {"name": room}))["status"] == "ACCEPTED":
+        await alice.roomEvent("STATE")
+        assert loop.time() < deadline, "the token never expired"
+        await asyncio.sleep(0.2)
     assert (refused["status"], refused["info"]) == ("FAILED", "token expired")
     chat = await alice.chat(room, "alice", "still here?")
     assert (chat["status"], chat["info"]) == ("FAILED", "token expired")

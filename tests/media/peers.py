@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import array
 import asyncio
+import contextlib
 import fractions
 import functools
 import math
@@ -175,6 +176,28 @@ async def accept(pc: RTCPeerConnection, session) -> str:
         session.answer.asFuture(asyncio.get_running_loop()), WAIT)
     await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
     return answer
+
+
+@contextlib.asynccontextmanager
+async def forwarding(video: str = "video/H264", width: int = 640, height: int = 480,
+                     **settings):
+    """
+    An engine forwarding a publisher of video alone to one player, whose
+    first frame is decoded: yields (session, publisher, player); all are
+    closed on the way out.
+    """
+    engine = makeEngine(**settings)
+    publisher = Publisher(video=video, audio=None, width=width, height=height)
+    player = Player(video=video, audio=None)
+    try:
+        session = await publisher.publish(engine)
+        await player.play(engine, session.source)
+        await player.waitFrames("video", 1)
+        yield session, publisher, player
+    finally:
+        await player.close()
+        await publisher.close()
+        await engine.close()
 
 
 class Publisher:

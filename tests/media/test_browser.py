@@ -120,7 +120,7 @@ class Page:
 
 
 async def startChromium(url: str):
-    """Headless Chromium with a fake camera on C{url}: its process and profile folder."""
+    """Headless Chromium with fake devices at C{url}: its process and profile directory."""
     profile = tempfile.TemporaryDirectory()
     browser = await asyncio.create_subprocess_exec(
         CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu",
@@ -130,6 +130,13 @@ async def startChromium(url: str):
         f"--user-data-dir={profile.name}", url,
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
     return browser, profile
+
+
+async def stopChromium(browser, profile) -> None:
+    if browser.returncode is None:
+        browser.kill()
+    await browser.wait()
+    profile.cleanup()
 
 
 @pytest.mark.parametrize("codec", ["H264", "VP8"])
@@ -164,10 +171,7 @@ async def _chromium(codec):
         assert result["video"] >= 20 and result["audio"] >= 20, result
         assert page.player.started.is_set() and not page.player.failed.is_set()
     finally:
-        if browser.returncode is None:
-            browser.kill()
-        await browser.wait()
+        await stopChromium(browser, profile)
         await player.close()
         server.close()
         await engine.close()
-        profile.cleanup()

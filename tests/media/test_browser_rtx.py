@@ -9,7 +9,13 @@ its own getStats() reports.
 import asyncio
 
 from tests.media.peers import asyncTest, makeEngine
-from tests.media.test_browser import CHROMIUM, Page, pytestmark, startChromium  # noqa: F401
+from tests.media.test_browser import (  # noqa: F401
+    CHROMIUM,
+    Page,
+    pytestmark,
+    startChromium,
+    stopChromium,
+)
 from wcs.media.session import PublishSession
 from wcs.media.track import IncomingTrack
 
@@ -101,9 +107,6 @@ async def test_chromiumRetransmitsAndTakesRtx():
         assert subscription.rtx.packets > 0
         assert result["player"]["retransmittedPacketsReceived"] > 0
     finally:
-        if browser.returncode is None:
-            browser.kill()
-        await browser.wait()
+        await stopChromium(browser, profile)
         server.close()
         await engine.close()
-        profile.cleanup()

@@ -248,6 +248,24 @@ def test_keyframeRequestsToPublisherLimited():
     assert track.requests == 6 and track.keyframeRequestsServed == 1
 
 
+def test_heldKeyframeRequestServesOnlyAsksBeforeTheKeyframe():
+    """
+    A request that joins a held one after a keyframe came (an RTMP feed
+    attaching just then) is still sent when the interval ends: that keyframe
+    started before it asked.
+    """
+    track = _Track()
+    track.requestKeyframe()  # sent
+    track.clock.advance(0.1)
+    track.requestKeyframe()  # held until 0.5 s
+    track.clock.advance(0.1)
+    track.lastKeyframe = track.seconds()  # the answer to the first ask
+    track.clock.advance(0.1)
+    track.requestKeyframe()  # joins the held one, after the keyframe
+    track.clock.advance(0.3)
+    assert track.requests == 2 and track.keyframeRequestsServed == 0
+
+
 def test_playerThatKeepsAskingIsLimited():
     """
     A player asking for keyframes every 100 ms for 30 s reaches the

@@ -8,7 +8,8 @@ import time
 
 from aiortc.codecs.vpx import Vp8Encoder
 
-from tests.media.peers import Impairment, Player, Publisher, asyncTest, makeEngine
+from tests.media.peers import Impairment, Player, Publisher, asyncTest, forwarding, makeEngine
+from tests.support.wait import waitUntil
 from wcs.media.feedback import RetransmitBudget
 
 
@@ -19,31 +20,24 @@ async def test_publisherLossRetransmissionsCapped():
     on our NACKs stays within media_retransmit_share of what it sends (plus
     the budget's burst), and the player keeps decoding moving video.
     """
-    engine = makeEngine()
-    publisher = Publisher(video="video/H264", audio=None, width=640, height=480)
-    player = Player(video="video/H264", audio=None)
     loop = asyncio.get_running_loop()
-    try:
-        session = await publisher.publish(engine)
-        await player.play(engine, session.source)
-        await player.waitFrames("video", 1)
+    async with forwarding() as (session, publisher, player):
         uplink = Impairment(publisher.pc, sendLoss=0.15, seed=7, sendDelay=0.1)
         began, frames = loop.time(), len(player.frames["video"])
-        await asyncio.sleep(5)
-        decoded = player.arrivals["video"][frames:]
         track = session.source.incoming["video"]
+        # Enough losses and repairs to weigh the resending, and frames decoded.
+        await waitUntil(lambda: uplink.dropped >= 50 and track.nacks.retransmitsReceived >= 20
+                        and len(player.arrivals["video"]) - frames >= 25, 30,
+                        lambda: f"losses ({uplink.dropped}), repairs "
+                                f"({track.nacks.retransmitsReceived}) and frames decoded")
+        decoded = player.arrivals["video"][frames:]
         print(f"media {uplink.mediaBytes} resent {uplink.retransmittedBytes} "
               f"dropped {uplink.dropped} decoded {len(decoded)} nacks {track.nacks.nacksSent} "
               f"repaired {track.nacks.retransmitsReceived} gaveUp {track.nacks.nacksGivenUp} "
               f"overBudget {track.nacks.nacksOverBudget} plis {track.keyframeRequests}")
-        assert uplink.dropped > 0 and track.nacks.retransmitsReceived > 0
         assert uplink.retransmittedBytes <= 0.2 * uplink.mediaBytes + RetransmitBudget.BURST
         gaps = [b - a for a, b in zip([began, *decoded], decoded)]
-        assert len(decoded) >= 25 and max(gaps) < 2.0, (len(decoded), max(gaps))
-    finally:
-        await player.close()
-        await publisher.close()
-        await engine.close()
+        assert max(gaps) < 2.0, max(gaps)
 
 
 @asyncTest(timeout=60)

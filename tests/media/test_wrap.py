@@ -14,7 +14,7 @@ import pytest
 from aiortc.rtp import RTCP_RTPFB_NACK, RtcpPacket
 from twisted.internet.task import Clock
 
-from tests.media.peers import Player, Publisher, asyncTest, lumaSignature, makeEngine
+from tests.media.peers import asyncTest, forwarding, lumaSignature
 from tests.media.test_rtp import _Track, _Wire
 from tests.support.wait import waitUntil
 from wcs.media import rtp
@@ -235,15 +235,9 @@ async def test_forwardedVideoAcrossWraps(monkeypatch):
     # Our own first number, forced the same way so that the player's side
     # wraps at another moment than the publisher's.
     monkeypatch.setattr(rtp, "firstSequence", lambda: PLAYER_FIRST)
-    engine = makeEngine()
-    publisher = Publisher(video="video/H264", audio=None, width=640, height=480)
-    player = Player(video="video/H264", audio=None)
     loop = asyncio.get_running_loop()
-    try:
-        session = await publisher.publish(engine)
+    async with forwarding() as (session, publisher, player):
         incoming = session.source.incoming["video"]
-        await player.play(engine, session.source)
-        await player.waitFrames("video", 1)
         [subscription] = player.session.subscriptions
         assert incoming.baseSeq >= 65450 and subscription.lastSeq >= PLAYER_FIRST
 
@@ -263,7 +257,3 @@ async def test_forwardedVideoAcrossWraps(monkeypatch):
         signatures = [lumaSignature(frames[i]) for i in after]
         assert len(set(signatures)) > len(signatures) // 2
         assert not player.listener.failed.is_set() and not publisher.listener.failed.is_set()
-    finally:
-        await player.close()
-        await publisher.close()
-        await engine.close()

@@ -59,6 +59,26 @@ def netemAvailable() -> bool:
     return probe.returncode == 0
 
 
+@contextlib.contextmanager
+def enteredNamespace(path: str, value=None):
+    """
+    Run the block with this thread in the network namespace at C{path}
+    (/proc/PID/ns/net): the sockets it makes and the processes it starts
+    live there. Yields C{value}.
+    """
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    target = os.open(path, os.O_RDONLY)
+    try:
+        _setns(target)
+        try:
+            yield value
+        finally:
+            _setns(home)
+    finally:
+        os.close(target)
+        os.close(home)
+
+
 class NetLab:
     def __init__(self, seed: int | None = None):
         self.seed = seed
@@ -121,20 +141,9 @@ class NetLab:
     def reset(self) -> dict:
         return self.command({"cmd": "reset"})
 
-    @contextlib.contextmanager
     def entered(self):
         """Run the block in the lab's namespace: its new sockets and children live there."""
-        home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-        lab = os.open(self.nsPath, os.O_RDONLY)
-        try:
-            _setns(lab)
-            try:
-                yield self
-            finally:
-                _setns(home)
-        finally:
-            os.close(lab)
-            os.close(home)
+        return enteredNamespace(self.nsPath, self)
 
     def close(self) -> None:
         if self.proc is None:

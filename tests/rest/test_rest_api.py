@@ -20,6 +20,7 @@ from tests.rest import openapi
 from tests.rest.client import RestClient, closeAll
 from tests.rest.conftest import KEY
 from tests.support.rooms import SKIP, alicePublishesToBob, status
+from tests.support.wait import waitUntil
 from tests.support.wsclient import Client
 from wcs.admin import KICKED, TERMINATED
 from wcs.rest.site import Authority
@@ -194,9 +195,14 @@ async def test_stream_metrics_count_media(restServer, rest):
     try:
         query = {"mediaSessionId": publish["mediaSessionId"]}
         [first] = await rest.ok("/rest-api/stream/find", query)
-        await asyncio.sleep(1.0)
-        [second] = await rest.ok("/rest-api/stream/find", query)
-        assert second["metrics"]["packets"] > first["metrics"]["packets"] > 0
+        assert first["metrics"]["packets"] > 0
+        seen = {}
+
+        def counted() -> bool:
+            [seen["second"]] = rest.post("/rest-api/stream/find", query).body
+            return seen["second"]["metrics"]["packets"] > first["metrics"]["packets"]
+        await waitUntil(counted, 10, "more packets counted", every=0.2)
+        second = seen["second"]
         assert second["metrics"]["octets"] > first["metrics"]["octets"]
         assert second["metrics"]["lost"] >= 0
     finally:

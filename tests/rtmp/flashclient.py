@@ -132,3 +132,26 @@ class FlashClient:
         self.writer.close()
         if self.task:
             self.task.cancel()
+
+
+async def waitLive(port: int, name: str, app: str = "live", timeout: float = 15.0) -> None:
+    """
+    Wait until C{app/name} is live, as a player sees it: its play gets
+    C{NetStream.Play.Start}, not C{StreamNotFound} (asked again every 0.2 s).
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        player = await FlashClient.connect(port, "", app=app)
+        try:
+            created = await player.invoke("createStream", None)
+            player.call("play", name, streamId=int(created[2]))
+            while not player.statuses and loop.time() < deadline:
+                await asyncio.sleep(0.02)
+            codes = [info.get("code") for info in player.statuses]
+        finally:
+            player.close()
+        if "NetStream.Play.Start" in codes or "NetStream.Play.Reset" in codes:
+            return
+        assert loop.time() < deadline, f"{app}/{name} not live after {timeout} s: {codes}"
+        await asyncio.sleep(0.2)

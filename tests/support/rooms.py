@@ -43,11 +43,18 @@ async def negotiate(client, pc, message, body):
     await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
 
 
-async def alicePublishesToBob(server):
-    """alice and bob in a new room; alice's H.264+Opus stream is live and bob was told."""
+async def alicePublishesToBob(server, openClient=None):
+    """
+    alice and bob in a new room; alice's H.264+Opus stream is live and bob
+    was told. C{openClient(login, room)} opens each one's connection (by
+    default a L{Client} that identifies with its login alone).
+    """
     room = f"room-{uuid.uuid4().hex[:6]}"
-    alice = await Client.open(server.wsURL, "alice")
-    bob = await Client.open(server.wsURL, "bob")
+    if openClient is None:
+        async def openClient(login, room):
+            return await Client.open(server.wsURL, login)
+    alice = await openClient("alice", room)
+    bob = await openClient("bob", room)
     await alice.join(room)
     await bob.join(room)
     publisher = peers.Publisher(video="video/H264", audio="audio/opus")
@@ -57,3 +64,15 @@ async def alicePublishesToBob(server):
     await status(alice, publish["mediaSessionId"], "PUBLISHING")
     assert (await bob.roomEvent("PUBLISHED", timeout=10))["info"] == {"login": "alice", "name": name}
     return room, alice, bob, publisher, publish
+
+
+def roomsNow(server) -> dict[str, dict]:
+    """
+    The server's rooms by name as its REST API lists them (C{room/find_all}:
+    participants, idle, createDate); the server runs with "rest" enabled.
+    """
+    from tests.rest.client import RestClient
+
+    answer = RestClient(server.ports["rest"]).post("/rest-api/room/find_all")
+    assert answer.status == 200, answer
+    return {room["name"]: room for room in answer.body}

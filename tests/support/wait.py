@@ -25,3 +25,12 @@ async def waitUntil(predicate: Callable[[], object], timeout: float,
                                  f"{what() if callable(what) else what}")
         await asyncio.sleep(every)
     return time.monotonic() - start
+
+
+async def waitForLog(server, text: str, timeout: float = 5.0) -> float:
+    """
+    Wait until C{text} is in the server's log: for the tests where the log
+    line is the behaviour (a warning logged once, rate-limited).
+    """
+    return await waitUntil(lambda: text in server.log(), timeout,
+                           lambda: f"{text!r} in the server log:\n{server.log()[-3000:]}")

@@ -56,7 +56,12 @@ async def test_dropin_web_resource_is_mounted(tmp_path):
         assert (await whip.request(server, "GET", "/hello/")).text == "bonjour"
         assert (await whip.request(server, "POST", "/hello/", b"x" * 100)).text == "got 100 bytes"
         assert (await whip.request(server, "POST", "/hello/", b"x" * 101)).status == 413
+        # The built-in page keeps its path; the operator is told why the
+        # drop-in is not mounted (that warning is the behaviour).
+        page = await whip.request(server, "GET", "/client2/flashphoner-room-api.js")
+        assert page.status == 200 and "squatter" not in page.text
         assert "web resource squatter: path /client2/ is taken" in server.log()
-        assert "web resource whip enabled at /whip/" in server.log()
+        # The other drop-in, WHIP, answers at its path (a CORS preflight).
+        assert (await whip.request(server, "OPTIONS", "/whip/room/login")).status == 204
     finally:
         server.stop()

@@ -10,6 +10,7 @@ import pytest
 
 from tests.media import peers
 from tests.rtmp import ffmpeg
+from tests.rtmp.flashclient import waitLive
 from tests.support import whip
 from tests.support.rooms import MEDIA, alicePublishesToBob, negotiate, status, streamRequest
 from tests.support.server import startServer
@@ -28,21 +29,30 @@ def newRoom() -> str:
     return f"room-{uuid.uuid4().hex[:6]}"
 
 
-async def waitFor(predicate, timeout=15.0):
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        assert loop.time() < deadline, "timed out"
-        await asyncio.sleep(0.1)
+async def whipIntoRoom(server, member: str = "bob", **post):
+    """
+    A new room with C{member} in it over WebSocket, and an aiortc publisher
+    (H.264 + Opus) POSTed to /whip/ROOM/obs: (room, member, publisher, answer).
+    """
+    room = newRoom()
+    client = await Client.open(server.wsURL, member)
+    await client.join(room)
+    publisher = peers.Publisher(video="video/H264", audio="audio/opus")
+    return room, client, publisher, await whip.post(server, f"/whip/{room}/obs", publisher.pc,
+                                                    **post)
+
+
+async def whepViewer(server, name: str, **post):
+    """An aiortc player of C{name} over WHEP, created: (player, answer)."""
+    viewer = peers.Player(video="video/H264", audio="audio/opus")
+    watched = await whip.post(server, f"/whep/{name}", viewer.pc, **post)
+    assert watched.status == 201, watched.text
+    return viewer, watched
 
 
 async def test_whip_publishes_into_a_room_played_over_websocket_rtmp_and_whep(server, tmp_path):
-    room = newRoom()
-    bob = await Client.open(server.wsURL, "bob")
-    await bob.join(room)
-    publisher = peers.Publisher(video="video/H264", audio="audio/opus")
     # A full offer, candidates included, as WHIP clients (OBS, GStreamer) send.
-    created = await whip.post(server, f"/whip/{room}/obs", publisher.pc, token="secret")
+    room, bob, publisher, created = await whipIntoRoom(server, token="secret")
     assert created.status == 201, created.text
     assert created.headers["content-type"] == "application/sdp"
     assert "a=candidate:" in created.text
@@ -74,9 +84,7 @@ async def test_whip_publishes_into_a_room_played_over_websocket_rtmp_and_whep(se
     assert int(streams["video"]["nb_read_frames"]) >= 10
 
     # A WHEP client plays it too, with an offer stripped of candidates.
-    viewer = peers.Player(video="video/H264", audio="audio/opus")
-    watched = await whip.post(server, f"/whep/{name}", viewer.pc, strip=True)
-    assert watched.status == 201, watched.text
+    viewer, watched = await whepViewer(server, name, strip=True)
     await viewer.waitFrames("video", 10, timeout=20)
 
     # DELETE unpublishes and leaves; the WHEP player's resource ends with it.
@@ -97,11 +105,7 @@ async def test_whip_publishes_into_a_room_played_over_websocket_rtmp_and_whep(se
 
 
 async def test_a_whip_publisher_whose_media_ends_leaves_the_room(server):
-    room = newRoom()
-    bob = await Client.open(server.wsURL, "bob")
-    await bob.join(room)
-    publisher = peers.Publisher()
-    created = await whip.post(server, f"/whip/{room}/obs", publisher.pc)
+    room, bob, publisher, created = await whipIntoRoom(server)
     assert created.status == 201, created.text
     assert (await bob.roomEvent("JOINED", timeout=10))["info"] == "obs"
     assert (await bob.roomEvent("PUBLISHED", timeout=15))["info"]["login"] == "obs"
@@ -115,9 +119,7 @@ async def test_a_whip_publisher_whose_media_ends_leaves_the_room(server):
 
 async def test_whep_plays_a_websocket_publisher(server):
     room, alice, bob, publisher, publish = await alicePublishesToBob(server)
-    viewer = peers.Player(video="video/H264", audio="audio/opus")
-    watched = await whip.post(server, f"/whep/{publish['name']}", viewer.pc)
-    assert watched.status == 201, watched.text
+    viewer, watched = await whepViewer(server, publish["name"])
     assert watched.headers["content-type"] == "application/sdp"
     assert "a=candidate:" in watched.text
     frames = await viewer.waitFrames("video", 10, timeout=20)
@@ -139,10 +141,8 @@ async def test_whep_plays_an_rtmp_publisher(server):
     name = f"rtmp-{uuid.uuid4().hex[:6]}"
     encoder = ffmpeg.publish(f"rtmp://127.0.0.1:{server.ports['rtmp']}/live/{name}", seconds=15)
     try:
-        await waitFor(lambda: f"'{name}' PUBLISHING>" in server.log())
-        viewer = peers.Player(video="video/H264", audio="audio/opus")
-        watched = await whip.post(server, f"/whep/{name}", viewer.pc, strip=True)
-        assert watched.status == 201, watched.text
+        await waitLive(server.ports["rtmp"], name)
+        viewer, watched = await whepViewer(server, name, strip=True)
         frames = await viewer.waitFrames("video", 10, timeout=20)
         assert (frames[-1].width, frames[-1].height) == (320, 240)
         await viewer.close()
@@ -152,9 +152,7 @@ async def test_whep_plays_an_rtmp_publisher(server):
 
 async def test_the_publisher_leaving_ends_a_whep_session(server):
     room, alice, bob, publisher, publish = await alicePublishesToBob(server)
-    viewer = peers.Player(video="video/H264", audio="audio/opus")
-    watched = await whip.post(server, f"/whep/{publish['name']}", viewer.pc)
-    assert watched.status == 201, watched.text
+    viewer, watched = await whepViewer(server, publish["name"])
     await viewer.waitFrames("video", 3, timeout=20)
     await alice.close()
     loop = asyncio.get_running_loop()
@@ -172,9 +170,7 @@ SDP = {"Content-Type": "application/sdp"}
 
 async def test_whep_over_https(server):
     room, alice, bob, publisher, publish = await alicePublishesToBob(server)
-    viewer = peers.Player(video="video/H264", audio="audio/opus")
-    watched = await whip.post(server, f"/whep/{publish['name']}", viewer.pc, secure=True)
-    assert watched.status == 201, watched.text
+    viewer, watched = await whepViewer(server, publish["name"], secure=True)
     await viewer.waitFrames("video", 5, timeout=20)
     deleted = await whip.request(server, "DELETE", watched.headers["location"], secure=True)
     assert deleted.status == 200, deleted.text
@@ -221,11 +217,7 @@ async def test_unknown_stream_is_404(server):
 
 
 async def test_login_taken_is_409(server):
-    room = newRoom()
-    obs = await Client.open(server.wsURL, "obs")
-    await obs.join(room)
-    publisher = peers.Publisher()
-    response = await whip.post(server, f"/whip/{room}/obs", publisher.pc, strip=True)
+    _, obs, publisher, response = await whipIntoRoom(server, "obs", strip=True)
     assert response.status == 409
     assert "already has a participant with login 'obs'" in response.text
     await publisher.close()

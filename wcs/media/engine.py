@@ -110,6 +110,20 @@ class WebRTCEngine:
             self.frameTracks[key] = track
         return track
 
+    def lowerTrackFor(self, source: IMediaSource, kind: str, codec: str,
+                      bitrate: int) -> FrameTrack:
+        """
+        The lower rendition of C{source}'s C{kind} for narrow players
+        (L{wcs.media.narrow}): made at C{bitrate} by the first, shared.
+        """
+        key = (id(source), kind, codec, "lower")
+        track = self.frameTracks.get(key)
+        if track is None or track.ended:
+            track = FrameTrack(source, kind, codec, codec,
+                               lambda t: self._dropFrameTrack(key, t), bitrate)
+            self.frameTracks[key] = track
+        return track
+
     def _dropFrameTrack(self, key, track: FrameTrack) -> None:
         if self.frameTracks.get(key) is track:
             del self.frameTracks[key]

@@ -218,6 +218,7 @@ from aiortc.rtcpeerconnection import and_direction, reverse_direction  # noqa: E
 from aiortc.rtcrtpparameters import (  # noqa: E402
     RTCRtcpFeedback,
     RTCRtpCodecParameters,
+    RTCRtpHeaderExtensionParameters,
     RTCRtpParameters,
 )
 from aiortc.rtp import (  # noqa: E402
@@ -241,7 +242,7 @@ __all__ = [
     "Candidate", "DEPAYLOADERS", "DtlsTransport", "IceAgent", "IncompatibleMediaLibrary",
     "JitterBuffer", "JitterFrame", "RTCCertificate", "RTCDtlsParameters", "RTCIceParameters",
     "RTCP_PSFB_FIR", "RTCP_PSFB_PLI", "RTCP_RTPFB_NACK", "RTCRtcpFeedback",
-    "RTCRtpCodecParameters", "RTCRtpParameters", "RtcpByePacket", "RtcpPacket",
+    "RTCRtpCodecParameters", "RTCRtpHeaderExtensionParameters", "RTCRtpParameters", "RtcpByePacket", "RtcpPacket",
     "RtcpPsfbPacket", "RtcpReceiverInfo", "RtcpRrPacket", "RtcpRtpfbPacket", "RtcpSenderInfo",
     "RtcpSrPacket", "and_direction", "candidate_from_aioice", "get_decoder", "get_encoder",
     "get_host_addresses", "jitterPacket", "reverse_direction", "sdp",

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from wcs.errors import StreamError
+from wcs.errors import TOO_MANY, UNAVAILABLE, StreamError
 
 # Attributes bounded together by media_max_sdp_attributes.
 _COUNTED = ("ssrc", "ssrc-group", "fingerprint", "group")
@@ -123,20 +123,21 @@ class Quota:
         settings = self.settings
         if len(self.claims) >= settings.media_max_sessions:
             raise StreamError(
-                f"Server media capacity reached: at most {settings.media_max_sessions} sessions")
+                f"Server media capacity reached: at most {settings.media_max_sessions} sessions",
+                code=UNAVAILABLE)
         if address is not None and \
                 self.addressSessions[address] >= settings.media_max_sessions_per_address:
             raise StreamError(f"Too many media sessions from this address: at most "
-                              f"{settings.media_max_sessions_per_address}")
+                              f"{settings.media_max_sessions_per_address}", code=TOO_MANY)
         limit = self.share(settings.media_port_share_connection)
         if limit is not None and self.connectionPorts[connection] + ports > limit:
             raise StreamError(f"Media port share of this connection used up: "
-                              f"at most {limit} ports")
+                              f"at most {limit} ports", code=TOO_MANY)
         limit = self.share(settings.media_port_share_address)
         if address is not None and limit is not None and \
                 self.addressPorts[address] + ports > limit:
             raise StreamError(f"Media port share of this address used up: "
-                              f"at most {limit} ports")
+                              f"at most {limit} ports", code=TOO_MANY)
         self.claims[session] = _Claim(connection, address, ports)
         self.connectionPorts[connection] += ports
         self.addressPorts[address] += ports

@@ -6,8 +6,9 @@ Each answered m-line gets exactly one codec, so that what a publisher sends
 and what a player gets is known when the answer is made, and its RTX
 payload type when the client offers one (L{wcs.media.rtx}; without it,
 retransmissions come on the media SSRC). No header extensions are
-negotiated: forwarded packets carry no extension whose ID could mean
-something else to the player.
+negotiated (but a publisher's transport-wide sequence number,
+L{wcs.media.bandwidth}): forwarded packets carry no extension whose ID
+could mean something else to the player.
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ class Section:
     ssrc: int | None = None  # publish: the peer's; play: ours
     rtx: RTCRtpCodecParameters | None = None  # the codec's RTX payload type, if offered
     rtxSsrc: int | None = None  # publish: the peer's RTX SSRC, if announced; play: ours
+    extensions: list = field(default_factory=list)  # header extensions we answer (bandwidth.py)
     rejected: bool = False
     trackId: str = field(default_factory=lambda: str(uuid.uuid4()))
 
@@ -279,7 +281,8 @@ def buildAnswer(offer: sdp.SessionDescription, sections: list[Section], transpor
             codecs.append(section.rtx)
         fmt = [c.payloadType for c in codecs] or offered.fmt[:1]
         media = sdp.MediaDescription(kind=offered.kind, port=9, profile=offered.profile, fmt=fmt)
-        media.rtp = RTCRtpParameters(codecs=codecs, muxId=offered.rtp.muxId)
+        media.rtp = RTCRtpParameters(codecs=codecs, muxId=offered.rtp.muxId,
+                                     headerExtensions=list(section.extensions))
         if offered.kind in KINDS:
             media.direction = section.direction
             media.rtcp_host, media.rtcp_port, media.rtcp_mux = "0.0.0.0", 9, True

@@ -23,6 +23,8 @@ from zope.interface import implementer
 from wcs.errors import StreamError
 from wcs.interfaces import IMediaSession, IMediaSource, IMediaStats, IStreamListener
 from wcs.media import info, negotiate, rtx
+from wcs.media.bandwidth import PublisherBandwidth
+from wcs.media.narrow import watchPlayer
 from wcs.media.ice import IceConnection
 from wcs.media.internals import RtcpRrPacket
 from wcs.media.liveness import Silence
@@ -93,6 +95,7 @@ class MediaSession:
                 {key: t.ice for key, t in self.transports.items()},
                 self.engine.certificate().getFingerprints(), role,
                 self.engine.cname, str(uuid.uuid4()))
+            answer = self.finishAnswer(answer)
             if not self._answer.done():
                 self._answer.set_result(answer)
             timeout = self.engine.settings.ice_timeout / 1000
@@ -109,6 +112,10 @@ class MediaSession:
         except Exception:
             self.log.failure("{session} failed", session=self)
             self._fail(info.ERROR)
+
+    def finishAnswer(self, answer: str) -> str:
+        """Hook: the answer SDP as it goes out."""
+        return answer
 
     async def connected(self) -> None:
         """Hook: every transport is connected."""
@@ -174,6 +181,7 @@ class PublishSession(MediaSession):
                 "lost": sum(t.lost() for t in tracks)}
 
     def __init__(self, engine, request, listener):
+        self.bandwidth = PublisherBandwidth(request, engine.settings, engine.clock)
         super().__init__(engine, request, listener)
         self.source = WebRTCSource(request.name)
         for section in self.sections:
@@ -207,8 +215,13 @@ class PublishSession(MediaSession):
             transport.receiversByType[section.rtx.payloadType] = receiver
 
     def plan(self) -> list[negotiate.Section]:
-        return negotiate.planPublish(self.offer, self.engine.preferences,
-                                     self.engine.settings.media_max_mlines)
+        sections = negotiate.planPublish(self.offer, self.engine.preferences,
+                                         self.engine.settings.media_max_mlines)
+        self.bandwidth.plan(sections)
+        return sections
+
+    def finishAnswer(self, answer: str) -> str:
+        return self.bandwidth.answer(answer)
 
     async def connected(self) -> None:
         # The stream needs RTP: its silence fails the publisher (the peer's
@@ -217,31 +230,37 @@ class PublishSession(MediaSession):
         self.rtp.timeout = self.engine.settings.media_inactivity_timeout / 1000
         if not self.finished:
             self.rtp.watch(lambda: self._fail(info.RTP_ACTIVITY))
+            self.bandwidth.connected(
+                [(t, [s for s in self.sections if self.transports.get(id(s)) is t])
+                 for t in self.uniqueTransports])
+            self._report()
         while True:
             await asyncio.sleep(1.0)
             self._report()
 
     def _report(self) -> None:
-        """Receiver reports, which browsers' send-side estimators live on."""
+        """Receiver reports, which browsers' send-side estimators live on; REMB."""
         for transport in self.uniqueTransports:
-            reports = [r for r in (t.receptionReport() for t in self.source.incoming.values()
-                                   if t.transport is transport) if r is not None]
+            tracks = [t for t in self.source.incoming.values() if t.transport is transport]
+            reports = [r for r in (t.receptionReport() for t in tracks) if r is not None]
             if reports:
                 transport.sendRtcp(bytes(RtcpRrPacket(ssrc=transport.rtcpSsrc,
                                                       reports=reports)))
+            self.bandwidth.report(transport, [t.ssrc for t in tracks if t.ssrc is not None])
 
     def unhook(self) -> None:
         for track in self.source.incoming.values():
             if track.kind == "video" and track.received:
-                nacks, rtx = track.nacks, track.rtx
+                nacks, rtxIn = track.nacks, track.rtx
                 self.log.info(
                     "{session}: video feedback: {nacked} NACKed, {repaired} repaired, "
                     "{givenUp} given up, {overBudget} held by the budget, {keyframes} keyframe "
                     "requests; RTX {rtxPackets} ({unasked} unasked, {padding} padding)",
                     session=self, nacked=nacks.nacksSent, repaired=nacks.retransmitsReceived,
                     givenUp=nacks.nacksGivenUp, overBudget=nacks.nacksOverBudget,
-                    keyframes=track.keyframeRequests, rtxPackets=rtx and rtx.packets,
-                    unasked=rtx and rtx.unasked, padding=rtx and rtx.padding)
+                    keyframes=track.keyframeRequests, rtxPackets=rtxIn and rtxIn.packets,
+                    unasked=rtxIn and rtxIn.unasked, padding=rtxIn and rtxIn.padding)
+        self.bandwidth.stop()
         self.source.end()
 
     def counters(self) -> dict[str, int]:
@@ -265,6 +284,7 @@ class PlaySession(MediaSession):
         self.playing = source
         super().__init__(engine, request, listener)
         self.subscriptions: list[Subscription] = []
+        self.narrowWatches: list = []  # wcs.media.narrow
 
     def plan(self) -> list[negotiate.Section]:
         tracks = {kind: codec for kind, codec in self.playing.tracks.items()
@@ -289,6 +309,7 @@ class PlaySession(MediaSession):
         # it vanished (no DTLS close), long before consent would expire.
         if not self.finished:
             self.peer.watch(lambda: self._fail(info.KEEP_ALIVE))
+            self.narrowWatches = watchPlayer(self.engine, self.playing, self.subscriptions)
 
     def peerTimeout(self, settings) -> int:
         return settings.media_player_timeout
@@ -302,6 +323,8 @@ class PlaySession(MediaSession):
                 "nacksIn": sum(s.nacksReceived for s in subscriptions)}
 
     def unhook(self) -> None:
+        for watch in self.narrowWatches:
+            watch.stop()
         subscriptions, self.subscriptions = self.subscriptions, []
         for subscription in subscriptions:
             subscription.detach()

@@ -49,6 +49,7 @@ class Track:
         self.lastKeyframe = float("-inf")  # when the last keyframe started
         self.waitersCheckedAt = float("-inf")
         self._heldKeyframe = None  # the delayed call of a request made too soon
+        self._heldAskedAt = float("-inf")  # the latest ask it answers
         self.ended = False
         self.lastSenderReport: tuple[int, int] | None = None  # NTP, RTP timestamp
         # Counters (docs/media.md).
@@ -70,10 +71,15 @@ class Track:
         if force or now - self.lastKeyframeRequest >= self.policy.keyframeInterval:
             self._sendKeyframe(now)
         elif self._heldKeyframe is None:
+            self._heldAskedAt = now
             self._heldKeyframe = self.clock.callLater(
                 self.lastKeyframeRequest + self.policy.keyframeInterval - now,
-                self._releaseKeyframe, now)
+                self._releaseKeyframe)
         else:
+            # Only a keyframe that starts after this ask serves it: one that
+            # came between the held ask and this one is no use to this asker
+            # (an RTMP feed that attached meanwhile never got it).
+            self._heldAskedAt = now
             self.keyframeRequestsLimited += 1
 
     def _sendKeyframe(self, now: float) -> None:
@@ -82,9 +88,9 @@ class Track:
         self.keyframeRequests += 1
         self.sendKeyframeRequest()
 
-    def _releaseKeyframe(self, askedAt: float) -> None:
+    def _releaseKeyframe(self) -> None:
         self._heldKeyframe = None
-        if self.lastKeyframe >= askedAt:
+        if self.lastKeyframe >= self._heldAskedAt:
             self.keyframeRequestsServed += 1  # a keyframe started after it was asked for
         elif not self.ended:
             self._sendKeyframe(self.seconds())

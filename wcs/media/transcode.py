@@ -82,17 +82,20 @@ def makeDecoder(codec: str, config: bytes | None = None, sampleRate: int | None 
 @implementer(IMediaSink)
 class FrameTrack(Track):
     def __init__(self, source: IMediaSource, kind: str, inputCodec: str, codec: str,
-                 idle: Callable[["FrameTrack"], None]):
+                 idle: Callable[["FrameTrack"], None], bitrate: int = 0):
         super().__init__(kind, codec, CLOCK_RATES[codec])
         self.source = source
         self.inputCodec = inputCodec
-        self.transcoding = inputCodec != codec
+        # A bitrate: a lower rendition of the same codec (wcs.media.narrow).
+        self.transcoding = inputCodec != codec or bitrate > 0
         self.idle = idle
         self.forceKeyframe = False
         self.seq = rtp.random16()
         self.tsBase = rtp.random32()
         self.decoder = None
         self.encoder = get_encoder(_parameters(codec))
+        if bitrate > 0 and hasattr(self.encoder, "target_bitrate"):
+            self.encoder.target_bitrate = bitrate  # the encoder clamps it to its range
         self.frames = 0
         self.worker: Worker[list] | None = Worker(
             repr(self), self._convert, self._sendAll, onDrop=source.requestKeyframe,

@@ -74,6 +74,8 @@ class MediaTransport(DtlsTransport):
         self.connected = False
         self.closing = False
         self.lost: Callable[[str], None] | None = None
+        # Sees every RTP packet first, whatever its SSRC (wcs.media.twcc).
+        self.transportWide = None
         # Signs of life (see watchedBy); unwatched until a session says.
         self.peer = self.rtp = Silence(LoopClock(), 0)
 
@@ -152,6 +154,8 @@ class MediaTransport(DtlsTransport):
         self.peer.heard()
         if len(data) < 12:
             return
+        if self.transportWide is not None:
+            self.transportWide.rtpReceived(data)
         handler = self.receivers.get(SSRC.unpack_from(data, 8)[0])
         if handler is None:
             handler = self._learn(data)

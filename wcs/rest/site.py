@@ -18,7 +18,6 @@ from typing import Any, Callable
 
 from twisted.internet.defer import maybeDeferred
 from twisted.web import resource, server
-from twisted.web.http import HTTPChannel
 
 from wcs.logs import Logger, clip
 from wcs.web.guard import GuardedChannel, GuardedSite
@@ -211,18 +210,7 @@ class Authority:
 
 
 class RestChannel(GuardedChannel):
-    """The web guard's limits, but a JSON body of bounded size is allowed."""
-
-    def allHeadersReceived(self) -> None:
-        if self.length is None:
-            self.refuse(411, b"Length Required",
-                        "a request body needs a Content-Length", "body")
-            return
-        if self.length > self.site.maxBody:
-            self.refuse(413, b"Content Too Large",
-                        f"request body over {self.site.maxBody} bytes", "body")
-            return
-        HTTPChannel.allHeadersReceived(self)
+    """The web guard's limits (a body at any path, L{RestSite.bodyLimit}); refusals in JSON."""
 
     def refusalBody(self, code: int, reason: str) -> tuple[bytes, bytes]:
         return JSON_TYPE, errorBody(code, reason)
@@ -245,6 +233,10 @@ class RestSite(GuardedSite):
         self.authority = authority
         self.public = public
         self.displayTracebacks = False
+
+    def bodyLimit(self, path: bytes) -> int:
+        """Every REST path takes a JSON body of at most C{rest_api_max_body} bytes."""
+        return self.maxBody
 
     def getResourceFor(self, request):
         first = request.postpath[0] if request.postpath else b""

@@ -18,11 +18,13 @@ def roomEvent(roomName: str, name: str, info: Any) -> ServerMessage:
     )
 
 
-def dataStatus(operationId: Any, status: str, info: str | None = None) -> ServerMessage:
+def dataStatus(operationId: Any, status: str, info: str | None = None,
+               refusal: str | None = None) -> ServerMessage:
+    """C{refusal}: a failure's code (L{wcs.errors}), beside the text."""
     body: dict[str, Any] = {"operationId": operationId, "status": status}
     if info is not None:
         body["info"] = info
-    return ServerMessage("DataStatusEvent", body)
+    return ServerMessage("DataStatusEvent", body, refusal=refusal)
 
 
 def streamEntry(login: str, streamName: str) -> dict[str, str]:

@@ -18,7 +18,7 @@ from typing import Protocol
 from twisted.internet.interfaces import IReactorTime
 from wcs.logs import Logger, clip
 
-from wcs.errors import RoomError
+from wcs.errors import FULL, IN_USE, UNAVAILABLE, RoomError
 from wcs.room.events import streamEntry
 from wcs.room.model import Member, Participant, Room
 
@@ -69,10 +69,12 @@ class Rooms:
                 if existing.member is member:
                     return existing
                 raise RoomError(
-                    f"Room {name!r} already has a participant with login {login!r}")
+                    f"Room {name!r} already has a participant with login {login!r}",
+                    code=IN_USE)
             if self.maxParticipants and len(room.participants) >= self.maxParticipants:
                 raise RoomError(
-                    f"Room {name!r} is full: at most {self.maxParticipants} participants")
+                    f"Room {name!r} is full: at most {self.maxParticipants} participants",
+                    code=FULL)
             if room.idleCall is not None:
                 room.idleCall.cancel()
                 room.idleCall = None
@@ -80,11 +82,11 @@ class Rooms:
                               login=clip(login))
         else:
             if self.refusal is not None:
-                raise RoomError(self.refusal)
+                raise RoomError(self.refusal, code=UNAVAILABLE)
             if self.maxRooms and len(self.rooms) >= self.maxRooms:
                 raise RoomError(
                     f"Room {name!r} cannot be made: the server has its maximum of "
-                    f"{self.maxRooms} rooms")
+                    f"{self.maxRooms} rooms", code=UNAVAILABLE)
             room = self.rooms[name] = Room(name, record, self.clock.seconds())
             self.log.info("room {room} started (record={record})", room=clip(name),
                           record=record)

@@ -5,6 +5,7 @@
  *   data-max-participants  remote tiles shown (default 8)
  *   data-screen-share      "true" to offer a screen share button
  * URL parameters override the defaults: ?server=ws://host:8080&roomName=r&login=me
+ * (&relay=1: media only through the TURN relays the server names).
  * Chat text is always inserted with textContent: a message is never HTML.
  */
 (function () {
@@ -208,10 +209,16 @@
     $("joinBtn").disabled = true;
     setStatus("connecting to " + server + "…", "busy");
     var record = $("record") ? $("record").checked : false;
-    connection = RoomApi.connect({urlServer: server, username: login}).on(SESSION.ESTABLISHED, function (session) {
+    // The SDK keeps this object and hands it to every RTCPeerConnection it
+    // makes; the TURN servers arrive with getUserData, before any stream.
+    var media = {iceServers: []};
+    if (params.get("relay") === "1") media.iceTransportPolicy = "relay";
+    function onEstablished(session) {
       setStatus("connected, joining " + roomName + "…", "busy");
       onRoom(session.join({name: roomName, record: record}));
-    }).on(SESSION.DISCONNECTED, function () {
+    }
+    connection = RoomApi.connect({urlServer: server, username: login, mediaOptions: media})
+    .on(SESSION.ESTABLISHED, onEstablished).on(SESSION.DISCONNECTED, function () {
       var status = closing || ["disconnected from the server", "error"];
       closing = null;
       connection = null;
@@ -219,6 +226,15 @@
     }).on(SESSION.FAILED, function () {
       reset("connection failed: is the server running at " + server + "?", "error");
     });
+    // The Room API drops getUserData; the core session hands it to its
+    // ESTABLISHED callback, which the Room API only uses to call ours.
+    var core = Flashphoner.getSession(connection.id());
+    if (core) {
+      core.on(SESSION.ESTABLISHED, function (coreSession, userData) {
+        if (userData && Array.isArray(userData.iceServers)) media.iceServers = userData.iceServers;
+        if (connection) onEstablished(connection);
+      });
+    }
   }
 
   function reset(text, kind) {

@@ -1,0 +1,135 @@
+"""
+Players on a link narrower than their stream (C{player_narrow_link}).
+
+With C{drop} (the default) such a player is served like any other: the
+budgets of L{wcs.media.feedback} bound what it costs, and it skips to the
+keyframes the others get. With C{transcode}, a L{NarrowWatch} on each video
+player of a publisher's track notices a narrow link from the player's own
+receiver reports (more than C{player_narrow_loss} percent of what we sent
+it lost, beyond what the publisher's uplink lost, for L{WINDOWS} checks in
+a row) and moves it to one lower rendition of the stream: decoded once and
+encoded at C{player_narrow_share} percent of the stream's bitrate, same
+codec and resolution, shared by every narrow player of that stream (a
+L{wcs.media.transcode.FrameTrack}, its codec work in the offload pool). The
+others keep the publisher's packets and see no extra keyframe but the one
+the new rendition's decoder starts from. A moved player stays moved.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Callable
+
+from twisted.logger import Logger
+
+from wcs.config import PARSERS, Key, declare
+from wcs.media.track import IncomingTrack
+
+POLICIES = ("drop", "transcode")
+
+
+def _parsePolicy(text: str) -> str:
+    policy = text.strip().lower()
+    if policy not in POLICIES:
+        raise ValueError(f"expected one of {', '.join(POLICIES)}, got {text.strip()!r}")
+    return policy
+
+
+PARSERS.setdefault("narrowlink", _parsePolicy)
+
+declare(
+    Key("player_narrow_link", "narrowlink", "drop",
+        "a WebRTC player whose link is narrower than its stream: drop (skips to keyframes, "
+        "within the retransmission budgets) or transcode (gets one lower rendition of the "
+        "stream, shared by all such players)"),
+    Key("player_narrow_share", "int", 50,
+        "percent of the stream's bitrate the lower rendition is encoded at (transcode)"),
+    Key("player_narrow_loss", "int", 10,
+        "percent of its video a player reports lost (beyond the publisher's own loss), "
+        "check after check, that makes its link narrow (transcode)"),
+)
+
+
+def moveSubscription(subscription, track) -> None:
+    """
+    Serve C{subscription} from C{track} from now on: its numbering goes on
+    (the player sees one stream) from the new track's next keyframe, which
+    is asked for at once.
+    """
+    subscription.track.unsubscribe(subscription)
+    subscription.restart()
+    subscription.track = track
+    track.subscribe(subscription)
+    track.requestKeyframe(force=True)
+
+
+class NarrowWatch:
+    """
+    One video player of a publisher's track, checked every L{INTERVAL}:
+    its reported loss against what we sent it and what the publisher lost,
+    over the last L{WINDOWS} intervals.
+    C{lower(bitrate)} gives the lower rendition (made on first use).
+    """
+
+    log = Logger()
+    INTERVAL = 2.0  # s: a receiver report or two from browsers and aiortc
+    WINDOWS = 2
+
+    def __init__(self, clock, subscription, lower: Callable[[int], object], loss: float,
+                 share: float):
+        self.clock = clock
+        self.subscription = subscription
+        self.incoming = subscription.track
+        self.lower = lower
+        self.loss = loss
+        self.share = share
+        self.moved = False
+        self.history = deque([self._counts()], maxlen=self.WINDOWS + 1)
+        self._call = clock.callLater(self.INTERVAL, self._check)
+
+    def _counts(self) -> tuple[int, int, int, int]:
+        s, track = self.subscription, self.incoming
+        return s.packets, s.reportedLost, track.lost(), track.octets
+
+    def _check(self) -> None:
+        self._call = None
+        self.history.append(self._counts())
+        # Over the whole window: receiver reports come about once a second,
+        # and their cumulative loss goes down again when our resends land.
+        sent, lost, upstreamLost, octets = (
+            a - b for a, b in zip(self.history[-1], self.history[0]))
+        if len(self.history) > self.WINDOWS and sent > 0 \
+                and lost - max(0, upstreamLost) > self.loss * sent \
+                and not self.incoming.ended:
+            bitrate = int(octets * 8 / (self.INTERVAL * self.WINDOWS) * self.share)
+            self.log.info("{player}: narrow link ({lost} of {sent} packets lost), "
+                          "moved to a rendition at {kbps} kbit/s",
+                          player=self.subscription, lost=lost, sent=sent, kbps=bitrate // 1000)
+            self.moved = True
+            moveSubscription(self.subscription, self.lower(bitrate))
+            return
+        self._call = self.clock.callLater(self.INTERVAL, self._check)
+
+    def stop(self) -> None:
+        call, self._call = self._call, None
+        if call is not None:
+            call.cancel()
+
+
+def watchPlayer(engine, source, subscriptions) -> list[NarrowWatch]:
+    """The watches of a play session's video subscriptions, per the engine's policy."""
+    settings = engine.settings
+    if settings.player_narrow_link != "transcode":
+        return []
+    watches = []
+    for subscription in subscriptions:
+        track = subscription.track
+        if track.kind != "video" or not isinstance(track, IncomingTrack):
+            continue  # only a publisher's own track is forwarded as it comes
+
+        def lower(bitrate, track=track):
+            return engine.lowerTrackFor(source, track.kind, track.codec, bitrate)
+        watches.append(NarrowWatch(engine.clock, subscription, lower,
+                                   settings.player_narrow_loss / 100,
+                                   min(max(settings.player_narrow_share, 1), 100) / 100))
+    return watches
