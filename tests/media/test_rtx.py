@@ -220,6 +220,7 @@ def test_rtxStreamLearnedByPayloadType():
     class _Transport(MediaTransport):
         def __init__(self):  # routing only: no ICE, no DTLS
             self.receivers, self.receiversByType = {}, {}
+            self.transportWide = None
             self.peer = self.rtp = type("S", (), {"heard": lambda s: None, "last": 0})()
 
     transport = _Transport()
