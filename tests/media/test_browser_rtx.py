@@ -23,30 +23,33 @@ EVERY = 25  # one packet lost in so many
 FRAMES = 120  # decoded by Chromium's player before it reports
 
 
-class _LossyReceiver:
-    """Stands in for a video track on its transport: loses every EVERY-th packet."""
+class _Lossy:
+    """
+    Loses every EVERY-th packet of one SSRC as it reaches its transport,
+    before the transport-wide feedback records it: so lost to Chromium's
+    estimator too, which culls what that feedback acknowledged from its
+    history (a packet dropped later could no longer be resent).
+    """
 
-    def __init__(self, track: IncomingTrack):
-        self.track, self.ssrc = track, track.ssrc
+    def __init__(self, transport, ssrc: int):
+        self.ssrc, self.receive = ssrc, transport.rtpReceived
         self.count = self.dropped = 0
+        transport.rtpReceived = self.rtpReceived
 
     def rtpReceived(self, data: bytes) -> None:
-        self.count += 1
-        if self.count % EVERY == 0:
-            self.dropped += 1
-            return
-        self.track.rtpReceived(data)
-
-    def senderReport(self, packet) -> None:
-        self.track.senderReport(packet)
+        if len(data) >= 12 and int.from_bytes(data[8:12], "big") == self.ssrc:
+            self.count += 1
+            if self.count % EVERY == 0:
+                self.dropped += 1
+                return
+        self.receive(data)
 
 
 def _loseOnTheWayIn(session, lossy: list) -> None:
     for transport in session.uniqueTransports:
         for ssrc, receiver in list(transport.receivers.items()):
             if isinstance(receiver, IncomingTrack) and receiver.kind == "video":
-                lossy.append(_LossyReceiver(receiver))
-                transport.receivers[ssrc] = lossy[-1]
+                lossy.append(_Lossy(transport, ssrc))
 
 
 def _loseOnTheWayOut(session, dropped: list) -> None:
