@@ -7,7 +7,7 @@ PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
 APT_PACKAGES := ffmpeg chromium
 
-.PHONY: run test deps system-deps npm-deps dist bench fuzz soak netlab clean
+.PHONY: run test deps system-deps npm-deps dist bench bench-compare fuzz soak netlab clean
 
 run: deps npm-deps
 	$(VENV)/bin/twistd -n --pidfile= wcs
@@ -64,6 +64,28 @@ BENCHES := bench/signalling.py bench/sfu.py bench/rtmp.py bench/mixer.py bench/l
 
 bench: deps system-deps
 	for script in $(BENCHES); do $(PY) $$script || exit 1; done
+
+# wcs side by side with Janus and nginx-rtmp (bench/compare.py,
+# docs/performance.md): the shared harnesses in SHARED_BENCH, each with the
+# reference and wcs, then the ratios. Debian's references are installed when
+# missing. Root (Janus runs in a network namespace of its own).
+SHARED_BENCH ?= ../shared/bench
+BENCH_COMPARE_ARGS ?=
+
+bench-compare: deps system-deps
+	@for h in sfu_load.py signalling_load.py rtmp_load.py; do \
+	  test -f "$(SHARED_BENCH)/$$h" || { echo "bench-compare: $(SHARED_BENCH)/$$h is missing:" \
+	    "set SHARED_BENCH to the directory of the shared harnesses"; exit 1; }; done
+	@missing=""; \
+	command -v janus >/dev/null || missing="$$missing janus"; \
+	command -v nginx >/dev/null || missing="$$missing nginx-light"; \
+	ls /usr/lib/nginx/modules/ngx_rtmp_module.so >/dev/null 2>&1 || missing="$$missing libnginx-mod-rtmp"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing$$missing"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	fi
+	@$(PY) -c 'import psutil' 2>/dev/null || $(PIP) install -q psutil
+	$(PY) bench/compare.py --shared $(SHARED_BENCH) $(BENCH_COMPARE_ARGS)
 
 # The soak (tests/soak/, docs/performance.md): every kind of client at once
 # against one server; prints fps per player, server RSS and CPU every 10 s.

@@ -5,7 +5,13 @@ chatting to each other. Prints joins/s with latency percentiles, and chat
 deliveries/s with the server's CPU per 1000 deliveries and delivery latency.
 No assertion: figures only (docs/performance.md keeps the latest).
 
+With C{--hook}, the join storm only, against wcs without and with REST
+hooks (C{rest_hook_url}) to a backend on localhost (tests/access/backend.py
+in a process of its own, answering 200 C{{}}): joins/s with a hook as a
+share of those without.
+
     .venv/bin/python bench/signalling.py [--joiners 200] [--sizes 10,50] [--seconds 5]
+    .venv/bin/python bench/signalling.py --hook [--joiners 200] [--runs 3]
 """
 
 from __future__ import annotations
@@ -28,6 +34,10 @@ sys.path.insert(0, str(ROOT))
 from tests.support.server import freePort, startServer, waitForPort  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+# Hundreds of clients from one address: no per-address caps or rates.
+SETTINGS = {"ws_ping_interval": "0", "log_level": "warn", "ws_max_connections_per_address": "0",
+            "rate_connections_per_address": "0"}
 
 
 def cpuSeconds(pid: int) -> float:
@@ -93,8 +103,9 @@ class Peer:
         self.reader.cancel()
 
 
-async def joinStorm(url: str, count: int) -> dict:
+async def joinStorm(url: str, count: int, pid: int | None = None) -> dict:
     peers = await asyncio.gather(*(Peer.open(url, f"j{i}") for i in range(count)))
+    cpu0 = cpuSeconds(pid) if pid else 0.0
 
     async def join(peer):
         started = time.perf_counter()
@@ -105,9 +116,13 @@ async def joinStorm(url: str, count: int) -> dict:
     first = min(s for s, _ in results)
     last = max(d for _, d in results)
     latencies = [d - s for s, d in results]
+    cpu = cpuSeconds(pid) - cpu0 if pid else None
     await asyncio.gather(*(p.close() for p in peers))
-    return {"joins/s": count / (last - first), "p50 ms": 1000 * percentile(latencies, 50),
-            "p99 ms": 1000 * percentile(latencies, 99)}
+    figures = {"joins/s": count / (last - first), "p50 ms": 1000 * percentile(latencies, 50),
+               "p99 ms": 1000 * percentile(latencies, 99)}
+    if cpu is not None:
+        figures["cpu ms/join"] = 1000 * cpu / count
+    return figures
 
 
 async def chat(url: str, pid: int, size: int, seconds: float, rate: float) -> dict:
@@ -159,13 +174,50 @@ def startBaseline() -> tuple[subprocess.Popen, str]:
     return proc, f"ws://127.0.0.1:{port}/"
 
 
+def startHookBackend() -> tuple[subprocess.Popen, str]:
+    port = freePort()
+    proc = subprocess.Popen([sys.executable, "-m", "tests.access.backend", str(port)], cwd=ROOT)
+    log = Path(tempfile.mkdtemp()) / "backend.log"
+    log.write_text("")
+    waitForPort(port, proc, log)
+    return proc, f"http://127.0.0.1:{port}/hook"
+
+
+async def hookStorm(args) -> None:
+    """Joins/s without a hook and with one, each server alone on the machine."""
+    backend, hookURL = startHookBackend()
+    ratios = []
+    try:
+        print(f"join storm: {args.joiners} clients join one room at once, "
+              f"without and with a REST hook on localhost")
+        for run in range(args.runs):
+            figures = {}
+            for name, extra in (("no hook", {}), ("hook", {
+                    "rest_hook_url": hookURL, "rest_hook_connections": str(args.hook_connections)})):
+                wcs = startServer(Path(tempfile.mkdtemp()), settings=dict(SETTINGS, **extra))
+                try:
+                    await joinStorm(wcs.wsURL, 20)  # warm up: imports, the backend's connections
+                    backendCPU = cpuSeconds(backend.pid)
+                    figures[name] = await joinStorm(wcs.wsURL, args.joiners, wcs.proc.pid)
+                    if extra:
+                        figures[name]["backend cpu ms/join"] = \
+                            1000 * (cpuSeconds(backend.pid) - backendCPU) / args.joiners
+                finally:
+                    wcs.stop()
+                show(f"wcs, {name}", figures[name])
+            ratios.append(figures["hook"]["joins/s"] / figures["no hook"]["joins/s"])
+            print(f"  with a hook: {100 * ratios[-1]:.0f}% of the joins/s without")
+    finally:
+        backend.terminate()
+        backend.wait(10)
+
+
 def show(title: str, figures: dict) -> None:
     print(f"  {title:<28}" + "  ".join(f"{k} {v:9.1f}" for k, v in figures.items()))
 
 
 async def run(args) -> None:
-    wcs = startServer(Path(tempfile.mkdtemp()), settings={"ws_ping_interval": "0",
-                                                          "log_level": "warn"})
+    wcs = startServer(Path(tempfile.mkdtemp()), settings=SETTINGS)
     baseline, baselineURL = startBaseline()
     targets = [("wcs", wcs.wsURL, wcs.proc.pid), ("minimal websockets", baselineURL, baseline.pid)]
     try:
@@ -189,7 +241,13 @@ def main() -> None:
     parser.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[10, 50])
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--rate", type=float, default=4000.0)
-    asyncio.run(run(parser.parse_args()))
+    parser.add_argument("--hook", action="store_true",
+                        help="join storm without and with a REST hook on localhost")
+    parser.add_argument("--runs", type=int, default=3, help="runs of --hook")
+    parser.add_argument("--hook-connections", type=int, default=64,
+                        help="rest_hook_connections of --hook")
+    args = parser.parse_args()
+    asyncio.run(hookStorm(args) if args.hook else run(args))
 
 
 if __name__ == "__main__":

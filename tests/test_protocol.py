@@ -156,3 +156,13 @@ def test_nesting_limit_is_a_parameter():
     assert protocol.decodeFrame(_nested(3), maxDepth=3)[0] == "x"
     with pytest.raises(ProtocolError, match="deeper than 2 levels"):
         protocol.decodeFrame(_nested(3), maxDepth=2)
+
+
+def test_encodeFrame_is_compact_json_with_text_as_utf8():
+    from wcs.messages import encodeFrame
+    args = [{"text": 'é "quoted" \u2028 \x00', "n": [1, -2.5, 1e300, None, True, False]}, "x"]
+    encoded = encodeFrame(ServerMessage("OnDataEvent", *args))
+    assert encoded == json.dumps({"message": "OnDataEvent", "data": args}, ensure_ascii=False,
+                                 separators=(",", ":")).encode("utf-8")
+    with pytest.raises(TypeError):
+        encodeFrame(ServerMessage("x", object()))

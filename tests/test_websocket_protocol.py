@@ -20,6 +20,7 @@ from zope.interface.verify import verifyObject
 from tests.support.contract import strictServer
 from wcs.config import Settings
 from wcs.interfaces import ISignallingChannel
+from wcs.messages import ServerMessage
 from wcs.server import RoomServer
 from wcs.transports.websocket import SignallingFactory
 
@@ -150,6 +151,61 @@ def test_a_reader_that_stops_reading_is_dropped(factory):
     assert peer.transport.disconnecting
     assert peer.protocol.dropped
     assert len(peer.transport.value()) <= 4096 + 64
+
+
+class CountingTransport(StringTransport):
+    writes = 0
+
+    def write(self, data):
+        self.writes += 1
+        super().write(data)
+
+
+def test_the_frames_of_one_read_are_written_at_once(factory):
+    peer = Peer(factory)
+    peer.transport.__class__ = CountingTransport
+    peer.handshake()
+    before = peer.transport.writes
+    ping = json.dumps({"message": "ping", "data": []}).encode()
+    peer.protocol.dataReceived(clientFrame(ping) + clientFrame(ping) + clientFrame(ping))
+    assert [m["message"] for m in peer.received()] == ["pong"] * 3
+    assert peer.transport.writes == before + 1
+
+
+def test_frames_sent_outside_a_read_go_out_at_the_end_of_the_turn(factory):
+    peer = Peer(factory)
+    peer.handshake()
+    peer.protocol.send(ServerMessage("ping"))
+    peer.protocol.send(ServerMessage("pong"))
+    assert peer.transport.value() == b""
+    factory.server.clock.advance(0)
+    assert [m["message"] for m in peer.received()] == ["ping", "pong"]
+
+
+def test_a_close_goes_after_the_frames_queued_before_it(factory):
+    peer = Peer(factory)
+    peer.handshake()
+    peer.protocol.send(ServerMessage("fail", {"info": "bye"}))
+    peer.protocol.close("bye")
+    assert [opcode for opcode, _ in serverFrames(peer.transport.value())] == [1, 8]
+    factory.server.clock.advance(0)  # nothing left to write twice
+    assert [opcode for opcode, _ in serverFrames(peer.transport.value())] == [1, 8]
+
+
+def test_frames_autobahn_reads_mix_with_ours_in_order(factory):
+    """A ping frame and a message split across reads go through Autobahn."""
+    peer = Peer(factory)
+    peer.handshake()
+    ping = json.dumps({"message": "ping", "data": []}).encode()
+    bad = clientFrame(b"{bad")
+    data = clientFrame(ping) + clientFrame(b"are you there", opcode=9) + bad + clientFrame(ping)
+    cut = len(data) - 3
+    peer.protocol.dataReceived(data[:cut])
+    peer.protocol.dataReceived(data[cut:])
+    frames = serverFrames(peer.transport.value())
+    assert [opcode for opcode, _ in frames] == [1, 10, 1, 1]
+    assert frames[1][1] == b"are you there"
+    assert [json.loads(p)["message"] for o, p in frames if o == 1] == ["pong", "fail", "pong"]
 
 
 def test_over_the_address_cap_is_refused_with_503():

@@ -49,6 +49,13 @@ class StreamError(WcsError):
     """
 
 
+class AccessDenied(WcsError):
+    """
+    The access policy refused an action (no token, a grant missing, the
+    application backend said no); C{info} is the reason.
+    """
+
+
 class IncompatibleLibrary(Exception):
     """
     Not for clients: a library whose internals wcs relies on has changed

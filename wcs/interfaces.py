@@ -134,14 +134,22 @@ class IClientSession(Interface):
     identified = Attribute("Whether the client has identified (L{identify} or "
                            "the SDK's C{connection} message).")
 
-    def identify(appKey, login=None):
+    def identify(appKey, login=None, token=None):
         """
-        Identify the client, as the SDK's C{connection} message does: the
-        client is sent C{getUserData} (its C{sessionId}).
+        Identify the client, as the SDK's C{connection} message does (with
+        C{custom.login} and C{custom.token}), through the same access policy
+        (signed token, REST hook C{connect}, rate limits): the client is
+        sent C{getUserData} (its C{sessionId}).
 
         @param appKey: the application, e.g. C{"rtmp"}, C{"flashRoomApp"}.
         @param login: the client's login, or None for a client that only
-            publishes or plays by stream name (it cannot join rooms).
+            publishes or plays by stream name (it cannot join rooms), or
+            whose token names it.
+        @param token: a signed access token the client brought, or None.
+        @return: a Deferred firing with None once identified, or failing
+            with L{wcs.errors.AccessDenied} (the reason) when refused: the
+            transport then tells its client and closes the connection.
+            Without a REST hook it has fired when C{identify} returns.
         @raise wcs.errors.ProtocolError: already identified, or the login is
             too long.
         """
@@ -150,13 +158,44 @@ class IClientSession(Interface):
 
     def joinRoom(room, record=False):
         """
-        Join C{room} as this client's login; the room is made on first join
-        and its other participants get C{JOINED}. Joining a room the client
-        is already in changes nothing.
+        Join C{room} as this client's login, without asking the access
+        policy (the transport acts on the server's behalf); the room is made
+        on first join and its other participants get C{JOINED}. Joining a
+        room the client is already in changes nothing.
 
         @param record: ask for the room's mix to be recorded.
         @raise wcs.errors.RoomError: no login, the login is taken in that
             room, the room or the server is full, a bad room name.
+        """
+
+    def requestJoin(room, record=False):
+        """
+        Join C{room} for the client, as its SDK C{join} would: the access
+        policy (token C{join} grant and room, REST hook C{joinRoom}, rate
+        limit) decides first. A room already joined is allowed at once.
+
+        @return: a Deferred firing with None once joined, or failing with
+            L{wcs.errors.AccessDenied} or L{wcs.errors.RoomError}.
+        """
+
+    def authorizePublish(name, room=None, record=False, provider="RTMP"):
+        """
+        Ask the access policy whether the client may publish C{name} (token
+        C{publish} and C{record} grants, the stream-name rule, REST hooks
+        C{publishStream} and C{recordStream}), before L{publish}.
+
+        @param room: as for L{publish}.
+        @return: a Deferred firing with whether to record (the backend may
+            say), or failing with L{wcs.errors.AccessDenied}.
+        """
+
+    def authorizePlay(name, provider="RTMP"):
+        """
+        Ask the access policy whether the client may play stream C{name}
+        (token C{play} grant, room membership, REST hook C{playStream}).
+
+        @return: a Deferred firing with None, or failing with
+            L{wcs.errors.AccessDenied}.
         """
 
     def inRoom(room):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any, Callable
 
-from twisted.internet.defer import succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import LoopingCall
 from wcs.logs import Logger, clip
 from zope.interface import implementer
@@ -20,7 +20,7 @@ from zope.interface import implementer
 from wcs import protocol
 from wcs.access.gate import Gate
 from wcs.access.hooks import ALLOW
-from wcs.errors import INVALID, ProtocolError, RoomError, StreamError
+from wcs.errors import INVALID, AccessDenied, ProtocolError, RoomError, StreamError
 from wcs.interfaces import IClientSession, IMediaSource, IRoomServer, ISignallingChannel, IStream
 from wcs.messages import ServerMessage
 from wcs.room.events import ACCEPTED, FAILED, dataStatus
@@ -169,9 +169,48 @@ class ClientSession:
 
     # Acting for a client that has no SDK messages (IClientSession)
 
-    def identify(self, appKey: str, login: str | None = None) -> None:
-        custom = {"login": login} if login else {}
-        self._connection("connection", [{"appKey": appKey, "custom": custom}])
+    def identify(self, appKey: str, login: str | None = None,
+                 token: str | None = None) -> Deferred:
+        custom: dict[str, Any] = {"login": login} if login else {}
+        if token is not None:
+            custom["token"] = token
+        result = Deferred()
+        self._connection("connection", [{"appKey": appKey, "custom": custom}], result)
+        return result
+
+    def requestJoin(self, room: str, record: bool = False) -> Deferred:
+        if room in self.participants:
+            return succeed(None)
+        try:
+            room = protocol.parseJoin({"name": room}, self.limits).room
+        except ProtocolError as e:
+            return fail(RoomError(e.info))
+
+        def decided(decision) -> None:
+            self._allowed(decision)
+            if room not in self.participants:
+                self._enterRoom(room, record if decision.record is None else decision.record)
+        return self.server.access.join(self, room, record).addCallback(decided)
+
+    def authorizePublish(self, name: str, room: str | None = None, record: bool = False,
+                         provider: str = "RTMP") -> Deferred:
+        request = self.streams.sourceRequest(name, provider, room=room, record=record)
+
+        def decided(decision) -> bool:
+            self._allowed(decision)
+            return record if decision.record is None else decision.record
+        return self.streams.ask(request).addCallback(decided)
+
+    def authorizePlay(self, name: str, provider: str = "RTMP") -> Deferred:
+        request = self.streams.sourceRequest(name, provider, published=False)
+        return self.streams.ask(request).addCallback(self._allowed)
+
+    def _allowed(self, decision) -> None:
+        """A transport's question answered: raise L{AccessDenied} unless allowed."""
+        if self.closed:
+            raise AccessDenied("the connection is closed")
+        if not decision.allowed:
+            raise AccessDenied(decision.reason)
 
     def inRoom(self, room: str) -> bool:
         return room in self.participants
@@ -204,18 +243,32 @@ class ClientSession:
 
     # Handlers
 
-    def _connection(self, name: str, args: list[Any]) -> None:
+    def _connection(self, name: str, args: list[Any], result: Deferred | None = None) -> None:
+        """
+        C{result}: a transport's L{identify}, told the decision; on a
+        refusal the transport answers its own way and closes.
+        """
         if self.connection is not None or self.connecting:
             raise ProtocolError("connection: already connected")
         connection = protocol.parseConnection(args, self.limits)
         self.connecting = True
         self.gate.after(self.server.access.connect(self, connection),
-                        lambda decision: self._connected(connection, decision))
+                        lambda decision: self._connected(connection, decision, result))
 
-    def _connected(self, connection: protocol.Connection, decision) -> None:
+    def _connected(self, connection: protocol.Connection, decision,
+                   result: Deferred | None = None) -> None:
         if self.closed:
+            if result is not None:
+                result.errback(AccessDenied("the connection is closed"))
             return
         if not decision.allowed:
+            if result is not None:
+                # A transport's identify: it tells its client its own way
+                # (RTMP: a status naming the reason), then closes.
+                self.badInput("refused", "{session}: refused {api}: {info}", session=self,
+                              api="connection", info=clip(decision.reason, 200))
+                result.errback(AccessDenied(decision.reason))
+                return
             # The SDK's way: a fail naming the reason, then the socket closes.
             self.refuse("connection", decision.reason)
             self.channel.close(decision.reason)
@@ -235,6 +288,8 @@ class ClientSession:
             **({"iceServers": self.server.turn.iceServers(self.connection.login)}
                if self.server.turn else {}),
         }))
+        if result is not None:
+            result.callback(None)
 
     def _heldTooMany(self, reason: str) -> None:
         self.refuse(None, reason)

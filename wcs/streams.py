@@ -250,20 +250,33 @@ class StreamControl:
         @param onStop: called once when the stream ends, whatever ends it.
         @raise StreamError: the name is in use, or C{room} is not joined.
         """
-        if room is None:
-            room = self._roomOfName(name)
-        participant = self.session.participantFor(room) if room is not None else None
-        request = protocol.StreamRequest(
-            mediaSessionId=f"{provider.lower()}-{self.server.newSessionId()}", name=name,
-            published=True, room=room, sdp=None, hasAudio="audio" in source.tracks,
-            hasVideo="video" in source.tracks, record=record, mediaProvider=provider,
-            constraints={}, raw={})
+        request = self.sourceRequest(name, provider, room=room, record=record,
+                                     tracks=source.tracks)
+        participant = self.session.participantFor(request.room) \
+            if request.room is not None else None
         stream = Stream(request, self.session, participant)
         self.server.streams.reserve(stream)
         stream.media = _SourceSession(source, onStop)
         self.active[request.mediaSessionId] = stream
         self.started(stream)
         return stream
+
+    def sourceRequest(self, name: str, provider: str, *, published: bool = True,
+                      room: str | None = None, record: bool = False,
+                      tracks=()) -> protocol.StreamRequest:
+        """
+        The request of a stream a transport publishes or plays itself (no
+        SDK message, no offer). A published one's room is C{room}, or else
+        the joined room whose C{ROOM-LOGIN} prefix the name carries (how
+        Flash clients name their streams).
+        """
+        if published and room is None:
+            room = self._roomOfName(name)
+        return protocol.StreamRequest(
+            mediaSessionId=f"{provider.lower()}-{self.server.newSessionId()}", name=name,
+            published=published, room=room, sdp=None, hasAudio="audio" in tracks,
+            hasVideo="video" in tracks, record=record, mediaProvider=provider,
+            constraints={}, raw={})
 
     def _roomOfName(self, name: str) -> str | None:
         login = self.session.login
@@ -304,10 +317,10 @@ class StreamControl:
             self._refuse(message, request.mediaSessionId, args,
                          f"too many streams on this connection: at most {limit}", TOO_MANY)
             return
-        self.session.gate.after(self._ask(request),
+        self.session.gate.after(self.ask(request),
                                 lambda decision: self._decided(message, request, args, decision))
 
-    def _ask(self, request: protocol.StreamRequest):
+    def ask(self, request: protocol.StreamRequest):
         """The access policy's decision on C{request} (a Deferred)."""
         access = self.server.access
         if request.published:

@@ -48,8 +48,29 @@ DEFAULT_CONFIG = Path("conf") / "flashphoner.properties"
 log = Logger()
 
 
+class TokenOptions(usage.Options):
+    """
+    C{twistd wcs token ...}: print an access token and exit, before any
+    service starts; the arguments are those of C{python -m wcs.token}.
+    """
+
+    synopsis = "--login LOGIN [--room ROOM] [--grant G,...] [--ttl S] [--secret S|--key PEM]"
+
+    def parseOptions(self, options=None) -> None:
+        from wcs.token import main
+
+        parent = getattr(self, "parent", None)
+        config = parent["config"] if parent is not None else None
+        if config is None and DEFAULT_CONFIG.exists():
+            config = str(DEFAULT_CONFIG)
+        raise SystemExit(main(list(sys.argv[1:] if options is None else options),
+                              prog="twistd wcs token", defaultConfig=config))
+
+
 class Options(usage.Options):
-    synopsis = "[options]"
+    synopsis = "[options] [token ...]"
+    subCommands = [["token", None, TokenOptions,
+                    "print a signed access token (--help: its options) and exit"]]
     longdesc = (
         "Run the wcs room server. Settings come from a flashphoner.properties file "
         "(--config, by default conf/flashphoner.properties when it exists); the "

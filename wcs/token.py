@@ -1,11 +1,13 @@
 """
 Mint an access token for a client, as a backend would:
 
+    twistd wcs token --login alice --room demo --grant join,publish,play,chat --ttl 3600
     python -m wcs.token --login alice --room demo --grant join,publish,play,chat --ttl 3600
 
-The key is C{auth_jwt_secret} from the settings file (C{--config}) or
-C{--secret}; C{--key} signs with a private key PEM file instead (RS256,
-ES256 or EdDSA, chosen by the key's type).
+The key is C{auth_jwt_secret} from the settings file (C{--config}; for
+C{twistd wcs token}, also the one given to C{twistd wcs --config} or
+conf/flashphoner.properties) or C{--secret}; C{--key} signs with a private
+key PEM file instead (RS256, ES256 or EdDSA, chosen by the key's type).
 """
 
 from __future__ import annotations
@@ -31,8 +33,13 @@ def _privateKey(path: str):
     raise SystemExit(f"{path}: unsupported key type {type(key).__name__}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m wcs.token", description=__doc__.split("\n\n")[0])
+def main(argv: list[str] | None = None, prog: str = "python -m wcs.token",
+         defaultConfig: str | None = None) -> int:
+    """
+    Print a token; the exit status. C{defaultConfig}: the settings file
+    read when C{--config} is not given (C{twistd wcs token}).
+    """
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     parser.add_argument("--login", required=True, help="the login (claim sub)")
     parser.add_argument("--room", default="*", help="the room, or * for any (claim room)")
     parser.add_argument("--grant", default="join,publish,play,chat",
@@ -49,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         key, algorithm = _privateKey(options.key)
     else:
         secret = options.secret
+        options.config = options.config or defaultConfig
         if secret is None and options.config:
             from wcs.access import policy  # noqa: F401 (declares the keys)
             from wcs.config import loadProperties

@@ -92,3 +92,24 @@ def startBackend() -> tuple[Hook, int]:
                          daemon=True, name="hook-backend").start()
         _started.update(hook=hook, port=port)
     return _started["hook"], _started["port"]
+
+
+TIMEOUT_MS = 1000  # the hook timeout of the tests' servers
+
+
+def hookSettings(port: int, **extra: str) -> dict[str, str]:
+    """A media-ready server's settings asking the backend on C{port}."""
+    from tests.support.rooms import MEDIA
+
+    return dict(MEDIA, rest_hook_url=f"http://127.0.0.1:{port}/hook",
+                rest_hook_timeout=str(TIMEOUT_MS), **extra)
+
+
+if __name__ == "__main__":
+    # A backend on its own (bench/signalling.py --hook): python -m tests.access.backend PORT
+    import sys
+
+    from twisted.internet import reactor
+
+    reactor.listenTCP(int(sys.argv[1]), server.Site(Hook(reactor)), interface="127.0.0.1")
+    reactor.run()

@@ -203,3 +203,16 @@ def test_gate_waits_for_a_deferred_paused_on_another():
     assert gate.waiting and done == []
     inner.callback("yes")
     assert done == ["yes"] and not gate.waiting
+
+
+def test_a_failing_continuation_of_a_decided_answer_is_logged_not_raised():
+    from twisted.logger import globalLogPublisher
+    events = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        gate = Gate(lambda *m: None, lambda reason: None)
+        gate.after(succeed("yes"), lambda r: 1 / 0)
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    assert not gate.waiting
+    assert any(e.get("log_format") == "access decision continuation failed" for e in events)

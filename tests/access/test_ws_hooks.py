@@ -11,14 +11,12 @@ import uuid
 
 import pytest
 
-from tests.access.backend import startBackend
+from tests.access.backend import TIMEOUT_MS, hookSettings, startBackend
 from tests.access.support import connect, refusedAndClosed
 from tests.media import peers
 from tests.support.bystanders import Bystanders
 from tests.support.rooms import MEDIA, negotiate, status, streamRequest
 from tests.support.server import freePort, startServer
-
-TIMEOUT_MS = 1000
 
 
 @pytest.fixture(scope="module")
@@ -29,9 +27,8 @@ def backend():
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, backend):
     hook, port = backend
-    running = startServer(tmp_path_factory.mktemp("hooks"), settings=dict(
-        MEDIA, rest_hook_url=f"http://127.0.0.1:{port}/hook",
-        rest_hook_timeout=str(TIMEOUT_MS), rest_hook_chat="true"))
+    running = startServer(tmp_path_factory.mktemp("hooks"),
+                          settings=hookSettings(port, rest_hook_chat="true"))
     yield running
     running.stop()
 

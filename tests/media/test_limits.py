@@ -187,6 +187,14 @@ def test_sessionCounts():
         q.claim("s4", "c4", "10.0.0.3", 1)
 
 
+def test_zeroSessionLimitsAreNoLimits():
+    q = limits.Quota(Settings({"media_max_sessions_per_address": "0",
+                               "media_max_sessions": "0"}), 0, 1)  # no port range
+    for n in range(1200):  # over both defaults
+        q.claim(f"s{n}", f"c{n}", "10.0.0.1", 1)
+    assert q.addressSessions["10.0.0.1"] == 1200
+
+
 def test_anyPortRangeBoundsSessionsOnly():
     q = limits.Quota(Settings(), 0, 1)
     q.claim("s1", "c1", "10.0.0.1", 1000)

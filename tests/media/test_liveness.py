@@ -5,15 +5,18 @@ silence of a peer has lasted too long.
 """
 
 import asyncio
+from types import SimpleNamespace
 
 import pytest
 from aioice import stun
-from aiortc.rtcdtlstransport import RTCCertificate
+from aiortc.rtcdtlstransport import RTCCertificate, State
 from aiortc.rtp import RtcpReceiverInfo, RtcpRrPacket
 from twisted.internet.task import Clock
 
 from wcs.media import rtp
+from tests.media.test_wrap import _srtpPair
 from wcs.media.ice import IceConnection, PortRange
+from wcs.media.internals import DemuxProtocol
 from wcs.media.liveness import LoopClock, Silence
 from wcs.media.track import IncomingTrack
 from wcs.media.transport import MediaTransport
@@ -177,4 +180,91 @@ def test_whatCountsAsLife(sign, expired):
         peer.clock.advance(TIMEOUT)
         assert sorted(peer.expired) == ["peer", "rtp"]
         await peer.transport.close()
+    asyncio.run(main())
+
+
+class Datagrams:
+    """A datagram transport that keeps what is sent (no socket)."""
+
+    def __init__(self, protocol):
+        self.protocol = protocol
+        self.sent = []
+
+    def sendto(self, data, addr):
+        self.sent.append(data)
+
+    def get_write_buffer_size(self):
+        return 0
+
+    def close(self):
+        self.protocol.connection_lost(None)
+
+
+class WirePeer(Peer):
+    """
+    The same, fed as datagrams through the socket's L{DemuxProtocol} of a
+    connected session: SRTP/SRTCP protected with the session's keys, STUN
+    as bytes.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.srtp, self.transport._rx_srtp = _srtpPair()
+        ice = self.transport.ice
+        self.protocol = DemuxProtocol(ice)
+        self.protocol.local_candidate = SimpleNamespace(component=1)
+        self.wire = Datagrams(self.protocol)
+        self.protocol.connection_made(self.wire)
+        ice._protocols.append(self.protocol)
+        self.queued = []  # what took aioice's path to aiortc's receive task
+        ice.data_received = lambda data, component: self.queued.append(data)
+        self.transport._set_state(State.CONNECTED)
+
+    async def send(self, sign: str) -> None:
+        ice, addr = self.transport.ice, ("127.0.0.1", 9)
+        if sign == "rtp":
+            self.seq += 1
+            self.protocol.datagram_received(self.srtp.protect(_rtp(self.seq)), addr)
+        elif sign == "rtcp":
+            self.protocol.datagram_received(self.srtp.protect_rtcp(_receiverReport()), addr)
+        elif sign in ("stun", "forged stun"):
+            password = ice.local_password if sign == "stun" else "not-the-password"
+            self.protocol.datagram_received(bytes(_stunRequest(ice, password)), addr)
+            self.stun.sent = [stun.parse_message(d) for d in self.wire.sent]
+        elif sign == "forged srtp":
+            forger, _ = _srtpPair()  # other keys
+            self.protocol.datagram_received(forger.protect(_rtp(1000)), addr)
+
+
+@pytest.mark.parametrize("sign, expired", [
+    ("rtp", []),
+    ("rtcp", ["rtp"]),
+    ("stun", ["rtp"]),
+    ("forged stun", ["peer", "rtp"]),
+    # SRTP that does not authenticate with the session's keys: no life.
+    ("forged srtp", ["peer", "rtp"]),
+])
+def test_whatCountsAsLifeOnTheWire(sign, expired):
+    """
+    Once DTLS is up, SRTP goes from the socket to the session without
+    aioice's queue (and STUN still to aioice): the same signs count.
+    """
+    async def main():
+        peer = WirePeer()
+        assert peer.protocol.srtpReceived is not None
+        await peer.live(sign, 60, 2.5)
+        assert sorted(peer.expired) == expired
+        assert peer.queued == []
+        if sign == "rtp":
+            assert peer.track.packetsIn == 24
+        if sign == "stun":
+            assert peer.stun.sent[0].message_class == stun.Class.RESPONSE
+        # DTLS (a close_notify, say) still goes to aiortc's receive task.
+        dtls = b"\x15\xfe\xfd" + b"\x00" * 20
+        peer.protocol.datagram_received(dtls, ("127.0.0.1", 9))
+        assert peer.queued == [dtls]
+        peer.clock.advance(TIMEOUT)
+        assert sorted(peer.expired) == ["peer", "rtp"]
+        await peer.transport.close()
+        assert peer.protocol.srtpReceived is None  # the session ended
     asyncio.run(main())

@@ -103,6 +103,26 @@ def test_subscriptionRewritesAndResends():
     assert track.subscribers == () and wire.senders == {}
 
 
+def test_historySharesPayloads():
+    """
+    Players of one track keep their own headers for NACKs but the same
+    payload objects: the history costs a player pointers, not a copy of
+    the last HISTORY packets (bench/memory.py measures the RSS slope).
+    """
+    track = _Track()
+    players = [Subscription(track, _Wire(), ssrc=0x1000 + i, payloadType=100)
+               for i in range(3)]
+    for player in players:
+        player.attach()
+    payload = b"k" * 1000
+    track.fanout(0, 0, 11, 3900, payload, True)
+    sent = [player.transport.sent[0] for player in players]
+    seqs = [rtp.SEQ_TS.unpack_from(data, 2)[0] for data in sent]
+    assert all(p.payloads[s % HISTORY] is payload for p, s in zip(players, seqs))
+    assert [p.sentPacket(s) for p, s in zip(players, seqs)] == sent
+    assert players[0].sentPacket((seqs[0] + 1) & 0xFFFF) is None  # not sent yet
+
+
 def test_slowPlayerDropsToKeyframe():
     """
     A player whose socket is backed up loses packets up to the next

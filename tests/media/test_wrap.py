@@ -70,7 +70,7 @@ def test_forwardingAcrossWraps(inSeq, inTs, outSeq, outTs):
     assert len(headers) == 700 and headers[0] == (outSeq, outTs)
     assert _continuous(headers)
     # The history index is the sequence number mod HISTORY, continuous at the wrap.
-    assert all(subscription.history[seq % HISTORY] == data
+    assert all(subscription.sentPacket(seq) == data
                for (seq, _), data in zip(headers[-HISTORY:], player.sent[-HISTORY:]))
 
 

@@ -49,13 +49,23 @@ class FlashClient:
 
     @classmethod
     async def connect(cls, port: int, login: str, app: str = "",
-                      receiveBuffer: int | None = None) -> "FlashClient":
-        client = await cls.open(port, receiveBuffer)
-        result = await client.invoke("connect", {"app": app, "flashVer": "LNX 11,2,202,635",
-                                                 "tcUrl": f"rtmp://127.0.0.1:{port}/{app}"},
-                                     {"appKey": "flashRoomApp", "login": login})
+                      receiveBuffer: int | None = None, token: str | None = None) -> "FlashClient":
+        client, result = await cls.tryConnect(port, login, app, receiveBuffer, token)
         assert result[0] == "_result" and result[2]["code"] == "NetConnection.Connect.Success"
         return client
+
+    @classmethod
+    async def tryConnect(cls, port: int, login: str, app: str = "",
+                         receiveBuffer: int | None = None, token: str | None = None):
+        """The client and the server's answer to C{connect} (C{[_result|_error, ...]})."""
+        client = await cls.open(port, receiveBuffer)
+        identity = {"appKey": "flashRoomApp", "login": login}
+        if token is not None:
+            identity["token"] = token
+        result = await client.invoke("connect", {"app": app, "flashVer": "LNX 11,2,202,635",
+                                                 "tcUrl": f"rtmp://127.0.0.1:{port}/{app}"},
+                                     identity)
+        return client, result
 
     def sendRaw(self, data: bytes) -> None:
         """Bytes as they are: hostile chunks, bad AMF."""
@@ -127,6 +137,15 @@ class FlashClient:
     async def roomEvent(self, name: str) -> dict:
         args = await self.nextCall("OnDataEvent", lambda a: a[0]["payload"]["name"] == name)
         return args[0]["payload"]
+
+    async def publishVideo(self, name: str, bodies) -> int:
+        """createStream, publish C{name}, send the FLV video C{bodies}; the stream id."""
+        created = await self.invoke("createStream", None)
+        streamId = int(created[2])
+        self.call("publish", name, "live", streamId=streamId)
+        for timestamp, body in bodies:
+            self.send(6, chunks.VIDEO, streamId, timestamp, body)
+        return streamId
 
     def close(self):
         self.writer.close()

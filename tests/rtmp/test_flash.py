@@ -55,11 +55,7 @@ async def test_flash_client_in_a_room_with_a_browser_participant(serverFactory):
     assert (await flash.roomEvent("MESSAGE"))["info"] == {"from": "webuser", "text": text[::-1]}
 
     # Publish a NetStream named ROOM-LOGIN, as the Flash client does.
-    created = await flash.invoke("createStream", None)
-    streamId = int(created[2])
-    flash.call("publish", f"{room}-flashuser", "live", streamId=streamId)
-    for timestamp, body in h264Bodies():
-        flash.send(6, chunks.VIDEO, streamId, timestamp, body)
+    await flash.publishVideo(f"{room}-flashuser", h264Bodies())
     published = await web.roomEvent("PUBLISHED")
     assert published["info"] == {"login": "flashuser", "name": f"{room}-flashuser"}
     assert any(s["code"] == "NetStream.Publish.Start" for s in flash.statuses)

@@ -14,14 +14,15 @@ TEXTS = ["Привет, мир", "你好，世界", "🎉👋🏽", "<script>win
 DEMOS = "/client2/examples/demo/streaming"
 
 
-def pageURL(server, demo, room, login):
+def pageURL(server, demo, room, login, token=None):
     return (f"http://127.0.0.1:{server.ports['http']}{DEMOS}/{demo}/"
-            f"?server=ws://127.0.0.1:{server.ports['ws']}&roomName={room}&login={login}")
+            f"?server=ws://127.0.0.1:{server.ports['ws']}&roomName={room}&login={login}"
+            + (f"&token={token}" if token else ""))
 
 
-async def openJoined(browser, server, demo, room, login):
+async def openJoined(browser, server, demo, room, login, token=None):
     page = await browser.new_page()
-    await page.goto(pageURL(server, demo, room, login))
+    await page.goto(pageURL(server, demo, room, login, token))
     await page.click("#joinBtn")
     await page.wait_for_function(
         f"document.getElementById('status').textContent === 'joined {room}, publishing'",

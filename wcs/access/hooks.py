@@ -6,8 +6,11 @@ For each action the server POSTs a JSON object to C{rest_hook_url}/ACTION
 C{recordStream}). HTTP 200 allows; its JSON body may override C{login} and
 C{record} and add C{custom} fields. Any other status, a timeout, a refused
 connection or a body that is not JSON denies, with the body's C{reason} when
-it has one. Requests go out on Twisted's HTTP client with a persistent
-connection pool and never block the reactor.
+it has one. Requests never block the reactor (L{wcs.access.http}): at most
+C{rest_hook_connections} at once, each on a kept-alive connection, the
+others waiting their turn (within their timeout). Without that bound a
+storm of joins opened a connection per request and the server spent its
+time opening and closing them (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -16,12 +19,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from twisted.internet import defer, protocol
-from twisted.web.client import Agent, HTTPConnectionPool
-from twisted.web.http_headers import Headers
-from twisted.web.iweb import IBodyProducer
-from zope.interface import implementer
+from twisted.internet import defer
 
+from wcs.access.http import Client, HTTPError
 from wcs.config import Key, declare
 from wcs.logs import LogLimiter, Logger, clip
 
@@ -31,14 +31,18 @@ declare(
         "empty: no hooks"),
     Key("rest_hook_timeout", "int", 3000, "ms to wait for the backend before denying"),
     Key("rest_hook_chat", "bool", False, "also ask URL/sendMessage for every chat message"),
+    Key("rest_hook_connections", "int", 64,
+        "requests to the backend at once, each on a kept-alive connection; "
+        "more wait their turn within rest_hook_timeout"),
 )
 
 MAX_BODY = 65536  # bytes of a hook's answer read; a longer one denies
 DENIED = "denied by the application backend"
 UNREACHABLE = "the application backend is unreachable"
 NO_ANSWER = "the application backend did not answer in time"
+BAD_ANSWER = "the application backend's answer cannot be read"
 # The backend's trouble, not the client's: no ban is counted for these.
-BACKEND_FAULTS = frozenset({UNREACHABLE, NO_ANSWER})
+BACKEND_FAULTS = frozenset({UNREACHABLE, NO_ANSWER, BAD_ANSWER})
 
 
 @dataclass(frozen=True)
@@ -63,53 +67,16 @@ def deny(reason: str) -> Decision:
     return Decision(False, reason)
 
 
-@implementer(IBodyProducer)
-class _JSONBody:
-    def __init__(self, body: bytes):
-        self.body = body
-        self.length = len(body)
-
-    def startProducing(self, consumer):
-        consumer.write(self.body)
-        return defer.succeed(None)
-
-    def pauseProducing(self):
-        pass
-
-    def stopProducing(self):
-        pass
-
-
-class _Collect(protocol.Protocol):
-    """A response body, up to L{MAX_BODY} bytes."""
-
-    def __init__(self, finished: defer.Deferred):
-        self.finished = finished
-        self.parts: list[bytes] = []
-        self.size = 0
-
-    def dataReceived(self, data: bytes) -> None:
-        self.size += len(data)
-        if self.size > MAX_BODY:
-            self.transport.stopProducing()
-            return
-        self.parts.append(data)
-
-    def connectionLost(self, reason) -> None:
-        if not self.finished.called:
-            self.finished.callback(b"".join(self.parts) if self.size <= MAX_BODY else None)
-
-
 class RestHook:
     log = Logger()
 
-    def __init__(self, url: str, timeout: float, reactor):
+    def __init__(self, url: str, timeout: float, reactor, connections: int = 64):
         self.url = url.rstrip("/")
         self.timeout = timeout
         self.reactor = reactor
-        self.pool = HTTPConnectionPool(reactor, persistent=True)
-        self.pool.maxPersistentPerHost = 32
-        self.agent = Agent(reactor, connectTimeout=timeout, pool=self.pool)
+        connections = max(1, connections)
+        self.client = Client(reactor, self.url, timeout, connections, MAX_BODY)
+        self.slots = defer.DeferredSemaphore(connections)
         self.failures = LogLimiter(self.log, clock=reactor)
 
     def ask(self, action: str, body: dict[str, Any]) -> defer.Deferred:
@@ -118,20 +85,18 @@ class RestHook:
             data = json.dumps(body, ensure_ascii=False, default=str).encode("utf-8")
         except (TypeError, ValueError):
             return defer.succeed(deny("request cannot be encoded"))
-        d = self.agent.request(
-            b"POST", f"{self.url}/{action}".encode("utf-8"),
-            Headers({b"content-type": [b"application/json"]}), _JSONBody(data))
-        d.addCallback(self._read)
+        # A slot first (cancelled by the timeout while waiting: none taken).
+        d = self.slots.acquire()
+        d.addCallback(lambda _: self.client.post(action, data).addBoth(self._release))
         d.addCallback(self._decide, action)
         d.addErrback(self._failed, action)
         # Last: whatever cancelling the request gave, a timeout says so.
         d.addTimeout(self.timeout, self.reactor, onTimeoutCancel=self._timedOut(action))
         return d
 
-    def _read(self, response):
-        finished = defer.Deferred()
-        response.deliverBody(_Collect(finished))
-        return finished.addCallback(lambda body: (response.code, body))
+    def _release(self, result):
+        self.slots.release()
+        return result
 
     def _decide(self, result, action: str) -> Decision:
         code, body = result
@@ -162,7 +127,7 @@ class RestHook:
         if not failure.check(defer.CancelledError):
             self.failures.warn(("fail", action), "hook {action} failed: {error}",
                                action=action, error=failure.getErrorMessage())
-        return deny(UNREACHABLE)
+        return deny(BAD_ANSWER if failure.check(HTTPError) else UNREACHABLE)
 
     def _timedOut(self, action: str):
         def timedOut(result, timeout) -> Decision:
@@ -172,4 +137,5 @@ class RestHook:
         return timedOut
 
     def close(self) -> defer.Deferred:
-        return self.pool.closeCachedConnections()
+        self.client.close()
+        return defer.succeed(None)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import inspect
+from typing import Callable
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 
@@ -63,6 +64,7 @@ NEEDS: tuple[Need, ...] = (
     Need(_DTLS, "RTCDtlsTransport.stop", (), isAsync=True),
     Need(_DTLS, "RTCDtlsTransport()._state"),
     Need(_DTLS, "RTCDtlsTransport()._tx_srtp"),
+    Need(_DTLS, "RTCDtlsTransport()._rx_srtp"),
     Need(_DTLS, "State.CONNECTED"),
     Need(_DTLS, "State.CLOSED"),
     Need(_DTLS, "State.FAILED"),
@@ -80,7 +82,8 @@ NEEDS: tuple[Need, ...] = (
     Need(_ICE, "Connection()._protocols"),
     Need(_ICE, "Connection()._nominated"),
     Need(_ICE, "StunProtocol", ("receiver",)),
-    Need(_ICE, "StunProtocol.datagram_received", calls=("receiver.request_received(",)),
+    Need(_ICE, "StunProtocol.datagram_received", ("data", "addr"), True,
+         calls=("receiver.request_received(", "receiver.data_received(")),
     Need(_ICE, "get_host_addresses", ("use_ipv4", "use_ipv6")),
     Need("aioice.candidate", "candidate_foundation",
          ("candidate_type", "candidate_transport", "base_address")),
@@ -248,6 +251,10 @@ __all__ = [
     "get_host_addresses", "jitterPacket", "reverse_direction", "sdp",
 ]
 
+import pylibsrtp  # noqa: E402  (aiortc's own dependency: its SRTP sessions)
+
+_SrtpError = pylibsrtp.Error
+
 
 def jitterPacket(seq: int, timestamp: int, data: bytes) -> RtpPacket:
     """
@@ -257,6 +264,28 @@ def jitterPacket(seq: int, timestamp: int, data: bytes) -> RtpPacket:
     packet = RtpPacket(sequence_number=seq, timestamp=timestamp)
     packet._data = data
     return packet
+
+
+class DemuxProtocol(StunProtocol):
+    """
+    aioice's socket protocol with a short cut for an established session.
+
+    aioice tries to parse every datagram as STUN, queues what is not STUN on
+    an C{asyncio.Queue}, and aiortc's receive task takes it from there to
+    tell DTLS from SRTP and unprotect it: three steps and a task switch per
+    media packet. Once DTLS-SRTP is up, C{srtpReceived} is set and a
+    datagram whose first byte says SRTP/SRTCP (128..191, RFC 7983) goes to
+    it directly; STUN (0..3) and DTLS (20..63) still take aioice's path.
+    """
+
+    srtpReceived: Callable[[bytes], None] | None = None
+
+    def datagram_received(self, data, addr) -> None:
+        receiver = self.srtpReceived
+        if receiver is not None and data and 127 < data[0] < 192:
+            receiver(data)
+        else:
+            super().datagram_received(data, addr)
 
 
 class IceAgent(Connection):
@@ -284,7 +313,7 @@ class IceAgent(Connection):
         binding of the same gathering fails.
         """
         loop = asyncio.get_running_loop()
-        _, protocol = await loop.create_datagram_endpoint(lambda: StunProtocol(self), sock=sock)
+        _, protocol = await loop.create_datagram_endpoint(lambda: DemuxProtocol(self), sock=sock)
         protocol.local_candidate = Candidate(
             foundation=candidate_foundation("host", "udp", announce),
             component=component,
@@ -296,6 +325,11 @@ class IceAgent(Connection):
         )
         self._protocols.append(protocol)
         return protocol.local_candidate
+
+    def receiveSrtp(self, receiver: Callable[[bytes], None] | None) -> None:
+        """SRTP/SRTCP datagrams go to C{receiver} from now on (None: aioice's path)."""
+        for protocol in self._protocols:
+            protocol.srtpReceived = receiver
 
     def socketCount(self) -> int:
         return len(self._protocols)
@@ -362,6 +396,7 @@ class DtlsTransport(RTCDtlsTransport):
 
     def __init__(self, connection: IceAgent, certificate: RTCCertificate):
         super().__init__(IceTransport(connection), [certificate])
+        self._agent = connection
 
     @property
     def dtlsConnected(self) -> bool:
@@ -383,7 +418,29 @@ class DtlsTransport(RTCDtlsTransport):
             return self._tx_srtp.protect_rtcp(data)
         return None
 
-    # aiortc's receive loop calls these for each decrypted packet.
+    async def stop(self) -> None:
+        self._agent.receiveSrtp(None)
+        await super().stop()
+
+    # SRTP from the socket (DemuxProtocol), once connected: no queue, no task.
+
+    def _srtpReceived(self, data: bytes) -> None:
+        srtp = self._rx_srtp
+        if len(data) > 1 and 191 < data[1] < 209:  # RTCP packet types (RFC 5761)
+            try:
+                data = srtp.unprotect_rtcp(data)
+            except _SrtpError:
+                return  # forged, replayed or not for this session
+            self.rtcpReceived(data)
+        else:
+            try:
+                data = srtp.unprotect(data)
+            except _SrtpError:
+                return
+            self.rtpReceived(data)
+
+    # aiortc's receive loop calls these for each decrypted packet (before
+    # the short cut is in place, and for packets it had queued).
 
     async def _handle_rtp_data(self, data: bytes, arrival_time_ms: int) -> None:
         self.rtpReceived(data)
@@ -393,7 +450,10 @@ class DtlsTransport(RTCDtlsTransport):
 
     def _set_state(self, state: State) -> None:
         super()._set_state(state)
-        if state in _ENDED:
+        if state is _CONNECTED:
+            self._agent.receiveSrtp(self._srtpReceived)  # SRTP keys are set by now
+        elif state in _ENDED:
+            self._agent.receiveSrtp(None)
             self.dtlsEnded()
 
     def rtpReceived(self, data: bytes) -> None:

@@ -121,12 +121,13 @@ class Quota:
         @raise StreamError: with a message for the client naming the limit.
         """
         settings = self.settings
-        if len(self.claims) >= settings.media_max_sessions:
+        # 0 is "no limit", as for the other connection and session limits.
+        if 0 < settings.media_max_sessions <= len(self.claims):
             raise StreamError(
                 f"Server media capacity reached: at most {settings.media_max_sessions} sessions",
                 code=UNAVAILABLE)
         if address is not None and \
-                self.addressSessions[address] >= settings.media_max_sessions_per_address:
+                0 < settings.media_max_sessions_per_address <= self.addressSessions[address]:
             raise StreamError(f"Too many media sessions from this address: at most "
                               f"{settings.media_max_sessions_per_address}", code=TOO_MANY)
         limit = self.share(settings.media_port_share_connection)

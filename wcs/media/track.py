@@ -173,7 +173,11 @@ class Subscription:
         self.nextTs = rtp.random32()
         self.lastTs = self.nextTs
         self.lastSeq = self.nextSeq
-        self.history: list[bytes | None] = [None] * HISTORY
+        # What was sent, for NACKs: the header, ours, and the payload, which
+        # is the same object for every player of the track (a copy per
+        # player was 500 KB of each player's memory at 1 Mbit/s).
+        self.headers: list[bytes | None] = [None] * HISTORY
+        self.payloads: list[bytes | None] = [None] * HISTORY
         self.resentAt = [float("-inf")] * HISTORY
         self.packets = 0
         self.octets = 0
@@ -214,9 +218,12 @@ class Subscription:
             self._begin(seq, timestamp)
         self.lastSeq = outSeq = (seq + self.seqDelta) & 0xFFFF
         self.lastTs = outTs = (timestamp + self.tsDelta) & 0xFFFFFFFF
-        data = rtp.HEADER.pack(0x80 | padding, marker | self.payloadType, outSeq, outTs,
-                               self.ssrc) + payload
-        self.history[outSeq % HISTORY] = data
+        header = rtp.HEADER.pack(0x80 | padding, marker | self.payloadType, outSeq, outTs,
+                                 self.ssrc)
+        slot = outSeq % HISTORY
+        self.headers[slot] = header
+        self.payloads[slot] = payload
+        data = header + payload
         self.packets += 1
         self.octets += len(payload)
         if not self.send(data) and self.transport.connected:
@@ -293,6 +300,14 @@ class Subscription:
             return
         self.askKeyframe(now)
 
+    def sentPacket(self, seq: int) -> bytes | None:
+        """The packet sent as C{seq}, while the history keeps it."""
+        slot = seq % HISTORY
+        header = self.headers[slot]
+        if header is None or rtp.SEQ_TS.unpack_from(header, 2)[0] != seq:
+            return None
+        return header + self.payloads[slot]
+
     def nackReceived(self, lost: list[int]) -> None:
         self.nacksReceived += 1
         tooOld = False
@@ -302,11 +317,12 @@ class Subscription:
             # aiortc's parser does not wrap a bitmask that spans 65535 -> 0.
             seq &= 0xFFFF
             slot = seq % HISTORY
-            data = self.history[slot]
-            if data is None:
+            header = self.headers[slot]
+            if header is None:
                 continue  # never sent: lost on the way in, NACKed to the publisher
-            kept = rtp.SEQ_TS.unpack_from(data, 2)[0]
+            kept = rtp.SEQ_TS.unpack_from(header, 2)[0]
             if kept == seq:
+                data = header + self.payloads[slot]
                 if now - self.resentAt[slot] < retry:
                     self.retransmitTooSoon += 1  # the last copy may still be on its way
                 elif self.budget.spend(self.octets, len(data)):

@@ -18,25 +18,38 @@ URLs:
 - A Flash room client connects with C{{appKey: "flashRoomApp", login}} and
   speaks the room protocol in AMF0 calls (C{sendData}, C{pong}; the server
   calls C{DataStatusEvent}, C{OnDataEvent}, C{ping}, C{fail}).
+
+Access (docs/security.md): a signed token comes as C{?token=JWT} on the
+stream name or the app, as C{token} in ffmpeg's connect arguments, or in a
+Flash client's connect object; it goes to the core with the identity
+(L{IClientSession.identify}), and the core's access policy decides each
+step, as for a WebSocket client. A client identifies at C{connect} when it
+can (Flash, connect arguments, a token on the app), else at its first
+C{publish} or C{play}. While a check is out (a REST hook), the client's
+later commands wait for the answer, in order.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from typing import Protocol
+from typing import Any, Callable, Protocol
+
+from twisted.internet import defer
 
 from wcs.config import Key, declare
-from wcs.errors import ProtocolError, StreamError, WcsError
+from wcs.errors import ProtocolError, WcsError
 from wcs.interfaces import NAME_IN_USE, IClientSession, IRoomServer
 from wcs.logs import Logger, LogLimiter, clip
 from wcs.rtmp import amf0
+from wcs.rtmp.arguments import Arguments, BadArgument
 from wcs.rtmp.channel import RTMPChannel
 from wcs.rtmp.chunks import AUDIO, VIDEO
 from wcs.rtmp.connection import Command, Data, Media, ServerConnection
 from wcs.rtmp.errors import RTMPProtocolError
 from wcs.rtmp.netstream import Feeds, PlayStream, Publication
 from wcs.rtmp.relay import FLVFeed, RTMPSource, TagPlayer
+from wcs.rtmp.waiting import Waiting
 
 log = Logger()
 badInput = LogLimiter(log)
@@ -64,10 +77,6 @@ declare(
 _REASON_KIND = re.compile(r"[^0-9'\"]*")
 
 HANDSHAKE, CONNECT = "handshake", "connect"
-
-
-class BadArgument(Exception):
-    """A client's command argument that cannot be used; the message says why."""
 
 
 class Output(Protocol):
@@ -107,9 +116,14 @@ class RTMPApplication:
             minChunkSize=settings.rtmp_min_chunk_size,
             maxPending=settings.rtmp_max_pending_bytes,
             maxAMFValues=settings.rtmp_amf_max_values)
+        self.args = Arguments(settings.rtmp_max_name_length)
         self.session: IClientSession | None = None
         self.channel: RTMPChannel | None = None
         self.app = ""
+        self.roomApp = False  # rtmp://HOST/room/ROOM/LOGIN: the login is the stream name
+        self.token: str | None = None  # from the app's query or the connect arguments
+        # Commands wait here while an access check is out.
+        self.waiting = Waiting(self._event, self.close, lambda: self.closed, self.flush)
         # From the connect arguments: (room, login) of ffmpeg's -rtmp_conn.
         self.argsRoom: tuple[str, str] | None = None
         self.nextStreamId = 1
@@ -134,16 +148,21 @@ class RTMPApplication:
             self.session.peerActive()  # any bytes: media, acks, ping responses
         try:
             for event in self.conn.receive(data):
-                if isinstance(event, Media):
-                    self._media(event)
-                elif isinstance(event, Command):
-                    self._command(event)
-                elif isinstance(event, Data):
-                    self._data(event)
+                if self.closed:
+                    break
+                self.waiting.receive(event)
         except RTMPProtocolError as e:
             self.close(f"protocol error: {e}")
             return
         self.flush()
+
+    def _event(self, event: Command | Data | Media) -> None:
+        if isinstance(event, Media):
+            self._media(event)
+        elif isinstance(event, Command):
+            self._command(event)
+        elif isinstance(event, Data):
+            self._data(event)
 
     def connectionLost(self) -> None:
         self.closed = True
@@ -203,15 +222,6 @@ class RTMPApplication:
         self.warn("call", "{name} refused: {info}", name=clip(command.name), info=info)
         self.conn.error(command.transactionId, "NetConnection.Call.Failed", info)
 
-    def _text(self, value, what: str) -> str:
-        """C{value} if it is a non-empty string of at most rtmp_max_name_length characters."""
-        maxLength = self.settings.rtmp_max_name_length
-        if not isinstance(value, str) or not value:
-            raise BadArgument(f"{what} must be a non-empty string")
-        if len(value) > maxLength:
-            raise BadArgument(f"{what} is longer than {maxLength} characters")
-        return value
-
     def cmd_connect(self, command: Command) -> None:
         if self.session is not None:
             # A second session on one connection would orphan the first.
@@ -220,54 +230,62 @@ class RTMPApplication:
                             "already connected")
             return
         draining = self.server.draining
+        transactionId = command.transactionId
+
+        def rejected(info: str) -> None:
+            self.warn("connect", "connect refused: {info}", info=info)
+            self.conn.error(transactionId, "NetConnection.Connect.Rejected", info)
+            self.close(f"connect refused: {info}")
+
         if draining:
-            self.conn.error(command.transactionId, "NetConnection.Connect.Rejected", draining)
+            self.conn.error(transactionId, "NetConnection.Connect.Rejected", draining)
             self.close(f"connect refused: {draining}")
             return
         try:
-            flash = self._parseConnect(command)
+            found = self.args.connect(command.commandObject, command.args)
         except BadArgument as e:
-            self.warn("connect", "connect refused: {info}", info=str(e))
-            self.conn.error(command.transactionId, "NetConnection.Connect.Rejected", str(e))
-            self.close(f"connect refused: {e}")
+            rejected(str(e))
             return
-        self.conn.acceptConnect(command.transactionId)
+        self.app, self.token, self.argsRoom = found.app, found.token, found.argsRoom
+        self.roomApp = self.app.startswith("room/")
+        flash = found.flash
         self.channel = RTMPChannel(self, flash=flash is not None)
         self.session = self.server.openSession(self.channel)
+
+        def accepted(_=None) -> None:
+            self.conn.acceptConnect(transactionId)
+            log.info("{peer} connected to app {app}", peer=self.peer, app=clip(self.app))
+
         if flash is not None:
-            self._identify("flashRoomApp", flash)
+            self.waiting.after(self._identify("flashRoomApp", flash or None), accepted, rejected)
         elif self.argsRoom is not None:
-            self._identify("rtmp", self.argsRoom[1])
-        elif not self.app.startswith("room/"):
-            # A room URL names the login in the stream name: identify at publish.
-            self._identify("rtmp", None)
-        log.info("{peer} connected to app {app}", peer=self.peer, app=clip(self.app))
+            self.waiting.after(self._identify("rtmp", self.argsRoom[1]), accepted, rejected)
+        elif self.token is not None and not self.roomApp:
+            self.waiting.after(self._identify("rtmp", None), accepted, rejected)
+        else:
+            # The token, if any, and a room URL's login come with the stream
+            # name: identify at publish or play.
+            accepted()
 
-    def _parseConnect(self, command: Command) -> str | None:
-        """
-        Set C{app} and C{argsRoom} from C{connect}; the login of a Flash room
-        client ("" if it gave none), or None for an encoder or player.
-        """
-        info = command.commandObject if isinstance(command.commandObject, dict) else {}
-        app = info.get("app")
-        self.app = "" if app is None or app == "" else self._text(app, "app").strip("/")
-        flash = None
-        for arg in command.args:
-            if not isinstance(arg, dict):
-                continue
-            if arg.get("appKey") == "flashRoomApp" and flash is None:
-                login = arg.get("login")
-                flash = "" if login is None or login == "" else self._text(login, "login")
-            elif arg.get("room") and arg.get("login") and self.argsRoom is None:
-                self.argsRoom = (self._text(arg["room"], "room"),
-                                 self._text(arg["login"], "login"))
-        return flash
-
-    def _identify(self, appKey: str, login: str | None) -> None:
+    def _identify(self, appKey: str, login: str | None,
+                  token: str | None = None) -> defer.Deferred:
+        """The session's identification (a Deferred), with the connection's token."""
         try:
-            self.session.identify(appKey, login or None)
+            return self.session.identify(appKey, login or None, token or self.token)
         except ProtocolError as e:
-            self.session.refuse("connection", e.info)
+            return defer.fail(e)
+
+    def _identified(self, login: str | None, token: str | None,
+                    then: Callable[[Any], None], refused: Callable[[str], None]) -> None:
+        """C{then()} once the session is identified: now, or at this first publish or play."""
+        if self.session.identified:
+            then(None)
+            return
+
+        def unidentified(info: str) -> None:
+            refused(info)
+            self.close(f"connection refused: {info}")  # an unidentified session is done
+        self.waiting.after(self._identify("rtmp", login, token), then, unidentified)
 
     def cmd_createStream(self, command: Command) -> None:
         if len(self.publishing) + len(self.players) >= \
@@ -284,7 +302,7 @@ class RTMPApplication:
 
     def cmd_FCPublish(self, command: Command) -> None:
         try:
-            name = self._text(command.args[0] if command.args else None, "stream name")
+            name, _ = self.args.query(command.args[0] if command.args else None, "stream name")
         except BadArgument as e:
             self._refuseCall(command, str(e))
             return
@@ -315,10 +333,14 @@ class RTMPApplication:
         if player is not None:
             player.stop()
 
-    def _streamName(self, command: Command, what: str, code: str) -> str | None:
-        """The stream name of a C{publish} or C{play}, or None with the client told."""
+    def _streamName(self, command: Command, what: str,
+                    code: str) -> tuple[str, dict[str, str]] | None:
+        """
+        The stream name of a C{publish} or C{play} and its query
+        (C{?token=...&record=true}), or None with the client told.
+        """
         try:
-            return self._text(command.args[0] if command.args else None, "stream name")
+            return self.args.query(command.args[0] if command.args else None, "stream name")
         except BadArgument as e:
             self.warn("stream", "{what} refused: {info}", what=what, info=str(e))
             self.conn.onStatus(command.streamId, code, f"{e}.", level="error")
@@ -347,29 +369,51 @@ class RTMPApplication:
 
     def cmd_publish(self, command: Command) -> None:
         streamId = command.streamId
-        name = self._streamName(command, "publish", "NetStream.Publish.BadName")
-        if name is None or not self._streamFree(streamId, "publish"):
+        parsed = self._streamName(command, "publish", "NetStream.Publish.BadName")
+        if parsed is None or not self._streamFree(streamId, "publish"):
             return
-        name, record = recordOption(name)
+        name, query = parsed
+        record = query.get("record") == "true"
         try:
-            room, login = self._roomOf(name)
-            if not self.session.identified and room is None:
-                raise StreamError("publish to rtmp://HOST/room/ROOM/LOGIN")
-            if room is not None:
-                self._joinRoom(room, login)
-                name = f"{room}-{login}"
-            if self.server.streamNameInUse(name):
-                raise StreamError(NAME_IN_USE)
-        except WcsError as e:
-            self._refusePublish(streamId, name, e.info)
+            token = self.args.token(query.get("token"))
+        except BadArgument as e:
+            self._refusePublish(streamId, name, str(e))
             return
-        # Announced (PUBLISHED, playable by name) once the media can be
-        # played: see _media.
-        self.publishing[streamId] = Publication(RTMPSource(name), record)
-        self.conn.streamBegin(streamId)
-        self.conn.onStatus(streamId, "NetStream.Publish.Start", f"{name} is now published.",
-                           details=name)
-        log.info("{peer} publishes {name}", peer=self.peer, name=clip(name))
+        room, login = self._roomOf(name)
+        if room is not None:
+            name = f"{room}-{login}"
+
+        def refused(info: str) -> None:
+            self._refusePublish(streamId, name, info)
+
+        # Each step asks the core's access policy; a refusal ends the publish.
+        def identified(_) -> None:
+            if room is None:
+                joined(None)
+            elif self.session.login != login:
+                refused(f"this connection is {self.session.login!r}, not {login!r}")
+            else:
+                self.waiting.after(self.session.requestJoin(room), joined, refused)
+
+        def joined(_) -> None:
+            if self.server.streamNameInUse(name):
+                refused(NAME_IN_USE)
+            else:
+                self.waiting.after(self.session.authorizePublish(name, room, record), start, refused)
+
+        def start(record: bool) -> None:
+            if self.server.streamNameInUse(name):  # taken while the backend was asked
+                refused(NAME_IN_USE)
+                return
+            # Announced (PUBLISHED, playable by name) once the media can be
+            # played: see _media.
+            self.publishing[streamId] = Publication(RTMPSource(name), record)
+            self.conn.streamBegin(streamId)
+            self.conn.onStatus(streamId, "NetStream.Publish.Start",
+                               f"{name} is now published.", details=name)
+            log.info("{peer} publishes {name}", peer=self.peer, name=clip(name))
+
+        self._identified(login if room is not None else None, token, identified, refused)
 
     def _refusePublish(self, streamId: int, name: str, info: str) -> None:
         self.warn("publish", "publish of {name} refused: {info}", name=clip(name), info=info)
@@ -394,16 +438,6 @@ class RTMPApplication:
             return "/".join(parts[1:]), name
         return self.argsRoom or (None, None)
 
-    def _joinRoom(self, room: str, login: str) -> None:
-        limit = self.settings.room_name_max_length
-        if len(room) > limit:
-            raise StreamError(f"room name is longer than {limit} characters")
-        if not self.session.identified:
-            self._identify("rtmp", login)
-        elif self.session.login != login:
-            raise StreamError(f"this connection is {self.session.login!r}, not {login!r}")
-        self.session.joinRoom(room)
-
     def _publishStopped(self, streamId: int) -> None:
         publication = self.publishing.pop(streamId, None)
         if publication is not None:
@@ -426,8 +460,28 @@ class RTMPApplication:
 
     def cmd_play(self, command: Command) -> None:
         streamId = command.streamId
-        name = self._streamName(command, "play", "NetStream.Play.Failed")
-        if name is None or not self._streamFree(streamId, "play"):
+        parsed = self._streamName(command, "play", "NetStream.Play.Failed")
+        if parsed is None or not self._streamFree(streamId, "play"):
+            return
+        name, query = parsed
+
+        def refused(info: str) -> None:
+            self.warn("play", "play of {name} refused: {info}", name=clip(name), info=info)
+            self.conn.onStatus(streamId, "NetStream.Play.Failed", info, level="error")
+
+        def identified(_) -> None:
+            self.waiting.after(self.session.authorizePlay(name),
+                        lambda _: self._play(streamId, name), refused)
+
+        try:
+            token = self.args.token(query.get("token"))
+        except BadArgument as e:
+            refused(str(e))
+            return
+        self._identified(None, token, identified, refused)
+
+    def _play(self, streamId: int, name: str) -> None:
+        if not self._streamFree(streamId, "play"):
             return
         source = self.server.liveSource(name)
         if source is None:
@@ -481,8 +535,3 @@ class RTMPApplication:
             reader.value()
         publication.source.setMetadata(bytes(data.payload[reader.offset:]))
 
-
-def recordOption(name: str) -> tuple[str, bool]:
-    """C{STREAM?record=true} asks for a recording, like the original server."""
-    base, _, query = name.partition("?")
-    return base, "record=true" in query.split("&")

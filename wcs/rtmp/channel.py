@@ -32,6 +32,8 @@ class RTMPChannel:
 
     def send(self, message) -> None:
         app = self.application
+        if app.closed:
+            return  # refused at connect: the status went out, the connection is closing
         if self.flash:
             if message.name in FLASH_CALLS:
                 app.conn.call(message.name, *message.args)

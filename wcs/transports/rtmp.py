@@ -23,6 +23,7 @@ from wcs.logs import Logger
 from wcs.rtmp.application import RTMPApplication, badInput
 from wcs.rtmp.deadline import StepDeadline
 from wcs.rtmp.netstream import Feeds
+from wcs.transports.outbox import Outboxes
 from wcs.transports.peers import ADMIT, PeerConnections
 
 log = Logger()
@@ -46,6 +47,8 @@ KERNEL_SEND_BUFFER = 256 * 1024
 class RTMPServerProtocol(Protocol):
     application: RTMPApplication | None = None
     counted = False  # against the per-address cap, until the connection is lost
+    outbox = None  # bytes written in this reactor turn, not yet sent
+    dropped = False  # (never: a congested player drops frames, not the connection)
 
     def connectionMade(self) -> None:
         factory, address = self.factory, self.transport.getPeer()
@@ -73,10 +76,18 @@ class RTMPServerProtocol(Protocol):
 
     def dataReceived(self, data: bytes) -> None:
         if self.application is not None:
-            self.application.dataReceived(data)
+            # What a publisher's read makes for its players goes out at its end.
+            outboxes = self.factory.outboxes
+            outboxes.reading += 1
+            try:
+                self.application.dataReceived(data)
+            finally:
+                outboxes.reading -= 1
+                outboxes.flush()
             self.deadline.expect(self.application.awaiting)
 
     def connectionLost(self, reason=None) -> None:
+        self.outbox = None
         if self.counted:
             self.counted = False
             self.factory.peers.disconnect(self.address)
@@ -87,9 +98,17 @@ class RTMPServerProtocol(Protocol):
     # The application's Output
 
     def write(self, data: bytes) -> None:
-        self.transport.write(data)  # ignored by Twisted once disconnected
+        # The chunks of one reactor turn go out in one send
+        # (wcs/transports/outbox.py); Twisted ignores them once disconnected.
+        if self.outbox:
+            self.outbox.append(data)
+        else:
+            self.outbox = [data]
+            self.factory.outboxes.add(self)
 
     def close(self) -> None:
+        if self.outbox:
+            self.factory.outboxes.flushOne(self)
         self.transport.loseConnection()
 
     # IPushProducer: the transport says when its buffer is full.
@@ -115,6 +134,7 @@ class RTMPFactory(Factory):
         self.settings = settings
         self.peers = PeerConnections(settings.rtmp_max_connections_per_address)
         self.feeds = Feeds()
+        self.outboxes = Outboxes(server.clock.callLater)
 
 
 @implementer(ITransport)

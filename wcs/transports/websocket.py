@@ -23,7 +23,9 @@ from wcs.config import Key, declare
 from wcs.errors import ProtocolError
 from wcs.interfaces import IRoomServer, ISignallingChannel, ITransport
 from wcs.messages import ServerMessage, decodeFrame, encodeFrame
+from wcs.transports.outbox import Outboxes
 from wcs.transports.peers import DROP, PeerConnections
+from wcs.transports.wsframes import textFrame as clientTextFrame
 
 declare(
     Key("ws_max_send_buffer", "int", 1 << 20,
@@ -88,6 +90,7 @@ class SignallingProtocol(WebSocketServerProtocol):
     host = None  # the peer's address while it counts against the caps
     refusal = None  # why the opening handshake is refused, if it is
     dropped = False  # cut for reading too slowly: write nothing more
+    outbox = None  # frames sent in this reactor turn, not yet written
     # `peer` (ISignallingChannel) is set by Autobahn on connection.
 
     def connectionMade(self) -> None:
@@ -123,6 +126,7 @@ class SignallingProtocol(WebSocketServerProtocol):
         self.dropConnection(abort=False)
 
     def connectionLost(self, reason) -> None:
+        self.outbox = None
         if self.host is not None:
             self.factory.peers.disconnect(self.host)
             self.host = None
@@ -140,7 +144,32 @@ class SignallingProtocol(WebSocketServerProtocol):
         # control frames (WebSocket pings, pongs) that never reach onMessage.
         if self.session is not None:
             self.session.peerActive()
-        super().dataReceived(data)
+        outboxes = self.factory.outboxes
+        outboxes.reading += 1
+        try:
+            if (self.state == self.STATE_OPEN and not self.data
+                    and self.current_frame is None and not self.inside_message):
+                data = self._readTextFrames(data)
+            if data:
+                super().dataReceived(data)
+        finally:
+            outboxes.reading -= 1
+            outboxes.flush()
+
+    def _readTextFrames(self, data: bytes) -> bytes:
+        """
+        Hand the whole text frames at the start of C{data} to L{onMessage}
+        (L{wcs.transports.wsframes}); return the rest, for Autobahn.
+        """
+        offset, limit = 0, self.factory.hardLimit
+        while True:
+            frame = clientTextFrame(data, offset, limit)
+            if frame is None:
+                return data[offset:] if offset else data
+            payload, offset = frame
+            self.onMessage(payload, False)
+            if self.state != self.STATE_OPEN:
+                return data[offset:]
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         session = self.session
@@ -183,10 +212,22 @@ class SignallingProtocol(WebSocketServerProtocol):
                 return
         if self.send_queue:
             self.sendData(frame)  # keep order behind what Autobahn queued
+            return
+        # Autobahn's sendData formats a debug line per call even when debug
+        # is off: a third of the cost of a small message. The frames of one
+        # reactor turn go out together (wcs/transports/outbox.py).
+        if self.outbox:
+            self.outbox.append(frame)
         else:
-            # Autobahn's sendData formats a debug line per call even when
-            # debug is off: a third of the cost of a small message.
-            self.transport.write(frame)
+            self.outbox = [frame]
+            self.factory.outboxes.add(self)
+
+    def sendData(self, data: bytes, sync: bool = False, chopsize=None) -> None:
+        # Every write of Autobahn's own (handshake, pong, close) comes here:
+        # what this turn queued goes first, in the order it was sent.
+        if self.outbox:
+            self.factory.outboxes.flushOne(self)
+        super().sendData(data, sync, chopsize)
 
     def _dropSlowReader(self, limit: int) -> None:
         """
@@ -217,9 +258,10 @@ class SignallingFactory(WebSocketServerFactory):
         self.softLimit = settings.ws_max_message_size
         self.maxDepth = settings.json_max_depth
         self.maxBacklog = settings.ws_max_send_buffer
+        self.outboxes = Outboxes(server.clock.callLater)
         self.peers = PeerConnections(settings.ws_max_connections_per_address,
                                      settings.ws_max_connections)
-        hard = max(self.softLimit * HARD_LIMIT_FACTOR, 1 << 20)
+        hard = self.hardLimit = max(self.softLimit * HARD_LIMIT_FACTOR, 1 << 20)
         self.setProtocolOptions(
             maxMessagePayloadSize=hard,
             maxFramePayloadSize=hard,

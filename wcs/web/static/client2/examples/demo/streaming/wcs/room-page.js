@@ -213,11 +213,14 @@
     // makes; the TURN servers arrive with getUserData, before any stream.
     var media = {iceServers: []};
     if (params.get("relay") === "1") media.iceTransportPolicy = "relay";
+    // ?token=JWT: a signed access token, for a server with auth_required.
+    var token = params.get("token") || undefined;
     function onEstablished(session) {
       setStatus("connected, joining " + roomName + "…", "busy");
       onRoom(session.join({name: roomName, record: record}));
     }
-    connection = RoomApi.connect({urlServer: server, username: login, mediaOptions: media})
+    connection = RoomApi.connect({urlServer: server, username: login, token: token,
+                                  mediaOptions: media})
     .on(SESSION.ESTABLISHED, onEstablished).on(SESSION.DISCONNECTED, function () {
       var status = closing || ["disconnected from the server", "error"];
       closing = null;

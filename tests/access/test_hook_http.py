@@ -1,0 +1,78 @@
+"""The hooks' HTTP client (wcs.access.http) on a StringTransport: each way an answer ends."""
+
+import pytest
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+
+from wcs.access.http import Client, HTTPError, _Connection
+
+
+def connection(maxBody=100, keep=2):
+    client = Client(MemoryReactorClock(), "http://backend.example:8080/hook/", 1.0, keep, maxBody)
+    conn = _Connection(client)
+    conn.makeConnection(StringTransport())
+    return client, conn
+
+
+def answer(conn, *parts):
+    results = []
+    d = conn.request(b"POST /hook/x HTTP/1.1\r\n\r\n{}")
+    d.addBoth(results.append)
+    for part in parts:
+        conn.dataReceived(part)
+    return results
+
+
+def test_a_request_is_one_write_with_the_path_and_host():
+    client, conn = connection()
+    client.idle.append(conn)
+    client.post("joinRoom", b'{"a":1}')
+    sent = conn.transport.value()
+    assert sent.startswith(b"POST /hook/joinRoom HTTP/1.1\r\nHost: backend.example:8080\r\n")
+    assert sent.endswith(b"Content-Length: 7\r\n\r\n{\"a\":1}")
+
+
+def test_content_length_in_pieces_and_the_connection_kept():
+    client, conn = connection()
+    results = answer(conn, b"HTTP/1.1 200 OK\r\nContent-Le", b"ngth: 11\r\n\r\n{\"login\"",
+                     b":1}")
+    assert results == [(200, b'{"login":1}')]
+    assert client.idle == [conn]
+
+
+def test_chunked_and_close_delimited_bodies():
+    client, conn = connection()
+    results = answer(conn, b"HTTP/1.1 403 Forbidden\r\nTransfer-Encoding: chunked\r\n\r\n"
+                           b"4\r\n{\"re\r\n", b"a\r\nason\":\"x\"}\r\n0\r\n\r\n")
+    assert results == [(403, b'{"reason":"x"}')]
+    client, conn = connection()
+    assert answer(conn, b"HTTP/1.1 204 No Content\r\n\r\n") == [(204, b"")]
+    client, conn = connection()
+    results = answer(conn, b"HTTP/1.0 200 OK\r\n\r\n{}")
+    assert results == []
+    conn.connectionLost(None)
+    assert results == [(200, b"{}")] and client.idle == []
+
+
+@pytest.mark.parametrize("reply", [
+    b"SMTP ready\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nContent-Length: 101\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    b"HTTP/1.1 200 OK\r\n" + b"X: y\r\n" * 5000,
+])
+def test_bad_or_long_answers_fail_and_close(reply):
+    client, conn = connection()
+    results = answer(conn, reply)
+    assert len(results) == 1 and results[0].check(HTTPError)
+    assert conn.transport.disconnecting and client.idle == []
+
+
+def test_connection_close_is_not_kept_and_a_cancel_aborts():
+    client, conn = connection()
+    assert answer(conn, b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}") \
+        == [(200, b"{}")]
+    assert client.idle == [] and conn.transport.disconnecting
+    client, conn = connection()
+    d = conn.request(b"x")
+    d.addErrback(lambda f: None)
+    d.cancel()
+    assert conn.transport.disconnecting

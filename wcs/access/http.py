@@ -1,0 +1,179 @@
+"""
+A small HTTP/1.1 client for the REST hooks: JSON POSTs on kept-alive
+connections to one backend.
+
+Twisted's C{Agent} cost about a millisecond of the reactor per request
+(request and response objects, header maps, producers, a dozen Deferreds);
+a join costs a fifth of that, so a hook made joins several times dearer
+(docs/performance.md). Here a request is one write of prepared bytes and
+its answer one parse: the status, the headers the answer needs, and a body
+by C{Content-Length}, chunks or the connection's end.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from twisted.internet import defer, protocol
+from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+from twisted.internet.ssl import optionsForClientTLS
+
+MAX_HEAD = 16384
+
+
+class HTTPError(Exception):
+    """An answer that is not HTTP/1.x, or too long."""
+
+
+class _Connection(protocol.Protocol):
+    """One connection; one request at a time."""
+
+    def __init__(self, client: "Client"):
+        self.client = client
+        self.pending: defer.Deferred | None = None
+        self.reusable = False
+
+    def connectionMade(self) -> None:
+        transport = self.transport
+        while transport is not None and not hasattr(transport, "setTcpNoDelay"):
+            transport = getattr(transport, "transport", None)  # under TLS
+        if transport is not None:
+            transport.setTcpNoDelay(True)
+
+    def request(self, data: bytes) -> defer.Deferred:
+        self.buffer = b""
+        self.head: dict[bytes, bytes] | None = None
+        self.code = 0
+        self.reusable = False
+        self.pending = defer.Deferred(lambda d: self.transport.abortConnection())
+        self.transport.write(data)
+        return self.pending
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.pending is None:
+            self.transport.abortConnection()  # an answer to nothing
+            return
+        self.buffer += data
+        try:
+            body = self._parse()
+        except (HTTPError, ValueError, IndexError) as e:
+            self._finish(failure=HTTPError(str(e)))
+            self.transport.abortConnection()
+            return
+        if body is not None:
+            self._finish((self.code, body))
+
+    def _parse(self) -> bytes | None:
+        """The body once complete, else None."""
+        if self.head is None:
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
+                if len(self.buffer) > MAX_HEAD:
+                    raise HTTPError("headers too long")
+                return None
+            lines = self.buffer[:end].split(b"\r\n")
+            version, code = lines[0].split(b" ", 2)[:2]
+            if not version.startswith(b"HTTP/1."):
+                raise HTTPError("not an HTTP/1 answer")
+            self.code = int(code)
+            self.head = {}
+            for line in lines[1:]:
+                name, _, value = line.partition(b":")
+                self.head[name.strip().lower()] = value.strip().lower()
+            self.buffer = self.buffer[end + 4:]
+            self.reusable = self.head.get(b"connection") != b"close" and \
+                version != b"HTTP/1.0"
+        limit = self.client.maxBody
+        if self.code in (204, 304):
+            return b""  # no body, whatever the headers say
+        if b"chunked" in self.head.get(b"transfer-encoding", b""):
+            return self._chunks(limit)
+        length = self.head.get(b"content-length")
+        if length is None:
+            self.reusable = False  # the body ends with the connection
+            if len(self.buffer) > limit:
+                raise HTTPError("answer too long")
+            return None
+        if int(length) > limit:
+            raise HTTPError("answer too long")
+        return self.buffer[:int(length)] if len(self.buffer) >= int(length) else None
+
+    def _chunks(self, limit: int) -> bytes | None:
+        body, offset = [], 0
+        while True:
+            end = self.buffer.find(b"\r\n", offset)
+            if end < 0:
+                return None
+            size = int(self.buffer[offset:end].split(b";")[0], 16)
+            if size == 0:
+                # No trailers from a hook backend: the last chunk, then CRLF.
+                return b"".join(body) if self.buffer.find(b"\r\n", end + 2) >= 0 else None
+            if sum(map(len, body)) + size > limit:
+                raise HTTPError("answer too long")
+            if len(self.buffer) < end + 2 + size + 2:
+                return None
+            body.append(self.buffer[end + 2:end + 2 + size])
+            offset = end + 2 + size + 2
+
+    def _finish(self, result=None, failure=None) -> None:
+        pending, self.pending = self.pending, None
+        if pending is None or pending.called:
+            return
+        if failure is None and self.reusable and len(self.client.idle) < self.client.keep:
+            self.client.idle.append(self)
+        elif failure is None:
+            self.transport.loseConnection()
+        if failure is not None:
+            pending.errback(failure)
+        else:
+            pending.callback(result)
+
+    def connectionLost(self, reason=protocol.connectionDone) -> None:
+        if self in self.client.idle:
+            self.client.idle.remove(self)
+        if self.pending is not None and self.head is not None and \
+                self.head.get(b"content-length") is None and \
+                b"chunked" not in self.head.get(b"transfer-encoding", b""):
+            self._finish((self.code, self.buffer))  # a body ended by the close
+        else:
+            self._finish(failure=reason)
+
+
+class Client:
+    """
+    POSTs to one backend; connections are kept for reuse, at most
+    C{keep} of them idle.
+    """
+
+    def __init__(self, reactor, url: str, connectTimeout: float, keep: int,
+                 maxBody: int = 65536):
+        parts = urlsplit(url)
+        self.host = parts.hostname or "localhost"
+        tls = parts.scheme == "https"
+        port = parts.port or (443 if tls else 80)
+        self.hostHeader = parts.netloc.rpartition("@")[2].encode("idna")
+        self.path = parts.path.rstrip("/")
+        self.maxBody = maxBody
+        endpoint = HostnameEndpoint(reactor, self.host, port, timeout=connectTimeout)
+        if tls:
+            endpoint = wrapClientTLS(optionsForClientTLS(self.host), endpoint)
+        self.endpoint = endpoint
+        self.keep = keep
+        self.idle: list[_Connection] = []
+
+    def post(self, action: str, body: bytes) -> defer.Deferred:
+        """Fires with C{(status, body)}; cancel it to give up (the connection closes)."""
+        data = (b"POST %s/%s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n" % (self.path.encode("utf-8"), action.encode(),
+                                                 self.hostHeader, len(body))) + body
+        while self.idle:
+            connection = self.idle.pop()
+            if connection.transport is not None and connection.transport.connected:
+                return connection.request(data)
+        factory = protocol.Factory.forProtocol(lambda: _Connection(self))
+        factory.noisy = False
+        return self.endpoint.connect(factory).addCallback(lambda c: c.request(data))
+
+    def close(self) -> None:
+        while self.idle:
+            self.idle.pop().transport.loseConnection()
