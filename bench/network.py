@@ -14,14 +14,15 @@ exits non-zero when a probe did not prove its profile or a run failed.
 
     .venv/bin/python bench/network.py [--profile all|wifi,lossy] [--codec h264,vp8]
                                       [--server wcs,janus] [--players 4] [--seconds 30]
-                                      [--size 640x480] [--json out.jsonl]
-                                      [--set room_max_bitrate=500 ...]
+                                      [--size 640x480] [--json out.jsonl] [--no-rtx]
+                                      [--workdir DIR] [--set room_max_bitrate=500 ...]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -40,8 +41,8 @@ from tests.support.rooms import MEDIA  # noqa: E402
 from tests.support.server import startServer  # noqa: E402
 
 COLUMNS = ("server", "profile", "codec", "player", "pub fps", "fps", "freezes/min", "frozen s",
-           "delay p50 ms", "p95 ms", "uplink kbit/s", "downlink kbit/s", "tail drops",
-           "keyframes", "load")
+           "delay p50 ms", "p95 ms", "uplink kbit/s", "pub media kbit/s", "uplink/media",
+           "downlink kbit/s", "tail drops", "keyframes", "load")
 
 
 def runProfile(profile, args, workdir: Path) -> tuple[list[dict], list[str]]:
@@ -73,7 +74,7 @@ def runServer(kind, profile, report, lab, args, workdir: Path, failures) -> list
     try:
         for codec in args.codecs:
             run = RoomRun(codec, args.players, args.seconds, width=args.width,
-                          height=args.height)
+                          height=args.height, rtx=not args.no_rtx)
 
             async def measure():
                 room = (WcsRoom(server) if kind == "wcs"
@@ -97,8 +98,13 @@ def rows(result: dict):
     for index, player in enumerate(result["perPlayer"]):
         yield (result["server"], result["profile"], result["codec"], index, result["publisherFps"],
                player["fps"], player["freezesPerMin"], player["frozenS"], player["delayP50"],
-               player["delayP95"], result["uplinkKbit"], player["downlinkKbit"],
+               player["delayP95"], result["uplinkKbit"], result["publisherMediaKbit"],
+               _ratio(result["uplinkKbit"], result["publisherMediaKbit"]), player["downlinkKbit"],
                player["tailDropped"], player["keyframes"], round(result["load"], 1))
+
+
+def _ratio(total, media):
+    return round(total / media, 2) if total and media else None
 
 
 def main() -> int:
@@ -110,6 +116,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--size", default="640x480")
     parser.add_argument("--json", help="append one JSON line per run here")
+    parser.add_argument("--no-rtx", action="store_true",
+                        help="clients offer no RTX (retransmissions on the media SSRC)")
+    parser.add_argument("--workdir", help="keep the servers' folders (their logs) here")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a wcs setting for the runs (repeatable)")
     args = parser.parse_args()
@@ -131,7 +140,8 @@ def main() -> int:
           f"{'present' if netemAvailable() else 'absent'}, links shaped by the NFQUEUE impairer",
           flush=True)
     table, failures = [], []
-    with tempfile.TemporaryDirectory(prefix="netlab-") as workdir:
+    with (contextlib.nullcontext(args.workdir) if args.workdir
+          else tempfile.TemporaryDirectory(prefix="netlab-")) as workdir:
         for name in names:
             results, failed = runProfile(PROFILES[name], args, Path(workdir))
             failures += failed

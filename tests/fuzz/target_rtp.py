@@ -1,7 +1,8 @@
 """
 The media path of a WebRTC publisher, from decrypted packets on: RTP routed
-by SSRC (learnt by payload type), keyframe detection, forwarding to a player
-(with its history for NACKs), frames assembled for sinks and converted to
+by SSRC (learnt by payload type), RTX unwrapped (video: the codec's payload
+type + 1), keyframe detection, forwarding to a player
+(with its history for NACKs, answered as RTX), frames assembled for sinks and converted to
 FLV as for RTMP players; RTCP routed: sender reports to the publisher's
 track, PLI/FIR/NACK to the player. Real MediaTransport (not connected: what
 would be sent is dropped), real tracks.
@@ -16,7 +17,7 @@ from twisted.internet.task import Clock
 from zope.interface import implementer
 
 from wcs.interfaces import IMediaSink
-from wcs.media import rtp
+from wcs.media import rtp, rtx
 from wcs.media.ice import IceConnection, PortRange
 from wcs.media.source import WebRTCSource
 from wcs.media.track import IncomingTrack, Subscription
@@ -76,7 +77,12 @@ def fuzz(data: bytes) -> None:
         track = IncomingTrack(transport, kind, codec, CLOCK_RATES[kind], payloadType, None,
                               clock)
         transport.receiversByType[payloadType] = track
-        Subscription(track, transport, SUBSCRIBER_SSRC + number, payloadType).attach()
+        subscription = Subscription(track, transport, SUBSCRIBER_SSRC + number, payloadType)
+        if kind == "video":
+            transport.receiversByType[payloadType + 1] = rtx.RtxReceiver(
+                track, payloadType + 1, None)
+            subscription.rtx = rtx.RtxSender(payloadType + 1, 0xBEEF + number)
+        subscription.attach()
         source = WebRTCSource(codec)
         source.addTrack(track)
         source.attach(FLVSink())

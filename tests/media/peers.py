@@ -152,11 +152,13 @@ class ToneAudio(MediaStreamTrack):
         return frame
 
 
-def _prefer(transceiver, mimeType: str | None):
+def _prefer(transceiver, mimeType: str | None, rtx: bool = False):
+    """Offer only C{mimeType}'s codecs, and with C{rtx} their RTX (as browsers do)."""
     if mimeType is None:
         return
+    wanted = {mimeType.lower(), f"{transceiver.kind}/rtx"} if rtx else {mimeType.lower()}
     codecs = [c for c in RTCRtpReceiver.getCapabilities(transceiver.kind).codecs
-              if c.mimeType.lower() == mimeType.lower()]
+              if c.mimeType.lower() in wanted]
     transceiver.setCodecPreferences(codecs)
 
 
@@ -202,12 +204,12 @@ class Publisher:
     """An aiortc publisher of generated video and/or audio."""
 
     def __init__(self, video: str | None = "video/H264", audio: str | None = "audio/opus",
-                 width=320, height=240):
+                 width=320, height=240, rtx: bool = False):
         self.pc = newPeer()
         self.videoTrack = PatternVideo(width, height) if video else None
         self.audioTrack = ToneAudio() if audio else None
         if video:
-            _prefer(self.pc.addTransceiver(self.videoTrack, direction="sendonly"), video)
+            _prefer(self.pc.addTransceiver(self.videoTrack, direction="sendonly"), video, rtx)
         if audio:
             _prefer(self.pc.addTransceiver(self.audioTrack, direction="sendonly"), audio)
 
@@ -225,14 +227,14 @@ class Player:
     """An aiortc player: receive-only offer, frames decoded by aiortc."""
 
     def __init__(self, video: str | None = "video/H264", audio: str | None = "audio/opus",
-                 videoCodecs: str | None = None):
+                 videoCodecs: str | None = None, rtx: bool = False):
         self.pc = newPeer()
         self.frames = {"video": [], "audio": []}
         self.arrivals = {"video": [], "audio": []}  # loop time of each frame
         self.arrived = {"video": asyncio.Event(), "audio": asyncio.Event()}
         self.tasks = []
         if video:
-            _prefer(self.pc.addTransceiver("video", direction="recvonly"), video)
+            _prefer(self.pc.addTransceiver("video", direction="recvonly"), video, rtx)
         if audio:
             _prefer(self.pc.addTransceiver("audio", direction="recvonly"), audio)
 

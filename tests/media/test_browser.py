@@ -40,14 +40,24 @@ async function main() {
   player.addTransceiver("video", {direction: "recvonly"});
   player.addTransceiver("audio", {direction: "recvonly"});
   await negotiate(player, "/play");
-  for (let i = 0; i < 100; i++) {
+  // ?frames=N: decode that many before reporting (20 by default).
+  const frames = Number(new URLSearchParams(location.search).get("frames") || 20);
+  for (let i = 0; i < frames * 5; i++) {
     await new Promise(r => setTimeout(r, 100));
     const seen = {video: 0, audio: 0};
     (await player.getStats()).forEach(s => {
       if (s.type === "inbound-rtp") seen[s.kind] = s.kind === "video"
           ? s.framesDecoded : s.packetsReceived;
+      if (s.type === "inbound-rtp" && s.kind === "video")
+        seen.player = {nackCount: s.nackCount, rtxSsrc: s.rtxSsrc,
+                       retransmittedPacketsReceived: s.retransmittedPacketsReceived};
     });
-    if (seen.video >= 20 && seen.audio >= 20 || i === 99) {
+    if (seen.video >= frames && seen.audio >= 20 || i === frames * 5 - 1) {
+      (await publisher.getStats()).forEach(s => {
+        if (s.type === "outbound-rtp" && s.kind === "video")
+          seen.publisher = {nackCount: s.nackCount, rtxSsrc: s.rtxSsrc,
+                            retransmittedPacketsSent: s.retransmittedPacketsSent};
+      });
       await post("/result", JSON.stringify(seen));
       return;
     }
@@ -60,8 +70,9 @@ main().catch(e => post("/result", JSON.stringify({error: String(e)})));
 class Page:
     """A minimal HTTP server: the page, and the engine behind its POSTs."""
 
-    def __init__(self, engine):
+    def __init__(self, engine, onSession=None):
         self.engine = engine
+        self.onSession = onSession  # called with each session as it is made
         self.publisher = Listener()
         self.player = Listener()
         self.session = None
@@ -96,6 +107,8 @@ class Page:
             else:
                 session = self.engine.play(Request("chrome", stripCandidates(offer)),
                                            self.session.source, self.player)
+            if self.onSession is not None:
+                self.onSession(session)
             return (await session.answer.asFuture(loop)).encode()
         if path == "/published":
             self.published.set()

@@ -310,3 +310,63 @@ def test_pliHeldWhileRepairing():
         track.clock.advance(RoundTrip.DEFAULT)
         assert track.requests == requests + (not keyframeComes)
         track.clock.advance(5)
+
+
+def test_reorderedPacketsWaitBeforeFirstNack():
+    """
+    Packets that come late by themselves set how long a missing packet
+    waits before its first NACK: on a link that reorders by 60 ms, packets
+    up to 60 ms late are not asked for; RTX tells a late original (on the
+    media SSRC) from the retransmission.
+    """
+    g = _Generator()
+    g.receive(100)
+    n = g.generator
+    n.lost(10, 2)  # 9 missing
+    g.clock.advance(0.005)
+    n.received(9)  # by itself, before any NACK: 5 ms late
+    assert n.reordered == 1 and n.reorderWait == pytest.approx(0.005)
+    n.lost(20, 2)  # 19 missing, at 5 ms
+    g.clock.advance(0.015)
+    assert g.nacks == [[19]]
+    g.clock.advance(0.045)
+    n.received(19, retransmission=False)  # the original, 60 ms late: not our answer
+    assert n.reorderWait == pytest.approx(0.06) and n.rtt.samples == 0
+    n.lost(30, 2)  # 29 missing, at 65 ms
+    g.clock.advance(0.055)
+    assert g.nacks == [[19]]  # 55 ms: it may still come
+    g.clock.advance(0.02)
+    assert g.nacks == [[19], [29]]
+    g.clock.advance(0.05)
+    n.received(29, retransmission=True)  # the answer: a round-trip sample
+    assert n.rtt.samples == 1 and n.reordered == 2
+    # Packets only a little late do not lower it; time does (halved every 5 s).
+    n.lost(40, 2)
+    g.clock.advance(0.005)
+    n.received(39)
+    assert n.reorderWait == pytest.approx(0.06, rel=0.05)
+    g.clock.advance(10)
+    n.lost(50, 2)
+    g.clock.advance(0.005)
+    n.received(49)
+    assert n.reorderWait == pytest.approx(0.015, rel=0.05)
+
+
+def test_lateOriginalWithoutRtx():
+    """
+    Plain retransmissions: a packet that comes sooner than half a round
+    trip after its NACK cannot be the answer; it was late. The wait is bounded.
+    """
+    g = _Generator()
+    g.receive(100)
+    n = g.generator
+    n.lost(10, 2)
+    g.clock.advance(NackGenerator.INTERVAL)
+    assert g.nacks == [[9]]
+    g.clock.advance(0.01)
+    n.received(9)
+    assert n.reordered == 1 and n.rtt.samples == 0
+    n.lost(20, 2)
+    g.clock.advance(0.5)  # NACKed, then comes half a second late: the wait is bounded
+    n.received(19, retransmission=False)
+    assert n.reorderWait == NackGenerator.MAX_REORDER_WAIT

@@ -7,7 +7,11 @@ Measured per player over a window: decoded frames per second, freezes (no
 new frame for 500 ms) per minute, glass-to-glass delay (the stamp), frames
 whose stamp came out damaged, keyframes decoded; per leg the bytes offered
 to the link (the impairer's counters): the publisher's uplink, each
-player's downlink.
+player's downlink; and what the publisher sent, counted in the client
+(L{SentCounter}): its media and its retransmissions apart.
+
+The clients offer RTX as browsers do (C{RoomRun.rtx}); without it
+retransmissions go on the media SSRC.
 """
 
 from __future__ import annotations
@@ -87,8 +91,8 @@ class Decoded:
 class MeasuringPlayer(peers.Player):
     """A video-only aiortc player that keeps what it measures, not the frames."""
 
-    def __init__(self, video: str):
-        super().__init__(video=video, audio=None)
+    def __init__(self, video: str, rtx: bool = True):
+        super().__init__(video=video, audio=None, rtx=rtx)
         # aiortc's VP8 decoder does not mark the pictures it makes as keyframes.
         self.countsKeyframes = video == CODECS["h264"]
         self.decoded: list[Decoded] = []
@@ -188,6 +192,37 @@ class WcsRoom:
                 await asyncio.wait_for(client.close(), 5)
 
 
+class SentCounter:
+    """
+    The RTP an aiortc peer sends, counted before the link: media (a sequence
+    number of its SSRC sent for the first time) and retransmissions (one
+    sent again, or anything on another SSRC: RTX). The SRTP header is in
+    the clear.
+    """
+
+    def __init__(self, pc):
+        # aiortc's private path to its aioice connection (test client only).
+        ice = pc.getTransceivers()[0].sender.transport.transport._connection
+        send = ice.sendto
+        self.mediaSsrc = pc.getTransceivers()[0].sender._ssrc
+        self.reset()
+
+        async def sendto(data: bytes, component: int) -> None:
+            if len(data) >= 12 and 128 <= data[0] <= 191 and not 192 <= data[1] <= 223:
+                key = (int.from_bytes(data[8:12], "big"), data[2] << 8 | data[3])
+                if key[0] == self.mediaSsrc and key not in self.seen:
+                    self.seen.add(key)
+                    self.media += len(data)
+                else:
+                    self.resent += len(data)
+            await send(data, component)
+        ice.sendto = sendto
+
+    def reset(self) -> None:
+        self.seen: set[tuple[int, int]] = set()
+        self.media = self.resent = 0
+
+
 @dataclass
 class RoomRun:
     codec: str
@@ -197,6 +232,7 @@ class RoomRun:
     width: int = 640
     height: int = 480
     firstFrameTimeout: float = 30.0
+    rtx: bool = True  # the clients offer RTX, as browsers do
     result: dict = field(default_factory=dict)
 
     async def run(self, room, lab) -> dict:
@@ -219,11 +255,12 @@ class RoomRun:
         publisher = peers.newPeer()
         pcs.append(publisher)
         video = StampedVideo(self.width, self.height)
-        peers._prefer(publisher.addTransceiver(video, direction="sendonly"), mime)
+        peers._prefer(publisher.addTransceiver(video, direction="sendonly"), mime, self.rtx)
         await room.publish(publisher, publisherAddress(0))
+        sent = SentCounter(publisher)
         players = []
         for index in range(self.players):
-            player = MeasuringPlayer(mime)
+            player = MeasuringPlayer(mime, self.rtx)
             pcs.append(player)
             players.append(player)
             await room.play(player.pc, playerAddress(index), index)
@@ -231,6 +268,7 @@ class RoomRun:
                                self.firstFrameTimeout)
         await asyncio.sleep(self.warmup)
         lab.reset()
+        sent.reset()
         start, made = time.monotonic(), video.count
         await asyncio.sleep(self.seconds)
         end, made = time.monotonic(), video.count - made
@@ -247,6 +285,10 @@ class RoomRun:
             # than 30 frames a second, and no player can decode more.
             "publisherFps": round(made / seconds, 1),
             "uplinkKbit": kbit("publisher0.up"),
+            "rtx": self.rtx,
+            # What the publisher sent: its media, and what it resent on NACKs.
+            "publisherMediaKbit": round(sent.media * 8 / seconds / 1000),
+            "publisherResentKbit": round(sent.resent * 8 / seconds / 1000),
             "perPlayer": [dict(p.figures(start, end), downlinkKbit=kbit(f"player{i}.down"),
                                tailDropped=links.get(f"player{i}.down", {}).get("tailDropped"))
                           for i, p in enumerate(players)],

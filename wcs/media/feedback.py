@@ -115,6 +115,14 @@ class NackGenerator:
     The RTT is measured here: from a NACK to the retransmission it asked for
     (first tries only, as RFC 6298 does with retransmitted segments).
 
+    A packet that comes late by itself (reordered: before we asked, or on
+    the media SSRC when the publisher resends on RTX, or sooner after the
+    NACK than half a round trip) was not lost: how late it was is a sample
+    of L{reorderWait}, how long a missing packet waits before its first
+    NACK: the latest of the last seconds, at most L{MAX_REORDER_WAIT}. On
+    a link that reorders, NACKs for packets still on their way would spend
+    the budget that lost ones need.
+
     @ivar missing: sequence number -> [noticed at, last asked at or None, tries]
     """
 
@@ -123,6 +131,8 @@ class NackGenerator:
     MAX_WAIT = 1.0  # s a packet may wait for budget before it is given up
     MAX_GAP = 64  # a larger gap is not NACKed: only a keyframe repairs it
     MAX_MISSING = 256  # sequence numbers behind the newest that are still wanted
+    MAX_REORDER_WAIT = 0.15  # s: the longest wait for a late packet before its first NACK
+    REORDER_HALF_LIFE = 5.0  # s
 
     def __init__(self, clock, send: Callable[[list[int]], None], gaveUp: Callable[[], None],
                  budget: RetransmitBudget, media: Callable[[], tuple[int, int]]):
@@ -132,6 +142,8 @@ class NackGenerator:
         self.budget = budget
         self.media = media  # octets and packets of media received so far
         self.rtt = RoundTrip()
+        self.reorderWait = 0.0  # s a missing packet waits before its first NACK
+        self.reorderAt = 0.0  # when it was last raised or sampled
         self.missing: dict[int, list] = {}
         self._call = None
         # Counters (docs/media.md).
@@ -139,6 +151,7 @@ class NackGenerator:
         self.retransmitsReceived = 0  # missing packets that came after all
         self.nacksGivenUp = 0  # missing packets given up
         self.nacksOverBudget = 0  # requests held back by the budget, each tick counted
+        self.reordered = 0  # missing packets that came late by themselves
 
     def lost(self, newest: int, gap: int) -> bool:
         """
@@ -163,13 +176,29 @@ class NackGenerator:
             self._call = self.clock.callLater(self.INTERVAL, self._tick)
         return True
 
-    def received(self, seq: int) -> None:
-        """A packet older than the newest arrived: a retransmission or a late one."""
+    def received(self, seq: int, retransmission: bool | None = None) -> None:
+        """
+        A packet older than the newest arrived: a retransmission or a late
+        one. C{retransmission}: which, when the stream tells (RTX); None
+        when it cannot (plain retransmissions come on the media SSRC).
+        """
         entry = self.missing.pop(seq, None)
-        if entry is not None:
-            self.retransmitsReceived += 1
-            if entry[2] == 1:
-                self.rtt.sample(self.clock.seconds() - entry[1])
+        if entry is None:
+            return
+        self.retransmitsReceived += 1
+        now = self.clock.seconds()
+        noticed, asked, tries = entry
+        if tries == 0 or retransmission is False or (
+                retransmission is None and now - asked < self.rtt.smoothed / 2):
+            self.reordered += 1
+            # The latest of the last seconds: up at once to a later packet,
+            # halved every REORDER_HALF_LIFE (most late packets are only a
+            # little late: an average would leave the tail to be NACKed).
+            decayed = self.reorderWait * 0.5 ** ((now - self.reorderAt) / self.REORDER_HALF_LIFE)
+            self.reorderWait = min(self.MAX_REORDER_WAIT, max(decayed, now - noticed))
+            self.reorderAt = now
+        elif tries == 1:
+            self.rtt.sample(now - asked)
 
     def reset(self) -> None:
         self.missing = {}
@@ -193,6 +222,8 @@ class NackGenerator:
             noticed, asked, tries = entry
             if asked is not None and now - asked < retry:
                 continue
+            if asked is None and now - noticed < self.reorderWait:
+                continue  # may still come by itself
             if tries >= self.MAX_TRIES or (asked is None and now - noticed >= self.MAX_WAIT):
                 givenUp.append(seq)
             elif self.budget.spend(octets, size):

@@ -3,11 +3,12 @@ Offer/answer for the two shapes of session we answer: a publisher's offer
 (we receive) and a player's receive-only offer (we send).
 
 Each answered m-line gets exactly one codec, so that what a publisher sends
-and what a player gets is known when the answer is made. No RTX and no
-header extensions are negotiated (but a publisher's transport-wide sequence
-number, L{wcs.media.bandwidth}): retransmissions come on the media SSRC,
-and forwarded packets carry no extension whose ID could mean something else
-to the player.
+and what a player gets is known when the answer is made, and its RTX
+payload type when the client offers one (L{wcs.media.rtx}; without it,
+retransmissions come on the media SSRC). No header extensions are
+negotiated (but a publisher's transport-wide sequence number,
+L{wcs.media.bandwidth}): forwarded packets carry no extension whose ID
+could mean something else to the player.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from wcs.errors import StreamError
-from wcs.media import info
+from wcs.media import info, rtx
 from wcs.media.internals import (
     RTCDtlsParameters,
     RTCIceParameters,
@@ -82,6 +83,8 @@ class Section:
     direction: str = "inactive"
     codec: RTCRtpCodecParameters | None = None  # the offer's, with its payload type
     ssrc: int | None = None  # publish: the peer's; play: ours
+    rtx: RTCRtpCodecParameters | None = None  # the codec's RTX payload type, if offered
+    rtxSsrc: int | None = None  # publish: the peer's RTX SSRC, if announced; play: ours
     extensions: list = field(default_factory=list)  # header extensions we answer (bandwidth.py)
     rejected: bool = False
     trackId: str = field(default_factory=lambda: str(uuid.uuid4()))
@@ -164,6 +167,8 @@ def planPublish(offer: sdp.SessionDescription, prefs: dict[str, list[str]],
             if section.codec is not None:
                 break
         section.ssrc = _peerSsrc(media)
+        section.rtx = rtx.offered(media, section.codec)
+        section.rtxSsrc = rtx.peerSsrc(media)
     _requireCodec(sections)
     return sections
 
@@ -194,6 +199,9 @@ def planPlay(offer: sdp.SessionDescription, tracks: dict[str, str],
         section.direction = _answerDirection("sendonly", media)
         if section.active:
             section.ssrc = random32()
+            section.rtx = rtx.offered(media, section.codec, rtx.RTX_TIME)
+            if section.rtx is not None:
+                section.rtxSsrc = random32()
             seen.add(media.kind)
     _requireCodec(sections)
     return sections
@@ -269,6 +277,8 @@ def buildAnswer(offer: sdp.SessionDescription, sections: list[Section], transpor
             codec = copy.deepcopy(listed[0])
             codec.rtcpFeedback = []
         codecs = [codec] if codec is not None else []
+        if codec is section.codec and section.rtx is not None and section.active:
+            codecs.append(section.rtx)
         fmt = [c.payloadType for c in codecs] or offered.fmt[:1]
         media = sdp.MediaDescription(kind=offered.kind, port=9, profile=offered.profile, fmt=fmt)
         media.rtp = RTCRtpParameters(codecs=codecs, muxId=offered.rtp.muxId,
@@ -295,6 +305,8 @@ def buildAnswer(offer: sdp.SessionDescription, sections: list[Section], transpor
         if section.active and section.direction == "sendonly":
             media.msid = f"{streamId} {section.trackId}"
             media.ssrc = [sdp.SsrcDescription(ssrc=section.ssrc, cname=cname)]
+            if section.rtx is not None:
+                rtx.answerSsrcs(media, section.ssrc, section.rtxSsrc, cname)
         answer.media.append(media)
     offerBundled = any(g.semantic == "BUNDLE" for g in offer.group)
     for mids in bundles.values():

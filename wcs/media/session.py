@@ -22,7 +22,7 @@ from zope.interface import implementer
 
 from wcs.errors import StreamError
 from wcs.interfaces import IMediaSession, IMediaSource, IMediaStats, IStreamListener
-from wcs.media import info, negotiate
+from wcs.media import info, negotiate, rtx
 from wcs.media.bandwidth import PublisherBandwidth
 from wcs.media.narrow import watchPlayer
 from wcs.media.ice import IceConnection
@@ -197,7 +197,22 @@ class PublishSession(MediaSession):
                     # No a=ssrc in the offer: the first SSRC sending this
                     # payload type is the track's (and a later one replaces it).
                     transport.receiversByType[section.codec.payloadType] = track
+                if section.rtx is not None:
+                    self._receiveRtx(transport, track, section)
                 self.source.addTrack(track)
+
+    @staticmethod
+    def _receiveRtx(transport, track, section) -> None:
+        # Retransmissions on the RTX SSRC of the offer's FID group, else on
+        # the first SSRC sending the RTX payload type (also when the group
+        # names a media SSRC as RTX: not believed).
+        ssrc = section.rtxSsrc if section.rtxSsrc not in transport.receivers else None
+        receiver = rtx.RtxReceiver(track, section.rtx.payloadType, ssrc)
+        track.rtx = receiver
+        if ssrc is not None:
+            transport.receivers[ssrc] = receiver
+        else:
+            transport.receiversByType[section.rtx.payloadType] = receiver
 
     def plan(self) -> list[negotiate.Section]:
         sections = negotiate.planPublish(self.offer, self.engine.preferences,
@@ -234,6 +249,17 @@ class PublishSession(MediaSession):
             self.bandwidth.report(transport, [t.ssrc for t in tracks if t.ssrc is not None])
 
     def unhook(self) -> None:
+        for track in self.source.incoming.values():
+            if track.kind == "video" and track.received:
+                nacks, rtxIn = track.nacks, track.rtx
+                self.log.info(
+                    "{session}: video feedback: {nacked} NACKed, {repaired} repaired, "
+                    "{givenUp} given up, {overBudget} held by the budget, {keyframes} keyframe "
+                    "requests; RTX {rtxPackets} ({unasked} unasked, {padding} padding)",
+                    session=self, nacked=nacks.nacksSent, repaired=nacks.retransmitsReceived,
+                    givenUp=nacks.nacksGivenUp, overBudget=nacks.nacksOverBudget,
+                    keyframes=track.keyframeRequests, rtxPackets=rtxIn and rtxIn.packets,
+                    unasked=rtxIn and rtxIn.unasked, padding=rtxIn and rtxIn.padding)
         self.bandwidth.stop()
         self.source.end()
 
@@ -274,6 +300,8 @@ class PlaySession(MediaSession):
             subscription = Subscription(track, self.transports[id(section)], section.ssrc,
                                         section.codec.payloadType, self._started,
                                         self.engine.feedback)
+            if section.rtx is not None:
+                subscription.rtx = rtx.RtxSender(section.rtx.payloadType, section.rtxSsrc)
             self.subscriptions.append(subscription)
             subscription.attach()
         # A player sends no media: its receiver reports, feedback and STUN
@@ -300,3 +328,14 @@ class PlaySession(MediaSession):
         subscriptions, self.subscriptions = self.subscriptions, []
         for subscription in subscriptions:
             subscription.detach()
+            if subscription.track.kind == "video" and subscription.nacksReceived:
+                s = subscription
+                self.log.info(
+                    "{session}: video feedback: {nacks} NACKs, {resent} resent ({rtx} as RTX), "
+                    "{dropped} over the budget, {tooSoon} within a round trip ({rtt:.0f} ms), "
+                    "{tooOld} too old; {keyframes} keyframe requests, {limited} not passed on",
+                    session=self, nacks=s.nacksReceived, resent=s.retransmitted,
+                    rtx=s.rtx and s.rtx.packets, dropped=s.retransmitDropped,
+                    tooSoon=s.retransmitTooSoon, rtt=s.rtt.smoothed * 1000,
+                    tooOld=s.nacksTooOld, keyframes=s.keyframeRequestsReceived,
+                    limited=s.keyframeRequestsLimited)

@@ -183,6 +183,7 @@ class Subscription:
         self.octets = 0
         self.rtt = RoundTrip()
         self.budget = RetransmitBudget(policy.share)
+        self.rtx = None  # a wcs.media.rtx.RtxSender when the player takes RTX
         self.reportsSent: dict[int, float] = {}  # LSR of our sender reports -> when sent
         self.repairingUntil = float("-inf")  # a PLI before then waits for our resent packets
         self._heldKeyframe = None
@@ -329,7 +330,7 @@ class Subscription:
                     self.retransmitted += 1
                     self.retransmittedOctets += len(data)
                     self.repairingUntil = now + retry
-                    self.send(data)
+                    self.send(data if self.rtx is None else self.rtx.wrap(data))
                 else:
                     self.retransmitDropped += 1
             elif rtp.seqNewer(kept, seq):
@@ -392,6 +393,7 @@ class IncomingTrack(Track):
         self.maxSeq = 0
         self.cycles = 0
         self.keyframes = 0  # keyframe starts received (a keyframe split in slices counts once)
+        self.rtx = None  # a wcs.media.rtx.RtxReceiver when the publisher resends as RTX
         self.nacks = NackGenerator(self.clock, self._sendNack, self.requestKeyframe,
                                    RetransmitBudget(policy.share),
                                    lambda: (self.octets, self.received))
@@ -442,7 +444,9 @@ class IncomingTrack(Track):
         delta = (seq - self.maxSeq) & 0xFFFF
         if delta == 0 or delta >= 0x8000:
             if self.nacks.missing:
-                self.nacks.received(seq)  # a late or retransmitted packet
+                # A late or retransmitted packet; on the media SSRC of a
+                # publisher that resends on RTX, a late one.
+                self.nacks.received(seq, False if self.rtx is not None else None)
             return
         if seq < self.maxSeq:
             self.cycles += 1 << 16
