@@ -21,11 +21,13 @@ import hashlib
 import json
 import shutil
 import struct
+import sys
 from pathlib import Path
 
 from tests.fuzz.runner import CORPUS, ROOT
 from tests.fuzz.target_rtp import PACKET, RTCP, RTP, SUBSCRIBER_SSRC
 from wcs.media.negotiate import stripCandidates
+from wcs.rtmp import amf0
 
 SDK_FRAMES = Path("/work/shared/docs/sdk-frames-sample.jsonl")
 CHROMIUM_FLAGS = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
@@ -152,7 +154,7 @@ def rtpPackets() -> dict[str, bytes]:
 
 
 def amf3Seeds() -> dict[str, bytes]:
-    from wcs.rtmp import amf0, amf3
+    from wcs.rtmp import amf3
 
     seeds = {}
     for path in sorted((CORPUS / "amf0").glob("ffmpeg-*")):
@@ -160,6 +162,82 @@ def amf3Seeds() -> dict[str, bytes]:
         encoded = b"".join(amf3.encode(v) for v in values)
         seeds[f"ffmpeg-{digest(encoded)}"] = encoded
     return seeds
+
+
+def _masked(payload: bytes, key: bytes = b"\x11\x22\x33\x44") -> bytes:
+    size = len(payload)
+    length = bytes((0x80 | size,)) if size < 126 else (
+        b"\xfe" + struct.pack("!H", size) if size < 1 << 16 else b"\xff" + struct.pack("!Q", size))
+    return b"\x81" + length + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+
+def _twccPacket(seq: int, twoByte: bool = False) -> bytes:
+    header = b"\x90\x60" + struct.pack("!HII", seq, seq * 3000, 0x1234)
+    if twoByte:
+        extension = b"\x10\x00\x00\x02" + b"\x01\x01\x00" + b"\x03\x02" + struct.pack("!H", seq) + b"\x00"
+    else:
+        extension = b"\xbe\xde\x00\x02" + b"\x10\xaa" + b"\x31" + struct.pack("!H", seq) + b"\x00\x00\x00"
+    return header + extension + b"payload"
+
+
+def derivedSeeds() -> None:
+    """Seeds of the targets whose input is made of the others' (no browser needed)."""
+    frames = sorted((CORPUS / "websocket").iterdir())[:4]
+    for path in frames:
+        frame = path.read_bytes()[:70000]
+        write("wsframes", f"frame-{path.name}", b"\xff\xf0" + _masked(frame) + _masked(b"{}"))
+    write("wsframes", "two-frames", b"\x10\x00" + _masked(b'{"message":"ping"}') * 2)
+    stream = b"".join(bytes((20,)) + struct.pack("!H", len(p)) + p for p in (
+        *(_twccPacket(s) for s in (1, 2, 3, 5, 4, 9, 65535, 0, 1)), _twccPacket(7, True)))
+    write("twcc", "arrivals", stream)
+    for path in sorted((CORPUS / "sdp").iterdir()):
+        write("rtx", f"offer-{path.name}", path.read_bytes())
+    write("rtx", "packet", b"\0" + b"\x80\x61" + struct.pack("!HII", 7, 9000, 0x5678)
+          + struct.pack("!H", 1234) + b"payload")
+    write("rtx", "padding", b"\0" + b"\xa0\x61" + struct.pack("!HII", 8, 9000, 0x5678)
+          + bytes(20) + b"\x15")
+    for path in sorted((CORPUS / "amf0").iterdir()):
+        write("rtmp_arguments", path.name, path.read_bytes())
+    write("rtmp_arguments", "connect-token", amf0.encodeAll(
+        "connect", 1.0, {"app": "live?token=abc.def.ghi&record=true", "tcUrl": "rtmp://h/live"},
+        {"room": "demo", "login": "alice", "token": "t"}))
+    write("rtmp_arguments", "connect-flash", amf0.encodeAll(
+        "connect", 1.0, {"app": "room"}, {"appKey": "flashRoomApp", "login": "bob", "token": "t"}))
+    write("rtmp_arguments", "publish-token", amf0.encodeAll(
+        "publish", 5.0, None, "alice?token=abc&record=true", "live"))
+    answers = {
+        "length": b"HTTP/1.1 200 OK\r\nContent-Length: 17\r\n\r\n{\"login\":\"alice\"}",
+        "chunked": b"HTTP/1.1 403 Forbidden\r\nTransfer-Encoding: chunked\r\n\r\n"
+                   b"5;x=1\r\n{\"rea\r\nc\r\nson\":\"no\"}  \r\n0\r\n\r\n",
+        "close": b"HTTP/1.0 500 Oops\r\nConnection: close\r\n\r\nbroken",
+        "no-content": b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n",
+    }
+    for name, answer in answers.items():
+        write("http", name, b"\x07" + answer)
+    lines = [
+        {"op": "join", "from": "a", "inc": "1", "id": "a/1", "session": "s2", "room": "here",
+         "login": "zed", "record": True, "appKey": "roomApp",
+         "claims": {"login": "zed", "room": "*", "grants": ["join"], "expires": 1}},
+        {"op": "chat", "from": "a", "inc": "1", "session": "s1", "room": "here", "to": "zed",
+         "text": "hi"},
+        {"op": "announce", "from": "a", "inc": "1", "session": "s1", "room": "here",
+         "stream": "here-eve"},
+        {"op": "stream", "from": "a", "inc": "1", "session": "s1", "name": "publishStream",
+         "args": [{"mediaSessionId": "m1", "name": "here-eve", "sdp": "v=0",
+                   "custom": {"name": "here"}}]},
+        {"op": "withdraw", "from": "a", "inc": "1", "session": "s1", "room": "here",
+         "stream": "here-eve", "failed": False},
+        {"op": "joined", "from": "a", "inc": "1", "id": "b/0", "session": "x", "room": "there",
+         "state": ["carol", {"login": "dave", "name": "there-dave"}]},
+        {"op": "deliver", "from": "a", "inc": "1", "to": ["x"], "name": "OnDataEvent",
+         "args": [{"payload": {"roomName": "there", "name": "JOINED", "info": "erin"}}]},
+        {"op": "removed", "from": "a", "inc": "1", "session": "x", "room": "there",
+         "info": "kicked"},
+        {"op": "close", "from": "a", "inc": "1", "session": "x", "reason": "bye"},
+        {"op": "leave", "from": "a", "inc": "1", "session": "s1", "room": "here"},
+        {"op": "disconnect", "from": "a", "inc": "2", "session": "s2"},
+    ]
+    write("cluster", "relay", b"\n".join(json.dumps(l).encode() for l in lines))
 
 
 async def main() -> None:
@@ -188,4 +266,8 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    if "--derived" in sys.argv:
+        derivedSeeds()
+    else:
+        asyncio.run(main())
+        derivedSeeds()

@@ -12,6 +12,7 @@ by C{Content-Length}, chunks or the connection's end.
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlsplit
 
 from twisted.internet import defer, protocol
@@ -19,10 +20,17 @@ from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.ssl import optionsForClientTLS
 
 MAX_HEAD = 16384
+MAX_CHUNKED = 4096  # bytes of chunk framing (size lines, extensions) beyond the body
+_CHUNK_SIZE = re.compile(rb"[0-9a-fA-F]{1,8}")
 
 
 class HTTPError(Exception):
     """An answer that is not HTTP/1.x, or too long."""
+
+
+class StaleConnection(Exception):
+    """A kept-alive connection closed before any byte of the answer: the
+    backend closed it as idle while the request was on its way."""
 
 
 class _Connection(protocol.Protocol):
@@ -32,6 +40,7 @@ class _Connection(protocol.Protocol):
         self.client = client
         self.pending: defer.Deferred | None = None
         self.reusable = False
+        self.requests = 0
 
     def connectionMade(self) -> None:
         transport = self.transport
@@ -45,6 +54,10 @@ class _Connection(protocol.Protocol):
         self.head: dict[bytes, bytes] | None = None
         self.code = 0
         self.reusable = False
+        self.chunks: list[bytes] = []
+        self.chunked = 0  # bytes of body in self.chunks
+        self.heard = False  # any byte of the answer
+        self.requests += 1
         self.pending = defer.Deferred(lambda d: self.transport.abortConnection())
         self.transport.write(data)
         return self.pending
@@ -53,6 +66,7 @@ class _Connection(protocol.Protocol):
         if self.pending is None:
             self.transport.abortConnection()  # an answer to nothing
             return
+        self.heard = True
         self.buffer += data
         try:
             body = self._parse()
@@ -94,26 +108,39 @@ class _Connection(protocol.Protocol):
             if len(self.buffer) > limit:
                 raise HTTPError("answer too long")
             return None
+        if not length.isdigit():
+            raise HTTPError("bad Content-Length")
         if int(length) > limit:
             raise HTTPError("answer too long")
         return self.buffer[:int(length)] if len(self.buffer) >= int(length) else None
 
     def _chunks(self, limit: int) -> bytes | None:
-        body, offset = [], 0
+        """Complete chunks move from the buffer to C{self.chunks} as they
+        come: each byte is read once, and what waits is bounded."""
         while True:
-            end = self.buffer.find(b"\r\n", offset)
+            end = self.buffer.find(b"\r\n")
             if end < 0:
+                if len(self.buffer) > MAX_CHUNKED:
+                    raise HTTPError("chunk size line too long")
                 return None
-            size = int(self.buffer[offset:end].split(b";")[0], 16)
+            field = self.buffer[:end].split(b";")[0].strip()
+            if end > MAX_CHUNKED or not _CHUNK_SIZE.fullmatch(field):
+                raise HTTPError("bad chunk size")
+            size = int(field, 16)
             if size == 0:
                 # No trailers from a hook backend: the last chunk, then CRLF.
-                return b"".join(body) if self.buffer.find(b"\r\n", end + 2) >= 0 else None
-            if sum(map(len, body)) + size > limit:
+                if self.buffer.find(b"\r\n", end + 2) >= 0:
+                    return b"".join(self.chunks)
+                if len(self.buffer) > MAX_CHUNKED:
+                    raise HTTPError("chunked trailer too long")
+                return None
+            if self.chunked + size > limit:
                 raise HTTPError("answer too long")
             if len(self.buffer) < end + 2 + size + 2:
                 return None
-            body.append(self.buffer[end + 2:end + 2 + size])
-            offset = end + 2 + size + 2
+            self.chunks.append(self.buffer[end + 2:end + 2 + size])
+            self.chunked += size
+            self.buffer = self.buffer[end + 2 + size + 2:]
 
     def _finish(self, result=None, failure=None) -> None:
         pending, self.pending = self.pending, None
@@ -131,7 +158,9 @@ class _Connection(protocol.Protocol):
     def connectionLost(self, reason=protocol.connectionDone) -> None:
         if self in self.client.idle:
             self.client.idle.remove(self)
-        if self.pending is not None and self.head is not None and \
+        if self.pending is not None and self.requests > 1 and not self.heard:
+            self._finish(failure=StaleConnection(reason.getErrorMessage()))
+        elif self.pending is not None and self.head is not None and \
                 self.head.get(b"content-length") is None and \
                 b"chunked" not in self.head.get(b"transfer-encoding", b""):
             self._finish((self.code, self.buffer))  # a body ended by the close
@@ -169,7 +198,16 @@ class Client:
         while self.idle:
             connection = self.idle.pop()
             if connection.transport is not None and connection.transport.connected:
-                return connection.request(data)
+                # The backend may be closing it as idle right now (keep-alive
+                # timeouts of servers are short): then once more on a new one.
+                return connection.request(data).addErrback(self._retry, data)
+        return self._connect(data)
+
+    def _retry(self, failure, data: bytes) -> defer.Deferred:
+        failure.trap(StaleConnection)
+        return self._connect(data)
+
+    def _connect(self, data: bytes) -> defer.Deferred:
         factory = protocol.Factory.forProtocol(lambda: _Connection(self))
         factory.noisy = False
         return self.endpoint.connect(factory).addCallback(lambda c: c.request(data))

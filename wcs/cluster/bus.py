@@ -20,11 +20,24 @@ from typing import Any, Callable
 
 from twisted.internet.defer import Deferred
 
-from wcs.logs import LogLimiter, Logger
-from wcs.messages import ServerMessage
+from wcs.logs import LogLimiter, Logger, clip
+from wcs.messages import ServerMessage, nestingExceeds
 
 RETRY = 1.0  # seconds between attempts to resubscribe after an error
+MAX_DEPTH = 64  # a client's JSON (json_max_depth) inside a payload, with room
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+# The fields of each op that must be strings (docs/cluster.md, "Trust").
+_REQUIRED = {
+    "join": ("session", "room", "login"), "joined": ("session", "room"),
+    "leave": ("session", "room"), "disconnect": ("session",),
+    "chat": ("session", "room", "to", "text"), "announce": ("session", "room", "stream"),
+    "withdraw": ("session", "room", "stream"), "stream": ("session", "name"),
+    "deliver": ("name",), "removed": ("session", "room"), "close": ("session",),
+}
+_TEXT = ("from", "op", "session", "room", "login", "appKey", "id", "name", "text", "stream",
+         "reason", "info", "error", "code", "inc")
+_LISTS = ("args", "state")
 
 
 def channelOf(node: str) -> str:
@@ -40,8 +53,10 @@ class Bus:
     log = Logger()
 
     def __init__(self, redis, nodeId: str, incarnation: str,
-                 dispatch: Callable[[dict[str, Any]], None], clock=None):
+                 dispatch: Callable[[dict[str, Any]], None], clock=None,
+                 maxMessage: int = 1 << 20):
         self.redis = redis
+        self.maxMessage = maxMessage
         self.nodeId = nodeId
         self.incarnation = incarnation
         self.dispatch = dispatch
@@ -154,9 +169,7 @@ class Bus:
 
     def _received(self, data: str) -> None:
         try:
-            payload = json.loads(data)
-            if not isinstance(payload, dict):
-                raise ValueError("not an object")
+            payload = readPayload(data, self.maxMessage)
         except ValueError as e:
             self.errors.warn("bad", "cluster: unreadable message from another node: "
                              "{error}", error=e)
@@ -166,3 +179,43 @@ class Bus:
         except Exception:
             self.log.failure("cluster: handling {op} from {node} failed",
                              op=payload.get("op"), node=payload.get("from"))
+
+
+def readPayload(data, maxMessage: int) -> dict[str, Any]:
+    """
+    A message from another node, decoded and its fields' types checked, so
+    that a bug or an older version elsewhere costs one message, not an
+    exception in a handler; bounded in size and nesting (docs/cluster.md,
+    "Trust": the nodes trust each other, not the bytes).
+
+    @raise ValueError: why it cannot be used.
+    """
+    if isinstance(data, str):
+        data = data.encode("utf-8", "surrogatepass")
+    if not isinstance(data, bytes):
+        raise ValueError(f"not text but {type(data).__name__}")
+    if len(data) > maxMessage:
+        raise ValueError(f"{len(data)} bytes, over cluster_max_message ({maxMessage})")
+    if nestingExceeds(data, MAX_DEPTH):
+        raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
+    payload = json.loads(data)
+    if not isinstance(payload, dict):
+        raise ValueError("not an object")
+    for key in _TEXT:
+        if payload.get(key) is not None and not isinstance(payload[key], str):
+            raise ValueError(f"{key} is not a string")
+    op = payload.get("op")
+    for key in ("from", "op", *_REQUIRED.get(op, ())):
+        if not isinstance(payload.get(key), str):
+            raise ValueError(f"{clip(op, 40)} without {key}")
+    for key in _LISTS:
+        if payload.get(key) is not None and not isinstance(payload[key], list):
+            raise ValueError(f"{key} is not a list")
+    to = payload.get("to")
+    if op == "deliver" and not (isinstance(to, list) and all(isinstance(t, str) for t in to)):
+        raise ValueError("deliver to something else than a list of sessions")
+    if op != "deliver" and to is not None and not isinstance(to, str):
+        raise ValueError("to is not a string")
+    if payload.get("claims") is not None and not isinstance(payload["claims"], dict):
+        raise ValueError("claims is not an object")
+    return payload
