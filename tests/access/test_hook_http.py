@@ -1,7 +1,9 @@
 """The hooks' HTTP client (wcs.access.http) on a StringTransport: each way an answer ends."""
 
 import pytest
+from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.python.failure import Failure
 
 from wcs.access.http import Client, HTTPError, _Connection
 
@@ -76,3 +78,48 @@ def test_connection_close_is_not_kept_and_a_cancel_aborts():
     d.addErrback(lambda f: None)
     d.cancel()
     assert conn.transport.disconnecting
+
+
+@pytest.mark.parametrize("reply", [
+    b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nContent-Length: 1_0\r\n\r\n0123456789",
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-1\r\n",
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0x2\r\n{}\r\n0\r\n\r\n",
+])
+def test_lengths_that_are_not_plain_numbers_fail(reply):
+    client, conn = connection()
+    results = answer(conn, reply)
+    assert len(results) == 1 and results[0].check(HTTPError), results
+
+
+def test_chunk_framing_without_end_is_bounded():
+    """A size line (or extension) that never ends fails at MAX_CHUNKED, not at memory's end."""
+    client, conn = connection()
+    results = answer(conn, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+                     *[b"1" * 1000] * 5)
+    assert len(results) == 1 and results[0].check(HTTPError)
+    assert conn.transport.disconnecting
+
+
+def test_many_small_chunks_are_read_once():
+    client, conn = connection(maxBody=5000)
+    results = answer(conn, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+                     *[b"1\r\nx\r\n"] * 4000, b"0\r\n\r\n")
+    assert results == [(200, b"x" * 4000)]
+    assert len(conn.buffer) < 16
+
+
+def test_a_kept_connection_closed_unanswered_is_stale():
+    """Closed before any byte of its second answer: StaleConnection, which the
+    client retries once on a new connection (tests/access/test_hook_transport.py)."""
+    from wcs.access.http import StaleConnection
+
+    client, conn = connection()
+    answer(conn, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+    results = answer(conn)
+    conn.connectionLost(Failure(ConnectionDone()))
+    assert len(results) == 1 and results[0].check(StaleConnection)
+    client, conn = connection()
+    results = answer(conn)  # a first request: the backend is down, not stale
+    conn.connectionLost(Failure(ConnectionDone()))
+    assert len(results) == 1 and not results[0].check(StaleConnection)

@@ -22,7 +22,7 @@ from typing import Any
 from twisted.internet import defer
 
 from wcs.access.http import Client, HTTPError
-from wcs.config import Key, declare
+from wcs.config import ConfigError, Key, declare
 from wcs.logs import LogLimiter, Logger, clip
 
 declare(
@@ -34,6 +34,9 @@ declare(
     Key("rest_hook_connections", "int", 64,
         "requests to the backend at once, each on a kept-alive connection; "
         "more wait their turn within rest_hook_timeout"),
+    Key("rest_hook_ca", "str", "",
+        "PEM file of the certificates trusted for an https rest_hook_url (a private "
+        "CA, or the backend's self-signed certificate); empty: the system's CAs"),
 )
 
 MAX_BODY = 65536  # bytes of a hook's answer read; a longer one denies
@@ -67,15 +70,32 @@ def deny(reason: str) -> Decision:
     return Decision(False, reason)
 
 
+def trustRoot(path: str):
+    """The certificates of PEM file C{path}, as a TLS trust root."""
+    from twisted.internet import ssl
+
+    try:
+        pem = open(path, "rb").read()
+    except OSError as e:
+        raise ConfigError(f"rest_hook_ca: cannot read {path}: {e.strerror}") from None
+    marker = b"-----BEGIN CERTIFICATE-----"
+    blocks = [marker + block for block in pem.split(marker)[1:]]
+    if not blocks:
+        raise ConfigError(f"rest_hook_ca: no PEM certificate in {path}")
+    return ssl.trustRootFromCertificates([ssl.Certificate.loadPEM(b) for b in blocks])
+
+
 class RestHook:
     log = Logger()
 
-    def __init__(self, url: str, timeout: float, reactor, connections: int = 64):
+    def __init__(self, url: str, timeout: float, reactor, connections: int = 64,
+                 caFile: str = ""):
         self.url = url.rstrip("/")
         self.timeout = timeout
         self.reactor = reactor
         connections = max(1, connections)
-        self.client = Client(reactor, self.url, timeout, connections, MAX_BODY)
+        self.client = Client(reactor, self.url, timeout, connections, MAX_BODY,
+                             trustRoot(caFile) if caFile else None)
         self.slots = defer.DeferredSemaphore(connections)
         self.failures = LogLimiter(self.log, clock=reactor)
 

@@ -175,7 +175,7 @@ class Client:
     """
 
     def __init__(self, reactor, url: str, connectTimeout: float, keep: int,
-                 maxBody: int = 65536):
+                 maxBody: int = 65536, trustRoot=None):
         parts = urlsplit(url)
         self.host = parts.hostname or "localhost"
         tls = parts.scheme == "https"
@@ -185,7 +185,7 @@ class Client:
         self.maxBody = maxBody
         endpoint = HostnameEndpoint(reactor, self.host, port, timeout=connectTimeout)
         if tls:
-            endpoint = wrapClientTLS(optionsForClientTLS(self.host), endpoint)
+            endpoint = wrapClientTLS(optionsForClientTLS(self.host, trustRoot), endpoint)
         self.endpoint = endpoint
         self.keep = keep
         self.idle: list[_Connection] = []

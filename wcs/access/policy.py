@@ -67,7 +67,7 @@ class AccessPolicy:
         if settings.rest_hook_url:
             self.hook = RestHook(settings.rest_hook_url, settings.rest_hook_timeout / 1000.0,
                                  reactor if reactor is not None else clock,
-                                 settings.rest_hook_connections)
+                                 settings.rest_hook_connections, settings.rest_hook_ca)
         self.chatHook = settings.rest_hook_chat
         self.now = now
         # The rate limits come with access control: an open server (the
