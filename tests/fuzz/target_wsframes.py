@@ -1,19 +1,38 @@
 """
 The fast reader of a client's WebSocket text frames
-(L{wcs.transports.wsframes.textFrame}), against a reference reading of RFC
-6455 written here the plain way: the fast path must take exactly the frames
-that are whole, final, masked, unextended text frames in their shortest
-length encoding within the limit (the ones Autobahn would deliver as one
-message), with the same payload and end, and leave every other byte to
-Autobahn. It never raises.
+(L{wcs.transports.wsframes.textFrame}), two ways:
+
+- against a reading of RFC 6455 written here the plain way, at any offset
+  and limit: it takes exactly the whole, final, masked, unextended text
+  frames in their shortest length encoding within the limit, with the same
+  payload and end, and leaves every other byte to Autobahn;
+- against Autobahn itself: the server's real protocol
+  (L{wcs.transports.websocket.SignallingProtocol}, after its opening
+  handshake) is fed the same bytes, in the same pieces, with and without
+  the fast path; the messages delivered, what is written back (close frames
+  and their codes) and whether the connection closes must be the same.
+
+It never raises. Input: C{[u8 limit/16][u8 offset|piece][bytes]}.
 """
 
 import struct
 
+from twisted.internet.address import IPv4Address
+from twisted.internet.task import Clock
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+
+from wcs.config import Settings
+from wcs.server import RoomServer
+from wcs.transports.websocket import SignallingFactory
 from wcs.transports.wsframes import textFrame
 
 EXPECTED = ()
 MAX_LEN = 4096
+UPGRADE = (b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+           b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+           b"Sec-WebSocket-Version: 13\r\n\r\n")
+_SETTINGS = Settings()
+_SETTINGS.set("ws_ping_interval", 0)
 
 
 def reference(data: bytes, offset: int, limit: int):
@@ -47,14 +66,7 @@ def reference(data: bytes, offset: int, limit: int):
     return payload, start + 4 + size
 
 
-def fuzz(data: bytes) -> None:
-    if len(data) < 3:
-        return
-    # The first two bytes choose the limit (as ws_max_message_size * 16 would)
-    # and where in the buffer the reader starts (a frame after others).
-    limit = data[0] << 4 | data[1] >> 4
-    buffer = data[2:]
-    offset = (data[1] & 0x0F) % (len(buffer) + 1)
+def againstReference(buffer: bytes, offset: int, limit: int) -> None:
     while True:
         got = textFrame(buffer, offset, limit)
         want = reference(buffer, offset, limit)
@@ -66,3 +78,46 @@ def fuzz(data: bytes) -> None:
         if len(payload) > limit or not offset < end <= len(buffer):
             raise AssertionError(f"frame of {len(payload)} bytes ending at {end}")
         offset = end
+
+
+def _factory(limit: int) -> SignallingFactory:
+    factory = SignallingFactory(RoomServer(_SETTINGS, Clock()))
+    factory.reactor = MemoryReactorClock()
+    # A small limit, so that short inputs cross it (the server's is >= 1 MiB).
+    factory.hardLimit = limit
+    factory.setProtocolOptions(maxMessagePayloadSize=limit, maxFramePayloadSize=limit)
+    return factory
+
+
+def _run(factory, pieces, fast: bool):
+    transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 40000))
+    protocol = factory.buildProtocol(transport.getPeer())
+    messages = []
+    protocol.onMessage = lambda payload, isBinary: messages.append((bytes(payload), isBinary))
+    if not fast:
+        protocol._readTextFrames = lambda data: data
+    protocol.makeConnection(transport)
+    protocol.dataReceived(UPGRADE)
+    transport.clear()
+    for piece in pieces:
+        if transport.disconnecting:
+            break
+        protocol.dataReceived(piece)
+    return messages, transport.value(), transport.disconnecting, protocol.state
+
+
+def againstAutobahn(data: bytes, limit: int, piece: int) -> None:
+    factory = _factory(limit)
+    pieces = [data[i:i + piece] for i in range(0, len(data), piece)]
+    fast, plain = _run(factory, pieces, True), _run(factory, pieces, False)
+    if fast != plain:
+        raise AssertionError(f"fast path {fast!r:.400} != Autobahn {plain!r:.400}")
+
+
+def fuzz(data: bytes) -> None:
+    if len(data) < 3:
+        return
+    limit = data[0] << 4
+    buffer = data[2:]
+    againstReference(buffer, (data[1] & 0x0F) % (len(buffer) + 1), limit | data[1] >> 4)
+    againstAutobahn(buffer, max(limit, 126), (data[1] >> 4) * 64 + 64)
