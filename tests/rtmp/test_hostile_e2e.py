@@ -21,6 +21,7 @@ from tests.support.rooms import MEDIA
 from tests.support.server import startServer
 from tests.support.wsclient import Client
 from wcs.rtmp import amf0, chunks
+from wcs.rtmp.arguments import MAX_QUERY
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -127,6 +128,35 @@ async def test_values_of_the_wrong_type_are_refused_clearly(server, room):
             (await flash.status("NetStream.Play.Failed"))["description"]
         error = await flash.invoke("x" * 5000, None)
         assert error[0] == "_error" and error[2]["description"] == "command name too long"
+        await room.assertHealthy(seconds=1.0)
+    finally:
+        flash.close()
+
+
+async def test_queries_over_8192_characters_are_refused(server, room):
+    """?token=... on an app or a stream name: at most MAX_QUERY characters."""
+    over = "?token=" + "t" * MAX_QUERY
+    client = await FlashClient.open(server.ports["rtmp"])
+    try:
+        error = await client.invoke("connect", {"app": "live" + over, "tcUrl": "rtmp://h/live"})
+        assert error[0] == "_error"
+        assert error[2]["description"] == \
+            f"the query of the app is longer than {MAX_QUERY} characters"
+        await client.closedByServer()
+    finally:
+        client.close()
+    flash = await FlashClient.connect(server.ports["rtmp"], f"query-{uuid.uuid4().hex[:6]}")
+    try:
+        streamId = int((await flash.invoke("createStream", None))[2])
+        flash.call("play", "name" + over, streamId=streamId)
+        assert (await flash.status("NetStream.Play.Failed"))["description"] == \
+            f"the query of the stream name is longer than {MAX_QUERY} characters."
+        # Within the limit, thousands of empty fields cost nothing: still served.
+        flash.call("play", "nothing-here?" + "&" * (MAX_QUERY - 1), streamId=streamId)
+        await flash.status("NetStream.Play.StreamNotFound")
+        flash.call("publish", "name" + over, "live", streamId=streamId)
+        assert (await flash.status("NetStream.Publish.BadName"))["description"] == \
+            f"the query of the stream name is longer than {MAX_QUERY} characters."
         await room.assertHealthy(seconds=1.0)
     finally:
         flash.close()
