@@ -113,6 +113,17 @@ def test_publisherOfferWithoutFidGroup():
     assert section.rtx.payloadType == 103 and section.rtxSsrc is None and section.ssrc is None
 
 
+def test_publisherOfferWithSsrcsOutOfRange():
+    """aiortc reads any integer as an SSRC; one no packet can carry is not
+    believed: the streams are learned by payload type (found by the rtx fuzz target)."""
+    for media, rtxSsrc in (("-1", "2222"), ("1111", "-7"), ("4294967296", "99999999999")):
+        text = _offer("sendonly", withRtx=True).replace(
+            "FID 1111 2222", f"FID {media} {rtxSsrc}").replace("a=ssrc:1111 ", f"a=ssrc:{media} ")
+        [section] = negotiate.planPublish(negotiate.parseOffer(text), PREFS)
+        assert section.ssrc == (1111 if media == "1111" else None)
+        assert section.rtxSsrc == (2222 if rtxSsrc == "2222" else None)
+
+
 def test_offersWithoutRtx():
     """No rtx offered: none answered, retransmissions stay plain."""
     for direction, plan in (("sendonly", lambda o: negotiate.planPublish(o, PREFS)),

@@ -31,7 +31,7 @@ from wcs.media.internals import (
     reverse_direction,
     sdp,
 )
-from wcs.media.rtp import random32
+from wcs.media.rtp import random32, ssrcOrNone
 
 KINDS = ("audio", "video")
 # RFC 4566 token: what an m-line's media, proto and fmt fields are made of.
@@ -143,8 +143,8 @@ def _offered(media: sdp.MediaDescription, name: str) -> RTCRtpCodecParameters | 
 def _peerSsrc(media: sdp.MediaDescription) -> int | None:
     for group in media.ssrc_group:
         if group.semantic == "FID" and group.items:
-            return int(group.items[0])
-    return media.ssrc[0].ssrc if media.ssrc else None
+            return ssrcOrNone(group.items[0])
+    return ssrcOrNone(media.ssrc[0].ssrc) if media.ssrc else None
 
 
 def planPublish(offer: sdp.SessionDescription, prefs: dict[str, list[str]],

@@ -51,6 +51,13 @@ def firstSequence() -> int:
     return random.getrandbits(15)
 
 
+def ssrcOrNone(value) -> int | None:
+    """An SSRC an offer announced, if it is one (aiortc reads any integer,
+    -5 or 2**40, which no packet carries): else None, learned from the
+    packets instead."""
+    return value if isinstance(value, int) and 0 <= value <= 0xFFFFFFFF else None
+
+
 def payloadOffset(data: bytes) -> int:
     """
     Where the payload of RTP packet C{data} (12 bytes at least) starts, after

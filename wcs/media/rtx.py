@@ -69,7 +69,7 @@ def peerSsrc(media: sdp.MediaDescription) -> int | None:
     """The offerer's RTX SSRC: the second of its C{FID} group, if any."""
     for group in media.ssrc_group:
         if group.semantic == "FID" and len(group.items) >= 2:
-            return int(group.items[1])
+            return rtp.ssrcOrNone(group.items[1])
     return None
 
 
