@@ -159,7 +159,7 @@ class _Connection(protocol.Protocol):
         if self in self.client.idle:
             self.client.idle.remove(self)
         if self.pending is not None and self.requests > 1 and not self.heard:
-            self._finish(failure=StaleConnection(reason.getErrorMessage()))
+            self._finish(failure=StaleConnection("closed before any byte of the answer"))
         elif self.pending is not None and self.head is not None and \
                 self.head.get(b"content-length") is None and \
                 b"chunked" not in self.head.get(b"transfer-encoding", b""):
