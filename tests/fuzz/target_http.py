@@ -10,8 +10,8 @@ answer.
 Input: C{[u8 piece size][answer bytes]}; the connection then closes.
 """
 
-from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport
+
+from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 
 from wcs.access import http
@@ -24,7 +24,7 @@ MAX_BODY = 1024
 def fuzz(data: bytes) -> None:
     if not data:
         return
-    client = http.Client(Clock(), "http://127.0.0.1:9/hooks", 1.0, keep=4, maxBody=MAX_BODY)
+    client = http.Client(MemoryReactorClock(), "http://127.0.0.1:9/hooks", 1.0, keep=4, maxBody=MAX_BODY)
     connection = http._Connection(client)
     transport = StringTransport()
     connection.makeConnection(transport)
