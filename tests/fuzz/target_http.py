@@ -10,7 +10,6 @@ answer.
 Input: C{[u8 piece size][answer bytes]}; the connection then closes.
 """
 
-
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 
