@@ -33,13 +33,16 @@ def mark(sock):
     return sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT)
 
 
-def test_a_lone_header_does_not_wake_the_reader(pair):
+@pytest.mark.parametrize("floor", [9, 1])
+def test_a_lone_header_does_not_wake_the_reader(pair, floor):
+    """The default floor (9) holds ffmpeg's lone 8-byte header; floor 1 is off."""
     client, server, readable = pair
-    lowWater = LowWater(task.Clock().callLater)
-    lowWater.set(server, 0)
-    assert mark(server) == 9
+    clock = task.Clock()
+    LowWater(clock.callLater, floor=floor).set(server, 0)
+    assert mark(server) == floor
+    assert len(clock.getDelayedCalls()) == (floor > 1)  # a sweep only when holding
     client.sendall(b"h" * 8)  # a type-1 chunk header sent alone, as ffmpeg does
-    assert not readable()
+    assert readable() == (floor == 1)
     client.sendall(b"b")
     assert readable()
 
@@ -83,16 +86,6 @@ def test_a_socket_still_read_keeps_its_mark(pair):
     assert mark(server) == 1 and lowWater.marks == {}
     clock.advance(1.0)
     assert not clock.getDelayedCalls()
-
-
-def test_floor_one_is_off(pair):
-    client, server, readable = pair
-    clock = task.Clock()
-    lowWater = LowWater(clock.callLater, floor=1)
-    lowWater.set(server, 0)
-    assert mark(server) == 1 and not clock.getDelayedCalls()
-    client.sendall(b"x")
-    assert readable()
 
 
 def test_a_closed_socket_is_no_error(pair):
