@@ -55,10 +55,13 @@ class ClusterService(Service):
         self.bus = Bus(self.redis, self.nodeId, self.incarnation, self._dispatch, clock)
         self.registry = Registry(self.redis, self.nodeId, self.incarnation, self.ttl)
         self.visitors = Visitors(self.bus, clock,
-                                 isLive=lambda name: server.liveSource(name) is not None)
-        self.hosts = Hosts(self.bus, server)
+                                 isLive=lambda name: server.liveSource(name) is not None,
+                                 reactor=clock)
         # node -> the incarnation first heard from it.
         self.known: dict[str, str] = {}
+        self.hosts = Hosts(self.bus, server, self.known)
+        self.relayAddress = (settings.cluster_relay_address, settings.cluster_relay_port)
+        self._relayPort = None
         # Nodes whose key was missing at the last check.
         self.missing: set[str] = set()
         self._beat = LoopingCall(self._tick)
@@ -74,13 +77,25 @@ class ClusterService(Service):
                       node=self.nodeId, url=self.url)
         self.server.placement = self
         self.server.rooms.observers.append(self)
+        self._listenRelay()
         self.bus.start()
         self._beat.start(self.ttl / 3, now=True)
+
+    def _listenRelay(self) -> None:
+        from wcs.cluster.media import RelayInFactory
+
+        host, port = self.relayAddress
+        self._relayPort = self.clock.listenTCP(port, RelayInFactory(self.hosts), interface=host)
+        self.hosts.relayAddress = (host, self._relayPort.getHost().port)
+        self.log.info("cluster: media relay of node {node} on {host}:{port}",
+                      node=self.nodeId, host=host, port=self.hosts.relayAddress[1])
 
     def stopService(self):
         super().stopService()
         if self._beat.running:
             self._beat.stop()
+        if self._relayPort is not None:
+            self._relayPort.stopListening()
         # Added before the shutdown service, this stops after it closed the
         # clients: their leaves and room releases are on their way already.
         rooms = list(self.server.rooms.rooms)
