@@ -167,10 +167,10 @@ class ClusterService(Service):
         d.addBoth(lambda result: self._inflight.discard(d))
 
     def _split(self, room: str, owner: str) -> None:
-        # A room made here without placement (an RTMP or WHIP client joins
-        # synchronously) that another node holds: both rooms go on apart.
+        # A room made here without placement (a transport joined with the
+        # synchronous joinRoom) that another node holds: both go on apart.
         self.errors.warn(("split", room), "cluster: room {room} lives here and on {owner}: "
-                         "RTMP/WHIP joins are not relayed yet (docs/cluster.md)",
+                         "a join made without placement (docs/cluster.md, \"A split\")",
                          room=clip(room), owner=owner)
 
     def _redisDown(self, failure) -> None:
