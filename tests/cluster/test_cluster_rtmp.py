@@ -3,11 +3,13 @@ RTMP across nodes: an ffmpeg encoder connected to a node the room does not
 live on publishes into the room (its join is placed like a WebSocket join,
 its frames relayed to the room's node); members on the other two nodes see
 JOINED and PUBLISHED, and a WebRTC player connected to a node that is not
-the room's plays it. Real redis-server, three `twistd wcs` processes.
+the room's plays it, and an ffmpeg RTMP player on the third node (neither
+the room's nor the encoder's) plays it too. Real redis-server, three `twistd wcs` processes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
 import uuid
 
@@ -38,7 +40,7 @@ def threeNodes(tmp_path):
         yield cluster
 
 
-async def test_rtmp_encoder_on_a_third_node_publishes_into_the_room(threeNodes):
+async def test_rtmp_encoder_on_a_third_node_publishes_into_the_room(threeNodes, tmp_path):
     redis, nodes = threeNodes
     room = f"room-{uuid.uuid4().hex[:6]}"
     alice = await Client.open(nodes["a"].wsURL, "alice")
@@ -54,7 +56,7 @@ async def test_rtmp_encoder_on_a_third_node_publishes_into_the_room(threeNodes):
     assert (await alice.roomEvent("JOINED"))["info"] == "bob"
 
     url = f"rtmp://127.0.0.1:{nodes[encoderNode].ports['rtmp']}/room/{room}/obs"
-    encoder = ffmpeg.publish(url, seconds=20)
+    encoder = ffmpeg.publish(url, seconds=40)
     player = None
     try:
         published = {"login": "obs", "name": f"{room}-obs"}
@@ -75,6 +77,21 @@ async def test_rtmp_encoder_on_a_third_node_publishes_into_the_room(threeNodes):
         assert (frames[-1].width, frames[-1].height) == (320, 240)
         assert len({peers.lumaSignature(f) for f in frames}) > 1  # the picture moves
         await player.waitFrames("audio", 10, timeout=20)
+
+        # An ffmpeg RTMP player on the node that is neither the room's nor
+        # the encoder's plays it: that node pulls it from the room's node.
+        edge = ({"a", "b", "c"} - {owner, encoderNode}).pop()
+        out = tmp_path / "edge.flv"
+        played = await asyncio.to_thread(
+            ffmpeg.record, f"rtmp://127.0.0.1:{nodes[edge].ports['rtmp']}/live/{room}-obs",
+            out, 3)
+        assert played.returncode == 0, played.stderr
+        streams = ffmpeg.probe(out)
+        assert streams["video"]["codec_name"] == "h264" and streams["video"]["width"] == 320
+        assert int(streams["video"]["nb_read_frames"]) >= 30
+        assert streams["audio"]["codec_name"] == "aac"
+        assert int(streams["audio"]["nb_read_frames"]) >= 80
+        assert f"relaying '{room}-obs'" in nodes[owner].log()
 
         # The encoder stops: the room's node ends the stream, everyone hears.
         ffmpeg.stop(encoder)

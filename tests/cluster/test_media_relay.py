@@ -145,3 +145,50 @@ def test_the_pusher_drops_to_a_keyframe_when_congested_and_ends_cleanly():
     out.end(failed=True)
     assert transport.value() == b"\x00\x00\x00\x01" + media.ENDED_FAILED
     assert transport.disconnecting and source.sinks == []
+
+
+class Server:
+    def __init__(self, source):
+        self.source = source
+
+    def liveSource(self, name):
+        return self.source if name == "r-obs" else None
+
+
+def test_a_pull_gets_the_stream_and_its_keyframe_requests_reach_it():
+    source = Source()
+    hosts = Hosts()
+    hosts.server = Server(source)
+    relay, transport = connected(hosts)
+    relay.dataReceived(b'{"pull": "r-obs"}\n')
+    assert source.sinks == [relay.pusher] and transport.value() == b""  # no header back
+    relay.pusher.writeFrame(VIDEO)
+    assert transport.value() == media.encodeFrame(VIDEO)
+    asked = source.keyframes
+    relay.dataReceived(b"k")
+    assert source.keyframes == asked + 1
+    relay.connectionLost(None)
+    assert source.sinks == []
+
+    missing, transport = connected(hosts)
+    missing.dataReceived(b'{"pull": "other"}\n')
+    assert transport.disconnecting
+
+
+def test_the_pulling_node_shares_one_relay_and_stops_it_when_its_last_player_leaves():
+    forgotten = []
+    source = media.RelayedSource({}, lambda: None)
+    pull = media.Pull("r-obs", source)
+    source.idle = lambda: (forgotten.append(source), pull.stop())
+    transport = StringTransport()
+    pull.makeConnection(transport)
+    assert transport.value() == b'{"pull": "r-obs"}\n'
+    first, second = Sink(), Sink()
+    source.attach(first)
+    source.attach(second)
+    pull.dataReceived(media.encodeFrame(VIDEO))
+    assert first.frames == second.frames == [VIDEO]
+    source.detach(first)
+    assert not transport.disconnecting
+    source.detach(second)
+    assert forgotten == [source] and transport.disconnecting

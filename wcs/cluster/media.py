@@ -73,10 +73,12 @@ def decodeFrame(record: bytes) -> EncodedFrame:
 class RelayedSource:
     """A stream of another node, as its frames arrive here."""
 
-    def __init__(self, tracks: dict[str, str], askKeyframe):
+    def __init__(self, tracks: dict[str, str], askKeyframe, idle=None):
+        """@param idle: called when its last sink detaches (a pull then stops)."""
         self.tracks = dict(tracks)
         self.sinks: list[IMediaSink] = []
         self.askKeyframe = askKeyframe
+        self.idle = idle
         self.ended = False
 
     def frame(self, frame: EncodedFrame) -> None:
@@ -100,6 +102,8 @@ class RelayedSource:
     def detach(self, sink: IMediaSink) -> None:
         if sink in self.sinks:
             self.sinks.remove(sink)
+            if not self.sinks and self.idle is not None:
+                self.idle()
 
     def requestKeyframe(self) -> None:
         self.askKeyframe()
@@ -147,6 +151,20 @@ class _Records(protocol.Protocol):
                     peer=self.transport.getPeer(), info=info)
         self.transport.loseConnection()
 
+    def frameReceived(self, record: bytes) -> None:
+        """A frame for this connection's source."""
+        try:
+            frame = decodeFrame(record)
+        except (ValueError, struct.error, UnicodeDecodeError) as e:
+            self.refuse(f"a bad frame: {e}")
+            return
+        self.source.frame(frame)
+
+    def askKeyframe(self) -> None:
+        """Any byte back asks the sending end for a keyframe."""
+        if self.transport is not None and not self.transport.disconnecting:
+            self.transport.write(b"k")
+
     def headerReceived(self, header: dict) -> None:
         raise NotImplementedError
 
@@ -163,11 +181,30 @@ class RelayIn(_Records):
         self.source: RelayedSource | None = None
         self.stream = None
         self.proxy = None
+        self.pusher: RelayOut | None = None
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.pusher is not None:
+            self.pusher.dataReceived(data)
+        else:
+            super().dataReceived(data)
 
     def headerReceived(self, header: dict) -> None:
+        if "pull" in header:
+            # Another node's players want a stream live here: it is sent
+            # back on this connection, as a push would send it.
+            source = self.hosts.server.liveSource(str(header["pull"]))
+            if source is None:
+                self.refuse("no such stream here")
+                return
+            log.info("cluster: relaying {name} to {peer} for its players",
+                     name=clip(header["pull"]), peer=self.transport.getPeer())
+            self.pusher = RelayOut(source, None)
+            self.pusher.makeConnection(self.transport)
+            return
         self.source = RelayedSource(
             {str(k): str(v) for k, v in (header.get("tracks") or {}).items()}
-            if isinstance(header.get("tracks"), dict) else {}, self._askKeyframe)
+            if isinstance(header.get("tracks"), dict) else {}, self.askKeyframe)
         try:
             self.proxy, self.stream = self.hosts.relayed(header, self.source, self._stopped)
         except WcsError as e:
@@ -179,16 +216,7 @@ class RelayIn(_Records):
                 self.proxy.streams.end(self.stream, FAILED, "Failed by its node")
             self.transport.loseConnection()
             return
-        try:
-            frame = decodeFrame(record)
-        except (ValueError, struct.error, UnicodeDecodeError) as e:
-            self.refuse(f"a bad frame: {e}")
-            return
-        self.source.frame(frame)
-
-    def _askKeyframe(self) -> None:
-        if self.transport is not None and not self.transport.disconnecting:
-            self.transport.write(b"k")
+        self.frameReceived(record)
 
     def _stopped(self) -> None:
         # Ended here (a leave, a kick): the client's node stops pushing.
@@ -197,6 +225,9 @@ class RelayIn(_Records):
             self.transport.loseConnection()
 
     def connectionLost(self, reason=protocol.connectionDone) -> None:
+        if self.pusher is not None:
+            self.pusher.ending = ENDED  # the puller left: nothing to say
+            self.pusher.connectionLost(reason)
         if self.source is not None:
             self.source.end()
         if self.stream is not None:
@@ -231,7 +262,8 @@ class RelayOut(protocol.Protocol):
 
     def connectionMade(self) -> None:
         self.transport.registerProducer(self, True)
-        self.transport.write(json.dumps(self.header).encode() + b"\n")
+        if self.header is not None:  # else it answers a pull: no header
+            self.transport.write(json.dumps(self.header).encode() + b"\n")
         if self.ending is not None:
             self._finish()
             return
@@ -289,9 +321,9 @@ class RelayOut(protocol.Protocol):
             self.attached = False
             self.source.detach(self)
         if self.ending is None:
-            errors.warn(("out", self.header.get("stream")),
-                        "cluster: media relay of {stream} to its room's node lost: {reason}",
-                        stream=clip(self.header.get("stream")), reason=reason.value)
+            stream = (self.header or {}).get("stream")
+            errors.warn(("out", stream), "cluster: media relay of {stream} lost: {reason}",
+                        stream=clip(stream), reason=reason.value)
 
 
 def pushStream(reactor, address, source: IMediaSource, header: dict) -> RelayOut:
@@ -306,3 +338,70 @@ def pushStream(reactor, address, source: IMediaSource, header: dict) -> RelayOut
     factory.clientConnectionFailed = failed
     reactor.connectTCP(address[0], int(address[1]), factory, timeout=5)
     return out
+
+
+# --- A node whose players want a stream of another node: frames in ------------
+
+
+class Pull(_Records):
+    """
+    Asks another node for a stream live there and feeds its frames to a
+    L{RelayedSource} here, shared by this node's players of it (edge
+    fan-out: one relay per node, however many players).
+    """
+
+    def __init__(self, name: str, source: RelayedSource):
+        super().__init__()
+        self.headerSeen = True  # the answer is records only
+        self.name = name
+        self.source = source
+
+    def connectionMade(self) -> None:
+        if self.source.ended:
+            self.transport.loseConnection()
+            return
+        self.transport.write(json.dumps({"pull": self.name}).encode() + b"\n")
+
+    def recordReceived(self, record: bytes) -> None:
+        if len(record) == 1:
+            self.transport.loseConnection()
+            return
+        self.frameReceived(record)
+
+    def stop(self) -> None:
+        if self.transport is not None:
+            self.transport.loseConnection()
+
+    def connectionLost(self, reason=protocol.connectionDone) -> None:
+        self.source.end()
+
+
+def pullStream(reactor, address, name: str, tracks: dict[str, str],
+               forget) -> RelayedSource:
+    """
+    A source here of stream C{name} live on the node whose relay is at
+    C{address}; it ends when the stream ends there, or when its last player
+    here leaves (then C{forget(source)}).
+    """
+    pull: Pull | None = None
+
+    def idle() -> None:
+        forget(source)
+        if pull is not None:
+            pull.stop()
+        source.end()
+
+    source = RelayedSource(tracks, lambda: pull.askKeyframe() if pull else None, idle)
+    pull = Pull(name, source)
+    factory = protocol.ClientFactory()
+    factory.protocol = lambda: pull
+
+    def failed(connector, reason) -> None:
+        errors.warn(("connect", address[0]), "cluster: pull of {name} from {host}:{port} "
+                    "failed: {reason}", name=clip(name), host=address[0], port=address[1],
+                    reason=reason.value)
+        forget(source)
+        source.end()
+    factory.clientConnectionFailed = failed
+    reactor.connectTCP(address[0], int(address[1]), factory, timeout=5)
+    return source
