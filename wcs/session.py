@@ -204,11 +204,9 @@ class ClientSession:
             return placement.enter(self, room, self.login, wanted).addCallback(entered, wanted)
 
         def entered(placed: Participant | None, wanted: bool) -> None:
-            if placed is not None and (self.closed or room in self.participants):
-                placed.home.disconnect(placed)  # gone, or joined meanwhile
-                if self.closed:
-                    raise AccessDenied("the connection is closed")
-                return
+            if placed is not None and self.closed:
+                placed.home.disconnect(placed)  # gone while the room's node answered
+                raise AccessDenied("the connection is closed")
             if room not in self.participants:
                 self._enterRoom(room, wanted, placed)
         return self.server.access.join(self, room, record).addCallback(decided)
