@@ -10,6 +10,7 @@ import json
 from fractions import Fraction
 
 from twisted.internet.address import IPv4Address
+from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
 from wcs.cluster import media
@@ -39,6 +40,8 @@ class FakeStream:
 
 class Hosts:
     def __init__(self, allow=True):
+        self.server = type("Server", (), {})()
+        self.server.clock = Clock()
         self.allow = allow
         self.stream = FakeStream()
         self.calls = []
@@ -159,6 +162,7 @@ def test_a_pull_gets_the_stream_and_its_keyframe_requests_reach_it():
     source = Source()
     hosts = Hosts()
     hosts.server = Server(source)
+    hosts.server.clock = Clock()
     relay, transport = connected(hosts)
     relay.dataReceived(b'{"pull": "r-obs"}\n')
     assert source.sinks == [relay.pusher] and transport.value() == b""  # no header back
@@ -192,3 +196,19 @@ def test_the_pulling_node_shares_one_relay_and_stops_it_when_its_last_player_lea
     assert not transport.disconnecting
     source.detach(second)
     assert forgotten == [source] and transport.disconnecting
+
+
+def test_a_connection_without_a_header_is_closed_in_time():
+    hosts = Hosts()
+    relay, transport = connected(hosts)
+    relay.dataReceived(b'{"node"')
+    hosts.server.clock.advance(media.HEADER_TIMEOUT - 1)
+    assert not transport.disconnecting
+    hosts.server.clock.advance(1)
+    assert transport.disconnecting
+    relay.connectionLost(None)
+
+    sent, transport = connected(hosts)  # a header in time: the timer is off
+    sent.dataReceived(HEADER)
+    sent.connectionLost(None)
+    assert hosts.server.clock.getDelayedCalls() == []

@@ -35,6 +35,7 @@ log = Logger()
 errors = LogLimiter(log)
 
 HEADER_MAX = 4096  # bytes of the header line
+HEADER_TIMEOUT = 10.0  # seconds a connection to the relay may take to send it
 RECORD_MAX = 8 << 20  # bytes of one frame: more closes the connection
 _LENGTH = struct.Struct("!I")
 # flags (1: video, 2: keyframe), codec length, pts, time base, sample rate, config length
@@ -182,6 +183,15 @@ class RelayIn(_Records):
         self.stream = None
         self.proxy = None
         self.pusher: RelayOut | None = None
+        self.timeout = None
+
+    def connectionMade(self) -> None:
+        self.timeout = self.hosts.server.clock.callLater(HEADER_TIMEOUT, self._silent)
+
+    def _silent(self) -> None:
+        self.timeout = None
+        if not self.headerSeen:
+            self.refuse(f"no header in {HEADER_TIMEOUT:.0f} s")
 
     def dataReceived(self, data: bytes) -> None:
         if self.pusher is not None:
@@ -225,6 +235,8 @@ class RelayIn(_Records):
             self.transport.loseConnection()
 
     def connectionLost(self, reason=protocol.connectionDone) -> None:
+        if self.timeout is not None and self.timeout.active():
+            self.timeout.cancel()
         if self.pusher is not None:
             self.pusher.ending = ENDED  # the puller left: nothing to say
             self.pusher.connectionLost(reason)
