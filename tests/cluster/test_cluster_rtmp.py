@@ -106,3 +106,32 @@ async def test_rtmp_encoder_on_a_third_node_publishes_into_the_room(threeNodes, 
             await player.close()
         await alice.close()
         await bob.close()
+
+
+async def test_flash_client_on_another_node_joins_and_publishes_into_the_room(threeNodes):
+    from tests.rtmp.flashclient import FlashClient
+    from tests.rtmp.test_flash import h264Bodies
+
+    redis, nodes = threeNodes
+    room = f"room-{uuid.uuid4().hex[:6]}"
+    alice = await Client.open(nodes["a"].wsURL, "alice")
+    await alice.join(room)
+    owner = redis.client().get(f"wcs:room:{room}")
+    flashNode = "b" if owner != "b" else "c"
+    flash = await FlashClient.connect(nodes[flashNode].ports["rtmp"], "flashuser")
+    try:
+        status = await flash.command("join", {"name": room})
+        assert status["status"] == "ACCEPTED"
+        assert (await flash.roomEvent("STATE"))["info"] == ["alice"]
+        assert (await alice.roomEvent("JOINED"))["info"] == "flashuser"
+
+        await flash.publishVideo(f"{room}-flashuser", h264Bodies())
+        published = await alice.roomEvent("PUBLISHED", timeout=15)
+        assert published["info"] == {"login": "flashuser", "name": f"{room}-flashuser"}
+        # Published on the room's node by the Flash client's visitor session
+        # there, its frames relayed: not only announced.
+        assert f"{room}-flashuser" in nodes[owner].log()
+        assert "lives here and on" not in nodes[flashNode].log()
+    finally:
+        flash.close()
+        await alice.close()
