@@ -1,7 +1,9 @@
 """
 Messages from other nodes are checked before they reach a handler
-(wcs.cluster.bus.readPayload): a malformed one (an older or buggy node) is
-dropped with one rate-limited line, never an exception in a handler.
+(wcs.cluster.bus.readEnvelope: size, nesting, shape;
+wcs.cluster.relay.checkMessage: each op's fields): a malformed one (an older
+or buggy node) is dropped with one rate-limited line, never an exception in
+a handler.
 """
 
 import json
@@ -10,50 +12,51 @@ import pytest
 from twisted.internet.task import Clock
 from twisted.logger import globalLogPublisher
 
-from wcs.cluster.bus import Bus, readPayload
+from wcs.cluster.bus import readEnvelope
+from wcs.cluster.relay import checkMessage
 
-GOOD = {"op": "chat", "from": "a", "inc": "1", "session": "s", "room": "r", "to": "x",
-        "text": "hi"}
+GOOD = {"op": "chat", "session": "s", "room": "r", "to": "x", "text": "hi"}
+
+
+def envelope(*messages, node="a"):
+    return json.dumps({"from": node, "inc": "1", "m": list(messages)})
+
+
+@pytest.mark.parametrize("data, reason", [
+    ("[1]", "not an envelope"),
+    ('{"m": {}}', "not an envelope"),
+    ('{"m": []}', "without its node"),
+    ('{"from": ["a"], "m": []}', "without its node"),
+    ('{"from": "a", "m": [' + "[" * 100 + "]" * 100 + "]}", "nested deeper than 64"),
+    (envelope({**GOOD, "text": "x" * 2000}), "over cluster_max_message"),
+    (b"\xff", "utf-8"),
+])
+def test_malformed_envelopes_are_refused(data, reason):
+    with pytest.raises(ValueError, match=reason):
+        readEnvelope(data, 1024)
 
 
 @pytest.mark.parametrize("payload, reason", [
-    ("[1]", "not an object"),
-    ('{"op": "chat"}', "from"),
-    (json.dumps({**GOOD, "session": ["s"]}), "session is not a string"),
-    (json.dumps({**GOOD, "room": None}), "without room"),
-    (json.dumps({**GOOD, "op": "join", "login": 5}), "login is not a string"),
-    (json.dumps({"op": "deliver", "from": "a", "name": "x", "to": "s"}), "list of sessions"),
-    (json.dumps({"op": "deliver", "from": "a", "name": "x", "to": ["s"], "args": {}}),
-     "args is not a list"),
-    (json.dumps({**GOOD, "op": "joined", "id": ["a"]}), "id is not a string"),
-    (json.dumps({**GOOD, "claims": "x"}), "claims is not an object"),
-    ("{" + '"a":[' * 100 + "]" * 100 + "}", "nested deeper than 64"),
-    (json.dumps({**GOOD, "text": "x" * 2000}), "over cluster_max_message"),
-    (b"\xff", "utf-8"),
+    ({"session": "s"}, "without op"),
+    ({**GOOD, "session": ["s"]}, "session is not a string"),
+    ({**GOOD, "room": None}, "without room"),
+    ({**GOOD, "op": "join", "login": 5}, "login is not a string"),
+    ({"op": "deliver", "name": "x", "to": "s"}, "list of sessions"),
+    ({"op": "deliver", "name": "x", "to": ["s"], "args": {}}, "args is not a list"),
+    ({**GOOD, "op": "joined", "id": ["a"]}, "id is not a string"),
+    ({**GOOD, "op": "joined", "relay": ["h", "80"]}, "relay is not"),
+    ({**GOOD, "claims": "x"}, "claims is not an object"),
 ])
 def test_malformed_messages_are_refused(payload, reason):
     with pytest.raises(ValueError, match=reason):
-        readPayload(payload, 1024)
+        checkMessage({"from": "a", **payload})
 
 
 def test_well_formed_messages_pass():
-    assert readPayload(json.dumps(GOOD), 1024) == GOOD
-    deliver = {"op": "deliver", "from": "a", "inc": "1", "to": ["s", "t"],
-               "name": "OnDataEvent", "args": [{"payload": {}}]}
-    assert readPayload(json.dumps(deliver).encode(), 1024) == deliver
-
-
-def test_the_bus_drops_them_with_one_line_per_interval():
-    events = []
-    globalLogPublisher.addObserver(events.append)
-    dispatched = []
-    try:
-        bus = Bus(None, "b", "1", dispatched.append, Clock(), maxMessage=1024)
-        for _ in range(50):
-            bus._received('{"op": "leave", "from": "a", "session": 7}')
-        bus._received(json.dumps(GOOD))
-    finally:
-        globalLogPublisher.removeObserver(events.append)
-    assert dispatched == [GOOD]
-    lines = [e for e in events if "unreadable message" in e.get("log_format", "")]
-    assert len(lines) == 1 and not any(e.get("log_failure") for e in events)
+    node, incarnation, messages = readEnvelope(envelope(GOOD), 1024)
+    assert (node, incarnation, messages) == ("a", "1", [GOOD])
+    checkMessage({"from": "a", **GOOD})
+    checkMessage({"from": "a", "op": "deliver", "to": ["s", "t"], "name": "OnDataEvent",
+                  "args": [{"payload": {}}]})
+    checkMessage({"from": "a", "op": "joined", "session": "s", "room": "r",
+                  "relay": ["127.0.0.1", 4000]})

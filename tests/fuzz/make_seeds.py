@@ -237,7 +237,11 @@ def derivedSeeds() -> None:
         {"op": "leave", "from": "a", "inc": "1", "session": "s1", "room": "here"},
         {"op": "disconnect", "from": "a", "inc": "2", "session": "s2"},
     ]
-    write("cluster", "relay", b"\n".join(json.dumps(l).encode() for l in lines))
+    envelopes = []
+    for line in lines:
+        sender = {"from": line.pop("from"), "inc": line.pop("inc")}
+        envelopes.append(json.dumps({**sender, "m": [line]}).encode())
+    write("cluster", "relay", b"\n".join(envelopes))
 
 
 async def main() -> None:

@@ -28,3 +28,14 @@ declare(
         "bytes of the longest message a node takes from another over Redis; a "
         "longer one is dropped and logged (docs/security.md)"),
 )
+
+# The media relay (wcs.cluster.media).
+declare(
+    Key("cluster_relay_address", "str", "127.0.0.1",
+        "address of this node's media relay, where other nodes push the frames of "
+        "streams published there into rooms of this node (docs/cluster.md); on "
+        "several machines, a private address the other nodes reach"),
+    Key("cluster_relay_port", "int", 0,
+        "TCP port of this node's media relay; 0: any free port (told to the other "
+        "nodes in join answers)"),
+)

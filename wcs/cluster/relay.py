@@ -48,6 +48,8 @@ class RemoteRoom:
     def __init__(self, name: str, node: str):
         self.name = name
         self.node = node
+        # (host, port) of the node's media relay, from its join answer.
+        self.relay: tuple[str, int] | None = None
         # login -> its announced stream names, in join order (STATE's order).
         self.roster: dict[str, dict[str, None]] = {}
         # sessionId -> the participant of a client of this node.
@@ -95,6 +97,8 @@ class RemoteParticipant:
         self.member = member  # the ClientSession
         self.home = home
         self.streams: dict[str, None] = {}
+        # stream name -> its media pushed to the room's node (media.RelayOut).
+        self.pushes: dict[str, Any] = {}
         self.gone = False
 
     def __repr__(self) -> str:
@@ -104,13 +108,15 @@ class RemoteParticipant:
 class Visitors:
     log = Logger()
 
-    def __init__(self, bus, clock, isLive=lambda name: False):
+    def __init__(self, bus, clock, isLive=lambda name: False, reactor=None):
         """
         @param isLive: whether a stream of that name is live on this node
             (then it is played here, not relayed).
+        @param reactor: connects media relays (L{wcs.cluster.media}).
         """
         self.bus = bus
         self.clock = clock
+        self.reactor = reactor
         self.isLive = isLive
         self.rooms: dict[str, RemoteRoom] = {}
         self.pending: dict[str, tuple[Deferred, Any]] = {}
@@ -147,6 +153,9 @@ class Visitors:
             if remote is None or remote.node != node:
                 remote = self.rooms[room] = RemoteRoom(room, node)
             remote.setState(login, payload.get("state") or [])
+            relay = payload.get("relay")
+            if isinstance(relay, list) and len(relay) == 2:
+                remote.relay = (str(relay[0]), int(relay[1]))
             participant = RemoteParticipant(remote, login, session, self)
             remote.members[session.sessionId] = participant
             return participant
@@ -232,12 +241,42 @@ class Visitors:
 
     def announceStream(self, participant: RemoteParticipant, streamName: str) -> None:
         participant.streams[streamName] = None
+        stream = self._localStream(participant, streamName)
+        if stream is not None and participant.room.relay is not None \
+                and self.reactor is not None and not participant.gone:
+            # Media a transport brought here (RTMP, Flash): its frames go to
+            # the room's node, which publishes and announces it there.
+            from wcs.cluster.media import pushStream
+
+            room = participant.room
+            participant.pushes[streamName] = pushStream(
+                self.reactor, room.relay, stream.media.source, {
+                    "node": self.bus.nodeId, "inc": self.bus.incarnation,
+                    "session": participant.member.sessionId, "room": room.name,
+                    "stream": streamName, "provider": stream.request.mediaProvider,
+                    "tracks": dict(stream.media.source.tracks),
+                    "record": bool(stream.request.record)})
+            return
         self._send(participant, "announce", stream=streamName, keep=True)
+
+    @staticmethod
+    def _localStream(participant: RemoteParticipant, streamName: str):
+        """The published stream of that name whose media a transport brings here."""
+        for stream in participant.member.streams.active.values():
+            if stream.published and stream.name == streamName \
+                    and getattr(stream.media, "source", None) is not None:
+                return stream
+        return None
 
     def withdrawStream(self, participant: RemoteParticipant, streamName: str,
                        failed: bool = False) -> None:
+        push = participant.pushes.pop(streamName, None)
         if participant.streams.pop(streamName, 0) is None:
-            self._send(participant, "withdraw", stream=streamName, failed=failed, keep=True)
+            if push is not None:
+                push.end(failed)  # the room's node ends it there
+            else:
+                self._send(participant, "withdraw", stream=streamName, failed=failed,
+                           keep=True)
 
     def _send(self, participant: RemoteParticipant, op: str, keep: bool = False,
               **fields) -> None:
@@ -323,6 +362,50 @@ class Visitors:
 
 
 COMMANDS = frozenset({"leave", "disconnect", "chat", "announce", "withdraw", "stream"})
+# The fields of each op that must be strings (checkMessage).
+_REQUIRED = {
+    "join": ("session", "room", "login"), "joined": ("session", "room"),
+    "leave": ("session", "room"), "disconnect": ("session",),
+    "chat": ("session", "room", "to", "text"), "announce": ("session", "room", "stream"),
+    "withdraw": ("session", "room", "stream"), "stream": ("session", "name"),
+    "deliver": ("name",), "removed": ("session", "room"), "close": ("session",),
+}
+_TEXT = ("op", "session", "room", "login", "appKey", "id", "name", "text", "stream",
+         "reason", "info", "error", "code")
+_LISTS = ("args", "state")
+
+
+def checkMessage(payload: dict[str, Any]) -> None:
+    """
+    Whether a message from another node has the fields its C{op} needs, of
+    their types: a bug or an older version there must cost its message, not
+    an exception in a handler here (docs/security.md, "Between cluster
+    nodes").
+
+    @raise ValueError: why it cannot be used.
+    """
+    for key in _TEXT:
+        if payload.get(key) is not None and not isinstance(payload[key], str):
+            raise ValueError(f"{key} is not a string")
+    op = payload.get("op")
+    for key in ("from", "op", *_REQUIRED.get(op, ())):
+        if not isinstance(payload.get(key), str):
+            raise ValueError(f"{clip(op, 40)} without {key}")
+    for key in _LISTS:
+        if payload.get(key) is not None and not isinstance(payload[key], list):
+            raise ValueError(f"{key} is not a list")
+    to = payload.get("to")
+    if op == "deliver" and not (isinstance(to, list) and all(isinstance(t, str) for t in to)):
+        raise ValueError("deliver to something else than a list of sessions")
+    if op != "deliver" and to is not None and not isinstance(to, str):
+        raise ValueError("to is not a string")
+    if payload.get("claims") is not None and not isinstance(payload["claims"], dict):
+        raise ValueError("claims is not an object")
+    relay = payload.get("relay")
+    if relay is not None and not (isinstance(relay, list) and len(relay) == 2 and
+                                  isinstance(relay[0], str) and type(relay[1]) is int
+                                  and 0 < relay[1] < 65536):
+        raise ValueError("relay is not [host, port]")
 
 
 def route(payload: dict[str, Any], visitors: Visitors, hosts) -> bool:
@@ -330,7 +413,9 @@ def route(payload: dict[str, Any], visitors: Visitors, hosts) -> bool:
     Hand a message from another node to the end it is for.
 
     @return: False for an unknown C{op}.
+    @raise ValueError: a message without the fields its C{op} needs (L{checkMessage}).
     """
+    checkMessage(payload)
     op = payload.get("op")
     if op == "join":
         hosts.join(payload)
