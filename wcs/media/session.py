@@ -333,9 +333,11 @@ class PlaySession(MediaSession):
                 self.log.info(
                     "{session}: video feedback: {nacks} NACKs, {resent} resent ({rtx} as RTX), "
                     "{dropped} over the budget, {tooSoon} within a round trip ({rtt:.0f} ms), "
-                    "{tooOld} too old; {keyframes} keyframe requests, {limited} not passed on",
+                    "{tooOld} too old; {held} held for reordering ({reordered} came meanwhile, "
+                    "wait {wait:.0f} ms); {keyframes} keyframe requests, {limited} not passed on",
                     session=self, nacks=s.nacksReceived, resent=s.retransmitted,
                     rtx=s.rtx and s.rtx.packets, dropped=s.retransmitDropped,
                     tooSoon=s.retransmitTooSoon, rtt=s.rtt.smoothed * 1000,
-                    tooOld=s.nacksTooOld, keyframes=s.keyframeRequestsReceived,
+                    tooOld=s.nacksTooOld, held=s.hold.heldPackets, reordered=s.hold.reordered,
+                    wait=s.hold.wait * 1000, keyframes=s.keyframeRequestsReceived,
                     limited=s.keyframeRequestsLimited)
