@@ -10,7 +10,8 @@ what they ask for is still on its way, and answering it at once spends
 the retransmission budget that the real losses need.
 
 Such a player shows itself by asking again for a packet within half a
-round trip, which a webrtc.org receiver never does. From then on
+round trip (at most 50 ms, at least 10), which a webrtc.org receiver
+never does. From then on
 L{NackHold} reads its NACKs as lists of what is still missing: a packet
 first asked for is resent only after L{NackHold.wait}, unless a later list
 left it out meanwhile (it arrived by itself: how long that took is a
@@ -44,6 +45,9 @@ class NackHold:
 
     INTERVAL = 0.02  # s
     EAGER_AFTER = 3  # re-askings within half a round trip before its NACKs are held
+    # s: "half a round trip" within these bounds. webrtc.org asks again after
+    # its own RTT estimate (100 ms until it has one), from a 20 ms timer.
+    SOONEST, SOON = 0.01, 0.05
     HALF_LIFE = 5.0  # s: how fast the wait forgets a late packet
     MARGIN = 1.5  # wait this much longer than the latest: what comes later is not seen
     KEPT = 2.0  # s a packet's first NACK is remembered
@@ -72,7 +76,8 @@ class NackHold:
         listed = {seq & 0xFFFF for seq in lost}
         self._forget(now)
         if not self.eager:
-            if self.maxWait > 0 and now - self.previousAt < self.rtt.smoothed / 2 \
+            soon = min(self.SOON, max(self.SOONEST, self.rtt.smoothed / 2))
+            if self.maxWait > 0 and now - self.previousAt < soon \
                     and not listed.isdisjoint(self.previous):
                 self.reasked += 1
                 self.eager = self.reasked >= self.EAGER_AFTER
