@@ -269,6 +269,16 @@ class IRoomServer(Interface):
             live (report L{STREAM_NOT_FOUND}).
         """
 
+    def locateSource(name):
+        """
+        The media of a live stream, here or, in a cluster, on the node of
+        the room its name belongs to (C{ROOM-LOGIN...}): relayed here, once
+        for all of this node's players of it (docs/cluster.md).
+
+        @return: a Deferred firing with its L{IMediaSource}, or None when no
+            stream of that name is live (report L{STREAM_NOT_FOUND}).
+        """
+
     def streamNameInUse(name):
         """
         @return: whether a published stream holds C{name} (live or still

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from wcs.logs import LogLimiter, Logger
 from twisted.plugin import getPlugins
@@ -81,6 +82,12 @@ class RoomServer:
         stream = self.streams.live(name)
         media = stream.media if stream is not None else None
         return media.source if media is not None else None
+
+    def locateSource(self, name: str) -> Deferred:
+        source = self.liveSource(name)
+        if source is not None or self.placement is None:
+            return succeed(source)
+        return self.placement.locateSource(name)
 
     def streamNameInUse(self, name: str) -> bool:
         return name in self.streams.published

@@ -192,10 +192,23 @@ class ClientSession:
         except ProtocolError as e:
             return fail(RoomError(e.info))
 
-        def decided(decision) -> None:
+        def decided(decision):
             self._allowed(decision)
+            wanted = record if decision.record is None else decision.record
+            placement = self.server.placement
+            if placement is None or not self.login or room in self.participants:
+                entered(None, wanted)
+                return None
+            # In a cluster the room may live on another node: join it there
+            # (an RTMP encoder or Flash client, as a WebSocket join does).
+            return placement.enter(self, room, self.login, wanted).addCallback(entered, wanted)
+
+        def entered(placed: Participant | None, wanted: bool) -> None:
+            if placed is not None and self.closed:
+                placed.home.disconnect(placed)  # gone while the room's node answered
+                raise AccessDenied("the connection is closed")
             if room not in self.participants:
-                self._enterRoom(room, record if decision.record is None else decision.record)
+                self._enterRoom(room, wanted, placed)
         return self.server.access.join(self, room, record).addCallback(decided)
 
     def authorizePublish(self, name: str, room: str | None = None, record: bool = False,

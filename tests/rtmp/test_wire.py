@@ -123,6 +123,32 @@ def test_chunk_reader_raises_only_its_own_error(data):
         pass
 
 
+def test_wanted_is_what_the_started_chunk_lacks():
+    """What the transport's low-water mark is set from (wcs/transports/lowwater.py)."""
+    writer = chunks.ChunkWriter(4096)
+    data = writer.write(6, 9, 1, 0, b"v" * 5000)  # a 12-byte header, 4096 bytes, 1 + 904
+    reader = chunks.ChunkReader()
+    reader.chunkSize = 4096
+    assert reader.receive(data[:5]) == [] and reader.wanted == 0  # header not in yet
+    assert reader.receive(data[5:12]) == [] and reader.wanted == 4096
+    assert reader.receive(data[12:1012]) == [] and reader.wanted == 3096
+    assert reader.receive(data[1012:4108]) == [] and reader.wanted == 0  # a chunk ended
+    assert reader.receive(data[4108:4109]) == [] and reader.wanted == 904  # type 3: 1 byte
+    got = reader.receive(data[4109:] + writer.write(4, 8, 1, 0, b"a" * 9)[:3])
+    assert [len(m.payload) for m in got] == [5000] and reader.wanted == 0
+    assert len(reader.buffer) == 3  # the next message's first bytes, kept
+
+
+def test_error_after_whole_chunks_keeps_the_parse_consistent():
+    """Chunks parsed before a bad one in the same read are consumed."""
+    writer = chunks.ChunkWriter(128)
+    good = writer.write(4, 9, 1, 0, b"a" * 300)
+    reader = chunks.ChunkReader(maxMessageSize=1000)
+    with pytest.raises(RTMPProtocolError, match="without a full header"):
+        reader.receive(good + bytes([0xC0 | 7]))  # fmt 3 on a chunk stream never opened
+    assert bytes(reader.buffer) == bytes([0xC0 | 7])
+
+
 def test_message_over_the_limit_is_refused():
     data = chunks.ChunkWriter().write(3, 9, 1, 0, b"x" * 2000)
     with pytest.raises(RTMPProtocolError, match="over the limit of 1000"):

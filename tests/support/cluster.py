@@ -16,7 +16,8 @@ LIVE_TIMEOUT = 10.0
 
 
 @contextlib.contextmanager
-def runningCluster(workdir: Path, nodes: dict[str, dict[str, str]]):
+def runningCluster(workdir: Path, nodes: dict[str, dict[str, str]],
+                   enable: tuple[str, ...] = ("ws",)):
     """
     Start redis-server and one node per entry of C{nodes} (node id: its own
     settings), wait until every node is registered, stop all at the end.
@@ -28,7 +29,7 @@ def runningCluster(workdir: Path, nodes: dict[str, dict[str, str]]):
     try:
         for node, settings in nodes.items():
             running[node] = startServer(workdir / node, settings={
-                "cluster_redis_url": redis.url, "node_id": node, **settings})
+                "cluster_redis_url": redis.url, "node_id": node, **settings}, enable=enable)
         db = redis.client()
         deadline = time.monotonic() + LIVE_TIMEOUT
         while set(db.zrange("wcs:nodes", 0, -1)) != set(nodes):

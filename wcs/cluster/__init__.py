@@ -25,3 +25,14 @@ declare(
         "ms a node counts as live after its last heartbeat (sent every third of "
         "it); its rooms and members are given up when it expires"),
 )
+
+# The media relay (wcs.cluster.media).
+declare(
+    Key("cluster_relay_address", "str", "127.0.0.1",
+        "address of this node's media relay, where other nodes push the frames of "
+        "streams published there into rooms of this node (docs/cluster.md); on "
+        "several machines, a private address the other nodes reach"),
+    Key("cluster_relay_port", "int", 0,
+        "TCP port of this node's media relay; 0: any free port (told to the other "
+        "nodes in join answers)"),
+)

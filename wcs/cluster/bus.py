@@ -2,9 +2,14 @@
 Messages between the nodes of a cluster: one Redis pub/sub channel per node
 (C{wcs:to:NODE}), JSON objects with an C{op}.
 
-Sends are queued and published by one task at a time, each batch in one
-pipeline on one connection, so a node's messages to another arrive in the
-order they were sent. A room event handed to several members on the same
+Sends are queued and published by one task at a time, so a node's messages
+to another arrive in the order they were sent. What is queued for one node
+within one reactor turn (and while the previous batch was being published)
+goes in one C{PUBLISH}: an envelope C{{"from", "inc", "m": [messages]}};
+several nodes' envelopes go in one pipeline. The receiver unpacks it and
+handles the messages in order. The C{redis} client costs about 110 µs of
+CPU per command and 40-60 µs per message received, whatever its size: a
+batch pays that once. A room event handed to several members on the same
 node in a row (a broadcast) goes there once, with the list of recipients.
 
 Pub/sub is at most once: a node whose subscription is down (Redis
@@ -20,7 +25,7 @@ from typing import Any, Callable
 
 from twisted.internet.defer import Deferred
 
-from wcs.logs import LogLimiter, Logger
+from wcs.logs import LogLimiter, Logger, clip
 from wcs.messages import ServerMessage
 
 RETRY = 1.0  # seconds between attempts to resubscribe after an error
@@ -93,8 +98,6 @@ class Bus:
                            "args": message.args}, message)
 
     def _queue(self, node: str, payload: dict[str, Any], message) -> None:
-        payload["from"] = self.nodeId
-        payload["inc"] = self.incarnation
         entry = [node, payload, message]
         self.outbox.append(entry)
         self.last[node] = entry
@@ -106,11 +109,20 @@ class Bus:
         try:
             while self.outbox:
                 batch, self.outbox, self.last = self.outbox, [], {}
-                pipe = self.redis.pipeline(transaction=False)
+                byNode: dict[str, list] = {}
                 for node, payload, _ in batch:
-                    pipe.publish(channelOf(node), _encoder.encode(payload))
+                    byNode.setdefault(node, []).append(payload)
+                envelopes = [(channelOf(node), _encoder.encode(
+                    {"from": self.nodeId, "inc": self.incarnation, "m": payloads}))
+                    for node, payloads in byNode.items()]
                 try:
-                    await pipe.execute()
+                    if len(envelopes) == 1:
+                        await self.redis.publish(*envelopes[0])
+                    else:
+                        pipe = self.redis.pipeline(transaction=False)
+                        for channel, data in envelopes:
+                            pipe.publish(channel, data)
+                        await pipe.execute()
                 except Exception as e:
                     self.errors.warn("publish", "cluster: {count} messages to other nodes "
                                      "lost: {error}", count=len(batch), error=e)
@@ -154,15 +166,23 @@ class Bus:
 
     def _received(self, data: str) -> None:
         try:
-            payload = json.loads(data)
-            if not isinstance(payload, dict):
-                raise ValueError("not an object")
+            envelope = json.loads(data)
+            if not isinstance(envelope, dict) or not isinstance(envelope.get("m"), list):
+                raise ValueError("not an envelope of messages")
         except ValueError as e:
             self.errors.warn("bad", "cluster: unreadable message from another node: "
                              "{error}", error=e)
             return
-        try:
-            self.dispatch(payload)
-        except Exception:
-            self.log.failure("cluster: handling {op} from {node} failed",
-                             op=payload.get("op"), node=payload.get("from"))
+        node, incarnation = envelope.get("from"), envelope.get("inc")
+        for payload in envelope["m"]:
+            if not isinstance(payload, dict):
+                self.errors.warn("bad", "cluster: a message from {node} is not an object",
+                                 node=clip(node, 80))
+                continue
+            payload["from"] = node
+            payload["inc"] = incarnation
+            try:
+                self.dispatch(payload)
+            except Exception:
+                self.log.failure("cluster: handling {op} from {node} failed",
+                                 op=clip(payload.get("op"), 40), node=clip(node, 80))

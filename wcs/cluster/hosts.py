@@ -19,7 +19,7 @@ from zope.interface import implementer
 
 from wcs import protocol
 from wcs.access.tokens import Claims
-from wcs.errors import RoomError
+from wcs.errors import RoomError, StreamError
 from wcs.interfaces import ISignallingChannel
 from wcs.logs import Logger
 from wcs.messages import ServerMessage
@@ -79,9 +79,14 @@ class ProxySession(ClientSession):
 class Hosts:
     log = Logger()
 
-    def __init__(self, bus, server):
+    def __init__(self, bus, server, known=None):
         self.bus = bus
         self.server = server
+        # node -> the incarnation heard from it (the service's), which a
+        # media relay's header must name.
+        self.known = known if known is not None else {}
+        # (host, port) of this node's media relay, told in join answers.
+        self.relayAddress: tuple[str, int] | None = None
         # (node, sessionId there) -> the visitor's session here.
         self.proxies: dict[tuple[str, str], ProxySession] = {}
 
@@ -104,7 +109,29 @@ class Hosts:
             return
         self.proxies[(node, session)] = proxy
         participant = proxy.participants[room]
-        self.bus.send(node, {**reply, "state": participant.room.state(participant.login)})
+        self.bus.send(node, {**reply, "state": participant.room.state(participant.login),
+                             "relay": self.relayAddress})
+
+    def relayed(self, header: dict[str, Any], source, onStop):
+        """
+        A stream of a visitor, published on its node, whose frames now come
+        here (L{wcs.cluster.media}): published by its session here, into
+        its room, so the room announces it and players play it here.
+
+        @return: (the visitor's session, the stream).
+        @raise StreamError: no such visitor or room, or the name is taken.
+        """
+        node, session = header.get("node"), header.get("session")
+        proxy = self.proxies.get((node, session))
+        if proxy is None or self.known.get(node) != header.get("inc"):
+            raise StreamError("no such visitor on this node")
+        room = header.get("room")
+        if room not in proxy.participants:
+            raise StreamError(f"the visitor is not in room {room!r} here")
+        return proxy, proxy.publish(str(header.get("stream")), source,
+                                    str(header.get("provider") or "RTMP"),
+                                    record=bool(header.get("record")), room=room,
+                                    onStop=onStop)
 
     def command(self, payload: dict[str, Any]) -> None:
         """leave, disconnect, chat, announce, withdraw, stream of a visitor."""

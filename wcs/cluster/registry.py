@@ -108,6 +108,8 @@ class Registry:
         self._place = redis.register_script(PLACE)
         self._claim = redis.register_script(CLAIM)
         self._release = redis.register_script(RELEASE)
+        # (host, port) of this node's media relay, in its key for pulls.
+        self.relayAddress: tuple[str, int] | None = None
 
     def heartbeat(self, load: int, rooms: list[str], draining: bool = False) -> Deferred:
         """
@@ -118,7 +120,8 @@ class Registry:
             node (a split: logged by the caller).
         """
         async def beat():
-            info = json.dumps({"incarnation": self.incarnation, "load": load})
+            info = json.dumps({"incarnation": self.incarnation, "load": load,
+                               "relay": self.relayAddress})
             pipe = self.redis.pipeline(transaction=False)
             await self._heartbeat(keys=[nodeKey(self.nodeId), NODES],
                             args=[self.nodeId, info, self.ttlMs, load, int(draining)],
@@ -156,6 +159,26 @@ class Registry:
                 except (ValueError, KeyError, TypeError):
                     found[node] = None
             return found
+        return later(read())
+
+    def roomHome(self, rooms: list[str]) -> Deferred:
+        """
+        The first of C{rooms} held by a live node other than this one.
+
+        @return: a Deferred firing with (node, its relay address), or None.
+        """
+        async def read():
+            owners = await self.redis.mget([roomKey(room) for room in rooms])
+            for owner in owners:
+                if owner and owner != self.nodeId:
+                    value = await self.redis.get(nodeKey(owner))
+                    try:
+                        relay = json.loads(value)["relay"] if value else None
+                    except (ValueError, KeyError, TypeError):
+                        relay = None
+                    if isinstance(relay, list) and len(relay) == 2:
+                        return owner, (str(relay[0]), int(relay[1]))
+            return None
         return later(read())
 
     async def leave(self, rooms: list[str]) -> None:

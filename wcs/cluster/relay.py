@@ -48,6 +48,8 @@ class RemoteRoom:
     def __init__(self, name: str, node: str):
         self.name = name
         self.node = node
+        # (host, port) of the node's media relay, from its join answer.
+        self.relay: tuple[str, int] | None = None
         # login -> its announced stream names, in join order (STATE's order).
         self.roster: dict[str, dict[str, None]] = {}
         # sessionId -> the participant of a client of this node.
@@ -95,6 +97,8 @@ class RemoteParticipant:
         self.member = member  # the ClientSession
         self.home = home
         self.streams: dict[str, None] = {}
+        # stream name -> its media pushed to the room's node (media.RelayOut).
+        self.pushes: dict[str, Any] = {}
         self.gone = False
 
     def __repr__(self) -> str:
@@ -104,13 +108,15 @@ class RemoteParticipant:
 class Visitors:
     log = Logger()
 
-    def __init__(self, bus, clock, isLive=lambda name: False):
+    def __init__(self, bus, clock, isLive=lambda name: False, reactor=None):
         """
         @param isLive: whether a stream of that name is live on this node
             (then it is played here, not relayed).
+        @param reactor: connects media relays (L{wcs.cluster.media}).
         """
         self.bus = bus
         self.clock = clock
+        self.reactor = reactor
         self.isLive = isLive
         self.rooms: dict[str, RemoteRoom] = {}
         self.pending: dict[str, tuple[Deferred, Any]] = {}
@@ -147,6 +153,9 @@ class Visitors:
             if remote is None or remote.node != node:
                 remote = self.rooms[room] = RemoteRoom(room, node)
             remote.setState(login, payload.get("state") or [])
+            relay = payload.get("relay")
+            if isinstance(relay, list) and len(relay) == 2:
+                remote.relay = (str(relay[0]), int(relay[1]))
             participant = RemoteParticipant(remote, login, session, self)
             remote.members[session.sessionId] = participant
             return participant
@@ -232,12 +241,42 @@ class Visitors:
 
     def announceStream(self, participant: RemoteParticipant, streamName: str) -> None:
         participant.streams[streamName] = None
+        stream = self._localStream(participant, streamName)
+        if stream is not None and participant.room.relay is not None \
+                and self.reactor is not None and not participant.gone:
+            # Media a transport brought here (RTMP, Flash): its frames go to
+            # the room's node, which publishes and announces it there.
+            from wcs.cluster.media import pushStream
+
+            room = participant.room
+            participant.pushes[streamName] = pushStream(
+                self.reactor, room.relay, stream.media.source, {
+                    "node": self.bus.nodeId, "inc": self.bus.incarnation,
+                    "session": participant.member.sessionId, "room": room.name,
+                    "stream": streamName, "provider": stream.request.mediaProvider,
+                    "tracks": dict(stream.media.source.tracks),
+                    "record": bool(stream.request.record)})
+            return
         self._send(participant, "announce", stream=streamName, keep=True)
+
+    @staticmethod
+    def _localStream(participant: RemoteParticipant, streamName: str):
+        """The published stream of that name whose media a transport brings here."""
+        for stream in participant.member.streams.active.values():
+            if stream.published and stream.name == streamName \
+                    and getattr(stream.media, "source", None) is not None:
+                return stream
+        return None
 
     def withdrawStream(self, participant: RemoteParticipant, streamName: str,
                        failed: bool = False) -> None:
+        push = participant.pushes.pop(streamName, None)
         if participant.streams.pop(streamName, 0) is None:
-            self._send(participant, "withdraw", stream=streamName, failed=failed, keep=True)
+            if push is not None:
+                push.end(failed)  # the room's node ends it there
+            else:
+                self._send(participant, "withdraw", stream=streamName, failed=failed,
+                           keep=True)
 
     def _send(self, participant: RemoteParticipant, op: str, keep: bool = False,
               **fields) -> None:

@@ -28,6 +28,19 @@ from wcs.logs import LogLimiter, Logger, clip
 STOP_TIMEOUT = 2.0  # seconds a clean stop waits to take its keys out of Redis
 
 
+MAX_ROOM_PREFIXES = 8
+
+
+def roomsOfStream(name: str) -> list[str]:
+    """
+    The rooms a stream name may belong to, longest first: each prefix
+    before a C{-} (a room stream is C{ROOM-LOGIN} or C{ROOM-LOGIN-...}, and
+    a room name may have dashes itself), at most L{MAX_ROOM_PREFIXES}.
+    """
+    cuts = [i for i, c in enumerate(name) if c == "-" and i > 0]
+    return [name[:i] for i in reversed(cuts)][:MAX_ROOM_PREFIXES]
+
+
 def nodeIdOf(settings) -> str:
     return settings.node_id or f"{socket.gethostname()}:{settings.ws_port}"
 
@@ -55,10 +68,15 @@ class ClusterService(Service):
         self.bus = Bus(self.redis, self.nodeId, self.incarnation, self._dispatch, clock)
         self.registry = Registry(self.redis, self.nodeId, self.incarnation, self.ttl)
         self.visitors = Visitors(self.bus, clock,
-                                 isLive=lambda name: server.liveSource(name) is not None)
-        self.hosts = Hosts(self.bus, server)
+                                 isLive=lambda name: server.liveSource(name) is not None,
+                                 reactor=clock)
         # node -> the incarnation first heard from it.
         self.known: dict[str, str] = {}
+        self.hosts = Hosts(self.bus, server, self.known)
+        self.relayAddress = (settings.cluster_relay_address, settings.cluster_relay_port)
+        self._relayPort = None
+        # Streams of other nodes played here: name -> the one relay of it.
+        self.edges: dict[str, object] = {}
         # Nodes whose key was missing at the last check.
         self.missing: set[str] = set()
         self._beat = LoopingCall(self._tick)
@@ -74,13 +92,26 @@ class ClusterService(Service):
                       node=self.nodeId, url=self.url)
         self.server.placement = self
         self.server.rooms.observers.append(self)
+        self._listenRelay()
         self.bus.start()
         self._beat.start(self.ttl / 3, now=True)
+
+    def _listenRelay(self) -> None:
+        from wcs.cluster.media import RelayInFactory
+
+        host, port = self.relayAddress
+        self._relayPort = self.clock.listenTCP(port, RelayInFactory(self.hosts), interface=host)
+        self.hosts.relayAddress = (host, self._relayPort.getHost().port)
+        self.registry.relayAddress = self.hosts.relayAddress
+        self.log.info("cluster: media relay of node {node} on {host}:{port}",
+                      node=self.nodeId, host=host, port=self.hosts.relayAddress[1])
 
     def stopService(self):
         super().stopService()
         if self._beat.running:
             self._beat.stop()
+        if self._relayPort is not None:
+            self._relayPort.stopListening()
         # Added before the shutdown service, this stops after it closed the
         # clients: their leaves and room releases are on their way already.
         rooms = list(self.server.rooms.rooms)
@@ -135,6 +166,42 @@ class ClusterService(Service):
         """A stream message of a room on another node goes there (RoomServer.placement)."""
         return self.visitors.forward(session, name, args)
 
+    def locateSource(self, name: str) -> Deferred:
+        """
+        A stream not live here, from the node of the room its name belongs
+        to (C{ROOM-LOGIN...}): pulled once for all of this node's players
+        (RoomServer.locateSource).
+        """
+        edge = self.edges.get(name)
+        if edge is not None and not edge.ended:
+            return succeed(edge)
+        rooms = roomsOfStream(name)
+        if not rooms:
+            return succeed(None)
+
+        def found(home):
+            if home is None:
+                return None
+            edge = self.edges.get(name)  # another player asked meanwhile
+            if edge is None or edge.ended:
+                from wcs.cluster.media import pullStream
+
+                edge = self.edges[name] = pullStream(self.clock, home[1], name, {},
+                                                     self._forgetEdge(name))
+            return edge
+
+        def unreachable(failure):
+            self.errors.warn("locate", "cluster: cannot look for stream {name}: {error}",
+                             name=clip(name), error=failure.value)
+            return None
+        return self.registry.roomHome(rooms).addCallbacks(found, unreachable)
+
+    def _forgetEdge(self, name: str):
+        def forget(source) -> None:
+            if self.edges.get(name) is source:
+                del self.edges[name]
+        return forget
+
     # Room observer: hold the rooms that live here
 
     def roomStarted(self, room) -> None:
@@ -152,10 +219,10 @@ class ClusterService(Service):
         d.addBoth(lambda result: self._inflight.discard(d))
 
     def _split(self, room: str, owner: str) -> None:
-        # A room made here without placement (an RTMP or WHIP client joins
-        # synchronously) that another node holds: both rooms go on apart.
+        # A room made here without placement (a transport joined with the
+        # synchronous joinRoom) that another node holds: both go on apart.
         self.errors.warn(("split", room), "cluster: room {room} lives here and on {owner}: "
-                         "RTMP/WHIP joins are not relayed yet (docs/cluster.md)",
+                         "a join made without placement (docs/cluster.md, \"A split\")",
                          room=clip(room), owner=owner)
 
     def _redisDown(self, failure) -> None:

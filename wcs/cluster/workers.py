@@ -76,6 +76,8 @@ def configureWorker(settings, count: int, index: int) -> None:
     low, high = mediaSlice(settings.media_port_from, settings.media_port_to, count, index)
     settings.set("media_port_from", low)
     settings.set("media_port_to", high)
+    if settings.cluster_relay_port:  # each worker its own relay port (not shared)
+        settings.set("cluster_relay_port", settings.cluster_relay_port + index)
     sharePorts()
 
 

@@ -470,8 +470,11 @@ class RTMPApplication:
             self.conn.onStatus(streamId, "NetStream.Play.Failed", info, level="error")
 
         def identified(_) -> None:
-            self.waiting.after(self.session.authorizePlay(name),
-                        lambda _: self._play(streamId, name), refused)
+            # Allowed, then found: here, or (a cluster) on its room's node.
+            found = self.session.authorizePlay(name).addCallback(
+                lambda _: self.server.locateSource(name))
+            self.waiting.after(found, lambda source: self._play(streamId, name, source),
+                               refused)
 
         try:
             token = self.args.token(query.get("token"))
@@ -480,10 +483,9 @@ class RTMPApplication:
             return
         self._identified(None, token, identified, refused)
 
-    def _play(self, streamId: int, name: str) -> None:
+    def _play(self, streamId: int, name: str, source) -> None:
         if not self._streamFree(streamId, "play"):
             return
-        source = self.server.liveSource(name)
         if source is None:
             self.conn.onStatus(streamId, "NetStream.Play.StreamNotFound",
                                f"Stream not found: {name}", level="error")

@@ -22,6 +22,8 @@ DEFAULT_CHUNK_SIZE = 128
 EXTENDED = 0xFFFFFF
 
 _u32 = struct.Struct(">I")
+_u32le = struct.Struct("<I")
+_HEADER_SIZES = (11, 7, 3, 0)
 
 
 @dataclass(slots=True)
@@ -73,6 +75,10 @@ class ChunkReader:
         self.streams: dict[int, _Incoming] = {}
         self.buffer = bytearray()
         self.bytesReceived = 0
+        # Bytes still missing from the chunk at the head of the buffer, once
+        # its header is here (0 otherwise): the transport need not wake for less.
+        self.wanted = 0
+        self.offset = 0  # parsed bytes at the head of the buffer, during receive
 
     def setChunkSize(self, size: int) -> None:
         if not max(1, self.minChunkSize) <= size <= min(self.maxChunkSize, 0x7FFFFFFF):
@@ -88,104 +94,121 @@ class ChunkReader:
 
     def receive(self, data: bytes) -> list[Message]:
         self.bytesReceived += len(data)
-        self.buffer += data
+        buf = self.buffer
+        buf += data
         messages: list[Message] = []
-        while True:
-            message, used = self._chunk()
-            if used == 0:
-                return messages
-            del self.buffer[:used]
-            if message is not None:
+        self.offset = 0
+        try:
+            while True:
+                message = self._chunk(self.offset)
+                if message is None:
+                    return messages
                 messages.append(message)
                 if message.type == SET_CHUNK_SIZE and message.streamId == 0:
                     # Applies to the chunks that follow, in this same buffer.
                     if len(message.payload) < 4:
                         raise RTMPProtocolError("Set Chunk Size message too short")
                     self.setChunkSize(_u32.unpack_from(message.payload)[0] & 0x7FFFFFFF)
+        finally:
+            # One cut per read, not one per chunk (each cut moves the rest).
+            if self.offset:
+                del buf[:self.offset]
+                self.offset = 0
 
-    def _chunk(self) -> tuple[Message | None, int]:
-        """Parse one chunk at the start of the buffer: (message or None, bytes used)."""
+    def _chunk(self, start: int) -> Message | None:
+        """
+        Parse chunks from C{start} in the buffer up to one that ends a message
+        and return it, or None at a chunk not wholly here. L{offset} follows
+        the chunks used, L{wanted} says what the next one lacks.
+        """
         buf = self.buffer
         size = len(buf)
-        if size < 1:
-            return None, 0
-        fmt, csid = buf[0] >> 6, buf[0] & 0x3F
-        pos = 1
-        if csid == 0:
-            if size < 2:
-                return None, 0
-            csid, pos = buf[1] + 64, 2
-        elif csid == 1:
-            if size < 3:
-                return None, 0
-            csid, pos = buf[1] + 64 + buf[2] * 256, 3
-        headerSize = (11, 7, 3, 0)[fmt]
-        if size < pos + headerSize:
-            return None, 0
-        state = self.streams.get(csid)
-        if state is None:
-            if fmt != 0:
-                raise RTMPProtocolError(f"chunk stream {csid} starts without a full header")
-            if len(self.streams) >= self.maxChunkStreams:
-                raise RTMPProtocolError("too many chunk streams")
-            state = self.streams[csid] = _Incoming()
-        starting = state.received == 0
-        if fmt == 3 and not starting:
-            extended = state.extended
-            stamp = None
-        else:
-            if fmt != 3 and not starting:
-                raise RTMPProtocolError(f"chunk stream {csid}: new header inside a message")
-            stamp = int.from_bytes(buf[pos:pos + 3], "big") if fmt < 3 else None
-            extended = stamp == EXTENDED if stamp is not None else state.extended
-        length, mtype, streamId = state.length, state.type, state.streamId
-        if fmt <= 1:
-            length = int.from_bytes(buf[pos + 3:pos + 6], "big")
-            mtype = buf[pos + 6]
-        if fmt == 0:
-            streamId = int.from_bytes(buf[pos + 7:pos + 11], "little")
-        pos += headerSize
-        if extended:
-            if size < pos + 4:
-                return None, 0
-            extendedStamp = _u32.unpack_from(buf, pos)[0]
-            pos += 4
-            if stamp is not None:
-                stamp = extendedStamp
-            elif starting:
-                stamp = extendedStamp  # fmt 3 starting a new message: repeated extended delta
-        if length > self.maxMessageSize:
-            raise RTMPProtocolError(f"message of {length} bytes is over the limit "
-                                    f"of {self.maxMessageSize}")
-        take = min(self.chunkSize, length - state.received)
-        if size < pos + take:
-            return None, 0
-        # Commit the header only once the whole chunk is here.
-        if starting:
-            if fmt == 0:
-                state.timestamp, state.delta = stamp, 0
-            elif fmt in (1, 2):
-                state.delta = stamp
-                state.timestamp = (state.timestamp + stamp) & 0xFFFFFFFF
+        streams = self.streams
+        while True:
+            self.offset, self.wanted = start, 0
+            if size - start < 1:
+                return None
+            first = buf[start]
+            fmt, csid = first >> 6, first & 0x3F
+            pos = start + 1
+            if csid == 0:
+                if size < pos + 1:
+                    return None
+                csid, pos = buf[pos] + 64, pos + 1
+            elif csid == 1:
+                if size < pos + 2:
+                    return None
+                csid, pos = buf[pos] + 64 + buf[pos + 1] * 256, pos + 2
+            headerSize = _HEADER_SIZES[fmt]
+            if size < pos + headerSize:
+                return None
+            state = streams.get(csid)
+            if state is None:
+                if fmt != 0:
+                    raise RTMPProtocolError(f"chunk stream {csid} starts without a full header")
+                if len(streams) >= self.maxChunkStreams:
+                    raise RTMPProtocolError("too many chunk streams")
+                state = streams[csid] = _Incoming()
+            starting = state.received == 0
+            if fmt == 3:
+                extended = state.extended
+                stamp = None
             else:
-                state.timestamp = (state.timestamp + (stamp if extended else state.delta)) \
-                    & 0xFFFFFFFF
-            state.length, state.type, state.streamId = length, mtype, streamId
-            state.extended = extended
-        if starting and take == length:
-            payload = bytes(buf[pos:pos + take])  # a message in one chunk: no copy kept
-        else:
+                if not starting:
+                    raise RTMPProtocolError(f"chunk stream {csid}: new header inside a message")
+                stamp = (buf[pos] << 16) | (buf[pos + 1] << 8) | buf[pos + 2]
+                extended = stamp == EXTENDED
+            if fmt <= 1:
+                length = (buf[pos + 3] << 16) | (buf[pos + 4] << 8) | buf[pos + 5]
+                mtype = buf[pos + 6]
+                streamId = _u32le.unpack_from(buf, pos + 7)[0] if fmt == 0 else state.streamId
+            else:
+                length, mtype, streamId = state.length, state.type, state.streamId
+            pos += headerSize
+            if extended:
+                if size < pos + 4:
+                    return None
+                extendedStamp = _u32.unpack_from(buf, pos)[0]
+                pos += 4
+                if stamp is not None or starting:
+                    # (fmt 3 starting a new message: a repeated extended delta)
+                    stamp = extendedStamp
+            if length > self.maxMessageSize:
+                raise RTMPProtocolError(f"message of {length} bytes is over the limit "
+                                        f"of {self.maxMessageSize}")
+            take = min(self.chunkSize, length - state.received)
+            end = pos + take
+            if size < end:
+                self.wanted = end - size
+                return None
+            # Commit the header only once the whole chunk is here.
+            if starting:
+                if fmt == 0:
+                    state.timestamp, state.delta = stamp, 0
+                elif fmt != 3:
+                    state.delta = stamp
+                    state.timestamp = (state.timestamp + stamp) & 0xFFFFFFFF
+                else:
+                    state.timestamp = (state.timestamp + (stamp if extended else state.delta)) \
+                        & 0xFFFFFFFF
+                state.length, state.type, state.streamId = length, mtype, streamId
+                state.extended = extended
+                if take == length:  # a message in one chunk: no copy kept
+                    self.offset = end
+                    return Message(mtype, streamId, state.timestamp, bytes(buf[pos:end]), csid)
             if self.pending + take > self.maxPending:
                 raise RTMPProtocolError(f"over {self.maxPending} bytes of unfinished messages")
             self.pending += take
-            state.partial += buf[pos:pos + take]
+            state.partial += buf[pos:end]
             state.received += take
+            start = end
             if state.received < state.length:
-                return None, pos + take
+                continue
             payload = bytes(state.partial)
             self.pending -= state.received
             state.partial, state.received = bytearray(), 0
-        return Message(state.type, state.streamId, state.timestamp, payload, csid), pos + take
+            self.offset = end
+            return Message(state.type, state.streamId, state.timestamp, payload, csid)
 
 
 class ChunkWriter:

@@ -23,6 +23,7 @@ from wcs.logs import Logger
 from wcs.rtmp.application import RTMPApplication, badInput
 from wcs.rtmp.deadline import StepDeadline
 from wcs.rtmp.netstream import Feeds
+from wcs.transports.lowwater import LowWater
 from wcs.transports.outbox import Outboxes
 from wcs.transports.peers import ADMIT, PeerConnections
 
@@ -36,6 +37,10 @@ declare(
     Key("rtmp_handshake_timeout", "int", 10000,
         "ms a new RTMP connection has to finish the handshake, and then again to send "
         "connect; 0: no limit"),
+    Key("rtmp_publisher_low_water", "int", 9,
+        "bytes a publisher's socket must hold before the server wakes to read it, "
+        "between chunks (a chunk whose header is in: the rest of it); a smaller last "
+        "message waits at most 2 s; 1: wake for any byte (wcs/transports/lowwater.py)"),
 )
 
 # Left to autotuning, the kernel would queue megabytes (seconds of video)
@@ -48,6 +53,7 @@ class RTMPServerProtocol(Protocol):
     application: RTMPApplication | None = None
     counted = False  # against the per-address cap, until the connection is lost
     outbox = None  # bytes written in this reactor turn, not yet sent
+    socket = None  # the TCP socket, for its receive low-water mark
     dropped = False  # (never: a congested player drops frames, not the connection)
 
     def connectionMade(self) -> None:
@@ -65,6 +71,7 @@ class RTMPServerProtocol(Protocol):
         sock = getattr(self.transport, "socket", None)
         if sock is not None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, KERNEL_SEND_BUFFER)
+            self.socket = sock
         self.application = RTMPApplication(factory.server, self, self.peer, self.address,
                                            factory.feeds)
         self.transport.registerProducer(self, True)
@@ -85,9 +92,18 @@ class RTMPServerProtocol(Protocol):
                 outboxes.reading -= 1
                 outboxes.flush()
             self.deadline.expect(self.application.awaiting)
+            if self.socket is not None:
+                app = self.application
+                if app.publishing and not app.closed:
+                    self.factory.lowWater.set(self.socket, app.conn.reader.wanted)
+                else:
+                    self.factory.lowWater.forget(self.socket)
 
     def connectionLost(self, reason=None) -> None:
         self.outbox = None
+        if self.socket is not None:
+            self.factory.lowWater.forget(self.socket)
+            self.socket = None
         if self.counted:
             self.counted = False
             self.factory.peers.disconnect(self.address)
@@ -135,6 +151,10 @@ class RTMPFactory(Factory):
         self.peers = PeerConnections(settings.rtmp_max_connections_per_address)
         self.feeds = Feeds()
         self.outboxes = Outboxes(server.clock.callLater)
+        self.lowWater = LowWater(server.clock.callLater, settings.rtmp_publisher_low_water)
+
+    def stopFactory(self) -> None:
+        self.lowWater.stop()
 
 
 @implementer(ITransport)
