@@ -124,6 +124,35 @@ class ServerCollector:
                    "nacksIn", "nacksOut")
         yield CounterMetricFamily("wcs_keyframe_requests", "Keyframe requests (PLI) sent "
                                   "to publishers", value=get("keyframeRequests", 0))
+        yield pair("wcs_retransmitted_packets", "Packets repaired by a retransmission we "
+                   "asked a publisher for (in) and resent to players (out)",
+                   "retransmitsIn", "retransmitsOut")
+        yield pair("wcs_rtx_packets", "RTX packets received from publishers (in) and sent "
+                   "to players (out)", "rtxIn", "rtxOut")
+        yield CounterMetricFamily("wcs_rtx_unasked", "RTX packets from publishers for a "
+                                  "packet not missing (bandwidth probes, late originals)",
+                                  value=get("rtxUnasked", 0))
+        yield pair("wcs_reordered_packets", "Packets that came by themselves after all: "
+                   "missing from a publisher (in), or NACKed by a player whose NACK was "
+                   "held (out)", "reorderedIn", "reorderedOut")
+        yield CounterMetricFamily("wcs_player_nacks_held", "Packets whose first NACK from "
+                                  "a player was held for reordering", value=get("heldOut", 0))
+        yield pair("wcs_retransmits_over_budget", "Retransmissions not asked for (in) or "
+                   "not sent (out): over media_retransmit_share", "overBudgetIn",
+                   "overBudgetOut")
+        yield CounterMetricFamily("wcs_packets_given_up", "Packets missing from publishers "
+                                  "that were given up (a keyframe repairs them)",
+                                  value=get("givenUpIn", 0))
+        waits = GaugeMetricFamily("wcs_reorder_wait_seconds", "The longest current wait "
+                                  "for a late packet before a NACK to a publisher is sent or "
+                                  "one from a player is answered", labels=["leg"])
+        byLeg: dict[str, list[float]] = {"publisher": [], "player": []}
+        for engine in set(self.server.engines.values()):
+            for leg, values in getattr(engine, "reorderWaits", dict)().items():
+                byLeg.setdefault(leg, []).extend(values)
+        for leg, values in sorted(byLeg.items()):
+            waits.add_metric([leg], max(values, default=0.0))
+        yield waits
 
     def _transcoders(self, recorder) -> int:
         count = 0

@@ -109,6 +109,9 @@ async def test_chromiumRetransmitsAndTakesRtx():
         assert result["player"]["rtxSsrc"] == subscription.rtx.ssrc
         assert subscription.rtx.packets > 0
         assert result["player"]["retransmittedPacketsReceived"] > 0
+        # Chromium waits for reordering itself: its NACKs are answered at
+        # once, never held (wcs.media.reorder).
+        assert not subscription.hold.eager and subscription.hold.heldPackets == 0
     finally:
         await stopChromium(browser, profile)
         server.close()

@@ -4,12 +4,14 @@ import asyncio
 import time
 import urllib.error
 import urllib.request
+import uuid
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.media import peers
 from tests.support.rooms import MEDIA, alicePublishesToBob, negotiate, status, streamRequest
 from tests.support.wait import waitUntil
+from tests.support.wsclient import Client
 
 
 def scrape(server, key=None) -> dict:
@@ -103,3 +105,65 @@ def test_metrics_need_the_admin_key_when_one_is_set(serverFactory):
         else:
             raise AssertionError(f"served with key {key!r}")
     assert value(scrape(server, "s3cret"), "wcs_rooms") == 0
+
+
+async def test_retransmission_metrics(serverFactory):
+    """
+    Loss on both legs (in the clients: tests.media.peers.Impairment), both
+    offering RTX: the retransmission counters move on each leg. The aiortc
+    player re-lists every missing packet on each new gap, so its NACKs are
+    held for reordering (wcs.media.reorder) and the player leg's wait shows.
+    """
+    server = serverFactory(settings=MEDIA, enable=("ws", "rest"))
+    room = f"room-{uuid.uuid4().hex[:6]}"
+    alice = await Client.open(server.wsURL, "alice")
+    bob = await Client.open(server.wsURL, "bob")
+    publisher = peers.Publisher(video="video/H264", audio=None, rtx=True)
+    player = peers.Player(video="video/H264", audio=None, rtx=True)
+    try:
+        await alice.join(room)
+        await bob.join(room)
+        publish = streamRequest(f"{room}-alice", room, await peers.offerOf(publisher.pc), True)
+        await negotiate(alice, publisher.pc, "publishStream", publish)
+        await status(alice, publish["mediaSessionId"], "PUBLISHING")
+        play = streamRequest(publish["name"], room, await peers.offerOf(player.pc), False)
+        await negotiate(bob, player.pc, "playStream", play)
+        await status(bob, play["mediaSessionId"], "PLAYING")
+        await player.waitFrames("video", 1, timeout=15)
+        peers.Impairment(publisher.pc, sendLoss=0.05, seed=3)
+        peers.Impairment(player.pc, receiveLoss=0.05, seed=4)
+        # NACKs as aiortc sends them on a link that reorders: the same
+        # packet listed again at once (the player is then held), then one
+        # listed and left out of the next list (it came by itself).
+        receiver = player.pc.getTransceivers()[0].receiver
+        [ssrc] = receiver._RTCRtpReceiver__rtx_ssrc.values()  # aiortc's private state
+        for lost in ([1], [1], [1], [1], [2, 3], [3]):
+            await receiver._send_rtcp_nack(ssrc, lost)
+        samples = {}
+
+        def moved() -> bool:
+            samples.update(scrape(server))
+            return all(value(samples, name, direction=d) > 0 for name, d in (
+                ("wcs_retransmitted_packets_total", "in"),
+                ("wcs_retransmitted_packets_total", "out"),
+                ("wcs_rtx_packets_total", "in"), ("wcs_rtx_packets_total", "out"))) \
+                and value(samples, "wcs_player_nacks_held_total") >= 2 \
+                and value(samples, "wcs_reordered_packets_total", direction="out") >= 1 \
+                and value(samples, "wcs_reorder_wait_seconds", leg="player") > 0
+        await waitUntil(moved, 30, lambda: f"retransmission metrics to move: {samples}",
+                        every=0.5)
+        for name in ("wcs_rtx_unasked_total", "wcs_packets_given_up_total"):
+            assert (name, ()) in samples
+        for name in ("wcs_reordered_packets_total", "wcs_retransmits_over_budget_total"):
+            for direction in ("in", "out"):
+                assert (name, (("direction", direction),)) in samples
+        assert value(samples, "wcs_reorder_wait_seconds", leg="player") <= 0.15
+        assert ("wcs_reorder_wait_seconds", (("leg", "publisher"),)) in samples
+        # What was resent to the player went out on its RTX stream.
+        assert value(samples, "wcs_rtx_packets_total", direction="out") == \
+            value(samples, "wcs_retransmitted_packets_total", direction="out")
+    finally:
+        await player.close()
+        await publisher.close()
+        await alice.close()
+        await bob.close()

@@ -136,6 +136,14 @@ class WebRTCEngine:
                 totals[name] += value
         return totals
 
+    def reorderWaits(self) -> dict[str, list[float]]:
+        """The live sessions' reordering waits (s), by leg: for L{wcs.metrics}."""
+        waits: dict[str, list[float]] = {"publisher": [], "player": []}
+        for session in list(self.sessions):
+            waits["publisher" if isinstance(session, PublishSession) else "player"] += \
+                session.reorderWaits()
+        return waits
+
     def retire(self, session: MediaSession) -> None:
         """A session stops forwarding: keep its counts."""
         for name, value in session.counters().items():

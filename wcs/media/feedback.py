@@ -38,12 +38,14 @@ class FeedbackPolicy:
     share: float = 0.2  # of the media bytes
     keyframeInterval: float = 0.5  # s
     playerKeyframeInterval: float = 2.0  # s
+    playerReorderWait: float = 0.15  # s (wcs.media.reorder)
 
     @classmethod
     def fromSettings(cls, settings) -> "FeedbackPolicy":
         return cls(settings.media_retransmit_share / 100,
                    settings.media_keyframe_interval / 1000,
-                   settings.media_player_keyframe_interval / 1000)
+                   settings.media_player_keyframe_interval / 1000,
+                   settings.media_player_reorder_wait / 1000)
 
 
 class RoundTrip:

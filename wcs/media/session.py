@@ -35,7 +35,12 @@ from wcs.media.transport import MediaTransport
 
 # What a session counts for wcs.metrics.
 COUNTERS = ("packetsIn", "bytesIn", "packetsOut", "bytesOut", "lostIn", "lostOut",
-            "nacksIn", "nacksOut", "keyframeRequests")
+            "nacksIn", "nacksOut", "keyframeRequests",
+            # retransmissions (wcs.media.feedback, rtx, reorder): In is the
+            # publisher leg, Out the players'
+            "retransmitsIn", "retransmitsOut", "rtxIn", "rtxOut", "rtxUnasked",
+            "reorderedIn", "reorderedOut", "heldOut", "overBudgetIn", "overBudgetOut",
+            "givenUpIn")
 
 
 @implementer(IMediaSession)
@@ -166,6 +171,10 @@ class MediaSession:
         """Hook: this session's share of L{COUNTERS}, summed at scrape time."""
         return {}
 
+    def reorderWaits(self) -> list[float]:
+        """Hook: its current reordering waits, in s."""
+        return []
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.request.name!r} {self.request.mediaSessionId}>"
 
@@ -269,7 +278,18 @@ class PublishSession(MediaSession):
                 "bytesIn": sum(t.octets for t in tracks),
                 "lostIn": sum(t.lost() for t in tracks),
                 "nacksOut": sum(t.nacks.nacksSent for t in tracks),
-                "keyframeRequests": sum(t.keyframeRequests for t in tracks)}
+                "keyframeRequests": sum(t.keyframeRequests for t in tracks),
+                "retransmitsIn": sum(t.nacks.retransmitsReceived - t.nacks.reordered
+                                     for t in tracks),
+                "rtxIn": sum(t.rtx.packets for t in tracks if t.rtx is not None),
+                "rtxUnasked": sum(t.rtx.unasked for t in tracks if t.rtx is not None),
+                "reorderedIn": sum(t.nacks.reordered for t in tracks),
+                "overBudgetIn": sum(t.nacks.nacksOverBudget for t in tracks),
+                "givenUpIn": sum(t.nacks.nacksGivenUp for t in tracks)}
+
+    def reorderWaits(self) -> list[float]:
+        """s each track waits for a late packet before NACKing it (wcs.metrics)."""
+        return [t.nacks.reorderWait for t in self.source.incoming.values() if t.kind == "video"]
 
 
 @implementer(IMediaStats)
@@ -320,7 +340,16 @@ class PlaySession(MediaSession):
                 # RTP as sent before SRTP: a 12-byte header and the payload
                 "bytesOut": sum(s.octets + 12 * s.packets for s in subscriptions),
                 "lostOut": sum(s.reportedLost for s in subscriptions),
-                "nacksIn": sum(s.nacksReceived for s in subscriptions)}
+                "nacksIn": sum(s.nacksReceived for s in subscriptions),
+                "retransmitsOut": sum(s.retransmitted for s in subscriptions),
+                "rtxOut": sum(s.rtx.packets for s in subscriptions if s.rtx is not None),
+                "reorderedOut": sum(s.hold.reordered for s in subscriptions),
+                "heldOut": sum(s.hold.heldPackets for s in subscriptions),
+                "overBudgetOut": sum(s.retransmitDropped for s in subscriptions)}
+
+    def reorderWaits(self) -> list[float]:
+        """s each held player's NACKs wait (wcs.metrics); none for players not held."""
+        return [s.hold.wait for s in self.subscriptions if s.hold.eager]
 
     def unhook(self) -> None:
         for watch in self.narrowWatches:
@@ -333,9 +362,11 @@ class PlaySession(MediaSession):
                 self.log.info(
                     "{session}: video feedback: {nacks} NACKs, {resent} resent ({rtx} as RTX), "
                     "{dropped} over the budget, {tooSoon} within a round trip ({rtt:.0f} ms), "
-                    "{tooOld} too old; {keyframes} keyframe requests, {limited} not passed on",
+                    "{tooOld} too old; {held} held for reordering ({reordered} came meanwhile, "
+                    "wait {wait:.0f} ms); {keyframes} keyframe requests, {limited} not passed on",
                     session=self, nacks=s.nacksReceived, resent=s.retransmitted,
                     rtx=s.rtx and s.rtx.packets, dropped=s.retransmitDropped,
                     tooSoon=s.retransmitTooSoon, rtt=s.rtt.smoothed * 1000,
-                    tooOld=s.nacksTooOld, keyframes=s.keyframeRequestsReceived,
+                    tooOld=s.nacksTooOld, held=s.hold.heldPackets, reordered=s.hold.reordered,
+                    wait=s.hold.wait * 1000, keyframes=s.keyframeRequestsReceived,
                     limited=s.keyframeRequestsLimited)

@@ -16,6 +16,7 @@ from twisted.logger import Logger
 
 from wcs.media import rtp
 from wcs.media.feedback import FeedbackPolicy, NackGenerator, RetransmitBudget, RoundTrip
+from wcs.media.reorder import NackHold
 from wcs.media.internals import RtcpReceiverInfo, RtcpSenderInfo, RtcpSrPacket
 from wcs.media.liveness import LoopClock
 
@@ -183,6 +184,7 @@ class Subscription:
         self.octets = 0
         self.rtt = RoundTrip()
         self.budget = RetransmitBudget(policy.share)
+        self.hold = NackHold(self.clock, self.resend, self.rtt, policy.playerReorderWait)
         self.rtx = None  # a wcs.media.rtx.RtxSender when the player takes RTX
         self.reportsSent: dict[int, float] = {}  # LSR of our sender reports -> when sent
         self.repairingUntil = float("-inf")  # a PLI before then waits for our resent packets
@@ -209,6 +211,7 @@ class Subscription:
         self.track.unsubscribe(self)
         self.transport.senders.pop(self.ssrc, None)
         self._cancelHeld()
+        self.hold.stop()
 
     def forward(self, padding: int, marker: int, seq: int, timestamp: int,
                 payload: bytes, keyframe: bool) -> None:
@@ -310,6 +313,10 @@ class Subscription:
 
     def nackReceived(self, lost: list[int]) -> None:
         self.nacksReceived += 1
+        self.resend(self.hold.filter(lost))
+
+    def resend(self, lost: list[int]) -> None:
+        """Answer NACKed packets C{lost}, within the budgets."""
         tooOld = False
         now = self.clock.seconds()
         retry = self.rtt.retry
@@ -365,6 +372,7 @@ class Subscription:
     def trackEnded(self) -> None:
         self.transport.senders.pop(self.ssrc, None)
         self._cancelHeld()
+        self.hold.stop()
 
 
 class IncomingTrack(Track):

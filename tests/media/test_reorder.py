@@ -1,0 +1,111 @@
+"""
+The player leg's reordering allowance (wcs/media/reorder.py) through a real
+L{Subscription}, on an injected clock.
+"""
+
+from tests.media.test_feedback import SIZE, _player, _seqs
+from wcs.media.feedback import FeedbackPolicy
+
+
+def _sent(track, count: int) -> None:
+    for i in range(count):
+        track.fanout(0, 0, i, i * 3000, bytes(SIZE), i == 0)
+
+
+def test_eagerPlayerHeldUntilItsPacketsCouldHaveCome():
+    """
+    A player that lists every still-missing packet in each NACK (aiortc) is
+    recognised by its re-asking within half a round trip; from then on a
+    packet it lists is resent only when it is still missing after the
+    wait, and a packet left out of a later list meanwhile (it came by
+    itself) is not resent at all and is a sample of the wait.
+    """
+    track, wire, subscription = _player()
+    clock = track.clock
+    _sent(track, 100)
+    seqs = _seqs(wire)
+    wire.sent.clear()
+    hold = subscription.hold
+    # Asked four times 10 ms apart (three re-askings): answered as before meanwhile.
+    for _ in range(4):
+        subscription.nackReceived([seqs[5]])
+        clock.advance(0.01)
+    assert hold.eager and _seqs(wire) == [seqs[5]]
+    wire.sent.clear()
+
+    late, lost = seqs[20], seqs[21]
+    subscription.nackReceived([late, lost])  # both missing at the player now
+    assert wire.sent == [] and hold.heldPackets == 2
+    clock.advance(0.03)
+    subscription.nackReceived([lost, seqs[30]])  # `late` arrived; a new gap
+    assert wire.sent == [] and hold.reordered == 1
+    assert abs(hold.late - 0.03) < 1e-9 and abs(hold.wait - 0.045) < 1e-9
+    clock.advance(0.02)  # 50 ms since `lost` was first listed: past the wait
+    assert _seqs(wire) == [lost] and subscription.retransmitted == 2
+    clock.advance(0.04)  # seqs[30] is due too, listed again or not
+    assert _seqs(wire) == [lost, seqs[30]]
+    # Asked again later: the once-per-round-trip rule, as for anyone.
+    clock.advance(0.2)
+    subscription.nackReceived([lost])
+    assert _seqs(wire) == [lost, seqs[30], lost]
+    assert subscription.retransmitted == 4 and hold.reordered == 1
+    subscription.detach()
+    assert hold._call is None
+
+
+def test_waitGrowsWithLaterPacketsUpToTheSetting():
+    """The wait is 1.5 times the latest late packet, at most the setting."""
+    track, wire, subscription = _player()
+    clock = track.clock
+    hold = subscription.hold
+    hold.eager = True
+    _sent(track, 200)
+    seqs = _seqs(wire)
+    wire.sent.clear()
+    for i, late in enumerate((0.04, 0.055, 0.08, 0.115)):
+        subscription.nackReceived([seqs[10 + i]])
+        clock.advance(late)
+        subscription.nackReceived([])  # a later list without it
+        assert abs(hold.late - late) < 0.01
+    assert hold.wait == FeedbackPolicy().playerReorderWait == 0.15
+    assert wire.sent == [] and hold.reordered == 4
+    # Forgotten with a half-life: a quiet link waits less.
+    clock.advance(30)
+    subscription.nackReceived([seqs[50]])
+    clock.advance(0.01)
+    subscription.nackReceived([])
+    assert abs(hold.wait - 0.015) < 1e-9
+
+
+def test_browserLikePlayerAnsweredAtOnce():
+    """
+    A webrtc.org receiver NACKs a packet once and again only after a round
+    trip: every NACK is answered at once, nothing is held.
+    """
+    track, wire, subscription = _player()
+    clock = track.clock
+    _sent(track, 100)
+    seqs = _seqs(wire)
+    wire.sent.clear()
+    for i in range(3):  # (the budget's burst: 8 packets)
+        subscription.nackReceived([seqs[i * 2]])
+        clock.advance(0.01)
+        subscription.nackReceived([seqs[i * 2 + 1]])
+        clock.advance(0.01)
+    clock.advance(0.2)
+    subscription.nackReceived([seqs[0]])  # again, a round trip and more later
+    assert _seqs(wire) == seqs[:6] + [seqs[0]]
+    assert not subscription.hold.eager and subscription.hold.heldPackets == 0
+
+
+def test_holdOff():
+    """media_player_reorder_wait=0: never held, even for an eager player."""
+    track, wire, subscription = _player(policy=FeedbackPolicy(playerReorderWait=0))
+    _sent(track, 20)
+    seqs = _seqs(wire)
+    wire.sent.clear()
+    for _ in range(4):
+        subscription.nackReceived([seqs[3], seqs[4]])
+        track.clock.advance(0.01)
+    assert not subscription.hold.eager and _seqs(wire) == [seqs[3], seqs[4]]
+    assert subscription.retransmitTooSoon == 6

@@ -1,0 +1,146 @@
+"""
+The player leg's reordering allowance (docs/media.md, "Loss, retransmission
+and keyframes").
+
+webrtc.org's receivers (Chromium, Firefox) wait for reordering before they
+NACK a packet and ask again only after a round trip. Others (aiortc) NACK
+a packet as soon as a later one arrives and list every packet still
+missing in each NACK, one per new gap: on a link that reorders, most of
+what they ask for is still on its way, and answering it at once spends
+the retransmission budget that the real losses need.
+
+Such a player shows itself by asking again for a packet within half a
+round trip (at most 50 ms, at least 10), which a webrtc.org receiver
+never does. From then on
+L{NackHold} reads its NACKs as lists of what is still missing: a packet
+first asked for is resent only after L{NackHold.wait}, unless a later list
+left it out meanwhile (it arrived by itself: how long that took is a
+sample of the wait). Players that never re-ask so soon are answered at
+once, as before.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from wcs.config import Key, declare
+
+declare(
+    Key("media_player_reorder_wait", "int", 150,
+        "ms: the longest a player's first NACK for a packet is held when that player NACKs "
+        "packets still on their way (it re-asks within half a round trip); 0: never held"),
+)
+
+
+class NackHold:
+    """
+    One player's NACKs, held while its packets may still be on their way.
+
+    C{resend} is called with the sequence numbers to answer now (the
+    subscription's budgets apply as before). L{filter} is called with each
+    NACK's list and returns what to answer at once; a timer (every
+    L{INTERVAL}, only while something is held) releases what waited long
+    enough.
+    """
+
+    INTERVAL = 0.02  # s
+    EAGER_AFTER = 3  # re-askings within half a round trip before its NACKs are held
+    # s: "half a round trip" within these bounds. webrtc.org asks again after
+    # its own RTT estimate (100 ms until it has one), from a 20 ms timer.
+    SOONEST, SOON = 0.01, 0.05
+    HALF_LIFE = 5.0  # s: how fast the wait forgets a late packet
+    MARGIN = 1.5  # wait this much longer than the latest: what comes later is not seen
+    KEPT = 2.0  # s a packet's first NACK is remembered
+
+    def __init__(self, clock, resend: Callable[[list[int]], None], rtt, maxWait: float):
+        self.clock = clock
+        self.resend = resend
+        self.rtt = rtt  # the subscription's RoundTrip
+        self.maxWait = maxWait
+        self.wait = maxWait  # s: MARGIN times the latest late packet, at most maxWait
+        self.late = None  # s: the latest packet that came by itself, decaying
+        self.lateAt = 0.0  # when it was last raised or sampled
+        self.eager = False
+        self.reasked = 0
+        self.asked: dict[int, float] = {}  # seq -> first asked at (held or answered)
+        self.held: dict[int, float] = {}  # seq -> first asked at, not answered yet
+        self.previous: set[int] = set()
+        self.previousAt = float("-inf")
+        self._call = None
+        # Counters (docs/media.md, wcs.metrics).
+        self.heldPackets = 0  # first NACKs held
+        self.reordered = 0  # held, then left out of a later NACK: it came by itself
+
+    def filter(self, lost: list[int]) -> list[int]:
+        now = self.clock.seconds()
+        listed = {seq & 0xFFFF for seq in lost}
+        self._forget(now)
+        if not self.eager:
+            soon = min(self.SOON, max(self.SOONEST, self.rtt.smoothed / 2))
+            if self.maxWait > 0 and now - self.previousAt < soon \
+                    and not listed.isdisjoint(self.previous):
+                self.reasked += 1
+                self.eager = self.reasked >= self.EAGER_AFTER
+            self.previous, self.previousAt = listed, now
+            if not self.eager:
+                for seq in listed:  # answered: not held once it is eager
+                    self.asked.setdefault(seq, now)
+                return lost
+        held = self.held
+        for seq in [s for s in held if s not in listed]:
+            # Left out of a list of what is still missing: it arrived.
+            self._sample(now, now - held.pop(seq))
+        answer = []
+        for seq in dict.fromkeys(seq & 0xFFFF for seq in lost):
+            first = self.asked.get(seq)
+            if first is None:
+                self.asked[seq] = self.held[seq] = now
+                self.heldPackets += 1
+            elif seq not in held:
+                answer.append(seq)  # answered before: the subscription's once-per-RTT rule
+            elif now - first >= self.wait:
+                del held[seq]
+                answer.append(seq)
+        if held and self._call is None:
+            self._call = self.clock.callLater(self.INTERVAL, self._tick)
+        return answer
+
+    def stop(self) -> None:
+        call, self._call = self._call, None
+        if call is not None:  # cleared when it fires: still pending
+            call.cancel()
+
+    def _sample(self, now: float, late: float) -> None:
+        self.reordered += 1
+        # The latest of the last seconds (as the publisher leg's wait): most
+        # late packets are only a little late. A packet later than the wait
+        # is resent and never seen late, hence the margin, which lets the
+        # wait grow when the link reorders more.
+        if self.late is None:
+            self.late = late
+        else:
+            decayed = self.late * 0.5 ** ((now - self.lateAt) / self.HALF_LIFE)
+            self.late = max(decayed, late)
+        self.lateAt = now
+        self.wait = min(self.maxWait, self.late * self.MARGIN)
+
+    def _forget(self, now: float) -> None:
+        asked = self.asked
+        while asked:
+            seq = next(iter(asked))
+            if now - asked[seq] < self.KEPT:
+                break
+            del asked[seq]
+            self.held.pop(seq, None)
+
+    def _tick(self) -> None:
+        self._call = None
+        now = self.clock.seconds()
+        due = [seq for seq, first in self.held.items() if now - first >= self.wait]
+        for seq in due:
+            del self.held[seq]
+        if self.held:
+            self._call = self.clock.callLater(self.INTERVAL, self._tick)
+        if due:
+            self.resend(due)
+
