@@ -27,3 +27,20 @@ async def test_portTakenBeforeTheBindIsRetried(tmp_path, monkeypatch):
             assert running.proc.poll() is None
         finally:
             running.stop()
+
+
+def test_everyPublicPortListensWithTheConfiguredBacklog(tmp_path):
+    """A join storm must not overflow the accept queue (Twisted's default: 50)."""
+    import subprocess
+
+    running = support.startServer(tmp_path, enable=("ws", "rtmp", "http"),
+                                  settings={"listen_backlog": "777"})
+    try:
+        for name in ("ws", "rtmp", "http"):
+            port = running.ports[name]
+            # For a listening socket, ss shows the backlog as Send-Q.
+            line = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True,
+                                  text=True, check=True, timeout=10).stdout.split()
+            assert line[0] == "LISTEN" and int(line[2]) == 777, (name, line)
+    finally:
+        running.stop()

@@ -115,6 +115,10 @@ def declaredKeys() -> list[Key]:
 
 declare(
     Key("listen_address", "str", "0.0.0.0", "address every listener binds to"),
+    Key("listen_backlog", "int", 1024,
+        "connections a listening port queues before they are accepted (the "
+        "kernel caps it at net.core.somaxconn); Twisted's 50 drops the SYNs of "
+        "a join storm, which the clients resend only after 1 s"),
     Key("ws_port", "port", 8080, "WebSocket signalling port (0 disables)"),
     Key("wss_port", "port", 8443, "secure WebSocket signalling port (0 disables)"),
     Key("http_port", "port", 9091, "HTTP port of the web server (0 disables)"),

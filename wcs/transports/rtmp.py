@@ -167,6 +167,7 @@ class RTMPTransport:
         from twisted.internet import reactor
 
         endpoint = endpoints.TCP4ServerEndpoint(reactor, settings.rtmp_port,
+                                                settings.listen_backlog,
                                                 interface=settings.listen_address)
         service = StreamServerEndpointService(endpoint, RTMPFactory(server, settings))
         service.setName("rtmp")

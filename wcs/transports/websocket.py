@@ -280,14 +280,15 @@ class SignallingFactory(WebSocketServerFactory):
 
 
 
-def _listen(port: int, address: str, factory, description: str,
+def _listen(port: int, address: str, factory, description: str, backlog: int,
             tlsContext=None) -> StreamServerEndpointService:
     from twisted.internet import reactor
 
     if tlsContext is None:
-        endpoint = endpoints.TCP4ServerEndpoint(reactor, port, interface=address)
+        endpoint = endpoints.TCP4ServerEndpoint(reactor, port, backlog, interface=address)
     else:
-        endpoint = endpoints.SSL4ServerEndpoint(reactor, port, tlsContext, interface=address)
+        endpoint = endpoints.SSL4ServerEndpoint(reactor, port, tlsContext, backlog,
+                                                interface=address)
     service = StreamServerEndpointService(endpoint, factory)
     service.setName(description)
     return service
@@ -301,15 +302,15 @@ class WebSocketTransport:
         services = MultiService()
         factory = SignallingFactory(server)
         if settings.ws_port:
-            _listen(settings.ws_port, settings.listen_address, factory,
-                    "ws").setServiceParent(services)
+            _listen(settings.ws_port, settings.listen_address, factory, "ws",
+                    settings.listen_backlog).setServiceParent(services)
         if settings.wss_port:
             context = server.tlsContext()
             if context is None:
                 log.warn("wss disabled: TLS is not available")
             else:
                 _listen(settings.wss_port, settings.listen_address, factory, "wss",
-                        context).setServiceParent(services)
+                        settings.listen_backlog, context).setServiceParent(services)
         return services if services.services else None
 
 

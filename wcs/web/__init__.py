@@ -110,6 +110,7 @@ def makeService(server, settings) -> MultiService | None:
     services = MultiService()
     if settings.http_port:
         endpoint = endpoints.TCP4ServerEndpoint(reactor, settings.http_port,
+                                                settings.listen_backlog,
                                                 interface=settings.listen_address)
         StreamServerEndpointService(endpoint, site).setServiceParent(services)
     if settings.https_port:
@@ -117,6 +118,7 @@ def makeService(server, settings) -> MultiService | None:
 
         endpoint = endpoints.SSL4ServerEndpoint(reactor, settings.https_port,
                                                 tls.serverContext(settings),
+                                                settings.listen_backlog,
                                                 interface=settings.listen_address)
         StreamServerEndpointService(endpoint, site).setServiceParent(services)
     return services
