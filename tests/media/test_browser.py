@@ -7,7 +7,9 @@ the same stream back and decodes it. Skipped where Chromium is missing.
 
 import asyncio
 import json
+import os
 import shutil
+import signal
 import tempfile
 
 import pytest
@@ -121,20 +123,26 @@ class Page:
 
 async def startChromium(url: str):
     """Headless Chromium with fake devices at C{url}: its process and profile directory."""
-    profile = tempfile.TemporaryDirectory()
+    # Chromium's helpers (zygote, renderers, crashpad) may still write to the
+    # profile after the browser exits: a straggler's file must not fail the test.
+    profile = tempfile.TemporaryDirectory(ignore_cleanup_errors=True)
     browser = await asyncio.create_subprocess_exec(
         CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu",
         "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
         "--allow-loopback-in-peer-connection",
         "--disable-features=WebRtcHideLocalIpsWithMdns",
         f"--user-data-dir={profile.name}", url,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        start_new_session=True)
     return browser, profile
 
 
 async def stopChromium(browser, profile) -> None:
-    if browser.returncode is None:
-        browser.kill()
+    """Kill the browser and every helper process it started (its session's group)."""
+    try:
+        os.killpg(browser.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
     await browser.wait()
     profile.cleanup()
 
