@@ -53,29 +53,25 @@ def _parseStr(text: str) -> str:
     return text.strip()
 
 
+def oneOf(choices: tuple[str, ...]) -> Callable[[str], str]:
+    """A parser of a setting that takes one of C{choices}, in any case."""
+
+    def parse(text: str) -> str:
+        choice = text.strip().lower()
+        if choice not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}, got {text.strip()!r}")
+        return choice
+
+    return parse
+
+
 LEVELS = ("debug", "info", "warn", "error", "critical")
-
-
-def _parseLevel(text: str) -> str:
-    level = text.strip().lower()
-    if level not in LEVELS:
-        raise ValueError(f"expected one of {', '.join(LEVELS)}, got {text.strip()!r}")
-    return level
-
-
 LOG_FORMATS = ("text", "json")
 
 
-def _parseLogFormat(text: str) -> str:
-    form = text.strip().lower()
-    if form not in LOG_FORMATS:
-        raise ValueError(f"expected one of {', '.join(LOG_FORMATS)}, got {text.strip()!r}")
-    return form
-
-
 PARSERS: dict[str, Callable[[str], Any]] = {
-    "level": _parseLevel,
-    "logformat": _parseLogFormat,
+    "level": oneOf(LEVELS),
+    "logformat": oneOf(LOG_FORMATS),
     "bool": _parseBool,
     "int": _parseNonNegative,
     "port": _parsePort,

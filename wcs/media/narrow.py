@@ -22,20 +22,13 @@ from typing import Callable
 
 from twisted.logger import Logger
 
-from wcs.config import PARSERS, Key, declare
+from wcs.config import PARSERS, Key, declare, oneOf
 from wcs.media.track import IncomingTrack
 
 POLICIES = ("drop", "transcode")
 
 
-def _parsePolicy(text: str) -> str:
-    policy = text.strip().lower()
-    if policy not in POLICIES:
-        raise ValueError(f"expected one of {', '.join(POLICIES)}, got {text.strip()!r}")
-    return policy
-
-
-PARSERS.setdefault("narrowlink", _parsePolicy)
+PARSERS.setdefault("narrowlink", oneOf(POLICIES))
 
 declare(
     Key("player_narrow_link", "narrowlink", "drop",
