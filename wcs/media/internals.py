@@ -262,6 +262,7 @@ __all__ = [
 import pylibsrtp  # noqa: E402  (aiortc's own dependency: its SRTP sessions)
 
 _SrtpError = pylibsrtp.Error
+RECEIVE_SIZE = 65536  # the largest UDP datagram fits
 
 
 def jitterPacket(seq: int, timestamp: int, data: bytes) -> RtpPacket:
@@ -287,13 +288,40 @@ class DemuxProtocol(StunProtocol):
     """
 
     srtpReceived: Callable[[bytes], None] | None = None
+    # The socket itself (L{IceAgent.openSocket}): asyncio reads one datagram
+    # per wake-up, but a video frame's packets arrive together, so an
+    # established session reads the rest of the burst here, up to C{batch}
+    # in all (each wake-up is one more loop iteration and epoll_wait).
+    sock = None
+    batch = 16
 
     def datagram_received(self, data, addr) -> None:
         receiver = self.srtpReceived
-        if receiver is not None and data and 127 < data[0] < 192:
+        if receiver is None:
+            super().datagram_received(data, addr)
+            return
+        if data and 127 < data[0] < 192:
             receiver(data)
         else:
             super().datagram_received(data, addr)
+        sock = self.sock
+        if sock is None:
+            return
+        for _ in range(self.batch - 1):
+            try:
+                data, addr = sock.recvfrom(RECEIVE_SIZE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:  # what asyncio's reader does with it
+                self.error_received(e)
+                return
+            receiver = self.srtpReceived
+            if receiver is not None and data and 127 < data[0] < 192:
+                receiver(data)
+            else:
+                super().datagram_received(data, addr)
+                if receiver is None:
+                    return  # the session ended meanwhile: asyncio's path again
 
 
 class IceAgent(Connection):
@@ -309,6 +337,7 @@ class IceAgent(Connection):
     consentInterval = 5.0
     consentLifetime = 30.0
     _consent = None
+    _sendPair = None  # the pair sendNow's (transport, address) are of
 
     def __init__(self, *args, **kw):
         super().__init__(*args, **kw)
@@ -330,6 +359,7 @@ class IceAgent(Connection):
         """
         loop = asyncio.get_running_loop()
         _, protocol = await loop.create_datagram_endpoint(lambda: DemuxProtocol(self), sock=sock)
+        protocol.sock = sock
         protocol.local_candidate = Candidate(
             foundation=candidate_foundation("host", "udp", announce),
             component=component,
@@ -405,12 +435,16 @@ class IceAgent(Connection):
         when the datagram was dropped because the socket is backed up.
         """
         pair = self._nominated.get(1)
-        if pair is None:
-            return False
-        transport = pair.protocol.transport
+        if pair is not self._sendPair:
+            if pair is None:
+                return False
+            # Once per pair, not per packet (remote_addr builds a tuple).
+            self._sendPair = pair
+            self._sendTo = pair.protocol.transport, pair.remote_addr
+        transport, addr = self._sendTo
         if transport.get_write_buffer_size() > self.writeBufferLimit:
             return False
-        transport.sendto(data, pair.remote_addr)
+        transport.sendto(data, addr)
         return True
 
 
