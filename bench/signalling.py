@@ -16,7 +16,8 @@ C{--hook-backend twisted}, tests/access/backend.py (twisted.web, 0.5-1 ms
 of CPU a request: on a 2-core machine it bounds the storm itself).
 
     .venv/bin/python bench/signalling.py [--joiners 200] [--sizes 10,50] [--seconds 5]
-    .venv/bin/python bench/signalling.py --hook [--joiners 200] [--runs 5] [--storms 3] [--hook-backend nginx]
+    .venv/bin/python bench/signalling.py --hook [--joiners 200] [--runs 5] [--storms 3]
+        [--hook-backend nginx|twisted] [--hook-connections 64]
 """
 
 from __future__ import annotations
@@ -256,7 +257,8 @@ async def hookStorm(args) -> None:
                     # The median storm; the joins' CPU over all of them (/proc
                     # counts 10 ms ticks); the backend's includes the connects.
                     figures[name] = sorted(storms, key=lambda f: f["joins/s"])[args.storms // 2]
-                    figures[name]["cpu ms/join"] = sum(f["cpu ms/join"] for f in storms) / len(storms)
+                    figures[name]["cpu ms/join"] = \
+                        sum(f["cpu ms/join"] for f in storms) / len(storms)
                     if extra:
                         figures[name]["backend cpu ms/join"] = \
                             1000 * (cpuSeconds(backend.pid) - before) / joins
