@@ -166,6 +166,9 @@ class StreamControl:
         self.server = session.server
         self.active: dict[str, Stream] = {}
         self.recent: deque[str] = deque(maxlen=self.RECENT)
+        # mediaSessionId -> the stream of another node a play was found in
+        # (a cluster's edge play), between the access decision and the start.
+        self.located: dict[str, Any] = {}
 
     # Client messages
 
@@ -327,25 +330,38 @@ class StreamControl:
             return access.publish(self.session, request,
                                   lambda room: self.server.rooms.get(room) is not None)
         source = self.server.streams.live(request.name)
+        if source is None and self.server.placement is not None:
+            # Not live here: maybe in a room of another node, played here
+            # from this node's one pull of it (docs/cluster.md, "Edge fan-out").
+            return self.server.placement.locateStream(request.name).addCallback(
+                self._askPlay, request)
         participant = source.participant if source is not None else None
         return access.play(self.session, request,
                            participant.room.name if participant is not None else None)
 
+    def _askPlay(self, located, request: protocol.StreamRequest):
+        if located is None:
+            return self.server.access.play(self.session, request, None)
+        self.located[request.mediaSessionId] = located
+        return self.server.access.play(self.session, request, located.room)
+
     def _decided(self, message: str, request: protocol.StreamRequest, args: list[Any],
                  decision) -> None:
-        if self.session.closed:
-            return
-        if not decision.allowed:
-            self._refuse(message, request.mediaSessionId, args, decision.reason)
+        located = self.located.pop(request.mediaSessionId, None)
+        if self.session.closed or not decision.allowed:
+            if located is not None:
+                located.release()  # its pull stops unless others play it
+            if not self.session.closed:
+                self._refuse(message, request.mediaSessionId, args, decision.reason)
             return
         if decision.record is not None and decision.record != request.record:
             request = dataclasses.replace(request, record=decision.record)
         try:
-            self._start(request)
+            self._start(request, located)
         except StreamError as e:
             self._refuse(message, request.mediaSessionId, args, e.info, e.code)
 
-    def _start(self, request: protocol.StreamRequest) -> None:
+    def _start(self, request: protocol.StreamRequest, located=None) -> None:
         participant = None
         if request.published and request.room is not None:
             participant = self.session.participantFor(request.room)
@@ -355,7 +371,11 @@ class StreamControl:
             self.server.streams.reserve(stream)
         else:
             source = self.server.streams.live(request.name)
+            if source is None and located is not None and located.status == PUBLISHING:
+                source = located
             if source is None:
+                if located is not None:
+                    located.release()
                 raise StreamError(STREAM_NOT_FOUND, code=NOT_FOUND)
             stream.playing = source
         self.active[request.mediaSessionId] = stream

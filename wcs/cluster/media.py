@@ -23,6 +23,7 @@ import struct
 from fractions import Fraction
 
 from twisted.internet import protocol
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
@@ -81,6 +82,36 @@ class RelayedSource:
         self.askKeyframe = askKeyframe
         self.idle = idle
         self.ended = False
+        # Whether to go on without sinks (players here still negotiating).
+        self.keep = lambda: False
+        self.ready = idle is None  # a pull is ready when the origin told its tracks
+        self._waiting: list[Deferred] = []
+        self._onEnd: list = []
+
+    def whenReady(self) -> Deferred:
+        """Fires with this source once its tracks are known, or None if it ended first."""
+        if self.ready or self.ended:
+            return succeed(None if self.ended else self)
+        d = Deferred()
+        self._waiting.append(d)
+        return d
+
+    def setReady(self, tracks: dict[str, str]) -> None:
+        self.tracks.update(tracks)
+        self.ready = True
+        self._release(self)
+
+    def _release(self, result) -> None:
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.callback(result)
+
+    def onEnd(self, callback) -> None:
+        """Call C{callback()} when the source ends (its players here are stopped)."""
+        if self.ended:
+            callback()
+        else:
+            self._onEnd.append(callback)
 
     def frame(self, frame: EncodedFrame) -> None:
         if frame.kind not in self.tracks:
@@ -91,9 +122,13 @@ class RelayedSource:
     def end(self) -> None:
         if not self.ended:
             self.ended = True
+            self._release(None)
             for sink in list(self.sinks):
                 sink.sourceEnded()
             self.sinks.clear()
+            callbacks, self._onEnd = self._onEnd, []
+            for callback in callbacks:
+                callback()
 
     def attach(self, sink: IMediaSink) -> None:
         if sink not in self.sinks:
@@ -103,7 +138,7 @@ class RelayedSource:
     def detach(self, sink: IMediaSink) -> None:
         if sink in self.sinks:
             self.sinks.remove(sink)
-            if not self.sinks and self.idle is not None:
+            if not self.sinks and self.idle is not None and not self.keep():
                 self.idle()
 
     def requestKeyframe(self) -> None:
@@ -176,9 +211,10 @@ class _Records(protocol.Protocol):
 class RelayIn(_Records):
     """One stream pushed here by another node."""
 
-    def __init__(self, hosts):
+    def __init__(self, hosts, stats=None):
         super().__init__()
         self.hosts = hosts
+        self.stats = stats if stats is not None else RelayStats()
         self.source: RelayedSource | None = None
         self.stream = None
         self.proxy = None
@@ -209,7 +245,10 @@ class RelayIn(_Records):
                 return
             log.info("cluster: relaying {name} to {peer} for its players",
                      name=clip(header["pull"]), peer=self.transport.getPeer())
-            self.pusher = RelayOut(source, None)
+            # The tracks first: the edge's WebRTC players negotiate with them.
+            self.pusher = RelayOut(source, {"tracks": dict(source.tracks)})
+            self.stats.pullsServed += 1
+            self.stats.serving.add(self)
             self.pusher.makeConnection(self.transport)
             return
         self.source = RelayedSource(
@@ -237,6 +276,7 @@ class RelayIn(_Records):
     def connectionLost(self, reason=protocol.connectionDone) -> None:
         if self.timeout is not None and self.timeout.active():
             self.timeout.cancel()
+        self.stats.serving.discard(self)
         if self.pusher is not None:
             self.pusher.ending = ENDED  # the puller left: nothing to say
             self.pusher.connectionLost(reason)
@@ -246,12 +286,24 @@ class RelayIn(_Records):
             self.stream.stop()
 
 
+class RelayStats:
+    """What this node's relays carry, for /metrics (docs/operations.md)."""
+
+    def __init__(self):
+        self.pullsServed = 0  # pulls of streams here by other nodes, since start
+        self.serving: set[RelayIn] = set()  # those running
+        self.pulls = 0  # pulls made here, since start
+        self.pulling: set[Pull] = set()  # those running
+        self.keyframeAsks = 0  # keyframe requests pulls sent to their origin
+
+
 class RelayInFactory(protocol.Factory):
-    def __init__(self, hosts):
+    def __init__(self, hosts, stats: RelayStats | None = None):
         self.hosts = hosts
+        self.stats = stats if stats is not None else RelayStats()
 
     def buildProtocol(self, addr):
-        return RelayIn(self.hosts)
+        return RelayIn(self.hosts, self.stats)
 
 
 # --- The client's node: frames out ------------------------------------------
@@ -362,17 +414,31 @@ class Pull(_Records):
     fan-out: one relay per node, however many players).
     """
 
-    def __init__(self, name: str, source: RelayedSource):
+    def __init__(self, name: str, source: RelayedSource, stats: RelayStats):
         super().__init__()
-        self.headerSeen = True  # the answer is records only
         self.name = name
         self.source = source
+        self.stats = stats
 
     def connectionMade(self) -> None:
         if self.source.ended:
             self.transport.loseConnection()
             return
+        self.stats.pulls += 1
+        self.stats.pulling.add(self)
         self.transport.write(json.dumps({"pull": self.name}).encode() + b"\n")
+
+    def headerReceived(self, header: dict) -> None:
+        tracks = header.get("tracks")
+        if not isinstance(tracks, dict):
+            self.refuse("a pull answered without its tracks")
+            return
+        self.source.setReady({str(k): str(v) for k, v in tracks.items()
+                              if k in ("audio", "video")})
+
+    def askKeyframe(self) -> None:
+        self.stats.keyframeAsks += 1
+        super().askKeyframe()
 
     def recordReceived(self, record: bytes) -> None:
         if len(record) == 1:
@@ -385,17 +451,57 @@ class Pull(_Records):
             self.transport.loseConnection()
 
     def connectionLost(self, reason=protocol.connectionDone) -> None:
+        self.stats.pulling.discard(self)
         self.source.end()
 
 
+class KeyframeBudget:
+    """
+    Keyframe requests passed on at most once per C{interval} seconds; one
+    made sooner is held to the end of the interval (as a publisher's track
+    does: L{wcs.media.track.Track.requestKeyframe}), so the players of a
+    pull cost its origin no more requests than one local player would.
+    """
+
+    def __init__(self, clock, interval: float, ask):
+        self.clock = clock
+        self.interval = interval
+        self.ask = ask
+        self.last = float("-inf")
+        self.held = None
+
+    def __call__(self) -> None:
+        now = self.clock.seconds()
+        if now - self.last >= self.interval:
+            self._send()
+        elif self.held is None:
+            self.held = self.clock.callLater(self.last + self.interval - now, self._send)
+
+    def _send(self) -> None:
+        if self.held is not None and self.held.active():
+            self.held.cancel()
+        self.held = None
+        self.last = self.clock.seconds()
+        self.ask()
+
+    def cancel(self) -> None:
+        if self.held is not None and self.held.active():
+            self.held.cancel()
+        self.held = None
+
+
 def pullStream(reactor, address, name: str, tracks: dict[str, str],
-               forget) -> RelayedSource:
+               forget, stats: RelayStats | None = None,
+               keyframeInterval: float = 0.5) -> RelayedSource:
     """
     A source here of stream C{name} live on the node whose relay is at
     C{address}; it ends when the stream ends there, or when its last player
-    here leaves (then C{forget(source)}).
+    here leaves (then C{forget(source)}). Its players' keyframe requests
+    reach the origin at most once per C{keyframeInterval} seconds.
     """
     pull: Pull | None = None
+    budget = KeyframeBudget(reactor, keyframeInterval,
+                            lambda: pull.askKeyframe() if pull is not None else None)
 
     def idle() -> None:
         forget(source)
@@ -403,8 +509,9 @@ def pullStream(reactor, address, name: str, tracks: dict[str, str],
             pull.stop()
         source.end()
 
-    source = RelayedSource(tracks, lambda: pull.askKeyframe() if pull else None, idle)
-    pull = Pull(name, source)
+    source = RelayedSource(tracks, budget, idle)
+    source.onEnd(budget.cancel)
+    pull = Pull(name, source, stats if stats is not None else RelayStats())
     factory = protocol.ClientFactory()
     factory.protocol = lambda: pull
 

@@ -165,11 +165,12 @@ class Registry:
         """
         The first of C{rooms} held by a live node other than this one.
 
-        @return: a Deferred firing with (node, its relay address), or None.
+        @return: a Deferred firing with (the room, its node, the node's relay
+            address), or None.
         """
         async def read():
             owners = await self.redis.mget([roomKey(room) for room in rooms])
-            for owner in owners:
+            for room, owner in zip(rooms, owners):
                 if owner and owner != self.nodeId:
                     value = await self.redis.get(nodeKey(owner))
                     try:
@@ -177,7 +178,7 @@ class Registry:
                     except (ValueError, KeyError, TypeError):
                         relay = None
                     if isinstance(relay, list) and len(relay) == 2:
-                        return owner, (str(relay[0]), int(relay[1]))
+                        return room, owner, (str(relay[0]), int(relay[1]))
             return None
         return later(read())
 

@@ -108,12 +108,17 @@ class RemoteParticipant:
 class Visitors:
     log = Logger()
 
-    def __init__(self, bus, clock, isLive=lambda name: False, reactor=None):
+    def __init__(self, bus, clock, isLive=lambda name: False, reactor=None,
+                 edgePlay: bool = False):
         """
         @param isLive: whether a stream of that name is live on this node
             (then it is played here, not relayed).
         @param reactor: connects media relays (L{wcs.cluster.media}).
+        @param edgePlay: a play of a visited room's stream is not forwarded:
+            the session plays it here, from this node's pull of it
+            (L{wcs.cluster.edge}).
         """
+        self.edgePlay = edgePlay
         self.bus = bus
         self.clock = clock
         self.reactor = reactor
@@ -208,7 +213,8 @@ class Visitors:
             return False
         relayed = self.streams.get(session.sessionId, {})
         node = relayed.get(mediaSessionId)
-        if node is None and name in ("publishStream", "playStream"):
+        if node is None and (name == "publishStream" or
+                             name == "playStream" and not self.edgePlay):
             room = self._roomOf(session, name, request)
             node = room.node if room is not None else None
         if node is None:
@@ -224,7 +230,10 @@ class Visitors:
         if name == "publishStream":
             room = self.rooms.get(custom.get("name")) if isinstance(custom, dict) else None
             return room if room is not None and session.sessionId in room.members else None
-        stream = request.get("name")
+        return self.roomOfStream(session, request.get("name"))
+
+    def roomOfStream(self, session, stream) -> RemoteRoom | None:
+        """The visited room of C{session} where C{stream} (not live here) was announced."""
         if not isinstance(stream, str) or self.isLive(stream):
             return None
         for room in self.rooms.values():

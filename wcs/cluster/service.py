@@ -19,6 +19,8 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import LoopingCall
 
 from wcs.cluster.bus import Bus, later
+from wcs.cluster.edge import Edges
+from wcs.cluster.media import RelayStats
 from wcs.cluster.registry import Registry
 from wcs.cluster.hosts import Hosts
 from wcs.cluster.relay import Visitors, route
@@ -26,19 +28,6 @@ from wcs.errors import UNAVAILABLE, RoomError
 from wcs.logs import LogLimiter, Logger, clip
 
 STOP_TIMEOUT = 2.0  # seconds a clean stop waits to take its keys out of Redis
-
-
-MAX_ROOM_PREFIXES = 8
-
-
-def roomsOfStream(name: str) -> list[str]:
-    """
-    The rooms a stream name may belong to, longest first: each prefix
-    before a C{-} (a room stream is C{ROOM-LOGIN} or C{ROOM-LOGIN-...}, and
-    a room name may have dashes itself), at most L{MAX_ROOM_PREFIXES}.
-    """
-    cuts = [i for i, c in enumerate(name) if c == "-" and i > 0]
-    return [name[:i] for i in reversed(cuts)][:MAX_ROOM_PREFIXES]
 
 
 def nodeIdOf(settings) -> str:
@@ -70,14 +59,16 @@ class ClusterService(Service):
         self.registry = Registry(self.redis, self.nodeId, self.incarnation, self.ttl)
         self.visitors = Visitors(self.bus, clock,
                                  isLive=lambda name: server.liveSource(name) is not None,
-                                 reactor=clock)
+                                 reactor=clock, edgePlay=settings.cluster_edge_play)
         # node -> the incarnation first heard from it.
         self.known: dict[str, str] = {}
         self.hosts = Hosts(self.bus, server, self.known)
         self.relayAddress = (settings.cluster_relay_address, settings.cluster_relay_port)
         self._relayPort = None
-        # Streams of other nodes played here: name -> the one relay of it.
-        self.edges: dict[str, object] = {}
+        self.relayStats = RelayStats()
+        # Streams of other nodes played here: one pull of each.
+        self.edges = Edges(self.registry, clock, self.relayStats,
+                           settings.media_keyframe_interval / 1000.0)
         # Nodes whose key was missing at the last check.
         self.missing: set[str] = set()
         self._beat = LoopingCall(self._tick)
@@ -101,7 +92,8 @@ class ClusterService(Service):
         from wcs.cluster.media import RelayInFactory
 
         host, port = self.relayAddress
-        self._relayPort = self.clock.listenTCP(port, RelayInFactory(self.hosts), interface=host)
+        self._relayPort = self.clock.listenTCP(port, RelayInFactory(self.hosts, self.relayStats),
+                                               interface=host)
         self.hosts.relayAddress = (host, self._relayPort.getHost().port)
         self.registry.relayAddress = self.hosts.relayAddress
         self.log.info("cluster: media relay of node {node} on {host}:{port}",
@@ -173,35 +165,35 @@ class ClusterService(Service):
         to (C{ROOM-LOGIN...}): pulled once for all of this node's players
         (RoomServer.locateSource).
         """
-        edge = self.edges.get(name)
-        if edge is not None and not edge.ended:
-            return succeed(edge)
-        rooms = roomsOfStream(name)
-        if not rooms:
-            return succeed(None)
-
-        def found(home):
-            if home is None:
+        def found(edge):
+            if edge is None:
                 return None
-            edge = self.edges.get(name)  # another player asked meanwhile
-            if edge is None or edge.ended:
-                from wcs.cluster.media import pullStream
+            # An RTMP player attaches to the source itself: no hold needed.
+            edge.holds = max(0, edge.holds - 1)
+            return edge.media.source
+        return self.edges.locate(name).addCallback(found)
 
-                edge = self.edges[name] = pullStream(self.clock, home[1], name, {},
-                                                     self._forgetEdge(name))
-            return edge
+    def locateStream(self, name: str) -> Deferred:
+        """
+        The same, as a published stream's shape for a WebRTC player here
+        (L{wcs.cluster.edge.EdgeStream}), or None.
+        """
+        if not self.visitors.edgePlay:
+            return succeed(None)
+        return self.edges.locate(name)
 
-        def unreachable(failure):
-            self.errors.warn("locate", "cluster: cannot look for stream {name}: {error}",
-                             name=clip(name), error=failure.value)
-            return None
-        return self.registry.roomHome(rooms).addCallbacks(found, unreachable)
+    def streamRoom(self, session, name: str) -> str | None:
+        """The visited room C{name} was announced in, for the play's access check."""
+        room = self.visitors.roomOfStream(session, name)
+        return room.name if room is not None else None
 
-    def _forgetEdge(self, name: str):
-        def forget(source) -> None:
-            if self.edges.get(name) is source:
-                del self.edges[name]
-        return forget
+    def relayCounts(self) -> dict[str, int]:
+        """For /metrics (docs/operations.md)."""
+        stats = self.relayStats
+        return {"pullsServed": stats.pullsServed, "serving": len(stats.serving),
+                "pulls": stats.pulls, "pulling": len(stats.pulling),
+                "keyframeAsks": stats.keyframeAsks, "edgeStreams": len(self.edges.streams),
+                "edgePlayers": sum(len(e.players) for e in self.edges.streams.values())}
 
     # Room observer: hold the rooms that live here
 

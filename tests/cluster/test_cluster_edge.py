@@ -1,0 +1,203 @@
+"""
+Streams played on other nodes than their room's (docs/cluster.md, "Edge
+fan-out"), with a real redis-server and three `twistd wcs` processes: a WHIP
+publisher connected to a node the room does not live on publishes into the
+room and a member on the third node plays it; several WebRTC players of one
+stream on a node that is not the room's (an edge) negotiate there and play
+that node's one pull of the stream, counted in both nodes' /metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+
+import pytest
+
+from tests.cluster.test_cluster import roomEvents
+from tests.cluster.test_cluster_media import candidatePorts, negotiate
+from tests.media import peers
+from tests.ops.test_metrics import scrape, value
+from tests.support import whip
+from tests.support.cluster import runningCluster
+from tests.support.redis import redisAvailable
+from tests.support.rooms import status, streamRequest
+from tests.support.wsclient import Client
+
+pytestmark = pytest.mark.skipif(not redisAvailable(), reason="redis-server not installed")
+
+NODES = ("a", "b", "c")
+PLAYERS = 3
+
+
+@pytest.fixture(scope="module")
+def threeNodes(tmp_path_factory):
+    base = random.randrange(20000, 60000, 300)
+    ranges = {node: (base + 100 * i, base + 100 * i + 99) for i, node in enumerate(NODES)}
+    settings = {node: {"media_port_from": str(low), "media_port_to": str(high),
+                       "ice_public_ip": "127.0.0.1", "room_idle_timeout": "0",
+                       "media_inactivity_timeout": "5000"}
+                for node, (low, high) in ranges.items()}
+    with runningCluster(tmp_path_factory.mktemp("edge"), settings,
+                        enable=("ws", "http", "rest")) as (redis, nodes):
+        yield redis, nodes, ranges
+
+
+async def metrics(node) -> dict:
+    return await asyncio.to_thread(scrape, node)
+
+
+async def metricUntil(node, wanted, name, timeout=15, **labels) -> float:
+    """Scrape C{node} (bounded) until C{name} is C{wanted}; the last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = value(await metrics(node), name, **labels)
+        if got == wanted or time.monotonic() > deadline:
+            return got
+        await asyncio.sleep(0.2)
+
+
+def roles(redis, room: str) -> tuple[str, str, str]:
+    """(the room's node, and the two others)."""
+    owner = redis.client().get(f"wcs:room:{room}")
+    others = sorted(set(NODES) - {owner})
+    return owner, others[0], others[1]
+
+
+async def test_whip_on_another_node_publishes_into_the_room_played_on_a_third(threeNodes):
+    redis, nodes, ranges = threeNodes
+    room = f"room-{uuid.uuid4().hex[:6]}"
+    alice = await Client.open(nodes["a"].wsURL, "alice")
+    await alice.join(room)
+    owner, memberNode, whipNode = roles(redis, room)
+    bob = await Client.open(nodes[memberNode].wsURL, "bob")
+    publisher = peers.Publisher(video="video/H264", audio="audio/opus")
+    player = peers.Player(video="video/H264", audio="audio/opus")
+    try:
+        assert await bob.join(room) == ["alice"]
+        assert (await alice.roomEvent("JOINED"))["info"] == "bob"
+        created = await whip.post(nodes[whipNode], f"/whip/{room}/obs", publisher.pc)
+        assert created.status == 201, created.text
+        # The WHIP publisher negotiated on the room's node: its candidates.
+        ports = candidatePorts(created.text)
+        low, high = ranges[owner]
+        assert ports and all(low <= p <= high for p in ports), (owner, ports)
+        published = {"login": "obs", "name": f"{room}-obs"}
+        for client in (alice, bob):
+            assert (await client.roomEvent("JOINED", timeout=15))["info"] == "obs"
+            assert (await client.roomEvent("PUBLISHED", timeout=15))["info"] == published
+        assert "lives here and on" not in nodes[whipNode].log()
+
+        # bob, on the third node, plays it.
+        play = streamRequest(f"{room}-obs", room, await peers.offerOf(player.pc), False)
+        await negotiate(bob, player.pc, "playStream", play)
+        await status(bob, play["mediaSessionId"], "PLAYING")
+        frames = await player.waitFrames("video", 10, timeout=20)
+        assert (frames[-1].width, frames[-1].height) == (320, 240)
+        assert len({peers.lumaSignature(f) for f in frames}) > 1  # the picture moves
+        await player.waitFrames("audio", 10, timeout=20)
+
+        # DELETE: the room hears UNPUBLISHED and LEFT, bob's player stops.
+        deleted = await whip.request(nodes[whipNode], "DELETE", created.headers["location"])
+        assert deleted.status == 200, deleted.text
+        stopped = await status(bob, play["mediaSessionId"], "STOPPED")
+        assert stopped["info"] == "Stopped by publisher stop"
+        for client in (alice, bob):
+            assert (await client.roomEvent("UNPUBLISHED", timeout=15))["info"] == published
+            assert (await client.roomEvent("LEFT", timeout=15))["info"] == "obs"
+    finally:
+        await publisher.close()
+        await player.close()
+        await alice.close()
+        await bob.close()
+
+
+async def test_players_on_an_edge_share_one_relay_of_the_stream(threeNodes):
+    redis, nodes, ranges = threeNodes
+    room = f"room-{uuid.uuid4().hex[:6]}"
+    host = await Client.open(nodes["a"].wsURL, "host")
+    await host.join(room)
+    owner, edge, _ = roles(redis, room)
+    origin = nodes[owner]
+    alice = await Client.open(origin.wsURL, "alice")
+    viewers = [await Client.open(nodes[edge].wsURL, f"viewer{i}") for i in range(PLAYERS)]
+    publisher = peers.Publisher(video="video/H264", audio="audio/opus")
+    players = []
+    try:
+        await alice.join(room)
+        for viewer in viewers:
+            await viewer.join(room)
+        name = f"{room}-alice"
+        publish = streamRequest(name, room, await peers.offerOf(publisher.pc), True)
+        await negotiate(alice, publisher.pc, "publishStream", publish)
+        await status(alice, publish["mediaSessionId"], "PUBLISHING")
+        before = await metrics(origin)
+        served = value(before, "wcs_cluster_pulls_total", direction="out")
+        for viewer in viewers:  # (JOINED of the later viewers skipped)
+            assert await roomEvents(viewer, "PUBLISHED", 1, timeout=15) == [
+                {"login": "alice", "name": name}]
+
+        # Each viewer plays it on the edge: the answers carry the edge's
+        # candidates, not the origin's.
+        plays = []
+        low, high = ranges[edge]
+        for viewer in viewers:
+            player = peers.Player(video="video/H264", audio="audio/opus")
+            players.append(player)
+            play = streamRequest(name, room, await peers.offerOf(player.pc), False)
+            answer = await negotiate(viewer, player.pc, "playStream", play)
+            ports = candidatePorts(answer)
+            assert ports and all(low <= p <= high for p in ports), (edge, ports)
+            await status(viewer, play["mediaSessionId"], "PLAYING")
+            plays.append(play)
+        for player in players:
+            frames = await player.waitFrames("video", 10, timeout=20)
+            assert len({peers.lumaSignature(f) for f in frames}) > 1  # the picture moves
+            await player.waitFrames("audio", 10, timeout=20)
+
+        # The origin sends the stream to the edge once, and has no player of it.
+        atOrigin, atEdge = await metrics(origin), await metrics(nodes[edge])
+        assert value(atOrigin, "wcs_cluster_pulls_active", direction="out") == 1
+        assert value(atOrigin, "wcs_cluster_pulls_total", direction="out") == served + 1
+        assert value(atOrigin, "wcs_streams", direction="play", provider="WebRTC",
+                     codec="H264+opus") == 0
+        assert value(atEdge, "wcs_cluster_pulls_active", direction="in") == 1
+        assert value(atEdge, "wcs_cluster_edge_players") == PLAYERS
+        assert value(atEdge, "wcs_streams", direction="play", provider="WebRTC",
+                     codec="H264+opus") == PLAYERS
+        assert f"relaying '{name}'" in origin.log()
+
+        # Two players stop: the relay stays for the third; the last one
+        # stops: the relay is torn down on both ends.
+        for viewer, play in zip(viewers, plays):
+            await viewer.send("stopStream", {"mediaSessionId": play["mediaSessionId"],
+                                             "name": name})
+            await status(viewer, play["mediaSessionId"], "STOPPED")
+            if viewer is not viewers[-1]:
+                assert value(await metrics(origin), "wcs_cluster_pulls_active",
+                             direction="out") == 1
+        assert await metricUntil(origin, 0, "wcs_cluster_pulls_active", direction="out") == 0
+        assert await metricUntil(nodes[edge], 0, "wcs_cluster_pulls_active", direction="in") == 0
+
+        # A new player after that: a new pull, and the publisher's stop
+        # stops it as a local publisher's would.
+        player = peers.Player(video="video/H264", audio="audio/opus")
+        players.append(player)
+        play = streamRequest(name, room, await peers.offerOf(player.pc), False)
+        await negotiate(viewers[0], player.pc, "playStream", play)
+        await status(viewers[0], play["mediaSessionId"], "PLAYING")
+        await player.waitFrames("video", 5, timeout=20)
+        await alice.send("unPublishStream", {"mediaSessionId": publish["mediaSessionId"],
+                                             "name": name})
+        stopped = await status(viewers[0], play["mediaSessionId"], "STOPPED")
+        assert stopped["info"] == "Stopped by publisher stop"
+        assert value(await metrics(origin), "wcs_cluster_pulls_total",
+                     direction="out") == served + 2
+        assert await metricUntil(nodes[edge], 0, "wcs_cluster_pulls_active", direction="in") == 0
+    finally:
+        for peer in [publisher, *players]:
+            await peer.close()
+        for client in [host, alice, *viewers]:
+            await client.close()
