@@ -320,8 +320,31 @@ class StreamControl:
             self._refuse(message, request.mediaSessionId, args,
                          f"too many streams on this connection: at most {limit}", TOO_MANY)
             return
-        self.session.gate.after(self.ask(request),
+        self.session.gate.after(self._locateThenAsk(request),
                                 lambda decision: self._decided(message, request, args, decision))
+
+    def _locateThenAsk(self, request: protocol.StreamRequest):
+        """
+        A play of a stream not live here: in a cluster, first look for it in
+        a room of another node, to be played here from this node's one pull
+        of it (docs/cluster.md, "Edge fan-out"); then ask the access policy.
+        """
+        placement = self.server.placement
+        if request.published or placement is None \
+                or self.server.streams.live(request.name) is not None:
+            return self.ask(request)
+
+        def located(stream):
+            if stream is not None:
+                self.located[request.mediaSessionId] = stream
+            return self.ask(request)
+
+        def failed(failure):
+            stream = self.located.pop(request.mediaSessionId, None)
+            if stream is not None:
+                stream.release()
+            return failure
+        return placement.locateStream(request.name).addCallback(located).addErrback(failed)
 
     def ask(self, request: protocol.StreamRequest):
         """The access policy's decision on C{request} (a Deferred)."""
@@ -330,20 +353,13 @@ class StreamControl:
             return access.publish(self.session, request,
                                   lambda room: self.server.rooms.get(room) is not None)
         source = self.server.streams.live(request.name)
-        if source is None and self.server.placement is not None:
-            # Not live here: maybe in a room of another node, played here
-            # from this node's one pull of it (docs/cluster.md, "Edge fan-out").
-            return self.server.placement.locateStream(request.name).addCallback(
-                self._askPlay, request)
-        participant = source.participant if source is not None else None
-        return access.play(self.session, request,
-                           participant.room.name if participant is not None else None)
-
-    def _askPlay(self, located, request: protocol.StreamRequest):
-        if located is None:
-            return self.server.access.play(self.session, request, None)
-        self.located[request.mediaSessionId] = located
-        return self.server.access.play(self.session, request, located.room)
+        if source is not None:
+            participant = source.participant
+            room = participant.room.name if participant is not None else None
+        else:  # a stream of another node's room, or none
+            located = self.located.get(request.mediaSessionId)
+            room = located.room if located is not None else None
+        return access.play(self.session, request, room)
 
     def _decided(self, message: str, request: protocol.StreamRequest, args: list[Any],
                  decision) -> None:

@@ -143,6 +143,7 @@ async def test_players_on_an_edge_share_one_relay_of_the_stream(threeNodes):
         # candidates, not the origin's.
         plays = []
         low, high = ranges[edge]
+        started = time.monotonic()
         for viewer in viewers:
             player = peers.Player(video="video/H264", audio="audio/opus")
             players.append(player)
@@ -168,6 +169,10 @@ async def test_players_on_an_edge_share_one_relay_of_the_stream(threeNodes):
         assert value(atEdge, "wcs_streams", direction="play", provider="WebRTC",
                      codec="H264+opus") == PLAYERS
         assert f"relaying '{name}'" in origin.log()
+        # Keyframe requests of the players (each new one asks) reach the
+        # origin at most once per media_keyframe_interval (0.5 s) of the pull.
+        asks = value(atEdge, "wcs_cluster_pull_keyframe_requests_total")
+        assert 1 <= asks <= 1 + (time.monotonic() - started) / 0.5, asks
 
         # Two players stop: the relay stays for the third; the last one
         # stops: the relay is torn down on both ends.

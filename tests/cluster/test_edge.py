@@ -134,3 +134,17 @@ def test_a_pull_that_cannot_connect_answers_none():
     factory = reactor.tcpClients[0][2]
     factory.clientConnectionFailed(None, Failure(ConnectionRefusedError()))
     assert results == [None] and edges.streams == {}
+
+
+def test_a_silent_origin_answers_none_in_time():
+    reactor = MemoryReactorClock()
+    edges = edge.Edges(Registry(("room-x", "b", ("127.0.0.1", 7000))), reactor)
+    results = located(edges, "room-x-alice")
+    host, port, factory, timeout, bind = reactor.tcpClients[0]
+    pull = factory.buildProtocol(None)
+    transport = StringTransport()
+    pull.makeConnection(transport)  # connected, but no answer comes
+    reactor.advance(media.HEADER_TIMEOUT - 1)
+    assert results == []
+    reactor.advance(1)
+    assert results == [None] and transport.disconnecting and edges.streams == {}

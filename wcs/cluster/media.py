@@ -511,6 +511,19 @@ def pullStream(reactor, address, name: str, tracks: dict[str, str],
 
     source = RelayedSource(tracks, budget, idle)
     source.onEnd(budget.cancel)
+
+    def silent() -> None:
+        # The origin neither answered nor closed: its players here must not
+        # wait for ever (their session holds its later messages meanwhile).
+        if not source.ready and not source.ended:
+            errors.warn(("silent", address[0]), "cluster: pull of {name} from {host}:{port}: "
+                        "no answer in {timeout:.0f} s", name=clip(name), host=address[0],
+                        port=address[1], timeout=HEADER_TIMEOUT)
+            forget(source)
+            pull.stop()
+            source.end()
+    timeout = reactor.callLater(HEADER_TIMEOUT, silent)
+    source.onEnd(lambda: timeout.cancel() if timeout.active() else None)
     pull = Pull(name, source, stats if stats is not None else RelayStats())
     factory = protocol.ClientFactory()
     factory.protocol = lambda: pull
