@@ -4,7 +4,9 @@ fan-out"), with a real redis-server and three `twistd wcs` processes: a WHIP
 publisher connected to a node the room does not live on publishes into the
 room and a member on the third node plays it; several WebRTC players of one
 stream on a node that is not the room's (an edge) negotiate there and play
-that node's one pull of the stream, counted in both nodes' /metrics.
+that node's one pull of the stream, counted in both nodes' /metrics; a stream outside rooms (RTMP
+`live/NAME`) published on one node is played on the two others over
+WebSocket, WHEP and RTMP.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import pytest
 from tests.cluster.test_cluster import roomEvents
 from tests.cluster.test_cluster_media import candidatePorts, negotiate
 from tests.media import peers
+from tests.rtmp import ffmpeg
 from tests.ops.test_metrics import scrape, value
 from tests.support import whip
 from tests.support.cluster import runningCluster
@@ -41,7 +44,7 @@ def threeNodes(tmp_path_factory):
                        "media_inactivity_timeout": "5000"}
                 for node, (low, high) in ranges.items()}
     with runningCluster(tmp_path_factory.mktemp("edge"), settings,
-                        enable=("ws", "http", "rest")) as (redis, nodes):
+                        enable=("ws", "http", "rest", "rtmp")) as (redis, nodes):
         yield redis, nodes, ranges
 
 
@@ -66,12 +69,27 @@ def roles(redis, room: str) -> tuple[str, str, str]:
     return owner, others[0], others[1]
 
 
+async def seesMoving(player, audio: bool = True) -> None:
+    """The player decodes a moving 320x240 picture (and sound)."""
+    frames = await player.waitFrames("video", 10, timeout=20)
+    assert (frames[-1].width, frames[-1].height) == (320, 240)
+    assert len({peers.lumaSignature(f) for f in frames}) > 1  # the picture moves
+    if audio:
+        await player.waitFrames("audio", 10, timeout=20)
+
+
+async def newRoom(redis, nodes, login: str) -> tuple[str, Client, str, str, str]:
+    """A room joined by C{login} on node a: (room, its client, the room's node,
+    the two others)."""
+    room = f"room-{uuid.uuid4().hex[:6]}"
+    host = await Client.open(nodes["a"].wsURL, login)
+    await host.join(room)
+    return (room, host, *roles(redis, room))
+
+
 async def test_whip_on_another_node_publishes_into_the_room_played_on_a_third(threeNodes):
     redis, nodes, ranges = threeNodes
-    room = f"room-{uuid.uuid4().hex[:6]}"
-    alice = await Client.open(nodes["a"].wsURL, "alice")
-    await alice.join(room)
-    owner, memberNode, whipNode = roles(redis, room)
+    room, alice, owner, memberNode, whipNode = await newRoom(redis, nodes, "alice")
     bob = await Client.open(nodes[memberNode].wsURL, "bob")
     publisher = peers.Publisher(video="video/H264", audio="audio/opus")
     player = peers.Player(video="video/H264", audio="audio/opus")
@@ -94,10 +112,7 @@ async def test_whip_on_another_node_publishes_into_the_room_played_on_a_third(th
         play = streamRequest(f"{room}-obs", room, await peers.offerOf(player.pc), False)
         await negotiate(bob, player.pc, "playStream", play)
         await status(bob, play["mediaSessionId"], "PLAYING")
-        frames = await player.waitFrames("video", 10, timeout=20)
-        assert (frames[-1].width, frames[-1].height) == (320, 240)
-        assert len({peers.lumaSignature(f) for f in frames}) > 1  # the picture moves
-        await player.waitFrames("audio", 10, timeout=20)
+        await seesMoving(player)
 
         # DELETE: the room hears UNPUBLISHED and LEFT, bob's player stops.
         deleted = await whip.request(nodes[whipNode], "DELETE", created.headers["location"])
@@ -116,10 +131,7 @@ async def test_whip_on_another_node_publishes_into_the_room_played_on_a_third(th
 
 async def test_players_on_an_edge_share_one_relay_of_the_stream(threeNodes):
     redis, nodes, ranges = threeNodes
-    room = f"room-{uuid.uuid4().hex[:6]}"
-    host = await Client.open(nodes["a"].wsURL, "host")
-    await host.join(room)
-    owner, edge, _ = roles(redis, room)
+    room, host, owner, edge, _ = await newRoom(redis, nodes, "host")
     origin = nodes[owner]
     alice = await Client.open(origin.wsURL, "alice")
     viewers = [await Client.open(nodes[edge].wsURL, f"viewer{i}") for i in range(PLAYERS)]
@@ -154,9 +166,7 @@ async def test_players_on_an_edge_share_one_relay_of_the_stream(threeNodes):
             await status(viewer, play["mediaSessionId"], "PLAYING")
             plays.append(play)
         for player in players:
-            frames = await player.waitFrames("video", 10, timeout=20)
-            assert len({peers.lumaSignature(f) for f in frames}) > 1  # the picture moves
-            await player.waitFrames("audio", 10, timeout=20)
+            await seesMoving(player)
 
         # The origin sends the stream to the edge once, and has no player of it.
         atOrigin, atEdge = await metrics(origin), await metrics(nodes[edge])
@@ -206,3 +216,64 @@ async def test_players_on_an_edge_share_one_relay_of_the_stream(threeNodes):
             await peer.close()
         for client in [host, alice, *viewers]:
             await client.close()
+
+
+async def test_a_stream_outside_rooms_is_played_on_the_other_nodes(threeNodes, tmp_path):
+    redis, nodes, ranges = threeNodes
+    ffmpeg.requireFFmpeg()
+    name = f"obs{uuid.uuid4().hex[:6]}"
+    origin, edge, third = nodes["a"], nodes["b"], nodes["c"]
+    before = value(await metrics(origin), "wcs_cluster_pulls_total", direction="out")
+    encoder = ffmpeg.publish(f"rtmp://127.0.0.1:{origin.ports['rtmp']}/live/{name}", seconds=40)
+    viewer = await Client.open(edge.wsURL, "viewer")
+    players = []
+    try:
+        deadline = time.monotonic() + 15
+        while redis.client().get(f"wcs:stream:{name}") != "a":
+            assert time.monotonic() < deadline, "the stream is not held in Redis"
+            await asyncio.sleep(0.1)
+
+        # On node b: a WebSocket player and a WHEP player, one pull.
+        player = peers.Player(video="video/H264", audio="audio/opus")
+        players.append(player)
+        play = streamRequest(name, None, await peers.offerOf(player.pc), False, custom={})
+        answer = await negotiate(viewer, player.pc, "playStream", play)
+        low, high = ranges["b"]
+        assert all(low <= p <= high for p in candidatePorts(answer))
+        await status(viewer, play["mediaSessionId"], "PLAYING")
+        whep = peers.Player(video="video/H264", audio="audio/opus")
+        players.append(whep)
+        watched = await whip.post(edge, f"/whep/{name}", whep.pc)
+        assert watched.status == 201, watched.text
+        await seesMoving(player)
+        await seesMoving(whep, audio=False)
+
+        # On node c: an ffmpeg RTMP player.
+        out = tmp_path / "outside.flv"
+        played = await asyncio.to_thread(
+            ffmpeg.record, f"rtmp://127.0.0.1:{third.ports['rtmp']}/live/{name}", out, 3)
+        assert played.returncode == 0, played.stderr
+        streams = ffmpeg.probe(out)
+        assert streams["video"]["codec_name"] == "h264"
+        assert int(streams["video"]["nb_read_frames"]) >= 30
+
+        atOrigin = await metrics(origin)
+        assert value(atOrigin, "wcs_cluster_pulls_total", direction="out") == before + 2
+        assert await metricUntil(origin, 1, "wcs_cluster_pulls_active",
+                                 direction="out") == 1  # b's; c's ended with its player
+        assert value(await metrics(edge), "wcs_cluster_edge_players") == 2
+
+        # The encoder stops: b's players are stopped, the key is gone.
+        ffmpeg.stop(encoder)
+        stopped = await status(viewer, play["mediaSessionId"], "STOPPED")
+        assert stopped["info"] == "Stopped by publisher stop"
+        assert await metricUntil(origin, 0, "wcs_cluster_pulls_active", direction="out") == 0
+        deadline = time.monotonic() + 10
+        while redis.client().get(f"wcs:stream:{name}") is not None:
+            assert time.monotonic() < deadline, "the stream's key stayed"
+            await asyncio.sleep(0.1)
+    finally:
+        ffmpeg.stop(encoder)
+        for peer in players:
+            await peer.close()
+        await viewer.close()

@@ -20,8 +20,8 @@ class Registry:
         self.home = home
         self.asked = []
 
-    def roomHome(self, rooms):
-        self.asked.append(rooms)
+    def streamHome(self, name, rooms):
+        self.asked.append((name, rooms))
         return succeed(self.home)
 
 
@@ -118,13 +118,22 @@ def test_the_end_of_the_stream_at_its_origin_stops_its_players_here():
     assert again == [] and len(reactor.tcpClients) == 2
 
 
-def test_a_stream_of_no_room_elsewhere_is_not_pulled():
+def test_a_stream_live_nowhere_else_is_not_pulled():
     reactor = MemoryReactorClock()
     registry = Registry(None)
     edges = edge.Edges(registry, reactor)
     assert located(edges, "room-x-alice") == [None]
-    assert located(edges, "nodash") == [None]
-    assert registry.asked == [["room-x", "room"]] and reactor.tcpClients == []
+    assert located(edges, "nodash") == [None]  # a stream outside rooms is looked for too
+    assert registry.asked == [("room-x-alice", ["room-x", "room"]), ("nodash", [])]
+    assert reactor.tcpClients == []
+
+
+def test_a_stream_outside_rooms_on_another_node_is_pulled():
+    reactor = MemoryReactorClock()
+    edges = edge.Edges(Registry((None, "b", ("127.0.0.1", 7000))), reactor)
+    results = located(edges, "room-x-alice")  # the name of the test's pull
+    answerPull(reactor)
+    assert results[0].room is None and results[0].status == "PUBLISHING"
 
 
 def test_a_pull_that_cannot_connect_answers_none():

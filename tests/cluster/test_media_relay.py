@@ -13,7 +13,7 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
-from wcs.cluster import media
+from wcs.cluster import edge, media
 from wcs.errors import StreamError
 from wcs.frames import EncodedFrame
 
@@ -187,7 +187,7 @@ def test_the_pulling_node_shares_one_relay_and_stops_it_when_its_last_player_lea
     forgotten = []
     source = media.RelayedSource({}, lambda: None, lambda: None)
     stats = media.RelayStats()
-    pull = media.Pull("r-obs", source, stats)
+    pull = edge.Pull("r-obs", source, stats)
     source.idle = lambda: (forgotten.append(source), pull.stop())
     transport = StringTransport()
     pull.makeConnection(transport)
@@ -213,7 +213,7 @@ def test_the_pulling_node_shares_one_relay_and_stops_it_when_its_last_player_lea
 
 def test_a_pull_answered_without_tracks_is_closed_and_its_waiters_get_none():
     source = media.RelayedSource({}, lambda: None, lambda: None)
-    pull = media.Pull("r-obs", source, media.RelayStats())
+    pull = edge.Pull("r-obs", source, media.RelayStats())
     transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 5000))
     pull.makeConnection(transport)
     ready = []
@@ -227,7 +227,7 @@ def test_a_pull_answered_without_tracks_is_closed_and_its_waiters_get_none():
 def test_keyframe_requests_of_a_pull_reach_its_origin_at_most_once_per_interval():
     clock = Clock()
     asked = []
-    budget = media.KeyframeBudget(clock, 0.5, lambda: asked.append(clock.seconds()))
+    budget = edge.KeyframeBudget(clock, 0.5, lambda: asked.append(clock.seconds()))
     for _ in range(5):  # five players ask at once: one passes, one is held
         budget()
     assert asked == [0]

@@ -6,19 +6,28 @@ players take the pulled source through the node's frames-to-FLV feed,
 WebRTC players negotiate here (this node's candidates) and share one
 L{wcs.media.transcode.FrameTrack} per kind of it. The pull stops when its
 last player here leaves, or when the stream ends at its origin (its players
-here are then stopped as a publisher's stop would).
+here are then stopped as a publisher's stop would). Streams outside rooms
+are found the same way, by their own key (C{wcs:stream:NAME}).
+
+The pull (L{Pull}) is a relay connection (L{wcs.cluster.media}) the other
+way: it sends C{{"pull": NAME}}, the origin answers with a header line of
+the stream's tracks and then its frames; a byte back asks for a keyframe,
+at most once per C{media_keyframe_interval} (L{KeyframeBudget}).
 """
 
 from __future__ import annotations
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred
 
-from wcs.cluster.media import RelayStats, pullStream
-from wcs.interfaces import PUBLISHING
+import json
+
+from twisted.internet import protocol
+
+from wcs.cluster.media import HEADER_TIMEOUT, RelayedSource, RelayStats, Records, errors
+from wcs.interfaces import PUBLISHING, STOPPED, STOPPED_BY_PUBLISHER
 from wcs.logs import LogLimiter, Logger, clip
 
 MAX_ROOM_PREFIXES = 8
-STOPPED_BY_PUBLISHER = "Stopped by publisher stop"
 
 
 def roomsOfStream(name: str) -> list[str]:
@@ -29,6 +38,138 @@ def roomsOfStream(name: str) -> list[str]:
     """
     cuts = [i for i, c in enumerate(name) if c == "-" and i > 0]
     return [name[:i] for i in reversed(cuts)][:MAX_ROOM_PREFIXES]
+
+
+class Pull(Records):
+    """
+    Asks another node for a stream live there and feeds its frames to a
+    L{RelayedSource} here, shared by this node's players of it (edge
+    fan-out: one relay per node, however many players).
+    """
+
+    def __init__(self, name: str, source: RelayedSource, stats: RelayStats):
+        super().__init__()
+        self.name = name
+        self.source = source
+        self.stats = stats
+
+    def connectionMade(self) -> None:
+        if self.source.ended:
+            self.transport.loseConnection()
+            return
+        self.stats.pulls += 1
+        self.stats.pulling.add(self)
+        self.transport.write(json.dumps({"pull": self.name}).encode() + b"\n")
+
+    def headerReceived(self, header: dict) -> None:
+        tracks = header.get("tracks")
+        if not isinstance(tracks, dict):
+            self.refuse("a pull answered without its tracks")
+            return
+        self.source.setReady({str(k): str(v) for k, v in tracks.items()
+                              if k in ("audio", "video")})
+
+    def askKeyframe(self) -> None:
+        self.stats.keyframeAsks += 1
+        super().askKeyframe()
+
+    def recordReceived(self, record: bytes) -> None:
+        if len(record) == 1:
+            self.transport.loseConnection()
+            return
+        self.frameReceived(record)
+
+    def stop(self) -> None:
+        if self.transport is not None:
+            self.transport.loseConnection()
+
+    def connectionLost(self, reason=protocol.connectionDone) -> None:
+        self.stats.pulling.discard(self)
+        self.source.end()
+
+
+class KeyframeBudget:
+    """
+    Keyframe requests passed on at most once per C{interval} seconds; one
+    made sooner is held to the end of the interval (as a publisher's track
+    does: L{wcs.media.track.Track.requestKeyframe}), so the players of a
+    pull cost its origin no more requests than one local player would.
+    """
+
+    def __init__(self, clock, interval: float, ask):
+        self.clock = clock
+        self.interval = interval
+        self.ask = ask
+        self.last = float("-inf")
+        self.held = None
+
+    def __call__(self) -> None:
+        now = self.clock.seconds()
+        if now - self.last >= self.interval:
+            self._send()
+        elif self.held is None:
+            self.held = self.clock.callLater(self.last + self.interval - now, self._send)
+
+    def _send(self) -> None:
+        if self.held is not None and self.held.active():
+            self.held.cancel()
+        self.held = None
+        self.last = self.clock.seconds()
+        self.ask()
+
+    def cancel(self) -> None:
+        if self.held is not None and self.held.active():
+            self.held.cancel()
+        self.held = None
+
+
+def pullStream(reactor, address, name: str, tracks: dict[str, str],
+               forget, stats: RelayStats | None = None,
+               keyframeInterval: float = 0.5) -> RelayedSource:
+    """
+    A source here of stream C{name} live on the node whose relay is at
+    C{address}; it ends when the stream ends there, or when its last player
+    here leaves (then C{forget(source)}). Its players' keyframe requests
+    reach the origin at most once per C{keyframeInterval} seconds.
+    """
+    pull: Pull | None = None
+    budget = KeyframeBudget(reactor, keyframeInterval,
+                            lambda: pull.askKeyframe() if pull is not None else None)
+
+    def idle() -> None:
+        forget(source)
+        if pull is not None:
+            pull.stop()
+        source.end()
+
+    source = RelayedSource(tracks, budget, idle)
+    source.onEnd(budget.cancel)
+
+    def silent() -> None:
+        # The origin neither answered nor closed: its players here must not
+        # wait for ever (their session holds its later messages meanwhile).
+        if not source.ready and not source.ended:
+            errors.warn(("silent", address[0]), "cluster: pull of {name} from {host}:{port}: "
+                        "no answer in {timeout:.0f} s", name=clip(name), host=address[0],
+                        port=address[1], timeout=HEADER_TIMEOUT)
+            forget(source)
+            pull.stop()
+            source.end()
+    timeout = reactor.callLater(HEADER_TIMEOUT, silent)
+    source.onEnd(lambda: timeout.cancel() if timeout.active() else None)
+    pull = Pull(name, source, stats if stats is not None else RelayStats())
+    factory = protocol.ClientFactory()
+    factory.protocol = lambda: pull
+
+    def failed(connector, reason) -> None:
+        errors.warn(("connect", address[0]), "cluster: pull of {name} from {host}:{port} "
+                    "failed: {reason}", name=clip(name), host=address[0], port=address[1],
+                    reason=reason.value)
+        forget(source)
+        source.end()
+    factory.clientConnectionFailed = failed
+    reactor.connectTCP(address[0], int(address[1]), factory, timeout=5)
+    return source
 
 
 class _Media:
@@ -66,7 +207,7 @@ class EdgeStream:
     published = True
     participant = None
 
-    def __init__(self, name: str, room: str, source):
+    def __init__(self, name: str, room: str | None, source):
         self.name = name
         self.room = room
         self.media = _Media(source)
@@ -95,7 +236,7 @@ class EdgeStream:
 
     def _ended(self) -> None:
         for player in list(self.players):
-            player.owner.streams.end(player, "STOPPED", STOPPED_BY_PUBLISHER)
+            player.owner.streams.end(player, STOPPED, STOPPED_BY_PUBLISHER)
         set.clear(self.players)
 
     def __repr__(self) -> str:
@@ -119,16 +260,12 @@ class Edges:
     def locate(self, name: str) -> Deferred:
         """
         The L{EdgeStream} of C{name} once its origin told its tracks, or
-        None: not a stream of a room held by another live node, or its pull
-        failed.
+        None: neither a stream of a room held by another live node nor one
+        live outside rooms on another node, or its pull failed.
         """
         edge = self.streams.get(name)
         if edge is not None and not edge.ended:
             return self._ready(edge)
-        rooms = roomsOfStream(name)
-        if not rooms:
-            return succeed(None)
-
         def found(home):
             if home is None:
                 return None
@@ -144,7 +281,8 @@ class Edges:
             self.errors.warn("locate", "cluster: cannot look for stream {name}: {error}",
                              name=clip(name), error=failure.value)
             return None
-        return self.registry.roomHome(rooms).addCallbacks(found, unreachable)
+        return self.registry.streamHome(name, roomsOfStream(name)).addCallbacks(
+            found, unreachable)
 
     @staticmethod
     def _ready(edge: EdgeStream) -> Deferred:

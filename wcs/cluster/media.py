@@ -145,7 +145,7 @@ class RelayedSource:
         self.askKeyframe()
 
 
-class _Records(protocol.Protocol):
+class Records(protocol.Protocol):
     """Length-prefixed records after a header line, bounded."""
 
     def __init__(self):
@@ -208,7 +208,7 @@ class _Records(protocol.Protocol):
         raise NotImplementedError
 
 
-class RelayIn(_Records):
+class RelayIn(Records):
     """One stream pushed here by another node."""
 
     def __init__(self, hosts, stats=None):
@@ -293,7 +293,7 @@ class RelayStats:
         self.pullsServed = 0  # pulls of streams here by other nodes, since start
         self.serving: set[RelayIn] = set()  # those running
         self.pulls = 0  # pulls made here, since start
-        self.pulling: set[Pull] = set()  # those running
+        self.pulling: set = set()  # those running (wcs.cluster.edge.Pull)
         self.keyframeAsks = 0  # keyframe requests pulls sent to their origin
 
 
@@ -402,138 +402,3 @@ def pushStream(reactor, address, source: IMediaSource, header: dict) -> RelayOut
     factory.clientConnectionFailed = failed
     reactor.connectTCP(address[0], int(address[1]), factory, timeout=5)
     return out
-
-
-# --- A node whose players want a stream of another node: frames in ------------
-
-
-class Pull(_Records):
-    """
-    Asks another node for a stream live there and feeds its frames to a
-    L{RelayedSource} here, shared by this node's players of it (edge
-    fan-out: one relay per node, however many players).
-    """
-
-    def __init__(self, name: str, source: RelayedSource, stats: RelayStats):
-        super().__init__()
-        self.name = name
-        self.source = source
-        self.stats = stats
-
-    def connectionMade(self) -> None:
-        if self.source.ended:
-            self.transport.loseConnection()
-            return
-        self.stats.pulls += 1
-        self.stats.pulling.add(self)
-        self.transport.write(json.dumps({"pull": self.name}).encode() + b"\n")
-
-    def headerReceived(self, header: dict) -> None:
-        tracks = header.get("tracks")
-        if not isinstance(tracks, dict):
-            self.refuse("a pull answered without its tracks")
-            return
-        self.source.setReady({str(k): str(v) for k, v in tracks.items()
-                              if k in ("audio", "video")})
-
-    def askKeyframe(self) -> None:
-        self.stats.keyframeAsks += 1
-        super().askKeyframe()
-
-    def recordReceived(self, record: bytes) -> None:
-        if len(record) == 1:
-            self.transport.loseConnection()
-            return
-        self.frameReceived(record)
-
-    def stop(self) -> None:
-        if self.transport is not None:
-            self.transport.loseConnection()
-
-    def connectionLost(self, reason=protocol.connectionDone) -> None:
-        self.stats.pulling.discard(self)
-        self.source.end()
-
-
-class KeyframeBudget:
-    """
-    Keyframe requests passed on at most once per C{interval} seconds; one
-    made sooner is held to the end of the interval (as a publisher's track
-    does: L{wcs.media.track.Track.requestKeyframe}), so the players of a
-    pull cost its origin no more requests than one local player would.
-    """
-
-    def __init__(self, clock, interval: float, ask):
-        self.clock = clock
-        self.interval = interval
-        self.ask = ask
-        self.last = float("-inf")
-        self.held = None
-
-    def __call__(self) -> None:
-        now = self.clock.seconds()
-        if now - self.last >= self.interval:
-            self._send()
-        elif self.held is None:
-            self.held = self.clock.callLater(self.last + self.interval - now, self._send)
-
-    def _send(self) -> None:
-        if self.held is not None and self.held.active():
-            self.held.cancel()
-        self.held = None
-        self.last = self.clock.seconds()
-        self.ask()
-
-    def cancel(self) -> None:
-        if self.held is not None and self.held.active():
-            self.held.cancel()
-        self.held = None
-
-
-def pullStream(reactor, address, name: str, tracks: dict[str, str],
-               forget, stats: RelayStats | None = None,
-               keyframeInterval: float = 0.5) -> RelayedSource:
-    """
-    A source here of stream C{name} live on the node whose relay is at
-    C{address}; it ends when the stream ends there, or when its last player
-    here leaves (then C{forget(source)}). Its players' keyframe requests
-    reach the origin at most once per C{keyframeInterval} seconds.
-    """
-    pull: Pull | None = None
-    budget = KeyframeBudget(reactor, keyframeInterval,
-                            lambda: pull.askKeyframe() if pull is not None else None)
-
-    def idle() -> None:
-        forget(source)
-        if pull is not None:
-            pull.stop()
-        source.end()
-
-    source = RelayedSource(tracks, budget, idle)
-    source.onEnd(budget.cancel)
-
-    def silent() -> None:
-        # The origin neither answered nor closed: its players here must not
-        # wait for ever (their session holds its later messages meanwhile).
-        if not source.ready and not source.ended:
-            errors.warn(("silent", address[0]), "cluster: pull of {name} from {host}:{port}: "
-                        "no answer in {timeout:.0f} s", name=clip(name), host=address[0],
-                        port=address[1], timeout=HEADER_TIMEOUT)
-            forget(source)
-            pull.stop()
-            source.end()
-    timeout = reactor.callLater(HEADER_TIMEOUT, silent)
-    source.onEnd(lambda: timeout.cancel() if timeout.active() else None)
-    pull = Pull(name, source, stats if stats is not None else RelayStats())
-    factory = protocol.ClientFactory()
-    factory.protocol = lambda: pull
-
-    def failed(connector, reason) -> None:
-        errors.warn(("connect", address[0]), "cluster: pull of {name} from {host}:{port} "
-                    "failed: {reason}", name=clip(name), host=address[0], port=address[1],
-                    reason=reason.value)
-        forget(source)
-        source.end()
-    factory.clientConnectionFailed = failed
-    reactor.connectTCP(address[0], int(address[1]), factory, timeout=5)
-    return source

@@ -69,6 +69,8 @@ class ClusterService(Service):
         # Streams of other nodes played here: one pull of each.
         self.edges = Edges(self.registry, clock, self.relayStats,
                            settings.media_keyframe_interval / 1000.0)
+        # Streams outside rooms live here, held in Redis for other nodes' players.
+        self.streams: dict[str, None] = {}
         # Nodes whose key was missing at the last check.
         self.missing: set[str] = set()
         self._beat = LoopingCall(self._tick)
@@ -84,6 +86,7 @@ class ClusterService(Service):
                       node=self.nodeId, url=self.url)
         self.server.placement = self
         self.server.rooms.observers.append(self)
+        self.server.streamObservers.append(self)
         self._listenRelay()
         self.bus.start()
         self._beat.start(self.ttl / 3, now=True)
@@ -108,6 +111,7 @@ class ClusterService(Service):
         # Added before the shutdown service, this stops after it closed the
         # clients: their leaves and room releases are on their way already.
         rooms = list(self.server.rooms.rooms)
+        streams = list(self.streams)
         inflight = [d for d in self._inflight]
 
         async def stop():
@@ -115,7 +119,7 @@ class ClusterService(Service):
             for d in inflight:
                 await d.asFuture(loop)  # their errbacks log
             try:
-                await self.registry.leave(rooms)
+                await self.registry.leave(rooms, tuple(streams))
             except Exception as e:
                 self.log.warn("cluster: could not leave the cluster cleanly ({error}): "
                               "its keys expire", error=e)
@@ -206,6 +210,24 @@ class ClusterService(Service):
     def roomEnded(self, room) -> None:
         self._track(self.registry.release(room.name).addErrback(self._redisDown))
 
+    # Stream observer: hold the streams outside rooms that are live here
+
+    def streamStarted(self, stream) -> None:
+        if stream.participant is None:
+            self.streams[stream.name] = None
+
+            def held(owner):
+                if owner != self.nodeId:
+                    self.errors.warn(("stream", stream.name), "cluster: stream {name} is live "
+                                     "here and on {owner}: players elsewhere find {owner}'s",
+                                     name=clip(stream.name), owner=owner)
+            self._track(self.registry.claimStream(stream.name).addCallbacks(
+                held, self._redisDown))
+
+    def streamEnded(self, stream) -> None:
+        if self.streams.pop(stream.name, 0) is None:
+            self._track(self.registry.releaseStream(stream.name).addErrback(self._redisDown))
+
     def _track(self, d: Deferred) -> None:
         """Keep a room's claim or release until done: a stop waits for it."""
         self._inflight.add(d)
@@ -232,7 +254,8 @@ class ClusterService(Service):
             return
         self._ticking = True
         beat = self.registry.heartbeat(self.load(), list(self.server.rooms.rooms),
-                                       draining=self.server.draining is not None)
+                                       draining=self.server.draining is not None,
+                                       streams=tuple(self.streams))
         beat.addCallback(self._beaten)
         beat.addCallback(lambda _: self._checkPeers())
         beat.addErrback(self._beatFailed)
