@@ -157,3 +157,18 @@ def test_a_silent_origin_answers_none_in_time():
     assert results == []
     reactor.advance(1)
     assert results == [None] and transport.disconnecting and edges.streams == {}
+
+
+def test_the_pulls_of_a_gone_origin_end_and_stop_their_players():
+    reactor = MemoryReactorClock()
+    edges = edge.Edges(Registry(("room-x", "b", ("127.0.0.1", 7000))), reactor)
+    results = located(edges, "room-x-alice")
+    pull, transport = answerPull(reactor)
+    stream, player = results[0], Player()
+    stream.players.add(player)
+    assert edges.peers() == {"b"}
+    edges.nodeGone("c")
+    assert not transport.disconnecting
+    edges.nodeGone("b")  # a vanished machine: no FIN ever comes
+    assert transport.disconnecting and stream.ended and edges.streams == {}
+    assert player.streams.ended == [(player, "STOPPED", "Stopped by publisher stop")]

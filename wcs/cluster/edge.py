@@ -213,6 +213,7 @@ class EdgeStream:
         self.media = _Media(source)
         self.players = _Players(self)
         self.holds = 0
+        self.node: str | None = None  # the origin
         source.keep = lambda: bool(self.players or self.holds)
         source.onEnd(self._ended)
 
@@ -269,12 +270,13 @@ class Edges:
         def found(home):
             if home is None:
                 return None
-            room, _node, address = home
+            room, node, address = home
             edge = self.streams.get(name)  # another player asked meanwhile
             if edge is None or edge.ended:
                 source = pullStream(self.reactor, address, name, {}, self._forget(name),
                                     self.stats, self.keyframeInterval)
                 edge = self.streams[name] = EdgeStream(name, room, source)
+                edge.node = node
             return self._ready(edge)
 
         def unreachable(failure):
@@ -292,6 +294,20 @@ class Edges:
             edge.holds += 1
             return edge
         return edge.media.source.whenReady().addCallback(ready)
+
+    def peers(self) -> set[str]:
+        """The origins of this node's pulls: their health is watched."""
+        return {edge.node for edge in self.streams.values()}
+
+    def nodeGone(self, node: str) -> None:
+        """
+        An origin is gone: its pulls end (a machine that vanished closes no
+        connection), and their players here are stopped.
+        """
+        for edge in [e for e in self.streams.values() if e.node == node]:
+            self.log.warn("cluster: stream {name} lost with its node {node}",
+                          name=clip(edge.name), node=node)
+            edge.media.source.idle()
 
     def _forget(self, name: str):
         def forget(source) -> None:

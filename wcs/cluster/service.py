@@ -280,7 +280,7 @@ class ClusterService(Service):
         self.live = False
 
     def _checkPeers(self):
-        peers = sorted(self.visitors.peers() | self.hosts.peers())
+        peers = sorted(self.visitors.peers() | self.hosts.peers() | self.edges.peers())
         # After Redis came back (empty, when it keeps nothing on disk) the
         # others need a TTL to beat again: until then a missing key proves
         # nothing.
@@ -304,6 +304,7 @@ class ClusterService(Service):
             self.known.pop(node, None)
             self.visitors.nodeGone(node)
             self.hosts.nodeGone(node)
+            self.edges.nodeGone(node)
 
     # Messages from other nodes
 
@@ -316,6 +317,7 @@ class ClusterService(Service):
                 # It restarted before its key expired: what it held is gone.
                 self.visitors.nodeGone(node)
                 self.hosts.nodeGone(node)
+                self.edges.nodeGone(node)
             self.known[node] = incarnation
         try:
             known = route(payload, self.visitors, self.hosts)
