@@ -372,9 +372,15 @@ class StreamControl:
             return
         if decision.record is not None and decision.record != request.record:
             request = dataclasses.replace(request, record=decision.record)
+        if located is not None and (located.status != PUBLISHING or
+                                    self.server.streams.live(request.name) is not None):
+            located.release()  # ended there, or live here meanwhile
+            located = None
         try:
             self._start(request, located)
         except StreamError as e:
+            if located is not None and request.mediaSessionId not in self.active:
+                located.release()  # refused before it could play it
             self._refuse(message, request.mediaSessionId, args, e.info, e.code)
 
     def _start(self, request: protocol.StreamRequest, located=None) -> None:
@@ -386,12 +392,8 @@ class StreamControl:
         if request.published:
             self.server.streams.reserve(stream)
         else:
-            source = self.server.streams.live(request.name)
-            if source is None and located is not None and located.status == PUBLISHING:
-                source = located
+            source = self.server.streams.live(request.name) or located
             if source is None:
-                if located is not None:
-                    located.release()
                 raise StreamError(STREAM_NOT_FOUND, code=NOT_FOUND)
             stream.playing = source
         self.active[request.mediaSessionId] = stream

@@ -172,3 +172,13 @@ def test_the_pulls_of_a_gone_origin_end_and_stop_their_players():
     edges.nodeGone("b")  # a vanished machine: no FIN ever comes
     assert transport.disconnecting and stream.ended and edges.streams == {}
     assert player.streams.ended == [(player, "STOPPED", "Stopped by publisher stop")]
+
+
+def test_a_play_the_media_engine_refused_gives_its_hold_back():
+    reactor = MemoryReactorClock()
+    edges = edge.Edges(Registry(("room-x", "b", ("127.0.0.1", 7000))), reactor)
+    results = located(edges, "room-x-alice")
+    pull, transport = answerPull(reactor)
+    stream = results[0]
+    stream.players.discard(Player())  # StreamControl.end of a play never added
+    assert stream.holds == 0 and transport.disconnecting

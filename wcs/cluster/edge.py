@@ -17,11 +17,10 @@ at most once per C{media_keyframe_interval} (L{KeyframeBudget}).
 
 from __future__ import annotations
 
-from twisted.internet.defer import Deferred
-
 import json
 
 from twisted.internet import protocol
+from twisted.internet.defer import Deferred
 
 from wcs.cluster.media import HEADER_TIMEOUT, RelayedSource, RelayStats, Records, errors
 from wcs.interfaces import PUBLISHING, STOPPED, STOPPED_BY_PUBLISHER
@@ -189,7 +188,10 @@ class _Players(set):
         self.edge.holds = max(0, self.edge.holds - 1)  # its hold became a player
 
     def discard(self, player) -> None:
-        super().discard(player)
+        if player in self:
+            super().discard(player)
+        else:  # its start failed (the media engine refused it): its hold goes
+            self.edge.holds = max(0, self.edge.holds - 1)
         self.edge.checkIdle()
 
 
@@ -267,6 +269,7 @@ class Edges:
         edge = self.streams.get(name)
         if edge is not None and not edge.ended:
             return self._ready(edge)
+
         def found(home):
             if home is None:
                 return None

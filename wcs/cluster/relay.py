@@ -230,10 +230,7 @@ class Visitors:
         if name == "publishStream":
             room = self.rooms.get(custom.get("name")) if isinstance(custom, dict) else None
             return room if room is not None and session.sessionId in room.members else None
-        return self.roomOfStream(session, request.get("name"))
-
-    def roomOfStream(self, session, stream) -> RemoteRoom | None:
-        """The visited room of C{session} where C{stream} (not live here) was announced."""
+        stream = request.get("name")
         if not isinstance(stream, str) or self.isLive(stream):
             return None
         for room in self.rooms.values():

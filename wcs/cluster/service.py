@@ -186,17 +186,12 @@ class ClusterService(Service):
             return succeed(None)
         return self.edges.locate(name)
 
-    def streamRoom(self, session, name: str) -> str | None:
-        """The visited room C{name} was announced in, for the play's access check."""
-        room = self.visitors.roomOfStream(session, name)
-        return room.name if room is not None else None
-
     def relayCounts(self) -> dict[str, int]:
         """For /metrics (docs/operations.md)."""
         stats = self.relayStats
         return {"pullsServed": stats.pullsServed, "serving": len(stats.serving),
                 "pulls": stats.pulls, "pulling": len(stats.pulling),
-                "keyframeAsks": stats.keyframeAsks, "edgeStreams": len(self.edges.streams),
+                "keyframeAsks": stats.keyframeAsks,
                 "edgePlayers": sum(len(e.players) for e in self.edges.streams.values())}
 
     # Room observer: hold the rooms that live here
