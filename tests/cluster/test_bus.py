@@ -21,11 +21,14 @@ pytestmark = pytest.mark.skipif(not redisAvailable(), reason="redis-server not i
 @pytest.fixture
 async def buses(tmp_path):
     import redis.asyncio
+    from twisted.internet.asyncioreactor import AsyncioSelectorReactor
 
     running = startRedis(tmp_path / "redis")
     client = redis.asyncio.Redis.from_url(running.url, decode_responses=True)
+    reactor = AsyncioSelectorReactor(asyncio.get_running_loop())  # the bus's connections
     received = {"a": [], "b": [], "c": []}
-    made = {node: Bus(client, node, f"{node}-1", received[node].append) for node in received}
+    made = {node: Bus(running.url, node, f"{node}-1", received[node].append, reactor)
+            for node in received}
     for bus in made.values():
         bus.start()
     deadline = time.monotonic() + 10
