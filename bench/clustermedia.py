@@ -18,6 +18,8 @@ connect, and no node's loop lag p50 (over each 2 s report) exceeded
 `--max-lag` ms; the capacity
 is the forwarded streams of the last step carried. One node and two nodes
 are measured in turn (`--repeat` pairs, A B A B) and the ratio printed.
+On a machine with more cores, `--node-cpus 0,1 --generator-cpus 2-7` gives
+each node a core of its own and the generator the others.
 """
 
 from __future__ import annotations
@@ -116,6 +118,8 @@ def ramp(nodes: int, args, out) -> int:
     with runningCluster(workdir, {n: NODE for n in names}) as (_, running):
         urls = [running[n].wsURL for n in names]
         pids = [running[n].proc.pid for n in names]
+        for i, pid in enumerate(pids):
+            pin(pid, args.node_cpus, i)
         lag = Lag([running[n].logPath for n in names])
         workers = Workers()
         procs = {"publish": args.procs, "play": args.procs}
@@ -153,6 +157,29 @@ def ramp(nodes: int, args, out) -> int:
     return carried
 
 
+def cpus(text: str) -> list[int]:
+    """C{0-3,6} as [0, 1, 2, 3, 6]."""
+    out = []
+    for part in filter(None, text.split(",")):
+        low, _, high = part.partition("-")
+        out += range(int(low), int(high or low) + 1)
+    return out
+
+
+def pin(pid: int, spec: str, index: int | None = None) -> None:
+    """
+    Keep C{pid} on the CPUs of C{spec} (empty: anywhere): the generator on
+    cores of its own, so that it does not decide the nodes' capacity. With
+    C{index}, node I gets the I-th of them alone (as many as nodes).
+    """
+    if not spec:
+        return
+    chosen = cpus(spec)
+    if index is not None:
+        chosen = [chosen[index % len(chosen)]]
+    os.sched_setaffinity(pid, chosen)
+
+
 def add(workers: Workers, items: dict, procs: dict, first: int, args) -> int:
     """Start (first step) or grow the generator processes, publishers first
     (a play needs its stream live); how many peers failed to connect."""
@@ -165,6 +192,7 @@ def add(workers: Workers, items: dict, procs: dict, first: int, args) -> int:
                 workers.pipes[index].send({"add": chunk, "first": base})
             else:
                 workers.start(None, role, chunk, base, args.bitrate, args.parallel)
+                pin(workers.processes[-1].pid, args.generator_cpus)
             pipes.append(workers.pipes[index])
             base += len(chunk)
             index += 1
@@ -207,3 +235,7 @@ def addArguments(parser) -> None:
     group.add_argument("--warmup", type=float, default=3.0)
     group.add_argument("--parallel", type=int, default=8)
     group.add_argument("--repeat", type=int, default=1, help="A B pairs")
+    group.add_argument("--node-cpus", default="",
+                       help="CPUs for the nodes, one each in turn (e.g. 0,1); empty: any")
+    group.add_argument("--generator-cpus", default="",
+                       help="CPUs for the generator processes (e.g. 2-5); empty: any")
