@@ -6,9 +6,9 @@ The bus has two connections of its own to Redis (L{wcs.cluster.resp}, RESP
 on Twisted): one publishes, one is subscribed to this node's channel. What
 is queued for one node within one reactor turn goes in one C{PUBLISH}: an
 envelope C{{"from", "inc", "m": [messages]}}; several nodes' envelopes go in
-one write. Commands on one connection are answered in order, so a node's
-messages to another arrive in the order they were sent; a batch does not
-wait for the previous one's reply. The receiver unpacks an envelope and
+one write. The publishing connection asks for no replies (C{CLIENT REPLY
+OFF}): a batch is one write and no read; one connection keeps a node's
+messages to another in the order they were sent. The receiver unpacks an envelope and
 handles its messages in order. A room event handed to several members on
 the same node in a row (a broadcast) goes there once, with the list of
 recipients.
@@ -26,6 +26,8 @@ import json
 from typing import Any, Callable
 
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IPushProducer
+from zope.interface import implementer
 
 from wcs.cluster.resp import RespProtocol, connect, parseUrl
 from wcs.logs import LogLimiter, Logger, clip
@@ -33,7 +35,7 @@ from wcs.messages import ServerMessage, nestingExceeds
 
 RETRY = 1.0  # seconds between attempts to resubscribe after an error
 MAX_DEPTH = 64  # a client's JSON (json_max_depth) inside a message, with room
-MAX_IN_FLIGHT = 10_000  # PUBLISHes unanswered: beyond, Redis is stuck; drop
+MAX_QUEUED = 10_000  # messages held while Redis does not read: beyond, dropped
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
@@ -44,6 +46,25 @@ def channelOf(node: str) -> str:
 def later(coroutine) -> Deferred:
     """A coroutine of the Redis client as a Deferred (the asyncio reactor)."""
     return Deferred.fromFuture(asyncio.ensure_future(coroutine))
+
+
+@implementer(IPushProducer)
+class _Flow:
+    """The publishing connection's buffer full (paused) or drained."""
+
+    def __init__(self, bus: "Bus"):
+        self.bus = bus
+
+    def pauseProducing(self) -> None:
+        self.bus.paused = True
+
+    def resumeProducing(self) -> None:
+        self.bus.paused = False
+        if self.bus.outbox and self.bus.scheduled is None:
+            self.bus.scheduled = self.bus.reactor.callLater(0, self.bus._flush)
+
+    def stopProducing(self) -> None:
+        pass
 
 
 class Bus:
@@ -71,6 +92,7 @@ class Bus:
         self.scheduled = None  # the flush of this turn's outbox
         self.publisher: RespProtocol | None = None  # connected
         self.connecting = False
+        self.paused = False  # the publishing connection's buffer is full
         self.listener: RespProtocol | None = None
         self.retry = None
         self.stopped = False
@@ -131,28 +153,33 @@ class Bus:
         if publisher is None or not publisher.connected:
             self._connectPublisher()
             return
-        batch, self.outbox, self.last = self.outbox, [], {}
-        if len(publisher.pending) > MAX_IN_FLIGHT:
-            self._lost(len(batch), f"{len(publisher.pending)} publishes unanswered")
+        if self.paused:  # Redis reads slower than we write: hold, bounded
+            if len(self.outbox) > MAX_QUEUED:
+                lost, self.outbox, self.last = self.outbox, [], {}
+                self._lost(len(lost), "Redis does not keep up")
             return
+        batch, self.outbox, self.last = self.outbox, [], {}
         byNode: dict[str, list] = {}
         for node, payload, _ in batch:
             byNode.setdefault(node, []).append(payload)
-        commands = [("PUBLISH", channelOf(node), _encoder.encode(
+        publisher.writeOnly([("PUBLISH", channelOf(node), _encoder.encode(
             {"from": self.nodeId, "inc": self.incarnation, "m": payloads}))
-            for node, payloads in byNode.items()]
-        for d, payloads in zip(publisher.sendMany(commands), byNode.values()):
-            d.addErrback(lambda f, n=len(payloads): self._lost(n, f.value))
+            for node, payloads in byNode.items()])
 
     def _connectPublisher(self) -> None:
         if self.connecting or self.stopped:
             return
         self.connecting = True
-        protocol = RespProtocol(1 << 16)
+        protocol = RespProtocol(1 << 16, onLost=self._publisherLost)
 
         def connected(_) -> None:
             self.connecting = False
             self.publisher = protocol
+            # No replies: reading one per PUBLISH cost this node a wakeup
+            # per batch for a number nobody uses. The transport's buffer
+            # says when Redis does not keep up (pauseProducing).
+            protocol.writeOnly([("CLIENT", "REPLY", "OFF")])
+            protocol.transport.registerProducer(_Flow(self), True)
             self._flush()
 
         def failed(failure) -> None:
@@ -160,6 +187,16 @@ class Bus:
             lost, self.outbox, self.last = self.outbox, [], {}
             self._lost(len(lost), failure.value)
         connect(self.reactor, self.url, protocol).addCallbacks(connected, failed)
+
+    def _publisherLost(self, reason) -> None:
+        self.publisher = None
+        self.paused = False
+        if not self.stopped:
+            self.errors.warn("publish", "cluster: the connection publishing to other "
+                             "nodes was lost ({error}); what it had not sent is lost",
+                             error=reason.value)
+        if self.outbox and self.scheduled is None and not self.stopped:
+            self.scheduled = self.reactor.callLater(0, self._flush)
 
     def _lost(self, count: int, error) -> None:
         self.errors.warn("publish", "cluster: {count} messages to other nodes lost: "

@@ -139,6 +139,10 @@ class RespProtocol(Protocol):
         self.transport.write(b"".join(command(*args) for args in commands))
         return ds
 
+    def writeOnly(self, commands: list[tuple]) -> None:
+        """Commands whose replies nobody reads (after C{CLIENT REPLY OFF})."""
+        self.transport.write(b"".join(command(*args) for args in commands))
+
     def dataReceived(self, data: bytes) -> None:
         try:
             replies = self.reader.feed(data)
