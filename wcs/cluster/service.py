@@ -54,7 +54,7 @@ class ClusterService(Service):
             # each, long enough for the others to think this node dead.
             health_check_interval=1)
         self.errors = LogLimiter(self.log, clock=clock)
-        self.bus = Bus(self.redis, self.nodeId, self.incarnation, self._dispatch, clock,
+        self.bus = Bus(self.url, self.nodeId, self.incarnation, self._dispatch, clock,
                        settings.cluster_max_message)
         self.registry = Registry(self.redis, self.nodeId, self.incarnation, self.ttl)
         self.visitors = Visitors(self.bus, clock,
