@@ -29,14 +29,14 @@ import asyncio
 import contextlib
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from tests.netlab import stamp
 from tests.netlab.firewall import Side
 from tests.netlab.lab import enteredNamespace, playerAddress, publisherAddress
-from tests.netlab.media import (BITRATE, CODECS, MAX_DELAY_MS, Decoded, MeasuringPlayer,
-                                SentCounter, StampedVideo, encoderBitrate)
+from tests.netlab.media import (CODECS, MAX_DELAY_MS, Decoded, MeasuringPlayer, RoomRun,
+                                SentCounter, StampedVideo)
 from tests.media import peers
 from tests.web.browser import FLAGS, requireChromium
 
@@ -123,6 +123,7 @@ class ChromiumPlayer:
         self.playwright = self.browser = self.page = None
         self.console: list[str] = []
         self.clock: list[tuple[float, float]] = []  # (offset ms, error ms) per sync
+        self.frames: list[tuple] = []  # the page's frames, times in harness s
 
     async def start(self) -> "ChromiumPlayer":
         from playwright.async_api import async_playwright
@@ -177,15 +178,21 @@ class ChromiumPlayer:
     async def decoded(self) -> list[Decoded]:
         """Every frame so far, on the harness's clock."""
         offset = min(self.clock, key=lambda c: c[1])[0]
+        self.frames = [(round((f[0] + offset) / 1000, 4), *f[1:])
+                       for f in await self.page.evaluate("netlab.frames")]
         out = []
-        for presented, counter, sentMs, _ in await self.page.evaluate("netlab.frames"):
-            at = (presented + offset) / 1000
+        for at, counter, sentMs, *_ in self.frames:
             delay = stamp.delayMs(sentMs, int(at * 1000)) if counter >= 0 else None
             if delay is not None and delay >= MAX_DELAY_MS:
                 counter = delay = None
             out.append(Decoded(at, None if counter is None or counter < 0 else counter,
                                delay, False))
         return out
+
+    def presentedFps(self, start: float, end: float) -> float | None:
+        """Frames the compositor presented in the window (after L{decoded}), callbacks or not."""
+        window = [f[4] for f in self.frames if start <= f[0] < end]
+        return round((window[-1] - window[0]) / (end - start), 1) if len(window) > 1 else None
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -222,37 +229,25 @@ def _statsDelta(before: list[dict], after: list[dict], seconds: float) -> dict:
 
 
 @dataclass
-class ChromiumRoomRun:
+class ChromiumRoomRun(RoomRun):
     """
     L{tests.netlab.media.RoomRun} with headless Chromium players: the same
     aiortc publisher (stamped picture, through C{room}.publish), then
     C{players} pages of the SDK in the room, measured over the window.
+    C{httpURL}: the server's http port, which serves the SDK to the pages.
     """
 
-    codec: str
-    players: int
-    seconds: float
-    warmup: float = 3.0
-    width: int = 640
-    height: int = 480
-    rtx: bool = True
-    result: dict = field(default_factory=dict)
+    httpURL: str = ""
 
-    async def run(self, room, lab, server) -> dict:
-        """C{room} a L{tests.netlab.media.WcsRoom} of C{server} (with its http port)."""
-        pcs, players = [], []
+    async def _run(self, room, lab, pcs) -> dict:
+        players = []
         try:
-            with encoderBitrate(BITRATE):
-                return await self._run(room, lab, server, pcs, players)
+            return await self._runPlayers(room, lab, pcs, players)
         finally:
             for player in players:
                 await player.close()
-            for pc in pcs:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(pc.close(), 5)
-            await room.close()
 
-    async def _run(self, room, lab, server, pcs, players) -> dict:
+    async def _runPlayers(self, room, lab, pcs, players) -> dict:
         publisher = peers.newPeer()
         pcs.append(publisher)
         video = StampedVideo(self.width, self.height)
@@ -262,8 +257,7 @@ class ChromiumRoomRun:
         sent = SentCounter(publisher)
         for index in range(self.players):
             players.append(await ChromiumPlayer(lab, index).start())
-        httpURL = f"http://127.0.0.1:{server.ports['http']}"
-        await asyncio.gather(*(p.play(httpURL, server.wsURL, room.room) for p in players))
+        await asyncio.gather(*(p.play(self.httpURL, room.url, room.room) for p in players))
         await asyncio.sleep(self.warmup)
         for player in players:
             await player.syncClock()
@@ -289,7 +283,7 @@ class ChromiumRoomRun:
             (first, firstError), (last, lastError) = player.clock[0], player.clock[-1]
             perPlayer.append(dict(
                 figures, kind="chromium", downlinkKbit=kbit(f"player{i}.down"),
-                uplinkKbit=kbit(f"player{i}.up"),
+                uplinkKbit=kbit(f"player{i}.up"), presentedFps=player.presentedFps(start, end),
                 tailDropped=links.get(f"player{i}.down", {}).get("tailDropped"),
                 clockErrorMs=round(max(firstError, lastError), 2),
                 clockDriftMs=round(last - first, 2),
@@ -303,3 +297,25 @@ class ChromiumRoomRun:
             "perPlayer": perPlayer,
         }
         return self.result
+
+
+STATS_COLUMNS = ("server", "profile", "codec", "player", "address", "painted fps",
+                 "presented fps", "decoded fps",
+                 "freezeCount", "freezes s", "nackCount", "pliCount", "retransmitted",
+                 "packetsLost", "jitter buffer ms", "clock error ms")
+
+
+def statsRows(results: list[dict]):
+    """bench/network.py's second table: each Chromium player's getStats() over the window."""
+    for result in results:
+        for index, player in enumerate(result["perPlayer"]):
+            stats = player.get("stats")
+            if stats is None:
+                continue
+            yield (result["server"], result["profile"], result["codec"], index,
+                   stats.get("localAddress"), player["fps"], player["presentedFps"],
+                   stats.get("decodedFps"),
+                   stats.get("freezeCount"), stats.get("totalFreezesDuration"),
+                   stats.get("nackCount"), stats.get("pliCount"),
+                   stats.get("retransmittedPacketsReceived"), stats.get("packetsLost"),
+                   stats.get("jitterBufferMs"), player["clockErrorMs"])

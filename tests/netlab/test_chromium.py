@@ -29,9 +29,10 @@ async def test_chromium_player_on_wifi_is_measured_through_its_link(serverFactor
         assert problems == []
         with lab.entered():
             server = serverFactory(settings=MEDIA, enable=("ws", "http"))
-        run = ChromiumRoomRun("vp8", players=1, seconds=SECONDS, width=320, height=240)
+        run = ChromiumRoomRun("vp8", players=1, seconds=SECONDS, width=320, height=240,
+                              httpURL=f"http://127.0.0.1:{server.ports['http']}")
         with lab.entered():
-            result = await asyncio.wait_for(run.run(WcsRoom(server), lab, server), SECONDS + 150)
+            result = await asyncio.wait_for(run.run(WcsRoom(server), lab), SECONDS + 150)
     print("wifi vp8 chromium", json.dumps(result))
     assert result["publisherFps"] > 0 and result["uplinkKbit"] > 0
     (player,) = result["perPlayer"]
