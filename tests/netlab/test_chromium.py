@@ -40,7 +40,9 @@ async def test_chromium_player_on_wifi_is_measured_through_its_link(serverFactor
     # and Chromium's selected candidate is the player's address.
     assert player["downlinkKbit"] > 100 and player["uplinkKbit"] > 0
     assert player["stats"]["localAddress"] == playerAddress(0)
+    assert result["unmatchedPackets"] == 0
     assert player["fps"] > 0 and player["stats"]["framesDecoded"] > 0
     assert player["delayP50"] is not None  # stamps were read back from the page's frames
-    # The link adds 30 +- 10 ms each way; the clock is known within clockErrorMs.
-    assert player["delayP50"] >= 20 - player["clockErrorMs"]
+    # A frame crosses two links (publisher up, player down) of 30 +- 10 ms:
+    # none arrives sooner than 40 ms; the page's clock is known within clockErrorMs.
+    assert player["delayP50"] >= 40 - player["clockErrorMs"]
