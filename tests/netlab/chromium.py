@@ -156,7 +156,8 @@ class ChromiumPlayer:
 
     async def _state(self) -> dict:
         return {**await self.page.evaluate(
-            "window.netlab ? {state: netlab.state, error: netlab.error, frames: netlab.frames.length}"
+            "window.netlab ? {state: netlab.state, error: netlab.error, frames: netlab.frames.length,"
+            " connections: window.__pcs.map(p => p.iceConnectionState + '/' + p.connectionState)}"
             " : {state: 'no page', error: document.title, frames: 0}"),
             "console": self.console[-20:]}
 
