@@ -60,8 +60,13 @@ async def joins(redis, nodes, rooms: int) -> dict:
             "added p50 ms": ms(remote, 50) - ms(local, 50)}
 
 
-async def chat(nodes, size: int, rate: float, seconds: float) -> dict:
-    """Half the members on each node; each sends to every member of the other."""
+async def chat(nodes, size: int, rate: float, seconds: float, even: bool = False) -> dict:
+    """Half the members on each node; each sends to every member of the other.
+
+    By default a round (one message per pair) is sent at once, then the
+    bench sleeps; with `even` the messages are spread over the round, so
+    the latency is not that of the last of a burst of len(pairs).
+    """
     room = "chat"
     peers = [await Peer.open(nodes["ab"[i % 2]].wsURL, f"c{i}") for i in range(size)]
     for peer in peers:
@@ -75,7 +80,10 @@ async def chat(nodes, size: int, rate: float, seconds: float) -> dict:
     rounds = 0
     while time.perf_counter() < wall0 + seconds:
         roundStart = time.perf_counter()
-        for sender, recipient in pairs:
+        for k, (sender, recipient) in enumerate(pairs):
+            if even:
+                await asyncio.sleep(max(0, roundStart + k * interval / len(pairs)
+                                        - time.perf_counter()))
             text = f"{time.perf_counter():.6f} hello"
             await sender.ws.send(json.dumps({"message": "sendData", "data": [{
                 "operationId": "m", "payload": {"command": "sendMessage", "options": {
@@ -109,6 +117,8 @@ async def run(args) -> None:
         print(f"chat: {args.size} members on two nodes, each to every member of the other "
               f"node, ~{args.rate:.0f} deliveries/s for {args.seconds:.0f} s")
         show("chat", await chat(nodes, args.size, args.rate, args.seconds))
+        print("chat again, the same rate sent evenly (not in bursts of one per pair)")
+        show("chat even", await chat(nodes, args.size, args.rate, args.seconds, even=True))
 
 
 def main() -> None:
