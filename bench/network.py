@@ -9,13 +9,16 @@ Mbit/s) and N decoding aiortc players, measured over --seconds. Prints one
 row per player: fps, freezes (no new frame for 500 ms) per minute, seconds
 frozen, glass-to-glass delay p50/p95, the publisher's uplink and the
 player's downlink (kbit/s offered to the link: media and retransmissions),
-tail drops at a rate limit, keyframes decoded. Needs root. Figures only; it
+tail drops at a rate limit, keyframes decoded; then issue 16's "done means"
+table (tests/netlab/targets.py): per profile, codec and server, the figures
+and which targets are met. Needs root. Figures only; it
 exits non-zero when a probe did not prove its profile or a run failed.
 
     .venv/bin/python bench/network.py [--profile all|wifi,lossy] [--codec h264,vp8]
                                       [--server wcs,janus] [--players 4] [--seconds 30]
                                       [--size 640x480] [--json out.jsonl] [--no-rtx]
                                       [--workdir DIR] [--set room_max_bitrate=500 ...]
+                                      [--narrow-link transcode|drop]
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from tests.netlab.lab import NetLab, netemAvailable  # noqa: E402
 from tests.netlab.janus import JanusRoom, JanusServer  # noqa: E402
 from tests.netlab.media import BITRATE, CODECS, RoomRun, WcsRoom, clients  # noqa: E402
 from tests.netlab.profiles import PROFILES, proveInLab  # noqa: E402
+from tests.netlab.targets import markdown  # noqa: E402
 from tests.support.rooms import MEDIA  # noqa: E402
 from tests.support.server import startServer  # noqa: E402
 
@@ -68,7 +72,8 @@ def runServer(kind, profile, report, lab, args, workdir: Path, failures) -> list
     results = []
     with lab.entered():
         if kind == "wcs":
-            server = startServer(workdir / profile.name, settings={**MEDIA, **args.settings})
+            server = startServer(workdir / profile.name,
+                                 settings={**MEDIA, **profileSettings(profile, args)})
         else:
             server = JanusServer(workdir / f"janus-{profile.name}").start()
     try:
@@ -88,10 +93,19 @@ def runServer(kind, profile, report, lab, args, workdir: Path, failures) -> list
                 continue
             result.update(server=kind, profile=profile.name, probe=report,
                           load=os.getloadavg()[0])
+            if kind == "wcs" and profile.name == "narrow":
+                result["setting"] = f"{args.narrow_link}"
             results.append(result)
     finally:
         server.stop()
     return results
+
+
+def profileSettings(profile, args) -> dict:
+    """wcs's settings for C{profile}: issue 16's C{narrow} target is for C{--narrow-link}."""
+    if profile.name == "narrow":
+        return {"player_narrow_link": args.narrow_link, **args.settings}
+    return args.settings
 
 
 def rows(result: dict):
@@ -119,6 +133,9 @@ def main() -> int:
     parser.add_argument("--no-rtx", action="store_true",
                         help="clients offer no RTX (retransmissions on the media SSRC)")
     parser.add_argument("--workdir", help="keep the servers' folders (their logs) here")
+    parser.add_argument("--narrow-link", default="transcode", choices=("drop", "transcode"),
+                        help="wcs's player_narrow_link on the narrow profile (default transcode, "
+                             "as issue 16's target)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a wcs setting for the runs (repeatable)")
     args = parser.parse_args()
@@ -139,13 +156,14 @@ def main() -> int:
           f"load average {os.getloadavg()[0]:.1f} at {time.strftime('%H:%M:%S')}; kernel netem "
           f"{'present' if netemAvailable() else 'absent'}, links shaped by the NFQUEUE impairer",
           flush=True)
-    table, failures = [], []
+    table, failures, everything = [], [], []
     with (contextlib.nullcontext(args.workdir) if args.workdir
           else tempfile.TemporaryDirectory(prefix="netlab-")) as workdir:
         for name in names:
             results, failed = runProfile(PROFILES[name], args, Path(workdir))
             failures += failed
             for result in results:
+                everything.append(result)
                 table += rows(result)
                 if args.json:
                     with open(args.json, "a") as out:
@@ -154,6 +172,9 @@ def main() -> int:
     print("|" + "---|" * len(COLUMNS))
     for row in table:
         print("| " + " | ".join("-" if v is None else str(v) for v in row) + " |")
+    print(f"\n## Issue 16's targets ({args.players} players, {args.size}, "
+          f"{args.seconds:.0f} s, load at the end of each run)\n")
+    print(markdown(everything))
     for failure in failures:
         print("FAILED:", failure)
     return 1 if failures else 0
