@@ -37,6 +37,9 @@ declare(
         "stream, shared by all such players)"),
     Key("player_narrow_share", "int", 50,
         "percent of the stream's bitrate the lower rendition is encoded at (transcode)"),
+    Key("player_narrow_pace", "int", 150,
+        "percent of the lower rendition's bitrate its packets are paced at, so that a "
+        "keyframe does not overflow the narrow link's queue (0: sent as encoded)"),
     Key("player_narrow_loss", "int", 10,
         "percent of its video a player reports lost (beyond the publisher's own loss), "
         "check after check, that makes its link narrow (transcode)"),
@@ -47,10 +50,12 @@ def moveSubscription(subscription, track) -> None:
     """
     Serve C{subscription} from C{track} from now on: its numbering goes on
     (the player sees one stream) from the new track's next keyframe, which
-    is asked for at once.
+    is asked for at once. The numbering skips ahead: the narrow link left
+    holes that the player would otherwise wait for behind the new keyframe
+    (aiortc: 5-8 s, then the frames it held, late).
     """
     subscription.track.unsubscribe(subscription)
-    subscription.restart()
+    subscription.restart(skip=True)
     subscription.track = track
     track.subscribe(subscription)
     track.requestKeyframe(force=True)
@@ -82,7 +87,8 @@ class NarrowWatch:
 
     def _counts(self) -> tuple[int, int, int, int]:
         s, track = self.subscription, self.incoming
-        return s.packets, s.reportedLost, track.lost(), track.octets
+        # Numbers skipped at a drop to a keyframe are reported lost, not lost.
+        return s.packets, s.reportedLost - s.skipped, track.lost(), track.octets
 
     def _check(self) -> None:
         self._call = None
