@@ -8,7 +8,8 @@ player of a publisher's track notices a narrow link from the player's own
 receiver reports (more than C{player_narrow_loss} percent of what we sent
 it lost, beyond what the publisher's uplink lost, for L{WINDOWS} checks in
 a row) and moves it to one lower rendition of the stream: decoded once and
-encoded at C{player_narrow_share} percent of the stream's bitrate, same
+encoded at C{player_narrow_share} percent of the stream's bitrate, or
+L{NarrowWatch.FIT} of what the player's link delivered if less, same
 codec and resolution, shared by every narrow player of that stream (a
 L{wcs.media.transcode.FrameTrack}, its codec work in the offload pool). The
 others keep the publisher's packets and see no extra keyframe but the one
@@ -72,6 +73,7 @@ class NarrowWatch:
     log = Logger()
     INTERVAL = 2.0  # s: a receiver report or two from browsers and aiortc
     WINDOWS = 2
+    FIT = 0.75  # of the share of the stream the link delivered: the rendition's most
 
     def __init__(self, clock, subscription, lower: Callable[[int], object], loss: float,
                  share: float):
@@ -100,7 +102,12 @@ class NarrowWatch:
         if len(self.history) > self.WINDOWS and sent > 0 \
                 and lost - max(0, upstreamLost) > self.loss * sent \
                 and not self.incoming.ended:
-            bitrate = int(octets * 8 / (self.INTERVAL * self.WINDOWS) * self.share)
+            # At most FIT of what the link delivered: the rest is for resends,
+            # RTCP and the bursts of a variable bitrate (at 90% of the link
+            # the queue overflows at every keyframe).
+            delivered = 1 - (lost - max(0, upstreamLost)) / sent
+            share = min(self.share, self.FIT * delivered)
+            bitrate = int(octets * 8 / (self.INTERVAL * self.WINDOWS) * share)
             self.log.info("{player}: narrow link ({lost} of {sent} packets lost), "
                           "moved to a rendition at {kbps} kbit/s",
                           player=self.subscription, lost=lost, sent=sent, kbps=bitrate // 1000)
