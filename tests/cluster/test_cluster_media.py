@@ -1,8 +1,10 @@
 """
 WebRTC across nodes: clients on two nodes (real `twistd wcs` processes and a
 real redis-server) publish and play in a room that lives on one of them,
-with aiortc peers. The answer carries the room node's candidates: each node
-has its own media port range, so the port says which node answered.
+with aiortc peers. A publisher's answer carries the room node's candidates,
+a player's its own node's (edge fan-out; the room node's with
+cluster_edge_play off): each node has its own media port range, so the port
+says which node answered.
 """
 
 from __future__ import annotations
@@ -23,14 +25,16 @@ from tests.support.wsclient import Client
 pytestmark = pytest.mark.skipif(not redisAvailable(), reason="redis-server not installed")
 
 
-@pytest.fixture
-def twoNodes(tmp_path):
+@pytest.fixture(params=[True, False], ids=["edge", "forwarded"])
+def twoNodes(tmp_path, request):
     base = random.randrange(20000, 60000, 200)
     ranges = {"a": (base, base + 99), "b": (base + 100, base + 199)}
     settings = {node: {"media_port_from": str(low), "media_port_to": str(high),
-                       "ice_public_ip": "127.0.0.1"} for node, (low, high) in ranges.items()}
+                       "ice_public_ip": "127.0.0.1",
+                       "cluster_edge_play": str(request.param).lower()}
+                for node, (low, high) in ranges.items()}
     with runningCluster(tmp_path, settings) as (redis, nodes):
-        yield redis, nodes, ranges
+        yield redis, nodes, ranges, request.param
 
 
 async def negotiate(client, pc, message, body) -> str:
@@ -48,7 +52,7 @@ def candidatePorts(sdp: str) -> set[int]:
 
 
 async def test_publish_and_play_across_nodes(twoNodes):
-    redis, nodes, ranges = twoNodes
+    redis, nodes, ranges, edgePlay = twoNodes
     room = f"room-{uuid.uuid4().hex[:6]}"
     alice = await Client.open(nodes["a"].wsURL, "alice")
     bob = await Client.open(nodes["b"].wsURL, "bob")
@@ -73,15 +77,19 @@ async def test_publish_and_play_across_nodes(twoNodes):
             publishes[client.login] = body
 
         # Each plays the other's stream, published through another node.
+        # A player negotiates on its own node (edge fan-out: the node not
+        # the room's plays its one pull of the stream from the room's node).
         plays = {}
-        for client, other in ((alice, "bob"), (bob, "alice")):
+        for client, other, node in ((alice, "bob", "a"), (bob, "alice", "b")):
             player = peers.Player(video="video/H264", audio="audio/opus")
             players.append(player)
             body = streamRequest(publishes[other]["name"], room,
                                  await peers.offerOf(player.pc), False)
             answer = await negotiate(client, player.pc, "playStream", body)
             ports = candidatePorts(answer)
-            assert ports and all(low <= p <= high for p in ports), (owner, ports)
+            answering = node if edgePlay else owner
+            first, last = ranges[answering]
+            assert ports and all(first <= p <= last for p in ports), (answering, ports)
             await status(client, body["mediaSessionId"], "PLAYING")
             plays[client.login] = body
         for player in players:

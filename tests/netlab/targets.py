@@ -27,7 +27,7 @@ FLOOR = {"wifi": 25, "lossy": 25, "mobile": 20}  # fps, every player
 
 
 def _span(values, digits=1) -> str:
-    values = [v for v in values if v is not None]
+    values = [v for v in values if v is not None]  # Chromium players may lack a figure
     if not values:
         return "-"
     low, high = min(values), max(values)
@@ -49,17 +49,17 @@ def groups(result: dict) -> list[tuple[str, list[dict]]]:
 
 
 def _summary(result: dict, players: list[dict]) -> dict:
-    delays50 = [p["delayP50"] for p in players if p["delayP50"] is not None]
-    delays95 = [p["delayP95"] for p in players if p["delayP95"] is not None]
-    keyframes = [p["keyframes"] for p in players if p["keyframes"] is not None]
+    delays50 = [p["delayP50"] for p in players if p.get("delayP50") is not None]
+    delays95 = [p["delayP95"] for p in players if p.get("delayP95") is not None]
+    keyframes = [p["keyframes"] for p in players if p.get("keyframes") is not None]
     return {
-        "fps": min(p["fps"] for p in players),
-        "freezesPerMin": max(p["freezesPerMin"] for p in players),
+        "fps": min((p["fps"] for p in players if p.get("fps") is not None), default=0),
+        "freezesPerMin": max(p.get("freezesPerMin") or 0 for p in players),
         "p50": max(delays50) if delays50 else None,
         "p95": max(delays95) if delays95 else None,
         "ratio": _ratio(result),
         "keyframes": max(keyframes) if keyframes else None,
-        "freezes30": max(p["freezesPerMin"] for p in players) / 2,
+        "freezes30": max(p.get("freezesPerMin") or 0 for p in players) / 2,
     }
 
 
@@ -120,19 +120,19 @@ def markdown(results: list[dict]) -> str:
         janus = find("janus", result["profile"], result["codec"])
         for label, players in groups(result):
             targets = verdict(result, label, players, clean, janus) or ["(reference)"]
-            p50 = _span([p["delayP50"] for p in players], 0)
-            p95 = _span([p["delayP95"] for p in players], 0)
+            p50 = _span([p.get("delayP50") for p in players], 0)
+            p95 = _span([p.get("delayP95") for p in players], 0)
             cells = (
                 result["profile"] + (f" ({result['setting']})" if result.get("setting") else ""),
                 result["codec"], result["server"], label, result["publisherFps"],
-                _span([p["fps"] for p in players]),
-                _span([p["freezesPerMin"] for p in players]),
-                _span([p["freezesPerMin"] / 2 for p in players]),
-                _span([p["frozenS"] for p in players]), f"{p50} / {p95}",
+                _span([p.get("fps") for p in players]),
+                _span([p.get("freezesPerMin") for p in players]),
+                _span([(p.get("freezesPerMin") or 0) / 2 for p in players]),
+                _span([p.get("frozenS") for p in players]), f"{p50} / {p95}",
                 result.get("uplinkKbit"), result.get("publisherMediaKbit"), _ratio(result),
-                _span([p["downlinkKbit"] for p in players], 0),
-                _span([p["tailDropped"] for p in players], 0),
-                _span([p["keyframes"] for p in players], 0),
+                _span([p.get("downlinkKbit") for p in players], 0),
+                _span([p.get("tailDropped") for p in players], 0),
+                _span([p.get("keyframes") for p in players], 0),
                 round(result["load"], 1) if "load" in result else None, "; ".join(targets))
             lines.append("| " + " | ".join("-" if v is None else str(v) for v in cells) + " |")
     return "\n".join(lines)
