@@ -9,7 +9,9 @@ Mbit/s) and N decoding aiortc players, measured over --seconds. Prints one
 row per player: fps, freezes (no new frame for 500 ms) per minute, seconds
 frozen, glass-to-glass delay p50/p95, the publisher's uplink and the
 player's downlink (kbit/s offered to the link: media and retransmissions),
-tail drops at a rate limit, keyframes decoded. Needs root. Figures only; it
+tail drops at a rate limit, keyframes decoded; then issue 16's "done means"
+table (tests/netlab/targets.py): per profile, codec and server, the figures
+and which targets are met. Needs root. Figures only; it
 exits non-zero when a probe did not prove its profile or a run failed.
 
     .venv/bin/python bench/network.py [--profile all|wifi,lossy] [--codec h264,vp8]
@@ -17,6 +19,7 @@ exits non-zero when a probe did not prove its profile or a run failed.
                                       [--size 640x480] [--json out.jsonl] [--no-rtx]
                                       [--workdir DIR] [--set room_max_bitrate=500 ...]
                                       [--player aiortc|chromium]
+                                      [--narrow-link transcode|drop]
 
 --player chromium: the players are headless Chromium pages of the SDK's Room
 API, each in its own namespace (tests/netlab/chromium.py; wcs only); a
@@ -43,6 +46,7 @@ from tests.netlab.janus import JanusRoom, JanusServer  # noqa: E402
 from tests.netlab.chromium import STATS_COLUMNS, ChromiumRoomRun, statsRows  # noqa: E402
 from tests.netlab.media import BITRATE, CODECS, RoomRun, WcsRoom, clients  # noqa: E402
 from tests.netlab.profiles import PROFILES, proveInLab  # noqa: E402
+from tests.netlab.targets import markdown  # noqa: E402
 from tests.support.rooms import MEDIA  # noqa: E402
 from tests.support.server import startServer  # noqa: E402
 
@@ -74,7 +78,8 @@ def runServer(kind, profile, report, lab, args, workdir: Path, failures) -> list
     results = []
     with lab.entered():
         if kind == "wcs":
-            server = startServer(workdir / profile.name, settings={**MEDIA, **args.settings},
+            server = startServer(workdir / profile.name,
+                                 settings={**MEDIA, **profileSettings(profile, args)},
                                  enable=("ws", "http"))  # http: the SDK for Chromium
         else:
             server = JanusServer(workdir / f"janus-{profile.name}").start()
@@ -99,10 +104,19 @@ def runServer(kind, profile, report, lab, args, workdir: Path, failures) -> list
                 continue
             result.update(server=kind, profile=profile.name, probe=report,
                           load=os.getloadavg()[0])
+            if kind == "wcs" and profile.name == "narrow":
+                result["setting"] = f"{args.narrow_link}"
             results.append(result)
     finally:
         server.stop()
     return results
+
+
+def profileSettings(profile, args) -> dict:
+    """wcs's settings for C{profile}: issue 16's C{narrow} target is for C{--narrow-link}."""
+    if profile.name == "narrow":
+        return {"player_narrow_link": args.narrow_link, **args.settings}
+    return args.settings
 
 
 def rows(result: dict):
@@ -130,6 +144,9 @@ def main() -> int:
     parser.add_argument("--no-rtx", action="store_true",
                         help="clients offer no RTX (retransmissions on the media SSRC)")
     parser.add_argument("--workdir", help="keep the servers' folders (their logs) here")
+    parser.add_argument("--narrow-link", default="transcode", choices=("drop", "transcode"),
+                        help="wcs's player_narrow_link on the narrow profile (default transcode, "
+                             "as issue 16's target)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a wcs setting for the runs (repeatable)")
     parser.add_argument("--player", choices=("aiortc", "chromium"), default="aiortc",
@@ -176,6 +193,9 @@ def main() -> int:
         print("|" + "---|" * len(STATS_COLUMNS))
         for row in statsRows(allResults):
             print("| " + " | ".join("-" if v is None else str(v) for v in row) + " |")
+    print(f"\n## Issue 16's targets ({args.players} players, {args.size}, "
+          f"{args.seconds:.0f} s, load at the end of each run)\n")
+    print(markdown(allResults))
     for failure in failures:
         print("FAILED:", failure)
     return 1 if failures else 0

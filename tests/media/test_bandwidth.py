@@ -228,6 +228,9 @@ async def test_narrowPlayerTranscoded():
             assert isinstance(tracks[0], FrameTrack) and tracks[0].transcoding, tracks
             assert tracks[1] is session.source.incoming["video"]
             assert plays[0].narrowWatches[0].moved and not plays[1].narrowWatches[0].moved
+            # Paced at player_narrow_pace (150%) of the rendition's bitrate.
+            bitrate = tracks[0].encoder.target_bitrate
+            assert abs(tracks[0].pacer.rate - 1.5 * bitrate / 8) < 1
             # The link heals: the rendition alone feeds the player from now on
             # (aiortc's jitter buffer first waits out the holes of the lossy
             # seconds, up to 128 packets, and then a keyframe).

@@ -11,14 +11,15 @@ import struct
 import aiortc.rtcrtpsender
 import pylibsrtp
 import pytest
-from aiortc.rtp import RTCP_RTPFB_NACK, RtcpPacket
+from aiortc.jitterbuffer import JitterBuffer
+from aiortc.rtp import RTCP_RTPFB_NACK, RtcpPacket, RtpPacket
 from twisted.internet.task import Clock
 
 from tests.media.peers import asyncTest, forwarding, lumaSignature
 from tests.media.test_rtp import _Track, _Wire
 from tests.support.wait import waitUntil
 from wcs.media import rtp
-from wcs.media.track import HISTORY, IncomingTrack, Subscription
+from wcs.media.track import HISTORY, RESTART_SKIP, IncomingTrack, Subscription
 
 SSRC_IN = 5
 TS_STEP = 3000  # 30 fps at 90 kHz
@@ -168,14 +169,60 @@ def test_keyframeRestartAcrossWrap():
     track.rtpReceived(_packet(30000, 5, DELTA, ssrc=77))  # not a keyframe: dropped
     track.rtpReceived(_packet(30001, 5 + TS_STEP, b"\x10\x00\x9d", ssrc=77))
     # 65535 went to the backed-up socket and stays in the history (the
-    # player may NACK it): after each restart numbering goes on by one.
+    # player may NACK it); the player lost it, so its numbering skips ahead
+    # at the keyframe (RESTART_SKIP past 0); at the publisher's restart it
+    # goes on by one.
     seqs = [seq for seq, ts in _headers(player)]
-    assert seqs == [65534, 0, 1]
+    assert seqs == [65534, RESTART_SKIP, RESTART_SKIP + 1]
     stamps = [ts for seq, ts in _headers(player)]
     assert all(0 < (b - a) & 0xFFFFFFFF < 90000 for a, b in zip(stamps, stamps[1:]))
     report = track.receptionReport()
     assert (report.ssrc, report.highest_sequence, report.packets_lost) == (77, 30001, 0)
     assert track.missing == set()
+
+
+@pytest.mark.parametrize("skip, released", [(RESTART_SKIP, True), (0, False)])
+def test_dropToKeyframeSkipsThePlayersHoles(monkeypatch, skip, released):
+    """
+    A player that lost a packet and dropped to the next keyframe decodes
+    that keyframe at once in aiortc's own jitter buffer, because its
+    numbering skipped ahead; gap-free (skip 0, as before) the buffer holds
+    the keyframe and everything after it behind the hole it never sees
+    filled (until 512 packets passed: 4-8 s of video).
+    """
+    monkeypatch.setattr("wcs.media.track.RESTART_SKIP", skip)
+    track, _ = _incoming()
+    player = _Wire()
+    subscription = Subscription(track, player, ssrc=0x1234, payloadType=100)
+    subscription.attach()
+    buffer = JitterBuffer(capacity=512, is_video=True)
+    out = []
+
+    def deliver(seq, payload=DELTA, lost=False):
+        player.backedUp = lost
+        before = len(player.sent)
+        track.rtpReceived(_packet(seq, seq * TS_STEP, payload))
+        for data in player.sent[before:]:
+            packet = RtpPacket.parse(data)
+            packet._data = packet.payload
+            frame = buffer.add(packet)[1]
+            if frame is not None:
+                out.append(frame.timestamp)
+
+    deliver(1, b"\x10\x00\x9d")
+    for seq in range(2, 6):
+        deliver(seq)
+    deliver(6, lost=True)  # the player never gets it: wait for a keyframe
+    deliver(7)  # dropped by the subscription
+    deliver(8, b"\x10\x00\x9d")
+    for seq in range(9, 13):
+        deliver(seq)
+    keyframeTs = (8 * TS_STEP + subscription.tsDelta) & 0xFFFFFFFF
+    assert subscription.skipped == skip
+    assert (keyframeTs in out) is released
+    # Frames 1-4 (5 went out only when 6 came, which never did); skipped:
+    # then the keyframe and 9-11 (12 waits for 13).
+    assert len(out) == (8 if released else 4)
 
 
 def _srtpPair() -> tuple[pylibsrtp.Session, pylibsrtp.Session]:

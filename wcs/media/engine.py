@@ -120,7 +120,8 @@ class WebRTCEngine:
         track = self.frameTracks.get(key)
         if track is None or track.ended:
             track = FrameTrack(source, kind, codec, codec,
-                               lambda t: self._dropFrameTrack(key, t), bitrate)
+                               lambda t: self._dropFrameTrack(key, t), bitrate,
+                               pace=max(self.settings.player_narrow_pace, 0) / 100)
             self.frameTracks[key] = track
         return track
 

@@ -8,7 +8,8 @@ player of a publisher's track notices a narrow link from the player's own
 receiver reports (more than C{player_narrow_loss} percent of what we sent
 it lost, beyond what the publisher's uplink lost, for L{WINDOWS} checks in
 a row) and moves it to one lower rendition of the stream: decoded once and
-encoded at C{player_narrow_share} percent of the stream's bitrate, same
+encoded at C{player_narrow_share} percent of the stream's bitrate, or
+L{NarrowWatch.FIT} of what the player's link delivered if less, same
 codec and resolution, shared by every narrow player of that stream (a
 L{wcs.media.transcode.FrameTrack}, its codec work in the offload pool). The
 others keep the publisher's packets and see no extra keyframe but the one
@@ -37,6 +38,9 @@ declare(
         "stream, shared by all such players)"),
     Key("player_narrow_share", "int", 50,
         "percent of the stream's bitrate the lower rendition is encoded at (transcode)"),
+    Key("player_narrow_pace", "int", 150,
+        "percent of the lower rendition's bitrate its packets are paced at, so that a "
+        "keyframe does not overflow the narrow link's queue (0: sent as encoded)"),
     Key("player_narrow_loss", "int", 10,
         "percent of its video a player reports lost (beyond the publisher's own loss), "
         "check after check, that makes its link narrow (transcode)"),
@@ -47,10 +51,12 @@ def moveSubscription(subscription, track) -> None:
     """
     Serve C{subscription} from C{track} from now on: its numbering goes on
     (the player sees one stream) from the new track's next keyframe, which
-    is asked for at once.
+    is asked for at once. The numbering skips ahead: the narrow link left
+    holes that the player would otherwise wait for behind the new keyframe
+    (aiortc: 5-8 s, then the frames it held, late).
     """
     subscription.track.unsubscribe(subscription)
-    subscription.restart()
+    subscription.restart(skip=True)
     subscription.track = track
     track.subscribe(subscription)
     track.requestKeyframe(force=True)
@@ -67,6 +73,7 @@ class NarrowWatch:
     log = Logger()
     INTERVAL = 2.0  # s: a receiver report or two from browsers and aiortc
     WINDOWS = 2
+    FIT = 0.75  # of the share of the stream the link delivered: the rendition's most
 
     def __init__(self, clock, subscription, lower: Callable[[int], object], loss: float,
                  share: float):
@@ -82,7 +89,8 @@ class NarrowWatch:
 
     def _counts(self) -> tuple[int, int, int, int]:
         s, track = self.subscription, self.incoming
-        return s.packets, s.reportedLost, track.lost(), track.octets
+        # Numbers skipped at a drop to a keyframe are reported lost, not lost.
+        return s.packets, s.reportedLost - s.skipped, track.lost(), track.octets
 
     def _check(self) -> None:
         self._call = None
@@ -94,7 +102,12 @@ class NarrowWatch:
         if len(self.history) > self.WINDOWS and sent > 0 \
                 and lost - max(0, upstreamLost) > self.loss * sent \
                 and not self.incoming.ended:
-            bitrate = int(octets * 8 / (self.INTERVAL * self.WINDOWS) * self.share)
+            # At most FIT of what the link delivered: the rest is for resends,
+            # RTCP and the bursts of a variable bitrate (at 90% of the link
+            # the queue overflows at every keyframe).
+            delivered = 1 - (lost - max(0, upstreamLost)) / sent
+            share = min(self.share, self.FIT * delivered)
+            bitrate = int(octets * 8 / (self.INTERVAL * self.WINDOWS) * share)
             self.log.info("{player}: narrow link ({lost} of {sent} packets lost), "
                           "moved to a rendition at {kbps} kbit/s",
                           player=self.subscription, lost=lost, sent=sent, kbps=bitrate // 1000)

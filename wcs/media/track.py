@@ -21,6 +21,15 @@ from wcs.media.internals import RtcpReceiverInfo, RtcpSenderInfo, RtcpSrPacket
 from wcs.media.liveness import LoopClock
 
 HISTORY = 512  # packets kept per player for NACKs: ~4 s of 1 Mbit/s video
+# How far a player's numbering jumps when it drops to a keyframe after
+# losing packets (L{Subscription.restart}): past what a receiver holds
+# behind a hole. aiortc's video jitter buffer (512 packets) keeps every
+# later frame behind a packet that never comes until 512 packets passed
+# (4-8 s of video), then lets the backlog out one frame per packet
+# received; a packet 1024 ahead of its oldest makes it drop them at once.
+# webrtc.org's NACK module clears its list past 1000 missing packets and
+# asks for a keyframe, which is under way anyway.
+RESTART_SKIP = 1024
 DEFAULT_POLICY = FeedbackPolicy()
 
 
@@ -202,6 +211,7 @@ class Subscription:
         self.keyframeRequestsLimited = 0  # its requests (of any cause) not passed on
         self.nacksReceived = 0  # NACK packets from the player (wcs.metrics)
         self.reportedLost = 0  # cumulative loss in its last receiver report (wcs.metrics)
+        self.skipped = 0  # numbers skipped by restarts: the player reports them lost
 
     def attach(self) -> None:
         self.transport.senders[self.ssrc] = self
@@ -232,7 +242,7 @@ class Subscription:
         if not self.send(data) and self.transport.connected:
             # A player that cannot keep up loses packets up to the next
             # keyframe rather than queueing them (or slowing anyone else).
-            self.restart()
+            self.restart(skip=True)
             self.askKeyframe(self.clock.seconds())
 
     def _begin(self, seq: int, timestamp: int) -> None:
@@ -248,11 +258,19 @@ class Subscription:
             started, self.onStarted = self.onStarted, None
             started()
 
-    def restart(self) -> None:
-        """The track's numbering starts over: wait for a keyframe again."""
+    def restart(self, skip: bool = False) -> None:
+        """
+        The track's numbering starts over: wait for a keyframe again. With
+        C{skip} (the player lost packets it will not get: it drops to the
+        keyframe) our numbering jumps L{RESTART_SKIP} ahead, so that the
+        player's buffer gives up on its holes when the keyframe comes;
+        without, it goes on gap-free (a publisher's new stream).
+        """
         if self.started:
             self.started = False
-            self.nextSeq = (self.lastSeq + 1) & 0xFFFF
+            gap = RESTART_SKIP if skip else 0
+            self.skipped += gap
+            self.nextSeq = (self.lastSeq + 1 + gap) & 0xFFFF
             self.nextTs = (self.lastTs + self.track.clockRate // 10) & 0xFFFFFFFF
 
     # Keyframes for this player
@@ -346,7 +364,7 @@ class Subscription:
             # Too far behind for the history: drop to the next keyframe,
             # asked for within this player's own limit.
             self.nacksTooOld += 1
-            self.restart()
+            self.restart(skip=True)
             self.askKeyframe(now)
 
     def receptionReported(self, lsr: int, dlsr: int) -> None:

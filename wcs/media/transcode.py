@@ -25,6 +25,7 @@ from wcs.interfaces import IMediaSink, IMediaSource
 from wcs.media import rtp
 from wcs.media.internals import JitterFrame, RTCRtpCodecParameters, get_decoder, get_encoder
 from wcs.media.negotiate import CLOCK_RATES, KIND_OF
+from wcs.media.pacer import Pacer
 from wcs.media.track import Track
 from wcs.offload import Worker
 
@@ -82,7 +83,7 @@ def makeDecoder(codec: str, config: bytes | None = None, sampleRate: int | None 
 @implementer(IMediaSink)
 class FrameTrack(Track):
     def __init__(self, source: IMediaSource, kind: str, inputCodec: str, codec: str,
-                 idle: Callable[["FrameTrack"], None], bitrate: int = 0):
+                 idle: Callable[["FrameTrack"], None], bitrate: int = 0, pace: float = 0):
         super().__init__(kind, codec, CLOCK_RATES[codec])
         self.source = source
         self.inputCodec = inputCodec
@@ -97,6 +98,12 @@ class FrameTrack(Track):
         if bitrate > 0 and hasattr(self.encoder, "target_bitrate"):
             self.encoder.target_bitrate = bitrate  # the encoder clamps it to its range
         self.frames = 0
+        # A lower rendition's packets go out at most at C{pace} times its
+        # bitrate (wcs.media.pacer): its players sit behind narrow links.
+        # The rate the encoder was left with: it clamps what it is given.
+        rate = getattr(self.encoder, "target_bitrate", bitrate)
+        self.pacer = (Pacer(self.clock, pace * rate / 8, self.fanout)
+                      if bitrate > 0 and pace > 0 else None)
         self.worker: Worker[list] | None = Worker(
             repr(self), self._convert, self._sendAll, onDrop=source.requestKeyframe,
             callFromThread=asyncio.get_running_loop().call_soon_threadsafe)
@@ -128,6 +135,8 @@ class FrameTrack(Track):
             self.idle(self)
 
     def stop(self) -> None:
+        if self.pacer is not None:
+            self.pacer.stop()
         if self.worker is not None:
             self.worker.stop(drain=False)
             self.worker = None
@@ -174,7 +183,11 @@ class FrameTrack(Track):
                 self.lastKeyframe = time.monotonic()
             self.seq = (self.seq + 1) & 0xFFFF
             marker = rtp.MARKER_BIT if i == last and self.kind == "video" else 0
-            self.fanout(0, marker, self.seq, timestamp, payload, keyframe)
+            if self.pacer is not None:
+                self.pacer.push(len(payload) + rtp.HEADER.size, 0, marker, self.seq, timestamp,
+                                payload, keyframe)
+            else:
+                self.fanout(0, marker, self.seq, timestamp, payload, keyframe)
 
     def __repr__(self) -> str:
         return f"<FrameTrack {self.inputCodec}->{self.codec} of {self.source!r}>"

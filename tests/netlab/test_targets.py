@@ -1,0 +1,67 @@
+"""
+Issue 16's done-means table (tests/netlab/targets.py) from run results of
+the shape RoomRun gives: which targets a row meets, and Janus side by side.
+"""
+
+from tests.netlab.targets import markdown
+
+
+def player(fps=30.0, freezes=0.0, p50=100, p95=200, keyframes=2, down=1000):
+    return {"fps": fps, "freezesPerMin": freezes, "frozenS": 0.0, "delayP50": p50,
+            "delayP95": p95, "unreadable": 0, "keyframes": keyframes, "downlinkKbit": down,
+            "tailDropped": 0}
+
+
+def run(server, profile, players, uplink=1100, media=1000, codec="h264"):
+    return {"server": server, "profile": profile, "codec": codec, "seconds": 30.0,
+            "publisherFps": 30.0, "uplinkKbit": uplink, "publisherMediaKbit": media,
+            "perPlayer": players, "load": 1.5}
+
+
+def rowsOf(table: str) -> list[list[str]]:
+    return [[c.strip() for c in line.strip("|").split("|")] for line in table.splitlines()[2:]]
+
+
+def test_mobile_targets_met_and_missed():
+    table = markdown([
+        run("wcs", "mobile", [player(fps=25, freezes=4), player(fps=24, freezes=2)]),
+        run("wcs", "mobile", [player(fps=25, freezes=6), player(fps=19)], uplink=1400,
+            codec="vp8"),
+    ])
+    good, bad = rowsOf(table)
+    assert good[5] == "24–25" and good[7] == "1–2"
+    assert "NOT met" not in good[-1]
+    assert "fps >= 20" in good[-1] and "<= 2 freezes/30 s" in good[-1]
+    missed = bad[-1].split("met:")[1]
+    assert "fps >= 20" in missed and "<= 2 freezes/30 s" in missed and "1.3x" in missed
+    assert bad[12] == "1.4"
+
+
+def test_narrow_splits_the_narrow_player_and_compares_keyframes_with_clean():
+    table = markdown([
+        run("wcs", "clean", [player(keyframes=2)] * 3),
+        run("wcs", "narrow", [player(fps=18, keyframes=9), player(keyframes=2),
+                              player(keyframes=3)]),
+    ])
+    clean, narrow, others = rowsOf(table)
+    assert clean[-1] == "(reference)"
+    assert narrow[3] == "narrow (1)" and "NOT met:** fps >= 20" in narrow[-1]
+    assert others[3] == "others (2)"
+    assert "full stream" in others[-1].split("met:")[-1]
+    assert "NOT met:** keyframes <= clean's 2" in others[-1]
+
+
+def test_wcs_against_janus_names_the_worse_figures():
+    table = markdown([
+        run("wcs", "lossy", [player(fps=30, p50=300)]),
+        run("janus", "lossy", [player(fps=30, p50=200)], uplink=1250),
+    ])
+    wcs, janus = rowsOf(table)
+    assert "as good as Janus (worse: p50)" in wcs[-1].split("met:")[1]
+    assert "Janus" not in janus[-1]
+    # Within the noise margins (a tenth, 1 fps) a figure counts as equal.
+    table = markdown([
+        run("wcs", "lossy", [player(fps=29.5, p50=105)]),
+        run("janus", "lossy", [player(fps=30, p50=100)]),
+    ])
+    assert "NOT met" not in rowsOf(table)[0][-1]
