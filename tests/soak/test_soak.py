@@ -6,13 +6,18 @@ there at the end, at full frame rate, with the server's memory flat.
 In one room: alice publishes H.264 + Opus over WebRTC (recorded), bob and
 carol play it and decode; an ffmpeg encoder joins by URL as `obs`; a Flash
 room client and an idle WebSocket participant only answer pings. Beside it an
-ffmpeg encoder publishes `live/NAME` to two ffmpeg players. carol's UDP
-loses 2% of the RTP it receives and hands the rest on in bursts every
-0.2 s (a link that aggregates): she NACKs each loss as aiortc does, and
-NACKs again when a burst shows two gaps at once, which is what makes the
+ffmpeg encoder publishes `live/NAME` to two ffmpeg players. The RTMP
+encoders must be read under the low-water mark (wcs/transports/lowwater.py)
+in every bucket (/metrics says).
+
+In runs of IMPAIR_FROM seconds or more, carol's UDP loses 2% of the RTP it
+receives and hands the rest on in bursts every 0.2 s (a link that
+aggregates): she NACKs each loss as aiortc does, and NACKs again when a
+burst shows two gaps at once, which after a few minutes makes the
 player-leg reorder hold (wcs/media/reorder.py) act; the table counts the
-NACKs it held. The RTMP encoders must be read under the low-water mark
-(wcs/transports/lowwater.py) in every bucket (/metrics says).
+NACKs it held. Her aiortc client then freezes now and then for seconds
+(its jitter buffer), so she must have 90% of the source's frames over the
+whole run, not in every bucket; her low buckets are listed.
 
 SOAK_CLUSTER=1: a redis-server and two nodes (docs/cluster.md); the room
 lives on the first (alice joins it first), bob and the idle participant join
@@ -50,6 +55,10 @@ SOAK_SECONDS = int(os.environ.get("SOAK_SECONDS", "150"))
 CLUSTER = os.environ.get("SOAK_CLUSTER") == "1"
 THROUGH_SECOND = ("bob", "idle")  # who joins through the second node (SOAK_CLUSTER)
 CAROL_LOSS, CAROL_BURST = 0.02, 0.2  # her UDP: received RTP lost, and held (s)
+# s: the hold needs minutes of carol's link to start, and the 150 s CI slice
+# keeps her link clean (and every bucket checked).
+IMPAIR_FROM = int(os.environ.get("SOAK_IMPAIR_FROM", "600"))
+IMPAIRED = SOAK_SECONDS >= IMPAIR_FROM
 RATE = 15  # fps of every source: light enough for 2 cores shared with the server
 MIN_SHARE = 0.9  # of the source's frames, in every bucket
 SETTLE = 30.0  # s before the RSS baseline
@@ -105,7 +114,7 @@ class Soak:
         self.players: dict[str, meters.CountingPlayer] = {}
         self.encoders: dict[str, meters.FFmpeg] = {}
         self.rtmpPlayers: dict[str, meters.FFmpeg] = {}
-        self.publisher = self.flash = None
+        self.publisher = self.flash = self.impairment = None
         self.rss: list[tuple[float, int]] = []  # (s since start, bytes)
         self.buckets = max(1, SOAK_SECONDS // int(meters.BUCKET))
         self.facts: list[str] = []  # printed under the table
@@ -138,7 +147,7 @@ class Soak:
         for login in ("bob", "carol"):
             player = self.players[login] = meters.CountingPlayer(video="video/H264",
                                                                  audio="audio/opus")
-            if login == "carol":
+            if login == "carol" and IMPAIRED:
                 self.impairment = peers.Impairment(player.pc, receiveLoss=CAROL_LOSS,
                                                    receiveBurst=CAROL_BURST)
             play = streamRequest(self.publishRequest["name"], self.room,
@@ -236,9 +245,18 @@ class Soak:
                 if c[name].fps(index) < MIN_SHARE * wanted:
                     low.append(f"{index * 10}-{index * 10 + 10} s: {c[name].fps(index):.1f}"
                                f" of {wanted:.1f}")
-            if low:
-                problems.append(f"{name} below {MIN_SHARE:.0%} of the source's fps in "
-                                f"{len(low)} of {self.buckets} buckets: " + "; ".join(low[:6]))
+            if not low:
+                continue
+            lows = (f"{name} below {MIN_SHARE:.0%} of the source's fps in "
+                    f"{len(low)} of {self.buckets} buckets: " + "; ".join(low[:6]))
+            if name == "carol" and self.impairment is not None:
+                # Her lossy link: the whole run counts, her low buckets are facts.
+                self.facts.append(lows)
+                got, sent = (sum(c[n].counts.values()) for n in (name, source))
+                if got < MIN_SHARE * sent:
+                    problems.append(f"carol (impaired) got {got} of {sent} frames in the run")
+            else:
+                problems.append(lows)
         return problems
 
     def mechanisms(self) -> list[str]:
@@ -254,8 +272,9 @@ class Soak:
                             f"{len(short)} of {len(self.lowWater)} buckets: "
                             + "; ".join(short[:6]))
         held = metrics(self.server).get("wcs_player_nacks_held_total", 0.0)
-        self.facts.append(f"carol: {self.impairment.dropped} RTP packets dropped on her side; "
-                          f"player NACKs held for reordering: {held:.0f}")
+        if self.impairment is not None:
+            self.facts.append(f"carol: {self.impairment.dropped} RTP packets dropped on her "
+                              f"side; player NACKs held for reordering: {held:.0f}")
         return problems
 
     async def connections(self) -> list[str]:
