@@ -6,6 +6,11 @@ of chat between members on different nodes at a given rate. No assertion:
 figures only (docs/performance.md keeps the latest).
 
     .venv/bin/python bench/cluster.py [--rooms 50] [--size 10] [--rate 1000] [--seconds 5]
+
+With --media, the media capacity of one node against two instead
+(bench/clustermedia.py):
+
+    .venv/bin/python bench/cluster.py --media --seconds 8 [--repeat 2]
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import clustermedia  # noqa: E402
 from bench.signalling import Peer, cpuSeconds, percentile  # noqa: E402
 from tests.support.cluster import runningCluster  # noqa: E402
 
@@ -111,7 +117,14 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=10)
     parser.add_argument("--rate", type=float, default=1000.0)
     parser.add_argument("--seconds", type=float, default=5.0)
-    asyncio.run(run(parser.parse_args()))
+    parser.add_argument("--media", action="store_true",
+                        help="media capacity of one node and of two (no signalling figures)")
+    clustermedia.addArguments(parser)
+    args = parser.parse_args()
+    if args.media:
+        clustermedia.run(args, out=lambda line: print(line, flush=True))
+    else:
+        asyncio.run(run(args))
 
 
 if __name__ == "__main__":

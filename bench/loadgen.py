@@ -283,7 +283,7 @@ def frames(bitrate: int, ssrc: int):
         index += 1
 
 
-async def publish(peer: Peer, bitrate: int, stats: dict) -> None:
+async def publish(peer: Peer, bitrate: int, stats: dict, own: dict) -> None:
     loop = asyncio.get_running_loop()
     source = frames(bitrate, peer.ssrc)
     due = loop.time() + random.random() / FPS
@@ -299,21 +299,29 @@ async def publish(peer: Peer, bitrate: int, stats: dict) -> None:
             protected = peer.transport.protectRtp(packet)
             if protected is not None and peer.ice.sendNow(protected):
                 stats["sent"] += 1
+                own["sent"] += 1
                 stats["octets"] += len(protected)
 
 
 # Worker processes -------------------------------------------------------------
 
-async def work(pipe, url: str, role: str, streams: list[str], first: int, bitrate: int,
+async def work(pipe, url: str, role: str, streams: list, first: int, bitrate: int,
                parallel: int) -> None:
+    """
+    Peers of one C{role} for C{streams}: names (the room is the stream's
+    name, on C{url}) or (url, room, stream) triples. Commands on the pipe:
+    "snap" (counters), {"add": streams, "first": n} (more peers), "stop".
+    """
     certificate = RTCCertificate.generateCertificate()
     peers, counters, tasks, failed = [], [], [], []
+    published, played = [], []  # (stream, its stats) per publisher; stream per counter
     stats = {"sent": 0, "octets": 0, "late": 0}
     gate = asyncio.Semaphore(parallel)
 
-    async def start(index: int, stream: str) -> None:
+    async def start(index: int, item) -> None:
+        where, room, stream = (url, item, item) if isinstance(item, str) else item
         if role == "idle":  # a WebSocket session and nothing else
-            session = Signalling(url, f"idle{first + index}", stream)
+            session = Signalling(where, f"idle{index}", stream)
             async with gate:
                 try:
                     await asyncio.wait_for(session.open(join=False), CONNECT_TIMEOUT)
@@ -323,7 +331,7 @@ async def work(pipe, url: str, role: str, streams: list[str], first: int, bitrat
             peers.append(session)
             return
         publishing = role == "publish"
-        peer = Peer(url, stream, stream, f"{role[:3]}{first + index}", certificate, publishing)
+        peer = Peer(where, room, stream, f"{role[:3]}{index}", certificate, publishing)
         async with gate:
             try:
                 await asyncio.wait_for(peer.connect(), CONNECT_TIMEOUT)
@@ -332,21 +340,34 @@ async def work(pipe, url: str, role: str, streams: list[str], first: int, bitrat
                 return
         peers.append(peer)
         if publishing:
-            tasks.append(asyncio.create_task(publish(peer, bitrate, stats)))
+            own = {"sent": 0}
+            published.append((stream, own))
+            tasks.append(asyncio.create_task(publish(peer, bitrate, stats, own)))
         else:
             counter = Counter()
             counters.append(counter)
+            played.append(stream)
             peer.ice.receiveSrtp(counter.datagram)
 
-    await asyncio.gather(*(start(i, s) for i, s in enumerate(streams)))
-    pipe.send({"ready": len(peers), "failed": failed[:5], "failures": len(failed)})
+    async def add(items: list, base: int) -> None:
+        before, failures = len(peers), len(failed)
+        await asyncio.gather(*(start(base + i, s) for i, s in enumerate(items)))
+        pipe.send({"ready": len(peers) - before, "failed": failed[failures:][:5],
+                   "failures": len(failed) - failures})
+
+    await add(streams, first)
     loop = asyncio.get_running_loop()
     commands: asyncio.Queue = asyncio.Queue()
     loop.add_reader(pipe.fileno(), lambda: commands.put_nowait(pipe.recv()))
     while (command := await commands.get()) != "stop":
-        pipe.send({"cpu": time.process_time(), "stats": dict(stats),
+        if isinstance(command, dict):
+            await add(command["add"], command["first"])
+            continue
+        pipe.send({"cpu": time.process_time(), "at": time.monotonic(), "stats": dict(stats),
                    "open": sum(not getattr(p, "signalling", p).closed for p in peers),
-                   "players": [(c.packets, c.octets, c.high) for c in counters]})
+                   "players": [(c.packets, c.octets, c.high) for c in counters],
+                   "played": played,
+                   "published": [(stream, own["sent"]) for stream, own in published]})
     loop.remove_reader(pipe.fileno())
     for task in tasks:
         task.cancel()
@@ -405,17 +426,21 @@ def freePort() -> int:
         return s.getsockname()[1]
 
 
+# The limits a load run raises (every client is on 127.0.0.1).
+RAISED = {"ice_public_ip": "127.0.0.1", "media_port_from": 0, "media_port_to": 0,
+          "ws_max_connections_per_address": 0, "ws_max_connections": 0,
+          "room_max_participants": 0, "room_max_count": 0,
+          "media_max_sessions": 100000, "media_max_sessions_per_address": 100000}
+
+
 def startServer(settings: dict, log: str) -> tuple[subprocess.Popen, str]:
     """twistd wcs on loopback, its limits raised for a load run."""
     port = freePort()
     command = [str(ROOT / ".venv/bin/twistd"), "-n", "--pidfile=", "wcs",
                "--listen", "127.0.0.1", "--ws-port", str(port), "--wss-port", "0",
                "--http-port", "0", "--https-port", "0", "--rtmp-port", "0"]
-    for key, value in {"ice_public_ip": "127.0.0.1", "media_port_from": 0, "media_port_to": 0,
-                       "ws_max_connections_per_address": 0, "ws_max_connections": 0,
-                       "room_max_participants": 0, "room_max_count": 0,
-                       "media_max_sessions": 100000, "media_max_sessions_per_address": 100000,
-                       "rest_api_port": 0, "rest_api_https_port": 0, **settings}.items():
+    for key, value in {**RAISED, "rest_api_port": 0, "rest_api_https_port": 0,
+                       **settings}.items():
         command += ["--set", f"{key}={value}"]
     server = subprocess.Popen(command, cwd=ROOT, preexec_fn=raiseFileLimit,
                               stdout=open(log, "w"), stderr=subprocess.STDOUT)

@@ -16,6 +16,11 @@ exits non-zero when a probe did not prove its profile or a run failed.
                                       [--server wcs,janus] [--players 4] [--seconds 30]
                                       [--size 640x480] [--json out.jsonl] [--no-rtx]
                                       [--workdir DIR] [--set room_max_bitrate=500 ...]
+                                      [--player aiortc|chromium]
+
+--player chromium: the players are headless Chromium pages of the SDK's Room
+API, each in its own namespace (tests/netlab/chromium.py; wcs only); a
+second table prints their getStats() figures.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.netlab.lab import NetLab, netemAvailable  # noqa: E402
 from tests.netlab.janus import JanusRoom, JanusServer  # noqa: E402
+from tests.netlab.chromium import STATS_COLUMNS, ChromiumRoomRun, statsRows  # noqa: E402
 from tests.netlab.media import BITRATE, CODECS, RoomRun, WcsRoom, clients  # noqa: E402
 from tests.netlab.profiles import PROFILES, proveInLab  # noqa: E402
 from tests.support.rooms import MEDIA  # noqa: E402
@@ -68,13 +74,18 @@ def runServer(kind, profile, report, lab, args, workdir: Path, failures) -> list
     results = []
     with lab.entered():
         if kind == "wcs":
-            server = startServer(workdir / profile.name, settings={**MEDIA, **args.settings})
+            server = startServer(workdir / profile.name, settings={**MEDIA, **args.settings},
+                                 enable=("ws", "http"))  # http: the SDK for Chromium
         else:
             server = JanusServer(workdir / f"janus-{profile.name}").start()
     try:
         for codec in args.codecs:
             run = RoomRun(codec, args.players, args.seconds, width=args.width,
                           height=args.height, rtx=not args.no_rtx)
+            if args.player == "chromium":
+                run = ChromiumRoomRun(codec, args.players, args.seconds, width=args.width,
+                                      height=args.height, rtx=not args.no_rtx,
+                                      httpURL=f"http://127.0.0.1:{server.ports['http']}")
 
             async def measure():
                 room = (WcsRoom(server) if kind == "wcs"
@@ -121,6 +132,8 @@ def main() -> int:
     parser.add_argument("--workdir", help="keep the servers' folders (their logs) here")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a wcs setting for the runs (repeatable)")
+    parser.add_argument("--player", choices=("aiortc", "chromium"), default="aiortc",
+                        help="the players: aiortc, or headless Chromium pages of the SDK")
     args = parser.parse_args()
     if any("=" not in item for item in args.set):
         parser.error("--set takes KEY=VALUE")
@@ -131,20 +144,23 @@ def main() -> int:
     args.servers = args.server.split(",")
     if any(s not in ("wcs", "janus") for s in args.servers):
         parser.error(f"unknown server in {args.server}")
+    if args.player == "chromium" and "janus" in args.servers:
+        parser.error("--player chromium: wcs only (the page plays through the wcs SDK)")
     if unknown or any(c not in CODECS for c in args.codecs):
         parser.error(f"unknown profile or codec: {unknown or args.codecs}")
     args.width, args.height = (int(v) for v in args.size.split("x"))
-    print(f"{args.players} players, {args.seconds:.0f} s per run, {args.size}, "
+    print(f"{args.players} {args.player} players, {args.seconds:.0f} s per run, {args.size}, "
           f"wcs settings {args.settings or 'as tested'}, "
           f"load average {os.getloadavg()[0]:.1f} at {time.strftime('%H:%M:%S')}; kernel netem "
           f"{'present' if netemAvailable() else 'absent'}, links shaped by the NFQUEUE impairer",
           flush=True)
-    table, failures = [], []
+    table, failures, allResults = [], [], []
     with (contextlib.nullcontext(args.workdir) if args.workdir
           else tempfile.TemporaryDirectory(prefix="netlab-")) as workdir:
         for name in names:
             results, failed = runProfile(PROFILES[name], args, Path(workdir))
             failures += failed
+            allResults += results
             for result in results:
                 table += rows(result)
                 if args.json:
@@ -154,6 +170,12 @@ def main() -> int:
     print("|" + "---|" * len(COLUMNS))
     for row in table:
         print("| " + " | ".join("-" if v is None else str(v) for v in row) + " |")
+    if args.player == "chromium":
+        print("\nChromium's getStats() over the window, per player:")
+        print("| " + " | ".join(STATS_COLUMNS) + " |")
+        print("|" + "---|" * len(STATS_COLUMNS))
+        for row in statsRows(allResults):
+            print("| " + " | ".join("-" if v is None else str(v) for v in row) + " |")
     for failure in failures:
         print("FAILED:", failure)
     return 1 if failures else 0

@@ -166,3 +166,68 @@ def test_encodeFrame_is_compact_json_with_text_as_utf8():
                                  separators=(",", ":")).encode("utf-8")
     with pytest.raises(TypeError):
         encodeFrame(ServerMessage("x", object()))
+
+
+TRICKY = ["", "plain", 'é "quoted" \\ back', "\u2028\u2029 \x00\x1f\x7f",
+          "emoji \U0001f600", "%s %d %%", "{}[],:"]
+
+
+def _generic(message: ServerMessage) -> bytes:
+    from wcs.messages import encodeFrame
+    return encodeFrame(ServerMessage(message.name, *message.args))
+
+
+@pytest.mark.parametrize("text", TRICKY)
+def test_chat_event_template_is_the_generic_encoding(text):
+    """The template of a chat delivery gives the bytes the generic encoder gives."""
+    from wcs.messages import encodeFrame
+    from wcs.room.events import chatEvent, roomEvent
+    message = chatEvent("room " + text, text + " from", text)
+    assert message.jsonText is not None
+    assert encodeFrame(message) == _generic(message)
+    assert message.args == roomEvent("room " + text, "MESSAGE",
+                                     {"from": text + " from", "text": text}).args
+
+
+@pytest.mark.parametrize("operationId", TRICKY[1:] + [0, 7, -3, 2**70])
+def test_data_status_template_is_the_generic_encoding(operationId):
+    from wcs.messages import encodeFrame
+    from wcs.room.events import ACCEPTED, dataStatus
+    message = dataStatus(operationId, ACCEPTED)
+    assert message.jsonText is not None
+    assert encodeFrame(message) == _generic(message)
+    assert json.loads(encodeFrame(message))["data"][0]["operationId"] == operationId \
+        or operationId != operationId
+
+
+def test_templates_refuse_a_lone_surrogate_as_the_encoder_does():
+    """(protocol._text refuses such text before it gets here.)"""
+    from wcs.messages import encodeFrame
+    from wcs.room.events import ACCEPTED, chatEvent, dataStatus
+    for message in (chatEvent("r", "a", "\ud800"), dataStatus("\ud800", ACCEPTED)):
+        with pytest.raises(UnicodeEncodeError):
+            encodeFrame(message)
+        with pytest.raises(UnicodeEncodeError):
+            _generic(message)
+
+
+def test_data_status_without_template():
+    """A failure's info, or an operationId of another type, takes the generic path."""
+    from wcs.messages import encodeFrame
+    from wcs.room.events import FAILED, dataStatus
+    failed = dataStatus("op", FAILED, "no such room", refusal="INVALID")
+    assert failed.jsonText is None and failed.refusal == "INVALID"
+    assert json.loads(encodeFrame(failed))["data"] == [
+        {"operationId": "op", "status": "FAILED", "info": "no such room"}]
+    assert dataStatus(True, FAILED).jsonText is None
+
+
+def test_decode_takes_utf8_only():
+    """A text frame is UTF-8: invalid UTF-8 and a BOM are malformed JSON."""
+    assert protocol.decodeFrame('{"message":"x","data":["é"]}'.encode()) == ("x", ["é"])
+    with pytest.raises(ProtocolError, match="malformed JSON"):
+        protocol.decodeFrame(b'{"message":"x","data":["\xff"]}')
+    with pytest.raises(ProtocolError, match="malformed JSON"):
+        protocol.decodeFrame(b'\xef\xbb\xbf{"message":"x"}')
+    with pytest.raises(ProtocolError, match="malformed JSON"):
+        protocol.decodeFrame('{"message":"x"}'.encode("utf-16"))

@@ -81,6 +81,31 @@ class ServerCollector:
                                   value=reads)
         yield GaugeMetricFamily("wcs_draining", "1 while the server drains",
                                 value=1 if getattr(server, "draining", None) else 0)
+        yield from self._cluster()
+
+    def _cluster(self):
+        """The media relays between nodes (docs/cluster.md), with a cluster only."""
+        counts = getattr(self.server.placement, "relayCounts", None)
+        if counts is None:
+            return
+        c = counts()
+        pulls = GaugeMetricFamily("wcs_cluster_pulls_active", "Streams relayed between nodes for "
+                                  "players: served to other nodes (out), pulled from them (in)",
+                                  labels=["direction"])
+        pulls.add_metric(["out"], c["serving"])
+        pulls.add_metric(["in"], c["pulling"])
+        yield pulls
+        total = CounterMetricFamily("wcs_cluster_pulls", "Pulls of streams between nodes since "
+                                    "start", labels=["direction"])
+        total.add_metric(["out"], c["pullsServed"])
+        total.add_metric(["in"], c["pulls"])
+        yield total
+        yield GaugeMetricFamily("wcs_cluster_edge_players", "WebRTC players here of streams "
+                                "of other nodes (played from this node's pull)",
+                                value=c["edgePlayers"])
+        yield CounterMetricFamily("wcs_cluster_pull_keyframe_requests", "Keyframe requests "
+                                  "this node's pulls sent to their origin",
+                                  value=c["keyframeAsks"])
 
     def _streams(self):
         streams = GaugeMetricFamily("wcs_streams", "Live streams",

@@ -353,17 +353,13 @@ class ClientSession:
 
     def _sendData(self, name: str, args: list[Any]) -> None:
         request = protocol.parseSendData(args)
-        command = {
-            "join": self._join,
-            "leave": self._leave,
-            "sendMessage": self._chat,
-        }.get(request.command)
+        command = self._COMMANDS.get(request.command)
         try:
             if command is None:
                 raise ProtocolError(f"unknown command {request.command!r}")
             # join and sendMessage ask the access policy first: the command
             # itself runs when the answer is in.
-            decision, act = command(request.options)
+            decision, act = command(self, request.options)
         except (ProtocolError, RoomError) as e:
             self._commandFailed(request, e.info, e.code)
             return
@@ -485,6 +481,9 @@ class ClientSession:
                 raise RoomError(f"not in room {chat.room!r}: join it before sending messages")
             sender.home.chat(sender, chat.to, chat.text)
         return self.server.access.chat(self, chat.room, chat.to, chat.text), act
+
+    # Not a dict of bound methods made per message (one per chat delivery).
+    _COMMANDS = {"join": _join, "leave": _leave, "sendMessage": _chat}
 
     def removeFromRoom(self, room: str, info: str) -> bool:
         """

@@ -166,6 +166,9 @@ class StreamControl:
         self.server = session.server
         self.active: dict[str, Stream] = {}
         self.recent: deque[str] = deque(maxlen=self.RECENT)
+        # mediaSessionId -> the stream of another node a play was found in
+        # (a cluster's edge play), between the access decision and the start.
+        self.located: dict[str, Any] = {}
 
     # Client messages
 
@@ -317,8 +320,31 @@ class StreamControl:
             self._refuse(message, request.mediaSessionId, args,
                          f"too many streams on this connection: at most {limit}", TOO_MANY)
             return
-        self.session.gate.after(self.ask(request),
+        self.session.gate.after(self._locateThenAsk(request),
                                 lambda decision: self._decided(message, request, args, decision))
+
+    def _locateThenAsk(self, request: protocol.StreamRequest):
+        """
+        A play of a stream not live here: in a cluster, first look for it in
+        a room of another node, to be played here from this node's one pull
+        of it (docs/cluster.md, "Edge fan-out"); then ask the access policy.
+        """
+        placement = self.server.placement
+        if request.published or placement is None \
+                or self.server.streams.live(request.name) is not None:
+            return self.ask(request)
+
+        def located(stream):
+            if stream is not None:
+                self.located[request.mediaSessionId] = stream
+            return self.ask(request)
+
+        def failed(failure):
+            stream = self.located.pop(request.mediaSessionId, None)
+            if stream is not None:
+                stream.release()
+            return failure
+        return placement.locateStream(request.name).addCallback(located).addErrback(failed)
 
     def ask(self, request: protocol.StreamRequest):
         """The access policy's decision on C{request} (a Deferred)."""
@@ -327,25 +353,37 @@ class StreamControl:
             return access.publish(self.session, request,
                                   lambda room: self.server.rooms.get(room) is not None)
         source = self.server.streams.live(request.name)
-        participant = source.participant if source is not None else None
-        return access.play(self.session, request,
-                           participant.room.name if participant is not None else None)
+        if source is not None:
+            participant = source.participant
+            room = participant.room.name if participant is not None else None
+        else:  # a stream of another node's room, or none
+            located = self.located.get(request.mediaSessionId)
+            room = located.room if located is not None else None
+        return access.play(self.session, request, room)
 
     def _decided(self, message: str, request: protocol.StreamRequest, args: list[Any],
                  decision) -> None:
-        if self.session.closed:
-            return
-        if not decision.allowed:
-            self._refuse(message, request.mediaSessionId, args, decision.reason)
+        located = self.located.pop(request.mediaSessionId, None)
+        if self.session.closed or not decision.allowed:
+            if located is not None:
+                located.release()  # its pull stops unless others play it
+            if not self.session.closed:
+                self._refuse(message, request.mediaSessionId, args, decision.reason)
             return
         if decision.record is not None and decision.record != request.record:
             request = dataclasses.replace(request, record=decision.record)
+        if located is not None and (located.status != PUBLISHING or
+                                    self.server.streams.live(request.name) is not None):
+            located.release()  # ended there, or live here meanwhile
+            located = None
         try:
-            self._start(request)
+            self._start(request, located)
         except StreamError as e:
+            if located is not None and request.mediaSessionId not in self.active:
+                located.release()  # refused before it could play it
             self._refuse(message, request.mediaSessionId, args, e.info, e.code)
 
-    def _start(self, request: protocol.StreamRequest) -> None:
+    def _start(self, request: protocol.StreamRequest, located=None) -> None:
         participant = None
         if request.published and request.room is not None:
             participant = self.session.participantFor(request.room)
@@ -354,7 +392,7 @@ class StreamControl:
         if request.published:
             self.server.streams.reserve(stream)
         else:
-            source = self.server.streams.live(request.name)
+            source = self.server.streams.live(request.name) or located
             if source is None:
                 raise StreamError(STREAM_NOT_FOUND, code=NOT_FOUND)
             stream.playing = source

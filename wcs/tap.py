@@ -182,7 +182,7 @@ def _loadTransportSettings() -> None:
     findTransports()
     for module in ("wcs.media.engine", "wcs.web", "wcs.tls", "wcs.recording",
                    "wcs.rest.service", "wcs.lag", "wcs.access.policy", "wcs.access.records",
-                   "wcs.drain", "wcs.webhooks", "wcs.turn", "wcs.cluster"):
+                   "wcs.drain", "wcs.webhooks", "wcs.turn", "wcs.cluster", "wcs.gctune"):
         try:
             __import__(module)
         except ImportError:
@@ -285,6 +285,9 @@ def makeService(options: Options) -> MultiService:
     top.rest = _addRest(server, settings, top)
     _addOperations(server, settings, top, top.rest)
     top.server = server
+    from wcs.gctune import GCTuning
+
+    GCTuning(reactor, settings).setServiceParent(top)
     return top
 
 

@@ -1,6 +1,7 @@
 """The hooks' HTTP client (wcs.access.http) on a StringTransport: each way an answer ends."""
 
 import pytest
+from twisted.internet import defer
 from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
@@ -109,17 +110,73 @@ def test_many_small_chunks_are_read_once():
     assert len(conn.buffer) < 16
 
 
-def test_a_kept_connection_closed_unanswered_is_stale():
-    """Closed before any byte of its second answer: StaleConnection, which the
-    client retries once on a new connection (tests/access/test_hook_transport.py)."""
-    from wcs.access.http import StaleConnection
-
+def test_a_kept_connection_closed_unanswered_goes_again_on_a_new_one():
+    """Closed before any byte of its second answer: the request goes once
+    more, on a new connection (tests/access/test_hook_transport.py runs it
+    against a real backend); a first request's close fails (the backend is
+    down, not stale)."""
     client, conn = connection()
     answer(conn, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+    again = []
+    client.connect = again.append
     results = answer(conn)
     conn.connectionLost(Failure(ConnectionDone()))
-    assert len(results) == 1 and results[0].check(StaleConnection)
+    assert results == [] and [r.data for r in again] == [b"POST /hook/x HTTP/1.1\r\n\r\n{}"]
     client, conn = connection()
-    results = answer(conn)  # a first request: the backend is down, not stale
+    results = answer(conn)
     conn.connectionLost(Failure(ConnectionDone()))
-    assert len(results) == 1 and not results[0].check(StaleConnection)
+    assert len(results) == 1 and results[0].check(ConnectionDone)
+
+
+def idleClient(count: int, keep: int):
+    """A client with C{count} kept connections on StringTransports."""
+    client = Client(MemoryReactorClock(), "http://backend.example:8080/hook/", 1.0, keep, 100)
+    conns = [_Connection(client) for _ in range(count)]
+    for conn in conns:
+        conn.makeConnection(StringTransport())
+    client.idle.extend(conns)
+    return client, conns
+
+
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"
+
+
+def test_beyond_keep_requests_wait_their_turn_in_order():
+    client, conns = idleClient(2, keep=2)
+    results = {name: [] for name in "abc"}
+    for name in "abc":
+        client.post(name, b"{}").addBoth(results[name].append)
+    sent = [conn.transport.value() for conn in conns]
+    assert sorted(s.split(b" ")[1] for s in sent) == [b"/hook/a", b"/hook/b"]
+    assert client.busy == 2 and [r.data.split(b" ")[1] for r in client.waiting] == [b"/hook/c"]
+    first = next(conn for conn in conns if b"/hook/a " in conn.transport.value())
+    first.transport.clear()
+    first.dataReceived(OK)
+    # a's answer freed its connection, and c went out on it before a's result.
+    assert results["a"] == [(200, b"{}")] and results["c"] == []
+    assert first.transport.value().startswith(b"POST /hook/c ")
+    assert client.busy == 2 and not client.waiting
+
+
+def test_a_request_cancelled_in_its_turn_is_skipped():
+    client, [conn] = idleClient(1, keep=1)
+    results = {name: [] for name in "abc"}
+    for name in "abc":
+        client.post(name, b"{}").addBoth(results[name].append)
+    waitingB = client.waiting[0].deferred
+    waitingB.cancel()
+    assert results["b"][0].check(defer.CancelledError) and not conn.transport.disconnecting
+    conn.transport.clear()
+    conn.dataReceived(OK)
+    assert conn.transport.value().startswith(b"POST /hook/c ") and client.busy == 1
+    conn.dataReceived(OK)
+    assert results["c"] == [(200, b"{}")] and client.busy == 0 and client.idle == [conn]
+
+
+def test_a_request_cancelled_on_its_connection_closes_it_and_frees_its_turn():
+    client, [conn] = idleClient(1, keep=1)
+    results = []
+    client.post("a", b"{}").addBoth(results.append).cancel()
+    assert results[0].check(defer.CancelledError) and conn.transport.disconnecting
+    conn.connectionLost(Failure(ConnectionDone()))
+    assert client.busy == 0 and client.idle == []

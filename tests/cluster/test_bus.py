@@ -7,12 +7,14 @@ arrives whole and in order; a bad envelope harms nothing.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 
 import pytest
 
 from tests.support.redis import redisAvailable, startRedis
-from wcs.cluster.bus import Bus, channelOf
+from wcs.cluster.bus import MAX_QUEUED, Bus, channelOf
 from wcs.messages import ServerMessage
 
 pytestmark = pytest.mark.skipif(not redisAvailable(), reason="redis-server not installed")
@@ -21,11 +23,14 @@ pytestmark = pytest.mark.skipif(not redisAvailable(), reason="redis-server not i
 @pytest.fixture
 async def buses(tmp_path):
     import redis.asyncio
+    from twisted.internet.asyncioreactor import AsyncioSelectorReactor
 
     running = startRedis(tmp_path / "redis")
     client = redis.asyncio.Redis.from_url(running.url, decode_responses=True)
+    reactor = AsyncioSelectorReactor(asyncio.get_running_loop())  # the bus's connections
     received = {"a": [], "b": [], "c": []}
-    made = {node: Bus(client, node, f"{node}-1", received[node].append) for node in received}
+    made = {node: Bus(running.url, node, f"{node}-1", received[node].append, reactor)
+            for node in received}
     for bus in made.values():
         bus.start()
     deadline = time.monotonic() + 10
@@ -77,3 +82,33 @@ async def test_a_bad_envelope_is_dropped_and_the_bus_goes_on(buses):
     made["a"].send("b", {"op": "after"})
     await until(lambda: any(p.get("op") == "after" for p in received["b"]))
     assert [p["op"] for p in received["b"]] == ["y", "after"]  # the object of the bad list
+
+
+async def test_a_stuck_redis_holds_then_drops_and_the_bus_recovers(buses):
+    """Redis stopped (SIGSTOP): the publishing connection's buffer fills, the
+    bus holds what follows up to MAX_QUEUED and drops the rest; Redis back,
+    messages flow again."""
+    running, client, made, received = buses
+    a, text = made["a"], "x" * 1000
+    os.kill(running.proc.pid, signal.SIGSTOP)
+    try:
+        deadline = time.monotonic() + 20
+        while not a.paused:
+            assert time.monotonic() < deadline, "the publishing connection never filled"
+            for _ in range(500):
+                a.send("b", {"op": "flood", "text": text})
+            await asyncio.sleep(0.01)
+        for _ in range(2 * MAX_QUEUED // 500 + 2):
+            for _ in range(500):
+                a.send("b", {"op": "flood", "text": text})
+            await asyncio.sleep(0)
+        await asyncio.sleep(0.05)
+        assert a.paused and len(a.outbox) <= MAX_QUEUED + 500  # held, bounded
+    finally:
+        os.kill(running.proc.pid, signal.SIGCONT)
+    deadline = time.monotonic() + 20
+    while not any(p.get("op") == "after" for p in received["b"]):
+        assert time.monotonic() < deadline, "nothing after Redis came back"
+        a.send("b", {"op": "after"})
+        await asyncio.sleep(0.2)
+    assert not a.paused

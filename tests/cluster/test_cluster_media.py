@@ -1,8 +1,10 @@
 """
 WebRTC across nodes: clients on two nodes (real `twistd wcs` processes and a
 real redis-server) publish and play in a room that lives on one of them,
-with aiortc peers. The answer carries the room node's candidates: each node
-has its own media port range, so the port says which node answered.
+with aiortc peers. A publisher's answer carries the room node's candidates,
+a player's its own node's (edge fan-out; the room node's with
+cluster_edge_play off): each node has its own media port range, so the port
+says which node answered.
 """
 
 from __future__ import annotations
@@ -22,14 +24,16 @@ from tests.support.rooms import SKIP, status, streamRequest
 pytestmark = pytest.mark.skipif(not redisAvailable(), reason="redis-server not installed")
 
 
-@pytest.fixture
-def twoNodes(tmp_path):
+@pytest.fixture(params=[True, False], ids=["edge", "forwarded"])
+def twoNodes(tmp_path, request):
     base = random.randrange(20000, 60000, 200)
     ranges = {"a": (base, base + 99), "b": (base + 100, base + 199)}
     settings = {node: {"media_port_from": str(low), "media_port_to": str(high),
-                       "ice_public_ip": "127.0.0.1"} for node, (low, high) in ranges.items()}
+                       "ice_public_ip": "127.0.0.1",
+                       "cluster_edge_play": str(request.param).lower()}
+                for node, (low, high) in ranges.items()}
     with runningCluster(tmp_path, settings) as (redis, nodes):
-        yield redis, nodes, ranges
+        yield redis, nodes, ranges, request.param
 
 
 async def negotiate(client, pc, message, body) -> str:
@@ -46,21 +50,21 @@ def candidatePorts(sdp: str) -> set[int]:
         r"^a=candidate:\S+ \d+ \S+ \d+ \S+ (\d+) typ", sdp, re.M)}
 
 
-async def negotiateOnOwner(client, pc, message: str, body: dict, owner: str,
+async def negotiateOnOwner(client, pc, message: str, body: dict, node: str,
                            ports: tuple[int, int], becomes: str) -> None:
     """
     Send C{message} with C{body}: the answer's candidates must be in the
-    port range of the room's node C{owner}, and the stream must become
-    C{becomes}.
+    port range C{ports} of C{node} (the room's, or the player's edge), and
+    the stream must become C{becomes}.
     """
     low, high = ports
     answered = candidatePorts(await negotiate(client, pc, message, body))
-    assert answered and all(low <= p <= high for p in answered), (owner, answered)
+    assert answered and all(low <= p <= high for p in answered), (node, answered)
     await status(client, body["mediaSessionId"], becomes)
 
 
 async def test_publish_and_play_across_nodes(twoNodes):
-    redis, nodes, ranges = twoNodes
+    redis, nodes, ranges, edgePlay = twoNodes
     room = f"room-{uuid.uuid4().hex[:6]}"
     alice, bob = await clientsOn(nodes, ("a", "alice"), ("b", "bob"))
     publishers, players = [], []
@@ -81,14 +85,17 @@ async def test_publish_and_play_across_nodes(twoNodes):
             publishes[client.login] = body
 
         # Each plays the other's stream, published through another node.
+        # A player negotiates on its own node (edge fan-out: the node not
+        # the room's plays its one pull of the stream from the room's node).
         plays = {}
-        for client, other in ((alice, "bob"), (bob, "alice")):
+        for client, other, node in ((alice, "bob", "a"), (bob, "alice", "b")):
             player = peers.Player(video="video/H264", audio="audio/opus")
             players.append(player)
             body = streamRequest(publishes[other]["name"], room,
                                  await peers.offerOf(player.pc), False)
-            await negotiateOnOwner(client, player.pc, "playStream", body, owner,
-                                   ranges[owner], "PLAYING")
+            answering = node if edgePlay else owner
+            await negotiateOnOwner(client, player.pc, "playStream", body, answering,
+                                   ranges[answering], "PLAYING")
             plays[client.login] = body
         for player in players:
             frames = await player.waitFrames("video", 10, timeout=20)

@@ -13,7 +13,7 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
-from wcs.cluster import media
+from wcs.cluster import edge, media
 from wcs.errors import StreamError
 from wcs.frames import EncodedFrame
 
@@ -165,14 +165,18 @@ def test_a_pull_gets_the_stream_and_its_keyframe_requests_reach_it():
     hosts.server.clock = Clock()
     relay, transport = connected(hosts)
     relay.dataReceived(b'{"pull": "r-obs"}\n')
-    assert source.sinks == [relay.pusher] and transport.value() == b""  # no header back
+    # The tracks first, for the puller's WebRTC players to negotiate with.
+    assert source.sinks == [relay.pusher]
+    assert transport.value() == b'{"tracks": {"video": "H264"}}\n'
+    assert relay.stats.pullsServed == 1 and relay.stats.serving == {relay}
+    transport.clear()
     relay.pusher.writeFrame(VIDEO)
     assert transport.value() == media.encodeFrame(VIDEO)
     asked = source.keyframes
     relay.dataReceived(b"k")
     assert source.keyframes == asked + 1
     relay.connectionLost(None)
-    assert source.sinks == []
+    assert source.sinks == [] and relay.stats.serving == set()
 
     missing, transport = connected(hosts)
     missing.dataReceived(b'{"pull": "other"}\n')
@@ -181,12 +185,19 @@ def test_a_pull_gets_the_stream_and_its_keyframe_requests_reach_it():
 
 def test_the_pulling_node_shares_one_relay_and_stops_it_when_its_last_player_leaves():
     forgotten = []
-    source = media.RelayedSource({}, lambda: None)
-    pull = media.Pull("r-obs", source)
+    source = media.RelayedSource({}, lambda: None, lambda: None)
+    stats = media.RelayStats()
+    pull = edge.Pull("r-obs", source, stats)
     source.idle = lambda: (forgotten.append(source), pull.stop())
     transport = StringTransport()
     pull.makeConnection(transport)
     assert transport.value() == b'{"pull": "r-obs"}\n'
+    ready = []
+    source.whenReady().addCallback(ready.append)
+    assert ready == [] and not source.ready
+    pull.dataReceived(b'{"tracks": {"video": "H264", "audio": "opus", "x": "y"}}\n')
+    assert ready == [source] and source.tracks == {"video": "H264", "audio": "opus"}
+    assert stats.pulls == 1 and stats.pulling == {pull}
     first, second = Sink(), Sink()
     source.attach(first)
     source.attach(second)
@@ -196,6 +207,40 @@ def test_the_pulling_node_shares_one_relay_and_stops_it_when_its_last_player_lea
     assert not transport.disconnecting
     source.detach(second)
     assert forgotten == [source] and transport.disconnecting
+    pull.connectionLost(None)
+    assert source.ended and stats.pulling == set()
+
+
+def test_a_pull_answered_without_tracks_is_closed_and_its_waiters_get_none():
+    source = media.RelayedSource({}, lambda: None, lambda: None)
+    pull = edge.Pull("r-obs", source, media.RelayStats())
+    transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 5000))
+    pull.makeConnection(transport)
+    ready = []
+    source.whenReady().addCallback(ready.append)
+    pull.dataReceived(b'{"no": "tracks"}\n')
+    assert transport.disconnecting
+    pull.connectionLost(None)
+    assert ready == [None] and source.ended
+
+
+def test_keyframe_requests_of_a_pull_reach_its_origin_at_most_once_per_interval():
+    clock = Clock()
+    asked = []
+    budget = edge.KeyframeBudget(clock, 0.5, lambda: asked.append(clock.seconds()))
+    for _ in range(5):  # five players ask at once: one passes, one is held
+        budget()
+    assert asked == [0]
+    clock.advance(0.5)
+    assert asked == [0, 0.5]
+    clock.advance(10)
+    assert asked == [0, 0.5]  # nothing held: nothing more
+    budget()
+    assert asked == [0, 0.5, 10.5]
+    budget()
+    budget.cancel()  # the pull ended: the held one is dropped
+    clock.advance(1)
+    assert asked == [0, 0.5, 10.5] and clock.getDelayedCalls() == []
 
 
 def test_a_connection_without_a_header_is_closed_in_time():

@@ -10,7 +10,7 @@ import asyncio
 import pytest
 
 from tests.support.redis import redisAvailable, startRedis
-from wcs.cluster.registry import NODES, Registry, nodeKey, roomKey
+from wcs.cluster.registry import NODES, Registry, nodeKey, roomKey, streamKey
 
 pytestmark = pytest.mark.skipif(not redisAvailable(), reason="redis-server not installed")
 
@@ -111,3 +111,22 @@ async def test_a_draining_node_is_live_but_takes_no_new_room(registries, redisSe
     assert db.zrange(NODES, 0, -1) == ["b"] and db.get(nodeKey("a")) is not None
     assert await wait(b.place("new")) == "b"
     assert await wait(b.place("before")) == "a"  # its rooms go on there
+
+
+async def test_where_a_stream_is_found_by_its_room_or_outside_rooms(registries, redisServer):
+    a, b = registries("a"), registries("b")
+    a.relayAddress, b.relayAddress = ("127.0.0.1", 7001), ("127.0.0.1", 7002)
+    await wait(a.heartbeat(0, ["r-x"]))
+    await wait(b.heartbeat(0, [], streams=("obs",)))
+    db = redisServer.client()
+    assert db.get(streamKey("obs")) == "b" and 0 < db.pttl(streamKey("obs")) <= 6000
+    # A room stream: by its room's key; a stream outside rooms: by its own.
+    assert await wait(b.streamHome("r-x-alice", ["r-x", "r"])) == (
+        "r-x", "a", ("127.0.0.1", 7001))
+    assert await wait(a.streamHome("obs", [])) == (None, "b", ("127.0.0.1", 7002))
+    assert await wait(b.streamHome("obs", [])) is None  # live on the asking node itself
+    assert await wait(a.claimStream("obs")) == "b"  # another node's: not taken over
+    await wait(a.releaseStream("obs"))
+    assert db.get(streamKey("obs")) == "b"
+    await wait(b.releaseStream("obs"))
+    assert await wait(a.streamHome("obs", [])) is None

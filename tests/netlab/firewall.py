@@ -60,6 +60,15 @@ class Side:
     def nsPath(self) -> str:
         return f"/proc/{self.proc.pid}/ns/net"
 
+    def waitForNamespace(self, timeout: float = START_TIMEOUT) -> None:
+        # The holder unshares, then brings lo up: until then its ns is ours.
+        home = os.stat("/proc/self/ns/net").st_ino
+        deadline = time.monotonic() + timeout
+        while os.stat(self.nsPath).st_ino == home:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("could not make a network namespace")
+            time.sleep(0.01)
+
     def run(self, *command: str) -> str:
         done = subprocess.run(["nsenter", f"--net={self.nsPath}", *command],
                               capture_output=True, text=True, timeout=10)
@@ -96,14 +105,8 @@ class Firewall:
         return self
 
     def _waitForNamespaces(self) -> None:
-        # The holders unshare, then bring lo up: until then their ns is ours.
-        home = os.stat("/proc/self/ns/net").st_ino
-        deadline = time.monotonic() + START_TIMEOUT
         for side in (self.server, self.client):
-            while os.stat(side.nsPath).st_ino == home:
-                if side.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("could not make a network namespace")
-                time.sleep(0.01)
+            side.waitForNamespace()
 
     def __exit__(self, *exc) -> None:
         self.close()

@@ -63,7 +63,7 @@ async def test_metrics_move_with_a_room_and_its_media(serverFactory):
     # (the request is then dropped): the counter exists, it need not move.
     assert ("wcs_keyframe_requests_total", ()) in live
 
-    # The lag probe (every 0.1 s) and the media counters keep counting.
+    # The lag probe (every 0.5 s) and the media counters keep counting.
     later = {}
 
     def moved() -> bool:

@@ -11,11 +11,17 @@ C{rest_hook_connections} at once, each on a kept-alive connection, the
 others waiting their turn (within their timeout). Without that bound a
 storm of joins opened a connection per request and the server spent its
 time opening and closing them (docs/performance.md).
+
+Every request has the same timeout, so their deadlines come in the order
+they were asked: one timer for the earliest pending one (L{Deadlines})
+instead of a C{callLater} per request, which put each in the reactor's
+heap and cancelled it again when the answer came.
 """
 
 from __future__ import annotations
 
 import json
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,6 +76,52 @@ def deny(reason: str) -> Decision:
     return Decision(False, reason)
 
 
+# dumps() with options builds an encoder per call.
+_encode = json.JSONEncoder(ensure_ascii=False, default=str).encode
+
+
+class Deadlines:
+    """
+    Cancels each Deferred given to L{add} that has not fired C{timeout}
+    seconds later, with one timer for them all: deadlines are added in
+    order, so the earliest is the first one still pending.
+    """
+
+    def __init__(self, clock, timeout: float):
+        self.clock = clock
+        self.timeout = timeout
+        self.entries: deque[tuple[float, defer.Deferred]] = deque()
+        self.call = None
+
+    def add(self, d: defer.Deferred) -> None:
+        entries = self.entries
+        while entries and entries[0][1].called:
+            entries.popleft()  # answered: nothing to cancel
+        entries.append((self.clock.seconds() + self.timeout, d))
+        if self.call is None:
+            self.call = self.clock.callLater(self.timeout, self._expire)
+
+    def _expire(self) -> None:
+        self.call = None
+        now = self.clock.seconds()
+        entries = self.entries
+        while entries:
+            deadline, d = entries[0]
+            if d.called:
+                entries.popleft()
+            elif deadline <= now:
+                entries.popleft()
+                d.cancel()
+            else:
+                self.call = self.clock.callLater(deadline - now, self._expire)
+                return
+
+    def stop(self) -> None:
+        if self.call is not None:
+            self.call.cancel()
+            self.call = None
+
+
 def trustRoot(path: str):
     """The certificates of PEM file C{path}, as a TLS trust root."""
     from twisted.internet import ssl
@@ -96,30 +148,26 @@ class RestHook:
         connections = max(1, connections)
         self.client = Client(reactor, self.url, timeout, connections, MAX_BODY,
                              trustRoot(caFile) if caFile else None)
-        self.slots = defer.DeferredSemaphore(connections)
+        self.deadlines = Deadlines(reactor, timeout)
         self.failures = LogLimiter(self.log, clock=reactor)
 
     def ask(self, action: str, body: dict[str, Any]) -> defer.Deferred:
         """POST C{body} to URL/C{action}; fires with a L{Decision}, never fails."""
         try:
-            data = json.dumps(body, ensure_ascii=False, default=str).encode("utf-8")
+            data = _encode(body).encode("utf-8")
         except (TypeError, ValueError):
             return defer.succeed(deny("request cannot be encoded"))
-        # A slot first (cancelled by the timeout while waiting: none taken).
-        d = self.slots.acquire()
-        d.addCallback(lambda _: self.client.post(action, data).addBoth(self._release))
-        d.addCallback(self._decide, action)
-        d.addErrback(self._failed, action)
-        # Last: whatever cancelling the request gave, a timeout says so.
-        d.addTimeout(self.timeout, self.reactor, onTimeoutCancel=self._timedOut(action))
+        d = self.client.post(action, data)
+        # The timeout cancels the request (its turn, its connection) and
+        # _failed says so.
+        d.addCallbacks(self._decide, self._failed, (action,), None, (action,))
+        self.deadlines.add(d)
         return d
-
-    def _release(self, result):
-        self.slots.release()
-        return result
 
     def _decide(self, result, action: str) -> Decision:
         code, body = result
+        if code == 200 and body == b"{}":
+            return ALLOW  # what most answers are: no parse
         answer = None
         if body:
             try:
@@ -144,18 +192,15 @@ class RestHook:
                         custom if isinstance(custom, dict) else {})
 
     def _failed(self, failure, action: str) -> Decision:
-        if not failure.check(defer.CancelledError):
-            self.failures.warn(("fail", action), "hook {action} failed: {error}",
-                               action=action, error=failure.getErrorMessage())
+        if failure.check(defer.CancelledError):  # only Deadlines cancels
+            self.failures.warn(("timeout", action), "hook {action}: no answer in {timeout} s",
+                               action=action, timeout=self.timeout)
+            return deny(NO_ANSWER)
+        self.failures.warn(("fail", action), "hook {action} failed: {error}",
+                           action=action, error=failure.getErrorMessage())
         return deny(BAD_ANSWER if failure.check(HTTPError) else UNREACHABLE)
 
-    def _timedOut(self, action: str):
-        def timedOut(result, timeout) -> Decision:
-            self.failures.warn(("timeout", action), "hook {action}: no answer in {timeout} s",
-                               action=action, timeout=timeout)
-            return deny(NO_ANSWER)
-        return timedOut
-
     def close(self) -> defer.Deferred:
+        self.deadlines.stop()
         self.client.close()
         return defer.succeed(None)

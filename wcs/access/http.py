@@ -1,23 +1,29 @@
 """
 A small HTTP/1.1 client for the REST hooks: JSON POSTs on kept-alive
-connections to one backend.
+connections to one backend, at most C{keep} requests at once (one per
+connection; the others wait their turn in order).
 
 Twisted's C{Agent} cost about a millisecond of the reactor per request
 (request and response objects, header maps, producers, a dozen Deferreds);
 a join costs a fifth of that, so a hook made joins several times dearer
-(docs/performance.md). Here a request is one write of prepared bytes and
-its answer one parse: the status, the headers the answer needs, and a body
-by C{Content-Length}, chunks or the connection's end.
+(docs/performance.md). Here a request is one Deferred and one write of
+prepared bytes, straight to the socket when Twisted holds nothing unsent
+for it (no C{epoll_ctl} registration and no wait for the next loop
+iteration), and its answer one parse: the status, the headers the answer
+needs, and a body by C{Content-Length}, chunks or the connection's end.
 """
 
 from __future__ import annotations
 
 import re
+from collections import deque
 from urllib.parse import urlsplit
 
 from twisted.internet import defer, protocol
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.ssl import optionsForClientTLS
+
+from wcs.transports.outbox import writeNow
 
 MAX_HEAD = 16384
 MAX_CHUNKED = 4096  # bytes of chunk framing (size lines, extensions) beyond the body
@@ -28,9 +34,25 @@ class HTTPError(Exception):
     """An answer that is not HTTP/1.x, or too long."""
 
 
-class StaleConnection(Exception):
-    """A kept-alive connection closed before any byte of the answer: the
-    backend closed it as idle while the request was on its way."""
+class _Request:
+    """One POST: its bytes, its Deferred, and where it is (waiting for a
+    turn, connecting, or on a connection) for a cancel to undo."""
+
+    __slots__ = ("data", "deferred", "connection", "attempt")
+
+    def __init__(self, data: bytes):
+        self.data = data
+        self.deferred = defer.Deferred(self._cancel)
+        self.connection: _Connection | None = None
+        self.attempt: defer.Deferred | None = None
+
+    def _cancel(self, _) -> None:
+        # Waiting: skipped when its turn comes. Connecting: the attempt is
+        # cancelled. Sent: the connection closes (its answer is lost).
+        if self.connection is not None:
+            self.connection.transport.abortConnection()
+        elif self.attempt is not None:
+            self.attempt.cancel()
 
 
 class _Connection(protocol.Protocol):
@@ -38,7 +60,7 @@ class _Connection(protocol.Protocol):
 
     def __init__(self, client: "Client"):
         self.client = client
-        self.pending: defer.Deferred | None = None
+        self.pending: _Request | None = None
         self.reusable = False
         self.requests = 0
 
@@ -50,6 +72,13 @@ class _Connection(protocol.Protocol):
             transport.setTcpNoDelay(True)
 
     def request(self, data: bytes) -> defer.Deferred:
+        """Send C{data} now, outside the client's turns (for tests)."""
+        request = _Request(data)
+        self.client.busy += 1
+        self.send(request)
+        return request.deferred
+
+    def send(self, request: _Request) -> None:
         self.buffer = b""
         self.head: dict[bytes, bytes] | None = None
         self.code = 0
@@ -58,9 +87,10 @@ class _Connection(protocol.Protocol):
         self.chunked = 0  # bytes of body in self.chunks
         self.heard = False  # any byte of the answer
         self.requests += 1
-        self.pending = defer.Deferred(lambda d: self.transport.abortConnection())
-        self.transport.write(data)
-        return self.pending
+        self.pending = request
+        request.connection = self
+        request.attempt = None
+        writeNow(self.transport, request.data)
 
     def dataReceived(self, data: bytes) -> None:
         if self.pending is None:
@@ -85,18 +115,18 @@ class _Connection(protocol.Protocol):
                 if len(self.buffer) > MAX_HEAD:
                     raise HTTPError("headers too long")
                 return None
-            lines = self.buffer[:end].split(b"\r\n")
+            # Lowered once: the names are matched, the values compared.
+            lines = self.buffer[:end].lower().split(b"\r\n")
             version, code = lines[0].split(b" ", 2)[:2]
-            if not version.startswith(b"HTTP/1."):
+            if not version.startswith(b"http/1."):
                 raise HTTPError("not an HTTP/1 answer")
             self.code = int(code)
-            self.head = {}
+            self.head = head = {}
             for line in lines[1:]:
                 name, _, value = line.partition(b":")
-                self.head[name.strip().lower()] = value.strip().lower()
+                head[name.strip()] = value.strip()
             self.buffer = self.buffer[end + 4:]
-            self.reusable = self.head.get(b"connection") != b"close" and \
-                version != b"HTTP/1.0"
+            self.reusable = head.get(b"connection") != b"close" and version != b"http/1.0"
         limit = self.client.maxBody
         if self.code in (204, 304):
             return b""  # no body, whatever the headers say
@@ -143,23 +173,37 @@ class _Connection(protocol.Protocol):
             self.buffer = self.buffer[end + 2 + size + 2:]
 
     def _finish(self, result=None, failure=None) -> None:
-        pending, self.pending = self.pending, None
-        if pending is None or pending.called:
+        request, self.pending = self.pending, None
+        if request is None:
             return
-        if failure is None and self.reusable and len(self.client.idle) < self.client.keep:
-            self.client.idle.append(self)
+        request.connection = None
+        client = self.client
+        if failure is None and self.reusable and len(client.idle) < client.keep:
+            client.idle.append(self)
         elif failure is None:
             self.transport.loseConnection()
+        # The next request goes out (on this connection, if kept) before
+        # this answer's action runs: the backend works on it meanwhile.
+        client.free()
+        deferred = request.deferred
+        if deferred.called:
+            return  # cancelled
         if failure is not None:
-            pending.errback(failure)
+            deferred.errback(failure)
         else:
-            pending.callback(result)
+            deferred.callback(result)
 
     def connectionLost(self, reason=protocol.connectionDone) -> None:
         if self in self.client.idle:
             self.client.idle.remove(self)
-        if self.pending is not None and self.requests > 1 and not self.heard:
-            self._finish(failure=StaleConnection("closed before any byte of the answer"))
+        request = self.pending
+        if request is not None and self.requests > 1 and not self.heard \
+                and not request.deferred.called:
+            # The backend may close a kept-alive connection as idle just as
+            # the request arrives (keep-alive timeouts of servers are
+            # short): once more on a new connection, in the same turn.
+            self.pending = request.connection = None
+            self.client.connect(request)
         elif self.pending is not None and self.head is not None and \
                 self.head.get(b"content-length") is None and \
                 b"chunked" not in self.head.get(b"transfer-encoding", b""):
@@ -189,28 +233,60 @@ class Client:
         self.endpoint = endpoint
         self.keep = keep
         self.idle: list[_Connection] = []
+        self.busy = 0  # requests sent or connecting
+        self.waiting: deque[_Request] = deque()
+        self.prefix = b"POST %s/" % self.path.encode("utf-8")
+        self.headers = b" HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n" \
+                       b"Content-Length: " % self.hostHeader
+        self.factory = protocol.Factory.forProtocol(lambda: _Connection(self))
+        self.factory.noisy = False
 
     def post(self, action: str, body: bytes) -> defer.Deferred:
-        """Fires with C{(status, body)}; cancel it to give up (the connection closes)."""
-        data = (b"POST %s/%s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
-                b"Content-Length: %d\r\n\r\n" % (self.path.encode("utf-8"), action.encode(),
-                                                 self.hostHeader, len(body))) + body
+        """Fires with C{(status, body)}; cancel it to give up (the connection
+        closes if it was sent). Beyond C{keep} at once it waits its turn."""
+        request = _Request(b"%s%s%s%d\r\n\r\n%s" % (
+            self.prefix, action.encode(), self.headers, len(body), body))
+        if self.busy < self.keep:
+            self.start(request)
+        else:
+            self.waiting.append(request)
+        return request.deferred
+
+    def start(self, request: _Request) -> None:
+        self.busy += 1
         while self.idle:
             connection = self.idle.pop()
             if connection.transport is not None and connection.transport.connected:
-                # The backend may be closing it as idle right now (keep-alive
-                # timeouts of servers are short): then once more on a new one.
-                return connection.request(data).addErrback(self._retry, data)
-        return self._connect(data)
+                connection.send(request)
+                return
+        self.connect(request)
 
-    def _retry(self, failure, data: bytes) -> defer.Deferred:
-        failure.trap(StaleConnection)
-        return self._connect(data)
+    def free(self) -> None:
+        """A request ended: the next one waiting (not cancelled meanwhile) goes."""
+        self.busy -= 1
+        waiting = self.waiting
+        while waiting:
+            request = waiting.popleft()
+            if not request.deferred.called:
+                self.start(request)
+                return
 
-    def _connect(self, data: bytes) -> defer.Deferred:
-        factory = protocol.Factory.forProtocol(lambda: _Connection(self))
-        factory.noisy = False
-        return self.endpoint.connect(factory).addCallback(lambda c: c.request(data))
+    def connect(self, request: _Request) -> None:
+        def connected(connection: _Connection) -> None:
+            if request.deferred.called:  # cancelled while connecting
+                self.free()
+                connection.transport.loseConnection()
+            else:
+                connection.send(request)
+
+        def failed(failure) -> None:
+            request.attempt = None
+            self.free()
+            if not request.deferred.called:
+                request.deferred.errback(failure)
+
+        request.attempt = self.endpoint.connect(self.factory)
+        request.attempt.addCallbacks(connected, failed)
 
     def close(self) -> None:
         while self.idle:

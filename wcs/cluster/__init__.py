@@ -38,4 +38,8 @@ declare(
     Key("cluster_relay_port", "int", 0,
         "TCP port of this node's media relay; 0: any free port (told to the other "
         "nodes in join answers)"),
+    Key("cluster_edge_play", "bool", True,
+        "a WebRTC player here of a room stream of another node negotiates here and "
+        "plays this node's one pull of it (edge fan-out); off: its play is forwarded "
+        "to the room's node, which sends it the media itself (docs/cluster.md)"),
 )

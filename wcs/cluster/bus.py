@@ -2,19 +2,21 @@
 Messages between the nodes of a cluster: one Redis pub/sub channel per node
 (C{wcs:to:NODE}), JSON objects with an C{op}.
 
-Sends are queued and published by one task at a time, so a node's messages
-to another arrive in the order they were sent. What is queued for one node
-within one reactor turn (and while the previous batch was being published)
-goes in one C{PUBLISH}: an envelope C{{"from", "inc", "m": [messages]}};
-several nodes' envelopes go in one pipeline. The receiver unpacks it and
-handles the messages in order. The C{redis} client costs about 110 µs of
-CPU per command and 40-60 µs per message received, whatever its size: a
-batch pays that once. A room event handed to several members on the same
-node in a row (a broadcast) goes there once, with the list of recipients.
+The bus has two connections of its own to Redis (L{wcs.cluster.resp}, RESP
+on Twisted): one publishes, one is subscribed to this node's channel. What
+is queued for one node within one reactor turn goes in one C{PUBLISH}: an
+envelope C{{"from", "inc", "m": [messages]}}; several nodes' envelopes go in
+one write. The publishing connection asks for no replies (C{CLIENT REPLY
+OFF}): a batch is one write and no read; one connection keeps a node's
+messages to another in the order they were sent. The receiver unpacks an envelope and
+handles its messages in order. A room event handed to several members on
+the same node in a row (a broadcast) goes there once, with the list of
+recipients.
 
 Pub/sub is at most once: a node whose subscription is down (Redis
-restarting) misses what is sent meanwhile; the heartbeat (registry) is what
-decides that a node is gone.
+restarting) misses what is sent meanwhile, and what is sent while the
+publishing connection is down is lost (logged, rate-limited); the heartbeat
+(registry) is what decides that a node is gone.
 """
 
 from __future__ import annotations
@@ -24,14 +26,17 @@ import json
 from typing import Any, Callable
 
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IPushProducer
+from zope.interface import implementer
 
+from wcs.cluster.resp import RespProtocol, connect, parseUrl
 from wcs.logs import LogLimiter, Logger, clip
 from wcs.messages import ServerMessage, nestingExceeds
 
 RETRY = 1.0  # seconds between attempts to resubscribe after an error
 MAX_DEPTH = 64  # a client's JSON (json_max_depth) inside a message, with room
+MAX_QUEUED = 10_000  # messages held while Redis does not read: beyond, dropped
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
-
 
 
 def channelOf(node: str) -> str:
@@ -43,28 +48,59 @@ def later(coroutine) -> Deferred:
     return Deferred.fromFuture(asyncio.ensure_future(coroutine))
 
 
+@implementer(IPushProducer)
+class _Flow:
+    """The publishing connection's buffer full (paused) or drained."""
+
+    def __init__(self, bus: "Bus"):
+        self.bus = bus
+
+    def pauseProducing(self) -> None:
+        self.bus.paused = True
+
+    def resumeProducing(self) -> None:
+        self.bus.paused = False
+        if self.bus.outbox and self.bus.scheduled is None:
+            self.bus.scheduled = self.bus.reactor.callLater(0, self.bus._flush)
+
+    def stopProducing(self) -> None:
+        pass
+
+
 class Bus:
+    """
+    @param url: the Redis URL (C{cluster_redis_url}).
+    @param reactor: connects and schedules (the asyncio reactor; a test's).
+    """
     log = Logger()
 
-    def __init__(self, redis, nodeId: str, incarnation: str,
-                 dispatch: Callable[[dict[str, Any]], None], clock=None,
+    def __init__(self, url: str, nodeId: str, incarnation: str,
+                 dispatch: Callable[[dict[str, Any]], None], reactor=None,
                  maxMessage: int = 1 << 20):
-        self.redis = redis
+        if reactor is None:
+            from twisted.internet import reactor
+        parseUrl(url)  # a scheme it does not speak fails the start, not a retry loop
+        self.url = url
+        self.reactor = reactor
         self.maxMessage = maxMessage
         self.nodeId = nodeId
         self.incarnation = incarnation
         self.dispatch = dispatch
-        self.errors = LogLimiter(self.log, clock=clock)
+        self.errors = LogLimiter(self.log, clock=reactor)
         self.outbox: list[list] = []
         self.last: dict[str, list] = {}  # node -> its newest entry in outbox
-        self.flushing = False
+        self.scheduled = None  # the flush of this turn's outbox
+        self.publisher: RespProtocol | None = None  # connected
+        self.connecting = False
+        self.paused = False  # the publishing connection's buffer is full
+        self.listener: RespProtocol | None = None
+        self.retry = None
         self.stopped = False
         self.subscribed = False
-        self._listener: asyncio.Task | None = None
         self._ready: list[Deferred] = []
 
     def start(self) -> None:
-        self._listener = asyncio.ensure_future(self._listen())
+        self._subscribe()
 
     def whenSubscribed(self) -> Deferred:
         """Fires once this node hears its channel (at once if it does)."""
@@ -76,15 +112,16 @@ class Bus:
         return d
 
     async def stop(self) -> None:
+        """Publish what is queued (if connected), close both connections."""
         self.stopped = True
-        if self._listener is not None:
-            self._listener.cancel()
-            try:
-                await self._listener
-            except BaseException:
-                pass
-        if self.outbox and not self.flushing:
-            await self._flush()
+        if self.retry is not None and self.retry.active():
+            self.retry.cancel()
+        if self.scheduled is not None and self.scheduled.active():
+            self.scheduled.cancel()
+        self._flush()
+        for connection in (self.publisher, self.listener):
+            if connection is not None and connection.connected:
+                connection.transport.loseConnection()
 
     # Sending
 
@@ -105,59 +142,94 @@ class Bus:
         entry = [node, payload, message]
         self.outbox.append(entry)
         self.last[node] = entry
-        if not self.flushing:
-            self.flushing = True
-            asyncio.ensure_future(self._flush())
+        if self.scheduled is None and not self.stopped:
+            self.scheduled = self.reactor.callLater(0, self._flush)
 
-    async def _flush(self) -> None:
-        try:
-            while self.outbox:
-                batch, self.outbox, self.last = self.outbox, [], {}
-                byNode: dict[str, list] = {}
-                for node, payload, _ in batch:
-                    byNode.setdefault(node, []).append(payload)
-                envelopes = [(channelOf(node), _encoder.encode(
-                    {"from": self.nodeId, "inc": self.incarnation, "m": payloads}))
-                    for node, payloads in byNode.items()]
-                try:
-                    if len(envelopes) == 1:
-                        await self.redis.publish(*envelopes[0])
-                    else:
-                        pipe = self.redis.pipeline(transaction=False)
-                        for channel, data in envelopes:
-                            pipe.publish(channel, data)
-                        await pipe.execute()
-                except Exception as e:
-                    self.errors.warn("publish", "cluster: {count} messages to other nodes "
-                                     "lost: {error}", count=len(batch), error=e)
-        finally:
-            self.flushing = False
+    def _flush(self) -> None:
+        self.scheduled = None
+        if not self.outbox:
+            return
+        publisher = self.publisher
+        if publisher is None or not publisher.connected:
+            self._connectPublisher()
+            return
+        if self.paused:  # Redis reads slower than we write: hold, bounded
+            if len(self.outbox) > MAX_QUEUED:
+                lost, self.outbox, self.last = self.outbox, [], {}
+                self._lost(len(lost), "Redis does not keep up")
+            return
+        batch, self.outbox, self.last = self.outbox, [], {}
+        byNode: dict[str, list] = {}
+        for node, payload, _ in batch:
+            byNode.setdefault(node, []).append(payload)
+        publisher.writeOnly([("PUBLISH", channelOf(node), _encoder.encode(
+            {"from": self.nodeId, "inc": self.incarnation, "m": payloads}))
+            for node, payloads in byNode.items()])
+
+    def _connectPublisher(self) -> None:
+        if self.connecting or self.stopped:
+            return
+        self.connecting = True
+        protocol = RespProtocol(1 << 16, onLost=self._publisherLost)
+
+        def connected(_) -> None:
+            self.connecting = False
+            self.publisher = protocol
+            # No replies: reading one per PUBLISH cost this node a wakeup
+            # per batch for a number nobody uses. The transport's buffer
+            # says when Redis does not keep up (pauseProducing).
+            protocol.writeOnly([("CLIENT", "REPLY", "OFF")])
+            protocol.transport.registerProducer(_Flow(self), True)
+            self._flush()
+
+        def failed(failure) -> None:
+            self.connecting = False
+            lost, self.outbox, self.last = self.outbox, [], {}
+            self._lost(len(lost), failure.value)
+        connect(self.reactor, self.url, protocol).addCallbacks(connected, failed)
+
+    def _publisherLost(self, reason) -> None:
+        self.publisher = None
+        self.paused = False
+        if not self.stopped:
+            self.errors.warn("publish", "cluster: the connection publishing to other "
+                             "nodes was lost ({error}); what it had not sent is lost",
+                             error=reason.value)
+        if self.outbox and self.scheduled is None and not self.stopped:
+            self.scheduled = self.reactor.callLater(0, self._flush)
+
+    def _lost(self, count: int, error) -> None:
+        self.errors.warn("publish", "cluster: {count} messages to other nodes lost: "
+                         "{error}", count=count, error=error)
 
     # Receiving
 
-    async def _listen(self) -> None:
-        while not self.stopped:
-            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(channelOf(self.nodeId))
-                self._heard()
-                while not self.stopped:
-                    message = await pubsub.get_message(timeout=1.0)
-                    if message is not None and message.get("type") == "message":
-                        self._received(message["data"])
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:
-                self.subscribed = False
-                self.errors.warn("subscribe", "cluster: not hearing other nodes "
-                                 "({error}), retrying", error=e)
-            finally:
-                try:
-                    await pubsub.aclose()
-                except Exception:
-                    pass
-            if not self.stopped:
-                await asyncio.sleep(RETRY)
+    def _subscribe(self) -> None:
+        self.retry = None
+        if self.stopped:
+            return
+        # Room for an envelope over cluster_max_message, which readEnvelope
+        # refuses with its reason; a bigger reply drops the connection.
+        protocol = RespProtocol(2 * self.maxMessage + (1 << 16), onMessage=self._received,
+                                onLost=self._unsubscribed)
+        self.listener = protocol
+        d = connect(self.reactor, self.url, protocol)
+        d.addCallback(lambda _: protocol.send("SUBSCRIBE", channelOf(self.nodeId)))
+        d.addCallbacks(lambda _: self._heard(), self._notHeard, errbackArgs=(protocol,))
+
+    def _notHeard(self, failure, protocol) -> None:
+        if protocol.connected:
+            protocol.transport.loseConnection()  # _unsubscribed retries
+        else:
+            self._unsubscribed(failure)
+
+    def _unsubscribed(self, reason) -> None:
+        self.subscribed = False
+        if self.stopped or self.retry is not None:
+            return
+        self.errors.warn("subscribe", "cluster: not hearing other nodes ({error}), "
+                         "retrying", error=getattr(reason, "value", reason))
+        self.retry = self.reactor.callLater(RETRY, self._subscribe)
 
     def _heard(self) -> None:
         if not self.subscribed:
@@ -168,7 +240,7 @@ class Bus:
         for d in ready:
             d.callback(None)
 
-    def _received(self, data: str) -> None:
+    def _received(self, data: bytes) -> None:
         try:
             node, incarnation, messages = readEnvelope(data, self.maxMessage)
         except ValueError as e:

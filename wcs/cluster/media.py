@@ -23,6 +23,7 @@ import struct
 from fractions import Fraction
 
 from twisted.internet import protocol
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
@@ -81,6 +82,36 @@ class RelayedSource:
         self.askKeyframe = askKeyframe
         self.idle = idle
         self.ended = False
+        # Whether to go on without sinks (players here still negotiating).
+        self.keep = lambda: False
+        self.ready = idle is None  # a pull is ready when the origin told its tracks
+        self._waiting: list[Deferred] = []
+        self._onEnd: list = []
+
+    def whenReady(self) -> Deferred:
+        """Fires with this source once its tracks are known, or None if it ended first."""
+        if self.ready or self.ended:
+            return succeed(None if self.ended else self)
+        d = Deferred()
+        self._waiting.append(d)
+        return d
+
+    def setReady(self, tracks: dict[str, str]) -> None:
+        self.tracks.update(tracks)
+        self.ready = True
+        self._release(self)
+
+    def _release(self, result) -> None:
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.callback(result)
+
+    def onEnd(self, callback) -> None:
+        """Call C{callback()} when the source ends (its players here are stopped)."""
+        if self.ended:
+            callback()
+        else:
+            self._onEnd.append(callback)
 
     def frame(self, frame: EncodedFrame) -> None:
         if frame.kind not in self.tracks:
@@ -91,9 +122,13 @@ class RelayedSource:
     def end(self) -> None:
         if not self.ended:
             self.ended = True
+            self._release(None)
             for sink in list(self.sinks):
                 sink.sourceEnded()
             self.sinks.clear()
+            callbacks, self._onEnd = self._onEnd, []
+            for callback in callbacks:
+                callback()
 
     def attach(self, sink: IMediaSink) -> None:
         if sink not in self.sinks:
@@ -103,14 +138,14 @@ class RelayedSource:
     def detach(self, sink: IMediaSink) -> None:
         if sink in self.sinks:
             self.sinks.remove(sink)
-            if not self.sinks and self.idle is not None:
+            if not self.sinks and self.idle is not None and not self.keep():
                 self.idle()
 
     def requestKeyframe(self) -> None:
         self.askKeyframe()
 
 
-class _Records(protocol.Protocol):
+class Records(protocol.Protocol):
     """Length-prefixed records after a header line, bounded."""
 
     def __init__(self):
@@ -173,12 +208,13 @@ class _Records(protocol.Protocol):
         raise NotImplementedError
 
 
-class RelayIn(_Records):
+class RelayIn(Records):
     """One stream pushed here by another node."""
 
-    def __init__(self, hosts):
+    def __init__(self, hosts, stats=None):
         super().__init__()
         self.hosts = hosts
+        self.stats = stats if stats is not None else RelayStats()
         self.source: RelayedSource | None = None
         self.stream = None
         self.proxy = None
@@ -209,7 +245,10 @@ class RelayIn(_Records):
                 return
             log.info("cluster: relaying {name} to {peer} for its players",
                      name=clip(header["pull"]), peer=self.transport.getPeer())
-            self.pusher = RelayOut(source, None)
+            # The tracks first: the edge's WebRTC players negotiate with them.
+            self.pusher = RelayOut(source, {"tracks": dict(source.tracks)})
+            self.stats.pullsServed += 1
+            self.stats.serving.add(self)
             self.pusher.makeConnection(self.transport)
             return
         self.source = RelayedSource(
@@ -237,6 +276,7 @@ class RelayIn(_Records):
     def connectionLost(self, reason=protocol.connectionDone) -> None:
         if self.timeout is not None and self.timeout.active():
             self.timeout.cancel()
+        self.stats.serving.discard(self)
         if self.pusher is not None:
             self.pusher.ending = ENDED  # the puller left: nothing to say
             self.pusher.connectionLost(reason)
@@ -246,12 +286,24 @@ class RelayIn(_Records):
             self.stream.stop()
 
 
+class RelayStats:
+    """What this node's relays carry, for /metrics (docs/operations.md)."""
+
+    def __init__(self):
+        self.pullsServed = 0  # pulls of streams here by other nodes, since start
+        self.serving: set[RelayIn] = set()  # those running
+        self.pulls = 0  # pulls made here, since start
+        self.pulling: set = set()  # those running (wcs.cluster.edge.Pull)
+        self.keyframeAsks = 0  # keyframe requests pulls sent to their origin
+
+
 class RelayInFactory(protocol.Factory):
-    def __init__(self, hosts):
+    def __init__(self, hosts, stats: RelayStats | None = None):
         self.hosts = hosts
+        self.stats = stats if stats is not None else RelayStats()
 
     def buildProtocol(self, addr):
-        return RelayIn(self.hosts)
+        return RelayIn(self.hosts, self.stats)
 
 
 # --- The client's node: frames out ------------------------------------------
@@ -350,70 +402,3 @@ def pushStream(reactor, address, source: IMediaSource, header: dict) -> RelayOut
     factory.clientConnectionFailed = failed
     reactor.connectTCP(address[0], int(address[1]), factory, timeout=5)
     return out
-
-
-# --- A node whose players want a stream of another node: frames in ------------
-
-
-class Pull(_Records):
-    """
-    Asks another node for a stream live there and feeds its frames to a
-    L{RelayedSource} here, shared by this node's players of it (edge
-    fan-out: one relay per node, however many players).
-    """
-
-    def __init__(self, name: str, source: RelayedSource):
-        super().__init__()
-        self.headerSeen = True  # the answer is records only
-        self.name = name
-        self.source = source
-
-    def connectionMade(self) -> None:
-        if self.source.ended:
-            self.transport.loseConnection()
-            return
-        self.transport.write(json.dumps({"pull": self.name}).encode() + b"\n")
-
-    def recordReceived(self, record: bytes) -> None:
-        if len(record) == 1:
-            self.transport.loseConnection()
-            return
-        self.frameReceived(record)
-
-    def stop(self) -> None:
-        if self.transport is not None:
-            self.transport.loseConnection()
-
-    def connectionLost(self, reason=protocol.connectionDone) -> None:
-        self.source.end()
-
-
-def pullStream(reactor, address, name: str, tracks: dict[str, str],
-               forget) -> RelayedSource:
-    """
-    A source here of stream C{name} live on the node whose relay is at
-    C{address}; it ends when the stream ends there, or when its last player
-    here leaves (then C{forget(source)}).
-    """
-    pull: Pull | None = None
-
-    def idle() -> None:
-        forget(source)
-        if pull is not None:
-            pull.stop()
-        source.end()
-
-    source = RelayedSource(tracks, lambda: pull.askKeyframe() if pull else None, idle)
-    pull = Pull(name, source)
-    factory = protocol.ClientFactory()
-    factory.protocol = lambda: pull
-
-    def failed(connector, reason) -> None:
-        errors.warn(("connect", address[0]), "cluster: pull of {name} from {host}:{port} "
-                    "failed: {reason}", name=clip(name), host=address[0], port=address[1],
-                    reason=reason.value)
-        forget(source)
-        source.end()
-    factory.clientConnectionFailed = failed
-    reactor.connectTCP(address[0], int(address[1]), factory, timeout=5)
-    return source

@@ -8,6 +8,9 @@ What the cluster keeps in Redis (docs/cluster.md, "Keys"):
   - C{wcs:room:NAME}: the id of the node the room lives on, with a TTL of
     two node TTLs renewed by that node while it holds the room; deleted by
     it when the room ends.
+  - C{wcs:stream:NAME}: the id of the node a stream outside rooms is live
+    on (an RTMP C{live/NAME} publish), kept as a room key is, so that other
+    nodes' players find it (docs/cluster.md, "Edge fan-out").
 
 Each change is one Lua script, so two nodes placing the same room at once
 agree: the first to run places it, the second reads its answer.
@@ -30,6 +33,10 @@ def nodeKey(node: str) -> str:
 
 def roomKey(room: str) -> str:
     return f"wcs:room:{room}"
+
+
+def streamKey(name: str) -> str:
+    return f"wcs:stream:{name}"
 
 
 # A draining node stays live (its rooms go on) but out of the node set, so
@@ -111,10 +118,11 @@ class Registry:
         # (host, port) of this node's media relay, in its key for pulls.
         self.relayAddress: tuple[str, int] | None = None
 
-    def heartbeat(self, load: int, rooms: list[str], draining: bool = False) -> Deferred:
+    def heartbeat(self, load: int, rooms: list[str], draining: bool = False,
+                  streams: tuple[str, ...] = ()) -> Deferred:
         """
-        Say this node is live with C{load}, and hold its C{rooms}; a
-        C{draining} node takes no new room.
+        Say this node is live with C{load}, and hold its C{rooms} and its
+        C{streams} outside rooms; a C{draining} node takes no new room.
 
         @return: a Deferred firing with a dict of the rooms held by another
             node (a split: logged by the caller).
@@ -126,9 +134,8 @@ class Registry:
             await self._heartbeat(keys=[nodeKey(self.nodeId), NODES],
                             args=[self.nodeId, info, self.ttlMs, load, int(draining)],
                             client=pipe)
-            for room in rooms:
-                await self._claim(keys=[roomKey(room)], args=[self.nodeId, self.roomTtlMs],
-                                  client=pipe)
+            for key in [roomKey(room) for room in rooms] + [streamKey(s) for s in streams]:
+                await self._claim(keys=[key], args=[self.nodeId, self.roomTtlMs], client=pipe)
             results = await pipe.execute()
             return {room: owner for room, owner in zip(rooms, results[1:])
                     if owner != self.nodeId}
@@ -148,6 +155,13 @@ class Registry:
     def release(self, room: str) -> Deferred:
         return later(self._release(keys=[roomKey(room)], args=[self.nodeId]))
 
+    def claimStream(self, name: str) -> Deferred:
+        """A stream outside rooms went live here: C{claim} for its name."""
+        return later(self._claim(keys=[streamKey(name)], args=[self.nodeId, self.roomTtlMs]))
+
+    def releaseStream(self, name: str) -> Deferred:
+        return later(self._release(keys=[streamKey(name)], args=[self.nodeId]))
+
     def incarnations(self, nodes: list[str]) -> Deferred:
         """@return: a Deferred firing with {node: incarnation or None (dead)}."""
         async def read():
@@ -161,15 +175,18 @@ class Registry:
             return found
         return later(read())
 
-    def roomHome(self, rooms: list[str]) -> Deferred:
+    def streamHome(self, name: str, rooms: list[str]) -> Deferred:
         """
-        The first of C{rooms} held by a live node other than this one.
+        Where stream C{name}, not live here, is: on the node of the first of
+        C{rooms} (the rooms its name may belong to) held by another live
+        node, else on the node where it is live outside rooms.
 
-        @return: a Deferred firing with (node, its relay address), or None.
+        @return: a Deferred firing with (the room or None, the node, the
+            node's relay address), or None.
         """
         async def read():
-            owners = await self.redis.mget([roomKey(room) for room in rooms])
-            for owner in owners:
+            owners = await self.redis.mget([roomKey(room) for room in rooms] + [streamKey(name)])
+            for room, owner in zip([*rooms, None], owners):
                 if owner and owner != self.nodeId:
                     value = await self.redis.get(nodeKey(owner))
                     try:
@@ -177,16 +194,16 @@ class Registry:
                     except (ValueError, KeyError, TypeError):
                         relay = None
                     if isinstance(relay, list) and len(relay) == 2:
-                        return owner, (str(relay[0]), int(relay[1]))
+                        return room, owner, (str(relay[0]), int(relay[1]))
             return None
         return later(read())
 
-    async def leave(self, rooms: list[str]) -> None:
+    async def leave(self, rooms: list[str], streams: tuple[str, ...] = ()) -> None:
         """A clean stop (a coroutine): this node and its rooms go at once,
         not at expiry."""
         pipe = self.redis.pipeline(transaction=False)
         pipe.delete(nodeKey(self.nodeId))
         pipe.zrem(NODES, self.nodeId)
-        for room in rooms:
-            await self._release(keys=[roomKey(room)], args=[self.nodeId], client=pipe)
+        for key in [roomKey(room) for room in rooms] + [streamKey(s) for s in streams]:
+            await self._release(keys=[key], args=[self.nodeId], client=pipe)
         await pipe.execute()

@@ -108,12 +108,17 @@ class RemoteParticipant:
 class Visitors:
     log = Logger()
 
-    def __init__(self, bus, clock, isLive=lambda name: False, reactor=None):
+    def __init__(self, bus, clock, isLive=lambda name: False, reactor=None,
+                 edgePlay: bool = False):
         """
         @param isLive: whether a stream of that name is live on this node
             (then it is played here, not relayed).
         @param reactor: connects media relays (L{wcs.cluster.media}).
+        @param edgePlay: a play of a visited room's stream is not forwarded:
+            the session plays it here, from this node's pull of it
+            (L{wcs.cluster.edge}).
         """
+        self.edgePlay = edgePlay
         self.bus = bus
         self.clock = clock
         self.reactor = reactor
@@ -208,7 +213,8 @@ class Visitors:
             return False
         relayed = self.streams.get(session.sessionId, {})
         node = relayed.get(mediaSessionId)
-        if node is None and name in ("publishStream", "playStream"):
+        if node is None and (name == "publishStream" or
+                             name == "playStream" and not self.edgePlay):
             room = self._roomOf(session, name, request)
             node = room.node if room is not None else None
         if node is None:

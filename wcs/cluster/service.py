@@ -19,6 +19,8 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import LoopingCall
 
 from wcs.cluster.bus import Bus, later
+from wcs.cluster.edge import Edges
+from wcs.cluster.media import RelayStats
 from wcs.cluster.registry import Registry
 from wcs.cluster.hosts import Hosts
 from wcs.cluster.relay import Visitors, route
@@ -26,19 +28,6 @@ from wcs.errors import UNAVAILABLE, RoomError
 from wcs.logs import LogLimiter, Logger, clip
 
 STOP_TIMEOUT = 2.0  # seconds a clean stop waits to take its keys out of Redis
-
-
-MAX_ROOM_PREFIXES = 8
-
-
-def roomsOfStream(name: str) -> list[str]:
-    """
-    The rooms a stream name may belong to, longest first: each prefix
-    before a C{-} (a room stream is C{ROOM-LOGIN} or C{ROOM-LOGIN-...}, and
-    a room name may have dashes itself), at most L{MAX_ROOM_PREFIXES}.
-    """
-    cuts = [i for i, c in enumerate(name) if c == "-" and i > 0]
-    return [name[:i] for i in reversed(cuts)][:MAX_ROOM_PREFIXES]
 
 
 def nodeIdOf(settings) -> str:
@@ -65,19 +54,23 @@ class ClusterService(Service):
             # each, long enough for the others to think this node dead.
             health_check_interval=1)
         self.errors = LogLimiter(self.log, clock=clock)
-        self.bus = Bus(self.redis, self.nodeId, self.incarnation, self._dispatch, clock,
+        self.bus = Bus(self.url, self.nodeId, self.incarnation, self._dispatch, clock,
                        settings.cluster_max_message)
         self.registry = Registry(self.redis, self.nodeId, self.incarnation, self.ttl)
         self.visitors = Visitors(self.bus, clock,
                                  isLive=lambda name: server.liveSource(name) is not None,
-                                 reactor=clock)
+                                 reactor=clock, edgePlay=settings.cluster_edge_play)
         # node -> the incarnation first heard from it.
         self.known: dict[str, str] = {}
         self.hosts = Hosts(self.bus, server, self.known)
         self.relayAddress = (settings.cluster_relay_address, settings.cluster_relay_port)
         self._relayPort = None
-        # Streams of other nodes played here: name -> the one relay of it.
-        self.edges: dict[str, object] = {}
+        self.relayStats = RelayStats()
+        # Streams of other nodes played here: one pull of each.
+        self.edges = Edges(self.registry, clock, self.relayStats,
+                           settings.media_keyframe_interval / 1000.0)
+        # Streams outside rooms live here, held in Redis for other nodes' players.
+        self.streams: dict[str, None] = {}
         # Nodes whose key was missing at the last check.
         self.missing: set[str] = set()
         self._beat = LoopingCall(self._tick)
@@ -93,6 +86,7 @@ class ClusterService(Service):
                       node=self.nodeId, url=self.url)
         self.server.placement = self
         self.server.rooms.observers.append(self)
+        self.server.streamObservers.append(self)
         self._listenRelay()
         self.bus.start()
         self._beat.start(self.ttl / 3, now=True)
@@ -101,7 +95,8 @@ class ClusterService(Service):
         from wcs.cluster.media import RelayInFactory
 
         host, port = self.relayAddress
-        self._relayPort = self.clock.listenTCP(port, RelayInFactory(self.hosts), interface=host)
+        self._relayPort = self.clock.listenTCP(port, RelayInFactory(self.hosts, self.relayStats),
+                                               interface=host)
         self.hosts.relayAddress = (host, self._relayPort.getHost().port)
         self.registry.relayAddress = self.hosts.relayAddress
         self.log.info("cluster: media relay of node {node} on {host}:{port}",
@@ -116,6 +111,7 @@ class ClusterService(Service):
         # Added before the shutdown service, this stops after it closed the
         # clients: their leaves and room releases are on their way already.
         rooms = list(self.server.rooms.rooms)
+        streams = list(self.streams)
         inflight = [d for d in self._inflight]
 
         async def stop():
@@ -123,7 +119,7 @@ class ClusterService(Service):
             for d in inflight:
                 await d.asFuture(loop)  # their errbacks log
             try:
-                await self.registry.leave(rooms)
+                await self.registry.leave(rooms, tuple(streams))
             except Exception as e:
                 self.log.warn("cluster: could not leave the cluster cleanly ({error}): "
                               "its keys expire", error=e)
@@ -173,35 +169,30 @@ class ClusterService(Service):
         to (C{ROOM-LOGIN...}): pulled once for all of this node's players
         (RoomServer.locateSource).
         """
-        edge = self.edges.get(name)
-        if edge is not None and not edge.ended:
-            return succeed(edge)
-        rooms = roomsOfStream(name)
-        if not rooms:
-            return succeed(None)
-
-        def found(home):
-            if home is None:
+        def found(edge):
+            if edge is None:
                 return None
-            edge = self.edges.get(name)  # another player asked meanwhile
-            if edge is None or edge.ended:
-                from wcs.cluster.media import pullStream
+            # An RTMP player attaches to the source itself: no hold needed.
+            edge.holds = max(0, edge.holds - 1)
+            return edge.media.source
+        return self.edges.locate(name).addCallback(found)
 
-                edge = self.edges[name] = pullStream(self.clock, home[1], name, {},
-                                                     self._forgetEdge(name))
-            return edge
+    def locateStream(self, name: str) -> Deferred:
+        """
+        The same, as a published stream's shape for a WebRTC player here
+        (L{wcs.cluster.edge.EdgeStream}), or None.
+        """
+        if not self.visitors.edgePlay:
+            return succeed(None)
+        return self.edges.locate(name)
 
-        def unreachable(failure):
-            self.errors.warn("locate", "cluster: cannot look for stream {name}: {error}",
-                             name=clip(name), error=failure.value)
-            return None
-        return self.registry.roomHome(rooms).addCallbacks(found, unreachable)
-
-    def _forgetEdge(self, name: str):
-        def forget(source) -> None:
-            if self.edges.get(name) is source:
-                del self.edges[name]
-        return forget
+    def relayCounts(self) -> dict[str, int]:
+        """For /metrics (docs/operations.md)."""
+        stats = self.relayStats
+        return {"pullsServed": stats.pullsServed, "serving": len(stats.serving),
+                "pulls": stats.pulls, "pulling": len(stats.pulling),
+                "keyframeAsks": stats.keyframeAsks,
+                "edgePlayers": sum(len(e.players) for e in self.edges.streams.values())}
 
     # Room observer: hold the rooms that live here
 
@@ -213,6 +204,24 @@ class ClusterService(Service):
 
     def roomEnded(self, room) -> None:
         self._track(self.registry.release(room.name).addErrback(self._redisDown))
+
+    # Stream observer: hold the streams outside rooms that are live here
+
+    def streamStarted(self, stream) -> None:
+        if stream.participant is None:
+            self.streams[stream.name] = None
+
+            def held(owner):
+                if owner != self.nodeId:
+                    self.errors.warn(("stream", stream.name), "cluster: stream {name} is live "
+                                     "here and on {owner}: players elsewhere find {owner}'s",
+                                     name=clip(stream.name), owner=owner)
+            self._track(self.registry.claimStream(stream.name).addCallbacks(
+                held, self._redisDown))
+
+    def streamEnded(self, stream) -> None:
+        if self.streams.pop(stream.name, 0) is None:
+            self._track(self.registry.releaseStream(stream.name).addErrback(self._redisDown))
 
     def _track(self, d: Deferred) -> None:
         """Keep a room's claim or release until done: a stop waits for it."""
@@ -240,7 +249,8 @@ class ClusterService(Service):
             return
         self._ticking = True
         beat = self.registry.heartbeat(self.load(), list(self.server.rooms.rooms),
-                                       draining=self.server.draining is not None)
+                                       draining=self.server.draining is not None,
+                                       streams=tuple(self.streams))
         beat.addCallback(self._beaten)
         beat.addCallback(lambda _: self._checkPeers())
         beat.addErrback(self._beatFailed)
@@ -265,7 +275,7 @@ class ClusterService(Service):
         self.live = False
 
     def _checkPeers(self):
-        peers = sorted(self.visitors.peers() | self.hosts.peers())
+        peers = sorted(self.visitors.peers() | self.hosts.peers() | self.edges.peers())
         # After Redis came back (empty, when it keeps nothing on disk) the
         # others need a TTL to beat again: until then a missing key proves
         # nothing.
@@ -289,6 +299,7 @@ class ClusterService(Service):
             self.known.pop(node, None)
             self.visitors.nodeGone(node)
             self.hosts.nodeGone(node)
+            self.edges.nodeGone(node)
 
     # Messages from other nodes
 
@@ -301,6 +312,7 @@ class ClusterService(Service):
                 # It restarted before its key expired: what it held is gone.
                 self.visitors.nodeGone(node)
                 self.hosts.nodeGone(node)
+                self.edges.nodeGone(node)
             self.known[node] = incarnation
         try:
             known = route(payload, self.visitors, self.hosts)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 
 from wcs.errors import IncompatibleLibrary
+from wcs.media.liveness import Consent, LoopClock
 
 TESTED = "aiortc 1.16.x and aioice 0.13.x"
 
@@ -74,6 +75,11 @@ NEEDS: tuple[Need, ...] = (
     Need(_ICE, "Connection.get_component_candidates", ("component", "addresses", "timeout"),
          True, True),
     Need(_ICE, "Connection.query_consent", (), True, True),
+    Need(_ICE, "Connection.build_request", ("pair", "nominate")),
+    Need(_ICE, "Connection()._query_consent_task"),
+    Need(_ICE, "StunProtocol.send_stun", ("message", "addr")),
+    Need("aioice.stun", "Message.add_message_integrity", ("key",)),
+    Need("aioice.stun", "Class.RESPONSE"),
     Need(_ICE, "Connection.request_received", ("message", "addr", "protocol"), True, False),
     Need(_ICE, "Connection.connect", (), isAsync=True),
     Need(_ICE, "Connection.close", (), isAsync=True),
@@ -83,7 +89,8 @@ NEEDS: tuple[Need, ...] = (
     Need(_ICE, "Connection()._nominated"),
     Need(_ICE, "StunProtocol", ("receiver",)),
     Need(_ICE, "StunProtocol.datagram_received", ("data", "addr"), True,
-         calls=("receiver.request_received(", "receiver.data_received(")),
+         calls=("receiver.request_received(", "receiver.data_received(",
+                "self.transactions[message.transaction_id]", ".response_received(")),
     Need(_ICE, "get_host_addresses", ("use_ipv4", "use_ipv6")),
     Need("aioice.candidate", "candidate_foundation",
          ("candidate_type", "candidate_transport", "base_address")),
@@ -206,6 +213,7 @@ verify()
 # Only now import: a missing piece has been named above, not in a traceback.
 from aioice import Candidate, Connection  # noqa: E402
 from aioice.candidate import candidate_foundation, candidate_priority  # noqa: E402
+from aioice import stun  # noqa: E402
 from aioice.ice import StunProtocol, get_host_addresses  # noqa: E402
 from aiortc import sdp  # noqa: E402
 from aiortc.codecs import get_decoder, get_encoder, h264_depayload, vp8_depayload  # noqa: E402
@@ -254,6 +262,7 @@ __all__ = [
 import pylibsrtp  # noqa: E402  (aiortc's own dependency: its SRTP sessions)
 
 _SrtpError = pylibsrtp.Error
+RECEIVE_SIZE = 65536  # the largest UDP datagram fits
 
 
 def jitterPacket(seq: int, timestamp: int, data: bytes) -> RtpPacket:
@@ -279,13 +288,40 @@ class DemuxProtocol(StunProtocol):
     """
 
     srtpReceived: Callable[[bytes], None] | None = None
+    # The socket itself (L{IceAgent.openSocket}): asyncio reads one datagram
+    # per wake-up, but a video frame's packets arrive together, so an
+    # established session reads the rest of the burst here, up to C{batch}
+    # in all (each wake-up is one more loop iteration and epoll_wait).
+    sock = None
+    batch = 16
 
     def datagram_received(self, data, addr) -> None:
         receiver = self.srtpReceived
-        if receiver is not None and data and 127 < data[0] < 192:
+        if receiver is None:
+            super().datagram_received(data, addr)
+            return
+        if data and 127 < data[0] < 192:
             receiver(data)
         else:
             super().datagram_received(data, addr)
+        sock = self.sock
+        if sock is None:
+            return
+        for _ in range(self.batch - 1):
+            try:
+                data, addr = sock.recvfrom(RECEIVE_SIZE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:  # what asyncio's reader does with it
+                self.error_received(e)
+                return
+            receiver = self.srtpReceived
+            if receiver is not None and data and 127 < data[0] < 192:
+                receiver(data)
+            else:
+                super().datagram_received(data, addr)
+                if receiver is None:
+                    return  # the session ended meanwhile: asyncio's path again
 
 
 class IceAgent(Connection):
@@ -297,6 +333,15 @@ class IceAgent(Connection):
 
     # Bytes asyncio may hold for the socket before sendNow drops instead.
     writeBufferLimit = 256 * 1024
+    # RFC 7675: a check every 4-6 s; consent ends 30 s after the last answer.
+    consentInterval = 5.0
+    consentLifetime = 30.0
+    _consent = None
+    _sendPair = None  # the pair sendNow's (transport, address) are of
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        self._checks: list[tuple[float, object, bytes]] = []  # sent at, protocol, id
 
     async def get_component_candidates(self, component: int, addresses: list[str],
                                        timeout: int = 5) -> list[Candidate]:
@@ -314,6 +359,7 @@ class IceAgent(Connection):
         """
         loop = asyncio.get_running_loop()
         _, protocol = await loop.create_datagram_endpoint(lambda: DemuxProtocol(self), sock=sock)
+        protocol.sock = sock
         protocol.local_candidate = Candidate(
             foundation=candidate_foundation("host", "udp", announce),
             component=component,
@@ -335,10 +381,42 @@ class IceAgent(Connection):
         return len(self._protocols)
 
     async def query_consent(self) -> None:
-        # aioice's loop returns only when consent expired (it is cancelled
-        # otherwise).
-        await super().query_consent()
+        # aioice starts this once connected and cancels it on close. Ours
+        # replaces its loop: consent lasts while some check of the last
+        # consentLifetime seconds was answered, however late (Consent).
+        expired = asyncio.get_running_loop().create_future()
+        consent = self._consent = Consent(
+            LoopClock(), self._checkConsent, lambda: expired.done() or expired.set_result(None),
+            self.consentInterval, self.consentLifetime)
+        consent.start()
+        try:
+            await expired
+        finally:
+            consent.stop()
+            self._forgetChecks(float("inf"))
+        self._query_consent_task = None  # so that close() does not cancel us
         self.consentExpired()
+        await self.close()
+
+    def _checkConsent(self) -> None:
+        """Send one consent check on each nominated pair; an answer counts until dropped."""
+        now = self._consent.clock.seconds()
+        self._forgetChecks(now - self.consentLifetime)
+        key = self.remote_password.encode("utf8")
+        for pair in list(self._nominated.values()):
+            request = self.build_request(pair, nominate=False)
+            request.add_message_integrity(key)
+            # aioice hands a response to the transaction of its id, if any.
+            pair.protocol.transactions[request.transaction_id] = _ConsentCheck(
+                self._consent, key)
+            self._checks.append((now, pair.protocol, request.transaction_id))
+            pair.protocol.send_stun(request, pair.remote_addr)
+
+    def _forgetChecks(self, before: float) -> None:
+        checks = self._checks
+        while checks and checks[0][0] <= before:
+            _, protocol, transactionId = checks.pop(0)
+            protocol.transactions.pop(transactionId, None)
 
     def consentExpired(self) -> None:
         """The peer stopped answering consent checks (RFC 7675)."""
@@ -357,13 +435,32 @@ class IceAgent(Connection):
         when the datagram was dropped because the socket is backed up.
         """
         pair = self._nominated.get(1)
-        if pair is None:
-            return False
-        transport = pair.protocol.transport
+        if pair is not self._sendPair:
+            if pair is None:
+                return False
+            # Once per pair, not per packet (remote_addr builds a tuple).
+            self._sendPair = pair
+            self._sendTo = pair.protocol.transport, pair.remote_addr
+        transport, addr = self._sendTo
         if transport.get_write_buffer_size() > self.writeBufferLimit:
             return False
-        transport.sendto(data, pair.remote_addr)
+        transport.sendto(data, addr)
         return True
+
+
+class _ConsentCheck:
+    """Stands in aioice's transactions for one consent check: takes its answer."""
+
+    __slots__ = ("consent", "key")
+
+    def __init__(self, consent: Consent, key: bytes):
+        self.consent = consent
+        self.key = key
+
+    def response_received(self, message, addr) -> None:
+        if message.message_class is stun.Class.RESPONSE and \
+                message.check_message_integrity(self.key):
+            self.consent.answered()
 
 
 class IceTransport:

@@ -19,7 +19,7 @@ from twisted.internet.interfaces import IReactorTime
 from wcs.logs import Logger, clip
 
 from wcs.errors import FULL, IN_USE, UNAVAILABLE, RoomError
-from wcs.room.events import streamEntry
+from wcs.room.events import chatEvent, streamEntry
 from wcs.room.model import Member, Participant, Room
 
 
@@ -134,7 +134,7 @@ class Rooms:
         recipient = room.participants.get(to)
         if recipient is None:
             raise RoomError(f"Room {room.name!r} has no participant with login {to!r}")
-        recipient.member.send(room.event("MESSAGE", {"from": sender.login, "text": text}))
+        recipient.member.send(chatEvent(room.name, sender.login, text))
 
     def announceStream(self, participant: Participant, streamName: str) -> None:
         """A stream of this participant is live: PUBLISHED to the others."""

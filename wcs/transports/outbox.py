@@ -74,13 +74,19 @@ class Outboxes:
         frames, protocol.outbox = protocol.outbox, None
         if not frames or protocol.dropped:
             return
-        data = frames[0] if len(frames) == 1 else b"".join(frames)
-        transport = protocol.transport
-        if _unsent(transport) is False:
-            sent = transport.writeSomeData(data)
-            if sent == len(data):
-                return
-            if isinstance(sent, int):
-                data = data[sent:]
-            # else the connection is lost: transport.write finds it out.
-        transport.write(data)
+        writeNow(protocol.transport, frames[0] if len(frames) == 1 else b"".join(frames))
+
+
+def writeNow(transport, data: bytes) -> None:
+    """
+    C{data} straight to the socket when Twisted holds nothing unsent for
+    it, else (and whatever the socket does not take) by C{transport.write}.
+    """
+    if _unsent(transport) is False:
+        sent = transport.writeSomeData(data)
+        if sent == len(data):
+            return
+        if isinstance(sent, int):
+            data = data[sent:]
+        # else the connection is lost: transport.write finds it out.
+    transport.write(data)

@@ -1,0 +1,85 @@
+"""
+The socket reader of an established session (wcs.media.internals.DemuxProtocol)
+on a real loopback socket: a burst is read in a few wake-ups, in order, and
+what is not SRTP, or comes after the session ended, still takes aioice's path.
+"""
+
+import asyncio
+import socket
+
+from tests.media.peers import asyncTest
+from wcs.media import rtp
+from wcs.media.ice import IceConnection, PortRange
+from wcs.media.internals import DemuxProtocol
+
+BURST = 40
+
+
+async def _agent():
+    agent = IceConnection(PortRange(0, 0), [("127.0.0.1", "127.0.0.1")])
+    await agent.gather_candidates()
+    [protocol] = agent._protocols
+    wakeups = []
+
+    def counted(data, addr):
+        wakeups.append(data)
+        DemuxProtocol.datagram_received(protocol, data, addr)
+    protocol.datagram_received = counted  # what asyncio's transport calls
+    return agent, protocol, wakeups
+
+
+def _burst(port: int, datagrams: list[bytes]) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+        for datagram in datagrams:  # all queued before the loop runs again
+            sender.sendto(datagram, ("127.0.0.1", port))
+
+
+async def _until(condition, seconds=10.0):
+    for _ in range(int(seconds / 0.01)):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("timed out")
+
+
+def _packet(seq: int) -> bytes:
+    return rtp.HEADER.pack(0x80, 96, seq, seq * 3000, 0x1234) + b"\x00" * 100
+
+
+@asyncTest(timeout=30)
+async def test_burstInFewWakeUps():
+    """A burst of 40 SRTP datagrams (and DTLS among them) in 16s, in order."""
+    agent, protocol, wakeups = await _agent()
+    got = []
+    agent.receiveSrtp(got.append)
+    dtls = b"\x16\xfe\xfd" + b"\x00" * 30
+    try:
+        packets = [_packet(i) for i in range(BURST)]
+        _burst(protocol.local_candidate.port, packets[:20] + [dtls] + packets[20:])
+        await _until(lambda: len(got) == BURST)
+        assert got == packets
+        assert len(wakeups) <= 2 * -(-(BURST + 1) // protocol.batch), len(wakeups)
+        assert agent._queue.get_nowait() == (dtls, 1)  # aioice's, for aiortc's DTLS
+    finally:
+        await agent.close()
+
+
+@asyncTest(timeout=30)
+async def test_sessionEndsWithinABurst():
+    """The receiver is unset by the fifth packet: the rest go to aioice's queue."""
+    agent, protocol, wakeups = await _agent()
+    got = []
+
+    def receive(data):
+        got.append(data)
+        if len(got) == 5:
+            agent.receiveSrtp(None)
+    agent.receiveSrtp(receive)
+    try:
+        packets = [_packet(i) for i in range(BURST)]
+        _burst(protocol.local_candidate.port, packets)
+        await _until(lambda: agent._queue.qsize() == BURST - 5)
+        assert got == packets[:5]
+        assert [agent._queue.get_nowait()[0] for _ in range(BURST - 5)] == packets[5:]
+    finally:
+        await agent.close()
