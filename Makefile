@@ -92,10 +92,12 @@ bench-compare: deps system-deps
 # The soak (tests/soak/, docs/performance.md): every kind of client at once
 # against one server; prints fps per player, server RSS and CPU every 10 s.
 # `make test` runs it for 150 s; here one hour unless SOAK_SECONDS says.
+# SOAK_CLUSTER=1: the same clients over a redis-server and two nodes.
 SOAK_SECONDS ?= 3600
+SOAK_CLUSTER ?=
 
 soak: deps system-deps
-	SOAK_SECONDS=$(SOAK_SECONDS) $(PY) -m pytest tests/soak -s -q -p no:cacheprovider
+	SOAK_SECONDS=$(SOAK_SECONDS) SOAK_CLUSTER=$(SOAK_CLUSTER) $(PY) -m pytest tests/soak -s -q -p no:cacheprovider
 
 # The network lab (tests/netlab/, docs/networks.md): every profile, H.264
 # and VP8, NETLAB_PLAYERS decoding players, NETLAB_SECONDS per run, wcs and

@@ -17,6 +17,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from twisted.web.resource import Resource
 
 from wcs.logs import Logger
+from wcs.transports.lowwater import inForce as lowWaterInForce
 
 log = Logger()
 
@@ -72,6 +73,12 @@ class ServerCollector:
             mixQueue.add_metric(["running"], recorder.queue.running)
             mixQueue.add_metric(["waiting"], recorder.queue.waiting)
         yield mixQueue
+        sockets, reads = lowWaterInForce()
+        yield GaugeMetricFamily("wcs_rtmp_low_water_sockets", "RTMP publishing sockets "
+                                "with a receive low-water mark over 1 byte", value=sockets)
+        yield CounterMetricFamily("wcs_rtmp_low_water_reads", "Reads of RTMP publishing "
+                                  "sockets after which a mark over 1 byte was in force",
+                                  value=reads)
         yield GaugeMetricFamily("wcs_draining", "1 while the server drains",
                                 value=1 if getattr(server, "draining", None) else 0)
         yield from self._cluster()

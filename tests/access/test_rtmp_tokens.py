@@ -65,13 +65,9 @@ async def test_an_encoder_with_a_token_publishes_into_its_room(server):
     await bob.join(room)
     # As OBS says it: server rtmp://HOST/room/ROOM, stream key LOGIN?token=JWT.
     key = token("obs", room=room, grants=["join", "publish"])
-    encoder = ffmpeg.publish(url(server, f"room/{room}/obs?token={key}"), seconds=12)
-    try:
-        assert (await bob.roomEvent("JOINED", timeout=15))["info"] == "obs"
-        published = await bob.roomEvent("PUBLISHED", timeout=15)
-        assert published["info"] == {"login": "obs", "name": f"{room}-obs"}
-    finally:
-        ffmpeg.stop(encoder)
+    encoder = await ffmpeg.publishIntoRoom(url(server, f"room/{room}/obs?token={key}"), room,
+                                           "obs", [bob], seconds=12)
+    ffmpeg.stop(encoder)
     await bob.close()
 
 

@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from tests.support.cluster import runningCluster
+from tests.support.cluster import clientsOn, runningCluster
 from tests.support.redis import redisAvailable, startRedis
 from tests.support.wsclient import Client
 
@@ -58,9 +58,7 @@ def cluster(tmp_path):
 async def test_members_on_different_nodes_share_a_room(cluster):
     redis, nodes = cluster
     room = roomName()
-    alice = await Client.open(nodes["a"].wsURL, "alice")
-    bob = await Client.open(nodes["b"].wsURL, "bob")
-    carol = await Client.open(nodes["c"].wsURL, "carol")
+    alice, bob, carol = await clientsOn(nodes, ("a", "alice"), ("b", "bob"), ("c", "carol"))
     try:
         assert await alice.join(room) == []
         owner = redis.client().get(f"wcs:room:{room}")
@@ -105,9 +103,7 @@ async def test_members_on_different_nodes_share_a_room(cluster):
 async def test_a_login_is_unique_in_a_room_across_nodes(cluster):
     redis, nodes = cluster
     room = roomName()
-    first = await Client.open(nodes["a"].wsURL, "dana")
-    second = await Client.open(nodes["b"].wsURL, "dana")
-    third = await Client.open(nodes["c"].wsURL, "dana")
+    first, second, third = await clientsOn(nodes, ("a", "dana"), ("b", "dana"), ("c", "dana"))
     try:
         await first.join(room)
         for other in (second, third):
@@ -186,8 +182,7 @@ async def test_a_killed_room_node_is_survived(cluster):
 async def test_redis_restart_is_survived(cluster):
     redis, nodes = cluster
     room = roomName()
-    alice = await Client.open(nodes["a"].wsURL, "alice")
-    bob = await Client.open(nodes["b"].wsURL, "bob")
+    alice, bob = await clientsOn(nodes, ("a", "alice"), ("b", "bob"))
     try:
         await alice.join(room)
         await bob.join(room)

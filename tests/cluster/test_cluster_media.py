@@ -17,10 +17,9 @@ import pytest
 from aiortc import RTCSessionDescription
 
 from tests.media import peers
-from tests.support.cluster import runningCluster
+from tests.support.cluster import clientsOn, runningCluster
 from tests.support.redis import redisAvailable
 from tests.support.rooms import SKIP, status, streamRequest
-from tests.support.wsclient import Client
 
 pytestmark = pytest.mark.skipif(not redisAvailable(), reason="redis-server not installed")
 
@@ -51,17 +50,28 @@ def candidatePorts(sdp: str) -> set[int]:
         r"^a=candidate:\S+ \d+ \S+ \d+ \S+ (\d+) typ", sdp, re.M)}
 
 
+async def negotiateOnOwner(client, pc, message: str, body: dict, node: str,
+                           ports: tuple[int, int], becomes: str) -> None:
+    """
+    Send C{message} with C{body}: the answer's candidates must be in the
+    port range C{ports} of C{node} (the room's, or the player's edge), and
+    the stream must become C{becomes}.
+    """
+    low, high = ports
+    answered = candidatePorts(await negotiate(client, pc, message, body))
+    assert answered and all(low <= p <= high for p in answered), (node, answered)
+    await status(client, body["mediaSessionId"], becomes)
+
+
 async def test_publish_and_play_across_nodes(twoNodes):
     redis, nodes, ranges, edgePlay = twoNodes
     room = f"room-{uuid.uuid4().hex[:6]}"
-    alice = await Client.open(nodes["a"].wsURL, "alice")
-    bob = await Client.open(nodes["b"].wsURL, "bob")
+    alice, bob = await clientsOn(nodes, ("a", "alice"), ("b", "bob"))
     publishers, players = [], []
     try:
         await alice.join(room)
         await bob.join(room)
         owner = redis.client().get(f"wcs:room:{room}")
-        low, high = ranges[owner]
 
         # Each publishes: both answers come from the room's node.
         publishes = {}
@@ -70,10 +80,8 @@ async def test_publish_and_play_across_nodes(twoNodes):
             publishers.append(publisher)
             body = streamRequest(f"{room}-{client.login}", room,
                                  await peers.offerOf(publisher.pc), True)
-            answer = await negotiate(client, publisher.pc, "publishStream", body)
-            ports = candidatePorts(answer)
-            assert ports and all(low <= p <= high for p in ports), (owner, ports)
-            await status(client, body["mediaSessionId"], "PUBLISHING")
+            await negotiateOnOwner(client, publisher.pc, "publishStream", body, owner,
+                                   ranges[owner], "PUBLISHING")
             publishes[client.login] = body
 
         # Each plays the other's stream, published through another node.
@@ -85,12 +93,9 @@ async def test_publish_and_play_across_nodes(twoNodes):
             players.append(player)
             body = streamRequest(publishes[other]["name"], room,
                                  await peers.offerOf(player.pc), False)
-            answer = await negotiate(client, player.pc, "playStream", body)
-            ports = candidatePorts(answer)
             answering = node if edgePlay else owner
-            first, last = ranges[answering]
-            assert ports and all(first <= p <= last for p in ports), (answering, ports)
-            await status(client, body["mediaSessionId"], "PLAYING")
+            await negotiateOnOwner(client, player.pc, "playStream", body, answering,
+                                   ranges[answering], "PLAYING")
             plays[client.login] = body
         for player in players:
             frames = await player.waitFrames("video", 10, timeout=20)

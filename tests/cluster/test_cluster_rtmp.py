@@ -15,12 +15,11 @@ import uuid
 
 import pytest
 
-from tests.cluster.test_cluster_media import negotiate
 from tests.media import peers
 from tests.rtmp import ffmpeg
 from tests.support.cluster import runningCluster
 from tests.support.redis import redisAvailable
-from tests.support.rooms import status, streamRequest
+from tests.support.rooms import playInRoom, status
 from tests.support.wsclient import Client
 
 pytestmark = pytest.mark.skipif(not redisAvailable(), reason="redis-server not installed")
@@ -56,23 +55,17 @@ async def test_rtmp_encoder_on_a_third_node_publishes_into_the_room(threeNodes, 
     assert (await alice.roomEvent("JOINED"))["info"] == "bob"
 
     url = f"rtmp://127.0.0.1:{nodes[encoderNode].ports['rtmp']}/room/{room}/obs"
-    encoder = ffmpeg.publish(url, seconds=40)
+    encoder = await ffmpeg.publishIntoRoom(url, room, "obs", [alice, bob], seconds=40)
     player = None
     try:
         published = {"login": "obs", "name": f"{room}-obs"}
-        for client in (alice, bob):
-            assert (await client.roomEvent("JOINED", timeout=15))["info"] == "obs"
-            assert (await client.roomEvent("PUBLISHED", timeout=15))["info"] == published
         # The room runs once, on its node: the encoder's node made no copy.
         assert "lives here and on" not in nodes[encoderNode].log()
         assert "media relay of node" in nodes[owner].log()
 
         # A WebRTC player on a node that is not the room's plays it there.
         viewer = alice if owner != "a" else bob
-        player = peers.Player(video="video/H264", audio="audio/opus")
-        play = streamRequest(f"{room}-obs", room, await peers.offerOf(player.pc), False)
-        await negotiate(viewer, player.pc, "playStream", play)
-        await status(viewer, play["mediaSessionId"], "PLAYING")
+        player, play = await playInRoom(viewer, room, f"{room}-obs")
         frames = await player.waitFrames("video", 10, timeout=20)
         assert (frames[-1].width, frames[-1].height) == (320, 240)
         assert len({peers.lumaSignature(f) for f in frames}) > 1  # the picture moves

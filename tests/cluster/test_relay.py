@@ -104,23 +104,25 @@ def status(channel) -> dict:
     return channel.named("DataStatusEvent")[-1]
 
 
-def aliceAndBob(network):
-    """alice on node a and bob on node b, both in room r (which lives on a)."""
+def joinOnBoth(network, first: str = "alice", second: str = "bob", pump: bool = True):
+    """
+    C{first} on node a, then C{second} on node b, join room r (which then
+    lives on a); the network is pumped unless C{pump} is false.
+
+    @return: (node a, node b, first's session, its channel, second's, its channel).
+    """
     a, b = network.nodes["a"], network.nodes["b"]
-    alice, aliceChannel = a.client("alice")
-    bob, bobChannel = b.client("bob")
-    command(alice, "join", name="r")
-    command(bob, "join", name="r")
-    network.pump()
-    return a, b, alice, aliceChannel, bob, bobChannel
+    firstSession, firstChannel = a.client(first)
+    secondSession, secondChannel = b.client(second)
+    command(firstSession, "join", name="r")
+    command(secondSession, "join", name="r")
+    if pump:
+        network.pump()
+    return a, b, firstSession, firstChannel, secondSession, secondChannel
 
 
 def test_a_visitor_joins_chats_and_leaves(network):
-    a, b = network.nodes["a"], network.nodes["b"]
-    alice, aliceChannel = a.client("alice")
-    bob, bobChannel = b.client("bob")
-    command(alice, "join", name="r")
-    command(bob, "join", name="r")
+    a, b, alice, aliceChannel, bob, bobChannel = joinOnBoth(network, pump=False)
     # The answer waits for the room's node.
     assert bobChannel.named("DataStatusEvent") == []
     network.pump()
@@ -170,12 +172,7 @@ def test_second_visitor_on_a_node_gets_the_state_and_events_once(network):
 
 
 def test_the_room_node_refuses_a_taken_login_and_a_full_room(network):
-    a, b = network.nodes["a"], network.nodes["b"]
-    first, _ = a.client("dana")
-    second, secondChannel = b.client("dana")
-    command(first, "join", name="r")
-    command(second, "join", name="r")
-    network.pump()
+    a, b, first, _, second, secondChannel = joinOnBoth(network, "dana", "dana")
     assert status(secondChannel)["status"] == "FAILED"
     assert "already has a participant with login 'dana'" in status(secondChannel)["info"]
     assert "r" not in second.participants and b.visitors.rooms == {}
@@ -216,7 +213,7 @@ def test_messages_held_while_a_join_is_placed_keep_their_order(network):
 
 
 def test_a_room_node_gone(network):
-    a, b, alice, _, bob, bobChannel = aliceAndBob(network)
+    a, b, alice, _, bob, bobChannel = joinOnBoth(network)
     a.server.rooms.announceStream(alice.participants["r"], "alice-cam")
     network.pump()
     bobChannel.take()
@@ -228,7 +225,7 @@ def test_a_room_node_gone(network):
 
 
 def test_a_client_node_gone(network):
-    a, b, alice, aliceChannel, bob, _ = aliceAndBob(network)
+    a, b, alice, aliceChannel, bob, _ = joinOnBoth(network)
     a.hosts.nodeGone("b")
     assert aliceChannel.roomEvents("LEFT")[-1]["info"] == "bob"
     assert list(a.server.rooms.rooms["r"].participants) == ["alice"]
@@ -245,7 +242,7 @@ def streamBody(mediaSessionId: str, name: str, room: str, published: bool) -> di
 
 
 def test_a_visitors_streams_are_negotiated_on_the_room_node(network):
-    a, b, alice, aliceChannel, bob, bobChannel = aliceAndBob(network)
+    a, b, alice, aliceChannel, bob, bobChannel = joinOnBoth(network)
 
     # bob (on b) publishes into r (on a): a's engine answers, a holds the name.
     bob.messageReceived("publishStream", [streamBody("m1", "r-bob", "r", True)])

@@ -285,13 +285,17 @@ class Impairment:
     sends (C{sendLoss}) or receives (C{receiveLoss}) are dropped at random,
     with a fixed seed; STUN, DTLS and RTCP pass. What it sends may also be
     delayed (C{sendDelay} seconds), for a round trip longer than loopback's.
+    RTP received may be held and handed on in bursts every C{receiveBurst}
+    seconds (a link that aggregates, as Wi-Fi does): several frames' gaps
+    then show at once, so aiortc NACKs again before a repair can come.
     The SRTP header is in the
     clear, so what was sent is counted by sequence number: a number sent
     again is a retransmission.
     """
 
     def __init__(self, pc: RTCPeerConnection, sendLoss: float = 0.0,
-                 receiveLoss: float = 0.0, seed: int = 1, sendDelay: float = 0.0):
+                 receiveLoss: float = 0.0, seed: int = 1, sendDelay: float = 0.0,
+                 receiveBurst: float = 0.0):
         import random
         self.random = random.Random(seed)
         self.sendLoss, self.receiveLoss = sendLoss, receiveLoss
@@ -319,9 +323,22 @@ class Impairment:
             else:
                 await send(data, component)
 
+        burst: list[tuple[bytes, int]] = []
+
+        def release() -> None:
+            held = burst[:]
+            burst.clear()
+            for item in held:
+                receive(*item)
+
         def dataReceived(data: bytes, component: int) -> None:
             if _isRtp(data) and self.random.random() < self.receiveLoss:
                 self.dropped += 1
+                return
+            if receiveBurst and _isRtp(data):
+                if not burst:
+                    asyncio.get_running_loop().call_later(receiveBurst, release)
+                burst.append((data, component))
                 return
             receive(data, component)
 

@@ -4,6 +4,7 @@ transcoder per target codec when they do not, and refusals.
 """
 
 import asyncio
+import contextlib
 import fractions
 import itertools
 
@@ -39,6 +40,27 @@ def decoders(monkeypatch):
     return counts
 
 
+@contextlib.asynccontextmanager
+async def playing(count: int, video: str, audio: str):
+    """
+    An engine, an H.264+Opus publisher and C{count} players of C{video} and
+    C{audio} playing it; all closed at the end.
+
+    @return: (the engine, the players).
+    """
+    engine = makeEngine()
+    publisher = Publisher(video="video/H264", audio="audio/opus")
+    players = [Player(video=video, audio=audio) for _ in range(count)]
+    try:
+        session = await publisher.publish(engine)
+        await asyncio.gather(*(p.play(engine, session.source) for p in players))
+        yield engine, players
+    finally:
+        await asyncio.gather(*(p.close() for p in players))
+        await publisher.close()
+        await engine.close()
+
+
 def test_noDecodingWhenCodecsMatch(decoders):
     """
     Three players of the publisher's codecs: the only decoders made are the
@@ -46,21 +68,12 @@ def test_noDecodingWhenCodecsMatch(decoders):
     """
     @asyncTest()
     async def run():
-        engine = makeEngine()
-        publisher = Publisher(video="video/H264", audio="audio/opus")
-        players = [Player(video="video/H264", audio="audio/opus") for _ in range(3)]
-        try:
-            session = await publisher.publish(engine)
-            await asyncio.gather(*(p.play(engine, session.source) for p in players))
+        async with playing(3, "video/H264", "audio/opus") as (engine, players):
             for player in players:
                 await player.waitFrames("video", 10)
                 await player.waitFrames("audio", 10)
             assert decoders == {"players": 6, "engine": 0}
             assert engine.frameTracks == {}
-        finally:
-            await asyncio.gather(*(p.close() for p in players))
-            await publisher.close()
-            await engine.close()
     run()
 
 
@@ -72,12 +85,7 @@ def test_transcodedOncePerCodec(decoders):
     """
     @asyncTest()
     async def run():
-        engine = makeEngine()
-        publisher = Publisher(video="video/H264", audio="audio/opus")
-        players = [Player(video="video/VP8", audio="audio/PCMU") for _ in range(2)]
-        try:
-            session = await publisher.publish(engine)
-            await asyncio.gather(*(p.play(engine, session.source) for p in players))
+        async with playing(2, "video/VP8", "audio/PCMU") as (engine, players):
             for player in players:
                 frames = await player.waitFrames("video", 15)
                 assert len({lumaSignature(f) for f in frames}) > 5
@@ -90,10 +98,6 @@ def test_transcodedOncePerCodec(decoders):
             for player in players:
                 player.session.stop()
             assert engine.frameTracks == {}
-        finally:
-            await asyncio.gather(*(p.close() for p in players))
-            await publisher.close()
-            await engine.close()
     run()
 
 

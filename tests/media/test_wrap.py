@@ -190,7 +190,7 @@ def test_dropToKeyframeSkipsThePlayersHoles(monkeypatch, skip, released):
     the keyframe and everything after it behind the hole it never sees
     filled (until 512 packets passed: 4-8 s of video).
     """
-    monkeypatch.setattr("wcs.media.track.RESTART_SKIP", skip)
+    monkeypatch.setattr("wcs.media.subscription.RESTART_SKIP", skip)
     track, _ = _incoming()
     player = _Wire()
     subscription = Subscription(track, player, ssrc=0x1234, payloadType=100)

@@ -39,19 +39,27 @@ async def publishRecorded(server, seconds):
     return alice, publisher, request, publishing
 
 
+async def unpublishedRecording(server, client, request, name, timeout=15):
+    """
+    C{client} unpublishes C{request}: the path of its recording C{name}
+    once it is written, and L{probe} of it.
+    """
+    await client.send("unPublishStream", {"mediaSessionId": request["mediaSessionId"],
+                                          "name": request["name"]})
+    path = server.workdir / "state" / "records" / name
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, server.log()[-2000:]
+        await asyncio.sleep(0.1)
+    return (path, *probe(path))
+
+
 async def test_a_recorded_stream_becomes_a_downloadable_mp4(serverFactory):
     server = serverFactory(settings=MEDIA, enable=("ws", "http"))
     alice, publisher, request, publishing = await publishRecorded(server, 3)
     name = publishing["recordName"]
     assert name.startswith("stream-") and name.endswith(f"-{request['name']}.mp4")
-    await alice.send("unPublishStream", {"mediaSessionId": request["mediaSessionId"],
-                                         "name": request["name"]})
-    path = server.workdir / "state" / "records" / name
-    deadline = time.monotonic() + 15
-    while not path.exists():
-        assert time.monotonic() < deadline, server.log()[-2000:]
-        await asyncio.sleep(0.1)
-    streams, duration = probe(path)
+    path, streams, duration = await unpublishedRecording(server, alice, request, name)
     assert streams["video"]["codec_name"] == "h264" and int(streams["video"]["nb_read_frames"]) > 30
     assert streams["audio"]["codec_name"] == "opus" and int(streams["audio"]["nb_read_frames"]) > 50
     assert 2.0 < duration < 5.0
@@ -320,18 +328,31 @@ def test_recording_creates_no_decoder(tmp_path, monkeypatch):
     assert streams["audio"]["codec_name"] == "aac"
 
 
-async def test_vp8_streams_record_to_webm(serverFactory):
+async def publishVp8Recorded(server, stream):
+    """
+    alice publishes VP8 + Opus as C{stream}, recorded, outside any room,
+    for 3 s.
+
+    @return: (alice, the publisher, the publishStream request, the record name).
+    """
     from tests.test_webrtc_rooms import negotiate, status, streamRequest
 
-    server = serverFactory(settings=dict(MEDIA, media_video_codecs="VP8"))
     alice = await Client.open(server.wsURL, "alice")
     publisher = peers.Publisher(video="video/VP8", audio="audio/opus")
-    request = streamRequest("vp8-stream", None, await peers.offerOf(publisher.pc), True,
+    request = streamRequest(stream, None, await peers.offerOf(publisher.pc), True,
                             record=True, custom={})
     await negotiate(alice, publisher.pc, "publishStream", request)
     name = (await status(alice, request["mediaSessionId"], "PUBLISHING"))["recordName"]
-    assert name.endswith("-vp8-stream.webm")
     await asyncio.sleep(3)
+    return alice, publisher, request, name
+
+
+async def test_vp8_streams_record_to_webm(serverFactory):
+    from tests.test_webrtc_rooms import status
+
+    server = serverFactory(settings=dict(MEDIA, media_video_codecs="VP8"))
+    alice, publisher, request, name = await publishVp8Recorded(server, "vp8-stream")
+    assert name.endswith("-vp8-stream.webm")
     await alice.send("unPublishStream", {"mediaSessionId": request["mediaSessionId"],
                                          "name": request["name"]})
     await status(alice, request["mediaSessionId"], "UNPUBLISHED")
@@ -343,26 +364,11 @@ async def test_vp8_streams_record_to_webm(serverFactory):
 
 
 async def test_configured_transcodes_vp8_to_h264_and_opus_to_aac(serverFactory):
-    from tests.test_webrtc_rooms import negotiate, status, streamRequest
-
     server = serverFactory(settings=dict(MEDIA, media_video_codecs="VP8", record_vp8="h264",
                                          record_audio_codec="aac"))
-    alice = await Client.open(server.wsURL, "alice")
-    publisher = peers.Publisher(video="video/VP8", audio="audio/opus")
-    request = streamRequest("old-players", None, await peers.offerOf(publisher.pc), True,
-                            record=True, custom={})
-    await negotiate(alice, publisher.pc, "publishStream", request)
-    name = (await status(alice, request["mediaSessionId"], "PUBLISHING"))["recordName"]
+    alice, publisher, request, name = await publishVp8Recorded(server, "old-players")
     assert name.endswith("-old-players.mp4")
-    await asyncio.sleep(3)
-    await alice.send("unPublishStream", {"mediaSessionId": request["mediaSessionId"],
-                                         "name": request["name"]})
-    path = server.workdir / "state" / "records" / name
-    deadline = time.monotonic() + 20
-    while not path.exists():
-        assert time.monotonic() < deadline, server.log()[-2000:]
-        await asyncio.sleep(0.1)
-    streams, duration = probe(path)
+    _, streams, _ = await unpublishedRecording(server, alice, request, name, timeout=20)
     assert streams["video"]["codec_name"] == "h264" and int(streams["video"]["nb_read_frames"]) > 30
     assert streams["audio"]["codec_name"] == "aac" and int(streams["audio"]["nb_read_frames"]) > 30
     await publisher.close()

@@ -29,6 +29,25 @@ def publish(url: str, seconds: float = 8, extra: list[str] = ()) -> subprocess.P
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
+async def publishIntoRoom(url: str, room: str, login: str, watchers, seconds: float = 12,
+                          extra: list[str] = ()) -> subprocess.Popen:
+    """
+    An encoder (L{publish}) that joins C{room} as C{login}: returned once
+    each of C{watchers} (room members' clients) saw it join and publish
+    C{ROOM-LOGIN}; stopped if one did not.
+    """
+    encoder = publish(url, seconds, extra)
+    try:
+        for client in watchers:
+            assert (await client.roomEvent("JOINED", timeout=15))["info"] == login
+            published = await client.roomEvent("PUBLISHED", timeout=15)
+            assert published["info"] == {"login": login, "name": f"{room}-{login}"}
+    except BaseException:
+        stop(encoder)
+        raise
+    return encoder
+
+
 def record(url: str, path: Path, seconds: float = 3, timeout: float = 30) -> subprocess.CompletedProcess:
     """An ffmpeg playing C{url} into C{path}, streams copied."""
     requireFFmpeg()

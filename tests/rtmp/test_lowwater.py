@@ -96,3 +96,33 @@ def test_a_closed_socket_is_no_error(pair):
     lowWater.set(server, 500)
     lowWater.forget(server)
     assert lowWater.marks == {}
+
+
+def test_reads_under_a_mark_are_counted_for_metrics(pair):
+    """markedReads (wcs_rtmp_low_water_reads): reads that left a mark over 1 in force."""
+    _, server, _ = pair
+    lowWater = LowWater(task.Clock().callLater)
+    lowWater.set(server, 0)
+    lowWater.set(server, 500)
+    lowWater.set(server, 1)  # a chunk that lacks one byte: no mark over 1
+    assert lowWater.markedReads == 2
+    assert list(lowWater.marks) == []
+    lowWater.set(server, 0)
+    assert lowWater.markedReads == 3 and list(lowWater.marks) == [server]
+    lowWater.forget(server)
+    assert lowWater.markedReads == 3 and lowWater.marks == {}
+    lowWater.stop()
+
+
+def test_inForce_sums_the_process_marks(pair):
+    """What /metrics reports: every LowWater of the process, summed."""
+    from wcs.transports.lowwater import inForce
+
+    _, server, _ = pair
+    before = inForce()
+    lowWater = LowWater(task.Clock().callLater)
+    lowWater.set(server, 0)
+    assert inForce() == (before[0] + 1, before[1] + 1)
+    lowWater.forget(server)
+    lowWater.stop()
+    assert inForce() == (before[0], before[1] + 1)

@@ -12,6 +12,7 @@ import pytest
 from tests.media import peers
 from tests.rtmp import ffmpeg
 from tests.rtmp.flashclient import waitLive
+from tests.support.rooms import playInRoom, status
 from tests.support.wsclient import Client
 
 MEDIA = {"media_port_from": "0", "media_port_to": "0", "ice_public_ip": "127.0.0.1"}
@@ -54,21 +55,14 @@ async def test_encoder_joins_a_room_by_url_and_webrtc_plays_it(rtmpServer):
     room = f"room-{uuid.uuid4().hex[:6]}"
     bob = await Client.open(rtmpServer.wsURL, "bob")
     await bob.join(room)
-    encoder = ffmpeg.publish(rtmpURL(rtmpServer, f"room/{room}/obs"), seconds=12)
+    encoder = await ffmpeg.publishIntoRoom(rtmpURL(rtmpServer, f"room/{room}/obs"), room, "obs",
+                                           [bob], seconds=12)
     try:
-        assert (await bob.roomEvent("JOINED", timeout=15))["info"] == "obs"
-        published = await bob.roomEvent("PUBLISHED", timeout=15)
-        assert published["info"] == {"login": "obs", "name": f"{room}-obs"}
         carol = await Client.open(rtmpServer.wsURL, "carol")
         assert await carol.join(room) == ["bob", {"login": "obs", "name": f"{room}-obs"}]
 
         # A WebRTC player gets the encoder's H.264 as it is and its AAC as Opus.
-        player = peers.Player(video="video/H264", audio="audio/opus")
-        from tests.test_webrtc_rooms import negotiate, status, streamRequest
-
-        play = streamRequest(f"{room}-obs", room, await peers.offerOf(player.pc), False)
-        await negotiate(bob, player.pc, "playStream", play)
-        await status(bob, play["mediaSessionId"], "PLAYING")
+        player, play = await playInRoom(bob, room, f"{room}-obs")
         frames = await player.waitFrames("video", 10, timeout=20)
         assert (frames[-1].width, frames[-1].height) == (320, 240)
         await player.waitFrames("audio", 10, timeout=20)
@@ -105,7 +99,7 @@ async def test_ffmpeg_players_of_a_webrtc_publisher_share_one_conversion(rtmpSer
     alice = await Client.open(rtmpServer.wsURL, "alice")
     await alice.join(room)
     publisher = peers.Publisher(video=video, audio="audio/opus")
-    from tests.test_webrtc_rooms import negotiate, status, streamRequest
+    from tests.test_webrtc_rooms import negotiate, streamRequest
 
     name = f"{room}-alice-abcd"
     publish = streamRequest(name, room, await peers.offerOf(publisher.pc), True)
@@ -158,14 +152,10 @@ async def test_encoder_names_its_room_in_connect_arguments(rtmpServer):
     room = f"room-{uuid.uuid4().hex[:6]}"
     bob = await Client.open(rtmpServer.wsURL, "bob")
     await bob.join(room)
-    encoder = ffmpeg.publish(rtmpURL(rtmpServer, "live/anything"), seconds=8,
-                             extra=["-rtmp_conn", f"O:1 NS:room:{room} NS:login:cam1 O:0"])
-    try:
-        assert (await bob.roomEvent("JOINED", timeout=15))["info"] == "cam1"
-        published = await bob.roomEvent("PUBLISHED", timeout=15)
-        assert published["info"] == {"login": "cam1", "name": f"{room}-cam1"}
-    finally:
-        ffmpeg.stop(encoder)
+    encoder = await ffmpeg.publishIntoRoom(
+        rtmpURL(rtmpServer, "live/anything"), room, "cam1", [bob], seconds=8,
+        extra=["-rtmp_conn", f"O:1 NS:room:{room} NS:login:cam1 O:0"])
+    ffmpeg.stop(encoder)
     assert (await bob.roomEvent("UNPUBLISHED", timeout=15))["info"]["login"] == "cam1"
     assert (await bob.roomEvent("LEFT", timeout=15))["info"] == "cam1"
     await bob.close()

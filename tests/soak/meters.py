@@ -174,13 +174,17 @@ def cpuSeconds(pid: int) -> float:
 class Table:
     """One row per bucket: fps of each named counter, server RSS and CPU."""
 
-    def __init__(self, counters: dict[str, BucketCounter], path: Path, echo=print):
+    def __init__(self, counters: dict[str, BucketCounter], path: Path, echo=print,
+                 extra: list[str] = ()):
+        """@param extra: names of more columns, whose values L{row} is given."""
         self.counters = counters
         self.path = path
         self.echo = echo
+        self.extra = list(extra)
         self.rows: list[str] = []
         names = "".join(f"{name:>9}" for name in counters)
-        self._line(f"{'t (s)':>7}{names}{'RSS MB':>9}{'CPU %':>7}")
+        more = "".join(f"{name:>9}" for name in self.extra)
+        self._line(f"{'t (s)':>7}{names}{'RSS MB':>9}{'CPU %':>7}{more}")
 
     def _line(self, text: str) -> None:
         self.rows.append(text)
@@ -188,7 +192,8 @@ class Table:
         with open(self.path, "a") as out:
             out.write(text + "\n")
 
-    def row(self, index: int, rss: int, cpuSeconds: float) -> None:
+    def row(self, index: int, rss: int, cpuSeconds: float, extra: dict[str, str] = {}) -> None:
         fps = "".join(f"{counter.fps(index):>9.1f}" for counter in self.counters.values())
+        more = "".join(f"{extra.get(name, ''):>9}" for name in self.extra)
         self._line(f"{int((index + 1) * BUCKET):>7}{fps}{rss / 2**20:>9.1f}"
-                   f"{100 * cpuSeconds / BUCKET:>7.1f}")
+                   f"{100 * cpuSeconds / BUCKET:>7.1f}{more}")

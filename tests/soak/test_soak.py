@@ -6,7 +6,23 @@ there at the end, at full frame rate, with the server's memory flat.
 In one room: alice publishes H.264 + Opus over WebRTC (recorded), bob and
 carol play it and decode; an ffmpeg encoder joins by URL as `obs`; a Flash
 room client and an idle WebSocket participant only answer pings. Beside it an
-ffmpeg encoder publishes `live/NAME` to two ffmpeg players.
+ffmpeg encoder publishes `live/NAME` to two ffmpeg players. The RTMP
+encoders must be read under the low-water mark (wcs/transports/lowwater.py)
+in every bucket (/metrics says).
+
+In runs of IMPAIR_FROM seconds or more, carol's UDP loses 2% of the RTP it
+receives and hands the rest on in bursts every 0.2 s (a link that
+aggregates): she NACKs each loss as aiortc does, and NACKs again when a
+burst shows two gaps at once, which after a few minutes makes the
+player-leg reorder hold (wcs/media/reorder.py) act; the table counts the
+NACKs it held. Her aiortc client then freezes now and then for seconds
+(its jitter buffer), so she must have 90% of the source's frames over the
+whole run, not in every bucket; her low buckets are listed.
+
+SOAK_CLUSTER=1: a redis-server and two nodes (docs/cluster.md); the room
+lives on the first (alice joins it first), bob and the idle participant join
+through the second, and both nodes must stay registered, the room's owner
+unchanged, for the whole run (heartbeats and TTLs, wcs/cluster/).
 
 The table (fps per 10 s bucket of each source and player, server RSS and
 CPU) is printed as the run goes (`-s` shows it) and written to
@@ -16,8 +32,10 @@ soak-table.txt in the test's tmp dir.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
+import urllib.request
 import uuid
 
 import pytest
@@ -28,10 +46,19 @@ from tests.rtmp import ffmpeg
 from tests.rtmp.flashclient import FlashClient
 from tests.soak import meters
 from tests.support.bystanders import _Reader
+from tests.support.cluster import runningCluster
+from tests.support.redis import redisAvailable
 from tests.support.rooms import MEDIA, negotiate, status, streamRequest
 from tests.support.wsclient import Client
 
 SOAK_SECONDS = int(os.environ.get("SOAK_SECONDS", "150"))
+CLUSTER = os.environ.get("SOAK_CLUSTER") == "1"
+THROUGH_SECOND = ("bob", "idle")  # who joins through the second node (SOAK_CLUSTER)
+CAROL_LOSS, CAROL_BURST = 0.02, 0.2  # her UDP: received RTP lost, and held (s)
+# s: the hold needs minutes of carol's link to start, and the 150 s CI slice
+# keeps her link clean (and every bucket checked).
+IMPAIR_FROM = int(os.environ.get("SOAK_IMPAIR_FROM", "600"))
+IMPAIRED = SOAK_SECONDS >= IMPAIR_FROM
 RATE = 15  # fps of every source: light enough for 2 cores shared with the server
 MIN_SHARE = 0.9  # of the source's frames, in every bucket
 SETTLE = 30.0  # s before the RSS baseline
@@ -60,9 +87,26 @@ async def waitUntil(predicate, what: str, timeout: float = WAIT) -> None:
         await asyncio.sleep(0.1)
 
 
+def metrics(server) -> dict[str, float]:
+    """The unlabelled samples of the server's /metrics."""
+    with urllib.request.urlopen(server.restURL + "/metrics", timeout=WAIT) as response:
+        text = response.read().decode()
+    samples = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if line and not line.startswith("#") and "{" not in name:
+            samples[name] = float(value)
+    return samples
+
+
 class Soak:
-    def __init__(self, server, tmp):
+    def __init__(self, server, tmp, second=None, redis=None):
+        """
+        @param second: the cluster's other node (SOAK_CLUSTER), or None.
+        @param redis: the cluster's L{RunningRedis}, or None.
+        """
         self.server, self.tmp = server, tmp
+        self.second, self.redis = second, redis
         self.room = f"soak-{uuid.uuid4().hex[:6]}"
         self.live = f"soaklive{uuid.uuid4().hex[:4]}"
         self.clients: dict[str, Client] = {}
@@ -70,17 +114,21 @@ class Soak:
         self.players: dict[str, meters.CountingPlayer] = {}
         self.encoders: dict[str, meters.FFmpeg] = {}
         self.rtmpPlayers: dict[str, meters.FFmpeg] = {}
-        self.publisher = self.flash = None
+        self.publisher = self.flash = self.impairment = None
         self.rss: list[tuple[float, int]] = []  # (s since start, bytes)
         self.buckets = max(1, SOAK_SECONDS // int(meters.BUCKET))
         self.facts: list[str] = []  # printed under the table
+        self.lowWater: list[tuple[float, float]] = []  # per bucket: (sockets, reads)
+        self.readsBefore = 0.0  # low-water reads when the metering began
+        self.cluster: list[str] = []  # problems seen by the per-bucket cluster check
 
     def rtmpURL(self, path: str) -> str:
         return f"rtmp://127.0.0.1:{self.server.ports['rtmp']}/{path}"
 
     async def start(self) -> None:
         for login in ("alice", "bob", "carol", "idle"):
-            self.clients[login] = await Client.open(self.server.wsURL, login)
+            node = self.second if self.second and login in THROUGH_SECOND else self.server
+            self.clients[login] = await Client.open(node.wsURL, login)
             await self.clients[login].join(self.room)
         self.flash = await PingCountingFlash.connect(self.server.ports["rtmp"], "flash")
         assert (await self.flash.command("join", {"name": self.room}))["status"] == "ACCEPTED"
@@ -99,6 +147,9 @@ class Soak:
         for login in ("bob", "carol"):
             player = self.players[login] = meters.CountingPlayer(video="video/H264",
                                                                  audio="audio/opus")
+            if login == "carol" and IMPAIRED:
+                self.impairment = peers.Impairment(player.pc, receiveLoss=CAROL_LOSS,
+                                                   receiveBurst=CAROL_BURST)
             play = streamRequest(self.publishRequest["name"], self.room,
                                  await peers.offerOf(player.pc), False)
             await negotiate(self.clients[login], player.pc, "playStream", play)
@@ -134,25 +185,49 @@ class Soak:
         counters["obs-src"] = self.encoders["obs"].frames
         return counters
 
+    def sample(self) -> dict[str, str]:
+        """The per-bucket checks beside the fps: low-water marks, the cluster."""
+        values = metrics(self.server)
+        reads = values.get("wcs_rtmp_low_water_reads_total", 0.0)
+        last = self.lowWater[-1][1] if self.lowWater else self.readsBefore
+        self.lowWater.append((values.get("wcs_rtmp_low_water_sockets", 0.0), reads))
+        extra = {"LW socks": f"{self.lowWater[-1][0]:.0f}",
+                 "LW rd/s": f"{(reads - last) / meters.BUCKET:.0f}",
+                 "held": f"{values.get('wcs_player_nacks_held_total', 0.0):.0f}"}
+        if self.second is not None:
+            db = self.redis.client()
+            nodes = set(db.zrange("wcs:nodes", 0, -1))
+            owner = db.get(f"wcs:room:{self.room}")
+            if nodes != {"a", "b"} or owner != "a":
+                self.cluster.append(f"at {len(self.lowWater) * 10} s: nodes {sorted(nodes)}, "
+                                    f"room on {owner!r}")
+            extra["RSS b"] = f"{self.second.rss() / 2**20:.1f}"
+        return extra
+
     async def run(self) -> None:
         """SOAK_SECONDS of nothing but media and pings, metered."""
         self.t0 = time.monotonic()
         for counter in self.counters().values():
             counter.start = self.t0
-        table = meters.Table(self.counters(), self.tmp / "soak-table.txt")
+        table = meters.Table(self.counters(), self.tmp / "soak-table.txt",
+                             extra=list((await asyncio.to_thread(self.sample)).keys()))
+        self.readsBefore = self.lowWater[-1][1]
+        self.lowWater.clear()
+        self.cluster.clear()
         pid = self.server.proc.pid
         cpu = meters.cpuSeconds(pid)
         for index in range(self.buckets):
             end = self.t0 + (index + 1) * meters.BUCKET
             while (left := end - time.monotonic()) > 0:
                 await asyncio.sleep(min(1.0, left))
-                if self.server.proc.poll() is not None:
-                    raise AssertionError(f"the server exited with {self.server.proc.returncode}:"
-                                         f"\n{self.server.log()[-3000:]}")
+                for node in filter(None, (self.server, self.second)):
+                    if node.proc.poll() is not None:
+                        raise AssertionError(f"a server exited with {node.proc.returncode}:"
+                                             f"\n{node.log()[-3000:]}")
                 self.rss.append((time.monotonic() - self.t0, self.server.rss()))
             before, cpu = cpu, meters.cpuSeconds(pid)
             await asyncio.sleep(0.3)  # the last reports of the bucket
-            table.row(index, self.rss[-1][1], cpu - before)
+            table.row(index, self.rss[-1][1], cpu - before, await asyncio.to_thread(self.sample))
         self.ran = time.monotonic() - self.t0
 
     def frameRates(self) -> list[str]:
@@ -170,9 +245,36 @@ class Soak:
                 if c[name].fps(index) < MIN_SHARE * wanted:
                     low.append(f"{index * 10}-{index * 10 + 10} s: {c[name].fps(index):.1f}"
                                f" of {wanted:.1f}")
-            if low:
-                problems.append(f"{name} below {MIN_SHARE:.0%} of the source's fps in "
-                                f"{len(low)} of {self.buckets} buckets: " + "; ".join(low[:6]))
+            if not low:
+                continue
+            lows = (f"{name} below {MIN_SHARE:.0%} of the source's fps in "
+                    f"{len(low)} of {self.buckets} buckets: " + "; ".join(low[:6]))
+            if name == "carol" and self.impairment is not None:
+                # Her lossy link: the whole run counts, her low buckets are facts.
+                self.facts.append(lows)
+                got, sent = (sum(c[n].counts.values()) for n in (name, source))
+                if got < MIN_SHARE * sent:
+                    problems.append(f"carol (impaired) got {got} of {sent} frames in the run")
+            else:
+                problems.append(lows)
+        return problems
+
+    def mechanisms(self) -> list[str]:
+        """The low-water marks held the encoders' sockets all along; the cluster held."""
+        problems = list(self.cluster)
+        encoders = len(self.encoders)
+        reads = [self.readsBefore] + [r for _, r in self.lowWater]
+        short = [f"{i * 10}-{i * 10 + 10} s: {s:.0f} sockets, {reads[i + 1] - reads[i]:.0f} reads"
+                 for i, (s, _) in enumerate(self.lowWater)
+                 if s < encoders or reads[i + 1] - reads[i] < meters.BUCKET * RATE]
+        if short:
+            problems.append(f"low-water mark not on the {encoders} encoders' sockets in "
+                            f"{len(short)} of {len(self.lowWater)} buckets: "
+                            + "; ".join(short[:6]))
+        held = metrics(self.server).get("wcs_player_nacks_held_total", 0.0)
+        if self.impairment is not None:
+            self.facts.append(f"carol: {self.impairment.dropped} RTP packets dropped on her "
+                              f"side; player NACKs held for reordering: {held:.0f}")
         return problems
 
     async def connections(self) -> list[str]:
@@ -254,11 +356,13 @@ class Soak:
         return []
 
     async def check(self) -> list[str]:
-        problems = self.frameRates() + await self.connections()
+        problems = self.frameRates() + await asyncio.to_thread(self.mechanisms)
+        problems += await self.connections()
         problems += await self.outputs()
         problems += self.memory()
-        if "Traceback" in self.server.log():
-            problems.append("the server log has a traceback")
+        for node in filter(None, (self.server, self.second)):
+            if "Traceback" in node.log():
+                problems.append(f"the server log of {node.workdir.name} has a traceback")
         return problems
 
     async def close(self) -> None:
@@ -275,10 +379,27 @@ class Soak:
             self.flash.close()
 
 
+@contextlib.contextmanager
+def servers(serverFactory, tmp_path):
+    """(room server, second node or None, redis or None)."""
+    enable = ("ws", "rtmp", "rest")
+    if not CLUSTER:
+        yield serverFactory(enable=enable, settings=MEDIA), None, None
+        return
+    if not redisAvailable():
+        pytest.skip("SOAK_CLUSTER=1 needs redis-server")
+    with runningCluster(tmp_path, {"a": MEDIA, "b": MEDIA}, enable=enable) as (redis, nodes):
+        yield nodes["a"], nodes["b"], redis
+
+
 async def test_healthy_clients_of_every_kind_stay_for_the_whole_run(serverFactory, tmp_path):
     ffmpeg.requireFFmpeg()
-    server = serverFactory(enable=("ws", "rtmp"), settings=MEDIA)
-    soak = Soak(server, tmp_path)
+    with servers(serverFactory, tmp_path) as (server, second, redis):
+        await soakWith(server, second, redis, tmp_path)
+
+
+async def soakWith(server, second, redis, tmp_path):
+    soak = Soak(server, tmp_path, second, redis)
     try:
         await asyncio.wait_for(soak.start(), 120)
         await asyncio.wait_for(soak.run(), SOAK_SECONDS + 60)

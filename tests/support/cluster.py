@@ -11,8 +11,14 @@ from pathlib import Path
 
 from tests.support.redis import startRedis
 from tests.support.server import startServer
+from tests.support.wsclient import Client
 
 LIVE_TIMEOUT = 10.0
+
+
+async def clientsOn(nodes: dict, *placed: tuple[str, str]) -> list[Client]:
+    """One WebSocket client per (node id, login) of C{placed}, in that order."""
+    return [await Client.open(nodes[node].wsURL, login) for node, login in placed]
 
 
 @contextlib.contextmanager

@@ -66,6 +66,24 @@ async def alicePublishesToBob(server, openClient=None):
     return room, alice, bob, publisher, publish
 
 
+async def playInRoom(client, room, name):
+    """
+    C{client} plays stream C{name} of C{room} with an aiortc H.264+Opus
+    player, until the server says PLAYING.
+
+    @return: (the L{peers.Player}, the playStream request).
+    """
+    player = peers.Player(video="video/H264", audio="audio/opus")
+    play = streamRequest(name, room, await peers.offerOf(player.pc), False)
+    try:
+        await negotiate(client, player.pc, "playStream", play)
+        await status(client, play["mediaSessionId"], "PLAYING")
+    except BaseException:
+        await player.close()
+        raise
+    return player, play
+
+
 def roomsNow(server) -> dict[str, dict]:
     """
     The server's rooms by name as its REST API lists them (C{room/find_all}:

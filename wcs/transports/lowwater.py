@@ -22,10 +22,24 @@ than two intervals.
 from __future__ import annotations
 
 import socket
+import weakref
 from typing import Callable
 
 # The kernel caps the mark at half the receive buffer anyway.
 CAP = 64 * 1024
+
+# Every LowWater of the process, for /metrics (L{inForce}): a transport hangs
+# nothing on the core's objects, and a process runs one server.
+_instances: "weakref.WeakSet[LowWater]" = weakref.WeakSet()
+
+
+def inForce() -> tuple[int, int]:
+    """
+    (sockets with a mark over 1 now, reads after which such a mark was in
+    force, ever) of every L{LowWater} of this process.
+    """
+    instances = list(_instances)
+    return (sum(len(i.marks) for i in instances), sum(i.markedReads for i in instances))
 
 
 class LowWater:
@@ -46,6 +60,8 @@ class LowWater:
         self.reads: dict[socket.socket, int] = {}  # reads counted at the last sweep
         self.count: dict[socket.socket, int] = {}  # reads since the mark went over 1
         self.call = None
+        self.markedReads = 0  # reads followed by a mark over 1, ever (for /metrics)
+        _instances.add(self)
 
     def set(self, sock: socket.socket, wanted: int) -> None:
         """
@@ -55,6 +71,7 @@ class LowWater:
         mark = min(wanted, self.cap) if wanted else self.floor
         if mark > 1:
             self.count[sock] = self.count.get(sock, 0) + 1
+            self.markedReads += 1
         if mark != self.marks.get(sock, 1):
             self._mark(sock, mark)
         if mark > 1 and self.call is None:

@@ -1,0 +1,273 @@
+"""
+A player's copy of a L{wcs.media.track.Track}: renumbering, the history
+that NACKs are answered from, and the budgets of its feedback (NACKs and
+keyframe requests). L{Subscription.forward} is the per-player half of the
+forwarding hot path (docs at the top of wcs/media/track.py).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from wcs.media import rtp
+from wcs.media.feedback import FeedbackPolicy, RetransmitBudget, RoundTrip
+from wcs.media.internals import RtcpSenderInfo, RtcpSrPacket
+from wcs.media.reorder import NackHold
+
+HISTORY = 512  # packets kept per player for NACKs: ~4 s of 1 Mbit/s video
+# How far a player's numbering jumps when it drops to a keyframe after
+# losing packets (L{Subscription.restart}): past what a receiver holds
+# behind a hole. aiortc's video jitter buffer (512 packets) keeps every
+# later frame behind a packet that never comes until 512 packets passed
+# (4-8 s of video), then lets the backlog out one frame per packet
+# received; a packet 1024 ahead of its oldest makes it drop them at once.
+# webrtc.org's NACK module clears its list past 1000 missing packets and
+# asks for a keyframe, which is under way anyway.
+RESTART_SKIP = 1024
+DEFAULT_POLICY = FeedbackPolicy()
+
+
+class Subscription:
+    """
+    One player's copy of a track (a L{wcs.media.track.Track}, not imported:
+    track.py imports this module): its SSRC, payload type and sequence and
+    timestamp offsets. A video subscription starts at a keyframe.
+
+    Its feedback is answered within budgets: a NACKed packet is resent at
+    most once per RTT (measured from the player's receiver reports) and
+    while retransmissions stay within C{policy.share} of what the player
+    receives; its keyframe requests reach the track at most once per
+    C{policy.playerKeyframeInterval}, doubling (up to 4 times) while it
+    keeps asking sooner; a PLI right after we resent packets it asked for
+    waits one RTT, for the repair to land.
+    """
+
+    MAX_BACKOFF = 4  # times the player keyframe interval
+    REPORTS_KEPT = 4  # our last sender reports, to match receiver reports with
+
+    def __init__(self, track, transport, ssrc: int, payloadType: int,
+                 started: Callable[[], None] | None = None,
+                 policy: FeedbackPolicy = DEFAULT_POLICY):
+        self.track = track
+        self.clock = track.clock
+        self.policy = policy
+        self.transport = transport
+        self.send = transport.sendRtp
+        self.ssrc = ssrc
+        self.payloadType = payloadType
+        self.started = False
+        self.onStarted = started
+        self.seqDelta = 0
+        self.tsDelta = 0
+        self.nextSeq = rtp.firstSequence()
+        self.nextTs = rtp.random32()
+        self.lastTs = self.nextTs
+        self.lastSeq = self.nextSeq
+        # What was sent, for NACKs: the header, ours, and the payload, which
+        # is the same object for every player of the track (a copy per
+        # player was 500 KB of each player's memory at 1 Mbit/s).
+        self.headers: list[bytes | None] = [None] * HISTORY
+        self.payloads: list[bytes | None] = [None] * HISTORY
+        self.resentAt = [float("-inf")] * HISTORY
+        self.packets = 0
+        self.octets = 0
+        self.rtt = RoundTrip()
+        self.budget = RetransmitBudget(policy.share)
+        self.hold = NackHold(self.clock, self.resend, self.rtt, policy.playerReorderWait)
+        self.rtx = None  # a wcs.media.rtx.RtxSender when the player takes RTX
+        self.reportsSent: dict[int, float] = {}  # LSR of our sender reports -> when sent
+        self.repairingUntil = float("-inf")  # a PLI before then waits for our resent packets
+        self._heldKeyframe = None
+        self.keyframeAllowedAt = float("-inf")
+        self.keyframeBackoff = 1
+        self.keptAsking = False
+        # Counters (docs/media.md).
+        self.retransmitted = 0  # packets resent
+        self.retransmittedOctets = 0  # their bytes (header included)
+        self.retransmitDropped = 0  # NACKed packets not resent: over the budget
+        self.retransmitTooSoon = 0  # NACKed again within an RTT of the last resend
+        self.nacksTooOld = 0  # NACKs for packets gone from the history
+        self.keyframeRequestsReceived = 0  # PLI and FIR from the player
+        self.keyframeRequestsLimited = 0  # its requests (of any cause) not passed on
+        self.nacksReceived = 0  # NACK packets from the player (wcs.metrics)
+        self.reportedLost = 0  # cumulative loss in its last receiver report (wcs.metrics)
+        self.skipped = 0  # numbers skipped by restarts: the player reports them lost
+
+    def attach(self) -> None:
+        self.transport.senders[self.ssrc] = self
+        self.track.subscribe(self)
+
+    def detach(self) -> None:
+        self.track.unsubscribe(self)
+        self.transport.senders.pop(self.ssrc, None)
+        self._cancelHeld()
+        self.hold.stop()
+
+    def forward(self, padding: int, marker: int, seq: int, timestamp: int,
+                payload: bytes, keyframe: bool) -> None:
+        if not self.started:
+            if not keyframe:
+                return
+            self._begin(seq, timestamp)
+        self.lastSeq = outSeq = (seq + self.seqDelta) & 0xFFFF
+        self.lastTs = outTs = (timestamp + self.tsDelta) & 0xFFFFFFFF
+        header = rtp.HEADER.pack(0x80 | padding, marker | self.payloadType, outSeq, outTs,
+                                 self.ssrc)
+        slot = outSeq % HISTORY
+        self.headers[slot] = header
+        self.payloads[slot] = payload
+        data = header + payload
+        self.packets += 1
+        self.octets += len(payload)
+        if not self.send(data) and self.transport.connected:
+            # A player that cannot keep up loses packets up to the next
+            # keyframe rather than queueing them (or slowing anyone else).
+            self.restart(skip=True)
+            self.askKeyframe(self.clock.seconds())
+
+    def _begin(self, seq: int, timestamp: int) -> None:
+        # Continue our own numbering from where it stopped, so that a restart
+        # (a new publisher SSRC) looks like a gap-free stream to the player.
+        self.seqDelta = (self.nextSeq - seq) & 0xFFFF
+        self.tsDelta = (self.nextTs - timestamp) & 0xFFFFFFFF
+        self.started = True
+        if self.track.lastSenderReport is not None:
+            # Lip sync from the first picture, not from the next report.
+            self.sendSenderReport(*self.track.lastSenderReport)
+        if self.onStarted is not None:
+            started, self.onStarted = self.onStarted, None
+            started()
+
+    def restart(self, skip: bool = False) -> None:
+        """
+        The track's numbering starts over: wait for a keyframe again. With
+        C{skip} (the player lost packets it will not get: it drops to the
+        keyframe) our numbering jumps L{RESTART_SKIP} ahead, so that the
+        player's buffer gives up on its holes when the keyframe comes;
+        without, it goes on gap-free (a publisher's new stream).
+        """
+        if self.started:
+            self.started = False
+            gap = RESTART_SKIP if skip else 0
+            self.skipped += gap
+            self.nextSeq = (self.lastSeq + 1 + gap) & 0xFFFF
+            self.nextTs = (self.lastTs + self.track.clockRate // 10) & 0xFFFFFFFF
+
+    # Keyframes for this player
+
+    def askKeyframe(self, now: float) -> bool:
+        """
+        This player needs a keyframe: ask the track, unless it asked less
+        than its interval ago (then it waits for the next keyframe anyone
+        gets). False when not passed on.
+        """
+        if now < self.keyframeAllowedAt:
+            self.keyframeRequestsLimited += 1
+            self.keptAsking = True
+            return False
+        # Asking again as soon as allowed is "keeps asking": a narrow link,
+        # which new keyframes do not help. A quiet interval resets it.
+        quiet = now >= self.keyframeAllowedAt + self.policy.playerKeyframeInterval
+        if quiet:
+            self.keyframeBackoff = 1
+        elif self.keptAsking:
+            self.keyframeBackoff = min(self.keyframeBackoff * 2, self.MAX_BACKOFF)
+        self.keptAsking = False
+        self.keyframeAllowedAt = now + self.policy.playerKeyframeInterval * self.keyframeBackoff
+        self.track.requestKeyframe()
+        return True
+
+    def _cancelHeld(self) -> None:
+        call, self._heldKeyframe = self._heldKeyframe, None
+        if call is not None:  # cleared when it fires: still pending
+            call.cancel()
+
+    def _releaseKeyframe(self, askedAt: float) -> None:
+        self._heldKeyframe = None
+        if self.track.lastKeyframe < askedAt:
+            self.askKeyframe(self.clock.seconds())
+
+    # RTCP from the player
+
+    def keyframeRequested(self) -> None:
+        self.keyframeRequestsReceived += 1
+        now = self.clock.seconds()
+        if now < self.repairingUntil:
+            # Packets it asked for are on their way: they may repair the
+            # picture without a keyframe for everyone.
+            if self._heldKeyframe is None:
+                self._heldKeyframe = self.clock.callLater(
+                    self.repairingUntil - now, self._releaseKeyframe, now)
+            return
+        self.askKeyframe(now)
+
+    def sentPacket(self, seq: int) -> bytes | None:
+        """The packet sent as C{seq}, while the history keeps it."""
+        slot = seq % HISTORY
+        header = self.headers[slot]
+        if header is None or rtp.SEQ_TS.unpack_from(header, 2)[0] != seq:
+            return None
+        return header + self.payloads[slot]
+
+    def nackReceived(self, lost: list[int]) -> None:
+        self.nacksReceived += 1
+        self.resend(self.hold.filter(lost))
+
+    def resend(self, lost: list[int]) -> None:
+        """Answer NACKed packets C{lost}, within the budgets."""
+        tooOld = False
+        now = self.clock.seconds()
+        retry = self.rtt.retry
+        for seq in lost:
+            # aiortc's parser does not wrap a bitmask that spans 65535 -> 0.
+            seq &= 0xFFFF
+            slot = seq % HISTORY
+            header = self.headers[slot]
+            if header is None:
+                continue  # never sent: lost on the way in, NACKed to the publisher
+            kept = rtp.SEQ_TS.unpack_from(header, 2)[0]
+            if kept == seq:
+                data = header + self.payloads[slot]
+                if now - self.resentAt[slot] < retry:
+                    self.retransmitTooSoon += 1  # the last copy may still be on its way
+                elif self.budget.spend(self.octets, len(data)):
+                    self.resentAt[slot] = now
+                    self.retransmitted += 1
+                    self.retransmittedOctets += len(data)
+                    self.repairingUntil = now + retry
+                    self.send(data if self.rtx is None else self.rtx.wrap(data))
+                else:
+                    self.retransmitDropped += 1
+            elif rtp.seqNewer(kept, seq):
+                tooOld = True  # gone from the history: only a keyframe repairs it
+        if tooOld:
+            # Too far behind for the history: drop to the next keyframe,
+            # asked for within this player's own limit.
+            self.nacksTooOld += 1
+            self.restart(skip=True)
+            self.askKeyframe(now)
+
+    def receptionReported(self, lsr: int, dlsr: int) -> None:
+        """A receiver report block about our stream: a round-trip sample."""
+        sentAt = self.reportsSent.get(lsr)
+        if sentAt is not None:
+            self.rtt.sample(self.clock.seconds() - sentAt - dlsr / 65536)
+
+    def sendSenderReport(self, ntp: int, timestamp: int) -> None:
+        if self.started:
+            reports = self.reportsSent
+            if len(reports) >= self.REPORTS_KEPT:
+                del reports[next(iter(reports))]
+            reports[(ntp >> 16) & 0xFFFFFFFF] = self.clock.seconds()
+            self.transport.sendRtcp(bytes(RtcpSrPacket(
+                ssrc=self.ssrc,
+                sender_info=RtcpSenderInfo(
+                    ntp_timestamp=ntp,
+                    rtp_timestamp=(timestamp + self.tsDelta) & 0xFFFFFFFF,
+                    packet_count=self.packets & 0xFFFFFFFF,
+                    octet_count=self.octets & 0xFFFFFFFF))))
+
+    def trackEnded(self) -> None:
+        self.transport.senders.pop(self.ssrc, None)
+        self._cancelHeld()
+        self.hold.stop()
