@@ -56,6 +56,15 @@ def answerPull(reactor, index=0):
     return pull, transport
 
 
+def pulledStream():
+    """An edge whose one pull of room-x-alice (from node b) is answered."""
+    reactor = MemoryReactorClock()
+    edges = edge.Edges(Registry(("room-x", "b", ("127.0.0.1", 7000))), reactor)
+    results = located(edges, "room-x-alice")
+    pull, transport = answerPull(reactor)
+    return reactor, edges, results[0], pull, transport
+
+
 def test_the_rooms_a_stream_name_may_belong_to():
     assert edge.roomsOfStream("room-x-alice") == ["room-x", "room"]
     assert edge.roomsOfStream("nodash") == []
@@ -90,11 +99,7 @@ def test_one_pull_for_all_players_of_a_stream_stopped_with_the_last():
 
 
 def test_the_pull_waits_for_players_still_negotiating():
-    reactor = MemoryReactorClock()
-    edges = edge.Edges(Registry(("room-x", "b", ("127.0.0.1", 7000))), reactor)
-    stream = located(edges, "room-x-alice")
-    pull, transport = answerPull(reactor)
-    stream = stream[0]
+    reactor, edges, stream, pull, transport = pulledStream()
     stream.players.add(Player())  # negotiating: no track attached yet
     sink = Player()
     sink.writeFrame = lambda frame: None
@@ -104,11 +109,8 @@ def test_the_pull_waits_for_players_still_negotiating():
 
 
 def test_the_end_of_the_stream_at_its_origin_stops_its_players_here():
-    reactor = MemoryReactorClock()
-    edges = edge.Edges(Registry(("room-x", "b", ("127.0.0.1", 7000))), reactor)
-    results = located(edges, "room-x-alice")
-    pull, transport = answerPull(reactor)
-    stream, player = results[0], Player()
+    reactor, edges, stream, pull, transport = pulledStream()
+    player = Player()
     stream.players.add(player)
     pull.dataReceived(b"\x00\x00\x00\x01" + media.ENDED)
     pull.connectionLost(None)
@@ -160,11 +162,8 @@ def test_a_silent_origin_answers_none_in_time():
 
 
 def test_the_pulls_of_a_gone_origin_end_and_stop_their_players():
-    reactor = MemoryReactorClock()
-    edges = edge.Edges(Registry(("room-x", "b", ("127.0.0.1", 7000))), reactor)
-    results = located(edges, "room-x-alice")
-    pull, transport = answerPull(reactor)
-    stream, player = results[0], Player()
+    reactor, edges, stream, pull, transport = pulledStream()
+    player = Player()
     stream.players.add(player)
     assert edges.peers() == {"b"}
     edges.nodeGone("c")
@@ -175,10 +174,6 @@ def test_the_pulls_of_a_gone_origin_end_and_stop_their_players():
 
 
 def test_a_play_the_media_engine_refused_gives_its_hold_back():
-    reactor = MemoryReactorClock()
-    edges = edge.Edges(Registry(("room-x", "b", ("127.0.0.1", 7000))), reactor)
-    results = located(edges, "room-x-alice")
-    pull, transport = answerPull(reactor)
-    stream = results[0]
+    reactor, edges, stream, pull, transport = pulledStream()
     stream.players.discard(Player())  # StreamControl.end of a play never added
     assert stream.holds == 0 and transport.disconnecting
