@@ -296,18 +296,17 @@ class DemuxProtocol(StunProtocol):
     batch = 16
 
     def datagram_received(self, data, addr) -> None:
-        receiver = self.srtpReceived
-        if receiver is None:
-            super().datagram_received(data, addr)
-            return
-        if data and 127 < data[0] < 192:
-            receiver(data)
-        else:
-            super().datagram_received(data, addr)
         sock = self.sock
-        if sock is None:
-            return
-        for _ in range(self.batch - 1):
+        for left in range(self.batch - 1, -1, -1):
+            receiver = self.srtpReceived
+            if receiver is not None and data and 127 < data[0] < 192:
+                receiver(data)
+            else:
+                super().datagram_received(data, addr)
+                if receiver is None:
+                    return  # no session (or it ended meanwhile): asyncio's path
+            if sock is None or not left:
+                return
             try:
                 data, addr = sock.recvfrom(RECEIVE_SIZE)
             except (BlockingIOError, InterruptedError):
@@ -315,13 +314,6 @@ class DemuxProtocol(StunProtocol):
             except OSError as e:  # what asyncio's reader does with it
                 self.error_received(e)
                 return
-            receiver = self.srtpReceived
-            if receiver is not None and data and 127 < data[0] < 192:
-                receiver(data)
-            else:
-                super().datagram_received(data, addr)
-                if receiver is None:
-                    return  # the session ended meanwhile: asyncio's path again
 
 
 class IceAgent(Connection):
