@@ -38,9 +38,11 @@ def test_one_feed_of_many_replies_and_a_partial_one():
 
 
 @pytest.mark.parametrize("wire", [b"$2000\r\n", b"*2000\r\n", b"!3\r\nabc\r\n",
-                                  b"*1\r\n" * 20 + b":1\r\n", b":x\r\n"])
+                                  b"*1\r\n" * 20 + b":1\r\n", b":x\r\n", b":--5\r\n",
+                                  b"$-5\r\n", b": 7\r\n", b":1_0\r\n", b"$\r\n",
+                                  b":" + b"9" * 30 + b"\r\n"])
 def test_oversized_nested_or_foreign_bytes_are_refused(wire):
-    with pytest.raises(ValueError):
+    with pytest.raises(ProtocolError):
         RespReader(maxBulk=1000).feed(wire)
 
 
@@ -95,3 +97,12 @@ def test_urls_the_bus_speaks():
     assert (parts.path, db) == ("/run/redis.sock", "3")
     with pytest.raises(ValueError, match="rediss:// is not supported"):
         parseUrl("rediss://host:6380")
+
+
+def test_a_message_push_without_a_bulk_payload_drops_the_connection():
+    protocol, transport, messages = connected()
+    failures = []
+    protocol.send("PING").addErrback(lambda f: failures.append(f.value))
+    protocol.dataReceived(b"*3\r\n$7\r\nmessage\r\n$1\r\nc\r\n*1\r\n:1\r\n")
+    assert transport.disconnecting and messages == []
+    assert isinstance(failures[0], ProtocolError)

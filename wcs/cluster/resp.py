@@ -47,12 +47,23 @@ def command(*args) -> bytes:
     return b"".join(out)
 
 
+def _integer(line: bytes) -> int:
+    # RESP integers and lengths are at most 64-bit: 20 characters; int()
+    # alone would take "1_000", " 7" or 4 000 digits.
+    digits = line[1:] if line[:1] == b"-" else line
+    if len(line) > 20 or not digits.isdigit():
+        raise ProtocolError(f"not a RESP integer: {line[:24]!r}")
+    return int(line)
+
+
 class RespReader:
     """
     Replies from bytes as they come: bulk strings as C{bytes}, simple
     strings as C{str}, integers, errors as L{RespError}, arrays as lists,
     nil as None. A bulk string or array longer than C{maxBulk} (or nested
-    deeper than 8) is a L{ProtocolError}: the caller drops the connection.
+    deeper than 8), a malformed length or integer, or an unknown type byte
+    is a L{ProtocolError}: the caller drops the connection. The buffer holds
+    at most C{maxBulk} + 64 bytes of an unfinished reply.
     """
 
     MAX_DEPTH = 8
@@ -86,14 +97,16 @@ class RespReader:
         if kind == 0x2D:  # -
             return RespError(line.decode("utf-8", "replace")), pos
         if kind == 0x3A:  # :
-            return int(line), pos
+            return _integer(line), pos
         if kind not in (0x24, 0x2A):  # $ *
             raise ProtocolError(f"not RESP2: {bytes(buf[pos - len(line) - 3:end])[:40]!r}")
-        size = int(line)
+        size = _integer(line)
         if size > self.maxBulk or depth > self.MAX_DEPTH:
             raise ProtocolError(f"a reply of {size} (over {self.maxBulk}) or nested too deep")
-        if size < 0:
+        if size == -1:
             return None, pos
+        if size < 0:
+            raise ProtocolError(f"a length of {size}")
         if kind == 0x24:
             if len(buf) < pos + size + 2:
                 raise _Incomplete
@@ -146,13 +159,17 @@ class RespProtocol(Protocol):
     def dataReceived(self, data: bytes) -> None:
         try:
             replies = self.reader.feed(data)
-        except (ProtocolError, ValueError) as e:
+        except ProtocolError as e:
             self.transport.loseConnection()
             self._failPending(e)
             return
         for reply in replies:
             if (self.onMessage is not None and isinstance(reply, list) and len(reply) == 3
                     and reply[0] == b"message"):
+                if not isinstance(reply[2], bytes):  # Redis sends a bulk string
+                    self.transport.loseConnection()
+                    self._failPending(ProtocolError("a message push without its payload"))
+                    return
                 self.onMessage(reply[2])
             elif self.pending:
                 d = self.pending.popleft()
