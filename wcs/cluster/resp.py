@@ -135,6 +135,12 @@ class RespProtocol(Protocol):
 
     def connectionMade(self) -> None:
         self.connected = True
+        # Nagle would hold a PUBLISH while the one before is not acknowledged,
+        # and with CLIENT REPLY OFF Redis sends nothing the ACK could ride on:
+        # its delayed ACK (40 ms on Linux) then became the message's latency.
+        # (asyncio, hence the redis client the bus had before, sets it itself.)
+        if hasattr(self.transport, "setTcpNoDelay"):
+            self.transport.setTcpNoDelay(True)
         if self.onConnected is not None:
             self.onConnected()
 
