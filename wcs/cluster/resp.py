@@ -7,6 +7,11 @@ timeouts, a task per command) costs about 110 µs of CPU per command and
 and a message one parse of the bytes Twisted hands over. The registry's
 scripts and keys stay on the C{redis} client: they run once a heartbeat.
 
+Commands go straight to the socket when Twisted holds nothing unsent for
+it (L{wcs.transports.outbox.writeNow}): C{transport.write} would register
+the socket for writing and send one loop iteration later, two C{epoll_ctl}
+and a wake-up per C{PUBLISH}.
+
 Sans-I/O parser (L{RespReader}) and command encoder (L{command}); one
 protocol (L{RespProtocol}) for both uses: replies fire the Deferreds of the
 commands in order; a C{message} push of a subscription goes to
@@ -21,6 +26,8 @@ from urllib.parse import unquote, urlsplit
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionLost
 from twisted.internet.protocol import ClientFactory, Protocol
+
+from wcs.transports.outbox import writeNow
 
 
 class RespError(Exception):
@@ -148,19 +155,19 @@ class RespProtocol(Protocol):
         """Write one command; its Deferred fires with the reply."""
         d = Deferred()
         self.pending.append(d)
-        self.transport.write(command(*args))
+        writeNow(self.transport, command(*args))
         return d
 
     def sendMany(self, commands: list[tuple]) -> list[Deferred]:
         """Several commands in one write (a pipeline: one syscall)."""
         ds = [Deferred() for _ in commands]
         self.pending.extend(ds)
-        self.transport.write(b"".join(command(*args) for args in commands))
+        writeNow(self.transport, b"".join(command(*args) for args in commands))
         return ds
 
     def writeOnly(self, commands: list[tuple]) -> None:
         """Commands whose replies nobody reads (after C{CLIENT REPLY OFF})."""
-        self.transport.write(b"".join(command(*args) for args in commands))
+        writeNow(self.transport, b"".join(command(*args) for args in commands))
 
     def dataReceived(self, data: bytes) -> None:
         try:
