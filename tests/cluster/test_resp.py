@@ -106,3 +106,18 @@ def test_a_message_push_without_a_bulk_payload_drops_the_connection():
     protocol.dataReceived(b"*3\r\n$7\r\nmessage\r\n$1\r\nc\r\n*1\r\n:1\r\n")
     assert transport.disconnecting and messages == []
     assert isinstance(failures[0], ProtocolError)
+
+
+def test_nagle_is_off_on_a_tcp_connection():
+    """A PUBLISH must not wait for the ACK of the one before (docs/cluster.md)."""
+
+    class TCPTransport(StringTransport):
+        noDelay = False
+
+        def setTcpNoDelay(self, enabled):
+            self.noDelay = enabled
+
+    transport = TCPTransport()
+    RespProtocol(1 << 16).makeConnection(transport)
+    assert transport.noDelay is True
+    RespProtocol(1 << 16).makeConnection(StringTransport())  # a UNIX socket has none
