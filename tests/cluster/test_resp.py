@@ -121,3 +121,21 @@ def test_nagle_is_off_on_a_tcp_connection():
     RespProtocol(1 << 16).makeConnection(transport)
     assert transport.noDelay is True
     RespProtocol(1 << 16).makeConnection(StringTransport())  # a UNIX socket has none
+
+
+def test_an_unfinished_array_is_bounded_by_what_it_has_read_so_far():
+    """Its items are parsed as they come (not again at every piece) and count."""
+    reader = RespReader(maxBulk=100)
+    assert reader.feed(b"*50\r\n" + b":1\r\n" * 30) == []
+    assert reader.buffer == b"" and reader.held == 125
+    with pytest.raises(ProtocolError):
+        reader.feed(b":1\r\n" * 11)
+
+
+def test_an_array_in_one_byte_pieces_is_the_same_reply():
+    wire = b"*3\r\n*2\r\n:1\r\n$3\r\na\r\n\r\n+OK\r\n*0\r\n:7\r\n"
+    reader, replies = RespReader(), []
+    for i in range(len(wire)):
+        replies += reader.feed(wire[i:i + 1])
+    assert replies == [[[1, b"a\r\n"], "OK", []], 7]
+    assert reader.buffer == b"" and reader.stack == [] and reader.held == 0

@@ -38,10 +38,6 @@ class ProtocolError(ValueError):
     """Bytes that are not RESP2, or a reply over the size allowed."""
 
 
-class _Incomplete(Exception):
-    pass
-
-
 def command(*args) -> bytes:
     """One command as RESP: an array of bulk strings."""
     out = [b"*%d\r\n" % len(args)]
@@ -69,8 +65,8 @@ class RespReader:
     strings as C{str}, integers, errors as L{RespError}, arrays as lists,
     nil as None. A bulk string or array longer than C{maxBulk} (or nested
     deeper than 8), a malformed length or integer, or an unknown type byte
-    is a L{ProtocolError}: the caller drops the connection. The buffer holds
-    at most C{maxBulk} + 64 bytes of an unfinished reply.
+    is a L{ProtocolError}: the caller drops the connection. An unfinished
+    reply (buffered and already parsed) is at most C{maxBulk} + 64 bytes.
     """
 
     MAX_DEPTH = 8
@@ -78,51 +74,67 @@ class RespReader:
     def __init__(self, maxBulk: int = 1 << 20):
         self.maxBulk = maxBulk
         self.buffer = bytearray()
+        # The arrays of the reply being read, outermost first: [items, still
+        # to come]. Items already read stay parsed here, so bytes that come
+        # in small pieces are read once, not again from the reply's start
+        # at every piece (quadratic in the number of items).
+        self.stack: list[list] = []
+        self.held = 0  # bytes of the unfinished reply read into the stack
+        self.scanned = 0  # the buffer holds no CRLF before this offset
 
     def feed(self, data: bytes) -> list:
         self.buffer += data
-        replies, pos = [], 0
-        while pos < len(self.buffer):
-            try:
-                reply, pos = self._parse(pos, 0)
-            except _Incomplete:
+        buf, stack, replies, pos = self.buffer, self.stack, [], 0
+        while True:
+            end = buf.find(b"\r\n", max(pos, self.scanned))
+            if end < 0:
+                self.scanned = max(pos, len(buf) - 1)
                 break
-            replies.append(reply)
-        del self.buffer[:pos]
-        if len(self.buffer) > self.maxBulk + 64:
+            kind, line, start, pos = buf[pos], bytes(buf[pos + 1:end]), pos, end + 2
+            if kind == 0x2B:  # +
+                value = line.decode("utf-8", "replace")
+            elif kind == 0x2D:  # -
+                value = RespError(line.decode("utf-8", "replace"))
+            elif kind == 0x3A:  # :
+                value = _integer(line)
+            elif kind in (0x24, 0x2A):  # $ *
+                size = _integer(line)
+                if size > self.maxBulk or len(stack) > self.MAX_DEPTH:
+                    raise ProtocolError(f"a reply of {size} (over {self.maxBulk}) "
+                                        "or nested too deep")
+                if size < -1:
+                    raise ProtocolError(f"a length of {size}")
+                if size == -1:
+                    value = None
+                elif kind == 0x24:
+                    if len(buf) < pos + size + 2:
+                        pos = start  # the whole bulk string, when it is there
+                        self.scanned = start
+                        break
+                    value, pos = bytes(buf[pos:pos + size]), pos + size + 2
+                elif size == 0:
+                    value = []
+                else:
+                    stack.append([[], size])
+                    continue
+            else:
+                raise ProtocolError(f"not RESP2: {bytes(buf[start:end])[:40]!r}")
+            while stack:  # the value completes arrays, innermost first
+                top = stack[-1]
+                top[0].append(value)
+                top[1] -= 1
+                if top[1]:
+                    break
+                value = stack.pop()[0]
+            else:
+                replies.append(value)
+                self.held = -pos  # the next reply starts here
+        del buf[:pos]
+        self.scanned = max(0, self.scanned - pos)
+        self.held = self.held + pos if stack else 0
+        if self.held + len(buf) > self.maxBulk + 64:
             raise ProtocolError(f"a reply over {self.maxBulk} bytes")
         return replies
-
-    def _parse(self, pos: int, depth: int):
-        buf = self.buffer
-        end = buf.find(b"\r\n", pos)
-        if end < 0:
-            raise _Incomplete
-        kind, line, pos = buf[pos], bytes(buf[pos + 1:end]), end + 2
-        if kind == 0x2B:  # +
-            return line.decode("utf-8", "replace"), pos
-        if kind == 0x2D:  # -
-            return RespError(line.decode("utf-8", "replace")), pos
-        if kind == 0x3A:  # :
-            return _integer(line), pos
-        if kind not in (0x24, 0x2A):  # $ *
-            raise ProtocolError(f"not RESP2: {bytes(buf[pos - len(line) - 3:end])[:40]!r}")
-        size = _integer(line)
-        if size > self.maxBulk or depth > self.MAX_DEPTH:
-            raise ProtocolError(f"a reply of {size} (over {self.maxBulk}) or nested too deep")
-        if size == -1:
-            return None, pos
-        if size < 0:
-            raise ProtocolError(f"a length of {size}")
-        if kind == 0x24:
-            if len(buf) < pos + size + 2:
-                raise _Incomplete
-            return bytes(buf[pos:pos + size]), pos + size + 2
-        items = []
-        for _ in range(size):
-            item, pos = self._parse(pos, depth + 1)
-            items.append(item)
-        return items, pos
 
 
 class RespProtocol(Protocol):
