@@ -40,8 +40,12 @@ from tests.netlab.media import (CODECS, MAX_DELAY_MS, Decoded, MeasuringPlayer, 
 from tests.media import peers
 from tests.web.browser import FLAGS, requireChromium
 
-PAGE = (Path(__file__).parent / "chromium-player.html").read_bytes()
+HERE = Path(__file__).parent
+PAGE = (HERE / "chromium-player.html").read_bytes()
 PAGE_PATH = "/netlab/player.html"
+# The pages' measuring half (stamps, getStats()), shared by the wcs and Janus pages.
+MEASURE = (HERE / "chromium-measure.js").read_bytes()
+MEASURE_PATH = "/netlab/measure.js"
 SYNC_ROUNDS = 15
 PLAY_TIMEOUT = 60.0
 # The page is served by Playwright (no address of its own, so "public" to
@@ -58,11 +62,12 @@ STATS_KEYS = ("framesDecoded", "framesDropped", "freezeCount", "totalFreezesDura
               "jitterBufferDelay", "jitterBufferEmittedCount")
 
 
-def _inLab(lab, *command: str) -> None:
+def inLab(lab, *command: str) -> str:
     done = subprocess.run(["nsenter", f"--net={lab.nsPath}", *command],
                           capture_output=True, text=True, timeout=10)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command)}: {done.stderr.strip()}")
+    return done.stdout
 
 
 class PlayerNamespace:
@@ -82,20 +87,20 @@ class PlayerNamespace:
 
     def _plumb(self) -> None:
         lab, side, veth = self.lab, self.side, self.labSide
-        _inLab(lab, "ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0",
+        inLab(lab, "ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0",
                "netns", str(side.proc.pid))
-        for run, iface in ((lambda *c: _inLab(lab, *c), veth), (side.run, "eth0")):
+        for run, iface in ((lambda *c: inLab(lab, *c), veth), (side.run, "eth0")):
             run("sysctl", "-qw", "net.ipv4.conf.all.route_localnet=1",
                 f"net.ipv4.conf.{iface}.route_localnet=1", "net.ipv4.conf.all.rp_filter=0",
                 f"net.ipv4.conf.{iface}.rp_filter=0")
             run("ip", "link", "set", iface, "up")
         # The lab: this address is behind the veth (a /32 beats the lab's
         # local 127.0.0.0/8), and what comes from there is queued in INPUT.
-        _inLab(lab, "ip", "route", "add", f"{self.address}/32", "dev", veth, "table", "local")
+        inLab(lab, "ip", "route", "add", f"{self.address}/32", "dev", veth, "table", "local")
         rule = ["INPUT", "-i", veth, "-p", "udp", "-j", "NFQUEUE", "--queue-num", "0"]
         with contextlib.suppress(RuntimeError):  # a rule left by an earlier player N
-            _inLab(lab, "iptables", "-D", *rule)
-        _inLab(lab, "iptables", "-A", *rule)
+            inLab(lab, "iptables", "-D", *rule)
+        inLab(lab, "iptables", "-A", *rule)
         # The player: its address only, no IPv6 (no candidate the lab cannot reach).
         side.run("sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1")
         deadline = time.monotonic() + 10  # the holder brings lo up after unsharing
@@ -112,6 +117,12 @@ class PlayerNamespace:
 
     def close(self) -> None:
         self.side.close()  # the namespace, and the veth pair with it
+
+
+def _served(url: str, body: bytes, kind: str):
+    """Playwright's (matcher, handler) that serves C{body} at C{url}, whatever the query."""
+    return (lambda address: address.split("?")[0] == url,
+            lambda route: route.fulfill(body=body, content_type=kind))
 
 
 class ChromiumPlayer:
@@ -138,11 +149,14 @@ class ChromiumPlayer:
         self.page.on("pageerror", lambda e: self.console.append(f"page error: {e}"))
         return self
 
-    async def play(self, httpURL: str, wsURL: str, room: str) -> None:
-        url = f"{httpURL}{PAGE_PATH}"
-        await self.page.route(lambda address: address.split("?")[0] == url,
-                              lambda route: route.fulfill(body=PAGE, content_type="text/html"))
-        await self.page.goto(f"{url}?server={wsURL}&room={room}&login=chromium{self.index}")
+    async def play(self, origin: str, page: bytes, query: str) -> None:
+        """Open C{page} (served by Playwright at C{origin}, with the measuring script) and
+        wait for its first stamped frame."""
+        url = f"{origin}{PAGE_PATH}"
+        for path, body, kind in ((PAGE_PATH, page, "text/html"),
+                                 (MEASURE_PATH, MEASURE, "text/javascript")):
+            await self.page.route(*_served(f"{origin}{path}", body, kind))
+        await self.page.goto(f"{url}?{query}")
         try:
             await self.page.wait_for_function(
                 "window.netlab && (netlab.state === 'failed' || netlab.frames.some(f => f[1] >= 0))",
@@ -240,6 +254,13 @@ class ChromiumRoomRun(RoomRun):
 
     httpURL: str = ""
 
+    def pageFor(self, room, index: int) -> tuple[str, bytes, str]:
+        """(origin, page, query) of player C{index}: the SDK's page, on wcs's http port."""
+        return self.httpURL, PAGE, f"server={room.url}&room={room.room}&login=chromium{index}"
+
+    def newPlayer(self, lab, index: int) -> ChromiumPlayer:
+        return ChromiumPlayer(lab, index)
+
     async def _run(self, room, lab, pcs) -> dict:
         players = []
         try:
@@ -257,8 +278,8 @@ class ChromiumRoomRun(RoomRun):
         await room.publish(publisher, publisherAddress(0))
         sent = SentCounter(publisher)
         for index in range(self.players):
-            players.append(await ChromiumPlayer(lab, index).start())
-        await asyncio.gather(*(p.play(self.httpURL, room.url, room.room) for p in players))
+            players.append(await self.newPlayer(lab, index).start())
+        await asyncio.gather(*(p.play(*self.pageFor(room, p.index)) for p in players))
         await asyncio.sleep(self.warmup)
         for player in players:
             await player.syncClock()
