@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.netlab import stamp
+from tests.netlab import stamp, webrtcfreeze
 from tests.netlab.firewall import Side
 from tests.netlab.lab import enteredNamespace, playerAddress, publisherAddress
 from tests.netlab.media import (CODECS, MAX_DELAY_MS, Decoded, MeasuringPlayer, RoomRun,
@@ -59,7 +59,8 @@ LAB_FLAGS = [f for f in FLAGS if not f.startswith(FEATURES)] + [
 STATS_KEYS = ("framesDecoded", "framesDropped", "freezeCount", "totalFreezesDuration",
               "nackCount", "pliCount", "firCount", "keyFramesDecoded", "packetsLost",
               "packetsReceived", "bytesReceived", "retransmittedPacketsReceived",
-              "jitterBufferDelay", "jitterBufferEmittedCount")
+              "jitterBufferDelay", "jitterBufferEmittedCount", "framesReceived",
+              "totalInterFrameDelay", "totalSquaredInterFrameDelay")
 
 
 def inLab(lab, *command: str) -> str:
@@ -204,6 +205,10 @@ class ChromiumPlayer:
                                delay, False))
         return out
 
+    def webrtcFreezes(self, start: float, end: float) -> int:
+        """webrtc's freezes (its getStats() definition) in the painted frames of the window."""
+        return len(webrtcfreeze.freezes([f[0] * 1000 for f in self.frames if start <= f[0] < end]))
+
     def presentedFps(self, start: float, end: float) -> float | None:
         """Frames the compositor presented in the window (after L{decoded}), callbacks or not."""
         window = [f[4] for f in self.frames if start <= f[0] < end]
@@ -235,7 +240,11 @@ def _statsDelta(before: list[dict], after: list[dict], seconds: float) -> dict:
     last = after[0]
     delta = {key: round(last.get(key, 0) - first.get(key, 0), 3) for key in STATS_KEYS}
     emitted = delta["jitterBufferEmittedCount"]
+    # Mean interval between decoded frames as webrtc saw them (its freeze's "mean").
+    intervals = delta["framesDecoded"] - 1
     return {
+        "interFrameMs": (round(delta["totalInterFrameDelay"] * 1000 / intervals, 1)
+                         if intervals > 0 else None),
         "decodedFps": round(delta["framesDecoded"] / seconds, 1),
         "jitterBufferMs": round(delta["jitterBufferDelay"] * 1000 / emitted) if emitted else None,
         "localAddress": last.get("localAddress"),
@@ -313,6 +322,7 @@ class ChromiumRoomRun(RoomRun):
                 figures, fps=stats.get("decodedFps"), paintedFps=figures["fps"],
                 kind="chromium", downlinkKbit=kbit(f"player{i}.down"),
                 uplinkKbit=kbit(f"player{i}.up"), presentedFps=player.presentedFps(start, end),
+                paintedWebrtcFreezes=player.webrtcFreezes(start, end),
                 tailDropped=links.get(f"player{i}.down", {}).get("tailDropped"),
                 clockErrorMs=round(max(firstError, lastError), 2),
                 clockDriftMs=round(last - first, 2),
@@ -331,8 +341,8 @@ class ChromiumRoomRun(RoomRun):
 
 
 STATS_COLUMNS = ("server", "profile", "codec", "player", "address", "painted fps",
-                 "presented fps", "decoded fps",
-                 "freezeCount", "freezes s", "nackCount", "pliCount", "retransmitted",
+                 "presented fps", "decoded fps", "received frames",
+                 "freezeCount", "webrtc freezes in paints", "freezes s", "inter-frame ms", "nackCount", "pliCount", "retransmitted",
                  "packetsLost", "jitter buffer ms", "clock error ms")
 
 
@@ -345,8 +355,9 @@ def statsRows(results: list[dict]):
                 continue
             yield (result["server"], result["profile"], result["codec"], index,
                    stats.get("localAddress"), player["paintedFps"], player["presentedFps"],
-                   stats.get("decodedFps"),
-                   stats.get("freezeCount"), stats.get("totalFreezesDuration"),
+                   stats.get("decodedFps"), stats.get("framesReceived"),
+                   stats.get("freezeCount"), player.get("paintedWebrtcFreezes"),
+                   stats.get("totalFreezesDuration"), stats.get("interFrameMs"),
                    stats.get("nackCount"), stats.get("pliCount"),
                    stats.get("retransmittedPacketsReceived"), stats.get("packetsLost"),
                    stats.get("jitterBufferMs"), player["clockErrorMs"])
