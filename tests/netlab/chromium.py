@@ -88,8 +88,15 @@ class PlayerNamespace:
 
     def _plumb(self) -> None:
         lab, side, veth = self.lab, self.side, self.labSide
-        inLab(lab, "ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0",
-               "netns", str(side.proc.pid))
+        add = ["ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0",
+               "netns", str(side.proc.pid)]
+        try:
+            inLab(lab, *add)
+        except RuntimeError:
+            # The previous run's pcN: its namespace is gone, but the kernel
+            # removes the veth later (it cleans namespaces up asynchronously).
+            inLab(lab, "ip", "link", "del", veth)
+            inLab(lab, *add)
         for run, iface in ((lambda *c: inLab(lab, *c), veth), (side.run, "eth0")):
             run("sysctl", "-qw", "net.ipv4.conf.all.route_localnet=1",
                 f"net.ipv4.conf.{iface}.route_localnet=1", "net.ipv4.conf.all.rp_filter=0",
