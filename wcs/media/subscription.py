@@ -35,7 +35,7 @@ class Subscription:
 
     Its feedback is answered within budgets: a NACKed packet is resent at
     most once per RTT (measured from the player's receiver reports) and
-    while retransmissions stay within C{policy.share} of what the player
+    while retransmissions stay within C{policy.playerShare} of what the player
     receives; its keyframe requests reach the track at most once per
     C{policy.playerKeyframeInterval}, doubling (up to 4 times) while it
     keeps asking sooner; a PLI right after we resent packets it asked for
@@ -72,7 +72,7 @@ class Subscription:
         self.packets = 0
         self.octets = 0
         self.rtt = RoundTrip()
-        self.budget = RetransmitBudget(policy.share)
+        self.budget = RetransmitBudget(policy.playerShare)
         self.hold = NackHold(self.clock, self.resend, self.rtt, policy.playerReorderWait)
         self.rtx = None  # a wcs.media.rtx.RtxSender when the player takes RTX
         self.reportsSent: dict[int, float] = {}  # LSR of our sender reports -> when sent
