@@ -515,14 +515,18 @@ class DtlsTransport(RTCDtlsTransport):
 
     _protector = None
 
-    def protectRtpParts(self, header: bytes, payload: bytes) -> bytes | None:
-        """L{protectRtp} of C{header + payload}, without joining them first."""
-        if self._state is _CONNECTED:
-            protector = self._protector
-            if protector is None or protector.session is not self._tx_srtp:
-                protector = self._protector = Protector(self._tx_srtp)
-            return protector.protect(header, payload)
-        return None
+    def sendRtpParts(self, header: bytes, payload: bytes) -> bool:
+        """
+        Protect C{header + payload} without joining them first and send it
+        at once (the forwarding hot path: one call per packet and player).
+        False when not connected or the packet could not go.
+        """
+        if self._state is not _CONNECTED:
+            return False
+        protector = self._protector
+        if protector is None or protector.session is not self._tx_srtp:
+            protector = self._protector = Protector(self._tx_srtp)
+        return self._agent.sendNow(protector.protect(header, payload))
 
     def protectRtcp(self, data: bytes) -> bytes | None:
         """SRTCP-protected C{data}, or None when not connected; raises pylibsrtp.Error."""

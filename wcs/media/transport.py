@@ -139,11 +139,6 @@ class MediaTransport(DtlsTransport):
         protected = self.protectRtp(data)
         return protected is not None and self.ice.sendNow(protected)
 
-    def sendRtpParts(self, header: bytes, payload: bytes) -> bool:
-        """L{sendRtp} of C{header + payload} (the forwarding hot path)."""
-        protected = self.protectRtpParts(header, payload)
-        return protected is not None and self.ice.sendNow(protected)
-
     def sendRtcp(self, data: bytes) -> None:
         try:
             protected = self.protectRtcp(data)
