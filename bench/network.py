@@ -21,9 +21,10 @@ exits non-zero when a probe did not prove its profile or a run failed.
                                       [--player aiortc|chromium]
                                       [--narrow-link transcode|drop]
 
---player chromium: the players are headless Chromium pages of the SDK's Room
-API, each in its own namespace (tests/netlab/chromium.py; wcs only); a
-second table prints their getStats() figures.
+--player chromium: the players are headless Chromium pages, each in its own
+namespace: the SDK's Room API for wcs (tests/netlab/chromium.py), a page of
+Janus's WebSocket API for Janus (tests/netlab/janus_chromium.py); a second
+table prints their getStats() figures.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ sys.path.insert(0, str(ROOT))
 from tests.netlab.lab import NetLab, netemAvailable  # noqa: E402
 from tests.netlab.janus import JanusRoom, JanusServer  # noqa: E402
 from tests.netlab.chromium import STATS_COLUMNS, ChromiumRoomRun, statsRows  # noqa: E402
+from tests.netlab.janus_chromium import JanusChromiumRoomRun  # noqa: E402
 from tests.netlab.media import BITRATE, CODECS, RoomRun, WcsRoom, clients  # noqa: E402
 from tests.netlab.profiles import PROFILES, proveInLab  # noqa: E402
 from tests.netlab.targets import markdown  # noqa: E402
@@ -87,7 +89,10 @@ def runServer(kind, profile, report, lab, args, workdir: Path, failures) -> list
         for codec in args.codecs:
             run = RoomRun(codec, args.players, args.seconds, width=args.width,
                           height=args.height, rtx=not args.no_rtx)
-            if args.player == "chromium":
+            if args.player == "chromium" and kind == "janus":
+                run = JanusChromiumRoomRun(codec, args.players, args.seconds, width=args.width,
+                                           height=args.height, rtx=not args.no_rtx)
+            elif args.player == "chromium":
                 run = ChromiumRoomRun(codec, args.players, args.seconds, width=args.width,
                                       height=args.height, rtx=not args.no_rtx,
                                       httpURL=f"http://127.0.0.1:{server.ports['http']}")
@@ -161,8 +166,6 @@ def main() -> int:
     args.servers = args.server.split(",")
     if any(s not in ("wcs", "janus") for s in args.servers):
         parser.error(f"unknown server in {args.server}")
-    if args.player == "chromium" and "janus" in args.servers:
-        parser.error("--player chromium: wcs only (the page plays through the wcs SDK)")
     if unknown or any(c not in CODECS for c in args.codecs):
         parser.error(f"unknown profile or codec: {unknown or args.codecs}")
     args.width, args.height = (int(v) for v in args.size.split("x"))

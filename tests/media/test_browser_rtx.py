@@ -66,6 +66,8 @@ def _loseOnTheWayOut(session, dropped: list) -> None:
                 return True  # as if it went, and was lost on the way
         return send(data)
     transport.sendRtp = sendRtp
+    # Forwarding sends header and payload apart (wcs.media.srtpout).
+    transport.sendRtpParts = lambda header, payload: sendRtp(header + payload)
 
 
 @asyncTest(timeout=120)

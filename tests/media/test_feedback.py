@@ -194,9 +194,11 @@ def test_playerRetransmitBudget():
             subscription.nackReceived(_seqs(wire)[-10:])
             track.clock.advance(0.1)
     resent = subscription.retransmitted * (SIZE + 12)
-    assert resent <= 0.2 * subscription.octets + RetransmitBudget.BURST
-    assert resent > 0.15 * subscription.octets
-    assert subscription.retransmitDropped > 500
+    share = FeedbackPolicy().playerShare
+    assert share < 1
+    assert resent <= share * subscription.octets + RetransmitBudget.BURST
+    assert resent > 0.75 * share * subscription.octets
+    assert subscription.retransmitDropped > 1000 * (1 - share) * 0.75
 
 
 def test_roundTripFromReceiverReports():

@@ -10,7 +10,7 @@ from aiortc.codecs.vpx import Vp8Encoder
 
 from tests.media.peers import Impairment, Player, Publisher, asyncTest, forwarding, makeEngine
 from tests.support.wait import waitUntil
-from wcs.media.feedback import RetransmitBudget
+from wcs.media.feedback import FeedbackPolicy, RetransmitBudget
 
 
 @asyncTest(timeout=60)
@@ -85,7 +85,8 @@ async def test_lossyPlayerCausesNoKeyframeStorm(monkeypatch):
         assert bad.keyframeRequestsReceived > 3  # it did keep asking
         assert together <= alone + 2
         assert len(healthy.frames["video"]) - frames >= 20 * window
-        assert bad.retransmittedOctets <= 0.2 * bad.octets + RetransmitBudget.BURST
+        assert (bad.retransmittedOctets
+                <= FeedbackPolicy().playerShare * bad.octets + RetransmitBudget.BURST)
     finally:
         await lossy.close()
         await healthy.close()

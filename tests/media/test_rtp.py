@@ -58,6 +58,9 @@ class _Wire:
         self.sent.append(data)
         return True
 
+    def sendRtpParts(self, header, payload):
+        return self.sendRtp(header + payload)
+
     def sendRtcp(self, data):
         self.rtcp.append(data)
 

@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.netlab import stamp
+from tests.netlab import stamp, webrtcfreeze
 from tests.netlab.firewall import Side
 from tests.netlab.lab import enteredNamespace, playerAddress, publisherAddress
 from tests.netlab.media import (CODECS, MAX_DELAY_MS, Decoded, MeasuringPlayer, RoomRun,
@@ -40,8 +40,12 @@ from tests.netlab.media import (CODECS, MAX_DELAY_MS, Decoded, MeasuringPlayer, 
 from tests.media import peers
 from tests.web.browser import FLAGS, requireChromium
 
-PAGE = (Path(__file__).parent / "chromium-player.html").read_bytes()
+HERE = Path(__file__).parent
+PAGE = (HERE / "chromium-player.html").read_bytes()
 PAGE_PATH = "/netlab/player.html"
+# The pages' measuring half (stamps, getStats()), shared by the wcs and Janus pages.
+MEASURE = (HERE / "chromium-measure.js").read_bytes()
+MEASURE_PATH = "/netlab/measure.js"
 SYNC_ROUNDS = 15
 PLAY_TIMEOUT = 60.0
 # The page is served by Playwright (no address of its own, so "public" to
@@ -55,14 +59,16 @@ LAB_FLAGS = [f for f in FLAGS if not f.startswith(FEATURES)] + [
 STATS_KEYS = ("framesDecoded", "framesDropped", "freezeCount", "totalFreezesDuration",
               "nackCount", "pliCount", "firCount", "keyFramesDecoded", "packetsLost",
               "packetsReceived", "bytesReceived", "retransmittedPacketsReceived",
-              "jitterBufferDelay", "jitterBufferEmittedCount")
+              "jitterBufferDelay", "jitterBufferEmittedCount", "framesReceived",
+              "totalInterFrameDelay", "totalSquaredInterFrameDelay")
 
 
-def _inLab(lab, *command: str) -> None:
+def inLab(lab, *command: str) -> str:
     done = subprocess.run(["nsenter", f"--net={lab.nsPath}", *command],
                           capture_output=True, text=True, timeout=10)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command)}: {done.stderr.strip()}")
+    return done.stdout
 
 
 class PlayerNamespace:
@@ -82,20 +88,27 @@ class PlayerNamespace:
 
     def _plumb(self) -> None:
         lab, side, veth = self.lab, self.side, self.labSide
-        _inLab(lab, "ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0",
-               "netns", str(side.proc.pid))
-        for run, iface in ((lambda *c: _inLab(lab, *c), veth), (side.run, "eth0")):
+        add = ["ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0",
+               "netns", str(side.proc.pid)]
+        try:
+            inLab(lab, *add)
+        except RuntimeError:
+            # The previous run's pcN: its namespace is gone, but the kernel
+            # removes the veth later (it cleans namespaces up asynchronously).
+            inLab(lab, "ip", "link", "del", veth)
+            inLab(lab, *add)
+        for run, iface in ((lambda *c: inLab(lab, *c), veth), (side.run, "eth0")):
             run("sysctl", "-qw", "net.ipv4.conf.all.route_localnet=1",
                 f"net.ipv4.conf.{iface}.route_localnet=1", "net.ipv4.conf.all.rp_filter=0",
                 f"net.ipv4.conf.{iface}.rp_filter=0")
             run("ip", "link", "set", iface, "up")
         # The lab: this address is behind the veth (a /32 beats the lab's
         # local 127.0.0.0/8), and what comes from there is queued in INPUT.
-        _inLab(lab, "ip", "route", "add", f"{self.address}/32", "dev", veth, "table", "local")
+        inLab(lab, "ip", "route", "add", f"{self.address}/32", "dev", veth, "table", "local")
         rule = ["INPUT", "-i", veth, "-p", "udp", "-j", "NFQUEUE", "--queue-num", "0"]
         with contextlib.suppress(RuntimeError):  # a rule left by an earlier player N
-            _inLab(lab, "iptables", "-D", *rule)
-        _inLab(lab, "iptables", "-A", *rule)
+            inLab(lab, "iptables", "-D", *rule)
+        inLab(lab, "iptables", "-A", *rule)
         # The player: its address only, no IPv6 (no candidate the lab cannot reach).
         side.run("sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1")
         deadline = time.monotonic() + 10  # the holder brings lo up after unsharing
@@ -112,6 +125,12 @@ class PlayerNamespace:
 
     def close(self) -> None:
         self.side.close()  # the namespace, and the veth pair with it
+
+
+def _served(url: str, body: bytes, kind: str):
+    """Playwright's (matcher, handler) that serves C{body} at C{url}, whatever the query."""
+    return (lambda address: address.split("?")[0] == url,
+            lambda route: route.fulfill(body=body, content_type=kind))
 
 
 class ChromiumPlayer:
@@ -138,11 +157,14 @@ class ChromiumPlayer:
         self.page.on("pageerror", lambda e: self.console.append(f"page error: {e}"))
         return self
 
-    async def play(self, httpURL: str, wsURL: str, room: str) -> None:
-        url = f"{httpURL}{PAGE_PATH}"
-        await self.page.route(lambda address: address.split("?")[0] == url,
-                              lambda route: route.fulfill(body=PAGE, content_type="text/html"))
-        await self.page.goto(f"{url}?server={wsURL}&room={room}&login=chromium{self.index}")
+    async def play(self, origin: str, page: bytes, query: str) -> None:
+        """Open C{page} (served by Playwright at C{origin}, with the measuring script) and
+        wait for its first stamped frame."""
+        url = f"{origin}{PAGE_PATH}"
+        for path, body, kind in ((PAGE_PATH, page, "text/html"),
+                                 (MEASURE_PATH, MEASURE, "text/javascript")):
+            await self.page.route(*_served(f"{origin}{path}", body, kind))
+        await self.page.goto(f"{url}?{query}")
         try:
             await self.page.wait_for_function(
                 "window.netlab && (netlab.state === 'failed' || netlab.frames.some(f => f[1] >= 0))",
@@ -190,6 +212,10 @@ class ChromiumPlayer:
                                delay, False))
         return out
 
+    def webrtcFreezes(self, start: float, end: float) -> int:
+        """webrtc's freezes (its getStats() definition) in the painted frames of the window."""
+        return len(webrtcfreeze.freezes([f[0] * 1000 for f in self.frames if start <= f[0] < end]))
+
     def presentedFps(self, start: float, end: float) -> float | None:
         """Frames the compositor presented in the window (after L{decoded}), callbacks or not."""
         window = [f[4] for f in self.frames if start <= f[0] < end]
@@ -221,7 +247,11 @@ def _statsDelta(before: list[dict], after: list[dict], seconds: float) -> dict:
     last = after[0]
     delta = {key: round(last.get(key, 0) - first.get(key, 0), 3) for key in STATS_KEYS}
     emitted = delta["jitterBufferEmittedCount"]
+    # Mean interval between decoded frames as webrtc saw them (its freeze's "mean").
+    intervals = delta["framesDecoded"] - 1
     return {
+        "interFrameMs": (round(delta["totalInterFrameDelay"] * 1000 / intervals, 1)
+                         if intervals > 0 else None),
         "decodedFps": round(delta["framesDecoded"] / seconds, 1),
         "jitterBufferMs": round(delta["jitterBufferDelay"] * 1000 / emitted) if emitted else None,
         "localAddress": last.get("localAddress"),
@@ -240,6 +270,13 @@ class ChromiumRoomRun(RoomRun):
 
     httpURL: str = ""
 
+    def pageFor(self, room, index: int) -> tuple[str, bytes, str]:
+        """(origin, page, query) of player C{index}: the SDK's page, on wcs's http port."""
+        return self.httpURL, PAGE, f"server={room.url}&room={room.room}&login=chromium{index}"
+
+    def newPlayer(self, lab, index: int) -> ChromiumPlayer:
+        return ChromiumPlayer(lab, index)
+
     async def _run(self, room, lab, pcs) -> dict:
         players = []
         try:
@@ -257,8 +294,8 @@ class ChromiumRoomRun(RoomRun):
         await room.publish(publisher, publisherAddress(0))
         sent = SentCounter(publisher)
         for index in range(self.players):
-            players.append(await ChromiumPlayer(lab, index).start())
-        await asyncio.gather(*(p.play(self.httpURL, room.url, room.room) for p in players))
+            players.append(await self.newPlayer(lab, index).start())
+        await asyncio.gather(*(p.play(*self.pageFor(room, p.index)) for p in players))
         await asyncio.sleep(self.warmup)
         for player in players:
             await player.syncClock()
@@ -292,6 +329,7 @@ class ChromiumRoomRun(RoomRun):
                 figures, fps=stats.get("decodedFps"), paintedFps=figures["fps"],
                 kind="chromium", downlinkKbit=kbit(f"player{i}.down"),
                 uplinkKbit=kbit(f"player{i}.up"), presentedFps=player.presentedFps(start, end),
+                paintedWebrtcFreezes=player.webrtcFreezes(start, end),
                 tailDropped=links.get(f"player{i}.down", {}).get("tailDropped"),
                 clockErrorMs=round(max(firstError, lastError), 2),
                 clockDriftMs=round(last - first, 2),
@@ -310,8 +348,8 @@ class ChromiumRoomRun(RoomRun):
 
 
 STATS_COLUMNS = ("server", "profile", "codec", "player", "address", "painted fps",
-                 "presented fps", "decoded fps",
-                 "freezeCount", "freezes s", "nackCount", "pliCount", "retransmitted",
+                 "presented fps", "decoded fps", "received frames",
+                 "freezeCount", "webrtc freezes in paints", "freezes s", "inter-frame ms", "nackCount", "pliCount", "retransmitted",
                  "packetsLost", "jitter buffer ms", "clock error ms")
 
 
@@ -324,8 +362,9 @@ def statsRows(results: list[dict]):
                 continue
             yield (result["server"], result["profile"], result["codec"], index,
                    stats.get("localAddress"), player["paintedFps"], player["presentedFps"],
-                   stats.get("decodedFps"),
-                   stats.get("freezeCount"), stats.get("totalFreezesDuration"),
+                   stats.get("decodedFps"), stats.get("framesReceived"),
+                   stats.get("freezeCount"), player.get("paintedWebrtcFreezes"),
+                   stats.get("totalFreezesDuration"), stats.get("interFrameMs"),
                    stats.get("nackCount"), stats.get("pliCount"),
                    stats.get("retransmittedPacketsReceived"), stats.get("packetsLost"),
                    stats.get("jitterBufferMs"), player["clockErrorMs"])

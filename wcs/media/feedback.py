@@ -21,8 +21,11 @@ from wcs.media import rtp
 
 declare(
     Key("media_retransmit_share", "int", 20,
-        "percent of a stream's bitrate that retransmissions may add, on the publisher's "
-        "leg (what we NACK) and on each player's (what we resend); 0: no retransmission"),
+        "percent of a stream's bitrate that retransmissions may add on the publisher's "
+        "leg (what we NACK); 0: no retransmission"),
+    Key("media_player_retransmit_share", "int", 60,
+        "percent of the bytes a player was sent that we may resend to it on its NACKs; "
+        "0: no retransmission to players"),
     Key("media_keyframe_interval", "int", 500,
         "ms between two keyframe requests (PLI) to a publisher, whatever the number of players"),
     Key("media_player_keyframe_interval", "int", 2000,
@@ -35,7 +38,8 @@ declare(
 class FeedbackPolicy:
     """The settings above, in the units the forwarding path uses."""
 
-    share: float = 0.2  # of the media bytes
+    share: float = 0.2  # of the media bytes, publisher leg
+    playerShare: float = 0.6  # of the bytes sent to one player
     keyframeInterval: float = 0.5  # s
     playerKeyframeInterval: float = 2.0  # s
     playerReorderWait: float = 0.15  # s (wcs.media.reorder)
@@ -43,6 +47,7 @@ class FeedbackPolicy:
     @classmethod
     def fromSettings(cls, settings) -> "FeedbackPolicy":
         return cls(settings.media_retransmit_share / 100,
+                   settings.media_player_retransmit_share / 100,
                    settings.media_keyframe_interval / 1000,
                    settings.media_player_keyframe_interval / 1000,
                    settings.media_player_reorder_wait / 1000)

@@ -260,6 +260,7 @@ __all__ = [
 ]
 
 import pylibsrtp  # noqa: E402  (aiortc's own dependency: its SRTP sessions)
+from wcs.media.srtpout import Protector  # noqa: E402
 
 _SrtpError = pylibsrtp.Error
 RECEIVE_SIZE = 65536  # the largest UDP datagram fits
@@ -432,11 +433,22 @@ class IceAgent(Connection):
                 return False
             # Once per pair, not per packet (remote_addr builds a tuple).
             self._sendPair = pair
-            self._sendTo = pair.protocol.transport, pair.remote_addr
-        transport, addr = self._sendTo
-        if transport.get_write_buffer_size() > self.writeBufferLimit:
-            return False
-        transport.sendto(data, addr)
+            protocol = pair.protocol
+            self._sendTo = protocol.transport, pair.remote_addr, protocol.sock
+        transport, addr, sock = self._sendTo
+        if sock is None or transport.get_write_buffer_size():
+            if transport.get_write_buffer_size() > self.writeBufferLimit:
+                return False
+            transport.sendto(data, addr)  # behind what asyncio holds: in order
+            return True
+        # The socket directly: asyncio's sendto makes the same call after
+        # checks that cost more than the call itself, per packet and player.
+        try:
+            sock.sendto(data, addr)
+        except OSError:
+            # EAGAIN and the rest: asyncio's way (queue it and wait for the
+            # socket to drain; or tell the protocol).
+            transport.sendto(data, addr)
         return True
 
 
@@ -500,6 +512,21 @@ class DtlsTransport(RTCDtlsTransport):
         if self._state is _CONNECTED:
             return self._tx_srtp.protect(data)
         return None
+
+    _protector = None
+
+    def sendRtpParts(self, header: bytes, payload: bytes) -> bool:
+        """
+        Protect C{header + payload} without joining them first and send it
+        at once (the forwarding hot path: one call per packet and player).
+        False when not connected or the packet could not go.
+        """
+        if self._state is not _CONNECTED:
+            return False
+        protector = self._protector
+        if protector is None or protector.session is not self._tx_srtp:
+            protector = self._protector = Protector(self._tx_srtp)
+        return self._agent.sendNow(protector.protect(header, payload))
 
     def protectRtcp(self, data: bytes) -> bytes | None:
         """SRTCP-protected C{data}, or None when not connected; raises pylibsrtp.Error."""

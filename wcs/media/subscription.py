@@ -25,6 +25,7 @@ HISTORY = 512  # packets kept per player for NACKs: ~4 s of 1 Mbit/s video
 # asks for a keyframe, which is under way anyway.
 RESTART_SKIP = 1024
 DEFAULT_POLICY = FeedbackPolicy()
+_pack = rtp.HEADER.pack
 
 
 class Subscription:
@@ -35,7 +36,7 @@ class Subscription:
 
     Its feedback is answered within budgets: a NACKed packet is resent at
     most once per RTT (measured from the player's receiver reports) and
-    while retransmissions stay within C{policy.share} of what the player
+    while retransmissions stay within C{policy.playerShare} of what the player
     receives; its keyframe requests reach the track at most once per
     C{policy.playerKeyframeInterval}, doubling (up to 4 times) while it
     keeps asking sooner; a PLI right after we resent packets it asked for
@@ -53,6 +54,7 @@ class Subscription:
         self.policy = policy
         self.transport = transport
         self.send = transport.sendRtp
+        self.sendParts = transport.sendRtpParts
         self.ssrc = ssrc
         self.payloadType = payloadType
         self.started = False
@@ -72,7 +74,7 @@ class Subscription:
         self.packets = 0
         self.octets = 0
         self.rtt = RoundTrip()
-        self.budget = RetransmitBudget(policy.share)
+        self.budget = RetransmitBudget(policy.playerShare)
         self.hold = NackHold(self.clock, self.resend, self.rtt, policy.playerReorderWait)
         self.rtx = None  # a wcs.media.rtx.RtxSender when the player takes RTX
         self.reportsSent: dict[int, float] = {}  # LSR of our sender reports -> when sent
@@ -111,15 +113,14 @@ class Subscription:
             self._begin(seq, timestamp)
         self.lastSeq = outSeq = (seq + self.seqDelta) & 0xFFFF
         self.lastTs = outTs = (timestamp + self.tsDelta) & 0xFFFFFFFF
-        header = rtp.HEADER.pack(0x80 | padding, marker | self.payloadType, outSeq, outTs,
-                                 self.ssrc)
+        header = _pack(0x80 | padding, marker | self.payloadType, outSeq, outTs, self.ssrc)
         slot = outSeq % HISTORY
         self.headers[slot] = header
         self.payloads[slot] = payload
-        data = header + payload
         self.packets += 1
         self.octets += len(payload)
-        if not self.send(data) and self.transport.connected:
+        # Header and payload apart: SRTP joins them in its own buffer.
+        if not self.sendParts(header, payload) and self.transport.connected:
             # A player that cannot keep up loses packets up to the next
             # keyframe rather than queueing them (or slowing anyone else).
             self.restart(skip=True)
