@@ -23,9 +23,14 @@ the client's backlog) takes over.
 
 from __future__ import annotations
 
+import errno
 from typing import Callable
 
 from twisted.internet.tcp import Connection
+
+# What a non-blocking send may say that means "nothing taken yet", as
+# Twisted's writeSomeData treats them.
+_RETRY_LATER = (errno.EAGAIN, errno.EWOULDBLOCK, errno.ENOBUFS)
 
 
 def _unsent(transport) -> bool | None:
@@ -83,10 +88,21 @@ def writeNow(transport, data: bytes) -> None:
     it, else (and whatever the socket does not take) by C{transport.write}.
     """
     if _unsent(transport) is False:
-        sent = transport.writeSomeData(data)
+        # The socket's own send, not Connection.writeSomeData: that one's
+        # untilConcludes and lazy slicing cost as much Python as the rest of
+        # a delivery's write (py-spy, 200 in a room). A writer is registered
+        # (transport.write) only when the kernel does not take it all.
+        try:
+            sent = transport.socket.send(data)
+        except InterruptedError:
+            sent = 0
+        except OSError as e:
+            if e.errno not in _RETRY_LATER:
+                # Lost: transport.write finds it out on its next attempt.
+                transport.write(data)
+                return
+            sent = 0
         if sent == len(data):
             return
-        if isinstance(sent, int):
-            data = data[sent:]
-        # else the connection is lost: transport.write finds it out.
+        data = data[sent:]
     transport.write(data)
