@@ -76,6 +76,8 @@ class MediaTransport(DtlsTransport):
         self.lost: Callable[[str], None] | None = None
         # Sees every RTP packet first, whatever its SSRC (wcs.media.twcc).
         self.transportWide = None
+        # Periodic work run on a packet's wake-up when nearly due (liveness.Periodic).
+        self.awake = None
         # Signs of life (see watchedBy); unwatched until a session says.
         self.peer = self.rtp = Silence(LoopClock(), 0)
 
@@ -152,6 +154,8 @@ class MediaTransport(DtlsTransport):
 
     def rtpReceived(self, data: bytes) -> None:
         self.peer.heard()
+        if self.awake is not None:
+            self.awake.poll()
         if len(data) < 12:
             return
         if self.transportWide is not None:
