@@ -294,10 +294,16 @@ class DemuxProtocol(StunProtocol):
     # in all (each wake-up is one more loop iteration and epoll_wait).
     sock = None
     batch = 16
+    # Reading later (L{readEvery}): the timer, and datagrams per turn of it.
+    _later = None
+    laterBatch = 256
 
     def datagram_received(self, data, addr) -> None:
+        self._burst(data, addr, self.batch)
+
+    def _burst(self, data, addr, batch: int) -> None:
         sock = self.sock
-        for left in range(self.batch - 1, -1, -1):
+        for left in range(batch - 1, -1, -1):
             receiver = self.srtpReceived
             if receiver is not None and data and 127 < data[0] < 192:
                 receiver(data)
@@ -314,6 +320,45 @@ class DemuxProtocol(StunProtocol):
             except OSError as e:  # what asyncio's reader does with it
                 self.error_received(e)
                 return
+
+    def readEvery(self, period: float) -> None:
+        """
+        0: read each datagram as it comes (asyncio's reader, the default).
+        Else nothing needs this session's packets at once (a publisher
+        nobody plays, records or measures the arrival of): take the socket
+        out of the loop's poll and read what it queued every C{period}
+        seconds, one wake-up per period instead of one per frame.
+        """
+        transport = self.transport
+        later, self._later = self._later, None
+        if later is not None:
+            later.cancel()
+        if transport is None or transport.is_closing() or self.sock is None:
+            return
+        if period > 0 and self.srtpReceived is not None:
+            transport.pause_reading()
+            self._later = asyncio.get_running_loop().call_later(
+                period, self._readLater, period)
+        else:
+            transport.resume_reading()  # what came meanwhile is read at once
+
+    def _readLater(self, period: float) -> None:
+        self._later = None
+        try:
+            data, addr = self.sock.recvfrom(RECEIVE_SIZE)
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError as e:
+            self.error_received(e)
+        else:
+            self._burst(data, addr, self.laterBatch)
+        self.readEvery(period if self.srtpReceived is not None else 0)
+
+    def connection_lost(self, exc) -> None:
+        later, self._later = self._later, None
+        if later is not None:
+            later.cancel()
+        super().connection_lost(exc)
 
 
 class IceAgent(Connection):
@@ -368,6 +413,16 @@ class IceAgent(Connection):
         """SRTP/SRTCP datagrams go to C{receiver} from now on (None: aioice's path)."""
         for protocol in self._protocols:
             protocol.srtpReceived = receiver
+            if receiver is None:
+                protocol.readEvery(0)
+
+    readingLater = False
+
+    def readEvery(self, period: float) -> None:
+        """L{DemuxProtocol.readEvery} on each socket."""
+        self.readingLater = period > 0
+        for protocol in self._protocols:
+            protocol.readEvery(period)
 
     def socketCount(self) -> int:
         return len(self._protocols)

@@ -244,6 +244,10 @@ class PublishSession(MediaSession):
             self.bandwidth.connected(
                 [(t, [s for s in self.sections if self.transports.get(id(s)) is t])
                  for t in self.uniqueTransports])
+            # Nobody plays it yet: read its packets in batches (readingChanged).
+            for transport in self.uniqueTransports:
+                transport.readLater = self.engine.settings.media_idle_read_interval / 1000
+                transport.readingChanged()
             # Every second, on a packet's wake-up while media flows (Periodic).
             self.reports = Periodic(LoopClock(), 1.0, self._report)
             for transport in self.uniqueTransports:

@@ -78,6 +78,9 @@ class MediaTransport(DtlsTransport):
         self.transportWide = None
         # Periodic work run on a packet's wake-up when nearly due (liveness.Periodic).
         self.awake = None
+        # s between two reads of the sockets while no receiver needs its
+        # packets at once (readingChanged); 0: always at once.
+        self.readLater = 0.0
         # Signs of life (see watchedBy); unwatched until a session says.
         self.peer = self.rtp = Silence(LoopClock(), 0)
 
@@ -133,6 +136,19 @@ class MediaTransport(DtlsTransport):
             reason = info.ICE_ERROR if self.ice.consentLost else info.DTLS_ERROR
             if self.lost is not None:
                 self.lost(reason)
+
+    def readingChanged(self) -> None:
+        """
+        Read the sockets every L{readLater} seconds while none of our
+        receivers has a consumer of its packets (a player, a sink) and no
+        transport-wide feedback times their arrival; else at once.
+        """
+        if not self.readLater and not self.ice.readingLater:
+            return
+        handlers = (*self.receivers.values(), *self.receiversByType.values())
+        idle = self.transportWide is None and not any(
+            getattr(handler, "track", handler).wanted() for handler in handlers)
+        self.ice.readEvery(self.readLater if idle else 0)
 
     # Sending
 
