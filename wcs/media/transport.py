@@ -62,6 +62,11 @@ class FeedbackHandler(Protocol):
 
 class MediaTransport(DtlsTransport):
     log = Logger()
+    # Periodic work run on a packet's wake-up when nearly due (liveness.Periodic).
+    awake = None
+    # s between two reads of the sockets while no receiver needs its
+    # packets at once (readingChanged); 0: always at once.
+    readLater = 0.0
 
     def __init__(self, connection: IceConnection, certificate: RTCCertificate):
         super().__init__(connection, certificate)
@@ -76,11 +81,6 @@ class MediaTransport(DtlsTransport):
         self.lost: Callable[[str], None] | None = None
         # Sees every RTP packet first, whatever its SSRC (wcs.media.twcc).
         self.transportWide = None
-        # Periodic work run on a packet's wake-up when nearly due (liveness.Periodic).
-        self.awake = None
-        # s between two reads of the sockets while no receiver needs its
-        # packets at once (readingChanged); 0: always at once.
-        self.readLater = 0.0
         # Signs of life (see watchedBy); unwatched until a session says.
         self.peer = self.rtp = Silence(LoopClock(), 0)
 
