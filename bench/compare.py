@@ -72,7 +72,8 @@ def sfu(shared: Path, out: Path, args) -> None:
     run([PY, str(shared / "sfu_load.py"), "--backend", "janus", *common,
          "--out", str(out / "sfu-janus.jsonl")], 1200)
     port = freePort()
-    media = ("--set ice_public_ip=127.0.0.1 --set media_port_from=0 --set media_port_to=0")
+    media = ("--set ice_public_ip=127.0.0.1 --set media_port_from=0 --set media_port_to=0"
+             + "".join(f" --set {setting}" for setting in args.wcs_set))
     run([PY, str(shared / "sfu_load.py"), "--backend", "wcs", *common,
          "--wcs-url", f"ws://127.0.0.1:{port}/", "--wcs-cmd", wcsCommand(port, 0, media),
          "--out", str(out / "sfu-wcs.jsonl")], 1200)
@@ -194,6 +195,9 @@ def main() -> None:
     ap.add_argument("--sfu-players", default="0,1,5,10")
     ap.add_argument("--sfu-seconds", type=float, default=10)
     ap.add_argument("--codecs", default="h264,vp8")
+    ap.add_argument("--wcs-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a setting for wcs in the WebRTC runs (repeatable), e.g. "
+                         "media_idle_read_interval=0")
     ap.add_argument("--rtmp-players", default="1,5,10")
     ap.add_argument("--rtmp-seconds", type=float, default=20)
     args = ap.parse_args()
