@@ -165,3 +165,24 @@ def test_readLaterOnlyWhileNobodyNeedsThePackets():
     transport.transportWide = object()
     transport.readingChanged()
     assert not transport.ice.readingLater
+
+
+@asyncTest(timeout=30)
+async def test_readLaterKeepsUpWithAFastStream():
+    """More than a batch queued: the rest is read in the next loop turns, not a period later."""
+    agent, protocol, wakeups = await _agent()
+    got = []
+    agent.receiveSrtp(got.append)
+    protocol.laterBatch = 4
+    agent.readEvery(0.2)
+    loop = asyncio.get_running_loop()
+    try:
+        packets = [_packet(i) for i in range(10)]
+        _burst(protocol.local_candidate.port, packets)
+        start = loop.time()
+        await _until(lambda: len(got) == 10)
+        assert loop.time() - start < 0.35  # one period, not three
+        assert got == packets and wakeups == []
+        assert protocol._later is not None  # and reading later goes on
+    finally:
+        await agent.close()

@@ -296,12 +296,14 @@ class DemuxProtocol(StunProtocol):
     batch = 16
     # Reading later (L{readEvery}): the timer, and datagrams per turn of it.
     _later = None
+    _period = 0.0
     laterBatch = 256
 
     def datagram_received(self, data, addr) -> None:
         self._burst(data, addr, self.batch)
 
-    def _burst(self, data, addr, batch: int) -> None:
+    def _burst(self, data, addr, batch: int) -> bool:
+        """Handle C{data} and read on, C{batch} in all; True if the batch ran out."""
         sock = self.sock
         for left in range(batch - 1, -1, -1):
             receiver = self.srtpReceived
@@ -310,16 +312,19 @@ class DemuxProtocol(StunProtocol):
             else:
                 super().datagram_received(data, addr)
                 if receiver is None:
-                    return  # no session (or it ended meanwhile): asyncio's path
-            if sock is None or not left:
-                return
+                    return False  # no session (or it ended meanwhile): asyncio's path
+            if sock is None:
+                return False
+            if not left:
+                return True
             try:
                 data, addr = sock.recvfrom(RECEIVE_SIZE)
             except (BlockingIOError, InterruptedError):
-                return
+                return False
             except OSError as e:  # what asyncio's reader does with it
                 self.error_received(e)
-                return
+                return False
+        return False
 
     def readEvery(self, period: float) -> None:
         """
@@ -330,6 +335,7 @@ class DemuxProtocol(StunProtocol):
         seconds, one wake-up per period instead of one per frame.
         """
         transport = self.transport
+        self._period = period
         later, self._later = self._later, None
         if later is not None:
             later.cancel()
@@ -337,13 +343,13 @@ class DemuxProtocol(StunProtocol):
             return
         if period > 0 and self.srtpReceived is not None:
             transport.pause_reading()
-            self._later = asyncio.get_running_loop().call_later(
-                period, self._readLater, period)
+            self._later = asyncio.get_running_loop().call_later(period, self._readLater)
         else:
             transport.resume_reading()  # what came meanwhile is read at once
 
-    def _readLater(self, period: float) -> None:
+    def _readLater(self) -> None:
         self._later = None
+        more = False
         try:
             data, addr = self.sock.recvfrom(RECEIVE_SIZE)
         except (BlockingIOError, InterruptedError):
@@ -351,8 +357,15 @@ class DemuxProtocol(StunProtocol):
         except OSError as e:
             self.error_received(e)
         else:
-            self._burst(data, addr, self.laterBatch)
-        self.readEvery(period if self.srtpReceived is not None else 0)
+            more = self._burst(data, addr, self.laterBatch)
+        if self._later is not None or not self._period:
+            return  # reading was set anew meanwhile (a player came)
+        if self.srtpReceived is None:
+            self.readEvery(0)  # the session ended meanwhile
+        elif more:  # a stream faster than a batch a period: the rest at the next turn
+            self._later = asyncio.get_running_loop().call_soon(self._readLater)
+        else:
+            self.readEvery(self._period)
 
     def connection_lost(self, exc) -> None:
         later, self._later = self._later, None
