@@ -388,6 +388,7 @@ class IceAgent(Connection):
     consentLifetime = 30.0
     _consent = None
     _sendPair = None  # the pair sendNow's (transport, address) are of
+    readingLater = False  # whether readEvery set a period
 
     def __init__(self, *args, **kw):
         super().__init__(*args, **kw)
@@ -428,8 +429,6 @@ class IceAgent(Connection):
             protocol.srtpReceived = receiver
             if receiver is None:
                 protocol.readEvery(0)
-
-    readingLater = False
 
     def readEvery(self, period: float) -> None:
         """L{DemuxProtocol.readEvery} on each socket."""
