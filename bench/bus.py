@@ -5,7 +5,9 @@ node b `--burst` chat-sized messages per reactor turn, `--messages` in all,
 a turn every `--interval` ms; prints this process's CPU (both buses: the
 publish and the receive side) per message, and redis-server's, which a
 bus change leaves alone. Independent of how busy the machine is, unlike the
-latencies of bench/cluster.py (CPU time, not wall time).
+latencies of bench/cluster.py (CPU time, not wall time). Also the latency
+from send to dispatch on node b (wall time: one process and redis-server,
+not the four of a chat).
 
     .venv/bin/python bench/bus.py [--messages 20000] [--burst 10] [--interval 10]
 """
@@ -45,7 +47,8 @@ async def run(args) -> None:
     reactor = AsyncioSelectorReactor(asyncio.get_running_loop())
     got = []
     a = makeBus(redis.url, "a", lambda m: None, reactor)
-    b = makeBus(redis.url, "b", got.append, reactor)
+    b = makeBus(redis.url, "b", lambda m: got.append(
+        time.perf_counter() - float(m["text"].split(" ", 1)[0])), reactor)
     try:
         for bus in (a, b):
             bus.start()
@@ -70,6 +73,11 @@ async def run(args) -> None:
               f"{1e6 * cpu / max(1, len(got)):.1f} us of CPU per message (both buses), "
               f"redis-server {1e6 * redisCpu / max(1, len(got)):.1f} us; "
               f"load {os.getloadavg()[0]:.1f}")
+        ordered = sorted(got) or [float("nan")]
+        at = lambda p: 1000 * ordered[min(len(ordered) - 1, int(p * len(ordered)))]  # noqa: E731
+        print(f"bus: latency p50 {at(0.5):.2f} ms, p99 {at(0.99):.2f} ms, max "
+              f"{1000 * ordered[-1]:.1f} ms; {sum(t >= 0.03 for t in got)} of {len(got)} "
+              f"at 30 ms or more")
     finally:
         for bus in (a, b):
             await bus.stop()

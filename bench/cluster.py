@@ -6,6 +6,11 @@ of chat between members on different nodes at a given rate. No assertion:
 figures only (docs/performance.md keeps the latest).
 
     .venv/bin/python bench/cluster.py [--rooms 50] [--size 10] [--rate 1000] [--seconds 5]
+        [--trace] [--even-only]
+
+--trace adds, per chat run, where the time went (bench/clustertrace.py):
+both halves of a message's latency around Redis, the bench's own loop lag
+and CPU, and each node's loop lag.
 
 With --media, the media capacity of one node against two instead
 (bench/clustermedia.py):
@@ -18,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import tempfile
 import time
@@ -26,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import clustermedia  # noqa: E402
+from bench import clustermedia, clustertrace  # noqa: E402
 from bench.signalling import Peer, cpuSeconds, percentile  # noqa: E402
 from tests.support.cluster import runningCluster  # noqa: E402
 
@@ -60,7 +66,8 @@ async def joins(redis, nodes, rooms: int) -> dict:
             "added p50 ms": ms(remote, 50) - ms(local, 50)}
 
 
-async def chat(nodes, size: int, rate: float, seconds: float, even: bool = False) -> dict:
+async def chat(nodes, size: int, rate: float, seconds: float, even: bool = False,
+               trace=None) -> dict:
     """Half the members on each node; each sends to every member of the other.
 
     By default a round (one message per pair) is sent at once, then the
@@ -75,6 +82,12 @@ async def chat(nodes, size: int, rate: float, seconds: float, even: bool = False
     pairs = [(p, q) for i, p in enumerate(peers) for j, q in enumerate(peers) if i % 2 != j % 2]
     interval = len(pairs) / rate
     pids = [nodes["a"].proc.pid, nodes["b"].proc.pid]
+    if trace is not None:
+        tap = clustertrace.Tap(trace.port, Path(tempfile.mkdtemp()))
+        logs = {n: len(nodes[n].logPath.read_text(errors="replace")) for n in "ab"}
+        lag = clustertrace.LoopLag()
+        sched = clustertrace.Sched({"bench": os.getpid(), "node a": pids[0], "node b": pids[1],
+                                    "redis": trace.proc.pid, "tap": tap.pid})
     cpu0 = [cpuSeconds(pid) for pid in pids]
     wall0 = time.perf_counter()
     rounds = 0
@@ -98,27 +111,48 @@ async def chat(nodes, size: int, rate: float, seconds: float, even: bool = False
     cpu = [cpuSeconds(pid) - c for pid, c in zip(pids, cpu0)]
     delivered = sum(p.delivered for p in peers)
     latencies = [value for p in peers for value in p.latencies]
+    traced = {}
+    if trace is not None:
+        waits = sched.stop()  # before the tap exits
+        traced = {**clustertrace.split(peers, tap.stop(), percentile), **lag.stop(), **waits}
+        for n in "ab":
+            for i, (p50, p99, top) in enumerate(clustertrace.nodeLag(nodes[n], logs[n])):
+                traced[f"node {n} lag{i} p99 ms"] = p99
+                traced[f"max{i}{n}"] = top
+            for line in clustertrace.nodeGC(nodes[n], logs[n]):
+                print(f"  node {n}: {line}")
     for peer in peers:
         await peer.close()
-    return {"delivered/s": delivered / wall, "lost": expected - delivered,
+    return traced | {"delivered/s": delivered / wall, "lost": expected - delivered,
             "node CPU ms/1000": 1e6 * sum(cpu) / max(1, delivered),
             "p50 ms": 1000 * percentile(latencies, 50),
             "p99 ms": 1000 * percentile(latencies, 99)}
 
 
 def show(title: str, figures: dict) -> None:
-    print(f"  {title:<10}" + "  ".join(f"{k} {v:8.1f}" for k, v in figures.items()))
+    print(f"  {title:<10}" + "  ".join(f"{k} {v:.1f}" for k, v in figures.items()))
 
 
 async def run(args) -> None:
-    with runningCluster(Path(tempfile.mkdtemp()), {"a": QUIET, "b": QUIET}) as (redis, nodes):
-        print(f"join: {args.rooms} rooms, a client on the room's node and one on the other")
-        show("join", await joins(redis, nodes, args.rooms))
-        print(f"chat: {args.size} members on two nodes, each to every member of the other "
-              f"node, ~{args.rate:.0f} deliveries/s for {args.seconds:.0f} s")
-        show("chat", await chat(nodes, args.size, args.rate, args.seconds))
+    settings = QUIET | (clustertrace.NODE_SETTINGS if args.trace else {})
+    with runningCluster(Path(tempfile.mkdtemp()), {"a": settings, "b": settings}) as (
+            redis, nodes):
+        trace = redis if args.trace else None
+        bursts = None
+        if not args.even_only:
+            print(f"join: {args.rooms} rooms, a client on the room's node and one on the other")
+            show("join", await joins(redis, nodes, args.rooms))
+            print(f"chat: {args.size} members on two nodes, each to every member of the other "
+                  f"node, ~{args.rate:.0f} deliveries/s for {args.seconds:.0f} s")
+            bursts = await chat(nodes, args.size, args.rate, args.seconds, trace=trace)
+            show("chat", bursts)
         print("chat again, the same rate sent evenly (not in bursts of one per pair)")
-        show("chat even", await chat(nodes, args.size, args.rate, args.seconds, even=True))
+        even = await chat(nodes, args.size, args.rate, args.seconds, even=True, trace=trace)
+        show("chat even", even)
+        print(f"p99 of chat between nodes at ~{args.rate:.0f} deliveries/s (issue 17: under "
+              f"30 ms): {even['p99 ms']:.1f} ms sent evenly"
+              + (f", {bursts['p99 ms']:.1f} ms in bursts" if bursts else "")
+              + f"; load average {os.getloadavg()[0]:.2f}")
 
 
 def main() -> None:
@@ -127,6 +161,10 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=10)
     parser.add_argument("--rate", type=float, default=1000.0)
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--trace", action="store_true",
+                        help="where each chat message's time went (bench/clustertrace.py)")
+    parser.add_argument("--even-only", action="store_true",
+                        help="only the chat sent evenly (no joins, no bursts)")
     parser.add_argument("--media", action="store_true",
                         help="media capacity of one node and of two (no signalling figures)")
     clustermedia.addArguments(parser)

@@ -64,6 +64,7 @@ class Peer:
         self.ws, self.login = ws, login
         self.waiting: dict[str, asyncio.Future] = {}
         self.latencies: list[float] = []
+        self.sentAt: list[float] = []  # the send time of each latency (bench/clustertrace.py)
         self.delivered = 0
         self.reader = asyncio.ensure_future(self.read())
 
@@ -87,6 +88,7 @@ class Peer:
                 elif name == "OnDataEvent" and data["payload"]["name"] == "MESSAGE":
                     sent = float(data["payload"]["info"]["text"].split(" ", 1)[0])
                     self.latencies.append(time.perf_counter() - sent)
+                    self.sentAt.append(sent)
                     self.delivered += 1
         except websockets.ConnectionClosed:
             pass

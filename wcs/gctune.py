@@ -18,6 +18,7 @@ and made each young pass 5 ms instead of 0.4 ms, so it is off by default.
 from __future__ import annotations
 
 import gc
+import time
 
 from twisted.application.service import Service
 
@@ -31,6 +32,9 @@ declare(
     Key("gc_freeze", "bool", True,
         "once started, move every object then alive to the collector's permanent "
         "generation (gc.freeze), so that full passes skip the start-up heap"),
+    Key("gc_report", "int", 0,
+        "every this many seconds, log the collector's passes in that time per "
+        "generation and the longest one (a pause of the reactor); 0: off"),
 )
 
 log = Logger()
@@ -47,6 +51,41 @@ def tune(gen0: int, freeze: bool) -> None:
                  count=gc.get_freeze_count(), thresholds=gc.get_threshold())
 
 
+class GCPauses:
+    """
+    The collector's passes, timed by C{gc.callbacks} (two clock reads a
+    pass, nothing per object): counts per generation and the longest pause,
+    taken and reset by L{take}.
+    """
+
+    def __init__(self, clock=time.perf_counter):
+        self.clock = clock
+        self.started = 0.0
+        self.reset()
+
+    def reset(self) -> None:
+        self.passes = [0, 0, 0]
+        self.longest = [0.0, 0.0, 0.0]
+        self.total = 0.0
+
+    def __call__(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self.started = self.clock()
+            return
+        spent = self.clock() - self.started
+        generation = info["generation"]
+        self.passes[generation] += 1
+        self.longest[generation] = max(self.longest[generation], spent)
+        self.total += spent
+
+    def take(self) -> dict:
+        figures = {"passes": tuple(self.passes),
+                   "longest": tuple(round(1000 * s, 2) for s in self.longest),
+                   "total": round(1000 * self.total, 1)}
+        self.reset()
+        return figures
+
+
 class GCTuning(Service):
     """Applies the settings once the reactor runs (every service started)."""
 
@@ -54,7 +93,30 @@ class GCTuning(Service):
         self.reactor = reactor
         self.gen0 = settings.gc_gen0_threshold
         self.freeze = settings.gc_freeze
+        self.report = settings.gc_report
+        self.pauses = None
+        self.call = None
 
     def startService(self) -> None:
         super().startService()
         self.reactor.callWhenRunning(tune, self.gen0, self.freeze)
+        if self.report > 0:  # after tune's own full pass: the steady state's
+            self.reactor.callWhenRunning(self._watch)
+
+    def _watch(self) -> None:
+        self.pauses = GCPauses()
+        gc.callbacks.append(self.pauses)
+        self.call = self.reactor.callLater(self.report, self._report)
+
+    def stopService(self):
+        super().stopService()
+        if self.pauses is not None:
+            gc.callbacks.remove(self.pauses)
+            self.pauses = None
+        if self.call is not None and self.call.active():
+            self.call.cancel()
+
+    def _report(self) -> None:
+        log.info("gc over {seconds}s: passes per generation {passes}, longest (ms) "
+                 "{longest}, in all {total} ms", seconds=self.report, **self.pauses.take())
+        self.call = self.reactor.callLater(self.report, self._report)

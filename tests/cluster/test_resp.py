@@ -38,9 +38,11 @@ def test_one_feed_of_many_replies_and_a_partial_one():
 
 
 @pytest.mark.parametrize("wire", [b"$2000\r\n", b"*2000\r\n", b"!3\r\nabc\r\n",
-                                  b"*1\r\n" * 20 + b":1\r\n", b":x\r\n"])
+                                  b"*1\r\n" * 20 + b":1\r\n", b":x\r\n", b":--5\r\n",
+                                  b"$-5\r\n", b": 7\r\n", b":1_0\r\n", b"$\r\n",
+                                  b":" + b"9" * 30 + b"\r\n"])
 def test_oversized_nested_or_foreign_bytes_are_refused(wire):
-    with pytest.raises(ValueError):
+    with pytest.raises(ProtocolError):
         RespReader(maxBulk=1000).feed(wire)
 
 
@@ -95,3 +97,45 @@ def test_urls_the_bus_speaks():
     assert (parts.path, db) == ("/run/redis.sock", "3")
     with pytest.raises(ValueError, match="rediss:// is not supported"):
         parseUrl("rediss://host:6380")
+
+
+def test_a_message_push_without_a_bulk_payload_drops_the_connection():
+    protocol, transport, messages = connected()
+    failures = []
+    protocol.send("PING").addErrback(lambda f: failures.append(f.value))
+    protocol.dataReceived(b"*3\r\n$7\r\nmessage\r\n$1\r\nc\r\n*1\r\n:1\r\n")
+    assert transport.disconnecting and messages == []
+    assert isinstance(failures[0], ProtocolError)
+
+
+def test_nagle_is_off_on_a_tcp_connection():
+    """A PUBLISH must not wait for the ACK of the one before (docs/cluster.md)."""
+
+    class TCPTransport(StringTransport):
+        noDelay = False
+
+        def setTcpNoDelay(self, enabled):
+            self.noDelay = enabled
+
+    transport = TCPTransport()
+    RespProtocol(1 << 16).makeConnection(transport)
+    assert transport.noDelay is True
+    RespProtocol(1 << 16).makeConnection(StringTransport())  # a UNIX socket has none
+
+
+def test_an_unfinished_array_is_bounded_by_what_it_has_read_so_far():
+    """Its items are parsed as they come (not again at every piece) and count."""
+    reader = RespReader(maxBulk=100)
+    assert reader.feed(b"*50\r\n" + b":1\r\n" * 30) == []
+    assert reader.buffer == b"" and reader.held == 125
+    with pytest.raises(ProtocolError):
+        reader.feed(b":1\r\n" * 11)
+
+
+def test_an_array_in_one_byte_pieces_is_the_same_reply():
+    wire = b"*3\r\n*2\r\n:1\r\n$3\r\na\r\n\r\n+OK\r\n*0\r\n:7\r\n"
+    reader, replies = RespReader(), []
+    for i in range(len(wire)):
+        replies += reader.feed(wire[i:i + 1])
+    assert replies == [[[1, b"a\r\n"], "OK", []], 7]
+    assert reader.buffer == b"" and reader.stack == [] and reader.held == 0

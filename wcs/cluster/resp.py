@@ -7,6 +7,11 @@ timeouts, a task per command) costs about 110 µs of CPU per command and
 and a message one parse of the bytes Twisted hands over. The registry's
 scripts and keys stay on the C{redis} client: they run once a heartbeat.
 
+Commands go straight to the socket when Twisted holds nothing unsent for
+it (L{wcs.transports.outbox.writeNow}): C{transport.write} would register
+the socket for writing and send one loop iteration later, two C{epoll_ctl}
+and a wake-up per C{PUBLISH}.
+
 Sans-I/O parser (L{RespReader}) and command encoder (L{command}); one
 protocol (L{RespProtocol}) for both uses: replies fire the Deferreds of the
 commands in order; a C{message} push of a subscription goes to
@@ -22,6 +27,8 @@ from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionLost
 from twisted.internet.protocol import ClientFactory, Protocol
 
+from wcs.transports.outbox import writeNow
+
 
 class RespError(Exception):
     """An error reply (C{-ERR ...}) of Redis."""
@@ -29,10 +36,6 @@ class RespError(Exception):
 
 class ProtocolError(ValueError):
     """Bytes that are not RESP2, or a reply over the size allowed."""
-
-
-class _Incomplete(Exception):
-    pass
 
 
 def command(*args) -> bytes:
@@ -47,12 +50,23 @@ def command(*args) -> bytes:
     return b"".join(out)
 
 
+def _integer(line: bytes) -> int:
+    # RESP integers and lengths are at most 64-bit: 20 characters; int()
+    # alone would take "1_000", " 7" or 4 000 digits.
+    digits = line[1:] if line[:1] == b"-" else line
+    if len(line) > 20 or not digits.isdigit():
+        raise ProtocolError(f"not a RESP integer: {line[:24]!r}")
+    return int(line)
+
+
 class RespReader:
     """
     Replies from bytes as they come: bulk strings as C{bytes}, simple
     strings as C{str}, integers, errors as L{RespError}, arrays as lists,
     nil as None. A bulk string or array longer than C{maxBulk} (or nested
-    deeper than 8) is a L{ProtocolError}: the caller drops the connection.
+    deeper than 8), a malformed length or integer, or an unknown type byte
+    is a L{ProtocolError}: the caller drops the connection. An unfinished
+    reply (buffered and already parsed) is at most C{maxBulk} + 64 bytes.
     """
 
     MAX_DEPTH = 8
@@ -60,49 +74,67 @@ class RespReader:
     def __init__(self, maxBulk: int = 1 << 20):
         self.maxBulk = maxBulk
         self.buffer = bytearray()
+        # The arrays of the reply being read, outermost first: [items, still
+        # to come]. Items already read stay parsed here, so bytes that come
+        # in small pieces are read once, not again from the reply's start
+        # at every piece (quadratic in the number of items).
+        self.stack: list[list] = []
+        self.held = 0  # bytes of the unfinished reply read into the stack
+        self.scanned = 0  # the buffer holds no CRLF before this offset
 
     def feed(self, data: bytes) -> list:
         self.buffer += data
-        replies, pos = [], 0
-        while pos < len(self.buffer):
-            try:
-                reply, pos = self._parse(pos, 0)
-            except _Incomplete:
+        buf, stack, replies, pos = self.buffer, self.stack, [], 0
+        while True:
+            end = buf.find(b"\r\n", max(pos, self.scanned))
+            if end < 0:
+                self.scanned = max(pos, len(buf) - 1)
                 break
-            replies.append(reply)
-        del self.buffer[:pos]
-        if len(self.buffer) > self.maxBulk + 64:
+            kind, line, start, pos = buf[pos], bytes(buf[pos + 1:end]), pos, end + 2
+            if kind == 0x2B:  # +
+                value = line.decode("utf-8", "replace")
+            elif kind == 0x2D:  # -
+                value = RespError(line.decode("utf-8", "replace"))
+            elif kind == 0x3A:  # :
+                value = _integer(line)
+            elif kind in (0x24, 0x2A):  # $ *
+                size = _integer(line)
+                if size > self.maxBulk or len(stack) > self.MAX_DEPTH:
+                    raise ProtocolError(f"a reply of {size} (over {self.maxBulk}) "
+                                        "or nested too deep")
+                if size < -1:
+                    raise ProtocolError(f"a length of {size}")
+                if size == -1:
+                    value = None
+                elif kind == 0x24:
+                    if len(buf) < pos + size + 2:
+                        pos = start  # the whole bulk string, when it is there
+                        self.scanned = start
+                        break
+                    value, pos = bytes(buf[pos:pos + size]), pos + size + 2
+                elif size == 0:
+                    value = []
+                else:
+                    stack.append([[], size])
+                    continue
+            else:
+                raise ProtocolError(f"not RESP2: {bytes(buf[start:end])[:40]!r}")
+            while stack:  # the value completes arrays, innermost first
+                top = stack[-1]
+                top[0].append(value)
+                top[1] -= 1
+                if top[1]:
+                    break
+                value = stack.pop()[0]
+            else:
+                replies.append(value)
+                self.held = -pos  # the next reply starts here
+        del buf[:pos]
+        self.scanned = max(0, self.scanned - pos)
+        self.held = self.held + pos if stack else 0
+        if self.held + len(buf) > self.maxBulk + 64:
             raise ProtocolError(f"a reply over {self.maxBulk} bytes")
         return replies
-
-    def _parse(self, pos: int, depth: int):
-        buf = self.buffer
-        end = buf.find(b"\r\n", pos)
-        if end < 0:
-            raise _Incomplete
-        kind, line, pos = buf[pos], bytes(buf[pos + 1:end]), end + 2
-        if kind == 0x2B:  # +
-            return line.decode("utf-8", "replace"), pos
-        if kind == 0x2D:  # -
-            return RespError(line.decode("utf-8", "replace")), pos
-        if kind == 0x3A:  # :
-            return int(line), pos
-        if kind not in (0x24, 0x2A):  # $ *
-            raise ProtocolError(f"not RESP2: {bytes(buf[pos - len(line) - 3:end])[:40]!r}")
-        size = int(line)
-        if size > self.maxBulk or depth > self.MAX_DEPTH:
-            raise ProtocolError(f"a reply of {size} (over {self.maxBulk}) or nested too deep")
-        if size < 0:
-            return None, pos
-        if kind == 0x24:
-            if len(buf) < pos + size + 2:
-                raise _Incomplete
-            return bytes(buf[pos:pos + size]), pos + size + 2
-        items = []
-        for _ in range(size):
-            item, pos = self._parse(pos, depth + 1)
-            items.append(item)
-        return items, pos
 
 
 class RespProtocol(Protocol):
@@ -122,6 +154,12 @@ class RespProtocol(Protocol):
 
     def connectionMade(self) -> None:
         self.connected = True
+        # Nagle would hold a PUBLISH while the one before is not acknowledged,
+        # and with CLIENT REPLY OFF Redis sends nothing the ACK could ride on:
+        # its delayed ACK (40 ms on Linux) then became the message's latency.
+        # (asyncio, hence the redis client the bus had before, sets it itself.)
+        if hasattr(self.transport, "setTcpNoDelay"):
+            self.transport.setTcpNoDelay(True)
         if self.onConnected is not None:
             self.onConnected()
 
@@ -129,30 +167,34 @@ class RespProtocol(Protocol):
         """Write one command; its Deferred fires with the reply."""
         d = Deferred()
         self.pending.append(d)
-        self.transport.write(command(*args))
+        writeNow(self.transport, command(*args))
         return d
 
     def sendMany(self, commands: list[tuple]) -> list[Deferred]:
         """Several commands in one write (a pipeline: one syscall)."""
         ds = [Deferred() for _ in commands]
         self.pending.extend(ds)
-        self.transport.write(b"".join(command(*args) for args in commands))
+        writeNow(self.transport, b"".join(command(*args) for args in commands))
         return ds
 
     def writeOnly(self, commands: list[tuple]) -> None:
         """Commands whose replies nobody reads (after C{CLIENT REPLY OFF})."""
-        self.transport.write(b"".join(command(*args) for args in commands))
+        writeNow(self.transport, b"".join(command(*args) for args in commands))
 
     def dataReceived(self, data: bytes) -> None:
         try:
             replies = self.reader.feed(data)
-        except (ProtocolError, ValueError) as e:
+        except ProtocolError as e:
             self.transport.loseConnection()
             self._failPending(e)
             return
         for reply in replies:
             if (self.onMessage is not None and isinstance(reply, list) and len(reply) == 3
                     and reply[0] == b"message"):
+                if not isinstance(reply[2], bytes):  # Redis sends a bulk string
+                    self.transport.loseConnection()
+                    self._failPending(ProtocolError("a message push without its payload"))
+                    return
                 self.onMessage(reply[2])
             elif self.pending:
                 d = self.pending.popleft()
