@@ -30,6 +30,9 @@ class NullTransport:
     def sendRtcp(self, data: bytes) -> None:
         pass
 
+    def readingChanged(self) -> None:
+        pass
+
 
 def packets(count: int) -> list[bytes]:
     out = []

@@ -83,3 +83,106 @@ async def test_sessionEndsWithinABurst():
         assert [agent._queue.get_nowait()[0] for _ in range(BURST - 5)] == packets[5:]
     finally:
         await agent.close()
+
+
+@asyncTest(timeout=30)
+async def test_readLaterBatchesAPeriod():
+    """
+    Read every 0.3 s: three bursts come meanwhile and asyncio's reader
+    never wakes for them; they arrive together, in order, at the period.
+    Reading at once again, the next burst wakes the reader.
+    """
+    agent, protocol, wakeups = await _agent()
+    got = []
+    agent.receiveSrtp(got.append)
+    agent.readEvery(0.3)
+    loop = asyncio.get_running_loop()
+    try:
+        start = loop.time()
+        packets = [_packet(i) for i in range(30)]
+        for n in range(3):
+            _burst(protocol.local_candidate.port, packets[10 * n:10 * n + 10])
+            await asyncio.sleep(0.03)
+        assert got == [] and wakeups == []
+        await _until(lambda: len(got) == 30)
+        assert loop.time() - start >= 0.25
+        assert got == packets and wakeups == []
+        agent.readEvery(0)
+        assert protocol._later is None
+        _burst(protocol.local_candidate.port, [_packet(30)])
+        await _until(lambda: len(got) == 31)
+        assert len(wakeups) == 1
+    finally:
+        await agent.close()
+    assert protocol._later is None
+
+
+@asyncTest(timeout=30)
+async def test_readLaterEndsWithTheSession():
+    """The session ends while reading later: asyncio's reader (and aioice's path) again."""
+    agent, protocol, wakeups = await _agent()
+    agent.receiveSrtp(lambda data: None)
+    agent.readEvery(5.0)
+    try:
+        agent.receiveSrtp(None)
+        assert protocol._later is None and protocol.transport.is_reading()
+        _burst(protocol.local_candidate.port, [_packet(1)])
+        await _until(lambda: agent._queue.qsize() == 1)
+    finally:
+        await agent.close()
+
+
+def test_readLaterOnlyWhileNobodyNeedsThePackets():
+    """
+    A publisher's transport reads later while its tracks have no player and
+    no sink and no transport-wide feedback is on; at once otherwise.
+    """
+    from types import SimpleNamespace
+
+    from aiortc.rtcdtlstransport import RTCCertificate
+
+    from wcs.media.track import IncomingTrack
+    from wcs.media.transport import MediaTransport
+
+    transport = MediaTransport(IceConnection(PortRange(0, 0), [("127.0.0.1", "127.0.0.1")]),
+                               RTCCertificate.generateCertificate())
+    track = IncomingTrack(transport, "audio", "opus", 48000, 111, 5)
+    transport.receivers[5] = track
+    transport.readingChanged()
+    assert not transport.ice.readingLater  # readLater 0: never
+    transport.readLater = 0.1
+    transport.readingChanged()
+    assert transport.ice.readingLater
+    player = SimpleNamespace()
+    track.subscribe(player)
+    assert not transport.ice.readingLater
+    track.unsubscribe(player)
+    assert transport.ice.readingLater
+    track.frameListener = lambda *frame: None
+    assert not transport.ice.readingLater
+    track.frameListener = None
+    assert transport.ice.readingLater
+    transport.transportWide = object()
+    transport.readingChanged()
+    assert not transport.ice.readingLater
+
+
+@asyncTest(timeout=30)
+async def test_readLaterKeepsUpWithAFastStream():
+    """More than a batch queued: the rest is read in the next loop turns, not a period later."""
+    agent, protocol, wakeups = await _agent()
+    got = []
+    agent.receiveSrtp(got.append)
+    protocol.laterBatch = 4
+    agent.readEvery(0.2)
+    loop = asyncio.get_running_loop()
+    try:
+        packets = [_packet(i) for i in range(10)]
+        _burst(protocol.local_candidate.port, packets)
+        start = loop.time()
+        await _until(lambda: len(got) == 10)
+        assert loop.time() - start < 0.35  # one period, not three
+        assert got == packets and wakeups == []
+        assert protocol._later is not None  # and reading later goes on
+    finally:
+        await agent.close()

@@ -17,7 +17,7 @@ from wcs.media import rtp
 from tests.media.test_wrap import _srtpPair
 from wcs.media.ice import IceConnection, PortRange
 from wcs.media.internals import DemuxProtocol
-from wcs.media.liveness import LoopClock, Silence
+from wcs.media.liveness import LoopClock, Periodic, Silence
 from wcs.media.track import IncomingTrack
 from wcs.media.transport import MediaTransport
 
@@ -268,3 +268,58 @@ def test_whatCountsAsLifeOnTheWire(sign, expired):
         await peer.transport.close()
         assert peer.protocol.srtpReceived is None  # the session ended
     asyncio.run(main())
+
+
+def test_periodicRunsOnTimeWithoutPackets():
+    """No packets: the timer runs the work every interval, from start."""
+    clock = Clock()
+    runs = []
+    periodic = Periodic(clock, 1.0, lambda: runs.append(clock.seconds()), early=0.05)
+    periodic.start()
+    clock.pump([0.25] * 12)
+    assert runs == [0.0, 1.0, 2.0, 3.0]
+    periodic.stop()
+    clock.advance(5)
+    assert runs == [0.0, 1.0, 2.0, 3.0] and not clock.getDelayedCalls()
+
+
+def test_periodicRidesOnPackets():
+    """
+    A poll within C{early} of the deadline runs the work then and moves the
+    timer (one pending call, never two); a poll before that runs nothing.
+    """
+    clock = Clock()
+    runs = []
+    periodic = Periodic(clock, 1.0, lambda: runs.append(clock.seconds()), early=0.05)
+    periodic.start()
+    clock.advance(0.9)
+    periodic.poll()
+    assert runs == [0.0]
+    clock.advance(0.07)  # 0.97: within 0.05 of 1.0
+    periodic.poll()
+    assert runs == [0.0, 0.97]
+    [call] = clock.getDelayedCalls()
+    assert call.getTime() == pytest.approx(1.97)
+    periodic.poll()  # the same wake-up again: nothing more
+    assert runs == [0.0, 0.97]
+    clock.advance(1.0)
+    assert runs == [0.0, 0.97, 1.97]
+
+
+def test_periodicWorkThatFailsOrStops():
+    """A failing work is logged and rescheduled; a work that stops it ends it."""
+    clock = Clock()
+    runs = []
+
+    def work():
+        runs.append(clock.seconds())
+        if len(runs) == 1:
+            raise ValueError("once")
+        if len(runs) == 3:
+            periodic.stop()
+
+    periodic = Periodic(clock, 1.0, work)
+    periodic.start()
+    clock.pump([1.0] * 5)
+    assert runs == [0.0, 1.0, 2.0]
+    assert not clock.getDelayedCalls()

@@ -64,6 +64,11 @@ class _Wire:
     def sendRtcp(self, data):
         self.rtcp.append(data)
 
+    readingChanges = 0
+
+    def readingChanged(self):
+        self.readingChanges += 1
+
 
 class _Track(Track):
     def __init__(self, kind="video"):

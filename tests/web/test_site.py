@@ -118,3 +118,39 @@ def test_only_what_pages_need_is_served(webServer, path):
 def test_index_html_of_a_demo(webServer):
     status, _, body = get(webServer, f"{DEMOS}/video-chat/index.html")
     assert status == 200 and b"<title>Two Way Video Chat" in body
+
+
+def test_accessLogDateWithoutTimer(tmp_path):
+    """
+    The access log's date is made when a request is logged: no timer every
+    second (Twisted's own) wakes an idle server.
+    """
+    from twisted.internet.task import Clock
+    from twisted.web.resource import Resource
+    from twisted.web.test.requesthelper import DummyRequest
+
+    from wcs.config import Settings
+    from wcs.web.guard import GuardedSite
+
+    clock = Clock()
+    clock.advance(86400 * 365 * 30 + 3)  # a date well after the epoch
+    site = GuardedSite(Resource(), Settings({}), None)
+    site.reactor = clock
+    site.logPath = str(tmp_path / "access.log")
+    site.startFactory()
+    try:
+        assert clock.getDelayedCalls() == []
+        clock.advance(3600)
+        request = DummyRequest([b""])
+        request.method, request.uri, request.clientproto = b"GET", b"/", b"HTTP/1.1"
+        request.code, request.sentLength = 200, 5
+        site.log(request)
+    finally:
+        site.stopFactory()
+    assert site._logDateTime == http_datetime(clock.seconds())
+    assert site._logDateTime in (tmp_path / "access.log").read_text()
+
+
+def http_datetime(seconds):
+    from twisted.web.http import datetimeToLogString
+    return datetimeToLogString(seconds)

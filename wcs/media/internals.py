@@ -295,26 +295,84 @@ class DemuxProtocol(StunProtocol):
     # in all (each wake-up is one more loop iteration and epoll_wait).
     sock = None
     batch = 16
+    # Reading later (L{readEvery}): the timer, and datagrams per turn of it.
+    _later = None
+    _period = 0.0
+    laterBatch = 256
 
     def datagram_received(self, data, addr) -> None:
+        self._burst(data, addr, self.batch)
+
+    def _burst(self, data, addr, batch: int) -> bool:
+        """Handle C{data} and read on, C{batch} in all; True if the batch ran out."""
         sock = self.sock
-        for left in range(self.batch - 1, -1, -1):
+        for left in range(batch - 1, -1, -1):
             receiver = self.srtpReceived
             if receiver is not None and data and 127 < data[0] < 192:
                 receiver(data)
             else:
                 super().datagram_received(data, addr)
                 if receiver is None:
-                    return  # no session (or it ended meanwhile): asyncio's path
-            if sock is None or not left:
-                return
+                    return False  # no session (or it ended meanwhile): asyncio's path
+            if sock is None:
+                return False
+            if not left:
+                return True
             try:
                 data, addr = sock.recvfrom(RECEIVE_SIZE)
             except (BlockingIOError, InterruptedError):
-                return
+                return False
             except OSError as e:  # what asyncio's reader does with it
                 self.error_received(e)
-                return
+                return False
+        return False
+
+    def readEvery(self, period: float) -> None:
+        """
+        0: read each datagram as it comes (asyncio's reader, the default).
+        Else nothing needs this session's packets at once (a publisher
+        nobody plays, records or measures the arrival of): take the socket
+        out of the loop's poll and read what it queued every C{period}
+        seconds, one wake-up per period instead of one per frame.
+        """
+        transport = self.transport
+        self._period = period
+        later, self._later = self._later, None
+        if later is not None:
+            later.cancel()
+        if transport is None or transport.is_closing() or self.sock is None:
+            return
+        if period > 0 and self.srtpReceived is not None:
+            transport.pause_reading()
+            self._later = asyncio.get_running_loop().call_later(period, self._readLater)
+        else:
+            transport.resume_reading()  # what came meanwhile is read at once
+
+    def _readLater(self) -> None:
+        self._later = None
+        more = False
+        try:
+            data, addr = self.sock.recvfrom(RECEIVE_SIZE)
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError as e:
+            self.error_received(e)
+        else:
+            more = self._burst(data, addr, self.laterBatch)
+        if self._later is not None or not self._period:
+            return  # reading was set anew meanwhile (a player came)
+        if self.srtpReceived is None:
+            self.readEvery(0)  # the session ended meanwhile
+        elif more:  # a stream faster than a batch a period: the rest at the next turn
+            self._later = asyncio.get_running_loop().call_soon(self._readLater)
+        else:
+            self.readEvery(self._period)
+
+    def connection_lost(self, exc) -> None:
+        later, self._later = self._later, None
+        if later is not None:
+            later.cancel()
+        super().connection_lost(exc)
 
 
 class IceAgent(Connection):
@@ -331,6 +389,7 @@ class IceAgent(Connection):
     consentLifetime = 30.0
     _consent = None
     _sendPair = None  # the pair sendNow's (transport, address) are of
+    readingLater = False  # whether readEvery set a period
 
     def __init__(self, *args, **kw):
         super().__init__(*args, **kw)
@@ -369,6 +428,14 @@ class IceAgent(Connection):
         """SRTP/SRTCP datagrams go to C{receiver} from now on (None: aioice's path)."""
         for protocol in self._protocols:
             protocol.srtpReceived = receiver
+            if receiver is None:
+                protocol.readEvery(0)
+
+    def readEvery(self, period: float) -> None:
+        """L{DemuxProtocol.readEvery} on each socket."""
+        self.readingLater = period > 0
+        for protocol in self._protocols:
+            protocol.readEvery(period)
 
     def socketCount(self) -> int:
         return len(self._protocols)

@@ -17,6 +17,7 @@ import time
 from typing import Callable
 
 from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
 from zope.interface import implementer
 
 
@@ -143,3 +144,62 @@ class Consent:
             return
         self.check()
         self._schedule()
+
+
+class Periodic:
+    """
+    C{work} every C{interval} seconds on one timer that rarely wakes the
+    loop: while packets come, the receive path calls L{poll} and the work
+    runs on that wake-up, up to C{early} seconds before it is due; the timer
+    is then moved (a cancelled asyncio timer is dropped without waking
+    anything). Without packets the timer runs it on time. The interval is
+    thus C{interval - early} to C{interval} (docs/performance.md, "WebRTC
+    ingest"). An exception from C{work} is logged; the schedule goes on.
+    """
+
+    log = Logger()
+
+    def __init__(self, clock: IReactorTime, interval: float, work: Callable[[], None],
+                 early: float = 0.05):
+        self.clock = clock
+        self.seconds = clock.seconds
+        self.interval = interval
+        self.work = work
+        self.early = early
+        self.ripe = float("inf")  # from when poll() runs the work
+        self._call = None
+        self.stopped = True
+
+    def start(self) -> None:
+        """Run the work now, then every interval."""
+        self.stopped = False
+        self._run()
+
+    def stop(self) -> None:
+        self.stopped = True
+        self._disarm()
+
+    def _disarm(self) -> None:
+        self.ripe = float("inf")
+        call, self._call = self._call, None
+        if call is not None:
+            call.cancel()
+
+    def poll(self) -> None:
+        """The loop is awake anyway: run the work if it is nearly due."""
+        if self.seconds() >= self.ripe:
+            self._run()
+
+    def _fire(self) -> None:
+        self._call = None
+        self._run()
+
+    def _run(self) -> None:
+        self._disarm()
+        try:
+            self.work()
+        except Exception:
+            self.log.failure("periodic {work}", work=self.work)
+        if not self.stopped:
+            self.ripe = self.seconds() + self.interval - self.early
+            self._call = self.clock.callLater(self.interval, self._fire)

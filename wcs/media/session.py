@@ -27,7 +27,7 @@ from wcs.media.bandwidth import PublisherBandwidth
 from wcs.media.narrow import watchPlayer
 from wcs.media.ice import IceConnection
 from wcs.media.internals import RtcpRrPacket
-from wcs.media.liveness import Silence
+from wcs.media.liveness import LoopClock, Periodic, Silence
 from wcs.media.source import WebRTCSource
 from wcs.media.track import IncomingTrack, Subscription
 from wcs.media.transport import MediaTransport
@@ -183,6 +183,8 @@ class MediaSession:
 class PublishSession(MediaSession):
     """A publisher's offer answered; its media exposed as L{source}."""
 
+    reports: Periodic | None = None  # receiver reports, once connected
+
     def stats(self) -> dict:
         tracks = list(self.source.incoming.values())
         return {"packets": sum(t.received for t in tracks),
@@ -242,10 +244,15 @@ class PublishSession(MediaSession):
             self.bandwidth.connected(
                 [(t, [s for s in self.sections if self.transports.get(id(s)) is t])
                  for t in self.uniqueTransports])
-            self._report()
-        while True:
-            await asyncio.sleep(1.0)
-            self._report()
+            # Nobody plays it yet: read its packets in batches (readingChanged).
+            for transport in self.uniqueTransports:
+                transport.readLater = self.engine.settings.media_idle_read_interval / 1000
+                transport.readingChanged()
+            # Every second, on a packet's wake-up while media flows (Periodic).
+            self.reports = Periodic(LoopClock(), 1.0, self._report)
+            for transport in self.uniqueTransports:
+                transport.awake = self.reports
+            self.reports.start()
 
     def _report(self) -> None:
         """Receiver reports, which browsers' send-side estimators live on; REMB."""
@@ -258,6 +265,8 @@ class PublishSession(MediaSession):
             self.bandwidth.report(transport, [t.ssrc for t in tracks if t.ssrc is not None])
 
     def unhook(self) -> None:
+        if self.reports is not None:
+            self.reports.stop()
         for track in self.source.incoming.values():
             if track.kind == "video" and track.received:
                 nacks, rtxIn = track.nacks, track.rtx

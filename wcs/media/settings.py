@@ -16,6 +16,10 @@ declare(
         "ms without RTP from a publisher before 'Failed by RTP activity'; 0: never"),
     Key("media_player_timeout", "int", 10000,
         "ms without RTCP or STUN from a player before 'Failed by ICE keep alive'; 0: never"),
+    Key("media_idle_read_interval", "int", 100,
+        "ms between two reads of a publisher's sockets while nobody plays, records or "
+        "relays its stream and no transport-wide feedback times its packets (one wake-up "
+        "per interval instead of one per frame); 0: read every packet as it comes"),
     Key("media_video_codecs", "str", "H264,VP8",
         "video codecs accepted from publishers and offered to players, preferred first"),
     Key("media_audio_codecs", "str", "opus,PCMU,PCMA",

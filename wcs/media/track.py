@@ -155,7 +155,7 @@ class IncomingTrack(Track):
         self.ssrc = ssrc
         self.lastPacket: float | None = None
         self.firstPacket: Callable[[], None] | None = None
-        self.frameListener: Callable[[int, int, int, bytes], None] | None = None
+        self._frameListener: Callable[[int, int, int, bytes], None] | None = None
         self.packetsIn = 0
         # Receive statistics for our receiver reports and NACKs; octets
         # (whole packets) for operators.
@@ -177,6 +177,27 @@ class IncomingTrack(Track):
             "VP8": lambda payload, newFrame: rtp.vp8StartsKeyframe(payload),
             "H264": rtp.h264StartsKeyframe,
         }.get(codec) if isVideo else None
+
+    def wanted(self) -> bool:
+        """Whether something needs this track's packets as they come."""
+        return bool(self.subscribers) or self._frameListener is not None
+
+    @property
+    def frameListener(self) -> Callable[[int, int, int, bytes], None] | None:
+        return self._frameListener
+
+    @frameListener.setter
+    def frameListener(self, listener) -> None:
+        self._frameListener = listener
+        self.transport.readingChanged()
+
+    def subscribe(self, subscription: "Subscription") -> None:
+        super().subscribe(subscription)
+        self.transport.readingChanged()
+
+    def unsubscribe(self, subscription: "Subscription") -> None:
+        super().unsubscribe(subscription)
+        self.transport.readingChanged()
 
     def rtpReceived(self, data: bytes) -> None:
         if self.lastPacket is None and self.firstPacket is not None:
@@ -205,8 +226,8 @@ class IncomingTrack(Track):
         marker = second & rtp.MARKER_BIT
         if self.subscribers:
             self.fanout(data[0] & rtp.PADDING_BIT, marker, seq, timestamp, payload, keyframe)
-        if self.frameListener is not None:
-            self.frameListener(seq, timestamp, marker, payload)
+        if self._frameListener is not None:
+            self._frameListener(seq, timestamp, marker, payload)
 
     def _count(self, seq: int) -> None:
         self.received += 1

@@ -62,6 +62,11 @@ class FeedbackHandler(Protocol):
 
 class MediaTransport(DtlsTransport):
     log = Logger()
+    # Periodic work run on a packet's wake-up when nearly due (liveness.Periodic).
+    awake = None
+    # s between two reads of the sockets while no receiver needs its
+    # packets at once (readingChanged); 0: always at once.
+    readLater = 0.0
 
     def __init__(self, connection: IceConnection, certificate: RTCCertificate):
         super().__init__(connection, certificate)
@@ -132,6 +137,19 @@ class MediaTransport(DtlsTransport):
             if self.lost is not None:
                 self.lost(reason)
 
+    def readingChanged(self) -> None:
+        """
+        Read the sockets every L{readLater} seconds while none of our
+        receivers has a consumer of its packets (a player, a sink) and no
+        transport-wide feedback times their arrival; else at once.
+        """
+        if not self.readLater and not self.ice.readingLater:
+            return
+        handlers = (*self.receivers.values(), *self.receiversByType.values())
+        idle = self.transportWide is None and not any(
+            getattr(handler, "track", handler).wanted() for handler in handlers)
+        self.ice.readEvery(self.readLater if idle else 0)
+
     # Sending
 
     def sendRtp(self, data: bytes) -> bool:
@@ -152,6 +170,8 @@ class MediaTransport(DtlsTransport):
 
     def rtpReceived(self, data: bytes) -> None:
         self.peer.heard()
+        if self.awake is not None:
+            self.awake.poll()
         if len(data) < 12:
             return
         if self.transportWide is not None:
