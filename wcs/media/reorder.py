@@ -24,6 +24,12 @@ MARGIN times the latest packet that came by itself, decaying with
 HALF_LIFE, at most the setting. A packet answered at once still teaches
 it: left out of a later list sooner than one round trip after it was
 answered, it came by itself (the resend could not have).
+
+A packet lost on the way in is not this player's link reordering: listed
+before we had it, it is answered (the resend skips what was never sent)
+and neither held nor remembered; one we forwarded late (a repair or a
+reordering upstream, L{NackHold.forwardedLate}) is answered at once, and
+its coming after it was listed is no sample of the wait.
 """
 
 from __future__ import annotations
@@ -59,9 +65,11 @@ class NackHold:
     MARGIN = 1.5  # wait this much longer than the latest: what comes later is not seen
     KEPT = 2.0  # s a packet's first NACK is remembered
 
-    def __init__(self, clock, resend: Callable[[list[int]], None], rtt, maxWait: float):
+    def __init__(self, clock, resend: Callable[[list[int]], None], rtt, maxWait: float,
+                 sent: Callable[[int], bool] = lambda seq: True):
         self.clock = clock
         self.resend = resend
+        self.sent = sent  # whether a packet was sent to this player (still in the history)
         self.rtt = rtt  # the subscription's RoundTrip
         self.maxWait = maxWait
         self.wait = 0.0  # s: MARGIN times the latest late packet (decayed), at most maxWait
@@ -72,12 +80,18 @@ class NackHold:
         self.asked: dict[int, float] = {}  # seq -> first asked at (held or answered)
         self.held: dict[int, float] = {}  # seq -> first asked at, not answered yet
         self.answered: dict[int, float] = {}  # seq -> first asked at, answered at once
+        self.upstream: dict[int, float] = {}  # seq -> when forwarded late (came late to us)
         self.previous: set[int] = set()
         self.previousAt = float("-inf")
         self._call = None
         # Counters (docs/media.md, wcs.metrics).
         self.heldPackets = 0  # first NACKs held
         self.reordered = 0  # held, then left out of a later NACK: it came by itself
+        self.upstreamLate = 0  # NACKs for packets that came late to us: answered, not held
+
+    def forwardedLate(self, seq: int) -> None:
+        """C{seq} was forwarded after a newer packet: late because of the way in."""
+        self.upstream[seq] = self.clock.seconds()
 
     def filter(self, lost: list[int]) -> list[int]:
         now = self.clock.seconds()
@@ -94,19 +108,27 @@ class NackHold:
                 for seq in listed:  # answered: not held once it is eager
                     self.asked.setdefault(seq, now)
                 return lost
-        held, answered = self.held, self.answered
+        held, answered, upstream = self.held, self.answered, self.upstream
         for seq in [s for s in held if s not in listed]:
             # Left out of a list of what is still missing: it arrived.
-            self._sample(now, now - held.pop(seq))
+            first = held.pop(seq)
+            if upstream.get(seq, float("-inf")) < first:  # not forwarded late since
+                self._sample(now, now - first)
         for seq in [s for s in answered if s not in listed]:
             first = answered.pop(seq)
-            if now - first < self.rtt.smoothed:  # before our resend could have come
-                self._sample(now, now - first)
+            if now - first < self.rtt.smoothed \
+                    and upstream.get(seq, float("-inf")) < first:
+                self._sample(now, now - first)  # before our resend could have come
         self._decay(now)
         answer = []
         for seq in dict.fromkeys(seq & 0xFFFF for seq in lost):
             first = self.asked.get(seq)
-            if first is None and self.wait <= 0:
+            if first is None and (seq in upstream or not self.sent(seq)):
+                # Lost or late on the way in, not on this player's link:
+                # holding would only delay a repair (or wait for nothing).
+                self.upstreamLate += 1
+                answer.append(seq)
+            elif first is None and self.wait <= 0:
                 # Nothing came late lately: holding would only delay repairs.
                 self.asked[seq] = answered[seq] = now
                 answer.append(seq)
@@ -158,6 +180,12 @@ class NackHold:
             del asked[seq]
             self.held.pop(seq, None)
             self.answered.pop(seq, None)
+        upstream = self.upstream
+        while upstream:
+            seq = next(iter(upstream))
+            if now - upstream[seq] < self.KEPT:
+                break
+            del upstream[seq]
 
     def _tick(self) -> None:
         self._call = None

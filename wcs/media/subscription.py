@@ -75,7 +75,8 @@ class Subscription:
         self.octets = 0
         self.rtt = RoundTrip()
         self.budget = RetransmitBudget(policy.playerShare)
-        self.hold = NackHold(self.clock, self.resend, self.rtt, policy.playerReorderWait)
+        self.hold = NackHold(self.clock, self.resend, self.rtt, policy.playerReorderWait,
+                             self.wasSent)
         self.rtx = None  # a wcs.media.rtx.RtxSender when the player takes RTX
         self.reportsSent: dict[int, float] = {}  # LSR of our sender reports -> when sent
         self.repairingUntil = float("-inf")  # a PLI before then waits for our resent packets
@@ -112,7 +113,10 @@ class Subscription:
             if not keyframe:
                 return
             self._begin(seq, timestamp)
-        self.lastSeq = outSeq = (seq + self.seqDelta) & 0xFFFF
+        outSeq = (seq + self.seqDelta) & 0xFFFF
+        if self.hold.eager and rtp.seqNewer(self.lastSeq, outSeq):
+            self.hold.forwardedLate(outSeq)  # a repair or reordering on the way in
+        self.lastSeq = outSeq
         self.lastTs = outTs = (timestamp + self.tsDelta) & 0xFFFFFFFF
         header = _pack(0x80 | padding, marker | self.payloadType, outSeq, outTs, self.ssrc)
         slot = outSeq % HISTORY
@@ -202,6 +206,10 @@ class Subscription:
                     self.repairingUntil - now, self._releaseKeyframe, now)
             return
         self.askKeyframe(now)
+
+    def wasSent(self, seq: int) -> bool:
+        header = self.headers[seq % HISTORY]
+        return header is not None and rtp.SEQ_TS.unpack_from(header, 2)[0] == seq
 
     def sentPacket(self, seq: int) -> bytes | None:
         """The packet sent as C{seq}, while the history keeps it."""
