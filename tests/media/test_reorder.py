@@ -178,7 +178,8 @@ def test_lossOnTheWayInIsNeitherHeldNorASample():
     assert _seqs(wire) == [missing] and missing in hold.upstream
     wire.sent.clear()
     subscription.nackReceived([missing])  # crossed our forward on the way
-    assert _seqs(wire) == [missing] and hold.heldPackets == 0 and hold.upstreamLate == 2
+    assert wire.sent == [] and hold.heldPackets == 0 and hold.upstreamLate == 2
+    assert subscription.retransmitTooSoon == 1  # the forward counts as a resend
     clock.advance(0.01)
     subscription.nackReceived([])  # it arrived
     assert hold.reordered == 0 and abs(hold.late - 0.03) < 0.002
@@ -193,4 +194,9 @@ def test_lossOnTheWayInIsNeitherHeldNorASample():
     clock.advance(hold.KEPT + 0.1)
     subscription.nackReceived([])
     assert hold.upstream == {}
+    # Listed long after the forward: the player's own link, held as any.
+    subscription.nackReceived([missing])
+    assert wire.sent == [] and hold.heldPackets == 2
+    clock.advance(0.1)
+    assert _seqs(wire) == [missing]
     subscription.detach()
