@@ -201,6 +201,25 @@ def test_playerRetransmitBudget():
     assert subscription.retransmitDropped > 1000 * (1 - share) * 0.75
 
 
+def test_refusedNackAsksKeyframeForPlayer():
+    """
+    A NACK over the budget leaves the player's frame unrepairable and aiortc
+    asks for a keyframe only much later: we ask for it, within its limit.
+    """
+    clock = Clock()
+    track, wire, subscription = _player(clock, FeedbackPolicy(playerShare=0.01))
+    for i in range(50):
+        track.fanout(0, 0, i, i * 3000, bytes(SIZE), i == 0)
+    clock.advance(FeedbackPolicy().playerKeyframeInterval)  # past its first ask
+    asked = track.requests
+    subscription.budget.credit = 0
+    subscription.nackReceived(_seqs(wire)[10:12])
+    assert subscription.retransmitDropped == 2 and subscription.keyframesForRefused == 1
+    assert track.requests == asked + 1
+    subscription.nackReceived(_seqs(wire)[12:13])  # within its limit: not passed on
+    assert track.requests == asked + 1 and subscription.keyframeRequestsLimited == 1
+
+
 def test_roundTripFromReceiverReports():
     """
     The player's receiver report names our last sender report (LSR) and how

@@ -32,23 +32,32 @@ def test_eagerPlayerHeldUntilItsPacketsCouldHaveCome():
         clock.advance(0.01)
     assert hold.eager and _seqs(wire) == [seqs[5]]
     wire.sent.clear()
+    # Nothing seen late yet: answered at once, but left out of a list 30 ms
+    # later (sooner than a round trip) it came by itself, and the wait grows.
+    assert hold.wait == 0
+    subscription.nackReceived([seqs[10]])
+    assert _seqs(wire) == [seqs[10]] and hold.heldPackets == 0
+    clock.advance(0.03)
+    subscription.nackReceived([])
+    assert hold.reordered == 1 and abs(hold.wait - 0.045) < 1e-9
+    wire.sent.clear()
 
     late, lost = seqs[20], seqs[21]
     subscription.nackReceived([late, lost])  # both missing at the player now
     assert wire.sent == [] and hold.heldPackets == 2
     clock.advance(0.03)
     subscription.nackReceived([lost, seqs[30]])  # `late` arrived; a new gap
-    assert wire.sent == [] and hold.reordered == 1
+    assert wire.sent == [] and hold.reordered == 2
     assert abs(hold.late - 0.03) < 1e-9 and abs(hold.wait - 0.045) < 1e-9
     clock.advance(0.02)  # 50 ms since `lost` was first listed: past the wait
-    assert _seqs(wire) == [lost] and subscription.retransmitted == 2
+    assert _seqs(wire) == [lost] and subscription.retransmitted == 3
     clock.advance(0.04)  # seqs[30] is due too, listed again or not
     assert _seqs(wire) == [lost, seqs[30]]
     # Asked again later: the once-per-round-trip rule, as for anyone.
     clock.advance(0.2)
     subscription.nackReceived([lost])
     assert _seqs(wire) == [lost, seqs[30], lost]
-    assert subscription.retransmitted == 4 and hold.reordered == 1
+    assert subscription.retransmitted == 5 and hold.reordered == 2
     subscription.detach()
     assert hold._call is None
 
@@ -59,6 +68,7 @@ def test_waitGrowsWithLaterPacketsUpToTheSetting():
     clock = track.clock
     hold = subscription.hold
     hold.eager = True
+    hold.late, hold.wait = 0.03, 0.045  # something came late before
     _sent(track, 200)
     seqs = _seqs(wire)
     wire.sent.clear()
@@ -109,3 +119,33 @@ def test_holdOff():
         track.clock.advance(0.01)
     assert not subscription.hold.eager and _seqs(wire) == [seqs[3], seqs[4]]
     assert subscription.retransmitTooSoon == 6
+
+
+def test_quietLinkNotHeld():
+    """
+    An eager player whose link has not reordered lately (or never) is
+    answered at once: the wait decays to nothing, and holding a real loss
+    would only delay its repair.
+    """
+    track, wire, subscription = _player()
+    clock = track.clock
+    hold = subscription.hold
+    hold.eager = True
+    _sent(track, 50)
+    seqs = _seqs(wire)
+    wire.sent.clear()
+    subscription.nackReceived([seqs[1]])
+    assert _seqs(wire) == [seqs[1]] and hold.heldPackets == 0 and hold.wait == 0
+    # Still missing a round trip later: a real loss, no reordering sample.
+    clock.advance(0.15)
+    subscription.nackReceived([seqs[1], seqs[2]])
+    assert hold.reordered == 0 and hold.wait == 0 and _seqs(wire)[-1] == seqs[2]
+    # Both then came 40 ms late: held for a while, not after a minute.
+    subscription.nackReceived([seqs[3]])
+    clock.advance(0.04)
+    subscription.nackReceived([])
+    assert hold.reordered == 2 and abs(hold.wait - 0.06) < 1e-9
+    clock.advance(60)
+    wire.sent.clear()
+    subscription.nackReceived([seqs[40]])
+    assert _seqs(wire) == [seqs[40]] and hold.wait == 0 and hold.heldPackets == 0

@@ -133,12 +133,16 @@ async def test_retransmission_metrics(serverFactory):
         peers.Impairment(publisher.pc, sendLoss=0.05, seed=3)
         peers.Impairment(player.pc, receiveLoss=0.05, seed=4)
         # NACKs as aiortc sends them on a link that reorders: the same
-        # packet listed again at once (the player is then held), then one
+        # packet listed again at once (the player is then eager), then one
         # listed and left out of the next list (it came by itself).
         receiver = player.pc.getTransceivers()[0].receiver
         [ssrc] = receiver._RTCRtpReceiver__rtx_ssrc.values()  # aiortc's private state
-        for lost in ([1], [1], [1], [1], [2, 3], [3]):
+        # The wait starts at 0: 2 answered at once and left out 30 ms later
+        # teaches it; then 4 and 5 are held.
+        for lost in ([1], [1], [1], [1], [2, 3], [3], [4, 5], [5]):
             await receiver._send_rtcp_nack(ssrc, lost)
+            if lost == [2, 3]:
+                await asyncio.sleep(0.03)
         samples = {}
 
         def moved() -> bool:

@@ -17,6 +17,13 @@ first asked for is resent only after L{NackHold.wait}, unless a later list
 left it out meanwhile (it arrived by itself: how long that took is a
 sample of the wait). Players that never re-ask so soon are answered at
 once, as before.
+
+The wait is measured, not assumed: it starts at 0 (an eager player's NACKs
+are answered at once while nothing has been seen to come late) and is
+MARGIN times the latest packet that came by itself, decaying with
+HALF_LIFE, at most the setting. A packet answered at once still teaches
+it: left out of a later list sooner than one round trip after it was
+answered, it came by itself (the resend could not have).
 """
 
 from __future__ import annotations
@@ -57,13 +64,14 @@ class NackHold:
         self.resend = resend
         self.rtt = rtt  # the subscription's RoundTrip
         self.maxWait = maxWait
-        self.wait = maxWait  # s: MARGIN times the latest late packet, at most maxWait
+        self.wait = 0.0  # s: MARGIN times the latest late packet (decayed), at most maxWait
         self.late = None  # s: the latest packet that came by itself, decaying
         self.lateAt = 0.0  # when it was last raised or sampled
         self.eager = False
         self.reasked = 0
         self.asked: dict[int, float] = {}  # seq -> first asked at (held or answered)
         self.held: dict[int, float] = {}  # seq -> first asked at, not answered yet
+        self.answered: dict[int, float] = {}  # seq -> first asked at, answered at once
         self.previous: set[int] = set()
         self.previousAt = float("-inf")
         self._call = None
@@ -86,14 +94,23 @@ class NackHold:
                 for seq in listed:  # answered: not held once it is eager
                     self.asked.setdefault(seq, now)
                 return lost
-        held = self.held
+        held, answered = self.held, self.answered
         for seq in [s for s in held if s not in listed]:
             # Left out of a list of what is still missing: it arrived.
             self._sample(now, now - held.pop(seq))
+        for seq in [s for s in answered if s not in listed]:
+            first = answered.pop(seq)
+            if now - first < self.rtt.smoothed:  # before our resend could have come
+                self._sample(now, now - first)
+        self._decay(now)
         answer = []
         for seq in dict.fromkeys(seq & 0xFFFF for seq in lost):
             first = self.asked.get(seq)
-            if first is None:
+            if first is None and self.wait <= 0:
+                # Nothing came late lately: holding would only delay repairs.
+                self.asked[seq] = answered[seq] = now
+                answer.append(seq)
+            elif first is None:
                 self.asked[seq] = self.held[seq] = now
                 self.heldPackets += 1
             elif seq not in held:
@@ -124,6 +141,14 @@ class NackHold:
         self.lateAt = now
         self.wait = min(self.maxWait, self.late * self.MARGIN)
 
+    def _decay(self, now: float) -> None:
+        """A link that stopped reordering stops being waited for."""
+        if self.late is not None:
+            late = self.late * 0.5 ** ((now - self.lateAt) / self.HALF_LIFE)
+            self.wait = min(self.maxWait, late * self.MARGIN)
+            if self.wait < self.INTERVAL / 2:
+                self.wait = 0.0
+
     def _forget(self, now: float) -> None:
         asked = self.asked
         while asked:
@@ -132,6 +157,7 @@ class NackHold:
                 break
             del asked[seq]
             self.held.pop(seq, None)
+            self.answered.pop(seq, None)
 
     def _tick(self) -> None:
         self._call = None

@@ -87,6 +87,7 @@ class Subscription:
         self.retransmitted = 0  # packets resent
         self.retransmittedOctets = 0  # their bytes (header included)
         self.retransmitDropped = 0  # NACKed packets not resent: over the budget
+        self.keyframesForRefused = 0  # keyframe asks on a player's behalf after that
         self.retransmitTooSoon = 0  # NACKed again within an RTT of the last resend
         self.nacksTooOld = 0  # NACKs for packets gone from the history
         self.keyframeRequestsReceived = 0  # PLI and FIR from the player
@@ -216,7 +217,7 @@ class Subscription:
 
     def resend(self, lost: list[int]) -> None:
         """Answer NACKed packets C{lost}, within the budgets."""
-        tooOld = False
+        tooOld = refused = False
         now = self.clock.seconds()
         retry = self.rtt.retry
         for seq in lost:
@@ -239,6 +240,7 @@ class Subscription:
                     self.send(data if self.rtx is None else self.rtx.wrap(data))
                 else:
                     self.retransmitDropped += 1
+                    refused = True
             elif rtp.seqNewer(kept, seq):
                 tooOld = True  # gone from the history: only a keyframe repairs it
         if tooOld:
@@ -246,6 +248,12 @@ class Subscription:
             # asked for within this player's own limit.
             self.nacksTooOld += 1
             self.restart(skip=True)
+            self.askKeyframe(now)
+        elif refused:
+            # An unrepaired loss: aiortc asks for a keyframe only when its
+            # jitter buffer overflows (128 packets later, seconds on a slow
+            # stream), so ask on its behalf, within its own limit.
+            self.keyframesForRefused += 1
             self.askKeyframe(now)
 
     def receptionReported(self, lsr: int, dlsr: int) -> None:
