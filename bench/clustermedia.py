@@ -120,6 +120,7 @@ def ramp(nodes: int, args, out) -> int:
         pids = [running[n].proc.pid for n in names]
         for i, pid in enumerate(pids):
             pin(pid, args.node_cpus, i)
+        groups = [limit(pid, args.node_quota) for pid in pids]
         lag = Lag([running[n].logPath for n in names])
         workers = Workers()
         procs = {"publish": args.procs, "play": args.procs}
@@ -148,13 +149,50 @@ def ramp(nodes: int, args, out) -> int:
                     f"lag p50 {figures['lag_p50_ms']:.0f} ms  late frames {figures['late']}  "
                     f"failed {failures}  silent players {figures['silent']}  "
                     f"sessions closed {figures['closed']}  load {figures['load']:.1f}"
+                    + (f"  quota {args.node_quota} CPU, throttled periods "
+                       f"{[throttled(g) for g in groups]}" if args.node_quota else "")
                     + ("" if ok else "  <- not carried"))
                 if not ok:
                     break
                 carried = streams
         finally:
             workers.stop()
+    for group in groups:
+        release(group)
     return carried
+
+
+CGROUP_CPU = Path("/sys/fs/cgroup/cpu")
+
+
+def limit(pid: int, share: float) -> Path | None:
+    """
+    Put node C{pid} in a cgroup v1 of its own capped at C{share} CPU
+    (cpu.cfs_quota_us over a 100 ms period), so that one node and each of
+    two saturate at the same CPU whatever the generator takes.
+    """
+    if not share:
+        return None
+    group = CGROUP_CPU / f"wcs-bench-{pid}"
+    group.mkdir(exist_ok=True)
+    (group / "cpu.cfs_period_us").write_text("100000")
+    (group / "cpu.cfs_quota_us").write_text(str(int(share * 100000)))
+    (group / "cgroup.procs").write_text(str(pid))
+    return group
+
+
+def throttled(group: Path) -> str:
+    """C{throttled/periods} of the node's cgroup so far: evidence the quota bit."""
+    stat = dict(line.split() for line in (group / "cpu.stat").read_text().splitlines())
+    return f"{stat['nr_throttled']}/{stat['nr_periods']}"
+
+
+def release(group: Path | None) -> None:
+    if group is not None:
+        try:
+            group.rmdir()  # empty once the node exited
+        except OSError:
+            pass
 
 
 def cpus(text: str) -> list[int]:
@@ -235,6 +273,9 @@ def addArguments(parser) -> None:
     group.add_argument("--warmup", type=float, default=3.0)
     group.add_argument("--parallel", type=int, default=8)
     group.add_argument("--repeat", type=int, default=1, help="A B pairs")
+    group.add_argument("--node-quota", type=float, default=0.0,
+                       help="CPU share of each node, its own cgroup v1 cpu.cfs_quota_us "
+                            "(e.g. 0.5; needs root and /sys/fs/cgroup/cpu); 0: none")
     group.add_argument("--node-cpus", default="",
                        help="CPUs for the nodes, one each in turn (e.g. 0,1); empty: any")
     group.add_argument("--generator-cpus", default="",
