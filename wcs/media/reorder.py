@@ -172,20 +172,10 @@ class NackHold:
                 self.wait = 0.0
 
     def _forget(self, now: float) -> None:
-        asked = self.asked
-        while asked:
-            seq = next(iter(asked))
-            if now - asked[seq] < self.KEPT:
-                break
-            del asked[seq]
+        for seq in _expire(self.asked, now - self.KEPT):
             self.held.pop(seq, None)
             self.answered.pop(seq, None)
-        upstream = self.upstream
-        while upstream:
-            seq = next(iter(upstream))
-            if now - upstream[seq] < self.KEPT:
-                break
-            del upstream[seq]
+        _expire(self.upstream, now - self.KEPT)
 
     def _tick(self) -> None:
         self._call = None
@@ -198,3 +188,14 @@ class NackHold:
         if due:
             self.resend(due)
 
+
+def _expire(times: dict[int, float], before: float) -> list[int]:
+    """Remove and return the keys of C{times} (in time order) older than C{before}."""
+    gone = []
+    while times:
+        seq = next(iter(times))
+        if times[seq] >= before:
+            break
+        del times[seq]
+        gone.append(seq)
+    return gone
