@@ -25,11 +25,10 @@ HALF_LIFE, at most the setting. A packet answered at once still teaches
 it: left out of a later list sooner than one round trip after it was
 answered, it came by itself (the resend could not have).
 
-A packet lost on the way in is not this player's link reordering: listed
-before we had it, it is answered (the resend skips what was never sent)
-and neither held nor remembered; one we forwarded late (a repair or a
-reordering upstream, L{NackHold.forwardedLate}) is answered at once, and
-its coming after it was listed is no sample of the wait.
+A packet late on the way in is not this player's link reordering: one we
+forwarded after a newer one (a repair or a reordering upstream,
+L{NackHold.forwardedLate}) is not held when listed, and its coming after
+it was listed is no sample of the wait.
 """
 
 from __future__ import annotations
@@ -65,11 +64,9 @@ class NackHold:
     MARGIN = 1.5  # wait this much longer than the latest: what comes later is not seen
     KEPT = 2.0  # s a packet's first NACK is remembered
 
-    def __init__(self, clock, resend: Callable[[list[int]], None], rtt, maxWait: float,
-                 sent: Callable[[int], bool] = lambda seq: True):
+    def __init__(self, clock, resend: Callable[[list[int]], None], rtt, maxWait: float):
         self.clock = clock
         self.resend = resend
-        self.sent = sent  # whether a packet was sent to this player (still in the history)
         self.rtt = rtt  # the subscription's RoundTrip
         self.maxWait = maxWait
         self.wait = 0.0  # s: MARGIN times the latest late packet (decayed), at most maxWait
@@ -123,9 +120,9 @@ class NackHold:
         answer = []
         for seq in dict.fromkeys(seq & 0xFFFF for seq in lost):
             first = self.asked.get(seq)
-            if first is None and (seq in upstream or not self.sent(seq)):
-                # Lost or late on the way in, not on this player's link:
-                # holding would only delay a repair (or wait for nothing).
+            if first is None and seq in upstream:
+                # Late on the way in, not on this player's link: holding
+                # would only delay a repair.
                 self.upstreamLate += 1
                 answer.append(seq)
             elif first is None and self.wait <= 0:
@@ -137,8 +134,8 @@ class NackHold:
                 self.heldPackets += 1
             elif seq not in held:
                 answer.append(seq)  # answered before: the subscription's once-per-RTT rule
-            elif now - first >= self.wait:
-                del held[seq]
+            elif now - first >= self.wait or seq in upstream:
+                del held[seq]  # waited enough, or forwarded late since
                 answer.append(seq)
         if held and self._call is None:
             self._call = self.clock.callLater(self.INTERVAL, self._tick)

@@ -75,8 +75,7 @@ class Subscription:
         self.octets = 0
         self.rtt = RoundTrip()
         self.budget = RetransmitBudget(policy.playerShare)
-        self.hold = NackHold(self.clock, self.resend, self.rtt, policy.playerReorderWait,
-                             self.wasSent)
+        self.hold = NackHold(self.clock, self.resend, self.rtt, policy.playerReorderWait)
         self.rtx = None  # a wcs.media.rtx.RtxSender when the player takes RTX
         self.reportsSent: dict[int, float] = {}  # LSR of our sender reports -> when sent
         self.repairingUntil = float("-inf")  # a PLI before then waits for our resent packets
@@ -209,10 +208,6 @@ class Subscription:
                     self.repairingUntil - now, self._releaseKeyframe, now)
             return
         self.askKeyframe(now)
-
-    def wasSent(self, seq: int) -> bool:
-        header = self.headers[seq % HISTORY]
-        return header is not None and rtp.SEQ_TS.unpack_from(header, 2)[0] == seq
 
     def sentPacket(self, seq: int) -> bytes | None:
         """The packet sent as C{seq}, while the history keeps it."""
