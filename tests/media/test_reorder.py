@@ -149,3 +149,53 @@ def test_quietLinkNotHeld():
     wire.sent.clear()
     subscription.nackReceived([seqs[40]])
     assert _seqs(wire) == [seqs[40]] and hold.wait == 0 and hold.heldPackets == 0
+
+
+def test_lossOnTheWayInIsNeitherHeldNorASample():
+    """
+    A packet the player lists before we had it (lost on the way in) is not
+    held; once it is forwarded late (our repair of the publisher leg), a
+    NACK for it is answered at once, and its coming after it was listed
+    teaches the wait nothing: it is late because of the way in, not
+    because this player's link reorders.
+    """
+    track, wire, subscription = _player()
+    clock = track.clock
+    hold = subscription.hold
+    hold.eager = True
+    hold.late, hold.wait = 0.03, 0.045  # this link was seen to reorder
+    hold.lateAt = clock.seconds()
+    for i in list(range(50)) + list(range(51, 60)):  # 50 lost on the way in
+        track.fanout(0, 0, i, i * 3000, bytes(SIZE), i == 0)
+    seqs = _seqs(wire)
+    wire.sent.clear()
+    missing = (seqs[49] + 1) & 0xFFFF  # the player's number for publisher seq 50
+    subscription.nackReceived([missing])
+    assert wire.sent == [] and hold.heldPackets == 1  # nothing to resend yet anyway
+    clock.advance(0.03)  # our NACK to the publisher is answered: forwarded late
+    track.fanout(0, 0, 50, 50 * 3000, bytes(SIZE), False)
+    assert _seqs(wire) == [missing] and missing in hold.upstream
+    wire.sent.clear()
+    subscription.nackReceived([missing])  # crossed our forward on the way
+    assert wire.sent == [] and hold.upstreamLate == 0
+    assert subscription.retransmitTooSoon == 1  # the forward counts as a resend
+    clock.advance(0.01)
+    subscription.nackReceived([])  # it arrived: after the forward, no sample
+    assert hold.reordered == 0 and abs(hold.late - 0.03) < 0.002
+    # A packet of the player's own link is still held, and a sample.
+    wire.sent.clear()
+    subscription.nackReceived([seqs[40]])
+    assert wire.sent == [] and hold.heldPackets == 2
+    clock.advance(0.02)
+    subscription.nackReceived([])
+    assert hold.reordered == 1 and wire.sent == []
+    # Forgotten after KEPT: the memory of late packets stays bounded.
+    clock.advance(hold.KEPT + 0.1)
+    subscription.nackReceived([])
+    assert hold.upstream == {}
+    # Listed long after the forward: the player's own link, held as any.
+    subscription.nackReceived([missing])
+    assert wire.sent == [] and hold.heldPackets == 3
+    clock.advance(0.1)
+    assert _seqs(wire) == [missing]
+    subscription.detach()

@@ -24,6 +24,11 @@ MARGIN times the latest packet that came by itself, decaying with
 HALF_LIFE, at most the setting. A packet answered at once still teaches
 it: left out of a later list sooner than one round trip after it was
 answered, it came by itself (the resend could not have).
+
+A packet late on the way in is not this player's link reordering: one we
+forwarded after a newer one (a repair or a reordering upstream,
+L{NackHold.forwardedLate}) is not held when listed, and its coming after
+it was listed is no sample of the wait.
 """
 
 from __future__ import annotations
@@ -72,12 +77,18 @@ class NackHold:
         self.asked: dict[int, float] = {}  # seq -> first asked at (held or answered)
         self.held: dict[int, float] = {}  # seq -> first asked at, not answered yet
         self.answered: dict[int, float] = {}  # seq -> first asked at, answered at once
+        self.upstream: dict[int, float] = {}  # seq -> when forwarded late (came late to us)
         self.previous: set[int] = set()
         self.previousAt = float("-inf")
         self._call = None
         # Counters (docs/media.md, wcs.metrics).
         self.heldPackets = 0  # first NACKs held
         self.reordered = 0  # held, then left out of a later NACK: it came by itself
+        self.upstreamLate = 0  # NACKs for packets that came late to us: answered, not held
+
+    def forwardedLate(self, seq: int) -> None:
+        """C{seq} was forwarded after a newer packet: late because of the way in."""
+        self.upstream[seq] = self.clock.seconds()
 
     def filter(self, lost: list[int]) -> list[int]:
         now = self.clock.seconds()
@@ -94,19 +105,27 @@ class NackHold:
                 for seq in listed:  # answered: not held once it is eager
                     self.asked.setdefault(seq, now)
                 return lost
-        held, answered = self.held, self.answered
+        held, answered, upstream = self.held, self.answered, self.upstream
         for seq in [s for s in held if s not in listed]:
             # Left out of a list of what is still missing: it arrived.
-            self._sample(now, now - held.pop(seq))
+            first = held.pop(seq)
+            if upstream.get(seq, float("-inf")) < first:  # not forwarded late since
+                self._sample(now, now - first)
         for seq in [s for s in answered if s not in listed]:
             first = answered.pop(seq)
-            if now - first < self.rtt.smoothed:  # before our resend could have come
-                self._sample(now, now - first)
+            if now - first < self.rtt.smoothed \
+                    and upstream.get(seq, float("-inf")) < first:
+                self._sample(now, now - first)  # before our resend could have come
         self._decay(now)
         answer = []
         for seq in dict.fromkeys(seq & 0xFFFF for seq in lost):
             first = self.asked.get(seq)
-            if first is None and self.wait <= 0:
+            if first is None and seq in upstream:
+                # Late on the way in, not on this player's link: holding
+                # would only delay a repair.
+                self.upstreamLate += 1
+                answer.append(seq)
+            elif first is None and self.wait <= 0:
                 # Nothing came late lately: holding would only delay repairs.
                 self.asked[seq] = answered[seq] = now
                 answer.append(seq)
@@ -115,8 +134,8 @@ class NackHold:
                 self.heldPackets += 1
             elif seq not in held:
                 answer.append(seq)  # answered before: the subscription's once-per-RTT rule
-            elif now - first >= self.wait:
-                del held[seq]
+            elif now - first >= self.wait or seq in upstream:
+                del held[seq]  # waited enough, or forwarded late since
                 answer.append(seq)
         if held and self._call is None:
             self._call = self.clock.callLater(self.INTERVAL, self._tick)
@@ -150,14 +169,10 @@ class NackHold:
                 self.wait = 0.0
 
     def _forget(self, now: float) -> None:
-        asked = self.asked
-        while asked:
-            seq = next(iter(asked))
-            if now - asked[seq] < self.KEPT:
-                break
-            del asked[seq]
+        for seq in _expire(self.asked, now - self.KEPT):
             self.held.pop(seq, None)
             self.answered.pop(seq, None)
+        _expire(self.upstream, now - self.KEPT)
 
     def _tick(self) -> None:
         self._call = None
@@ -170,3 +185,14 @@ class NackHold:
         if due:
             self.resend(due)
 
+
+def _expire(times: dict[int, float], before: float) -> list[int]:
+    """Remove and return the keys of C{times} (in time order) older than C{before}."""
+    gone = []
+    while times:
+        seq = next(iter(times))
+        if times[seq] >= before:
+            break
+        del times[seq]
+        gone.append(seq)
+    return gone

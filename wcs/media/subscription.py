@@ -112,10 +112,16 @@ class Subscription:
             if not keyframe:
                 return
             self._begin(seq, timestamp)
-        self.lastSeq = outSeq = (seq + self.seqDelta) & 0xFFFF
+        outSeq = (seq + self.seqDelta) & 0xFFFF
+        slot = outSeq % HISTORY
+        if self.hold.eager and rtp.seqNewer(self.lastSeq, outSeq):
+            # A repair or reordering on the way in: as good as a resend, so
+            # a NACK that crossed it within a round trip is not answered.
+            self.hold.forwardedLate(outSeq)
+            self.resentAt[slot] = self.clock.seconds()
+        self.lastSeq = outSeq
         self.lastTs = outTs = (timestamp + self.tsDelta) & 0xFFFFFFFF
         header = _pack(0x80 | padding, marker | self.payloadType, outSeq, outTs, self.ssrc)
-        slot = outSeq % HISTORY
         self.headers[slot] = header
         self.payloads[slot] = payload
         self.packets += 1
