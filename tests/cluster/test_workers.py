@@ -64,10 +64,13 @@ async def test_two_workers_share_the_ports_and_the_rooms(tmp_path):
             assert sorted(state) == sorted(f"user{j}" for j in range(i))
 
         # The kernel spread the connections: each worker carries some.
+        # The loads come with the heartbeats: wait until both have counted
+        # every client, not for the first report that names both.
         def loads():
             values = [json.loads(db.get(k))["load"] for k in db.scan_iter("wcs:node:*")]
-            return values if len(values) == 2 and all(values) else None
-        assert sum(await until(loads, 5, "both workers loaded")) >= CLIENTS
+            return values if len(values) == 2 and all(values) and sum(values) >= CLIENTS \
+                else None
+        assert sum(await until(loads, 10, "both workers loaded")) >= CLIENTS
 
         # A chat from the last to the first, whichever workers they are on.
         await clients[-1].chat("r", "user0", "across workers")
