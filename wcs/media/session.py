@@ -244,14 +244,14 @@ class PublishSession(MediaSession):
             self.bandwidth.connected(
                 [(t, [s for s in self.sections if self.transports.get(id(s)) is t])
                  for t in self.uniqueTransports])
-            # Nobody plays it yet: read its packets in batches (readingChanged).
-            for transport in self.uniqueTransports:
-                transport.readLater = self.engine.settings.media_idle_read_interval / 1000
-                transport.readingChanged()
             # Every second, on a packet's wake-up while media flows (Periodic).
             self.reports = Periodic(LoopClock(), 1.0, self._report)
+            readLater = self.engine.settings.media_idle_read_interval / 1000
             for transport in self.uniqueTransports:
                 transport.awake = self.reports
+                # Nobody plays it yet: read its packets in batches (readingChanged).
+                transport.readLater = readLater
+                transport.readingChanged()
             self.reports.start()
 
     def _report(self) -> None:
