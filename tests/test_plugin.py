@@ -1,10 +1,12 @@
 """`twistd wcs` as a user runs it: reactor, settings errors, drop-in transports."""
 
+import asyncio
 import os
 import subprocess
 import textwrap
 
 from tests.support.server import TWISTD, startServer
+from tests.support.wait import waitForLog
 
 WCS_OFF = ["--ws-port", "0", "--wss-port", "0", "--http-port", "0", "--https-port", "0",
            "--rtmp-port", "0", "--rest-port", "0", "--rest-https-port", "0"]
@@ -92,9 +94,11 @@ def test_dropin_transport_is_found_in_wcs_plugins(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(extra))
     server = startServer(tmp_path / "run", env=env)
     try:
+        # The dropin's service starts after the port the test waited for opened.
+        asyncio.run(waitForLog(server, f"dropin transport up, ws_port={server.ports['ws']}",
+                               timeout=15))
         log = server.log()
         assert "transport echo-dropin enabled" in log
-        assert f"dropin transport up, ws_port={server.ports['ws']}" in log
         assert "transport websocket enabled" in log
         assert "stray-dropin" not in log
     finally:

@@ -31,7 +31,7 @@ def bounded(reply, depth: int = 0) -> None:
     else:
         assert reply is None or isinstance(reply, (str, int, RespError)), type(reply)
         if isinstance(reply, int):
-            assert -(1 << 66) < reply < 1 << 66, "an integer of over 20 digits"
+            assert -(1 << 63) <= reply < 1 << 63, "an integer past signed 64 bits"
 
 
 def read(pieces: list[bytes]):

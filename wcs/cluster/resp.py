@@ -51,12 +51,18 @@ def command(*args) -> bytes:
 
 
 def _integer(line: bytes) -> int:
-    # RESP integers and lengths are at most 64-bit: 20 characters; int()
-    # alone would take "1_000", " 7" or 4 000 digits.
+    # RESP integers and lengths are signed 64-bit: at most 20 characters;
+    # int() alone would take "1_000", " 7" or 4 000 digits.
     digits = line[1:] if line[:1] == b"-" else line
     if len(line) > 20 or not digits.isdigit():
         raise ProtocolError(f"not a RESP integer: {line[:24]!r}")
-    return int(line)
+    value = int(line)
+    if not _INT64_MIN <= value <= _INT64_MAX:
+        raise ProtocolError(f"a RESP integer past 64 bits: {line[:24]!r}")
+    return value
+
+
+_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 
 
 class RespReader:
