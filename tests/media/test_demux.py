@@ -64,6 +64,48 @@ async def test_burstInFewWakeUps():
         await agent.close()
 
 
+class _CountingSocket:
+    """The protocol's socket, counting the reads that found nothing (EAGAIN)."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.empty = 0
+
+    def recvfrom(self, size):
+        try:
+            return self.sock.recvfrom(size)
+        except BlockingIOError:
+            self.empty += 1
+            raise
+
+
+@asyncTest(timeout=30)
+async def test_frameEndEndsTheBurst():
+    """
+    Three video frames of four packets, the last of each with the marker
+    bit: one wake-up a frame, and no read that finds the socket empty (the
+    marker says the frame's burst is over). A packet without a marker at
+    the end is read on until EAGAIN, as before.
+    """
+    agent, protocol, wakeups = await _agent()
+    got = []
+    agent.receiveSrtp(got.append)
+    counting = protocol.sock = _CountingSocket(protocol.sock)
+    try:
+        packets = [rtp.HEADER.pack(0x80, 96 | (0x80 if i % 4 == 3 else 0), i, i // 4 * 3000,
+                                   0x1234) + bytes(100) for i in range(12)]
+        _burst(protocol.local_candidate.port, packets)
+        await _until(lambda: len(got) == 12)
+        assert got == packets
+        assert len(wakeups) == 3 and counting.empty == 0, (len(wakeups), counting.empty)
+        _burst(protocol.local_candidate.port, [_packet(12)])
+        await _until(lambda: len(got) == 13)
+        assert counting.empty == 1
+    finally:
+        protocol.sock = counting.sock
+        await agent.close()
+
+
 @asyncTest(timeout=30)
 async def test_sessionEndsWithinABurst():
     """The receiver is unset by the fifth packet: the rest go to aioice's queue."""

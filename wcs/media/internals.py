@@ -79,10 +79,8 @@ __all__ = [
     "get_host_addresses", "jitterPacket", "reverse_direction", "sdp",
 ]
 
-import pylibsrtp  # noqa: E402  (aiortc's own dependency: its SRTP sessions)
-from wcs.media.srtpout import Protector  # noqa: E402
+from wcs.media.srtpout import Protector, Unprotector  # noqa: E402
 
-_SrtpError = pylibsrtp.Error
 RECEIVE_SIZE = 65536  # the largest UDP datagram fits
 
 
@@ -121,15 +119,24 @@ class DemuxProtocol(StunProtocol):
     laterBatch = 256
 
     def datagram_received(self, data, addr) -> None:
-        self._burst(data, addr, self.batch)
+        self._burst(data, addr, self.batch, True)
 
-    def _burst(self, data, addr, batch: int) -> bool:
-        """Handle C{data} and read on, C{batch} in all; True if the batch ran out."""
+    def _burst(self, data, addr, batch: int, frame: bool) -> bool:
+        """
+        Handle C{data} and read on, C{batch} in all; True if the batch ran
+        out. With C{frame}, stop after a packet whose marker bit ends a
+        video frame (or RTCP, whose second byte has that bit too): the
+        burst is over, and reading on would cost a C{recvfrom} that fails
+        (EAGAIN, an exception) per frame; whatever came meanwhile is still
+        in the poll, read in the loop's next turn.
+        """
         sock = self.sock
         for left in range(batch - 1, -1, -1):
             receiver = self.srtpReceived
             if receiver is not None and data and 127 < data[0] < 192:
                 receiver(data)
+                if frame and data[1] > 127:
+                    return False
             else:
                 super().datagram_received(data, addr)
                 if receiver is None:
@@ -178,7 +185,7 @@ class DemuxProtocol(StunProtocol):
         except OSError as e:
             self.error_received(e)
         else:
-            more = self._burst(data, addr, self.laterBatch)
+            more = self._burst(data, addr, self.laterBatch, False)
         if self._later is not None or not self._period:
             return  # reading was set anew meanwhile (a player came)
         if self.srtpReceived is None:
@@ -427,20 +434,20 @@ class DtlsTransport(RTCDtlsTransport):
 
     # SRTP from the socket (DemuxProtocol), once connected: no queue, no task.
 
+    _unprotector = None
+
     def _srtpReceived(self, data: bytes) -> None:
-        srtp = self._rx_srtp
+        unprotector = self._unprotector
+        if unprotector is None or unprotector.session is not self._rx_srtp:
+            unprotector = self._unprotector = Unprotector(self._rx_srtp)
         if len(data) > 1 and 191 < data[1] < 209:  # RTCP packet types (RFC 5761)
-            try:
-                data = srtp.unprotect_rtcp(data)
-            except _SrtpError:
-                return  # forged, replayed or not for this session
-            self.rtcpReceived(data)
+            data = unprotector.unprotectRtcp(data)
+            if data is not None:  # else forged, replayed or not for this session
+                self.rtcpReceived(data)
         else:
-            try:
-                data = srtp.unprotect(data)
-            except _SrtpError:
-                return
-            self.rtpReceived(data)
+            data = unprotector.unprotect(data)
+            if data is not None:
+                self.rtpReceived(data)
 
     # aiortc's receive loop calls these for each decrypted packet (before
     # the short cut is in place, and for packets it had queued).

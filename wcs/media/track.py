@@ -36,6 +36,10 @@ class Track:
 
     log = Logger()
     KEYFRAME_RETRY = 1.0  # s after which a request a player still waits on is repeated
+    # The one event for "who consumes this track's packets changed" (a
+    # player came or went, a frame listener was set or cleared): an
+    # IncomingTrack's transport reads its sockets later while nobody does.
+    consumersChanged: Callable[[], None] | None = None
 
     def __init__(self, kind: str, codec: str, clockRate: int, clock=None,
                  policy: FeedbackPolicy = DEFAULT_POLICY):
@@ -63,9 +67,15 @@ class Track:
         self.subscribers = (*self.subscribers, subscription)
         if self.kind == "video":
             subscription.askKeyframe(self.seconds())
+        self._consumersChanged()
 
     def unsubscribe(self, subscription: "Subscription") -> None:
         self.subscribers = tuple(s for s in self.subscribers if s is not subscription)
+        self._consumersChanged()
+
+    def _consumersChanged(self) -> None:
+        if self.consumersChanged is not None:
+            self.consumersChanged()
 
     def requestKeyframe(self, force: bool = False) -> None:
         now = self.seconds()
@@ -151,6 +161,7 @@ class IncomingTrack(Track):
                  policy: FeedbackPolicy = DEFAULT_POLICY):
         super().__init__(kind, codec, clockRate, clock, policy)
         self.transport = transport
+        self.consumersChanged = transport.readingChanged
         self.payloadType = payloadType
         self.ssrc = ssrc
         self.lastPacket: float | None = None
@@ -189,15 +200,7 @@ class IncomingTrack(Track):
     @frameListener.setter
     def frameListener(self, listener) -> None:
         self._frameListener = listener
-        self.transport.readingChanged()
-
-    def subscribe(self, subscription: "Subscription") -> None:
-        super().subscribe(subscription)
-        self.transport.readingChanged()
-
-    def unsubscribe(self, subscription: "Subscription") -> None:
-        super().unsubscribe(subscription)
-        self.transport.readingChanged()
+        self._consumersChanged()
 
     def rtpReceived(self, data: bytes) -> None:
         if self.lastPacket is None and self.firstPacket is not None:

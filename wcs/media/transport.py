@@ -169,9 +169,13 @@ class MediaTransport(DtlsTransport):
     # Receiving: called by aiortc's receive loop.
 
     def rtpReceived(self, data: bytes) -> None:
-        self.peer.heard()
-        if self.awake is not None:
-            self.awake.poll()
+        # Silence.heard and Periodic.poll inline, on one reading of the
+        # clock: this runs for every packet a publisher sends.
+        peer = self.peer
+        peer.last = now = peer.seconds()
+        awake = self.awake
+        if awake is not None and now >= awake.ripe:
+            awake.poll()
         if len(data) < 12:
             return
         if self.transportWide is not None:
@@ -181,7 +185,7 @@ class MediaTransport(DtlsTransport):
             handler = self._learn(data)
             if handler is None:
                 return
-        self.rtp.last = self.peer.last
+        self.rtp.last = now
         try:
             handler.rtpReceived(data)
         except Exception:
