@@ -226,13 +226,14 @@ def test_publisherRtxFillsGap():
 
 def test_rtxStreamLearnedByPayloadType():
     """No FID group: the first SSRC sending the rtx payload type is the RTX stream."""
+    from wcs.media.liveness import Silence
     from wcs.media.transport import MediaTransport
 
     class _Transport(MediaTransport):
         def __init__(self):  # routing only: no ICE, no DTLS
             self.receivers, self.receiversByType = {}, {}
             self.transportWide = None
-            self.peer = self.rtp = type("S", (), {"heard": lambda s: None, "last": 0})()
+            self.peer = self.rtp = Silence(Clock(), 0)
 
     transport = _Transport()
     track = _Counting()
