@@ -43,6 +43,9 @@ class FeedbackPolicy:
     keyframeInterval: float = 0.5  # s
     playerKeyframeInterval: float = 2.0  # s
     playerReorderWait: float = 0.15  # s (wcs.media.reorder)
+    # s (wcs.media.stall); off in a policy made without settings, on by the
+    # setting's default: the watch adds resends and keyframes of its own.
+    playerStall: float = 0.0
 
     @classmethod
     def fromSettings(cls, settings) -> "FeedbackPolicy":
@@ -50,7 +53,8 @@ class FeedbackPolicy:
                    settings.media_player_retransmit_share / 100,
                    settings.media_keyframe_interval / 1000,
                    settings.media_player_keyframe_interval / 1000,
-                   settings.media_player_reorder_wait / 1000)
+                   settings.media_player_reorder_wait / 1000,
+                   settings.media_player_stall / 1000)
 
 
 class RoundTrip:

@@ -1,0 +1,194 @@
+"""
+A player that cannot decode gets a keyframe (wcs/media/stall.py), through a
+real L{Subscription} on an injected clock.
+"""
+
+import random
+
+from tests.media.test_feedback import SIZE, _player, _seqs
+from wcs.media.feedback import FeedbackPolicy
+from wcs.media.stall import StallWatch
+from wcs.media.subscription import RESTART_SKIP
+
+WAIT = 0.8
+POLICY = FeedbackPolicy(playerStall=WAIT)
+
+
+def _stream(track, start: int, count: int, keyframeAt=0) -> None:
+    for i in range(start, start + count):
+        track.fanout(0, 0, i, i * 3000, bytes(SIZE), i == keyframeAt)
+
+
+def _watched(packets=100):
+    track, wire, subscription = _player(policy=POLICY)
+    _stream(track, 0, packets)
+    track.clock.advance(5)  # past the first keyframe request's interval
+    seqs = _seqs(wire)
+    wire.sent.clear()
+    return track, wire, subscription, seqs
+
+
+def test_filledHoleForgotten():
+    """A hole left out of a later NACK while it would be listed was filled."""
+    track, wire, subscription, seqs = _watched()
+    subscription.nackReceived([seqs[50]])
+    assert _seqs(wire) == [seqs[50]] and seqs[50] in subscription.stall.holes
+    track.clock.advance(0.05)
+    subscription.nackReceived([seqs[90]])  # a new gap: seqs[50] is not in the list
+    assert list(subscription.stall.holes) == [seqs[90]]
+    track.clock.advance(0.05)
+    subscription.nackReceived([seqs[95]])
+    track.clock.pump([0.1] * 110)  # past MAX_AGE: a hole is watched that long at most
+    # Only the last hole, which no NACK told about, probed; no keyframe.
+    assert _seqs(wire) == [seqs[50], seqs[90], seqs[95], seqs[95]]
+    assert subscription.stall.stalls == 0 and subscription.stall.probes == 1
+    assert track.clock.getDelayedCalls() == []
+
+
+def test_tailProbe():
+    """
+    A resent hole no NACK mentions again is resent once more after two
+    round trips and half the wait: the copy may have been lost, and the
+    player will not ask before its next gap.
+    """
+    track, wire, subscription, seqs = _watched()
+    subscription.nackReceived([seqs[80]])
+    track.clock.pump([0.1] * 3)
+    assert _seqs(wire) == [seqs[80]]
+    track.clock.pump([0.1] * 2)  # 0.5 s: past WAIT / 2
+    assert _seqs(wire) == [seqs[80]] * 2 and subscription.stall.probes == 1
+    track.clock.pump([0.1] * 50)
+    assert _seqs(wire) == [seqs[80]] * 2 and subscription.stall.stalls == 0
+
+
+def test_holeListedAfterTwoCopiesStalls():
+    """
+    Both copies lost: the player lists the hole again at its next gap,
+    later than the wait. It drops to the next keyframe, asked for on its
+    behalf; its numbering skips ahead; the skipped numbers it then NACKs
+    are no holes.
+    """
+    track, wire, subscription, seqs = _watched()
+    requests = track.requests
+    subscription.nackReceived([seqs[80]])
+    track.clock.pump([0.1] * 6)  # probed at 0.5 s
+    assert subscription.stall.probes == 1
+    _stream(track, 100, 20)
+    track.clock.pump([0.1] * 3)
+    subscription.nackReceived([seqs[80], (seqs[99] + 10) & 0xFFFF])
+    assert subscription.stall.stalls == 1 and not subscription.started
+    assert track.requests == requests + 1 and subscription.stall.holes == {}
+    wire.sent.clear()
+    _stream(track, 120, 5, keyframeAt=120)
+    restarted = _seqs(wire)[0]
+    assert (restarted - seqs[99] - 20) & 0xFFFF == RESTART_SKIP + 1
+    # aiortc lists the numbers it never got, up to 128 behind its newest.
+    subscription.nackReceived([(restarted - i) & 0xFFFF for i in range(128, 0, -1)])
+    track.clock.advance(5)
+    assert subscription.stall.stalls == 1 and subscription.stall.holes == {}
+
+
+def test_resendLostOnceIsResentNotStalled():
+    """One lost copy is the resend path's: resent again, no keyframe."""
+    track, wire, subscription, seqs = _watched()
+    requests = track.requests
+    subscription.nackReceived([seqs[80]])
+    track.clock.advance(0.3)
+    subscription.nackReceived([seqs[80], seqs[90]])
+    track.clock.advance(0.6)
+    subscription.nackReceived([seqs[95]])
+    track.clock.advance(5)
+    assert subscription.stall.stalls == 0 and track.requests == requests
+    # Resent, resent when listed again, probed once before the last NACK told.
+    assert _seqs(wire).count(seqs[80]) == 3
+
+
+def test_neverForwardedHoleStalls():
+    """
+    A packet lost on the publisher's leg and given up there leaves a hole
+    we cannot fill: after the wait the player drops to a keyframe.
+    """
+    track, wire, subscription = _player(policy=POLICY)
+    _stream(track, 0, 50)
+    _stream(track, 51, 50)  # 50 never came
+    track.clock.advance(5)
+    requests = track.requests
+    missing = (_seqs(wire)[49] + 1) & 0xFFFF
+    subscription.nackReceived([missing])
+    track.clock.pump([0.1] * 7)
+    assert subscription.stall.stalls == 0
+    track.clock.pump([0.1] * 2)
+    assert subscription.stall.stalls == 1 and track.requests == requests + 1
+
+
+def test_overBudgetHoleStalls():
+    """
+    A hole the budget would not resend is asked a keyframe for at once
+    (within the player's limit); still unfilled after the wait, the player
+    drops to a keyframe rather than wait behind it.
+    """
+    track, wire, subscription, seqs = _watched()
+    subscription.budget.credit = 0
+    subscription.budget.share = 0
+    subscription.nackReceived([seqs[80]])
+    assert wire.sent == [] and subscription.keyframesForRefused == 1
+    track.clock.pump([0.1] * 10)
+    assert subscription.stall.stalls == 1 and not subscription.started
+
+
+def test_deniedKeyframeRequestAskedAgain():
+    """
+    A player's keyframe request held back by its own limit is asked again
+    when the limit allows, unless a keyframe started meanwhile.
+    """
+    track, wire, subscription, seqs = _watched()
+    subscription.keyframeRequested()  # passed on
+    requests = track.requests
+    track.clock.advance(0.5)
+    subscription.keyframeRequested()  # within its interval: held back
+    assert track.requests == requests
+    track.clock.pump([0.1] * 20)
+    assert track.requests == requests + 1
+    track.clock.advance(5)
+    subscription.keyframeRequested()
+    track.clock.advance(0.5)
+    subscription.keyframeRequested()  # held back, then a keyframe comes
+    track.lastKeyframe = track.seconds() + 0.1
+    track.clock.pump([0.1] * 20)
+    assert track.requests == requests + 2
+
+
+def test_healthyLossyPlayerNeverStalls():
+    """
+    3% loss for 60 s at 100 packets a second, every repair landing and the
+    player listing what is missing at each new gap (aiortc): no stall, no
+    keyframe request; what was probed is a small share of what was sent.
+    """
+    rng = random.Random(7)
+    track, wire, subscription = _player(policy=POLICY)
+    track.clock.advance(5)
+    requests = track.requests
+    missing: dict[int, float] = {}  # seq -> when it lands
+    for i in range(6000):
+        track.fanout(0, 0, i, i * 3000, bytes(SIZE), i == 0)
+        seq = _seqs(wire)[-1]
+        wire.sent.clear()
+        now = track.seconds()
+        for s, at in list(missing.items()):
+            if at <= now:
+                del missing[s]
+        if i and rng.random() < 0.03:
+            missing[seq] = now + 0.1  # its resend lands a round trip later
+            subscription.nackReceived(sorted(missing))
+        track.clock.advance(0.01)
+    assert subscription.stall.stalls == 0 and track.requests == requests
+    assert subscription.retransmitted > 100
+    assert subscription.stall.probes < 0.5 * subscription.retransmitted
+    assert len(subscription.stall.holes) <= StallWatch.MAX_HOLES
+
+
+def test_stoppedWithTheSubscription():
+    track, wire, subscription, seqs = _watched()
+    subscription.nackReceived([seqs[80]])
+    subscription.detach()
+    assert track.clock.getDelayedCalls() == [] and subscription.stall.holes == {}

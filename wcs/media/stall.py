@@ -1,0 +1,194 @@
+"""
+A player that cannot decode gets a keyframe (docs/networks.md, "Stalled
+players").
+
+A receiver that lost a packet it never gets back cannot decode past it:
+webrtc.org asks for a keyframe by itself, but aiortc keeps every later
+frame behind the hole in its jitter buffer (512 packets: 4-30 s of video)
+and asks for one only when that overflows. It NACKs a packet again only
+when a new gap shows up, listing every packet still missing up to 128
+behind its newest; a lost retransmission, a lost NACK or a NACK answered
+too late leaves it frozen.
+
+So the server keeps, for each video player, the holes it reported (the
+sequence numbers of its NACKs) until it shows they are filled, and reads
+what the player tells it afterwards:
+
+- a later NACK that leaves a hole out while the hole is still within the
+  player's list (L{LISTED} behind our newest) filled it;
+- a resent hole that no NACK mentions again for two round trips (and half
+  the stall wait: a NACK for a new gap usually comes meanwhile and tells)
+  is resent once more (L{PROBES}, within the player's budget): a tail
+  probe, since the copy may have been lost and the player will not ask
+  before its next gap; a duplicate costs the player nothing;
+- the player **stalled** on a hole when, C{wait} (C{media_player_stall})
+  after it first asked: it lists the hole again a round trip after our
+  second copy or later (two copies lost), or we never had the packet (lost
+  on the publisher's leg and given up) or could not resend it (budget), or
+  it dropped the hole from its list (L{FORGOTTEN} behind) before we ever
+  sent it;
+- a keyframe request of the player that its own limit did not pass on is
+  asked again when that limit allows, unless a keyframe started meanwhile.
+
+A stalled player drops to the next keyframe (L{Subscription.restart} with
+the numbering skip, which makes aiortc let go of its holes) asked for on
+its behalf through the usual limits: its own interval (a player that keeps
+asking is a narrow link, served by C{player_narrow_link}) and the stream's
+one request per C{media_keyframe_interval}.
+"""
+
+from __future__ import annotations
+
+from wcs.config import Key, declare
+from wcs.media import rtp
+
+declare(
+    Key("media_player_stall", "int", 800,
+        "ms a video player may wait for a hole it reported before it drops to a keyframe "
+        "asked for on its behalf (when the hole is still listed after two resent copies, "
+        "or cannot be resent); 0: never"),
+)
+
+
+class _Hole:
+    __slots__ = ("firstAt", "sends", "sentAt", "probes")
+
+    def __init__(self, now: float):
+        self.firstAt = now
+        self.sends = 0  # copies we sent after it was first asked for (resends, probes)
+        self.sentAt = float("-inf")  # the last of them
+        self.probes = 0
+
+
+class StallWatch:
+    """
+    The holes one video L{wcs.media.subscription.Subscription} reported,
+    and the keyframe requests its own limit held back. A timer runs every
+    L{INTERVAL} only while there is something to watch.
+    """
+
+    INTERVAL = 0.1  # s
+    LISTED = 96  # a hole this close to our newest is in an aiortc NACK while missing (128)
+    FORGOTTEN = 160  # a hole this far behind the newest listed is out of its list (128)
+    PROBES = 1
+    MAX_HOLES = 64  # the oldest is forgotten beyond: a link that bad is for the budgets
+    MAX_AGE = 10.0  # s a hole is watched at most
+
+    def __init__(self, clock, subscription, wait: float):
+        self.clock = clock
+        self.subscription = subscription
+        self.wait = wait
+        self.holes: dict[int, _Hole] = {}  # seq -> hole, oldest first
+        self.floor: int | None = None  # numbers older than this were skipped, not lost
+        self.deniedAt: float | None = None  # a keyframe request of the player held back
+        self._call = None
+        # Counters (docs/media.md).
+        self.stalls = 0  # drops to a keyframe for a player that could not decode
+        self.probes = 0  # holes resent without being asked again
+
+    # Events from the subscription
+
+    def nacked(self, lost: list[int]) -> None:
+        """The player's NACK, as it listed it (before the reorder hold)."""
+        if not lost or not self.subscription.started:
+            return
+        now = self.clock.seconds()
+        s = self.subscription
+        newest = s.lastSeq
+        if self.floor is not None and ((newest - self.floor) & 0xFFFF) >= 0x4000:
+            self.floor = None  # long past: before numbers wrap around it
+        listed = set()
+        newestListed = None
+        for seq in lost:
+            seq &= 0xFFFF
+            if rtp.seqNewer(seq, newest) or (
+                    self.floor is not None and rtp.seqNewer(self.floor, seq)):
+                continue  # not a number we used: skipped at a drop to a keyframe
+            listed.add(seq)
+            if newestListed is None or rtp.seqNewer(seq, newestListed):
+                newestListed = seq
+        retry = s.rtt.retry
+        for seq, hole in list(self.holes.items()):
+            if seq in listed:
+                if now - hole.firstAt >= self.wait and (
+                        (hole.sends >= 2 and now - hole.sentAt >= retry)
+                        or s.sentPacket(seq) is None):
+                    self.stalled(now)
+                    return
+            elif ((newest - seq) & 0xFFFF) <= self.LISTED:
+                del self.holes[seq]  # left out while it would be listed: filled
+            elif newestListed is not None and \
+                    ((newestListed - seq) & 0xFFFF) >= self.FORGOTTEN:
+                # Out of the player's list: filled, or never will be.
+                if hole.sends == 0 and now - hole.firstAt >= self.wait:
+                    self.stalled(now)
+                    return
+                del self.holes[seq]
+        for seq in listed:
+            if seq not in self.holes:
+                if len(self.holes) >= self.MAX_HOLES:
+                    del self.holes[next(iter(self.holes))]
+                self.holes[seq] = _Hole(now)
+        self._schedule()
+
+    def resent(self, seq: int, now: float) -> None:
+        hole = self.holes.get(seq)
+        if hole is not None:
+            hole.sends += 1
+            hole.sentAt = now
+
+    def keyframeDenied(self, now: float) -> None:
+        if self.deniedAt is None:
+            self.deniedAt = now
+            self._schedule()
+
+    def reset(self) -> None:
+        """The player drops to a keyframe: what it missed before no longer matters."""
+        self.holes.clear()
+        self.floor = self.subscription.nextSeq
+
+    def stop(self) -> None:
+        self.holes.clear()
+        self.deniedAt = None
+        call, self._call = self._call, None
+        if call is not None:  # cleared when it fires: still pending
+            call.cancel()
+
+    # The rule
+
+    def stalled(self, now: float) -> None:
+        self.stalls += 1
+        s = self.subscription
+        s.restart(skip=True)  # calls reset()
+        self.reset()
+        self.deniedAt = None
+        s.askKeyframe(now)
+
+    def _schedule(self) -> None:
+        if self._call is None and (self.holes or self.deniedAt is not None):
+            self._call = self.clock.callLater(self.INTERVAL, self._tick)
+
+    def _tick(self) -> None:
+        self._call = None
+        now = self.clock.seconds()
+        s = self.subscription
+        if self.deniedAt is not None and now >= s.keyframeAllowedAt:
+            deniedAt, self.deniedAt = self.deniedAt, None
+            if s.track.lastKeyframe < deniedAt and not s.track.ended:
+                s.askKeyframe(now)
+        retry = s.rtt.retry
+        for seq, hole in list(self.holes.items()):
+            age = now - hole.firstAt
+            if age >= self.MAX_AGE:
+                del self.holes[seq]
+            elif hole.sends == 0:
+                if age >= self.wait and s.resendProbe(seq) is None:
+                    # We never had it, or the budget will not pay for it.
+                    self.stalled(now)
+                    return
+            elif hole.probes < self.PROBES and \
+                    now - hole.sentAt >= max(2 * retry, self.wait / 2):
+                hole.probes += 1
+                if s.resendProbe(seq):
+                    self.probes += 1
+        self._schedule()
