@@ -5,8 +5,12 @@ real L{Subscription} on an injected clock.
 
 import random
 
-from tests.media.test_feedback import SIZE, _player, _seqs
-from wcs.media.feedback import FeedbackPolicy
+from twisted.internet.task import Clock
+
+from tests.media.test_feedback import SIZE, _packet, _player, _seqs
+from tests.media.test_rtp import _Wire
+from wcs.media.feedback import FeedbackPolicy, NackGenerator
+from wcs.media.track import IncomingTrack, Subscription
 from wcs.media.stall import StallWatch
 from wcs.media.subscription import RESTART_SKIP
 
@@ -119,6 +123,31 @@ def test_neverForwardedHoleStalls():
     assert subscription.stall.stalls == 0
     track.clock.pump([0.1] * 2)
     assert subscription.stall.stalls == 1 and track.requests == requests + 1
+
+
+def test_holeStillRepairedUpstreamWaits():
+    """
+    A hole that the publisher leg still NACKs is not the player's to act on
+    until that leg gives up (then the track asks a keyframe for everyone,
+    and the player, frozen behind the hole, drops to it).
+    """
+    clock, wire = Clock(), _Wire()
+    wire.rtcpSsrc = 99
+    track = IncomingTrack(wire, "video", "VP8", 90000, 96, 5, clock=clock, policy=POLICY)
+    player = Subscription(track, _Wire(), ssrc=0x1234, payloadType=100, policy=POLICY)
+    player.attach()
+    for seq in [*range(1, 51), 52]:  # 51 lost on the way in
+        track.rtpReceived(_packet(seq, seq == 1))
+    missing = (_seqs(player.transport)[49] + 1) & 0xFFFF
+    player.nackReceived([missing])
+    for _ in range(NackGenerator.MAX_TRIES * 2):
+        stalls = player.stall.stalls  # before this step
+        clock.advance(0.1)
+        if not track.nacks.missing:
+            break
+    assert stalls == 0 and clock.seconds() > WAIT and track.nacks.nacksGivenUp == 1
+    clock.pump([0.1] * 2)
+    assert player.stall.stalls == 1 and not player.started
 
 
 def test_overBudgetHoleStalls():

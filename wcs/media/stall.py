@@ -24,9 +24,9 @@ what the player tells it afterwards:
 - the player **stalled** on a hole when, C{wait} (C{media_player_stall})
   after it first asked: it lists the hole again a round trip after our
   second copy or later (two copies lost), or we never had the packet (lost
-  on the publisher's leg and given up) or could not resend it (budget), or
-  it dropped the hole from its list (L{FORGOTTEN} behind) before we ever
-  sent it;
+  on the publisher's leg and no longer NACKed there) or could not resend
+  it (budget), or it dropped the hole from its list (L{FORGOTTEN} behind)
+  before we ever sent it;
 - a keyframe request of the player that its own limit did not pass on is
   asked again when that limit allows, unless a keyframe started meanwhile.
 
@@ -112,7 +112,7 @@ class StallWatch:
             if seq in listed:
                 if now - hole.firstAt >= self.wait and (
                         (hole.sends >= 2 and now - hole.sentAt >= retry)
-                        or s.sentPacket(seq) is None):
+                        or (s.sentPacket(seq) is None and not self._upstream(seq))):
                     self.stalled(now)
                     return
             elif ((newest - seq) & 0xFFFF) <= self.LISTED:
@@ -164,6 +164,14 @@ class StallWatch:
         self.deniedAt = None
         s.askKeyframe(now)
 
+    def _upstream(self, seq: int) -> bool:
+        # Still NACKed to the publisher: its repair may come (then it is
+        # forwarded to the player), or be given up (then the track asks a
+        # keyframe for everyone, and the hole is ours to act on).
+        nacks = getattr(self.subscription.track, "nacks", None)
+        return nacks is not None and \
+            ((seq - self.subscription.seqDelta) & 0xFFFF) in nacks.missing
+
     def _schedule(self) -> None:
         if self._call is None and (self.holes or self.deniedAt is not None):
             self._call = self.clock.callLater(self.INTERVAL, self._tick)
@@ -182,7 +190,8 @@ class StallWatch:
             if age >= self.MAX_AGE:
                 del self.holes[seq]
             elif hole.sends == 0:
-                if age >= self.wait and s.resendProbe(seq) is None:
+                if age >= self.wait and not self._upstream(seq) \
+                        and s.resendProbe(seq) is None:
                     # We never had it, or the budget will not pay for it.
                     self.stalled(now)
                     return
