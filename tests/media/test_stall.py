@@ -9,7 +9,7 @@ from twisted.internet.task import Clock
 
 from tests.media.test_feedback import SIZE, _packet, _player, _seqs
 from tests.media.test_rtp import _Wire
-from wcs.media.feedback import FeedbackPolicy, NackGenerator
+from wcs.media.feedback import FeedbackPolicy, NackGenerator, RetransmitBudget
 from wcs.media.track import IncomingTrack, Subscription
 from wcs.media.stall import StallWatch
 from wcs.media.subscription import RESTART_SKIP
@@ -136,6 +136,7 @@ def test_holeStillRepairedUpstreamWaits():
     track = IncomingTrack(wire, "video", "VP8", 90000, 96, 5, clock=clock, policy=POLICY)
     player = Subscription(track, _Wire(), ssrc=0x1234, payloadType=100, policy=POLICY)
     player.attach()
+    clock.advance(3)  # past its first keyframe request's interval
     for seq in [*range(1, 51), 52]:  # 51 lost on the way in
         track.rtpReceived(_packet(seq, seq == 1))
     missing = (_seqs(player.transport)[49] + 1) & 0xFFFF
@@ -145,24 +146,53 @@ def test_holeStillRepairedUpstreamWaits():
         clock.advance(0.1)
         if not track.nacks.missing:
             break
-    assert stalls == 0 and clock.seconds() > WAIT and track.nacks.nacksGivenUp == 1
+    assert stalls == 0 and clock.seconds() > 3 + WAIT and track.nacks.nacksGivenUp == 1
     clock.pump([0.1] * 2)
     assert player.stall.stalls == 1 and not player.started
 
 
-def test_overBudgetHoleStalls():
+def test_overBudgetHoleForgottenStalls():
     """
     A hole the budget would not resend is asked a keyframe for at once
-    (within the player's limit); still unfilled after the wait, the player
-    drops to a keyframe rather than wait behind it.
+    (within the player's limit) and is resent when the budget allows; one
+    the player stops listing (it gave up on it, aiortc after 128 packets)
+    before we ever sent it never will be filled: when the player's limit
+    lets it ask again, it drops to a keyframe. Before, it keeps what it
+    gets: dropped to a keyframe nobody asked for, it would see nothing for
+    seconds.
     """
-    track, wire, subscription, seqs = _watched()
-    subscription.budget.credit = 0
-    subscription.budget.share = 0
-    subscription.nackReceived([seqs[80]])
+    track, wire, subscription, seqs = _watched(400)
+    budget = subscription.budget
+    budget.credit, budget.share = 0, 0
+    hole = seqs[200]
+    subscription.nackReceived([hole])
     assert wire.sent == [] and subscription.keyframesForRefused == 1
+    requests = track.requests
     track.clock.pump([0.1] * 10)
+    assert subscription.stall.stalls == 0 and wire.sent == []  # still over the budget
+    subscription.nackReceived([hole, seqs[399]])
+    assert subscription.stall.stalls == 0
+    subscription.nackReceived([seqs[399]])  # left out, 199 behind: forgotten
+    assert subscription.stall.stalls == 0 and subscription.started  # its limit: 2 s
+    track.clock.pump([0.1] * 12)
+    subscription.nackReceived([seqs[399]])
     assert subscription.stall.stalls == 1 and not subscription.started
+    assert track.requests == requests + 1
+    assert subscription.stall.causes == {"forgotten unsent": 1}
+
+
+def test_probeLeavesCreditForWhatIsAsked():
+    """A probe is sent only from spare credit: half the bucket stays for NACKs."""
+    track, wire, subscription, seqs = _watched()
+    subscription.nackReceived([seqs[80]])
+    subscription.budget.share = 0
+    subscription.budget.credit = RetransmitBudget.BURST / 2 + 2 * SIZE  # a probe and an answer
+    track.clock.pump([0.1] * 6)
+    assert _seqs(wire) == [seqs[80]] * 2
+    subscription.nackReceived([seqs[81]])
+    track.clock.pump([0.1] * 6)
+    assert _seqs(wire) == [seqs[80]] * 2 + [seqs[81]]  # answered, not probed
+    assert subscription.stall.probes == 1
 
 
 def test_deniedKeyframeRequestAskedAgain():

@@ -104,11 +104,14 @@ class RetransmitBudget:
         self.credit = float(self.START) if share > 0 else 0.0
         self.seen = 0  # media octets already turned into credit
 
-    def spend(self, mediaOctets: int, size: int) -> bool:
-        """Whether C{size} more bytes may go, with C{mediaOctets} of media so far."""
+    def spend(self, mediaOctets: int, size: int, reserve: int = 0) -> bool:
+        """
+        Whether C{size} more bytes may go, with C{mediaOctets} of media so far,
+        leaving C{reserve} bytes of credit (for what was asked for).
+        """
         self.credit = min(self.BURST, self.credit + (mediaOctets - self.seen) * self.share)
         self.seen = mediaOctets
-        if self.credit < size:
+        if self.credit < size + reserve:
             return False
         self.credit -= size
         return True

@@ -39,8 +39,13 @@ one request per C{media_keyframe_interval}.
 
 from __future__ import annotations
 
+from collections import Counter
+
+from twisted.logger import Logger
+
 from wcs.config import Key, declare
 from wcs.media import rtp
+from wcs.media.feedback import RetransmitBudget
 
 declare(
     Key("media_player_stall", "int", 800,
@@ -51,13 +56,14 @@ declare(
 
 
 class _Hole:
-    __slots__ = ("firstAt", "sends", "sentAt", "probes")
+    __slots__ = ("firstAt", "sends", "sentAt", "probes", "forgotten")
 
     def __init__(self, now: float):
         self.firstAt = now
         self.sends = 0  # copies we sent after it was first asked for (resends, probes)
         self.sentAt = float("-inf")  # the last of them
         self.probes = 0
+        self.forgotten = False  # out of the player's list before we sent it
 
 
 class StallWatch:
@@ -67,6 +73,7 @@ class StallWatch:
     L{INTERVAL} only while there is something to watch.
     """
 
+    log = Logger()
     INTERVAL = 0.1  # s
     LISTED = 96  # a hole this close to our newest is in an aiortc NACK while missing (128)
     FORGOTTEN = 160  # a hole this far behind the newest listed is out of its list (128)
@@ -84,7 +91,9 @@ class StallWatch:
         self._call = None
         # Counters (docs/media.md).
         self.stalls = 0  # drops to a keyframe for a player that could not decode
+        self.causes: Counter[str] = Counter()  # of the stalls (logged at the end)
         self.probes = 0  # holes resent without being asked again
+        self.stopped = False
 
     # Events from the subscription
 
@@ -110,19 +119,26 @@ class StallWatch:
         retry = s.rtt.retry
         for seq, hole in list(self.holes.items()):
             if seq in listed:
-                if now - hole.firstAt >= self.wait and (
-                        (hole.sends >= 2 and now - hole.sentAt >= retry)
-                        or (s.sentPacket(seq) is None and not self._upstream(seq))):
-                    self.stalled(now)
+                if now - hole.firstAt < self.wait:
+                    continue
+                if hole.sends >= 2 and now - hole.sentAt >= retry:
+                    cause = "copies lost"
+                elif s.sentPacket(seq) is None and not self._upstream(seq):
+                    cause = "never forwarded"
+                else:
+                    continue
+                if self.stalled(now, cause):
                     return
             elif ((newest - seq) & 0xFFFF) <= self.LISTED:
                 del self.holes[seq]  # left out while it would be listed: filled
             elif newestListed is not None and \
                     ((newestListed - seq) & 0xFFFF) >= self.FORGOTTEN:
                 # Out of the player's list: filled, or never will be.
-                if hole.sends == 0 and now - hole.firstAt >= self.wait:
-                    self.stalled(now)
-                    return
+                if not self._sent(seq, hole) and now - hole.firstAt >= self.wait:
+                    if self.stalled(now, "forgotten unsent"):
+                        return
+                    hole.forgotten = True  # kept until its keyframe may be asked for
+                    continue
                 del self.holes[seq]
         for seq in listed:
             if seq not in self.holes:
@@ -148,6 +164,12 @@ class StallWatch:
         self.floor = self.subscription.nextSeq
 
     def stop(self) -> None:
+        if (self.stalls or self.probes) and not self.stopped:
+            self.stopped = True  # a detach after the track ended stops it again
+            self.log.info("{player}: {stalls} drops to a keyframe for holes it could not "
+                          "decode past ({causes}), {probes} holes probed",
+                          player=self.subscription, stalls=self.stalls, probes=self.probes,
+                          causes=", ".join(f"{n} {c}" for c, n in self.causes.items()))
         self.holes.clear()
         self.deniedAt = None
         call, self._call = self._call, None
@@ -156,13 +178,34 @@ class StallWatch:
 
     # The rule
 
-    def stalled(self, now: float) -> None:
-        self.stalls += 1
+    def stalled(self, now: float, cause: str) -> bool:
+        """
+        The player cannot decode past a hole: drop it to a keyframe, when one
+        may be asked for on its behalf now. Until then (its own limit: a
+        player that keeps losing is a narrow link) it keeps what it gets,
+        which may still fill the hole: dropped to a keyframe that is not
+        asked for, it would see nothing for seconds. False: not now.
+        """
         s = self.subscription
+        if now < s.keyframeAllowedAt:
+            return False
+        self.stalls += 1
+        self.causes[cause] += 1
         s.restart(skip=True)  # calls reset()
         self.reset()
         self.deniedAt = None
         s.askKeyframe(now)
+        return True
+
+    def _sent(self, seq: int, hole: _Hole) -> bool:
+        # Resent, or forwarded late (a repair on the publisher's leg) since
+        # it was first asked for.
+        if hole.sends == 0:
+            s = self.subscription
+            at = s.resentAt[seq % len(s.resentAt)]
+            if at >= hole.firstAt and s.sentPacket(seq) is not None:
+                hole.sends, hole.sentAt = 1, at
+        return hole.sends > 0
 
     def _upstream(self, seq: int) -> bool:
         # Still NACKed to the publisher: its repair may come (then it is
@@ -180,24 +223,38 @@ class StallWatch:
         self._call = None
         now = self.clock.seconds()
         s = self.subscription
-        if self.deniedAt is not None and now >= s.keyframeAllowedAt:
-            deniedAt, self.deniedAt = self.deniedAt, None
-            if s.track.lastKeyframe < deniedAt and not s.track.ended:
-                s.askKeyframe(now)
         retry = s.rtt.retry
         for seq, hole in list(self.holes.items()):
             age = now - hole.firstAt
             if age >= self.MAX_AGE:
                 del self.holes[seq]
-            elif hole.sends == 0:
-                if age >= self.wait and not self._upstream(seq) \
-                        and s.resendProbe(seq) is None:
-                    # We never had it, or the budget will not pay for it.
-                    self.stalled(now)
+            elif hole.forgotten:
+                if self.stalled(now, "forgotten unsent"):
                     return
+            elif not self._sent(seq, hole):
+                if age < self.wait or self._upstream(seq):
+                    continue
+                if s.sentPacket(seq) is None:
+                    # Lost on the publisher's leg and given up there.
+                    if self.stalled(now, "never forwarded"):
+                        return
+                else:
+                    # Held, refused by the budget, or asked again too soon:
+                    # one copy now if the budget allows. Not a stall: the
+                    # player asks again at its next gap, and dropped to a
+                    # keyframe each time the budget runs short, a lossy
+                    # player froze more, not less (docs/networks.md).
+                    s.resendProbe(seq)
             elif hole.probes < self.PROBES and \
                     now - hole.sentAt >= max(2 * retry, self.wait / 2):
                 hole.probes += 1
-                if s.resendProbe(seq):
+                # Only from spare credit: what the player asks for comes first.
+                if s.resendProbe(seq, RetransmitBudget.BURST // 2):
                     self.probes += 1
+        if self.deniedAt is not None and now >= s.keyframeAllowedAt:
+            # After the holes: a player that cannot decode past one is
+            # dropped to the keyframe, which would otherwise land behind it.
+            deniedAt, self.deniedAt = self.deniedAt, None
+            if s.track.lastKeyframe < deniedAt and not s.track.ended:
+                s.askKeyframe(now)
         self._schedule()

@@ -273,9 +273,9 @@ class Subscription:
             self.keyframesForRefused += 1
             self.askKeyframe(now)
 
-    def _resendPacket(self, seq: int, data: bytes, now: float) -> bool:
+    def _resendPacket(self, seq: int, data: bytes, now: float, reserve: int = 0) -> bool:
         # Within the budget; False when over it.
-        if not self.budget.spend(self.octets, len(data)):
+        if not self.budget.spend(self.octets, len(data), reserve):
             return False
         self.resentAt[seq % HISTORY] = now
         self.retransmitted += 1
@@ -285,13 +285,14 @@ class Subscription:
             self.stall.resent(seq, now)
         return True
 
-    def resendProbe(self, seq: int) -> bool | None:
+    def resendProbe(self, seq: int, reserve: int = 0) -> bool | None:
         """
-        Resend C{seq} unasked (wcs.media.stall), within the budget. None when
-        it cannot be: gone from the history, never sent, or over the budget.
+        Resend C{seq} unasked (wcs.media.stall), within the budget, leaving
+        C{reserve} bytes of it. None when it cannot be: gone from the
+        history, never sent, or over the budget.
         """
         data = self.sentPacket(seq)
-        if data is None or not self._resendPacket(seq, data, self.clock.seconds()):
+        if data is None or not self._resendPacket(seq, data, self.clock.seconds(), reserve):
             return None
         return True
 
