@@ -1,6 +1,6 @@
 """
-A player that cannot decode gets a keyframe (docs/networks.md, "Stalled
-players").
+A player that cannot decode gets a keyframe (docs/networks.md, "Players
+that cannot decode get a keyframe").
 
 A receiver that lost a packet it never gets back cannot decode past it:
 webrtc.org asks for a keyframe by itself, but aiortc keeps every later
@@ -18,23 +18,28 @@ what the player tells it afterwards:
   player's list (L{LISTED} behind our newest) filled it;
 - a resent hole that no NACK mentions again for two round trips (and half
   the stall wait: a NACK for a new gap usually comes meanwhile and tells)
-  is resent once more (L{PROBES}, within the player's budget): a tail
+  is resent once more (L{PROBES}, from spare budget only): a tail
   probe, since the copy may have been lost and the player will not ask
   before its next gap; a duplicate costs the player nothing;
-- the player **stalled** on a hole when, C{wait} (C{media_player_stall})
-  after it first asked: it lists the hole again a round trip after our
-  second copy or later (two copies lost), or we never had the packet (lost
-  on the publisher's leg and no longer NACKed there) or could not resend
-  it (budget), or it dropped the hole from its list (L{FORGOTTEN} behind)
-  before we ever sent it;
+- the player **stalled** on a hole that nothing will fill when, C{wait}
+  (C{media_player_stall}) after it first asked: it lists the hole again a
+  round trip after our second copy or later (two copies lost), or we never
+  had the packet (lost on the publisher's leg and no longer NACKed there),
+  or it dropped the hole from its list (L{FORGOTTEN} behind) before we
+  ever sent it;
+- a hole the budget would not resend (or held, or asked again too soon)
+  is resent when the wait is over, if the budget allows then: not a
+  stall, the player asks again at its next gap (dropped to a keyframe each
+  time its budget ran short, a lossy player froze more, not less);
 - a keyframe request of the player that its own limit did not pass on is
   asked again when that limit allows, unless a keyframe started meanwhile.
 
 A stalled player drops to the next keyframe (L{Subscription.restart} with
 the numbering skip, which makes aiortc let go of its holes) asked for on
-its behalf through the usual limits: its own interval (a player that keeps
-asking is a narrow link, served by C{player_narrow_link}) and the stream's
-one request per C{media_keyframe_interval}.
+its behalf, once its own keyframe limit allows it (a player that keeps
+asking is a narrow link, served by C{player_narrow_link}; dropped before,
+it would see nothing until a keyframe it may not ask for); the stream's
+one request per C{media_keyframe_interval} applies as to any.
 """
 
 from __future__ import annotations
@@ -48,10 +53,13 @@ from wcs.media import rtp
 from wcs.media.feedback import RetransmitBudget
 
 declare(
-    Key("media_player_stall", "int", 800,
-        "ms a video player may wait for a hole it reported before it drops to a keyframe "
-        "asked for on its behalf (when the hole is still listed after two resent copies, "
-        "or cannot be resent); 0: never"),
+    # Off by default: on the lab's lossy and mobile profiles it made aiortc
+    # players freeze longer (docs/networks.md), for a reason not found yet.
+    Key("media_player_stall", "int", 0,
+        "ms a video player may wait for a hole it reported that nothing will fill (listed "
+        "after two lost copies, never forwarded, or forgotten before we sent it) before it "
+        "drops to a keyframe asked for on its behalf; 0: never (the default: see "
+        "docs/networks.md)"),
 )
 
 
