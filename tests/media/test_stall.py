@@ -65,6 +65,18 @@ def test_tailProbe():
     assert _seqs(wire) == [seqs[80]] * 2 and subscription.stall.stalls == 0
 
 
+def test_noProbeFarBehind():
+    """
+    A hole more than MAX_BEHIND behind our newest is not probed: aiortc
+    drops its whole buffer for a packet 100 behind the oldest it holds.
+    """
+    track, wire, subscription, seqs = _watched(200)
+    subscription.nackReceived([seqs[199 - StallWatch.MAX_BEHIND - 1]])
+    wire.sent.clear()
+    track.clock.pump([0.1] * 10)
+    assert wire.sent == [] and subscription.stall.probes == 0
+
+
 def test_holeListedAfterTwoCopiesStalls():
     """
     Both copies lost: the player lists the hole again at its next gap,

@@ -18,9 +18,12 @@ what the player tells it afterwards:
   player's list (L{LISTED} behind our newest) filled it;
 - a resent hole that no NACK mentions again for two round trips (and half
   the stall wait: a NACK for a new gap usually comes meanwhile and tells)
-  is resent once more (L{PROBES}, from spare budget only): a tail
-  probe, since the copy may have been lost and the player will not ask
-  before its next gap; a duplicate costs the player nothing;
+  is resent once more (L{PROBES}, from spare budget only, and only while
+  it is at most L{MAX_BEHIND} behind our newest): a tail probe, since the
+  copy may have been lost and the player will not ask before its next
+  gap. A duplicate costs a receiver nothing, but one 100 or more behind
+  the oldest packet aiortc holds makes it drop its jitter buffer and ask
+  for a keyframe: probes sent later froze the lab's players for seconds;
 - the player **stalled** on a hole that nothing will fill when, C{wait}
   (C{media_player_stall}) after it first asked: it lists the hole again a
   round trip after our second copy or later (two copies lost), or we never
@@ -88,6 +91,10 @@ class StallWatch:
     PROBES = 1
     MAX_HOLES = 64  # the oldest is forgotten beyond: a link that bad is for the budgets
     MAX_AGE = 10.0  # s a hole is watched at most
+    # A copy sent unasked only while the hole is this close to our newest:
+    # aiortc drops its whole jitter buffer (and asks a keyframe) when a
+    # packet comes 100 or more behind the oldest it holds.
+    MAX_BEHIND = 64
 
     def __init__(self, clock, subscription, wait: float):
         self.clock = clock
@@ -215,6 +222,9 @@ class StallWatch:
                 hole.sends, hole.sentAt = 1, at
         return hole.sends > 0
 
+    def _near(self, seq: int) -> bool:
+        return ((self.subscription.lastSeq - seq) & 0xFFFF) <= self.MAX_BEHIND
+
     def _upstream(self, seq: int) -> bool:
         # Still NACKed to the publisher: its repair may come (then it is
         # forwarded to the player), or be given up (then the track asks a
@@ -246,14 +256,14 @@ class StallWatch:
                     # Lost on the publisher's leg and given up there.
                     if self.stalled(now, "never forwarded"):
                         return
-                else:
+                elif self._near(seq):
                     # Held, refused by the budget, or asked again too soon:
                     # one copy now if the budget allows. Not a stall: the
                     # player asks again at its next gap, and dropped to a
                     # keyframe each time the budget runs short, a lossy
                     # player froze more, not less (docs/networks.md).
                     s.resendProbe(seq)
-            elif hole.probes < self.PROBES and \
+            elif hole.probes < self.PROBES and self._near(seq) and \
                     now - hole.sentAt >= max(2 * retry, self.wait / 2):
                 hole.probes += 1
                 # Only from spare credit: what the player asks for comes first.
