@@ -18,6 +18,7 @@ from typing import Callable
 
 from wcs.config import Key, declare
 from wcs.media import rtp
+from wcs.media.trace import PacketTrace
 
 declare(
     Key("media_retransmit_share", "int", 20,
@@ -43,6 +44,7 @@ class FeedbackPolicy:
     keyframeInterval: float = 0.5  # s
     playerKeyframeInterval: float = 2.0  # s
     playerReorderWait: float = 0.15  # s (wcs.media.reorder)
+    trace: PacketTrace | None = None  # the lab's per-packet trace (wcs.media.trace)
 
     @classmethod
     def fromSettings(cls, settings) -> "FeedbackPolicy":
@@ -50,7 +52,8 @@ class FeedbackPolicy:
                    settings.media_player_retransmit_share / 100,
                    settings.media_keyframe_interval / 1000,
                    settings.media_player_keyframe_interval / 1000,
-                   settings.media_player_reorder_wait / 1000)
+                   settings.media_player_reorder_wait / 1000,
+                   PacketTrace.fromSettings(settings))
 
 
 class RoundTrip:

@@ -77,6 +77,7 @@ class Subscription:
         self.budget = RetransmitBudget(policy.playerShare)
         self.hold = NackHold(self.clock, self.resend, self.rtt, policy.playerReorderWait)
         self.rtx = None  # a wcs.media.rtx.RtxSender when the player takes RTX
+        self.trace = policy.trace if track.kind == "video" else None  # wcs.media.trace
         self.reportsSent: dict[int, float] = {}  # LSR of our sender reports -> when sent
         self.repairingUntil = float("-inf")  # a PLI before then waits for our resent packets
         self._heldKeyframe = None
@@ -126,6 +127,8 @@ class Subscription:
         self.payloads[slot] = payload
         self.packets += 1
         self.octets += len(payload)
+        if self.trace is not None:
+            self.trace.event("fwd", self.ssrc, outSeq, seq, getattr(self.track, "ssrc", 0) or 0)
         # Header and payload apart: SRTP joins them in its own buffer.
         if not self.sendParts(header, payload) and self.transport.connected:
             # A player that cannot keep up loses packets up to the next
@@ -219,6 +222,8 @@ class Subscription:
 
     def nackReceived(self, lost: list[int]) -> None:
         self.nacksReceived += 1
+        if self.trace is not None:
+            self.trace.event("nack", self.ssrc, *lost)
         self.resend(self.hold.filter(lost))
 
     def resend(self, lost: list[int]) -> None:
@@ -238,15 +243,20 @@ class Subscription:
                 data = header + self.payloads[slot]
                 if now - self.resentAt[slot] < retry:
                     self.retransmitTooSoon += 1  # the last copy may still be on its way
+                    event = "soon"
                 elif self.budget.spend(self.octets, len(data)):
                     self.resentAt[slot] = now
                     self.retransmitted += 1
                     self.retransmittedOctets += len(data)
                     self.repairingUntil = now + retry
                     self.send(data if self.rtx is None else self.rtx.wrap(data))
+                    event = "rs"
                 else:
                     self.retransmitDropped += 1
                     refused = True
+                    event = "budget"
+                if self.trace is not None:
+                    self.trace.event(event, self.ssrc, seq)
             elif rtp.seqNewer(kept, seq):
                 tooOld = True  # gone from the history: only a keyframe repairs it
         if tooOld:
