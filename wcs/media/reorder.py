@@ -14,7 +14,7 @@ round trip (at most 50 ms, at least 10), which a webrtc.org receiver
 never does. From then on
 L{NackHold} reads its NACKs as lists of what is still missing: a packet
 first asked for is resent only after L{NackHold.wait}, unless a later list
-left it out meanwhile (it arrived by itself: how long that took is a
+left it out meanwhile (it arrived by itself: how long it was still listed is a
 sample of the wait). Players that never re-ask so soon are answered at
 once, as before.
 
@@ -78,6 +78,7 @@ class NackHold:
         self.held: dict[int, float] = {}  # seq -> first asked at, not answered yet
         self.answered: dict[int, float] = {}  # seq -> first asked at, answered at once
         self.upstream: dict[int, float] = {}  # seq -> when forwarded late (came late to us)
+        self.listedAt: dict[int, float] = {}  # seq -> the last NACK that listed it (held, answered)
         self.previous: set[int] = set()
         self.previousAt = float("-inf")
         self._call = None
@@ -105,17 +106,23 @@ class NackHold:
                 for seq in listed:  # answered: not held once it is eager
                     self.asked.setdefault(seq, now)
                 return lost
-        held, answered, upstream = self.held, self.answered, self.upstream
+        held, answered, upstream, listedAt = self.held, self.answered, self.upstream, self.listedAt
+        # Left out of a list of what is still missing: it arrived, after the
+        # last list that still had it. That list, not this one, is the
+        # sample: the player lists only on a new gap, and counting the time
+        # to its next one made the wait as long as its longest pause
+        # (~150 ms on `wifi`, whose packets are at most 20 ms late).
         for seq in [s for s in held if s not in listed]:
-            # Left out of a list of what is still missing: it arrived.
             first = held.pop(seq)
+            last = listedAt.pop(seq, first)
             if upstream.get(seq, float("-inf")) < first:  # not forwarded late since
-                self._sample(now, now - first)
+                self._sample(now, last - first)
         for seq in [s for s in answered if s not in listed]:
             first = answered.pop(seq)
+            last = listedAt.pop(seq, first)
             if now - first < self.rtt.smoothed \
                     and upstream.get(seq, float("-inf")) < first:
-                self._sample(now, now - first)  # before our resend could have come
+                self._sample(now, last - first)  # before our resend could have come
         self._decay(now)
         answer = []
         for seq in dict.fromkeys(seq & 0xFFFF for seq in lost):
@@ -136,7 +143,11 @@ class NackHold:
                 answer.append(seq)  # answered before: the subscription's once-per-RTT rule
             elif now - first >= self.wait or seq in upstream:
                 del held[seq]  # waited enough, or forwarded late since
+                listedAt.pop(seq, None)
                 answer.append(seq)
+        for seq in listed:
+            if seq in held or seq in answered:
+                listedAt[seq] = now
         if held and self._call is None:
             self._call = self.clock.callLater(self.INTERVAL, self._tick)
         return answer
@@ -172,6 +183,7 @@ class NackHold:
         for seq in _expire(self.asked, now - self.KEPT):
             self.held.pop(seq, None)
             self.answered.pop(seq, None)
+            self.listedAt.pop(seq, None)
         _expire(self.upstream, now - self.KEPT)
 
     def _tick(self) -> None:
@@ -180,6 +192,7 @@ class NackHold:
         due = [seq for seq, first in self.held.items() if now - first >= self.wait]
         for seq in due:
             del self.held[seq]
+            self.listedAt.pop(seq, None)
         if self.held:
             self._call = self.clock.callLater(self.INTERVAL, self._tick)
         if due:
