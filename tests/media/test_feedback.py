@@ -373,6 +373,31 @@ def test_reorderedPacketsWaitBeforeFirstNack():
     assert n.reorderWait == pytest.approx(0.015, rel=0.05)
 
 
+def test_firstNackWhenTheWaitIsOver():
+    """
+    The first NACK of a missing packet goes when the reordering wait is
+    over, not on the next 20 ms tick after it (a repair of the way in
+    delays every player); gaps a burst opens at once share one NACK.
+    """
+    g = _Generator()
+    g.receive(100)
+    n = g.generator
+    n.reorderWait, n.reorderAt = 0.025, g.clock.seconds()
+    n.lost(10, 2)  # 9 missing
+    n.lost(12, 2)  # and 11, in the same burst
+    g.clock.advance(0.025 - n.BATCH - 0.001)  # (up to BATCH early: one NACK, not two)
+    assert g.nacks == []
+    g.clock.advance(0.002)
+    assert g.nacks == [[9, 11]]
+    # No wait (no reordering seen): still not sooner than SOONEST.
+    n.reorderWait = 0.0
+    n.lost(20, 2)
+    g.clock.advance(n.SOONEST - n.BATCH - 0.001)
+    assert g.nacks == [[9, 11]]
+    g.clock.advance(0.002)
+    assert g.nacks == [[9, 11], [19]]
+
+
 def test_lateOriginalWithoutRtx():
     """
     Plain retransmissions: a packet that comes sooner than half a round

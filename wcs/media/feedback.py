@@ -136,7 +136,9 @@ class NackGenerator:
     @ivar missing: sequence number -> [noticed at, last asked at or None, tries]
     """
 
-    INTERVAL = 0.02  # s between two batches
+    INTERVAL = 0.02  # s between two batches at most
+    SOONEST = 0.01  # s: the least wait before a first NACK (a burst's own reordering)
+    BATCH = 0.002  # s: what is due this much later goes in the same NACK
     MAX_TRIES = 10
     MAX_WAIT = 1.0  # s a packet may wait for budget before it is given up
     MAX_GAP = 64  # a larger gap is not NACKed: only a keyframe repairs it
@@ -156,6 +158,7 @@ class NackGenerator:
         self.reorderAt = 0.0  # when it was last raised or sampled
         self.missing: dict[int, list] = {}
         self._call = None
+        self._callAt = 0.0  # when _call fires
         # Counters (docs/media.md).
         self.nacksSent = 0  # sequence numbers asked for, each try counted
         self.retransmitsReceived = 0  # missing packets that came after all
@@ -182,9 +185,20 @@ class NackGenerator:
         now = self.clock.seconds()
         for i in range(gap - 1, 0, -1):
             missing[(newest - i) & 0xFFFF] = [now, None, 0]
-        if self._call is None:
-            self._call = self.clock.callLater(self.INTERVAL, self._tick)
+        # The first NACK when the reordering wait is over, not on the next
+        # tick: a repair of the way in delays every player's frames.
+        self._schedule(now, now + max(self.SOONEST, self.reorderWait) - self.BATCH)
         return True
+
+    def _schedule(self, now: float, due: float) -> None:
+        delay = min(self.INTERVAL, max(self.BATCH, due - now))
+        call = self._call
+        if call is not None:
+            if self._callAt <= now + delay:
+                return
+            call.cancel()  # (asyncio's handles, as LoopClock's, have no reset)
+        self._callAt = now + delay
+        self._call = self.clock.callLater(delay, self._tick)
 
     def received(self, seq: int, retransmission: bool | None = None) -> None:
         """
@@ -228,11 +242,16 @@ class NackGenerator:
         size = min(octets // packets, 1500) if packets else 1200
         batch = []
         givenUp = []
+        due = now + self.INTERVAL
+        firstWait = max(self.SOONEST, self.reorderWait) - self.BATCH
+        retry -= self.BATCH
         for seq, entry in self.missing.items():
             noticed, asked, tries = entry
             if asked is not None and now - asked < retry:
+                due = min(due, asked + retry)
                 continue
-            if asked is None and now - noticed < self.reorderWait:
+            if asked is None and now - noticed < firstWait:
+                due = min(due, noticed + firstWait)
                 continue  # may still come by itself
             if tries >= self.MAX_TRIES or (asked is None and now - noticed >= self.MAX_WAIT):
                 givenUp.append(seq)
@@ -250,7 +269,7 @@ class NackGenerator:
             self.nacksSent += len(batch)
             self.send(batch)
         if self.missing:
-            self._call = self.clock.callLater(self.INTERVAL, self._tick)
+            self._schedule(now, due)
         if givenUp:
             self.nacksGivenUp += len(givenUp)
             self.gaveUp()
