@@ -12,6 +12,16 @@ def _sent(track, count: int) -> None:
         track.fanout(0, 0, i, i * 3000, bytes(SIZE), i == 0)
 
 
+def _eagerPlayer(count: int):
+    """A player read as eager, sent C{count} packets (their numbers), its wire cleared."""
+    track, wire, subscription = _player()
+    subscription.hold.eager = True
+    _sent(track, count)
+    seqs = _seqs(wire)
+    wire.sent.clear()
+    return track, wire, subscription, seqs
+
+
 def test_eagerPlayerHeldUntilItsPacketsCouldHaveCome():
     """
     A player that lists every still-missing packet in each NACK (aiortc) is
@@ -136,13 +146,9 @@ def test_quietLinkNotHeld():
     answered at once: the wait decays to nothing, and holding a real loss
     would only delay its repair.
     """
-    track, wire, subscription = _player()
+    track, wire, subscription, seqs = _eagerPlayer(50)
     clock = track.clock
     hold = subscription.hold
-    hold.eager = True
-    _sent(track, 50)
-    seqs = _seqs(wire)
-    wire.sent.clear()
     subscription.nackReceived([seqs[1]])
     assert _seqs(wire) == [seqs[1]] and hold.heldPackets == 0 and hold.wait == 0
     # Still missing a round trip later: a real loss, no reordering sample.
@@ -221,13 +227,9 @@ def test_sampleIsTheLastListThatHadIt():
     the last list that still had it: a packet listed once teaches nothing,
     and a real loss after it is answered at once.
     """
-    track, wire, subscription = _player()
+    track, wire, subscription, seqs = _eagerPlayer(50)
     clock = track.clock
     hold = subscription.hold
-    hold.eager = True
-    _sent(track, 50)
-    seqs = _seqs(wire)
-    wire.sent.clear()
     subscription.nackReceived([seqs[1]])
     clock.advance(0.08)  # the player's next gap, long after (within a round trip)
     subscription.nackReceived([seqs[2]])
