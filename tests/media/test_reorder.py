@@ -12,9 +12,16 @@ def _sent(track, count: int) -> None:
         track.fanout(0, 0, i, i * 3000, bytes(SIZE), i == 0)
 
 
+def _pressed(subscription):
+    """Its budget without room to spare: first NACKs are held (not with a full bucket)."""
+    subscription.hold.roomy = lambda answering: False
+    return subscription
+
+
 def _eagerPlayer(count: int):
     """A player read as eager, sent C{count} packets (their numbers), its wire cleared."""
     track, wire, subscription = _player()
+    _pressed(subscription)
     subscription.hold.eager = True
     _sent(track, count)
     seqs = _seqs(wire)
@@ -31,6 +38,7 @@ def test_eagerPlayerHeldUntilItsPacketsCouldHaveCome():
     itself) is not resent at all and is a sample of the wait.
     """
     track, wire, subscription = _player()
+    _pressed(subscription)
     clock = track.clock
     _sent(track, 100)
     seqs = _seqs(wire)
@@ -80,6 +88,7 @@ def test_eagerPlayerHeldUntilItsPacketsCouldHaveCome():
 def test_waitGrowsWithLaterPacketsUpToTheSetting():
     """The wait is 1.5 times the latest late packet, at most the setting."""
     track, wire, subscription = _player()
+    _pressed(subscription)
     clock = track.clock
     hold = subscription.hold
     hold.eager = True
@@ -178,6 +187,7 @@ def test_lossOnTheWayInIsNeitherHeldNorASample():
     because this player's link reorders.
     """
     track, wire, subscription = _player()
+    _pressed(subscription)
     clock = track.clock
     hold = subscription.hold
     hold.eager = True
@@ -241,4 +251,29 @@ def test_sampleIsTheLastListThatHadIt():
     clock.advance(0.05)
     subscription.nackReceived([seqs[4]])
     assert abs(hold.late - 0.02) < 1e-9 and abs(hold.wait - 0.03) < 1e-9
+    subscription.detach()
+
+
+def test_roomyBudgetHoldsNothing():
+    """
+    A link that is not short of budget: the first NACK of an eager player
+    whose link reorders is answered at once (as Janus does), and held only
+    once the resends have taken the bucket below half (what is left is for
+    the real losses). Nothing is refused for it.
+    """
+    track, wire, subscription = _player()
+    clock = track.clock
+    hold = subscription.hold
+    hold.eager = True
+    hold.late, hold.wait, hold.lateAt = 0.03, 0.045, clock.seconds()
+    _sent(track, 100)  # the bucket is full: 8 KiB
+    seqs = _seqs(wire)
+    wire.sent.clear()
+    subscription.nackReceived(seqs[10:20])
+    answered = len(wire.sent)
+    assert 0 < answered < 10 and hold.heldPackets == 10 - answered
+    assert subscription.budget.credit >= subscription.budget.BURST / 2 - SIZE - 12
+    assert subscription.retransmitDropped == 0
+    clock.advance(0.1)  # the held ones are due, within the budget left
+    assert len(wire.sent) > answered
     subscription.detach()

@@ -64,9 +64,13 @@ class NackHold:
     MARGIN = 1.5  # wait this much longer than the latest: what comes later is not seen
     KEPT = 2.0  # s a packet's first NACK is remembered
 
-    def __init__(self, clock, resend: Callable[[list[int]], None], rtt, maxWait: float):
+    def __init__(self, clock, resend: Callable[[list[int]], None], rtt, maxWait: float,
+                 roomy: Callable[[int], bool] = lambda answering: False):
         self.clock = clock
         self.resend = resend
+        # Whether the player's budget has room for one more beside those
+        # answered so far: then nothing is held.
+        self.roomy = roomy
         self.rtt = rtt  # the subscription's RoundTrip
         self.maxWait = maxWait
         self.wait = 0.0  # s: MARGIN times the latest late packet (decayed), at most maxWait
@@ -132,8 +136,9 @@ class NackHold:
                 # would only delay a repair.
                 self.upstreamLate += 1
                 answer.append(seq)
-            elif first is None and self.wait <= 0:
-                # Nothing came late lately: holding would only delay repairs.
+            elif first is None and (self.wait <= 0 or self.roomy(len(answer))):
+                # Nothing came late lately, or the budget has room for what
+                # is on its way as well: holding would only delay repairs.
                 self.asked[seq] = answered[seq] = now
                 answer.append(seq)
             elif first is None:

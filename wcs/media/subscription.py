@@ -75,7 +75,8 @@ class Subscription:
         self.octets = 0
         self.rtt = RoundTrip()
         self.budget = RetransmitBudget(policy.playerShare)
-        self.hold = NackHold(self.clock, self.resend, self.rtt, policy.playerReorderWait)
+        self.hold = NackHold(self.clock, self.resend, self.rtt, policy.playerReorderWait,
+                             self._roomy)
         self.rtx = None  # a wcs.media.rtx.RtxSender when the player takes RTX
         self.trace = policy.trace if track.kind == "video" else None  # wcs.media.trace
         self.reportsSent: dict[int, float] = {}  # LSR of our sender reports -> when sent
@@ -225,6 +226,11 @@ class Subscription:
         if self.trace is not None:
             self.trace.event("nack", self.ssrc, *lost)
         self.resend(self.hold.filter(lost))
+
+    def _roomy(self, answering: int) -> bool:
+        """Whether one more resend beside C{answering} leaves the budget half full."""
+        size = self.octets // self.packets + 12 if self.packets else 1200
+        return self.budget.roomy(self.octets, (answering + 1) * size)
 
     def resend(self, lost: list[int]) -> None:
         """Answer NACKed packets C{lost}, within the budgets."""
