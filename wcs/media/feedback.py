@@ -105,16 +105,18 @@ class RetransmitBudget:
         self.credit = float(self.START) if share > 0 else 0.0
         self.seen = 0  # media octets already turned into credit
 
-    def roomy(self, mediaOctets: int, size: int) -> bool:
-        """Whether C{size} more bytes would leave the bucket half full."""
+    def _refill(self, mediaOctets: int) -> None:
         self.credit = min(self.BURST, self.credit + (mediaOctets - self.seen) * self.share)
         self.seen = mediaOctets
+
+    def roomy(self, mediaOctets: int, size: int) -> bool:
+        """Whether C{size} more bytes would leave the bucket half full (not short of budget)."""
+        self._refill(mediaOctets)
         return self.credit - size >= self.BURST / 2
 
     def spend(self, mediaOctets: int, size: int) -> bool:
         """Whether C{size} more bytes may go, with C{mediaOctets} of media so far."""
-        self.credit = min(self.BURST, self.credit + (mediaOctets - self.seen) * self.share)
-        self.seen = mediaOctets
+        self._refill(mediaOctets)
         if self.credit < size:
             return False
         self.credit -= size

@@ -25,6 +25,11 @@ HALF_LIFE, at most the setting. A packet answered at once still teaches
 it: left out of a later list sooner than one round trip after it was
 answered, it came by itself (the resend could not have).
 
+Only while the player's budget is short: with room in it (a resend leaves
+its bucket at least half full) a first NACK is answered at once, as Janus
+answers every NACK, and the packets still on their way cost bytes, not
+the real losses' delay.
+
 A packet late on the way in is not this player's link reordering: one we
 forwarded after a newer one (a repair or a reordering upstream,
 L{NackHold.forwardedLate}) is not held when listed, and its coming after
