@@ -201,6 +201,27 @@ def test_playerRetransmitBudget():
     assert subscription.retransmitDropped > 1000 * (1 - share) * 0.75
 
 
+def test_playerBurstAnswersOneBatch():
+    """
+    One NACK listing more packets than the default burst holds: cut at the
+    burst (the rest dropped), or answered whole with a larger
+    C{media_retransmit_burst}, the long-run share unchanged.
+    """
+    batch = 3 * RetransmitBudget.BURST // SIZE
+    answered = []
+    for burst in (RetransmitBudget.BURST, 4 * RetransmitBudget.BURST):
+        track, wire, subscription = _player(policy=FeedbackPolicy(burst=burst))
+        for i in range(200):  # earns more than either burst at the 60 % share
+            track.fanout(0, 0, i, i * 3000, bytes(SIZE), i == 0)
+        subscription.budget.spend(subscription.octets, 0)  # the bucket fills to its burst
+        sent = _seqs(wire)
+        wire.sent.clear()
+        subscription.nackReceived(sent[-batch:])
+        answered.append(len(wire.sent))
+    assert answered[0] <= RetransmitBudget.BURST // (SIZE + 12) < batch
+    assert answered[1] == batch
+
+
 def test_refusedNackAsksKeyframeForPlayer():
     """
     A NACK over the budget leaves the player's frame unrepairable and aiortc
