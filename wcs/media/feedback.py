@@ -26,7 +26,7 @@ declare(
     Key("media_player_retransmit_share", "int", 60,
         "percent of the bytes a player was sent that we may resend to it on its NACKs; "
         "0: no retransmission to players"),
-    Key("media_retransmit_burst", "int", 8,
+    Key("media_retransmit_burst", "int", 32,
         "KiB of retransmission credit a leg may save up (each leg's budget is a token bucket): "
         "how many NACKed packets one batch may have answered at once"),
     Key("media_keyframe_interval", "int", 500,
@@ -46,7 +46,7 @@ class FeedbackPolicy:
     keyframeInterval: float = 0.5  # s
     playerKeyframeInterval: float = 2.0  # s
     playerReorderWait: float = 0.15  # s (wcs.media.reorder)
-    burst: int = 8192  # bytes a budget may save up (RetransmitBudget)
+    burst: int = 32768  # bytes a budget may save up (RetransmitBudget.BURST)
 
     @classmethod
     def fromSettings(cls, settings) -> "FeedbackPolicy":
@@ -97,7 +97,9 @@ class RetransmitBudget:
     count when asked.
     """
 
-    BURST = 8192  # bytes: a few lost packets of a keyframe, not seconds of a stream
+    # bytes: one batch of NACKs (Chromium asks for 10-30 packets at once on a
+    # jittery link; 8 KiB cut those batches), not seconds of a stream.
+    BURST = 32768
     START = 4096  # bytes: a stream's first loss may be repaired before it earned any
 
     def __init__(self, share: float, burst: int = BURST):
