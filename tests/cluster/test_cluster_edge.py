@@ -41,7 +41,10 @@ def threeNodes(tmp_path_factory):
     ranges = {node: (base + 100 * i, base + 100 * i + 99) for i, node in enumerate(NODES)}
     settings = {node: {"media_port_from": str(low), "media_port_to": str(high),
                        "ice_public_ip": "127.0.0.1", "room_idle_timeout": "0",
-                       "media_inactivity_timeout": "5000"}
+                       "media_inactivity_timeout": "5000",
+                       # Every play on an edge pulls: the fan-out itself is
+                       # tested here, the rule in test_edge_rule.py.
+                       "cluster_edge_play_min_players": "1"}
                 for node, (low, high) in ranges.items()}
     with runningCluster(tmp_path_factory.mktemp("edge"), settings,
                         enable=("ws", "http", "rest", "rtmp")) as (redis, nodes):
