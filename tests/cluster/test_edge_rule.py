@@ -14,15 +14,13 @@ import random
 
 import pytest
 
-from tests.cluster.test_cluster import roomEvents
-from tests.cluster.test_cluster_edge import metrics, newRoom, seesMoving
+from tests.cluster.test_cluster_edge import Published, metrics, newRoom, seesMoving
 from tests.cluster.test_cluster_media import candidatePorts, negotiate
 from tests.media import peers
 from tests.ops.test_metrics import value
 from tests.support.cluster import runningCluster
 from tests.support.redis import redisAvailable
 from tests.support.rooms import status, streamRequest
-from tests.support.wsclient import Client
 
 pytestmark = pytest.mark.skipif(not redisAvailable(), reason="redis-server not installed")
 
@@ -49,26 +47,16 @@ async def test_the_third_player_on_an_edge_makes_the_pull(twoNodes):
     room, host, _, _, _ = await newRoom(redis, nodes, "host")
     owner, edge = owners(redis, room)
     origin = nodes[owner]
-    alice = await Client.open(origin.wsURL, "alice")
-    viewers = [await Client.open(nodes[edge].wsURL, f"viewer{i}") for i in range(4)]
-    publisher = peers.Publisher(video="video/H264", audio="audio/opus")
-    players = []
+    setup = Published()
     try:
-        await alice.join(room)
-        for viewer in viewers:
-            await viewer.join(room)
-        name = f"{room}-alice"
-        publish = streamRequest(name, room, await peers.offerOf(publisher.pc), True)
-        await negotiate(alice, publisher.pc, "publishStream", publish)
-        await status(alice, publish["mediaSessionId"], "PUBLISHING")
         served = value(await metrics(origin), "wcs_cluster_pulls_total", direction="out")
-        for viewer in viewers:  # (JOINED of the later viewers skipped)
-            assert await roomEvents(viewer, "PUBLISHED", 1, timeout=15) == [
-                {"login": "alice", "name": name}]
+        await setup.start(origin, nodes[edge], room, 4)
+        viewers, name = setup.viewers, setup.name
+        players = []
 
         async def play(viewer) -> set[int]:
             """The viewer plays the stream: the ports its answer offers."""
-            player = peers.Player(video="video/H264", audio="audio/opus")
+            player = setup.peer(peers.Player(video="video/H264", audio="audio/opus"))
             players.append(player)
             body = streamRequest(name, room, await peers.offerOf(player.pc), False)
             ports = candidatePorts(await negotiate(viewer, player.pc, "playStream", body))
@@ -107,7 +95,5 @@ async def test_the_third_player_on_an_edge_makes_the_pull(twoNodes):
             seen = len(player.frames["video"])
             await player.waitFrames("video", seen + 10, timeout=20)
     finally:
-        for peer in [publisher, *players]:
-            await peer.close()
-        for client in [host, alice, *viewers]:
-            await client.close()
+        await setup.close()
+        await host.close()
