@@ -266,13 +266,16 @@ def test_roomyBudgetHoldsNothing():
     hold = subscription.hold
     hold.eager = True
     hold.late, hold.wait, hold.lateAt = 0.03, 0.045, clock.seconds()
-    _sent(track, 100)  # the bucket is full: 8 KiB
+    budget = subscription.budget
+    _sent(track, 100)  # the bucket is full
+    assert budget.roomy(subscription.octets, 0) and budget.credit == budget.burst
     seqs = _seqs(wire)
     wire.sent.clear()
-    subscription.nackReceived(seqs[10:20])
+    listed = seqs[10:10 + budget.burst // SIZE]  # more than half the bucket's worth
+    subscription.nackReceived(listed)
     answered = len(wire.sent)
-    assert 0 < answered < 10 and hold.heldPackets == 10 - answered
-    assert subscription.budget.credit >= subscription.budget.BURST / 2 - SIZE - 12
+    assert 0 < answered < len(listed) and hold.heldPackets == len(listed) - answered
+    assert budget.credit >= budget.burst / 2 - SIZE - 12
     assert subscription.retransmitDropped == 0
     clock.advance(0.1)  # the held ones are due, within the budget left
     assert len(wire.sent) > answered
