@@ -44,11 +44,12 @@ class ServerMessage:
         """
         The encoding of this message for C{wire}, made on first use.
         """
-        try:
-            return self._encoded[wire]
-        except KeyError:
+        # Not try/except KeyError: most messages go to one recipient, and
+        # the exception on their first (and only) use cost more than a get.
+        value = self._encoded.get(wire)
+        if value is None:
             value = self._encoded[wire] = encode(self)
-            return value
+        return value
 
     def __repr__(self) -> str:
         return f"ServerMessage({self.name!r}, {self.args!r})"
