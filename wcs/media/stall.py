@@ -53,7 +53,6 @@ from twisted.logger import Logger
 
 from wcs.config import Key, declare
 from wcs.media import rtp
-from wcs.media.feedback import RetransmitBudget
 
 declare(
     # Off by default: on the lab's lossy and mobile profiles it made aiortc
@@ -267,7 +266,7 @@ class StallWatch:
                     now - hole.sentAt >= max(2 * retry, self.wait / 2):
                 hole.probes += 1
                 # Only from spare credit: what the player asks for comes first.
-                if s.resendProbe(seq, RetransmitBudget.BURST // 2):
+                if s.resendProbe(seq, spare=True):
                     self.probes += 1
         if self.deniedAt is not None and now >= s.keyframeAllowedAt:
             # After the holes: a player that cannot decode past one is

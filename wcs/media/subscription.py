@@ -75,9 +75,11 @@ class Subscription:
         self.packets = 0
         self.octets = 0
         self.rtt = RoundTrip()
-        self.budget = RetransmitBudget(policy.playerShare)
-        self.hold = NackHold(self.clock, self.resend, self.rtt, policy.playerReorderWait)
+        self.budget = RetransmitBudget(policy.playerShare, policy.burst)
+        self.hold = NackHold(self.clock, self.resend, self.rtt, policy.playerReorderWait,
+                             self._roomy)
         self.rtx = None  # a wcs.media.rtx.RtxSender when the player takes RTX
+        self.trace = policy.trace if track.kind == "video" else None  # wcs.media.trace
         # Holes it reported until filled (video; wcs.media.stall).
         self.stall = StallWatch(self.clock, self, policy.playerStall) \
             if track.kind == "video" and policy.playerStall > 0 else None
@@ -135,6 +137,8 @@ class Subscription:
         self.payloads[slot] = payload
         self.packets += 1
         self.octets += len(payload)
+        if self.trace is not None:
+            self.trace.event("fwd", self.ssrc, outSeq, seq, getattr(self.track, "ssrc", 0) or 0)
         # Header and payload apart: SRTP joins them in its own buffer.
         if not self.sendParts(header, payload) and self.transport.connected:
             # A player that cannot keep up loses packets up to the next
@@ -232,9 +236,16 @@ class Subscription:
 
     def nackReceived(self, lost: list[int]) -> None:
         self.nacksReceived += 1
+        if self.trace is not None:
+            self.trace.event("nack", self.ssrc, *lost)
         if self.stall is not None:
             self.stall.nacked(lost)
         self.resend(self.hold.filter(lost))
+
+    def _roomy(self, answering: int) -> bool:
+        """Whether one more resend beside C{answering} leaves the budget half full."""
+        size = self.octets // self.packets + 12 if self.packets else 1200
+        return self.budget.roomy(self.octets, (answering + 1) * size)
 
     def resend(self, lost: list[int]) -> None:
         """Answer NACKed packets C{lost}, within the budgets."""
@@ -253,11 +264,16 @@ class Subscription:
                 data = header + self.payloads[slot]
                 if now - self.resentAt[slot] < retry:
                     self.retransmitTooSoon += 1  # the last copy may still be on its way
+                    event = "soon"
                 elif self._resendPacket(seq, data, now):
                     self.repairingUntil = now + retry
+                    event = "rs"
                 else:
                     self.retransmitDropped += 1
                     refused = True
+                    event = "budget"
+                if self.trace is not None:
+                    self.trace.event(event, self.ssrc, seq)
             elif rtp.seqNewer(kept, seq):
                 tooOld = True  # gone from the history: only a keyframe repairs it
         if tooOld:
@@ -273,9 +289,12 @@ class Subscription:
             self.keyframesForRefused += 1
             self.askKeyframe(now)
 
-    def _resendPacket(self, seq: int, data: bytes, now: float, reserve: int = 0) -> bool:
-        # Within the budget; False when over it.
-        if not self.budget.spend(self.octets, len(data), reserve):
+    def _resendPacket(self, seq: int, data: bytes, now: float, spare: bool = False) -> bool:
+        # Within the budget (with C{spare}, only while it stays half full);
+        # False when over it.
+        if spare and not self.budget.roomy(self.octets, len(data)):
+            return False
+        if not self.budget.spend(self.octets, len(data)):
             return False
         self.resentAt[seq % HISTORY] = now
         self.retransmitted += 1
@@ -285,14 +304,14 @@ class Subscription:
             self.stall.resent(seq, now)
         return True
 
-    def resendProbe(self, seq: int, reserve: int = 0) -> bool | None:
+    def resendProbe(self, seq: int, spare: bool = False) -> bool | None:
         """
-        Resend C{seq} unasked (wcs.media.stall), within the budget, leaving
-        C{reserve} bytes of it. None when it cannot be: gone from the
-        history, never sent, or over the budget.
+        Resend C{seq} unasked (wcs.media.stall), within the budget (with
+        C{spare}, only while it stays half full). None when it cannot be:
+        gone from the history, never sent, or over the budget.
         """
         data = self.sentPacket(seq)
-        if data is None or not self._resendPacket(seq, data, self.clock.seconds(), reserve):
+        if data is None or not self._resendPacket(seq, data, self.clock.seconds(), spare):
             return None
         return True
 
