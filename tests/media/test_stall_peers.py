@@ -50,7 +50,10 @@ async def _freeze(stallMs: int, watch: float):
     """
     loop = asyncio.get_running_loop()
     async with forwarding(video="video/VP8", width=320, height=240,
-                          media_video_codecs="VP8", media_player_stall=stallMs) \
+                          media_video_codecs="VP8", media_player_stall=stallMs,
+                          # A probe needs a half-full budget: 32 KiB takes
+                          # this small stream longer than the test to save up.
+                          media_retransmit_burst=8) \
             as (session, publisher, player):
         dropper = HoleDropper(player.pc)
         await asyncio.sleep(SETTLE)
