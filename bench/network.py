@@ -7,7 +7,7 @@ run marked when they stray), then for each --server (wcs, Janus's VideoRoom)
 a fresh server inside the lab and for each codec one room: an aiortc publisher of a stamped 640x480@30 picture (~1
 Mbit/s) and N decoding aiortc players, measured over --seconds. Prints one
 row per player: fps, freezes (no new frame for 500 ms) per minute, seconds
-frozen, glass-to-glass delay p50/p95, the publisher's uplink and the
+frozen and the longest freeze, glass-to-glass delay p50/p95, the publisher's uplink and the
 player's downlink (kbit/s offered to the link: media and retransmissions),
 tail drops at a rate limit, keyframes decoded; then issue 16's "done means"
 table (tests/netlab/targets.py): per profile, codec and server, the figures
@@ -48,11 +48,13 @@ from tests.netlab.chromium import STATS_COLUMNS, ChromiumRoomRun, statsRows  # n
 from tests.netlab.janus_chromium import JanusChromiumRoomRun  # noqa: E402
 from tests.netlab.media import BITRATE, CODECS, RoomRun, WcsRoom, clients  # noqa: E402
 from tests.netlab.profiles import PROFILES, proveInLab  # noqa: E402
+from tests.netlab.serverlog import feedback  # noqa: E402
 from tests.netlab.targets import markdown  # noqa: E402
 from tests.support.rooms import MEDIA  # noqa: E402
 from tests.support.server import startServer  # noqa: E402
 
 COLUMNS = ("server", "profile", "codec", "player", "pub fps", "fps", "freezes/min", "frozen s",
+           "longest s",
            "delay p50 ms", "p95 ms", "uplink kbit/s", "pub media kbit/s", "uplink/media",
            "downlink kbit/s", "tail drops", "keyframes", "load")
 
@@ -100,7 +102,10 @@ def runServer(kind, profile, report, lab, args, workdir: Path, failures) -> list
             async def measure():
                 room = (WcsRoom(server) if kind == "wcs"
                         else await JanusRoom(server, codec, BITRATE).open())
-                return await run.run(room, lab)
+                result = await run.run(room, lab)
+                if kind == "wcs":
+                    result["stream"] = room.stream  # for its feedback lines in the log
+                return result
             try:
                 with lab.entered():
                     result = asyncio.run(asyncio.wait_for(measure(), args.seconds + 180))
@@ -109,12 +114,33 @@ def runServer(kind, profile, report, lab, args, workdir: Path, failures) -> list
                 continue
             result.update(server=kind, profile=profile.name, probe=report,
                           load=os.getloadavg()[0])
+            if "cpuCores" in result:
+                print(f"# {kind} {profile.name} {codec}: CPU cores used in the window "
+                      f"(of {result['cpuCores']['cores']}): " + ", ".join(
+                          f"{k} {v}" for k, v in result["cpuCores"].items() if k != "cores")
+                      + f"; load {result['load']:.1f}", flush=True)
             if kind == "wcs" and profile.name == "narrow":
                 result["setting"] = f"{args.narrow_link}"
             results.append(result)
     finally:
         server.stop()
+        if kind == "wcs":
+            # wcs's own per-player counters, logged as each session ends.
+            log = server.log()
+            for result in results:
+                result["serverFeedback"] = feedback(log, result.get("stream"))
+                printFeedback(result)
     return results
+
+
+def printFeedback(result) -> None:
+    """One line per session: wcs's feedback counters (whole sessions, warm-up included)."""
+    got = result["serverFeedback"]
+    head = f"# wcs {result['profile']} {result['codec']}"
+    if got["publisher"]:
+        print(f"{head} publisher leg: " + ", ".join(f"{k} {v}" for k, v in got["publisher"].items()))
+    for index, player in enumerate(got["players"]):
+        print(f"{head} player {index} leg: " + ", ".join(f"{k} {v}" for k, v in player.items()))
 
 
 def profileSettings(profile, args) -> dict:
@@ -127,7 +153,8 @@ def profileSettings(profile, args) -> dict:
 def rows(result: dict):
     for index, player in enumerate(result["perPlayer"]):
         yield (result["server"], result["profile"], result["codec"], index, result["publisherFps"],
-               player["fps"], player["freezesPerMin"], player["frozenS"], player["delayP50"],
+               player["fps"], player["freezesPerMin"], player["frozenS"],
+               player.get("longestFreezeS"), player["delayP50"],
                player["delayP95"], result["uplinkKbit"], result["publisherMediaKbit"],
                _ratio(result["uplinkKbit"], result["publisherMediaKbit"]), player["downlinkKbit"],
                player["tailDropped"], player["keyframes"], round(result["load"], 1))
