@@ -48,6 +48,7 @@ from tests.netlab.chromium import STATS_COLUMNS, ChromiumRoomRun, statsRows  # n
 from tests.netlab.janus_chromium import JanusChromiumRoomRun  # noqa: E402
 from tests.netlab.media import BITRATE, CODECS, RoomRun, WcsRoom, clients  # noqa: E402
 from tests.netlab.profiles import PROFILES, proveInLab  # noqa: E402
+from tests.netlab.serverlog import feedback  # noqa: E402
 from tests.netlab.targets import markdown  # noqa: E402
 from tests.support.rooms import MEDIA  # noqa: E402
 from tests.support.server import startServer  # noqa: E402
@@ -100,7 +101,10 @@ def runServer(kind, profile, report, lab, args, workdir: Path, failures) -> list
             async def measure():
                 room = (WcsRoom(server) if kind == "wcs"
                         else await JanusRoom(server, codec, BITRATE).open())
-                return await run.run(room, lab)
+                result = await run.run(room, lab)
+                if kind == "wcs":
+                    result["stream"] = room.stream  # for its feedback lines in the log
+                return result
             try:
                 with lab.entered():
                     result = asyncio.run(asyncio.wait_for(measure(), args.seconds + 180))
@@ -109,12 +113,33 @@ def runServer(kind, profile, report, lab, args, workdir: Path, failures) -> list
                 continue
             result.update(server=kind, profile=profile.name, probe=report,
                           load=os.getloadavg()[0])
+            if "cpuCores" in result:
+                print(f"# {kind} {profile.name} {codec}: CPU cores used in the window "
+                      f"(of {result['cpuCores']['cores']}): " + ", ".join(
+                          f"{k} {v}" for k, v in result["cpuCores"].items() if k != "cores")
+                      + f"; load {result['load']:.1f}", flush=True)
             if kind == "wcs" and profile.name == "narrow":
                 result["setting"] = f"{args.narrow_link}"
             results.append(result)
     finally:
         server.stop()
+        if kind == "wcs":
+            # wcs's own per-player counters, logged as each session ends.
+            log = server.log()
+            for result in results:
+                result["serverFeedback"] = feedback(log, result.get("stream"))
+                printFeedback(result)
     return results
+
+
+def printFeedback(result) -> None:
+    """One line per session: wcs's feedback counters (whole sessions, warm-up included)."""
+    got = result["serverFeedback"]
+    head = f"# wcs {result['profile']} {result['codec']}"
+    if got["publisher"]:
+        print(f"{head} publisher leg: " + ", ".join(f"{k} {v}" for k, v in got["publisher"].items()))
+    for index, player in enumerate(got["players"]):
+        print(f"{head} player {index} leg: " + ", ".join(f"{k} {v}" for k, v in player.items()))
 
 
 def profileSettings(profile, args) -> dict:

@@ -41,7 +41,10 @@ def threeNodes(tmp_path_factory):
     ranges = {node: (base + 100 * i, base + 100 * i + 99) for i, node in enumerate(NODES)}
     settings = {node: {"media_port_from": str(low), "media_port_to": str(high),
                        "ice_public_ip": "127.0.0.1", "room_idle_timeout": "0",
-                       "media_inactivity_timeout": "5000"}
+                       "media_inactivity_timeout": "5000",
+                       # Every play on an edge pulls: the fan-out itself is
+                       # tested here, the rule in test_edge_rule.py.
+                       "cluster_edge_play_min_players": "1"}
                 for node, (low, high) in ranges.items()}
     with runningCluster(tmp_path_factory.mktemp("edge"), settings,
                         enable=("ws", "http", "rest", "rtmp")) as (redis, nodes):
@@ -131,27 +134,58 @@ async def test_whip_on_another_node_publishes_into_the_room_played_on_a_third(th
         await bob.close()
 
 
+class Published:
+    """
+    alice, on the room's node, publishes C{ROOM-alice}; viewers on another
+    node joined the room and saw it published. Whatever it opened is closed
+    by L{close}, also when it failed half way.
+    """
+
+    def __init__(self):
+        self.peers: list = []
+        self.clients: list = []
+
+    async def start(self, origin, edge, room: str, viewers: int) -> "Published":
+        self.alice = await self.client(origin, "alice")
+        self.viewers = [await self.client(edge, f"viewer{i}") for i in range(viewers)]
+        self.publisher = self.peer(peers.Publisher(video="video/H264", audio="audio/opus"))
+        await self.alice.join(room)
+        for viewer in self.viewers:
+            await viewer.join(room)
+        self.name = name = f"{room}-alice"
+        self.publish = streamRequest(name, room, await peers.offerOf(self.publisher.pc), True)
+        await negotiate(self.alice, self.publisher.pc, "publishStream", self.publish)
+        await status(self.alice, self.publish["mediaSessionId"], "PUBLISHING")
+        for viewer in self.viewers:  # (JOINED of the later viewers skipped)
+            assert await roomEvents(viewer, "PUBLISHED", 1, timeout=15) == [
+                {"login": "alice", "name": name}]
+        return self
+
+    async def client(self, node, login: str) -> Client:
+        self.clients.append(await Client.open(node.wsURL, login))
+        return self.clients[-1]
+
+    def peer(self, peer):
+        self.peers.append(peer)
+        return peer
+
+    async def close(self) -> None:
+        for peer in self.peers:
+            await peer.close()
+        for client in self.clients:
+            await client.close()
+
+
 async def test_players_on_an_edge_share_one_relay_of_the_stream(threeNodes):
     redis, nodes, ranges = threeNodes
     room, host, owner, edge, _ = await newRoom(redis, nodes, "host")
     origin = nodes[owner]
-    alice = await Client.open(origin.wsURL, "alice")
-    viewers = [await Client.open(nodes[edge].wsURL, f"viewer{i}") for i in range(PLAYERS)]
-    publisher = peers.Publisher(video="video/H264", audio="audio/opus")
-    players = []
+    setup = Published()
     try:
-        await alice.join(room)
-        for viewer in viewers:
-            await viewer.join(room)
-        name = f"{room}-alice"
-        publish = streamRequest(name, room, await peers.offerOf(publisher.pc), True)
-        await negotiate(alice, publisher.pc, "publishStream", publish)
-        await status(alice, publish["mediaSessionId"], "PUBLISHING")
-        before = await metrics(origin)
-        served = value(before, "wcs_cluster_pulls_total", direction="out")
-        for viewer in viewers:  # (JOINED of the later viewers skipped)
-            assert await roomEvents(viewer, "PUBLISHED", 1, timeout=15) == [
-                {"login": "alice", "name": name}]
+        served = value(await metrics(origin), "wcs_cluster_pulls_total", direction="out")
+        await setup.start(origin, nodes[edge], room, PLAYERS)
+        alice, viewers, name, publish = setup.alice, setup.viewers, setup.name, setup.publish
+        players = []
 
         # Each viewer plays it on the edge: the answers carry the edge's
         # candidates, not the origin's.
@@ -160,7 +194,7 @@ async def test_players_on_an_edge_share_one_relay_of_the_stream(threeNodes):
         started = time.monotonic()
         asked = value(await metrics(nodes[edge]), "wcs_cluster_pull_keyframe_requests_total")
         for viewer in viewers:
-            player = peers.Player(video="video/H264", audio="audio/opus")
+            player = setup.peer(peers.Player(video="video/H264", audio="audio/opus"))
             players.append(player)
             play = streamRequest(name, room, await peers.offerOf(player.pc), False)
             answer = await negotiate(viewer, player.pc, "playStream", play)
@@ -201,8 +235,7 @@ async def test_players_on_an_edge_share_one_relay_of_the_stream(threeNodes):
 
         # A new player after that: a new pull, and the publisher's stop
         # stops it as a local publisher's would.
-        player = peers.Player(video="video/H264", audio="audio/opus")
-        players.append(player)
+        player = setup.peer(peers.Player(video="video/H264", audio="audio/opus"))
         play = streamRequest(name, room, await peers.offerOf(player.pc), False)
         await negotiate(viewers[0], player.pc, "playStream", play)
         await status(viewers[0], play["mediaSessionId"], "PLAYING")
@@ -215,10 +248,8 @@ async def test_players_on_an_edge_share_one_relay_of_the_stream(threeNodes):
                      direction="out") == served + 2
         assert await metricUntil(nodes[edge], 0, "wcs_cluster_pulls_active", direction="in") == 0
     finally:
-        for peer in [publisher, *players]:
-            await peer.close()
-        for client in [host, alice, *viewers]:
-            await client.close()
+        await setup.close()
+        await host.close()
 
 
 async def test_a_stream_outside_rooms_is_played_on_the_other_nodes(threeNodes, tmp_path):

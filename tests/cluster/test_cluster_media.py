@@ -30,7 +30,9 @@ def twoNodes(tmp_path, request):
     ranges = {"a": (base, base + 99), "b": (base + 100, base + 199)}
     settings = {node: {"media_port_from": str(low), "media_port_to": str(high),
                        "ice_public_ip": "127.0.0.1",
-                       "cluster_edge_play": str(request.param).lower()}
+                       "cluster_edge_play": str(request.param).lower(),
+                       # One player of a stream on a node: pull it there anyway.
+                       "cluster_edge_play_min_players": "1"}
                 for node, (low, high) in ranges.items()}
     with runningCluster(tmp_path, settings) as (redis, nodes):
         yield redis, nodes, ranges, request.param

@@ -274,13 +274,56 @@ def test_a_visitors_streams_are_negotiated_on_the_room_node(network):
     assert bobChannel.named("notifyStreamStatusEvent")[-1]["status"] == "UNPUBLISHED"
     assert aliceChannel.roomEvents("UNPUBLISHED")[0]["info"] == {"login": "bob",
                                                                  "name": "r-bob"}
-    assert b.visitors.streams[bob.sessionId] == {"m3": "a"}
+    assert b.visitors.streams.nodes[bob.sessionId] == {"m3": "a"}
+    assert b.visitors.streams.players == {"r-alice": 1}
 
     # bob leaves: his play there goes on until his connection ends.
     bob.connectionLost("test")
     network.pump()
     assert a.hosts.proxies == {} and list(a.server.rooms.rooms["r"].participants) == ["alice"]
     assert [s for s in a.server.sessions if s is not alice] == []
+
+
+def test_the_edge_rule_forwards_the_first_players_of_a_stream(network):
+    """
+    With edge play and a minimum of 3 players, the first two plays of a
+    stream on b are forwarded to its room's node a; the third is kept on b
+    (the session then locates the stream: b pulls it), and so is any play
+    while b pulls it. Stopped forwarded plays no longer count.
+    """
+    a, b, alice, aliceChannel, bob, bobChannel = joinOnBoth(network)
+    pulling: set[str] = set()
+    b.visitors.edgePlay, b.visitors.edgeMinPlayers = True, 3
+    b.visitors.pulling = pulling.__contains__
+    alice.messageReceived("publishStream", [streamBody("p1", "r-alice", "r", True)])
+    a.engine.last().listener.mediaStarted()
+    network.pump()
+
+    def play(mediaSessionId: str) -> bool:
+        """Whether b forwards this play of bob's (then a's engine answers it)."""
+        return b.visitors.forward(bob, "playStream",
+                                  [streamBody(mediaSessionId, "r-alice", "r", False)])
+
+    assert play("m1") and play("m2")
+    assert b.visitors.streams.players == {"r-alice": 2}
+    assert not play("m3")  # the third player: b pulls
+    network.pump()
+    assert sorted(a.hosts.proxies["b", bob.sessionId].streams.active) == ["m1", "m2"]
+    pulling.add("r-alice")
+    b.visitors.edgeMinPlayers = 10
+    assert not play("m4")  # b pulls it already: a new player shares the pull
+    pulling.clear()
+
+    # A forwarded play stops (its status comes back): it no longer counts.
+    bob.messageReceived("stopStream", [{"mediaSessionId": "m1", "name": "r-alice"}])
+    network.pump()
+    assert b.visitors.streams.players == {"r-alice": 1}
+    b.visitors.edgeMinPlayers = 3
+    assert play("m5")  # 1 forwarded + this one: still under 3
+    b.visitors.edgePlay = False
+    assert play("m6")  # edge play off: every play forwarded
+    bob.connectionLost("test")
+    assert b.visitors.streams.players == {} and b.visitors.streams.nodes == {}
 
 
 def test_a_visitors_token_claims_go_with_its_join(network):

@@ -201,6 +201,27 @@ def test_playerRetransmitBudget():
     assert subscription.retransmitDropped > 1000 * (1 - share) * 0.75
 
 
+def test_playerBurstAnswersOneBatch():
+    """
+    One NACK listing 20 packets (what Chromium asks at once on a jittery
+    link): cut at a bucket of 8 KiB (the rest refused), answered whole with
+    the default C{media_retransmit_burst}; the long-run share unchanged.
+    """
+    batch = 20
+    assert batch * (SIZE + 12) <= FeedbackPolicy().burst
+    answered = []
+    for burst in (8192, FeedbackPolicy().burst):
+        track, wire, subscription = _player(policy=FeedbackPolicy(burst=burst))
+        for i in range(200):  # earns more than either burst at the 60 % share
+            track.fanout(0, 0, i, i * 3000, bytes(SIZE), i == 0)
+        sent = _seqs(wire)
+        wire.sent.clear()
+        subscription.nackReceived(sent[-batch:])
+        answered.append(len(wire.sent))
+        assert subscription.retransmitDropped == batch - answered[-1]
+    assert answered == [8192 // (SIZE + 12), batch]
+
+
 def test_refusedNackAsksKeyframeForPlayer():
     """
     A NACK over the budget leaves the player's frame unrepairable and aiortc

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.netlab import stamp, webrtcfreeze
+from tests.netlab.cpu import CpuMeter
 from tests.netlab.firewall import Side
 from tests.netlab.lab import enteredNamespace, playerAddress, publisherAddress
 from tests.netlab.media import (CODECS, MAX_DELAY_MS, Decoded, MeasuringPlayer, RoomRun,
@@ -302,9 +303,11 @@ class ChromiumRoomRun(RoomRun):
         before = [await p.stats() for p in players]
         lab.reset()
         sent.reset()
+        cpu = CpuMeter().start()
         start, made = time.monotonic(), video.count
         await asyncio.sleep(self.seconds)
         end, made = time.monotonic(), video.count - made
+        cores = cpu.stop()
         counters = lab.stats()
         links = counters["links"]
         after = [await p.stats() for p in players]
@@ -342,6 +345,7 @@ class ChromiumRoomRun(RoomRun):
             "publisherResentKbit": round(sent.resent * 8 / seconds / 1000),
             # UDP of no client's link: none, when every client's traffic took its link.
             "unmatchedPackets": counters["unmatched"],
+            "cpuCores": cores,  # the lab's own CPU over the window (tests/netlab/cpu.py)
             "perPlayer": perPlayer,
         }
         return self.result

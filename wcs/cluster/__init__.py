@@ -42,4 +42,11 @@ declare(
         "a WebRTC player here of a room stream of another node negotiates here and "
         "plays this node's one pull of it (edge fan-out); off: its play is forwarded "
         "to the room's node, which sends it the media itself (docs/cluster.md)"),
+    Key("cluster_edge_play_min_players", "int", 3,
+        "with cluster_edge_play, the WebRTC players of a stream on this node from "
+        "which it pulls the stream: a new play is played from this node's pull when "
+        "it pulls the stream already or the play makes the stream's players here at "
+        "least this many; else it is forwarded to the room's node (the first "
+        "N-1 players: a pull costs both nodes a copy of the stream); 1: every play "
+        "pulls (docs/cluster.md, \"Edge fan-out\")"),
 )

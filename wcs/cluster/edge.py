@@ -260,6 +260,11 @@ class Edges:
         self.streams: dict[str, EdgeStream] = {}
         self.errors = LogLimiter(self.log, clock=reactor)
 
+    def pulling(self, name: str) -> bool:
+        """Whether this node pulls C{name} already (a new player of it costs no new copy)."""
+        edge = self.streams.get(name)
+        return edge is not None and not edge.ended
+
     def locate(self, name: str) -> Deferred:
         """
         The L{EdgeStream} of C{name} once its origin told its tracks, or

@@ -105,20 +105,69 @@ class RemoteParticipant:
         return f"<RemoteParticipant {self.login!r} in {self.room.name!r} on {self.room.node}>"
 
 
+class Relayed:
+    """
+    The streams of this node's clients taken to other nodes (publishes and
+    plays forwarded there), and how many of the plays are of each stream:
+    the edge rule (L{Visitors.forward}) counts a stream's players here.
+    """
+
+    def __init__(self):
+        # sessionId -> {mediaSessionId: node}
+        self.nodes: dict[str, dict[str, str]] = {}
+        # (sessionId, mediaSessionId) -> the stream name, for plays
+        self.plays: dict[tuple[str, str], str] = {}
+        self.players: dict[str, int] = {}  # stream name -> its forwarded plays
+
+    def node(self, sessionId: str, mediaSessionId: str) -> str | None:
+        return self.nodes.get(sessionId, {}).get(mediaSessionId)
+
+    def add(self, sessionId: str, mediaSessionId: str, node: str,
+            played: str | None = None) -> None:
+        self.remove(sessionId, mediaSessionId)
+        self.nodes.setdefault(sessionId, {})[mediaSessionId] = node
+        if played is not None:
+            self.plays[sessionId, mediaSessionId] = played
+            self.players[played] = self.players.get(played, 0) + 1
+
+    def remove(self, sessionId: str, mediaSessionId: str) -> None:
+        streams = self.nodes.get(sessionId)
+        if streams is None or streams.pop(mediaSessionId, None) is None:
+            return
+        if not streams:
+            del self.nodes[sessionId]
+        played = self.plays.pop((sessionId, mediaSessionId), None)
+        if played is not None:
+            left = self.players.pop(played) - 1
+            if left:
+                self.players[played] = left
+
+    def removeSession(self, sessionId: str) -> None:
+        for mediaSessionId in list(self.nodes.get(sessionId, ())):
+            self.remove(sessionId, mediaSessionId)
+
+
 class Visitors:
     log = Logger()
 
     def __init__(self, bus, clock, isLive=lambda name: False, reactor=None,
-                 edgePlay: bool = False):
+                 edgePlay: bool = False, edgeMinPlayers: int = 1,
+                 pulling=lambda name: False):
         """
         @param isLive: whether a stream of that name is live on this node
             (then it is played here, not relayed).
         @param reactor: connects media relays (L{wcs.cluster.media}).
-        @param edgePlay: a play of a visited room's stream is not forwarded:
-            the session plays it here, from this node's pull of it
-            (L{wcs.cluster.edge}).
+        @param edgePlay: a play of a visited room's stream may be kept here:
+            the session plays it from this node's pull of it
+            (L{wcs.cluster.edge}), when the edge rule says so.
+        @param edgeMinPlayers: the edge rule: a new play is kept here when
+            this node pulls the stream already (C{pulling(name)}), or when
+            with it the stream has at least that many players here; fewer
+            are forwarded to the room's node.
         """
         self.edgePlay = edgePlay
+        self.edgeMinPlayers = edgeMinPlayers
+        self.pulling = pulling
         self.bus = bus
         self.clock = clock
         self.reactor = reactor
@@ -129,8 +178,8 @@ class Visitors:
         # Every session that visited a room, for what its proxy there sends
         # (stream statuses, answers): weak, a closed session goes by itself.
         self.sessions: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
-        # sessionId -> {mediaSessionId: node} of its streams relayed there.
-        self.streams: dict[str, dict[str, str]] = {}
+        # The stream messages relayed to other nodes.
+        self.streams = Relayed()
 
     def peers(self) -> set[str]:
         return {room.node for room in self.rooms.values()}
@@ -196,7 +245,7 @@ class Visitors:
         self._send(participant, "leave")
 
     def disconnect(self, participant: RemoteParticipant) -> None:
-        self.streams.pop(participant.member.sessionId, None)
+        self.streams.removeSession(participant.member.sessionId)
         self._send(participant, "disconnect")
 
     def forward(self, session, name: str, args: list[Any]) -> bool:
@@ -211,19 +260,36 @@ class Visitors:
         mediaSessionId = request.get("mediaSessionId")
         if not isinstance(mediaSessionId, str):
             return False
-        relayed = self.streams.get(session.sessionId, {})
-        node = relayed.get(mediaSessionId)
-        if node is None and (name == "publishStream" or
-                             name == "playStream" and not self.edgePlay):
+        node = self.streams.node(session.sessionId, mediaSessionId)
+        if node is None and name in ("publishStream", "playStream"):
             room = self._roomOf(session, name, request)
             node = room.node if room is not None else None
+            if node is not None and name == "playStream" and self.playsHere(request["name"]):
+                return False
         if node is None:
             return False
         if name in ("publishStream", "playStream"):
-            self.streams.setdefault(session.sessionId, {})[mediaSessionId] = node
+            played = request["name"] if name == "playStream" else None
+            self.streams.add(session.sessionId, mediaSessionId, node, played)
         self.bus.send(node, {"op": "stream", "session": session.sessionId, "name": name,
                              "args": args})
         return True
+
+    def playsHere(self, stream: str) -> bool:
+        """
+        The edge rule: whether a new play of a visited room's stream is
+        played here, from this node's pull of it, rather than forwarded to
+        the room's node. A pull costs both nodes a copy of the stream (the
+        origin sends it, this node takes it in and packetizes it again): it
+        pays only for a stream with several players here, so the first
+        C{edgeMinPlayers - 1} are forwarded; the next one makes the pull,
+        and every later one shares it. A forwarded player stays where it
+        is (docs/cluster.md, "Edge fan-out").
+        """
+        if not self.edgePlay:
+            return False
+        return self.pulling(stream) or \
+            self.streams.players.get(stream, 0) + 1 >= self.edgeMinPlayers
 
     def _roomOf(self, session, name: str, request: dict) -> RemoteRoom | None:
         custom = request.get("custom")
@@ -328,7 +394,7 @@ class Visitors:
         body = args[0] if args and isinstance(args[0], dict) else {}
         if body.get("status") in ("UNPUBLISHED", "STOPPED", "FAILED"):
             for sessionId in sessions:
-                self.streams.get(sessionId, {}).pop(body.get("mediaSessionId"), None)
+                self.streams.remove(sessionId, body.get("mediaSessionId"))
 
     def close(self, payload: dict[str, Any]) -> None:
         """The room's node closed a visitor (an operator there)."""

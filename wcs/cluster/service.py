@@ -61,7 +61,9 @@ class ClusterService(Service):
         self.registry = Registry(self.redis, self.nodeId, self.incarnation, self.ttl)
         self.visitors = Visitors(self.bus, clock,
                                  isLive=lambda name: server.liveSource(name) is not None,
-                                 reactor=clock, edgePlay=settings.cluster_edge_play)
+                                 reactor=clock, edgePlay=settings.cluster_edge_play,
+                                 edgeMinPlayers=settings.cluster_edge_play_min_players,
+                                 pulling=lambda name: self.edges.pulling(name))
         # node -> the incarnation first heard from it.
         self.known: dict[str, str] = {}
         self.hosts = Hosts(self.bus, server, self.known)

@@ -26,6 +26,9 @@ declare(
     Key("media_player_retransmit_share", "int", 60,
         "percent of the bytes a player was sent that we may resend to it on its NACKs; "
         "0: no retransmission to players"),
+    Key("media_retransmit_burst", "int", 32,
+        "KiB of retransmission credit a leg may save up (each leg's budget is a token bucket): "
+        "how many NACKed packets one batch may have answered at once"),
     Key("media_keyframe_interval", "int", 500,
         "ms between two keyframe requests (PLI) to a publisher, whatever the number of players"),
     Key("media_player_keyframe_interval", "int", 2000,
@@ -43,6 +46,7 @@ class FeedbackPolicy:
     keyframeInterval: float = 0.5  # s
     playerKeyframeInterval: float = 2.0  # s
     playerReorderWait: float = 0.15  # s (wcs.media.reorder)
+    burst: int = 32768  # bytes a budget may save up (RetransmitBudget.BURST)
 
     @classmethod
     def fromSettings(cls, settings) -> "FeedbackPolicy":
@@ -50,7 +54,8 @@ class FeedbackPolicy:
                    settings.media_player_retransmit_share / 100,
                    settings.media_keyframe_interval / 1000,
                    settings.media_player_keyframe_interval / 1000,
-                   settings.media_player_reorder_wait / 1000)
+                   settings.media_player_reorder_wait / 1000,
+                   settings.media_retransmit_burst * 1024)
 
 
 class RoundTrip:
@@ -92,17 +97,20 @@ class RetransmitBudget:
     count when asked.
     """
 
-    BURST = 8192  # bytes: a few lost packets of a keyframe, not seconds of a stream
+    # bytes: one batch of NACKs (Chromium asks for 10-30 packets at once on a
+    # jittery link; 8 KiB cut those batches), not seconds of a stream.
+    BURST = 32768
     START = 4096  # bytes: a stream's first loss may be repaired before it earned any
 
-    def __init__(self, share: float):
+    def __init__(self, share: float, burst: int = BURST):
         self.share = share
+        self.burst = burst
         self.credit = float(self.START) if share > 0 else 0.0
         self.seen = 0  # media octets already turned into credit
 
     def spend(self, mediaOctets: int, size: int) -> bool:
         """Whether C{size} more bytes may go, with C{mediaOctets} of media so far."""
-        self.credit = min(self.BURST, self.credit + (mediaOctets - self.seen) * self.share)
+        self.credit = min(self.burst, self.credit + (mediaOctets - self.seen) * self.share)
         self.seen = mediaOctets
         if self.credit < size:
             return False

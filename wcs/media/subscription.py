@@ -74,7 +74,7 @@ class Subscription:
         self.packets = 0
         self.octets = 0
         self.rtt = RoundTrip()
-        self.budget = RetransmitBudget(policy.playerShare)
+        self.budget = RetransmitBudget(policy.playerShare, policy.burst)
         self.hold = NackHold(self.clock, self.resend, self.rtt, policy.playerReorderWait)
         self.rtx = None  # a wcs.media.rtx.RtxSender when the player takes RTX
         self.reportsSent: dict[int, float] = {}  # LSR of our sender reports -> when sent

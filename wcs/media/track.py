@@ -167,7 +167,7 @@ class IncomingTrack(Track):
         self.keyframes = 0  # keyframe starts received (a keyframe split in slices counts once)
         self.rtx = None  # a wcs.media.rtx.RtxReceiver when the publisher resends as RTX
         self.nacks = NackGenerator(self.clock, self._sendNack, self.requestKeyframe,
-                                   RetransmitBudget(policy.share),
+                                   RetransmitBudget(policy.share, policy.burst),
                                    lambda: (self.octets, self.received))
         self.lastTimestamp: int | None = None
         self.reported = (0, 0)  # expected, received at the last report

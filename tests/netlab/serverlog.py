@@ -1,0 +1,43 @@
+"""
+wcs's own feedback counters of a lab run, read from the server's log: the
+"video feedback" line each play and publish session logs when it ends
+(wcs/media/session.py). Per player: NACK packets received, packets resent,
+NACKed packets refused over the budget or within a round trip, held for
+reordering, keyframe requests received and not passed on; the publisher:
+packets NACKed, given up, held back by the budget, keyframe requests sent.
+Whole sessions (warm-up included), not the window alone.
+"""
+
+from __future__ import annotations
+
+import re
+
+_NUMBER = r"(\d+)"
+PLAYER = re.compile(
+    r"<PlaySession '(?P<stream>[^']+)' [^>]*>: video feedback: "
+    rf"{_NUMBER} NACKs, {_NUMBER} resent \((?:{_NUMBER}|None) as RTX\), {_NUMBER} over the budget, "
+    rf"{_NUMBER} within a round trip \({_NUMBER} ms\), {_NUMBER} too old; {_NUMBER} held for "
+    rf"reordering \({_NUMBER} came meanwhile, wait {_NUMBER} ms\), {_NUMBER} for packets late "
+    rf"on the way in not held; {_NUMBER} keyframe requests, {_NUMBER} not passed on")
+PLAYER_FIELDS = ("nacks", "resent", "rtx", "overBudget", "tooSoon", "rttMs", "tooOld", "held",
+                 "heldCameMeanwhile", "waitMs", "upstreamLate", "pliReceived", "pliLimited")
+PUBLISHER = re.compile(
+    r"<PublishSession '(?P<stream>[^']+)' [^>]*>: video feedback: "
+    rf"{_NUMBER} NACKed, {_NUMBER} repaired, {_NUMBER} given up, {_NUMBER} held by the budget, "
+    rf"{_NUMBER} keyframe requests")
+PUBLISHER_FIELDS = ("nacked", "repaired", "givenUp", "overBudgetTicks", "keyframeRequests")
+
+
+def feedback(log: str, stream: str) -> dict:
+    """{"publisher": {...} or None, "players": [{...}, ...]} of C{stream} in C{log}."""
+    players, publisher = [], None
+    for line in log.splitlines():
+        match = PLAYER.search(line)
+        if match and match["stream"] == stream:
+            players.append({k: int(v) if v is not None else None
+                            for k, v in zip(PLAYER_FIELDS, match.groups()[1:])})
+            continue
+        match = PUBLISHER.search(line)
+        if match and match["stream"] == stream:
+            publisher = dict(zip(PUBLISHER_FIELDS, map(int, match.groups()[1:])))
+    return {"publisher": publisher, "players": players}

@@ -1,0 +1,44 @@
+"""The lab's readers of wcs's feedback log lines and of its own CPU."""
+
+import os
+import time
+
+from tests.netlab.cpu import CpuMeter, snapshot
+from tests.netlab.serverlog import feedback
+
+PLAY = ("2026-11-27T00:36:23+0000 [wcs.media.session.PlaySession#info] <PlaySession "
+        "'room-pub' 7f99fcd0>: video feedback: 1293 NACKs, 425 resent (425 as RTX), 222 over "
+        "the budget, 1405 within a round trip (201 ms), 3 too old; 1033 held for reordering "
+        "(1037 came meanwhile, wait 133 ms), 1037 for packets late on the way in not held; "
+        "18 keyframe requests, 89 not passed on")
+PUBLISH = ("2026-11-27T00:36:24+0000 [wcs.media.session.PublishSession#info] <PublishSession "
+           "'room-pub' 78d61e10>: video feedback: 418 NACKed, 2993 repaired, 81 given up, 1829 "
+           "held by the budget, 12 keyframe requests; RTX 303 (48 unasked, 0 padding)")
+
+
+def test_feedbackOfOneStream():
+    other = PLAY.replace("'room-pub'", "'else-pub'").replace("1293 NACKs", "7 NACKs")
+    got = feedback("\n".join([PLAY, other, PLAY.replace("(425 as RTX)", "(None as RTX)"),
+                              PUBLISH]), "room-pub")
+    assert got["publisher"] == {"nacked": 418, "repaired": 2993, "givenUp": 81,
+                                "overBudgetTicks": 1829, "keyframeRequests": 12}
+    assert [p["nacks"] for p in got["players"]] == [1293, 1293]
+    first, second = got["players"]
+    assert (first["rtx"], second["rtx"]) == (425, None)
+    assert (first["overBudget"], first["tooSoon"], first["held"], first["waitMs"],
+            first["pliReceived"], first["pliLimited"]) == (222, 1405, 1033, 133, 18, 89)
+
+
+def test_feedbackOfNoStream():
+    assert feedback(PLAY, None) == {"publisher": None, "players": []}
+
+
+def test_cpuCountsThisProcess():
+    assert os.getpid() in snapshot()
+    meter = CpuMeter().start()
+    deadline = time.monotonic() + 0.3
+    while time.monotonic() < deadline:
+        pass
+    cores = meter.stop()
+    assert cores["harness"] > 0 and cores["lab"] >= cores["harness"]
+    assert 0 < cores["machine"] <= cores["cores"] + 0.5
