@@ -7,7 +7,7 @@ run marked when they stray), then for each --server (wcs, Janus's VideoRoom)
 a fresh server inside the lab and for each codec one room: an aiortc publisher of a stamped 640x480@30 picture (~1
 Mbit/s) and N decoding aiortc players, measured over --seconds. Prints one
 row per player: fps, freezes (no new frame for 500 ms) per minute, seconds
-frozen, glass-to-glass delay p50/p95, the publisher's uplink and the
+frozen and the longest freeze, glass-to-glass delay p50/p95, the publisher's uplink and the
 player's downlink (kbit/s offered to the link: media and retransmissions),
 tail drops at a rate limit, keyframes decoded; then issue 16's "done means"
 table (tests/netlab/targets.py): per profile, codec and server, the figures
@@ -54,6 +54,7 @@ from tests.support.rooms import MEDIA  # noqa: E402
 from tests.support.server import startServer  # noqa: E402
 
 COLUMNS = ("server", "profile", "codec", "player", "pub fps", "fps", "freezes/min", "frozen s",
+           "longest s",
            "delay p50 ms", "p95 ms", "uplink kbit/s", "pub media kbit/s", "uplink/media",
            "downlink kbit/s", "tail drops", "keyframes", "load")
 
@@ -152,7 +153,8 @@ def profileSettings(profile, args) -> dict:
 def rows(result: dict):
     for index, player in enumerate(result["perPlayer"]):
         yield (result["server"], result["profile"], result["codec"], index, result["publisherFps"],
-               player["fps"], player["freezesPerMin"], player["frozenS"], player["delayP50"],
+               player["fps"], player["freezesPerMin"], player["frozenS"],
+               player.get("longestFreezeS"), player["delayP50"],
                player["delayP95"], result["uplinkKbit"], result["publisherMediaKbit"],
                _ratio(result["uplinkKbit"], result["publisherMediaKbit"]), player["downlinkKbit"],
                player["tailDropped"], player["keyframes"], round(result["load"], 1))

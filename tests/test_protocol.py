@@ -231,3 +231,48 @@ def test_decode_takes_utf8_only():
         protocol.decodeFrame(b'\xef\xbb\xbf{"message":"x"}')
     with pytest.raises(ProtocolError, match="malformed JSON"):
         protocol.decodeFrame('{"message":"x"}'.encode("utf-16"))
+
+
+def _chatFrameJSON(text="hi", to="bob", room="r1", operationId="op-1", **dumps) -> bytes:
+    return json.dumps({"message": "sendData", "data": [{
+        "operationId": operationId, "payload": {"command": "sendMessage", "options": {
+            "roomConfig": {"name": room}, "to": to, "text": text}}}]}, **dumps).encode("utf-8")
+
+
+@pytest.mark.parametrize("payload", [
+    _chatFrameJSON(),  # json.dumps: ", " and ": "
+    _chatFrameJSON(separators=(",", ":")),  # the SDK's JSON.stringify
+    _chatFrameJSON(text="", separators=(",", ":")),
+    _chatFrameJSON(text="héllo 🎉 %s {} [] , : ' \x7f", ensure_ascii=False),
+    _chatFrameJSON(indent="\t"),
+    b' \r\n' + _chatFrameJSON() + b'\n',
+])
+def test_chat_frame_reads_what_the_generic_path_reads(payload):
+    from wcs.messages import chatFrame, decodeFrame
+    name, args = decodeFrame(payload)
+    request = protocol.parseSendData(args)
+    chat = protocol.parseChat(request.options, protocol.Limits())
+    assert (name, request.command) == ("sendData", "sendMessage")
+    assert chatFrame(payload) == (request.operationId, chat.room, chat.to, chat.text)
+
+
+@pytest.mark.parametrize("payload", [
+    _chatFrameJSON(text='say "hi"'),  # escapes: JSON decoding needed
+    _chatFrameJSON(text="é"),  # \u00e9
+    _chatFrameJSON(text="a\\b"),
+    _chatFrameJSON(operationId=""),  # refused by parseSendData
+    _chatFrameJSON(text="<>").replace(b"<>", b"\xed\xa0\xbd"),  # an encoded surrogate
+    _chatFrameJSON(text="<>").replace(b"<>", b"\xff"),  # not UTF-8
+    _chatFrameJSON(text="<>").replace(b"<>", b"a\x01b"),  # a raw control character
+    _chatFrameJSON().replace(b'"op-1"', b"7"),  # an integer operationId
+    _chatFrameJSON().replace(b'"to": "bob"', b'"to": "bob", "to": "eve"'),
+    _chatFrameJSON().replace(b'"name": "r1"', b'"name": "r1", "pin": "1"'),
+    _chatFrameJSON().replace(b'"sendMessage"', b'"join"'),
+    _chatFrameJSON().replace(b'"text"', b'"texts"'),
+    _chatFrameJSON() + b"x",
+    _chatFrameJSON()[:-1],
+    b'{"message": "sendData", "data": {"operationId": "1"}}',
+])
+def test_chat_frame_declines_anything_unusual(payload):
+    from wcs.messages import chatFrame
+    assert chatFrame(payload) is None

@@ -371,3 +371,37 @@ def test_any_frame_keeps_a_client_and_silence_closes_it():
         assert b"nothing heard" not in out.value()
         assert out.value().count(b'"message":"ping"') == 30  # still pinged every second
     assert pingerOut.value().count(b"\x8a\x01k") == 30  # Autobahn answered each ping
+
+
+async def test_chat_frames_read_directly_answer_as_the_generic_path(server):
+    """
+    Chat frames in the SDK's form are read without JSON decoding
+    (wcs.messages.chatFrame); the ones the session does not take that way
+    (not in the room, over a limit) and the ones in another form (escapes)
+    get the same answers as ever, in order.
+    """
+    room = roomName()
+    alice = await Client.open(server.wsURL, "alice")
+    bob = await Client.open(server.wsURL, "bob")
+    notJoined = await alice.chat(room, "bob", "early")
+    assert notJoined["status"] == "FAILED"
+    assert notJoined["info"] == (f"not in room {room!r}: join it before sending messages")
+    await alice.join(room)
+    await bob.join(room)
+    assert (await alice.roomEvent("JOINED"))["info"] == "bob"
+    tooLong = await alice.chat(room, "bob", "x" * 16385)
+    assert tooLong["info"] == "sendMessage.text is longer than 16384 characters"
+    # Compact (the SDK's JSON.stringify) and escaped, back to back.
+    texts = ["plain", 'with "quotes"', "ünïcode 🎉", "tab\there", ""]
+    for i, text in enumerate(texts):
+        await alice.sendRaw(json.dumps({"message": "sendData", "data": [{
+            "operationId": f"burst-{i}", "payload": {"command": "sendMessage", "options": {
+                "roomConfig": {"name": room}, "to": "bob", "text": text}}}]},
+            separators=(",", ":"), ensure_ascii=i % 2 == 0))
+    got = [(await bob.roomEvent("MESSAGE"))["info"] for _ in texts]
+    assert got == [{"from": "alice", "text": text} for text in texts]
+    statuses = [await alice.expect("DataStatusEvent") for _ in texts]
+    assert [s["data"][0] for s in statuses] == [
+        {"operationId": f"burst-{i}", "status": "ACCEPTED"} for i in range(len(texts))]
+    await alice.close()
+    await bob.close()

@@ -218,3 +218,33 @@ def test_over_the_address_cap_is_refused_with_503():
     first.handshake()
     second.protocol.dataReceived(UPGRADE)
     assert second.transport.value().startswith(b"HTTP/1.1 503")
+
+
+def test_a_big_burst_reaches_its_recipients_while_it_is_read(factory):
+    """
+    A burst of chat frames in one read goes out to the other connections
+    every FLUSH_EVERY frames, in order; the sender's answers in one write at
+    the end of its read.
+    """
+    from wcs.transports.websocket import FLUSH_EVERY
+    alice, bob = Peer(factory, 40001), Peer(factory, 40002)
+    for peer, login in ((alice, "alice"), (bob, "bob")):
+        peer.transport.__class__ = CountingTransport
+        peer.handshake()
+        peer.send("connection", {"appKey": "roomApp", "custom": {"login": login}})
+        peer.send("sendData", {"operationId": "join",
+                               "payload": {"command": "join", "options": {"name": "r"}}})
+    alice.received(), bob.received()
+    count = 2 * FLUSH_EVERY + 1
+    burst = b"".join(clientFrame(json.dumps({"message": "sendData", "data": [{
+        "operationId": f"op{i}", "payload": {"command": "sendMessage", "options": {
+            "roomConfig": {"name": "r"}, "to": "bob", "text": str(i)}}}]}).encode())
+        for i in range(count))
+    aliceWrites, bobWrites = alice.transport.writes, bob.transport.writes
+    alice.protocol.dataReceived(burst)
+    assert bob.transport.writes - bobWrites == 3  # FLUSH_EVERY, FLUSH_EVERY, 1
+    assert [m["data"][0]["payload"]["info"] for m in bob.received()] == [
+        {"from": "alice", "text": str(i)} for i in range(count)]
+    assert alice.transport.writes - aliceWrites == 1
+    assert [m["data"][0] for m in alice.received()] == [
+        {"operationId": f"op{i}", "status": "ACCEPTED"} for i in range(count)]

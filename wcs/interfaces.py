@@ -94,6 +94,13 @@ class IClientSession(Interface):
             arguments of an AMF call).
         """
 
+    def chatFrame(operationId, room, to, text):
+        """
+        A C{sendData} C{sendMessage} read by a transport without decoding
+        it (L{wcs.messages.chatFrame}). Return whether it was handled; if
+        not, the transport decodes it and calls L{messageReceived}.
+        """
+
     def peerActive():
         """
         The transport heard from the peer: any bytes or frame, whether or

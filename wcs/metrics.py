@@ -175,6 +175,12 @@ class ServerCollector:
         yield CounterMetricFamily("wcs_packets_given_up", "Packets missing from publishers "
                                   "that were given up (a keyframe repairs them)",
                                   value=get("givenUpIn", 0))
+        yield CounterMetricFamily("wcs_player_stalls", "Video players dropped to a keyframe "
+                                  "asked for on their behalf: they could not decode past a "
+                                  "hole (media_player_stall)", value=get("stallsOut", 0))
+        yield CounterMetricFamily("wcs_player_stall_probes", "Packets resent to a player "
+                                  "unasked: a resent hole no NACK mentioned again",
+                                  value=get("stallProbesOut", 0))
         waits = GaugeMetricFamily("wcs_reorder_wait_seconds", "The longest current wait "
                                   "for a late packet before a NACK to a publisher is sent or "
                                   "one from a player is answered", labels=["leg"])

@@ -382,16 +382,58 @@ def test_reorderedPacketsWaitBeforeFirstNack():
     g.clock.advance(0.05)
     n.received(29, retransmission=True)  # the answer: a round-trip sample
     assert n.rtt.samples == 1 and n.reordered == 2
-    # Packets only a little late do not lower it; time does (halved every 5 s).
+    # Packets only a little late do not lower it; time does (the samples of
+    # the last REORDER_WINDOW count), even when nothing comes late.
     n.lost(40, 2)
     g.clock.advance(0.005)
     n.received(39)
     assert n.reorderWait == pytest.approx(0.06, rel=0.05)
-    g.clock.advance(10)
+    g.clock.advance(n.REORDER_WINDOW + 0.1)
     n.lost(50, 2)
-    g.clock.advance(0.005)
-    n.received(49)
-    assert n.reorderWait == pytest.approx(0.015, rel=0.05)
+    assert n.reorderWait == 0
+
+
+def test_reorderWaitIsAQuantileOfTheLatePackets():
+    """
+    Many late packets: the wait is what 95 % of them came within, not the
+    latest (one packet 80 ms late among a hundred 10 ms late does not make
+    every repair of the way in wait 80 ms).
+    """
+    g = _Generator()
+    g.receive(1000)
+    n = g.generator
+    for i in range(100):
+        seq = 10 + 2 * i
+        n.lost(seq + 1, 2)  # seq missing
+        g.clock.advance(0.08 if i == 50 else 0.01)
+        n.received(seq)
+    assert n.reordered == 100 and n.reorderWait == pytest.approx(0.01)
+
+
+def test_firstNackWhenTheWaitIsOver():
+    """
+    The first NACK of a missing packet goes when the reordering wait is
+    over, not on the next 20 ms tick after it (a repair of the way in
+    delays every player); gaps a burst opens at once share one NACK.
+    """
+    g = _Generator()
+    g.receive(100)
+    n = g.generator
+    n.lateSamples.append((g.clock.seconds(), 0.025))
+    n.reorderWait = 0.025
+    n.lost(10, 2)  # 9 missing
+    n.lost(12, 2)  # and 11, in the same burst
+    g.clock.advance(0.025 - n.BATCH - 0.001)  # (up to BATCH early: one NACK, not two)
+    assert g.nacks == []
+    g.clock.advance(0.002)
+    assert g.nacks == [[9, 11]]
+    # No wait (no reordering seen): still not sooner than SOONEST.
+    n.reorderWait = 0.0
+    n.lost(20, 2)
+    g.clock.advance(n.SOONEST - n.BATCH - 0.001)
+    assert g.nacks == [[9, 11]]
+    g.clock.advance(0.002)
+    assert g.nacks == [[9, 11], [19]]
 
 
 def test_lateOriginalWithoutRtx():

@@ -12,6 +12,23 @@ def _sent(track, count: int) -> None:
         track.fanout(0, 0, i, i * 3000, bytes(SIZE), i == 0)
 
 
+def _pressed(subscription):
+    """Its budget without room to spare: first NACKs are held (not with a full bucket)."""
+    subscription.hold.roomy = lambda answering: False
+    return subscription
+
+
+def _eagerPlayer(count: int):
+    """A player read as eager, sent C{count} packets (their numbers), its wire cleared."""
+    track, wire, subscription = _player()
+    _pressed(subscription)
+    subscription.hold.eager = True
+    _sent(track, count)
+    seqs = _seqs(wire)
+    wire.sent.clear()
+    return track, wire, subscription, seqs
+
+
 def test_eagerPlayerHeldUntilItsPacketsCouldHaveCome():
     """
     A player that lists every still-missing packet in each NACK (aiortc) is
@@ -21,6 +38,7 @@ def test_eagerPlayerHeldUntilItsPacketsCouldHaveCome():
     itself) is not resent at all and is a sample of the wait.
     """
     track, wire, subscription = _player()
+    _pressed(subscription)
     clock = track.clock
     _sent(track, 100)
     seqs = _seqs(wire)
@@ -32,12 +50,15 @@ def test_eagerPlayerHeldUntilItsPacketsCouldHaveCome():
         clock.advance(0.01)
     assert hold.eager and _seqs(wire) == [seqs[5]]
     wire.sent.clear()
-    # Nothing seen late yet: answered at once, but left out of a list 30 ms
-    # later (sooner than a round trip) it came by itself, and the wait grows.
+    # Nothing seen late yet: answered at once, but still listed 30 ms later
+    # and left out of the list after (sooner than a round trip) it came by
+    # itself, at least 30 ms late: the wait grows.
     assert hold.wait == 0
     subscription.nackReceived([seqs[10]])
     assert _seqs(wire) == [seqs[10]] and hold.heldPackets == 0
     clock.advance(0.03)
+    subscription.nackReceived([seqs[10]])
+    clock.advance(0.01)
     subscription.nackReceived([])
     assert hold.reordered == 1 and abs(hold.wait - 0.045) < 1e-9
     wire.sent.clear()
@@ -46,10 +67,12 @@ def test_eagerPlayerHeldUntilItsPacketsCouldHaveCome():
     subscription.nackReceived([late, lost])  # both missing at the player now
     assert wire.sent == [] and hold.heldPackets == 2
     clock.advance(0.03)
+    subscription.nackReceived([late, lost])  # still missing
+    clock.advance(0.005)
     subscription.nackReceived([lost, seqs[30]])  # `late` arrived; a new gap
     assert wire.sent == [] and hold.reordered == 2
     assert abs(hold.late - 0.03) < 1e-9 and abs(hold.wait - 0.045) < 1e-9
-    clock.advance(0.02)  # 50 ms since `lost` was first listed: past the wait
+    clock.advance(0.025)  # 60 ms since `lost` was first listed: past the wait
     assert _seqs(wire) == [lost] and subscription.retransmitted == 3
     clock.advance(0.04)  # seqs[30] is due too, listed again or not
     assert _seqs(wire) == [lost, seqs[30]]
@@ -65,6 +88,7 @@ def test_eagerPlayerHeldUntilItsPacketsCouldHaveCome():
 def test_waitGrowsWithLaterPacketsUpToTheSetting():
     """The wait is 1.5 times the latest late packet, at most the setting."""
     track, wire, subscription = _player()
+    _pressed(subscription)
     clock = track.clock
     hold = subscription.hold
     hold.eager = True
@@ -75,12 +99,16 @@ def test_waitGrowsWithLaterPacketsUpToTheSetting():
     for i, late in enumerate((0.04, 0.055, 0.08, 0.115)):
         subscription.nackReceived([seqs[10 + i]])
         clock.advance(late)
+        subscription.nackReceived([seqs[10 + i]])  # still missing then
+        clock.advance(0.005)
         subscription.nackReceived([])  # a later list without it
         assert abs(hold.late - late) < 0.01
     assert hold.wait == FeedbackPolicy().playerReorderWait == 0.15
     assert wire.sent == [] and hold.reordered == 4
     # Forgotten with a half-life: a quiet link waits less.
     clock.advance(30)
+    subscription.nackReceived([seqs[50]])
+    clock.advance(0.01)
     subscription.nackReceived([seqs[50]])
     clock.advance(0.01)
     subscription.nackReceived([])
@@ -127,22 +155,21 @@ def test_quietLinkNotHeld():
     answered at once: the wait decays to nothing, and holding a real loss
     would only delay its repair.
     """
-    track, wire, subscription = _player()
+    track, wire, subscription, seqs = _eagerPlayer(50)
     clock = track.clock
     hold = subscription.hold
-    hold.eager = True
-    _sent(track, 50)
-    seqs = _seqs(wire)
-    wire.sent.clear()
     subscription.nackReceived([seqs[1]])
     assert _seqs(wire) == [seqs[1]] and hold.heldPackets == 0 and hold.wait == 0
     # Still missing a round trip later: a real loss, no reordering sample.
     clock.advance(0.15)
     subscription.nackReceived([seqs[1], seqs[2]])
     assert hold.reordered == 0 and hold.wait == 0 and _seqs(wire)[-1] == seqs[2]
-    # Both then came 40 ms late: held for a while, not after a minute.
+    # Both then came 40 ms late (still listed then): held for a while, not
+    # after a minute.
     subscription.nackReceived([seqs[3]])
     clock.advance(0.04)
+    subscription.nackReceived([seqs[2], seqs[3]])
+    clock.advance(0.005)
     subscription.nackReceived([])
     assert hold.reordered == 2 and abs(hold.wait - 0.06) < 1e-9
     clock.advance(60)
@@ -160,6 +187,7 @@ def test_lossOnTheWayInIsNeitherHeldNorASample():
     because this player's link reorders.
     """
     track, wire, subscription = _player()
+    _pressed(subscription)
     clock = track.clock
     hold = subscription.hold
     hold.eager = True
@@ -198,4 +226,57 @@ def test_lossOnTheWayInIsNeitherHeldNorASample():
     assert wire.sent == [] and hold.heldPackets == 3
     clock.advance(0.1)
     assert _seqs(wire) == [missing]
+    subscription.detach()
+
+
+def test_sampleIsTheLastListThatHadIt():
+    """
+    A player lists its missing packets only when a new gap opens: a packet
+    left out of a list that came 80 ms after the one that listed it came
+    at some time between the two, not 80 ms late. The wait learns from
+    the last list that still had it: a packet listed once teaches nothing,
+    and a real loss after it is answered at once.
+    """
+    track, wire, subscription, seqs = _eagerPlayer(50)
+    clock = track.clock
+    hold = subscription.hold
+    subscription.nackReceived([seqs[1]])
+    clock.advance(0.08)  # the player's next gap, long after (within a round trip)
+    subscription.nackReceived([seqs[2]])
+    assert hold.reordered == 1 and hold.wait == 0
+    assert _seqs(wire) == [seqs[1], seqs[2]]  # both answered at once
+    # Listed twice, 20 ms apart: at least 20 ms late.
+    clock.advance(0.02)
+    subscription.nackReceived([seqs[2], seqs[3]])
+    clock.advance(0.05)
+    subscription.nackReceived([seqs[4]])
+    assert abs(hold.late - 0.02) < 1e-9 and abs(hold.wait - 0.03) < 1e-9
+    subscription.detach()
+
+
+def test_roomyBudgetHoldsNothing():
+    """
+    A link that is not short of budget: the first NACK of an eager player
+    whose link reorders is answered at once (as Janus does), and held only
+    once the resends have taken the bucket below half (what is left is for
+    the real losses). Nothing is refused for it.
+    """
+    track, wire, subscription = _player()
+    clock = track.clock
+    hold = subscription.hold
+    hold.eager = True
+    hold.late, hold.wait, hold.lateAt = 0.03, 0.045, clock.seconds()
+    budget = subscription.budget
+    _sent(track, 100)  # the bucket is full
+    assert budget.roomy(subscription.octets, 0) and budget.credit == budget.burst
+    seqs = _seqs(wire)
+    wire.sent.clear()
+    listed = seqs[10:10 + budget.burst // SIZE]  # more than half the bucket's worth
+    subscription.nackReceived(listed)
+    answered = len(wire.sent)
+    assert 0 < answered < len(listed) and hold.heldPackets == len(listed) - answered
+    assert budget.credit >= budget.burst / 2 - SIZE - 12
+    assert subscription.retransmitDropped == 0
+    clock.advance(0.1)  # the held ones are due, within the budget left
+    assert len(wire.sent) > answered
     subscription.detach()

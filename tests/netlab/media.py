@@ -125,6 +125,7 @@ class MeasuringPlayer(peers.Player):
             "fps": round(len(window) / seconds, 1),
             "freezesPerMin": round(len(freezes) * 60 / seconds, 1),
             "frozenS": round(sum(freezes), 1),
+            "longestFreezeS": round(max(gaps), 2),
             "delayP50": _percentile(delays, 0.5), "delayP95": _percentile(delays, 0.95),
             "unreadable": sum(d.counter is None for d in window),
             "keyframes": sum(d.keyframe for d in window) if self.countsKeyframes else None,

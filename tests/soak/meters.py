@@ -75,11 +75,25 @@ class CountingPlayer(peers.Player):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.decoded = {"video": BucketCounter(), "audio": BucketCounter()}
+        self.lastFrame: float | None = None  # monotonic time of the last video frame
+        self.longestFreeze = (0.0, 0.0)  # s without a video frame, and when it ended
+
+    def freeze(self, now: float) -> tuple[float, float]:
+        """The longest time without a video frame so far (one going on counts)."""
+        if self.lastFrame is None:
+            return self.longestFreeze
+        return max(self.longestFreeze, (now - self.lastFrame, now))
 
     async def _consume(self, track):
         try:
             while True:
                 await track.recv()
+                if track.kind == "video":
+                    now = time.monotonic()
+                    if self.decoded["video"].start is not None and self.lastFrame is not None:
+                        self.longestFreeze = max(self.longestFreeze,
+                                                 (now - self.lastFrame, now))
+                    self.lastFrame = now
                 self.decoded[track.kind].add()
                 self.arrived[track.kind].set()
         except MediaStreamError:

@@ -193,7 +193,8 @@ class Soak:
         self.lowWater.append((values.get("wcs_rtmp_low_water_sockets", 0.0), reads))
         extra = {"LW socks": f"{self.lowWater[-1][0]:.0f}",
                  "LW rd/s": f"{(reads - last) / meters.BUCKET:.0f}",
-                 "held": f"{values.get('wcs_player_nacks_held_total', 0.0):.0f}"}
+                 "held": f"{values.get('wcs_player_nacks_held_total', 0.0):.0f}",
+                 "stalls": f"{values.get('wcs_player_stalls_total', 0.0):.0f}"}
         if self.second is not None:
             db = self.redis.client()
             nodes = set(db.zrange("wcs:nodes", 0, -1))
@@ -272,6 +273,11 @@ class Soak:
                             f"{len(short)} of {len(self.lowWater)} buckets: "
                             + "; ".join(short[:6]))
         held = metrics(self.server).get("wcs_player_nacks_held_total", 0.0)
+        now = time.monotonic()
+        for name, player in self.players.items():
+            freeze, at = player.freeze(now)
+            self.facts.append(f"{name}: longest freeze (no decoded video frame) {freeze:.2f} s, "
+                              f"ended at {at - self.t0:.0f} s")
         if self.impairment is not None:
             self.facts.append(f"carol: {self.impairment.dropped} RTP packets dropped on her "
                               f"side; player NACKs held for reordering: {held:.0f}")

@@ -40,7 +40,9 @@ COUNTERS = ("packetsIn", "bytesIn", "packetsOut", "bytesOut", "lostIn", "lostOut
             # publisher leg, Out the players'
             "retransmitsIn", "retransmitsOut", "rtxIn", "rtxOut", "rtxUnasked",
             "reorderedIn", "reorderedOut", "heldOut", "overBudgetIn", "overBudgetOut",
-            "givenUpIn")
+            "givenUpIn",
+            # players that could not decode (wcs.media.stall)
+            "stallsOut", "stallProbesOut")
 
 
 @implementer(IMediaSession)
@@ -354,7 +356,10 @@ class PlaySession(MediaSession):
                 "rtxOut": sum(s.rtx.packets for s in subscriptions if s.rtx is not None),
                 "reorderedOut": sum(s.hold.reordered for s in subscriptions),
                 "heldOut": sum(s.hold.heldPackets for s in subscriptions),
-                "overBudgetOut": sum(s.retransmitDropped for s in subscriptions)}
+                "overBudgetOut": sum(s.retransmitDropped for s in subscriptions),
+                "stallsOut": sum(s.stall.stalls for s in subscriptions if s.stall is not None),
+                "stallProbesOut": sum(s.stall.probes for s in subscriptions
+                                      if s.stall is not None)}
 
     def reorderWaits(self) -> list[float]:
         """s each held player's NACKs wait (wcs.metrics); none for players not held."""

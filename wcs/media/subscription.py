@@ -13,6 +13,7 @@ from wcs.media import rtp
 from wcs.media.feedback import FeedbackPolicy, RetransmitBudget, RoundTrip
 from wcs.media.internals import RtcpSenderInfo, RtcpSrPacket
 from wcs.media.reorder import NackHold
+from wcs.media.stall import StallWatch
 
 HISTORY = 512  # packets kept per player for NACKs: ~4 s of 1 Mbit/s video
 # How far a player's numbering jumps when it drops to a keyframe after
@@ -75,8 +76,13 @@ class Subscription:
         self.octets = 0
         self.rtt = RoundTrip()
         self.budget = RetransmitBudget(policy.playerShare, policy.burst)
-        self.hold = NackHold(self.clock, self.resend, self.rtt, policy.playerReorderWait)
+        self.hold = NackHold(self.clock, self.resend, self.rtt, policy.playerReorderWait,
+                             self._roomy)
         self.rtx = None  # a wcs.media.rtx.RtxSender when the player takes RTX
+        self.trace = policy.trace if track.kind == "video" else None  # wcs.media.trace
+        # Holes it reported until filled (video; wcs.media.stall).
+        self.stall = StallWatch(self.clock, self, policy.playerStall) \
+            if track.kind == "video" and policy.playerStall > 0 else None
         self.reportsSent: dict[int, float] = {}  # LSR of our sender reports -> when sent
         self.repairingUntil = float("-inf")  # a PLI before then waits for our resent packets
         self._heldKeyframe = None
@@ -103,8 +109,13 @@ class Subscription:
     def detach(self) -> None:
         self.track.unsubscribe(self)
         self.transport.senders.pop(self.ssrc, None)
+        self._stopWatching()
+
+    def _stopWatching(self) -> None:
         self._cancelHeld()
         self.hold.stop()
+        if self.stall is not None:
+            self.stall.stop()
 
     def forward(self, padding: int, marker: int, seq: int, timestamp: int,
                 payload: bytes, keyframe: bool) -> None:
@@ -126,6 +137,8 @@ class Subscription:
         self.payloads[slot] = payload
         self.packets += 1
         self.octets += len(payload)
+        if self.trace is not None:
+            self.trace.event("fwd", self.ssrc, outSeq, seq, getattr(self.track, "ssrc", 0) or 0)
         # Header and payload apart: SRTP joins them in its own buffer.
         if not self.sendParts(header, payload) and self.transport.connected:
             # A player that cannot keep up loses packets up to the next
@@ -158,6 +171,8 @@ class Subscription:
             self.started = False
             gap = RESTART_SKIP if skip else 0
             self.skipped += gap
+            if skip and self.stall is not None:
+                self.stall.reset()
             self.nextSeq = (self.lastSeq + 1 + gap) & 0xFFFF
             self.nextTs = (self.lastTs + self.track.clockRate // 10) & 0xFFFFFFFF
 
@@ -172,6 +187,8 @@ class Subscription:
         if now < self.keyframeAllowedAt:
             self.keyframeRequestsLimited += 1
             self.keptAsking = True
+            if self.stall is not None:
+                self.stall.keyframeDenied(now)
             return False
         # Asking again as soon as allowed is "keeps asking": a narrow link,
         # which new keyframes do not help. A quiet interval resets it.
@@ -219,7 +236,16 @@ class Subscription:
 
     def nackReceived(self, lost: list[int]) -> None:
         self.nacksReceived += 1
+        if self.trace is not None:
+            self.trace.event("nack", self.ssrc, *lost)
+        if self.stall is not None:
+            self.stall.nacked(lost)
         self.resend(self.hold.filter(lost))
+
+    def _roomy(self, answering: int) -> bool:
+        """Whether one more resend beside C{answering} leaves the budget half full."""
+        size = self.octets // self.packets + 12 if self.packets else 1200
+        return self.budget.roomy(self.octets, (answering + 1) * size)
 
     def resend(self, lost: list[int]) -> None:
         """Answer NACKed packets C{lost}, within the budgets."""
@@ -238,15 +264,16 @@ class Subscription:
                 data = header + self.payloads[slot]
                 if now - self.resentAt[slot] < retry:
                     self.retransmitTooSoon += 1  # the last copy may still be on its way
-                elif self.budget.spend(self.octets, len(data)):
-                    self.resentAt[slot] = now
-                    self.retransmitted += 1
-                    self.retransmittedOctets += len(data)
+                    event = "soon"
+                elif self._resendPacket(seq, data, now):
                     self.repairingUntil = now + retry
-                    self.send(data if self.rtx is None else self.rtx.wrap(data))
+                    event = "rs"
                 else:
                     self.retransmitDropped += 1
                     refused = True
+                    event = "budget"
+                if self.trace is not None:
+                    self.trace.event(event, self.ssrc, seq)
             elif rtp.seqNewer(kept, seq):
                 tooOld = True  # gone from the history: only a keyframe repairs it
         if tooOld:
@@ -261,6 +288,32 @@ class Subscription:
             # stream), so ask on its behalf, within its own limit.
             self.keyframesForRefused += 1
             self.askKeyframe(now)
+
+    def _resendPacket(self, seq: int, data: bytes, now: float, spare: bool = False) -> bool:
+        # Within the budget (with C{spare}, only while it stays half full);
+        # False when over it.
+        if spare and not self.budget.roomy(self.octets, len(data)):
+            return False
+        if not self.budget.spend(self.octets, len(data)):
+            return False
+        self.resentAt[seq % HISTORY] = now
+        self.retransmitted += 1
+        self.retransmittedOctets += len(data)
+        self.send(data if self.rtx is None else self.rtx.wrap(data))
+        if self.stall is not None:
+            self.stall.resent(seq, now)
+        return True
+
+    def resendProbe(self, seq: int, spare: bool = False) -> bool | None:
+        """
+        Resend C{seq} unasked (wcs.media.stall), within the budget (with
+        C{spare}, only while it stays half full). None when it cannot be:
+        gone from the history, never sent, or over the budget.
+        """
+        data = self.sentPacket(seq)
+        if data is None or not self._resendPacket(seq, data, self.clock.seconds(), spare):
+            return None
+        return True
 
     def receptionReported(self, lsr: int, dlsr: int) -> None:
         """A receiver report block about our stream: a round-trip sample."""
@@ -284,5 +337,4 @@ class Subscription:
 
     def trackEnded(self) -> None:
         self.transport.senders.pop(self.ssrc, None)
-        self._cancelHeld()
-        self.hold.stop()
+        self._stopWatching()

@@ -169,6 +169,7 @@ class IncomingTrack(Track):
         self.nacks = NackGenerator(self.clock, self._sendNack, self.requestKeyframe,
                                    RetransmitBudget(policy.share, policy.burst),
                                    lambda: (self.octets, self.received))
+        self.trace = policy.trace if kind == "video" else None  # wcs.media.trace
         self.lastTimestamp: int | None = None
         self.reported = (0, 0)  # expected, received at the last report
         self.senderReportAt: tuple[int, float] | None = None
@@ -214,6 +215,8 @@ class IncomingTrack(Track):
         seq, timestamp = rtp.SEQ_TS.unpack_from(data, 2)
         payload = data[offset:]
         self._count(seq)
+        if self.trace is not None:
+            self.trace.event("in", self.ssrc or 0, seq)
         keyframe = True
         if self._startsKeyframe is not None:
             keyframe = self._startsKeyframe(payload, timestamp != self.lastTimestamp)
@@ -254,6 +257,8 @@ class IncomingTrack(Track):
 
     def _sendNack(self, lost: list[int]) -> None:
         if self.ssrc is not None:
+            if self.trace is not None:
+                self.trace.event("pnack", self.ssrc, *lost)
             self.transport.sendRtcp(rtp.nack(self.transport.rtcpSsrc, self.ssrc, lost))
 
     def senderReport(self, packet: RtcpSrPacket) -> None:

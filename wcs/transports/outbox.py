@@ -75,6 +75,19 @@ class Outboxes:
         for protocol in pending:
             self.flushOne(protocol)
 
+    def flushOthers(self, reader) -> None:
+        """
+        In the middle of C{reader}'s read: send what the others have queued
+        so far (each connection's frames stay in order: later ones queue
+        anew); C{reader}'s own stay for the end of its read.
+        """
+        pending, self.pending = self.pending, []
+        for protocol in pending:
+            if protocol is reader:
+                self.pending.append(protocol)
+            else:
+                self.flushOne(protocol)
+
     def flushOne(self, protocol) -> None:
         frames, protocol.outbox = protocol.outbox, None
         if not frames or protocol.dropped:

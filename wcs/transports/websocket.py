@@ -22,7 +22,7 @@ from zope.interface import implementer
 from wcs.config import Key, declare
 from wcs.errors import ProtocolError
 from wcs.interfaces import IRoomServer, ISignallingChannel, ITransport
-from wcs.messages import ServerMessage, decodeFrame, encodeFrame
+from wcs.messages import CHAT_FRAME_DEPTH, ServerMessage, chatFrame, decodeFrame, encodeFrame
 from wcs.transports.outbox import Outboxes
 from wcs.transports.peers import DROP, PeerConnections
 from wcs.transports.wsframes import textFrame as clientTextFrame
@@ -35,6 +35,10 @@ declare(
         "WebSocket connections from one address at once; 0: no limit"),
     Key("ws_max_connections", "int", 10000, "WebSocket connections at once; 0: no limit"),
 )
+
+# Within one read, the other connections' frames go out every this many
+# client frames (the reader's own, its status answers, at the end).
+FLUSH_EVERY = 32
 
 # Frames over the configured limit get a `fail`; frames this many times over
 # it are not even read: Autobahn closes the connection (code 1009).
@@ -162,6 +166,7 @@ class SignallingProtocol(WebSocketServerProtocol):
         (L{wcs.transports.wsframes}); return the rest, for Autobahn.
         """
         offset, limit = 0, self.factory.hardLimit
+        frames = 0
         while True:
             frame = clientTextFrame(data, offset, limit)
             if frame is None:
@@ -170,23 +175,41 @@ class SignallingProtocol(WebSocketServerProtocol):
             self.onMessage(payload, False)
             if self.state != self.STATE_OPEN:
                 return data[offset:]
+            frames += 1
+            if frames % FLUSH_EVERY == 0:
+                # A burst to a big room (199 frames, ~5 ms of work) is one
+                # read: its first recipients need not wait for the last.
+                self.factory.outboxes.flushOthers(self)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         session = self.session
         if session is None:
             return
-        limit = self.factory.softLimit
+        factory = self.factory
+        limit = factory.softLimit
+        chat = None
         try:
             if isBinary:
                 raise ProtocolError("binary frames are not part of the protocol: send JSON text")
             if len(payload) > limit:
                 raise ProtocolError(
                     f"message of {len(payload)} bytes exceeds the limit of {limit} bytes")
-            name, args = decodeFrame(payload, self.factory.maxDepth)
+            # Most frames are chat deliveries: those are read without
+            # decoding them (wcs.messages.chatFrame).
+            if factory.chatFrames:
+                chat = chatFrame(payload)
+            if chat is None:
+                name, args = decodeFrame(payload, factory.maxDepth)
         except ProtocolError as e:
             session.protocolError(e.info)
             return
         try:
+            if chat is not None:
+                name = "sendData"
+                if session.chatFrame(*chat):
+                    return
+                # Not the common case after all: the ordinary way.
+                name, args = decodeFrame(payload, factory.maxDepth)
             session.messageReceived(name, args)
         except Exception:
             # A bug of ours must cost this one message, not the connection.
@@ -257,6 +280,8 @@ class SignallingFactory(WebSocketServerFactory):
         settings = server.settings
         self.softLimit = settings.ws_max_message_size
         self.maxDepth = settings.json_max_depth
+        # A chat frame nests 6 deep: under a lower limit decodeFrame refuses it.
+        self.chatFrames = self.maxDepth >= CHAT_FRAME_DEPTH
         self.maxBacklog = settings.ws_max_send_buffer
         self.outboxes = Outboxes(server.clock.callLater)
         self.peers = PeerConnections(settings.ws_max_connections_per_address,

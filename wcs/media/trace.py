@@ -1,0 +1,52 @@
+"""
+A per-packet trace of the video repair path, for the network lab's delay
+analysis (docs/networks.md, "Where the delay comes from"; read by
+C{bench/nacktrace.py}). Off unless C{media_trace_file} names a file: it
+costs a line per packet and per player, which no production server wants.
+
+One event a line, space-separated: the monotonic time in seconds, the
+event, the stream (the publisher's SSRC for the way in, the player's SSRC
+for the way out), then numbers:
+
+- C{in SSRC SEQ}: a publisher's video packet arrived (C{late SSRC SEQ}:
+  one older than the newest, a repair or reordered; C{gap SSRC FIRST N}:
+  N packets from FIRST went missing);
+- C{pnack SSRC SEQ...}: we NACKed the publisher;
+- C{fwd PLAYER OUT SRC SSRC}: sent to a player as its number OUT (the
+  publisher's SRC on its SSRC); C{nack PLAYER OUT...}: the player's NACK as received;
+  C{rs PLAYER OUT}: resent; C{soon}, C{budget}: refused as sent within a
+  round trip, or over the player's share; C{held PLAYER OUT}: its first
+  NACK held for reordering.
+"""
+
+from __future__ import annotations
+
+import time
+
+from wcs.config import Key, declare
+
+declare(
+    Key("media_trace_file", "str", "",
+        "a file for a per-packet trace of the video repair path (the network lab's delay "
+        "analysis, bench/nacktrace.py); empty: none. A line per packet and player: not for "
+        "production"),
+)
+
+
+class PacketTrace:
+    """Events appended to one file, buffered (the lab reads it after the server stopped)."""
+
+    def __init__(self, path: str):
+        self.file = open(path, "a", buffering=1 << 16)
+
+    @classmethod
+    def fromSettings(cls, settings) -> "PacketTrace | None":
+        path = getattr(settings, "media_trace_file", "")
+        return cls(path) if path else None
+
+    def event(self, name: str, stream: int, *numbers: int) -> None:
+        self.file.write(f"{time.monotonic():.4f} {name} {stream} "
+                        f"{' '.join(map(str, numbers))}\n")
+
+    def flush(self) -> None:
+        self.file.flush()
