@@ -6,6 +6,7 @@ real `twistd wcs` processes, WebSocket clients connected to different nodes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import time
 import uuid
@@ -15,10 +16,15 @@ import pytest
 from tests.support.cluster import clientsOn, runningCluster
 from tests.support.redis import redisAvailable, startRedis
 from tests.support.wsclient import Client
+from wcs.cluster.liveness import GRACE_TTLS
 
 pytestmark = pytest.mark.skipif(not redisAvailable(), reason="redis-server not installed")
 
 NODES = ("a", "b", "c")
+TTL = 3.0  # cluster_node_ttl's default, in seconds
+BEAT = TTL / 3  # a heartbeat and a check every BEAT seconds
+GRACE = GRACE_TTLS * TTL  # no node given up for that long after Redis is back
+PAUSE = 5.0  # seconds Redis is paused: past the TTL, within the documented outage
 
 
 def roomName() -> str:
@@ -43,10 +49,25 @@ async def roomEvents(client: Client, name: str, count: int, timeout: float) -> l
     infos = []
     while len(infos) < count:
         frame = await client.next(max(0.01, deadline - time.monotonic()))
-        payload = frame["data"][0].get("payload", {}) if frame["data"] else {}
-        if frame["message"] == "OnDataEvent" and payload.get("name") == name:
+        if frame["message"] != "OnDataEvent":  # a ping (data [None]) among them
+            continue
+        payload = frame["data"][0].get("payload", {})
+        if payload.get("name") == name:
             infos.append(payload["info"])
     return infos
+
+
+async def eventsUntil(client: Client, deadline: float) -> list[str]:
+    """The names of the room events C{client} gets until C{deadline} (monotonic)."""
+    names = []
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            frame = await client.next(left)
+        except asyncio.TimeoutError:
+            break
+        if frame["message"] == "OnDataEvent":
+            names.append(frame["data"][0]["payload"]["name"])
+    return names
 
 
 @pytest.fixture
@@ -179,14 +200,59 @@ async def test_a_killed_room_node_is_survived(cluster):
             await client.close()
 
 
-async def test_redis_restart_is_survived(cluster):
-    redis, nodes = cluster
+async def stillTogether(nodes: dict, db, back: float, room: str, alice: Client,
+                        bob: Client):
+    """
+    After Redis came back (at C{back}, monotonic): the nodes registered again, the room's node holds
+    it again, a chat relays, nobody was given up, and a new member on the
+    third node sees both.
+    """
+    await until(lambda: set(db.zrange("wcs:nodes", 0, -1)) == set(NODES), 10,
+                "every node registered again")
+    await until(lambda: db.get(f"wcs:room:{room}") is not None, 10,
+                "the room's node holds it again")
+    # Resubscribed: a chat arrives (retried: the subscription comes back
+    # within a second of Redis; a message published before is lost).
+    deadline = time.monotonic() + 10
+    while True:
+        await alice.chat(room, "bob", "are you there?")
+        frames = await bob.quiet(0.5)
+        names = [f["data"][0]["payload"]["name"] for f in frames
+                 if f["message"] == "OnDataEvent"]
+        assert "LEFT" not in names
+        if "MESSAGE" in names:
+            break
+        assert time.monotonic() < deadline, "no chat after Redis came back"
+    # Past the grace after Redis came back (2 TTLs) and two checks more: a
+    # node that was to be given up wrongly would have been by now.
+    until_ = back + GRACE + 2 * BEAT
+    for client in (alice, bob):
+        assert "LEFT" not in await eventsUntil(client, until_), client.login
+    for node in nodes.values():
+        assert "is gone" not in node.log()
+    carol = await Client.open(nodes["c"].wsURL, "carol")
+    assert await carol.join(room) == ["alice", "bob"]
+    await carol.close()
+
+
+@contextlib.asynccontextmanager
+async def aliceAndBob(nodes: dict):
+    """alice on node a and bob on node b in a new room: (room, alice, bob)."""
     room = roomName()
     alice, bob = await clientsOn(nodes, ("a", "alice"), ("b", "bob"))
     try:
         await alice.join(room)
         await bob.join(room)
         await alice.roomEvent("JOINED")
+        yield room, alice, bob
+    finally:
+        await alice.close()
+        await bob.close()
+
+
+async def test_redis_restart_is_survived(cluster):
+    redis, nodes = cluster
+    async with aliceAndBob(nodes) as (room, alice, bob):
         redis.stop()
 
         # A room that would need placing fails with a clear reason meanwhile.
@@ -197,28 +263,18 @@ async def test_redis_restart_is_survived(cluster):
         # nobody was given up, and the room relays as before.
         restarted = startRedis(redis.logPath.parent / "again", port=redis.port)
         redis.proc = restarted.proc
-        db = restarted.client()
-        await until(lambda: set(db.zrange("wcs:nodes", 0, -1)) == set(NODES), 10,
-                    "every node registered again")
-        await until(lambda: db.get(f"wcs:room:{room}") is not None, 10,
-                    "the room's node holds it again")
-        # Resubscribed: a chat arrives (retried: the subscription comes back
-        # within a second of Redis; a message published before is lost).
-        deadline = time.monotonic() + 10
-        while True:
-            await alice.chat(room, "bob", "are you there?")
-            frames = await bob.quiet(0.5)
-            names = [f["data"][0]["payload"]["name"] for f in frames
-                     if f["message"] == "OnDataEvent"]
-            assert "LEFT" not in names
-            if "MESSAGE" in names:
-                break
-            assert time.monotonic() < deadline, "no chat after Redis came back"
-        assert not [f for f in await alice.quiet(0.5) if f["message"] == "OnDataEvent"
-                    and f["data"][0]["payload"]["name"] == "LEFT"]
-        carol = await Client.open(nodes["c"].wsURL, "carol")
-        assert await carol.join(room) == ["alice", "bob"]
-        await carol.close()
-    finally:
-        await alice.close()
-        await bob.close()
+        await stillTogether(nodes, restarted.client(), time.monotonic(), room, alice, bob)
+
+
+async def test_a_paused_redis_is_survived(cluster):
+    # Redis stopped (SIGSTOP: a stalled host, a slow disk) past the nodes'
+    # TTL: every node's key expires meanwhile, and each node's heartbeat,
+    # blocked until then, goes through when Redis resumes.
+    redis, nodes = cluster
+    async with aliceAndBob(nodes) as (room, alice, bob):
+        redis.proc.send_signal(signal.SIGSTOP)
+        try:
+            await asyncio.sleep(PAUSE)  # the outage itself, not a wait for a condition
+        finally:
+            redis.proc.send_signal(signal.SIGCONT)
+        await stillTogether(nodes, redis.client(), time.monotonic(), room, alice, bob)

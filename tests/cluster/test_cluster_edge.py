@@ -24,7 +24,7 @@ from tests.media import peers
 from tests.rtmp import ffmpeg
 from tests.ops.test_metrics import scrape, value
 from tests.support import whip
-from tests.support.cluster import runningCluster
+from tests.support.cluster import eventsSeen, runningCluster
 from tests.support.redis import redisAvailable
 from tests.support.rooms import status, streamRequest
 from tests.support.wsclient import Client
@@ -79,23 +79,6 @@ async def seesMoving(player, audio: bool = True) -> None:
     assert len({peers.lumaSignature(f) for f in frames}) > 1  # the picture moves
     if audio:
         await player.waitFrames("audio", 10, timeout=20)
-
-
-async def eventsSeen(client, names: tuple[str, ...], timeout: float) -> dict:
-    """{name: info} of the room events C{names} received so far or within C{timeout}
-    (whether or not a wait for another frame skipped them)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        seen = {}
-        for frame in client.received:
-            if frame["message"] != "OnDataEvent":
-                continue
-            payload = frame["data"][0]["payload"]
-            if payload.get("name") in names:
-                seen[payload["name"]] = payload["info"]
-        if len(seen) == len(names):
-            return seen
-        await client.next(max(0.01, deadline - time.monotonic()))
 
 
 async def newRoom(redis, nodes, login: str) -> tuple[str, Client, str, str, str]:

@@ -87,7 +87,7 @@ async def test_claim_and_release_only_for_the_holder(registries, redisServer):
     # The heartbeat renews the rooms it holds and reports those held elsewhere.
     assert await wait(a.claim("mine")) == "a"
     assert await wait(b.claim("theirs")) == "b"
-    assert await wait(a.heartbeat(1, ["mine", "theirs"])) == {"theirs": "b"}
+    assert (await wait(a.heartbeat(1, ["mine", "theirs"]))).splits == {"theirs": "b"}
 
 
 async def test_incarnations_and_a_clean_leave(registries, redisServer):
@@ -130,3 +130,12 @@ async def test_where_a_stream_is_found_by_its_room_or_outside_rooms(registries, 
     assert db.get(streamKey("obs")) == "b"
     await wait(b.releaseStream("obs"))
     assert await wait(a.streamHome("obs", [])) is None
+
+
+async def test_a_heartbeat_says_whether_redis_kept_the_nodes_key(registries, redisServer):
+    a = registries("a")
+    assert not (await wait(a.heartbeat(0, []))).kept  # the first one
+    assert (await wait(a.heartbeat(0, []))).kept
+    redisServer.client().flushall()  # a restart that kept nothing
+    assert not (await wait(a.heartbeat(0, []))).kept
+    assert (await wait(a.heartbeat(0, []))).kept

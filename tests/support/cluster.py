@@ -47,3 +47,20 @@ def runningCluster(workdir: Path, nodes: dict[str, dict[str, str]],
         for server in running.values():
             server.stop()
         redis.stop()
+
+
+async def eventsSeen(client, names: tuple[str, ...], timeout: float) -> dict:
+    """{name: info} of the room events C{names} received so far or within C{timeout}
+    (whether or not a wait for another frame skipped them)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        seen = {}
+        for frame in client.received:
+            if frame["message"] != "OnDataEvent":
+                continue
+            payload = frame["data"][0]["payload"]
+            if payload.get("name") in names:
+                seen[payload["name"]] = payload["info"]
+        if len(seen) == len(names):
+            return seen
+        await client.next(max(0.01, deadline - time.monotonic()))

@@ -15,6 +15,10 @@ TIMEOUT = 5.0
 
 
 class Client:
+    # Seconds a wait lasts when not told: tests/cluster/conftest.py sets a
+    # longer one for steps that cross processes and Redis.
+    timeout = TIMEOUT
+
     def __init__(self, ws, login: str | None):
         self.ws = ws
         self.login = login
@@ -26,7 +30,7 @@ class Client:
         # max_queue=None: a test client that reads few of its frames must still
         # see the close frame when it closes.
         ws = await websockets.connect(url, max_size=None, max_queue=None,
-                                      open_timeout=TIMEOUT, ssl=ssl)
+                                      open_timeout=cls.timeout, ssl=ssl)
         client = cls(ws, login)
         if connect:
             custom = {"login": login} if login is not None else {}
@@ -43,17 +47,17 @@ class Client:
     async def sendRaw(self, frame: str | bytes) -> None:
         await self.ws.send(frame)
 
-    async def next(self, timeout: float = TIMEOUT) -> dict:
-        raw = await asyncio.wait_for(self.ws.recv(), timeout)
+    async def next(self, timeout: float | None = None) -> dict:
+        raw = await asyncio.wait_for(self.ws.recv(), self.timeout if timeout is None else timeout)
         frame = json.loads(raw)
         self.received.append(frame)
         return frame
 
     async def expect(self, message: str, where: Callable[[dict], bool] = lambda f: True,
-                     timeout: float = TIMEOUT, skip: tuple[str, ...] = ("ping",)) -> dict:
+                     timeout: float | None = None, skip: tuple[str, ...] = ("ping",)) -> dict:
         """The next frame named C{message} that matches C{where}; others must be in C{skip}."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        deadline = loop.time() + (self.timeout if timeout is None else timeout)
         while True:
             frame = await self.next(max(0.01, deadline - loop.time()))
             if frame["message"] == message and where(frame):
@@ -70,7 +74,7 @@ class Client:
                                   lambda f: f["data"][0]["operationId"] == operationId)
         return frame["data"][0]
 
-    async def roomEvent(self, name: str, timeout: float = TIMEOUT) -> dict:
+    async def roomEvent(self, name: str, timeout: float | None = None) -> dict:
         frame = await self.expect(
             "OnDataEvent", lambda f: f["data"][0]["payload"]["name"] == name, timeout)
         return frame["data"][0]["payload"]
@@ -86,16 +90,19 @@ class Client:
         return await self.command("sendMessage",
                                   {"roomConfig": {"name": room}, "to": to, "text": text})
 
-    async def quiet(self, seconds: float = 0.3) -> list[dict]:
-        """Frames (other than pings) that arrive within C{seconds}."""
+    async def quiet(self, seconds: float = 0.3, limit: float = 10.0) -> list[dict]:
+        """Frames (other than pings) until none came for C{seconds}, or C{limit} passed."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limit
         frames = []
         try:
-            while True:
-                frame = await self.next(seconds)
+            while loop.time() < deadline:
+                frame = await self.next(min(seconds, max(0.01, deadline - loop.time())))
                 if frame["message"] != "ping":
                     frames.append(frame)
         except asyncio.TimeoutError:
-            return frames
+            pass
+        return frames
 
     async def close(self) -> None:
         await self.ws.close()

@@ -19,6 +19,7 @@ agree: the first to run places it, the second reads its answer.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 
 from twisted.internet.defer import Deferred
 
@@ -41,8 +42,12 @@ def streamKey(name: str) -> str:
 
 # A draining node stays live (its rooms go on) but out of the node set, so
 # no new room is placed on it.
+# Returns 1 when this node's key was still there: 0 means Redis lost it
+# (restarted empty, paused past the TTL, or this node beat too late), and
+# the other nodes' keys may be gone through no fault of theirs.
 # KEYS: this node's key, the node set. ARGV: id, info, ttl ms, load, draining.
 HEARTBEAT = """
+local kept = redis.call('EXISTS', KEYS[1])
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 if ARGV[5] == '1' then
   redis.call('ZREM', KEYS[2], ARGV[1])
@@ -54,7 +59,7 @@ for _, id in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
     redis.call('ZREM', KEYS[2], id)
   end
 end
-return 1
+return kept
 """
 
 # The room's node: its owner while that node is live, else the least loaded
@@ -101,6 +106,16 @@ return 1
 """
 
 
+@dataclass
+class Beat:
+    """What a heartbeat found."""
+
+    # This node's key was still there: Redis kept its view of the cluster.
+    kept: bool
+    # The rooms (and streams) held by another node: {name: owner}.
+    splits: dict[str, str] = field(default_factory=dict)
+
+
 class Registry:
     def __init__(self, redis, nodeId: str, incarnation: str, ttl: float):
         """
@@ -124,21 +139,25 @@ class Registry:
         Say this node is live with C{load}, and hold its C{rooms} and its
         C{streams} outside rooms; a C{draining} node takes no new room.
 
-        @return: a Deferred firing with a dict of the rooms held by another
-            node (a split: logged by the caller).
+        @return: a Deferred firing with a L{Beat}: whether this node's key
+            was still there, and the rooms held by another node (a split:
+            logged by the caller).
         """
         async def beat():
             info = json.dumps({"incarnation": self.incarnation, "load": load,
                                "relay": self.relayAddress})
-            pipe = self.redis.pipeline(transaction=False)
-            await self._heartbeat(keys=[nodeKey(self.nodeId), NODES],
-                            args=[self.nodeId, info, self.ttlMs, load, int(draining)],
-                            client=pipe)
-            for key in [roomKey(room) for room in rooms] + [streamKey(s) for s in streams]:
-                await self._claim(keys=[key], args=[self.nodeId, self.roomTtlMs], client=pipe)
-            results = await pipe.execute()
-            return {room: owner for room, owner in zip(rooms, results[1:])
-                    if owner != self.nodeId}
+            # Closed when done, failed or not (an unclosed one is warned
+            # about on stderr).
+            async with self.redis.pipeline(transaction=False) as pipe:
+                await self._heartbeat(keys=[nodeKey(self.nodeId), NODES],
+                                      args=[self.nodeId, info, self.ttlMs, load,
+                                            int(draining)], client=pipe)
+                for key in [roomKey(room) for room in rooms] + [streamKey(s) for s in streams]:
+                    await self._claim(keys=[key], args=[self.nodeId, self.roomTtlMs],
+                                      client=pipe)
+                results = await pipe.execute()
+            return Beat(bool(results[0]), {room: owner for room, owner in
+                                           zip(rooms, results[1:]) if owner != self.nodeId})
         return later(beat())
 
     def place(self, room: str) -> Deferred:
@@ -201,9 +220,9 @@ class Registry:
     async def leave(self, rooms: list[str], streams: tuple[str, ...] = ()) -> None:
         """A clean stop (a coroutine): this node and its rooms go at once,
         not at expiry."""
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.delete(nodeKey(self.nodeId))
-        pipe.zrem(NODES, self.nodeId)
-        for key in [roomKey(room) for room in rooms] + [streamKey(s) for s in streams]:
-            await self._release(keys=[key], args=[self.nodeId], client=pipe)
-        await pipe.execute()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.delete(nodeKey(self.nodeId))
+            pipe.zrem(NODES, self.nodeId)
+            for key in [roomKey(room) for room in rooms] + [streamKey(s) for s in streams]:
+                await self._release(keys=[key], args=[self.nodeId], client=pipe)
+            await pipe.execute()

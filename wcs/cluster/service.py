@@ -5,7 +5,8 @@ and plugs into the L{RoomServer} as its C{placement} and a room observer.
 Every third of C{cluster_node_ttl} it sends its heartbeat (its load, and
 the rooms it holds), and reads the heartbeats of the nodes it shares rooms
 with: one whose key expired, or came back with another incarnation (a
-restart), is given up (L{Visitors.nodeGone}, L{Hosts.nodeGone}).
+restart), is given up (L{Visitors.nodeGone}, L{Hosts.nodeGone}), unless
+Redis itself lost the keys meanwhile (L{wcs.cluster.liveness}).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from twisted.internet.task import LoopingCall
 
 from wcs.cluster.bus import Bus, later
 from wcs.cluster.edge import Edges
+from wcs.cluster.liveness import GRACE_TTLS, Liveness
 from wcs.cluster.media import RelayStats
 from wcs.cluster.registry import Registry
 from wcs.cluster.hosts import Hosts
@@ -73,14 +75,12 @@ class ClusterService(Service):
                            settings.media_keyframe_interval / 1000.0)
         # Streams outside rooms live here, held in Redis for other nodes' players.
         self.streams: dict[str, None] = {}
-        # Nodes whose key was missing at the last check.
-        self.missing: set[str] = set()
+        # Whether the other nodes' missing keys say they are gone.
+        self.liveness = Liveness(clock, self.ttl, self.ttl / 3)
         self._beat = LoopingCall(self._tick)
         self._beat.clock = clock
         self._ticking = False
         self._inflight: set[Deferred] = set()
-        self.live = False  # the last heartbeat reached Redis
-        self.liveSince = 0.0  # since when, without a failed heartbeat
 
     def startService(self):
         super().startService()
@@ -91,7 +91,7 @@ class ClusterService(Service):
         self.server.streamObservers.append(self)
         self._listenRelay()
         self.bus.start()
-        self._beat.start(self.ttl / 3, now=True)
+        self._beat.start(self.liveness.interval, now=True)
 
     def _listenRelay(self) -> None:
         from wcs.cluster.media import RelayInFactory
@@ -262,40 +262,31 @@ class ClusterService(Service):
     def _ticked(self, _) -> None:
         self._ticking = False
 
-    def _beaten(self, splits: dict) -> None:
-        if not self.live:
+    def _beaten(self, beat) -> None:
+        if not beat.kept and self.liveness.live:
+            self.log.warn("cluster: Redis had lost node {node}'s key (restarted, or too slow "
+                          "for the TTL): no node is given up for {grace} s",
+                          node=self.nodeId, grace=GRACE_TTLS * self.ttl)
+        if self.liveness.beaten(beat.kept):
             self.log.info("cluster: node {node} is live", node=self.nodeId)
-            self.liveSince = self.clock.seconds()
-        self.live = True
-        for room, owner in splits.items():
+        for room, owner in beat.splits.items():
             self._split(room, owner)
 
     def _beatFailed(self, failure) -> None:
-        if self.live:
+        if self.liveness.failed():
             self.log.warn("cluster: heartbeat failed, rooms here go on: {error}",
                           error=failure.value)
-        self.live = False
 
     def _checkPeers(self):
         peers = sorted(self.visitors.peers() | self.hosts.peers() | self.edges.peers())
-        # After Redis came back (empty, when it keeps nothing on disk) the
-        # others need a TTL to beat again: until then a missing key proves
-        # nothing.
-        if not peers or self.clock.seconds() - self.liveSince < self.ttl:
+        if not peers or not self.liveness.judging():
             return None
         return self.registry.incarnations(peers).addCallback(self._peersRead)
 
     def _peersRead(self, incarnations: dict) -> None:
-        for node, incarnation in incarnations.items():
-            known = self.known.get(node)
-            if incarnation is not None and (known is None or incarnation == known):
-                self.missing.discard(node)
-                continue
-            # Missing twice in a row (one heartbeat apart) or restarted: gone.
-            if incarnation is None and node not in self.missing:
-                self.missing.add(node)
-                continue
-            self.missing.discard(node)
+        if not self.liveness.judging():  # Redis lost the keys while they were read
+            return
+        for node in self.liveness.judge(incarnations, self.known):
             self.log.warn("cluster: node {node} is gone, giving up its rooms and members",
                           node=node)
             self.known.pop(node, None)
