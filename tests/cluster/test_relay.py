@@ -322,6 +322,11 @@ def test_the_edge_rule_forwards_the_first_players_of_a_stream(network):
     assert play("m5")  # 1 forwarded + this one: still under 3
     b.visitors.edgePlay = False
     assert play("m6")  # edge play off: every play forwarded
+    # A play again under a relayed mediaSessionId, its name missing or not a
+    # string: forwarded (the room's node answers it), counted under no name.
+    for bad in ({"mediaSessionId": "m6"}, {"mediaSessionId": "m6", "name": ["x"]}):
+        assert b.visitors.forward(bob, "playStream", [bad])
+        assert b.visitors.streams.players == {"r-alice": 2}
     bob.connectionLost("test")
     assert b.visitors.streams.players == {} and b.visitors.streams.nodes == {}
 

@@ -269,8 +269,11 @@ class Visitors:
         if node is None:
             return False
         if name in ("publishStream", "playStream"):
-            played = request["name"] if name == "playStream" else None
-            self.streams.add(session.sessionId, mediaSessionId, node, played)
+            # A repeated mediaSessionId skips _roomOf's checks: the name is
+            # the client's, and counted only when it is one.
+            played = request.get("name") if name == "playStream" else None
+            self.streams.add(session.sessionId, mediaSessionId, node,
+                             played if isinstance(played, str) else None)
         self.bus.send(node, {"op": "stream", "session": session.sessionId, "name": name,
                              "args": args})
         return True
