@@ -262,7 +262,8 @@ class Subscription:
             kept = rtp.SEQ_TS.unpack_from(header, 2)[0]
             if kept == seq:
                 data = header + self.payloads[slot]
-                if now - self.resentAt[slot] < retry:
+                since = now - self.resentAt[slot]
+                if since < retry:
                     self.retransmitTooSoon += 1  # the last copy may still be on its way
                     event = "soon"
                 elif self._resendPacket(seq, data, now):
@@ -272,8 +273,9 @@ class Subscription:
                     self.retransmitDropped += 1
                     refused = True
                     event = "budget"
-                if self.trace is not None:
-                    self.trace.event(event, self.ssrc, seq)
+                if self.trace is not None:  # with ms since its last resend, and the retry
+                    self.trace.event(event, self.ssrc, seq, round(min(since, 99) * 1000),
+                                     round(retry * 1000))
             elif rtp.seqNewer(kept, seq):
                 tooOld = True  # gone from the history: only a keyframe repairs it
         if tooOld:
