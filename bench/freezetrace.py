@@ -27,7 +27,7 @@ import sys
 from collections import Counter, defaultdict
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench.nacktrace import Unwrap, ms, pct  # noqa: E402
+from bench.nacktrace import Unwrap, events, ms, pct  # noqa: E402
 
 FREEZE = 0.5
 
@@ -40,28 +40,24 @@ def readServer(path):
     fwd = defaultdict(dict)  # player ssrc -> out -> (t, src, pub)
     nacks = defaultdict(lambda: defaultdict(list))  # player ssrc -> out -> [t]
     answers = defaultdict(lambda: defaultdict(list))  # player ssrc -> out -> [(t, event)]
-    with open(path) as lines:
-        for line in lines:
-            parts = line.split()
-            if len(parts) < 4:
-                continue
-            t, event, stream = float(parts[0]), parts[1], int(parts[2])
-            numbers = [int(v) for v in parts[3:]]
-            if event in ("in", "late"):
-                pubIn[stream].setdefault(numbers[0], t)
-                pubOrder[stream].append((t, numbers[0]))
-            elif event == "pnack":
-                for seq in numbers:
-                    pubNack[stream][seq].append(t)
-            elif event == "fwd":
-                fwd[stream].setdefault(numbers[0], (t, numbers[1], numbers[2]))
-            elif event == "nack":
-                for seq in numbers:
-                    nacks[stream][seq & 0xFFFF].append(t)
-            elif event in ("rs", "soon", "budget", "held"):
-                # (resends and refusals carry the ms since its last resend and the retry)
-                answers[stream][numbers[0]].append((t, event, numbers[2] if len(numbers) > 2
-                                                    else None))
+    for t, event, stream, numbers in events(path):
+        if not numbers:
+            continue
+        if event in ("in", "late"):
+            pubIn[stream].setdefault(numbers[0], t)
+            pubOrder[stream].append((t, numbers[0]))
+        elif event == "pnack":
+            for seq in numbers:
+                pubNack[stream][seq].append(t)
+        elif event == "fwd":
+            fwd[stream].setdefault(numbers[0], (t, numbers[1], numbers[2]))
+        elif event == "nack":
+            for seq in numbers:
+                nacks[stream][seq & 0xFFFF].append(t)
+        elif event in ("rs", "soon", "budget", "held"):
+            # (resends and refusals carry the ms since its last resend and the wait in force)
+            answers[stream][numbers[0]].append((t, event, numbers[2] if len(numbers) > 2
+                                                else None))
     return pubIn, pubNack, pubOrder, fwd, nacks, answers
 
 
@@ -155,7 +151,7 @@ def analyse(server, folder):
                   f"our NACKs {rel(pn, missed)}; the player's NACKs as received "
                   f"{rel(nacks[media].get(s, []), missed)}; answers "
                   + "[" + ", ".join(f"{e} {(at - missed) * 1000:+.0f}"
-                                     + (f" (retry {r})" if e == "soon" else "")
+                                     + (f" (wait {r})" if e == "soon" else "")
                                      for at, e, r in answers[media].get(s, [])) + "]")
             if upLost:
                 kind = f"uplink, {len(pn)} NACK(s) to the publisher"
@@ -181,7 +177,7 @@ def analyse(server, folder):
                 retries += [r for r in soon if r is not None]
     print(f"packets resent twice to a player: {len(again)}; first copy -> second "
           f"p50/p95 {ms(again)} ms; refused as within a round trip between them: "
-          f"{sum(refusals)} (retry in force p50 {pct(retries, 50)} ms)")
+          f"{sum(refusals)} (the wait in force p50 {pct(retries, 50)} ms)")
     print("freezes by cause: " + "; ".join(f"{k}: {v}" for k, v in kinds.most_common()))
 
 
