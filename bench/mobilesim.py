@@ -192,7 +192,8 @@ def main() -> int:
     parser.add_argument("--delay", type=float, default=0.1)
     parser.add_argument("--jitter", type=float, default=0.04)
     args = parser.parse_args()
-    print(f"wcs from {os.path.dirname(os.path.dirname(os.path.abspath(sys.modules['wcs'].__file__)))}")
+    tree = os.path.dirname(os.path.dirname(os.path.abspath(sys.modules["wcs"].__file__)))
+    print(f"wcs from {tree}")
     for seed in range(1, args.seeds + 1):
         print(f"seed {seed}: {run(args.seconds, seed, args.loss, args.delay, args.jitter)}")
     return 0
