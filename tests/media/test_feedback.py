@@ -206,6 +206,14 @@ def test_playerNackAnsweredAgainAfterOneRoundTrip():
     track.clock.advance(smoothed * 0.2)  # past one RTT, well before the retry
     subscription.nackReceived([seq])
     assert _seqs(wire) == [seq, seq] and subscription.retransmitted == 2
+    # A round trip read longer than the retry's cap (a loaded player's
+    # reports): the cap still bounds the wait.
+    for _ in range(20):
+        subscription.rtt.sample(1.5)
+    assert subscription.rtt.smoothed > RoundTrip.MAX_RETRY == subscription.rtt.retry
+    track.clock.advance(RoundTrip.MAX_RETRY + 0.01)
+    subscription.nackReceived([seq])
+    assert _seqs(wire) == [seq, seq, seq]
 
 
 def test_playerRetransmitBudget():

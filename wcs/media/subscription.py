@@ -257,8 +257,9 @@ class Subscription:
         # retry (RTT + 2 variations): aiortc players re-ask every few tens of
         # ms, so that margin went into every repair whose first copy was lost
         # (`mobile`: the ~0.5 s freezes, docs/networks.md); a copy only late
-        # costs a duplicate, within the budget.
-        onItsWay = self.rtt.smoothed
+        # costs a duplicate, within the budget. Never longer than the retry
+        # (capped at 1 s: a loaded player's reports can read seconds).
+        onItsWay = min(self.rtt.smoothed, retry)
         for seq in lost:
             # aiortc's parser does not wrap a bitmask that spans 65535 -> 0.
             seq &= 0xFFFF
