@@ -38,7 +38,7 @@ FREEZE = 0.5  # s without a new frame
 # A damaged picture passes the stamp's 8-bit check once in 256; a delay
 # beyond this bound is one of those, counted unreadable.
 MAX_DELAY_MS = 60_000
-BITRATE = 1_000_000  # the publisher's encoder target, both codecs (wcs: REMB only under a cap)
+BITRATE = 1_000_000  # the publisher's encoder target, both codecs (REMB may move it: Janus the room bitrate, wcs media_remb_uncapped)
 CODECS = {"h264": "video/H264", "vp8": "video/VP8"}
 
 

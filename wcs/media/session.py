@@ -264,7 +264,8 @@ class PublishSession(MediaSession):
             if reports:
                 transport.sendRtcp(bytes(RtcpRrPacket(ssrc=transport.rtcpSsrc,
                                                       reports=reports)))
-            self.bandwidth.report(transport, [t.ssrc for t in tracks if t.ssrc is not None])
+            self.bandwidth.report(transport, [t.ssrc for t in tracks if t.ssrc is not None],
+                                  max((r.fraction_lost for r in reports), default=0))
 
     def unhook(self) -> None:
         if self.reports is not None:
