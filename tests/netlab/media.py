@@ -38,7 +38,9 @@ FREEZE = 0.5  # s without a new frame
 # A damaged picture passes the stamp's 8-bit check once in 256; a delay
 # beyond this bound is one of those, counted unreadable.
 MAX_DELAY_MS = 60_000
-BITRATE = 1_000_000  # the publisher's encoder target, both codecs (REMB may move it: Janus the room bitrate, wcs media_remb_uncapped)
+# The publisher's encoder target, both codecs; REMB moves it (Janus: the room's
+# bitrate; wcs: a cap, else media_remb_uncapped).
+BITRATE = 1_000_000
 CODECS = {"h264": "video/H264", "vp8": "video/VP8"}
 
 
