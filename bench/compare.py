@@ -101,9 +101,11 @@ def sfuTurns(out: Path) -> None:
     if len(loads) <= 2:
         return
     sfuRows = rows(out / "sfu-janus.jsonl") + rows(out / "sfu-wcs.jsonl")
+    # A starved encoder (a loaded machine) sends fewer frames to one side than
+    # to the other: the publisher's fps and the ms per frame say how equal.
     print("\n| codec, players | turn | Janus ms/s (load) | wcs ms/s (load) | wcs / Janus "
-          "| kbit/s to the player (Janus, wcs) |")
-    print("|---|---|---|---|---|---|")
+          "| publisher fps (Janus, wcs) | ratio per frame | kbit/s to the player (Janus, wcs) |")
+    print("|---|---|---|---|---|---|---|---|")
     for codec in sorted({r["codec"] for r in sfuRows if r.get("ok")}):
         for n in sorted({r["players"] for r in sfuRows if r["codec"] == codec}):
             ratios = []
@@ -117,15 +119,20 @@ def sfuTurns(out: Path) -> None:
                             and x["turn"] == turn]
                     row = mine[turn] if turn < len(mine) else {}
                     got[backend] = (schedstat(row) if row.get("ok") else None,
-                                    load[0] if load else None, row.get("kbps_per_sub_mean"))
-                (j, jl, jk), (w, wl, wk) = got["janus"], got["wcs"]
+                                    load[0] if load else None, row.get("kbps_per_sub_mean"),
+                                    row.get("publisher_fps"))
+                (j, jl, jk, jf), (w, wl, wk, wf) = got["janus"], got["wcs"]
+                perFrame = w / wf / (j / jf) if j and w and jf and wf else None
                 if j and w:
-                    ratios.append(w / j)
+                    ratios.append((w / j, perFrame))
                 print(f"| {codec}, {n} | {turn + 1} | {fmt(j)} ({fmt(jl, 1)}) | "
-                      f"{fmt(w)} ({fmt(wl, 1)}) | {ratio(w, j)} | {fmt(jk, 0)}, {fmt(wk, 0)} |")
+                      f"{fmt(w)} ({fmt(wl, 1)}) | {ratio(w, j)} | {fmt(jf, 1)}, {fmt(wf, 1)} | "
+                      f"{fmt(perFrame)}× | {fmt(jk, 0)}, {fmt(wk, 0)} |")
             if ratios:
-                print(f"| {codec}, {n} | mean of ratios | | | "
-                      f"**{statistics.fmean(ratios):.2f}×** | |")
+                frames = [f for _, f in ratios if f is not None]
+                print(f"| {codec}, {n} | mean | | | "
+                      f"**{statistics.fmean(r for r, _ in ratios):.2f}×** | | "
+                      f"{fmt(statistics.fmean(frames) if frames else None)}× | |")
 
 
 def rtmp(shared: Path, out: Path, args) -> None:
