@@ -233,22 +233,23 @@ class PublisherBandwidth:
             elif not self.cap and self.uncapped > 0 and rembOnly(sections):
                 self.rates[id(transport)] = LossBasedRate(self.uncapped)
 
-    def report(self, transport, ssrcs: list[int], fractionLost: int = 0) -> None:
+    def report(self, transport, ssrcs: list[int], fractionLost: int = 0) -> bytes:
         """
-        With each receiver report of C{transport}: the cap, if any, as REMB;
-        else a REMB-only publisher's loss-based rate (C{fractionLost}: the
-        most its tracks lost, of 256).
+        The REMB to send with a receiver report of C{transport} (the caller
+        puts both in one compound packet: one protect, one datagram), or
+        C{b""}: the cap, if any; else a REMB-only publisher's loss-based
+        rate (C{fractionLost}: the most its tracks lost, of 256).
         """
         if not ssrcs:
-            return
+            return b""
         kbps = self.cap
         if not kbps:
             rate = self.rates.get(id(transport))
             if rate is None:
-                return
+                return b""
             kbps = rate.update(fractionLost)
         self.rembSent += 1
-        transport.sendRtcp(remb(transport.rtcpSsrc, kbps * 1000, ssrcs))
+        return remb(transport.rtcpSsrc, kbps * 1000, ssrcs)
 
     def stop(self) -> None:
         for feedback in self.feedback:

@@ -261,11 +261,13 @@ class PublishSession(MediaSession):
         for transport in self.uniqueTransports:
             tracks = [t for t in self.source.incoming.values() if t.transport is transport]
             reports = [r for r in (t.receptionReport() for t in tracks) if r is not None]
-            if reports:
-                transport.sendRtcp(bytes(RtcpRrPacket(ssrc=transport.rtcpSsrc,
-                                                      reports=reports)))
-            self.bandwidth.report(transport, [t.ssrc for t in tracks if t.ssrc is not None],
-                                  max((r.fraction_lost for r in reports), default=0))
+            compound = (bytes(RtcpRrPacket(ssrc=transport.rtcpSsrc, reports=reports))
+                        if reports else b"")
+            compound += self.bandwidth.report(
+                transport, [t.ssrc for t in tracks if t.ssrc is not None],
+                max((r.fraction_lost for r in reports), default=0))
+            if compound:
+                transport.sendRtcp(compound)
 
     def unhook(self) -> None:
         if self.reports is not None:
