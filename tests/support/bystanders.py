@@ -97,6 +97,7 @@ class Bystanders:
     async def _start(self) -> None:
         self.room, self.alice, self.bob, self.publisher, publish = \
             await alicePublishesToBob(self.server)
+        self.stream = publish["name"]  # alice's stream, for an attacker to play
         self.player = peers.Player(video="video/H264", audio=None)
         play = streamRequest(publish["name"], self.room, await peers.offerOf(self.player.pc),
                              False, hasAudio=False)
