@@ -344,3 +344,25 @@ def test_a_visitors_token_claims_go_with_its_join(network):
     (proxy,) = a.hosts.proxies.values()
     assert proxy.claims == bob.claims and proxy.login == "bob"
     assert proxy.channel.peer == f"cluster:b:{bob.sessionId}"
+
+
+def test_refused_relayed_plays_are_not_kept(network):
+    """
+    A visitor's plays that the room's node refuses outright (a malformed
+    request: `fail`, no stream status) are forgotten: kept, each new
+    mediaSessionId stayed for the session's life, and counted as a player
+    of the stream by the edge rule.
+    """
+    a, b, alice, aliceChannel, bob, bobChannel = joinOnBoth(network)
+    alice.messageReceived("publishStream", [streamBody("p1", "r-alice", "r", True)])
+    a.engine.last().listener.mediaStarted()
+    network.pump()
+    for i in range(50):
+        body = streamBody(f"bad{i}", "r-alice", "r", False)
+        body["sdp"] = 7  # not an offer
+        bob.messageReceived("playStream", [body])
+        network.pump()
+    refusals = [f for f in bobChannel.frames if f["message"] in ("fail", "notifyStreamStatusEvent")]
+    assert len(refusals) == 50, bobChannel.frames[-3:]
+    assert b.visitors.streams.nodes.get(bob.sessionId, {}) == {}
+    assert b.visitors.streams.players == {}
