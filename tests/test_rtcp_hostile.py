@@ -44,6 +44,11 @@ async def test_nack_bombs_from_a_player(serverFactory):
                         await dtls._send_rtp(bomb)
                     await asyncio.sleep(0.05)
 
+            # The same figures without the attack, just before: how loaded
+            # the machine is (printed with -s; the lead's re-run, docs/security.md).
+            latencies, fps = await room.measure()
+            print(f"baseline: bob decodes {fps:.1f} fps, chat p50 "
+                  f"{sorted(latencies)[len(latencies) // 2] * 1000:.0f} ms")
             attack = asyncio.ensure_future(flood())
             try:
                 await asyncio.sleep(1.0)

@@ -55,23 +55,43 @@ class RtcpBudget:
 
 def nackWindow(lost: list[int], newest: int, history: int) -> list[int]:
     """
-    The distinct sequence numbers of C{lost} (first-listed order) that are
-    at most C{history} behind C{newest}, and the first one older than that,
-    if any: what a player's NACK can ask of a history of C{history} packets.
-    At most C{history + 1} numbers, whatever the NACK listed.
+    The distinct sequence numbers of C{lost} that are at most C{history}
+    behind C{newest}, and one older than that, if any: what a player's NACK
+    can ask of a history of C{history} packets. At most C{history + 1}
+    numbers, whatever the NACK listed.
+
+    A NACK of a few numbers (every browser's) is read in its own order. One
+    of more than L{LONG} distinct numbers is read by walking the history
+    instead (oldest first), which costs the same however long the list, and
+    an older number is looked for among its first L{LONG} only: only a
+    hostile player lists that much, and what it loses is its own keyframe.
     """
-    window: dict[int, None] = {}
+    distinct = dict.fromkeys(lost)  # at C speed: a NACK may list a number 17 times per entry
     older = None
-    # dict.fromkeys first, at C speed: a NACK may list a number 17 times per
-    # entry. aiortc does not wrap a bitmask past 65535: masked here.
-    for seq in dict.fromkeys(lost):
-        seq &= 0xFFFF
-        behind = (newest - seq) & 0xFFFF
-        if behind < history:
-            window[seq] = None
-        elif behind < 0x8000 and older is None:
-            older = seq
-    window = list(window)
+    if len(distinct) <= LONG:
+        window: dict[int, None] = {}
+        for seq in distinct:
+            seq &= 0xFFFF  # aiortc does not wrap a bitmask past 65535
+            behind = (newest - seq) & 0xFFFF
+            if behind < history:
+                window[seq] = None
+            elif behind < 0x8000 and older is None:
+                older = seq
+        found = list(window)
+    else:
+        found = []
+        for behind in range(history - 1, -1, -1):
+            seq = (newest - behind) & 0xFFFF
+            if seq in distinct or seq + 0x10000 in distinct:
+                found.append(seq)
+        for seq in lost[:LONG]:
+            seq &= 0xFFFF
+            if history <= ((newest - seq) & 0xFFFF) < 0x8000:
+                older = seq
+                break
     if older is not None:
-        window.append(older)
-    return window
+        found.append(older)
+    return found
+
+
+LONG = 1024  # distinct numbers: a longer NACK is read by walking the history
