@@ -72,3 +72,30 @@ def test_aNackBombWalksTheHistoryOnly():
     assert len(player.stall.holes) <= player.stall.MAX_HOLES
     assert player.nacksTooOld >= 1  # still read as a NACK for packets gone: a keyframe
     player.detach()
+
+
+def test_aPublishersSenderReportsReachItsPlayersAtMostFourTimesASecond():
+    """
+    Each sender report of a publisher is one to each of its players: a
+    publisher sending 500 a second (within its RTCP budget) made the server
+    send 500 a second to every player. Now at most one per SR_INTERVAL goes
+    on; the latest is kept for a player that starts.
+    """
+    from wcs.media.internals import RtcpSenderInfo, RtcpSrPacket
+
+    track, _ = _incoming()
+    wires = [_Wire() for _ in range(10)]
+    players = [Subscription(track, wire, ssrc=0x100 + i, payloadType=100)
+               for i, wire in enumerate(wires)]
+    for player in players:
+        player.attach()
+    track.rtpReceived(_packet(0, 0))
+    for wire in wires:
+        wire.rtcp.clear()
+    for i in range(500):  # one second
+        track.senderReport(RtcpSrPacket(ssrc=5, sender_info=RtcpSenderInfo(
+            ntp_timestamp=i << 32, rtp_timestamp=i * 90, packet_count=0, octet_count=0)))
+        track.clock.advance(0.002)
+    assert all(1 <= len(wire.rtcp) <= 5 for wire in wires), [len(w.rtcp) for w in wires]
+    assert track.lastSenderReport == (499 << 32, 499 * 90)
+    assert track.senderReportAt[0] == (499 << 16) & 0xFFFFFFFF
