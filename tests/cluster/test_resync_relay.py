@@ -127,3 +127,17 @@ def test_relayed_streams_per_session_are_capped(network):
     network.pump()
     bob.messageReceived("publishStream", [streamBody("p4", "r-bob-p4", "r", True)])
     assert set(b.visitors.streams.nodes[bob.sessionId]) == {"p2", "p4"}
+
+
+def test_a_join_on_its_way_is_kept(network):
+    a, b = network.nodes["a"], network.nodes["b"]
+    alice, aliceChannel = a.client("alice")
+    command(alice, "join", name="r")
+    bob, bobChannel = b.client("bob")
+    command(bob, "join", name="r")  # queued; the resync's listing goes after it
+    b.resync.outage("test")
+    b.clock.advance(SETTLE)
+    network.pump()
+    assert list(a.server.rooms.rooms["r"].participants) == ["alice", "bob"]
+    assert bobChannel.named("DataStatusEvent")[-1]["status"] == "ACCEPTED"
+    assert aliceChannel.roomEvents("LEFT") == []

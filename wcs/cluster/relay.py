@@ -179,7 +179,8 @@ class Visitors:
         self.reactor = reactor
         self.isLive = isLive
         self.rooms: dict[str, RemoteRoom] = {}
-        self.pending: dict[str, tuple[Deferred, Any]] = {}
+        # requestId -> (its Deferred, its timeout, sessionId, room, node)
+        self.pending: dict[str, tuple[Deferred, Any, str, str, str]] = {}
         self._ids = itertools.count()
         # Every session that visited a room, for what its proxy there sends
         # (stream statuses, answers): weak, a closed session goes by itself.
@@ -200,7 +201,7 @@ class Visitors:
         requestId = f"{self.bus.nodeId}/{next(self._ids)}"
         d = Deferred()
         timeout = self.clock.callLater(JOIN_TIMEOUT, self._noAnswer, requestId, node)
-        self.pending[requestId] = (d, timeout)
+        self.pending[requestId] = (d, timeout, session.sessionId, room, node)
         self.sessions[session.sessionId] = session
         appKey = session.connection.appKey if session.connection else ""
         claims = getattr(session, "claims", None)
@@ -236,7 +237,7 @@ class Visitors:
                                                 "session": payload.get("session"),
                                                 "room": payload.get("room")})
             return
-        d, timeout = entry
+        d, timeout = entry[:2]
         timeout.cancel()
         if "error" in payload:
             code = payload.get("code")

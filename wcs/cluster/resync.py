@@ -81,17 +81,24 @@ def missed(old: dict[str, dict[str, None]], new: dict[str, dict[str, None]],
     return events
 
 
-def readMembers(payload: dict[str, Any]) -> tuple[dict[str, dict[str, dict]], set[str]]:
+def readMembers(payload: dict[str, Any]) -> tuple[dict[str, dict[str, dict]], set[str],
+                                                  set[tuple[str, str]]]:
     """
-    The listing of a C{members} message: {room: {session: entry}}, and the
-    sessions of the sender still relaying streams here.
+    The listing of a C{members} message: {room: {session: entry}}, the
+    sessions of the sender still relaying streams here, and its joins on
+    their way here (session, room).
 
     @raise ValueError: not a listing.
     """
     rooms, sessions = payload.get("rooms"), payload.get("sessions")
+    joining = payload.get("joining") or []
     if not isinstance(rooms, dict) or not isinstance(sessions, list) \
             or not all(isinstance(s, str) for s in sessions):
         raise ValueError("members without rooms and sessions")
+    if not isinstance(joining, list) or not all(
+            isinstance(j, list) and len(j) == 2 and all(isinstance(x, str) for x in j)
+            for j in joining):
+        raise ValueError("joining not a list of [session, room]")
     listed: dict[str, dict[str, dict]] = {}
     for room, entries in rooms.items():
         if not isinstance(entries, list):
@@ -103,7 +110,7 @@ def readMembers(payload: dict[str, Any]) -> tuple[dict[str, dict[str, dict]], se
                     and all(isinstance(s, str) for s in entry["streams"])):
                 raise ValueError("a member without session, login or streams")
             listed.setdefault(room, {})[entry["session"]] = entry
-    return listed, set(sessions)
+    return listed, set(sessions), {(session, room) for session, room in joining}
 
 
 class Resync:
@@ -156,27 +163,30 @@ class Resync:
                 for sessionId, p in room.members.items() if not p.gone]
         sessions = [s for s, streams in self.visitors.streams.nodes.items()
                     if node in streams.values()]
+        # Joins on their way: the room's node may hold them before their answer.
+        joining = [[session, room] for _, _, session, room, to in
+                   self.visitors.pending.values() if to == node]
         self.bus.send(node, {"op": "members", "ask": ask, "rooms": rooms,
-                             "sessions": sessions})
+                             "sessions": sessions, "joining": joining})
 
     # The room's node
 
     def members(self, payload: dict[str, Any]) -> None:
         """A node listed its members of rooms here: make them match."""
         node = payload["from"]
-        listed, relaying = readMembers(payload)
+        listed, relaying, joining = readMembers(payload)
         hosts = self.hosts
         dropped = added = 0
         for (of, session), proxy in list(hosts.proxies.items()):
             if of != node:
                 continue
             if not any(session in members for members in listed.values()) \
-                    and session not in relaying:
+                    and session not in relaying and not any(j[0] == session for j in joining):
                 dropped += len(proxy.participants)
                 hosts.command({"op": "disconnect", "from": node, "session": session})
                 continue
             for room in list(proxy.participants):
-                if session not in listed.get(room, {}):
+                if session not in listed.get(room, {}) and (session, room) not in joining:
                     dropped += 1
                     hosts.command({"op": "leave", "from": node, "session": session,
                                    "room": room})
