@@ -138,6 +138,10 @@ class Resync:
                       why=why)
         self.scheduled = self.clock.callLater(SETTLE, self._whenHeard)
 
+    def stop(self) -> None:
+        if self.scheduled is not None and self.scheduled.active():
+            self.scheduled.cancel()
+
     def _whenHeard(self) -> None:
         self.bus.whenSubscribed().addCallback(lambda _: self._send())
 

@@ -114,6 +114,7 @@ class ClusterService(Service):
         super().stopService()
         if self._beat.running:
             self._beat.stop()
+        self.resync.stop()
         if self._relayPort is not None:
             self._relayPort.stopListening()
         # Added before the shutdown service, this stops after it closed the
