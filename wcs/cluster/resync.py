@@ -128,7 +128,6 @@ class Resync:
         self.clock = clock
         self.known = known
         self.scheduled = None
-        self.sent = 0  # resyncs sent (each: one message per known node)
 
     def outage(self, why: str) -> None:
         """Redis is back after an outage: resync once this node hears its channel."""
@@ -147,7 +146,6 @@ class Resync:
 
     def _send(self) -> None:
         self.scheduled = None
-        self.sent += 1
         for node in sorted(self.known):
             self.sendTo(node, ask=True)
 
