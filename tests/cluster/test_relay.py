@@ -16,6 +16,7 @@ from twisted.internet.task import Clock
 from tests.support.channels import ANSWER, HeldMediaEngine, RecordingChannel
 from wcs.cluster.hosts import Hosts
 from wcs.cluster.relay import JOIN_TIMEOUT, Visitors, route
+from wcs.cluster.resync import Resync
 from wcs.config import Settings
 from wcs.server import RoomServer
 
@@ -36,6 +37,9 @@ class Loopback:
         self.send(node, {"op": "deliver", "to": [session], "name": message.name,
                          "args": message.args})
 
+    def whenSubscribed(self):
+        return succeed(None)
+
 
 class Node:
     def __init__(self, nodeId: str, network: "Network"):
@@ -49,6 +53,8 @@ class Node:
         self.visitors = Visitors(self.bus, self.clock,
                                  isLive=lambda name: self.server.liveSource(name) is not None)
         self.hosts = Hosts(self.bus, self.server)
+        self.resync = Resync(self.bus, self.visitors, self.hosts, self.server, self.clock,
+                             {n: "1" for n in ("a", "b") if n != nodeId})
         self.engine = HeldMediaEngine()
         self.server.registerMediaEngine(self.engine)
         self.server.placement = self
@@ -86,7 +92,7 @@ class Network:
                 self.dropped += 1
                 continue
             target = self.nodes[node]
-            assert route(payload, target.visitors, target.hosts), payload
+            assert route(payload, target.visitors, target.hosts, target.resync), payload
         raise AssertionError("messages kept coming")
 
 
