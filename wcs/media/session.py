@@ -25,6 +25,7 @@ from wcs.interfaces import IMediaSession, IMediaSource, IMediaStats, IStreamList
 from wcs.media import info, negotiate, rtx
 from wcs.media.bandwidth import PublisherBandwidth
 from wcs.media.narrow import watchPlayer
+from wcs.media.rtcpguard import RtcpBudget
 from wcs.media.ice import IceConnection
 from wcs.media.internals import RtcpRrPacket
 from wcs.media.liveness import LoopClock, Periodic, Silence
@@ -68,6 +69,9 @@ class MediaSession:
                                        engine.certificate())
             transport.lost = self._fail
             transport.watchedBy(self.peer, self.rtp)
+            transport.owner = self
+            if engine.settings.media_max_rtcp_rate > 0:
+                transport.rtcpBudget = RtcpBudget(engine.settings.media_max_rtcp_rate * 1024)
             self.remote.append((transport, group[0].media))
             for section in group:
                 self.transports[id(section)] = transport
