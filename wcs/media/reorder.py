@@ -13,7 +13,7 @@ Such a player shows itself by asking again for a packet within half a
 round trip (at most 50 ms, at least 10), which a webrtc.org receiver
 never does by itself; but two of its NACKs sent a round trip apart are
 read here back to back when the server or the player ran late (a loaded
-machine: Chromium did so in 1-2% of its NACKs, aiortc in ~40%, on
+machine: Chromium did so in 1-6% of its NACKs, aiortc in ~40%, on
 `wifi`), so a player is eager only while such re-askings are at least
 L{NackHold.EAGER_SHARE} of its NACKs (docs/networks.md, "Chromium on
 `wifi`"). While it is,
