@@ -1,0 +1,80 @@
+"""
+A stalled node is not a dead one (docs/cluster.md, "Failure behaviour"): a
+real redis-server and three nodes as processes; a node that visits a room
+is stopped (SIGSTOP: CPU starvation, a GC pause, a paused VM) past its key's
+TTL, so the room's node gives it up; when it runs again, the resync of
+wcs/cluster/resync.py puts its members back: every member's participant
+list is whole again and chat flows both ways.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from tests.cluster.test_cluster import BEAT, NODES, TTL, roomName, until
+from tests.cluster.test_resync import Roster, joined
+from tests.support.cluster import runningCluster
+from tests.support.redis import redisAvailable
+
+pytestmark = pytest.mark.skipif(not redisAvailable(), reason="redis-server not installed")
+
+STALL = 2 * TTL + 2 * BEAT  # past the give-up (TTL + two checks), with margin
+GIVEN_UP = 10.0  # seconds more the stall may last until the room's node has said "gone"
+
+
+def events(roster: Roster, since: int, login: str) -> list[str]:
+    """The JOINED and LEFT of C{login} that C{roster}'s client received after C{since}."""
+    return [p["name"] for f in roster.client.received[since:]
+            if f["message"] == "OnDataEvent"
+            for p in [f["data"][0]["payload"]]
+            if p.get("name") in ("JOINED", "LEFT") and p.get("info") == login]
+
+
+async def test_stalled_node_heals(tmp_path):
+    with runningCluster(tmp_path, {n: {"room_idle_timeout": "0"} for n in NODES}) as (
+            redis, nodes):
+        room = roomName()
+        members = {"a": await joined(nodes["a"], "user-a", room)}
+        owner = redis.client().get(f"wcs:room:{room}")
+        for node in NODES[1:]:
+            members[node] = await joined(nodes[node], f"user-{node}", room)
+        staller, other = [n for n in NODES if n != owner]
+        everyone = {f"user-{n}" for n in NODES}
+        try:
+            for node, roster in members.items():
+                await roster.settle(everyone - {f"user-{node}"})
+            marks = {n: len(r.client.received) for n, r in members.items()}
+            proc = nodes[staller].proc
+            proc.send_signal(signal.SIGSTOP)
+            try:
+                stopped = time.monotonic()
+                await until(lambda: time.monotonic() - stopped >= STALL
+                            and f"node {staller} is gone" in nodes[owner].log(),
+                            STALL + GIVEN_UP, f"node {owner} gives {staller} up")
+            finally:
+                proc.send_signal(signal.SIGCONT)
+                resumed = time.monotonic()
+            for node, roster in members.items():
+                await roster.settle(everyone - {f"user-{node}"})
+            healed = time.monotonic() - resumed
+            seen = {n: events(r, marks[n], f"user-{staller}")
+                    for n, r in members.items() if n != staller}
+            print(f"\nstalled node {staller} ({time.monotonic() - stopped - healed:.1f} s): "
+                  f"every list whole within {healed:.1f} s after SIGCONT; the others saw "
+                  f"{seen}; user-{staller} saw "
+                  f"{[e for n in (owner, other) for e in events(members[staller], marks[staller], f'user-{n}')]}; "
+                  f"load {os.getloadavg()[0]:.1f}")
+            # Chat flows both ways between the stalled node's member and the others.
+            for sender, to in ((staller, owner), (owner, staller), (staller, other)):
+                status = await members[sender].client.chat(room, f"user-{to}", f"hi {to}")
+                assert status["status"] == "ACCEPTED", status
+                await members[to].client.expect(
+                    "OnDataEvent", lambda f: f["data"][0]["payload"]["name"] == "MESSAGE",
+                    skip=("ping", "OnDataEvent"))
+        finally:
+            for roster in members.values():
+                await roster.client.close()
