@@ -10,20 +10,26 @@ list is whole again and chat flows both ways.
 from __future__ import annotations
 
 import os
+import random
 import signal
 import time
 
 import pytest
+from aiortc import RTCSessionDescription
 
 from tests.cluster.test_cluster import BEAT, NODES, TTL, roomName, until
 from tests.cluster.test_resync import Roster, joined
 from tests.support.cluster import runningCluster
+from tests.media import peers
 from tests.support.redis import redisAvailable
+from tests.support.rooms import SKIP, status, streamRequest
+from tests.support.wsclient import Client
 
 pytestmark = pytest.mark.skipif(not redisAvailable(), reason="redis-server not installed")
 
 STALL = 2 * TTL + 2 * BEAT  # past the give-up (TTL + two checks), with margin
-GIVEN_UP = 10.0  # seconds more the stall may last until the room's node has said "gone"
+GIVEN_UP = 10.0
+RESYNC = 10.0  # seconds from SIGCONT until the resync told the stalled node what it lost  # seconds more the stall may last until the room's node has said "gone"
 
 
 def events(roster: Roster, since: int, login: str) -> list[str]:
@@ -76,5 +82,97 @@ async def test_stalled_node_heals(tmp_path):
                     "OnDataEvent", lambda f: f["data"][0]["payload"]["name"] == "MESSAGE",
                     skip=("ping", "OnDataEvent"))
         finally:
+            for roster in members.values():
+                await roster.client.close()
+
+
+def statuses(client, mediaSessionId: str) -> list[str]:
+    return [f["data"][0]["status"] for f in client.received
+            if f["message"] == "notifyStreamStatusEvent"
+            and f["data"][0]["mediaSessionId"] == mediaSessionId]
+
+
+async def publish(client, room: str, name: str):
+    publisher = peers.Publisher(video="video/H264", audio="audio/opus")
+    body = streamRequest(name, room, await peers.offerOf(publisher.pc), True)
+    await negotiate(client, publisher.pc, body)
+    await status(client, body["mediaSessionId"], "PUBLISHING")
+    return publisher, body
+
+
+async def play(client, room: str, name: str):
+    player = peers.Player(video="video/H264", audio="audio/opus")
+    body = streamRequest(name, room, await peers.offerOf(player.pc), False)
+    await negotiate(client, player.pc, body)
+    await status(client, body["mediaSessionId"], "PLAYING")
+    return player, body
+
+
+async def negotiate(client, pc, body) -> None:
+    await client.send("publishStream" if body["published"] else "playStream", body)
+    frame = await client.expect("setRemoteSDP", lambda f: f["data"][0] == body["mediaSessionId"],
+                                timeout=15, skip=SKIP)
+    await pc.setRemoteDescription(RTCSessionDescription(sdp=frame["data"][1], type="answer"))
+
+
+async def test_stalled_nodes_stream(tmp_path):
+    """
+    A stream published by the stalled node's member (its media goes to the
+    room's node) ends when the room's node gives the stalled node up: its
+    player is told, and after the heal the stream is published again.
+    """
+    base = random.randrange(20000, 60000, 300)
+    settings = {n: {"room_idle_timeout": "0", "ice_public_ip": "127.0.0.1",
+                    "media_port_from": str(base + 100 * i),
+                    "media_port_to": str(base + 100 * i + 99)}
+                for i, n in enumerate(NODES)}
+    with runningCluster(tmp_path, settings) as (redis, nodes):
+        room = roomName()
+        members = {"a": await joined(nodes["a"], "user-a", room)}
+        owner = redis.client().get(f"wcs:room:{room}")
+        for node in NODES[1:]:
+            members[node] = await joined(nodes[node], f"user-{node}", room)
+        staller, _ = [n for n in NODES if n != owner]
+        peersOpen = []
+        name = f"{room}-{staller}"
+        try:
+            publisher, published = await publish(members[staller].client, room, name)
+            peersOpen.append(publisher)
+            player, played = await play(members[owner].client, room, name)
+            peersOpen.append(player)
+            await player.waitFrames("video", 5, timeout=20)
+            proc = nodes[staller].proc
+            proc.send_signal(signal.SIGSTOP)
+            try:
+                stopped = time.monotonic()
+                await until(lambda: time.monotonic() - stopped >= STALL
+                            and f"node {staller} is gone" in nodes[owner].log(),
+                            STALL + GIVEN_UP, f"node {owner} gives {staller} up")
+            finally:
+                proc.send_signal(signal.SIGCONT)
+            everyone = {f"user-{n}" for n in NODES}
+            for node, roster in members.items():
+                await roster.settle(everyone - {f"user-{node}"})
+            # The publisher is told its stream is lost, and publishes it again.
+            publishing = members[staller].client
+            await until(lambda: "FAILED" in statuses(publishing, published["mediaSessionId"]),
+                        RESYNC, "the stalled node's publisher gets FAILED")
+            failed = [f["data"][0] for f in publishing.received
+                      if f["message"] == "notifyStreamStatusEvent"
+                      and f["data"][0]["status"] == "FAILED"][-1]
+            assert statuses(publishing, published["mediaSessionId"]) \
+                == ["PUBLISHING", "FAILED"]
+            assert statuses(members[owner].client, played["mediaSessionId"]) \
+                == ["PLAYING", "STOPPED"]
+            publisher, published = await publish(members[staller].client, room, name)
+            peersOpen.append(publisher)
+            player, played = await play(members[owner].client, room, name)
+            peersOpen.append(player)
+            await player.waitFrames("video", 5, timeout=20)
+            print(f"\nstalled node {staller}: its publisher got FAILED ({failed['info']}), "
+                  f"published again and played; load {os.getloadavg()[0]:.1f}")
+        finally:
+            for peer in peersOpen:
+                await peer.close()
             for roster in members.values():
                 await roster.client.close()

@@ -37,6 +37,7 @@ from wcs.room.events import streamEntry
 
 SETTLE = 1.0  # seconds from an outage signal to the resync: the other signals join it
 LEAVE_INFO = "left while Redis was away"
+STREAM_LOST = "the stream was lost on the room's node while this node was away"
 
 
 def rosterOf(entries: list[Any]) -> dict[str, dict[str, None]]:
@@ -168,8 +169,12 @@ class Resync:
         # Joins on their way: the room's node may hold them before their answer.
         joining = [[session, room] for _, _, session, room, to in
                    self.visitors.pending.values() if to == node]
+        # Its streams there (publishes and plays), by mediaSessionId: one the
+        # room's node no longer holds (it gave this node up) fails.
+        relayed = [[session, media] for session, streams in self.visitors.streams.nodes.items()
+                   for media, to in streams.items() if to == node]
         self.bus.send(node, {"op": "members", "ask": ask, "rooms": rooms,
-                             "sessions": sessions, "joining": joining})
+                             "sessions": sessions, "joining": joining, "relayed": relayed})
 
     # The room's node
 
@@ -212,6 +217,7 @@ class Resync:
             if room is not None:
                 self.bus.send(node, {"op": "state", "room": roomName, "state": [
                     e for p in room.participants.values() for e in p.stateEntries()]})
+        self._lost(node, payload.get("relayed") or [])
         if dropped or added:
             self.log.info("cluster: resync with {node}: {dropped} memberships dropped, "
                           "{added} added", node=node, dropped=dropped, added=added)
@@ -229,6 +235,30 @@ class Resync:
         for stream in wanted:
             if stream not in participant.streams:
                 participant.home.announceStream(participant, stream)
+
+    def _lost(self, node: str, relayed: Any) -> None:
+        """
+        Streams the node relays here that this node no longer holds (it gave
+        that node up, ending them): FAILED to their client, which may start
+        them again; its node forgets them on that status (L{Visitors.deliver}).
+        """
+        if not isinstance(relayed, list):
+            return
+        for entry in relayed:
+            if not (isinstance(entry, list) and len(entry) == 2
+                    and all(isinstance(x, str) for x in entry)):
+                continue
+            session, media = entry
+            proxy = self.hosts.proxies.get((node, session))
+            if proxy is not None and media in proxy.streams.active:
+                continue
+            self.log.info("cluster: resync with {node}: stream {media} of {session} is no "
+                          "longer here: FAILED", node=node, media=clip(media),
+                          session=clip(session))
+            self.bus.send(node, {"op": "deliver", "to": [session],
+                                 "name": "notifyStreamStatusEvent", "args": [{
+                                     "mediaSessionId": media, "name": "", "status": "FAILED",
+                                     "info": STREAM_LOST}]})
 
     def _remove(self, node: str, session: str, room: str, info: str) -> None:
         """A member there that cannot be one here: out of the room there, as a kick."""
