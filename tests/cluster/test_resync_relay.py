@@ -141,3 +141,39 @@ def test_a_join_on_its_way_is_kept(network):
     assert list(a.server.rooms.rooms["r"].participants) == ["alice", "bob"]
     assert bobChannel.named("DataStatusEvent")[-1]["status"] == "ACCEPTED"
     assert aliceChannel.roomEvents("LEFT") == []
+
+
+def test_a_stream_the_room_node_lost_fails(network):
+    a, b, alice, aliceChannel, bob, bobChannel = joinOnBoth(network)
+    bob.messageReceived("publishStream", [streamBody("m1", "r-bob", "r", True)])
+    network.pump()
+    a.engine.last().listener.mediaStarted()
+    network.pump()
+    a.hosts.nodeGone("b")  # a gave b up (stalled): bob's stream there ended
+    network.pump(drop=True)
+    resync(network, "b")
+    # The publisher is told, its node forgets the stream, and it can publish again.
+    failed = [s for s in bobChannel.named("notifyStreamStatusEvent")
+              if s["mediaSessionId"] == "m1"]
+    assert [s["status"] for s in failed] == ["PUBLISHING", "FAILED"], failed
+    assert b.visitors.streams.nodes == {}
+    resync(network, "a", "b")  # again: nothing more
+    assert len(bobChannel.named("notifyStreamStatusEvent")) == len(failed)
+    bob.messageReceived("publishStream", [streamBody("m2", "r-bob", "r", True)])
+    network.pump()
+    a.engine.last().listener.mediaStarted()
+    network.pump()
+    assert bobChannel.named("notifyStreamStatusEvent")[-1]["status"] == "PUBLISHING"
+    assert [e["info"] for e in aliceChannel.roomEvents("PUBLISHED")][-1] == {
+        "login": "bob", "name": "r-bob"}
+
+
+def test_a_stream_still_held_is_kept(network):
+    a, b, alice, aliceChannel, bob, bobChannel = joinOnBoth(network)
+    bob.messageReceived("publishStream", [streamBody("m1", "r-bob", "r", True)])
+    network.pump()
+    a.engine.last().listener.mediaStarted()
+    network.pump()
+    resync(network, "a", "b")
+    assert [s["status"] for s in bobChannel.named("notifyStreamStatusEvent")] == ["PUBLISHING"]
+    assert a.server.liveSource("r-bob") is not None
