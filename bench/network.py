@@ -92,13 +92,17 @@ def runServer(spec, profile, report, lab, args, workdir: Path, failures) -> list
     results = []
     kind, *extra = spec.split(":")
     variant = dict(item.split("=", 1) for item in extra)
-    with lab.entered():
-        if kind == "wcs":
-            server = startServer(workdir / profile.name,
-                                 settings={**MEDIA, **profileSettings(profile, args), **variant},
-                                 enable=("ws", "http"))  # http: the SDK for Chromium
-        else:
-            server = JanusServer(workdir / f"janus-{profile.name}").start()
+    try:
+        with lab.entered():
+            if kind == "wcs":
+                server = startServer(workdir / profile.name,
+                                     settings={**MEDIA, **profileSettings(profile, args), **variant},
+                                     enable=("ws", "http"))  # http: the SDK for Chromium
+            else:
+                server = JanusServer(workdir / f"janus-{profile.name}").start()
+    except Exception as e:  # a busy machine: report and go on with the next arm
+        failures.append(f"{spec} {profile.name}: not started: {type(e).__name__}: {e}")
+        return results
     try:
         for codec in args.codecs:
             run = RoomRun(codec, args.players, args.seconds, width=args.width,
