@@ -43,7 +43,9 @@ MAX_DELAY_MS = 60_000
 # A folder: each player's own view of a run goes there (player*.json, read by
 # bench/freezetrace.py with the server's media_trace_file).
 PLAYER_TRACE = "NETLAB_PLAYER_TRACE"
-BITRATE = 1_000_000  # the publisher's encoder target, both codecs (wcs: REMB only under a cap)
+# The publisher's encoder target, both codecs; REMB moves it (Janus: the room's
+# bitrate; wcs: a cap, else media_remb_uncapped).
+BITRATE = 1_000_000
 CODECS = {"h264": "video/H264", "vp8": "video/VP8"}
 
 

@@ -13,6 +13,7 @@ from wcs.media import rtp
 from wcs.media.feedback import FeedbackPolicy, RetransmitBudget, RoundTrip
 from wcs.media.internals import RtcpSenderInfo, RtcpSrPacket
 from wcs.media.reorder import NackHold
+from wcs.media.rtcpguard import nackWindow
 from wcs.media.stall import StallWatch
 
 HISTORY = 512  # packets kept per player for NACKs: ~4 s of 1 Mbit/s video
@@ -236,6 +237,7 @@ class Subscription:
 
     def nackReceived(self, lost: list[int]) -> None:
         self.nacksReceived += 1
+        lost = nackWindow(lost, self.lastSeq, HISTORY)  # at most HISTORY + 1 (rtcpguard)
         if self.trace is not None:
             self.trace.event("nack", self.ssrc, *lost)
         if self.stall is not None:
