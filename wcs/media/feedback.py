@@ -26,10 +26,11 @@ declare(
     Key("media_retransmit_share", "int", 20,
         "percent of a stream's bitrate that retransmissions may add on the publisher's "
         "leg (what we NACK); 0: no retransmission"),
-    Key("media_reorder_nack_share", "int", 10,
+    Key("media_reorder_nack_share", "int", 0,
         "percent of a publisher's packets that may be NACKed while they are still on their "
         "way (reordered), so that real losses are NACKed sooner: only while the publisher "
-        "leg's budget stays half full; 0: wait for 95 % of the late packets"),
+        "leg's budget stays half full; 0 (the default until measured on a quiet machine): "
+        "wait for 95 % of the late packets"),
     Key("media_player_retransmit_share", "int", 60,
         "percent of the bytes a player was sent that we may resend to it on its NACKs; "
         "0: no retransmission to players"),
@@ -56,7 +57,7 @@ class FeedbackPolicy:
     burst: int = 32768  # bytes a budget may save up (RetransmitBudget.BURST)
     trace: PacketTrace | None = None  # the lab's per-packet trace (wcs.media.trace)
     playerStall: float = 0.0  # s (wcs.media.stall); 0: off, as the setting's default
-    reorderNackShare: float = 0.1  # of the publisher's packets (NackGenerator.earlyWait)
+    reorderNackShare: float = 0.0  # of the publisher's packets (NackGenerator.earlyWait)
 
     @classmethod
     def fromSettings(cls, settings) -> "FeedbackPolicy":
