@@ -21,6 +21,14 @@ def resync(network, *nodes: str) -> None:
     network.pump()
 
 
+def publish(network, bob, mediaSessionId: str) -> None:
+    """bob (on b) publishes r-bob into room r on a, and its media starts there."""
+    bob.messageReceived("publishStream", [streamBody(mediaSessionId, "r-bob", "r", True)])
+    network.pump()
+    network.nodes["a"].engine.last().listener.mediaStarted()
+    network.pump()
+
+
 def test_a_leave_lost_is_undone(network):
     a, b, alice, aliceChannel, bob, bobChannel = joinOnBoth(network)
     command(bob, "leave", name="r")
@@ -38,10 +46,7 @@ def test_a_leave_lost_is_undone(network):
 
 def test_a_disconnect_lost_ends_the_visitors_streams_there(network):
     a, b, alice, aliceChannel, bob, bobChannel = joinOnBoth(network)
-    bob.messageReceived("publishStream", [streamBody("m1", "r-bob", "r", True)])
-    network.pump()
-    a.engine.last().listener.mediaStarted()
-    network.pump()
+    publish(network, bob, "m1")
     bob.connectionLost("test")
     network.pump(drop=True)
     resync(network, "a")  # the room's node asks; b answers with nobody
@@ -145,10 +150,7 @@ def test_a_join_on_its_way_is_kept(network):
 
 def test_a_stream_the_room_node_lost_fails(network):
     a, b, alice, aliceChannel, bob, bobChannel = joinOnBoth(network)
-    bob.messageReceived("publishStream", [streamBody("m1", "r-bob", "r", True)])
-    network.pump()
-    a.engine.last().listener.mediaStarted()
-    network.pump()
+    publish(network, bob, "m1")
     a.hosts.nodeGone("b")  # a gave b up (stalled): bob's stream there ended
     network.pump(drop=True)
     resync(network, "b")
@@ -159,10 +161,7 @@ def test_a_stream_the_room_node_lost_fails(network):
     assert b.visitors.streams.nodes == {}
     resync(network, "a", "b")  # again: nothing more
     assert len(bobChannel.named("notifyStreamStatusEvent")) == len(failed)
-    bob.messageReceived("publishStream", [streamBody("m2", "r-bob", "r", True)])
-    network.pump()
-    a.engine.last().listener.mediaStarted()
-    network.pump()
+    publish(network, bob, "m2")
     assert bobChannel.named("notifyStreamStatusEvent")[-1]["status"] == "PUBLISHING"
     assert [e["info"] for e in aliceChannel.roomEvents("PUBLISHED")][-1] == {
         "login": "bob", "name": "r-bob"}
@@ -170,10 +169,7 @@ def test_a_stream_the_room_node_lost_fails(network):
 
 def test_a_stream_still_held_is_kept(network):
     a, b, alice, aliceChannel, bob, bobChannel = joinOnBoth(network)
-    bob.messageReceived("publishStream", [streamBody("m1", "r-bob", "r", True)])
-    network.pump()
-    a.engine.last().listener.mediaStarted()
-    network.pump()
+    publish(network, bob, "m1")
     resync(network, "a", "b")
     assert [s["status"] for s in bobChannel.named("notifyStreamStatusEvent")] == ["PUBLISHING"]
     assert a.server.liveSource("r-bob") is not None
