@@ -136,7 +136,7 @@ class RoomCommands:
         """
         A C{sendData} C{sendMessage} that the transport read without
         decoding it (L{wcs.messages.chatFrame}): handled as
-        L{messageReceived} would, in fewer steps, in the common case (nothing
+        L{wcs.session.ClientSession.messageReceived} would, in fewer steps, in the common case (nothing
         held, no trace, the sender in the room, lengths within the limits,
         the access decision already made); the gate's path when the decision
         is out. False: not handled, the transport decodes the frame the
