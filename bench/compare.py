@@ -69,14 +69,70 @@ def chat(shared: Path, out: Path, args) -> None:
 def sfu(shared: Path, out: Path, args) -> None:
     common = ["--players", args.sfu_players, "--codec", args.codecs,
               "--seconds", str(args.sfu_seconds)]
-    run([PY, str(shared / "sfu_load.py"), "--backend", "janus", *common,
-         "--out", str(out / "sfu-janus.jsonl")], 1200)
-    port = freePort()
     media = ("--set ice_public_ip=127.0.0.1 --set media_port_from=0 --set media_port_to=0"
              + "".join(f" --set {setting}" for setting in args.wcs_set))
-    run([PY, str(shared / "sfu_load.py"), "--backend", "wcs", *common,
-         "--wcs-url", f"ws://127.0.0.1:{port}/", "--wcs-cmd", wcsCommand(port, 0, media),
-         "--out", str(out / "sfu-wcs.jsonl")], 1200)
+    # --repeat: Janus and wcs alternate (A B A B), so that a machine whose load
+    # drifts weighs on both sides alike; each run's load is kept next to it.
+    for turn in range(args.repeat):
+        for backend in ("janus", "wcs"):
+            with open(out / "sfu-load.jsonl", "a") as f:
+                f.write(json.dumps({"backend": backend, "turn": turn,
+                                    "load1": os.getloadavg()[0]}) + "\n")
+            if backend == "janus":
+                run([PY, str(shared / "sfu_load.py"), "--backend", "janus", *common,
+                     "--out", str(out / "sfu-janus.jsonl")], 1200)
+                continue
+            port = freePort()
+            run([PY, str(shared / "sfu_load.py"), "--backend", "wcs", *common,
+                 "--wcs-url", f"ws://127.0.0.1:{port}/",
+                 "--wcs-cmd", wcsCommand(port, 0, media),
+                 "--out", str(out / "sfu-wcs.jsonl")], 1200)
+
+
+def schedstat(row: dict) -> float | None:
+    """Server ms/s from the harness's schedstat figure (ns-exact, not 10 ms ticks)."""
+    cpu, window = row.get("server_cpu_s_schedstat"), row.get("window_s")
+    return 1000 * cpu / window if cpu is not None and window else None
+
+
+def sfuTurns(out: Path) -> None:
+    """Each A B turn of a --repeat run: ingest alone and with one player, per codec."""
+    loads = rows(out / "sfu-load.jsonl")
+    if len(loads) <= 2:
+        return
+    sfuRows = rows(out / "sfu-janus.jsonl") + rows(out / "sfu-wcs.jsonl")
+    # A starved encoder (a loaded machine) sends fewer frames to one side than
+    # to the other: the publisher's fps and the ms per frame say how equal.
+    print("\n| codec, players | turn | Janus ms/s (load) | wcs ms/s (load) | wcs / Janus "
+          "| publisher fps (Janus, wcs) | ratio per frame | kbit/s to the player (Janus, wcs) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for codec in sorted({r["codec"] for r in sfuRows if r.get("ok")}):
+        for n in sorted({r["players"] for r in sfuRows if r["codec"] == codec}):
+            ratios = []
+            turns = max(load["turn"] for load in loads) + 1
+            for turn in range(turns):
+                got = {}
+                for backend in ("janus", "wcs"):
+                    mine = [r for r in sfuRows if r["backend"] == backend
+                            and r["codec"] == codec and r["players"] == n]
+                    load = [x["load1"] for x in loads if x["backend"] == backend
+                            and x["turn"] == turn]
+                    row = mine[turn] if turn < len(mine) else {}
+                    got[backend] = (schedstat(row) if row.get("ok") else None,
+                                    load[0] if load else None, row.get("kbps_per_sub_mean"),
+                                    row.get("publisher_fps"))
+                (j, jl, jk, jf), (w, wl, wk, wf) = got["janus"], got["wcs"]
+                perFrame = w / wf / (j / jf) if j and w and jf and wf else None
+                if j and w:
+                    ratios.append((w / j, perFrame))
+                print(f"| {codec}, {n} | {turn + 1} | {fmt(j)} ({fmt(jl, 1)}) | "
+                      f"{fmt(w)} ({fmt(wl, 1)}) | {ratio(w, j)} | {fmt(jf, 1)}, {fmt(wf, 1)} | "
+                      f"{fmt(perFrame)}× | {fmt(jk, 0)}, {fmt(wk, 0)} |")
+            if ratios:
+                frames = [f for _, f in ratios if f is not None]
+                print(f"| {codec}, {n} | mean | | | "
+                      f"**{statistics.fmean(r for r, _ in ratios):.2f}×** | | "
+                      f"{fmt(statistics.fmean(frames) if frames else None)}× | |")
 
 
 def rtmp(shared: Path, out: Path, args) -> None:
@@ -184,6 +240,7 @@ def report(out: Path) -> None:
               f"{ratio(w1, n1)} | ≤ 2× |")
         print(f"| RTMP relay, per extra player (ms/s) | {fmt(ws)} | nginx-rtmp {fmt(ns)} | "
               f"{ratio(ws, ns)} | ≤ 1.5× |")
+    sfuTurns(out)
     print(f"\nload average: {os.getloadavg()[0]:.2f} (1 min) at report time")
 
 
@@ -200,6 +257,9 @@ def main() -> None:
     ap.add_argument("--sfu-players", default="0,1,5,10")
     ap.add_argument("--sfu-seconds", type=float, default=10)
     ap.add_argument("--codecs", default="h264,vp8")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="WebRTC: Janus then wcs, this many times (A B A B); the report "
+                         "adds each turn's schedstat ms/s and ratio, with the load average")
     ap.add_argument("--wcs-set", action="append", default=[], metavar="KEY=VALUE",
                     help="a setting for wcs in the WebRTC runs (repeatable), e.g. "
                          "media_idle_read_interval=0")

@@ -187,6 +187,15 @@ class Player:
               f"{ms(nackToResend)} ms; publisher's packet in -> resent copy out {ms(inToResend)} ms")
 
 
+def events(path):
+    """The trace's lines as (time, event, stream, [numbers])."""
+    with open(path) as lines:
+        for line in lines:
+            parts = line.split()
+            if len(parts) >= 3:
+                yield float(parts[0]), parts[1], int(parts[2]), [int(v) for v in parts[3:]]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("trace", nargs="+")
@@ -194,23 +203,17 @@ def main() -> int:
     publishers: dict[int, Publisher] = defaultdict(Publisher)
     players: dict[int, Player] = defaultdict(Player)
     for path in args.trace:
-        with open(path) as lines:
-            for line in lines:
-                parts = line.split()
-                if len(parts) < 3:
-                    continue
-                t, event, stream = float(parts[0]), parts[1], int(parts[2])
-                numbers = [int(v) for v in parts[3:]]
-                if event == "in":
-                    publishers[stream].packet(t, numbers[0])
-                elif event == "pnack":
-                    publishers[stream].nack(t, numbers)
-                elif event == "fwd":
-                    players[stream].forward(t, *numbers[:3])
-                elif event == "nack":
-                    players[stream].nack(t, numbers)
-                elif event in ("rs", "soon", "budget"):
-                    players[stream].answer(t, event, numbers[0])
+        for t, event, stream, numbers in events(path):
+            if event == "in":
+                publishers[stream].packet(t, numbers[0])
+            elif event == "pnack":
+                publishers[stream].nack(t, numbers)
+            elif event == "fwd":
+                players[stream].forward(t, *numbers[:3])
+            elif event == "nack":
+                players[stream].nack(t, numbers)
+            elif event in ("rs", "soon", "budget"):
+                players[stream].answer(t, event, numbers[0])
     for ssrc, publisher in publishers.items():
         publisher.report(ssrc)
         for pssrc, player in players.items():

@@ -77,13 +77,19 @@ def runProfile(profile, args, workdir: Path) -> tuple[list[dict], list[str]]:
     return results, failures
 
 
+# The publisher is told 1 Mbit/s by both servers: Janus's room bitrate
+# (tests/netlab/janus.py), and wcs's REMB to a publisher without transport-cc
+# and without a cap (default 1 500); --set media_remb_uncapped=1500 for that.
+LAB_RATE = {"media_remb_uncapped": "1000"}
+
+
 def runServer(kind, profile, report, lab, args, workdir: Path, failures) -> list[dict]:
     """Every codec's room on a fresh server of C{kind} (wcs or janus) in C{lab}."""
     results = []
     with lab.entered():
         if kind == "wcs":
             server = startServer(workdir / profile.name,
-                                 settings={**MEDIA, **profileSettings(profile, args)},
+                                 settings={**MEDIA, **LAB_RATE, **profileSettings(profile, args)},
                                  enable=("ws", "http"))  # http: the SDK for Chromium
         else:
             server = JanusServer(workdir / f"janus-{profile.name}").start()
@@ -197,7 +203,7 @@ def main() -> int:
         parser.error(f"unknown profile or codec: {unknown or args.codecs}")
     args.width, args.height = (int(v) for v in args.size.split("x"))
     print(f"{args.players} {args.player} players, {args.seconds:.0f} s per run, {args.size}, "
-          f"wcs settings {args.settings or 'as tested'}, "
+          f"wcs settings {({**LAB_RATE, **args.settings})}, "
           f"load average {os.getloadavg()[0]:.1f} at {time.strftime('%H:%M:%S')}; kernel netem "
           f"{'present' if netemAvailable() else 'absent'}, links shaped by the NFQUEUE impairer",
           flush=True)

@@ -177,3 +177,30 @@ def test_a_play_the_media_engine_refused_gives_its_hold_back():
     reactor, edges, stream, pull, transport = pulledStream()
     stream.players.discard(Player())  # StreamControl.end of a play never added
     assert stream.holds == 0 and transport.disconnecting
+
+
+def test_streams_ended_at_their_origin_are_forgotten():
+    """
+    Hours of streams played here and ended at their origin (each a new
+    name, as the SDK makes them): this node keeps none of them. Each ended
+    L{EdgeStream} (its source, pull, budget) stayed in C{Edges.streams}
+    until a stream of the same name was played again, and its origin among
+    the L{Edges.peers} whose health is watched.
+    """
+    reactor = MemoryReactorClock()
+    edges = edge.Edges(Registry(("room-x", "b", ("127.0.0.1", 7000))), reactor)
+    for i in range(200):
+        name = f"room-x-alice{i}"
+        results = located(edges, name)
+        pull = reactor.tcpClients[i][2].buildProtocol(None)
+        pull.makeConnection(StringTransport())
+        pull.dataReceived(b'{"tracks": {"video": "H264"}}\n')
+        player = Player()
+        results[0].players.add(player)
+        pull.dataReceived(b"\x00\x00\x00\x01" + media.ENDED)
+        pull.connectionLost(None)
+        assert player.streams.ended == [(player, "STOPPED", "Stopped by publisher stop")]
+        reactor.advance(60)
+    assert edges.streams == {} and edges.peers() == set()
+    again = located(edges, "room-x-alice0")  # a new play of an old name: a new pull
+    assert again == [] and len(reactor.tcpClients) == 201

@@ -16,6 +16,7 @@ from twisted.internet.task import Clock
 from tests.support.channels import ANSWER, HeldMediaEngine, RecordingChannel
 from wcs.cluster.hosts import Hosts
 from wcs.cluster.relay import JOIN_TIMEOUT, Visitors, route
+from wcs.cluster.resync import Resync
 from wcs.config import Settings
 from wcs.server import RoomServer
 
@@ -36,6 +37,9 @@ class Loopback:
         self.send(node, {"op": "deliver", "to": [session], "name": message.name,
                          "args": message.args})
 
+    def whenSubscribed(self):
+        return succeed(None)
+
 
 class Node:
     def __init__(self, nodeId: str, network: "Network"):
@@ -49,6 +53,8 @@ class Node:
         self.visitors = Visitors(self.bus, self.clock,
                                  isLive=lambda name: self.server.liveSource(name) is not None)
         self.hosts = Hosts(self.bus, self.server)
+        self.resync = Resync(self.bus, self.visitors, self.hosts, self.server, self.clock,
+                             {n: "1" for n in ("a", "b") if n != nodeId})
         self.engine = HeldMediaEngine()
         self.server.registerMediaEngine(self.engine)
         self.server.placement = self
@@ -86,7 +92,7 @@ class Network:
                 self.dropped += 1
                 continue
             target = self.nodes[node]
-            assert route(payload, target.visitors, target.hosts), payload
+            assert route(payload, target.visitors, target.hosts, target.resync), payload
         raise AssertionError("messages kept coming")
 
 
@@ -344,3 +350,25 @@ def test_a_visitors_token_claims_go_with_its_join(network):
     (proxy,) = a.hosts.proxies.values()
     assert proxy.claims == bob.claims and proxy.login == "bob"
     assert proxy.channel.peer == f"cluster:b:{bob.sessionId}"
+
+
+def test_refused_relayed_plays_are_not_kept(network):
+    """
+    A visitor's plays that the room's node refuses outright (a malformed
+    request: `fail`, no stream status) are forgotten: kept, each new
+    mediaSessionId stayed for the session's life, and counted as a player
+    of the stream by the edge rule.
+    """
+    a, b, alice, aliceChannel, bob, bobChannel = joinOnBoth(network)
+    alice.messageReceived("publishStream", [streamBody("p1", "r-alice", "r", True)])
+    a.engine.last().listener.mediaStarted()
+    network.pump()
+    for i in range(50):
+        body = streamBody(f"bad{i}", "r-alice", "r", False)
+        body["sdp"] = 7  # not an offer
+        bob.messageReceived("playStream", [body])
+        network.pump()
+    refusals = [f for f in bobChannel.frames if f["message"] in ("fail", "notifyStreamStatusEvent")]
+    assert len(refusals) == 50, bobChannel.frames[-3:]
+    assert b.visitors.streams.nodes.get(bob.sessionId, {}) == {}
+    assert b.visitors.streams.players == {}

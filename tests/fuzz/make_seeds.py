@@ -236,6 +236,14 @@ def derivedSeeds() -> None:
         {"op": "close", "from": "a", "inc": "1", "session": "x", "reason": "bye"},
         {"op": "leave", "from": "a", "inc": "1", "session": "s1", "room": "here"},
         {"op": "disconnect", "from": "a", "inc": "2", "session": "s2"},
+        # The resync (wcs.cluster.resync): a's listing of its members here, a's
+        # fresh state of its room "there".
+        {"op": "members", "from": "a", "inc": "2", "ask": True, "sessions": ["s3"],
+         "joining": [["s4", "here"]], "rooms": {"here": [
+             {"session": "s5", "login": "fay", "streams": ["here-fay"], "appKey": "roomApp",
+              "claims": None}]}},
+        {"op": "state", "from": "a", "inc": "2", "room": "there",
+         "state": ["carol", {"login": "erin", "name": "there-erin"}]},
     ]
     envelopes = []
     for line in lines:

@@ -37,7 +37,7 @@ CRASHES = HERE / "crashes"
 
 TARGETS = ("websocket", "sdp", "amf0", "amf3", "amf_reencode", "rtmp_connection",
            "rtmp_protocol", "flv", "rtp", "properties", "wsframes", "twcc", "rtx",
-           "rtmp_arguments", "http", "cluster", "resp")
+           "rtmp_arguments", "http", "cluster", "resp", "feedback")
 
 TIME_LIMIT = 0.1  # s of CPU per input
 RSS_LIMIT_MB = 2048

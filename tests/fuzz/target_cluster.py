@@ -1,7 +1,8 @@
 """
 Messages from other cluster nodes, as they come out of Redis
 (L{wcs.cluster.bus.readEnvelope}, documented error ValueError), routed (its checks, L{wcs.cluster.relay.checkMessage}, raise ValueError)
-to the two ends of the relay (L{wcs.cluster.relay.route}: Visitors and Hosts) of a
+to the two ends of the relay (L{wcs.cluster.relay.route}: Visitors and Hosts, and
+the resync's L{wcs.cluster.resync.Resync}) of a
 node with a real RoomServer: a visitor of another node joined in a room
 here, and a client here with a join out at node C{a}. Nothing may escape
 (in the server, L{wcs.cluster.bus.Bus} would log it as a failure).
@@ -16,6 +17,7 @@ from twisted.internet.task import Clock
 from tests.support.channels import HeldMediaEngine, RecordingChannel
 from wcs.cluster import bus, relay
 from wcs.cluster.hosts import Hosts
+from wcs.cluster.resync import Resync
 from wcs.config import Settings
 from wcs.server import RoomServer
 
@@ -45,6 +47,7 @@ def fuzz(data: bytes) -> None:
     outbox = Outbox()
     visitors = relay.Visitors(outbox, clock)
     hosts = Hosts(outbox, server)
+    resync = Resync(outbox, visitors, hosts, server, clock, {"a": "1"})
     # A visitor from node a in room "here" (its join, as node a sends it).
     relay.route({"op": "join", "from": "a", "inc": "1", "id": "a/0", "session": "s1",
                  "room": "here", "login": "eve"}, visitors, hosts)
@@ -64,7 +67,7 @@ def fuzz(data: bytes) -> None:
                 continue
             message["from"], message["inc"] = node, incarnation
             try:
-                relay.route(message, visitors, hosts)
+                relay.route(message, visitors, hosts, resync)
             except ValueError:  # relay.checkMessage: the service logs it
                 pass
     clock.advance(relay.JOIN_TIMEOUT + 1)

@@ -102,7 +102,9 @@ async def test_chromiumEstimateRisesWithTransportCc():
     assert len(feedback) == 1 and feedback[0].feedbackSent >= SECONDS * 10
     assert all(s.extensions for s in page.session.sections if s.active)
 
-    control, samples = await chromiumPublishes(media_transport_cc=False)
+    # The control's loss alone: no transport-cc, and none of the REMB that
+    # REMB-only publishers get without a cap (media_remb_uncapped).
+    control, samples = await chromiumPublishes(media_transport_cc=False, media_remb_uncapped=0)
     _, controlPeak, controlSent = summary(samples)
     print(f"no transport-cc: estimate peak {controlPeak:.0f} kbit/s, sent {controlSent:.0f}")
     assert not control.session.bandwidth.feedback

@@ -182,6 +182,40 @@ def test_playerNackAnsweredOncePerRoundTrip():
     assert _seqs(wire) == [seq, seq] and subscription.retransmitted == 2
 
 
+def test_playerNackAnsweredAgainAfterOneRoundTrip():
+    """
+    A copy we resent is waited for one smoothed round trip, not the retry
+    (RTT + 2 variations): a NACK later than the RTT left the player after
+    the copy should have come, so the copy was lost (issue 16's `mobile`
+    freezes: an eager player re-asks at once, and the variations' margin
+    was added to every twice-lost packet).
+    """
+    track, wire, subscription = _player()
+    for rtt in (0.3, 0.1, 0.3, 0.1):  # a jittery link: smoothed ~0.2, retry ~0.36
+        subscription.rtt.sample(rtt)
+    smoothed, retry = subscription.rtt.smoothed, subscription.rtt.retry
+    assert retry - smoothed > 0.1
+    for i in range(50):
+        track.fanout(0, 0, i, i * 3000, bytes(SIZE), i == 0)
+    seq = _seqs(wire)[10]
+    wire.sent.clear()
+    subscription.nackReceived([seq])
+    track.clock.advance(smoothed * 0.9)
+    subscription.nackReceived([seq])  # may have crossed the copy: not answered
+    assert _seqs(wire) == [seq] and subscription.retransmitTooSoon == 1
+    track.clock.advance(smoothed * 0.2)  # past one RTT, well before the retry
+    subscription.nackReceived([seq])
+    assert _seqs(wire) == [seq, seq] and subscription.retransmitted == 2
+    # A round trip read longer than the retry's cap (a loaded player's
+    # reports): the cap still bounds the wait.
+    for _ in range(20):
+        subscription.rtt.sample(1.5)
+    assert subscription.rtt.smoothed > RoundTrip.MAX_RETRY == subscription.rtt.retry
+    track.clock.advance(RoundTrip.MAX_RETRY + 0.01)
+    subscription.nackReceived([seq])
+    assert _seqs(wire) == [seq, seq, seq]
+
+
 def test_playerRetransmitBudget():
     """
     A player that NACKs every packet it got (a narrow link) gets at most the

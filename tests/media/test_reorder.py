@@ -280,3 +280,27 @@ def test_roomyBudgetHoldsNothing():
     clock.advance(0.1)  # the held ones are due, within the budget left
     assert len(wire.sent) > answered
     subscription.detach()
+
+
+def test_lateForwardsForgottenWithoutNacks():
+    """
+    An eager player that stops NACKing (its link got better, or it never
+    sends RTCP again) while the publisher's link keeps reordering: what was
+    forwarded late is remembered L{NackHold.KEPT} seconds, not for the
+    session (it grew by every late packet, up to all 65,536 numbers: ~6 MB
+    a player, after ~20 minutes of a link that reorders 5 % at 1,000
+    packets/s). Here a minute at 100 packets/s, every other pair swapped,
+    across the numbers' wrap.
+    """
+    track, wire, subscription, seqs = _eagerPlayer(10)
+    clock, hold = track.clock, subscription.hold
+    seq = 63000  # the publisher's numbers wrap meanwhile
+    for _ in range(3000):
+        for s in (seq + 1, seq):
+            track.fanout(0, 0, s & 0xFFFF, (s * 3000) & 0xFFFFFFFF, b"x", False)
+        seq += 2
+        clock.advance(0.02)
+        wire.sent.clear()
+    assert hold.upstream, "late forwards are still seen"
+    assert len(hold.upstream) <= hold.KEPT / 0.02 + 1
+    subscription.detach()

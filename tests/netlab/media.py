@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import math
+import os
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -38,7 +40,12 @@ FREEZE = 0.5  # s without a new frame
 # A damaged picture passes the stamp's 8-bit check once in 256; a delay
 # beyond this bound is one of those, counted unreadable.
 MAX_DELAY_MS = 60_000
-BITRATE = 1_000_000  # the publisher's encoder target, both codecs (wcs: REMB only under a cap)
+# A folder: each player's own view of a run goes there (player*.json, read by
+# bench/freezetrace.py with the server's media_trace_file).
+PLAYER_TRACE = "NETLAB_PLAYER_TRACE"
+# The publisher's encoder target, both codecs; REMB moves it (Janus: the room's
+# bitrate; wcs: a cap, else media_remb_uncapped).
+BITRATE = 1_000_000
 CODECS = {"h264": "video/H264", "vp8": "video/VP8"}
 
 
@@ -86,6 +93,7 @@ class Decoded:
     counter: int | None
     delayMs: int | None
     keyframe: bool
+    pts: int | None = None  # the RTP timestamp less the first one's
 
 
 class MeasuringPlayer(peers.Player):
@@ -97,6 +105,35 @@ class MeasuringPlayer(peers.Player):
         self.countsKeyframes = video == CODECS["h264"]
         self.decoded: list[Decoded] = []
         self.first = asyncio.Event()
+        # The player's own view for freeze analysis (bench/freezetrace.py),
+        # only when asked: each RTP packet as it came, its NACKs and PLIs.
+        self.wire: list[tuple] | None = [] if os.environ.get(PLAYER_TRACE) else None
+        if self.wire is not None:
+            self._watchWire()
+
+    def _watchWire(self) -> None:
+        # aiortc's receiver methods, wrapped per instance (test client only).
+        receiver = self.pc.getTransceivers()[0].receiver
+        wire = self.wire
+        handle, nack, pli = (receiver._handle_rtp_packet, receiver._send_rtcp_nack,
+                             receiver._send_rtcp_pli)
+
+        async def handleRtp(packet, arrival_time_ms):
+            wire.append((time.monotonic(), "rtp", packet.ssrc, packet.sequence_number,
+                         packet.timestamp, packet.payload_type,
+                         int.from_bytes(packet.payload[:2], "big") if packet.payload else -1))
+            await handle(packet, arrival_time_ms)
+
+        async def sendNack(ssrc, lost):
+            wire.append((time.monotonic(), "nack", ssrc, list(lost)))
+            await nack(ssrc, lost)
+
+        async def sendPli(ssrc):
+            wire.append((time.monotonic(), "pli", ssrc))
+            await pli(ssrc)
+        receiver._handle_rtp_packet = handleRtp
+        receiver._send_rtcp_nack = sendNack
+        receiver._send_rtcp_pli = sendPli
 
     async def _consume(self, track):
         with contextlib.suppress(MediaStreamError):
@@ -111,7 +148,8 @@ class MeasuringPlayer(peers.Player):
                 delay = read and stamp.delayMs(read[1], int(at * 1000))
                 if delay is not None and delay >= MAX_DELAY_MS:
                     read = delay = None
-                self.decoded.append(Decoded(at, read and read[0], delay, bool(frame.key_frame)))
+                self.decoded.append(Decoded(at, read and read[0], delay, bool(frame.key_frame),
+                                            frame.pts))
                 self.first.set()
 
     def figures(self, start: float, end: float) -> dict:
@@ -294,4 +332,11 @@ class RoomRun:
                                tailDropped=links.get(f"player{i}.down", {}).get("tailDropped"))
                           for i, p in enumerate(players)],
         }
+        folder = os.environ.get(PLAYER_TRACE)
+        if folder:
+            for index, player in enumerate(players):
+                with open(os.path.join(folder, f"player{index}.json"), "w") as out:
+                    json.dump({"window": [start, end], "wire": player.wire,
+                               "decoded": [(d.at, d.counter, d.pts) for d in player.decoded]},
+                              out)
         return self.result

@@ -24,6 +24,10 @@ declare(
     Key("cluster_node_ttl", "int", 3000,
         "ms a node counts as live after its last heartbeat (sent every third of "
         "it); its rooms and members are given up when it expires"),
+    Key("cluster_session_max_relayed_streams", "int", 64,
+        "streams (mediaSessionIds) a client's connection may have taken to other "
+        "nodes' rooms and not yet ended; past it a new one gets FAILED; 0: no "
+        "limit (docs/security.md)"),
     Key("cluster_max_message", "int", 1 << 20,
         "bytes of the longest message a node takes from another over Redis; a "
         "longer one is dropped and logged (docs/security.md)"),

@@ -97,6 +97,10 @@ class Bus:
         self.retry = None
         self.stopped = False
         self.subscribed = False
+        self.heardBefore = False
+        # Called when the subscription is back after it was lost: what was
+        # published to this node meanwhile is lost (the service resyncs).
+        self.resubscribed: Callable[[], None] = lambda: None
         self._ready: list[Deferred] = []
 
     def start(self) -> None:
@@ -235,10 +239,13 @@ class Bus:
         if not self.subscribed:
             self.log.info("cluster: node {node} listening on {channel}",
                           node=self.nodeId, channel=channelOf(self.nodeId))
+        again, self.heardBefore = self.heardBefore, True
         self.subscribed = True
         ready, self._ready = self._ready, []
         for d in ready:
             d.callback(None)
+        if again:
+            self.resubscribed()
 
     def _received(self, data: bytes) -> None:
         try:

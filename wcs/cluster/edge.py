@@ -281,10 +281,14 @@ class Edges:
             room, node, address = home
             edge = self.streams.get(name)  # another player asked meanwhile
             if edge is None or edge.ended:
-                source = pullStream(self.reactor, address, name, {}, self._forget(name),
+                forget = self._forget(name)
+                source = pullStream(self.reactor, address, name, {}, forget,
                                     self.stats, self.keyframeInterval)
                 edge = self.streams[name] = EdgeStream(name, room, source)
                 edge.node = node
+                # Ended at its origin: forgotten too, or every stream ever
+                # played here stays (and its origin among our peers).
+                source.onEnd(lambda: forget(source))
             return self._ready(edge)
 
         def unreachable(failure):

@@ -96,6 +96,23 @@ class Hosts:
     def join(self, payload: dict[str, Any]) -> None:
         node, session, room = payload["from"], payload["session"], payload["room"]
         reply = {"op": "joined", "id": payload.get("id"), "session": session, "room": room}
+        try:
+            participant = self.admit(node, session, room, payload)
+        except RoomError as e:
+            self.bus.send(node, {**reply, "error": e.info, "code": e.code})
+            return
+        self.bus.send(node, {**reply, "state": participant.room.state(participant.login),
+                             "relay": self.relayAddress})
+
+    def admit(self, node: str, session: str, room: str, payload: dict[str, Any]):
+        """
+        Join the visitor C{session} of C{node} to C{room} here, with the
+        C{login}, C{appKey}, C{claims} and C{record} of C{payload} (a join,
+        or a resync's listing).
+
+        @return: its participant.
+        @raise RoomError: refused (login taken, room full...).
+        """
         proxy = self.proxies.get((node, session))
         if proxy is None:
             proxy = ProxySession(self.server, RemoteChannel(self.bus, node, session),
@@ -103,14 +120,11 @@ class Hosts:
                                  claimsFromJson(payload.get("claims")))
         try:
             proxy.joinRoom(room, bool(payload.get("record")))
-        except RoomError as e:
+        except RoomError:
             self._retireIfIdle(node, session, proxy)
-            self.bus.send(node, {**reply, "error": e.info, "code": e.code})
-            return
+            raise
         self.proxies[(node, session)] = proxy
-        participant = proxy.participants[room]
-        self.bus.send(node, {**reply, "state": participant.room.state(participant.login),
-                             "relay": self.relayAddress})
+        return proxy.participants[room]
 
     def relayed(self, header: dict[str, Any], source, onStop):
         """

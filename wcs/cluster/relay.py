@@ -12,7 +12,8 @@ there. Stream messages for the room's streams are relayed as they came.
 
 Bus payloads (C{op}): C{join} -> C{joined}; C{leave}, C{disconnect},
 C{chat}, C{announce}, C{withdraw}, C{stream} (to the room's node);
-C{deliver}, C{removed}, C{close} (to the client's node).
+C{deliver}, C{removed}, C{close} (to the client's node); C{members} and
+C{state} are L{wcs.cluster.resync}'s.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 
-from wcs.errors import UNAVAILABLE, RoomError
-from wcs.logs import Logger, clip
+from wcs.errors import TOO_MANY, UNAVAILABLE, RoomError
+from wcs.logs import LogLimiter, Logger, clip
 from wcs.messages import ServerMessage
 from wcs.room.events import roomEvent, streamEntry
 
@@ -152,7 +153,7 @@ class Visitors:
 
     def __init__(self, bus, clock, isLive=lambda name: False, reactor=None,
                  edgePlay: bool = False, edgeMinPlayers: int = 1,
-                 pulling=lambda name: False):
+                 pulling=lambda name: False, maxRelayed: int = 64):
         """
         @param isLive: whether a stream of that name is live on this node
             (then it is played here, not relayed).
@@ -164,7 +165,12 @@ class Visitors:
             this node pulls the stream already (C{pulling(name)}), or when
             with it the stream has at least that many players here; fewer
             are forwarded to the room's node.
+        @param maxRelayed: stream messages with a new mediaSessionId a
+            session may have relayed to other nodes and not yet ended
+            (C{cluster_session_max_relayed_streams}).
         """
+        self.maxRelayed = maxRelayed
+        self.errors = LogLimiter(self.log, clock=clock)
         self.edgePlay = edgePlay
         self.edgeMinPlayers = edgeMinPlayers
         self.pulling = pulling
@@ -173,7 +179,8 @@ class Visitors:
         self.reactor = reactor
         self.isLive = isLive
         self.rooms: dict[str, RemoteRoom] = {}
-        self.pending: dict[str, tuple[Deferred, Any]] = {}
+        # requestId -> (its Deferred, its timeout, sessionId, room, node)
+        self.pending: dict[str, tuple[Deferred, Any, str, str, str]] = {}
         self._ids = itertools.count()
         # Every session that visited a room, for what its proxy there sends
         # (stream statuses, answers): weak, a closed session goes by itself.
@@ -194,7 +201,7 @@ class Visitors:
         requestId = f"{self.bus.nodeId}/{next(self._ids)}"
         d = Deferred()
         timeout = self.clock.callLater(JOIN_TIMEOUT, self._noAnswer, requestId, node)
-        self.pending[requestId] = (d, timeout)
+        self.pending[requestId] = (d, timeout, session.sessionId, room, node)
         self.sessions[session.sessionId] = session
         appKey = session.connection.appKey if session.connection else ""
         claims = getattr(session, "claims", None)
@@ -230,7 +237,7 @@ class Visitors:
                                                 "session": payload.get("session"),
                                                 "room": payload.get("room")})
             return
-        d, timeout = entry
+        d, timeout = entry[:2]
         timeout.cancel()
         if "error" in payload:
             code = payload.get("code")
@@ -269,6 +276,11 @@ class Visitors:
         if node is None:
             return False
         if name in ("publishStream", "playStream"):
+            relayed = self.streams.nodes.get(session.sessionId, {})
+            if self.maxRelayed and mediaSessionId not in relayed \
+                    and len(relayed) >= self.maxRelayed:
+                self._tooMany(session, name, mediaSessionId, request)
+                return True
             # A repeated mediaSessionId skips _roomOf's checks: the name is
             # the client's, and counted only when it is one.
             played = request.get("name") if name == "playStream" else None
@@ -277,6 +289,23 @@ class Visitors:
         self.bus.send(node, {"op": "stream", "session": session.sessionId, "name": name,
                              "args": args})
         return True
+
+    def _tooMany(self, session, name: str, mediaSessionId: str, request: dict) -> None:
+        """
+        Past C{cluster_session_max_relayed_streams}: each relayed stream is
+        kept until its final status comes back, so a client making new
+        mediaSessionIds without end would grow the map without bound.
+        """
+        info = (f"too many streams relayed to other nodes on this connection: at most "
+                f"{self.maxRelayed} until some end")
+        self.errors.warn("relayed", "{session}: {message} refused: {info}",
+                         session=session, message=name, info=info)
+        streamName = request.get("name")
+        session.send(ServerMessage("notifyStreamStatusEvent", {
+            "mediaSessionId": mediaSessionId,
+            "name": streamName if isinstance(streamName, str) else "",
+            "published": name == "publishStream", "status": "FAILED", "info": info},
+            refusal=TOO_MANY))
 
     def playsHere(self, stream: str) -> bool:
         """
@@ -377,17 +406,22 @@ class Visitors:
         (which the roster follows), a stream's answer or status."""
         name, args = str(payload.get("name")), payload.get("args") or []
         message = ServerMessage(name, *args)
+        to = payload.get("to") or ()
         if name == "OnDataEvent":
             try:
                 event = args[0]["payload"]
                 room = self.rooms.get(event["roomName"])
             except (IndexError, KeyError, TypeError):
-                room = None
+                event = room = None
             if room is not None:
                 room.apply(event.get("name"), event.get("info"))
+            if event is not None:
+                # Not to a client that left the room meanwhile (its leave and
+                # this event crossed, or its leave was lost with Redis away).
+                to = [s for s in to if room is not None and s in room.members]
         elif name == "notifyStreamStatusEvent":
-            self._streamStatus(payload.get("to") or (), args)
-        for sessionId in payload.get("to") or ():
+            self._streamStatus(to, args)
+        for sessionId in to:
             session = self.sessions.get(sessionId)
             if session is not None:
                 session.send(message)
@@ -444,6 +478,7 @@ _REQUIRED = {
     "chat": ("session", "room", "to", "text"), "announce": ("session", "room", "stream"),
     "withdraw": ("session", "room", "stream"), "stream": ("session", "name"),
     "deliver": ("name",), "removed": ("session", "room"), "close": ("session",),
+    "members": (), "state": ("room",),
 }
 _TEXT = ("op", "session", "room", "login", "appKey", "id", "name", "text", "stream",
          "reason", "info", "error", "code")
@@ -483,7 +518,7 @@ def checkMessage(payload: dict[str, Any]) -> None:
         raise ValueError("relay is not [host, port]")
 
 
-def route(payload: dict[str, Any], visitors: Visitors, hosts) -> bool:
+def route(payload: dict[str, Any], visitors: Visitors, hosts, resync=None) -> bool:
     """
     Hand a message from another node to the end it is for.
 
@@ -504,6 +539,8 @@ def route(payload: dict[str, Any], visitors: Visitors, hosts) -> bool:
         visitors.removed(payload)
     elif op == "close":
         visitors.close(payload)
+    elif op in ("members", "state") and resync is not None:  # wcs.cluster.resync
+        getattr(resync, op)(payload)
     else:
         return False
     return True

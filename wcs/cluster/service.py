@@ -26,6 +26,7 @@ from wcs.cluster.media import RelayStats
 from wcs.cluster.registry import Registry
 from wcs.cluster.hosts import Hosts
 from wcs.cluster.relay import Visitors, route
+from wcs.cluster.resync import Resync
 from wcs.errors import UNAVAILABLE, RoomError
 from wcs.logs import LogLimiter, Logger, clip
 
@@ -63,10 +64,14 @@ class ClusterService(Service):
                                  isLive=lambda name: server.liveSource(name) is not None,
                                  reactor=clock, edgePlay=settings.cluster_edge_play,
                                  edgeMinPlayers=settings.cluster_edge_play_min_players,
-                                 pulling=lambda name: self.edges.pulling(name))
+                                 pulling=lambda name: self.edges.pulling(name),
+                                 maxRelayed=settings.cluster_session_max_relayed_streams)
         # node -> the incarnation first heard from it.
         self.known: dict[str, str] = {}
         self.hosts = Hosts(self.bus, server, self.known)
+        # What was relayed while Redis was away is lost: resync when it is back.
+        self.resync = Resync(self.bus, self.visitors, self.hosts, server, clock, self.known)
+        self.bus.resubscribed = lambda: self.resync.outage("subscription back")
         self.relayAddress = (settings.cluster_relay_address, settings.cluster_relay_port)
         self._relayPort = None
         self.relayStats = RelayStats()
@@ -80,6 +85,7 @@ class ClusterService(Service):
         self._beat = LoopingCall(self._tick)
         self._beat.clock = clock
         self._ticking = False
+        self._beats = 0  # heartbeats that reached Redis: the first is no outage's end
         self._inflight: set[Deferred] = set()
 
     def startService(self):
@@ -108,6 +114,7 @@ class ClusterService(Service):
         super().stopService()
         if self._beat.running:
             self._beat.stop()
+        self.resync.stop()
         if self._relayPort is not None:
             self._relayPort.stopListening()
         # Added before the shutdown service, this stops after it closed the
@@ -267,8 +274,12 @@ class ClusterService(Service):
             self.log.warn("cluster: Redis had lost node {node}'s key (restarted, or too slow "
                           "for the TTL): no node is given up for {grace} s",
                           node=self.nodeId, grace=GRACE_TTLS * self.ttl)
+        outage = self._beats > 0 and not (beat.kept and self.liveness.live)
+        self._beats += 1
         if self.liveness.beaten(beat.kept):
             self.log.info("cluster: node {node} is live", node=self.nodeId)
+        if outage:
+            self.resync.outage("heartbeat")
         for room, owner in beat.splits.items():
             self._split(room, owner)
 
@@ -308,7 +319,7 @@ class ClusterService(Service):
                 self.edges.nodeGone(node)
             self.known[node] = incarnation
         try:
-            known = route(payload, self.visitors, self.hosts)
+            known = route(payload, self.visitors, self.hosts, self.resync)
         except ValueError as e:
             self.errors.warn(("bad", node), "cluster: a message from {node} cannot be "
                              "used: {error}", node=clip(node, 80), error=e)

@@ -10,6 +10,13 @@ Bandwidth of publishers: what we tell their encoders and estimators.
   told to the publisher as C{b=AS}/C{b=TIAS} on the video m-lines of our
   answer and as REMB (C{goog-remb}, RFC draft-alvestrand-rmcat-remb), which
   both browsers and aiortc apply to their encoder.
+- No cap, and a publisher that negotiated C{goog-remb} but not
+  transport-cc (aiortc, and other encoders without an estimator of their
+  own): REMB of C{media_remb_uncapped}, lowered while the publisher loses
+  more than a tenth of its packets (L{LossBasedRate}). Without it such an
+  encoder stays at its start rate (aiortc's VP8: 500 kbit/s) for good.
+  Janus sends REMB only with a room bitrate; browsers that negotiated
+  transport-cc estimate on their own and get none, as before.
 
 Sans-I/O: L{remb} encodes a REMB packet, L{streamCap} reads the cap of a
 request, L{negotiate} adds the feedback and extension to a publisher's
@@ -33,6 +40,10 @@ declare(
     Key("media_transport_cc", "bool", True,
         "negotiate transport-wide congestion control with publishers that offer it and "
         "send them its feedback"),
+    Key("media_remb_uncapped", "int", 1500,
+        "kbit/s told as REMB, when no cap is set, to a publisher whose video negotiated "
+        "goog-remb but not transport-cc (it has no estimate of its own: aiortc's VP8 "
+        "otherwise stays at 500); lowered while it loses over 10 %; 0: none"),
 )
 
 PSFB = 206
@@ -155,6 +166,38 @@ def withBandwidth(answer: str, kbps: int) -> str:
     return "\r\n".join(out)
 
 
+def rembOnly(sections) -> bool:
+    """Whether these sections' video negotiated C{goog-remb} and no transport-wide feedback."""
+    if transportCcId(sections) is not None:
+        return False
+    return any(section.active and section.kind == "video" and any(
+        (f.type, f.parameter) == _FEEDBACK_REMB for f in section.codec.rtcpFeedback)
+        for section in sections)
+
+
+class LossBasedRate:
+    """
+    The loss-based half of Google congestion control (draft-ietf-rmcat-gcc-02
+    section 6), once a receiver report: over 10 % lost, the rate times
+    (1 - loss / 2); under 2 %, 5 % more, up to C{ceiling}; between, held (a
+    lossy radio link loses a few percent whatever the rate).
+    """
+
+    FLOOR = 100  # kbit/s: aiortc's encoders stop lower anyway
+
+    def __init__(self, ceiling: int):
+        self.ceiling = self.kbps = ceiling
+
+    def update(self, fractionLost: int) -> int:
+        """C{fractionLost}: RFC 3550's 8-bit fraction of the last interval. The new kbit/s."""
+        loss = fractionLost / 256
+        if loss > 0.1:
+            self.kbps = max(self.FLOOR, int(self.kbps * (1 - loss / 2)))
+        elif loss < 0.02:
+            self.kbps = min(self.ceiling, int(self.kbps * 1.05) + 1)
+        return self.kbps
+
+
 class PublisherBandwidth:
     """
     A publish session's part of the above: the plan and the answer get the
@@ -165,6 +208,8 @@ class PublisherBandwidth:
 
     def __init__(self, request, settings, clock):
         self.cap = streamCap(request, settings)  # kbit/s, 0: none
+        self.uncapped = settings.media_remb_uncapped
+        self.rates: dict[int, LossBasedRate] = {}  # id(transport): REMB-only, no cap
         self.transportCc = settings.media_transport_cc
         self.clock = clock
         self.feedback: list = []  # TwccFeedback of each transport
@@ -185,12 +230,26 @@ class PublisherBandwidth:
                                         transport.sendRtcp)
                 transport.transportWide = feedback
                 self.feedback.append(feedback)
+            elif not self.cap and self.uncapped > 0 and rembOnly(sections):
+                self.rates[id(transport)] = LossBasedRate(self.uncapped)
 
-    def report(self, transport, ssrcs: list[int]) -> None:
-        """With each receiver report of C{transport}: the cap, if any, as REMB."""
-        if self.cap and ssrcs:
-            self.rembSent += 1
-            transport.sendRtcp(remb(transport.rtcpSsrc, self.cap * 1000, ssrcs))
+    def report(self, transport, ssrcs: list[int], fractionLost: int = 0) -> bytes:
+        """
+        The REMB to send with a receiver report of C{transport} (the caller
+        puts both in one compound packet: one protect, one datagram), or
+        C{b""}: the cap, if any; else a REMB-only publisher's loss-based
+        rate (C{fractionLost}: the most its tracks lost, of 256).
+        """
+        if not ssrcs:
+            return b""
+        kbps = self.cap
+        if not kbps:
+            rate = self.rates.get(id(transport))
+            if rate is None:
+                return b""
+            kbps = rate.update(fractionLost)
+        self.rembSent += 1
+        return remb(transport.rtcpSsrc, kbps * 1000, ssrcs)
 
     def stop(self) -> None:
         for feedback in self.feedback:

@@ -98,7 +98,13 @@ class NackHold:
 
     def forwardedLate(self, seq: int) -> None:
         """C{seq} was forwarded after a newer packet: late because of the way in."""
-        self.upstream[seq] = self.clock.seconds()
+        # Expired here too, not only on NACKs: a player that stops NACKing
+        # would keep every number (rtcpguard, docs/security.md). Re-inserted
+        # to keep the dict in time order, which _expire relies on.
+        upstream, now = self.upstream, self.clock.seconds()
+        upstream.pop(seq, None)
+        upstream[seq] = now
+        _expire(upstream, now - self.KEPT)
 
     def filter(self, lost: list[int]) -> list[int]:
         now = self.clock.seconds()

@@ -25,6 +25,7 @@ from wcs.interfaces import IMediaSession, IMediaSource, IMediaStats, IStreamList
 from wcs.media import info, negotiate, rtx
 from wcs.media.bandwidth import PublisherBandwidth
 from wcs.media.narrow import watchPlayer
+from wcs.media.rtcpguard import RtcpBudget
 from wcs.media.ice import IceConnection
 from wcs.media.internals import RtcpRrPacket
 from wcs.media.liveness import LoopClock, Periodic, Silence
@@ -68,6 +69,9 @@ class MediaSession:
                                        engine.certificate())
             transport.lost = self._fail
             transport.watchedBy(self.peer, self.rtp)
+            transport.owner = self
+            if engine.settings.media_max_rtcp_rate > 0:
+                transport.rtcpBudget = RtcpBudget(engine.settings.media_max_rtcp_rate * 1024)
             self.remote.append((transport, group[0].media))
             for section in group:
                 self.transports[id(section)] = transport
@@ -261,10 +265,13 @@ class PublishSession(MediaSession):
         for transport in self.uniqueTransports:
             tracks = [t for t in self.source.incoming.values() if t.transport is transport]
             reports = [r for r in (t.receptionReport() for t in tracks) if r is not None]
-            if reports:
-                transport.sendRtcp(bytes(RtcpRrPacket(ssrc=transport.rtcpSsrc,
-                                                      reports=reports)))
-            self.bandwidth.report(transport, [t.ssrc for t in tracks if t.ssrc is not None])
+            compound = (bytes(RtcpRrPacket(ssrc=transport.rtcpSsrc, reports=reports))
+                        if reports else b"")
+            compound += self.bandwidth.report(
+                transport, [t.ssrc for t in tracks if t.ssrc is not None],
+                max((r.fraction_lost for r in reports), default=0))
+            if compound:
+                transport.sendRtcp(compound)
 
     def unhook(self) -> None:
         if self.reports is not None:

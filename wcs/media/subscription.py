@@ -13,6 +13,7 @@ from wcs.media import rtp
 from wcs.media.feedback import FeedbackPolicy, RetransmitBudget, RoundTrip
 from wcs.media.internals import RtcpSenderInfo, RtcpSrPacket
 from wcs.media.reorder import NackHold
+from wcs.media.rtcpguard import nackWindow
 from wcs.media.stall import StallWatch
 
 HISTORY = 512  # packets kept per player for NACKs: ~4 s of 1 Mbit/s video
@@ -236,6 +237,7 @@ class Subscription:
 
     def nackReceived(self, lost: list[int]) -> None:
         self.nacksReceived += 1
+        lost = nackWindow(lost, self.lastSeq, HISTORY)  # at most HISTORY + 1 (rtcpguard)
         if self.trace is not None:
             self.trace.event("nack", self.ssrc, *lost)
         if self.stall is not None:
@@ -252,6 +254,14 @@ class Subscription:
         tooOld = refused = False
         now = self.clock.seconds()
         retry = self.rtt.retry
+        # A copy we resent may be on its way for one round trip: a NACK later
+        # than that left the player after the copy should have come. Not the
+        # retry (RTT + 2 variations): aiortc players re-ask every few tens of
+        # ms, so that margin went into every repair whose first copy was lost
+        # (`mobile`: the ~0.5 s freezes, docs/networks.md); a copy only late
+        # costs a duplicate, within the budget. Never longer than the retry
+        # (capped at 1 s: a loaded player's reports can read seconds).
+        onItsWay = min(self.rtt.smoothed, retry)
         for seq in lost:
             # aiortc's parser does not wrap a bitmask that spans 65535 -> 0.
             seq &= 0xFFFF
@@ -262,7 +272,8 @@ class Subscription:
             kept = rtp.SEQ_TS.unpack_from(header, 2)[0]
             if kept == seq:
                 data = header + self.payloads[slot]
-                if now - self.resentAt[slot] < retry:
+                since = now - self.resentAt[slot]
+                if since < onItsWay:
                     self.retransmitTooSoon += 1  # the last copy may still be on its way
                     event = "soon"
                 elif self._resendPacket(seq, data, now):
@@ -272,8 +283,9 @@ class Subscription:
                     self.retransmitDropped += 1
                     refused = True
                     event = "budget"
-                if self.trace is not None:
-                    self.trace.event(event, self.ssrc, seq)
+                if self.trace is not None:  # with ms since its last resend, and the wait in force
+                    self.trace.event(event, self.ssrc, seq, round(min(since, 99) * 1000),
+                                     round(onItsWay * 1000))
             elif rtp.seqNewer(kept, seq):
                 tooOld = True  # gone from the history: only a keyframe repairs it
         if tooOld:

@@ -14,8 +14,9 @@ for the way out), then numbers:
 - C{pnack SSRC SEQ...}: we NACKed the publisher;
 - C{fwd PLAYER OUT SRC SSRC}: sent to a player as its number OUT (the
   publisher's SRC on its SSRC); C{nack PLAYER OUT...}: the player's NACK as received;
-  C{rs PLAYER OUT}: resent; C{soon}, C{budget}: refused as sent within a
-  round trip, or over the player's share; C{held PLAYER OUT}: its first
+  C{rs PLAYER OUT SINCE WAIT}: resent; C{soon}, C{budget}: refused as sent
+  within a round trip, or over the player's share (SINCE: ms since its
+  last resend, WAIT: the round trip waited, ms); C{held PLAYER OUT}: its first
   NACK held for reordering.
 """
 

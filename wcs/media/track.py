@@ -264,9 +264,25 @@ class IncomingTrack(Track):
                 self.trace.event("pnack", self.ssrc, *lost)
             self.transport.sendRtcp(rtp.nack(self.transport.rtcpSsrc, self.ssrc, lost))
 
+    # s: a publisher's sender reports go on to the players at most this
+    # often. Each one is a report to every player: a publisher sending
+    # hundreds a second (28 bytes each, within any RTCP budget) had the
+    # server build and send hundreds times the players. Browsers send one
+    # every 1-5 s; the ones between still count for our reports to it and
+    # for a player that starts.
+    SR_INTERVAL = 0.25
+    _srRelayedAt = float("-inf")
+    senderReportsHeld = 0
+
     def senderReport(self, packet: RtcpSrPacket) -> None:
         info = packet.sender_info
-        self.senderReportAt = ((info.ntp_timestamp >> 16) & 0xFFFFFFFF, self.seconds())
+        now = self.seconds()
+        self.senderReportAt = ((info.ntp_timestamp >> 16) & 0xFFFFFFFF, now)
+        if now - self._srRelayedAt < self.SR_INTERVAL:
+            self.lastSenderReport = (info.ntp_timestamp, info.rtp_timestamp)
+            self.senderReportsHeld += 1
+            return
+        self._srRelayedAt = now
         self.relaySenderReport(info.ntp_timestamp, info.rtp_timestamp)
 
     def lost(self) -> int:

@@ -36,6 +36,7 @@ from wcs.media.internals import (
     RtcpRtpfbPacket,
     RtcpSrPacket,
 )
+from wcs.logs import LogLimiter
 from wcs.media.liveness import LoopClock, Silence
 from wcs.media.rtp import SSRC, random32
 
@@ -62,6 +63,10 @@ class FeedbackHandler(Protocol):
 
 class MediaTransport(DtlsTransport):
     log = Logger()
+    limited = LogLimiter(log)
+    # What the peer's RTCP may cost (wcs.media.rtcpguard.RtcpBudget); None: no limit.
+    rtcpBudget = None
+    owner = None  # the media session, for log lines
     # Periodic work run on a packet's wake-up when nearly due (liveness.Periodic).
     awake = None
     # s between two reads of the sockets while no receiver needs its
@@ -203,7 +208,15 @@ class MediaTransport(DtlsTransport):
         return handler
 
     def rtcpReceived(self, data: bytes) -> None:
-        self.peer.heard()  # receiver reports are a player's heartbeat
+        peer = self.peer
+        peer.heard()  # receiver reports are a player's heartbeat
+        budget = self.rtcpBudget
+        if budget is not None and not budget.admit(peer.last, len(data)):
+            # Unread: parsing is what costs (wcs.media.rtcpguard).
+            self.limited.warn(("rtcp", id(self)), "RTCP from {owner} over {rate} KiB/s: "
+                              "dropped unread ({dropped} packets so far)", owner=self.owner,
+                              rate=budget.rate / 1024, dropped=budget.dropped)
+            return
         try:
             packets = RtcpPacket.parse(data)
         except ValueError:
