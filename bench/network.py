@@ -14,12 +14,18 @@ table (tests/netlab/targets.py): per profile, codec and server, the figures
 and which targets are met. Needs root. Figures only; it
 exits non-zero when a probe did not prove its profile or a run failed.
 
+A B A B in one lab: a --server entry `wcs:KEY=VALUE[:KEY=VALUE]` runs wcs
+with those settings on top of --set, and --rounds N runs the --server list N
+times, in order, per profile (`--server wcs,wcs:media_reorder_nack_share=10,janus
+--rounds 2`: A B Janus A B Janus); each wcs row is judged against the Janus run
+of its round.
+
     .venv/bin/python bench/network.py [--profile all|wifi,lossy] [--codec h264,vp8]
                                       [--server wcs,janus] [--players 4] [--seconds 30]
                                       [--size 640x480] [--json out.jsonl] [--no-rtx]
                                       [--workdir DIR] [--set room_max_bitrate=500 ...]
                                       [--player aiortc|chromium]
-                                      [--narrow-link transcode|drop]
+                                      [--narrow-link transcode|drop] [--rounds 2]
 
 --player chromium: the players are headless Chromium pages, each in its own
 namespace: the SDK's Room API for wcs (tests/netlab/chromium.py), a page of
@@ -72,8 +78,12 @@ def runProfile(profile, args, workdir: Path) -> tuple[list[dict], list[str]]:
             for name, f in links.items()), flush=True)
         if problems:
             failures += [f"{profile.name} probe: {p}" for p in problems]
-        for kind in args.servers:
-            results += runServer(kind, profile, report, lab, args, workdir, failures)
+        for turn in range(args.rounds):
+            for index, spec in enumerate(args.servers):
+                results += runServer(spec, profile, report, lab, args,
+                                     workdir / f"{turn}-{index}", failures)
+                for result in results:
+                    result.setdefault("round", turn)
     return results, failures
 
 
@@ -83,16 +93,23 @@ def runProfile(profile, args, workdir: Path) -> tuple[list[dict], list[str]]:
 LAB_RATE = {"media_remb_uncapped": "1000"}
 
 
-def runServer(kind, profile, report, lab, args, workdir: Path, failures) -> list[dict]:
-    """Every codec's room on a fresh server of C{kind} (wcs or janus) in C{lab}."""
+def runServer(spec, profile, report, lab, args, workdir: Path, failures) -> list[dict]:
+    """Every codec's room on a fresh server of C{spec} (wcs[:K=V...] or janus) in C{lab}."""
     results = []
-    with lab.entered():
-        if kind == "wcs":
-            server = startServer(workdir / profile.name,
-                                 settings={**MEDIA, **LAB_RATE, **profileSettings(profile, args)},
-                                 enable=("ws", "http"))  # http: the SDK for Chromium
-        else:
-            server = JanusServer(workdir / f"janus-{profile.name}").start()
+    kind, *extra = spec.split(":")
+    variant = dict(item.split("=", 1) for item in extra)
+    try:
+        with lab.entered():
+            if kind == "wcs":
+                server = startServer(workdir / profile.name,
+                                     settings={**MEDIA, **LAB_RATE, **profileSettings(profile, args),
+                                               **variant},
+                                     enable=("ws", "http"))  # http: the SDK for Chromium
+            else:
+                server = JanusServer(workdir / f"janus-{profile.name}").start()
+    except Exception as e:  # a busy machine: report and go on with the next arm
+        failures.append(f"{spec} {profile.name}: not started: {type(e).__name__}: {e}")
+        return results
     try:
         for codec in args.codecs:
             run = RoomRun(codec, args.players, args.seconds, width=args.width,
@@ -120,6 +137,8 @@ def runServer(kind, profile, report, lab, args, workdir: Path, failures) -> list
                 continue
             result.update(server=kind, profile=profile.name, probe=report,
                           load=os.getloadavg()[0])
+            if variant:
+                result["variant"] = ":".join(extra)
             if "cpuCores" in result:
                 print(f"# {kind} {profile.name} {codec}: CPU cores used in the window "
                       f"(of {result['cpuCores']['cores']}): " + ", ".join(
@@ -142,7 +161,7 @@ def runServer(kind, profile, report, lab, args, workdir: Path, failures) -> list
 def printFeedback(result) -> None:
     """One line per session: wcs's feedback counters (whole sessions, warm-up included)."""
     got = result["serverFeedback"]
-    head = f"# wcs {result['profile']} {result['codec']}"
+    head = f"# {label(result)} {result['profile']} {result['codec']}"
     if got["publisher"]:
         print(f"{head} publisher leg: " + ", ".join(f"{k} {v}" for k, v in got["publisher"].items()))
     for index, player in enumerate(got["players"]):
@@ -156,9 +175,15 @@ def profileSettings(profile, args) -> dict:
     return args.settings
 
 
+def label(result: dict) -> str:
+    """The server, and the settings of its A/B arm if any."""
+    variant = result.get("variant")
+    return result["server"] + (f" ({variant})" if variant else "")
+
+
 def rows(result: dict):
     for index, player in enumerate(result["perPlayer"]):
-        yield (result["server"], result["profile"], result["codec"], index, result["publisherFps"],
+        yield (label(result), result["profile"], result["codec"], index, result["publisherFps"],
                player["fps"], player["freezesPerMin"], player["frozenS"],
                player.get("longestFreezeS"), player["delayP50"],
                player["delayP95"], result["uplinkKbit"], result["publisherMediaKbit"],
@@ -189,6 +214,8 @@ def main() -> int:
                         help="a wcs setting for the runs (repeatable)")
     parser.add_argument("--player", choices=("aiortc", "chromium"), default="aiortc",
                         help="the players: aiortc, or headless Chromium pages of the SDK")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run the --server list this many times per profile (A B A B)")
     args = parser.parse_args()
     if any("=" not in item for item in args.set):
         parser.error("--set takes KEY=VALUE")
@@ -197,7 +224,8 @@ def main() -> int:
     unknown = [n for n in names if n not in PROFILES]
     args.codecs = args.codec.split(",")
     args.servers = args.server.split(",")
-    if any(s not in ("wcs", "janus") for s in args.servers):
+    if any(s.split(":")[0] not in ("wcs", "janus") or (s.startswith("janus:"))
+           or any("=" not in kv for kv in s.split(":")[1:]) for s in args.servers):
         parser.error(f"unknown server in {args.server}")
     if unknown or any(c not in CODECS for c in args.codecs):
         parser.error(f"unknown profile or codec: {unknown or args.codecs}")

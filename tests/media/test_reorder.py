@@ -18,11 +18,17 @@ def _pressed(subscription):
     return subscription
 
 
+def _markEager(hold):
+    """Read as eager: as many re-askings as it takes, and no NACK besides."""
+    hold.reasked = hold.EAGER_AFTER
+    hold.eager = True
+
+
 def _eagerPlayer(count: int):
     """A player read as eager, sent C{count} packets (their numbers), its wire cleared."""
     track, wire, subscription = _player()
     _pressed(subscription)
-    subscription.hold.eager = True
+    _markEager(subscription.hold)
     _sent(track, count)
     seqs = _seqs(wire)
     wire.sent.clear()
@@ -91,7 +97,7 @@ def test_waitGrowsWithLaterPacketsUpToTheSetting():
     _pressed(subscription)
     clock = track.clock
     hold = subscription.hold
-    hold.eager = True
+    _markEager(hold)
     hold.late, hold.wait = 0.03, 0.045  # something came late before
     _sent(track, 200)
     seqs = _seqs(wire)
@@ -190,7 +196,7 @@ def test_lossOnTheWayInIsNeitherHeldNorASample():
     _pressed(subscription)
     clock = track.clock
     hold = subscription.hold
-    hold.eager = True
+    _markEager(hold)
     hold.late, hold.wait = 0.03, 0.045  # this link was seen to reorder
     hold.lateAt = clock.seconds()
     for i in list(range(50)) + list(range(51, 60)):  # 50 lost on the way in
@@ -264,7 +270,7 @@ def test_roomyBudgetHoldsNothing():
     track, wire, subscription = _player()
     clock = track.clock
     hold = subscription.hold
-    hold.eager = True
+    _markEager(hold)
     hold.late, hold.wait, hold.lateAt = 0.03, 0.045, clock.seconds()
     budget = subscription.budget
     _sent(track, 100)  # the bucket is full
@@ -280,6 +286,34 @@ def test_roomyBudgetHoldsNothing():
     clock.advance(0.1)  # the held ones are due, within the budget left
     assert len(wire.sent) > answered
     subscription.detach()
+
+
+def test_fewReaskingsAfterAStallAreNoHabit():
+    """
+    A webrtc.org receiver's NACKs read back to back (the server or the
+    player ran late) look like re-askings; a player is eager only while
+    they are at least EAGER_SHARE of its NACKs, so a browser that was read
+    so after a stall has its NACKs answered at once again.
+    """
+    track, wire, subscription = _player()
+    _pressed(subscription)
+    clock = track.clock
+    _sent(track, 200)
+    seqs = _seqs(wire)
+    hold = subscription.hold
+    for i in range(3):  # a stall: each NACK read again 1 ms after itself
+        subscription.nackReceived([seqs[i]])
+        clock.advance(0.001)
+        subscription.nackReceived([seqs[i]])
+        clock.advance(0.1)
+    assert hold.eager and hold.reasked == 3 and hold.lists == 6
+    for i in range(25):  # then one new packet a NACK, a round trip apart
+        subscription.nackReceived([seqs[10 + i]])
+        clock.advance(0.1)
+    assert not hold.eager and hold.reasked == 3 and hold.lists == 31
+    wire.sent.clear()
+    subscription.nackReceived([seqs[50]])
+    assert _seqs(wire) == [seqs[50]] and not hold.held
 
 
 def test_lateForwardsForgottenWithoutNacks():

@@ -102,10 +102,18 @@ def test_subscriptionRewritesAndResends():
     assert wire.sent[2] == wire.sent[0] and len(wire.sent) == 3
     assert track.requests == 1
     # A NACK for a packet the history no longer holds drops the player to
-    # the next keyframe, asked for once its own interval since joining is over.
+    # the next keyframe, asked for once its own interval since joining is
+    # over; not one for a packet before the last keyframe it was sent (it
+    # decodes from there: a late repeat).
+    for seq in range(13, 13 + HISTORY):
+        track.fanout(0, 0, seq, 6900, b"delta", False)
+    wire.sent.clear()
     track.clock.advance(2.0)
-    subscription.nackReceived([(first[2] - HISTORY) & 0xFFFF])
-    assert track.requests == 2 and len(wire.sent) == 3
+    subscription.nackReceived([(first[2] - 1) & 0xFFFF])
+    assert subscription.started and subscription.nacksBeforeKeyframe == 1
+    assert track.requests == 1 and subscription.nacksTooOld == 0 and wire.sent == []
+    subscription.nackReceived([second[2]])
+    assert track.requests == 2 and wire.sent == []
     assert not subscription.started and subscription.nacksTooOld == 1
     subscription.detach()
     assert track.subscribers == () and wire.senders == {}

@@ -16,10 +16,12 @@ _NUMBER = r"(\d+)"
 PLAYER = re.compile(
     r"<PlaySession '(?P<stream>[^']+)' [^>]*>: video feedback: "
     rf"{_NUMBER} NACKs, {_NUMBER} resent \((?:{_NUMBER}|None) as RTX\), {_NUMBER} over the budget, "
-    rf"{_NUMBER} within a round trip \({_NUMBER} ms\), {_NUMBER} too old; {_NUMBER} held for "
+    rf"{_NUMBER} within a round trip \({_NUMBER} ms\), {_NUMBER} too old \({_NUMBER} more before its "
+    rf"last keyframe, ignored\); eager in {_NUMBER} re-askings of {_NUMBER} NACKs: {_NUMBER} held for "
     rf"reordering \({_NUMBER} came meanwhile, wait {_NUMBER} ms\), {_NUMBER} for packets late "
     rf"on the way in not held; {_NUMBER} keyframe requests, {_NUMBER} not passed on")
-PLAYER_FIELDS = ("nacks", "resent", "rtx", "overBudget", "tooSoon", "rttMs", "tooOld", "held",
+PLAYER_FIELDS = ("nacks", "resent", "rtx", "overBudget", "tooSoon", "rttMs", "tooOld",
+                 "beforeKeyframe", "reasked", "nackLists", "held",
                  "heldCameMeanwhile", "waitMs", "upstreamLate", "pliReceived", "pliLimited")
 PUBLISHER = re.compile(
     r"<PublishSession '(?P<stream>[^']+)' [^>]*>: video feedback: "

@@ -110,21 +110,25 @@ def _worse(ours, theirs, higherIsBetter: bool, absolute: bool) -> bool:
 
 def markdown(results: list[dict]) -> str:
     """The table (header and one line per row) for C{results}, in their order."""
-    def find(server, profile, codec):
+    def find(server, profile, codec, round=None):
         return next((r for r in results if (r["server"], r["profile"], r["codec"])
-                     == (server, profile, codec)), None)
+                     == (server, profile, codec) and round in (None, r.get("round"))), None)
 
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for result in results:
         clean = find(result["server"], "clean", result["codec"])
-        janus = find("janus", result["profile"], result["codec"])
+        # (bench/network.py --rounds: the Janus run of the same round)
+        janus = find("janus", result["profile"], result["codec"], result.get("round")) \
+            or find("janus", result["profile"], result["codec"])
         for label, players in groups(result):
             targets = verdict(result, label, players, clean, janus) or ["(reference)"]
             p50 = _span([p.get("delayP50") for p in players], 0)
             p95 = _span([p.get("delayP95") for p in players], 0)
             cells = (
                 result["profile"] + (f" ({result['setting']})" if result.get("setting") else ""),
-                result["codec"], result["server"], label, result["publisherFps"],
+                result["codec"], result["server"] + (
+                    f" ({result['variant']})" if result.get("variant") else ""),
+                label, result["publisherFps"],
                 _span([p.get("fps") for p in players]),
                 _span([p.get("freezesPerMin") for p in players]),
                 _span([(p.get("freezesPerMin") or 0) / 2 for p in players]),

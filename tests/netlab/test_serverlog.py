@@ -8,7 +8,8 @@ from tests.netlab.serverlog import feedback
 
 PLAY = ("2026-11-27T00:36:23+0000 [wcs.media.session.PlaySession#info] <PlaySession "
         "'room-pub' 7f99fcd0>: video feedback: 1293 NACKs, 425 resent (425 as RTX), 222 over "
-        "the budget, 1405 within a round trip (201 ms), 3 too old; 1033 held for reordering "
+        "the budget, 1405 within a round trip (201 ms), 3 too old (5 more before its last "
+        "keyframe, ignored); eager in 40 re-askings of 1293 NACKs: 1033 held for reordering "
         "(1037 came meanwhile, wait 133 ms), 1037 for packets late on the way in not held; "
         "18 keyframe requests, 89 not passed on")
 PUBLISH = ("2026-11-27T00:36:24+0000 [wcs.media.session.PublishSession#info] <PublishSession "
@@ -27,6 +28,8 @@ def test_feedbackOfOneStream():
     assert (first["rtx"], second["rtx"]) == (425, None)
     assert (first["overBudget"], first["tooSoon"], first["held"], first["waitMs"],
             first["pliReceived"], first["pliLimited"]) == (222, 1405, 1033, 133, 18, 89)
+    assert (first["tooOld"], first["beforeKeyframe"], first["reasked"],
+            first["nackLists"]) == (3, 5, 40, 1293)
 
 
 def test_feedbackOfNoStream():

@@ -11,7 +11,12 @@ the retransmission budget that the real losses need.
 
 Such a player shows itself by asking again for a packet within half a
 round trip (at most 50 ms, at least 10), which a webrtc.org receiver
-never does. From then on
+never does by itself; but two of its NACKs sent a round trip apart are
+read here back to back when the server or the player ran late (a loaded
+machine: Chromium did so in 1-6% of its NACKs, aiortc in ~40%, on
+`wifi`), so a player is eager only while such re-askings are at least
+L{NackHold.EAGER_SHARE} of its NACKs (docs/networks.md, "Chromium on
+`wifi`"). While it is,
 L{NackHold} reads its NACKs as lists of what is still missing: a packet
 first asked for is resent only after L{NackHold.wait}, unless a later list
 left it out meanwhile (it arrived by itself: how long it was still listed is a
@@ -62,6 +67,7 @@ class NackHold:
 
     INTERVAL = 0.02  # s
     EAGER_AFTER = 3  # re-askings within half a round trip before its NACKs are held
+    EAGER_SHARE = 0.1  # ... and at least this share of its NACKs
     # s: "half a round trip" within these bounds. webrtc.org asks again after
     # its own RTT estimate (100 ms until it has one), from a 20 ms timer.
     SOONEST, SOON = 0.01, 0.05
@@ -83,6 +89,7 @@ class NackHold:
         self.lateAt = 0.0  # when it was last raised or sampled
         self.eager = False
         self.reasked = 0
+        self.lists = 0  # NACKs filtered
         self.asked: dict[int, float] = {}  # seq -> first asked at (held or answered)
         self.held: dict[int, float] = {}  # seq -> first asked at, not answered yet
         self.answered: dict[int, float] = {}  # seq -> first asked at, answered at once
@@ -110,17 +117,22 @@ class NackHold:
         now = self.clock.seconds()
         listed = {seq & 0xFFFF for seq in lost}
         self._forget(now)
+        self.lists += 1
+        soon = min(self.SOON, max(self.SOONEST, self.rtt.smoothed / 2))
+        if self.maxWait > 0 and now - self.previousAt < soon \
+                and not listed.isdisjoint(self.previous):
+            self.reasked += 1
+        self.previous, self.previousAt = listed, now
+        # Not for good: a few NACKs read back to back after a stall are no
+        # habit (what was held is still released by the timer).
+        self.eager = self.reasked >= self.EAGER_AFTER \
+            and self.reasked >= self.EAGER_SHARE * self.lists
         if not self.eager:
-            soon = min(self.SOON, max(self.SOONEST, self.rtt.smoothed / 2))
-            if self.maxWait > 0 and now - self.previousAt < soon \
-                    and not listed.isdisjoint(self.previous):
-                self.reasked += 1
-                self.eager = self.reasked >= self.EAGER_AFTER
-            self.previous, self.previousAt = listed, now
-            if not self.eager:
-                for seq in listed:  # answered: not held once it is eager
-                    self.asked.setdefault(seq, now)
-                return lost
+            for seq in listed:  # answered: not held once it is eager
+                self.asked.setdefault(seq, now)
+                if self.held:  # held while it was: answered now
+                    self.held.pop(seq, None)
+            return lost
         held, answered, upstream, listedAt = self.held, self.answered, self.upstream, self.listedAt
         # Left out of a list of what is still missing: it arrived, after the
         # last list that still had it. That list, not this one, is the

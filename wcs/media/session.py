@@ -383,12 +383,15 @@ class PlaySession(MediaSession):
                 self.log.info(
                     "{session}: video feedback: {nacks} NACKs, {resent} resent ({rtx} as RTX), "
                     "{dropped} over the budget, {tooSoon} within a round trip ({rtt:.0f} ms), "
-                    "{tooOld} too old; {held} held for reordering ({reordered} came meanwhile, "
+                    "{tooOld} too old ({beforeKeyframe} more before its last keyframe, ignored); "
+                    "eager in {reasked} re-askings of {lists} NACKs: "
+                    "{held} held for reordering ({reordered} came meanwhile, "
                     "wait {wait:.0f} ms), {upstream} for packets late on the way in not held; "
                     "{keyframes} keyframe requests, {limited} not passed on",
                     session=self, nacks=s.nacksReceived, resent=s.retransmitted,
                     rtx=s.rtx and s.rtx.packets, dropped=s.retransmitDropped,
                     tooSoon=s.retransmitTooSoon, rtt=s.rtt.smoothed * 1000,
-                    tooOld=s.nacksTooOld, held=s.hold.heldPackets, reordered=s.hold.reordered,
+                    tooOld=s.nacksTooOld, beforeKeyframe=s.nacksBeforeKeyframe,
+                    reasked=s.hold.reasked, lists=s.hold.lists, held=s.hold.heldPackets, reordered=s.hold.reordered,
                     wait=s.hold.wait * 1000, upstream=s.hold.upstreamLate,
                     keyframes=s.keyframeRequestsReceived, limited=s.keyframeRequestsLimited)

@@ -67,6 +67,10 @@ class Subscription:
         self.nextTs = rtp.random32()
         self.lastTs = self.nextTs
         self.lastSeq = self.nextSeq
+        # The last keyframe start sent, and self.packets then: a NACK for a
+        # packet before it needs no repair (the player decodes from it).
+        self.keyframeSeq = 0
+        self.keyframePacket = -0x10000
         # What was sent, for NACKs: the header, ours, and the payload, which
         # is the same object for every player of the track (a copy per
         # player was 500 KB of each player's memory at 1 Mbit/s).
@@ -97,6 +101,7 @@ class Subscription:
         self.keyframesForRefused = 0  # keyframe asks on a player's behalf after that
         self.retransmitTooSoon = 0  # NACKed again within an RTT of the last resend
         self.nacksTooOld = 0  # NACKs for packets gone from the history
+        self.nacksBeforeKeyframe = 0  # ... of them for packets before its last keyframe: ignored
         self.keyframeRequestsReceived = 0  # PLI and FIR from the player
         self.keyframeRequestsLimited = 0  # its requests (of any cause) not passed on
         self.nacksReceived = 0  # NACK packets from the player (wcs.metrics)
@@ -132,6 +137,9 @@ class Subscription:
             self.hold.forwardedLate(outSeq)
             self.resentAt[slot] = self.clock.seconds()
         self.lastSeq = outSeq
+        if keyframe and not (self.packets - self.keyframePacket < 0x8000
+                             and rtp.seqNewer(self.keyframeSeq, outSeq)):
+            self.keyframeSeq, self.keyframePacket = outSeq, self.packets
         self.lastTs = outTs = (timestamp + self.tsDelta) & 0xFFFFFFFF
         header = _pack(0x80 | padding, marker | self.payloadType, outSeq, outTs, self.ssrc)
         self.headers[slot] = header
@@ -287,7 +295,16 @@ class Subscription:
                     self.trace.event(event, self.ssrc, seq, round(min(since, 99) * 1000),
                                      round(onItsWay * 1000))
             elif rtp.seqNewer(kept, seq):
-                tooOld = True  # gone from the history: only a keyframe repairs it
+                # Gone from the history. Before the last keyframe it was
+                # sent, nothing needs it (a webrtc.org receiver stops asking
+                # once it decodes a later frame, aiortc's buffer skips it):
+                # a late repeat, which must not drop a picture that moves
+                # again. After it, only a keyframe repairs it.
+                if self.packets - self.keyframePacket < 0x8000 \
+                        and rtp.seqNewer(self.keyframeSeq, seq):
+                    self.nacksBeforeKeyframe += 1
+                else:
+                    tooOld = True
         if tooOld:
             # Too far behind for the history: drop to the next keyframe,
             # asked for within this player's own limit.
