@@ -94,6 +94,28 @@ def test_chat():
         protocol.parseChat({"roomConfig": {"name": "r"}, "to": "b", "text": "x" * 33}, LIMITS)
 
 
+@pytest.mark.parametrize("room, to, text, problem", [
+    ("", "b", "x", "sendMessage.roomConfig.name must not be empty"),
+    ("r" * 17, "b", "x", "sendMessage.roomConfig.name is longer than 16 characters"),
+    ("r", "", "x", "sendMessage.to must not be empty"),
+    ("r", "b" * 9, "x", "sendMessage.to is longer than 8 characters"),
+    ("r", "b", "x" * 33, "sendMessage.text is longer than 32 characters"),
+    ("r" * 16, "b" * 8, "", None),
+])
+def test_chat_limits_are_stated_once(room, to, text, problem):
+    """
+    protocol.chatProblem is what parseChat refuses with, and what the chat
+    fast path (wcs.commands) declines by: one statement of the limits.
+    """
+    assert protocol.chatProblem(room, to, text, LIMITS) == problem
+    options = {"roomConfig": {"name": room}, "to": to, "text": text}
+    if problem is None:
+        assert protocol.parseChat(options, LIMITS) == protocol.Chat(room, to, text)
+    else:
+        with pytest.raises(ProtocolError) as e:
+            protocol.parseChat(options, LIMITS)
+        assert e.value.info == problem
+
 def test_connection():
     connection = protocol.parseConnection([{"appKey": "roomApp", "custom": {"login": "alice"}}],
                                           LIMITS)

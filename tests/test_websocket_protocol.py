@@ -248,3 +248,43 @@ def test_a_big_burst_reaches_its_recipients_while_it_is_read(factory):
     assert alice.transport.writes - aliceWrites == 1
     assert [m["data"][0] for m in alice.received()] == [
         {"operationId": f"op{i}", "status": "ACCEPTED"} for i in range(count)]
+
+
+def test_the_send_delay_report_counts_each_frame_from_its_read():
+    """
+    ws_send_delay_report: each frame a read produced is counted from the
+    start of that read to its send, and the figures go out every report.
+    """
+    from wcs.transports.websocket import FLUSH_EVERY
+    settings = Settings()
+    settings.set("ws_ping_interval", 0)
+    settings.set("ws_send_delay_report", 5)
+    clock = Clock()
+    factory = SignallingFactory(strictServer(RoomServer(settings, clock)))
+    factory.reactor = MemoryReactorClock()
+    alice, bob = Peer(factory, 40001), Peer(factory, 40002)
+    for peer, login in ((alice, "alice"), (bob, "bob")):
+        peer.handshake()
+        peer.send("connection", {"appKey": "roomApp", "custom": {"login": login}})
+        peer.send("sendData", {"operationId": "join",
+                               "payload": {"command": "join", "options": {"name": "r"}}})
+    delays = factory.outboxes.delays
+    delays.samples.clear()
+    ticks = iter(range(1, 100))
+    delays.now = lambda: next(ticks) / 1000.0  # each look at the time: 1 ms later
+    count = 2 * FLUSH_EVERY + 1
+    alice.protocol.dataReceived(b"".join(clientFrame(json.dumps({
+        "message": "sendData", "data": [{"operationId": f"op{i}", "payload": {
+            "command": "sendMessage", "options": {
+                "roomConfig": {"name": "r"}, "to": "bob", "text": str(i)}}}]}).encode())
+        for i in range(count)))
+    # Read at 1 ms; bob's frames go at 2 and 3 ms (FLUSH_EVERY each), then
+    # alice's answers (all of them) at 4 and bob's last frame at 5 ms.
+    assert delays.samples == [(0.001, FLUSH_EVERY), (0.002, FLUSH_EVERY), (0.003, count),
+                              (0.004, 1)]
+    clock.advance(5)
+    assert delays.last == {"frames": 2 * count, "p50": 3.0, "p90": 3.0, "p99": 3.0,
+                           "max": 4.0}
+    assert delays.samples == []
+    clock.advance(5)  # nothing sent: no report, the last one stays
+    assert delays.last["frames"] == 2 * count

@@ -9,14 +9,16 @@ import os
 import struct
 
 from tests.test_websocket_protocol import clientFrame
-from wcs.transports.wsframes import textFrame, unmask
+from wcs.transports.wsframes import textFrame, unmask, unmaskInPython
 
 
 def test_unmask_matches_the_rfc_definition():
+    """Both ways: websockets' C function where installed, the integer XOR."""
     for size in (0, 1, 3, 4, 5, 125, 126, 1000, 70000):
         mask, payload = os.urandom(4), os.urandom(size)
         masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
         assert unmask(mask, masked) == payload
+        assert unmaskInPython(mask, masked) == payload
 
 
 def test_consecutive_text_frames_are_read_in_order():

@@ -162,10 +162,34 @@ def parseChat(options: dict[str, Any], limits: Limits) -> Chat:
     roomConfig = options.get("roomConfig")
     if not isinstance(roomConfig, dict):
         raise ProtocolError("sendMessage.roomConfig must be an object with the room name")
-    room = _text(roomConfig, "name", "sendMessage.roomConfig", maxLength=limits.roomName)
-    to = _text(options, "to", "sendMessage", maxLength=limits.login)
-    text = _text(options, "text", "sendMessage", maxLength=limits.chat, allowEmpty=True)
+    room = _text(roomConfig, "name", "sendMessage.roomConfig", allowEmpty=True)
+    to = _text(options, "to", "sendMessage", allowEmpty=True)
+    text = _text(options, "text", "sendMessage", allowEmpty=True)
+    problem = chatProblem(room, to, text, limits)
+    if problem is not None:
+        raise ProtocolError(problem)
     return Chat(room, to, text)
+
+
+def chatProblem(room: str, to: str, text: str, limits: Limits) -> str | None:
+    """
+    What is wrong with a chat message's strings by the limits, or None: the
+    one place that says them. L{parseChat} refuses with this text; the chat
+    fast path (L{wcs.commands.RoomCommands.chatFrame}, strings read without
+    decoding) declines any message it names, which then goes the ordinary
+    way.
+    """
+    if not room:
+        return "sendMessage.roomConfig.name must not be empty"
+    if len(room) > limits.roomName:
+        return f"sendMessage.roomConfig.name is longer than {limits.roomName} characters"
+    if not to:
+        return "sendMessage.to must not be empty"
+    if len(to) > limits.login:
+        return f"sendMessage.to is longer than {limits.login} characters"
+    if len(text) > limits.chat:
+        return f"sendMessage.text is longer than {limits.chat} characters"
+    return None
 
 
 @dataclass(frozen=True)

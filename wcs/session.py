@@ -19,20 +19,18 @@ from zope.interface import implementer
 
 from wcs import protocol
 from wcs.access.gate import Gate
-from wcs.access.hooks import ALLOW
-from wcs.errors import INVALID, AccessDenied, ProtocolError, RoomError, StreamError
+from wcs.commands import TRACED, RoomCommands
+from wcs.errors import AccessDenied, ProtocolError, RoomError, StreamError
 from wcs.interfaces import IClientSession, IMediaSource, IRoomServer, ISignallingChannel, IStream
 from wcs.messages import ServerMessage
-from wcs.room.events import ACCEPTED, FAILED, dataStatus
 from wcs.room.model import Participant
 from wcs.streams import StreamControl
 
 PING = ServerMessage("ping", None)
 PONG = ServerMessage("pong", None)
 
-# Log levels (connection/set_log_level) at which a client's messages are logged.
+# Log levels (connection/set_log_level); at TRACED ones a client's messages are logged.
 LOG_LEVELS = ("ERROR", "WARN", "INFO", "DEBUG", "TRACE")
-TRACED = frozenset({"DEBUG", "TRACE"})
 
 # Stream messages, which a cluster may take to the room's node (wcs.cluster).
 STREAM_MESSAGES = frozenset({"publishStream", "playStream", "unPublishStream", "stopStream"})
@@ -64,7 +62,7 @@ def peerAddress(peer: str) -> str:
 
 
 @implementer(IClientSession)
-class ClientSession:
+class ClientSession(RoomCommands):
     log = Logger()
 
     def __init__(self, server: IRoomServer, channel: ISignallingChannel):
@@ -349,83 +347,7 @@ class ClientSession:
             return
         self.send(PING)
 
-    # Room commands (sendData)
-
-    def _sendData(self, name: str, args: list[Any]) -> None:
-        request = protocol.parseSendData(args)
-        command = self._COMMANDS.get(request.command)
-        try:
-            if command is None:
-                raise ProtocolError(f"unknown command {request.command!r}")
-            # join and sendMessage ask the access policy first: the command
-            # itself runs when the answer is in.
-            decision, act = command(self, request.options)
-        except (ProtocolError, RoomError) as e:
-            self._commandFailed(request, e.info, e.code)
-            return
-        self.gate.after(decision, lambda d: self._decided(request, d, act))
-
-    def _decided(self, request: protocol.DataRequest, decision, act) -> None:
-        if self.closed:
-            return
-        if not decision.allowed:
-            self._commandFailed(request, decision.reason)
-            return
-        try:
-            act(decision)
-        except (ProtocolError, RoomError) as e:
-            self._commandFailed(request, e.info, e.code)
-            return
-        self.send(dataStatus(request.operationId, ACCEPTED))
-        if request.command == "join":
-            participant = self.participants[request.options["name"]]
-            room = participant.room
-            self.send(room.event("STATE", room.state(participant.login)))
-
-    def _commandFailed(self, request: protocol.DataRequest, info: str,
-                       code: str = INVALID) -> None:
-        self.badInput("failed", "{session}: {command} failed: {info}",
-                      session=self, command=clip(request.command, 40), info=clip(info, 200))
-        self.send(dataStatus(request.operationId, FAILED, info, refusal=code))
-
-    def _join(self, options: dict[str, Any]):
-        join = protocol.parseJoin(options, self.limits)
-        placed: dict[str, Any] = {}
-
-        def act(decision) -> None:
-            if "refused" in placed:
-                raise placed["refused"]  # by the room's node: its text and code
-            record = join.record if decision.record is None else decision.record
-            self._enterRoom(join.room, record, placed.get("participant"))
-        decision = self.server.access.join(self, join.room, join.record)
-        placement = self.server.placement
-        if placement is not None:
-            decision.addCallback(self._place, placement, join, placed)
-        return decision, act
-
-    def _place(self, decision, placement, join: protocol.Join, placed: dict[str, Any]):
-        """
-        In a cluster (L{wcs.cluster}), a room lives on one node: ask where,
-        and join it there when that is another node. The join's answer waits
-        for it (the gate holds this client's later messages meanwhile).
-        """
-        if not decision.allowed or not self.login or join.room in self.participants:
-            return decision
-        record = join.record if decision.record is None else decision.record
-
-        def entered(participant):
-            if participant is not None:
-                if self.closed:
-                    participant.home.disconnect(participant)
-                placed["participant"] = participant
-            return decision
-
-        def refused(failure):
-            failure.trap(RoomError)
-            placed["refused"] = failure.value
-            return decision
-        return placement.enter(self, join.room, self.login, record).addCallbacks(
-            entered, refused)
+    # Room membership (the commands that change it: wcs.commands)
 
     def joinRoom(self, room: str, record: bool = False) -> None:
         """
@@ -458,68 +380,6 @@ class ClientSession:
             placed = self.rooms.join(room, self.login, self, record)
         self.participants[room] = placed
         return placed
-
-    def _leave(self, options: dict[str, Any]):
-        leave = protocol.parseLeave(options, self.limits)
-
-        def act(decision) -> None:
-            participant = self.participants.pop(leave.room, None)
-            if participant is None:
-                raise RoomError(f"not in room {leave.room!r}")
-            self.streams.stopRoom(participant)
-            participant.home.leave(participant)
-        return succeed(ALLOW), act
-
-    def _chat(self, options: dict[str, Any]):
-        chat = protocol.parseChat(options, self.limits)
-        if chat.room not in self.participants:
-            raise RoomError(f"not in room {chat.room!r}: join it before sending messages")
-        return self.server.access.chat(self, *chat), self._chatAct(chat)
-
-    def _chatAct(self, chat: protocol.Chat):
-        def act(decision) -> None:
-            sender = self.participants.get(chat.room)
-            if sender is None:
-                raise RoomError(f"not in room {chat.room!r}: join it before sending messages")
-            sender.home.chat(sender, chat.to, chat.text)
-        return act
-
-    def chatFrame(self, operationId: str, room: str, to: str, text: str) -> bool:
-        """
-        A C{sendData} C{sendMessage} that the transport read without
-        decoding it (L{wcs.messages.chatFrame}): handled as
-        L{messageReceived} would, in fewer steps, in the common case (nothing
-        held, no trace, the sender in the room, lengths within the limits,
-        the access decision already made); the gate's path when the decision
-        is out. False: not handled, the transport decodes the frame the
-        ordinary way (which also makes any refusal's text).
-        """
-        limits = self.limits
-        if (self.closed or self.gate.waiting or self.logLevel in TRACED
-                or not room or len(room) > limits.roomName
-                or not to or len(to) > limits.login or len(text) > limits.chat):
-            return False
-        sender = self.participants.get(room)
-        if sender is None:
-            return False
-        self.heard = True
-        decision = self.server.access.chat(self, room, to, text)
-        request = protocol.DataRequest(operationId, "sendMessage", {})
-        if decision.called and not decision.paused and decision.result is ALLOW:
-            # What the gate and _decided would do, without their closures.
-            try:
-                sender.home.chat(sender, to, text)
-            except (ProtocolError, RoomError) as e:
-                self._commandFailed(request, e.info, e.code)
-                return True
-            self.send(dataStatus(operationId, ACCEPTED))
-            return True
-        act = self._chatAct(protocol.Chat(room, to, text))
-        self.gate.after(decision, lambda d: self._decided(request, d, act))
-        return True
-
-    # Not a dict of bound methods made per message (one per chat delivery).
-    _COMMANDS = {"join": _join, "leave": _leave, "sendMessage": _chat}
 
     def removeFromRoom(self, room: str, info: str) -> bool:
         """

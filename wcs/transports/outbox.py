@@ -24,9 +24,15 @@ the client's backlog) takes over.
 from __future__ import annotations
 
 import errno
+import math
+import time
 from typing import Callable
 
 from twisted.internet.tcp import Connection
+
+from wcs.logs import Logger
+
+log = Logger()
 
 # What a non-blocking send may say that means "nothing taken yet", as
 # Twisted's writeSomeData treats them.
@@ -57,6 +63,7 @@ class Outboxes:
         self.pending: list = []
         self.reading = 0  # inside a protocol's dataReceived: it flushes at its end
         self.call = None
+        self.delays: SendDelays | None = None  # measured only when a report is asked for
 
     def add(self, protocol) -> None:
         """C{protocol.outbox} just got its first frame of this turn."""
@@ -93,6 +100,76 @@ class Outboxes:
         if not frames or protocol.dropped:
             return
         writeNow(protocol.transport, frames[0] if len(frames) == 1 else b"".join(frames))
+        delays = self.delays
+        if delays is not None and delays.readAt is not None:
+            delays.sent(len(frames))
+
+
+class SendDelays:
+    """
+    The server's own part of a delivery's delay: from the start of the read
+    that carried a client's message (the transport's C{dataReceived}) to the
+    C{send} of each frame it produced, one sample per frame (a recipient's
+    delivery, or the sender's own answer). Frames sent from a timer are not
+    counted. What it leaves out: the time the bytes waited in the socket
+    before the loop read them (the loop's lag: C{loop_lag_report}).
+
+    Every C{report} seconds, one log line: frames, p50, p90, p99 and max.
+    """
+
+    def __init__(self, clock, report: float, now: Callable[[], float] = time.monotonic):
+        self.clock = clock
+        self.report = report
+        self.now = now
+        self.readAt: float | None = None  # set by the transport while it reads
+        # (delay, frames) per send: one append per connection per flush.
+        self.samples: list[tuple[float, int]] = []
+        self.last: dict | None = None  # the last report's figures, in ms
+        self.call = None
+
+    def start(self) -> None:
+        self.call = self.clock.callLater(self.report, self._report)
+
+    def stop(self) -> None:
+        if self.call is not None and self.call.active():
+            self.call.cancel()
+        self.call = None
+
+    def sent(self, frames: int) -> None:
+        if len(self.samples) < MAX_SAMPLES:
+            self.samples.append((self.now() - self.readAt, frames))
+
+    def figures(self) -> dict | None:
+        """p50, p90, p99, max in ms and the number of frames; None without any."""
+        ordered = sorted(self.samples)
+        total = sum(frames for _, frames in ordered)
+        if not total:
+            return None
+        wanted = {name: max(1, math.ceil(fraction * total))
+                  for name, fraction in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99))}
+        result: dict = {"frames": total, "max": 1000 * ordered[-1][0]}
+        seen = 0
+        for delay, frames in ordered:
+            seen += frames
+            for name, rank in wanted.items():
+                if name not in result and seen >= rank:
+                    result[name] = 1000 * delay
+        return result
+
+    def _report(self) -> None:
+        self.call = self.clock.callLater(self.report, self._report)
+        figures, self.samples = self.figures(), []
+        if figures is None:
+            return
+        self.last = figures
+        log.info("send delay over {seconds}s: {frames} frames, p50 {p50:.2f} ms, "
+                 "p90 {p90:.2f} ms, p99 {p99:.2f} ms, max {max:.2f} ms",
+                 seconds=self.report, **figures)
+
+
+# Sends counted per report: a bound on the samples' memory (a 200-room at
+# 4 000 deliveries/s makes ~24 000 sends in 5 s).
+MAX_SAMPLES = 200_000
 
 
 def writeNow(transport, data: bytes) -> None:

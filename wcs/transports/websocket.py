@@ -23,7 +23,7 @@ from wcs.config import Key, declare
 from wcs.errors import ProtocolError
 from wcs.interfaces import IRoomServer, ISignallingChannel, ITransport
 from wcs.messages import CHAT_FRAME_DEPTH, ServerMessage, chatFrame, decodeFrame, encodeFrame
-from wcs.transports.outbox import Outboxes
+from wcs.transports.outbox import Outboxes, SendDelays
 from wcs.transports.peers import DROP, PeerConnections
 from wcs.transports.wsframes import textFrame as clientTextFrame
 
@@ -34,6 +34,10 @@ declare(
     Key("ws_max_connections_per_address", "int", 100,
         "WebSocket connections from one address at once; 0: no limit"),
     Key("ws_max_connections", "int", 10000, "WebSocket connections at once; 0: no limit"),
+    Key("ws_send_delay_report", "int", 0,
+        "every this many seconds, log the server's own part of a WebSocket frame's delay "
+        "(from the read of the message that made it to its send: p50, p90, p99, max); "
+        "0: off"),
 )
 
 # Within one read, the other connections' frames go out every this many
@@ -150,6 +154,9 @@ class SignallingProtocol(WebSocketServerProtocol):
             self.session.peerActive()
         outboxes = self.factory.outboxes
         outboxes.reading += 1
+        delays = outboxes.delays
+        if delays is not None:
+            delays.readAt = delays.now()
         try:
             if (self.state == self.STATE_OPEN and not self.data
                     and self.current_frame is None and not self.inside_message):
@@ -159,6 +166,8 @@ class SignallingProtocol(WebSocketServerProtocol):
         finally:
             outboxes.reading -= 1
             outboxes.flush()
+            if delays is not None:
+                delays.readAt = None
 
     def _readTextFrames(self, data: bytes) -> bytes:
         """
@@ -284,6 +293,9 @@ class SignallingFactory(WebSocketServerFactory):
         self.chatFrames = self.maxDepth >= CHAT_FRAME_DEPTH
         self.maxBacklog = settings.ws_max_send_buffer
         self.outboxes = Outboxes(server.clock.callLater)
+        if settings.ws_send_delay_report > 0:
+            self.outboxes.delays = SendDelays(server.clock, settings.ws_send_delay_report)
+            self.outboxes.delays.start()
         self.peers = PeerConnections(settings.ws_max_connections_per_address,
                                      settings.ws_max_connections)
         hard = self.hardLimit = max(self.softLimit * HARD_LIMIT_FACTOR, 1 << 20)
