@@ -9,7 +9,7 @@ from aiortc.rtp import RtcpPacket
 from twisted.internet.task import Clock
 
 from tests.media.test_rtp import _Wire
-from tests.media.test_wrap import TS_STEP, _incoming, _packet
+from tests.media.test_wrap import DELTA, TS_STEP, _incoming, _packet
 from wcs.media.feedback import FeedbackPolicy
 from wcs.media.rtcpguard import RtcpBudget, nackWindow
 from wcs.media.track import HISTORY, Subscription
@@ -60,9 +60,10 @@ def test_aNackBombWalksTheHistoryOnly():
     wire = _Wire()
     player = Subscription(track, wire, ssrc=0x1234, payloadType=100,
                           policy=FeedbackPolicy(playerStall=0.5))
+    player.nextSeq = 0  # the bomb's numbers are then the packets sent, the keyframe first
     player.attach()
-    for i in range(600):
-        track.rtpReceived(_packet(i, i * TS_STEP))
+    for i in range(600):  # one keyframe, then deltas: what is gone was sent after it
+        track.rtpReceived(_packet(i, i * TS_STEP, DELTA if i else b"\x10\x00\x9d"))
     lost = _bomb(0x1234, 330)
     assert len(lost) == 5610
     for _ in range(12):

@@ -101,10 +101,15 @@ def test_nackAcrossWrap():
     subscription.nackReceived(nack.lost)
     assert wire.sent == [sent[65534], sent[65535], sent[0], sent[1]]
     assert track.requests == requests  # nothing was too old
-    # Too old really is too old, on either side of the wrap.
+    # Older than the keyframe it was sent: a late repeat, nothing to repair.
     track.clock.advance(2.0)  # the player's own keyframe interval since it joined
     subscription.nackReceived([(65530 - HISTORY) & 0xFFFF])
-    assert track.requests == requests + 1
+    assert track.requests == requests and subscription.nacksBeforeKeyframe == 1
+    # Gone from the history after that keyframe really is too old, across the wrap.
+    for i in range(20, 20 + HISTORY):
+        track.fanout(0, 0, 100 + i, i * TS_STEP, b"delta", False)
+    subscription.nackReceived([65531])
+    assert track.requests == requests + 1 and subscription.nacksTooOld == 1
 
 
 def test_receiverReportAcrossWraps():
