@@ -137,8 +137,7 @@ class Subscription:
             self.hold.forwardedLate(outSeq)
             self.resentAt[slot] = self.clock.seconds()
         self.lastSeq = outSeq
-        if keyframe and not (self.packets - self.keyframePacket < 0x8000
-                             and rtp.seqNewer(self.keyframeSeq, outSeq)):
+        if keyframe and not self._beforeKeyframe(outSeq):
             self.keyframeSeq, self.keyframePacket = outSeq, self.packets
         self.lastTs = outTs = (timestamp + self.tsDelta) & 0xFFFFFFFF
         header = _pack(0x80 | padding, marker | self.payloadType, outSeq, outTs, self.ssrc)
@@ -243,6 +242,10 @@ class Subscription:
             return None
         return header + self.payloads[slot]
 
+    def _beforeKeyframe(self, seq: int) -> bool:
+        """Whether C{seq} was sent before the last keyframe start (one sent within half the numbering)."""
+        return self.packets - self.keyframePacket < 0x8000 and rtp.seqNewer(self.keyframeSeq, seq)
+
     def nackReceived(self, lost: list[int]) -> None:
         self.nacksReceived += 1
         lost = nackWindow(lost, self.lastSeq, HISTORY)  # at most HISTORY + 1 (rtcpguard)
@@ -300,8 +303,7 @@ class Subscription:
                 # once it decodes a later frame, aiortc's buffer skips it):
                 # a late repeat, which must not drop a picture that moves
                 # again. After it, only a keyframe repairs it.
-                if self.packets - self.keyframePacket < 0x8000 \
-                        and rtp.seqNewer(self.keyframeSeq, seq):
+                if self._beforeKeyframe(seq):
                     self.nacksBeforeKeyframe += 1
                 else:
                     tooOld = True
