@@ -243,7 +243,10 @@ class Subscription:
         return header + self.payloads[slot]
 
     def _beforeKeyframe(self, seq: int) -> bool:
-        """Whether C{seq} was sent before the last keyframe start (one sent within half the numbering)."""
+        """
+        Whether C{seq} was sent before the last keyframe start, when that
+        start is within half the numbering (older, the comparison wraps).
+        """
         return self.packets - self.keyframePacket < 0x8000 and rtp.seqNewer(self.keyframeSeq, seq)
 
     def nackReceived(self, lost: list[int]) -> None:
