@@ -39,3 +39,28 @@ def test_every_delay_goes_to_the_observer_even_without_a_report():
     assert probe.samples == [] and probe.last is None  # nothing kept for a report
     probe.stopService()
     assert clock.getDelayedCalls() == []
+
+
+def test_the_loop_clock_runs_the_probe_on_asyncio_timers():
+    """In the server the probe's timer is an asyncio handle, not a reactor call."""
+    import asyncio
+
+    from wcs.lag import LoopClock
+
+    async def run():
+        loop = asyncio.get_running_loop()
+        delays = []
+        probe = LagProbe(LoopClock(loop), report=0, period=0.01, observe=delays.append)
+        probe.startService()
+        assert isinstance(probe.call.handle, asyncio.TimerHandle)  # one handle, no DelayedCall
+        for _ in range(200):  # bounded: at most 2 s
+            if len(delays) >= 3:
+                break
+            await asyncio.sleep(0.01)
+        probe.stopService()
+        assert len(delays) >= 3 and all(d >= 0 for d in delays)
+        count = len(delays)
+        await asyncio.sleep(0.05)
+        assert len(delays) == count  # stopped: no tick after stopService
+
+    asyncio.run(run())

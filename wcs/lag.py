@@ -32,6 +32,39 @@ PERIOD = 0.02  # s between two probes when the log reports (fine-grained)
 QUIET_PERIOD = 0.5
 
 
+class LoopClock:
+    """
+    The asyncio loop's own timers as a clock for the probe. A Twisted
+    C{callLater} that wakes an idle loop also runs the reactor's
+    C{runUntilCurrent} and re-arms its one asyncio timer twice (C{_onTimer},
+    C{_reschedule}); an asyncio timer is one handle in the loop's heap.
+    """
+
+    def __init__(self, loop):
+        self.loop = loop
+
+    def seconds(self) -> float:
+        return self.loop.time()
+
+    def callLater(self, delay: float, f, *args) -> "_LoopCall":
+        return _LoopCall(self.loop.call_later(delay, f, *args))
+
+
+class _LoopCall:
+    """An asyncio timer handle with the part of C{IDelayedCall} the probe uses."""
+
+    __slots__ = ("handle",)
+
+    def __init__(self, handle):
+        self.handle = handle
+
+    def active(self) -> bool:  # cancel() of a handle that already ran is harmless
+        return not self.handle.cancelled()
+
+    def cancel(self) -> None:
+        self.handle.cancel()
+
+
 def percentile(ordered: list[float], fraction: float) -> float:
     """The nearest-rank percentile of an ordered, non-empty list."""
     return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]

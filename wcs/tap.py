@@ -296,17 +296,20 @@ def _addOperations(server, settings, parent, rest) -> None:
     Metrics, webhooks and drain (docs/operations.md); C{/metrics} and the
     drain hook go on the REST service C{rest} when its ports are enabled.
     """
+    import asyncio
+
     from twisted.internet import reactor
 
     from wcs import drain
-    from wcs.lag import PERIOD, QUIET_PERIOD, LagProbe
+    from wcs.lag import PERIOD, QUIET_PERIOD, LagProbe, LoopClock
     from wcs.metrics import Metrics, MetricsResource
     from wcs.webhooks import Webhooks
 
     server.metrics = metrics = Metrics(server)
     report = settings.loop_lag_report
-    LagProbe(reactor, report, PERIOD if report else QUIET_PERIOD,
-             metrics.loopLag.observe).setServiceParent(parent)
+    # the reactor's loop (asyncioreactor.install set it as the current one)
+    LagProbe(LoopClock(asyncio.get_event_loop()), report,
+             PERIOD if report else QUIET_PERIOD, metrics.loopLag.observe).setServiceParent(parent)
     server.recorder.observers.append(metrics)
     webhooks = Webhooks.fromSettings(settings, reactor, metrics)
     if webhooks is not None:
