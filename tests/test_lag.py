@@ -3,7 +3,7 @@
 import pytest
 from twisted.internet.task import Clock
 
-from wcs.lag import LagProbe, percentile
+from wcs.lag import LagProbe, gridTime, percentile
 
 
 def test_percentile_is_nearest_rank():
@@ -14,14 +14,15 @@ def test_percentile_is_nearest_rank():
 
 def test_the_probe_reports_how_late_its_timer_fired():
     clock = Clock()
-    probe = LagProbe(clock, report=1, period=0.02)
+    period = 1 / 32  # a binary fraction: the Clock's sums stay on the ticks' grid
+    probe = LagProbe(clock, report=1, period=period)
     probe.startService()
-    for _ in range(47):  # on time
-        clock.advance(0.02)
-    clock.advance(0.02 + 0.030)  # something held the loop for 30 ms
+    for _ in range(30):  # on time
+        clock.advance(period)
+    clock.advance(period + 0.030)  # something held the loop for 30 ms
     assert probe.last is None  # not a second yet
-    clock.advance(0.02)
-    assert probe.last["samples"] == 49
+    clock.advance(1 - clock.seconds())  # the next tick, on time, at 1 s
+    assert probe.last["samples"] == 32
     assert probe.last["p50"] == pytest.approx(0) and probe.last["max"] == pytest.approx(30)
     assert probe.last["p99"] == pytest.approx(30)
     probe.stopService()
@@ -64,3 +65,50 @@ def test_the_loop_clock_runs_the_probe_on_asyncio_timers():
         assert len(delays) == count  # stopped: no tick after stopService
 
     asyncio.run(run())
+
+
+def test_ticks_fall_on_the_period_grid():
+    """Timers of one period on one loop fall due together: one wake-up for all."""
+    assert gridTime(0.3, 0.5) == 0.5 and gridTime(0.5, 0.5) == 1.0
+    assert gridTime(0.4999999, 0.5) == 1.0  # a hair early counts as on the grid
+    assert gridTime(1.23, 0.1) == pytest.approx(1.3)
+    clock = Clock()
+    clock.advance(0.3)
+    ticks = []
+    probe = LagProbe(clock, report=0, period=0.5, observe=lambda d: ticks.append(clock.seconds()))
+    probe.startService()
+    for step in (0.2, 0.5, 0.5):
+        clock.advance(step)
+    assert ticks == [pytest.approx(0.5), pytest.approx(1.0), pytest.approx(1.5)]
+    probe.stopService()
+
+
+def test_an_idle_loop_is_probed_less_often_until_it_works():
+    """The period doubles up to idlePeriod while the thread used no CPU; work resets it."""
+    clock = Clock()
+    used = [1.0]
+    ticks = []
+    probe = LagProbe(clock, report=0, period=0.5, idlePeriod=2.0, cpu=lambda: used[0],
+                     observe=lambda d: ticks.append((clock.seconds(), d)))
+    probe.startService()
+    for _ in range(8):  # 4 s of an idle loop
+        clock.advance(0.5)
+    assert [t for t, _ in ticks] == [0.5, 1.0, 2.0, 4.0]
+    used[0] += 0.010  # a client came: 10 ms of work, seen by the next tick (at 6 s)
+    for step in (2.0, 0.5, 0.5):
+        clock.advance(step)
+    assert [t for t, _ in ticks][4:] == [6.0, 6.5, 7.0]
+    assert all(d == 0 for _, d in ticks)  # on time, on the grid
+    probe.stopService()
+    assert clock.getDelayedCalls() == []
+
+
+def test_a_report_keeps_every_tick():
+    """loop_lag_report asks for the fine-grained probe: no idle back-off."""
+    clock = Clock()
+    probe = LagProbe(clock, report=1, period=0.25, idlePeriod=4.0, cpu=lambda: 0.0)
+    probe.startService()
+    for _ in range(4):
+        clock.advance(0.25)
+    assert probe.last["samples"] == 4
+    probe.stopService()

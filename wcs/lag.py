@@ -5,11 +5,22 @@ delay goes to an observer (the C{wcs_event_loop_lag_seconds} histogram of
 L{wcs.metrics}), and with C{loop_lag_report} set, one log line every that many
 seconds gives their p50, p99 and max. One probe serves both, so the log and
 the metric never disagree.
+
+Each wake-up of an idle Python loop costs far more than the probe's own
+work (docs/performance.md, "Idle and ingest, sixth pass"), so the probe
+wakes the loop as little as it can: its timer falls on the grid of
+multiples of its period (L{gridTime}), where other timers on the same grid
+(a publisher read later, L{wcs.media.internals.DemuxProtocol.readEvery})
+run in the same wake-up; and while the loop does nothing else (the thread
+used under C{IDLE_CPU} of CPU since the last tick) the period doubles up
+to C{loop_lag_idle_period}: an idle loop has no lag to see, and the first
+tick that finds work brings the period back.
 """
 
 from __future__ import annotations
 
 import math
+import time
 
 from twisted.application.service import Service
 
@@ -22,6 +33,10 @@ declare(
     Key("loop_lag_report", "int", 0,
         "every this many seconds, log the event loop's lag (p50, p99, max of a "
         "timer every 20 ms); 0: off"),
+    Key("loop_lag_idle_period", "int", 4000,
+        "ms: the longest period of the lag probe while the server does nothing else "
+        "(without loop_lag_report it ticks every 500 ms, doubling while idle up to this); "
+        "500: never longer"),
 )
 
 PERIOD = 0.02  # s between two probes when the log reports (fine-grained)
@@ -30,6 +45,20 @@ PERIOD = 0.02  # s between two probes when the log reports (fine-grained)
 # server's CPU). A stall longer than this is always seen; a shorter one only
 # if it holds the loop when the probe is due.
 QUIET_PERIOD = 0.5
+# s of the thread's CPU between two ticks under which the loop counts as idle:
+# a tick (or a keep-alive) costs ~0.1-0.3 ms on this machine, any client's
+# traffic more.
+IDLE_CPU = 0.002
+
+
+def gridTime(now: float, period: float) -> float:
+    """
+    The next multiple of C{period} after C{now}: timers of the same period
+    on one loop fall due together and run in one wake-up. C{now} within 1 %
+    of a period before a multiple counts as on it (a timer that fired a
+    float's hair early is not due again at once).
+    """
+    return (math.floor(now / period + 0.01) + 1) * period
 
 
 class LoopClock:
@@ -76,10 +105,14 @@ class LagProbe(Service):
     @param observe: called with every delay, in seconds (or L{None}).
     """
 
-    def __init__(self, clock, report: float, period: float = PERIOD, observe=None):
+    def __init__(self, clock, report: float, period: float = PERIOD, observe=None,
+                 idlePeriod: float = 0.0, cpu=time.thread_time):
         self.clock = clock
         self.report = report
-        self.period = period
+        self.period = self.base = period
+        self.idlePeriod = idlePeriod if not report else 0.0  # a report asks for every tick
+        self.cpu = cpu
+        self.cpuAt = 0.0
         self.observe = observe
         self.samples: list[float] = []
         self.call = None
@@ -90,6 +123,7 @@ class LagProbe(Service):
     def startService(self) -> None:
         super().startService()
         self.since = self.clock.seconds()
+        self.cpuAt = self.cpu()
         self._schedule(self.since)
 
     def stopService(self):
@@ -99,12 +133,21 @@ class LagProbe(Service):
         self.call = None
 
     def _schedule(self, now: float) -> None:
-        self.expected = now + self.period
-        self.call = self.clock.callLater(self.period, self._tick)
+        self.expected = gridTime(now, self.period)
+        self.call = self.clock.callLater(self.expected - now, self._tick)
+
+    def _pace(self) -> None:
+        """Double the period while the loop did nothing else, back at once when it does."""
+        used = self.cpu()
+        busy, self.cpuAt = used - self.cpuAt >= IDLE_CPU, used
+        self.period = (self.base if busy
+                       else min(2 * self.period, max(self.base, self.idlePeriod)))
 
     def _tick(self) -> None:
         now = self.clock.seconds()
         delay = max(0.0, now - self.expected)
+        if self.idlePeriod > self.base:
+            self._pace()
         if self.observe is not None:
             self.observe(delay)
         if not self.report:

@@ -309,7 +309,8 @@ def _addOperations(server, settings, parent, rest) -> None:
     report = settings.loop_lag_report
     # the reactor's loop (asyncioreactor.install set it as the current one)
     LagProbe(LoopClock(asyncio.get_event_loop()), report,
-             PERIOD if report else QUIET_PERIOD, metrics.loopLag.observe).setServiceParent(parent)
+             PERIOD if report else QUIET_PERIOD, metrics.loopLag.observe,
+             settings.loop_lag_idle_period / 1000).setServiceParent(parent)
     server.recorder.observers.append(metrics)
     webhooks = Webhooks.fromSettings(settings, reactor, metrics)
     if webhooks is not None:

@@ -8,6 +8,7 @@ import asyncio
 import socket
 
 from tests.media.peers import asyncTest
+from wcs.lag import gridTime
 from wcs.media import rtp
 from wcs.media.ice import IceConnection, PortRange
 from wcs.media.internals import DemuxProtocol
@@ -131,14 +132,18 @@ async def test_sessionEndsWithinABurst():
 async def test_readLaterBatchesAPeriod():
     """
     Read every 0.3 s: three bursts come meanwhile and asyncio's reader
-    never wakes for them; they arrive together, in order, at the period.
-    Reading at once again, the next burst wakes the reader.
+    never wakes for them; they arrive together, in order, at the period
+    (at a multiple of it on the loop's clock, shared with every other
+    timer of that period). Reading at once again, the next burst wakes
+    the reader.
     """
     agent, protocol, wakeups = await _agent()
     got = []
-    agent.receiveSrtp(got.append)
-    agent.readEvery(0.3)
     loop = asyncio.get_running_loop()
+    readAt = []
+    agent.receiveSrtp(lambda data: (got.append(data), readAt.append(loop.time())))
+    await asyncio.sleep(gridTime(loop.time(), 0.3) - loop.time() + 0.005)  # just past one
+    agent.readEvery(0.3)
     try:
         start = loop.time()
         packets = [_packet(i) for i in range(30)]
@@ -149,6 +154,8 @@ async def test_readLaterBatchesAPeriod():
         await _until(lambda: len(got) == 30)
         assert loop.time() - start >= 0.25
         assert got == packets and wakeups == []
+        assert readAt[0] - gridTime(start, 0.3) < 0.1  # on the grid, as late as a loop is
+        assert readAt[0] >= gridTime(start, 0.3) - 0.001
         agent.readEvery(0)
         assert protocol._later is None
         _burst(protocol.local_candidate.port, [_packet(30)])
@@ -207,6 +214,35 @@ def test_readLaterOnlyWhileNobodyNeedsThePackets():
     transport.transportWide = object()
     transport.readingChanged()
     assert not transport.ice.readingLater
+
+
+def test_receiverReportsRideTheReadsLater():
+    """
+    Read later, the publisher's periodic work (receiver reports) may run a
+    whole read period early, on a read's wake-up; read at once, 50 ms as before.
+    """
+    from types import SimpleNamespace
+
+    from aiortc.rtcdtlstransport import RTCCertificate
+    from twisted.internet.task import Clock
+
+    from wcs.media.liveness import Periodic
+    from wcs.media.track import IncomingTrack
+    from wcs.media.transport import MediaTransport
+
+    transport = MediaTransport(IceConnection(PortRange(0, 0), [("127.0.0.1", "127.0.0.1")]),
+                               RTCCertificate.generateCertificate())
+    track = IncomingTrack(transport, "audio", "opus", 48000, 111, 5)
+    transport.receivers[5] = track
+    transport.awake = reports = Periodic(Clock(), 1.0, lambda: None)
+    transport.readLater = 0.1
+    transport.readingChanged()
+    assert reports.early == 0.1
+    player = SimpleNamespace()
+    track.subscribe(player)
+    assert reports.early == Periodic.EARLY == 0.05
+    track.unsubscribe(player)
+    assert reports.early == 0.1
 
 
 @asyncTest(timeout=30)

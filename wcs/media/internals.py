@@ -26,6 +26,7 @@ from wcs.media.compat import (  # noqa: F401  (re-exported: the tests and twistd
     verify,
     version,
 )
+from wcs.lag import gridTime
 from wcs.media.liveness import Consent, LoopClock
 
 verify()
@@ -159,8 +160,9 @@ class DemuxProtocol(StunProtocol):
         0: read each datagram as it comes (asyncio's reader, the default).
         Else nothing needs this session's packets at once (a publisher
         nobody plays, records or measures the arrival of): take the socket
-        out of the loop's poll and read what it queued every C{period}
-        seconds, one wake-up per period instead of one per frame.
+        out of the loop's poll and read what it queued at each multiple of
+        C{period} seconds, one wake-up per period instead of one per frame,
+        and the same wake-up for every publisher read later.
         """
         transport = self.transport
         self._period = period
@@ -171,7 +173,10 @@ class DemuxProtocol(StunProtocol):
             return
         if period > 0 and self.srtpReceived is not None:
             transport.pause_reading()
-            self._later = asyncio.get_running_loop().call_later(period, self._readLater)
+            # On the period's grid: every publisher read later, and the lag
+            # probe, share one wake-up a period (wcs.lag.gridTime).
+            loop = asyncio.get_running_loop()
+            self._later = loop.call_at(gridTime(loop.time(), period), self._readLater)
         else:
             transport.resume_reading()  # what came meanwhile is read at once
 

@@ -158,9 +158,10 @@ class Periodic:
     """
 
     log = Logger()
+    EARLY = 0.05  # s: the default C{early}
 
     def __init__(self, clock: IReactorTime, interval: float, work: Callable[[], None],
-                 early: float = 0.05):
+                 early: float = EARLY):
         self.clock = clock
         self.seconds = clock.seconds
         self.interval = interval

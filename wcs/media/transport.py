@@ -154,6 +154,12 @@ class MediaTransport(DtlsTransport):
         idle = self.transportWide is None and not any(
             getattr(handler, "track", handler).wanted() for handler in handlers)
         self.ice.readEvery(self.readLater if idle else 0)
+        awake = self.awake
+        if awake is not None:
+            # Read later, packets come one wake-up a period: the periodic
+            # work (receiver reports) rides one if it may run a period early,
+            # instead of a timer of its own. Read at once, as before.
+            awake.early = max(awake.EARLY, self.readLater) if idle else awake.EARLY
 
     # Sending
 
