@@ -7,6 +7,8 @@ what is not SRTP, or comes after the session ended, still takes aioice's path.
 import asyncio
 import socket
 
+import pytest
+
 from tests.media.peers import asyncTest
 from wcs.lag import gridTime
 from wcs.media import rtp
@@ -142,6 +144,7 @@ async def test_readLaterBatchesAPeriod():
     loop = asyncio.get_running_loop()
     readAt = []
     agent.receiveSrtp(lambda data: (got.append(data), readAt.append(loop.time())))
+    protocol._phase = 0  # the first phase: on multiples of the period
     await asyncio.sleep(gridTime(loop.time(), 0.3) - loop.time() + 0.005)  # just past one
     agent.readEvery(0.3)
     try:
@@ -164,6 +167,40 @@ async def test_readLaterBatchesAPeriod():
     finally:
         await agent.close()
     assert protocol._later is None
+
+
+@asyncTest(timeout=30)
+async def test_readLaterPhases():
+    """
+    Publishers read later fall on PHASES shifts of the period's grid, one
+    after the other: they share that many wake-ups a period, and no one
+    turn reads them all.
+    """
+    from wcs.media.internals import _readingLater
+
+    assert not _readingLater  # every earlier test's sockets are closed
+    agents = [await _agent() for _ in range(DemuxProtocol.PHASES + 1)]
+    try:
+        for agent, _, _ in agents:
+            agent.receiveSrtp(lambda data: None)
+            agent.readEvery(0.4)
+        phases = [protocol._phase for _, protocol, _ in agents]
+        assert sorted(phases[:-1]) == list(range(DemuxProtocol.PHASES))
+        assert phases[-1] == phases[0]  # round robin
+        times = [protocol._later.when() for _, protocol, _ in agents]
+        step = 0.4 / DemuxProtocol.PHASES
+        for time, phase in zip(times, phases):
+            off = (time / step - phase) % DemuxProtocol.PHASES  # 0 or a hair under PHASES
+            assert min(off, DemuxProtocol.PHASES - off) == pytest.approx(0, abs=1e-6)
+        assert times[-1] == pytest.approx(times[0])  # the same wake-up
+        for agent, _, _ in agents[1:]:
+            agent.readEvery(0)
+        agents[0][0].readEvery(0)
+        agents[0][0].readEvery(0.4)
+        assert agents[0][1]._phase == 0  # alone: the first phase, the lag probe's
+    finally:
+        for agent, _, _ in agents:
+            await agent.close()
 
 
 @asyncTest(timeout=30)

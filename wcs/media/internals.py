@@ -83,6 +83,8 @@ __all__ = [
 from wcs.media.srtpout import Protector, Unprotector  # noqa: E402
 
 RECEIVE_SIZE = 65536  # the largest UDP datagram fits
+# The sockets read later (DemuxProtocol.readEvery): how many, for the next one's phase.
+_readingLater: set = set()
 
 
 def jitterPacket(seq: int, timestamp: int, data: bytes) -> RtpPacket:
@@ -118,6 +120,8 @@ class DemuxProtocol(StunProtocol):
     _later = None
     _period = 0.0
     laterBatch = 256
+    PHASES = 4
+    _phase = None
 
     def datagram_received(self, data, addr) -> None:
         self._burst(data, addr, self.batch, True)
@@ -169,15 +173,25 @@ class DemuxProtocol(StunProtocol):
         later, self._later = self._later, None
         if later is not None:
             later.cancel()
+        _readingLater.discard(self)
         if transport is None or transport.is_closing() or self.sock is None:
+            self._phase = None
             return
         if period > 0 and self.srtpReceived is not None:
             transport.pause_reading()
-            # On the period's grid: every publisher read later, and the lag
-            # probe, share one wake-up a period (wcs.lag.gridTime).
+            # On the period's grid (wcs.lag.gridTime), shifted by this
+            # socket's phase: the publishers read later share PHASES wake-ups
+            # a period whatever their number, and no one turn reads all of
+            # them; a lone one is in the first phase, with the lag probe.
+            if self._phase is None:
+                self._phase = len(_readingLater) % self.PHASES
+            _readingLater.add(self)
+            shift = period * self._phase / self.PHASES
             loop = asyncio.get_running_loop()
-            self._later = loop.call_at(gridTime(loop.time(), period), self._readLater)
+            self._later = loop.call_at(gridTime(loop.time() - shift, period) + shift,
+                                       self._readLater)
         else:
+            self._phase = None
             transport.resume_reading()  # what came meanwhile is read at once
 
     def _readLater(self) -> None:
@@ -204,6 +218,7 @@ class DemuxProtocol(StunProtocol):
         later, self._later = self._later, None
         if later is not None:
             later.cancel()
+        _readingLater.discard(self)
         super().connection_lost(exc)
 
 
@@ -264,10 +279,13 @@ class IceAgent(Connection):
                 protocol.readEvery(0)
 
     def readEvery(self, period: float) -> None:
-        """L{DemuxProtocol.readEvery} on each socket."""
+        """L{DemuxProtocol.readEvery} on each socket, all in one phase."""
         self.readingLater = period > 0
+        phase = None
         for protocol in self._protocols:
+            protocol._phase = phase = protocol._phase if phase is None else phase
             protocol.readEvery(period)
+            phase = protocol._phase
 
     def socketCount(self) -> int:
         return len(self._protocols)
