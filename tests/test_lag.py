@@ -53,7 +53,7 @@ def test_the_loop_clock_runs_the_probe_on_asyncio_timers():
         delays = []
         probe = LagProbe(LoopClock(loop), report=0, period=0.01, observe=delays.append)
         probe.startService()
-        assert isinstance(probe.call.handle, asyncio.TimerHandle)  # one handle, no DelayedCall
+        assert isinstance(probe.call, asyncio.TimerHandle)  # one handle, no DelayedCall
         for _ in range(200):  # bounded: at most 2 s
             if len(delays) >= 3:
                 break

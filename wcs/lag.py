@@ -19,10 +19,13 @@ tick that finds work brings the period back.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 
 from twisted.application.service import Service
+from twisted.internet.interfaces import IReactorTime
+from zope.interface import implementer
 
 from wcs.config import Key, declare
 from wcs.logs import Logger
@@ -61,37 +64,29 @@ def gridTime(now: float, period: float) -> float:
     return (math.floor(now / period + 0.01) + 1) * period
 
 
+@implementer(IReactorTime)
 class LoopClock:
     """
-    The asyncio loop's own timers as a clock for the probe. A Twisted
-    C{callLater} that wakes an idle loop also runs the reactor's
-    C{runUntilCurrent} and re-arms its one asyncio timer twice (C{_onTimer},
-    C{_reschedule}); an asyncio timer is one handle in the loop's heap.
+    An asyncio loop as an L{IReactorTime} (C{seconds} and C{callLater}):
+    C{loop}, or the one running when C{callLater} is called. Its timer is
+    one handle in the loop's heap; a Twisted C{callLater} that wakes an idle
+    loop also runs the reactor's C{runUntilCurrent} and re-arms its own
+    asyncio timer twice (C{_onTimer}, C{_reschedule}). The media engine
+    runs on it too (its tests on a bare asyncio loop).
     """
 
-    def __init__(self, loop):
+    def __init__(self, loop=None):
         self.loop = loop
 
     def seconds(self) -> float:
-        return self.loop.time()
+        return time.monotonic()  # what asyncio's loop.time() reads
 
-    def callLater(self, delay: float, f, *args) -> "_LoopCall":
-        return _LoopCall(self.loop.call_later(delay, f, *args))
+    def callLater(self, delay, callable, *args, **kw):
+        loop = self.loop or asyncio.get_running_loop()
+        return loop.call_later(delay, lambda: callable(*args, **kw))
 
-
-class _LoopCall:
-    """An asyncio timer handle with the part of C{IDelayedCall} the probe uses."""
-
-    __slots__ = ("handle",)
-
-    def __init__(self, handle):
-        self.handle = handle
-
-    def active(self) -> bool:  # cancel() of a handle that already ran is harmless
-        return not self.handle.cancelled()
-
-    def cancel(self) -> None:
-        self.handle.cancel()
+    def getDelayedCalls(self):
+        return []
 
 
 def percentile(ordered: list[float], fraction: float) -> float:
@@ -128,9 +123,9 @@ class LagProbe(Service):
 
     def stopService(self):
         super().stopService()
-        if self.call is not None and self.call.active():
-            self.call.cancel()
-        self.call = None
+        call, self.call = self.call, None
+        if call is not None:  # pending: _tick unsets it first
+            call.cancel()
 
     def _schedule(self, now: float) -> None:
         self.expected = gridTime(now, self.period)
@@ -144,6 +139,7 @@ class LagProbe(Service):
                        else min(2 * self.period, max(self.base, self.idlePeriod)))
 
     def _tick(self) -> None:
+        self.call = None
         now = self.clock.seconds()
         delay = max(0.0, now - self.expected)
         if self.idlePeriod > self.base:

@@ -11,32 +11,13 @@ L{Consent} is the same kind of timer for our ICE consent checks (RFC 7675).
 
 from __future__ import annotations
 
-import asyncio
 import random
-import time
 from typing import Callable
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
-from zope.interface import implementer
 
-
-@implementer(IReactorTime)
-class LoopClock:
-    """
-    The running asyncio loop as an L{IReactorTime}, for an engine used
-    without a Twisted reactor (the media tests run on a bare asyncio loop).
-    Only what L{Silence} needs: C{seconds} and C{callLater}.
-    """
-
-    def seconds(self) -> float:
-        return time.monotonic()  # what asyncio's loop.time() reads
-
-    def callLater(self, delay, callable, *args, **kw):
-        return asyncio.get_running_loop().call_later(delay, lambda: callable(*args, **kw))
-
-    def getDelayedCalls(self):
-        return []
+from wcs.lag import LoopClock  # noqa: F401  (the media modules take it from here)
 
 
 class Silence:
