@@ -16,7 +16,7 @@ declare(
         "ms without RTP from a publisher before 'Failed by RTP activity'; 0: never"),
     Key("media_player_timeout", "int", 10000,
         "ms without RTCP or STUN from a player before 'Failed by ICE keep alive'; 0: never"),
-    Key("media_idle_read_interval", "int", 100,
+    Key("media_idle_read_interval", "int", 200,
         "ms between two reads of a publisher's sockets while nobody plays, records or "
         "relays its stream and no transport-wide feedback times its packets (one wake-up "
         "per interval instead of one per frame); 0: read every packet as it comes"),
