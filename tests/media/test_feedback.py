@@ -182,38 +182,6 @@ def test_playerNackAnsweredOncePerRoundTrip():
     assert _seqs(wire) == [seq, seq] and subscription.retransmitted == 2
 
 
-def test_playerResendGapAnswersARepeatSoonerThanTheRoundTrip():
-    """
-    With C{media_player_resend_gap} a repeated NACK is answered once that
-    gap passed since our copy, when our round trip estimate is longer (a
-    loaded player's reports read it in hundreds of ms); within the gap it
-    is still refused, and the gap never lengthens a short round trip.
-    """
-    track, wire, subscription = _player(policy=FeedbackPolicy(playerResendGap=0.04))
-    subscription.rtt.sample(0.5)
-    for i in range(50):
-        track.fanout(0, 0, i, i * 3000, bytes(SIZE), i == 0)
-    seq = _seqs(wire)[10]
-    wire.sent.clear()
-    subscription.nackReceived([seq])
-    track.clock.advance(0.03)
-    subscription.nackReceived([seq])  # within the gap: the copy may be on its way
-    assert _seqs(wire) == [seq] and subscription.retransmitTooSoon == 1
-    track.clock.advance(0.02)
-    subscription.nackReceived([seq])  # 50 ms after the copy, the RTT 500: lost
-    assert _seqs(wire) == [seq, seq] and subscription.retransmitted == 2
-    track, wire, subscription = _player(policy=FeedbackPolicy(playerResendGap=0.5))
-    subscription.rtt.sample(0.05)  # a short round trip still rules
-    for i in range(50):
-        track.fanout(0, 0, i, i * 3000, bytes(SIZE), i == 0)
-    seq = _seqs(wire)[10]
-    wire.sent.clear()
-    subscription.nackReceived([seq])
-    track.clock.advance(0.06)
-    subscription.nackReceived([seq])
-    assert _seqs(wire) == [seq, seq] and subscription.retransmitTooSoon == 0
-
-
 def test_playerNackAnsweredAgainAfterOneRoundTrip():
     """
     A copy we resent is waited for one smoothed round trip, not the retry

@@ -37,9 +37,6 @@ declare(
     Key("media_retransmit_burst", "int", 32,
         "KiB of retransmission credit a leg may save up (each leg's budget is a token bucket): "
         "how many NACKed packets one batch may have answered at once"),
-    Key("media_player_resend_gap", "int", 0,
-        "ms after which a player's repeated NACK of a packet we resent is answered again, "
-        "when sooner than its round trip (Janus: 40, doubling); 0: one smoothed round trip"),
     Key("media_keyframe_interval", "int", 500,
         "ms between two keyframe requests (PLI) to a publisher, whatever the number of players"),
     Key("media_player_keyframe_interval", "int", 2000,
@@ -61,7 +58,6 @@ class FeedbackPolicy:
     trace: PacketTrace | None = None  # the lab's per-packet trace (wcs.media.trace)
     playerStall: float = 0.0  # s (wcs.media.stall); 0: off, as the setting's default
     reorderNackShare: float = 0.0  # of the publisher's packets (NackGenerator.earlyWait)
-    playerResendGap: float = 0.0  # s (Subscription.resend); 0: one smoothed RTT
 
     @classmethod
     def fromSettings(cls, settings) -> "FeedbackPolicy":
@@ -73,8 +69,7 @@ class FeedbackPolicy:
                    settings.media_retransmit_burst * 1024,
                    PacketTrace.fromSettings(settings),
                    settings.media_player_stall / 1000,
-                   settings.media_reorder_nack_share / 100,
-                   playerResendGap=settings.media_player_resend_gap / 1000)
+                   settings.media_reorder_nack_share / 100)
 
 
 class RoundTrip:

@@ -276,11 +276,6 @@ class Subscription:
         # costs a duplicate, within the budget. Never longer than the retry
         # (capped at 1 s: a loaded player's reports can read seconds).
         onItsWay = min(self.rtt.smoothed, retry)
-        if self.policy.playerResendGap:
-            # A browser re-asks once its own RTT passed; our estimate can
-            # be far longer (a loaded player's reports), and a copy lost
-            # then waited for it (docs/networks.md, "Chromium H.264").
-            onItsWay = min(onItsWay, self.policy.playerResendGap)
         for seq in lost:
             # aiortc's parser does not wrap a bitmask that spans 65535 -> 0.
             seq &= 0xFFFF
