@@ -98,7 +98,8 @@ netlab.stats = async () => {
     // packetization-mode) and both descriptions, to compare servers.
     const codec = inbound && byId.get(inbound.codecId);
     if (inbound) out.push({localAddress: local, ...inbound,
-                           mimeType: codec && codec.mimeType, sdpFmtpLine: codec && codec.sdpFmtpLine,
+                           mimeType: codec && codec.mimeType,
+                           sdpFmtpLine: codec && codec.sdpFmtpLine,
                            remoteSdp: pc.remoteDescription && pc.remoteDescription.sdp,
                            localSdp: pc.localDescription && pc.localDescription.sdp});
   }

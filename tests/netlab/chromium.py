@@ -382,11 +382,14 @@ def sdpSummary(sdp: str | None) -> str | None:
     # " PORT PROTO PT ...": the first format is the codec the server sends.
     fields = video.split("\n", 1)[0].split()
     payloadType = fields[2] if len(fields) > 2 else ""
+
     def values(prefix):
         return [line[len(prefix):] for line in lines if line.startswith(prefix)]
+
     codec = " ".join(values(f"a=rtpmap:{payloadType} ") + values(f"a=fmtp:{payloadType} "))
     feedback = ", ".join(values(f"a=rtcp-fb:{payloadType} "))
-    rtx = " ".join(f for f in values("a=fmtp:") if f.split(" ", 1)[-1].startswith(f"apt={payloadType}"))
+    rtx = " ".join(f for f in values("a=fmtp:")
+                   if f.split(" ", 1)[-1].startswith(f"apt={payloadType}"))
     extensions = ", ".join(e.split()[-1].rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1]
                            for e in values("a=extmap:"))
     return (f"{codec}; rtcp-fb {feedback or '-'}; rtx {rtx or '-'}; "
