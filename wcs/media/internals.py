@@ -164,9 +164,9 @@ class DemuxProtocol(StunProtocol):
         0: read each datagram as it comes (asyncio's reader, the default).
         Else nothing needs this session's packets at once (a publisher
         nobody plays, records or measures the arrival of): take the socket
-        out of the loop's poll and read what it queued at each multiple of
-        C{period} seconds, one wake-up per period instead of one per frame,
-        and the same wake-up for every publisher read later.
+        out of the loop's poll and read what it queued once a C{period}, on
+        the period's grid in one of L{PHASES}: one wake-up per period instead
+        of one per frame, shared with the other publishers read later.
         """
         transport = self.transport
         self._period = period
