@@ -1,7 +1,7 @@
 """
 Messages from other nodes are checked before they reach a handler
 (wcs.cluster.bus.readEnvelope: size, nesting, shape;
-wcs.cluster.relay.checkMessage: each op's fields): a malformed one (an older
+wcs.cluster.routing.checkMessage: each op's fields): a malformed one (an older
 or buggy node) is dropped with one rate-limited line, never an exception in
 a handler.
 """
@@ -13,7 +13,7 @@ from twisted.internet.task import Clock
 from twisted.logger import globalLogPublisher
 
 from wcs.cluster.bus import readEnvelope
-from wcs.cluster.relay import checkMessage
+from wcs.cluster.routing import checkMessage
 
 GOOD = {"op": "chat", "session": "s", "room": "r", "to": "x", "text": "hi"}
 

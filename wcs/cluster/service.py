@@ -25,8 +25,9 @@ from wcs.cluster.liveness import GRACE_TTLS, Liveness
 from wcs.cluster.media import RelayStats
 from wcs.cluster.registry import Registry
 from wcs.cluster.hosts import Hosts
-from wcs.cluster.relay import Visitors, route
+from wcs.cluster.relay import Visitors
 from wcs.cluster.resync import Resync
+from wcs.cluster.routing import route
 from wcs.errors import UNAVAILABLE, RoomError
 from wcs.logs import LogLimiter, Logger, clip
 
