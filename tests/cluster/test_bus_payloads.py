@@ -46,6 +46,9 @@ def test_malformed_envelopes_are_refused(data, reason):
     ({**GOOD, "op": "joined", "id": ["a"]}, "id is not a string"),
     ({**GOOD, "op": "joined", "relay": ["h", "80"]}, "relay is not"),
     ({**GOOD, "claims": "x"}, "claims is not an object"),
+    ({"op": "split", "room": "r", "since": "1"}, "since is not a number"),
+    ({"op": "split", "room": "r", "since": True}, "since is not a number"),
+    ({"op": "split", "since": 1.5}, "without room"),
 ])
 def test_malformed_messages_are_refused(payload, reason):
     with pytest.raises(ValueError, match=reason):
@@ -60,3 +63,4 @@ def test_well_formed_messages_pass():
                   "args": [{"payload": {}}]})
     checkMessage({"from": "a", "op": "joined", "session": "s", "room": "r",
                   "relay": ["127.0.0.1", 4000]})
+    checkMessage({"from": "a", "op": "split", "room": "r", "since": 1764226800.25})

@@ -160,8 +160,8 @@ async def stalledPull(twoNodes, role: str):
         raise
 
 
-async def rejoin(viewer, room: str, timeout: float = HEAL) -> int:
-    """Join C{room} again until accepted (bounded): the refusals before."""
+async def rejoin(viewer, room: str, timeout: float = HEAL) -> tuple[list, list]:
+    """Join C{room} again until accepted (bounded): (the refusals before, STATE's list)."""
     refused = []
     deadline = time.monotonic() + timeout
     while True:
@@ -176,9 +176,9 @@ async def rejoin(viewer, room: str, timeout: float = HEAL) -> int:
         refused.append(answer.get("info"))
         assert time.monotonic() < deadline, refused
         await asyncio.sleep(0.5)
-    await viewer.expect("OnDataEvent", lambda f: f["data"][0]["payload"]["name"] == "STATE",
-                        skip=STALE)
-    return refused
+    state = await viewer.expect(
+        "OnDataEvent", lambda f: f["data"][0]["payload"]["name"] == "STATE", skip=STALE)
+    return refused, state["data"][0]["payload"]["info"]
 
 
 async def test_origin_stalls(twoNodes):
@@ -198,10 +198,57 @@ async def test_origin_stalls(twoNodes):
         assert failed["info"] == f"the stream's node {origin} is gone", failed
         # No ghost: the origin, running again, reads the edge's close of the pull.
         assert await pullsUntil(nodes, origin, edge, (0, 0)) == (0, 0)
-        refused = await rejoin(viewer, room)
+        refused, _ = await rejoin(viewer, room)
         again, _ = await play(setup, viewer, room)
         print(f"joined again after {len(refused)} refusals {refused}, played again")
         assert await pulls(nodes, origin, edge) == (1, 1)
+    finally:
+        await setup.close()
+    assert await pullsUntil(nodes, origin, edge, (0, 0)) == (0, 0)
+
+
+async def test_a_viewer_joining_again_during_the_origins_stall(twoNodes):
+    """
+    The viewer joins again while the origin still stalls (its FAILED came
+    when the edge gave the origin up): the origin's key is gone, so the
+    room is placed on the edge, a new room of that name: a split. When the
+    origin runs again the newer room yields (wcs/cluster/splits.py): the
+    room's key names the origin again, the viewer is out of the edge's
+    room, and its next join meets the others on the origin, where it plays
+    the stream again. (Before, both rooms went on apart: its play of the
+    stream got FAILED "Stream not found" as long as they lasted.)
+    """
+    redis, nodes = twoNodes
+    room, host, *_ = await newRoom(redis, nodes, "host")
+    origin = redis.client().get(f"wcs:room:{room}")
+    edge = ({"a", "b"} - {origin}).pop()
+    setup = Published()
+    setup.clients.append(host)
+    try:
+        await setup.start(nodes[origin], nodes[edge], room, 1)
+        viewer = setup.viewers[0]
+        await play(setup, viewer, room)
+        proc = nodes[origin].proc
+        proc.send_signal(signal.SIGSTOP)
+        try:
+            await until(lambda: f"node {origin} is gone" in nodes[edge].log(),
+                        STALL + GIVEN_UP, f"node {edge} gives {origin} up")
+            _, alone = await rejoin(viewer, room)
+            assert alone == [] and redis.client().get(f"wcs:room:{room}") == edge
+        finally:
+            proc.send_signal(signal.SIGCONT)
+        resumed = time.monotonic()
+        # The SDK has no kick event: the client learns it from its next commands.
+        await until(lambda: "members here are out of it" in nodes[edge].log(), HEAL,
+                    f"the edge's room {room} yields")
+        healed = time.monotonic() - resumed
+        refused, state = await rejoin(viewer, room)
+        assert {e if isinstance(e, str) else e["login"] for e in state} == {"host", "alice"}
+        assert redis.client().get(f"wcs:room:{room}") == origin
+        await play(setup, viewer, room)
+        print(f"\nsplit healed: the edge's room yielded {healed:.1f} s after SIGCONT; the "
+              f"viewer joined the origin's ({len(refused)} refusals) and played again; "
+              f"load {os.getloadavg()[0]:.1f}")
     finally:
         await setup.close()
     assert await pullsUntil(nodes, origin, edge, (0, 0)) == (0, 0)

@@ -3,7 +3,7 @@ Messages between nodes (docs/cluster.md, "Relay"): the fields each C{op}
 needs (L{checkMessage}: a malformed message costs itself, not a handler's
 exception), and the end that handles it (L{route}): the client's node's
 L{wcs.cluster.relay.Visitors}, the room's node's L{wcs.cluster.hosts.Hosts},
-or L{wcs.cluster.resync.Resync}.
+L{wcs.cluster.resync.Resync} or L{wcs.cluster.splits.Splits}.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ _REQUIRED = {
     "chat": ("session", "room", "to", "text"), "announce": ("session", "room", "stream"),
     "withdraw": ("session", "room", "stream"), "stream": ("session", "name"),
     "deliver": ("name",), "removed": ("session", "room"), "close": ("session",),
-    "members": (), "state": ("room",),
+    "members": (), "state": ("room",), "split": ("room",),
 }
 _TEXT = ("op", "session", "room", "login", "appKey", "id", "name", "text", "stream",
          "reason", "info", "error", "code")
@@ -53,6 +53,9 @@ def checkMessage(payload: dict[str, Any]) -> None:
         raise ValueError("to is not a string")
     if payload.get("claims") is not None and not isinstance(payload["claims"], dict):
         raise ValueError("claims is not an object")
+    since = payload.get("since")
+    if op == "split" and (type(since) not in (int, float) or since != since):
+        raise ValueError("since is not a number")
     relay = payload.get("relay")
     if relay is not None and not (isinstance(relay, list) and len(relay) == 2 and
                                   isinstance(relay[0], str) and type(relay[1]) is int
@@ -60,7 +63,7 @@ def checkMessage(payload: dict[str, Any]) -> None:
         raise ValueError("relay is not [host, port]")
 
 
-def route(payload: dict[str, Any], visitors, hosts, resync=None) -> bool:
+def route(payload: dict[str, Any], visitors, hosts, resync=None, splits=None) -> bool:
     """
     Hand a message from another node to the end it is for.
 
@@ -83,6 +86,8 @@ def route(payload: dict[str, Any], visitors, hosts, resync=None) -> bool:
         visitors.close(payload)
     elif op in ("members", "state") and resync is not None:  # wcs.cluster.resync
         getattr(resync, op)(payload)
+    elif op == "split" and splits is not None:  # wcs.cluster.splits
+        splits.split(payload)
     else:
         return False
     return True
