@@ -56,13 +56,22 @@ class Splits:
             self.bus.send(node, {"op": "split", "room": name, "since": local.createdAt})
 
     def _yield(self, room, node: str) -> None:
+        # The room ends once the key names the other node: its end releases
+        # the key only while it is this node's, and a join between the two
+        # would otherwise find no key and could be placed here again.
+        d = self.registry.handOver(room.name, node)
+        d.addErrback(lambda f: self.errors.warn("hand", "cluster: cannot hand room {room} "
+                                                "over: {error}", room=clip(room.name),
+                                                error=f.value))
+        d.addCallback(lambda _: self._dissolve(room, node))
+
+    def _dissolve(self, room, node: str) -> None:
+        if self.server.rooms.rooms.get(room.name) is not room:
+            return  # ended meanwhile
         self.errors.warn(("yield", room.name), "cluster: room {room} lives here and on "
                          "{node}, where it is older: its {count} members here are out of "
                          "it, to join it there", room=clip(room.name), node=node,
                          count=len(room.participants))
-        self.registry.handOver(room.name, node).addErrback(
-            lambda f: self.errors.warn("hand", "cluster: cannot hand room {room} over: "
-                                       "{error}", room=clip(room.name), error=f.value))
         info = yieldInfo(node)
         for participant in list(room.participants.values()):
             participant.member.removeFromRoom(room.name, info)
