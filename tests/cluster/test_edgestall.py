@@ -11,6 +11,7 @@ works; no pull is left on either node once the player stopped.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import signal
@@ -52,17 +53,24 @@ def twoNodes(tmp_path_factory):
         yield redis, nodes
 
 
-async def stall(nodes, staller: str, judge: str) -> float:
-    """Stop C{staller} for STALL and until C{judge} gave it up; run it again.
-    @return: how long it was stopped."""
+async def stall(nodes, staller: str, judge: str, meanwhile=None) -> float:
+    """
+    Stop C{staller} for STALL and until C{judge} gave it up, await
+    C{meanwhile()} if given, and run it again.
+
+    @return: how long it was stopped.
+    """
     proc = nodes[staller].proc
-    already = nodes[judge].log().count(f"node {staller} is gone")
+    gone = f"node {staller} is gone"
+    already = nodes[judge].log().count(gone)  # the module's earlier tests
     proc.send_signal(signal.SIGSTOP)
     stopped = time.monotonic()
     try:
         await until(lambda: time.monotonic() - stopped >= STALL
-                    and nodes[judge].log().count(f"node {staller} is gone") > already,
+                    and nodes[judge].log().count(gone) > already,
                     STALL + GIVEN_UP, f"node {judge} gives {staller} up")
+        if meanwhile is not None:
+            await meanwhile()
     finally:
         proc.send_signal(signal.SIGCONT)
     return time.monotonic() - stopped
@@ -125,13 +133,26 @@ async def comings(client, login: str, wanted: list[str]) -> list[str]:
             pass
 
 
-async def stalledPull(twoNodes, role: str):
-    """
-    A stream of a room on the origin played on the edge (its pull); the
-    node of C{role} ("origin", "edge") stalls and runs again.
+class Playing:
+    """A stream of a room on the origin played by a viewer on the edge."""
 
-    @return: (the L{Published}, origin, edge, the viewer, its player, its
-        play request, what the player got: L{flowsOrEnds}).
+    def __init__(self, nodes, room, origin, edge, setup, player, body):
+        self.nodes, self.room, self.origin, self.edge = nodes, room, origin, edge
+        self.setup, self.viewer = setup, setup.viewers[0]
+        self.player, self.body = player, body
+
+    def statuses(self, since: int = 0) -> list:
+        return [(f["data"][0]["status"], f["data"][0].get("info"))
+                for f in self.viewer.received[since:]
+                if f["message"] == "notifyStreamStatusEvent"
+                and f["data"][0]["mediaSessionId"] == self.body["mediaSessionId"]]
+
+
+@contextlib.asynccontextmanager
+async def playing(twoNodes):
+    """
+    L{Playing}, from the edge's pull; whatever it opened is closed after,
+    and then no pull may be left on either node.
     """
     redis, nodes = twoNodes
     room, host, *_ = await newRoom(redis, nodes, "host")
@@ -141,23 +162,25 @@ async def stalledPull(twoNodes, role: str):
     setup.clients.append(host)
     try:
         await setup.start(nodes[origin], nodes[edge], room, 1)
-        viewer = setup.viewers[0]
-        player, body = await play(setup, viewer, room)
+        player, body = await play(setup, setup.viewers[0], room)
         assert await pulls(nodes, origin, edge) == (1, 1)
-        mark = len(viewer.received)
-        staller, judge = (origin, edge) if role == "origin" else (edge, origin)
-        stopped = await stall(nodes, staller, judge)
-        resumed = time.monotonic()
-        outcome = await flowsOrEnds(player, viewer, body["mediaSessionId"])
-        after = time.monotonic() - resumed
-        got = [(f["data"][0]["status"], f["data"][0].get("info")) for f in viewer.received[mark:]
-               if f["message"] == "notifyStreamStatusEvent"]
-        print(f"\n{role} {staller} stalled {stopped:.1f} s: the player: {outcome} "
-              f"{after:.1f} s after SIGCONT, statuses {got}; load {os.getloadavg()[0]:.1f}")
-        return setup, room, origin, edge, viewer, player, body, outcome
-    except BaseException:
+        yield Playing(nodes, room, origin, edge, setup, player, body)
+    finally:
         await setup.close()
-        raise
+    assert await pullsUntil(nodes, origin, edge, (0, 0)) == (0, 0)
+
+
+async def stalled(it: Playing, role: str) -> str:
+    """The node of C{role} ("origin", "edge") stalls: what the player got (L{flowsOrEnds})."""
+    mark = len(it.viewer.received)
+    staller, judge = (it.origin, it.edge) if role == "origin" else (it.edge, it.origin)
+    stopped = await stall(it.nodes, staller, judge)
+    resumed = time.monotonic()
+    outcome = await flowsOrEnds(it.player, it.viewer, it.body["mediaSessionId"])
+    print(f"\n{role} {staller} stalled {stopped:.1f} s: the player: {outcome} "
+          f"{time.monotonic() - resumed:.1f} s after SIGCONT, statuses {it.statuses(mark)}; "
+          f"load {os.getloadavg()[0]:.1f}")
+    return outcome
 
 
 async def rejoin(viewer, room: str, timeout: float = HEAL) -> tuple[list, list]:
@@ -187,24 +210,15 @@ async def test_origin_stalls(twoNodes):
     is gone) and is out of the room, as every member of a room whose node
     is gone; once the origin runs again, the viewer joins again and plays.
     """
-    redis, nodes = twoNodes
-    setup, room, origin, edge, viewer, player, body, outcome = \
-        await stalledPull(twoNodes, "origin")
-    try:
-        assert outcome == "FAILED", outcome
-        failed = [f["data"][0] for f in viewer.received
-                  if f["message"] == "notifyStreamStatusEvent"
-                  and f["data"][0]["mediaSessionId"] == body["mediaSessionId"]][-1]
-        assert failed["info"] == f"the stream's node {origin} is gone", failed
+    async with playing(twoNodes) as it:
+        assert await stalled(it, "origin") == "FAILED"
+        assert it.statuses()[-1] == ("FAILED", f"the stream's node {it.origin} is gone")
         # No ghost: the origin, running again, reads the edge's close of the pull.
-        assert await pullsUntil(nodes, origin, edge, (0, 0)) == (0, 0)
-        refused, _ = await rejoin(viewer, room)
-        again, _ = await play(setup, viewer, room)
+        assert await pullsUntil(it.nodes, it.origin, it.edge, (0, 0)) == (0, 0)
+        refused, _ = await rejoin(it.viewer, it.room)
+        await play(it.setup, it.viewer, it.room)
         print(f"joined again after {len(refused)} refusals {refused}, played again")
-        assert await pulls(nodes, origin, edge) == (1, 1)
-    finally:
-        await setup.close()
-    assert await pullsUntil(nodes, origin, edge, (0, 0)) == (0, 0)
+        assert await pulls(it.nodes, it.origin, it.edge) == (1, 1)
 
 
 async def test_a_viewer_joining_again_during_the_origins_stall(twoNodes):
@@ -218,42 +232,26 @@ async def test_a_viewer_joining_again_during_the_origins_stall(twoNodes):
     the stream again. (Before, both rooms went on apart: its play of the
     stream got FAILED "Stream not found" as long as they lasted.)
     """
-    redis, nodes = twoNodes
-    room, host, *_ = await newRoom(redis, nodes, "host")
-    origin = redis.client().get(f"wcs:room:{room}")
-    edge = ({"a", "b"} - {origin}).pop()
-    setup = Published()
-    setup.clients.append(host)
-    try:
-        await setup.start(nodes[origin], nodes[edge], room, 1)
-        viewer = setup.viewers[0]
-        await play(setup, viewer, room)
-        proc = nodes[origin].proc
-        gone = f"node {origin} is gone"
-        already = nodes[edge].log().count(gone)  # the module's earlier tests
-        proc.send_signal(signal.SIGSTOP)
-        try:
-            await until(lambda: nodes[edge].log().count(gone) > already,
-                        STALL + GIVEN_UP, f"node {edge} gives {origin} up")
-            _, alone = await rejoin(viewer, room)
-            assert alone == [] and redis.client().get(f"wcs:room:{room}") == edge
-        finally:
-            proc.send_signal(signal.SIGCONT)
+    async with playing(twoNodes) as it:
+        redis = twoNodes[0].client()
+
+        async def alone():
+            _, state = await rejoin(it.viewer, it.room)
+            assert state == [] and redis.get(f"wcs:room:{it.room}") == it.edge
+
+        await stall(it.nodes, it.origin, it.edge, meanwhile=alone)
         resumed = time.monotonic()
         # The SDK has no kick event: the client learns it from its next commands.
-        await until(lambda: f"room {room!r} lives here and on {origin}, where it is older"
-                    in nodes[edge].log(), HEAL, f"the edge's room {room} yields")
+        await until(lambda: f"room {it.room!r} lives here and on {it.origin}, where it is "
+                    "older" in it.nodes[it.edge].log(), HEAL, "the edge's room yields")
         healed = time.monotonic() - resumed
-        refused, state = await rejoin(viewer, room)
+        refused, state = await rejoin(it.viewer, it.room)
         assert {e if isinstance(e, str) else e["login"] for e in state} == {"host", "alice"}
-        assert redis.client().get(f"wcs:room:{room}") == origin
-        await play(setup, viewer, room)
+        assert redis.get(f"wcs:room:{it.room}") == it.origin
+        await play(it.setup, it.viewer, it.room)
         print(f"\nsplit healed: the edge's room yielded {healed:.1f} s after SIGCONT; the "
               f"viewer joined the origin's ({len(refused)} refusals) and played again; "
               f"load {os.getloadavg()[0]:.1f}")
-    finally:
-        await setup.close()
-    assert await pullsUntil(nodes, origin, edge, (0, 0)) == (0, 0)
 
 
 async def test_edge_stalls(twoNodes):
@@ -263,19 +261,13 @@ async def test_edge_stalls(twoNodes):
     resync joins its member again (JOINED) and the player's stream flows
     on, fresh pictures, with no status; still one pull on each end.
     """
-    redis, nodes = twoNodes
-    setup, room, origin, edge, viewer, player, body, outcome = \
-        await stalledPull(twoNodes, "edge")
-    try:
-        assert outcome == "flows", outcome
+    async with playing(twoNodes) as it:
+        assert await stalled(it, "edge") == "flows"
         await asyncio.sleep(2)  # what the sockets held meanwhile is played by now
-        seen = len(player.frames["video"])
-        frames = await player.waitFrames("video", seen + 10, timeout=HEAL)
+        seen = len(it.player.frames["video"])
+        frames = await it.player.waitFrames("video", seen + 10, timeout=HEAL)
         assert len({peers.lumaSignature(f) for f in frames[seen:]}) > 1  # it moves
-        assert statuses(viewer, body["mediaSessionId"]) == ["PLAYING"]
-        assert await comings(setup.alice, "viewer0", ["LEFT", "JOINED"]) \
+        assert it.statuses() == [("PLAYING", None)]
+        assert await comings(it.setup.alice, "viewer0", ["LEFT", "JOINED"]) \
             == ["LEFT", "JOINED"]
-        assert await pulls(nodes, origin, edge) == (1, 1)
-    finally:
-        await setup.close()
-    assert await pullsUntil(nodes, origin, edge, (0, 0)) == (0, 0)
+        assert await pulls(it.nodes, it.origin, it.edge) == (1, 1)
