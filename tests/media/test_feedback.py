@@ -12,7 +12,7 @@ from wcs.media import rtp
 from wcs.media.feedback import FeedbackPolicy, NackGenerator, RetransmitBudget, RoundTrip
 from wcs.media.ice import IceConnection, PortRange
 from wcs.media.internals import RTCCertificate, RtcpReceiverInfo, RtcpRrPacket
-from wcs.media.track import IncomingTrack, Subscription
+from wcs.media.track import RESTART_SKIP, IncomingTrack, Subscription
 from wcs.media.transport import MediaTransport
 
 SIZE = 1000  # bytes of each test packet
@@ -153,6 +153,35 @@ def test_incomingTrackGivesUpToKeyframe():
     assert kinds == ["RtcpRtpfbPacket"] * NackGenerator.MAX_TRIES + ["RtcpPsfbPacket"]
     assert track.nacks.nacksGivenUp == 1 and track.keyframeRequests == 1
     assert track.missing == set()
+
+
+def test_wayInGivenUpDropsPlayersToKeyframe():
+    """
+    A packet lost on the way in and given up: the players' numbering jumps
+    past the hole at the next keyframe (aiortc's buffer would hold every
+    later frame behind it), which is asked for; nothing between is sent.
+    """
+    clock, wire = Clock(), _Wire()
+    wire.rtcpSsrc = 99
+    track = IncomingTrack(wire, "video", "VP8", 90000, 96, 5, clock=clock)
+    player = _Wire()
+    subscription = Subscription(track, player, ssrc=0x1234, payloadType=100)
+    subscription.attach()
+    for seq in [*range(1, 51), 52]:  # 51 lost
+        track.rtpReceived(_packet(seq, seq == 1))
+        clock.advance(0.01)
+    for seq in range(53, 253):  # the publisher never answers: 4 s
+        track.rtpReceived(_packet(seq))
+        clock.advance(0.02)
+    # The player's first, then the give-up's (repeated while the player waits).
+    assert track.nacks.nacksGivenUp == 1 and track.keyframeRequests >= 2
+    out = _seqs(player)
+    assert len(out) < 250 and not subscription.started  # waits for the keyframe
+    track.rtpReceived(_packet(253, keyframe=True))
+    track.rtpReceived(_packet(254))
+    after = _seqs(player)[len(out):]
+    assert after == [(out[-1] + 1 + RESTART_SKIP) & 0xFFFF, (out[-1] + 2 + RESTART_SKIP) & 0xFFFF]
+    assert subscription.skipped == RESTART_SKIP
 
 
 def _player(clock=None, policy=FeedbackPolicy()):
