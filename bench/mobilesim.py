@@ -63,12 +63,12 @@ class SimTrack(Track):
 class SimIncoming(IncomingTrack):
     """The publisher leg: NACKs go up the link to the publisher."""
 
-    def __init__(self, clock, publisher, link):
+    def __init__(self, clock, publisher, link, policy=None):
         self.publisher, self.link = publisher, link
         self.pnacks: dict[int, list[float]] = {}
         self.keyframeAsks: list[float] = []
         super().__init__(self, "video", "H264", 90000, 96, 0x5678, clock,
-                         FeedbackPolicy())
+                         policy or FeedbackPolicy())
         self.rtx = True  # the lab's publisher resends on RTX: a late media packet is reordered
 
     def retransmitted(self, data: bytes) -> None:
@@ -170,6 +170,7 @@ class Player:
         self.nacks = NackGenerator()
         self.buffer = JitterBuffer(capacity=512, is_video=True)
         self.frames: list[float] = []
+        self.delays: list[float] = []
         self.arrivals = 0
         self.releasedBy: list[int] = []  # the packet whose arrival let each frame out
         self.resets = 0  # copies 100 or more behind the buffer's origin (MAX_MISORDER)
@@ -187,12 +188,15 @@ class Player:
         _, frame = self.buffer.add(packet)
         if frame is not None:
             self.frames.append(self.clock.seconds())
+            # Frame n is made at n / FPS: how late it came out of the buffer.
+            sent = (frame.timestamp - self.subscription.tsDelta) & 0xFFFFFFFF
+            self.delays.append(self.clock.seconds() - sent / 90000)
             self.releasedBy.append(packet.sequence_number)
 
 
 def run(seconds: float, seed: int, loss: float, delay: float, jitter: float,
         uplink: bool = False, packets: int = PACKETS_PER_FRAME, keyframe: int = 0,
-        gop: int = 0) -> dict:
+        gop: int = 0, pubPolicy: FeedbackPolicy | None = None) -> dict:
     rng = random.Random(seed)
     clock = Clock()
     down = Link(clock, rng, loss, delay, jitter)
@@ -204,7 +208,8 @@ def run(seconds: float, seed: int, loss: float, delay: float, jitter: float,
         # a run without the publisher leg.
         pubRng = random.Random(seed + 1000)
         publisher = Publisher(Link(clock, pubRng, loss, delay, jitter))
-        track = SimIncoming(clock, publisher, Link(clock, pubRng, loss, delay, jitter))
+        track = SimIncoming(clock, publisher, Link(clock, pubRng, loss, delay, jitter),
+                            pubPolicy)
         publisher.track = track
     else:
         track = SimTrack(clock)
@@ -246,6 +251,7 @@ def run(seconds: float, seed: int, loss: float, delay: float, jitter: float,
     clock.advance(2)
     kept = [(t, by) for t, by in zip(player.frames, player.releasedBy) if 3 <= t < seconds]
     times = [t for t, _ in kept]  # after a warm-up
+    delays = [d for t, d in zip(player.frames, player.delays) if 3 <= t < seconds]
     gaps = [b - a for a, b in zip(times, times[1:])]
     freezes = [g for g in gaps if g > FREEZE]
     causes, refusals = {}, []
@@ -269,6 +275,8 @@ def run(seconds: float, seed: int, loss: float, delay: float, jitter: float,
     return {"freezesPer30s": round(len(freezes) * 30 / window, 2),
             "longest": round(max(gaps), 3) if gaps else None,
             "framesPerS": round(len(times) / window, 1),
+            "delayMs": "{} / {}".format(*(round(1000 * sorted(delays)[int(q * (len(delays) - 1))])
+                                          for q in (0.5, 0.95))),
             "resentPerMedia": round(subscription.retransmittedOctets / subscription.octets, 3),
             "refusedSoon": subscription.retransmitTooSoon, "held": subscription.hold.heldPackets,
             "bufferResets": player.resets, "keyframes": len(track.keyframeAsks),
@@ -296,11 +304,13 @@ def main() -> int:
     parser.add_argument("--packets", type=int, default=PACKETS_PER_FRAME, help="per frame")
     parser.add_argument("--keyframe", type=int, default=0, help="packets of a keyframe")
     parser.add_argument("--gop", type=int, default=0, help="frames between keyframes (0: one)")
+    parser.add_argument("--reorder-nack-share", type=int, default=0,
+                        help="the publisher leg's media_reorder_nack_share, percent (--uplink)")
     args = parser.parse_args()
     tree = os.path.dirname(os.path.dirname(os.path.abspath(sys.modules["wcs"].__file__)))
     print(f"wcs from {tree}")
     for seed in range(1, args.seeds + 1):
-        print(f"seed {seed}: {run(args.seconds, seed, args.loss, args.delay, args.jitter, args.uplink, args.packets, args.keyframe, args.gop)}")
+        print(f"seed {seed}: {run(args.seconds, seed, args.loss, args.delay, args.jitter, args.uplink, args.packets, args.keyframe, args.gop, FeedbackPolicy(reorderNackShare=args.reorder_nack_share / 100))}")
     return 0
 
 

@@ -268,6 +268,8 @@ class IncomingTrack(Track):
         buffers let out undecodable frames; docs/networks.md), so the players
         drop to that keyframe: their numbering jumps past the hole.
         """
+        if self.trace is not None:
+            self.trace.event("giveup", self.ssrc or 0, self.nacks.nacksGivenUp)
         for subscription in self.subscribers:
             subscription.restart(skip=True)
         self.requestKeyframe()
