@@ -184,6 +184,24 @@ def test_wayInGivenUpDropsPlayersToKeyframe():
     assert subscription.skipped == RESTART_SKIP
 
 
+def test_noResendFromBeforeAJump():
+    """
+    After a drop to a keyframe (the numbering jumps), a NACK for a number
+    sent before it is not answered: its copy would land 1024 behind the
+    player's buffer, which aiortc answers by dropping everything it holds.
+    """
+    track, wire, subscription = _player()
+    track.fanout(0, 0, 1, 0, b"key", True)
+    for seq in range(2, 20):
+        track.fanout(0, 0, seq, seq * 3000, b"delta", False)
+    before = _seqs(wire)
+    subscription.restart(skip=True)
+    track.fanout(0, 0, 20, 60000, b"key", True)
+    subscription.nackReceived([before[5]])
+    assert _seqs(wire)[len(before):] == [(before[-1] + 1 + RESTART_SKIP) & 0xFFFF]
+    assert subscription.retransmitted == 0
+
+
 def _player(clock=None, policy=FeedbackPolicy()):
     track, wire = _Track(), _Wire()
     if clock is not None:
