@@ -304,13 +304,11 @@ def main() -> int:
     parser.add_argument("--packets", type=int, default=PACKETS_PER_FRAME, help="per frame")
     parser.add_argument("--keyframe", type=int, default=0, help="packets of a keyframe")
     parser.add_argument("--gop", type=int, default=0, help="frames between keyframes (0: one)")
-    parser.add_argument("--reorder-nack-share", type=int, default=0,
-                        help="the publisher leg's media_reorder_nack_share, percent (--uplink)")
     args = parser.parse_args()
     tree = os.path.dirname(os.path.dirname(os.path.abspath(sys.modules["wcs"].__file__)))
     print(f"wcs from {tree}")
     for seed in range(1, args.seeds + 1):
-        print(f"seed {seed}: {run(args.seconds, seed, args.loss, args.delay, args.jitter, args.uplink, args.packets, args.keyframe, args.gop, FeedbackPolicy(reorderNackShare=args.reorder_nack_share / 100))}")
+        print(f"seed {seed}: {run(args.seconds, seed, args.loss, args.delay, args.jitter, args.uplink, args.packets, args.keyframe, args.gop)}")
     return 0
 
 

@@ -21,14 +21,14 @@ SIZE = 1000  # bytes of each test packet
 class _Generator:
     """A NackGenerator fed by hand, recording its NACKs and give-ups."""
 
-    def __init__(self, share=0.2, earlyShare=0.0):
+    def __init__(self, share=0.2):
         self.clock = Clock()
         self.nacks: list[list[int]] = []
         self.gaveUp = 0
         self.octets = self.packets = 0
         self.generator = NackGenerator(self.clock, self.nacks.append, self._gaveUp,
                                        RetransmitBudget(share),
-                                       lambda: (self.octets, self.packets), earlyShare)
+                                       lambda: (self.octets, self.packets))
 
     def _gaveUp(self):
         self.gaveUp += 1
@@ -491,54 +491,6 @@ def test_reorderWaitIsAQuantileOfTheLatePackets():
     assert n.reordered == 100 and n.reorderWait == pytest.approx(0.01)
 
 
-def test_earlyNackWhileTheBudgetHasRoom():
-    """
-    With C{earlyShare}, a missing packet is NACKed after the shortest wait
-    that leaves at most that share of the packets NACKed while still on
-    their way, as long as the budget stays half full; then after the 95 %
-    wait, as without it.
-    """
-    g = _Generator(earlyShare=0.1)
-    g.receive(200)  # a full bucket
-    n = g.generator
-    seq = 10
-    # ~120 packets, 40 of them late: 10 by 5 ms, 20 by 20 ms, 10 by 30 ms.
-    for late in [0.005] * 10 + [0.02] * 20 + [0.03] * 10:
-        n.lost(seq + 1, 2)
-        g.clock.advance(late)
-        n.received(seq)
-        g.receive(3)
-        seq += 2
-    assert n.reorderWait == pytest.approx(0.03)
-    assert n.earlyWait == pytest.approx(0.02)  # 10 of 117 packets came later
-    sent = len(g.nacks)
-    n.lost(seq + 1, 2)
-    g.clock.advance(0.02 - n.BATCH - 0.001)
-    assert len(g.nacks) == sent
-    g.clock.advance(0.002)
-    assert g.nacks[-1] == [seq]
-    # A budget short of half its bucket: the lost packet waits the 95 % wait.
-    n.budget.credit = n.budget.burst / 2
-    seq += 2
-    n.lost(seq + 1, 2)
-    g.clock.advance(0.025)
-    assert g.nacks[-1] == [seq - 2]
-    g.clock.advance(0.01)
-    assert g.nacks[-1] == [seq]
-
-
-def test_noEarlyShareWaitsForTheQuantile():
-    """Without an early share the early wait is the 95 % wait."""
-    g = _Generator()
-    g.receive(200)
-    n = g.generator
-    for i, late in enumerate([0.005] * 10 + [0.03] * 10):
-        n.lost(11 + 2 * i, 2)
-        g.clock.advance(late)
-        n.received(10 + 2 * i)
-    assert n.earlyWait == n.reorderWait == pytest.approx(0.03)
-
-
 def test_firstNackWhenTheWaitIsOver():
     """
     The first NACK of a missing packet goes when the reordering wait is
@@ -549,7 +501,7 @@ def test_firstNackWhenTheWaitIsOver():
     g.receive(100)
     n = g.generator
     n.lateSamples.append((g.clock.seconds(), 0.025))
-    n.reorderWait = n.earlyWait = 0.025
+    n.reorderWait = 0.025
     n.lost(10, 2)  # 9 missing
     n.lost(12, 2)  # and 11, in the same burst
     g.clock.advance(0.025 - n.BATCH - 0.001)  # (up to BATCH early: one NACK, not two)
@@ -557,7 +509,7 @@ def test_firstNackWhenTheWaitIsOver():
     g.clock.advance(0.002)
     assert g.nacks == [[9, 11]]
     # No wait (no reordering seen): still not sooner than SOONEST.
-    n.reorderWait = n.earlyWait = 0.0
+    n.reorderWait = 0.0
     n.lost(20, 2)
     g.clock.advance(n.SOONEST - n.BATCH - 0.001)
     assert g.nacks == [[9, 11]]

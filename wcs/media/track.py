@@ -179,8 +179,7 @@ class IncomingTrack(Track):
         self.rtx = None  # a wcs.media.rtx.RtxReceiver when the publisher resends as RTX
         self.nacks = NackGenerator(self.clock, self._sendNack, self._wayInGivenUp,
                                    RetransmitBudget(policy.share, policy.burst),
-                                   lambda: (self.octets, self.received),
-                                   policy.reorderNackShare)
+                                   lambda: (self.octets, self.received))
         self.trace = policy.trace if kind == "video" else None  # wcs.media.trace
         self.lastTimestamp: int | None = None
         self.reported = (0, 0)  # expected, received at the last report
