@@ -16,7 +16,7 @@ exits non-zero when a probe did not prove its profile or a run failed.
 
 A B A B in one lab: a --server entry `wcs:KEY=VALUE[:KEY=VALUE]` runs wcs
 with those settings on top of --set, and --rounds N runs the --server list N
-times, in order, per profile (`--server wcs,wcs:media_reorder_nack_share=10,janus
+times, in order, per profile (`--server wcs,wcs:media_player_reorder_wait=0,janus
 --rounds 2`: A B Janus A B Janus); each wcs row is judged against the Janus run
 of its round.
 
