@@ -256,6 +256,33 @@ def test_playerBurstAnswersOneBatch():
     assert answered == [8192 // (SIZE + 12), batch]
 
 
+def test_playerNackReserveKeptForRepeats():
+    """
+    With C{media_player_nack_reserve}, a packet's first NACK may not spend
+    the reserve (on a link that reorders most are for packets still on
+    their way); the player's repeat a round trip later (the packet really
+    lost) may. A deferred first NACK is counted, neither refused nor a
+    keyframe ask. Off (0), the first NACK spends what is there.
+    """
+    for reserve, firstAnswered in ((0.0, True), (0.5, False)):
+        clock = Clock()
+        track, wire, subscription = _player(clock, FeedbackPolicy(playerNackReserve=reserve))
+        for i in range(200):
+            track.fanout(0, 0, i, i * 3000, bytes(SIZE), i == 0)
+        seq = _seqs(wire)[100]
+        wire.sent.clear()
+        subscription.budget.seen = subscription.octets  # earned: no more credit comes
+        subscription.budget.credit = 0.5 * FeedbackPolicy().burst + SIZE  # half, + not a packet
+        subscription.nackReceived([seq])
+        assert (_seqs(wire) == [seq]) is firstAnswered
+        assert subscription.nacksDeferred == (0 if firstAnswered else 1)
+        assert subscription.retransmitDropped == 0 and subscription.keyframesForRefused == 0
+        clock.advance(RoundTrip.DEFAULT + 0.01)  # the player asks again
+        subscription.nackReceived([seq])
+        assert _seqs(wire) == [seq] * (2 if firstAnswered else 1)
+        assert subscription.retransmitted == len(wire.sent)
+
+
 def test_refusedNackAsksKeyframeForPlayer():
     """
     A NACK over the budget leaves the player's frame unrepairable and aiortc

@@ -34,6 +34,10 @@ declare(
     Key("media_player_retransmit_share", "int", 60,
         "percent of the bytes a player was sent that we may resend to it on its NACKs; "
         "0: no retransmission to players"),
+    Key("media_player_nack_reserve", "int", 0,
+        "percent of a player's retransmission credit (media_retransmit_burst) that a packet's "
+        "first NACK may not spend: kept for the NACKs a webrtc.org player repeats a round trip "
+        "later, which are for packets really lost; 0: every NACK may spend all of it"),
     Key("media_retransmit_burst", "int", 32,
         "KiB of retransmission credit a leg may save up (each leg's budget is a token bucket): "
         "how many NACKed packets one batch may have answered at once"),
@@ -58,6 +62,7 @@ class FeedbackPolicy:
     trace: PacketTrace | None = None  # the lab's per-packet trace (wcs.media.trace)
     playerStall: float = 0.0  # s (wcs.media.stall); 0: off, as the setting's default
     reorderNackShare: float = 0.0  # of the publisher's packets (NackGenerator.earlyWait)
+    playerNackReserve: float = 0.0  # of the player's burst, kept from first NACKs
 
     @classmethod
     def fromSettings(cls, settings) -> "FeedbackPolicy":
@@ -69,7 +74,8 @@ class FeedbackPolicy:
                    settings.media_retransmit_burst * 1024,
                    PacketTrace.fromSettings(settings),
                    settings.media_player_stall / 1000,
-                   settings.media_reorder_nack_share / 100)
+                   settings.media_reorder_nack_share / 100,
+                   settings.media_player_nack_reserve / 100)
 
 
 class RoundTrip:
@@ -131,10 +137,13 @@ class RetransmitBudget:
         self._refill(mediaOctets)
         return self.credit - size >= self.burst / 2
 
-    def spend(self, mediaOctets: int, size: int) -> bool:
-        """Whether C{size} more bytes may go, with C{mediaOctets} of media so far."""
+    def spend(self, mediaOctets: int, size: int, keep: float = 0) -> bool:
+        """
+        Whether C{size} more bytes may go, with C{mediaOctets} of media so far,
+        leaving at least C{keep} bytes of credit.
+        """
         self._refill(mediaOctets)
-        if self.credit < size:
+        if self.credit - keep < size:
             return False
         self.credit -= size
         return True
