@@ -26,6 +26,7 @@ from collections import Counter, defaultdict
 
 from bench.nacktrace import Unwrap, events
 
+STARTED = 0.25  # s after the last frame: a NACK then is for what the picture waits for
 LATE_IN = 0.15  # s: forwarded this much after the packet that followed it: late on the way in
 
 
@@ -78,9 +79,13 @@ def readTrace(path: str) -> tuple[dict[int, Leg], dict[int, list[float]]]:
 
 def explain(leg: Leg, pnacks, t0: float, t1: float) -> tuple[str, str]:
     """(cause, details) of a freeze from t0 to t1 on this leg."""
-    asked = {ext for ext, times in leg.nacks.items() if any(t0 - 0.3 <= t <= t1 for t in times)}
+    # What the picture waited for: packets missing when it stopped (NACKed
+    # from a little before to a little after its last frame: Chromium NACKs
+    # within 20 ms of seeing a gap, and the gap shows one packet later).
+    asked = {ext for ext, times in leg.nacks.items() if any(t0 - 0.3 <= t <= t0 + STARTED
+                                                              for t in times)}
     if not asked:
-        return "no NACK", "no NACK of this player from 0.3 s before it to its end"
+        return "no NACK", "no NACK of this player around its start"
 
     def delivered(ext):  # our last copy before the end (forward or resend)
         times = [t for t, e in leg.answers.get(ext, ()) if e == "rs" and t <= t1]
@@ -135,7 +140,8 @@ def main() -> int:
             continue
         start = run["windowStart"]
         players = run["perPlayer"]
-        print(f"# {run.get('server')} {run.get('profile')} {run.get('codec')}: "
+        variant = f" ({run['variant']})" if run.get("variant") else ""
+        print(f"# {run.get('server')}{variant} {run.get('profile')} {run.get('codec')}: "
               f"{len(players)} players, window {run.get('seconds')} s")
         for index, player in enumerate(players):
             leg = legs.get(player.get("stats", {}).get("ssrc"))

@@ -38,6 +38,10 @@ declare(
         "percent of a player's retransmission credit (media_retransmit_burst) that a packet's "
         "first NACK may not spend: kept for the NACKs a webrtc.org player repeats a round trip "
         "later, which are for packets really lost; 0: every NACK may spend all of it"),
+    Key("media_player_early_repeat", "int", 0,
+        "1: a webrtc.org player's NACK repeated within the round trip of our last copy (it "
+        "asks again after its own RTT estimate, 100 ms until it has one) is answered while the "
+        "player's credit stays above half: a second copy in case the first was lost; 0: refused"),
     Key("media_retransmit_burst", "int", 32,
         "KiB of retransmission credit a leg may save up (each leg's budget is a token bucket): "
         "how many NACKed packets one batch may have answered at once"),
@@ -63,6 +67,7 @@ class FeedbackPolicy:
     playerStall: float = 0.0  # s (wcs.media.stall); 0: off, as the setting's default
     reorderNackShare: float = 0.0  # of the publisher's packets (NackGenerator.earlyWait)
     playerNackReserve: float = 0.0  # of the player's burst, kept from first NACKs
+    playerEarlyRepeat: bool = False  # answer a webrtc.org player's repeat within the RTT
 
     @classmethod
     def fromSettings(cls, settings) -> "FeedbackPolicy":
@@ -75,7 +80,8 @@ class FeedbackPolicy:
                    PacketTrace.fromSettings(settings),
                    settings.media_player_stall / 1000,
                    settings.media_reorder_nack_share / 100,
-                   settings.media_player_nack_reserve / 100)
+                   settings.media_player_nack_reserve / 100,
+                   bool(settings.media_player_early_repeat))
 
 
 class RoundTrip:

@@ -101,6 +101,7 @@ class Subscription:
         self.retransmittedOctets = 0  # their bytes (header included)
         self.retransmitDropped = 0  # NACKed packets not resent: over the budget
         self.nacksDeferred = 0  # first NACKs not resent: left for the repeat (reserve)
+        self.resentEarly = 0  # ... resent again within a round trip (playerEarlyRepeat)
         self.keyframesForRefused = 0  # keyframe asks on a player's behalf after that
         self.retransmitTooSoon = 0  # NACKed again within an RTT of the last resend
         self.nacksTooOld = 0  # NACKs for packets gone from the history
@@ -285,6 +286,10 @@ class Subscription:
         # first NACKs may not spend the reserve, which the repeats need
         # (Chromium on `mobile`, docs/networks.md).
         asked = self.hold.asked if self.reserve and not self.hold.eager else {}
+        # Its repeats within our round trip were sent before our copy could
+        # come; with room, a second copy in case the first is lost (Janus
+        # answers every NACK).
+        early = self.policy.playerEarlyRepeat and not self.hold.eager
         for seq in lost:
             # aiortc's parser does not wrap a bitmask that spans 65535 -> 0.
             seq &= 0xFFFF
@@ -297,7 +302,10 @@ class Subscription:
                 data = header + self.payloads[slot]
                 since = now - self.resentAt[slot]
                 first = now - asked.get(seq, -1.0) < NackHold.SOONEST  # in this very NACK
-                if since < onItsWay:
+                if since < onItsWay and early and self._resendPacket(seq, data, now, spare=True):
+                    self.resentEarly += 1
+                    event = "early"
+                elif since < onItsWay:
                     self.retransmitTooSoon += 1  # the last copy may still be on its way
                     event = "soon"
                 elif self._resendPacket(seq, data, now, keep=self.reserve if first else 0):
