@@ -283,6 +283,30 @@ def test_playerNackReserveKeptForRepeats():
         assert subscription.retransmitted == len(wire.sent)
 
 
+def test_playerEarlyRepeatWhileRoomy():
+    """
+    With C{media_player_early_repeat}, a webrtc.org player's NACK repeated
+    within our round trip (sent before our copy could come) gets a second
+    copy while its credit stays above half; below that it is refused as
+    too soon, as without the setting.
+    """
+    clock = Clock()
+    track, wire, subscription = _player(clock, FeedbackPolicy(playerEarlyRepeat=True))
+    for i in range(200):
+        track.fanout(0, 0, i, i * 3000, bytes(SIZE), i == 0)
+    seq = _seqs(wire)[100]
+    wire.sent.clear()
+    subscription.nackReceived([seq])
+    clock.advance(RoundTrip.DEFAULT / 2)
+    subscription.nackReceived([seq])  # its repeat, within our round trip: room for a copy
+    assert _seqs(wire) == [seq, seq] and subscription.resentEarly == 1
+    subscription.budget.seen = subscription.octets  # no more credit comes
+    subscription.budget.credit = FeedbackPolicy().burst / 2  # a copy would leave under half
+    clock.advance(RoundTrip.DEFAULT / 2)
+    subscription.nackReceived([seq])
+    assert _seqs(wire) == [seq, seq] and subscription.retransmitTooSoon == 1
+
+
 def test_refusedNackAsksKeyframeForPlayer():
     """
     A NACK over the budget leaves the player's frame unrepairable and aiortc
