@@ -27,7 +27,8 @@ from collections import Counter, defaultdict
 from bench.nacktrace import Unwrap, events
 
 STARTED = 0.25  # s after the last frame: a NACK then is for what the picture waits for
-LATE_IN = 0.15  # s: forwarded this much after the packet that followed it: late on the way in
+LATE_IN = 0.15
+RESENT = ("rs", "early")  # trace events that sent the player a copy  # s: forwarded this much after the packet that followed it: late on the way in
 
 
 class Leg:
@@ -68,7 +69,7 @@ def readTrace(path: str) -> tuple[dict[int, Leg], dict[int, list[float]]]:
             leg = legs[stream]
             for seq in numbers:
                 leg.nacks[leg.ext(seq)].append(t)
-        elif name in ("rs", "soon", "budget"):
+        elif name in ("rs", "early", "soon", "budget", "defer"):
             leg = legs[stream]
             leg.answers[leg.ext(numbers[0])].append((t, name))
         elif name == "pnack":
@@ -88,7 +89,7 @@ def explain(leg: Leg, pnacks, t0: float, t1: float) -> tuple[str, str]:
         return "no NACK", "no NACK of this player around its start"
 
     def delivered(ext):  # our last copy before the end (forward or resend)
-        times = [t for t, e in leg.answers.get(ext, ()) if e == "rs" and t <= t1]
+        times = [t for t, e in leg.answers.get(ext, ()) if e in RESENT and t <= t1]
         sent = leg.sent.get(ext)
         if sent and sent[0] <= t1:
             times.append(sent[0])
@@ -102,14 +103,15 @@ def explain(leg: Leg, pnacks, t0: float, t1: float) -> tuple[str, str]:
     ours = len(pnacks.get(src, ())) if src is not None else 0
     nacks = [t for t in leg.nacks[culprit] if t <= t1]
     first = nacks[0] if nacks else None
-    resends = [t for t, e in leg.answers.get(culprit, ()) if e == "rs" and t <= t1]
+    resends = [t for t, e in leg.answers.get(culprit, ()) if e in RESENT and t <= t1]
     details = (f"{len(asked)} NACKed; waited for {culprit} (publisher's {src}): "
                f"forwarded {'%.0f ms late' % (late * 1000) if late else 'in order'}"
                f"{', NACKed to the publisher %d times' % ours if ours else ''}; "
                f"player NACKed it {len(nacks)} times, first at "
-               f"{'%+.2f' % (first - t0) if first else '-'} s; ours: resent {answers['rs']}"
+               f"{'%+.2f' % (first - t0) if first else '-'} s; ours: resent {len(resends)}"
                f"{' (first %.0f ms after its first NACK)' % ((resends[0] - first) * 1000) if resends and first else ''}"
-               f", too soon {answers['soon']}, over budget {answers['budget']}; "
+               f", too soon {answers['soon']}, over budget {answers['budget']}, "
+               f"left for its repeat {answers['defer']}; "
                f"last copy out {delivered(culprit) - t1:+.2f} s before the end")
     if sent is None or sent[0] > t1:
         cause = "not forwarded before the end (keyframe drop or way in)"
