@@ -145,6 +145,7 @@ def main() -> int:
         variant = f" ({run['variant']})" if run.get("variant") else ""
         print(f"# {run.get('server')}{variant} {run.get('profile')} {run.get('codec')}: "
               f"{len(players)} players, window {run.get('seconds')} s")
+        run, alone = Counter(), 0
         for index, player in enumerate(players):
             leg = legs.get(player.get("stats", {}).get("ssrc"))
             for t0, t1 in player.get("freezeSpans", []):
@@ -152,9 +153,13 @@ def main() -> int:
                     a < t1 and b > t0 for a, b in other.get("freezeSpans", []))]
                 cause, details = explain(leg, pnacks, t0, t1) if leg else ("no trace", "")
                 causes[cause] += 1
+                run[cause] += 1
+                alone += not others
                 print(f"player {index} frozen {t0 - start:6.2f}-{t1 - start:6.2f} s "
                       f"({t1 - t0:.2f} s), also frozen: {','.join(others) or 'none'}: {cause}")
                 print(f"    {details}")
+        print(f"## {sum(run.values())} freezes, {alone} of one player alone; "
+              + "; ".join(f"{n} {cause}" for cause, n in run.most_common()))
     print("causes: " + "; ".join(f"{n} {cause}" for cause, n in causes.most_common()))
     return 0
 
