@@ -27,8 +27,8 @@ from collections import Counter, defaultdict
 from bench.nacktrace import Unwrap, events
 
 STARTED = 0.25  # s after the last frame: a NACK then is for what the picture waits for
-LATE_IN = 0.15
-RESENT = ("rs", "early")  # trace events that sent the player a copy  # s: forwarded this much after the packet that followed it: late on the way in
+LATE_IN = 0.15  # s: forwarded this much after the packet that followed it: late on the way in
+RESENT = ("rs", "early")  # trace events that sent the player a copy
 
 
 class Leg:
@@ -109,10 +109,11 @@ def explain(leg: Leg, pnacks, t0: float, t1: float) -> tuple[str, str]:
                f"{', NACKed to the publisher %d times' % ours if ours else ''}; "
                f"player NACKed it {len(nacks)} times, first at "
                f"{'%+.2f' % (first - t0) if first else '-'} s; ours: resent {len(resends)}"
-               f"{' (first %.0f ms after its first NACK)' % ((resends[0] - first) * 1000) if resends and first else ''}"
+               + (f" (first {(resends[0] - first) * 1000:.0f} ms after its first NACK)"
+                  if resends and first else "") +
                f", too soon {answers['soon']}, over budget {answers['budget']}, "
                f"left for its repeat {answers['defer']}; "
-               f"last copy out {delivered(culprit) - t1:+.2f} s before the end")
+               f"its last copy out {delivered(culprit) - t1:+.2f} s from the freeze's end")
     if sent is None or sent[0] > t1:
         cause = "not forwarded before the end (keyframe drop or way in)"
     elif late >= LATE_IN or ours:

@@ -8,6 +8,7 @@ from aiortc.rtp import RtcpPacket
 from twisted.internet.task import Clock
 
 from tests.media.test_rtp import _Track, _Wire
+from wcs.config import Settings
 from wcs.media import rtp
 from wcs.media.feedback import FeedbackPolicy, NackGenerator, RetransmitBudget, RoundTrip
 from wcs.media.ice import IceConnection, PortRange
@@ -262,8 +263,11 @@ def test_playerNackReserveKeptForRepeats():
     the reserve (on a link that reorders most are for packets still on
     their way); the player's repeat a round trip later (the packet really
     lost) may. A deferred first NACK is counted, neither refused nor a
-    keyframe ask. Off (0), the first NACK spends what is there.
+    keyframe ask. Off (0), the first NACK spends what is there. The server's
+    default is 50 % (FeedbackPolicy's own default 0 leaves the other tests
+    of the budget to their rules).
     """
+    assert FeedbackPolicy.fromSettings(Settings()).playerNackReserve == 0.5
     for reserve, firstAnswered in ((0.0, True), (0.5, False)):
         clock = Clock()
         track, wire, subscription = _player(clock, FeedbackPolicy(playerNackReserve=reserve))
