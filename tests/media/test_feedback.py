@@ -257,6 +257,17 @@ def test_playerBurstAnswersOneBatch():
     assert answered == [8192 // (SIZE + 12), batch]
 
 
+def _sentPlayer(policy):
+    """A player sent 200 packets (its bucket full), on a clock: (clock, wire, it, a seq sent)."""
+    clock = Clock()
+    track, wire, subscription = _player(clock, policy)
+    for i in range(200):
+        track.fanout(0, 0, i, i * 3000, bytes(SIZE), i == 0)
+    seq = _seqs(wire)[100]
+    wire.sent.clear()
+    return clock, wire, subscription, seq
+
+
 def test_playerNackReserveKeptForRepeats():
     """
     With C{media_player_nack_reserve}, a packet's first NACK may not spend
@@ -269,12 +280,7 @@ def test_playerNackReserveKeptForRepeats():
     """
     assert FeedbackPolicy.fromSettings(Settings()).playerNackReserve == 0.5
     for reserve, firstAnswered in ((0.0, True), (0.5, False)):
-        clock = Clock()
-        track, wire, subscription = _player(clock, FeedbackPolicy(playerNackReserve=reserve))
-        for i in range(200):
-            track.fanout(0, 0, i, i * 3000, bytes(SIZE), i == 0)
-        seq = _seqs(wire)[100]
-        wire.sent.clear()
+        clock, wire, subscription, seq = _sentPlayer(FeedbackPolicy(playerNackReserve=reserve))
         subscription.budget.seen = subscription.octets  # earned: no more credit comes
         subscription.budget.credit = 0.5 * FeedbackPolicy().burst + SIZE  # half, + not a packet
         subscription.nackReceived([seq])
@@ -294,12 +300,7 @@ def test_playerEarlyRepeatWhileRoomy():
     copy while its credit stays above half; below that it is refused as
     too soon, as without the setting.
     """
-    clock = Clock()
-    track, wire, subscription = _player(clock, FeedbackPolicy(playerEarlyRepeat=True))
-    for i in range(200):
-        track.fanout(0, 0, i, i * 3000, bytes(SIZE), i == 0)
-    seq = _seqs(wire)[100]
-    wire.sent.clear()
+    clock, wire, subscription, seq = _sentPlayer(FeedbackPolicy(playerEarlyRepeat=True))
     subscription.nackReceived([seq])
     clock.advance(RoundTrip.DEFAULT / 2)
     subscription.nackReceived([seq])  # its repeat, within our round trip: room for a copy
