@@ -274,11 +274,10 @@ def test_playerNackReserveKeptForRepeats():
     the reserve (on a link that reorders most are for packets still on
     their way); the player's repeat a round trip later (the packet really
     lost) may. A deferred first NACK is counted, neither refused nor a
-    keyframe ask. Off (0), the first NACK spends what is there. The server's
-    default is 50 % (FeedbackPolicy's own default 0 leaves the other tests
-    of the budget to their rules).
+    keyframe ask. Off (0, the default: measured no better), the first NACK
+    spends what is there.
     """
-    assert FeedbackPolicy.fromSettings(Settings()).playerNackReserve == 0.5
+    assert FeedbackPolicy.fromSettings(Settings()).playerNackReserve == 0
     for reserve, firstAnswered in ((0.0, True), (0.5, False)):
         clock, wire, subscription, seq = _sentPlayer(FeedbackPolicy(playerNackReserve=reserve))
         subscription.budget.seen = subscription.octets  # earned: no more credit comes

@@ -34,7 +34,7 @@ declare(
     Key("media_player_retransmit_share", "int", 60,
         "percent of the bytes a player was sent that we may resend to it on its NACKs; "
         "0: no retransmission to players"),
-    Key("media_player_nack_reserve", "int", 50,
+    Key("media_player_nack_reserve", "int", 0,
         "percent of a player's retransmission credit (media_retransmit_burst) that a packet's "
         "first NACK may not spend: kept for the NACKs a webrtc.org player repeats a round trip "
         "later, which are for packets really lost; 0: every NACK may spend all of it"),
@@ -66,10 +66,7 @@ class FeedbackPolicy:
     trace: PacketTrace | None = None  # the lab's per-packet trace (wcs.media.trace)
     playerStall: float = 0.0  # s (wcs.media.stall); 0: off, as the setting's default
     reorderNackShare: float = 0.0  # of the publisher's packets (NackGenerator.earlyWait)
-    # Of the player's burst, kept from first NACKs. The server takes the
-    # setting's 50 %; here 0, so that the other rules' unit tests (a first
-    # NACK on a fresh 4 KiB bucket) test those rules alone.
-    playerNackReserve: float = 0.0
+    playerNackReserve: float = 0.0  # of the player's burst, kept from first NACKs
     playerEarlyRepeat: bool = False  # answer a webrtc.org player's repeat within the RTT
 
     @classmethod
