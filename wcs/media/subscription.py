@@ -289,7 +289,8 @@ class Subscription:
         # misses, most of them still on their way on a link that reorders,
         # and asks again a round trip later for those really lost: their
         # first NACKs may not spend the reserve, which the repeats need
-        # (Chromium on `mobile`, docs/networks.md).
+        # (media_player_nack_reserve, off: it froze more at low load;
+        # Chromium on `mobile`, docs/networks.md).
         asked = self.hold.asked if self.reserve and not self.hold.eager else {}
         # Its repeats within our round trip were sent before our copy could
         # come; with room, a second copy in case the first is lost (Janus
