@@ -36,7 +36,7 @@ from tests.netlab import stamp, webrtcfreeze
 from tests.netlab.cpu import CpuMeter
 from tests.netlab.firewall import Side
 from tests.netlab.lab import enteredNamespace, playerAddress, publisherAddress
-from tests.netlab.media import (CODECS, MAX_DELAY_MS, Decoded, MeasuringPlayer, RoomRun,
+from tests.netlab.media import (CODECS, FREEZE, MAX_DELAY_MS, Decoded, MeasuringPlayer, RoomRun,
                                 SentCounter, StampedVideo)
 from tests.media import peers
 from tests.web.browser import FLAGS, requireChromium
@@ -220,6 +220,11 @@ class ChromiumPlayer:
         """webrtc's freezes (its getStats() definition) in the painted frames of the window."""
         return len(webrtcfreeze.freezes([f[0] * 1000 for f in self.frames if start <= f[0] < end]))
 
+    def freezeSpans(self, start: float, end: float) -> list[list[float]]:
+        """[from, to] of each gap of more than FREEZE s between painted frames of the window."""
+        times = [start] + [f[0] for f in self.frames if start <= f[0] < end] + [end]
+        return [[a, b] for a, b in zip(times, times[1:]) if b - a > FREEZE]
+
     def presentedFps(self, start: float, end: float) -> float | None:
         """Frames the compositor presented in the window (after L{decoded}), callbacks or not."""
         window = [f[4] for f in self.frames if start <= f[0] < end]
@@ -259,6 +264,7 @@ def _statsDelta(before: list[dict], after: list[dict], seconds: float) -> dict:
         "decodedFps": round(delta["framesDecoded"] / seconds, 1),
         "jitterBufferMs": round(delta["jitterBufferDelay"] * 1000 / emitted) if emitted else None,
         "localAddress": last.get("localAddress"),
+        "ssrc": last.get("ssrc"),  # ours: the player's SSRC in wcs's media_trace_file
         # Per emitted frame: what webrtc aimed its jitter buffer at, and per
         # decoded frame the decoder's time (ms).
         "targetDelayMs": (round(delta["jitterBufferTargetDelay"] * 1000 / emitted)
@@ -344,6 +350,8 @@ class ChromiumRoomRun(RoomRun):
                 kind="chromium", downlinkKbit=kbit(f"player{i}.down"),
                 uplinkKbit=kbit(f"player{i}.up"), presentedFps=player.presentedFps(start, end),
                 paintedWebrtcFreezes=player.webrtcFreezes(start, end),
+                # On the monotonic clock, as the trace (bench/chromefreeze.py).
+                freezeSpans=player.freezeSpans(start, end),
                 tailDropped=links.get(f"player{i}.down", {}).get("tailDropped"),
                 clockErrorMs=round(max(firstError, lastError), 2),
                 clockDriftMs=round(last - first, 2),
@@ -351,6 +359,7 @@ class ChromiumRoomRun(RoomRun):
         self.result = {
             "codec": self.codec, "players": self.players, "playerKind": "chromium",
             "seconds": round(seconds, 1), "publisherFps": round(made / seconds, 1),
+            "windowStart": round(start, 4),
             "uplinkKbit": kbit("publisher0.up"), "rtx": self.rtx,
             "publisherMediaKbit": round(sent.media * 8 / seconds / 1000),
             "publisherResentKbit": round(sent.resent * 8 / seconds / 1000),

@@ -1,0 +1,169 @@
+"""
+Which of a Chromium player's freezes are ours: joins the freezes the lab's
+Chromium pages saw (`bench/network.py --player chromium --json RUN.jsonl`:
+`freezeSpans`, `stats.ssrc`, `windowStart`) with the server's per-packet
+trace (`--set media_trace_file=TRACE`, wcs/media/trace.py), both on the
+machine's monotonic clock (docs/networks.md, "Chromium on `mobile`:
+which freezes are ours").
+
+For each freeze (no new painted frame for 500 ms) of each player: which
+other players were frozen at the same time (a loss on the way in stops
+them all), the packets the player NACKed while frozen, and the one of
+them repaired last (what the picture waited for): when we forwarded it
+(late: lost on the publisher's uplink, NACKed by us), the player's NACKs
+for it and our answers (resent, refused as too soon, over the budget).
+Then a count by cause.
+
+    .venv/bin/python bench/chromefreeze.py RUN.jsonl TRACE
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter, defaultdict
+
+from bench.nacktrace import Unwrap, events
+
+STARTED = 0.25  # s after the last frame: a NACK then is for what the picture waits for
+LATE_IN = 0.15  # s: forwarded this much after the packet that followed it: late on the way in
+RESENT = ("rs", "early")  # trace events that sent the player a copy
+
+
+class Leg:
+    """One player's packets in the trace, by our (extended) sequence number."""
+
+    def __init__(self):
+        self.unwrap = Unwrap()
+        self.wrap: dict[int, int] = {}
+        self.sent: dict[int, tuple[float, int]] = {}  # ext -> (forwarded at, publisher seq)
+        self.nacks: dict[int, list[float]] = defaultdict(list)
+        self.answers: dict[int, list[tuple[float, str]]] = defaultdict(list)
+
+    def ext(self, seq: int) -> int:
+        ext = self.wrap.get(seq)
+        if ext is None:
+            last = self.unwrap.last or seq
+            delta = (seq - last) & 0xFFFF
+            ext = last + (delta - 0x10000 if delta >= 0x8000 else delta)
+        return ext
+
+    def forwardedLate(self, ext: int) -> float:
+        """How much later than the next packet we forwarded C{ext} (s; 0: in order)."""
+        sent = self.sent.get(ext)
+        after = self.sent.get(ext + 1)
+        return max(0.0, sent[0] - after[0]) if sent and after else 0.0
+
+
+def readTrace(path: str) -> tuple[dict[int, Leg], dict[int, list[float]]]:
+    legs: dict[int, Leg] = defaultdict(Leg)
+    pnacks: dict[int, list[float]] = defaultdict(list)  # publisher seq -> our NACKs
+    for t, name, stream, numbers in events(path):
+        if name == "fwd":
+            leg = legs[stream]
+            ext = leg.unwrap(numbers[0])
+            leg.wrap[numbers[0]] = ext
+            leg.sent.setdefault(ext, (t, numbers[1]))
+        elif name == "nack":
+            leg = legs[stream]
+            for seq in numbers:
+                leg.nacks[leg.ext(seq)].append(t)
+        elif name in ("rs", "early", "soon", "budget", "defer"):
+            leg = legs[stream]
+            leg.answers[leg.ext(numbers[0])].append((t, name))
+        elif name == "pnack":
+            for seq in numbers:
+                pnacks[seq].append(t)
+    return legs, pnacks
+
+
+def explain(leg: Leg, pnacks, t0: float, t1: float) -> tuple[str, str]:
+    """(cause, details) of a freeze from t0 to t1 on this leg."""
+    # What the picture waited for: packets missing when it stopped (NACKed
+    # from a little before to a little after its last frame: Chromium NACKs
+    # within 20 ms of seeing a gap, and the gap shows one packet later).
+    asked = {ext for ext, times in leg.nacks.items() if any(t0 - 0.3 <= t <= t0 + STARTED
+                                                              for t in times)}
+    if not asked:
+        return "no NACK", "no NACK of this player around its start"
+
+    def delivered(ext):  # our last copy before the end (forward or resend)
+        times = [t for t, e in leg.answers.get(ext, ()) if e in RESENT and t <= t1]
+        sent = leg.sent.get(ext)
+        if sent and sent[0] <= t1:
+            times.append(sent[0])
+        return max(times) if times else float("-inf")
+
+    culprit = max(sorted(asked), key=delivered)
+    answers = Counter(e for t, e in leg.answers.get(culprit, ()) if t <= t1)
+    sent = leg.sent.get(culprit)
+    late = leg.forwardedLate(culprit)
+    src = sent[1] if sent else None
+    ours = len(pnacks.get(src, ())) if src is not None else 0
+    nacks = [t for t in leg.nacks[culprit] if t <= t1]
+    first = nacks[0] if nacks else None
+    resends = [t for t, e in leg.answers.get(culprit, ()) if e in RESENT and t <= t1]
+    details = (f"{len(asked)} NACKed; waited for {culprit} (publisher's {src}): "
+               f"forwarded {'%.0f ms late' % (late * 1000) if late else 'in order'}"
+               f"{', NACKed to the publisher %d times' % ours if ours else ''}; "
+               f"player NACKed it {len(nacks)} times, first at "
+               f"{'%+.2f' % (first - t0) if first else '-'} s; ours: resent {len(resends)}"
+               + (f" (first {(resends[0] - first) * 1000:.0f} ms after its first NACK)"
+                  if resends and first else "") +
+               f", too soon {answers['soon']}, over budget {answers['budget']}, "
+               f"left for its repeat {answers['defer']}; "
+               f"its last copy out {delivered(culprit) - t1:+.2f} s from the freeze's end")
+    if sent is None or sent[0] > t1:
+        cause = "not forwarded before the end (keyframe drop or way in)"
+    elif late >= LATE_IN or ours:
+        cause = "way in (lost on the publisher's uplink)"
+    elif answers["budget"]:
+        cause = "ours: refused over the player's budget"
+    elif len(resends) >= 2:
+        cause = "player's link: a resent copy lost too"
+    elif len(resends) == 1:
+        cause = "player's link: one resend"
+    else:
+        cause = "no resend before the end"
+    return cause, details
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    parser.add_argument("json", help="bench/network.py --json file (Chromium runs)")
+    parser.add_argument("trace", help="the server's media_trace_file of the same runs")
+    args = parser.parse_args()
+    legs, pnacks = readTrace(args.trace)
+    causes = Counter()
+    with open(args.json) as lines:
+        runs = [json.loads(line) for line in lines if line.strip()]
+    for run in runs:
+        if run.get("server", "wcs").split(":")[0] != "wcs" or "windowStart" not in run:
+            continue
+        start = run["windowStart"]
+        players = run["perPlayer"]
+        variant = f" ({run['variant']})" if run.get("variant") else ""
+        print(f"# {run.get('server')}{variant} {run.get('profile')} {run.get('codec')}: "
+              f"{len(players)} players, window {run.get('seconds')} s")
+        run, alone = Counter(), 0
+        for index, player in enumerate(players):
+            leg = legs.get(player.get("stats", {}).get("ssrc"))
+            for t0, t1 in player.get("freezeSpans", []):
+                others = [str(i) for i, other in enumerate(players) if i != index and any(
+                    a < t1 and b > t0 for a, b in other.get("freezeSpans", []))]
+                cause, details = explain(leg, pnacks, t0, t1) if leg else ("no trace", "")
+                causes[cause] += 1
+                run[cause] += 1
+                alone += not others
+                print(f"player {index} frozen {t0 - start:6.2f}-{t1 - start:6.2f} s "
+                      f"({t1 - t0:.2f} s), also frozen: {','.join(others) or 'none'}: {cause}")
+                print(f"    {details}")
+        print(f"## {sum(run.values())} freezes, {alone} of one player alone; "
+              + "; ".join(f"{n} {cause}" for cause, n in run.most_common()))
+    print("causes: " + "; ".join(f"{n} {cause}" for cause, n in causes.most_common()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
