@@ -16,7 +16,7 @@ exits non-zero when a probe did not prove its profile or a run failed.
 
 A B A B in one lab: a --server entry `wcs:KEY=VALUE[:KEY=VALUE]` runs wcs
 with those settings on top of --set, and --rounds N runs the --server list N
-times, in order, per profile (`--server wcs,wcs:media_reorder_nack_share=10,janus
+times, in order, per profile (`--server wcs,wcs:media_player_reorder_wait=0,janus
 --rounds 2`: A B Janus A B Janus); each wcs row is judged against the Janus run
 of its round.
 
@@ -50,7 +50,8 @@ sys.path.insert(0, str(ROOT))
 
 from tests.netlab.lab import NetLab, netemAvailable  # noqa: E402
 from tests.netlab.janus import JanusRoom, JanusServer  # noqa: E402
-from tests.netlab.chromium import STATS_COLUMNS, ChromiumRoomRun, statsRows  # noqa: E402
+from tests.netlab.chromium import (  # noqa: E402
+    STATS_COLUMNS, ChromiumRoomRun, sdpSummary, statsRows)
 from tests.netlab.janus_chromium import JanusChromiumRoomRun  # noqa: E402
 from tests.netlab.media import BITRATE, CODECS, RoomRun, WcsRoom, clients  # noqa: E402
 from tests.netlab.profiles import PROFILES, proveInLab  # noqa: E402
@@ -144,6 +145,10 @@ def runServer(spec, profile, report, lab, args, workdir: Path, failures) -> list
                       f"(of {result['cpuCores']['cores']}): " + ", ".join(
                           f"{k} {v}" for k, v in result["cpuCores"].items() if k != "cores")
                       + f"; load {result['load']:.1f}", flush=True)
+            for player in result.get("perPlayer", [])[:1]:
+                told = sdpSummary((player.get("stats") or {}).get("remoteSdp"))
+                if told:
+                    print(f"# {kind} {profile.name} {codec}: to Chromium: {told}", flush=True)
             if kind == "wcs" and profile.name == "narrow":
                 result["setting"] = f"{args.narrow_link}"
             results.append(result)

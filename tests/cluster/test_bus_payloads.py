@@ -1,7 +1,7 @@
 """
 Messages from other nodes are checked before they reach a handler
 (wcs.cluster.bus.readEnvelope: size, nesting, shape;
-wcs.cluster.relay.checkMessage: each op's fields): a malformed one (an older
+wcs.cluster.routing.checkMessage: each op's fields): a malformed one (an older
 or buggy node) is dropped with one rate-limited line, never an exception in
 a handler.
 """
@@ -13,7 +13,7 @@ from twisted.internet.task import Clock
 from twisted.logger import globalLogPublisher
 
 from wcs.cluster.bus import readEnvelope
-from wcs.cluster.relay import checkMessage
+from wcs.cluster.routing import checkMessage
 
 GOOD = {"op": "chat", "session": "s", "room": "r", "to": "x", "text": "hi"}
 
@@ -46,6 +46,9 @@ def test_malformed_envelopes_are_refused(data, reason):
     ({**GOOD, "op": "joined", "id": ["a"]}, "id is not a string"),
     ({**GOOD, "op": "joined", "relay": ["h", "80"]}, "relay is not"),
     ({**GOOD, "claims": "x"}, "claims is not an object"),
+    ({"op": "split", "room": "r", "since": "1"}, "since is not a number"),
+    ({"op": "split", "room": "r", "since": True}, "since is not a number"),
+    ({"op": "split", "since": 1.5}, "without room"),
 ])
 def test_malformed_messages_are_refused(payload, reason):
     with pytest.raises(ValueError, match=reason):
@@ -60,3 +63,4 @@ def test_well_formed_messages_pass():
                   "args": [{"payload": {}}]})
     checkMessage({"from": "a", "op": "joined", "session": "s", "room": "r",
                   "relay": ["127.0.0.1", 4000]})
+    checkMessage({"from": "a", "op": "split", "room": "r", "since": 1764226800.25})

@@ -170,7 +170,18 @@ def test_the_pulls_of_a_gone_origin_end_and_stop_their_players():
     assert not transport.disconnecting
     edges.nodeGone("b")  # a vanished machine: no FIN ever comes
     assert transport.disconnecting and stream.ended and edges.streams == {}
-    assert player.streams.ended == [(player, "STOPPED", "Stopped by publisher stop")]
+    # Not its publisher's stop: FAILED, saying why (a play again may find it).
+    assert player.streams.ended == [(player, "FAILED", "the stream's node b is gone")]
+
+
+def test_a_pull_lost_without_its_end_fails_its_players():
+    """The origin's process died (its kernel closed the connection): no end record."""
+    reactor, edges, stream, pull, transport = pulledStream()
+    player = Player()
+    stream.players.add(player)
+    pull.connectionLost(None)
+    assert player.streams.ended == [(player, "FAILED", edge.CONNECTION_LOST)]
+    assert edges.streams == {} and edges.peers() == set()
 
 
 def test_a_play_the_media_engine_refused_gives_its_hold_back():

@@ -15,8 +15,9 @@ from twisted.internet.task import Clock
 
 from tests.support.channels import ANSWER, HeldMediaEngine, RecordingChannel
 from wcs.cluster.hosts import Hosts
-from wcs.cluster.relay import JOIN_TIMEOUT, Visitors, route
+from wcs.cluster.relay import JOIN_TIMEOUT, Visitors
 from wcs.cluster.resync import Resync
+from wcs.cluster.routing import route
 from wcs.config import Settings
 from wcs.server import RoomServer
 

@@ -1,8 +1,8 @@
 """
 Messages from other cluster nodes, as they come out of Redis
-(L{wcs.cluster.bus.readEnvelope}, documented error ValueError), routed (its checks, L{wcs.cluster.relay.checkMessage}, raise ValueError)
-to the two ends of the relay (L{wcs.cluster.relay.route}: Visitors and Hosts, and
-the resync's L{wcs.cluster.resync.Resync}) of a
+(L{wcs.cluster.bus.readEnvelope}, documented error ValueError), routed (its checks, L{wcs.cluster.routing.checkMessage}, raise ValueError)
+to the two ends of the relay (L{wcs.cluster.routing.route}: Visitors and Hosts, and
+the resync's L{wcs.cluster.resync.Resync}, L{wcs.cluster.splits.Splits}) of a
 node with a real RoomServer: a visitor of another node joined in a room
 here, and a client here with a join out at node C{a}. Nothing may escape
 (in the server, L{wcs.cluster.bus.Bus} would log it as a failure).
@@ -12,12 +12,14 @@ Input: one envelope (C{{"from", "inc", "m": [messages]}}) a line.
 
 import json
 
+from twisted.internet.defer import succeed
 from twisted.internet.task import Clock
 
 from tests.support.channels import HeldMediaEngine, RecordingChannel
-from wcs.cluster import bus, relay
+from wcs.cluster import bus, relay, routing
 from wcs.cluster.hosts import Hosts
 from wcs.cluster.resync import Resync
+from wcs.cluster.splits import Splits
 from wcs.config import Settings
 from wcs.server import RoomServer
 
@@ -25,6 +27,13 @@ EXPECTED = ()
 MAX_LEN = 8192
 SETTINGS = Settings()
 SETTINGS.set("ws_ping_interval", 0)
+
+
+class HandOvers:
+    """The registry's part a split uses (Redis is not here)."""
+
+    def handOver(self, room, node):
+        return succeed(None)
 
 
 class Outbox:
@@ -48,9 +57,10 @@ def fuzz(data: bytes) -> None:
     visitors = relay.Visitors(outbox, clock)
     hosts = Hosts(outbox, server)
     resync = Resync(outbox, visitors, hosts, server, clock, {"a": "1"})
+    splits = Splits(outbox, server, HandOvers(), clock)
     # A visitor from node a in room "here" (its join, as node a sends it).
-    relay.route({"op": "join", "from": "a", "inc": "1", "id": "a/0", "session": "s1",
-                 "room": "here", "login": "eve"}, visitors, hosts)
+    routing.route({"op": "join", "from": "a", "inc": "1", "id": "a/0", "session": "s1",
+                   "room": "here", "login": "eve"}, visitors, hosts)
     # A client of this node whose join of room "there" is out at node a.
     channel = RecordingChannel("tcp:127.0.0.1:1000")
     session = server.openSession(channel)
@@ -67,8 +77,8 @@ def fuzz(data: bytes) -> None:
                 continue
             message["from"], message["inc"] = node, incarnation
             try:
-                relay.route(message, visitors, hosts, resync)
-            except ValueError:  # relay.checkMessage: the service logs it
+                routing.route(message, visitors, hosts, resync, splits)
+            except ValueError:  # routing.checkMessage: the service logs it
                 pass
     clock.advance(relay.JOIN_TIMEOUT + 1)
     session.connectionLost("fuzz input done")

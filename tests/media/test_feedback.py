@@ -12,7 +12,7 @@ from wcs.media import rtp
 from wcs.media.feedback import FeedbackPolicy, NackGenerator, RetransmitBudget, RoundTrip
 from wcs.media.ice import IceConnection, PortRange
 from wcs.media.internals import RTCCertificate, RtcpReceiverInfo, RtcpRrPacket
-from wcs.media.track import IncomingTrack, Subscription
+from wcs.media.track import RESTART_SKIP, IncomingTrack, Subscription
 from wcs.media.transport import MediaTransport
 
 SIZE = 1000  # bytes of each test packet
@@ -21,14 +21,14 @@ SIZE = 1000  # bytes of each test packet
 class _Generator:
     """A NackGenerator fed by hand, recording its NACKs and give-ups."""
 
-    def __init__(self, share=0.2, earlyShare=0.0):
+    def __init__(self, share=0.2):
         self.clock = Clock()
         self.nacks: list[list[int]] = []
         self.gaveUp = 0
         self.octets = self.packets = 0
         self.generator = NackGenerator(self.clock, self.nacks.append, self._gaveUp,
                                        RetransmitBudget(share),
-                                       lambda: (self.octets, self.packets), earlyShare)
+                                       lambda: (self.octets, self.packets))
 
     def _gaveUp(self):
         self.gaveUp += 1
@@ -153,6 +153,53 @@ def test_incomingTrackGivesUpToKeyframe():
     assert kinds == ["RtcpRtpfbPacket"] * NackGenerator.MAX_TRIES + ["RtcpPsfbPacket"]
     assert track.nacks.nacksGivenUp == 1 and track.keyframeRequests == 1
     assert track.missing == set()
+
+
+def test_wayInGivenUpDropsPlayersToKeyframe():
+    """
+    A packet lost on the way in and given up: the players' numbering jumps
+    past the hole at the next keyframe (aiortc's buffer would hold every
+    later frame behind it), which is asked for; nothing between is sent.
+    """
+    clock, wire = Clock(), _Wire()
+    wire.rtcpSsrc = 99
+    track = IncomingTrack(wire, "video", "VP8", 90000, 96, 5, clock=clock)
+    player = _Wire()
+    subscription = Subscription(track, player, ssrc=0x1234, payloadType=100)
+    subscription.attach()
+    for seq in [*range(1, 51), 52]:  # 51 lost
+        track.rtpReceived(_packet(seq, seq == 1))
+        clock.advance(0.01)
+    for seq in range(53, 253):  # the publisher never answers: 4 s
+        track.rtpReceived(_packet(seq))
+        clock.advance(0.02)
+    # The player's first, then the give-up's (repeated while the player waits).
+    assert track.nacks.nacksGivenUp == 1 and track.keyframeRequests >= 2
+    out = _seqs(player)
+    assert len(out) < 250 and not subscription.started  # waits for the keyframe
+    track.rtpReceived(_packet(253, keyframe=True))
+    track.rtpReceived(_packet(254))
+    after = _seqs(player)[len(out):]
+    assert after == [(out[-1] + 1 + RESTART_SKIP) & 0xFFFF, (out[-1] + 2 + RESTART_SKIP) & 0xFFFF]
+    assert subscription.skipped == RESTART_SKIP
+
+
+def test_noResendFromBeforeAJump():
+    """
+    After a drop to a keyframe (the numbering jumps), a NACK for a number
+    sent before it is not answered: its copy would land 1024 behind the
+    player's buffer, which aiortc answers by dropping everything it holds.
+    """
+    track, wire, subscription = _player()
+    track.fanout(0, 0, 1, 0, b"key", True)
+    for seq in range(2, 20):
+        track.fanout(0, 0, seq, seq * 3000, b"delta", False)
+    before = _seqs(wire)
+    subscription.restart(skip=True)
+    track.fanout(0, 0, 20, 60000, b"key", True)
+    subscription.nackReceived([before[5]])
+    assert _seqs(wire)[len(before):] == [(before[-1] + 1 + RESTART_SKIP) & 0xFFFF]
+    assert subscription.retransmitted == 0
 
 
 def _player(clock=None, policy=FeedbackPolicy()):
@@ -444,54 +491,6 @@ def test_reorderWaitIsAQuantileOfTheLatePackets():
     assert n.reordered == 100 and n.reorderWait == pytest.approx(0.01)
 
 
-def test_earlyNackWhileTheBudgetHasRoom():
-    """
-    With C{earlyShare}, a missing packet is NACKed after the shortest wait
-    that leaves at most that share of the packets NACKed while still on
-    their way, as long as the budget stays half full; then after the 95 %
-    wait, as without it.
-    """
-    g = _Generator(earlyShare=0.1)
-    g.receive(200)  # a full bucket
-    n = g.generator
-    seq = 10
-    # ~120 packets, 40 of them late: 10 by 5 ms, 20 by 20 ms, 10 by 30 ms.
-    for late in [0.005] * 10 + [0.02] * 20 + [0.03] * 10:
-        n.lost(seq + 1, 2)
-        g.clock.advance(late)
-        n.received(seq)
-        g.receive(3)
-        seq += 2
-    assert n.reorderWait == pytest.approx(0.03)
-    assert n.earlyWait == pytest.approx(0.02)  # 10 of 117 packets came later
-    sent = len(g.nacks)
-    n.lost(seq + 1, 2)
-    g.clock.advance(0.02 - n.BATCH - 0.001)
-    assert len(g.nacks) == sent
-    g.clock.advance(0.002)
-    assert g.nacks[-1] == [seq]
-    # A budget short of half its bucket: the lost packet waits the 95 % wait.
-    n.budget.credit = n.budget.burst / 2
-    seq += 2
-    n.lost(seq + 1, 2)
-    g.clock.advance(0.025)
-    assert g.nacks[-1] == [seq - 2]
-    g.clock.advance(0.01)
-    assert g.nacks[-1] == [seq]
-
-
-def test_noEarlyShareWaitsForTheQuantile():
-    """Without an early share the early wait is the 95 % wait."""
-    g = _Generator()
-    g.receive(200)
-    n = g.generator
-    for i, late in enumerate([0.005] * 10 + [0.03] * 10):
-        n.lost(11 + 2 * i, 2)
-        g.clock.advance(late)
-        n.received(10 + 2 * i)
-    assert n.earlyWait == n.reorderWait == pytest.approx(0.03)
-
-
 def test_firstNackWhenTheWaitIsOver():
     """
     The first NACK of a missing packet goes when the reordering wait is
@@ -502,7 +501,7 @@ def test_firstNackWhenTheWaitIsOver():
     g.receive(100)
     n = g.generator
     n.lateSamples.append((g.clock.seconds(), 0.025))
-    n.reorderWait = n.earlyWait = 0.025
+    n.reorderWait = 0.025
     n.lost(10, 2)  # 9 missing
     n.lost(12, 2)  # and 11, in the same burst
     g.clock.advance(0.025 - n.BATCH - 0.001)  # (up to BATCH early: one NACK, not two)
@@ -510,7 +509,7 @@ def test_firstNackWhenTheWaitIsOver():
     g.clock.advance(0.002)
     assert g.nacks == [[9, 11]]
     # No wait (no reordering seen): still not sooner than SOONEST.
-    n.reorderWait = n.earlyWait = 0.0
+    n.reorderWait = 0.0
     n.lost(20, 2)
     g.clock.advance(n.SOONEST - n.BATCH - 0.001)
     assert g.nacks == [[9, 11]]

@@ -94,7 +94,14 @@ netlab.stats = async () => {
         local = candidate && (candidate.address || candidate.ip);
       }
     });
-    if (inbound) out.push({localAddress: local, ...inbound});
+    // The codec the stream was negotiated with (H.264: profile-level-id,
+    // packetization-mode) and both descriptions, to compare servers.
+    const codec = inbound && byId.get(inbound.codecId);
+    if (inbound) out.push({localAddress: local, ...inbound,
+                           mimeType: codec && codec.mimeType,
+                           sdpFmtpLine: codec && codec.sdpFmtpLine,
+                           remoteSdp: pc.remoteDescription && pc.remoteDescription.sdp,
+                           localSdp: pc.localDescription && pc.localDescription.sdp});
   }
   return out;
 };

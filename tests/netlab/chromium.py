@@ -61,7 +61,10 @@ STATS_KEYS = ("framesDecoded", "framesDropped", "freezeCount", "totalFreezesDura
               "nackCount", "pliCount", "firCount", "keyFramesDecoded", "packetsLost",
               "packetsReceived", "bytesReceived", "retransmittedPacketsReceived",
               "jitterBufferDelay", "jitterBufferEmittedCount", "framesReceived",
-              "totalInterFrameDelay", "totalSquaredInterFrameDelay")
+              "totalInterFrameDelay", "totalSquaredInterFrameDelay",
+              "jitterBufferTargetDelay", "jitterBufferMinimumDelay", "totalDecodeTime",
+              "totalAssemblyTime", "framesAssembledFromMultiplePackets",
+              "totalProcessingDelay")
 
 
 def inLab(lab, *command: str) -> str:
@@ -256,6 +259,14 @@ def _statsDelta(before: list[dict], after: list[dict], seconds: float) -> dict:
         "decodedFps": round(delta["framesDecoded"] / seconds, 1),
         "jitterBufferMs": round(delta["jitterBufferDelay"] * 1000 / emitted) if emitted else None,
         "localAddress": last.get("localAddress"),
+        # Per emitted frame: what webrtc aimed its jitter buffer at, and per
+        # decoded frame the decoder's time (ms).
+        "targetDelayMs": (round(delta["jitterBufferTargetDelay"] * 1000 / emitted)
+                          if emitted else None),
+        "decodeMs": (round(delta["totalDecodeTime"] * 1000 / delta["framesDecoded"], 1)
+                     if delta["framesDecoded"] else None),
+        "sdpFmtpLine": last.get("sdpFmtpLine"), "mimeType": last.get("mimeType"),
+        "remoteSdp": last.get("remoteSdp"), "localSdp": last.get("localSdp"),
         **delta,
     }
 
@@ -354,7 +365,35 @@ class ChromiumRoomRun(RoomRun):
 STATS_COLUMNS = ("server", "profile", "codec", "player", "address", "painted fps",
                  "presented fps", "decoded fps", "received frames",
                  "freezeCount", "webrtc freezes in paints", "freezes s", "inter-frame ms", "nackCount", "pliCount", "retransmitted",
-                 "packetsLost", "jitter buffer ms", "clock error ms")
+                 "packetsLost", "jitter buffer ms", "target ms", "decode ms", "keyframes",
+                 "framesDropped", "clock error ms")
+
+
+def sdpSummary(sdp: str | None) -> str | None:
+    """
+    What a server's description told the player about its video: the codec
+    and its fmtp, the rtcp-fb lines, RTX and the header extensions (the
+    last part of each URI), to compare servers in one line.
+    """
+    if not sdp:
+        return None
+    video = sdp.split("m=video", 1)[-1].split("\nm=", 1)[0]
+    lines = [line.strip() for line in video.splitlines()]
+    # " PORT PROTO PT ...": the first format is the codec the server sends.
+    fields = video.split("\n", 1)[0].split()
+    payloadType = fields[2] if len(fields) > 2 else ""
+
+    def values(prefix):
+        return [line[len(prefix):] for line in lines if line.startswith(prefix)]
+
+    codec = " ".join(values(f"a=rtpmap:{payloadType} ") + values(f"a=fmtp:{payloadType} "))
+    feedback = ", ".join(values(f"a=rtcp-fb:{payloadType} "))
+    rtx = " ".join(f for f in values("a=fmtp:")
+                   if f.split(" ", 1)[-1].startswith(f"apt={payloadType}"))
+    extensions = ", ".join(e.split()[-1].rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1]
+                           for e in values("a=extmap:"))
+    return (f"{codec}; rtcp-fb {feedback or '-'}; rtx {rtx or '-'}; "
+            f"extensions {extensions or '-'}")
 
 
 def statsRows(results: list[dict]):
@@ -371,4 +410,6 @@ def statsRows(results: list[dict]):
                    stats.get("totalFreezesDuration"), stats.get("interFrameMs"),
                    stats.get("nackCount"), stats.get("pliCount"),
                    stats.get("retransmittedPacketsReceived"), stats.get("packetsLost"),
-                   stats.get("jitterBufferMs"), player["clockErrorMs"])
+                   stats.get("jitterBufferMs"), stats.get("targetDelayMs"), stats.get("decodeMs"),
+                   stats.get("keyFramesDecoded"), stats.get("framesDropped"),
+                   player["clockErrorMs"])

@@ -32,6 +32,7 @@ from aiortc.mediastreams import MediaStreamError, VideoStreamTrack
 
 from tests.media import peers
 from tests.netlab import stamp
+from tests.netlab.cpu import CpuMeter
 from tests.netlab.lab import hostAddress, playerAddress, publisherAddress
 from tests.support.rooms import negotiate, status, streamRequest
 from tests.support.wsclient import Client
@@ -308,9 +309,11 @@ class RoomRun:
         await asyncio.sleep(self.warmup)
         lab.reset()
         sent.reset()
+        cpu = CpuMeter().start()
         start, made = time.monotonic(), video.count
         await asyncio.sleep(self.seconds)
         end, made = time.monotonic(), video.count - made
+        cores = cpu.stop()
         links = lab.stats()["links"]
         seconds = end - start
 
@@ -328,6 +331,7 @@ class RoomRun:
             # What the publisher sent: its media, and what it resent on NACKs.
             "publisherMediaKbit": round(sent.media * 8 / seconds / 1000),
             "publisherResentKbit": round(sent.resent * 8 / seconds / 1000),
+            "cpuCores": cores,  # the lab's own CPU over the window (tests/netlab/cpu.py)
             "perPlayer": [dict(p.figures(start, end), downlinkKbit=kbit(f"player{i}.down"),
                                tailDropped=links.get(f"player{i}.down", {}).get("tailDropped"))
                           for i, p in enumerate(players)],

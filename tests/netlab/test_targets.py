@@ -71,11 +71,11 @@ def test_rounds_judge_each_arm_against_the_janus_run_of_its_round():
     """bench/network.py --rounds: A B Janus A B Janus, each wcs row against its round's Janus."""
     results = []
     for turn, janusP50 in ((0, 200), (1, 300)):
-        for variant in ("media_reorder_nack_share=0", None):
+        for variant in ("media_player_reorder_wait=0", None):
             results.append({**run("wcs", "lossy", [player(p50=250)]), "round": turn,
                             **({"variant": variant} if variant else {})})
         results.append({**run("janus", "lossy", [player(p50=janusP50)]), "round": turn})
     rows = rowsOf(markdown(results))
-    assert [r[2] for r in rows] == ["wcs (media_reorder_nack_share=0)", "wcs", "janus"] * 2
+    assert [r[2] for r in rows] == ["wcs (media_player_reorder_wait=0)", "wcs", "janus"] * 2
     assert all("worse: p50" in r[-1] for r in rows[:2])
     assert not any("worse" in r[-1] for r in rows[3:5])

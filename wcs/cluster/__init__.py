@@ -9,7 +9,11 @@ back). Nothing here is imported when C{cluster_redis_url} is empty.
   - L{wcs.cluster.bus}: messages between nodes, one channel per node, in order.
   - L{wcs.cluster.registry}: the keys: live nodes and their load, where each
     room lives.
-  - L{wcs.cluster.relay}: both ends of a participant on another node.
+  - L{wcs.cluster.relay}: the client's node's end of a participant on another
+    node (L{wcs.cluster.visited}: those rooms as seen here), L{wcs.cluster.hosts}
+    the room's node's end; L{wcs.cluster.routing}: which end a message is for.
+  - L{wcs.cluster.resync}, L{wcs.cluster.splits}: what an outage or a stall
+    left wrong is put right (lost messages, a room held by two nodes).
   - L{wcs.cluster.service}: the service that ties them to a L{RoomServer}.
 """
 

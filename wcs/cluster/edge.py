@@ -23,10 +23,11 @@ from twisted.internet import protocol
 from twisted.internet.defer import Deferred
 
 from wcs.cluster.media import HEADER_TIMEOUT, RelayedSource, RelayStats, Records, errors
-from wcs.interfaces import PUBLISHING, STOPPED, STOPPED_BY_PUBLISHER
+from wcs.interfaces import FAILED, PUBLISHING, STOPPED, STOPPED_BY_PUBLISHER
 from wcs.logs import LogLimiter, Logger, clip
 
 MAX_ROOM_PREFIXES = 8
+CONNECTION_LOST = "lost the connection to the stream's node"
 
 
 def roomsOfStream(name: str) -> list[str]:
@@ -51,6 +52,8 @@ class Pull(Records):
         self.name = name
         self.source = source
         self.stats = stats
+        # Whether the end is known: the origin's end record, or our stop.
+        self.done = False
 
     def connectionMade(self) -> None:
         if self.source.ended:
@@ -74,16 +77,22 @@ class Pull(Records):
 
     def recordReceived(self, record: bytes) -> None:
         if len(record) == 1:
+            self.done = True  # ended at its origin: its players here are stopped
             self.transport.loseConnection()
             return
         self.frameReceived(record)
 
     def stop(self) -> None:
+        self.done = True
         if self.transport is not None:
             self.transport.loseConnection()
 
     def connectionLost(self, reason=protocol.connectionDone) -> None:
         self.stats.pulling.discard(self)
+        if not self.done and self.source.lost is None:
+            # No end record: the origin's process or the link failed, not
+            # the publisher; its players here are told so (FAILED).
+            self.source.lost = CONNECTION_LOST
         self.source.end()
 
 
@@ -238,8 +247,12 @@ class EdgeStream:
             source.idle()
 
     def _ended(self) -> None:
+        lost = self.media.source.lost
         for player in list(self.players):
-            player.owner.streams.end(player, STOPPED, STOPPED_BY_PUBLISHER)
+            if lost is None:
+                player.owner.streams.end(player, STOPPED, STOPPED_BY_PUBLISHER)
+            else:  # not the publisher's stop: a play again may find it
+                player.owner.streams.end(player, FAILED, lost)
         set.clear(self.players)
 
     def __repr__(self) -> str:
@@ -319,6 +332,7 @@ class Edges:
         for edge in [e for e in self.streams.values() if e.node == node]:
             self.log.warn("cluster: stream {name} lost with its node {node}",
                           name=clip(edge.name), node=node)
+            edge.media.source.lost = f"the stream's node {node} is gone"
             edge.media.source.idle()
 
     def _forget(self, name: str):

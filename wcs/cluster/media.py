@@ -82,6 +82,8 @@ class RelayedSource:
         self.askKeyframe = askKeyframe
         self.idle = idle
         self.ended = False
+        # Why it ended other than by its publisher (a pull's origin lost), if so.
+        self.lost: str | None = None
         # Whether to go on without sinks (players here still negotiating).
         self.keep = lambda: False
         self.ready = idle is None  # a pull is ready when the origin told its tracks

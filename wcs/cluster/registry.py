@@ -99,6 +99,16 @@ end
 return owner
 """
 
+# A room of this node that yields to another's (wcs.cluster.splits): the
+# key names that node from now, so the next join is placed there.
+# KEYS: the room key. ARGV: this node, the other node, ttl ms.
+HAND = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+end
+return 1
+"""
+
 # KEYS: the room key. ARGV: this node.
 RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
@@ -130,6 +140,7 @@ class Registry:
         self._place = redis.register_script(PLACE)
         self._claim = redis.register_script(CLAIM)
         self._release = redis.register_script(RELEASE)
+        self._hand = redis.register_script(HAND)
         # (host, port) of this node's media relay, in its key for pulls.
         self.relayAddress: tuple[str, int] | None = None
 
@@ -173,6 +184,11 @@ class Registry:
 
     def release(self, room: str) -> Deferred:
         return later(self._release(keys=[roomKey(room)], args=[self.nodeId]))
+
+    def handOver(self, room: str, node: str) -> Deferred:
+        """The room's key, when this node's, names C{node} from now."""
+        return later(self._hand(keys=[roomKey(room)], args=[self.nodeId, node,
+                                                             self.roomTtlMs]))
 
     def claimStream(self, name: str) -> Deferred:
         """A stream outside rooms went live here: C{claim} for its name."""

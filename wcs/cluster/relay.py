@@ -13,7 +13,9 @@ there. Stream messages for the room's streams are relayed as they came.
 Bus payloads (C{op}): C{join} -> C{joined}; C{leave}, C{disconnect},
 C{chat}, C{announce}, C{withdraw}, C{stream} (to the room's node);
 C{deliver}, C{removed}, C{close} (to the client's node); C{members} and
-C{state} are L{wcs.cluster.resync}'s.
+C{state} are L{wcs.cluster.resync}'s. The rooms it keeps are
+L{wcs.cluster.visited}'s; which end a message from another node is for,
+L{wcs.cluster.routing}'s.
 """
 
 from __future__ import annotations
@@ -24,10 +26,11 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 
+from wcs.cluster.visited import Relayed, RemoteParticipant, RemoteRoom
 from wcs.errors import TOO_MANY, UNAVAILABLE, RoomError
 from wcs.logs import LogLimiter, Logger, clip
 from wcs.messages import ServerMessage
-from wcs.room.events import roomEvent, streamEntry
+from wcs.room.events import streamEntry
 
 JOIN_TIMEOUT = 5.0  # seconds a join waits for the room's node
 
@@ -38,114 +41,6 @@ def claimsAsJson(claims) -> dict[str, Any] | None:
         return None
     return {"login": claims.login, "room": claims.room, "grants": sorted(claims.grants),
             "expires": claims.expires}
-
-
-# --- The client's node -------------------------------------------------------
-
-
-class RemoteRoom:
-    """A room on another node, as its members here see it."""
-
-    def __init__(self, name: str, node: str):
-        self.name = name
-        self.node = node
-        # (host, port) of the node's media relay, from its join answer.
-        self.relay: tuple[str, int] | None = None
-        # login -> its announced stream names, in join order (STATE's order).
-        self.roster: dict[str, dict[str, None]] = {}
-        # sessionId -> the participant of a client of this node.
-        self.members: dict[str, "RemoteParticipant"] = {}
-
-    def event(self, name: str, info: Any) -> ServerMessage:
-        return roomEvent(self.name, name, info)
-
-    def state(self, forLogin: str) -> list[Any]:
-        entries: list[Any] = []
-        for login, streams in self.roster.items():
-            if login != forLogin:
-                entries.extend([streamEntry(login, s) for s in streams] or [login])
-        return entries
-
-    def setState(self, login: str, state: list[Any]) -> None:
-        """The room as the room's node listed it to C{login} joining."""
-        roster: dict[str, dict[str, None]] = {}
-        for entry in state:
-            if isinstance(entry, dict):
-                roster.setdefault(entry.get("login"), {})[entry.get("name")] = None
-            else:
-                roster.setdefault(entry, {})
-        roster[login] = {}
-        self.roster = roster
-
-    def apply(self, name: str, info: Any) -> None:
-        """Follow the room from an event relayed to its members here."""
-        if name == "JOINED":
-            self.roster.setdefault(info, {})
-        elif name == "LEFT":
-            self.roster.pop(info, None)
-        elif name == "PUBLISHED" and isinstance(info, dict):
-            self.roster.setdefault(info.get("login"), {})[info.get("name")] = None
-        elif name in ("UNPUBLISHED", "FAILED") and isinstance(info, dict):
-            self.roster.get(info.get("login"), {}).pop(info.get("name"), None)
-
-
-class RemoteParticipant:
-    """A client of this node in a room on another: a Participant's shape."""
-
-    def __init__(self, room: RemoteRoom, login: str, member, home: "Visitors"):
-        self.room = room
-        self.login = login
-        self.member = member  # the ClientSession
-        self.home = home
-        self.streams: dict[str, None] = {}
-        # stream name -> its media pushed to the room's node (media.RelayOut).
-        self.pushes: dict[str, Any] = {}
-        self.gone = False
-
-    def __repr__(self) -> str:
-        return f"<RemoteParticipant {self.login!r} in {self.room.name!r} on {self.room.node}>"
-
-
-class Relayed:
-    """
-    The streams of this node's clients taken to other nodes (publishes and
-    plays forwarded there), and how many of the plays are of each stream:
-    the edge rule (L{Visitors.forward}) counts a stream's players here.
-    """
-
-    def __init__(self):
-        # sessionId -> {mediaSessionId: node}
-        self.nodes: dict[str, dict[str, str]] = {}
-        # (sessionId, mediaSessionId) -> the stream name, for plays
-        self.plays: dict[tuple[str, str], str] = {}
-        self.players: dict[str, int] = {}  # stream name -> its forwarded plays
-
-    def node(self, sessionId: str, mediaSessionId: str) -> str | None:
-        return self.nodes.get(sessionId, {}).get(mediaSessionId)
-
-    def add(self, sessionId: str, mediaSessionId: str, node: str,
-            played: str | None = None) -> None:
-        self.remove(sessionId, mediaSessionId)
-        self.nodes.setdefault(sessionId, {})[mediaSessionId] = node
-        if played is not None:
-            self.plays[sessionId, mediaSessionId] = played
-            self.players[played] = self.players.get(played, 0) + 1
-
-    def remove(self, sessionId: str, mediaSessionId: str) -> None:
-        streams = self.nodes.get(sessionId)
-        if streams is None or streams.pop(mediaSessionId, None) is None:
-            return
-        if not streams:
-            del self.nodes[sessionId]
-        played = self.plays.pop((sessionId, mediaSessionId), None)
-        if played is not None:
-            left = self.players.pop(played) - 1
-            if left:
-                self.players[played] = left
-
-    def removeSession(self, sessionId: str) -> None:
-        for mediaSessionId in list(self.nodes.get(sessionId, ())):
-            self.remove(sessionId, mediaSessionId)
 
 
 class Visitors:
@@ -468,79 +363,3 @@ class Visitors:
                         session.send(room.event("FAILED", streamEntry(login, stream)))
                     session.send(room.event("LEFT", login))
                 session.removeFromRoom(room.name, f"the room's node {node} is gone")
-
-
-COMMANDS = frozenset({"leave", "disconnect", "chat", "announce", "withdraw", "stream"})
-# The fields of each op that must be strings (checkMessage).
-_REQUIRED = {
-    "join": ("session", "room", "login"), "joined": ("session", "room"),
-    "leave": ("session", "room"), "disconnect": ("session",),
-    "chat": ("session", "room", "to", "text"), "announce": ("session", "room", "stream"),
-    "withdraw": ("session", "room", "stream"), "stream": ("session", "name"),
-    "deliver": ("name",), "removed": ("session", "room"), "close": ("session",),
-    "members": (), "state": ("room",),
-}
-_TEXT = ("op", "session", "room", "login", "appKey", "id", "name", "text", "stream",
-         "reason", "info", "error", "code")
-_LISTS = ("args", "state")
-
-
-def checkMessage(payload: dict[str, Any]) -> None:
-    """
-    Whether a message from another node has the fields its C{op} needs, of
-    their types: a bug or an older version there must cost its message, not
-    an exception in a handler here (docs/security.md, "Between cluster
-    nodes").
-
-    @raise ValueError: why it cannot be used.
-    """
-    for key in _TEXT:
-        if payload.get(key) is not None and not isinstance(payload[key], str):
-            raise ValueError(f"{key} is not a string")
-    op = payload.get("op")
-    for key in ("from", "op", *_REQUIRED.get(op, ())):
-        if not isinstance(payload.get(key), str):
-            raise ValueError(f"{clip(op, 40)} without {key}")
-    for key in _LISTS:
-        if payload.get(key) is not None and not isinstance(payload[key], list):
-            raise ValueError(f"{key} is not a list")
-    to = payload.get("to")
-    if op == "deliver" and not (isinstance(to, list) and all(isinstance(t, str) for t in to)):
-        raise ValueError("deliver to something else than a list of sessions")
-    if op != "deliver" and to is not None and not isinstance(to, str):
-        raise ValueError("to is not a string")
-    if payload.get("claims") is not None and not isinstance(payload["claims"], dict):
-        raise ValueError("claims is not an object")
-    relay = payload.get("relay")
-    if relay is not None and not (isinstance(relay, list) and len(relay) == 2 and
-                                  isinstance(relay[0], str) and type(relay[1]) is int
-                                  and 0 < relay[1] < 65536):
-        raise ValueError("relay is not [host, port]")
-
-
-def route(payload: dict[str, Any], visitors: Visitors, hosts, resync=None) -> bool:
-    """
-    Hand a message from another node to the end it is for.
-
-    @return: False for an unknown C{op}.
-    @raise ValueError: a message without the fields its C{op} needs (L{checkMessage}).
-    """
-    checkMessage(payload)
-    op = payload.get("op")
-    if op == "join":
-        hosts.join(payload)
-    elif op in COMMANDS:
-        hosts.command(payload)
-    elif op == "joined":
-        visitors.joined(payload)
-    elif op == "deliver":
-        visitors.deliver(payload)
-    elif op == "removed":
-        visitors.removed(payload)
-    elif op == "close":
-        visitors.close(payload)
-    elif op in ("members", "state") and resync is not None:  # wcs.cluster.resync
-        getattr(resync, op)(payload)
-    else:
-        return False
-    return True

@@ -25,8 +25,10 @@ from wcs.cluster.liveness import GRACE_TTLS, Liveness
 from wcs.cluster.media import RelayStats
 from wcs.cluster.registry import Registry
 from wcs.cluster.hosts import Hosts
-from wcs.cluster.relay import Visitors, route
+from wcs.cluster.relay import Visitors
 from wcs.cluster.resync import Resync
+from wcs.cluster.routing import route
+from wcs.cluster.splits import Splits
 from wcs.errors import UNAVAILABLE, RoomError
 from wcs.logs import LogLimiter, Logger, clip
 
@@ -72,6 +74,8 @@ class ClusterService(Service):
         # What was relayed while Redis was away is lost: resync when it is back.
         self.resync = Resync(self.bus, self.visitors, self.hosts, server, clock, self.known)
         self.bus.resubscribed = lambda: self.resync.outage("subscription back")
+        # A room held here and on another node (after a stall) is made one.
+        self.splits = Splits(self.bus, server, self.registry, clock)
         self.relayAddress = (settings.cluster_relay_address, settings.cluster_relay_port)
         self._relayPort = None
         self.relayStats = RelayStats()
@@ -238,11 +242,12 @@ class ClusterService(Service):
         d.addBoth(lambda result: self._inflight.discard(d))
 
     def _split(self, room: str, owner: str) -> None:
-        # A room made here without placement (a transport joined with the
-        # synchronous joinRoom) that another node holds: both go on apart.
-        self.errors.warn(("split", room), "cluster: room {room} lives here and on {owner}: "
-                         "a join made without placement (docs/cluster.md, \"A split\")",
-                         room=clip(room), owner=owner)
+        # A room held here that another node holds too: placed there while
+        # this node stalled and was given up, or made here without placement
+        # (a transport joined with the synchronous joinRoom). The newer yields.
+        self.errors.warn(("split", room), "cluster: room {room} lives here and on {owner} "
+                         "(docs/cluster.md, \"A split\")", room=clip(room), owner=owner)
+        self.splits.found(room, owner)
 
     def _redisDown(self, failure) -> None:
         self.errors.warn("redis", "cluster: Redis unreachable: {error}", error=failure.value)
@@ -319,7 +324,7 @@ class ClusterService(Service):
                 self.edges.nodeGone(node)
             self.known[node] = incarnation
         try:
-            known = route(payload, self.visitors, self.hosts, self.resync)
+            known = route(payload, self.visitors, self.hosts, self.resync, self.splits)
         except ValueError as e:
             self.errors.warn(("bad", node), "cluster: a message from {node} cannot be "
                              "used: {error}", node=clip(node, 80), error=e)

@@ -26,11 +26,6 @@ declare(
     Key("media_retransmit_share", "int", 20,
         "percent of a stream's bitrate that retransmissions may add on the publisher's "
         "leg (what we NACK); 0: no retransmission"),
-    Key("media_reorder_nack_share", "int", 0,
-        "percent of a publisher's packets that may be NACKed while they are still on their "
-        "way (reordered), so that real losses are NACKed sooner: only while the publisher "
-        "leg's budget stays half full; 0 (the default until measured on a quiet machine): "
-        "wait for 95 % of the late packets"),
     Key("media_player_retransmit_share", "int", 60,
         "percent of the bytes a player was sent that we may resend to it on its NACKs; "
         "0: no retransmission to players"),
@@ -57,7 +52,6 @@ class FeedbackPolicy:
     burst: int = 32768  # bytes a budget may save up (RetransmitBudget.BURST)
     trace: PacketTrace | None = None  # the lab's per-packet trace (wcs.media.trace)
     playerStall: float = 0.0  # s (wcs.media.stall); 0: off, as the setting's default
-    reorderNackShare: float = 0.0  # of the publisher's packets (NackGenerator.earlyWait)
 
     @classmethod
     def fromSettings(cls, settings) -> "FeedbackPolicy":
@@ -68,8 +62,7 @@ class FeedbackPolicy:
                    settings.media_player_reorder_wait / 1000,
                    settings.media_retransmit_burst * 1024,
                    PacketTrace.fromSettings(settings),
-                   settings.media_player_stall / 1000,
-                   settings.media_reorder_nack_share / 100)
+                   settings.media_player_stall / 1000)
 
 
 class RoundTrip:
@@ -162,14 +155,6 @@ class NackGenerator:
     that lost ones need; waiting for the latest of them (the lab's `wifi`:
     60-90 ms where 95 % came within 20) delayed every repair of the way in.
 
-    While the budget stays half full a missing packet is NACKed sooner,
-    after L{earlyWait}: the shortest wait that leaves at most C{earlyShare}
-    of the packets received NACKed while still on their way. The 95 %
-    quantile waited ~36 ms on the lab's `lossy` (±20 ms of jitter), where
-    half the packets come late; Janus NACKs after 12 ms, and every repair
-    of the way in holds the players' later frames too (their jitter
-    buffers release frames in order).
-
     @ivar missing: sequence number -> [noticed at, last asked at or None, tries]
     """
 
@@ -186,19 +171,15 @@ class NackGenerator:
     REORDER_QUANTILE = 0.95  # of them: the rest is NACKed, and its resend is wasted
 
     def __init__(self, clock, send: Callable[[list[int]], None], gaveUp: Callable[[], None],
-                 budget: RetransmitBudget, media: Callable[[], tuple[int, int]],
-                 earlyShare: float = 0.0):
+                 budget: RetransmitBudget, media: Callable[[], tuple[int, int]]):
         self.clock = clock
-        self.earlyShare = earlyShare  # of the packets, NACKed needlessly at most
         self.send = send
         self.gaveUp = gaveUp
         self.budget = budget
         self.media = media  # octets and packets of media received so far
         self.rtt = RoundTrip()
         self.reorderWait = 0.0  # s a missing packet waits before its first NACK
-        self.earlyWait = 0.0  # s it waits while the budget stays half full
-        # (when, how late, packets received by then)
-        self.lateSamples: deque[tuple[float, float, int]] = deque(maxlen=self.REORDER_KEPT)
+        self.lateSamples: deque[tuple[float, float]] = deque(maxlen=self.REORDER_KEPT)
         self.missing: dict[int, list] = {}
         self._call = None
         self._callAt = 0.0  # when _call fires
@@ -231,7 +212,7 @@ class NackGenerator:
         self._expireLate(now)
         # The first NACK when the reordering wait is over, not on the next
         # tick: a repair of the way in delays every player's frames.
-        self._schedule(now, now + max(self.SOONEST, self.earlyWait) - self.BATCH)
+        self._schedule(now, now + max(self.SOONEST, self.reorderWait) - self.BATCH)
         return True
 
     def _schedule(self, now: float, due: float) -> None:
@@ -259,7 +240,7 @@ class NackGenerator:
         if tries == 0 or retransmission is False or (
                 retransmission is None and now - asked < self.rtt.smoothed / 2):
             self.reordered += 1
-            self.lateSamples.append((now, now - noticed, self.media()[1]))
+            self.lateSamples.append((now, now - noticed))
             self._expireLate(now, changed=True)
         elif tries == 1:
             self.rtt.sample(now - asked)
@@ -271,16 +252,10 @@ class NackGenerator:
             samples.popleft()
             changed = True
         if changed:
-            late = sorted(sample for _, sample, _ in samples)
+            late = sorted(sample for _, sample in samples)
             # Few samples: the latest (a quantile of three is not one).
             index = math.ceil(self.REORDER_QUANTILE * len(late)) - 1
             self.reorderWait = min(self.MAX_REORDER_WAIT, late[index]) if late else 0.0
-            # The early wait: at most earlyShare of the packets of the
-            # samples' span came later than it (a packet count, not a
-            # quantile: a link that reorders little needs no wait).
-            packets = self.media()[1] - samples[0][2] if late else 0  # (a new SSRC: fewer)
-            spare = int(self.earlyShare * max(0, packets))
-            self.earlyWait = min(self.reorderWait, late[-1 - spare]) if spare < len(late) else 0.0
 
     def reset(self) -> None:
         self.missing = {}
@@ -302,7 +277,6 @@ class NackGenerator:
         givenUp = []
         due = now + self.INTERVAL
         firstWait = max(self.SOONEST, self.reorderWait) - self.BATCH
-        earlyWait = max(self.SOONEST, self.earlyWait) - self.BATCH
         retry -= self.BATCH
         for seq, entry in self.missing.items():
             noticed, asked, tries = entry
@@ -310,12 +284,8 @@ class NackGenerator:
                 due = min(due, asked + retry)
                 continue
             if asked is None and now - noticed < firstWait:
-                if now - noticed < earlyWait:
-                    due = min(due, noticed + earlyWait)
-                    continue  # may still come by itself
-                if not self.budget.roomy(octets, size):
-                    due = min(due, noticed + firstWait)
-                    continue  # the budget is for the packets that are lost
+                due = min(due, noticed + firstWait)
+                continue  # may still come by itself
             if tries >= self.MAX_TRIES or (asked is None and now - noticed >= self.MAX_WAIT):
                 givenUp.append(seq)
             elif self.budget.spend(octets, size):

@@ -183,6 +183,11 @@ class Subscription:
                 self.stall.reset()
             self.nextSeq = (self.lastSeq + 1 + gap) & 0xFFFF
             self.nextTs = (self.lastTs + self.track.clockRate // 10) & 0xFFFFFFFF
+            if skip:
+                # A NACK sent before the jump must not be answered after it:
+                # a copy 100 or more behind aiortc's buffer makes it drop
+                # everything, the keyframe included, and wait from that copy.
+                self.headers = [None] * HISTORY
 
     # Keyframes for this player
 

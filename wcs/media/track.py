@@ -177,10 +177,9 @@ class IncomingTrack(Track):
         self.cycles = 0
         self.keyframes = 0  # keyframe starts received (a keyframe split in slices counts once)
         self.rtx = None  # a wcs.media.rtx.RtxReceiver when the publisher resends as RTX
-        self.nacks = NackGenerator(self.clock, self._sendNack, self.requestKeyframe,
+        self.nacks = NackGenerator(self.clock, self._sendNack, self._wayInGivenUp,
                                    RetransmitBudget(policy.share, policy.burst),
-                                   lambda: (self.octets, self.received),
-                                   policy.reorderNackShare)
+                                   lambda: (self.octets, self.received))
         self.trace = policy.trace if kind == "video" else None  # wcs.media.trace
         self.lastTimestamp: int | None = None
         self.reported = (0, 0)  # expected, received at the last report
@@ -258,6 +257,21 @@ class IncomingTrack(Track):
     def missing(self) -> set[int]:
         """Sequence numbers still wanted from the publisher."""
         return set(self.nacks.missing)
+
+    def _wayInGivenUp(self) -> None:
+        """
+        Packets lost on the way in will not come: every player has a hole
+        there. aiortc's jitter buffer keeps every later frame behind a hole,
+        the keyframe asked for included, until 512 packets passed (the lab's
+        `mobile` H.264: each give-up froze all players 1.3-2.8 s, then their
+        buffers let out undecodable frames; docs/networks.md), so the players
+        drop to that keyframe: their numbering jumps past the hole.
+        """
+        if self.trace is not None:
+            self.trace.event("giveup", self.ssrc or 0, self.nacks.nacksGivenUp)
+        for subscription in self.subscribers:
+            subscription.restart(skip=True)
+        self.requestKeyframe()
 
     def _sendNack(self, lost: list[int]) -> None:
         if self.ssrc is not None:

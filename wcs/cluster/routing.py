@@ -1,0 +1,94 @@
+"""
+Messages between nodes (docs/cluster.md, "Relay"): the fields each C{op}
+needs (L{checkMessage}: a malformed message costs itself, not a handler's
+exception), and the end that handles it (L{route}): the client's node's
+L{wcs.cluster.relay.Visitors}, the room's node's L{wcs.cluster.hosts.Hosts},
+L{wcs.cluster.resync.Resync} or L{wcs.cluster.splits.Splits}.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from wcs.logs import clip
+
+COMMANDS = frozenset({"leave", "disconnect", "chat", "announce", "withdraw", "stream"})
+# The fields of each op that must be strings (checkMessage).
+_REQUIRED = {
+    "join": ("session", "room", "login"), "joined": ("session", "room"),
+    "leave": ("session", "room"), "disconnect": ("session",),
+    "chat": ("session", "room", "to", "text"), "announce": ("session", "room", "stream"),
+    "withdraw": ("session", "room", "stream"), "stream": ("session", "name"),
+    "deliver": ("name",), "removed": ("session", "room"), "close": ("session",),
+    "members": (), "state": ("room",), "split": ("room",),
+}
+_TEXT = ("op", "session", "room", "login", "appKey", "id", "name", "text", "stream",
+         "reason", "info", "error", "code")
+_LISTS = ("args", "state")
+
+
+def checkMessage(payload: dict[str, Any]) -> None:
+    """
+    Whether a message from another node has the fields its C{op} needs, of
+    their types: a bug or an older version there must cost its message, not
+    an exception in a handler here (docs/security.md, "Between cluster
+    nodes").
+
+    @raise ValueError: why it cannot be used.
+    """
+    for key in _TEXT:
+        if payload.get(key) is not None and not isinstance(payload[key], str):
+            raise ValueError(f"{key} is not a string")
+    op = payload.get("op")
+    for key in ("from", "op", *_REQUIRED.get(op, ())):
+        if not isinstance(payload.get(key), str):
+            raise ValueError(f"{clip(op, 40)} without {key}")
+    for key in _LISTS:
+        if payload.get(key) is not None and not isinstance(payload[key], list):
+            raise ValueError(f"{key} is not a list")
+    to = payload.get("to")
+    if op == "deliver" and not (isinstance(to, list) and all(isinstance(t, str) for t in to)):
+        raise ValueError("deliver to something else than a list of sessions")
+    if op != "deliver" and to is not None and not isinstance(to, str):
+        raise ValueError("to is not a string")
+    if payload.get("claims") is not None and not isinstance(payload["claims"], dict):
+        raise ValueError("claims is not an object")
+    since = payload.get("since")
+    if op == "split" and (type(since) not in (int, float) or since != since):
+        raise ValueError("since is not a number")
+    relay = payload.get("relay")
+    if relay is not None and not (isinstance(relay, list) and len(relay) == 2 and
+                                  isinstance(relay[0], str) and type(relay[1]) is int
+                                  and 0 < relay[1] < 65536):
+        raise ValueError("relay is not [host, port]")
+
+
+def route(payload: dict[str, Any], visitors, hosts, resync=None, splits=None) -> bool:
+    """
+    Hand a message from another node to the end it is for.
+
+    @return: False for an unknown C{op}.
+    @raise ValueError: a message without the fields its C{op} needs (L{checkMessage}).
+    """
+    checkMessage(payload)
+    op = payload.get("op")
+    if op == "join":
+        hosts.join(payload)
+    elif op in COMMANDS:
+        hosts.command(payload)
+    elif op == "joined":
+        visitors.joined(payload)
+    elif op == "deliver":
+        visitors.deliver(payload)
+    elif op == "removed":
+        visitors.removed(payload)
+    elif op == "close":
+        visitors.close(payload)
+    elif op in ("members", "state") and resync is not None:  # wcs.cluster.resync
+        getattr(resync, op)(payload)
+    elif op == "split" and splits is not None:  # wcs.cluster.splits
+        splits.split(payload)
+    else:
+        return False
+    return True
+
