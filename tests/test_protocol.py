@@ -298,3 +298,17 @@ def test_chat_frame_reads_what_the_generic_path_reads(payload):
 def test_chat_frame_declines_anything_unusual(payload):
     from wcs.messages import chatFrame
     assert chatFrame(payload) is None
+
+
+def test_template_messages_build_their_args_once_and_only_when_read():
+    from wcs.messages import TemplateMessage
+    from wcs.room.events import ACCEPTED, chatEvent, dataStatus
+    made = []
+    message = TemplateMessage("X", '{"message":"X","data":[1]}', lambda v: made.append(v) or [v], 1)
+    assert not made
+    assert message.args is message.args == [1] and made == [1]
+    message.args = [2]
+    assert message.args == [2]
+    status = dataStatus("op", ACCEPTED, refusal="INVALID")
+    assert status.refusal == "INVALID" and isinstance(status, TemplateMessage)
+    assert isinstance(chatEvent("r", "a", "t"), TemplateMessage)

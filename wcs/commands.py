@@ -149,17 +149,22 @@ class RoomCommands:
         if sender is None:
             return False
         self.heard = True
-        decision = self.server.access.chat(self, room, to, text)
-        request = protocol.DataRequest(operationId, "sendMessage", {})
-        if decision.called and not decision.paused and decision.result is ALLOW:
-            # What the gate and _decided would do, without their closures.
+        access = self.server.access
+        decision = access.chatNow(self, room)
+        if decision is ALLOW:
+            # What the gate and _decided would do, without their closures
+            # and without a Deferred.
             try:
                 sender.home.chat(sender, to, text)
             except (ProtocolError, RoomError) as e:
-                self._commandFailed(request, e.info, e.code)
+                self._commandFailed(protocol.DataRequest(operationId, "sendMessage", {}),
+                                    e.info, e.code)
                 return True
             self.send(dataStatus(operationId, ACCEPTED))
             return True
+        decision = (access.askChat(self, room, to, text) if decision is None
+                    else succeed(decision))
+        request = protocol.DataRequest(operationId, "sendMessage", {})
         act = self._chatAct(protocol.Chat(room, to, text))
         self.gate.after(decision, lambda d: self._decided(request, d, act))
         return True

@@ -55,6 +55,42 @@ class ServerMessage:
         return f"ServerMessage({self.name!r}, {self.args!r})"
 
 
+_ARGS = ServerMessage.args  # the slot that stores a message's args
+
+
+class TemplateMessage(ServerMessage):
+    """
+    A hot message written from a template (C{jsonText}, which the JSON
+    wires send), whose C{args} are built only when something else reads
+    them (the RTMP wire's AMF, the cluster bus, a log): C{make(*fields)}.
+    A chat delivery's MESSAGE and ACCEPTED are two of these per delivery,
+    and their nested dicts were built for nothing on a WebSocket.
+    """
+
+    __slots__ = ("_make", "_fields")
+
+    def __init__(self, name: str, jsonText: str, make: Callable[..., list], *fields: Any):
+        self.name = name
+        self.refusal = None
+        self.jsonText = jsonText
+        self._encoded = {}
+        self._make = make
+        self._fields = fields
+
+    @property
+    def args(self) -> list:
+        try:
+            return _ARGS.__get__(self)
+        except AttributeError:
+            args = self._make(*self._fields)
+            _ARGS.__set__(self, args)
+            return args
+
+    @args.setter
+    def args(self, value: list) -> None:
+        _ARGS.__set__(self, value)
+
+
 WIRE = "json"
 
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))

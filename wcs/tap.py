@@ -17,9 +17,9 @@ from twisted.python import usage
 
 def _installAsyncioReactor() -> None:
     if "twisted.internet.reactor" not in sys.modules:
-        from twisted.internet import asyncioreactor
+        from wcs import reactor
 
-        asyncioreactor.install()
+        reactor.install()
 
 
 def _requireAsyncioReactor() -> None:

@@ -216,3 +216,23 @@ def test_a_failing_continuation_of_a_decided_answer_is_logged_not_raised():
         globalLogPublisher.removeObserver(events.append)
     assert not gate.waiting
     assert any(e.get("log_format") == "access decision continuation failed" for e in events)
+
+
+def test_chat_decided_now_takes_one_message_of_the_rate():
+    """chatNow (the chat fast path's) and chat (a Deferred) decide alike."""
+    from wcs.access.hooks import ALLOW
+    from wcs.access.limits import TOO_MANY
+
+    class Session:
+        claims = None
+
+    session = Session()
+    assert AccessPolicy(Settings(), Clock()).chatNow(session, "r") is ALLOW
+    assert AccessPolicy(Settings(), Clock()).chat(session, "r", "b", "hi").result is ALLOW
+    on = AccessPolicy(Settings({"auth_required": True, "auth_jwt_secret": SECRET,
+                                "rate_chat_per_participant": 2}), Clock())
+    burst = [on.chatNow(session, "r") for _ in range(on.chats.burst)]
+    assert {d.reason for d in burst} == {"a token is required"}
+    assert not on.chatNow(session, "r").allowed
+    assert on.chatNow(session, "r").reason == TOO_MANY
+    assert on.chat(session, "r", "b", "hi").result.reason == TOO_MANY

@@ -174,13 +174,26 @@ class AccessPolicy:
                          mediaProvider=request.mediaProvider, custom=_custom(request))
 
     def chat(self, session, room: str, to: str, text: str) -> defer.Deferred:
+        decision = self.chatNow(session, room)
+        if decision is not None:
+            return defer.succeed(decision)
+        return self.askChat(session, room, to, text)
+
+    def chatNow(self, session, room: str):
+        """
+        The decision on one chat message when it needs no hook (C{ALLOW} or
+        a denial), without a Deferred: the chat fast path's. None: the
+        hook decides, L{askChat}. Takes one message of the sender's rate.
+        """
         if not self.chats.take((id(session), room)):
-            return defer.succeed(deny(TOO_MANY))
+            return deny(TOO_MANY)
         refusal = self._claimsRefuse(session, "chat", room, "chat")
         if refusal is not None:
-            return defer.succeed(deny(refusal))
-        if not self.chatHook:
-            return defer.succeed(ALLOW)
+            return deny(refusal)
+        return None if self.chatHook else ALLOW
+
+    def askChat(self, session, room: str, to: str, text: str) -> defer.Deferred:
+        """The hook's decision, after L{chatNow} said None."""
         return self._ask(session, "sendMessage", room, to=to, text=text)
 
     def close(self) -> defer.Deferred:

@@ -6,7 +6,7 @@ room command.
 
 from typing import Any
 
-from wcs.messages import ServerMessage, quote
+from wcs.messages import ServerMessage, TemplateMessage, quote
 
 ACCEPTED = "ACCEPTED"
 FAILED = "FAILED"
@@ -28,31 +28,41 @@ _CHAT = ('{"message":"OnDataEvent","data":[{"payload":{"roomName":%s,'
 _STATUS = '{"message":"DataStatusEvent","data":[{"operationId":%s,"status":%s}]}'
 
 
+def _chatArgs(roomName: str, sender: str, text: str) -> list:
+    return [{"payload": {"roomName": roomName, "name": "MESSAGE",
+                         "info": {"from": sender, "text": text}}}]
+
+
 def chatEvent(roomName: str, sender: str, text: str) -> ServerMessage:
     """The MESSAGE event of C{text} from C{sender} (validated strings)."""
-    return ServerMessage(
-        "OnDataEvent",
-        {"payload": {"roomName": roomName, "name": "MESSAGE",
-                     "info": {"from": sender, "text": text}}},
-        jsonText=_CHAT % (quote(roomName), quote(sender), quote(text)))
+    return TemplateMessage("OnDataEvent", _CHAT % (quote(roomName), quote(sender), quote(text)),
+                           _chatArgs, roomName, sender, text)
+
+
+def _statusArgs(operationId: Any, status: str) -> list:
+    return [{"operationId": operationId, "status": status}]
 
 
 def dataStatus(operationId: Any, status: str, info: str | None = None,
                refusal: str | None = None) -> ServerMessage:
     """C{refusal}: a failure's code (L{wcs.errors}), beside the text."""
-    body: dict[str, Any] = {"operationId": operationId, "status": status}
     if info is not None:
-        body["info"] = info
-        return ServerMessage("DataStatusEvent", body, refusal=refusal)
+        return ServerMessage("DataStatusEvent",
+                             {"operationId": operationId, "status": status, "info": info},
+                             refusal=refusal)
     kind = operationId.__class__
     if kind is str:
         op = quote(operationId)
     elif kind is int:
         op = int.__repr__(operationId)
     else:
-        return ServerMessage("DataStatusEvent", body, refusal=refusal)
-    return ServerMessage("DataStatusEvent", body, refusal=refusal,
-                         jsonText=_STATUS % (op, quote(status)))
+        return ServerMessage("DataStatusEvent", {"operationId": operationId, "status": status},
+                             refusal=refusal)
+    message = TemplateMessage("DataStatusEvent", _STATUS % (op, quote(status)), _statusArgs,
+                              operationId, status)
+    if refusal is not None:
+        message.refusal = refusal
+    return message
 
 
 def streamEntry(login: str, streamName: str) -> dict[str, str]:
