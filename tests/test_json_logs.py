@@ -57,6 +57,10 @@ def test_server_logs_json_lines_on_stdout(tmp_path):
                     and e["log_format"] == "transport {name} enabled"
                     and e["log_text"] == "transport websocket enabled", proc)
         waitForLine(out, lambda e: e["log_text"].endswith(f"starting on {port}"), proc)
+        # The ports open before the reactor runs, the signal handlers once it
+        # runs: a SIGTERM in between kills the process before it logs its end.
+        # The gc line is logged once it runs (wcs.gctune, callWhenRunning).
+        waitForLine(out, lambda e: e.get("log_namespace") == "wcs.gctune", proc)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(20)
