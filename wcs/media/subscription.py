@@ -308,13 +308,13 @@ class Subscription:
                 data = header + self.payloads[slot]
                 since = now - self.resentAt[slot]
                 first = now - asked.get(seq, -1.0) < NackHold.SOONEST  # in this very NACK
-                if since < onItsWay and early and self._resendPacket(seq, data, now, spare=True):
+                if since < onItsWay and early and self._resendPacket(seq, data, now, self._half()):
                     self.resentEarly += 1
                     event = "early"
                 elif since < onItsWay:
                     self.retransmitTooSoon += 1  # the last copy may still be on its way
                     event = "soon"
-                elif self._resendPacket(seq, data, now, keep=self.reserve if first else 0):
+                elif self._resendPacket(seq, data, now, self.reserve if first else 0):
                     self.repairingUntil = now + retry
                     event = "rs"
                 elif first:
@@ -350,12 +350,12 @@ class Subscription:
             self.keyframesForRefused += 1
             self.askKeyframe(now)
 
-    def _resendPacket(self, seq: int, data: bytes, now: float, spare: bool = False,
-                      keep: float = 0) -> bool:
-        # Within the budget (with C{spare}, only while it stays half full;
-        # leaving C{keep} bytes of it); False when over it.
-        if spare and not self.budget.roomy(self.octets, len(data)):
-            return False
+    def _half(self) -> float:
+        """The credit a spare resend leaves: the budget stays half full."""
+        return self.budget.burst / 2
+
+    def _resendPacket(self, seq: int, data: bytes, now: float, keep: float = 0) -> bool:
+        # Within the budget, leaving C{keep} bytes of it; False when over it.
         if not self.budget.spend(self.octets, len(data), keep):
             return False
         self.resentAt[seq % HISTORY] = now
@@ -373,7 +373,8 @@ class Subscription:
         gone from the history, never sent, or over the budget.
         """
         data = self.sentPacket(seq)
-        if data is None or not self._resendPacket(seq, data, self.clock.seconds(), spare):
+        if data is None or not self._resendPacket(seq, data, self.clock.seconds(),
+                                                   self._half() if spare else 0):
             return None
         return True
 
