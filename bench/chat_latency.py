@@ -1,0 +1,530 @@
+"""
+Chat delivery latency at 4 000 deliveries/s with a reader that keeps up.
+
+The shared harness (C{signalling_load.py}) reads 200 sockets and sends for
+200 participants in one Python process: against a server that does nothing
+but fan out (C{bench/minimal_chat_server.py}) it reads a p99 of 50-81 ms, its
+own. This bench runs the same workload and protocol (200 in one room, 0.1
+msg/s each, a message carries its send time, C{sendMessage} per recipient to
+wcs, one TextRoom C{message} to Janus) with the participants spread over
+C{--readers} processes, each with its own event loop; for wcs and the minimal
+server a bare WebSocket client (one write per message, frames parsed by
+hand, no JSON on the delivery path). Latency is send to receive per delivery:
+the send time is C{time.monotonic()}, which is CLOCK_MONOTONIC and the same
+clock in every process; the receive time is taken when the read returns.
+
+    .venv/bin/python bench/chat_latency.py [--server minimal,wcs,janus] [--rounds 2]
+        [--players 200] [--rate 0.1] [--seconds 10] [--readers 4]
+
+A server is C{minimal}, C{janus} (Debian's, TextRoom over data channels,
+started and spoken to by the shared harness's own classes, in a private
+network namespace as it does: the whole bench re-runs itself under
+C{unshare --net}), or C{wcs[@TREE][:KEY=VALUE,...]} (a checkout, default this
+one, with extra settings: A B runs of a change). Servers run in turn, round
+after round (A B A B), a fresh server per run. Per run it prints p50 / p95 /
+p99 / max, deliveries/s, the server's CPU per 1 000 deliveries, the
+readers' own CPU (all of them, and the busiest, in % of one core) and the
+1-minute load average before and after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import multiprocessing
+import os
+import re
+import signal
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.chat_ab import load1  # noqa: E402
+from bench.idle import freePort, sample, start, waitListening  # noqa: E402
+
+PYTHON = sys.executable
+ROOM = "bench-room"
+JANUS_ROOM = 1234
+TEXT = re.compile(rb'"text": ?"(w[^" ]*) ([^" ]*) ([0-9.]+) ([0-9]+)"')
+NETNS_ENV = "CHAT_LATENCY_IN_NETNS"
+
+
+# ---------------------------------------------------------------------------
+# A bare WebSocket client for wcs's protocol (and the minimal server's)
+# ---------------------------------------------------------------------------
+
+def clientFrame(payload: bytes) -> bytes:
+    """A masked text frame with the all-zero key: legal, and no XOR to pay."""
+    size = len(payload)
+    if size < 126:
+        head = struct.pack("!BB", 0x81, 0x80 | size)
+    elif size < 1 << 16:
+        head = struct.pack("!BBH", 0x81, 0x80 | 126, size)
+    else:
+        head = struct.pack("!BBQ", 0x81, 0x80 | 127, size)
+    return head + b"\0\0\0\0" + payload
+
+
+class Tally:
+    """One reader process's deliveries of the window C{window}."""
+
+    def __init__(self):
+        self.window = b""
+        self.latencies: list[float] = []
+        self.echo = self.stale = self.refused = self.statuses = 0
+
+
+class WsParticipant(asyncio.Protocol):
+    def __init__(self, login: str, tally: Tally):
+        self.login = login
+        self.loginBytes = login.encode()
+        self.tally = tally
+        self.buffer = bytearray()
+        self.open = False
+        self.waiting: dict[bytes, asyncio.Future] = {}
+        self.transport = None
+        self.ready = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        key = base64.b64encode(os.urandom(16))
+        host, port = transport.get_extra_info("peername")[:2]
+        transport.write(b"GET / HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
+                        b"Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
+                        b"Sec-WebSocket-Version: 13\r\n\r\n" % (host.encode(), port, key))
+
+    def connection_lost(self, exc) -> None:
+        for future in [self.ready, *self.waiting.values()]:
+            if not future.done():
+                future.set_exception(ConnectionError(f"{self.login}: closed ({exc})"))
+
+    def data_received(self, data: bytes) -> None:
+        now = time.monotonic()
+        buffer = self.buffer
+        buffer += data
+        if not self.open:
+            head, sep, _ = bytes(buffer).partition(b"\r\n\r\n")
+            if not sep:
+                return
+            if not head.startswith(b"HTTP/1.1 101"):
+                self.transport.close()
+                return
+            del buffer[:len(head) + 4]
+            self.open = True
+            self.ready.set_result(None)
+        offset, end = 0, len(buffer)
+        while end - offset >= 2:
+            opcode, size = buffer[offset] & 0x0F, buffer[offset + 1] & 0x7F
+            start = offset + 2
+            if size == 126:
+                if end - start < 2:
+                    break
+                size, start = struct.unpack_from("!H", buffer, start)[0], start + 2
+            elif size == 127:
+                if end - start < 8:
+                    break
+                size, start = struct.unpack_from("!Q", buffer, start)[0], start + 8
+            if end - start < size:
+                break
+            payload = bytes(buffer[start:start + size])
+            offset = start + size
+            if opcode == 1:
+                self.text(payload, now)
+            elif opcode == 9:
+                self.transport.write(b"\x8a\x80\0\0\0\0")
+            elif opcode == 8:
+                self.transport.close()
+                break
+        del buffer[:offset]
+
+    def text(self, payload: bytes, now: float) -> None:
+        tally = self.tally
+        if b'"MESSAGE"' in payload:
+            match = TEXT.search(payload)
+            if match is None or match[1] != tally.window:
+                tally.stale += 1
+            elif match[2] == self.loginBytes:
+                tally.echo += 1
+            else:
+                tally.latencies.append(now - float(match[3]))
+            return
+        if b'"DataStatusEvent"' in payload:
+            if self.waiting:
+                data = json.loads(payload)["data"][0]
+                future = self.waiting.pop(data.get("operationId", "").encode(), None)
+                if future is not None and not future.done():
+                    future.set_result(data)
+                    return
+            tally.statuses += 1
+            if b'"ACCEPTED"' not in payload:
+                tally.refused += 1
+        elif b'"getUserData"' in payload:
+            future = self.waiting.pop(b"getUserData", None)
+            if future is not None and not future.done():
+                future.set_result(payload)
+        elif b'"ping"' in payload:
+            self.send({"message": "pong", "data": [None]})
+
+    def send(self, message: dict) -> None:
+        self.transport.write(clientFrame(json.dumps(message).encode()))
+
+    async def request(self, key: bytes, message: dict, timeout: float) -> object:
+        future = self.waiting[key] = asyncio.get_running_loop().create_future()
+        self.send(message)
+        return await asyncio.wait_for(future, timeout)
+
+    async def join(self, url: tuple[str, int], room: str, timeout: float) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.create_connection(lambda: self, *url)
+        await asyncio.wait_for(self.ready, timeout)
+        await self.request(b"getUserData", {"message": "connection", "data": [{
+            "appKey": "roomApp", "clientVersion": "2.0", "custom": {"login": self.login}}]},
+            timeout)
+        op = f"{self.login}-join"
+        status = await self.request(op.encode(), {"message": "sendData", "data": [{
+            "operationId": op, "payload": {"command": "join",
+                                           "options": {"name": room, "record": False}}}]},
+            timeout)
+        if status.get("status") != "ACCEPTED":
+            raise RuntimeError(f"{self.login}: join refused: {status}")
+
+    def chat(self, room: str, text: str, logins: list[str], serial: int) -> None:
+        """One C{sendMessage} per recipient, exactly the shared harness's form (the
+        minimal server reads that form only), all in one write."""
+        frames = []
+        for number, to in enumerate(logins):
+            if to != self.login:
+                frames.append(clientFrame(json.dumps({"message": "sendData", "data": [{
+                    "operationId": f"{self.login}-{serial}-{number}",
+                    "payload": {"command": "sendMessage", "options": {
+                        "roomConfig": {"name": room}, "to": to, "text": text}}}]}).encode()))
+        self.transport.write(b"".join(frames))
+
+    async def close(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(b"\x88\x80\0\0\0\0")
+            self.transport.close()
+
+
+# ---------------------------------------------------------------------------
+# Janus TextRoom: the shared harness's own client, one per participant
+# ---------------------------------------------------------------------------
+
+def shared(directory: str):
+    if directory not in sys.path:
+        sys.path.insert(0, directory)
+    import signalling_load
+    return signalling_load
+
+
+def janusArgs(players: int) -> SimpleNamespace:
+    return SimpleNamespace(max_clients=players, room=JANUS_ROOM, janus_debug=3, keep_tmp=False)
+
+
+class JanusParticipant:
+    """C{signalling_load.JanusClient} behind the interface of L{WsParticipant}."""
+
+    def __init__(self, login: str, tally: Tally, sharedDir: str, url: str):
+        S = shared(sharedDir)
+        self.login = login
+        self.tally = tally
+        self.stats = S.Stats()
+        self.client = S.JanusClient(SimpleNamespace(url=url), None, login, self.stats)
+
+    async def join(self, url, room, timeout: float) -> None:
+        await asyncio.wait_for(self.client.connect_and_join(JANUS_ROOM), timeout)
+
+    def chat(self, room, text: str, logins, serial: int) -> None:
+        self.client.send_chat(JANUS_ROOM, text, logins)
+
+    def collect(self) -> None:
+        self.tally.latencies += self.stats.lat
+        self.tally.echo += self.stats.echo
+        self.tally.stale += self.stats.other
+        self.stats.reset()
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+# ---------------------------------------------------------------------------
+# One reader process
+# ---------------------------------------------------------------------------
+
+def reader(conn, spec: dict) -> None:
+    """A process of its own: join its participants, report, wait for the window's
+    start, send its share of the schedule, read until all arrived or the drain ends."""
+    try:
+        conn.send(asyncio.run(readerMain(conn, spec)))
+    except Exception as e:  # reported to the coordinator, which prints it
+        conn.send({"error": f"{type(e).__name__}: {e}"[:300]})
+
+
+async def readerMain(conn, spec: dict) -> dict:
+    loop = asyncio.get_running_loop()
+    tally = Tally()
+    if spec["kind"] == "janus":
+        people = [JanusParticipant(login, tally, spec["shared"], spec["url"])
+                  for login in spec["mine"]]
+    else:
+        people = [WsParticipant(login, tally) for login in spec["mine"]]
+    gate = asyncio.Semaphore(10)
+
+    async def join(person):
+        async with gate:
+            await person.join(tuple(spec["address"]), ROOM, spec["joinTimeout"])
+
+    try:
+        joined = await asyncio.gather(*(join(p) for p in people), return_exceptions=True)
+        errors = [f"{type(e).__name__}: {e}"[:200] for e in joined if isinstance(e, BaseException)]
+        conn.send({"joined": len(people) - len(errors), "errors": errors[:3]})
+        if errors:
+            return {"error": errors[0]}
+        go = await loop.run_in_executor(None, lambda: conn.recv() if conn.poll(600) else None)
+        if not go:
+            return {"error": "no start from the coordinator"}
+        t0, window = go["t0"], go["window"]
+        tally.window = window.encode()
+        for person in people:
+            if spec["kind"] == "janus":
+                person.client.window_id = window
+        logins, n, interval = spec["logins"], len(spec["logins"]), spec["interval"]
+        byLogin = {p.login: p for p in people}
+        mine = [k for k in range(spec["total"]) if logins[k % n] in byLogin]
+        cpu0 = time.process_time()
+        sent, late = 0, 0.0
+        for k in mine:
+            target = t0 + k * interval
+            now = time.monotonic()
+            if target > now:
+                await asyncio.sleep(target - now)
+            else:
+                late = max(late, now - target)
+            sender = byLogin[logins[k % n]]
+            sender.chat(ROOM, f"{window} {sender.login} {time.monotonic():.6f} {k}", logins,
+                        k)
+            sent += 1
+            if time.monotonic() > t0 + 2 * spec["seconds"] + 5:  # bounded in time too
+                break
+        end = t0 + spec["seconds"]
+        if time.monotonic() < end:
+            await asyncio.sleep(end - time.monotonic())
+        expected = spec["total"] * len(people) - len(mine)
+        deadline = time.monotonic() + spec["drain"]
+        while time.monotonic() < deadline:
+            for person in people:
+                if isinstance(person, JanusParticipant):
+                    person.collect()
+            if len(tally.latencies) >= expected:
+                break
+            await asyncio.sleep(0.05)
+        cpu = time.process_time() - cpu0
+        return {"sent": sent, "latencies": tally.latencies, "echo": tally.echo,
+                "stale": tally.stale, "refused": tally.refused, "statuses": tally.statuses,
+                "cpu": cpu, "wall": time.monotonic() - t0, "late": late}
+    finally:
+        await asyncio.gather(*(p.close() for p in people), return_exceptions=True)
+
+
+# ---------------------------------------------------------------------------
+# Servers
+# ---------------------------------------------------------------------------
+
+class Server:
+    """A fresh server of C{spec}: minimal, janus, wcs[@TREE][:KEY=VALUE,...]."""
+
+    def __init__(self, spec: str, args):
+        self.spec, self.args = spec, args
+        self.kind = spec.split("@")[0].split(":")[0]
+        self.proc = self.janus = None
+
+    def start(self) -> None:
+        if self.kind == "janus":
+            self.janus = shared(self.args.shared).JanusServer(janusArgs(self.args.players))
+            self.janus.start()
+            self.url = self.janus.url
+            self.address = ("127.0.0.1", int(self.url.rsplit(":", 1)[1]))
+            self.pid = self.janus.proc.pid
+            return
+        if self.kind == "minimal":
+            port = freePort()
+            self.proc = subprocess.Popen(
+                [PYTHON, str(ROOT / "bench" / "minimal_chat_server.py"), str(port)],
+                start_new_session=True)
+        elif self.kind == "wcs":
+            tree, _, sets = self.spec.partition(":")
+            tree = tree.partition("@")[2] or str(ROOT)
+            # All clients come from one address, 200 share a room: lift the caps.
+            caps = ["ws_max_connections_per_address=0", "room_max_participants=0"]
+            self.proc, port = start(",".join([tree, *caps, *filter(None, sets.split(","))]))
+        else:
+            raise SystemExit(f"--server: unknown {self.spec!r} (minimal, wcs[...], janus)")
+        self.address = ("127.0.0.1", port)
+        self.url = f"ws://127.0.0.1:{port}/"
+        self.pid = self.proc.pid
+        waitListening(self.spec, self.proc, port, 60)
+
+    def cpu(self) -> float:
+        return sample(self.pid)[0] / 1e9
+
+    def stop(self) -> None:
+        if self.janus is not None:
+            self.janus.stop()
+            return
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+# ---------------------------------------------------------------------------
+# One run
+# ---------------------------------------------------------------------------
+
+def percentile(sortedValues: list[float], p: float) -> float | None:
+    if not sortedValues:
+        return None
+    return sortedValues[min(len(sortedValues) - 1, int(p / 100 * len(sortedValues)))]
+
+
+def runOnce(spec: str, args, serial: int = 0) -> dict:
+    """One fresh server, C{args.players} in its room over C{args.readers} processes."""
+    server = Server(spec, args)
+    logins = [f"u{i:04d}" for i in range(args.players)]
+    total = int(round(args.players * args.rate * args.seconds))
+    context = multiprocessing.get_context("fork")
+    workers, result = [], {"server": spec, "load_before": load1()}
+    try:
+        server.start()
+        for i in range(args.readers):
+            parent, child = context.Pipe()
+            job = {"kind": server.kind, "address": server.address, "url": server.url,
+                   "shared": str(args.shared), "mine": logins[i::args.readers],
+                   "logins": logins, "total": total, "interval": 1 / (args.players * args.rate),
+                   "seconds": args.seconds, "drain": args.drain,
+                   "joinTimeout": args.join_timeout}
+            proc = context.Process(target=reader, args=(child, job), daemon=True)
+            proc.start()
+            workers.append((proc, parent))
+        joinDeadline = time.monotonic() + args.join_timeout + 30
+        for proc, pipe in workers:
+            report = pipe.recv() if pipe.poll(max(0.1, joinDeadline - time.monotonic())) else \
+                {"error": "no join report in time"}
+            if report.get("error") or report.get("errors"):
+                raise RuntimeError(f"join: {report}")
+        time.sleep(args.warmup)
+        window = f"w{os.getpid()}x{serial}"
+        t0 = time.monotonic() + 0.5
+        cpu0 = server.cpu()
+        for _, pipe in workers:
+            pipe.send({"t0": t0, "window": window})
+        reports = []
+        for _, pipe in workers:
+            wait = max(0.1, t0 + 2 * args.seconds + args.drain + 30 - time.monotonic())
+            reports.append(pipe.recv() if pipe.poll(wait) else {"error": "no report in time"})
+        wall = max(r.get("wall", 0) for r in reports)
+        serverCpu = server.cpu() - cpu0
+        failed = [r["error"] for r in reports if r.get("error")]
+        if failed:
+            raise RuntimeError(failed[0])
+        latencies = sorted(x for r in reports for x in r["latencies"])
+        sent = sum(r["sent"] for r in reports)
+        expected = sent * (args.players - 1)
+        got = len(latencies)
+        result.update({
+            "sent": sent, "planned": total, "expected": expected, "delivered": got,
+            "deliveries_per_s": round(got / args.seconds, 1),
+            "p50_ms": ms(percentile(latencies, 50)), "p95_ms": ms(percentile(latencies, 95)),
+            "p99_ms": ms(percentile(latencies, 99)), "max_ms": ms(latencies[-1] if latencies else None),
+            "server_cpu_ms_per_1000": round(serverCpu * 1e6 / got, 1) if got else None,
+            "server_cpu_pct": round(100 * serverCpu / wall, 1),
+            "readers_cpu_pct": round(100 * sum(r["cpu"] for r in reports) / wall, 1),
+            "busiest_reader_cpu_pct": round(100 * max(r["cpu"] for r in reports) / wall, 1),
+            "send_late_max_ms": ms(max(r["late"] for r in reports)),
+            "echo": sum(r["echo"] for r in reports), "stale": sum(r["stale"] for r in reports),
+            "refused": sum(r["refused"] for r in reports),
+            "ok": sent == total and got == expected,
+        })
+    except Exception as e:
+        result.update({"ok": False, "error": f"{type(e).__name__}: {e}"[:300]})
+    finally:
+        for proc, _ in workers:
+            proc.join(15)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(5)
+        server.stop()
+    result["load_after"] = load1()
+    return result
+
+
+def ms(x: float | None) -> float | None:
+    return None if x is None else round(1000 * x, 2)
+
+
+def row(i: int, r: dict) -> str:
+    if "p99_ms" not in r:
+        return f"| {i} | {r['server']} | FAILED: {r.get('error')} | | | | | | |"
+    return (f"| {i} | {r['server']} | {r['deliveries_per_s']:.0f} ({r['delivered']}/"
+            f"{r['expected']}) | {r['p50_ms']} / {r['p95_ms']} / **{r['p99_ms']}** / "
+            f"{r['max_ms']} | {r['server_cpu_ms_per_1000']} | {r['server_cpu_pct']} | "
+            f"{r['readers_cpu_pct']} ({r['busiest_reader_cpu_pct']}) | "
+            f"{r['load_before']:.1f} → {r['load_after']:.1f} | "
+            f"{'yes' if r['ok'] else 'NO'} |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--server", default="minimal,wcs,janus",
+                    help="comma-separated: minimal, janus, wcs[@TREE][:KEY=VALUE;...] "
+                         "(settings of one wcs server separated by ';')")
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--players", type=int, default=200)
+    ap.add_argument("--rate", type=float, default=0.1, help="messages/s per participant")
+    ap.add_argument("--seconds", type=float, default=10)
+    ap.add_argument("--readers", type=int, default=4, help="reader processes")
+    ap.add_argument("--warmup", type=float, default=2)
+    ap.add_argument("--drain", type=float, default=5)
+    ap.add_argument("--join-timeout", type=float, default=120)
+    ap.add_argument("--shared", default=str(ROOT.parent / "shared" / "bench"),
+                    help="the shared harnesses (Janus only)")
+    ap.add_argument("--json", help="append each run's figures here as JSON lines")
+    args = ap.parse_args()
+    args.shared = str(Path(args.shared).resolve())
+    servers = [s.replace(";", ",") for s in args.server.split(",")]
+    if "janus" in servers and not os.environ.get(NETNS_ENV):
+        # Janus refuses loopback ICE candidates: the shared harness's namespace.
+        setup = shared(args.shared)._sfu().NETNS_SETUP
+        cmd = ["unshare", "--net", "sh", "-c", setup + 'exec "$0" "$@"',
+               PYTHON, os.path.abspath(__file__)] + sys.argv[1:]
+        sys.exit(subprocess.call(cmd, env=dict(os.environ, **{NETNS_ENV: "1"})))
+    print(f"{args.players} in a room, {args.rate:g} msg/s each, {args.seconds:g} s, "
+          f"{args.readers} reader processes, {os.cpu_count()} CPUs", flush=True)
+    print("| run | server | deliveries/s (got/expected) | p50 / p95 / p99 / max ms | "
+          "server CPU ms per 1 000 | server % of a core | readers % of a core (busiest) | "
+          "load 1 min | ok |")
+    print("|---|---|---|---|---|---|---|---|---|", flush=True)
+    serial = 0
+    for i in range(args.rounds):
+        for spec in servers:
+            serial += 1
+            r = runOnce(spec, args, serial)
+            print(row(i + 1, r), flush=True)
+            if args.json:
+                with open(args.json, "a") as out:
+                    out.write(json.dumps(r) + "\n")
+
+
+if __name__ == "__main__":
+    main()
