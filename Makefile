@@ -7,7 +7,7 @@ PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
 APT_PACKAGES := ffmpeg chromium redis-server
 
-.PHONY: run test deps system-deps npm-deps dist bench bench-compare fuzz soak netlab clean
+.PHONY: run test deps system-deps npm-deps dist bench bench-compare bench-chatp99 fuzz soak netlab clean
 
 run: deps npm-deps
 	$(VENV)/bin/twistd -n --pidfile= wcs
@@ -88,6 +88,17 @@ bench-compare: deps system-deps
 	fi
 	@$(PY) -c 'import psutil' 2>/dev/null || $(PIP) install -q psutil
 	$(PY) bench/compare.py --shared $(SHARED_BENCH) $(BENCH_COMPARE_ARGS)
+
+# Chat p99 at 4 000 deliveries/s (issue 15) with readers that keep up
+# (bench/chat_latency.py, docs/performance.md): the minimal server (the
+# floor), wcs and Janus's TextRoom in turn, CHATP99_ARGS rounds.
+CHATP99_ARGS ?= --server minimal,wcs,janus --rounds 2
+
+bench-chatp99: deps
+	@command -v janus >/dev/null || { apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q janus; }
+	@$(PY) -c 'import psutil' 2>/dev/null || $(PIP) install -q psutil
+	$(PY) bench/chat_latency.py --shared $(SHARED_BENCH) $(CHATP99_ARGS)
 
 # The soak (tests/soak/, docs/performance.md): every kind of client at once
 # against one server; prints fps per player, server RSS and CPU every 10 s.

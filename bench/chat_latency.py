@@ -48,7 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.chat_ab import load1  # noqa: E402
-from bench.idle import freePort, sample, start, waitListening  # noqa: E402
+from bench.idle import freePort, start, waitListening  # noqa: E402
 
 PYTHON = sys.executable
 ROOM = "bench-room"
@@ -373,7 +373,11 @@ class Server:
         waitListening(self.spec, self.proc, port, 60)
 
     def cpu(self) -> float:
-        return sample(self.pid)[0] / 1e9
+        """User + system seconds of the whole process, the threads that ended
+        too (Janus ends threads: a sum over the live ones can go back)."""
+        with open(f"/proc/{self.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
         if self.janus is not None:
@@ -497,8 +501,11 @@ def main() -> None:
     ap.add_argument("--warmup", type=float, default=2)
     ap.add_argument("--drain", type=float, default=5)
     ap.add_argument("--join-timeout", type=float, default=120)
-    ap.add_argument("--shared", default=str(ROOT.parent / "shared" / "bench"),
-                    help="the shared harnesses (Janus only)")
+    ap.add_argument("--shared", default=next(
+        (str(d) for d in (ROOT.parent / "shared" / "bench", ROOT.parent.parent / "shared" / "bench")
+         if d.is_dir()), "../shared/bench"),
+        help="the shared harnesses' directory (Janus only; default ../shared/bench, "
+             "or ../../shared/bench from a worktree)")
     ap.add_argument("--json", help="append each run's figures here as JSON lines")
     args = ap.parse_args()
     args.shared = str(Path(args.shared).resolve())
