@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import json
 import multiprocessing
 import os
@@ -263,6 +264,8 @@ def reader(conn, spec: dict) -> None:
     """A process of its own: join its participants, report, wait for the window's
     start, send its share of the schedule, read until all arrived or the drain ends."""
     try:
+        if spec["nice"]:
+            os.setpriority(os.PRIO_PROCESS, 0, spec["nice"])
         conn.send(asyncio.run(readerMain(conn, spec)))
     except Exception as e:  # reported to the coordinator, which prints it
         conn.send({"error": f"{type(e).__name__}: {e}"[:300]})
@@ -372,6 +375,13 @@ class Server:
         self.pid = self.proc.pid
         waitListening(self.spec, self.proc, port, 60)
 
+    def renice(self, nice: int) -> None:
+        """Every thread of the server (Linux's nice is per thread; threads
+        started later inherit their creator's)."""
+        for tid in os.listdir(f"/proc/{self.pid}/task"):
+            with contextlib.suppress(ProcessLookupError):
+                os.setpriority(os.PRIO_PROCESS, int(tid), nice)
+
     def cpu(self) -> float:
         """User + system seconds of the whole process, the threads that ended
         too (Janus ends threads: a sum over the live ones can go back)."""
@@ -411,13 +421,15 @@ def runOnce(spec: str, args, serial: int = 0) -> dict:
     workers, result = [], {"server": spec, "load_before": load1()}
     try:
         server.start()
+        if args.nice:
+            server.renice(args.nice)
         for i in range(args.readers):
             parent, child = context.Pipe()
             job = {"kind": server.kind, "address": server.address, "url": server.url,
                    "shared": str(args.shared), "mine": logins[i::args.readers],
                    "logins": logins, "total": total, "interval": 1 / (args.players * args.rate),
                    "seconds": args.seconds, "drain": args.drain,
-                   "joinTimeout": args.join_timeout}
+                   "joinTimeout": args.join_timeout, "nice": args.nice}
             proc = context.Process(target=reader, args=(child, job), daemon=True)
             proc.start()
             workers.append((proc, parent))
@@ -506,6 +518,9 @@ def main() -> None:
          if d.is_dir()), "../shared/bench"),
         help="the shared harnesses' directory (Janus only; default ../shared/bench, "
              "or ../../shared/bench from a worktree)")
+    ap.add_argument("--nice", type=int, default=0,
+                    help="run the server and the readers at this nice value (e.g. -10 on a "
+                         "machine others load: they then wait less for a core; root)")
     ap.add_argument("--json", help="append each run's figures here as JSON lines")
     args = ap.parse_args()
     args.shared = str(Path(args.shared).resolve())
@@ -517,7 +532,7 @@ def main() -> None:
                PYTHON, os.path.abspath(__file__)] + sys.argv[1:]
         sys.exit(subprocess.call(cmd, env=dict(os.environ, **{NETNS_ENV: "1"})))
     print(f"{args.players} in a room, {args.rate:g} msg/s each, {args.seconds:g} s, "
-          f"{args.readers} reader processes, {os.cpu_count()} CPUs", flush=True)
+          f"{args.readers} reader processes, {os.cpu_count()} CPUs, nice {args.nice}", flush=True)
     print("| run | server | deliveries/s (got/expected) | p50 / p95 / p99 / max ms | "
           "server CPU ms per 1 000 | server % of a core | readers % of a core (busiest) | "
           "load 1 min | ok |")
