@@ -265,7 +265,7 @@ def reader(conn, spec: dict) -> None:
     start, send its share of the schedule, read until all arrived or the drain ends."""
     try:
         if spec["nice"]:
-            os.setpriority(os.PRIO_PROCESS, 0, spec["nice"])
+            renice(os.getpid(), spec["nice"])
         conn.send(asyncio.run(readerMain(conn, spec)))
     except Exception as e:  # reported to the coordinator, which prints it
         conn.send({"error": f"{type(e).__name__}: {e}"[:300]})
@@ -337,6 +337,18 @@ async def readerMain(conn, spec: dict) -> dict:
         await asyncio.gather(*(p.close() for p in people), return_exceptions=True)
 
 
+def renice(pid: int, nice: int) -> None:
+    """Every thread of C{pid} (Linux's nice is per thread; threads started later
+    inherit their creator's) and its autogroup (with autogroups on, CPU is
+    shared between sessions first and nice only counts within one)."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(ProcessLookupError):
+            os.setpriority(os.PRIO_PROCESS, int(tid), nice)
+    with contextlib.suppress(OSError):
+        with open(f"/proc/{pid}/autogroup", "w") as f:
+            f.write(str(nice))
+
+
 # ---------------------------------------------------------------------------
 # Servers
 # ---------------------------------------------------------------------------
@@ -374,13 +386,6 @@ class Server:
         self.url = f"ws://127.0.0.1:{port}/"
         self.pid = self.proc.pid
         waitListening(self.spec, self.proc, port, 60)
-
-    def renice(self, nice: int) -> None:
-        """Every thread of the server (Linux's nice is per thread; threads
-        started later inherit their creator's)."""
-        for tid in os.listdir(f"/proc/{self.pid}/task"):
-            with contextlib.suppress(ProcessLookupError):
-                os.setpriority(os.PRIO_PROCESS, int(tid), nice)
 
     def cpu(self) -> float:
         """User + system seconds of the whole process, the threads that ended
@@ -422,7 +427,7 @@ def runOnce(spec: str, args, serial: int = 0) -> dict:
     try:
         server.start()
         if args.nice:
-            server.renice(args.nice)
+            renice(server.pid, args.nice)
         for i in range(args.readers):
             parent, child = context.Pipe()
             job = {"kind": server.kind, "address": server.address, "url": server.url,
@@ -538,14 +543,18 @@ def main() -> None:
           "load 1 min | ok |")
     print("|---|---|---|---|---|---|---|---|---|", flush=True)
     serial = 0
-    for i in range(args.rounds):
-        for spec in servers:
-            serial += 1
-            r = runOnce(spec, args, serial)
-            print(row(i + 1, r), flush=True)
-            if args.json:
-                with open(args.json, "a") as out:
-                    out.write(json.dumps(r) + "\n")
+    try:
+        for i in range(args.rounds):
+            for spec in servers:
+                serial += 1
+                r = runOnce(spec, args, serial)
+                print(row(i + 1, r), flush=True)
+                if args.json:
+                    with open(args.json, "a") as out:
+                        out.write(json.dumps(r) + "\n")
+    finally:
+        if args.nice:  # the readers' autogroup is this session's: give it back
+            renice(os.getpid(), 0)
 
 
 if __name__ == "__main__":
