@@ -450,11 +450,22 @@ def runOnce(spec: str, args, serial: int = 0) -> dict:
         cpu0 = server.cpu()
         for _, pipe in workers:
             pipe.send({"t0": t0, "window": window})
+        spy = None
+        if args.py_spy and server.kind != "janus":
+            # The server's stacks over the window (py-spy, the sampling profiler).
+            Path(args.py_spy).mkdir(parents=True, exist_ok=True)
+            result["profile"] = str(Path(args.py_spy) / f"{serial}-{server.kind}.txt")
+            spy = subprocess.Popen(
+                [str(Path(PYTHON).with_name("py-spy")), "record", "--nonblocking", "-r", "250",
+                 "-f", "raw", "-p", str(server.pid), "-d", str(int(args.seconds)),
+                 "-o", result["profile"]], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         reports = []
         for _, pipe in workers:
             wait = max(0.1, t0 + 2 * args.seconds + args.drain + 30 - time.monotonic())
             reports.append(pipe.recv() if pipe.poll(wait) else {"error": "no report in time"})
         wall = max(r.get("wall", 0) for r in reports)
+        if spy is not None:
+            spy.wait(30)
         serverCpu = server.cpu() - cpu0
         failed = [r["error"] for r in reports if r.get("error")]
         if failed:
@@ -526,6 +537,9 @@ def main() -> None:
     ap.add_argument("--nice", type=int, default=0,
                     help="run the server and the readers at this nice value (e.g. -10 on a "
                          "machine others load: they then wait less for a core; root)")
+    ap.add_argument("--py-spy", metavar="DIR",
+                    help="profile the server (not Janus) over each window with py-spy: "
+                         "collapsed stacks to DIR/RUN-KIND.txt")
     ap.add_argument("--json", help="append each run's figures here as JSON lines")
     args = ap.parse_args()
     args.shared = str(Path(args.shared).resolve())
