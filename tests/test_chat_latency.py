@@ -20,4 +20,5 @@ def test_everyDeliveryArrivesWithItsLatency():
     # Latencies are real durations: positive, ordered, under the run's bound.
     assert 0 < r["p50_ms"] <= r["p95_ms"] <= r["p99_ms"] <= r["max_ms"] < 10_000
     assert r["server_cpu_ms_per_1000"] is not None and r["readers_cpu_pct"] > 0
+    assert 0 <= r["messages_over_20ms"] <= r["sent"]
     assert r["ok"]
