@@ -386,7 +386,13 @@ class Server:
             tree = tree.partition("@")[2] or str(ROOT)
             # All clients come from one address, 200 share a room: lift the caps.
             caps = ["ws_max_connections_per_address=0", "room_max_participants=0"]
-            self.proc, port = start(",".join([tree, *caps, *filter(None, sets.split(","))]))
+            output = subprocess.DEVNULL
+            if self.args.server_log:  # e.g. with ws_send_delay_report=1;gc_report=1
+                Path(self.args.server_log).mkdir(parents=True, exist_ok=True)
+                self.log = Path(self.args.server_log) / f"{os.getpid()}-{time.time():.0f}.log"
+                output = open(self.log, "w")
+            self.proc, port = start(",".join([tree, *caps, *filter(None, sets.split(","))]),
+                                    output)
         else:
             raise SystemExit(f"--server: unknown {self.spec!r} (minimal, wcs[...], janus)")
         self.address = ("127.0.0.1", port)
@@ -511,6 +517,8 @@ def runOnce(spec: str, args, serial: int = 0) -> dict:
                 proc.join(5)
         server.stop()
     result["load_after"] = load1()
+    if getattr(server, "log", None):
+        result["server_log"] = str(server.log)
     return result
 
 
@@ -554,6 +562,10 @@ def main() -> None:
     ap.add_argument("--py-spy", metavar="DIR",
                     help="profile the server (not Janus) over each window with py-spy: "
                          "collapsed stacks to DIR/RUN-KIND.txt")
+    ap.add_argument("--server-log", metavar="DIR",
+                    help="wcs's log to a file in DIR (its path in the JSON line), e.g. for "
+                         "wcs:ws_send_delay_report=1;gc_report=1 (the server's own delay and "
+                         "its collector's pauses)")
     ap.add_argument("--json", help="append each run's figures here as JSON lines")
     args = ap.parse_args()
     args.shared = str(Path(args.shared).resolve())

@@ -48,8 +48,9 @@ def freePort() -> int:
         return s.getsockname()[1]
 
 
-def start(spec: str) -> tuple[subprocess.Popen, int | None]:
-    """The process, and the port it listens on once started (None: a bare loop)."""
+def start(spec: str, output=subprocess.DEVNULL) -> tuple[subprocess.Popen, int | None]:
+    """The process, and the port it listens on once started (None: a bare loop);
+    a server's log goes to C{output} (a file)."""
     kind, _, rest = spec.partition(":")
     if kind in BARE and rest:
         return subprocess.Popen([str(PYTHON), "-c", BARE[kind], rest]), None
@@ -64,8 +65,8 @@ def start(spec: str) -> tuple[subprocess.Popen, int | None]:
     for kv in sets:
         args += ["--set", kv]
     env = dict(os.environ, PYTHONPATH=root)
-    return subprocess.Popen(args, cwd=root, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True), port
+    return subprocess.Popen(args, cwd=root, env=env, stdout=output,
+                            stderr=subprocess.STDOUT, start_new_session=True), port
 
 
 def waitListening(name: str, proc: subprocess.Popen, port: int, timeout: float = 120) -> None:

@@ -11,7 +11,8 @@ from bench.chat_latency import runOnce
 
 def test_everyDeliveryArrivesWithItsLatency():
     args = SimpleNamespace(players=12, rate=1.0, seconds=2.0, readers=3, warmup=0.2, drain=10.0,
-                           join_timeout=20.0, shared="", nice=0, py_spy=None)
+                           join_timeout=20.0, shared="", nice=0, py_spy=None,
+                           server_log=None)
     r = runOnce("minimal", args)
     assert r.get("error") is None
     assert r["sent"] == r["planned"] == 24
