@@ -287,19 +287,32 @@ def reader(conn, spec: dict) -> None:
 async def readerMain(conn, spec: dict) -> dict:
     loop = asyncio.get_running_loop()
     tally = Tally()
-    if spec["kind"] == "janus":
-        people = [JanusParticipant(login, tally, spec["shared"], spec["url"])
-                  for login in spec["mine"]]
-    else:
-        people = [WsParticipant(login, tally) for login in spec["mine"]]
-    gate = asyncio.Semaphore(10)
 
-    async def join(person):
+    def participant(login: str):
+        if spec["kind"] == "janus":
+            return JanusParticipant(login, tally, spec["shared"], spec["url"])
+        return WsParticipant(login, tally)
+
+    people = [participant(login) for login in spec["mine"]]
+    gate = asyncio.Semaphore(10)
+    retried = []
+
+    async def join(i: int) -> None:
+        """Once more as a new client if the first try fails: Janus sometimes
+        answers a loaded machine's setup with 471 "Invalid PeerConnection"."""
         async with gate:
-            await person.join(tuple(spec["address"]), ROOM, spec["joinTimeout"])
+            try:
+                await people[i].join(tuple(spec["address"]), ROOM, spec["joinTimeout"])
+                return
+            except Exception as e:
+                retried.append(f"{type(e).__name__}: {e}"[:200])
+                await people[i].close()
+                people[i] = participant(people[i].login)
+            await people[i].join(tuple(spec["address"]), ROOM, spec["joinTimeout"])
 
     try:
-        joined = await asyncio.gather(*(join(p) for p in people), return_exceptions=True)
+        joined = await asyncio.gather(*(join(i) for i in range(len(people))),
+                                      return_exceptions=True)
         errors = [f"{type(e).__name__}: {e}"[:200] for e in joined if isinstance(e, BaseException)]
         conn.send({"joined": len(people) - len(errors), "errors": errors[:3]})
         if errors:
@@ -340,7 +353,8 @@ async def readerMain(conn, spec: dict) -> dict:
                 break
             await asyncio.sleep(0.05)
         cpu = time.process_time() - cpu0
-        return {"sent": sent, "latencies": tally.latencies, "worst": tally.worst, "echo": tally.echo,
+        return {"sent": sent, "latencies": tally.latencies, "worst": tally.worst,
+                "rejoined": len(retried), "rejoin_sample": retried[:1], "echo": tally.echo,
                 "stale": tally.stale, "refused": tally.refused, "statuses": tally.statuses,
                 "cpu": cpu, "wall": time.monotonic() - t0, "late": late}
     finally:
@@ -508,6 +522,8 @@ def runOnce(spec: str, args, serial: int = 0) -> dict:
             "messages_over_20ms": sum(w > 0.020 for w in worst.values()),
             "echo": sum(r["echo"] for r in reports), "stale": sum(r["stale"] for r in reports),
             "refused": sum(r["refused"] for r in reports),
+            "rejoined": sum(r["rejoined"] for r in reports),
+            "rejoin_sample": [x for r in reports for x in r["rejoin_sample"]][:1],
             "ok": sent == total and got == expected,
         })
     except Exception as e:
@@ -538,7 +554,8 @@ def row(i: int, r: dict) -> str:
             f"{r['readers_cpu_pct']} ({r['busiest_reader_cpu_pct']}) | "
             f"{r['messages_over_20ms']} of {r['sent']} | "
             f"{r['load_before']:.1f} → {r['load_after']:.1f} | "
-            f"{'yes' if r['ok'] else 'NO'} |")
+            f"{'yes' if r['ok'] else 'NO'}"
+            f"{', %d joined at the second try' % r['rejoined'] if r['rejoined'] else ''} |")
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ def test_everyDeliveryArrivesWithItsLatency():
     assert r.get("error") is None
     assert r["sent"] == r["planned"] == 24
     assert r["delivered"] == r["expected"] == 24 * 11
-    assert r["stale"] == 0 and r["refused"] == 0 and r["echo"] == 0
+    assert r["stale"] == 0 and r["refused"] == 0 and r["echo"] == 0 and r["rejoined"] == 0
     # Latencies are real durations: positive, ordered, under the run's bound.
     assert 0 < r["p50_ms"] <= r["p95_ms"] <= r["p99_ms"] <= r["max_ms"] < 10_000
     assert r["server_cpu_ms_per_1000"] is not None and r["readers_cpu_pct"] > 0
