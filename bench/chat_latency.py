@@ -38,6 +38,7 @@ import multiprocessing
 import os
 import re
 import signal
+import statistics
 import struct
 import subprocess
 import sys
@@ -603,11 +604,13 @@ def main() -> None:
           "messages with a delivery over 20 ms | load 1 min | ok |")
     print("|---|---|---|---|---|---|---|---|---|---|", flush=True)
     serial = 0
+    results: dict[str, list[dict]] = {spec: [] for spec in servers}
     try:
         for i in range(args.rounds):
             for spec in servers:
                 serial += 1
                 r = runOnce(spec, args, serial)
+                results[spec].append(r)
                 print(row(i + 1, r), flush=True)
                 if args.json:
                     with open(args.json, "a") as out:
@@ -615,6 +618,26 @@ def main() -> None:
     finally:
         if args.nice:  # the readers' autogroup is this session's: give it back
             renice(os.getpid(), 0)
+    summary(results)
+
+
+def summary(results: dict[str, list[dict]]) -> None:
+    """The issue's figures per server: p99 against 20 ms, CPU against Janus's."""
+    def median(rows, key):
+        values = [r[key] for r in rows if r.get("ok") and r.get(key) is not None]
+        return round(statistics.median(values), 2) if values else None
+
+    janus = median(results.get("janus", []), "server_cpu_ms_per_1000")
+    print("\n| server | ok runs | p99 ms, each run | median p99 | p99 < 20 ms | "
+          "CPU ms per 1 000, median | CPU vs Janus |")
+    print("|---|---|---|---|---|---|---|")
+    for spec, rows in results.items():
+        p99, cpu = median(rows, "p99_ms"), median(rows, "server_cpu_ms_per_1000")
+        each = ", ".join(str(r["p99_ms"]) if r.get("ok") else "failed" for r in rows)
+        print(f"| {spec} | {sum(bool(r.get('ok')) for r in rows)} of {len(rows)} | {each} | "
+              f"{p99} | {'–' if p99 is None else 'yes' if p99 < 20 else 'no'} | {cpu} | "
+              f"{'–' if not (cpu and janus) else f'{cpu / janus:.2f}×'} |")
+    print(f"\nload average at the end: {load1():.1f} (1 min)")
 
 
 if __name__ == "__main__":
