@@ -13,8 +13,11 @@ import asyncio
 import fractions
 import os
 import subprocess
+import sys
 import threading
 import time
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiortc.mediastreams import MediaStreamError
@@ -176,6 +179,40 @@ def duration(path: Path) -> float:
         return 0.0
 
 
+GAP = 0.2  # s between packets of a stream: a gap in the recording
+
+
+def packets(path: Path) -> dict[str, dict]:
+    """
+    Per stream kind of a recording, from ffprobe's packets: first and last
+    pts (s, the last with its duration), packets, and the gaps over L{GAP}
+    as (pts before, seconds).
+    """
+    result = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", "packet=codec_type,pts_time,duration_time",
+         "-of", "csv=p=0", str(path)], capture_output=True, text=True, timeout=300)
+    streams: dict[str, dict] = {}
+    for line in result.stdout.splitlines():
+        kind, pts, duration = (line.split(",") + ["", ""])[:3]
+        try:
+            pts = float(pts)
+        except ValueError:
+            continue
+        try:
+            duration = float(duration)
+        except ValueError:
+            duration = 0.0
+        s = streams.get(kind)
+        if s is None:
+            s = streams[kind] = {"first": pts, "end": pts, "packets": 0, "gaps": [], "last": pts}
+        if pts - s["last"] > GAP:
+            s["gaps"].append((s["last"], pts - s["last"]))
+        s["last"] = max(s["last"], pts)
+        s["end"] = max(s["end"], pts + duration)
+        s["packets"] += 1
+    return streams
+
+
 def cpuSeconds(pid: int) -> float:
     """CPU time (utime + stime) a process has used so far; 0 once it is gone."""
     try:
@@ -183,6 +220,123 @@ def cpuSeconds(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+# A bucket is the host's (starved) when more than STARVED_SHARE of its 10 ms
+# slots were served by the host probe over STARVED_LATE late (its p99
+# lateness is over 100 ms: in over 0.1 s of the 10 s, a process that asked
+# for the CPU had waited 100 ms for it), or when the test's own aiortc source
+# (which needs no server to keep time) fell under the line.
+STARVED_LATE = 100  # ms
+STARVED_SHARE = 0.01
+# More buckets than this share (at least one) explained by the host: the run
+# is reported as host starved, not passed.
+HOST_TOLERANCE = 0.05
+
+
+class HostProbe:
+    """
+    tests/soak/hostprobe.py beside the soak: per bucket, how late each of its
+    10 ms slots was served (whole ms, counted), from its stdout as it comes.
+    """
+
+    def __init__(self, seconds: float):
+        self.start: float | None = None
+        self.late: dict[int, Counter] = {}  # bucket -> {lateness ms: slots}
+        self.proc = subprocess.Popen(
+            [sys.executable, str(Path(__file__).with_name("hostprobe.py")), str(seconds)],
+            stdout=subprocess.PIPE, text=True)
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.add(line)
+
+    def add(self, line: str) -> None:
+        """One slot as the probe printed it: C{<monotonic s> <lateness ms>}."""
+        slot, _, late = line.partition(" ")
+        if self.start is None or float(slot) < self.start:
+            return
+        index = int((float(slot) - self.start) // BUCKET)
+        self.late.setdefault(index, Counter())[int(float(late))] += 1
+
+    def slots(self, index: int) -> int:
+        return sum(self.late.get(index, Counter()).values())
+
+    def percentile(self, index: int, share: float) -> int:
+        """The lateness (ms) that all but C{share} of the bucket's slots kept to."""
+        late = self.late.get(index, Counter())
+        allowed = share * sum(late.values())
+        over = 0
+        for ms in sorted(late, reverse=True):
+            over += late[ms]
+            if over > allowed:
+                return ms
+        return 0
+
+    def longest(self, index: int) -> int:
+        return max(self.late.get(index, {0: 0}))
+
+    def starved(self, index: int) -> bool:
+        late = self.late.get(index, Counter())
+        over = sum(n for ms, n in late.items() if ms > STARVED_LATE)
+        return over > STARVED_SHARE * sum(late.values())
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.reader.join(5)
+
+
+@dataclass
+class Verdict:
+    """Low frame-rate buckets, told apart: the server's, and the host's."""
+
+    server: dict[str, list[int]] = field(default_factory=dict)  # check -> buckets
+    host: dict[str, list[int]] = field(default_factory=dict)
+    hostBuckets: list[int] = field(default_factory=list)  # host-explained, each once
+    tolerated: int = 0
+
+    @property
+    def hostStarved(self) -> bool:
+        return len(self.hostBuckets) > self.tolerated
+
+
+def judge(low: dict[str, list[int]], starved: set[int], buckets: int,
+          tolerance: float = HOST_TOLERANCE) -> Verdict:
+    """
+    Each check's low buckets go to the host when the host was starved in that
+    bucket, to the server otherwise. The run fails on any of the server's,
+    and as host starved on more than C{tolerance} of the buckets (at least
+    one) explained by the host.
+
+    @param low: check -> indices of its buckets under the line.
+    @param starved: indices of the buckets where the host was starved.
+    """
+    verdict = Verdict(tolerated=max(1, int(tolerance * buckets)))
+    for name, indices in low.items():
+        for index in indices:
+            side = verdict.host if index in starved else verdict.server
+            side.setdefault(name, []).append(index)
+    verdict.hostBuckets = sorted({i for indices in verdict.host.values() for i in indices})
+    return verdict
+
+
+def spans(indices: list[int]) -> str:
+    """Bucket indices as seconds of the run: C{1320-1330 s, 2270-2290 s}."""
+    out: list[list[int]] = []
+    for index in sorted(indices):
+        if out and out[-1][1] == index:
+            out[-1][1] = index + 1
+        else:
+            out.append([index, index + 1])
+    return ", ".join(f"{int(a * BUCKET)}-{int(b * BUCKET)} s" for a, b in out)
 
 
 class Table:

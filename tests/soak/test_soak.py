@@ -114,7 +114,7 @@ class Soak:
         self.players: dict[str, meters.CountingPlayer] = {}
         self.encoders: dict[str, meters.FFmpeg] = {}
         self.rtmpPlayers: dict[str, meters.FFmpeg] = {}
-        self.publisher = self.flash = self.impairment = None
+        self.publisher = self.flash = self.impairment = self.probe = None
         self.rss: list[tuple[float, int]] = []  # (s since start, bytes)
         self.buckets = max(1, SOAK_SECONDS // int(meters.BUCKET))
         self.facts: list[str] = []  # printed under the table
@@ -176,6 +176,7 @@ class Soak:
             await waitUntil(lambda: player.decoded["video"].total > 0, f"{name} to decode")
         for name, player in self.rtmpPlayers.items():
             await waitUntil(lambda: player.frames.total > 0, f"{name} to receive")
+        self.probe = meters.HostProbe(seconds)
 
     def counters(self) -> dict[str, meters.BucketCounter]:
         counters = {"rtc-src": self.video.sent}
@@ -205,13 +206,21 @@ class Soak:
             extra["RSS b"] = f"{self.second.rss() / 2**20:.1f}"
         return extra
 
+    def host(self, index: int) -> dict[str, str]:
+        """The host probe's columns: 1-minute load, p99 and longest slot lateness (ms)."""
+        return {"load": f"{os.getloadavg()[0]:.1f}",
+                "late p99": f"{self.probe.percentile(index, 0.01)}",
+                "late max": f"{self.probe.longest(index)}"}
+
     async def run(self) -> None:
         """SOAK_SECONDS of nothing but media and pings, metered."""
         self.t0 = time.monotonic()
         for counter in self.counters().values():
             counter.start = self.t0
+        self.probe.start = self.t0
         table = meters.Table(self.counters(), self.tmp / "soak-table.txt",
-                             extra=list((await asyncio.to_thread(self.sample)).keys()))
+                             extra=list((await asyncio.to_thread(self.sample)).keys())
+                             + list(self.host(0)))
         self.readsBefore = self.lowWater[-1][1]
         self.lowWater.clear()
         self.cluster.clear()
@@ -228,8 +237,15 @@ class Soak:
                 self.rss.append((time.monotonic() - self.t0, self.server.rss()))
             before, cpu = cpu, meters.cpuSeconds(pid)
             await asyncio.sleep(0.3)  # the last reports of the bucket
-            table.row(index, self.rss[-1][1], cpu - before, await asyncio.to_thread(self.sample))
+            extra = await asyncio.to_thread(self.sample)
+            table.row(index, self.rss[-1][1], cpu - before, {**extra, **self.host(index)})
         self.ran = time.monotonic() - self.t0
+
+    def starved(self) -> set[int]:
+        """The buckets the host starved (meters.STARVED_LATE): the probe, or rtc-src."""
+        source = self.video.sent
+        return {i for i in range(self.buckets)
+                if self.probe.starved(i) or source.fps(i) < MIN_SHARE * RATE}
 
     def frameRates(self) -> list[str]:
         c = self.counters()
@@ -239,25 +255,39 @@ class Soak:
                  ("rtmp-1", "rtmp-src"), ("rtmp-2", "rtmp-src"),
                  ("rtmp-src", None), ("obs-src", None)]
         problems = []
+        low: dict[str, list[int]] = {}
+        wanted = {}
         for name, source in pairs:
-            low = []
             for index in range(self.buckets):
-                wanted = RATE if source is None else c[source].fps(index)
-                if c[name].fps(index) < MIN_SHARE * wanted:
-                    low.append(f"{index * 10}-{index * 10 + 10} s: {c[name].fps(index):.1f}"
-                               f" of {wanted:.1f}")
-            if not low:
-                continue
-            lows = (f"{name} below {MIN_SHARE:.0%} of the source's fps in "
-                    f"{len(low)} of {self.buckets} buckets: " + "; ".join(low[:6]))
-            if name == "carol" and self.impairment is not None:
-                # Her lossy link: the whole run counts, her low buckets are facts.
-                self.facts.append(lows)
-                got, sent = (sum(c[n].counts.values()) for n in (name, source))
-                if got < MIN_SHARE * sent:
-                    problems.append(f"carol (impaired) got {got} of {sent} frames in the run")
-            else:
-                problems.append(lows)
+                wanted[name, index] = RATE if source is None else c[source].fps(index)
+                if c[name].fps(index) < MIN_SHARE * wanted[name, index]:
+                    low.setdefault(name, []).append(index)
+        if self.impairment is not None and "carol" in low:
+            # Her lossy link: the whole run counts, her low buckets are facts.
+            self.facts.append(f"carol (impaired) below {MIN_SHARE:.0%} of the source's fps in "
+                              f"{len(low['carol'])} of {self.buckets} buckets: "
+                              + meters.spans(low.pop("carol")))
+            got, sent = (sum(c[n].counts.values()) for n in ("carol", "rtc-src"))
+            if got < MIN_SHARE * sent:
+                problems.append(f"carol (impaired) got {got} of {sent} frames in the run")
+
+        def lows(name, indices):
+            return (f"{name} below {MIN_SHARE:.0%} of the source's fps in {len(indices)} of "
+                    f"{self.buckets} buckets: " + "; ".join(
+                        f"{i * 10}-{i * 10 + 10} s: {c[name].fps(i):.1f} of {wanted[name, i]:.1f}"
+                        for i in indices[:6]))
+        starved = self.starved()
+        verdict = meters.judge(low, starved, self.buckets)
+        problems += [lows(name, indices) for name, indices in verdict.server.items()]
+        self.facts.append(f"host starved (probe p99 over {meters.STARVED_LATE} ms, or rtc-src "
+                          f"under the line) in {len(starved)} of {self.buckets} buckets"
+                          + (f": {meters.spans(sorted(starved))}" if starved else ""))
+        self.facts += [f"host-explained: {lows(name, indices)}"
+                       for name, indices in verdict.host.items()]
+        if verdict.hostStarved:
+            problems.append(f"HOST STARVED: {len(verdict.hostBuckets)} of {self.buckets} buckets "
+                            f"low where the host starved (at most {verdict.tolerated} "
+                            f"tolerated): {meters.spans(verdict.hostBuckets)}")
         return problems
 
     def mechanisms(self) -> list[str]:
@@ -331,12 +361,26 @@ class Soak:
         await self.clients["alice"].send("unPublishStream", {
             "mediaSessionId": self.publishRequest["mediaSessionId"],
             "name": self.publishRequest["name"]})
-        published = time.monotonic() - self.publishedAt
+        now = time.monotonic()
+        published = now - self.publishedAt
+        # What the source had sent by then (its media clocks), from its first frame.
+        tone = self.publisher.audioTrack
+        self.facts.append(
+            f"publish: the source's first video frame {self.publishedAt - self.video._startedAt:.2f}"
+            f" s before PUBLISHING, first audio frame {self.publishedAt - tone.start:.2f} s "
+            f"before; by the unpublish it sent {self.video.count / RATE:.2f} s of video "
+            f"({now - self.video._startedAt:.2f} s since its first frame) and "
+            f"{tone.pts / tone.RATE:.2f} s of audio")
         mp4 = self.server.workdir / "state" / "records" / self.recordName
         try:
             await waitUntil(mp4.exists, f"{mp4.name}", timeout=60)
             recorded = await asyncio.to_thread(meters.duration, mp4)
-            self.facts.append(f"recording: {recorded:.1f} s, published {published:.1f} s")
+            self.facts.append(f"recording: {recorded:.3f} s, published {published:.3f} s")
+            for kind, p in (await asyncio.to_thread(meters.packets, mp4)).items():
+                gaps = ", ".join(f"{gap:.2f} s at {at:.1f} s" for at, gap in p["gaps"][:10])
+                self.facts.append(f"recording {kind}: {p['first']:.3f}-{p['end']:.3f} s, "
+                                  f"{p['packets']} packets, {len(p['gaps'])} gaps over "
+                                  f"{meters.GAP} s" + (f": {gaps}" if gaps else ""))
             if abs(recorded - published) > 1.0:
                 problems.append(f"recording lasts {recorded:.1f} s, published {published:.1f} s")
         except AssertionError as e:
@@ -372,6 +416,8 @@ class Soak:
         return problems
 
     async def close(self) -> None:
+        if self.probe is not None:
+            await asyncio.to_thread(self.probe.stop)
         for proc in (*self.rtmpPlayers.values(), *self.encoders.values()):
             await asyncio.to_thread(proc.stop)
         for reader in self.readers.values():
