@@ -215,10 +215,16 @@ class Soak:
         return extra
 
     def host(self, index: int) -> dict[str, str]:
-        """The host probe's columns: 1-minute load, p99 and longest slot lateness (ms)."""
+        """
+        The host's columns: 1-minute load, the probe's p99 and longest slot
+        lateness (ms), and how far the test's own source is behind real time
+        (s; its frames are owed, sent back to back once it runs again).
+        """
+        behind = time.monotonic() - self.video._startedAt - self.video.count / RATE
         return {"load": f"{os.getloadavg()[0]:.1f}",
                 "late p99": f"{self.probe.percentile(index, 0.01)}",
-                "late max": f"{self.probe.longest(index)}"}
+                "late max": f"{self.probe.longest(index)}",
+                "src lag": f"{max(0.0, behind):.2f}"}
 
     async def run(self) -> None:
         """SOAK_SECONDS of nothing but media and pings, metered."""
@@ -228,7 +234,7 @@ class Soak:
         self.probe.start = self.t0
         table = meters.Table(self.counters(), self.tmp / "soak-table.txt",
                              extra=list((await asyncio.to_thread(self.sample)).keys())
-                             + list(self.host(0)))
+                             + list(self.host(0)) + ["loop max"])
         self.readsBefore = self.lowWater[-1][1]
         self.lowWater.clear()
         self.cluster.clear()
@@ -236,17 +242,23 @@ class Soak:
         cpu = meters.cpuSeconds(pid)
         for index in range(self.buckets):
             end = self.t0 + (index + 1) * meters.BUCKET
+            lag = 0.0  # the longest this process's event loop (its sources') woke late
             while (left := end - time.monotonic()) > 0:
+                asked = time.monotonic() + min(1.0, left)
                 await asyncio.sleep(min(1.0, left))
+                lag = max(lag, time.monotonic() - asked)
                 for node in filter(None, (self.server, self.second)):
                     if node.proc.poll() is not None:
                         raise AssertionError(f"a server exited with {node.proc.returncode}:"
                                              f"\n{node.log()[-3000:]}")
                 self.rss.append((time.monotonic() - self.t0, self.server.rss()))
             before, cpu = cpu, meters.cpuSeconds(pid)
+            asked = time.monotonic() + 0.3
             await asyncio.sleep(0.3)  # the last reports of the bucket
+            lag = max(lag, time.monotonic() - asked)
             extra = await asyncio.to_thread(self.sample)
-            table.row(index, self.rss[-1][1], cpu - before, {**extra, **self.host(index)})
+            table.row(index, self.rss[-1][1], cpu - before,
+                      {**extra, **self.host(index), "loop max": f"{1000 * lag:.0f}"})
         self.ran = time.monotonic() - self.t0
 
     def starved(self) -> set[int]:
