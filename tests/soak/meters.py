@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import fractions
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -143,15 +144,20 @@ class FFmpeg:
 
     def stop(self) -> int | None:
         """SIGINT (ffmpeg finishes its output), then kill; bounded."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(2)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self.reader.join(5)
-        return self.proc.returncode
+        return stopProcess(self.proc, self.reader, signal.SIGINT)
+
+
+def stopProcess(proc: subprocess.Popen, reader: threading.Thread, sig: int) -> int | None:
+    """C{sig}, then kill after 5 s; the reader of its stdout joined; bounded."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+    reader.join(5)
+    return proc.returncode
 
 
 def encoder(url: str, seconds: float, rate: int, logPath: Path) -> FFmpeg:
@@ -284,14 +290,7 @@ class HostProbe:
         return over > STARVED_SHARE * sum(late.values())
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self.reader.join(5)
+        stopProcess(self.proc, self.reader, signal.SIGTERM)
 
 
 @dataclass
