@@ -436,6 +436,11 @@ class Soak:
         got = streams.get("video", {}).get("packets", 0)
         if got < frames - RECORD_SLACK * RATE:  # lost in the middle: no shorter, but gaps
             problems.append(f"recording holds {got} of the source's {frames} video frames")
+        # The file lasts as its longer track: the audio is judged on its own.
+        audio = streams.get("audio", {}).get("end", 0.0)
+        if audio < tone.pts / tone.RATE - RECORD_SLACK:
+            problems.append(f"recording's audio ends at {audio:.1f} s, the source sent "
+                            f"{tone.pts / tone.RATE:.1f} s")
         return problems
 
     def memory(self) -> list[str]:
