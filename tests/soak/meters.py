@@ -59,16 +59,16 @@ class CountingVideo(peers.PatternVideo):
         super().__init__(width, height)
         self.rate = rate
         self.sent = BucketCounter()
-        self._startedAt: float | None = None
+        self.startedAt: float | None = None
 
     async def next_timestamp(self):
         if self.readyState != "live":
             raise MediaStreamError
         now = time.monotonic()
-        if self._startedAt is None:
-            self._startedAt = now
+        if self.startedAt is None:
+            self.startedAt = now
         else:  # on an absolute schedule: a late frame does not delay the next
-            await asyncio.sleep(max(0.0, self._startedAt + self.count / self.rate - now))
+            await asyncio.sleep(max(0.0, self.startedAt + self.count / self.rate - now))
         self.sent.add()
         return self.count * self.CLOCK // self.rate, fractions.Fraction(1, self.CLOCK)
 
@@ -192,12 +192,12 @@ def packets(path: Path) -> dict[str, dict]:
     """
     Per stream kind of a recording, from ffprobe's packets: first and last
     pts (s, the last with its duration), packets, and the gaps over L{GAP}
-    as (pts before, seconds).
+    between pts in presentation order, as (pts before, seconds).
     """
     result = subprocess.run(
         ["ffprobe", "-v", "error", "-show_entries", "packet=codec_type,pts_time,duration_time",
          "-of", "csv=p=0", str(path)], capture_output=True, text=True, timeout=300)
-    streams: dict[str, dict] = {}
+    times: dict[str, list[tuple[float, float]]] = {}
     for line in result.stdout.splitlines():
         kind, pts, duration = (line.split(",") + ["", ""])[:3]
         try:
@@ -208,14 +208,13 @@ def packets(path: Path) -> dict[str, dict]:
             duration = float(duration)
         except ValueError:
             duration = 0.0
-        s = streams.get(kind)
-        if s is None:
-            s = streams[kind] = {"first": pts, "end": pts, "packets": 0, "gaps": [], "last": pts}
-        if pts - s["last"] > GAP:
-            s["gaps"].append((s["last"], pts - s["last"]))
-        s["last"] = max(s["last"], pts)
-        s["end"] = max(s["end"], pts + duration)
-        s["packets"] += 1
+        times.setdefault(kind, []).append((pts, duration))
+    streams = {}
+    for kind, each in times.items():
+        each.sort()  # decoding order is not presentation order (B-frames)
+        gaps = [(a, b - a) for (a, _), (b, _) in zip(each, each[1:]) if b - a > GAP]
+        streams[kind] = {"first": each[0][0], "end": max(p + d for p, d in each),
+                         "packets": len(each), "gaps": gaps}
     return streams
 
 

@@ -1,4 +1,9 @@
-"""The soak's meters, on their own: buckets, ffmpeg's -progress, the table."""
+"""
+The soak's meters, on their own: buckets, ffmpeg's -progress, the table, the
+host probe and its rule, a recording's packets.
+"""
+
+import subprocess
 
 from tests.rtmp import ffmpeg
 from tests.soak import meters
@@ -97,3 +102,20 @@ def test_more_host_explained_buckets_than_tolerated_is_host_starved():
 def test_spans_name_the_seconds_of_runs_of_buckets():
     assert meters.spans([132, 227, 228, 5]) == "50-60 s, 1320-1330 s, 2270-2290 s"
     assert meters.spans([]) == ""
+
+
+def test_packets_finds_a_recording_s_gaps(tmp_path):
+    ffmpeg.requireFFmpeg()
+    out = tmp_path / "gap.ts"
+    # 30 frames at 15 fps, the 16th and those after it 0.5 s later; with
+    # B-frames, so decoding order is not presentation order.
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i",
+                    "testsrc=size=160x120:rate=15",
+                    "-frames:v", "30", "-vf", "setpts='PTS+if(gte(N,15),0.5/TB,0)'",
+                    "-c:v", "libx264", "-y", str(out)], check=True, timeout=60)
+    video = meters.packets(out)["video"]
+    assert video["packets"] == 30
+    assert len(video["gaps"]) == 1
+    at, gap = video["gaps"][0]
+    assert abs(at - video["first"] - 14 / 15) < 0.01 and 0.45 < gap < 0.6
+    assert abs(video["end"] - video["first"] - (30 / 15 + 0.5)) < 0.1

@@ -220,7 +220,7 @@ class Soak:
         lateness (ms), and how far the test's own source is behind real time
         (s; its frames are owed, sent back to back once it runs again).
         """
-        behind = time.monotonic() - self.video._startedAt - self.video.count / RATE
+        behind = time.monotonic() - self.video.startedAt - self.video.count / RATE
         return {"load": f"{os.getloadavg()[0]:.1f}",
                 "late p99": f"{self.probe.percentile(index, 0.01)}",
                 "late max": f"{self.probe.longest(index)}",
@@ -267,14 +267,14 @@ class Soak:
         return {i for i in range(self.buckets)
                 if self.probe.starved(i) or source.fps(i) < MIN_SHARE * RATE}
 
-    def frameRates(self) -> list[str]:
+    def lowBuckets(self) -> tuple[dict[str, list[int]], dict[tuple[str, int], str]]:
+        """Each per-bucket check's buckets under its line, and what each measured."""
         c = self.counters()
         # Each player against its source; an encoder held up by the server
         # (not read, or cut) falls behind real time.
         pairs = [("bob", "rtc-src"), ("carol", "rtc-src"),
                  ("rtmp-1", "rtmp-src"), ("rtmp-2", "rtmp-src"),
                  ("rtmp-src", None), ("obs-src", None)]
-        problems = []
         low: dict[str, list[int]] = {}
         said: dict[tuple[str, int], str] = {}  # (check, bucket) -> what it measured
         for name, source in pairs:
@@ -291,6 +291,12 @@ class Soak:
                 low.setdefault("low-water reads", []).append(index)
                 said["low-water reads", index] = (f"{reads[index + 1] - reads[index]:.0f} of "
                                                   f"at least {meters.BUCKET * RATE:.0f}")
+        return low, said
+
+    def frameRates(self) -> list[str]:
+        c = self.counters()
+        problems = []
+        low, said = self.lowBuckets()
         if self.impairment is not None and "carol" in low:
             # Her lossy link: the whole run counts, her low buckets are facts.
             self.facts.append(f"carol (impaired) below {MIN_SHARE:.0%} of the source's fps in "
@@ -408,13 +414,14 @@ class Soak:
         """
         problems = []
         sent, frames = self.video.count / RATE, self.video.count
-        behind = unpublished - self.video._startedAt - sent
+        behind = unpublished - self.video.startedAt - sent
         tone = self.publisher.audioTrack
         self.facts.append(
-            f"publish: the source's first video frame {self.publishedAt - self.video._startedAt:.2f}"
+            f"publish: the source's first video frame {self.publishedAt - self.video.startedAt:.2f}"
             f" s before PUBLISHING; by the unpublish it had sent {sent:.2f} s of video, "
-            f"{max(0.0, behind):.2f} s behind real time (the host's), and {tone.pts / tone.RATE:.2f} s of "
-            f"audio; published {unpublished - self.publishedAt:.3f} s")
+            f"{max(0.0, behind):.2f} s behind real time (the host's), and "
+            f"{tone.pts / tone.RATE:.2f} s of audio; published "
+            f"{unpublished - self.publishedAt:.3f} s")
         mp4 = self.server.workdir / "state" / "records" / self.recordName
         try:
             await waitUntil(mp4.exists, f"{mp4.name}", timeout=60)
