@@ -284,11 +284,11 @@ class Visitors:
         room = participant.room
         if not keep:
             participant.gone = True
-            self._forget(participant)
+            self.forget(participant)
         self.bus.send(room.node, {"op": op, "session": participant.member.sessionId,
                                   "room": room.name, **fields})
 
-    def _forget(self, participant: RemoteParticipant) -> None:
+    def forget(self, participant: RemoteParticipant) -> None:
         room = participant.room
         room.members.pop(participant.member.sessionId, None)
         if not room.members and self.rooms.get(room.name) is room:
@@ -340,7 +340,7 @@ class Visitors:
         participant = room.members.get(payload.get("session")) if room else None
         if participant is not None:
             participant.gone = True
-            self._forget(participant)
+            self.forget(participant)
             participant.member.removeFromRoom(room.name, str(payload.get("info")))
 
     def nodeGone(self, node: str) -> None:
