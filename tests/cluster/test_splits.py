@@ -83,6 +83,25 @@ def test_the_newer_room_yields_whoever_noticed(split, noticer):
     assert bobChannel.roomEvents("MESSAGE")[-1]["info"] == {"from": "alice", "text": "ho"}
 
 
+def test_what_a_member_sends_while_it_is_moved_waits_for_the_move(split):
+    network, members = split
+    (alice, aliceChannel), (bob, bobChannel) = members["a"], members["b"]
+    network.nodes["b"].splits.found("r", "a")
+    for _ in range(10):  # until b's room yielded: bob's join to a is on its way
+        if "r" not in network.nodes["b"].server.rooms.rooms:
+            break
+        node, payload = network.queue.pop(0)
+        target = network.nodes[node]
+        route(payload, target.visitors, target.hosts, target.resync, target.splits)
+    assert "r" not in bob.participants and bob.gate.waiting
+    command(bob, "sendMessage", roomConfig={"name": "r"}, to="alice", text="meanwhile")
+    pump(network)
+    assert aliceChannel.roomEvents("MESSAGE")[-1]["info"] == {"from": "bob",
+                                                               "text": "meanwhile"}
+    assert [s["status"] for s in bobChannel.named("DataStatusEvent")] == ["ACCEPTED"]
+    assert not bob.gate.waiting
+
+
 def test_a_moved_members_stream_is_announced_in_the_older_room(split):
     network, members = split
     a, b = network.nodes["a"], network.nodes["b"]

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.defer import maybeDeferred
+from twisted.internet.defer import Deferred, maybeDeferred
 
 from wcs.cluster.resync import missed
 from wcs.errors import RoomError
@@ -107,6 +107,13 @@ class Moves:
                        errbackArgs=(session, room, node, streams))
         d.addErrback(lambda f: self.log.failure("cluster: moving a member of {room}",
                                                 f, room=clip(room)))
+        if not session.gate.waiting:
+            # What the client sends meanwhile (a chat to the room) waits for
+            # the move, in order, as during an access check. (A gate already
+            # holding for a check is left alone: its messages are its own.)
+            moving = Deferred()
+            session.gate.after(moving, lambda _: None)
+            d.addBoth(lambda _: moving.callback(None))
 
     def _joinHere(self, session, room: str, record: bool):
         placed = self.server.rooms.join(room, session.login, session, record)
