@@ -95,6 +95,8 @@ class Moves:
         self._move(session, participant, room.name, payload["to"], seen, False)
 
     def _move(self, session, old, room: str, node: str, seen: Roster, record: bool) -> None:
+        if session.closed:
+            return  # its streams ended with its connection
         # Its streams in the old room go on: announced in the new one once there.
         streams = [s for s in session.streams.active.values()
                    if s.published and s.participant is old]
