@@ -87,12 +87,7 @@ def test_what_a_member_sends_while_it_is_moved_waits_for_the_move(split):
     network, members = split
     (alice, aliceChannel), (bob, bobChannel) = members["a"], members["b"]
     network.nodes["b"].splits.found("r", "a")
-    for _ in range(10):  # until b's room yielded: bob's join to a is on its way
-        if "r" not in network.nodes["b"].server.rooms.rooms:
-            break
-        node, payload = network.queue.pop(0)
-        target = network.nodes[node]
-        route(payload, target.visitors, target.hosts, target.resync, target.splits)
+    yielded(network)
     assert "r" not in bob.participants and bob.gate.waiting
     command(bob, "sendMessage", roomConfig={"name": "r"}, to="alice", text="meanwhile")
     pump(network)
@@ -100,6 +95,29 @@ def test_what_a_member_sends_while_it_is_moved_waits_for_the_move(split):
                                                                "text": "meanwhile"}
     assert [s["status"] for s in bobChannel.named("DataStatusEvent")] == ["ACCEPTED"]
     assert not bob.gate.waiting
+
+
+def yielded(network) -> None:
+    """Route messages until b's room yielded: its members' joins to a are on their way."""
+    for _ in range(10):
+        if "r" not in network.nodes["b"].server.rooms.rooms:
+            return
+        node, payload = network.queue.pop(0)
+        target = network.nodes[node]
+        route(payload, target.visitors, target.hosts, target.resync, target.splits)
+    raise AssertionError("b's room did not yield")
+
+
+def test_a_member_gone_while_it_is_moved_is_not_left_there(split):
+    network, members = split
+    a = network.nodes["a"]
+    bob, _ = members["b"]
+    network.nodes["b"].splits.found("r", "a")
+    yielded(network)
+    bob.connectionLost("closed")  # before a's answer
+    pump(network)
+    assert list(a.server.rooms.rooms["r"].participants) == ["alice"]
+    assert not a.hosts.proxies
 
 
 def test_a_moved_members_stream_is_announced_in_the_older_room(split):
