@@ -97,7 +97,7 @@ CHATP99_ARGS ?= --server minimal,wcs,janus --rounds 2
 bench-chatp99: deps
 	@command -v janus >/dev/null || { apt-get update -q && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q janus; }
-	@$(PY) -c 'import psutil' 2>/dev/null || $(PIP) install -q psutil
+	@$(PY) -c 'import psutil, uvloop' 2>/dev/null || $(PIP) install -q psutil uvloop
 	$(PY) bench/chat_latency.py --shared $(SHARED_BENCH) $(CHATP99_ARGS)
 
 # The soak (tests/soak/, docs/performance.md): every kind of client at once

@@ -30,6 +30,7 @@ readers' own CPU (all of them, and the busiest, in % of one core) and the
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import multiprocessing
 import os
@@ -142,7 +143,8 @@ def runOnce(spec: str, args, serial: int = 0) -> dict:
                    "shared": str(args.shared), "mine": logins[i::args.readers],
                    "logins": logins, "total": total, "interval": 1 / (args.players * args.rate),
                    "seconds": args.seconds, "drain": args.drain,
-                   "joinTimeout": args.join_timeout, "nice": args.nice}
+                   "joinTimeout": args.join_timeout, "nice": args.nice,
+                   "loop": getattr(args, "loop", "asyncio")}
             proc = context.Process(target=reader, args=(child, job), daemon=True)
             proc.start()
             workers.append((proc, parent))
@@ -257,6 +259,10 @@ def main() -> None:
     ap.add_argument("--nice", type=int, default=0,
                     help="run the server and the readers at this nice value (e.g. -10 on a "
                          "machine others load: they then wait less for a core; root)")
+    ap.add_argument("--loop", choices=("asyncio", "uvloop"),
+                    default="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
+                    help="the readers' event loop for wcs and the minimal server (default "
+                         "uvloop when installed: half the readers' CPU of asyncio's)")
     ap.add_argument("--py-spy", metavar="DIR",
                     help="profile the server (not Janus) over each window with py-spy: "
                          "collapsed stacks to DIR/RUN-KIND.txt")
@@ -275,7 +281,8 @@ def main() -> None:
                PYTHON, os.path.abspath(__file__)] + sys.argv[1:]
         sys.exit(subprocess.call(cmd, env=dict(os.environ, **{NETNS_ENV: "1"})))
     print(f"{args.players} in a room, {args.rate:g} msg/s each, {args.seconds:g} s, "
-          f"{args.readers} reader processes, {os.cpu_count()} CPUs, nice {args.nice}", flush=True)
+          f"{args.readers} reader processes ({args.loop}), {os.cpu_count()} CPUs, "
+          f"nice {args.nice}", flush=True)
     print("| run | server | deliveries/s (got/expected) | p50 / p95 / p99 / max ms | "
           "server CPU ms per 1 000 | server % of a core | readers % of a core (busiest) | "
           "messages with a delivery over 20 ms | load 1 min | ok |")
