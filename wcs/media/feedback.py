@@ -170,7 +170,14 @@ class NackGenerator:
     that lost ones need; waiting for the latest of them (the lab's `wifi`:
     60-90 ms where 95 % came within 20) delayed every repair of the way in.
 
+    A packet lost with C{keyframe} (of a keyframe, or while players wait
+    for one) is asked for first and whatever the budget (without spending
+    credit it lacks), and not given up for want of budget: giving it up
+    drops every player to a new keyframe, one more round trip and one more
+    chance of the same (the lab's `mobile` H.264, docs/networks.md).
+
     @ivar missing: sequence number -> [noticed at, last asked at or None, tries]
+    @ivar keyframe: the missing sequence numbers of keyframes
     """
 
     INTERVAL = 0.02  # s between two batches at most
@@ -196,6 +203,7 @@ class NackGenerator:
         self.reorderWait = 0.0  # s a missing packet waits before its first NACK
         self.lateSamples: deque[tuple[float, float]] = deque(maxlen=self.REORDER_KEPT)
         self.missing: dict[int, list] = {}
+        self.keyframe: set[int] = set()
         self._call = None
         self._callAt = 0.0  # when _call fires
         # Counters (docs/media.md).
@@ -204,17 +212,20 @@ class NackGenerator:
         self.nacksGivenUp = 0  # missing packets given up
         self.nacksOverBudget = 0  # requests held back by the budget, each tick counted
         self.reordered = 0  # missing packets that came late by themselves
+        self.keyframeNacks = 0  # keyframe packets asked for past the budget
 
-    def lost(self, newest: int, gap: int) -> bool:
+    def lost(self, newest: int, gap: int, keyframe: bool = False) -> bool:
         """
         C{newest} arrived C{gap} after the previous newest: the packets
-        between are missing. False when the gap is too large to repair.
+        between are missing (with C{keyframe}, packets a keyframe may need).
+        False when the gap is too large to repair.
         """
         missing = self.missing
         if missing:
             # Entries are in the order they went missing: the oldest first.
             oldest = (newest - self.MAX_MISSING) & 0xFFFF
             while missing and not rtp.seqNewer(next(iter(missing)), oldest):
+                self.keyframe.discard(next(iter(missing)))
                 del missing[next(iter(missing))]
                 self.nacksGivenUp += 1
         if gap > self.MAX_GAP:
@@ -224,6 +235,8 @@ class NackGenerator:
         now = self.clock.seconds()
         for i in range(gap - 1, 0, -1):
             missing[(newest - i) & 0xFFFF] = [now, None, 0]
+        if keyframe:
+            self.keyframe.update((newest - i) & 0xFFFF for i in range(gap - 1, 0, -1))
         self._expireLate(now)
         # The first NACK when the reordering wait is over, not on the next
         # tick: a repair of the way in delays every player's frames.
@@ -249,6 +262,7 @@ class NackGenerator:
         entry = self.missing.pop(seq, None)
         if entry is None:
             return
+        self.keyframe.discard(seq)
         self.retransmitsReceived += 1
         now = self.clock.seconds()
         noticed, asked, tries = entry
@@ -259,6 +273,11 @@ class NackGenerator:
             self._expireLate(now, changed=True)
         elif tries == 1:
             self.rtt.sample(now - asked)
+
+    def _pastBudget(self) -> bool:
+        """A keyframe's packet asked for without the credit: counted."""
+        self.keyframeNacks += 1
+        return True
 
     def _expireLate(self, now: float, changed: bool = False) -> None:
         """L{reorderWait} from the samples of the last L{REORDER_WINDOW}."""
@@ -274,6 +293,7 @@ class NackGenerator:
 
     def reset(self) -> None:
         self.missing = {}
+        self.keyframe = set()
         self.stop()
 
     def stop(self) -> None:
@@ -293,7 +313,11 @@ class NackGenerator:
         due = now + self.INTERVAL
         firstWait = max(self.SOONEST, self.reorderWait) - self.BATCH
         retry -= self.BATCH
-        for seq, entry in self.missing.items():
+        keyframe = self.keyframe
+        # A keyframe's packets first: they spend the credit before the rest.
+        order = sorted(self.missing.items(), key=lambda item: item[0] not in keyframe) \
+            if keyframe else self.missing.items()
+        for seq, entry in order:
             noticed, asked, tries = entry
             if asked is not None and now - asked < retry:
                 due = min(due, asked + retry)
@@ -301,9 +325,11 @@ class NackGenerator:
             if asked is None and now - noticed < firstWait:
                 due = min(due, noticed + firstWait)
                 continue  # may still come by itself
-            if tries >= self.MAX_TRIES or (asked is None and now - noticed >= self.MAX_WAIT):
+            precious = seq in keyframe
+            if tries >= self.MAX_TRIES or (
+                    asked is None and now - noticed >= self.MAX_WAIT and not precious):
                 givenUp.append(seq)
-            elif self.budget.spend(octets, size):
+            elif self.budget.spend(octets, size) or precious and self._pastBudget():
                 entry[1] = now
                 entry[2] = tries + 1
                 batch.append(seq)
@@ -313,6 +339,7 @@ class NackGenerator:
                     givenUp.append(seq)
         for seq in givenUp:
             del self.missing[seq]
+            keyframe.discard(seq)
         if batch:
             self.nacksSent += len(batch)
             self.send(batch)

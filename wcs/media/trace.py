@@ -19,7 +19,11 @@ for the way out), then numbers:
   last resend, WAIT: the round trip waited, ms); C{defer}: a first NACK left
   for its repeat (C{media_player_nack_reserve}), C{early}: a repeat within
   the round trip answered (C{media_player_early_repeat}); C{held PLAYER OUT}:
-  its first NACK held for reordering.
+  its first NACK held for reordering;
+- C{giveup SSRC N}: the way in gave packets up (N: given up so far), every
+  player drops to the next keyframe; C{ppli SSRC NEWEST}: we asked the
+  publisher for a keyframe (NEWEST: its newest number then); C{key SSRC
+  SEQ}: a keyframe started with SEQ.
 """
 
 from __future__ import annotations
