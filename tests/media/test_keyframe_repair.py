@@ -11,7 +11,7 @@ from tests.media.test_feedback import SIZE, _Generator, _seqs
 from tests.media.test_rtp import _Wire
 from wcs.media import rtp
 from wcs.media.feedback import NackGenerator
-from wcs.media.track import IncomingTrack, Subscription
+from wcs.media.track import RESTART_SKIP, IncomingTrack, Subscription
 
 
 def _packet(seq: int, keyframe: bool = False, frame: int | None = None) -> bytes:
@@ -135,3 +135,34 @@ def test_keyframeAskedAgainUntilItStarts():
         seq += 1
         track.rtpReceived(_packet(seq))
     assert _plis(wire) == asked + 2
+
+
+def test_startedOnASecondSliceStartsAgainOnTheFirst():
+    """
+    A waiting player starts on a keyframe packet (an IDR's second slice
+    that came first); the frame's earlier keyframe packet (its SPS, the
+    first slice) comes after: the player starts again there, its numbering
+    jumping past what it had, and gets the frame whole, in order.
+    """
+    clock = Clock()
+    _, track, player, subscription = _room(clock)
+    track.rtpReceived(_packet(1, keyframe=True))
+    subscription.restart(skip=True)
+    sent = len(player.sent)
+    track.rtpReceived(_packet(14, keyframe=True, frame=10))  # slice 2 first
+    track.rtpReceived(_packet(15, frame=10))
+    assert subscription.started and len(player.sent) == sent + 2
+    track.rtpReceived(_packet(10, keyframe=True, frame=10))  # the frame's first
+    for seq in (11, 12, 13):
+        track.rtpReceived(_packet(seq, frame=10))
+    track.rtpReceived(_packet(16))
+    out = _seqs(player)[sent + 2:]
+    assert track.restarts == 1 and subscription.skipped == 2 * RESTART_SKIP
+    # 10, then 14 and 15 again (caught up), then 11-13 late, then 16: one
+    # numbering from the frame's first packet, no hole.
+    assert sorted(out) == [(out[0] + i) & 0xFFFF for i in range(7)]
+    assert (out[0] - _seqs(player)[sent + 1]) & 0xFFFF > RESTART_SKIP
+    # The next keyframe of another frame starts nobody again.
+    track.rtpReceived(_packet(17, keyframe=True, frame=17))
+    track.rtpReceived(_packet(9, keyframe=True, frame=10))  # very late: forwarded once
+    assert track.restarts == 1

@@ -190,6 +190,10 @@ class IncomingTrack(Track):
         self.keyframeAwaited = False  # asked for after a give-up, not started yet
         self.keyframeRetries = 0  # ... asked for again (counted)
         self.lateStarts = 0  # players started on a late keyframe start, caught up
+        self.restarts = 0  # ... started again on an earlier packet of their first frame
+        # The RTP time of the last keyframe packet and who started on which
+        # of its numbers (L{_keyframeArrived}).
+        self.begun: tuple[int | None, dict] = (None, {})
         # The last RECENT packets as forwarded (seq, then fanout's arguments).
         self.recent: list[tuple | None] = [None] * self.RECENT
         self.rtx = None  # a wcs.media.rtx.RtxReceiver when the publisher resends as RTX
@@ -252,16 +256,43 @@ class IncomingTrack(Track):
         marker = second & rtp.MARKER_BIT
         if self.subscribers:
             args = (data[0] & rtp.PADDING_BIT, marker, seq, timestamp, payload, keyframe)
-            # A keyframe start older than the newest: a repair of it.
-            late = keyframe and self._startsKeyframe is not None and seq != self.maxSeq
-            waiting = [s for s in self.subscribers if not s.started] if late else ()
-            self.fanout(*args)
-            self.recent[seq % self.RECENT] = args
-            for subscription in waiting:
-                if subscription.started:
-                    self._catchUp(subscription, seq)
+            if keyframe and self._startsKeyframe is not None:
+                self._keyframeArrived(args)
+            else:
+                self.fanout(*args)
+                self.recent[seq % self.RECENT] = args
         if self._frameListener is not None:
             self._frameListener(seq, timestamp, marker, payload)
+
+    def _keyframeArrived(self, args: tuple) -> None:
+        """
+        Forward a packet a player may start on (C{args}: fanout's). On a
+        jittery link it may come after later packets of its frame: a
+        waiting player that starts on it gets those (L{_catchUp}); and a
+        player that started on a later one of this frame (the start of an
+        IDR's second slice that came first: it lacks the first slice and
+        the SPS) starts again from this one, its numbering jumping past
+        what it has (L{Subscription.restart}).
+        """
+        seq, timestamp = args[2], args[3]
+        subscribers = self.subscribers
+        waiting = [s for s in subscribers if not s.started]
+        begun = self.begun
+        if begun[0] == timestamp:
+            for subscription, first in begun[1].items():
+                if subscription.started and rtp.seqNewer(first, seq) and subscription in subscribers:
+                    subscription.restart(skip=True)
+                    self.restarts += 1
+                    waiting.append(subscription)
+        else:
+            begun = self.begun = (timestamp, {})
+        self.fanout(*args)
+        self.recent[seq % self.RECENT] = args
+        for subscription in waiting:
+            if subscription.started:
+                begun[1][subscription] = seq
+                if seq != self.maxSeq:
+                    self._catchUp(subscription, seq)
 
     def _catchUp(self, subscription: Subscription, start: int) -> None:
         """
