@@ -166,3 +166,24 @@ def test_startedOnASecondSliceStartsAgainOnTheFirst():
     track.rtpReceived(_packet(17, keyframe=True, frame=17))
     track.rtpReceived(_packet(9, keyframe=True, frame=10))  # very late: forwarded once
     assert track.restarts == 1
+
+
+def test_noRepairFromBeforeTheStart():
+    """
+    A repair of the way in older than the keyframe a player started on is
+    not sent to it (100 or more behind, aiortc would drop all it holds); a
+    late packet after the start still is.
+    """
+    clock = Clock()
+    _, track, player, subscription = _room(clock)
+    track.rtpReceived(_packet(1, keyframe=True))
+    subscription.restart(skip=True)
+    for seq in range(3, 150):  # 2 lost; the player waits for a keyframe
+        track.rtpReceived(_packet(seq))
+    track.rtpReceived(_packet(150, keyframe=True))
+    track.rtpReceived(_packet(152))
+    sent = len(player.sent)
+    track.rtpReceived(_packet(2))  # repaired, 148 before the start
+    assert len(player.sent) == sent and subscription.beforeStart == 1
+    track.rtpReceived(_packet(151))
+    assert len(player.sent) == sent + 1
