@@ -187,3 +187,18 @@ def test_noRepairFromBeforeTheStart():
     assert len(player.sent) == sent and subscription.beforeStart == 1
     track.rtpReceived(_packet(151))
     assert len(player.sent) == sent + 1
+
+
+def test_numbersRunPastHalfTheSpaceAfterTheStart():
+    """
+    Numbers run on past packets lost on the way in: 0x8000 and more after
+    the start, packets still go out (a check by packets sent dropped every
+    packet there, in the model's 300 s runs).
+    """
+    clock = Clock()
+    _, track, player, subscription = _room(clock)
+    track.fanout(0, 0, 0, 0, b"key", True)
+    for seq in range(2, 0x10000 + 400, 3):  # two of three lost
+        track.fanout(0, 0, seq & 0xFFFF, seq * 3000, b"delta", False)
+    assert len(player.sent) == 1 + len(range(2, 0x10000 + 400, 3))
+    assert subscription.beforeStart == 0

@@ -71,10 +71,8 @@ class Subscription:
         # packet before it needs no repair (the player decodes from it).
         self.keyframeSeq = 0
         self.keyframePacket = -0x10000
-        # Where it started (our number, self.packets then): what is older
-        # is not sent (forward).
+        # Where it started (our number): what is older is not sent (forward).
         self.startSeq = self.nextSeq
-        self.startPacket = -0x10000
         self.beforeStart = 0  # late packets from before its start, not sent
         # What was sent, for NACKs: the header, ours, and the payload, which
         # is the same object for every player of the track (a copy per
@@ -140,9 +138,11 @@ class Subscription:
             self._begin(seq, timestamp)
         outSeq = (seq + self.seqDelta) & 0xFFFF
         slot = outSeq % HISTORY
-        if rtp.seqNewer(self.startSeq, outSeq) and self.packets - self.startPacket < 0x8000:
+        behind = (self.lastSeq - outSeq) & 0xFFFF
+        if behind < 0x8000 and behind > (self.lastSeq - self.startSeq) & 0xFFFF:
             # A late repair from before the keyframe it started on: no use to
             # it, and 100 or more behind, aiortc drops all it holds for it.
+            # (Measured from the newest: numbers run on past lost packets.)
             self.beforeStart += 1
             return
         if self.hold.eager and rtp.seqNewer(self.lastSeq, outSeq):
@@ -173,7 +173,7 @@ class Subscription:
         # (a new publisher SSRC) looks like a gap-free stream to the player.
         self.seqDelta = (self.nextSeq - seq) & 0xFFFF
         self.tsDelta = (self.nextTs - timestamp) & 0xFFFFFFFF
-        self.startSeq, self.startPacket = self.nextSeq, self.packets
+        self.startSeq = self.nextSeq
         self.started = True
         if self.track.lastSenderReport is not None:
             # Lip sync from the first picture, not from the next report.
