@@ -202,3 +202,17 @@ def test_numbersRunPastHalfTheSpaceAfterTheStart():
         track.fanout(0, 0, seq & 0xFFFF, seq * 3000, b"delta", False)
     assert len(player.sent) == 1 + len(range(2, 0x10000 + 400, 3))
     assert subscription.beforeStart == 0
+
+
+def test_packetsLeftBehindAreGivenUp():
+    """
+    A missing packet that falls MAX_MISSING behind the newest before its
+    tries ran out (the timer ran late) is given up like any: the players
+    drop to a keyframe instead of waiting on its hole.
+    """
+    g = _Generator()
+    g.receive(10)
+    n = g.generator
+    n.lost(10, 2)  # 9
+    n.lost(10 + NackGenerator.MAX_MISSING + 2, 2)  # 9 is now too far behind
+    assert 9 not in n.missing and n.nacksGivenUp == 1 and g.gaveUp == 1

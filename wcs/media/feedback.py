@@ -221,13 +221,20 @@ class NackGenerator:
         False when the gap is too large to repair.
         """
         missing = self.missing
+        evicted = 0
         if missing:
             # Entries are in the order they went missing: the oldest first.
             oldest = (newest - self.MAX_MISSING) & 0xFFFF
             while missing and not rtp.seqNewer(next(iter(missing)), oldest):
                 self.keyframe.discard(next(iter(missing)))
                 del missing[next(iter(missing))]
-                self.nacksGivenUp += 1
+                evicted += 1
+            if evicted:
+                # Given up as surely as after MAX_TRIES (a late loop, the
+                # lab at load 20: players waited on these holes until
+                # aiortc's buffer overflowed): the players must know.
+                self.nacksGivenUp += evicted
+                self.gaveUp()
         if gap > self.MAX_GAP:
             self.nacksGivenUp += gap - 1
             self.gaveUp()
