@@ -216,3 +216,35 @@ def test_packetsLeftBehindAreGivenUp():
     n.lost(10, 2)  # 9
     n.lost(10 + NackGenerator.MAX_MISSING + 2, 2)  # 9 is now too far behind
     assert 9 not in n.missing and n.nacksGivenUp == 1 and g.gaveUp == 1
+
+
+def test_giveUpBeforeAPlayersStartDoesNotDropIt():
+    """
+    Packets given up from before the keyframe a player started on: it
+    needs none of them, so it is not dropped again (nor a keyframe asked
+    for); a player that was already playing before them is.
+    """
+    clock = Clock()
+    wire, track, player, subscription = _room(clock)
+    old = Subscription(track, _Wire(), ssrc=0x4321, payloadType=100)
+    track.rtpReceived(_packet(1, keyframe=True))
+    old.attach()  # waits for the next keyframe
+    track.rtpReceived(_packet(2))
+    track.rtpReceived(_packet(4))  # 3 lost: only `subscription` plays
+    track.rtpReceived(_packet(5, keyframe=True))  # `old` starts here
+    for seq in range(6, 40):
+        track.rtpReceived(_packet(seq))
+        clock.advance(0.02)
+    asked = _plis(wire)
+    track.nacks.lastGivenUp = [3]
+    track._wayInGivenUp()
+    assert old.started and not subscription.started  # only the one that needs 3 drops
+    assert _plis(wire) == asked + 1
+    subscription.restart()  # now nobody needs 3
+    track.rtpReceived(_packet(40, keyframe=True))
+    track.rtpReceived(_packet(41))
+    clock.advance(1)
+    asked = _plis(wire)
+    track._wayInGivenUp()
+    assert old.started and subscription.started and _plis(wire) == asked
+    assert not track.keyframeAwaited

@@ -204,6 +204,8 @@ class NackGenerator:
         self.lateSamples: deque[tuple[float, float]] = deque(maxlen=self.REORDER_KEPT)
         self.missing: dict[int, list] = {}
         self.keyframe: set[int] = set()
+        # What the last gaveUp() was for (empty: a gap too large to list).
+        self.lastGivenUp: list[int] = []
         self._call = None
         self._callAt = 0.0  # when _call fires
         # Counters (docs/media.md).
@@ -221,22 +223,24 @@ class NackGenerator:
         False when the gap is too large to repair.
         """
         missing = self.missing
-        evicted = 0
         if missing:
             # Entries are in the order they went missing: the oldest first.
             oldest = (newest - self.MAX_MISSING) & 0xFFFF
+            evicted = []
             while missing and not rtp.seqNewer(next(iter(missing)), oldest):
-                self.keyframe.discard(next(iter(missing)))
-                del missing[next(iter(missing))]
-                evicted += 1
+                evicted.append(next(iter(missing)))
+                self.keyframe.discard(evicted[-1])
+                del missing[evicted[-1]]
             if evicted:
                 # Given up as surely as after MAX_TRIES (a late loop, the
                 # lab at load 20: players waited on these holes until
                 # aiortc's buffer overflowed): the players must know.
-                self.nacksGivenUp += evicted
+                self.nacksGivenUp += len(evicted)
+                self.lastGivenUp = evicted
                 self.gaveUp()
         if gap > self.MAX_GAP:
             self.nacksGivenUp += gap - 1
+            self.lastGivenUp = []
             self.gaveUp()
             return False
         now = self.clock.seconds()
@@ -354,4 +358,5 @@ class NackGenerator:
             self._schedule(now, due)
         if givenUp:
             self.nacksGivenUp += len(givenUp)
+            self.lastGivenUp = givenUp
             self.gaveUp()

@@ -138,11 +138,9 @@ class Subscription:
             self._begin(seq, timestamp)
         outSeq = (seq + self.seqDelta) & 0xFFFF
         slot = outSeq % HISTORY
-        behind = (self.lastSeq - outSeq) & 0xFFFF
-        if behind < 0x8000 and behind > (self.lastSeq - self.startSeq) & 0xFFFF:
+        if self._beforeStart(outSeq):
             # A late repair from before the keyframe it started on: no use to
             # it, and 100 or more behind, aiortc drops all it holds for it.
-            # (Measured from the newest: numbers run on past lost packets.)
             self.beforeStart += 1
             return
         if self.hold.eager and rtp.seqNewer(self.lastSeq, outSeq):
@@ -181,6 +179,15 @@ class Subscription:
         if self.onStarted is not None:
             started, self.onStarted = self.onStarted, None
             started()
+
+    def _beforeStart(self, outSeq: int) -> bool:
+        # Measured from the newest: numbers run on past lost packets.
+        behind = (self.lastSeq - outSeq) & 0xFFFF
+        return behind < 0x8000 and behind > (self.lastSeq - self.startSeq) & 0xFFFF
+
+    def isBeforeStart(self, seq: int) -> bool:
+        """Whether the track's packet C{seq} is older than where this player started."""
+        return self._beforeStart((seq + self.seqDelta) & 0xFFFF)
 
     def restart(self, skip: bool = False) -> None:
         """

@@ -366,14 +366,25 @@ class IncomingTrack(Track):
         the keyframe asked for included, until 512 packets passed (the lab's
         `mobile` H.264: each give-up froze all players 1.3-2.8 s, then their
         buffers let out undecodable frames; docs/networks.md), so the players
-        drop to that keyframe: their numbering jumps past the hole.
+        drop to that keyframe: their numbering jumps past the hole. Not a
+        player that started after every packet given up (on a keyframe
+        since): it needs none of them, and dropping it again for packets
+        of before its start made give-ups cascade (the lab's `mobile` VP8,
+        docs/networks.md).
         """
         if self.trace is not None:
             self.trace.event("giveup", self.ssrc or 0, self.nacks.nacksGivenUp)
+        given = self.nacks.lastGivenUp
+        dropped = 0
         for subscription in self.subscribers:
+            if given and subscription.started and all(
+                    subscription.isBeforeStart(seq) for seq in given):
+                continue
             subscription.restart(skip=True)
-        self.keyframeAwaited = bool(self.subscribers)
-        self.requestKeyframe()
+            dropped += 1
+        self.keyframeAwaited = dropped > 0
+        if dropped or self._frameListener is not None or not self.subscribers:
+            self.requestKeyframe()
 
     def _sendNack(self, lost: list[int]) -> None:
         if self.ssrc is not None:
