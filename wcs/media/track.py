@@ -6,7 +6,9 @@ The hot path is L{IncomingTrack.rtpReceived} then L{Subscription.forward}
 for each player: read the header fields, rewrite SSRC, sequence number,
 timestamp and payload type into a fresh 12-byte header, SRTP-protect, send.
 No payload is parsed beyond the keyframe check of video, nothing is
-decoded, no object is made per packet but the packet's bytes.
+decoded, no object is made per packet but the packet's bytes and, for a
+publisher's track with players, the tuple of its fields kept for a late
+keyframe start (L{IncomingTrack.recent}).
 """
 
 from __future__ import annotations
