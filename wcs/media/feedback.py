@@ -62,6 +62,7 @@ class FeedbackPolicy:
     playerStall: float = 0.0  # s (wcs.media.stall); 0: off, as the setting's default
     playerNackReserve: float = 0.0  # of the player's burst, kept from first NACKs
     playerEarlyRepeat: bool = False  # answer a webrtc.org player's repeat within the RTT
+    nackCopies: int = 1  # each NACK to an RTX publisher sent this often (wcs.media.track)
 
     @classmethod
     def fromSettings(cls, settings) -> "FeedbackPolicy":
@@ -74,7 +75,8 @@ class FeedbackPolicy:
                    PacketTrace.fromSettings(settings),
                    settings.media_player_stall / 1000,
                    settings.media_player_nack_reserve / 100,
-                   bool(settings.media_player_early_repeat))
+                   bool(settings.media_player_early_repeat),
+                   getattr(settings, "media_nack_copies", 1))
 
 
 class RoundTrip:

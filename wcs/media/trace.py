@@ -11,7 +11,8 @@ for the way out), then numbers:
 - C{in SSRC SEQ}: a publisher's video packet arrived (C{late SSRC SEQ}:
   one older than the newest, a repair or reordered; C{gap SSRC FIRST N}:
   N packets from FIRST went missing);
-- C{pnack SSRC SEQ...}: we NACKed the publisher;
+- C{pnack SSRC SEQ...}: we NACKed the publisher; C{giveup SSRC N}: we gave
+  up packets of its (N given up so far); C{pli SSRC}: we asked it for a keyframe;
 - C{fwd PLAYER OUT SRC SSRC}: sent to a player as its number OUT (the
   publisher's SRC on its SSRC); C{nack PLAYER OUT...}: the player's NACK as received;
   C{rs PLAYER OUT SINCE WAIT}: resent; C{soon}, C{budget}: refused as sent
