@@ -29,7 +29,7 @@ from wcs.media.feedback import RoundTrip
 
 STARTED = 0.25  # s after the last frame: a NACK then is for what the picture waits for
 LATE_IN = 0.15  # s: forwarded this much after the packet that followed it: late on the way in
-RESENT = ("rs", "early")  # trace events that sent the player a copy
+RESENT = ("rs",)  # trace events that sent the player a copy
 
 
 class Leg:
@@ -157,7 +157,7 @@ def readTrace(path: str) -> tuple[dict[int, Leg], dict[int, list[float]], dict[i
             leg = legs[stream]
             for seq in numbers:
                 leg.nacks[leg.ext(seq)].append(t)
-        elif name in ("rs", "early", "soon", "budget", "defer"):
+        elif name in ("rs", "soon", "budget"):
             leg = legs[stream]
             leg.answers[leg.ext(numbers[0])].append((t, name))
         elif name == "pnack":
@@ -167,7 +167,7 @@ def readTrace(path: str) -> tuple[dict[int, Leg], dict[int, list[float]], dict[i
     return legs, pnacks, ways
 
 
-def explain(leg: Leg, pnacks, ways, t0: float, t1: float) -> tuple[str, str, str]:
+def explain(leg: Leg, pnacks, ways, t0: float, t1: float) -> tuple[str, str, tuple]:
     """(cause, details) of a freeze from t0 to t1 on this leg."""
     # What the picture waited for: packets missing when it stopped (NACKed
     # from a little before to a little after its last frame: Chromium NACKs
@@ -175,7 +175,7 @@ def explain(leg: Leg, pnacks, ways, t0: float, t1: float) -> tuple[str, str, str
     asked = {ext for ext, times in leg.nacks.items() if any(t0 - 0.3 <= t <= t0 + STARTED
                                                               for t in times)}
     if not asked:
-        return "no NACK", "no NACK of this player around its start", ""
+        return "no NACK", "no NACK of this player around its start", ()
 
     def delivered(ext):  # our last copy before the end (forward or resend)
         times = [t for t, e in leg.answers.get(ext, ()) if e in RESENT and t <= t1]
@@ -200,15 +200,15 @@ def explain(leg: Leg, pnacks, ways, t0: float, t1: float) -> tuple[str, str, str
                f"{'%+.2f' % (first - t0) if first else '-'} s; ours: resent {len(resends)}"
                + (f" (first {(resends[0] - first) * 1000:.0f} ms after its first NACK)"
                   if resends and first else "") +
-               f", too soon {answers['soon']}, over budget {answers['budget']}, "
-               f"left for its repeat {answers['defer']}; "
+               f", too soon {answers['soon']}, over budget {answers['budget']}"
+               "; "
                f"its last copy out {delivered(culprit) - t1:+.2f} s from the freeze's end")
     if sent is None or sent[0] > t1:
         cause = "not forwarded before the end (keyframe drop or way in)"
     elif late >= LATE_IN or ours:
         cause = "way in (lost on the publisher's uplink)"
         verdict, story = ways[sent[2]].story(src, t0, t1)
-        return cause, details + "\n    " + story, verdict
+        return cause, details + "\n    " + story, (verdict, sent[2], src)
     elif answers["budget"]:
         cause = "ours: refused over the player's budget"
     elif len(resends) >= 2:
@@ -217,7 +217,7 @@ def explain(leg: Leg, pnacks, ways, t0: float, t1: float) -> tuple[str, str, str
         cause = "player's link: one resend"
     else:
         cause = "no resend before the end"
-    return cause, details, ""
+    return cause, details, ()
 
 
 def main() -> int:
@@ -226,7 +226,7 @@ def main() -> int:
     parser.add_argument("trace", help="the server's media_trace_file of the same runs")
     args = parser.parse_args()
     legs, pnacks, ways = readTrace(args.trace)
-    causes, verdicts = Counter(), Counter()
+    causes, verdicts = Counter(), set()
     with open(args.json) as lines:
         runs = [json.loads(line) for line in lines if line.strip()]
     for run in runs:
@@ -244,10 +244,10 @@ def main() -> int:
                 others = [str(i) for i, other in enumerate(players) if i != index and any(
                     a < t1 and b > t0 for a, b in other.get("freezeSpans", []))]
                 cause, details, verdict = explain(leg, pnacks, ways, t0, t1) if leg \
-                    else ("no trace", "", "")
+                    else ("no trace", "", ())
                 causes[cause] += 1
-                if verdict:
-                    verdicts[verdict] += 1
+                if verdict:  # once per publisher packet, however many players waited
+                    verdicts.add(verdict)
                 run[cause] += 1
                 alone += not others
                 print(f"player {index} frozen {t0 - start:6.2f}-{t1 - start:6.2f} s "
@@ -256,8 +256,9 @@ def main() -> int:
         print(f"## {sum(run.values())} freezes, {alone} of one player alone; "
               + "; ".join(f"{n} {cause}" for cause, n in run.most_common()))
     print("causes: " + "; ".join(f"{n} {cause}" for cause, n in causes.most_common()))
-    print("way-in packets waited for: " + "; ".join(
-        f"{n} {verdict}" for verdict, n in verdicts.most_common()))
+    byVerdict = Counter(verdict for verdict, *_ in verdicts)
+    print("packets lost on the way in that freezes waited for: " + "; ".join(
+        f"{n} {verdict}" for verdict, n in byVerdict.most_common()))
     return 0
 
 

@@ -17,9 +17,7 @@ for the way out), then numbers:
   publisher's SRC on its SSRC); C{nack PLAYER OUT...}: the player's NACK as received;
   C{rs PLAYER OUT SINCE WAIT}: resent; C{soon}, C{budget}: refused as sent
   within a round trip, or over the player's share (SINCE: ms since its
-  last resend, WAIT: the round trip waited, ms); C{defer}: a first NACK left
-  for its repeat (C{media_player_nack_reserve}), C{early}: a repeat within
-  the round trip answered (C{media_player_early_repeat}); C{held PLAYER OUT}:
+  last resend, WAIT: the round trip waited, ms); C{held PLAYER OUT}:
   its first NACK held for reordering.
 """
 
