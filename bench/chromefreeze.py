@@ -109,6 +109,23 @@ class WayIn:
             now = (smoothed, retry)
         return now
 
+    def summary(self) -> str:
+        """The leg's repairs: on which try they came, and how long after the gap."""
+        nacked = [e for e, nacks in self.nacks.items() if e in self.missingAt]
+        repaired = [e for e in nacked if self.arrived.get(e, -1) >= self.nacks[e][0]]
+        tries = Counter(min(3, sum(n <= self.arrived[e] for n in self.nacks[e])) for e in repaired)
+        never = sum(e not in self.arrived for e in nacked)
+
+        def ms(values):
+            values = sorted(values)
+            return "/".join(f"{values[int(q * (len(values) - 1))] * 1000:.0f}" if values else "-"
+                            for q in (0.5, 0.95))
+        return (f"{len(self.arrived)} packets, {len(nacked)} NACKed: {len(repaired)} repaired "
+                f"({tries[1]} on the first try, {tries[2]} on the second, {tries[3]} later; "
+                f"{100 * tries[1] / max(1, len(repaired)):.0f} % first), {never} never came; "
+                f"gap to first NACK p50/p95 {ms(self.nacks[e][0] - self.missingAt[e] for e in nacked)}"
+                f" ms, gap to repaired {ms(self.arrived[e] - self.missingAt[e] for e in repaired)} ms")
+
     def story(self, src: int, t0: float, t1: float) -> tuple[str, str]:
         """(verdict, details) of publisher packet C{src}, for a freeze from t0 to t1."""
         ext = self.wrap.get(src)
@@ -257,6 +274,8 @@ def main() -> int:
               + "; ".join(f"{n} {cause}" for cause, n in run.most_common()))
     print("causes: " + "; ".join(f"{n} {cause}" for cause, n in causes.most_common()))
     byVerdict = Counter(verdict for verdict, *_ in verdicts)
+    for index, way in enumerate(way for way in ways.values() if way.arrived):
+        print(f"publisher leg {index + 1} (in the trace's order, as the wcs runs): {way.summary()}")
     print("packets lost on the way in that freezes waited for: " + "; ".join(
         f"{n} {verdict}" for verdict, n in byVerdict.most_common()))
     return 0
