@@ -13,7 +13,6 @@ from wcs.media import rtp
 from wcs.media.feedback import FeedbackPolicy, NackGenerator, RetransmitBudget, RoundTrip
 from wcs.media.ice import IceConnection, PortRange
 from wcs.media.internals import RTCCertificate, RtcpReceiverInfo, RtcpRrPacket
-from wcs.media.rtx import RtxReceiver
 from wcs.media.track import RESTART_SKIP, IncomingTrack, Subscription
 from wcs.media.transport import MediaTransport
 
@@ -155,42 +154,6 @@ def test_incomingTrackGivesUpToKeyframe():
     assert kinds == ["RtcpRtpfbPacket"] * NackGenerator.MAX_TRIES + ["RtcpPsfbPacket"]
     assert track.nacks.nacksGivenUp == 1 and track.keyframeRequests == 1
     assert track.missing == set()
-
-
-def test_nackCopiesToAnRtxPublisher():
-    """
-    With media_nack_copies=2, a NACK to a publisher that resends on RTX goes
-    again NACK_COPY_DELAY later (one lost NACK does not cost a round trip);
-    to one that resends on the media SSRC once (its copy would reach every
-    player twice); a copy not yet sent when the track ends is not sent.
-    """
-    def nacks(rtx, copies, end=False):
-        clock, wire = Clock(), _Wire()
-        wire.rtcpSsrc = 99
-        track = IncomingTrack(wire, "video", "VP8", 90000, 96, 5, clock=clock,
-                              policy=FeedbackPolicy(nackCopies=copies))
-        if rtx:
-            track.rtx = RtxReceiver(track, 97, 6)
-        for seq in [1, 2, 4]:  # 3 lost
-            track.rtpReceived(_packet(seq, seq == 1))
-        clock.advance(NackGenerator.INTERVAL)  # the first NACK
-        sent = [p.lost for data in wire.rtcp for p in RtcpPacket.parse(data)]
-        if end:
-            track.end()
-        clock.advance(IncomingTrack.NACK_COPY_DELAY)
-        return sent, [p.lost for data in wire.rtcp for p in RtcpPacket.parse(data)]
-
-    assert nacks(rtx=True, copies=2) == ([[3]], [[3], [3]])
-    assert nacks(rtx=True, copies=1) == ([[3]], [[3]])
-    assert nacks(rtx=False, copies=2) == ([[3]], [[3]])
-    assert nacks(rtx=True, copies=2, end=True) == ([[3]], [[3]])
-
-
-def test_nackCopiesSetting():
-    settings = Settings()
-    assert FeedbackPolicy.fromSettings(settings).nackCopies == 1
-    settings.media_nack_copies = 2
-    assert FeedbackPolicy.fromSettings(settings).nackCopies == 2
 
 
 def test_wayInGivenUpDropsPlayersToKeyframe():

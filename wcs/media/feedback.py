@@ -52,7 +52,6 @@ class FeedbackPolicy:
     burst: int = 32768  # bytes a budget may save up (RetransmitBudget.BURST)
     trace: PacketTrace | None = None  # the lab's per-packet trace (wcs.media.trace)
     playerStall: float = 0.0  # s (wcs.media.stall); 0: off, as the setting's default
-    nackCopies: int = 1  # each NACK to an RTX publisher sent this often (wcs.media.track)
 
     @classmethod
     def fromSettings(cls, settings) -> "FeedbackPolicy":
@@ -63,8 +62,7 @@ class FeedbackPolicy:
                    settings.media_player_reorder_wait / 1000,
                    settings.media_retransmit_burst * 1024,
                    PacketTrace.fromSettings(settings),
-                   settings.media_player_stall / 1000,
-                   getattr(settings, "media_nack_copies", 1))
+                   settings.media_player_stall / 1000)
 
 
 class RoundTrip:

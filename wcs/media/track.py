@@ -15,7 +15,6 @@ from typing import Callable
 
 from twisted.logger import Logger
 
-from wcs.config import Key, declare
 from wcs.media import rtp
 from wcs.media.feedback import FeedbackPolicy, NackGenerator, RetransmitBudget
 from wcs.media.internals import RtcpReceiverInfo, RtcpSrPacket
@@ -23,13 +22,6 @@ from wcs.media.liveness import LoopClock
 from wcs.media.subscription import DEFAULT_POLICY, HISTORY, RESTART_SKIP, Subscription
 
 __all__ = ["Track", "IncomingTrack", "Subscription", "HISTORY", "RESTART_SKIP", "DEFAULT_POLICY"]
-
-declare(
-    Key("media_nack_copies", "int", 1,
-        "2: each NACK to a publisher that resends on RTX goes twice, the copy "
-        "NACK_COPY_DELAY later, so that one lost NACK (or one lost resend: it answers "
-        "both) does not cost a round trip; 1: once"),
-)
 
 
 class Track:
@@ -189,7 +181,6 @@ class IncomingTrack(Track):
                                    RetransmitBudget(policy.share, policy.burst),
                                    lambda: (self.octets, self.received))
         self.trace = policy.trace if kind == "video" else None  # wcs.media.trace
-        self.nackCopies: dict[int, object] = {}  # pending copies of NACKs (media_nack_copies)
         self.lastTimestamp: int | None = None
         self.reported = (0, 0)  # expected, received at the last report
         self.senderReportAt: tuple[int, float] | None = None
@@ -282,27 +273,11 @@ class IncomingTrack(Track):
             subscription.restart(skip=True)
         self.requestKeyframe()
 
-    NACK_COPY_DELAY = 0.01  # s: apart from the first, as a link's losses come in bursts
-
     def _sendNack(self, lost: list[int]) -> None:
         if self.ssrc is not None:
             if self.trace is not None:
                 self.trace.event("pnack", self.ssrc, *lost)
-            packet = rtp.nack(self.transport.rtcpSsrc, self.ssrc, lost)
-            self.transport.sendRtcp(packet)
-            # A NACK or its resend lost costs the packet our retry (RTT + 2
-            # variations) and another round trip: on `mobile` most freezes of
-            # Chromium players waited for such a packet (docs/networks.md).
-            # Not to a publisher that resends on the media SSRC: its second
-            # copy would reach every player (an RTX one is dropped as unasked).
-            if self.policy.nackCopies > 1 and self.rtx is not None:
-                key = id(packet)
-                self.nackCopies[key] = self.clock.callLater(
-                    self.NACK_COPY_DELAY, self._sendNackCopy, key, packet)
-
-    def _sendNackCopy(self, key: int, packet: bytes) -> None:
-        del self.nackCopies[key]
-        self.transport.sendRtcp(packet)
+            self.transport.sendRtcp(rtp.nack(self.transport.rtcpSsrc, self.ssrc, lost))
 
     # s: a publisher's sender reports go on to the players at most this
     # often. Each one is a report to every player: a publisher sending
@@ -359,9 +334,6 @@ class IncomingTrack(Track):
 
     def end(self) -> None:
         self.nacks.stop()
-        copies, self.nackCopies = self.nackCopies, {}
-        for call in copies.values():
-            call.cancel()
         super().end()
 
     @property
