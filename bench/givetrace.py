@@ -2,7 +2,7 @@
 What the players waited for after the way in gave packets up: for each
 C{giveup} event of the server's trace (C{media_trace_file}) and each lab
 player (C{NETLAB_PLAYER_TRACE}), a timeline from the give-up: our keyframe
-requests to the publisher (C{ppli}, this tree's trace), the keyframe's first
+requests to the publisher (C{pli}), the keyframe's first
 packet (C{key}; in an older trace, the first packet forwarded after the
 give-up), the packets after it that reached us before it (a waiting player
 dropped those: on main it never got them), what we forwarded to the player
@@ -28,7 +28,7 @@ def readServer(path):
     with open(path) as f:
         for line in f:
             parts = line.split()
-            if len(parts) >= 3 and parts[1] in ("giveup", "ppli", "key", "in", "pnack", "fwd"):
+            if len(parts) >= 3 and parts[1] in ("giveup", "pli", "key", "in", "pnack", "fwd"):
                 ev[parts[1]].append((float(parts[0]), [int(x) for x in parts[2:]]))
     return ev
 
@@ -39,7 +39,7 @@ def ms(t, t0):
 
 def timeline(ev, players, giveAt, keyframeGap=0.05):
     print(f"== give-up at {giveAt:.3f}")
-    plis = [t for t, _ in ev["ppli"] if giveAt - 0.6 <= t <= giveAt + 5]
+    plis = [t for t, _ in ev["pli"] if giveAt - 0.6 <= t <= giveAt + 5]
     print("  our PLIs to the publisher (ms from the give-up):", [ms(t, giveAt) for t in plis]
           or "(not traced: an older tree)")
     # The keyframe's first packet: traced, or the first packet forwarded after.
@@ -101,7 +101,7 @@ def main() -> int:
     players = [(os.path.basename(p)[:-5], json.load(open(p)))
                for p in sorted(glob.glob(os.path.join(args.players, "player*.json")))]
     gives = [t for t, _ in ev["giveup"]]
-    print(f"{len(gives)} give-up(s); {len(ev['ppli'])} PLIs to the publisher, "
+    print(f"{len(gives)} give-up(s); {len(ev['pli'])} PLIs to the publisher, "
           f"{len(ev['key'])} keyframe starts traced")
     for t in gives:
         timeline(ev, players, t)

@@ -29,14 +29,6 @@ declare(
     Key("media_player_retransmit_share", "int", 60,
         "percent of the bytes a player was sent that we may resend to it on its NACKs; "
         "0: no retransmission to players"),
-    Key("media_player_nack_reserve", "int", 0,
-        "percent of a player's retransmission credit (media_retransmit_burst) that a packet's "
-        "first NACK may not spend: kept for the NACKs a webrtc.org player repeats a round trip "
-        "later, which are for packets really lost; 0: every NACK may spend all of it"),
-    Key("media_player_early_repeat", "int", 0,
-        "1: a webrtc.org player's NACK repeated within the round trip of our last copy (it "
-        "asks again after its own RTT estimate, 100 ms until it has one) is answered while the "
-        "player's credit stays above half: a second copy in case the first was lost; 0: refused"),
     Key("media_retransmit_burst", "int", 32,
         "KiB of retransmission credit a leg may save up (each leg's budget is a token bucket): "
         "how many NACKed packets one batch may have answered at once"),
@@ -60,8 +52,6 @@ class FeedbackPolicy:
     burst: int = 32768  # bytes a budget may save up (RetransmitBudget.BURST)
     trace: PacketTrace | None = None  # the lab's per-packet trace (wcs.media.trace)
     playerStall: float = 0.0  # s (wcs.media.stall); 0: off, as the setting's default
-    playerNackReserve: float = 0.0  # of the player's burst, kept from first NACKs
-    playerEarlyRepeat: bool = False  # answer a webrtc.org player's repeat within the RTT
 
     @classmethod
     def fromSettings(cls, settings) -> "FeedbackPolicy":
@@ -72,9 +62,7 @@ class FeedbackPolicy:
                    settings.media_player_reorder_wait / 1000,
                    settings.media_retransmit_burst * 1024,
                    PacketTrace.fromSettings(settings),
-                   settings.media_player_stall / 1000,
-                   settings.media_player_nack_reserve / 100,
-                   bool(settings.media_player_early_repeat))
+                   settings.media_player_stall / 1000)
 
 
 class RoundTrip:

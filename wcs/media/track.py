@@ -444,7 +444,7 @@ class IncomingTrack(Track):
     def sendKeyframeRequest(self) -> None:
         if self.ssrc is not None:
             if self.trace is not None:
-                self.trace.event("ppli", self.ssrc, self.maxSeq)
+                self.trace.event("pli", self.ssrc)
             self.transport.sendRtcp(rtp.pli(self.transport.rtcpSsrc, self.ssrc))
 
     def end(self) -> None:
