@@ -34,6 +34,7 @@ import importlib.util
 import json
 import multiprocessing
 import os
+import resource
 import signal
 import statistics
 import subprocess
@@ -67,7 +68,14 @@ class Server:
     def start(self) -> None:
         if self.kind == "janus":
             self.janus = shared(self.args.shared).JanusServer(janusArgs(self.args.players))
-            self.janus.start()
+            # Janus 1.1.2 sometimes dumps core (~1 GB) when stopped: it inherits
+            # a core size limit of 0.
+            limits = resource.getrlimit(resource.RLIMIT_CORE)
+            resource.setrlimit(resource.RLIMIT_CORE, (0, limits[1]))
+            try:
+                self.janus.start()
+            finally:
+                resource.setrlimit(resource.RLIMIT_CORE, limits)
             self.url = self.janus.url
             self.address = ("127.0.0.1", int(self.url.rsplit(":", 1)[1]))
             self.pid = self.janus.proc.pid
