@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import struct
-import time
 
 import pytest
-from twisted.internet import tcp
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock, StringTransport
@@ -291,96 +288,3 @@ def test_the_send_delay_report_counts_each_frame_from_its_read():
     assert delays.samples == []
     clock.advance(5)  # nothing sent: no report, the last one stays
     assert delays.last["frames"] == 2 * count
-
-
-class SocketTransport(tcp.Connection):
-    """Twisted's TCP transport on a real loopback socket, driven by hand."""
-
-    def __init__(self, sock, reactor):
-        super().__init__(sock, None, reactor)
-        self.connected = 1
-
-    def getPeer(self):
-        return IPv4Address("TCP", "127.0.0.1", 40009)
-
-    def getHost(self):
-        return IPv4Address("TCP", "127.0.0.1", 8080)
-
-
-def chatFrames(first: int, last: int) -> bytes:
-    return b"".join(clientFrame(json.dumps({"message": "sendData", "data": [{
-        "operationId": f"op{i}", "payload": {"command": "sendMessage", "options": {
-            "roomConfig": {"name": "r"}, "to": "bob", "text": str(i)}}}]}).encode())
-        for i in range(first, last))
-
-
-def readUntil(sock, marker: bytes, count: int) -> bytes:
-    """What C{sock} receives until C{marker} was seen C{count} times (5 s each recv)."""
-    got = b""
-    while got.count(marker) < count:
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        got += chunk
-    return got
-
-
-@pytest.mark.parametrize("readAgain", [2, 0])
-def test_the_rest_of_a_burst_is_read_before_the_loop_sleeps(readAgain):
-    """
-    ws_read_again: after a read of whole chat frames the socket is read
-    again (the rest of the client's burst, sent one frame per send), the
-    recipients' frames going out first; the sender's answers of all those
-    reads go in one write. With 0, one read per wake-up.
-    """
-    settings = Settings()
-    settings.set("ws_ping_interval", 0)
-    settings.set("ws_read_again", readAgain)
-    factory = SignallingFactory(strictServer(RoomServer(settings, Clock())))
-    factory.reactor = reactor = MemoryReactorClock()
-    listener = socket.create_server(("127.0.0.1", 0))
-    client = socket.create_connection(listener.getsockname(), timeout=5)
-    served, _ = listener.accept()
-    listener.close()
-    served.setblocking(False)
-    try:
-        transport = SocketTransport(served, reactor)
-        alice = factory.buildProtocol(transport.getPeer())
-        transport.protocol = alice
-        alice.makeConnection(transport)
-        bob = Peer(factory, 40002)
-        bob.transport.__class__ = CountingTransport
-        alice.dataReceived(UPGRADE)
-        bob.handshake()
-        for protocol, login in ((alice, "alice"), (bob.protocol, "bob")):
-            for message in ({"message": "connection", "data": [
-                                {"appKey": "roomApp", "custom": {"login": login}}]},
-                            {"message": "sendData", "data": [{"operationId": "join", "payload": {
-                                "command": "join", "options": {"name": "r"}}}]}):
-                protocol.dataReceived(clientFrame(json.dumps(message).encode()))
-        bob.received()
-        transport.doWrite()  # Autobahn's handshake went by transport.write
-        assert b'"STATE"' in readUntil(client, b'"STATE"', 1)
-        # The burst's first frame wakes the server; the other three are in
-        # the socket by the time it has handled it.
-        client.sendall(chatFrames(1, 3))
-        client.sendall(chatFrames(3, 4))
-        time.sleep(0.05)  # loopback: delivered at once; a bound for a busy machine
-        writes = bob.transport.writes
-        alice.dataReceived(chatFrames(0, 1))
-        got = [m["data"][0]["payload"]["info"]["text"] for m in bob.received()]
-        if readAgain:
-            assert got == ["0", "1", "2", "3"]
-            assert bob.transport.writes - writes == 2  # before the read again, and at the end
-            status = readUntil(client, b"ACCEPTED", 4)
-            assert [f["operationId"] for _, f in
-                    ((o, json.loads(p)["data"][0]) for o, p in serverFrames(status))] == [
-                "op0", "op1", "op2", "op3"]
-        else:
-            assert got == ["0"]
-            alice.dataReceived(served.recv(65536))  # the reactor's next read
-            assert [m["data"][0]["payload"]["info"]["text"] for m in bob.received()] == [
-                "1", "2", "3"]
-    finally:
-        client.close()
-        served.close()

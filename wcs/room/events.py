@@ -26,7 +26,6 @@ def roomEvent(roomName: str, name: str, info: Any) -> ServerMessage:
 _CHAT = ('{"message":"OnDataEvent","data":[{"payload":{"roomName":%s,'
          '"name":"MESSAGE","info":{"from":%s,"text":%s}}}]}')
 _STATUS = '{"message":"DataStatusEvent","data":[{"operationId":%s,"status":%s}]}'
-_STATUS_ACCEPTED = _STATUS.replace("%s}", quote(ACCEPTED) + "}")
 
 
 def _chatArgs(roomName: str, sender: str, text: str) -> list:
@@ -52,10 +51,6 @@ def dataStatus(operationId: Any, status: str, info: str | None = None,
                              {"operationId": operationId, "status": status, "info": info},
                              refusal=refusal)
     kind = operationId.__class__
-    if kind is str and status is ACCEPTED and refusal is None:
-        # The answer to every chat delivery: one substitution.
-        return TemplateMessage("DataStatusEvent", _STATUS_ACCEPTED % quote(operationId),
-                               _statusArgs, operationId, status)
     if kind is str:
         op = quote(operationId)
     elif kind is int:

@@ -16,7 +16,6 @@ from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
 from twisted.internet import endpoints
 from twisted.internet.interfaces import IPushProducer
-from twisted.internet.tcp import Connection
 from wcs.logs import Logger, clip
 from zope.interface import implementer
 
@@ -35,10 +34,6 @@ declare(
     Key("ws_max_connections_per_address", "int", 100,
         "WebSocket connections from one address at once; 0: no limit"),
     Key("ws_max_connections", "int", 10000, "WebSocket connections at once; 0: no limit"),
-    Key("ws_read_again", "int", 2,
-        "after a read of whole text frames, read the client's socket again up to this "
-        "many times before the loop sleeps (the rest of a burst of chat messages); "
-        "0: one read per wake-up"),
     Key("ws_send_delay_report", "int", 0,
         "every this many seconds, log the server's own part of a WebSocket frame's delay "
         "(from the read of the message that made it to its send: p50, p90, p99, max); "
@@ -48,11 +43,6 @@ declare(
 # Within one read, the other connections' frames go out every this many
 # client frames (the reader's own, its status answers, at the end).
 FLUSH_EVERY = 32
-
-# ws_read_again (SignallingProtocol._readMore) reads again only after a
-# read shorter than this: after a full one more is queued, and the loop
-# comes back to it without sleeping anyway.
-READ_AGAIN_BELOW = 32768
 
 # Frames over the configured limit get a `fail`; frames this many times over
 # it are not even read: Autobahn closes the connection (code 1009).
@@ -67,16 +57,12 @@ def textFrame(message: ServerMessage) -> bytes:
     payload = encodeFrame(message)
     size = len(payload)
     if size < 126:
-        return _SMALL_HEADERS[size] + payload
-    if size < 1 << 16:
+        header = struct.pack("!BB", 0x81, size)
+    elif size < 1 << 16:
         header = struct.pack("!BBH", 0x81, 126, size)
     else:
         header = struct.pack("!BBQ", 0x81, 127, size)
     return header + payload
-
-
-# The header of each frame shorter than 126 bytes (most status answers).
-_SMALL_HEADERS = [bytes((0x81, size)) for size in range(126)]
 
 
 # Not a class attribute: Autobahn's protocols have a `log` of their own.
@@ -172,56 +158,16 @@ class SignallingProtocol(WebSocketServerProtocol):
         if delays is not None:
             delays.readAt = delays.now()
         try:
-            again = self.factory.readAgain
-            while True:
-                if (self.state == self.STATE_OPEN and not self.data
-                        and self.current_frame is None and not self.inside_message):
-                    rest = self._readTextFrames(data)
-                    if not rest:
-                        # Whole chat frames: a client sends one per recipient,
-                        # and the rest of its burst may be in by now.
-                        if not again:
-                            break
-                        again -= 1
-                        data = self._readMore(len(data))
-                        if data:
-                            continue
-                        break
-                    data = rest
+            if (self.state == self.STATE_OPEN and not self.data
+                    and self.current_frame is None and not self.inside_message):
+                data = self._readTextFrames(data)
+            if data:
                 super().dataReceived(data)
-                break
         finally:
             outboxes.reading -= 1
             outboxes.flush()
             if delays is not None:
                 delays.readAt = None
-
-    def _readMore(self, lastRead: int) -> bytes:
-        """
-        What the client's socket holds now, read without going back to the
-        loop; b"" when nothing (or when this is not a plain TCP socket, or
-        the last read filled the buffer: the loop comes back at once then).
-
-        At 10 in a room a burst is 9 frames sent one C{send} each, and on a
-        quiet machine the server woke about twice per burst (docs/
-        performance.md, "Chat, sixth pass"): each wake-up a loop turn, a
-        C{recv}, and one more C{send} of the sender's answers. The others'
-        frames go out first, so reading on adds no delay to them. An empty
-        socket costs one C{recv} that fails with C{EAGAIN}; an end of stream
-        or an error is left to the reactor's next read, which finds it
-        again (level-triggered).
-        """
-        transport = self.transport
-        if (lastRead >= READ_AGAIN_BELOW or self.dropped or self.state != self.STATE_OPEN
-                or not isinstance(transport, Connection) or transport.TLS
-                or transport.disconnecting or not transport.connected
-                or getattr(transport, "_aborting", False)):
-            return b""
-        self.factory.outboxes.flushOthers(self)
-        try:
-            return transport.socket.recv(transport.bufferSize)
-        except OSError:
-            return b""
 
     def _readTextFrames(self, data: bytes) -> bytes:
         """
@@ -288,11 +234,7 @@ class SignallingProtocol(WebSocketServerProtocol):
     def send(self, message: ServerMessage) -> None:
         if self.state != self.STATE_OPEN or self.dropped:
             return
-        # ServerMessage.encoded, inline: two of these per chat delivery.
-        cache = message._encoded
-        frame = cache.get("websocket")
-        if frame is None:
-            frame = cache["websocket"] = textFrame(message)
+        frame = message.encoded("websocket", textFrame)
         backlog = self.backlog
         if backlog.paused:
             backlog.size += len(frame)
@@ -350,7 +292,6 @@ class SignallingFactory(WebSocketServerFactory):
         # A chat frame nests 6 deep: under a lower limit decodeFrame refuses it.
         self.chatFrames = self.maxDepth >= CHAT_FRAME_DEPTH
         self.maxBacklog = settings.ws_max_send_buffer
-        self.readAgain = max(0, settings.ws_read_again)
         self.outboxes = Outboxes(server.clock.callLater)
         if settings.ws_send_delay_report > 0:
             self.outboxes.delays = SendDelays(server.clock, settings.ws_send_delay_report)
