@@ -90,7 +90,9 @@ bench-compare: deps system-deps
 	$(PY) bench/compare.py --shared $(SHARED_BENCH) $(BENCH_COMPARE_ARGS)
 
 # The soak (tests/soak/, docs/performance.md): every kind of client at once
-# against one server; prints fps per player, server RSS and CPU every 10 s.
+# against one server; prints fps per player, server RSS and CPU every 10 s,
+# and the host's load and starvation (a probe process): low buckets where the
+# host starved are reported apart, as the host's.
 # `make test` runs it for 150 s; here one hour unless SOAK_SECONDS says.
 # SOAK_CLUSTER=1: the same clients over a redis-server and two nodes.
 SOAK_SECONDS ?= 3600

@@ -3,7 +3,7 @@
 import pytest
 from twisted.internet.task import Clock
 
-from wcs.lag import LagProbe, gridTime, percentile
+from wcs.lag import GridPhases, LagProbe, gridTime, percentile
 
 
 def test_percentile_is_nearest_rank():
@@ -81,6 +81,26 @@ def test_ticks_fall_on_the_period_grid():
         clock.advance(step)
     assert ticks == [pytest.approx(0.5), pytest.approx(1.0), pytest.approx(1.5)]
     probe.stopService()
+
+
+def test_grid_phases_spread_members_over_the_period():
+    """The least used phase first; a member keeps its phase; the gone leave by themselves."""
+    import gc
+
+    class Member:
+        pass
+
+    phases = GridPhases(4)
+    members = [Member() for _ in range(5)]
+    assert [phases.take(m) for m in members] == [0, 1, 2, 3, 0]
+    assert phases.take(members[2]) == 2 and len(phases) == 5
+    phases.leave(members[1])
+    assert phases.take(Member()) == 1  # the least used; that Member is gone at once
+    gc.collect()
+    assert len(phases) == 4
+    assert phases.nextTime(0.31, 0.4, 0) == pytest.approx(0.4)
+    assert phases.nextTime(0.31, 0.4, 1) == pytest.approx(0.5)  # shifted a quarter period
+    assert phases.nextTime(0.51, 0.4, 1) == pytest.approx(0.9)
 
 
 def test_an_idle_loop_is_probed_less_often_until_it_works():

@@ -219,3 +219,24 @@ def test_a_failing_observer_does_not_stop_the_others(rooms):
     rooms.observers += [Broken(), good]
     rooms.leave(rooms.join("r", "a", Member()))
     assert good.ended == ["r"]
+
+
+def test_dissolve_ends_the_room_with_no_event_and_tells_observers(rooms):
+    """A cluster's split moves the members elsewhere: nobody hears a LEFT here."""
+    observer = Observer()
+    observer.left = []
+    observer.participantLeft = lambda p: observer.left.append(p.login)
+    rooms.observers.append(observer)
+    a, b = Member(), Member()
+    alice = rooms.join("r", "alice", a)
+    rooms.join("r", "bob", b)
+    rooms.announceStream(alice, "r-alice")
+    a.take(), b.take()
+    assert [p.login for p in rooms.dissolve(rooms.get("r"))] == ["alice", "bob"]
+    assert rooms.get("r") is None and observer.ended == ["r"]
+    assert observer.left == ["alice", "bob"]
+    assert a.frames == [] and b.frames == []
+    assert alice.streams == {"r-alice": None}  # the mover carries what it announced
+    # A late leave of a dissolved participant changes nothing.
+    rooms.leave(alice)
+    assert a.frames == [] and b.frames == [] and observer.ended == ["r"]

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+import weakref
 
 from twisted.application.service import Service
 from twisted.internet.interfaces import IReactorTime
@@ -62,6 +63,40 @@ def gridTime(now: float, period: float) -> float:
     float's hair early is not due again at once).
     """
     return (math.floor(now / period + 0.01) + 1) * period
+
+
+class GridPhases:
+    """
+    Spreads timers of one period over C{count} shifts of its grid
+    (L{gridTime}): members share C{count} wake-ups a period whatever their
+    number, and no one wake-up serves them all. A member takes the least
+    used phase (a lone one the first, on the grid itself, with the lag
+    probe) and keeps it until it leaves or is gone (weakly held).
+    """
+
+    def __init__(self, count: int):
+        self._members = [weakref.WeakSet() for _ in range(count)]
+
+    def __len__(self) -> int:
+        return sum(len(members) for members in self._members)
+
+    def take(self, member) -> int:
+        """C{member}'s phase, given it now if it had none."""
+        for phase, members in enumerate(self._members):
+            if member in members:
+                return phase
+        phase = min(range(len(self._members)), key=lambda p: len(self._members[p]))
+        self._members[phase].add(member)
+        return phase
+
+    def leave(self, member) -> None:
+        for members in self._members:
+            members.discard(member)
+
+    def nextTime(self, now: float, period: float, phase: int) -> float:
+        """The next time after C{now} on C{period}'s grid shifted to C{phase}."""
+        shift = period * phase / len(self._members)
+        return gridTime(now - shift, period) + shift
 
 
 @implementer(IReactorTime)

@@ -221,36 +221,99 @@ async def test_origin_stalls(twoNodes):
         assert await pulls(it.nodes, it.origin, it.edge) == (1, 1)
 
 
-async def test_a_viewer_joining_again_during_the_origins_stall(twoNodes):
+async def roomEventsUntil(client, since: int, wanted: list, timeout: float = HEAL) -> list:
+    """The room events (name, info) C{client} got after frame C{since}, read
+    until they include every one of C{wanted} (bounded)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = [(p["name"], p["info"]) for f in client.received[since:]
+               if f["message"] == "OnDataEvent" for p in [f["data"][0]["payload"]]]
+        if all(w in got for w in wanted) or time.monotonic() > deadline:
+            return got
+        try:
+            await client.next(0.2)
+        except asyncio.TimeoutError:
+            pass
+
+
+async def test_a_viewer_joining_again_during_the_origins_stall_is_moved_back(twoNodes):
     """
     The viewer joins again while the origin still stalls (its FAILED came
     when the edge gave the origin up): the origin's key is gone, so the
-    room is placed on the edge, a new room of that name: a split. When the
-    origin runs again the newer room yields (wcs/cluster/splits.py): the
-    room's key names the origin again, the viewer is out of the edge's
-    room, and its next join meets the others on the origin, where it plays
-    the stream again. (Before, both rooms went on apart: its play of the
-    stream got FAILED "Stream not found" as long as they lasted.)
+    room is placed on the edge, a new room of that name: a split, where the
+    viewer publishes a stream of its own. When the origin runs again the
+    newer room yields (wcs/cluster/splits.py) and moves its member
+    (wcs/cluster/moves.py): the room's key names the origin again, the
+    viewer is in the origin's room without asking (JOINED and PUBLISHED of
+    what it did not see there, no join answer), the others see it join and
+    its stream published, which they play there (its media pushed from the
+    edge, where it was negotiated: its publisher sees no status), chat
+    flows, and it plays the origin's stream again. (Before: it was taken
+    out of the edge's room and had to join again; before that, both rooms
+    went on apart.)
     """
     async with playing(twoNodes) as it:
         redis = twoNodes[0].client()
+        viewer, host, alice = it.viewer, it.setup.clients[0], it.setup.alice
+        mine = f"{it.room}-viewer0"
+        publisher = it.setup.peer(peers.Publisher(video="video/H264", audio="audio/opus"))
+        publish: dict = {}
+        await alice.quiet(0.3)  # the setup's events, read before the stall
+        marks = {"host": len(host.received), "alice": len(alice.received)}
 
         async def alone():
-            _, state = await rejoin(it.viewer, it.room)
+            _, state = await rejoin(viewer, it.room)
             assert state == [] and redis.get(f"wcs:room:{it.room}") == it.edge
+            body = streamRequest(mine, it.room, await peers.offerOf(publisher.pc), True)
+            await negotiate(viewer, publisher.pc, "publishStream", body)
+            await status(viewer, body["mediaSessionId"], "PUBLISHING")
+            publish.update(body)
 
         await stall(it.nodes, it.origin, it.edge, meanwhile=alone)
+        mark = len(viewer.received)
         resumed = time.monotonic()
-        # The SDK has no kick event: the client learns it from its next commands.
         await until(lambda: f"room {it.room!r} lives here and on {it.origin}, where it is "
                     "older" in it.nodes[it.edge].log(), HEAL, "the edge's room yields")
         healed = time.monotonic() - resumed
-        refused, state = await rejoin(it.viewer, it.room)
-        assert {e if isinstance(e, str) else e["login"] for e in state} == {"host", "alice"}
+        theirs = ("PUBLISHED", {"login": "alice", "name": it.setup.name})
+        # The members on the origin: alice, and host when the room was placed
+        # on its node (a); host on the edge was given up with the origin too.
+        others = [("alice", alice)] + ([("host", host)] if it.origin == "a" else [])
+        wanted = [("JOINED", login) for login, _ in others] + [theirs]
+        got = await roomEventsUntil(viewer, mark, wanted)
+        moved = time.monotonic() - resumed
+        assert all(w in got for w in wanted), got
         assert redis.get(f"wcs:room:{it.room}") == it.origin
-        await play(it.setup, it.viewer, it.room)
-        print(f"\nsplit healed: the edge's room yielded {healed:.1f} s after SIGCONT; the "
-              f"viewer joined the origin's ({len(refused)} refusals) and played again; "
+        # No join answer, and its publisher saw nothing: the stream went on.
+        assert [f for f in viewer.received[mark:] if f["message"] in
+                ("DataStatusEvent", "notifyStreamStatusEvent")
+                and f["data"][0].get("mediaSessionId", publish["mediaSessionId"])
+                == publish["mediaSessionId"]] == []
+        ours = ("PUBLISHED", {"login": "viewer0", "name": mine})
+        for login, client in others:
+            assert ours in await roomEventsUntil(client, marks[login], [ours]), login
+            # viewer0 is in the room as they see it: its visit there may have
+            # lasted through the stall (the origin never gave the edge up),
+            # else it left (a resync) and joined again (the move).
+            comings = [n for n, i in await roomEventsUntil(client, 0, [])
+                       if n in ("JOINED", "LEFT") and i == "viewer0"]
+            assert comings[-1:] == ["JOINED"], (login, comings)
+        # Chat flows in the room it is in now.
+        chatted = len(alice.received)
+        assert (await viewer.chat(it.room, "alice", "back"))["status"] == "ACCEPTED"
+        message = ("MESSAGE", {"from": "viewer0", "text": "back"})
+        assert message in await roomEventsUntil(alice, chatted, [message])
+        # alice, on the origin, plays the viewer's stream there.
+        player = it.setup.peer(peers.Player(video="video/H264", audio="audio/opus"))
+        body = streamRequest(mine, it.room, await peers.offerOf(player.pc), False)
+        await negotiate(alice, player.pc, "playStream", body)
+        await status(alice, body["mediaSessionId"], "PLAYING")
+        frames = await player.waitFrames("video", 10, timeout=20)
+        assert len({peers.lumaSignature(f) for f in frames}) > 1  # it moves
+        # And the viewer plays the origin's stream again.
+        await play(it.setup, viewer, it.room)
+        print(f"\nsplit healed: the edge's room yielded {healed:.1f} s after SIGCONT, the "
+              f"viewer was moved {moved:.1f} s after, its stream played on the origin; "
               f"load {os.getloadavg()[0]:.1f}")
 
 

@@ -144,7 +144,6 @@ async def test_readLaterBatchesAPeriod():
     loop = asyncio.get_running_loop()
     readAt = []
     agent.receiveSrtp(lambda data: (got.append(data), readAt.append(loop.time())))
-    protocol._phase = 0  # the first phase: on multiples of the period
     await asyncio.sleep(gridTime(loop.time(), 0.3) - loop.time() + 0.005)  # just past one
     agent.readEvery(0.3)
     try:
@@ -176,23 +175,27 @@ async def test_readLaterPhases():
     after the other: they share that many wake-ups a period, and no one
     turn reads them all.
     """
-    from wcs.media.internals import _readingLater
+    from wcs.media.internals import READ_PHASES
 
-    assert not _readingLater  # every earlier test's sockets are closed
-    agents = [await _agent() for _ in range(DemuxProtocol.PHASES + 1)]
+    assert not len(READ_PHASES)  # every earlier test's agents are closed
+    phaseCount = 4
+    agents = [await _agent() for _ in range(phaseCount + 1)]
     try:
         for agent, _, _ in agents:
             agent.receiveSrtp(lambda data: None)
             agent.readEvery(0.4)
         phases = [protocol._phase for _, protocol, _ in agents]
-        assert sorted(phases[:-1]) == list(range(DemuxProtocol.PHASES))
-        assert phases[-1] == phases[0]  # round robin
+        assert sorted(phases[:-1]) == list(range(phaseCount))
+        assert phases[-1] == phases[0]  # the least used phase, the first of equals
         times = [protocol._later.when() for _, protocol, _ in agents]
-        step = 0.4 / DemuxProtocol.PHASES
+        step = 0.4 / phaseCount
         for time, phase in zip(times, phases):
-            off = (time / step - phase) % DemuxProtocol.PHASES  # 0 or a hair under PHASES
-            assert min(off, DemuxProtocol.PHASES - off) == pytest.approx(0, abs=1e-6)
+            off = (time / step - phase) % phaseCount  # 0 or a hair under phaseCount
+            assert min(off, phaseCount - off) == pytest.approx(0, abs=1e-6)
         assert times[-1] == pytest.approx(times[0])  # the same wake-up
+        agents[2][0].readEvery(0)
+        agents[2][0].readEvery(0.4)
+        assert agents[2][1]._phase == phases[2]  # its phase was the least used again
         for agent, _, _ in agents[1:]:
             agent.readEvery(0)
         agents[0][0].readEvery(0)

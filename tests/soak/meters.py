@@ -12,9 +12,13 @@ from __future__ import annotations
 import asyncio
 import fractions
 import os
+import signal
 import subprocess
+import sys
 import threading
 import time
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiortc.mediastreams import MediaStreamError
@@ -55,16 +59,16 @@ class CountingVideo(peers.PatternVideo):
         super().__init__(width, height)
         self.rate = rate
         self.sent = BucketCounter()
-        self._startedAt: float | None = None
+        self.startedAt: float | None = None
 
     async def next_timestamp(self):
         if self.readyState != "live":
             raise MediaStreamError
         now = time.monotonic()
-        if self._startedAt is None:
-            self._startedAt = now
+        if self.startedAt is None:
+            self.startedAt = now
         else:  # on an absolute schedule: a late frame does not delay the next
-            await asyncio.sleep(max(0.0, self._startedAt + self.count / self.rate - now))
+            await asyncio.sleep(max(0.0, self.startedAt + self.count / self.rate - now))
         self.sent.add()
         return self.count * self.CLOCK // self.rate, fractions.Fraction(1, self.CLOCK)
 
@@ -140,15 +144,20 @@ class FFmpeg:
 
     def stop(self) -> int | None:
         """SIGINT (ffmpeg finishes its output), then kill; bounded."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(2)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self.reader.join(5)
-        return self.proc.returncode
+        return stopProcess(self.proc, self.reader, signal.SIGINT)
+
+
+def stopProcess(proc: subprocess.Popen, reader: threading.Thread, sig: int) -> int | None:
+    """C{sig}, then kill after 5 s; the reader of its stdout joined; bounded."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+    reader.join(5)
+    return proc.returncode
 
 
 def encoder(url: str, seconds: float, rate: int, logPath: Path) -> FFmpeg:
@@ -176,6 +185,39 @@ def duration(path: Path) -> float:
         return 0.0
 
 
+GAP = 0.2  # s between packets of a stream: a gap in the recording
+
+
+def packets(path: Path) -> dict[str, dict]:
+    """
+    Per stream kind of a recording, from ffprobe's packets: first and last
+    pts (s, the last with its duration), packets, and the gaps over L{GAP}
+    between pts in presentation order, as (pts before, seconds).
+    """
+    result = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", "packet=codec_type,pts_time,duration_time",
+         "-of", "csv=p=0", str(path)], capture_output=True, text=True, timeout=300)
+    times: dict[str, list[tuple[float, float]]] = {}
+    for line in result.stdout.splitlines():
+        kind, pts, duration = (line.split(",") + ["", ""])[:3]
+        try:
+            pts = float(pts)
+        except ValueError:
+            continue
+        try:
+            duration = float(duration)
+        except ValueError:
+            duration = 0.0
+        times.setdefault(kind, []).append((pts, duration))
+    streams = {}
+    for kind, each in times.items():
+        each.sort()  # decoding order is not presentation order (B-frames)
+        gaps = [(a, b - a) for (a, _), (b, _) in zip(each, each[1:]) if b - a > GAP]
+        streams[kind] = {"first": each[0][0], "end": max(p + d for p, d in each),
+                         "packets": len(each), "gaps": gaps}
+    return streams
+
+
 def cpuSeconds(pid: int) -> float:
     """CPU time (utime + stime) a process has used so far; 0 once it is gone."""
     try:
@@ -183,6 +225,116 @@ def cpuSeconds(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+# A bucket is the host's (starved) when more than STARVED_SHARE of its 10 ms
+# slots were served by the host probe over STARVED_LATE late (its p99
+# lateness is over 100 ms: in over 0.1 s of the 10 s, a process that asked
+# for the CPU had waited 100 ms for it), or when the test's own aiortc source
+# (which needs no server to keep time) fell under the line.
+STARVED_LATE = 100  # ms
+STARVED_SHARE = 0.01
+# More buckets than this share (at least one) explained by the host: the run
+# is reported as host starved, not passed.
+HOST_TOLERANCE = 0.05
+
+
+class HostProbe:
+    """
+    tests/soak/hostprobe.py beside the soak: per bucket, how late each of its
+    10 ms slots was served (whole ms, counted), from its stdout as it comes.
+    """
+
+    def __init__(self, seconds: float):
+        self.start: float | None = None
+        self.late: dict[int, Counter] = {}  # bucket -> {lateness ms: slots}
+        self.proc = subprocess.Popen(
+            [sys.executable, str(Path(__file__).with_name("hostprobe.py")), str(seconds)],
+            stdout=subprocess.PIPE, text=True)
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.add(line)
+
+    def add(self, line: str) -> None:
+        """One slot as the probe printed it: C{<monotonic s> <lateness ms>}."""
+        slot, _, late = line.partition(" ")
+        if self.start is None or float(slot) < self.start:
+            return
+        index = int((float(slot) - self.start) // BUCKET)
+        self.late.setdefault(index, Counter())[int(float(late))] += 1
+
+    def slots(self, index: int) -> int:
+        return sum(self.late.get(index, Counter()).values())
+
+    def percentile(self, index: int, share: float) -> int:
+        """The lateness (ms) that all but C{share} of the bucket's slots kept to."""
+        late = self.late.get(index, Counter())
+        allowed = share * sum(late.values())
+        over = 0
+        for ms in sorted(late, reverse=True):
+            over += late[ms]
+            if over > allowed:
+                return ms
+        return 0
+
+    def longest(self, index: int) -> int:
+        return max(self.late.get(index, {0: 0}))
+
+    def starved(self, index: int) -> bool:
+        late = self.late.get(index, Counter())
+        over = sum(n for ms, n in late.items() if ms > STARVED_LATE)
+        return over > STARVED_SHARE * sum(late.values())
+
+    def stop(self) -> None:
+        stopProcess(self.proc, self.reader, signal.SIGTERM)
+
+
+@dataclass
+class Verdict:
+    """Low frame-rate buckets, told apart: the server's, and the host's."""
+
+    server: dict[str, list[int]] = field(default_factory=dict)  # check -> buckets
+    host: dict[str, list[int]] = field(default_factory=dict)
+    hostBuckets: list[int] = field(default_factory=list)  # host-explained, each once
+    tolerated: int = 0
+
+    @property
+    def hostStarved(self) -> bool:
+        return len(self.hostBuckets) > self.tolerated
+
+
+def judge(low: dict[str, list[int]], starved: set[int], buckets: int,
+          tolerance: float = HOST_TOLERANCE) -> Verdict:
+    """
+    Each check's low buckets go to the host when the host was starved in that
+    bucket, to the server otherwise. The run fails on any of the server's,
+    and as host starved on more than C{tolerance} of the buckets (at least
+    one) explained by the host.
+
+    @param low: check -> indices of its buckets under the line.
+    @param starved: indices of the buckets where the host was starved.
+    """
+    verdict = Verdict(tolerated=max(1, int(tolerance * buckets)))
+    for name, indices in low.items():
+        for index in indices:
+            side = verdict.host if index in starved else verdict.server
+            side.setdefault(name, []).append(index)
+    verdict.hostBuckets = sorted({i for indices in verdict.host.values() for i in indices})
+    return verdict
+
+
+def spans(indices: list[int]) -> str:
+    """Bucket indices as seconds of the run: C{1320-1330 s, 2270-2290 s}."""
+    out: list[list[int]] = []
+    for index in sorted(indices):
+        if out and out[-1][1] == index:
+            out[-1][1] = index + 1
+        else:
+            out.append([index, index + 1])
+    return ", ".join(f"{int(a * BUCKET)}-{int(b * BUCKET)} s" for a, b in out)
 
 
 class Table:

@@ -27,6 +27,13 @@ unchanged, for the whole run (heartbeats and TTLs, wcs/cluster/).
 The table (fps per 10 s bucket of each source and player, server RSS and
 CPU) is printed as the run goes (`-s` shows it) and written to
 soak-table.txt in the test's tmp dir.
+
+The host is told from the server: a probe process beside the run
+(tests/soak/hostprobe.py) and the load average are in the table, and a
+bucket under a per-bucket line (frame rates, low-water reads) where the
+host starved (meters.STARVED_LATE) is the host's, reported apart; the run
+fails on the others, and as host starved on more than meters.HOST_TOLERANCE
+of the buckets explained by the host.
 """
 
 from __future__ import annotations
@@ -64,6 +71,7 @@ MIN_SHARE = 0.9  # of the source's frames, in every bucket
 SETTLE = 30.0  # s before the RSS baseline
 RSS_GROWTH = 20 * 2**20
 WAIT = 20.0  # s: the bound of each setup and check step
+RECORD_SLACK = 1.0  # s of the source's media the recording may lack (frames in flight)
 GONE = ("LEFT", "UNPUBLISHED")
 ENDED = ("STOPPED", "FAILED", "UNPUBLISHED")
 
@@ -114,7 +122,7 @@ class Soak:
         self.players: dict[str, meters.CountingPlayer] = {}
         self.encoders: dict[str, meters.FFmpeg] = {}
         self.rtmpPlayers: dict[str, meters.FFmpeg] = {}
-        self.publisher = self.flash = self.impairment = None
+        self.publisher = self.flash = self.impairment = self.probe = None
         self.rss: list[tuple[float, int]] = []  # (s since start, bytes)
         self.buckets = max(1, SOAK_SECONDS // int(meters.BUCKET))
         self.facts: list[str] = []  # printed under the table
@@ -176,6 +184,7 @@ class Soak:
             await waitUntil(lambda: player.decoded["video"].total > 0, f"{name} to decode")
         for name, player in self.rtmpPlayers.items():
             await waitUntil(lambda: player.frames.total > 0, f"{name} to receive")
+        self.probe = meters.HostProbe(seconds)
 
     def counters(self) -> dict[str, meters.BucketCounter]:
         counters = {"rtc-src": self.video.sent}
@@ -205,13 +214,27 @@ class Soak:
             extra["RSS b"] = f"{self.second.rss() / 2**20:.1f}"
         return extra
 
+    def host(self, index: int) -> dict[str, str]:
+        """
+        The host's columns: 1-minute load, the probe's p99 and longest slot
+        lateness (ms), and how far the test's own source is behind real time
+        (s; its frames are owed, sent back to back once it runs again).
+        """
+        behind = time.monotonic() - self.video.startedAt - self.video.count / RATE
+        return {"load": f"{os.getloadavg()[0]:.1f}",
+                "late p99": f"{self.probe.percentile(index, 0.01)}",
+                "late max": f"{self.probe.longest(index)}",
+                "src lag": f"{max(0.0, behind):.2f}"}
+
     async def run(self) -> None:
         """SOAK_SECONDS of nothing but media and pings, metered."""
         self.t0 = time.monotonic()
         for counter in self.counters().values():
             counter.start = self.t0
+        self.probe.start = self.t0
         table = meters.Table(self.counters(), self.tmp / "soak-table.txt",
-                             extra=list((await asyncio.to_thread(self.sample)).keys()))
+                             extra=list((await asyncio.to_thread(self.sample)).keys())
+                             + list(self.host(0)) + ["loop max"])
         self.readsBefore = self.lowWater[-1][1]
         self.lowWater.clear()
         self.cluster.clear()
@@ -219,55 +242,96 @@ class Soak:
         cpu = meters.cpuSeconds(pid)
         for index in range(self.buckets):
             end = self.t0 + (index + 1) * meters.BUCKET
+            lag = 0.0  # the longest this process's event loop (its sources') woke late
             while (left := end - time.monotonic()) > 0:
+                asked = time.monotonic() + min(1.0, left)
                 await asyncio.sleep(min(1.0, left))
+                lag = max(lag, time.monotonic() - asked)
                 for node in filter(None, (self.server, self.second)):
                     if node.proc.poll() is not None:
                         raise AssertionError(f"a server exited with {node.proc.returncode}:"
                                              f"\n{node.log()[-3000:]}")
                 self.rss.append((time.monotonic() - self.t0, self.server.rss()))
             before, cpu = cpu, meters.cpuSeconds(pid)
+            asked = time.monotonic() + 0.3
             await asyncio.sleep(0.3)  # the last reports of the bucket
-            table.row(index, self.rss[-1][1], cpu - before, await asyncio.to_thread(self.sample))
+            lag = max(lag, time.monotonic() - asked)
+            extra = await asyncio.to_thread(self.sample)
+            table.row(index, self.rss[-1][1], cpu - before,
+                      {**extra, **self.host(index), "loop max": f"{1000 * lag:.0f}"})
         self.ran = time.monotonic() - self.t0
 
-    def frameRates(self) -> list[str]:
+    def starved(self) -> set[int]:
+        """The buckets the host starved (meters.STARVED_LATE): the probe, or rtc-src."""
+        source = self.video.sent
+        return {i for i in range(self.buckets)
+                if self.probe.starved(i) or source.fps(i) < MIN_SHARE * RATE}
+
+    def lowBuckets(self) -> tuple[dict[str, list[int]], dict[tuple[str, int], str]]:
+        """Each per-bucket check's buckets under its line, and what each measured."""
         c = self.counters()
         # Each player against its source; an encoder held up by the server
         # (not read, or cut) falls behind real time.
         pairs = [("bob", "rtc-src"), ("carol", "rtc-src"),
                  ("rtmp-1", "rtmp-src"), ("rtmp-2", "rtmp-src"),
                  ("rtmp-src", None), ("obs-src", None)]
-        problems = []
+        low: dict[str, list[int]] = {}
+        said: dict[tuple[str, int], str] = {}  # (check, bucket) -> what it measured
         for name, source in pairs:
-            low = []
             for index in range(self.buckets):
                 wanted = RATE if source is None else c[source].fps(index)
                 if c[name].fps(index) < MIN_SHARE * wanted:
-                    low.append(f"{index * 10}-{index * 10 + 10} s: {c[name].fps(index):.1f}"
-                               f" of {wanted:.1f}")
-            if not low:
-                continue
-            lows = (f"{name} below {MIN_SHARE:.0%} of the source's fps in "
-                    f"{len(low)} of {self.buckets} buckets: " + "; ".join(low[:6]))
-            if name == "carol" and self.impairment is not None:
-                # Her lossy link: the whole run counts, her low buckets are facts.
-                self.facts.append(lows)
-                got, sent = (sum(c[n].counts.values()) for n in (name, source))
-                if got < MIN_SHARE * sent:
-                    problems.append(f"carol (impaired) got {got} of {sent} frames in the run")
-            else:
-                problems.append(lows)
+                    low.setdefault(name, []).append(index)
+                    said[name, index] = f"{c[name].fps(index):.1f} of {wanted:.1f}"
+        # An encoder starved of CPU sends less, so it is read less often:
+        # the reads of the low-water check are judged as frame rates are.
+        reads = [self.readsBefore] + [r for _, r in self.lowWater]
+        for index in range(len(self.lowWater)):
+            if reads[index + 1] - reads[index] < meters.BUCKET * RATE:
+                low.setdefault("low-water reads", []).append(index)
+                said["low-water reads", index] = (f"{reads[index + 1] - reads[index]:.0f} of "
+                                                  f"at least {meters.BUCKET * RATE:.0f}")
+        return low, said
+
+    def frameRates(self) -> list[str]:
+        c = self.counters()
+        problems = []
+        low, said = self.lowBuckets()
+        if self.impairment is not None and "carol" in low:
+            # Her lossy link: the whole run counts, her low buckets are facts.
+            self.facts.append(f"carol (impaired) below {MIN_SHARE:.0%} of the source's fps in "
+                              f"{len(low['carol'])} of {self.buckets} buckets: "
+                              + meters.spans(low.pop("carol")))
+            got, sent = (sum(c[n].counts.values()) for n in ("carol", "rtc-src"))
+            if got < MIN_SHARE * sent:
+                problems.append(f"carol (impaired) got {got} of {sent} frames in the run")
+
+        def lows(name, indices):
+            line = f"at least {RATE} a second" if name == "low-water reads" \
+                else f"{MIN_SHARE:.0%} of the source's fps"
+            return (f"{name} below {line} in {len(indices)} of {self.buckets} buckets: "
+                    + "; ".join(f"{i * 10}-{i * 10 + 10} s: {said[name, i]}"
+                                for i in indices[:6]))
+        starved = self.starved()
+        verdict = meters.judge(low, starved, self.buckets)
+        problems += [lows(name, indices) for name, indices in verdict.server.items()]
+        self.facts.append(f"host starved (probe p99 over {meters.STARVED_LATE} ms, or rtc-src "
+                          f"under the line) in {len(starved)} of {self.buckets} buckets"
+                          + (f": {meters.spans(sorted(starved))}" if starved else ""))
+        self.facts += [f"host-explained: {lows(name, indices)}"
+                       for name, indices in verdict.host.items()]
+        if verdict.hostStarved:
+            problems.append(f"HOST STARVED: {len(verdict.hostBuckets)} of {self.buckets} buckets "
+                            f"low where the host starved (at most {verdict.tolerated} "
+                            f"tolerated): {meters.spans(verdict.hostBuckets)}")
         return problems
 
     def mechanisms(self) -> list[str]:
         """The low-water marks held the encoders' sockets all along; the cluster held."""
         problems = list(self.cluster)
         encoders = len(self.encoders)
-        reads = [self.readsBefore] + [r for _, r in self.lowWater]
-        short = [f"{i * 10}-{i * 10 + 10} s: {s:.0f} sockets, {reads[i + 1] - reads[i]:.0f} reads"
-                 for i, (s, _) in enumerate(self.lowWater)
-                 if s < encoders or reads[i + 1] - reads[i] < meters.BUCKET * RATE]
+        short = [f"{i * 10}-{i * 10 + 10} s: {s:.0f} sockets"
+                 for i, (s, _) in enumerate(self.lowWater) if s < encoders]
         if short:
             problems.append(f"low-water mark not on the {encoders} encoders' sockets in "
                             f"{len(short)} of {len(self.lowWater)} buckets: "
@@ -331,22 +395,59 @@ class Soak:
         await self.clients["alice"].send("unPublishStream", {
             "mediaSessionId": self.publishRequest["mediaSessionId"],
             "name": self.publishRequest["name"]})
-        published = time.monotonic() - self.publishedAt
-        mp4 = self.server.workdir / "state" / "records" / self.recordName
-        try:
-            await waitUntil(mp4.exists, f"{mp4.name}", timeout=60)
-            recorded = await asyncio.to_thread(meters.duration, mp4)
-            self.facts.append(f"recording: {recorded:.1f} s, published {published:.1f} s")
-            if abs(recorded - published) > 1.0:
-                problems.append(f"recording lasts {recorded:.1f} s, published {published:.1f} s")
-        except AssertionError as e:
-            problems.append(str(e))
+        problems += await self.recording(time.monotonic())
         for name, player in self.rtmpPlayers.items():
             await asyncio.to_thread(player.stop)
             lasted = await asyncio.to_thread(meters.duration, player.logPath.with_suffix(".ts"))
             self.facts.append(f"{name}: output of {lasted:.1f} s in a {self.ran:.0f} s run")
             if lasted < self.ran - 10:
                 problems.append(f"{name}'s output lasts {lasted:.1f} s of a {self.ran:.0f} s run")
+        return problems
+
+    async def recording(self, unpublished: float) -> list[str]:
+        """
+        The recording against what the source had sent when it was unpublished
+        (its media clock: frames counted from its first), not against wall
+        time: a source the host starved at the end is behind real time, and
+        the server cannot record what was not sent yet (docs/performance.md,
+        "The soak tells the host from the server").
+        """
+        problems = []
+        sent, frames = self.video.count / RATE, self.video.count
+        behind = unpublished - self.video.startedAt - sent
+        tone = self.publisher.audioTrack
+        self.facts.append(
+            f"publish: the source's first video frame {self.publishedAt - self.video.startedAt:.2f}"
+            f" s before PUBLISHING; by the unpublish it had sent {sent:.2f} s of video, "
+            f"{max(0.0, behind):.2f} s behind real time (the host's), and "
+            f"{tone.pts / tone.RATE:.2f} s of audio; published "
+            f"{unpublished - self.publishedAt:.3f} s")
+        mp4 = self.server.workdir / "state" / "records" / self.recordName
+        try:
+            await waitUntil(mp4.exists, f"{mp4.name}", timeout=60)
+        except AssertionError as e:
+            return [str(e)]
+        recorded = await asyncio.to_thread(meters.duration, mp4)
+        streams = await asyncio.to_thread(meters.packets, mp4)
+        self.facts.append(f"recording: {recorded:.3f} s of the source's {sent:.3f} s")
+        for kind, p in streams.items():
+            gaps = ", ".join(f"{gap:.2f} s at {at:.1f} s" for at, gap in p["gaps"][:10])
+            self.facts.append(f"recording {kind}: {p['first']:.3f}-{p['end']:.3f} s, "
+                              f"{p['packets']} packets, {len(p['gaps'])} gaps over "
+                              f"{meters.GAP} s" + (f": {gaps}" if gaps else ""))
+        if recorded < sent - RECORD_SLACK:
+            problems.append(f"recording lasts {recorded:.1f} s, the source sent {sent:.1f} s")
+        elif recorded > sent + behind + RECORD_SLACK:  # longer than the source has been on
+            problems.append(f"recording lasts {recorded:.1f} s, the source ran "
+                            f"{sent + behind:.1f} s")
+        got = streams.get("video", {}).get("packets", 0)
+        if got < frames - RECORD_SLACK * RATE:  # lost in the middle: no shorter, but gaps
+            problems.append(f"recording holds {got} of the source's {frames} video frames")
+        # The file lasts as its longer track: the audio is judged on its own.
+        audio = streams.get("audio", {}).get("end", 0.0)
+        if audio < tone.pts / tone.RATE - RECORD_SLACK:
+            problems.append(f"recording's audio ends at {audio:.1f} s, the source sent "
+                            f"{tone.pts / tone.RATE:.1f} s")
         return problems
 
     def memory(self) -> list[str]:
@@ -372,6 +473,8 @@ class Soak:
         return problems
 
     async def close(self) -> None:
+        if self.probe is not None:
+            await asyncio.to_thread(self.probe.stop)
         for proc in (*self.rtmpPlayers.values(), *self.encoders.values()):
             await asyncio.to_thread(proc.stop)
         for reader in self.readers.values():

@@ -19,6 +19,7 @@ from zope.interface import implementer
 
 from wcs import protocol
 from wcs.access.tokens import Claims
+from wcs.cluster.moves import yieldInfo
 from wcs.errors import RoomError, StreamError
 from wcs.interfaces import ISignallingChannel
 from wcs.logs import Logger
@@ -181,6 +182,28 @@ class Hosts:
         elif op == "withdraw":
             participant.home.withdrawStream(participant, str(payload.get("stream")),
                                             failed=bool(payload.get("failed")))
+
+    def moveOut(self, participant, node: str) -> bool:
+        """
+        A visitor's room here yields to the older one on C{node} (a split,
+        the room already dissolved): its streams negotiated here end (the
+        client negotiated with this node), and its node moves it there
+        (L{wcs.cluster.moves}).
+
+        @return: whether C{participant} was a visitor's.
+        """
+        proxy = participant.member
+        if not isinstance(proxy, ProxySession):
+            return False
+        room = participant.room.name
+        if proxy.participants.get(room) is participant:
+            del proxy.participants[room]
+        proxy.streams.stopRoom(participant, yieldInfo(node))
+        channel = proxy.channel
+        self.bus.send(channel.node, {"op": "moved", "session": channel.session, "room": room,
+                                     "to": node})
+        self._retireIfIdle(channel.node, channel.session, proxy)
+        return True
 
     def _retireIfIdle(self, node: str, session: str, proxy: ProxySession) -> None:
         """A visitor in no room here and with no stream here is done."""

@@ -284,11 +284,11 @@ class Visitors:
         room = participant.room
         if not keep:
             participant.gone = True
-            self._forget(participant)
+            self.forget(participant)
         self.bus.send(room.node, {"op": op, "session": participant.member.sessionId,
                                   "room": room.name, **fields})
 
-    def _forget(self, participant: RemoteParticipant) -> None:
+    def forget(self, participant: RemoteParticipant) -> None:
         room = participant.room
         room.members.pop(participant.member.sessionId, None)
         if not room.members and self.rooms.get(room.name) is room:
@@ -315,18 +315,38 @@ class Visitors:
                 # this event crossed, or its leave was lost with Redis away).
                 to = [s for s in to if room is not None and s in room.members]
         elif name == "notifyStreamStatusEvent":
-            self._streamStatus(to, args)
+            to = self._streamStatus(to, args)
         for sessionId in to:
             session = self.sessions.get(sessionId)
             if session is not None:
                 session.send(message)
 
-    def _streamStatus(self, sessions, args: list[Any]) -> None:
-        """A relayed stream that ended is forgotten."""
+    def _streamStatus(self, sessions, args: list[Any]) -> list[str]:
+        """
+        A relayed stream that ended is forgotten. The statuses of the room
+        node's copy of a stream whose media this node pushes there (its
+        own mediaSessionId, made there) are not for the client, which has
+        its own stream's: they are dropped while that stream is live here.
+
+        @return: the sessions to deliver the status to.
+        """
         body = args[0] if args and isinstance(args[0], dict) else {}
-        if body.get("status") in ("UNPUBLISHED", "STOPPED", "FAILED"):
-            for sessionId in sessions:
-                self.streams.remove(sessionId, body.get("mediaSessionId"))
+        media, stream = body.get("mediaSessionId"), body.get("name")
+        final = body.get("status") in ("UNPUBLISHED", "STOPPED", "FAILED")
+        to = []
+        for sessionId in sessions:
+            if self.streams.node(sessionId, media) is None \
+                    and self._publishesHere(sessionId, stream):
+                continue
+            to.append(sessionId)
+            if final:
+                self.streams.remove(sessionId, media)
+        return to
+
+    def _publishesHere(self, sessionId: str, name: Any) -> bool:
+        session = self.sessions.get(sessionId)
+        return session is not None and any(
+            s.published and s.name == name for s in session.streams.active.values())
 
     def close(self, payload: dict[str, Any]) -> None:
         """The room's node closed a visitor (an operator there)."""
@@ -340,7 +360,7 @@ class Visitors:
         participant = room.members.get(payload.get("session")) if room else None
         if participant is not None:
             participant.gone = True
-            self._forget(participant)
+            self.forget(participant)
             participant.member.removeFromRoom(room.name, str(payload.get("info")))
 
     def nodeGone(self, node: str) -> None:

@@ -3,7 +3,8 @@ Messages between nodes (docs/cluster.md, "Relay"): the fields each C{op}
 needs (L{checkMessage}: a malformed message costs itself, not a handler's
 exception), and the end that handles it (L{route}): the client's node's
 L{wcs.cluster.relay.Visitors}, the room's node's L{wcs.cluster.hosts.Hosts},
-L{wcs.cluster.resync.Resync} or L{wcs.cluster.splits.Splits}.
+L{wcs.cluster.resync.Resync} or L{wcs.cluster.splits.Splits} (and its
+L{wcs.cluster.moves.Moves}).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ _REQUIRED = {
     "withdraw": ("session", "room", "stream"), "stream": ("session", "name"),
     "deliver": ("name",), "removed": ("session", "room"), "close": ("session",),
     "members": (), "state": ("room",), "split": ("room",),
+    "moved": ("session", "room", "to"),
 }
 _TEXT = ("op", "session", "room", "login", "appKey", "id", "name", "text", "stream",
          "reason", "info", "error", "code")
@@ -88,6 +90,8 @@ def route(payload: dict[str, Any], visitors, hosts, resync=None, splits=None) ->
         getattr(resync, op)(payload)
     elif op == "split" and splits is not None:  # wcs.cluster.splits
         splits.split(payload)
+    elif op == "moved" and splits is not None:  # wcs.cluster.moves
+        splits.moves.moved(payload)
     else:
         return False
     return True

@@ -75,7 +75,7 @@ class ClusterService(Service):
         self.resync = Resync(self.bus, self.visitors, self.hosts, server, clock, self.known)
         self.bus.resubscribed = lambda: self.resync.outage("subscription back")
         # A room held here and on another node (after a stall) is made one.
-        self.splits = Splits(self.bus, server, self.registry, clock)
+        self.splits = Splits(self.bus, server, self.registry, clock, self.visitors, self.hosts)
         self.relayAddress = (settings.cluster_relay_address, settings.cluster_relay_port)
         self._relayPort = None
         self.relayStats = RelayStats()

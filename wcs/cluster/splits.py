@@ -9,11 +9,12 @@ of one would never meet, nor play the streams of, the other's.
 
 The node whose claim failed tells the key's owner (C{split}, with its
 room's creation time); the newer room yields (on a tie, that of the
-greater node id): its node hands the room's key to the other node, takes
-its members out of the room as an operator's kick would (their streams
-there end, a visitor's node is told with C{removed}) and ends the room, so
-that their next join is placed in the older room. The older room's node
-answers a C{split} with its own, so the newer yields whichever noticed.
+greater node id): its node hands the room's key to the other node, ends
+the room with no event to anyone (L{wcs.room.rooms.Rooms.dissolve}) and
+moves its members into the older room (L{wcs.cluster.moves}): its own
+clients itself, a visitor through its node (C{moved}; its streams
+negotiated here end). The older room's node answers a C{split} with its
+own, so the newer yields whichever noticed.
 
 Bus payloads (C{op}): C{split} (C{room}, C{since}), either way.
 """
@@ -22,20 +23,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from wcs.cluster.moves import Moves, rosterOfRoom
 from wcs.logs import LogLimiter, Logger, clip
-
-
-def yieldInfo(node: str) -> str:
-    return f"the room lives on node {node}: join it again"
 
 
 class Splits:
     log = Logger()
 
-    def __init__(self, bus, server, registry, clock):
+    def __init__(self, bus, server, registry, clock, visitors, hosts):
         self.bus = bus
         self.server = server
         self.registry = registry
+        self.hosts = hosts
+        self.moves = Moves(server, visitors, bus.nodeId, clock)
         self.errors = LogLimiter(self.log, clock=clock)
 
     def found(self, room: str, owner: str) -> None:
@@ -69,10 +69,10 @@ class Splits:
         if self.server.rooms.rooms.get(room.name) is not room:
             return  # ended meanwhile
         self.errors.warn(("yield", room.name), "cluster: room {room} lives here and on "
-                         "{node}, where it is older: its {count} members here are out of "
-                         "it, to join it there", room=clip(room.name), node=node,
-                         count=len(room.participants))
-        info = yieldInfo(node)
-        for participant in list(room.participants.values()):
-            participant.member.removeFromRoom(room.name, info)
-        self.server.rooms.end(room)
+                         "{node}, where it is older: its {count} members here move there",
+                         room=clip(room.name), node=node, count=len(room.participants))
+        seen = rosterOfRoom(room)
+        for participant in self.server.rooms.dissolve(room):
+            if self.hosts.moveOut(participant, node):
+                continue  # a visitor: its node moves it
+            self.moves.local(participant, node, seen, room.record)

@@ -26,7 +26,7 @@ from wcs.media.compat import (  # noqa: F401  (re-exported: the tests and twistd
     verify,
     version,
 )
-from wcs.lag import gridTime
+from wcs.lag import GridPhases
 from wcs.media.liveness import Consent, LoopClock
 
 verify()
@@ -83,8 +83,8 @@ __all__ = [
 from wcs.media.srtpout import Protector, Unprotector  # noqa: E402
 
 RECEIVE_SIZE = 65536  # the largest UDP datagram fits
-# The sockets read later (DemuxProtocol.readEvery): how many, for the next one's phase.
-_readingLater: set = set()
+# The sessions read later (IceAgent.readEvery), spread over a period's grid.
+READ_PHASES = GridPhases(4)
 
 
 def jitterPacket(seq: int, timestamp: int, data: bytes) -> RtpPacket:
@@ -119,9 +119,8 @@ class DemuxProtocol(StunProtocol):
     # Reading later (L{readEvery}): the timer, and datagrams per turn of it.
     _later = None
     _period = 0.0
+    _phase = 0
     laterBatch = 256
-    PHASES = 4
-    _phase = None
 
     def datagram_received(self, data, addr) -> None:
         self._burst(data, addr, self.batch, True)
@@ -159,39 +158,29 @@ class DemuxProtocol(StunProtocol):
                 return False
         return False
 
-    def readEvery(self, period: float) -> None:
+    def readEvery(self, period: float, phase: int = 0) -> None:
         """
         0: read each datagram as it comes (asyncio's reader, the default).
         Else nothing needs this session's packets at once (a publisher
         nobody plays, records or measures the arrival of): take the socket
         out of the loop's poll and read what it queued once a C{period}, on
-        the period's grid in one of L{PHASES}: one wake-up per period instead
-        of one per frame, shared with the other publishers read later.
+        the period's grid shifted to C{phase} of L{READ_PHASES}: one wake-up
+        per period instead of one per frame, shared with the other
+        publishers read later.
         """
         transport = self.transport
-        self._period = period
+        self._period, self._phase = period, phase
         later, self._later = self._later, None
         if later is not None:
             later.cancel()
-        _readingLater.discard(self)
         if transport is None or transport.is_closing() or self.sock is None:
-            self._phase = None
             return
         if period > 0 and self.srtpReceived is not None:
             transport.pause_reading()
-            # On the period's grid (wcs.lag.gridTime), shifted by this
-            # socket's phase: the publishers read later share PHASES wake-ups
-            # a period whatever their number, and no one turn reads all of
-            # them; a lone one is in the first phase, with the lag probe.
-            if self._phase is None:
-                self._phase = len(_readingLater) % self.PHASES
-            _readingLater.add(self)
-            shift = period * self._phase / self.PHASES
             loop = asyncio.get_running_loop()
-            self._later = loop.call_at(gridTime(loop.time() - shift, period) + shift,
+            self._later = loop.call_at(READ_PHASES.nextTime(loop.time(), period, phase),
                                        self._readLater)
         else:
-            self._phase = None
             transport.resume_reading()  # what came meanwhile is read at once
 
     def _readLater(self) -> None:
@@ -212,13 +201,12 @@ class DemuxProtocol(StunProtocol):
         elif more:  # a stream faster than a batch a period: the rest at the next turn
             self._later = asyncio.get_running_loop().call_soon(self._readLater)
         else:
-            self.readEvery(self._period)
+            self.readEvery(self._period, self._phase)
 
     def connection_lost(self, exc) -> None:
         later, self._later = self._later, None
         if later is not None:
             later.cancel()
-        _readingLater.discard(self)
         super().connection_lost(exc)
 
 
@@ -275,17 +263,23 @@ class IceAgent(Connection):
         """SRTP/SRTCP datagrams go to C{receiver} from now on (None: aioice's path)."""
         for protocol in self._protocols:
             protocol.srtpReceived = receiver
-            if receiver is None:
-                protocol.readEvery(0)
+        if receiver is None:
+            self.readEvery(0)
 
     def readEvery(self, period: float) -> None:
-        """L{DemuxProtocol.readEvery} on each socket, all in one phase."""
+        """L{DemuxProtocol.readEvery} on each socket, all in this session's phase."""
         self.readingLater = period > 0
-        phase = None
+        if self.readingLater:
+            phase = READ_PHASES.take(self)
+        else:
+            READ_PHASES.leave(self)
+            phase = 0
         for protocol in self._protocols:
-            protocol._phase = phase = protocol._phase if phase is None else phase
-            protocol.readEvery(period)
-            phase = protocol._phase
+            protocol.readEvery(period, phase)
+
+    async def close(self) -> None:
+        READ_PHASES.leave(self)
+        await super().close()
 
     def socketCount(self) -> int:
         return len(self._protocols)

@@ -167,6 +167,24 @@ class Rooms:
         if not room.participants:
             self._end(room)
 
+    def dissolve(self, room: Room) -> list[Participant]:
+        """
+        End C{room} with its participants taken out at once and no event to
+        anyone: they are being moved into a room of the same name elsewhere
+        (a cluster's split: L{wcs.cluster.moves}), which tells each what
+        changed. Their streams are not ended here: the mover carries them.
+
+        @return: the participants, in join order.
+        """
+        participants = list(room.participants.values())
+        room.participants.clear()
+        for participant in participants:
+            self.log.info("{login} left {room} (moved)", login=clip(participant.login),
+                          room=clip(room.name))
+            self._tell("participantLeft", participant)
+        self._end(room)
+        return participants
+
     def _remove(self, participant: Participant) -> bool:
         room = participant.room
         if room.participants.get(participant.login) is not participant:
