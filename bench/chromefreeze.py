@@ -25,10 +25,11 @@ import sys
 from collections import Counter, defaultdict
 
 from bench.nacktrace import Unwrap, events
+from wcs.media.feedback import RoundTrip
 
 STARTED = 0.25  # s after the last frame: a NACK then is for what the picture waits for
 LATE_IN = 0.15  # s: forwarded this much after the packet that followed it: late on the way in
-RESENT = ("rs", "early")  # trace events that sent the player a copy
+RESENT = ("rs",)  # trace events that sent the player a copy
 
 
 class Leg:
@@ -56,29 +57,134 @@ class Leg:
         return max(0.0, sent[0] - after[0]) if sent and after else 0.0
 
 
-def readTrace(path: str) -> tuple[dict[int, Leg], dict[int, list[float]]]:
+class WayIn:
+    """
+    One publisher stream in the trace: what the publisher leg did for a
+    packet lost on the uplink (when the gap showed, our NACKs, when the
+    packet came, the RTT estimate then, give-ups and keyframe requests).
+    """
+
+    def __init__(self):
+        self.unwrap = Unwrap()
+        self.wrap: dict[int, int] = {}
+        self.arrived: dict[int, float] = {}  # ext -> first arrival
+        self.newest = None
+        self.missingAt: dict[int, float] = {}  # ext -> gap seen at
+        self.nacks: dict[int, list[float]] = defaultdict(list)  # ext -> our NACKs
+        self.giveups: list[float] = []
+        self.plis: list[float] = []
+        self.rtt = RoundTrip()  # replayed as NackGenerator measures it (first tries)
+        self.estimates: list[tuple[float, float, float]] = []  # (t, smoothed, retry)
+
+    def packet(self, t: float, seq: int) -> None:
+        ext = self.unwrap(seq)
+        self.wrap[seq] = ext
+        if ext in self.arrived:
+            return
+        self.arrived[ext] = t
+        nacks = self.nacks.get(ext)
+        if nacks and len(nacks) == 1 and t - nacks[0] >= self.rtt.smoothed / 2:
+            self.rtt.sample(t - nacks[0])
+            self.estimates.append((t, self.rtt.smoothed, self.rtt.retry))
+        if self.newest is None or ext > self.newest:
+            for missing in range(ext - 1, self.newest, -1) if self.newest is not None else ():
+                if missing in self.arrived or ext - missing > 64:
+                    break
+                self.missingAt.setdefault(missing, t)
+                self.wrap[missing & 0xFFFF] = missing
+            self.newest = ext
+
+    def nack(self, t: float, seqs: list[int]) -> None:
+        for seq in seqs:
+            ext = self.wrap.get(seq)
+            if ext is not None:
+                self.nacks[ext].append(t)
+
+    def estimate(self, t: float) -> tuple[float, float]:
+        """The (smoothed, retry) RTT estimate in force at C{t}, s."""
+        now = (RoundTrip.DEFAULT, RoundTrip.DEFAULT)
+        for at, smoothed, retry in self.estimates:
+            if at > t:
+                break
+            now = (smoothed, retry)
+        return now
+
+    def summary(self) -> str:
+        """The leg's repairs: on which try they came, and how long after the gap."""
+        nacked = [e for e, nacks in self.nacks.items() if e in self.missingAt]
+        repaired = [e for e in nacked if self.arrived.get(e, -1) >= self.nacks[e][0]]
+        tries = Counter(min(3, sum(n <= self.arrived[e] for n in self.nacks[e])) for e in repaired)
+        never = sum(e not in self.arrived for e in nacked)
+
+        def ms(values):
+            values = sorted(values)
+            return "/".join(f"{values[int(q * (len(values) - 1))] * 1000:.0f}" if values else "-"
+                            for q in (0.5, 0.95))
+        return (f"{len(self.arrived)} packets, {len(nacked)} NACKed: {len(repaired)} repaired "
+                f"({tries[1]} on the first try, {tries[2]} on the second, {tries[3]} later; "
+                f"{100 * tries[1] / max(1, len(repaired)):.0f} % first), {never} never came; "
+                f"gap to first NACK p50/p95 {ms(self.nacks[e][0] - self.missingAt[e] for e in nacked)}"
+                f" ms, gap to repaired {ms(self.arrived[e] - self.missingAt[e] for e in repaired)} ms")
+
+    def story(self, src: int, t0: float, t1: float) -> tuple[str, str]:
+        """(verdict, details) of publisher packet C{src}, for a freeze from t0 to t1."""
+        ext = self.wrap.get(src)
+        seen = self.missingAt.get(ext)
+        if ext is None or seen is None:
+            return "not missing", "publisher leg: never missing (late only)"
+        came = self.arrived.get(ext)
+        nacks = self.nacks.get(ext, [])
+        smoothed, retry = self.estimate(nacks[0] if nacks else seen)
+        given = [g for g in self.giveups if seen <= g <= seen + 2]
+        plis = [p for p in self.plis if t0 - 1 <= p <= t1]
+        if came is None:
+            verdict = "given up" if given else "never came"
+        elif not nacks or came < nacks[0]:
+            verdict = "came by itself"
+        else:
+            verdict = f"repaired on try {sum(n <= came for n in nacks)}"
+        rel = lambda t: f"{(t - seen) * 1000:+.0f}"  # noqa: E731
+        details = (f"publisher leg: gap seen {(seen - t0) * 1000:+.0f} ms from the freeze's "
+                   f"start; our NACKs at {', '.join(map(rel, nacks)) or '-'} ms after it "
+                   f"({len(nacks)} tries); the packet "
+                   + (f"came at {rel(came)} ms" if came is not None else "never came")
+                   + f"; RTT estimate {smoothed * 1000:.0f} ms, retry {retry * 1000:.0f} ms; "
+                   f"give-ups {', '.join(map(rel, given)) or 'none'}; "
+                   f"PLIs to the publisher during the freeze {len(plis)}")
+        return verdict, details
+
+
+def readTrace(path: str) -> tuple[dict[int, Leg], dict[int, list[float]], dict[int, WayIn]]:
     legs: dict[int, Leg] = defaultdict(Leg)
     pnacks: dict[int, list[float]] = defaultdict(list)  # publisher seq -> our NACKs
+    ways: dict[int, WayIn] = defaultdict(WayIn)  # publisher SSRC -> its way in
     for t, name, stream, numbers in events(path):
-        if name == "fwd":
+        if name == "in":
+            ways[stream].packet(t, numbers[0])
+        elif name == "giveup":
+            ways[stream].giveups.append(t)
+        elif name == "pli":
+            ways[stream].plis.append(t)
+        elif name == "fwd":
             leg = legs[stream]
             ext = leg.unwrap(numbers[0])
             leg.wrap[numbers[0]] = ext
-            leg.sent.setdefault(ext, (t, numbers[1]))
+            leg.sent.setdefault(ext, (t, numbers[1], numbers[2]))
         elif name == "nack":
             leg = legs[stream]
             for seq in numbers:
                 leg.nacks[leg.ext(seq)].append(t)
-        elif name in ("rs", "early", "soon", "budget", "defer"):
+        elif name in ("rs", "soon", "budget"):
             leg = legs[stream]
             leg.answers[leg.ext(numbers[0])].append((t, name))
         elif name == "pnack":
+            ways[stream].nack(t, numbers)
             for seq in numbers:
                 pnacks[seq].append(t)
-    return legs, pnacks
+    return legs, pnacks, ways
 
 
-def explain(leg: Leg, pnacks, t0: float, t1: float) -> tuple[str, str]:
+def explain(leg: Leg, pnacks, ways, t0: float, t1: float) -> tuple[str, str, tuple]:
     """(cause, details) of a freeze from t0 to t1 on this leg."""
     # What the picture waited for: packets missing when it stopped (NACKed
     # from a little before to a little after its last frame: Chromium NACKs
@@ -86,7 +192,7 @@ def explain(leg: Leg, pnacks, t0: float, t1: float) -> tuple[str, str]:
     asked = {ext for ext, times in leg.nacks.items() if any(t0 - 0.3 <= t <= t0 + STARTED
                                                               for t in times)}
     if not asked:
-        return "no NACK", "no NACK of this player around its start"
+        return "no NACK", "no NACK of this player around its start", ()
 
     def delivered(ext):  # our last copy before the end (forward or resend)
         times = [t for t, e in leg.answers.get(ext, ()) if e in RESENT and t <= t1]
@@ -100,7 +206,7 @@ def explain(leg: Leg, pnacks, t0: float, t1: float) -> tuple[str, str]:
     sent = leg.sent.get(culprit)
     late = leg.forwardedLate(culprit)
     src = sent[1] if sent else None
-    ours = len(pnacks.get(src, ())) if src is not None else 0
+    ours = len([t for t in pnacks.get(src, ()) if t0 - 2 <= t <= t1]) if src is not None else 0
     nacks = [t for t in leg.nacks[culprit] if t <= t1]
     first = nacks[0] if nacks else None
     resends = [t for t, e in leg.answers.get(culprit, ()) if e in RESENT and t <= t1]
@@ -111,13 +217,15 @@ def explain(leg: Leg, pnacks, t0: float, t1: float) -> tuple[str, str]:
                f"{'%+.2f' % (first - t0) if first else '-'} s; ours: resent {len(resends)}"
                + (f" (first {(resends[0] - first) * 1000:.0f} ms after its first NACK)"
                   if resends and first else "") +
-               f", too soon {answers['soon']}, over budget {answers['budget']}, "
-               f"left for its repeat {answers['defer']}; "
+               f", too soon {answers['soon']}, over budget {answers['budget']}"
+               "; "
                f"its last copy out {delivered(culprit) - t1:+.2f} s from the freeze's end")
     if sent is None or sent[0] > t1:
         cause = "not forwarded before the end (keyframe drop or way in)"
     elif late >= LATE_IN or ours:
         cause = "way in (lost on the publisher's uplink)"
+        verdict, story = ways[sent[2]].story(src, t0, t1)
+        return cause, details + "\n    " + story, (verdict, sent[2], src)
     elif answers["budget"]:
         cause = "ours: refused over the player's budget"
     elif len(resends) >= 2:
@@ -126,7 +234,7 @@ def explain(leg: Leg, pnacks, t0: float, t1: float) -> tuple[str, str]:
         cause = "player's link: one resend"
     else:
         cause = "no resend before the end"
-    return cause, details
+    return cause, details, ()
 
 
 def main() -> int:
@@ -134,8 +242,8 @@ def main() -> int:
     parser.add_argument("json", help="bench/network.py --json file (Chromium runs)")
     parser.add_argument("trace", help="the server's media_trace_file of the same runs")
     args = parser.parse_args()
-    legs, pnacks = readTrace(args.trace)
-    causes = Counter()
+    legs, pnacks, ways = readTrace(args.trace)
+    causes, verdicts = Counter(), set()
     with open(args.json) as lines:
         runs = [json.loads(line) for line in lines if line.strip()]
     for run in runs:
@@ -152,8 +260,11 @@ def main() -> int:
             for t0, t1 in player.get("freezeSpans", []):
                 others = [str(i) for i, other in enumerate(players) if i != index and any(
                     a < t1 and b > t0 for a, b in other.get("freezeSpans", []))]
-                cause, details = explain(leg, pnacks, t0, t1) if leg else ("no trace", "")
+                cause, details, verdict = explain(leg, pnacks, ways, t0, t1) if leg \
+                    else ("no trace", "", ())
                 causes[cause] += 1
+                if verdict:  # once per publisher packet, however many players waited
+                    verdicts.add(verdict)
                 run[cause] += 1
                 alone += not others
                 print(f"player {index} frozen {t0 - start:6.2f}-{t1 - start:6.2f} s "
@@ -162,6 +273,11 @@ def main() -> int:
         print(f"## {sum(run.values())} freezes, {alone} of one player alone; "
               + "; ".join(f"{n} {cause}" for cause, n in run.most_common()))
     print("causes: " + "; ".join(f"{n} {cause}" for cause, n in causes.most_common()))
+    byVerdict = Counter(verdict for verdict, *_ in verdicts)
+    for index, way in enumerate(way for way in ways.values() if way.arrived):
+        print(f"publisher leg {index + 1} (in the trace's order, as the wcs runs): {way.summary()}")
+    print("packets lost on the way in that freezes waited for: " + "; ".join(
+        f"{n} {verdict}" for verdict, n in byVerdict.most_common()))
     return 0
 
 

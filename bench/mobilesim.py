@@ -67,6 +67,7 @@ class SimIncoming(IncomingTrack):
         self.publisher, self.link = publisher, link
         self.pnacks: dict[int, list[float]] = {}
         self.keyframeAsks: list[float] = []
+        self.keyframeArrivals: list[float] = []  # the asks that reached the publisher
         super().__init__(self, "video", "H264", 90000, 96, 0x5678, clock,
                          policy or FeedbackPolicy())
         self.rtx = True  # the lab's publisher resends on RTX: a late media packet is reordered
@@ -88,6 +89,8 @@ class SimIncoming(IncomingTrack):
 
     def sendKeyframeRequest(self):
         self.keyframeAsks.append(self.clock.seconds())
+        if self.link.rng.random() >= self.link.loss:  # a PLI is lost as any packet
+            self.keyframeArrivals.append(self.clock.seconds())
 
 
 class Publisher:
@@ -230,7 +233,8 @@ def run(seconds: float, seed: int, loss: float, delay: float, jitter: float,
     asked = 0
     for frame in range(int(seconds * FPS)):
         # A keyframe request reaches the publisher one way (100 ms) later.
-        due = [t for t in track.keyframeAsks[asked:] if t + delay <= clock.seconds()]
+        asks = getattr(track, "keyframeArrivals", track.keyframeAsks)
+        due = [t for t in asks[asked:] if t + delay <= clock.seconds()]
         asked += len(due)
         key = frame == 0 or (gop and frame % gop == 0) or bool(due)
         count = keyframe if key and keyframe else packets
@@ -304,11 +308,13 @@ def main() -> int:
     parser.add_argument("--packets", type=int, default=PACKETS_PER_FRAME, help="per frame")
     parser.add_argument("--keyframe", type=int, default=0, help="packets of a keyframe")
     parser.add_argument("--gop", type=int, default=0, help="frames between keyframes (0: one)")
+    parser.add_argument("--share", type=int, default=20,
+                        help="media_retransmit_share of the publisher leg (5: it gives packets up)")
     args = parser.parse_args()
     tree = os.path.dirname(os.path.dirname(os.path.abspath(sys.modules["wcs"].__file__)))
     print(f"wcs from {tree}")
     for seed in range(1, args.seeds + 1):
-        print(f"seed {seed}: {run(args.seconds, seed, args.loss, args.delay, args.jitter, args.uplink, args.packets, args.keyframe, args.gop)}")
+        print(f"seed {seed}: {run(args.seconds, seed, args.loss, args.delay, args.jitter, args.uplink, args.packets, args.keyframe, args.gop, FeedbackPolicy(share=args.share / 100))}")
     return 0
 
 

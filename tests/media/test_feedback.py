@@ -304,60 +304,6 @@ def test_playerBurstAnswersOneBatch():
     assert answered == [8192 // (SIZE + 12), batch]
 
 
-def _sentPlayer(policy):
-    """A player sent 200 packets (its bucket full), on a clock: (clock, wire, it, a seq sent)."""
-    clock = Clock()
-    track, wire, subscription = _player(clock, policy)
-    for i in range(200):
-        track.fanout(0, 0, i, i * 3000, bytes(SIZE), i == 0)
-    seq = _seqs(wire)[100]
-    wire.sent.clear()
-    return clock, wire, subscription, seq
-
-
-def test_playerNackReserveKeptForRepeats():
-    """
-    With C{media_player_nack_reserve}, a packet's first NACK may not spend
-    the reserve (on a link that reorders most are for packets still on
-    their way); the player's repeat a round trip later (the packet really
-    lost) may. A deferred first NACK is counted, neither refused nor a
-    keyframe ask. Off (0, the default: measured no better), the first NACK
-    spends what is there.
-    """
-    assert FeedbackPolicy.fromSettings(Settings()).playerNackReserve == 0
-    for reserve, firstAnswered in ((0.0, True), (0.5, False)):
-        clock, wire, subscription, seq = _sentPlayer(FeedbackPolicy(playerNackReserve=reserve))
-        subscription.budget.seen = subscription.octets  # earned: no more credit comes
-        subscription.budget.credit = 0.5 * FeedbackPolicy().burst + SIZE  # half, + not a packet
-        subscription.nackReceived([seq])
-        assert (_seqs(wire) == [seq]) is firstAnswered
-        assert subscription.nacksDeferred == (0 if firstAnswered else 1)
-        assert subscription.retransmitDropped == 0 and subscription.keyframesForRefused == 0
-        clock.advance(RoundTrip.DEFAULT + 0.01)  # the player asks again
-        subscription.nackReceived([seq])
-        assert _seqs(wire) == [seq] * (2 if firstAnswered else 1)
-        assert subscription.retransmitted == len(wire.sent)
-
-
-def test_playerEarlyRepeatWhileRoomy():
-    """
-    With C{media_player_early_repeat}, a webrtc.org player's NACK repeated
-    within our round trip (sent before our copy could come) gets a second
-    copy while its credit stays above half; below that it is refused as
-    too soon, as without the setting.
-    """
-    clock, wire, subscription, seq = _sentPlayer(FeedbackPolicy(playerEarlyRepeat=True))
-    subscription.nackReceived([seq])
-    clock.advance(RoundTrip.DEFAULT / 2)
-    subscription.nackReceived([seq])  # its repeat, within our round trip: room for a copy
-    assert _seqs(wire) == [seq, seq] and subscription.resentEarly == 1
-    subscription.budget.seen = subscription.octets  # no more credit comes
-    subscription.budget.credit = FeedbackPolicy().burst / 2  # a copy would leave under half
-    clock.advance(RoundTrip.DEFAULT / 2)
-    subscription.nackReceived([seq])
-    assert _seqs(wire) == [seq, seq] and subscription.retransmitTooSoon == 1
-
-
 def test_refusedNackAsksKeyframeForPlayer():
     """
     A NACK over the budget leaves the player's frame unrepairable and aiortc

@@ -191,6 +191,8 @@ def test_ingestLossIsNacked():
     retransmission is forwarded like any packet, and the receiver report
     counts what is still missing.
     """
+    from types import SimpleNamespace
+
     from aiortc.rtp import RtcpPacket
 
     from wcs.media.track import IncomingTrack
@@ -201,7 +203,7 @@ def test_ingestLossIsNacked():
     track = IncomingTrack(wire, "video", "VP8", 90000, payloadType=96, ssrc=5, clock=clock)
     forwarded = []
     track.fanout = lambda padding, marker, seq, *rest: forwarded.append(seq)
-    track.subscribers = (object(),)
+    track.subscribers = (SimpleNamespace(started=True),)  # a player already playing
     track.keepWaitersServed = lambda now: None
 
     def packet(seq):

@@ -30,10 +30,6 @@ def test_feedbackOfOneStream():
             first["pliReceived"], first["pliLimited"]) == (222, 1405, 1033, 133, 18, 89)
     assert (first["tooOld"], first["beforeKeyframe"], first["reasked"],
             first["nackLists"]) == (3, 5, 40, 1293)
-    assert first["deferred"] is None  # a server before the reserve
-    withReserve = feedback(PLAY + "; 7 first NACKs left for their repeat, 3 repeats answered "
-                           "within a round trip", "room-pub")
-    assert (withReserve["players"][0]["deferred"], withReserve["players"][0]["early"]) == (7, 3)
 
 
 def test_feedbackOfNoStream():

@@ -29,14 +29,6 @@ declare(
     Key("media_player_retransmit_share", "int", 60,
         "percent of the bytes a player was sent that we may resend to it on its NACKs; "
         "0: no retransmission to players"),
-    Key("media_player_nack_reserve", "int", 0,
-        "percent of a player's retransmission credit (media_retransmit_burst) that a packet's "
-        "first NACK may not spend: kept for the NACKs a webrtc.org player repeats a round trip "
-        "later, which are for packets really lost; 0: every NACK may spend all of it"),
-    Key("media_player_early_repeat", "int", 0,
-        "1: a webrtc.org player's NACK repeated within the round trip of our last copy (it "
-        "asks again after its own RTT estimate, 100 ms until it has one) is answered while the "
-        "player's credit stays above half: a second copy in case the first was lost; 0: refused"),
     Key("media_retransmit_burst", "int", 32,
         "KiB of retransmission credit a leg may save up (each leg's budget is a token bucket): "
         "how many NACKed packets one batch may have answered at once"),
@@ -60,8 +52,6 @@ class FeedbackPolicy:
     burst: int = 32768  # bytes a budget may save up (RetransmitBudget.BURST)
     trace: PacketTrace | None = None  # the lab's per-packet trace (wcs.media.trace)
     playerStall: float = 0.0  # s (wcs.media.stall); 0: off, as the setting's default
-    playerNackReserve: float = 0.0  # of the player's burst, kept from first NACKs
-    playerEarlyRepeat: bool = False  # answer a webrtc.org player's repeat within the RTT
 
     @classmethod
     def fromSettings(cls, settings) -> "FeedbackPolicy":
@@ -72,9 +62,7 @@ class FeedbackPolicy:
                    settings.media_player_reorder_wait / 1000,
                    settings.media_retransmit_burst * 1024,
                    PacketTrace.fromSettings(settings),
-                   settings.media_player_stall / 1000,
-                   settings.media_player_nack_reserve / 100,
-                   bool(settings.media_player_early_repeat))
+                   settings.media_player_stall / 1000)
 
 
 class RoundTrip:
@@ -170,7 +158,14 @@ class NackGenerator:
     that lost ones need; waiting for the latest of them (the lab's `wifi`:
     60-90 ms where 95 % came within 20) delayed every repair of the way in.
 
+    A packet lost with C{keyframe} (of a keyframe, or while players wait
+    for one) is asked for first and whatever the budget (without spending
+    credit it lacks), and not given up for want of budget: giving it up
+    drops every player to a new keyframe, one more round trip and one more
+    chance of the same (the lab's `mobile` H.264, docs/networks.md).
+
     @ivar missing: sequence number -> [noticed at, last asked at or None, tries]
+    @ivar keyframe: the missing sequence numbers of keyframes
     """
 
     INTERVAL = 0.02  # s between two batches at most
@@ -196,6 +191,9 @@ class NackGenerator:
         self.reorderWait = 0.0  # s a missing packet waits before its first NACK
         self.lateSamples: deque[tuple[float, float]] = deque(maxlen=self.REORDER_KEPT)
         self.missing: dict[int, list] = {}
+        self.keyframe: set[int] = set()
+        # What the last gaveUp() was for (empty: a gap too large to list).
+        self.lastGivenUp: list[int] = []
         self._call = None
         self._callAt = 0.0  # when _call fires
         # Counters (docs/media.md).
@@ -204,26 +202,40 @@ class NackGenerator:
         self.nacksGivenUp = 0  # missing packets given up
         self.nacksOverBudget = 0  # requests held back by the budget, each tick counted
         self.reordered = 0  # missing packets that came late by themselves
+        self.keyframeNacks = 0  # keyframe packets asked for past the budget
 
-    def lost(self, newest: int, gap: int) -> bool:
+    def lost(self, newest: int, gap: int, keyframe: bool = False) -> bool:
         """
         C{newest} arrived C{gap} after the previous newest: the packets
-        between are missing. False when the gap is too large to repair.
+        between are missing (with C{keyframe}, packets a keyframe may need).
+        False when the gap is too large to repair.
         """
         missing = self.missing
         if missing:
             # Entries are in the order they went missing: the oldest first.
             oldest = (newest - self.MAX_MISSING) & 0xFFFF
+            evicted = []
             while missing and not rtp.seqNewer(next(iter(missing)), oldest):
-                del missing[next(iter(missing))]
-                self.nacksGivenUp += 1
+                evicted.append(next(iter(missing)))
+                self.keyframe.discard(evicted[-1])
+                del missing[evicted[-1]]
+            if evicted:
+                # Given up as surely as after MAX_TRIES (a late loop, the
+                # lab at load 20: players waited on these holes until
+                # aiortc's buffer overflowed): the players must know.
+                self.nacksGivenUp += len(evicted)
+                self.lastGivenUp = evicted
+                self.gaveUp()
         if gap > self.MAX_GAP:
             self.nacksGivenUp += gap - 1
+            self.lastGivenUp = []
             self.gaveUp()
             return False
         now = self.clock.seconds()
         for i in range(gap - 1, 0, -1):
             missing[(newest - i) & 0xFFFF] = [now, None, 0]
+        if keyframe:
+            self.keyframe.update((newest - i) & 0xFFFF for i in range(gap - 1, 0, -1))
         self._expireLate(now)
         # The first NACK when the reordering wait is over, not on the next
         # tick: a repair of the way in delays every player's frames.
@@ -249,6 +261,7 @@ class NackGenerator:
         entry = self.missing.pop(seq, None)
         if entry is None:
             return
+        self.keyframe.discard(seq)
         self.retransmitsReceived += 1
         now = self.clock.seconds()
         noticed, asked, tries = entry
@@ -259,6 +272,11 @@ class NackGenerator:
             self._expireLate(now, changed=True)
         elif tries == 1:
             self.rtt.sample(now - asked)
+
+    def _pastBudget(self) -> bool:
+        """A keyframe's packet asked for without the credit: counted."""
+        self.keyframeNacks += 1
+        return True
 
     def _expireLate(self, now: float, changed: bool = False) -> None:
         """L{reorderWait} from the samples of the last L{REORDER_WINDOW}."""
@@ -274,6 +292,7 @@ class NackGenerator:
 
     def reset(self) -> None:
         self.missing = {}
+        self.keyframe = set()
         self.stop()
 
     def stop(self) -> None:
@@ -293,7 +312,11 @@ class NackGenerator:
         due = now + self.INTERVAL
         firstWait = max(self.SOONEST, self.reorderWait) - self.BATCH
         retry -= self.BATCH
-        for seq, entry in self.missing.items():
+        keyframe = self.keyframe
+        # A keyframe's packets first: they spend the credit before the rest.
+        order = sorted(self.missing.items(), key=lambda item: item[0] not in keyframe) \
+            if keyframe else self.missing.items()
+        for seq, entry in order:
             noticed, asked, tries = entry
             if asked is not None and now - asked < retry:
                 due = min(due, asked + retry)
@@ -301,9 +324,11 @@ class NackGenerator:
             if asked is None and now - noticed < firstWait:
                 due = min(due, noticed + firstWait)
                 continue  # may still come by itself
-            if tries >= self.MAX_TRIES or (asked is None and now - noticed >= self.MAX_WAIT):
+            precious = seq in keyframe
+            if tries >= self.MAX_TRIES or (
+                    asked is None and now - noticed >= self.MAX_WAIT and not precious):
                 givenUp.append(seq)
-            elif self.budget.spend(octets, size):
+            elif self.budget.spend(octets, size) or precious and self._pastBudget():
                 entry[1] = now
                 entry[2] = tries + 1
                 batch.append(seq)
@@ -313,6 +338,7 @@ class NackGenerator:
                     givenUp.append(seq)
         for seq in givenUp:
             del self.missing[seq]
+            keyframe.discard(seq)
         if batch:
             self.nacksSent += len(batch)
             self.send(batch)
@@ -320,4 +346,5 @@ class NackGenerator:
             self._schedule(now, due)
         if givenUp:
             self.nacksGivenUp += len(givenUp)
+            self.lastGivenUp = givenUp
             self.gaveUp()

@@ -387,14 +387,11 @@ class PlaySession(MediaSession):
                     "eager in {reasked} re-askings of {lists} NACKs: "
                     "{held} held for reordering ({reordered} came meanwhile, "
                     "wait {wait:.0f} ms), {upstream} for packets late on the way in not held; "
-                    "{keyframes} keyframe requests, {limited} not passed on; "
-                    "{deferred} first NACKs left for their repeat, {early} repeats answered "
-                    "within a round trip",
+                    "{keyframes} keyframe requests, {limited} not passed on",
                     session=self, nacks=s.nacksReceived, resent=s.retransmitted,
                     rtx=s.rtx and s.rtx.packets, dropped=s.retransmitDropped,
                     tooSoon=s.retransmitTooSoon, rtt=s.rtt.smoothed * 1000,
                     tooOld=s.nacksTooOld, beforeKeyframe=s.nacksBeforeKeyframe,
                     reasked=s.hold.reasked, lists=s.hold.lists, held=s.hold.heldPackets, reordered=s.hold.reordered,
                     wait=s.hold.wait * 1000, upstream=s.hold.upstreamLate,
-                    keyframes=s.keyframeRequestsReceived, limited=s.keyframeRequestsLimited,
-                    deferred=s.nacksDeferred, early=s.resentEarly)
+                    keyframes=s.keyframeRequestsReceived, limited=s.keyframeRequestsLimited)

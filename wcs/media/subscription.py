@@ -71,6 +71,9 @@ class Subscription:
         # packet before it needs no repair (the player decodes from it).
         self.keyframeSeq = 0
         self.keyframePacket = -0x10000
+        # Where it started (our number): what is older is not sent (forward).
+        self.startSeq = self.nextSeq
+        self.beforeStart = 0  # late packets from before its start, not sent
         # What was sent, for NACKs: the header, ours, and the payload, which
         # is the same object for every player of the track (a copy per
         # player was 500 KB of each player's memory at 1 Mbit/s).
@@ -81,8 +84,6 @@ class Subscription:
         self.octets = 0
         self.rtt = RoundTrip()
         self.budget = RetransmitBudget(policy.playerShare, policy.burst)
-        # bytes of credit a packet's first NACK leaves for the repeated ones
-        self.reserve = policy.playerNackReserve * policy.burst
         self.hold = NackHold(self.clock, self.resend, self.rtt, policy.playerReorderWait,
                              self._roomy)
         self.rtx = None  # a wcs.media.rtx.RtxSender when the player takes RTX
@@ -100,8 +101,6 @@ class Subscription:
         self.retransmitted = 0  # packets resent
         self.retransmittedOctets = 0  # their bytes (header included)
         self.retransmitDropped = 0  # NACKed packets not resent: over the budget
-        self.nacksDeferred = 0  # first NACKs not resent: left for the repeat (reserve)
-        self.resentEarly = 0  # ... resent again within a round trip (playerEarlyRepeat)
         self.keyframesForRefused = 0  # keyframe asks on a player's behalf after that
         self.retransmitTooSoon = 0  # NACKed again within an RTT of the last resend
         self.nacksTooOld = 0  # NACKs for packets gone from the history
@@ -135,6 +134,12 @@ class Subscription:
             self._begin(seq, timestamp)
         outSeq = (seq + self.seqDelta) & 0xFFFF
         slot = outSeq % HISTORY
+        behind = (self.lastSeq - outSeq) & 0xFFFF  # _beforeStart, inline: the hot path
+        if behind < 0x8000 and behind > (self.lastSeq - self.startSeq) & 0xFFFF:
+            # A late repair from before the keyframe it started on: no use to
+            # it, and 100 or more behind, aiortc drops all it holds for it.
+            self.beforeStart += 1
+            return
         if self.hold.eager and rtp.seqNewer(self.lastSeq, outSeq):
             # A repair or reordering on the way in: as good as a resend, so
             # a NACK that crossed it within a round trip is not answered.
@@ -163,6 +168,7 @@ class Subscription:
         # (a new publisher SSRC) looks like a gap-free stream to the player.
         self.seqDelta = (self.nextSeq - seq) & 0xFFFF
         self.tsDelta = (self.nextTs - timestamp) & 0xFFFFFFFF
+        self.startSeq = self.nextSeq
         self.started = True
         if self.track.lastSenderReport is not None:
             # Lip sync from the first picture, not from the next report.
@@ -170,6 +176,15 @@ class Subscription:
         if self.onStarted is not None:
             started, self.onStarted = self.onStarted, None
             started()
+
+    def _beforeStart(self, outSeq: int) -> bool:
+        # Measured from the newest: numbers run on past lost packets.
+        behind = (self.lastSeq - outSeq) & 0xFFFF
+        return behind < 0x8000 and behind > (self.lastSeq - self.startSeq) & 0xFFFF
+
+    def isBeforeStart(self, seq: int) -> bool:
+        """Whether the track's packet C{seq} is older than where this player started."""
+        return self._beforeStart((seq + self.seqDelta) & 0xFFFF)
 
     def restart(self, skip: bool = False) -> None:
         """
@@ -285,17 +300,6 @@ class Subscription:
         # costs a duplicate, within the budget. Never longer than the retry
         # (capped at 1 s: a loaded player's reports can read seconds).
         onItsWay = min(self.rtt.smoothed, retry)
-        # A webrtc.org player (not eager: NackHold) NACKs every packet it
-        # misses, most of them still on their way on a link that reorders,
-        # and asks again a round trip later for those really lost: their
-        # first NACKs may not spend the reserve, which the repeats need
-        # (media_player_nack_reserve, off: it froze more at low load;
-        # Chromium on `mobile`, docs/networks.md).
-        asked = self.hold.asked if self.reserve and not self.hold.eager else {}
-        # Its repeats within our round trip were sent before our copy could
-        # come; with room, a second copy in case the first is lost (Janus
-        # answers every NACK).
-        early = self.policy.playerEarlyRepeat and not self.hold.eager
         for seq in lost:
             # aiortc's parser does not wrap a bitmask that spans 65535 -> 0.
             seq &= 0xFFFF
@@ -307,19 +311,12 @@ class Subscription:
             if kept == seq:
                 data = header + self.payloads[slot]
                 since = now - self.resentAt[slot]
-                first = now - asked.get(seq, -1.0) < NackHold.SOONEST  # in this very NACK
-                if since < onItsWay and early and self._resendPacket(seq, data, now, self._half()):
-                    self.resentEarly += 1
-                    event = "early"
-                elif since < onItsWay:
+                if since < onItsWay:
                     self.retransmitTooSoon += 1  # the last copy may still be on its way
                     event = "soon"
-                elif self._resendPacket(seq, data, now, self.reserve if first else 0):
+                elif self._resendPacket(seq, data, now):
                     self.repairingUntil = now + retry
                     event = "rs"
-                elif first:
-                    self.nacksDeferred += 1  # it asks again if the packet does not come
-                    event = "defer"
                 else:
                     self.retransmitDropped += 1
                     refused = True

@@ -11,14 +11,14 @@ for the way out), then numbers:
 - C{in SSRC SEQ}: a publisher's video packet arrived (C{late SSRC SEQ}:
   one older than the newest, a repair or reordered; C{gap SSRC FIRST N}:
   N packets from FIRST went missing);
-- C{pnack SSRC SEQ...}: we NACKed the publisher;
+- C{pnack SSRC SEQ...}: we NACKed the publisher; C{giveup SSRC N}: we gave
+  up packets of its (N given up so far); C{pli SSRC}: we asked it for a keyframe;
+  C{key SSRC SEQ}: a keyframe started with its packet SEQ;
 - C{fwd PLAYER OUT SRC SSRC}: sent to a player as its number OUT (the
   publisher's SRC on its SSRC); C{nack PLAYER OUT...}: the player's NACK as received;
   C{rs PLAYER OUT SINCE WAIT}: resent; C{soon}, C{budget}: refused as sent
   within a round trip, or over the player's share (SINCE: ms since its
-  last resend, WAIT: the round trip waited, ms); C{defer}: a first NACK left
-  for its repeat (C{media_player_nack_reserve}), C{early}: a repeat within
-  the round trip answered (C{media_player_early_repeat}); C{held PLAYER OUT}:
+  last resend, WAIT: the round trip waited, ms); C{held PLAYER OUT}:
   its first NACK held for reordering.
 """
 

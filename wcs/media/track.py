@@ -6,7 +6,9 @@ The hot path is L{IncomingTrack.rtpReceived} then L{Subscription.forward}
 for each player: read the header fields, rewrite SSRC, sequence number,
 timestamp and payload type into a fresh 12-byte header, SRTP-protect, send.
 No payload is parsed beyond the keyframe check of video, nothing is
-decoded, no object is made per packet but the packet's bytes.
+decoded, no object is made per packet but the packet's bytes and, for a
+publisher's track with players, the tuple of its fields kept for a late
+keyframe start (L{IncomingTrack.recent}).
 """
 
 from __future__ import annotations
@@ -154,7 +156,17 @@ class IncomingTrack(Track):
     A track a publisher sends us: packets arrive from its transport as
     decrypted bytes and are forwarded as they are, renumbered per player.
     Video packets lost on the way in are NACKed by a L{NackGenerator}.
+
+    The keyframe players wait for is looked after (docs/networks.md,
+    "`mobile` H.264: the freeze after a give-up"): its lost packets are
+    NACKed before the others and past the budget; one asked for after a
+    give-up is asked for again every L{keyframeRetry} until it starts (the
+    request or the keyframe's first packet may be lost); and a player that
+    starts on a keyframe's first packet repaired late gets the packets that
+    came after it meanwhile (L{RECENT}), which it would otherwise never get.
     """
+
+    RECENT = 256  # packets kept for a late keyframe start (NackGenerator.MAX_MISSING)
 
     def __init__(self, transport, kind: str, codec: str, clockRate: int,
                  payloadType: int, ssrc: int | None, clock=None,
@@ -176,6 +188,16 @@ class IncomingTrack(Track):
         self.maxSeq = 0
         self.cycles = 0
         self.keyframes = 0  # keyframe starts received (a keyframe split in slices counts once)
+        self.keyframeTimestamp: int | None = None  # RTP time of the last keyframe start
+        self.keyframeAwaited = False  # asked for after a give-up, not started yet
+        self.keyframeRetries = 0  # ... asked for again (counted)
+        self.lateStarts = 0  # players started on a late keyframe start, caught up
+        self.restarts = 0  # ... started again on an earlier packet of their first frame
+        # The RTP time of the last keyframe packet and who started on which
+        # of its numbers (L{_keyframeArrived}).
+        self.begun: tuple[int | None, dict] = (None, {})
+        # The last RECENT packets as forwarded (seq, then fanout's arguments).
+        self.recent: list[tuple | None] = [None] * self.RECENT
         self.rtx = None  # a wcs.media.rtx.RtxReceiver when the publisher resends as RTX
         self.nacks = NackGenerator(self.clock, self._sendNack, self._wayInGivenUp,
                                    RetransmitBudget(policy.share, policy.burst),
@@ -217,7 +239,7 @@ class IncomingTrack(Track):
             return  # CSRCs or extension longer than the packet: not RTP we can read
         seq, timestamp = rtp.SEQ_TS.unpack_from(data, 2)
         payload = data[offset:]
-        self._count(seq)
+        self._count(seq, timestamp)
         if self.trace is not None:
             self.trace.event("in", self.ssrc or 0, seq)
         keyframe = True
@@ -226,16 +248,87 @@ class IncomingTrack(Track):
             if keyframe:
                 self.lastKeyframe = self.lastPacket
                 self.keyframes += 1
+                self.keyframeTimestamp = timestamp
+                self.keyframeAwaited = False
+                if self.trace is not None:
+                    self.trace.event("key", self.ssrc or 0, seq)
             elif self.subscribers:
                 self.keepWaitersServed(self.lastPacket)
         self.lastTimestamp = timestamp
         marker = second & rtp.MARKER_BIT
         if self.subscribers:
-            self.fanout(data[0] & rtp.PADDING_BIT, marker, seq, timestamp, payload, keyframe)
+            args = (data[0] & rtp.PADDING_BIT, marker, seq, timestamp, payload, keyframe)
+            if keyframe and self._startsKeyframe is not None:
+                self._keyframeArrived(args)
+            else:
+                self.fanout(*args)
+                self.recent[seq % self.RECENT] = args
         if self._frameListener is not None:
             self._frameListener(seq, timestamp, marker, payload)
 
-    def _count(self, seq: int) -> None:
+    def _keyframeArrived(self, args: tuple) -> None:
+        """
+        Forward a packet a player may start on (C{args}: fanout's). On a
+        jittery link it may come after later packets of its frame: a
+        waiting player that starts on it gets those (L{_catchUp}); and a
+        player that started on a later one of this frame (the start of an
+        IDR's second slice that came first: it lacks the first slice and
+        the SPS) starts again from this one, its numbering jumping past
+        what it has (L{Subscription.restart}).
+        """
+        seq, timestamp = args[2], args[3]
+        subscribers = self.subscribers
+        waiting = [s for s in subscribers if not s.started]
+        begun = self.begun
+        if begun[0] == timestamp:
+            for subscription, first in begun[1].items():
+                if subscription.started and rtp.seqNewer(first, seq) and subscription in subscribers:
+                    subscription.restart(skip=True)
+                    self.restarts += 1
+                    waiting.append(subscription)
+        else:
+            begun = self.begun = (timestamp, {})
+        self.fanout(*args)
+        self.recent[seq % self.RECENT] = args
+        for subscription in waiting:
+            if subscription.started:
+                begun[1][subscription] = seq
+                if seq != self.maxSeq:
+                    self._catchUp(subscription, seq)
+
+    def _catchUp(self, subscription: Subscription, start: int) -> None:
+        """
+        C{subscription} started on C{start}, a keyframe's first packet that
+        came after later ones (a repair): send it those, in order. Without
+        them its buffer has a hole behind the keyframe that no NACK fills
+        (we never sent those numbers), and aiortc's holds every frame until
+        512 packets passed (the lab's 7.9 s freeze, docs/networks.md).
+        """
+        self.lateStarts += 1
+        recent = self.recent
+        for offset in range(1, min((self.maxSeq - start) & 0xFFFF, self.RECENT - 1) + 1):
+            seq = (start + offset) & 0xFFFF
+            args = recent[seq % self.RECENT]
+            if args is not None and args[2] == seq:
+                subscription.forward(*args)
+
+    def keepWaitersServed(self, now: float) -> None:
+        # The keyframe a give-up asked for has not started: the request, or
+        # the keyframe's first packet, may be lost (5 % each on `mobile`).
+        if self.keyframeAwaited and now - self.lastKeyframeRequest >= self.keyframeRetry():
+            self.keyframeRetries += 1
+            self.requestKeyframe()
+        super().keepWaitersServed(now)
+
+    def keyframeRetry(self) -> float:
+        """
+        How long a keyframe asked for may take to start: a round trip to
+        the publisher (its NACK repairs measure it), a frame or two, and no
+        sooner than the publisher's keyframe limit.
+        """
+        return max(self.policy.keyframeInterval, self.nacks.rtt.retry + 0.1)
+
+    def _count(self, seq: int, timestamp: int = -1) -> None:
         self.received += 1
         if self.baseSeq is None:
             self.baseSeq = self.maxSeq = seq
@@ -250,8 +343,18 @@ class IncomingTrack(Track):
         if seq < self.maxSeq:
             self.cycles += 1 << 16
         if delta > 1 and self.kind == "video":
-            self.nacks.lost(seq, delta)
+            self.nacks.lost(seq, delta, self._keyframeGap(timestamp))
         self.maxSeq = seq
+
+    def _keyframeGap(self, timestamp: int) -> bool:
+        """
+        Whether a gap before a packet of RTP time C{timestamp} may hold a
+        keyframe's packets: a player waits for one (its first packet may be
+        in the gap), or the keyframe's frame is on either side of the gap.
+        """
+        key = self.keyframeTimestamp
+        return (key is not None and (timestamp == key or self.lastTimestamp == key)) \
+            or self.keyframeAwaited or any(not s.started for s in self.subscribers)
 
     @property
     def missing(self) -> set[int]:
@@ -265,13 +368,25 @@ class IncomingTrack(Track):
         the keyframe asked for included, until 512 packets passed (the lab's
         `mobile` H.264: each give-up froze all players 1.3-2.8 s, then their
         buffers let out undecodable frames; docs/networks.md), so the players
-        drop to that keyframe: their numbering jumps past the hole.
+        drop to that keyframe: their numbering jumps past the hole. Not a
+        player that started after every packet given up (on a keyframe
+        since): it needs none of them, and dropping it again for packets
+        of before its start made give-ups cascade (the lab's `mobile` VP8,
+        docs/networks.md).
         """
         if self.trace is not None:
             self.trace.event("giveup", self.ssrc or 0, self.nacks.nacksGivenUp)
+        given = self.nacks.lastGivenUp
+        dropped = 0
         for subscription in self.subscribers:
+            if given and subscription.started and all(
+                    subscription.isBeforeStart(seq) for seq in given):
+                continue
             subscription.restart(skip=True)
-        self.requestKeyframe()
+            dropped += 1
+        self.keyframeAwaited = dropped > 0
+        if dropped or self._frameListener is not None or not self.subscribers:
+            self.requestKeyframe()
 
     def _sendNack(self, lost: list[int]) -> None:
         if self.ssrc is not None:
@@ -328,6 +443,8 @@ class IncomingTrack(Track):
 
     def sendKeyframeRequest(self) -> None:
         if self.ssrc is not None:
+            if self.trace is not None:
+                self.trace.event("pli", self.ssrc)
             self.transport.sendRtcp(rtp.pli(self.transport.rtcpSsrc, self.ssrc))
 
     def end(self) -> None:
@@ -351,7 +468,8 @@ class IncomingTrack(Track):
             self.reported = (0, 0)
             self.nacks.reset()
             self.senderReportAt = None
-            self.lastTimestamp = None
+            self.lastTimestamp = self.keyframeTimestamp = None
+            self.recent = [None] * self.RECENT
             for subscription in self.subscribers:
                 subscription.restart()
             self.requestKeyframe(force=True)
