@@ -8,6 +8,12 @@ the part of the server's cost that Python code changes move, measurable on a
 busy machine. Run against another checkout with --root to compare:
 
     .venv/bin/python bench/chat_hotpath.py [--root DIR] [--players 10,200]
+
+C{--gap MS}: wait that long between bursts (a busy wait, so the thread
+stays on its core), as the harness's clients send them (at 10 in a room a
+burst every 22 ms), and print the median CPU of a burst per delivery
+instead of the best round: the same Python on cold caches (docs/
+performance.md, "Chat, seventh pass").
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ def main() -> None:
     parser.add_argument("--players", default="10,200")
     parser.add_argument("--deliveries", type=int, default=20000, help="per round")
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--gap", type=float, default=0,
+                        help="ms between bursts (busy wait): the median burst's CPU")
     args = parser.parse_args()
     sys.path.insert(0, args.root)
     sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
@@ -73,6 +81,9 @@ def main() -> None:
 
         bursts = max(1, args.deliveries // (n - 1))
         data = [burst(k % n, k) for k in range(bursts)]
+        if args.gap > 0:
+            spaced(peers, data, n, args.gap / 1000.0)
+            continue
         best = None
         for _ in range(args.rounds):
             start = time.process_time()
@@ -88,6 +99,26 @@ def main() -> None:
             best = perDelivery if best is None else min(best, perDelivery)
         print(f"N={n}: {best:.2f} µs of Python per delivery (best of {args.rounds}, "
               f"{bursts * (n - 1)} deliveries a round), load {os.getloadavg()[0]:.1f}")
+
+
+def spaced(peers: list, data: list[bytes], n: int, gap: float) -> None:
+    """Each burst after C{gap} seconds of busy waiting: its own CPU, median."""
+    import statistics
+
+    spent = []
+    for k, chunk in enumerate(data):
+        until = time.perf_counter() + gap
+        while time.perf_counter() < until:
+            pass
+        start = time.thread_time_ns()
+        peers[k % n][0].dataReceived(chunk)
+        spent.append(time.thread_time_ns() - start)
+        if k % 50 == 49:
+            for _, transport in peers:
+                transport.clear()
+    perDelivery = statistics.median(spent) / (n - 1) / 1000
+    print(f"N={n}: {perDelivery:.2f} µs of Python per delivery (median of {len(spent)} bursts "
+          f"{gap * 1000:g} ms apart), load {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":
