@@ -57,7 +57,7 @@ def fuzz(data: bytes) -> None:
     visitors = relay.Visitors(outbox, clock)
     hosts = Hosts(outbox, server)
     resync = Resync(outbox, visitors, hosts, server, clock, {"a": "1"})
-    splits = Splits(outbox, server, HandOvers(), clock)
+    splits = Splits(outbox, server, HandOvers(), clock, visitors, hosts)
     # A visitor from node a in room "here" (its join, as node a sends it).
     routing.route({"op": "join", "from": "a", "inc": "1", "id": "a/0", "session": "s1",
                    "room": "here", "login": "eve"}, visitors, hosts)
