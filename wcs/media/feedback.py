@@ -215,10 +215,13 @@ class NackGenerator:
             # Entries are in the order they went missing: the oldest first.
             oldest = (newest - self.MAX_MISSING) & 0xFFFF
             evicted = []
-            while missing and not rtp.seqNewer(next(iter(missing)), oldest):
-                evicted.append(next(iter(missing)))
-                self.keyframe.discard(evicted[-1])
-                del missing[evicted[-1]]
+            while missing:
+                seq = next(iter(missing))
+                if rtp.seqNewer(seq, oldest):
+                    break
+                del missing[seq]
+                self.keyframe.discard(seq)
+                evicted.append(seq)
             if evicted:
                 # Given up as surely as after MAX_TRIES (a late loop, the
                 # lab at load 20: players waited on these holes until

@@ -134,8 +134,7 @@ class Subscription:
             self._begin(seq, timestamp)
         outSeq = (seq + self.seqDelta) & 0xFFFF
         slot = outSeq % HISTORY
-        behind = (self.lastSeq - outSeq) & 0xFFFF  # _beforeStart, inline: the hot path
-        if behind < 0x8000 and behind > (self.lastSeq - self.startSeq) & 0xFFFF:
+        if self._beforeStart(outSeq):
             # A late repair from before the keyframe it started on: no use to
             # it, and 100 or more behind, aiortc drops all it holds for it.
             self.beforeStart += 1

@@ -258,11 +258,11 @@ class IncomingTrack(Track):
         marker = second & rtp.MARKER_BIT
         if self.subscribers:
             args = (data[0] & rtp.PADDING_BIT, marker, seq, timestamp, payload, keyframe)
+            self.recent[seq % self.RECENT] = args
             if keyframe and self._startsKeyframe is not None:
                 self._keyframeArrived(args)
             else:
                 self.fanout(*args)
-                self.recent[seq % self.RECENT] = args
         if self._frameListener is not None:
             self._frameListener(seq, timestamp, marker, payload)
 
@@ -289,7 +289,6 @@ class IncomingTrack(Track):
         else:
             begun = self.begun = (timestamp, {})
         self.fanout(*args)
-        self.recent[seq % self.RECENT] = args
         for subscription in waiting:
             if subscription.started:
                 begun[1][subscription] = seq
@@ -328,7 +327,7 @@ class IncomingTrack(Track):
         """
         return max(self.policy.keyframeInterval, self.nacks.rtt.retry + 0.1)
 
-    def _count(self, seq: int, timestamp: int = -1) -> None:
+    def _count(self, seq: int, timestamp: int) -> None:
         self.received += 1
         if self.baseSeq is None:
             self.baseSeq = self.maxSeq = seq
