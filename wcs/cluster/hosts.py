@@ -19,7 +19,7 @@ from zope.interface import implementer
 
 from wcs import protocol
 from wcs.access.tokens import Claims
-from wcs.cluster.moves import yieldInfo
+from wcs.cluster.moves import dropParticipant, yieldInfo
 from wcs.errors import RoomError, StreamError
 from wcs.interfaces import ISignallingChannel
 from wcs.logs import Logger
@@ -196,8 +196,7 @@ class Hosts:
         if not isinstance(proxy, ProxySession):
             return False
         room = participant.room.name
-        if proxy.participants.get(room) is participant:
-            del proxy.participants[room]
+        dropParticipant(proxy, participant)
         proxy.streams.stopRoom(participant, yieldInfo(node))
         channel = proxy.channel
         self.bus.send(channel.node, {"op": "moved", "session": channel.session, "room": room,

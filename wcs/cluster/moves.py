@@ -52,6 +52,13 @@ def refusedInfo(node: str, info: str) -> str:
     return f"the room lives on node {node}, which refused this member: {info}"
 
 
+def dropParticipant(session, participant) -> None:
+    """C{session} (a client's or a visitor's proxy) is no longer C{participant}."""
+    room = participant.room.name
+    if session.participants.get(room) is participant:
+        del session.participants[room]
+
+
 def rosterOfRoom(room) -> Roster:
     """login -> announced stream names, of a room here."""
     return {p.login: dict(p.streams) for p in room.participants.values()}
@@ -72,10 +79,9 @@ class Moves:
         (already dissolved: L{wcs.room.rooms.Rooms.dissolve}) that saw
         C{seen}: join it to the room on C{node}.
         """
-        session, room = participant.member, participant.room.name
-        if session.participants.get(room) is participant:
-            del session.participants[room]
-        self._move(session, participant, room, node, seen, record)
+        session = participant.member
+        dropParticipant(session, participant)
+        self._move(session, participant, participant.room.name, node, seen, record)
 
     def moved(self, payload: dict[str, Any]) -> None:
         """The node of a visited room yields it to node C{to}: move our members there."""
@@ -87,8 +93,7 @@ class Moves:
         participant.gone = True
         self.visitors.forget(participant)
         session = participant.member
-        if session.participants.get(room.name) is participant:
-            del session.participants[room.name]
+        dropParticipant(session, participant)
         for push in participant.pushes.values():
             push.end(False)  # that node ended it there; it is pushed anew below
         participant.pushes.clear()
