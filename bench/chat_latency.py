@@ -9,12 +9,16 @@ msg/s each, a message carries its send time, C{sendMessage} per recipient to
 wcs, one TextRoom C{message} to Janus) with the participants spread over
 C{--readers} processes, each with its own event loop; for wcs and the minimal
 server a bare WebSocket client (one write per message, frames parsed by
-hand, no JSON on the delivery path). Latency is send to receive per delivery:
-the send time is C{time.monotonic()}, which is CLOCK_MONOTONIC and the same
+hand, no JSON on the delivery path): C{--reader c} (the default when gcc is
+there: C{bench/chat_reader.c}, epoll, one process, built at bench time) or
+C{--reader python} (C{bench/chat_readers.py}, 4 processes on uvloop), or both
+in turn. Latency is send to receive per delivery: the send time is
+CLOCK_MONOTONIC (Python's C{time.monotonic()}), the same
 clock in every process; the receive time is taken when the read returns.
 
     .venv/bin/python bench/chat_latency.py [--server minimal,wcs,janus] [--rounds 2]
-        [--players 200] [--rate 0.1] [--seconds 10] [--readers 4]
+        [--players 200] [--rate 0.1] [--seconds 10] [--reader c|python|c,python]
+        [--readers N]
 
 A server is C{minimal}, C{janus} (Debian's, TextRoom over data channels,
 started and spoken to by the shared harness's own classes, in a private
