@@ -9,6 +9,7 @@ reports.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -79,9 +80,10 @@ def cReader(conn, spec: dict) -> dict:
                 "wall": float(wall), "late": float(late), "wakeups": int(wakeups),
                 "reads": int(reads), "system": float(system)}
     finally:
-        proc.stdin.close()
-        try:
+        proc.stdin.close()  # it then closes its connections and exits
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(15)
-        except subprocess.TimeoutExpired:
+        if proc.poll() is None:
             proc.kill()
             proc.wait(5)
+        proc.stdout.close()

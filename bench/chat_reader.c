@@ -506,6 +506,7 @@ int main(int argc, char **argv) {
     struct rusage ru0, ru1;
     getrusage(RUSAGE_SELF, &ru0);
     double cpu0 = cpuNow(), late = 0;
+    wakeups = reads = 0;  /* the window's only: not the joins' room events */
     long expected = (long)total * nconns - nmine;
     int next = 0, sent = 0;
     double end = t0 + seconds, stop = end + drain;
