@@ -388,7 +388,8 @@ static void sendChat(Conn *c, int k) {
                          "\"payload\": {\"command\": \"sendMessage\", \"options\": {"
                          "\"roomConfig\": {\"name\": \"%s\"}, \"to\": \"%s\", \"text\": \"%s\"}}}]}",
                          c->login, k, to, room, logins[to], text);
-        queueFrame(c, 1, frame, n);
+        if (n > 0 && (size_t)n < sizeof frame)  /* names are checked short in main */
+            queueFrame(c, 1, frame, n);
     }
     flush(c);
 }
@@ -416,6 +417,12 @@ int main(int argc, char **argv) {
     double joinTimeout = atof(argv[8]);
     logins = argv + 10;
     nlogins = argc - 10;
+    /* Short names: every frame this program writes fits its fixed buffers. */
+    if (strlen(room) > 64 || strlen(host) > 64)
+        return 2;
+    for (int i = 0; i < nlogins; i++)
+        if (strlen(logins[i]) > 32)
+            return 2;
     conns = calloc(nlogins, sizeof *conns);
     int *byIndex = malloc(nlogins * sizeof *byIndex);  /* login index: conn or -1 */
     for (int i = 0; i < nlogins; i++)
