@@ -34,6 +34,7 @@ readers' own CPU (all of them, and the busiest, in % of one core) and the
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import multiprocessing
@@ -73,14 +74,16 @@ class Server:
     def start(self) -> None:
         if self.kind == "janus":
             self.janus = shared(self.args.shared).JanusServer(janusArgs(self.args.players))
-            # Janus 1.1.2 sometimes dumps core (~1 GB) when stopped: it inherits
-            # a core size limit of 0.
+            # Janus 1.1.2 sometimes dumps core (~0.8-1 GB, into the bench's
+            # directory) when stopped: it inherits a core size limit of 0, the
+            # hard one too (with only the soft one at 0 it still dumped one).
             limits = resource.getrlimit(resource.RLIMIT_CORE)
-            resource.setrlimit(resource.RLIMIT_CORE, (0, limits[1]))
+            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
             try:
                 self.janus.start()
             finally:
-                resource.setrlimit(resource.RLIMIT_CORE, limits)
+                with contextlib.suppress(ValueError, OSError):  # raising it: root only
+                    resource.setrlimit(resource.RLIMIT_CORE, limits)
             self.url = self.janus.url
             self.address = ("127.0.0.1", int(self.url.rsplit(":", 1)[1]))
             self.pid = self.janus.proc.pid
