@@ -91,12 +91,16 @@ bench-compare: deps system-deps
 
 # Chat p99 at 4 000 deliveries/s (issue 15) with readers that keep up
 # (bench/chat_latency.py, docs/performance.md): the minimal server (the
-# floor), wcs and Janus's TextRoom in turn, CHATP99_ARGS rounds.
+# floor), wcs and Janus's TextRoom in turn, CHATP99_ARGS rounds. The
+# participants of wcs and the minimal server are the C reader
+# (bench/chat_reader.c, built with gcc into state/); Janus's are Python's.
 CHATP99_ARGS ?= --server minimal,wcs,janus --rounds 2
 
 bench-chatp99: deps
 	@command -v janus >/dev/null || { apt-get update -q && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q janus; }
+	@command -v gcc >/dev/null || { apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q gcc libc6-dev; }
 	@$(PY) -c 'import psutil, uvloop' 2>/dev/null || $(PIP) install -q psutil uvloop
 	$(PY) bench/chat_latency.py --shared $(SHARED_BENCH) $(CHATP99_ARGS)
 

@@ -9,12 +9,16 @@ msg/s each, a message carries its send time, C{sendMessage} per recipient to
 wcs, one TextRoom C{message} to Janus) with the participants spread over
 C{--readers} processes, each with its own event loop; for wcs and the minimal
 server a bare WebSocket client (one write per message, frames parsed by
-hand, no JSON on the delivery path). Latency is send to receive per delivery:
-the send time is C{time.monotonic()}, which is CLOCK_MONOTONIC and the same
+hand, no JSON on the delivery path): C{--reader c} (the default when gcc is
+there: C{bench/chat_reader.c}, epoll, one process, built at bench time) or
+C{--reader python} (C{bench/chat_readers.py}, 4 processes on uvloop), or both
+in turn. Latency is send to receive per delivery: the send time is
+CLOCK_MONOTONIC (Python's C{time.monotonic()}), the same
 clock in every process; the receive time is taken when the read returns.
 
     .venv/bin/python bench/chat_latency.py [--server minimal,wcs,janus] [--rounds 2]
-        [--players 200] [--rate 0.1] [--seconds 10] [--readers 4]
+        [--players 200] [--rate 0.1] [--seconds 10] [--reader c|python|c,python]
+        [--readers N]
 
 A server is C{minimal}, C{janus} (Debian's, TextRoom over data channels,
 started and spoken to by the shared harness's own classes, in a private
@@ -30,6 +34,7 @@ readers' own CPU (all of them, and the busiest, in % of one core) and the
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import multiprocessing
@@ -46,6 +51,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.chat_ab import load1  # noqa: E402
+from bench.chat_creader import available, build  # noqa: E402
 from bench.chat_readers import janusArgs, reader, renice, shared  # noqa: E402
 from bench.idle import freePort, start, waitListening  # noqa: E402
 
@@ -68,14 +74,16 @@ class Server:
     def start(self) -> None:
         if self.kind == "janus":
             self.janus = shared(self.args.shared).JanusServer(janusArgs(self.args.players))
-            # Janus 1.1.2 sometimes dumps core (~1 GB) when stopped: it inherits
-            # a core size limit of 0.
+            # Janus 1.1.2 sometimes dumps core (~0.8-1 GB, into the bench's
+            # directory) when stopped: it inherits a core size limit of 0, the
+            # hard one too (with only the soft one at 0 it still dumped one).
             limits = resource.getrlimit(resource.RLIMIT_CORE)
-            resource.setrlimit(resource.RLIMIT_CORE, (0, limits[1]))
+            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
             try:
                 self.janus.start()
             finally:
-                resource.setrlimit(resource.RLIMIT_CORE, limits)
+                with contextlib.suppress(ValueError, OSError):  # raising it: root only
+                    resource.setrlimit(resource.RLIMIT_CORE, limits)
             self.url = self.janus.url
             self.address = ("127.0.0.1", int(self.url.rsplit(":", 1)[1]))
             self.pid = self.janus.proc.pid
@@ -89,7 +97,9 @@ class Server:
             tree, _, sets = self.spec.partition(":")
             tree = tree.partition("@")[2] or str(ROOT)
             # All clients come from one address, 200 share a room: lift the caps.
-            caps = ["ws_max_connections_per_address=0", "room_max_participants=0"]
+            # drain_timeout=0: SIGTERM ends it at once, not after a drain of the rooms.
+            caps = ["ws_max_connections_per_address=0", "room_max_participants=0",
+                    "drain_timeout=0"]
             output = subprocess.DEVNULL
             if self.args.server_log:  # e.g. with ws_send_delay_report=1;gc_report=1
                 Path(self.args.server_log).mkdir(parents=True, exist_ok=True)
@@ -134,25 +144,32 @@ def percentile(sortedValues: list[float], p: float) -> float | None:
     return sortedValues[min(len(sortedValues) - 1, int(p / 100 * len(sortedValues)))]
 
 
-def runOnce(spec: str, args, serial: int = 0) -> dict:
-    """One fresh server, C{args.players} in its room over C{args.readers} processes."""
+def runOnce(spec: str, args, serial: int = 0, readerKind: str | None = None) -> dict:
+    """One fresh server, C{args.players} in its room over C{args.readers} processes
+    (default: 1 for the C reader, 4 for Python's)."""
     server = Server(spec, args)
     logins = [f"u{i:04d}" for i in range(args.players)]
     total = int(round(args.players * args.rate * args.seconds))
     context = multiprocessing.get_context("fork")
     workers, result = [], {"server": spec, "load_before": load1()}
     try:
+        # Janus's participants speak over data channels: the Python reader only.
+        readerKind = readerKind or getattr(args, "reader", "python")
+        binary = build() if readerKind == "c" and server.kind != "janus" else None
+        result["reader"] = "c" if binary else "python"
+        readers = args.readers or (1 if binary else 4)
+        result["readers"] = readers
         server.start()
         if args.nice:
             renice(server.pid, args.nice)
-        for i in range(args.readers):
+        for i in range(readers):
             parent, child = context.Pipe()
             job = {"kind": server.kind, "address": server.address, "url": server.url,
-                   "shared": str(args.shared), "mine": logins[i::args.readers],
+                   "shared": str(args.shared), "mine": logins[i::readers],
                    "logins": logins, "total": total, "interval": 1 / (args.players * args.rate),
                    "seconds": args.seconds, "drain": args.drain,
                    "joinTimeout": args.join_timeout, "nice": args.nice,
-                   "loop": getattr(args, "loop", "asyncio")}
+                   "loop": getattr(args, "loop", "asyncio"), "binary": binary}
             proc = context.Process(target=reader, args=(child, job), daemon=True)
             proc.start()
             workers.append((proc, parent))
@@ -204,6 +221,16 @@ def runOnce(spec: str, args, serial: int = 0) -> dict:
             "server_cpu_ms_per_1000": round(serverCpu * 1e6 / got, 1) if got else None,
             "server_cpu_pct": round(100 * serverCpu / wall, 1),
             "readers_cpu_pct": round(100 * sum(r["cpu"] for r in reports) / wall, 1),
+            "readers_cpu_ms_per_1000": round(sum(r["cpu"] for r in reports) * 1e6 / got, 2)
+            if got else None,
+            # The C reader's epoll_wait returns and reads per 1 000 deliveries.
+            "reader_wakeups_per_1000": round(sum(r.get("wakeups", 0) for r in reports) * 1e3
+                                             / got, 1) if got else None,
+            "reader_reads_per_1000": round(sum(r.get("reads", 0) for r in reports) * 1e3 / got,
+                                           1) if got else None,
+            # The C reader's CPU in the kernel (reads, epoll, TCP), its share.
+            "readers_system_share": round(sum(r.get("system", 0) for r in reports)
+                                          / max(1e-9, sum(r["cpu"] for r in reports)), 2),
             "busiest_reader_cpu_pct": round(100 * max(r["cpu"] for r in reports) / wall, 1),
             "send_late_max_ms": ms(max(r["late"] for r in reports)),
             # Is the tail a few late messages (stalls) or every message's last recipients?
@@ -239,7 +266,8 @@ def row(i: int, r: dict) -> str:
     return (f"| {i} | {r['server']} | {r['deliveries_per_s']:.0f} ({r['delivered']}/"
             f"{r['expected']}) | {r['p50_ms']} / {r['p95_ms']} / **{r['p99_ms']}** / "
             f"{r['max_ms']} | {r['server_cpu_ms_per_1000']} | {r['server_cpu_pct']} | "
-            f"{r['readers_cpu_pct']} ({r['busiest_reader_cpu_pct']}) | "
+            f"{r['readers']} {r['reader']}: {r['readers_cpu_pct']} ({r['busiest_reader_cpu_pct']}); "
+            f"{r['readers_cpu_ms_per_1000']} | "
             f"{r['messages_over_20ms']} of {r['sent']} | "
             f"{r['load_before']:.1f} → {r['load_after']:.1f} | "
             f"{'yes' if r['ok'] else 'NO'}"
@@ -255,7 +283,8 @@ def main() -> None:
     ap.add_argument("--players", type=int, default=200)
     ap.add_argument("--rate", type=float, default=0.1, help="messages/s per participant")
     ap.add_argument("--seconds", type=float, default=10)
-    ap.add_argument("--readers", type=int, default=4, help="reader processes")
+    ap.add_argument("--readers", type=int,
+                    help="reader processes (default 1 for the C reader, 4 for Python's)")
     ap.add_argument("--warmup", type=float, default=2)
     ap.add_argument("--drain", type=float, default=5)
     ap.add_argument("--join-timeout", type=float, default=120)
@@ -267,6 +296,11 @@ def main() -> None:
     ap.add_argument("--nice", type=int, default=0,
                     help="run the server and the readers at this nice value (e.g. -10 on a "
                          "machine others load: they then wait less for a core; root)")
+    ap.add_argument("--reader", default="c" if available() else "python",
+                    help="the participants of wcs and the minimal server: c "
+                         "(bench/chat_reader.c, built with gcc; the default when gcc is "
+                         "there) or python (bench/chat_readers.py), or both in turn "
+                         "(c,python: each server with each); Janus's are Python's")
     ap.add_argument("--loop", choices=("asyncio", "uvloop"),
                     default="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
                     help="the readers' event loop for wcs and the minimal server (default "
@@ -289,20 +323,29 @@ def main() -> None:
                PYTHON, os.path.abspath(__file__)] + sys.argv[1:]
         sys.exit(subprocess.call(cmd, env=dict(os.environ, **{NETNS_ENV: "1"})))
     print(f"{args.players} in a room, {args.rate:g} msg/s each, {args.seconds:g} s, "
-          f"{args.readers} reader processes ({args.loop}), {os.cpu_count()} CPUs, "
+          f"{args.readers or 'C: 1, Python: 4'} reader processes ({args.reader}; python "
+          f"on {args.loop}), "
+          f"{os.cpu_count()} CPUs, "
           f"nice {args.nice}", flush=True)
     print("| run | server | deliveries/s (got/expected) | p50 / p95 / p99 / max ms | "
-          "server CPU ms per 1 000 | server % of a core | readers % of a core (busiest) | "
+          "server CPU ms per 1 000 | server % of a core | "
+          "readers % of a core (busiest); ms per 1 000 | "
           "messages with a delivery over 20 ms | load 1 min | ok |")
     print("|---|---|---|---|---|---|---|---|---|---|", flush=True)
+    readers = args.reader.split(",")
+    if set(readers) - {"c", "python"}:
+        raise SystemExit(f"--reader: {args.reader!r} (c, python or both)")
+    variants = [(spec, kind) for spec in servers
+                for kind in (["python"] if spec == "janus" else readers)]
+    named = {v: v[0] if len(readers) == 1 or v[0] == "janus" else f"{v[0]} ({v[1]} reader)" for v in variants}
     serial = 0
-    results: dict[str, list[dict]] = {spec: [] for spec in servers}
+    results: dict[str, list[dict]] = {name: [] for name in named.values()}
     try:
         for i in range(args.rounds):
-            for spec in servers:
+            for variant in variants:
                 serial += 1
-                r = runOnce(spec, args, serial)
-                results[spec].append(r)
+                r = runOnce(variant[0], args, serial, variant[1])
+                results[named[variant]].append(r)
                 print(row(i + 1, r), flush=True)
                 if args.json:
                     with open(args.json, "a") as out:

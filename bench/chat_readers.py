@@ -245,7 +245,10 @@ def reader(conn, spec: dict) -> None:
     try:
         if spec["nice"]:
             renice(os.getpid(), spec["nice"])
-        if spec.get("loop") == "uvloop" and spec["kind"] != "janus":
+        if spec.get("binary"):  # the C reader (bench/chat_creader.py)
+            from bench.chat_creader import cReader
+            conn.send(cReader(conn, dict(spec, room=ROOM)))
+        elif spec.get("loop") == "uvloop" and spec["kind"] != "janus":
             import uvloop  # libuv's loop: less of the readers' CPU per read
             conn.send(uvloop.run(readerMain(conn, spec)))
         else:
