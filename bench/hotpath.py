@@ -27,6 +27,9 @@ class NullTransport:
     def sendRtp(self, data: bytes) -> bool:
         return True
 
+    def sendRtpParts(self, header: bytes, payload: bytes) -> bool:
+        return True
+
     def sendRtcp(self, data: bytes) -> None:
         pass
 
@@ -52,13 +55,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
     sys.path.insert(0, args.root)
+    from twisted.internet.task import Clock
     from wcs.media.track import IncomingTrack, Subscription
 
     data = packets(args.packets)
     best = float("inf")
     for _ in range(args.rounds):
         transport = NullTransport()
-        track = IncomingTrack(transport, "video", "H264", 90000, 102, 1234)
+        track = IncomingTrack(transport, "video", "H264", 90000, 102, 1234, Clock())
         for n in range(args.players):
             Subscription(track, transport, 5000 + n, 102).attach()
         began = time.process_time()

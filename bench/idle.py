@@ -83,6 +83,19 @@ def waitListening(name: str, proc: subprocess.Popen, port: int, timeout: float =
     raise SystemExit(f"{name} did not listen within {timeout} s")
 
 
+def stopAll(started) -> None:
+    """End each (process, port) of L{start}: a server by SIGINT, a bare loop by
+    SIGTERM; killed after 10 s."""
+    for proc, port in started:
+        proc.send_signal(signal.SIGTERM if port is None else signal.SIGINT)
+    for proc, _ in started:
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
 def sample(pid: int) -> tuple[int, int]:
     """(CPU ns of every thread, voluntary context switches of every thread)"""
     cpu = switches = 0
@@ -113,14 +126,7 @@ def measureRound(variants: dict[str, str], warmup: float, seconds: float) -> dic
         after = {name: sample(p.pid) for name, p in procs.items()}
         load2 = os.getloadavg()[0]
     finally:
-        for name, proc in procs.items():
-            proc.send_signal(signal.SIGTERM if started[name][1] is None else signal.SIGINT)
-        for proc in procs.values():
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        stopAll(started.values())
     rows = {}
     for name in variants:
         cpu = after[name][0] - before[name][0]
