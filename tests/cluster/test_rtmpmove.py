@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import random
 import time
 
 import pytest
@@ -28,7 +27,7 @@ from tests.cluster.test_edgestall import HEAL, rejoin, roomEventsUntil, stall
 from tests.cluster.test_cluster import until
 from tests.media import peers
 from tests.rtmp import ffmpeg
-from tests.support.cluster import runningCluster
+from tests.support.cluster import mediaSettings, runningCluster
 from tests.support.redis import redisAvailable
 from tests.support.rooms import playInRoom
 from tests.support.wsclient import Client
@@ -41,12 +40,7 @@ ENCODER_SECONDS = 90  # the encoder outlives each test; stopped at its end
 @pytest.fixture(scope="module")
 def twoNodes(tmp_path_factory):
     ffmpeg.requireFFmpeg()
-    base = random.randrange(20000, 60000, 200)
-    settings = {node: {"media_port_from": str(base + 100 * i),
-                       "media_port_to": str(base + 100 * i + 99),
-                       "ice_public_ip": "127.0.0.1", "room_idle_timeout": "0"}
-                for i, node in enumerate(("a", "b"))}
-    with runningCluster(tmp_path_factory.mktemp("rtmpmove"), settings,
+    with runningCluster(tmp_path_factory.mktemp("rtmpmove"), mediaSettings(("a", "b")),
                         enable=("ws", "rtmp")) as (redis, nodes):
         yield redis, nodes
 
