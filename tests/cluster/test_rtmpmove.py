@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import time
 
 import pytest
@@ -211,3 +212,61 @@ async def test_an_encoder_on_the_origin_stays_in_the_older_room(twoNodes):
               f"{marks['yielded']:.1f} s after SIGCONT, played on both nodes "
               f"{time.monotonic() - marks['resumed']:.1f} s after; "
               f"load {os.getloadavg()[0]:.1f}")
+
+
+@pytest.fixture(scope="module")
+def threeNodes(tmp_path_factory):
+    ffmpeg.requireFFmpeg()
+    with runningCluster(tmp_path_factory.mktemp("rtmpmove3"), mediaSettings(("a", "b", "c")),
+                        enable=("ws", "rtmp")) as (redis, nodes):
+        yield redis, nodes
+
+
+async def test_an_encoders_push_to_the_yielding_node_goes_to_the_older_rooms(threeNodes):
+    """
+    The encoder on node E visits the origin's room. The origin stalls; E
+    gives it up and joins the encoder again: the room is placed on the
+    least loaded node, T (no client there, the encoder on E),
+    so the encoder's frames are pushed to T. Once the origin runs again,
+    T's room yields and tells E (C{moved}), which moves the encoder into
+    the origin's room and pushes its frames there instead; carol, joining
+    there, gets it published and plays moving pictures.
+    """
+    redis, nodes = threeNodes
+    it = Split(redis, nodes)
+    try:
+        it.alice = await it.client("a", "alice")
+        await it.alice.join(it.room)
+        it.origin = redis.client().get(f"wcs:room:{it.room}")
+        # The encoder not on the origin, and with alice when she is not there.
+        it.encoderNode = "a" if it.origin != "a" else "b"
+        third = ({"a", "b", "c"} - {it.origin, it.encoderNode}).pop()
+        port = nodes[it.encoderNode].ports["rtmp"]
+        it.encoder = await ffmpeg.publishIntoRoom(
+            f"rtmp://127.0.0.1:{port}/room/{it.room}/obs", it.room, "obs", [it.alice],
+            seconds=ENCODER_SECONDS)
+        key = f"wcs:room:{it.room}"
+
+        async def placedOnThird():
+            await until(lambda: redis.client().get(key) == third, HEAL,
+                        "the encoder joined again, its room placed on the third node")
+
+        stopped = await stall(nodes, it.origin, it.encoderNode, meanwhile=placedOnThird)
+        resumed = time.monotonic()
+        await until(lambda: f"room {it.room!r} lives here and on {it.origin}, where it is "
+                    "older" in nodes[third].log(), HEAL, "the third node's room yields")
+        moved = re.compile(f"moved into room {it.room!r} on node {it.origin}: "
+                           r"\d+ room events, 1 streams carried")
+        await until(lambda: moved.search(nodes[it.encoderNode].log()), HEAL,
+                    "the encoder moved, its stream carried")
+        assert redis.client().get(key) == it.origin
+        it.encoderRuns()
+        carol = await it.client(it.origin, "carol")
+        assert {"login": "obs", "name": it.name} in await carol.join(it.room)
+        await it.playsMoving(carol)  # on the origin, from the encoder's node's push
+        it.encoderRuns()
+        print(f"\nencoder's push to a yielding node: stalled {stopped:.1f} s, moved and "
+              f"played on the origin {time.monotonic() - resumed:.1f} s after SIGCONT; "
+              f"load {os.getloadavg()[0]:.1f}")
+    finally:
+        await it.close()
