@@ -10,14 +10,13 @@ the room's nor the encoder's) plays it too. Real redis-server, three `twistd wcs
 from __future__ import annotations
 
 import asyncio
-import random
 import uuid
 
 import pytest
 
 from tests.media import peers
 from tests.rtmp import ffmpeg
-from tests.support.cluster import eventsSeen, runningCluster
+from tests.support.cluster import eventsSeen, mediaSettings, runningCluster
 from tests.support.redis import redisAvailable
 from tests.support.rooms import playInRoom, status
 from tests.support.wsclient import Client
@@ -30,12 +29,7 @@ NODES = ("a", "b", "c")
 @pytest.fixture
 def threeNodes(tmp_path):
     ffmpeg.requireFFmpeg()
-    base = random.randrange(20000, 60000, 300)
-    settings = {node: {"media_port_from": str(base + 100 * i),
-                       "media_port_to": str(base + 100 * i + 99),
-                       "ice_public_ip": "127.0.0.1", "room_idle_timeout": "0"}
-                for i, node in enumerate(NODES)}
-    with runningCluster(tmp_path, settings, enable=("ws", "rtmp")) as cluster:
+    with runningCluster(tmp_path, mediaSettings(NODES), enable=("ws", "rtmp")) as cluster:
         yield cluster
 
 

@@ -6,6 +6,7 @@ processes joined to it (docs/cluster.md).
 from __future__ import annotations
 
 import contextlib
+import random
 import time
 from pathlib import Path
 
@@ -19,6 +20,18 @@ LIVE_TIMEOUT = 10.0
 async def clientsOn(nodes: dict, *placed: tuple[str, str]) -> list[Client]:
     """One WebSocket client per (node id, login) of C{placed}, in that order."""
     return [await Client.open(nodes[node].wsURL, login) for node, login in placed]
+
+
+def mediaSettings(nodes: tuple[str, ...], **extra: str) -> dict[str, dict[str, str]]:
+    """
+    Settings for C{nodes} playing media on loopback: each its own slice of
+    100 UDP ports from a random base, rooms kept while empty; plus C{extra}.
+    """
+    base = random.randrange(20000, 60000, 100 * len(nodes))
+    return {node: {"media_port_from": str(base + 100 * i),
+                   "media_port_to": str(base + 100 * i + 99),
+                   "ice_public_ip": "127.0.0.1", "room_idle_timeout": "0", **extra}
+            for i, node in enumerate(nodes)}
 
 
 @contextlib.contextmanager

@@ -325,6 +325,7 @@ class RelayOut(protocol.Protocol):
         self.needKeyframe = False
         self.ending: bytes | None = None
         self.attached = False
+        self.lost = False  # the connection ended before the stream did
 
     def connectionMade(self) -> None:
         self.transport.registerProducer(self, True)
@@ -387,6 +388,7 @@ class RelayOut(protocol.Protocol):
             self.attached = False
             self.source.detach(self)
         if self.ending is None:
+            self.lost = True
             stream = (self.header or {}).get("stream")
             errors.warn(("out", stream), "cluster: media relay of {stream} lost: {reason}",
                         stream=clip(stream), reason=reason.value)

@@ -23,6 +23,11 @@ A member whose login the older room has already is not moved: the older
 one wins, and the newer is out of the room as an operator's kick would
 take it out, its streams there ending with the reason.
 
+An RTMP encoder in a room of another node that is given up cannot join
+again by itself (it speaks no room protocol): its node joins it again
+(L{Moves.again}), its stream going on, into a room placed anew; that room
+yields, and moves it, when the old node comes back.
+
 Bus payloads (C{op}): C{moved} (C{session}, C{room}, C{to}), from the
 yielding room's node to a visitor's node.
 """
@@ -50,6 +55,11 @@ def yieldInfo(node: str) -> str:
 def refusedInfo(node: str, info: str) -> str:
     """Why a member of a yielding room is out of the room instead of moved."""
     return f"the room lives on node {node}, which refused this member: {info}"
+
+
+def againInfo(node: str, info: str) -> str:
+    """Why an encoder's streams ended when its room, lost with its node, was not joined again."""
+    return f"the room's node {node} is gone, and the room could not be joined again: {info}"
 
 
 def dropParticipant(session, participant) -> None:
@@ -92,26 +102,62 @@ class Moves:
         seen = {login: dict(streams) for login, streams in room.roster.items()}
         participant.gone = True
         self.visitors.forget(participant)
-        session = participant.member
-        dropParticipant(session, participant)
+        self._leaveVisited(participant)
+        self._move(participant.member, participant, room.name, payload["to"], seen, False)
+
+    def again(self, participant, seen: Roster) -> None:
+        """
+        A client of this node that speaks no room protocol (an RTMP encoder:
+        L{wcs.cluster.relay.joinsItself}) lost its visited room with the
+        room's node (given up: L{wcs.cluster.relay.Visitors.nodeGone}). It cannot join
+        again by itself, and its broadcast must not end with a stall: it is
+        joined again as a move would, the room placed anew (while the old
+        node is away, on a live node: a new room of that name, which yields
+        to the older one if that node comes back, moving it there), its
+        streams carried. Not recorded as a room (the lost room's flag was
+        its node's); a stream asked to be recorded still is.
+        """
+        session, room = participant.member, participant.room.name
+        self._leaveVisited(participant)
+        if session.closed:
+            return
+
+        def entered(placed):
+            if placed is None:  # here
+                return self._joinHere(session, room, False)
+            return placed, placed.room.roster
+        d = self.server.placement.enter(session, room, session.login, False)
+        self._carry(session, participant, room, seen, d.addCallback(entered),
+                    lambda info: againInfo(participant.room.node, info))
+
+    def _leaveVisited(self, participant) -> None:
+        """A visitor out of its room there, its streams kept here: pushed anew once moved."""
+        dropParticipant(participant.member, participant)
         for push in participant.pushes.values():
-            push.end(False)  # that node ended it there; it is pushed anew below
+            push.end(False)  # that node ended it there (or is gone)
         participant.pushes.clear()
-        self._move(session, participant, room.name, payload["to"], seen, False)
 
     def _move(self, session, old, room: str, node: str, seen: Roster, record: bool) -> None:
         if session.closed:
             return  # its streams ended with its connection
-        # Its streams in the old room go on: announced in the new one once there.
-        streams = [s for s in session.streams.active.values()
-                   if s.published and s.participant is old]
         if node == self.nodeId:
             d = maybeDeferred(self._joinHere, session, room, record)
         else:
             d = self.visitors.join(node, session, room, session.login, record).addCallback(
                 lambda placed: (placed, placed.room.roster))
-        d.addCallbacks(self._joined, self._refused, (session, room, node, seen, streams),
-                       errbackArgs=(session, room, node, streams))
+        self._carry(session, old, room, seen, d, lambda info: refusedInfo(node, info))
+
+    def _carry(self, session, old, room: str, seen: Roster, d: Deferred, why) -> None:
+        """
+        C{session}, member C{old} of C{room} until now, joins it (C{d}: its
+        new participant and that room's roster) with the streams it
+        published there; C{why(info)} says why its streams end when refused.
+        """
+        # Its streams in the old room go on: announced in the new one once there.
+        streams = [s for s in session.streams.active.values()
+                   if s.published and s.participant is old]
+        d.addCallbacks(self._joined, self._refused, (session, room, seen, streams),
+                       errbackArgs=(session, room, streams, why))
         d.addErrback(lambda f: self.log.failure("cluster: moving a member of {room}",
                                                 f, room=clip(room)))
         if not session.gate.waiting:
@@ -126,8 +172,7 @@ class Moves:
         placed = self.server.rooms.join(room, session.login, session, record)
         return placed, rosterOfRoom(placed.room)
 
-    def _joined(self, result, session, room: str, node: str, seen: Roster,
-                streams: list) -> None:
+    def _joined(self, result, session, room: str, seen: Roster, streams: list) -> None:
         placed, roster = result
         if session.closed:  # gone while the room's node answered
             placed.home.disconnect(placed)
@@ -146,14 +191,14 @@ class Moves:
             carried += 1
         self.log.info("cluster: {session} moved into room {room} on node {node}: "
                       "{events} room events, {streams} streams carried",
-                      session=session, room=clip(room), node=node, events=len(events),
+                      session=session, room=clip(room),
+                      node=getattr(placed.room, "node", self.nodeId), events=len(events),
                       streams=carried)
 
-    def _refused(self, failure, session, room: str, node: str, streams: list) -> None:
+    def _refused(self, failure, session, room: str, streams: list, why) -> None:
         failure.trap(RoomError)
-        info = refusedInfo(node, failure.value.info)
-        self.errors.warn(("refused", room), "cluster: {session} not moved into room {room} "
-                         "on node {node}: {info}", session=session, room=clip(room),
-                         node=node, info=info)
+        info = why(failure.value.info)
+        self.errors.warn(("refused", room), "cluster: {session} not moved into room "
+                         "{room}: {info}", session=session, room=clip(room), info=info)
         for stream in streams:
             session.streams.end(stream, UNPUBLISHED, info)

@@ -35,6 +35,16 @@ from wcs.room.events import streamEntry
 JOIN_TIMEOUT = 5.0  # seconds a join waits for the room's node
 
 
+def joinsItself(session) -> bool:
+    """
+    Whether C{session}'s client sends its own joins (the room protocol: a
+    page, a Flash client), or its transport joined for it (an RTMP encoder
+    publishing to a room URL: C{clientJoins} false on its channel) and
+    the client cannot join again by itself.
+    """
+    return getattr(session.channel, "clientJoins", True)
+
+
 def claimsAsJson(claims) -> dict[str, Any] | None:
     """A session's verified token claims, for its session on the room's node."""
     if claims is None:
@@ -363,19 +373,29 @@ class Visitors:
             self.forget(participant)
             participant.member.removeFromRoom(room.name, str(payload.get("info")))
 
-    def nodeGone(self, node: str) -> None:
+    def nodeGone(self, node: str) -> list[tuple[RemoteParticipant, dict]]:
         """
         The node of some visited rooms died: their members here see every
         other participant's streams fail and the participants leave, and
         are out of the room (free to join again, on a live node).
+
+        @return: the members whose client cannot join again by itself (an
+            RTMP encoder: L{joinsItself}), each with the
+            room as it saw it: not taken out, their streams kept, for
+            L{wcs.cluster.moves.Moves.again}.
         """
+        kept = []
         for room in [r for r in self.rooms.values() if r.node == node]:
             del self.rooms[room.name]
             self.log.warn("cluster: room {room} lost with its node {node}",
                           room=clip(room.name), node=node)
+            seen = {login: dict(streams) for login, streams in room.roster.items()}
             for participant in list(room.members.values()):
                 participant.gone = True
                 session = participant.member
+                if not joinsItself(session):
+                    kept.append((participant, seen))
+                    continue
                 for login, streams in room.roster.items():
                     if login == participant.login:
                         continue
@@ -383,3 +403,4 @@ class Visitors:
                         session.send(room.event("FAILED", streamEntry(login, stream)))
                     session.send(room.event("LEFT", login))
                 session.removeFromRoom(room.name, f"the room's node {node} is gone")
+        return kept

@@ -267,6 +267,20 @@ class Resync:
 
     # The client's node
 
+    def _pushAgain(self, participant, listed: dict[str, None]) -> None:
+        """
+        A stream whose push to the room's node was lost (that node gave this
+        one up during a stall, ending its copy and the connection) and that
+        the room no longer lists is pushed anew: the room's node has joined
+        its member again by now, and publishes it (PUBLISHED) as before.
+        """
+        for name in [n for n, push in participant.pushes.items()
+                     if push.lost and n not in listed]:
+            del participant.pushes[name]
+            self.log.info("cluster: pushing {stream} to node {node} again",
+                          stream=clip(name), node=participant.room.node)
+            participant.home.announceStream(participant, name)
+
     def state(self, payload: dict[str, Any]) -> None:
         """A fresh state of a visited room: tell its members here what they missed."""
         room = self.visitors.rooms.get(payload["room"])
@@ -282,6 +296,8 @@ class Resync:
                 participant.member.send(room.event(name, info))
                 count += 1
         room.roster = new
+        for participant in members:
+            self._pushAgain(participant, new[participant.login])
         if count:  # once per room and resync
             self.log.info("cluster: resync of room {room}: its members here had missed "
                           "{count} events", room=clip(room.name), count=count)

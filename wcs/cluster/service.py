@@ -306,9 +306,14 @@ class ClusterService(Service):
             self.log.warn("cluster: node {node} is gone, giving up its rooms and members",
                           node=node)
             self.known.pop(node, None)
-            self.visitors.nodeGone(node)
-            self.hosts.nodeGone(node)
-            self.edges.nodeGone(node)
+            self._giveUp(node)
+
+    def _giveUp(self, node: str) -> None:
+        """What C{node} held is gone; an encoder of its rooms joins again (L{Moves.again})."""
+        for participant, seen in self.visitors.nodeGone(node):
+            self.splits.moves.again(participant, seen)
+        self.hosts.nodeGone(node)
+        self.edges.nodeGone(node)
 
     # Messages from other nodes
 
@@ -319,9 +324,7 @@ class ClusterService(Service):
         if self.known.get(node) != incarnation:
             if node in self.known:
                 # It restarted before its key expired: what it held is gone.
-                self.visitors.nodeGone(node)
-                self.hosts.nodeGone(node)
-                self.edges.nodeGone(node)
+                self._giveUp(node)
             self.known[node] = incarnation
         try:
             known = route(payload, self.visitors, self.hosts, self.resync, self.splits)

@@ -17,6 +17,10 @@ from wcs.room.events import roomEvent, streamEntry
 class RemoteRoom:
     """A room on another node, as its members here see it."""
 
+    # A room's recording is its node's: a stream published into it from
+    # here is recorded there, where the room's node publishes it too.
+    record = False
+
     def __init__(self, name: str, node: str):
         self.name = name
         self.node = node

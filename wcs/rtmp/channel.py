@@ -29,6 +29,9 @@ class RTMPChannel:
         self.flash = flash
         self.peer = application.peer
         self.transportName = "flash" if flash else "rtmp"  # a label of wcs.metrics
+        # An encoder's room is joined for it (a room URL): it cannot join
+        # again by itself (wcs.cluster.relay.joinsItself).
+        self.clientJoins = flash
 
     def send(self, message) -> None:
         app = self.application
