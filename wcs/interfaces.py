@@ -53,7 +53,12 @@ class ISignallingChannel(Interface):
     """
     One client's signalling connection, as the core sees it.
 
-    Provided by a transport for each accepted connection.
+    Provided by a transport for each accepted connection. Two optional
+    attributes are read with a default when absent: C{transportName}, a
+    label of L{wcs.metrics} (default: the class name, lowercased), and C{clientJoins},
+    whether the client sends its own room joins (default true; false for a
+    client its transport joined, an RTMP encoder publishing to a room URL,
+    which cannot join again itself: L{wcs.cluster.relay.joinsItself}).
     """
 
     peer = Attribute("A short description of the remote end, for logs.")
