@@ -1,0 +1,227 @@
+"""
+A recording holds everything the server received, up to the last frame
+before the unpublish (docs/recording.md, "What a recording holds at its
+end"): an aiortc publisher sends numbered frames, stops, unpublishes once
+they are all at the server; the recording is decoded and read back.
+"""
+
+import asyncio
+import fractions
+import math
+import time
+import uuid
+
+import av
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack, VideoStreamTrack
+from zope.interface import implementer
+
+from tests.media import peers
+from tests.recording.test_recording import MEDIA, unpublishedRecording
+from tests.support.rooms import negotiate, status, streamRequest
+from tests.support.wsclient import Client
+from wcs.frames import EncodedFrame
+from wcs.interfaces import IMediaSink
+from wcs.recording.transcoding import Transcoding
+
+RATE = 15
+WIDTH, HEIGHT = 320, 240
+BITS = 10  # of a frame's number, one column each: 1023 frames at most
+FRAMES = 45  # 3 s: the recording begins at the keyframe asked for at PUBLISHING
+AUDIO_FRAMES = 40  # 20 ms each
+
+
+def numbered(number: int) -> av.VideoFrame:
+    """A picture whose columns are C{number}'s bits, lowest first: white 1, black 0."""
+    frame = av.VideoFrame(width=WIDTH, height=HEIGHT, format="yuv420p")
+    luma = frame.planes[0]
+    column = WIDTH // BITS
+    row = b"".join(bytes([235 if number >> bit & 1 else 16]) * column for bit in range(BITS))
+    luma.update((row + bytes(luma.line_size - len(row))) * HEIGHT)
+    for plane in frame.planes[1:]:
+        plane.update(bytes([128]) * plane.buffer_size)
+    return frame
+
+
+def numberOf(picture: av.VideoFrame) -> int:
+    """The number L{numbered} drew, read from the middle of each column (any size)."""
+    gray = picture.to_ndarray(format="gray")
+    height, width = gray.shape
+    column = width / BITS
+    return sum(1 << bit for bit in range(BITS)
+               if gray[height // 2, int((bit + 0.5) * column)] > 128)
+
+
+class Gated(MediaStreamTrack):
+    """Sends C{count} frames once C{go} is set, on a real-time schedule, then nothing."""
+
+    def __init__(self, count: int, interval: float):
+        super().__init__()
+        self.go = asyncio.Event()
+        self.count, self.interval = count, interval
+        self.sent = 0
+        self.startedAt = None
+
+    async def _next(self) -> int:
+        if self.readyState != "live":
+            raise MediaStreamError
+        await self.go.wait()
+        if self.sent == self.count:
+            await asyncio.Event().wait()  # no more: the sender waits until it is stopped
+        loop = asyncio.get_running_loop()
+        if self.startedAt is None:
+            self.startedAt = loop.time()
+        await asyncio.sleep(max(0.0, self.startedAt + self.sent * self.interval - loop.time()))
+        self.sent += 1
+        return self.sent - 1
+
+
+class NumberedVideo(Gated, VideoStreamTrack):
+    kind = "video"
+
+    async def recv(self):
+        number = await self._next()
+        frame = numbered(number)
+        frame.pts, frame.time_base = number * 90000 // RATE, fractions.Fraction(1, 90000)
+        return frame
+
+
+class GatedTone(Gated):
+    kind = "audio"
+    SAMPLES = 960
+
+    async def recv(self):
+        number = await self._next()
+        start = number * self.SAMPLES
+        frame = av.AudioFrame(format="s16", layout="mono", samples=self.SAMPLES)
+        frame.planes[0].update(b"".join(
+            int(8000 * math.sin(2 * math.pi * 440 * (start + i) / 48000)).to_bytes(2, "little",
+                                                                                  signed=True)
+            for i in range(self.SAMPLES)))
+        frame.pts, frame.sample_rate = start, 48000
+        frame.time_base = fractions.Fraction(1, 48000)
+        return frame
+
+
+async def recordNumbered(server, video: str):
+    """
+    Publish FRAMES numbered frames and AUDIO_FRAMES of tone (starting once
+    the file has, at its first keyframe), wait until the server has them,
+    unpublish: the decoded recording's frame numbers and its audio
+    packets' durations.
+    """
+    room = f"room-{uuid.uuid4().hex[:6]}"
+    client = await Client.open(server.wsURL, "alice")
+    pc = peers.newPeer()
+    videoTrack, audioTrack = NumberedVideo(FRAMES, 1 / RATE), GatedTone(AUDIO_FRAMES, 0.02)
+    peers._prefer(pc.addTransceiver(videoTrack, direction="sendonly"), video)
+    peers._prefer(pc.addTransceiver(audioTrack, direction="sendonly"), "audio/opus")
+    try:
+        await client.join(room)
+        request = streamRequest(f"{room}-alice", room, await peers.offerOf(pc), True, record=True)
+        await negotiate(client, pc, "publishStream", request)
+        videoTrack.go.set()  # PUBLISHING comes with the first media
+        publishing = await status(client, request["mediaSessionId"], "PUBLISHING")
+        await asyncio.sleep(0.5)  # the recording starts at the first keyframe
+        audioTrack.go.set()
+        deadline = time.monotonic() + 15
+        while videoTrack.sent < FRAMES or audioTrack.sent < AUDIO_FRAMES:
+            assert time.monotonic() < deadline, (videoTrack.sent, audioTrack.sent)
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)  # on their way over loopback
+        path, _, _ = await unpublishedRecording(server, client, request,
+                                                publishing["recordName"])
+    finally:
+        await pc.close()
+        await client.close()
+    with av.open(str(path)) as container:
+        numbers = [numberOf(picture) for picture in container.decode(video=0)]
+    with av.open(str(path)) as container:
+        audio = [packet.duration * packet.time_base
+                 for packet in container.demux(audio=0) if packet.size]
+    return path, numbers, audio
+
+
+def assertEveryFrame(numbers: list[int]) -> None:
+    """From the first keyframe recorded on, every frame, the last sent last."""
+    assert numbers and numbers[-1] == FRAMES - 1, numbers
+    assert numbers == list(range(numbers[0], FRAMES)), numbers
+
+
+async def test_the_last_video_and_audio_frames_are_recorded(serverFactory):
+    server = serverFactory(settings=MEDIA, enable=("ws",))
+    path, numbers, audio = await recordNumbered(server, "video/H264")
+    assert path.suffix == ".mp4"
+    assertEveryFrame(numbers)
+    assert len(audio) == AUDIO_FRAMES, audio
+
+
+async def test_the_last_frames_of_a_vp8_stream_are_recorded(serverFactory):
+    server = serverFactory(settings=MEDIA, enable=("ws",))
+    path, numbers, audio = await recordNumbered(server, "video/VP8")
+    assert path.suffix == ".webm"
+    assertEveryFrame(numbers)
+    assert len(audio) == AUDIO_FRAMES, audio
+
+
+async def test_transcoded_recordings_end_with_the_last_frames(serverFactory):
+    """VP8 to H.264 and Opus to AAC: the encoders' last frames are in the file too."""
+    server = serverFactory(settings=dict(MEDIA, record_audio_codec="aac", record_vp8="h264"),
+                           enable=("ws",))
+    path, numbers, audio = await recordNumbered(server, "video/VP8")
+    assert path.suffix == ".mp4"
+    assertEveryFrame(numbers)
+    # AAC frames are 1024 samples, Opus's were 960: the tone's 0.8 s, not a frame less.
+    assert sum(audio) >= AUDIO_FRAMES * 0.02, (len(audio), float(sum(audio)))
+
+
+def opusPackets(count: int) -> list[bytes]:
+    """C{count} 20 ms Opus packets of a tone (libopus, as a browser sends)."""
+    encoder = av.CodecContext.create("libopus", "w")
+    encoder.sample_rate, encoder.layout, encoder.format = 48000, "stereo", "s16"
+    encoder.open()
+    packets = []
+    for number in range(count):
+        frame = av.AudioFrame(format="s16", layout="stereo", samples=960)
+        frame.planes[0].update(bytes(range(256)) * (960 * 4 // 256) + bytes(960 * 4 % 256))
+        frame.pts, frame.sample_rate = number * 960, 48000
+        frame.time_base = fractions.Fraction(1, 48000)
+        packets += [bytes(p) for p in encoder.encode(frame)]
+    return packets + [bytes(p) for p in encoder.encode(None)]
+
+
+@implementer(IMediaSink)
+class Frames:
+    def __init__(self):
+        self.frames, self.ended = [], False
+
+    def writeFrame(self, frame):
+        self.frames.append(frame)
+
+    def sourceEnded(self):
+        self.ended = True
+
+    def close(self):
+        self.ended = True
+
+
+def test_the_aac_encoders_last_frames_are_written_at_the_end():
+    """
+    Opus transcoded to AAC: the encoder holds its last frames (it looks
+    ahead); the end writes them before the writer hears of it, and nothing
+    after.
+    """
+    for end in ("sourceEnded", "close"):
+        sink = Frames()
+        transcoding = Transcoding(sink, {"audio": "opus"}, {"audio": "AAC"})
+        packets = opusPackets(AUDIO_FRAMES)
+        for number, data in enumerate(packets):
+            transcoding.writeFrame(EncodedFrame("audio", "opus", data, number * 960,
+                                                fractions.Fraction(1, 48000), True))
+        before = len(sink.frames)
+        getattr(transcoding, end)()
+        assert sink.ended and len(sink.frames) > before
+        # Every sample sent is in the file: the frames from the encoder's priming on.
+        assert len(sink.frames) * 1024 >= len(packets) * 960 + 1024, (before, len(sink.frames))
+        transcoding.writeFrame(EncodedFrame("audio", "opus", packets[0], 0,
+                                            fractions.Fraction(1, 48000), True))
+        assert sink.frames[-1].codec == "AAC" and not transcoding.audio.flush()
