@@ -225,3 +225,47 @@ def test_the_aac_encoders_last_frames_are_written_at_the_end():
         transcoding.writeFrame(EncodedFrame("audio", "opus", packets[0], 0,
                                             fractions.Fraction(1, 48000), True))
         assert sink.frames[-1].codec == "AAC" and not transcoding.audio.flush()
+
+
+def numberedFile(path, count: int) -> None:
+    """C{count} numbered pictures at RATE, losslessly (FFV1), for an encoder to read."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("ffv1", rate=RATE)
+        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+        for number in range(count):
+            frame = numbered(number)
+            frame.pts = number
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+
+
+async def test_an_rtmp_encoders_last_frame_is_recorded(serverFactory, tmp_path):
+    """ffmpeg publishes FRAMES numbered frames over RTMP: the recording holds them all."""
+    from tests.rtmp import ffmpeg
+
+    ffmpeg.requireFFmpeg()
+    source = tmp_path / "numbered.mkv"
+    numberedFile(source, FRAMES)
+    server = serverFactory(settings=MEDIA, enable=("ws", "rtmp"))
+    encoder = await asyncio.create_subprocess_exec(
+        "ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-i", str(source),
+        "-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=44100:duration={FRAMES / RATE}",
+        "-pix_fmt", "yuv420p", "-c:v", "libx264", "-profile:v", "baseline", "-tune",
+        "zerolatency", "-g", "15", "-c:a", "aac", "-f", "flv",
+        f"rtmp://127.0.0.1:{server.ports['rtmp']}/live/numbered?record=true")
+    try:
+        assert await asyncio.wait_for(encoder.wait(), 30) == 0
+    finally:
+        if encoder.returncode is None:
+            encoder.kill()
+            await encoder.wait()
+    records = server.workdir / "state" / "records"
+    deadline = time.monotonic() + 15
+    while not list(records.glob("stream-*-numbered.mp4")):
+        assert time.monotonic() < deadline, server.log()[-2000:]
+        await asyncio.sleep(0.1)
+    with av.open(str(next(records.glob("stream-*-numbered.mp4")))) as container:
+        numbers = [numberOf(picture) for picture in container.decode(video=0)]
+    # From the first frame too: the recorder starts on the keyframe that
+    # made the stream playable (before, on the next one, a GOP later).
+    assert numbers == list(range(FRAMES)), numbers
