@@ -7,6 +7,7 @@ they are all at the server; the recording is decoded and read back.
 
 import asyncio
 import fractions
+import json
 import math
 import time
 import uuid
@@ -102,12 +103,13 @@ class GatedTone(Gated):
         return frame
 
 
-async def recordNumbered(server, video: str):
+async def recordNumbered(server, video: str, roomRecord: bool = False):
     """
     Publish FRAMES numbered frames and AUDIO_FRAMES of tone (starting once
     the file has, at its first keyframe), wait until the server has them,
     unpublish: the decoded recording's frame numbers and its audio
-    packets' durations.
+    packets' durations. With C{roomRecord} the room is recorded (joined
+    with C{record: true}) and left after the unpublish.
     """
     room = f"room-{uuid.uuid4().hex[:6]}"
     client = await Client.open(server.wsURL, "alice")
@@ -116,8 +118,9 @@ async def recordNumbered(server, video: str):
     peers._prefer(pc.addTransceiver(videoTrack, direction="sendonly"), video)
     peers._prefer(pc.addTransceiver(audioTrack, direction="sendonly"), "audio/opus")
     try:
-        await client.join(room)
-        request = streamRequest(f"{room}-alice", room, await peers.offerOf(pc), True, record=True)
+        await client.join(room, record=roomRecord)
+        request = streamRequest(f"{room}-alice", room, await peers.offerOf(pc), True,
+                                record=not roomRecord)
         await negotiate(client, pc, "publishStream", request)
         videoTrack.go.set()  # PUBLISHING comes with the first media
         publishing = await status(client, request["mediaSessionId"], "PUBLISHING")
@@ -130,6 +133,9 @@ async def recordNumbered(server, video: str):
         await asyncio.sleep(0.5)  # on their way over loopback
         path, _, _ = await unpublishedRecording(server, client, request,
                                                 publishing["recordName"])
+        if roomRecord:
+            await client.send("sendData", {"operationId": "bye", "payload": {
+                "command": "leave", "options": {"name": room}}})
     finally:
         await pc.close()
         await client.close()
@@ -172,6 +178,29 @@ async def test_transcoded_recordings_end_with_the_last_frames(serverFactory):
     assertEveryFrame(numbers)
     # AAC frames are 1024 samples, Opus's were 960: the tone's 0.8 s, not a frame less.
     assert sum(audio) >= AUDIO_FRAMES * 0.02, (len(audio), float(sum(audio)))
+
+
+async def test_a_mixed_room_recording_ends_with_the_last_frame(serverFactory, tmp_path):
+    """The room's mix (one tile: the whole picture) shows every frame of its stream's recording."""
+    done = tmp_path / "hook-args.txt"
+    hook = tmp_path / "hook.sh"
+    hook.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {done}\n')
+    hook.chmod(0o755)
+    mixer = tmp_path / "mixer.json"
+    mixer.write_text(json.dumps({"width": WIDTH, "height": HEIGHT, "frameRate": RATE}))
+    server = serverFactory(settings=dict(MEDIA, on_multiple_record_hook_script=str(hook),
+                                         offline_mixer_config=str(mixer)), enable=("ws",))
+    _, numbers, _ = await recordNumbered(server, "video/H264", roomRecord=True)
+    assertEveryFrame(numbers)
+    deadline = time.monotonic() + 60
+    while not done.exists():
+        assert time.monotonic() < deadline, server.log()[-3000:]
+        await asyncio.sleep(0.2)
+    with av.open(done.read_text().splitlines()[1]) as container:
+        shown = [numberOf(picture) for picture in container.decode(video=0)]
+    # Black (0, as frame 0) before the stream's first frame and after its last.
+    assert [n for n in shown if n][-1] == FRAMES - 1, shown
+    assert set(range(numbers[0], FRAMES)) <= set(shown), shown
 
 
 def opusPackets(count: int) -> list[bytes]:
