@@ -23,6 +23,7 @@ from tests.support.wsclient import Client
 from wcs.frames import EncodedFrame
 from wcs.interfaces import IMediaSink
 from wcs.recording.transcoding import Transcoding
+from wcs.recording.writer import StreamWriter
 
 RATE = 15
 WIDTH, HEIGHT = 320, 240
@@ -298,3 +299,35 @@ async def test_an_rtmp_encoders_last_frame_is_recorded(serverFactory, tmp_path):
     # From the first frame too: the recorder starts on the keyframe that
     # made the stream playable (before, on the next one, a GOP later).
     assert numbers == list(range(FRAMES)), numbers
+
+
+def h264Frames(count: int) -> list[EncodedFrame]:
+    """C{count} numbered pictures as H.264 (Annex-B, the first a keyframe) at RATE."""
+    encoder = av.CodecContext.create("libx264", "w")
+    encoder.width, encoder.height, encoder.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+    encoder.time_base = fractions.Fraction(1, RATE)
+    encoder.options = {"tune": "zerolatency", "repeat-headers": "1"}
+    packets = []
+    for number in range(count):
+        picture = numbered(number)
+        picture.pts = number
+        packets += encoder.encode(picture)
+    packets += encoder.encode(None)
+    return [EncodedFrame("video", "H264", bytes(p), i * 6000, fractions.Fraction(1, 90000),
+                         p.is_keyframe) for i, p in enumerate(packets)]
+
+
+def test_a_stream_that_ends_before_its_audio_came_is_recorded(tmp_path):
+    """
+    The file waits for the first audio frame (its rate) for up to 2 s; a
+    stream that ends meanwhile is written, without audio, not thrown away.
+    """
+    path = tmp_path / "short.ts"
+    writer = StreamWriter(path, {"video": "H264", "audio": "opus"})
+    for frame in h264Frames(10):
+        writer.writeFrame(frame)
+    assert writer.container is None  # still waiting for audio
+    writer.sourceEnded()
+    assert writer.frames == 10
+    with av.open(str(path)) as container:
+        assert [numberOf(p) for p in container.decode(video=0)] == list(range(10))
