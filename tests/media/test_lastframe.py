@@ -32,6 +32,8 @@ class Events:
     def sourceEnded(self):
         self.seen.append("end")
 
+    close = sourceEnded  # a recording's writer is closed
+
 
 def vp8(seq: int, frame: int, body: bytes, first: bool = True, marker: bool = True,
         timestamp: int | None = None) -> bytes:
@@ -42,29 +44,32 @@ def vp8(seq: int, frame: int, body: bytes, first: bool = True, marker: bool = Tr
         (b"\x10" if first else b"\x00") + body
 
 
+TWO_FRAMES = (vp8(1, 1, b"f1"), vp8(2, 2, b"f2"))
+
+
 def wire() -> _Wire:
     wire = _Wire()
     wire.rtcpSsrc = 99  # for the keyframe request a sink's attaching sends
     return wire
 
 
-def publisher():
-    """A source with one VP8 track and a sink attached (its frames assembled)."""
+def publisher(*packets: bytes):
+    """A source with one VP8 track and a sink attached (so frames are assembled), and
+    C{packets} received."""
     track = IncomingTrack(wire(), "video", "VP8", 90000, 96, 5, clock=Clock())
     source = WebRTCSource("stream")
     source.addTrack(track)
     sink = Events()
     source.attach(sink)
+    for packet in packets:
+        track.rtpReceived(packet)
     return source, track, sink
 
 
 def test_theLastFrameIsWrittenBeforeTheEnd():
     """Frame 3, whose packets are all there, reaches the sink before the end."""
-    source, track, sink = publisher()
-    track.rtpReceived(vp8(1, 1, b"f1"))
-    track.rtpReceived(vp8(2, 2, b"f2"))
-    track.rtpReceived(vp8(3, 3, b"f3a", marker=False))
-    track.rtpReceived(vp8(4, 3, b"f3b", first=False))
+    source, track, sink = publisher(*TWO_FRAMES, vp8(3, 3, b"f3a", marker=False),
+                                    vp8(4, 3, b"f3b", first=False))
     assert sink.seen == [b"f1", b"f2"]  # aiortc waits for frame 4's first packet
     source.end()
     assert sink.seen == [b"f1", b"f2", b"f3af3b", "end"]
@@ -72,10 +77,7 @@ def test_theLastFrameIsWrittenBeforeTheEnd():
 
 def test_anIncompleteLastFrameIsDropped():
     """Frame 3's marker packet never came: the sink never gets half a frame."""
-    source, track, sink = publisher()
-    track.rtpReceived(vp8(1, 1, b"f1"))
-    track.rtpReceived(vp8(2, 2, b"f2"))
-    track.rtpReceived(vp8(3, 3, b"f3a", marker=False))
+    source, track, sink = publisher(*TWO_FRAMES, vp8(3, 3, b"f3a", marker=False))
     assembler = track.frameListener
     assert assembler.flush() == (0, 1, 1)  # frame 3 dropped, its 1 packet
     assert sink.seen == [b"f1", b"f2"]
@@ -86,10 +88,8 @@ def test_anIncompleteLastFrameIsDropped():
 
 def test_framesBehindAHoleAreDropped():
     """Frame 2 lost its second packet: it and frame 3 after it are not complete."""
-    source, track, sink = publisher()
-    track.rtpReceived(vp8(1, 1, b"f1"))
-    track.rtpReceived(vp8(2, 2, b"f2a", marker=False))
-    track.rtpReceived(vp8(4, 3, b"f3"))  # 3 lost
+    source, track, sink = publisher(vp8(1, 1, b"f1"), vp8(2, 2, b"f2a", marker=False),
+                                    vp8(4, 3, b"f3"))  # 3 lost
     assert track.frameListener.flush() == (0, 2, 2)
     assert sink.seen == [b"f1"]
 
@@ -99,21 +99,17 @@ def test_framesHeldBehindAFilledHoleAreAllWritten():
     aiortc gives one frame per packet that arrives: after a hole is filled
     the frames behind it are still held; the end gives them all, in order.
     """
-    source, track, sink = publisher()
-    track.rtpReceived(vp8(1, 1, b"f1a", marker=False))
-    track.rtpReceived(vp8(3, 2, b"f2"))
-    track.rtpReceived(vp8(4, 3, b"f3"))
-    track.rtpReceived(vp8(2, 1, b"f1b", first=False))  # repaired
+    source, track, sink = publisher(vp8(1, 1, b"f1a", marker=False), vp8(3, 2, b"f2"),
+                                    vp8(4, 3, b"f3"),
+                                    vp8(2, 1, b"f1b", first=False))  # repaired last
     assert sink.seen == [b"f1af1b"]
     source.end()
     assert sink.seen == [b"f1af1b", b"f2", b"f3", "end"]
 
 
 def test_paddingAfterTheMarkerDoesNotMakeTheFrameIncomplete():
-    source, track, sink = publisher()
-    track.rtpReceived(vp8(1, 1, b"f1"))
-    track.rtpReceived(vp8(2, 2, b"f2"))
-    track.rtpReceived(rtp.HEADER.pack(0x80, 96, 3, 2 * TICK, 5))  # padding: no payload
+    padding = rtp.HEADER.pack(0x80, 96, 3, 2 * TICK, 5)  # no payload
+    source, track, sink = publisher(*TWO_FRAMES, padding)
     source.end()
     assert sink.seen == [b"f1", b"f2", "end"]
 
@@ -124,8 +120,7 @@ def test_theFlushLooksAtNoMoreThanTheBuffer():
     none with the marker bit: aiortc drops what does not fit, and the end
     looks at no more than its capacity and gives nothing of it.
     """
-    source, track, sink = publisher()
-    track.rtpReceived(vp8(1, 1, b"f1"))
+    source, track, sink = publisher(vp8(1, 1, b"f1"))
     capacity = JitterBuffer(capacity=512).capacity
     for seq in range(2, 2 + capacity * 2):
         track.rtpReceived(vp8(seq, 2, b"x", first=seq == 2, marker=False))

@@ -13,15 +13,15 @@ import time
 import uuid
 
 import av
+import pytest
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack, VideoStreamTrack
-from zope.interface import implementer
 
 from tests.media import peers
+from tests.media.test_lastframe import Events
 from tests.recording.test_recording import MEDIA, unpublishedRecording
 from tests.support.rooms import negotiate, status, streamRequest
 from tests.support.wsclient import Client
 from wcs.frames import EncodedFrame
-from wcs.interfaces import IMediaSink
 from wcs.recording.transcoding import Transcoding
 from wcs.recording.writer import StreamWriter
 
@@ -154,18 +154,11 @@ def assertEveryFrame(numbers: list[int]) -> None:
     assert numbers == list(range(numbers[0], FRAMES)), numbers
 
 
-async def test_the_last_video_and_audio_frames_are_recorded(serverFactory):
+@pytest.mark.parametrize("video,suffix", [("video/H264", ".mp4"), ("video/VP8", ".webm")])
+async def test_the_last_video_and_audio_frames_are_recorded(serverFactory, video, suffix):
     server = serverFactory(settings=MEDIA, enable=("ws",))
-    path, numbers, audio = await recordNumbered(server, "video/H264")
-    assert path.suffix == ".mp4"
-    assertEveryFrame(numbers)
-    assert len(audio) == AUDIO_FRAMES, audio
-
-
-async def test_the_last_frames_of_a_vp8_stream_are_recorded(serverFactory):
-    server = serverFactory(settings=MEDIA, enable=("ws",))
-    path, numbers, audio = await recordNumbered(server, "video/VP8")
-    assert path.suffix == ".webm"
+    path, numbers, audio = await recordNumbered(server, video)
+    assert path.suffix == suffix
     assertEveryFrame(numbers)
     assert len(audio) == AUDIO_FRAMES, audio
 
@@ -219,42 +212,28 @@ def opusPackets(count: int) -> list[bytes]:
     return packets + [bytes(p) for p in encoder.encode(None)]
 
 
-@implementer(IMediaSink)
-class Frames:
-    def __init__(self):
-        self.frames, self.ended = [], False
-
-    def writeFrame(self, frame):
-        self.frames.append(frame)
-
-    def sourceEnded(self):
-        self.ended = True
-
-    def close(self):
-        self.ended = True
-
-
 def test_the_aac_encoders_last_frames_are_written_at_the_end():
     """
     Opus transcoded to AAC: the encoder holds its last frames (it looks
     ahead); the end writes them before the writer hears of it, and nothing
     after.
     """
+    packets = opusPackets(AUDIO_FRAMES)
     for end in ("sourceEnded", "close"):
-        sink = Frames()
+        sink = Events()
         transcoding = Transcoding(sink, {"audio": "opus"}, {"audio": "AAC"})
-        packets = opusPackets(AUDIO_FRAMES)
         for number, data in enumerate(packets):
             transcoding.writeFrame(EncodedFrame("audio", "opus", data, number * 960,
                                                 fractions.Fraction(1, 48000), True))
-        before = len(sink.frames)
+        before = len(sink.seen)
         getattr(transcoding, end)()
-        assert sink.ended and len(sink.frames) > before
+        frames = len(sink.seen) - 1
+        assert sink.seen[-1] == "end" and frames > before
         # Every sample sent is in the file: the frames from the encoder's priming on.
-        assert len(sink.frames) * 1024 >= len(packets) * 960 + 1024, (before, len(sink.frames))
+        assert frames * 1024 >= len(packets) * 960 + 1024, (before, frames)
         transcoding.writeFrame(EncodedFrame("audio", "opus", packets[0], 0,
                                             fractions.Fraction(1, 48000), True))
-        assert sink.frames[-1].codec == "AAC" and not transcoding.audio.flush()
+        assert sink.seen[-1] == "end" and not transcoding.audio.flush()
 
 
 def numberedFile(path, count: int) -> None:
