@@ -100,6 +100,10 @@ NEEDS: tuple[Need, ...] = (
     Need("aiortc.jitterbuffer", "JitterBuffer.add", ("packet",)),
     Need("aiortc.jitterbuffer", "JitterBuffer._remove_frame", calls=("._data",)),
     Need("aiortc.jitterbuffer", "JitterFrame", ("data", "timestamp")),
+    # What is still held at a stream's end (wcs.media.source.heldFrames).
+    Need("aiortc.jitterbuffer", "JitterBuffer()._origin"),
+    Need("aiortc.jitterbuffer", "JitterBuffer()._packets"),
+    Need("aiortc.jitterbuffer", "JitterBuffer.remove", ("count",)),
     Need("aiortc.codecs", "h264_depayload", ("payload",)),
     Need("aiortc.codecs", "vp8_depayload", ("payload",)),
     Need("aiortc.codecs", "get_decoder", ("codec",)),
@@ -121,6 +125,7 @@ NEEDS: tuple[Need, ...] = (
 _PROBES = {
     "RTCDtlsTransport": lambda cls: cls(None, [None]),
     "Connection": lambda cls: cls(ice_controlling=False),
+    "JitterBuffer": lambda cls: cls(capacity=16),
 }
 
 

@@ -87,12 +87,13 @@ RECEIVE_SIZE = 65536  # the largest UDP datagram fits
 READ_PHASES = GridPhases(4)
 
 
-def jitterPacket(seq: int, timestamp: int, data: bytes) -> RtpPacket:
+def jitterPacket(seq: int, timestamp: int, data: bytes, marker: bool = False) -> RtpPacket:
     """
     A packet for L{JitterBuffer.add}: it joins the C{_data} of a frame's
-    packets (the depayloaded bytes aiortc's receiver stores there).
+    packets (the depayloaded bytes aiortc's receiver stores there); the
+    marker bit says a frame's last packet (L{wcs.media.source.heldFrames}).
     """
-    packet = RtpPacket(sequence_number=seq, timestamp=timestamp)
+    packet = RtpPacket(marker=int(bool(marker)), sequence_number=seq, timestamp=timestamp)
     packet._data = data
     return packet
 

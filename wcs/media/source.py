@@ -18,7 +18,7 @@ from zope.interface import implementer
 
 from wcs.frames import EncodedFrame
 from wcs.interfaces import IMediaSink, IMediaSource
-from wcs.media.internals import DEPAYLOADERS, JitterBuffer, jitterPacket
+from wcs.media.internals import DEPAYLOADERS, JitterBuffer, JitterFrame, jitterPacket
 from wcs.media.rtp import frameIsKeyframe
 from wcs.media.track import IncomingTrack
 
@@ -35,6 +35,39 @@ class TimestampUnwrapper:
             self.pts += ((timestamp - self.last + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
         self.last = timestamp
         return self.pts
+
+
+def heldFrames(jitter: JitterBuffer) -> tuple[list[JitterFrame], int, int]:
+    """
+    The frames still in C{jitter} whose packets are all there, oldest first,
+    and the frames and packets it holds besides (incomplete). aiortc cuts a
+    frame only when a packet of the next one arrives, so at a stream's end
+    its last frame is still held. From the oldest packet on, while no packet
+    is missing: a frame that another one's packet follows is complete, and
+    so is the last one once its marker packet (its last) is there. What
+    follows a missing packet is incomplete: where its frames begin is not
+    known. Looks at no more than the buffer holds (its capacity).
+    """
+    packets, origin = jitter._packets, jitter._origin
+    if origin is None:
+        return [], 0, 0
+    frames: list[list] = []
+    run: list = []
+    for count in range(len(packets)):
+        packet = packets[(origin + count) % len(packets)]
+        if packet is None:
+            break
+        if run and packet.timestamp != run[0].timestamp:
+            frames.append(run)
+            run = []
+        run.append(packet)
+    if run and any(p.marker for p in run):  # what follows the marker is padding
+        frames.append(run)
+    taken = {id(p) for frame in frames for p in frame}
+    left = [p for p in packets if p is not None and id(p) not in taken]
+    return ([JitterFrame(b"".join(p._data for p in frame), frame[0].timestamp)
+             for frame in frames],
+            len({p.timestamp for p in left}), len(left))
 
 
 class FrameAssembler:
@@ -65,13 +98,32 @@ class FrameAssembler:
             data = self.depayload(payload) if payload else b""
         except ValueError:
             return
-        lost, frame = self.jitter.add(jitterPacket(seq, timestamp, data))
+        lost, frame = self.jitter.add(jitterPacket(seq, timestamp, data, marker))
         if lost:
             track.requestKeyframe()
         if frame is not None:
-            self.deliver(EncodedFrame(track.kind, track.codec, frame.data,
-                                      self.unwrap(frame.timestamp), self.timeBase,
-                                      frameIsKeyframe(track.codec, frame.data)))
+            self._deliver(frame)
+
+    def _deliver(self, frame: JitterFrame) -> None:
+        track = self.track
+        self.deliver(EncodedFrame(track.kind, track.codec, frame.data,
+                                  self.unwrap(frame.timestamp), self.timeBase,
+                                  frameIsKeyframe(track.codec, frame.data)))
+
+    def flush(self) -> tuple[int, int, int]:
+        """
+        At the end: deliver the complete frames the jitter buffer still
+        holds (L{heldFrames}), drop the rest. Returns the frames delivered,
+        and the frames and packets dropped.
+        """
+        if self.jitter is None:
+            return 0, 0, 0
+        frames, dropped, packets = heldFrames(self.jitter)
+        if packets or frames:  # each frame is given once
+            self.jitter.remove(self.jitter.capacity)
+        for frame in frames:
+            self._deliver(frame)
+        return len(frames), dropped, packets
 
 
 @implementer(IMediaSource)
@@ -120,7 +172,9 @@ class WebRTCSource:
             return
         self.ended = True
         for track in self.incoming.values():
-            track.frameListener = None
+            assembler, track.frameListener = track.frameListener, None
+            if isinstance(assembler, FrameAssembler):
+                self._flush(track, assembler)
             track.end()
         sinks, self.sinks = self.sinks, []
         for sink in sinks:
@@ -128,6 +182,19 @@ class WebRTCSource:
                 sink.sourceEnded()
             except Exception:
                 self.log.failure("sink {sink} failed on sourceEnded", sink=sink)
+
+    def _flush(self, track: IncomingTrack, assembler: FrameAssembler) -> None:
+        """A track's last frames to the sinks, before they hear of the end."""
+        try:
+            written, dropped, packets = assembler.flush()
+        except Exception:
+            self.log.failure("{name}: {kind} not flushed", name=self.name, kind=track.kind)
+            return
+        if written or dropped:
+            self.log.info("{name}: {kind} at its end: {written} complete frame(s) taken from "
+                          "the jitter buffer, {dropped} incomplete dropped ({packets} packets)",
+                          name=self.name, kind=track.kind, written=written,
+                          dropped=dropped, packets=packets)
 
     def _deliver(self, frame: EncodedFrame) -> None:
         for sink in tuple(self.sinks):

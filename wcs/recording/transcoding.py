@@ -41,25 +41,38 @@ class Transcoding:
         self.audio = AudioToAAC(source["audio"]) \
             if source.get("audio") != written.get("audio") else None
         self.config: bytes | None = None
+        self.flushed = False
 
     def writeFrame(self, frame: EncodedFrame) -> None:
+        if self.flushed:
+            return  # the end: the encoders take nothing more
         if frame.kind == "video" and self.video is not None:
             for each in self.video(frame):
                 self.sink.writeFrame(each)
         elif frame.kind == "audio" and self.audio is not None:
-            ms = int(frame.pts * frame.time_base * 1000)
-            for timestamp, body in self.audio(frame, ms):
-                if body[1] == flv.SEQUENCE_HEADER:
-                    self.config = body[2:]
-                elif self.config is not None:
-                    self.sink.writeFrame(EncodedFrame("audio", "AAC", body[2:], timestamp, MS,
-                                                      True, self.config,
-                                                      sample_rate=flv.aacSampleRate(self.config)))
+            self._audio(self.audio(frame, int(frame.pts * frame.time_base * 1000)))
         else:
             self.sink.writeFrame(frame)
 
+    def _audio(self, bodies: list[tuple[int, bytes]]) -> None:
+        for timestamp, body in bodies:
+            if body[1] == flv.SEQUENCE_HEADER:
+                self.config = body[2:]
+            elif self.config is not None:
+                self.sink.writeFrame(EncodedFrame("audio", "AAC", body[2:], timestamp, MS,
+                                                  True, self.config,
+                                                  sample_rate=flv.aacSampleRate(self.config)))
+
+    def _flush(self) -> None:
+        """The AAC encoder's last frames go into the file before it is closed (once)."""
+        if not self.flushed and self.audio is not None:
+            self._audio(self.audio.flush())
+        self.flushed = True
+
     def sourceEnded(self) -> None:
+        self._flush()
         self.sink.sourceEnded()
 
     def close(self) -> None:
+        self._flush()
         self.sink.close()

@@ -171,6 +171,11 @@ class StreamWriter:
         if audio is None and "audio" in self.tracks and waited < AUDIO_WAIT \
                 and len(self.pending) < PENDING_MAX:
             return
+        self._begin()
+
+    def _begin(self) -> None:
+        """Open the file (with audio if a frame of it came) and write what is pending."""
+        audio = next((f for f in self.pending if f.kind == "audio"), None)
         rate = None if audio is None else (48000 if audio.codec == "opus" else audio.sample_rate)
         self.audioConfig = audio.config if audio is not None else None
         self._open(rate)
@@ -216,6 +221,14 @@ class StreamWriter:
     def close(self) -> None:
         if self.closed:
             return
+        if self.pending and self.container is None:
+            # The stream ended while the file waited for its audio: what
+            # came is written all the same.
+            try:
+                self._begin()
+            except (OSError, av.error.FFmpegError) as e:
+                self._fail(e)  # closes
+                return
         self.closed = True
         container, self.container = self.container, None
         if container is not None:

@@ -53,6 +53,8 @@ class RTMPSource:
         self.ended = False
         self.sawKeyframe = False
         self.sawAudio = False
+        # The latest video message, while it is a keyframe: see attach.
+        self.keyframe: tuple[int, bytes] | None = None
 
     def playable(self) -> bool:
         """
@@ -78,6 +80,9 @@ class RTMPSource:
         keyframe = flv.isVideoKeyframe(body)
         if keyframe and body[1:2] == b"\x01":
             self.sawKeyframe = True
+            self.keyframe = (timestamp, body)
+        else:
+            self.keyframe = None
         for player in list(self.players):
             player.tag(VIDEO, timestamp, body, keyframe)
         # The sequence header is read even with no sink yet: a sink that comes
@@ -124,7 +129,18 @@ class RTMPSource:
     # IMediaSource
 
     def attach(self, sink: IMediaSink) -> None:
+        """
+        A sink that comes right after a keyframe starts on it, not a GOP
+        later: the recorder attaches when the stream is announced, on the
+        keyframe that made it playable (docs/recording.md).
+        """
+        if sink in self.sinks:
+            return
         self.sinks.add(sink)
+        if self.keyframe is not None:
+            frame = self.toVideoFrames.convert(*self.keyframe)
+            if frame is not None:
+                sink.writeFrame(frame)
 
     def detach(self, sink: IMediaSink) -> None:
         self.sinks.discard(sink)

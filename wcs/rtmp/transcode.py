@@ -53,10 +53,28 @@ class AudioToAAC:
         for pcm in decoded:
             for resampled in self.resampler.resample(pcm):
                 resampled.pts = None
-                for packet in self.encoder.encode(resampled):
-                    at = self.startMs + self.samples * 1000 // AAC_RATE
-                    self.samples += 1024
-                    out.append((at, flv.aacBody(bytes(packet))))
+                out += self._bodies(self.encoder.encode(resampled))
+        return out
+
+    def flush(self) -> list[tuple[int, bytes]]:
+        """
+        At the end: the frames the encoder still holds (AAC looks ahead,
+        about 2 of its 1024-sample frames), as FLV bodies. Nothing more can
+        be encoded after it.
+        """
+        if self.startMs is None:
+            return []
+        try:
+            return self._bodies(self.encoder.encode(None))
+        except av.error.FFmpegError:
+            return []
+
+    def _bodies(self, packets) -> list[tuple[int, bytes]]:
+        out = []
+        for packet in packets:
+            at = self.startMs + self.samples * 1000 // AAC_RATE
+            self.samples += 1024
+            out.append((at, flv.aacBody(bytes(packet))))
         return out
 
 
