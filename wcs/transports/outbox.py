@@ -39,22 +39,6 @@ log = Logger()
 _RETRY_LATER = (errno.EAGAIN, errno.EWOULDBLOCK, errno.ENOBUFS)
 
 
-def _unsent(transport) -> bool | None:
-    """
-    Whether Twisted's TCP transport still holds bytes to write; None for a
-    transport whose buffer is not a plain socket's (TLS, test transports).
-    """
-    # Not through attributes alone: a TLS wrapper forwards unknown ones to
-    # the TCP connection under it.
-    if not isinstance(transport, Connection) or transport.TLS:
-        return None
-    try:
-        return bool(transport._tempDataLen or len(transport.dataBuffer) > transport.offset
-                    or transport.disconnecting or not transport.connected)
-    except AttributeError:
-        return None
-
-
 class Outboxes:
     """The connections with frames queued in this turn."""
 
@@ -177,7 +161,13 @@ def writeNow(transport, data: bytes) -> None:
     C{data} straight to the socket when Twisted holds nothing unsent for
     it, else (and whatever the socket does not take) by C{transport.write}.
     """
-    if _unsent(transport) is False:
+    # A plain TCP connection (not through attributes alone: a TLS wrapper
+    # forwards unknown ones to the connection under it) holding nothing
+    # unsent; tested here, not in a function of its own: once per connection
+    # and turn.
+    if (isinstance(transport, Connection) and not transport.TLS and not transport._tempDataLen
+            and len(transport.dataBuffer) <= transport.offset
+            and not transport.disconnecting and transport.connected):
         # The socket's own send, not Connection.writeSomeData: that one's
         # untilConcludes and lazy slicing cost as much Python as the rest of
         # a delivery's write (py-spy, 200 in a room). A writer is registered
