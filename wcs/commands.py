@@ -145,7 +145,8 @@ class RoomCommands:
         of C{operationId} itself (a WebSocket writes it from a template);
         True: handled and answered.
         """
-        if (self.closed or self.gate.waiting or self.logLevel in TRACED
+        # gate.held, not the gate's `waiting` property: a call less per message.
+        if (self.closed or self.gate.held is not None or self.logLevel in TRACED
                 or chatProblem(room, to, text, self.limits) is not None):
             return False
         sender = self.participants.get(room)
