@@ -82,6 +82,17 @@ class Peer:
         return [json.loads(payload) for opcode, payload in frames if opcode == 1]
 
 
+def inRoom(factory: SignallingFactory, room: str, *logins: str) -> list[Peer]:
+    """A connected peer per login, each joined to C{room}."""
+    peers = [Peer(factory, 40001 + i) for i in range(len(logins))]
+    for peer, login in zip(peers, logins):
+        peer.handshake()
+        peer.send("connection", {"appKey": "roomApp", "custom": {"login": login}})
+        peer.send("sendData", {"operationId": "join",
+                               "payload": {"command": "join", "options": {"name": room}}})
+    return peers
+
+
 @pytest.fixture
 def factory():
     settings = Settings()
@@ -262,12 +273,7 @@ def test_the_send_delay_report_counts_each_frame_from_its_read():
     clock = Clock()
     factory = SignallingFactory(strictServer(RoomServer(settings, clock)))
     factory.reactor = MemoryReactorClock()
-    alice, bob = Peer(factory, 40001), Peer(factory, 40002)
-    for peer, login in ((alice, "alice"), (bob, "bob")):
-        peer.handshake()
-        peer.send("connection", {"appKey": "roomApp", "custom": {"login": login}})
-        peer.send("sendData", {"operationId": "join",
-                               "payload": {"command": "join", "options": {"name": "r"}}})
+    alice, bob = inRoom(factory, "r", "alice", "bob")
     delays = factory.outboxes.delays
     delays.samples.clear()
     ticks = iter(range(1, 100))
@@ -306,12 +312,7 @@ def test_a_chat_delivery_writes_the_bytes_of_the_generic_frames(factory, text):
     """
     from wcs.room.events import ACCEPTED, chatEvent, dataStatus
     from wcs.transports.websocket import textFrame
-    alice, bob = Peer(factory, 40001), Peer(factory, 40002)
-    for peer, login in ((alice, "alice é"), (bob, "bob")):
-        peer.handshake()
-        peer.send("connection", {"appKey": "roomApp", "custom": {"login": login}})
-        peer.send("sendData", {"operationId": "join",
-                               "payload": {"command": "join", "options": {"name": "r \U0001f600"}}})
+    alice, bob = inRoom(factory, "r \U0001f600", "alice é", "bob")
     alice.received(), bob.received()
     for operationId in ("op-1", "op é \\ 2"):
         alice.send("sendData", {"operationId": operationId, "payload": {

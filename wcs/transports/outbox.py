@@ -84,8 +84,8 @@ class Outboxes:
         """
         Each connection's queued frames in one C{send}: one loop for all
         of a turn's connections, not a call per connection (at 10 in a room
-        that call, made on cold caches once a burst, was a tenth of the
-        server's samples: py-spy, docs/performance.md "Chat, tenth pass").
+        that call, made on cold caches once a burst, was 13 % of the
+        server's GIL samples: py-spy, docs/performance.md, branch `chat10`).
         """
         delays = self.delays
         for protocol in protocols:
