@@ -99,7 +99,7 @@ class IClientSession(Interface):
         A C{sendData} C{sendMessage} read by a transport without decoding
         it (L{wcs.messages.chatFrame}). Return False when not handled (the
         transport decodes it and calls L{messageReceived}), True when handled
-        and answered, C{ACCEPTED} (L{wcs.room.events}) when delivered and the
+        and answered, C{ACCEPTED} (L{wcs.messages}) when delivered and the
         transport is to send the C{DataStatusEvent} ACCEPTED of
         C{operationId} itself.
         """

@@ -6,9 +6,11 @@ room command.
 
 from typing import Any
 
-from wcs.messages import ServerMessage, TemplateMessage, quote
+# A room command's two statuses; ACCEPTED is made in wcs.messages (which a
+# transport may import: the chat fast path's answer) and named here too.
+from wcs.messages import ACCEPTED  # noqa: F401
+from wcs.messages import CHAT_TAIL, ServerMessage, TemplateMessage, quote
 
-ACCEPTED = "ACCEPTED"
 FAILED = "FAILED"
 
 
@@ -25,17 +27,14 @@ def roomEvent(roomName: str, name: str, info: Any) -> ServerMessage:
 # checks them against the generic encoding.
 _CHAT_HEAD = ('{"message":"OnDataEvent","data":[{"payload":{"roomName":%s,'
               '"name":"MESSAGE","info":{"from":%s,"text":')
-_CHAT = _CHAT_HEAD + '%s}}}]}'
+_CHAT = _CHAT_HEAD + "%s" + CHAT_TAIL.decode()
 _STATUS = '{"message":"DataStatusEvent","data":[{"operationId":%s,"status":%s}]}'
 
 # The same MESSAGE in three pieces, for a transport that writes JSON text
 # (L{wcs.transports.websocket.SignallingProtocol.sendChat}): the UTF-8 before
 # the text, made once per sender (L{chatHead}, kept on its participant), the
-# quoted text, and this tail. Nothing per delivery but the text's quoting.
-CHAT_TAIL = b"}}}]}"
-# A chat message's ACCEPTED answer, the same way: head, quoted operationId, tail.
-ACCEPTED_HEAD = b'{"message":"DataStatusEvent","data":[{"operationId":'
-ACCEPTED_TAIL = b',"status":"ACCEPTED"}]}'
+# quoted text, and C{CHAT_TAIL} (L{wcs.messages}, which a transport may
+# import). Nothing per delivery but the text's quoting.
 
 
 def chatHead(roomName: str, sender: str) -> bytes:

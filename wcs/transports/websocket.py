@@ -22,9 +22,8 @@ from zope.interface import implementer
 from wcs.config import Key, declare
 from wcs.errors import ProtocolError
 from wcs.interfaces import IRoomServer, ISignallingChannel, ITransport
-from wcs.messages import (CHAT_FRAME_DEPTH, ServerMessage, chatFrame, decodeFrame, encodeFrame,
-                          quote)
-from wcs.room.events import ACCEPTED, ACCEPTED_HEAD, ACCEPTED_TAIL, CHAT_TAIL
+from wcs.messages import (ACCEPTED, ACCEPTED_HEAD, ACCEPTED_TAIL, CHAT_FRAME_DEPTH, CHAT_TAIL,
+                          ServerMessage, chatFrame, decodeFrame, encodeFrame, quote)
 from wcs.transports.outbox import Outboxes, SendDelays
 from wcs.transports.peers import DROP, PeerConnections
 from wcs.transports.wsframes import textFrame as clientTextFrame
