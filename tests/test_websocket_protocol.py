@@ -82,6 +82,17 @@ class Peer:
         return [json.loads(payload) for opcode, payload in frames if opcode == 1]
 
 
+def inRoom(factory: SignallingFactory, room: str, *logins: str) -> list[Peer]:
+    """A connected peer per login, each joined to C{room}."""
+    peers = [Peer(factory, 40001 + i) for i in range(len(logins))]
+    for peer, login in zip(peers, logins):
+        peer.handshake()
+        peer.send("connection", {"appKey": "roomApp", "custom": {"login": login}})
+        peer.send("sendData", {"operationId": "join",
+                               "payload": {"command": "join", "options": {"name": room}}})
+    return peers
+
+
 @pytest.fixture
 def factory():
     settings = Settings()
@@ -262,12 +273,7 @@ def test_the_send_delay_report_counts_each_frame_from_its_read():
     clock = Clock()
     factory = SignallingFactory(strictServer(RoomServer(settings, clock)))
     factory.reactor = MemoryReactorClock()
-    alice, bob = Peer(factory, 40001), Peer(factory, 40002)
-    for peer, login in ((alice, "alice"), (bob, "bob")):
-        peer.handshake()
-        peer.send("connection", {"appKey": "roomApp", "custom": {"login": login}})
-        peer.send("sendData", {"operationId": "join",
-                               "payload": {"command": "join", "options": {"name": "r"}}})
+    alice, bob = inRoom(factory, "r", "alice", "bob")
     delays = factory.outboxes.delays
     delays.samples.clear()
     ticks = iter(range(1, 100))
@@ -288,3 +294,42 @@ def test_the_send_delay_report_counts_each_frame_from_its_read():
     assert delays.samples == []
     clock.advance(5)  # nothing sent: no report, the last one stays
     assert delays.last["frames"] == 2 * count
+
+
+CHAT_TEXTS = ["", "plain", 'é "quoted" \\ back', "\u2028\u2029 \x00\x1f\x7f", "emoji \U0001f600",
+              "%s %d %%", "x" * 30, "y" * 2000,
+              "\U0001f600" * 4000]
+
+
+@pytest.mark.parametrize("text", CHAT_TEXTS)
+def test_a_chat_delivery_writes_the_bytes_of_the_generic_frames(factory, text):
+    """
+    A delivery's MESSAGE (SignallingProtocol.sendChat, from the sender's
+    head) and the sender's ACCEPTED (from its template, on the fast path or
+    the generic one) are the frames textFrame makes of chatEvent and
+    dataStatus: any text, frame sizes on both sides of 126 and of the
+    header table's end.
+    """
+    from wcs.room.events import ACCEPTED, chatEvent, dataStatus
+    from wcs.transports.websocket import textFrame
+    alice, bob = inRoom(factory, "r \U0001f600", "alice é", "bob")
+    alice.received(), bob.received()
+    for operationId in ("op-1", "op é \\ 2"):
+        alice.send("sendData", {"operationId": operationId, "payload": {
+            "command": "sendMessage", "options": {
+                "roomConfig": {"name": "r \U0001f600"}, "to": "bob", "text": text}}})
+        assert bob.transport.value() == textFrame(chatEvent("r \U0001f600", "alice é", text))
+        assert alice.transport.value() == textFrame(dataStatus(operationId, ACCEPTED))
+        alice.transport.clear(), bob.transport.clear()
+
+
+def test_frame_headers_from_the_table_and_beyond():
+    from wcs.transports.websocket import TABLED, frameHeader
+    for size in list(range(TABLED + 2)) + [(1 << 16) - 1, 1 << 16, 1 << 20]:
+        if size < 126:
+            expected = struct.pack("!BB", 0x81, size)
+        elif size < 1 << 16:
+            expected = struct.pack("!BBH", 0x81, 126, size)
+        else:
+            expected = struct.pack("!BBQ", 0x81, 127, size)
+        assert frameHeader(size) == expected, size

@@ -132,7 +132,7 @@ class RoomCommands:
             sender.home.chat(sender, chat.to, chat.text)
         return act
 
-    def chatFrame(self, operationId: str, room: str, to: str, text: str) -> bool:
+    def chatFrame(self, operationId: str, room: str, to: str, text: str) -> bool | str:
         """
         A C{sendData} C{sendMessage} that the transport read without
         decoding it (L{wcs.messages.chatFrame}): handled as
@@ -140,9 +140,13 @@ class RoomCommands:
         held, no trace, the sender in the room, lengths within the limits,
         the access decision already made); the gate's path when the decision
         is out. False: not handled, the transport decodes the frame the
-        ordinary way (which also makes any refusal's text).
+        ordinary way (which also makes any refusal's text). C{ACCEPTED}:
+        delivered, and the transport answers the C{DataStatusEvent} ACCEPTED
+        of C{operationId} itself (a WebSocket writes it from a template);
+        True: handled and answered.
         """
-        if (self.closed or self.gate.waiting or self.logLevel in TRACED
+        # gate.held, not the gate's `waiting` property: a call less per message.
+        if (self.closed or self.gate.held is not None or self.logLevel in TRACED
                 or chatProblem(room, to, text, self.limits) is not None):
             return False
         sender = self.participants.get(room)
@@ -160,8 +164,7 @@ class RoomCommands:
                 self._commandFailed(protocol.DataRequest(operationId, "sendMessage", {}),
                                     e.info, e.code)
                 return True
-            self.send(dataStatus(operationId, ACCEPTED))
-            return True
+            return ACCEPTED
         decision = (access.askChat(self, room, to, text) if decision is None
                     else succeed(decision))
         request = protocol.DataRequest(operationId, "sendMessage", {})

@@ -102,8 +102,11 @@ class IClientSession(Interface):
     def chatFrame(operationId, room, to, text):
         """
         A C{sendData} C{sendMessage} read by a transport without decoding
-        it (L{wcs.messages.chatFrame}). Return whether it was handled; if
-        not, the transport decodes it and calls L{messageReceived}.
+        it (L{wcs.messages.chatFrame}). Return False when not handled (the
+        transport decodes it and calls L{messageReceived}), True when handled
+        and answered, C{ACCEPTED} (L{wcs.messages}) when delivered and the
+        transport is to send the C{DataStatusEvent} ACCEPTED of
+        C{operationId} itself.
         """
 
     def peerActive():

@@ -112,6 +112,17 @@ _iterencode = (json.encoder.c_make_encoder(None, _notJSON, json.encoder.encode_b
 # C function): for messages written from a template.
 quote = json.encoder.encode_basestring
 
+# The pieces of a chat delivery's two frames that a transport writes itself
+# (L{wcs.room.events} makes the whole messages from the same pieces): the
+# MESSAGE ends with CHAT_TAIL after its quoted text (L{wcs.room.events.chatHead}
+# before it); the sender's answer is ACCEPTED_HEAD, the quoted operationId,
+# ACCEPTED_TAIL. ACCEPTED is also what the session's chat fast path returns
+# when the transport is to write that answer (L{wcs.interfaces}).
+ACCEPTED = "ACCEPTED"
+CHAT_TAIL = b"}}}]}"
+ACCEPTED_HEAD = b'{"message":"DataStatusEvent","data":[{"operationId":'
+ACCEPTED_TAIL = b',"status":"ACCEPTED"}]}'
+
 
 def encodeFrame(message: ServerMessage) -> bytes:
     """

@@ -245,6 +245,16 @@ class ClientSession(RoomCommands):
         if not self.closed:
             self.channel.send(message)
 
+    @property
+    def chatWriter(self):
+        """
+        The channel's own way to write a chat MESSAGE (a WebSocket's
+        C{sendChat}), or None: a participant's C{writeChat}
+        (L{wcs.room.model.Participant}). A closed session has left its rooms
+        before anything could call it.
+        """
+        return getattr(self.channel, "sendChat", None)
+
     def refuse(self, apiMethod: str | None, info: str) -> None:
         """
         Bad input: one C{fail} to this client and a log line, at most one a

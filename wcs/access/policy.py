@@ -185,11 +185,15 @@ class AccessPolicy:
         a denial), without a Deferred: the chat fast path's. None: the
         hook decides, L{askChat}. Takes one message of the sender's rate.
         """
-        if not self.chats.take((id(session), room)):
+        chats = self.chats
+        # Without a rate, a token or a hook (the default) nothing is made or
+        # called per message: no bucket key, no claims check.
+        if chats.rate > 0 and not chats.take((id(session), room)):
             return deny(TOO_MANY)
-        refusal = self._claimsRefuse(session, "chat", room, "chat")
-        if refusal is not None:
-            return deny(refusal)
+        if self.tokens:
+            refusal = self._claimsRefuse(session, "chat", room, "chat")
+            if refusal is not None:
+                return deny(refusal)
         return None if self.chatHook else ALLOW
 
     def askChat(self, session, room: str, to: str, text: str) -> defer.Deferred:

@@ -15,11 +15,16 @@ from __future__ import annotations
 from typing import Any, Iterable, Protocol
 
 from wcs.messages import ServerMessage
-from wcs.room.events import roomEvent, streamEntry
+from wcs.room.events import chatHead, roomEvent, streamEntry
 
 
 class Member(Protocol):
     def send(self, message: ServerMessage) -> None: ...
+
+    # Optional: C{chatWriter}, a callable C{(head: bytes, text: str)} that
+    # writes a chat MESSAGE (L{wcs.room.events.chatHead}) to this member's
+    # client, or None: L{wcs.room.rooms.Rooms.chat} calls it instead of
+    # making a ServerMessage for C{send}.
 
 
 class Participant:
@@ -27,6 +32,11 @@ class Participant:
         self.room = room
         self.login = login
         self.member = member
+        # A chat delivery to this participant: one call with the sender's
+        # head (below) and the text, when the member's transport has it.
+        self.writeChat = getattr(member, "chatWriter", None)
+        # The MESSAGE's JSON up to the text, for this participant's chat.
+        self.chatHead = chatHead(room.name, login)
         # The Rooms holding this participant (set by Rooms.join).
         self.home: Any = None
         # Names of the streams announced as PUBLISHED, in publish order.

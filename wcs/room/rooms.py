@@ -134,7 +134,13 @@ class Rooms:
         recipient = room.participants.get(to)
         if recipient is None:
             raise RoomError(f"Room {room.name!r} has no participant with login {to!r}")
-        recipient.member.send(chatEvent(room.name, sender.login, text))
+        write = recipient.writeChat
+        if write is not None:
+            # The recipient's transport writes the frame itself: no message
+            # object, no encoding step, no session in between.
+            write(sender.chatHead, text)
+        else:
+            recipient.member.send(chatEvent(room.name, sender.login, text))
 
     def announceStream(self, participant: Participant, streamName: str) -> None:
         """A stream of this participant is live: PUBLISHED to the others."""

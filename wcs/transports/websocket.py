@@ -22,7 +22,8 @@ from zope.interface import implementer
 from wcs.config import Key, declare
 from wcs.errors import ProtocolError
 from wcs.interfaces import IRoomServer, ISignallingChannel, ITransport
-from wcs.messages import CHAT_FRAME_DEPTH, ServerMessage, chatFrame, decodeFrame, encodeFrame
+from wcs.messages import (ACCEPTED, ACCEPTED_HEAD, ACCEPTED_TAIL, CHAT_FRAME_DEPTH, CHAT_TAIL,
+                          ServerMessage, chatFrame, decodeFrame, encodeFrame, quote)
 from wcs.transports.outbox import Outboxes, SendDelays
 from wcs.transports.peers import DROP, PeerConnections
 from wcs.transports.wsframes import textFrame as clientTextFrame
@@ -48,21 +49,32 @@ FLUSH_EVERY = 32
 # it are not even read: Autobahn closes the connection (code 1009).
 HARD_LIMIT_FACTOR = 16
 
+def frameHeader(size: int) -> bytes:
+    """
+    The header of an unmasked, unfragmented text frame of C{size} bytes
+    (RFC 6455 5.2), as a server sends it when no extension is negotiated.
+    """
+    if size < TABLED:
+        return _HEADERS[size]
+    if size < 1 << 16:
+        return struct.pack("!BBH", 0x81, 126, size)
+    return struct.pack("!BBQ", 0x81, 127, size)
+
+
+# The headers of the frames up to this size (a chat MESSAGE, an ACCEPTED) are
+# looked up, made once: ~40 KB.
+TABLED = 1024
+_HEADERS = [bytes((0x81, size)) if size < 126 else struct.pack("!BBH", 0x81, 126, size)
+            for size in range(TABLED)]
+
+
 def textFrame(message: ServerMessage) -> bytes:
     """
-    One unmasked, unfragmented text frame (RFC 6455 5.2), as a server sends
-    it when no extension is negotiated: made once per message, written to
-    every recipient.
+    One text frame of C{message}: made once per message, written to every
+    recipient.
     """
     payload = encodeFrame(message)
-    size = len(payload)
-    if size < 126:
-        header = struct.pack("!BB", 0x81, size)
-    elif size < 1 << 16:
-        header = struct.pack("!BBH", 0x81, 126, size)
-    else:
-        header = struct.pack("!BBQ", 0x81, 127, size)
-    return header + payload
+    return frameHeader(len(payload)) + payload
 
 
 # Not a class attribute: Autobahn's protocols have a `log` of their own.
@@ -215,7 +227,15 @@ class SignallingProtocol(WebSocketServerProtocol):
         try:
             if chat is not None:
                 name = "sendData"
-                if session.chatFrame(*chat):
+                handled = session.chatFrame(*chat)
+                if handled is ACCEPTED:
+                    # Delivered: the answer from its template, as one frame.
+                    payload = ACCEPTED_HEAD + quote(chat[0]).encode("utf-8") + ACCEPTED_TAIL
+                    size = len(payload)
+                    self.writeFrame((_HEADERS[size] if size < TABLED else frameHeader(size))
+                                    + payload)
+                    return
+                if handled:
                     return
                 # Not the common case after all: the ordinary way.
                 name, args = decodeFrame(payload, factory.maxDepth)
@@ -232,9 +252,22 @@ class SignallingProtocol(WebSocketServerProtocol):
     # ISignallingChannel
 
     def send(self, message: ServerMessage) -> None:
+        self.writeFrame(message.encoded("websocket", textFrame))
+
+    def sendChat(self, head: bytes, text: str) -> None:
+        """
+        A chat MESSAGE to this client (L{wcs.room.events.chatHead}: the
+        sender's head), written as one frame: a delivery makes no
+        ServerMessage and no encoding of anything but its text.
+        """
+        payload = head + quote(text).encode("utf-8") + CHAT_TAIL
+        size = len(payload)
+        self.writeFrame((_HEADERS[size] if size < TABLED else frameHeader(size)) + payload)
+
+    def writeFrame(self, frame: bytes) -> None:
+        """One whole frame to this client, queued for the end of the turn."""
         if self.state != self.STATE_OPEN or self.dropped:
             return
-        frame = message.encoded("websocket", textFrame)
         backlog = self.backlog
         if backlog.paused:
             backlog.size += len(frame)

@@ -37,6 +37,9 @@ try:
     from websockets.speedups import apply_mask as _applyMask
 except ImportError:  # pragma: no cover - depends on the installed wheel
     unmask = unmaskInPython
+
+    def _applyMask(masked: bytes, mask: bytes) -> bytes:
+        return unmaskInPython(mask, masked)
 else:
     def unmask(mask: bytes, masked: bytes) -> bytes:
         """RFC 6455 5.3, in C."""
@@ -77,4 +80,5 @@ def textFrame(data: bytes, offset: int, limit: int) -> tuple[bytes, int] | None:
     stop = payloadStart + size
     if stop > end:
         return None
-    return unmask(data[start:payloadStart], data[payloadStart:stop]), stop
+    # _applyMask, not unmask: one Python call less per frame.
+    return _applyMask(data[payloadStart:stop], data[start:payloadStart]), stop
