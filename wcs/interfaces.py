@@ -58,7 +58,10 @@ class ISignallingChannel(Interface):
     label of L{wcs.metrics} (default: the class name, lowercased), and C{clientJoins},
     whether the client sends its own room joins (default true; false for a
     client its transport joined, an RTMP encoder publishing to a room URL,
-    which cannot join again itself: L{wcs.cluster.relay.joinsItself}).
+    which cannot join again itself: L{wcs.cluster.relay.joinsItself}). One
+    optional method: C{sendChat(head, text)}, writing a chat MESSAGE whose
+    JSON up to the text is C{head} (L{wcs.room.events.chatHead}) without a
+    L{wcs.messages.ServerMessage}; a channel without it gets C{send}.
     """
 
     peer = Attribute("A short description of the remote end, for logs.")
