@@ -536,3 +536,34 @@ def test_lateOriginalWithoutRtx():
     g.clock.advance(0.5)  # NACKed, then comes half a second late: the wait is bounded
     n.received(19, retransmission=False)
     assert n.reorderWait == NackGenerator.MAX_REORDER_WAIT
+
+
+def test_unansweredNacksRefundedWithRtx():
+    """
+    With C{answered} (the RTX octets received; C{media_retransmit_refund}, on
+    by default),
+    NACK entries the publisher did not answer within REFUND_AFTER are paid
+    back to the budget: it is charged for what the uplink carried.
+    """
+    g = _Generator(share=0.2)
+    g.receive(100)  # 100 000 octets: credit START (4 096) + 20 000, capped at the burst
+    n = g.generator
+    rtx = [0]
+    n.answered = lambda: rtx[0]
+    n.lost(110, 11)  # 100..109 missing
+    g.clock.advance(n.INTERVAL)
+    assert g.nacks == [list(range(100, 110))]
+    assert n.budget.credit == RetransmitBudget.START + 0.2 * 100 * SIZE - 10 * SIZE
+    rtx[0] = 4 * SIZE  # four answers came, six did not
+    for seq in range(100, 104):
+        n.received(seq, retransmission=True)
+    g.clock.advance(n.REFUND_AFTER)  # (the other six asked again meanwhile)
+    assert n.refunded == 6 * SIZE
+    # Without it nothing is paid back.
+    g2 = _Generator(share=0.2)
+    g2.receive(100)
+    g2.generator.lost(110, 11)
+    g2.clock.advance(1.5)
+    assert g2.generator.refunded == 0
+    assert FeedbackPolicy.fromSettings(Settings({})).refund
+    assert not FeedbackPolicy.fromSettings(Settings({"media_retransmit_refund": "false"})).refund

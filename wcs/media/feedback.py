@@ -32,6 +32,10 @@ declare(
     Key("media_retransmit_burst", "int", 32,
         "KiB of retransmission credit a leg may save up (each leg's budget is a token bucket): "
         "how many NACKed packets one batch may have answered at once"),
+    Key("media_retransmit_refund", "bool", True,
+        "publisher leg (RTX publishers): the budget gets back, 1 s after a NACK, the bytes of "
+        "NACK entries the publisher's RTX did not answer, so that it is charged for what the "
+        "uplink carried; false: charged per NACK entry"),
     Key("media_keyframe_interval", "int", 500,
         "ms between two keyframe requests (PLI) to a publisher, whatever the number of players"),
     Key("media_player_keyframe_interval", "int", 2000,
@@ -52,6 +56,7 @@ class FeedbackPolicy:
     burst: int = 32768  # bytes a budget may save up (RetransmitBudget.BURST)
     trace: PacketTrace | None = None  # the lab's per-packet trace (wcs.media.trace)
     playerStall: float = 0.0  # s (wcs.media.stall); 0: off, as the setting's default
+    refund: bool = True  # NackGenerator.answered (media_retransmit_refund)
 
     @classmethod
     def fromSettings(cls, settings) -> "FeedbackPolicy":
@@ -62,7 +67,8 @@ class FeedbackPolicy:
                    settings.media_player_reorder_wait / 1000,
                    settings.media_retransmit_burst * 1024,
                    PacketTrace.fromSettings(settings),
-                   settings.media_player_stall / 1000)
+                   settings.media_player_stall / 1000,
+                   settings.media_retransmit_refund)
 
 
 class RoundTrip:
@@ -124,6 +130,11 @@ class RetransmitBudget:
         self._refill(mediaOctets)
         return self.credit - size >= self.burst / 2
 
+    def refund(self, mediaOctets: int, size: int) -> None:
+        """C{size} bytes charged were not spent after all (never exceeding the burst)."""
+        self._refill(mediaOctets)
+        self.credit = min(self.burst, self.credit + size)
+
     def spend(self, mediaOctets: int, size: int, keep: float = 0) -> bool:
         """
         Whether C{size} more bytes may go, with C{mediaOctets} of media so far,
@@ -147,6 +158,14 @@ class NackGenerator:
 
     The RTT is measured here: from a NACK to the retransmission it asked for
     (first tries only, as RFC 6298 does with retransmitted segments).
+
+    The budget is charged per NACK entry when it goes. With C{answered}
+    (the RTX octets received so far: C{media_retransmit_refund}, set by the
+    publish session for a publisher that resends on RTX), what was charged
+    L{REFUND_AFTER} ago and more but not answered is paid back: the budget
+    counts what the uplink carried (under load the lab's publisher answered
+    20-80 % of our entries, and the budget gave up hundreds of packets with
+    the uplink at 1.1-1.2x its media: docs/networks.md, branch `uplinkwait`).
 
     A packet that comes late by itself (reordered: before we asked, or on
     the media SSRC when the publisher resends on RTX, or sooner after the
@@ -179,6 +198,7 @@ class NackGenerator:
     REORDER_WINDOW = 2.0  # s of late packets the wait is taken from
     REORDER_KEPT = 128  # samples at most
     REORDER_QUANTILE = 0.95  # of them: the rest is NACKed, and its resend is wasted
+    REFUND_AFTER = 1.0  # s: a NACK entry not answered by then will not be
 
     def __init__(self, clock, send: Callable[[list[int]], None], gaveUp: Callable[[], None],
                  budget: RetransmitBudget, media: Callable[[], tuple[int, int]]):
@@ -203,6 +223,13 @@ class NackGenerator:
         self.nacksOverBudget = 0  # requests held back by the budget, each tick counted
         self.reordered = 0  # missing packets that came late by themselves
         self.keyframeNacks = 0  # keyframe packets asked for past the budget
+        # Set (a callable: the RTX octets received so far) to charge the
+        # budget for what the publisher answered, not for what we asked:
+        # a NACK entry unanswered after REFUND_AFTER is paid back.
+        self.answered: Callable[[], int] | None = None
+        self.charges: deque[tuple[float, int]] = deque()
+        self.charged = 0  # octets charged REFUND_AFTER ago or more
+        self.refunded = 0  # octets paid back
 
     def lost(self, newest: int, gap: int, keyframe: bool = False) -> bool:
         """
@@ -276,6 +303,15 @@ class NackGenerator:
         elif tries == 1:
             self.rtt.sample(now - asked)
 
+    def _refund(self, now: float, octets: int) -> None:
+        charges = self.charges
+        while charges and charges[0][0] <= now - self.REFUND_AFTER:
+            self.charged += charges.popleft()[1]
+        owed = self.charged - self.answered() - self.refunded
+        if owed > 0:
+            self.refunded += owed
+            self.budget.refund(octets, owed)
+
     def _pastBudget(self) -> bool:
         """A keyframe's packet asked for without the credit: counted."""
         self.keyframeNacks += 1
@@ -345,6 +381,10 @@ class NackGenerator:
         if batch:
             self.nacksSent += len(batch)
             self.send(batch)
+            if self.answered is not None:
+                self.charges.append((now, len(batch) * size))
+        if self.answered is not None:
+            self._refund(now, octets)
         if self.missing:
             self._schedule(now, due)
         if givenUp:

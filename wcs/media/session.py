@@ -226,6 +226,8 @@ class PublishSession(MediaSession):
         ssrc = section.rtxSsrc if section.rtxSsrc not in transport.receivers else None
         receiver = rtx.RtxReceiver(track, section.rtx.payloadType, ssrc)
         track.rtx = receiver
+        if track.policy.refund:
+            track.nacks.answered = lambda: receiver.octets
         if ssrc is not None:
             transport.receivers[ssrc] = receiver
         else:
