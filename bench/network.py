@@ -92,6 +92,7 @@ def runProfile(profile, args, workdir: Path) -> tuple[list[dict], list[str]]:
 # (tests/netlab/janus.py), and wcs's REMB to a publisher without transport-cc
 # and without a cap (default 1 500); --set media_remb_uncapped=1500 for that.
 LAB_RATE = {"media_remb_uncapped": "1000"}
+NARROW_WARMUP = 8.0  # s after the first frames: NarrowWatch moves the player within ~4 s
 
 
 def runServer(spec, profile, report, lab, args, workdir: Path, failures) -> list[dict]:
@@ -113,28 +114,40 @@ def runServer(spec, profile, report, lab, args, workdir: Path, failures) -> list
         return results
     try:
         for codec in args.codecs:
-            run = RoomRun(codec, args.players, args.seconds, width=args.width,
-                          height=args.height, rtx=not args.no_rtx)
-            if args.player == "chromium" and kind == "janus":
-                run = JanusChromiumRoomRun(codec, args.players, args.seconds, width=args.width,
-                                           height=args.height, rtx=not args.no_rtx)
-            elif args.player == "chromium":
-                run = ChromiumRoomRun(codec, args.players, args.seconds, width=args.width,
-                                      height=args.height, rtx=not args.no_rtx,
-                                      httpURL=f"http://127.0.0.1:{server.ports['http']}")
+            def newRun(codec=codec):
+                common = dict(width=args.width, height=args.height, rtx=not args.no_rtx)
+                if profile.name == "narrow":
+                    # The window starts once the narrow player was moved to
+                    # the lower rendition (2-4 s after it joins, docs/networks.md):
+                    # like a player's join, the move's one keyframe is start-up.
+                    common["warmup"] = NARROW_WARMUP
+                if args.player == "chromium" and kind == "janus":
+                    return JanusChromiumRoomRun(codec, args.players, args.seconds, **common)
+                if args.player == "chromium":
+                    return ChromiumRoomRun(codec, args.players, args.seconds, **common,
+                                           httpURL=f"http://127.0.0.1:{server.ports['http']}")
+                return RoomRun(codec, args.players, args.seconds, **common)
 
-            async def measure():
+            async def measure(codec=codec):
+                run = newRun()
                 room = (WcsRoom(server) if kind == "wcs"
                         else await JanusRoom(server, codec, BITRATE).open())
                 result = await run.run(room, lab)
                 if kind == "wcs":
                     result["stream"] = room.stream  # for its feedback lines in the log
                 return result
-            try:
-                with lab.entered():
-                    result = asyncio.run(asyncio.wait_for(measure(), args.seconds + 180))
-            except Exception as e:  # report and go on with the next run
-                failures.append(f"{kind} {profile.name} {codec}: {type(e).__name__}: {e}")
+            result = None
+            for attempt in range(1 + args.retries):
+                try:
+                    with lab.entered():
+                        result = asyncio.run(asyncio.wait_for(measure(), args.seconds + 180))
+                    break
+                except Exception as e:  # report, try again or go on with the next run
+                    failure = f"{kind} {profile.name} {codec}: {type(e).__name__}: {e}"
+                    print(f"# attempt {attempt + 1} failed: {failure}", flush=True)
+                    if attempt == args.retries:
+                        failures.append(failure)
+            if result is None:
                 continue
             result.update(server=kind, profile=profile.name, probe=report,
                           load=os.getloadavg()[0])
@@ -211,6 +224,10 @@ def main() -> int:
     parser.add_argument("--json", help="append one JSON line per run here")
     parser.add_argument("--no-rtx", action="store_true",
                         help="clients offer no RTX (retransmissions on the media SSRC)")
+    parser.add_argument("--retries", type=int, default=1,
+                        help="run a room that failed (did not start, no first frame) again "
+                             "up to this many times (Janus's rooms sometimes do not start on "
+                             "impaired links)")
     parser.add_argument("--workdir", help="keep the servers' folders (their logs) here")
     parser.add_argument("--narrow-link", default="transcode", choices=("drop", "transcode"),
                         help="wcs's player_narrow_link on the narrow profile (default transcode, "

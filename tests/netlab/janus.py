@@ -159,6 +159,9 @@ class JanusRoom:
         await self.ws.send(json.dumps(message))
         try:
             answer = await asyncio.wait_for(self.pending[tx], timeout)
+        except asyncio.TimeoutError:
+            asked = message.get("body", {}).get("request") or message["janus"]
+            raise asyncio.TimeoutError(f"janus did not answer {asked!r} within {timeout:g} s") from None
         finally:
             self.pending.pop(tx, None)
         data = answer.get("plugindata", {}).get("data", {})

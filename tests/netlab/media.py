@@ -154,7 +154,7 @@ class MeasuringPlayer(peers.Player):
                 self.first.set()
 
     def figures(self, start: float, end: float) -> dict:
-        window = [d for d in self.decoded if start <= d.at < end]
+        window, repeats = newPictures(self.decoded, start, end)
         times = [start] + [d.at for d in window] + [end]
         gaps = [b - a for a, b in zip(times, times[1:])]
         freezes = [g for g in gaps if g > FREEZE]
@@ -167,8 +167,32 @@ class MeasuringPlayer(peers.Player):
             "longestFreezeS": round(max(gaps), 2),
             "delayP50": _percentile(delays, 0.5), "delayP95": _percentile(delays, 0.95),
             "unreadable": sum(d.counter is None for d in window),
+            "repeats": repeats,
             "keyframes": sum(d.keyframe for d in window) if self.countsKeyframes else None,
         }
+
+
+def newPictures(decoded: list[Decoded], start: float, end: float) -> tuple[list[Decoded], int]:
+    """
+    The frames decoded in [start, end) that show a picture not shown
+    before, and how many repeated one. A server that sends a frame's
+    packets again after it was decoded (a resend that crossed the
+    original) can make aiortc decode the same picture twice: that is no
+    new picture for the viewer, so it neither counts as a frame nor ends
+    a freeze. A frame whose stamp does not read counts as new.
+    """
+    shown: set[int] = set()  # 16-bit counters: a run is far below 36 min
+    window, repeats = [], 0
+    for d in decoded:
+        new = d.counter is None or d.counter not in shown
+        if d.counter is not None:
+            shown.add(d.counter)
+        if start <= d.at < end:
+            if new:
+                window.append(d)
+            else:
+                repeats += 1
+    return window, repeats
 
 
 def _percentile(ordered: list, q: float):
@@ -304,8 +328,13 @@ class RoomRun:
             pcs.append(player)
             players.append(player)
             await room.play(player.pc, playerAddress(index), index)
-        await asyncio.wait_for(asyncio.gather(*(p.first.wait() for p in players)),
-                               self.firstFrameTimeout)
+        try:
+            await asyncio.wait_for(asyncio.gather(*(p.first.wait() for p in players)),
+                                   self.firstFrameTimeout)
+        except asyncio.TimeoutError:
+            waiting = [i for i, p in enumerate(players) if not p.first.is_set()]
+            raise asyncio.TimeoutError(f"players {waiting} of {len(players)} decoded no frame "
+                                       f"within {self.firstFrameTimeout:g} s") from None
         await asyncio.sleep(self.warmup)
         lab.reset()
         sent.reset()

@@ -79,3 +79,17 @@ def test_rounds_judge_each_arm_against_the_janus_run_of_its_round():
     assert [r[2] for r in rows] == ["wcs (media_player_reorder_wait=0)", "wcs", "janus"] * 2
     assert all("worse: p50" in r[-1] for r in rows[:2])
     assert not any("worse" in r[-1] for r in rows[3:5])
+
+
+def test_fps_above_what_the_publisher_made_counts_as_the_publishers():
+    """A player playing out a stall's backlog decodes more than was made: no better picture."""
+    table = markdown([
+        run("wcs", "lossy", [player(fps=30)]),
+        run("janus", "lossy", [player(fps=32.9)]),
+    ])
+    assert "NOT met" not in rowsOf(table)[0][-1]
+    table = markdown([
+        run("wcs", "lossy", [player(fps=28.5)]),
+        run("janus", "lossy", [player(fps=32.9)]),
+    ])
+    assert "as good as Janus (worse: fps)" in rowsOf(table)[0][-1]
