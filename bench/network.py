@@ -106,7 +106,7 @@ def runServer(spec, profile, report, lab, args, workdir: Path, failures) -> list
                 server = startServer(workdir / profile.name,
                                      settings={**MEDIA, **LAB_RATE, **profileSettings(profile, args),
                                                **variant},
-                                     enable=("ws", "http"))  # http: the SDK for Chromium
+                                     enable=("ws", "http", "rest"))  # http: the SDK for Chromium; rest: /metrics
             else:
                 server = JanusServer(workdir / f"janus-{profile.name}").start()
     except Exception as e:  # a busy machine: report and go on with the next arm

@@ -22,6 +22,7 @@ import json
 import math
 import os
 import time
+import urllib.request
 import uuid
 from dataclasses import dataclass, field
 
@@ -223,9 +224,23 @@ class WcsRoom:
 
     def __init__(self, server):
         self.url = server.wsURL
+        # /metrics, when the server has its REST port (bench/network.py).
+        self.metricsURL = server.restURL + "/metrics" if "rest" in server.ports else None
         self.room = f"netlab-{uuid.uuid4().hex[:6]}"
         self.clients = []
         self.stream = None
+
+    async def keyframeRequests(self) -> int | None:
+        """The keyframe requests (PLI) the server sent to publishers so far."""
+        if self.metricsURL is None:
+            return None
+
+        def scrape() -> int:
+            with urllib.request.urlopen(self.metricsURL, timeout=10) as response:
+                text = response.read().decode()
+            return next(int(float(line.split()[-1])) for line in text.splitlines()
+                        if line.startswith("wcs_keyframe_requests_total "))
+        return await asyncio.to_thread(scrape)
 
     async def _join(self, login):
         client = await Client.open(self.url, login)
@@ -336,12 +351,15 @@ class RoomRun:
             raise asyncio.TimeoutError(f"players {waiting} of {len(players)} decoded no frame "
                                        f"within {self.firstFrameTimeout:g} s") from None
         await asyncio.sleep(self.warmup)
+        asked = getattr(room, "keyframeRequests", None)
+        askedBefore = await asked() if asked else None
         lab.reset()
         sent.reset()
         cpu = CpuMeter().start()
         start, made = time.monotonic(), video.count
         await asyncio.sleep(self.seconds)
         end, made = time.monotonic(), video.count - made
+        askedInWindow = (await asked() - askedBefore) if askedBefore is not None else None
         cores = cpu.stop()
         links = lab.stats()["links"]
         seconds = end - start
@@ -355,6 +373,9 @@ class RoomRun:
             # What the publisher made: on a loaded machine it may make fewer
             # than 30 frames a second, and no player can decode more.
             "publisherFps": round(made / seconds, 1),
+            # Keyframes asked of the publisher in the window (wcs's /metrics):
+            # the ones a server causes, apart from the encoder's own.
+            "publisherKeyframeRequests": askedInWindow,
             "uplinkKbit": kbit("publisher0.up"),
             "rtx": self.rtx,
             # What the publisher sent: its media, and what it resent on NACKs.

@@ -10,7 +10,9 @@ column saying which of its targets the row meets. Targets:
     publisher's uplink <= 1.3x its media;
   - C{narrow}: the narrow player >= 20 fps; the others the full stream
     (their fps >= 90% of what the publisher made) and no more keyframes
-    than on C{clean} with the same codec and server (when it ran too);
+    than on C{clean} with the same codec and server (when it ran too), or,
+    with more, no more asked of the publisher in the window than on
+    C{clean} (L{_keyframeCheck});
   - with Janus in the same results: wcs at least as good on each figure
     (fps, freezes, delay p50 and p95, uplink/media); a figure within a
     tenth (fps within 1) counts as equal, as the machine's noise is larger,
@@ -85,7 +87,7 @@ def verdict(result: dict, label: str, players: list[dict], clean: dict | None,
         if clean is not None and s["keyframes"] is not None:
             base = _summary(clean, clean["perPlayer"])["keyframes"]
             if base is not None:
-                checks.append((f"keyframes <= clean's {base}", s["keyframes"] <= base))
+                checks.append(_keyframeCheck(s["keyframes"], base, result, clean))
     if janus is not None and result["server"] == "wcs":
         j = _summary(janus, next(ps for lb, ps in groups(janus) if lb.split()[0] ==
                                  label.split()[0]))
@@ -106,6 +108,25 @@ def verdict(result: dict, label: str, players: list[dict], clean: dict | None,
     missed = [name for name, ok in checks if not ok]
     return ([f"**NOT met:** {'; '.join(missed)}"] if missed else []) + \
         ([f"met: {'; '.join(met)}"] if met else [])
+
+
+def _keyframeCheck(keyframes: int, base: int, result: dict, clean: dict) -> tuple[str, bool]:
+    """
+    The others' keyframes against clean's. The publisher's encoder makes
+    its own as well (the lab's aiortc H.264 every 5-8 s: 4 to 6 in a 30 s
+    window of the same run's clean), so a count above clean's is the
+    narrow player's doing only if more were asked of the publisher in the
+    window than on clean (C{publisherKeyframeRequests}, from wcs's /metrics).
+    """
+    name = f"keyframes <= clean's {base}"
+    if keyframes <= base:
+        return name, True
+    asked, askedClean = (result.get("publisherKeyframeRequests"),
+                         clean.get("publisherKeyframeRequests"))
+    if asked is None or askedClean is None:
+        return name, False
+    return (f"{name} or none more asked of the publisher ({keyframes}: the encoder's own, "
+            f"{asked} asked in the window, clean {askedClean})", asked <= askedClean)
 
 
 def _worse(ours, theirs, higherIsBetter: bool, absolute: bool) -> bool:

@@ -93,3 +93,19 @@ def test_fps_above_what_the_publisher_made_counts_as_the_publishers():
         run("janus", "lossy", [player(fps=32.9)]),
     ])
     assert "as good as Janus (worse: fps)" in rowsOf(table)[0][-1]
+
+
+def test_keyframes_above_cleans_are_the_encoders_own_when_none_more_were_asked():
+    """The encoder's own keyframes vary with the window; what a narrow player causes is asked."""
+    def narrow(asked):
+        return {**run("wcs", "narrow", [player(keyframes=9), player(keyframes=6)]),
+                "publisherKeyframeRequests": asked}
+    clean = {**run("wcs", "clean", [player(keyframes=4)]), "publisherKeyframeRequests": 0}
+    others = rowsOf(markdown([clean, narrow(0)]))[2]
+    assert "NOT met" not in others[-1]
+    assert "6: the encoder's own, 0 asked in the window, clean 0" in others[-1]
+    others = rowsOf(markdown([clean, narrow(3)]))[2]
+    assert "NOT met:** keyframes <= clean's 4 or none more asked" in others[-1]
+    # Without the counts (Janus, Chromium runs) only the keyframes decide.
+    others = rowsOf(markdown([run("wcs", "clean", [player(keyframes=4)]), narrow(None)]))[2]
+    assert "NOT met:** keyframes <= clean's 4" in others[-1]
