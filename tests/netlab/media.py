@@ -225,7 +225,7 @@ class WcsRoom:
     def __init__(self, server):
         self.url = server.wsURL
         # /metrics, when the server has its REST port (bench/network.py).
-        self.metricsURL = server.restURL + "/metrics" if "rest" in server.ports else None
+        self.metricsURL = server.restURL + "/metrics" if server.ports.get("rest") else None
         self.room = f"netlab-{uuid.uuid4().hex[:6]}"
         self.clients = []
         self.stream = None
