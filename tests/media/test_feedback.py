@@ -13,7 +13,7 @@ from wcs.media import rtp
 from wcs.media.feedback import FeedbackPolicy, NackGenerator, RetransmitBudget, RoundTrip
 from wcs.media.ice import IceConnection, PortRange
 from wcs.media.internals import RTCCertificate, RtcpReceiverInfo, RtcpRrPacket
-from wcs.media.subscription import FAR_BEHIND
+from wcs.media.stall import StallWatch
 from wcs.media.track import RESTART_SKIP, IncomingTrack, Subscription
 from wcs.media.transport import MediaTransport
 
@@ -233,7 +233,7 @@ def test_playerNackAnsweredOncePerRoundTrip():
 
 def test_farBehindASecondCopyWaitsTheRetry():
     """
-    A packet FAR_BEHIND or more behind the newest sent is sent again only
+    A packet StallWatch.MAX_BEHIND or more behind the newest sent is sent again only
     after the retry (RTT + 2 variations): a NACK that crossed the copy the
     player got would land a duplicate 100 behind the oldest packet aiortc
     holds, which drops its whole jitter buffer (the lab's 4.5 s freezes on
@@ -243,11 +243,11 @@ def test_farBehindASecondCopyWaitsTheRetry():
     for rtt in (0.3, 0.1, 0.3, 0.1):  # smoothed ~0.2, retry ~0.36
         subscription.rtt.sample(rtt)
     smoothed, retry = subscription.rtt.smoothed, subscription.rtt.retry
-    for i in range(FAR_BEHIND + 20):
+    for i in range(StallWatch.MAX_BEHIND + 20):
         track.fanout(0, 0, i, i * 3000, bytes(SIZE), i == 0)
     sent = _seqs(wire)
     far, near = sent[10], sent[-10]
-    assert (sent[-1] - far) & 0xFFFF >= FAR_BEHIND > (sent[-1] - near) & 0xFFFF
+    assert (sent[-1] - far) & 0xFFFF >= StallWatch.MAX_BEHIND > (sent[-1] - near) & 0xFFFF
     wire.sent.clear()
     subscription.nackReceived([far, near])
     track.clock.advance(smoothed * 1.1)  # past one RTT, before the retry

@@ -22,7 +22,6 @@ import json
 import math
 import os
 import time
-import urllib.request
 import uuid
 from dataclasses import dataclass, field
 
@@ -35,6 +34,7 @@ from tests.media import peers
 from tests.netlab import stamp
 from tests.netlab.cpu import CpuMeter
 from tests.netlab.lab import hostAddress, playerAddress, publisherAddress
+from tests.ops.test_metrics import scrape, value
 from tests.support.rooms import negotiate, status, streamRequest
 from tests.support.wsclient import Client
 
@@ -224,23 +224,17 @@ class WcsRoom:
 
     def __init__(self, server):
         self.url = server.wsURL
-        # /metrics, when the server has its REST port (bench/network.py).
-        self.metricsURL = server.restURL + "/metrics" if server.ports.get("rest") else None
+        self.server = server  # its /metrics, when it has a REST port (bench/network.py)
         self.room = f"netlab-{uuid.uuid4().hex[:6]}"
         self.clients = []
         self.stream = None
 
     async def keyframeRequests(self) -> int | None:
         """The keyframe requests (PLI) the server sent to publishers so far."""
-        if self.metricsURL is None:
+        if not self.server.ports.get("rest"):
             return None
-
-        def scrape() -> int:
-            with urllib.request.urlopen(self.metricsURL, timeout=10) as response:
-                text = response.read().decode()
-            return next(int(float(line.split()[-1])) for line in text.splitlines()
-                        if line.startswith("wcs_keyframe_requests_total "))
-        return await asyncio.to_thread(scrape)
+        samples = await asyncio.to_thread(scrape, self.server)
+        return int(value(samples, "wcs_keyframe_requests_total"))
 
     async def _join(self, login):
         client = await Client.open(self.url, login)

@@ -90,9 +90,11 @@ class StallWatch:
     PROBES = 1
     MAX_HOLES = 64  # the oldest is forgotten beyond: a link that bad is for the budgets
     MAX_AGE = 10.0  # s a hole is watched at most
-    # A copy sent unasked only while the hole is this close to our newest:
+    # A copy sent unasked only while the hole is this close to our newest
+    # (and, beyond it, an asked one only after the retry: Subscription.resend):
     # aiortc drops its whole jitter buffer (and asks a keyframe) when a
-    # packet comes 100 or more behind the oldest it holds.
+    # packet comes 100 or more behind the oldest it holds; below 100 by
+    # what goes out while a copy is on its way.
     MAX_BEHIND = 64
 
     def __init__(self, clock, subscription, wait: float):

@@ -17,13 +17,6 @@ from wcs.media.rtcpguard import nackWindow
 from wcs.media.stall import StallWatch
 
 HISTORY = 512  # packets kept per player for NACKs: ~4 s of 1 Mbit/s video
-# Packets behind the newest sent from which a second copy waits the retry
-# (RTT + 2 variations), not one RTT: aiortc drops its whole jitter buffer
-# for a packet 100 or more behind the oldest it holds (it then shows
-# nothing until 512 packets later, 4.6 s at 1 Mbit/s), and a copy that
-# crossed the one the player got lands there once the frames behind it
-# are released. Below 100 by what goes out while a copy is on its way.
-FAR_BEHIND = 64
 # How far a player's numbering jumps when it drops to a keyframe after
 # losing packets (L{Subscription.restart}): past what a receiver holds
 # behind a hole. aiortc's video jitter buffer (512 packets) keeps every
@@ -303,12 +296,14 @@ class Subscription:
         # retry (RTT + 2 variations): aiortc players re-ask every few tens of
         # ms, so that margin went into every repair whose first copy was lost
         # (`mobile`: the ~0.5 s freezes, docs/networks.md); a copy only late
-        # costs a duplicate, within the budget, but far behind the newest
-        # (FAR_BEHIND) it freezes an aiortc player: there the retry. Never
-        # longer than the retry (capped at 1 s: a loaded player's reports
-        # can read seconds).
+        # costs a duplicate, within the budget, but beyond the reach of
+        # StallWatch.MAX_BEHIND one lands 100 behind the oldest packet an
+        # aiortc player holds once the frames behind the hole are released,
+        # and it drops its whole jitter buffer (4.6 s frozen on `mobile`):
+        # there the retry. Never longer than the retry (capped at 1 s: a
+        # loaded player's reports can read seconds).
         onItsWay = min(self.rtt.smoothed, retry)
-        newest = self.lastSeq
+        newest, far = self.lastSeq, StallWatch.MAX_BEHIND
         for seq in lost:
             # aiortc's parser does not wrap a bitmask that spans 65535 -> 0.
             seq &= 0xFFFF
@@ -320,7 +315,7 @@ class Subscription:
             if kept == seq:
                 data = header + self.payloads[slot]
                 since = now - self.resentAt[slot]
-                wait = retry if (newest - seq) & 0xFFFF >= FAR_BEHIND else onItsWay
+                wait = retry if (newest - seq) & 0xFFFF >= far else onItsWay
                 if since < wait:
                     self.retransmitTooSoon += 1  # the last copy may still be on its way
                     event = "soon"
