@@ -54,7 +54,7 @@ def readServer(path):
         elif event == "nack":
             for seq in numbers:
                 nacks[stream][seq & 0xFFFF].append(t)
-        elif event in ("rs", "soon", "budget", "held"):
+        elif event in ("rs", "soon", "budget", "held", "rep"):
             # (resends and refusals carry the ms since its last resend and the wait in force)
             answers[stream][numbers[0]].append((t, event, numbers[2] if len(numbers) > 2
                                                 else None))

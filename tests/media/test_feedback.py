@@ -157,18 +157,24 @@ def test_incomingTrackGivesUpToKeyframe():
     assert track.missing == set()
 
 
+def _trackWithPlayer(policy: FeedbackPolicy = FeedbackPolicy()):
+    """A publisher's video track and one player: clock, wires, track, subscription."""
+    clock, wire = Clock(), _Wire()
+    wire.rtcpSsrc = 99
+    track = IncomingTrack(wire, "video", "VP8", 90000, 96, 5, clock=clock, policy=policy)
+    player = _Wire()
+    subscription = Subscription(track, player, ssrc=0x1234, payloadType=100, policy=policy)
+    subscription.attach()
+    return clock, wire, track, subscription, player
+
+
 def test_wayInGivenUpDropsPlayersToKeyframe():
     """
     A packet lost on the way in and given up: the players' numbering jumps
     past the hole at the next keyframe (aiortc's buffer would hold every
     later frame behind it), which is asked for; nothing between is sent.
     """
-    clock, wire = Clock(), _Wire()
-    wire.rtcpSsrc = 99
-    track = IncomingTrack(wire, "video", "VP8", 90000, 96, 5, clock=clock)
-    player = _Wire()
-    subscription = Subscription(track, player, ssrc=0x1234, payloadType=100)
-    subscription.attach()
+    clock, wire, track, subscription, player = _trackWithPlayer()
     for seq in [*range(1, 51), 52]:  # 51 lost
         track.rtpReceived(_packet(seq, seq == 1))
         clock.advance(0.01)
@@ -184,6 +190,65 @@ def test_wayInGivenUpDropsPlayersToKeyframe():
     after = _seqs(player)[len(out):]
     assert after == [(out[-1] + 1 + RESTART_SKIP) & 0xFFFF, (out[-1] + 2 + RESTART_SKIP) & 0xFFFF]
     assert subscription.skipped == RESTART_SKIP
+
+
+def _repairOnce(policy: FeedbackPolicy = FeedbackPolicy()):
+    """
+    A player of a track that lost packet 51 on the way in and got 52 late
+    by itself (before its NACK): 51 comes as the answer to our NACK.
+    Returns the clock, the track, the subscription and the player's wire.
+    """
+    clock, wire, track, subscription, player = _trackWithPlayer(policy)
+    for seq in [*range(1, 51), 53, 52]:
+        track.rtpReceived(_packet(seq, seq == 1))
+    clock.advance(NackGenerator.INTERVAL)
+    assert [p.lost for data in wire.rtcp for p in RtcpPacket.parse(data)
+            if hasattr(p, "lost")] == [[51]]
+    clock.advance(0.06)  # (later than half a round trip after the NACK: its answer)
+    track.rtpReceived(_packet(51))
+    clock.advance(track.REPEAT_AFTER)
+    return clock, track, subscription, player
+
+
+def test_repairFromTheWayInGoesTwice():
+    """
+    A packet our NACK repaired reached the players a round trip late: each
+    gets a second copy soon after (a loss on its own link would cost a
+    second round trip). One that was late by itself goes once.
+    """
+    clock, track, subscription, player = _repairOnce()
+    out = _seqs(player)
+    first = out[0]
+    assert out[-3:] == [(first + 51) & 0xFFFF, (first + 50) & 0xFFFF, (first + 50) & 0xFFFF]
+    assert out.count((first + 51) & 0xFFFF) == 1  # 52: late by itself
+    assert track.repairsRepeated == subscription.repairsRepeated == 1
+    assert subscription.retransmitted == 1  # from its budget
+
+
+def test_repairSentOnceWhenOff():
+    _, track, subscription, player = _repairOnce(FeedbackPolicy(repeatRepairs=False))
+    out = _seqs(player)
+    assert out.count((out[0] + 50) & 0xFFFF) == 1
+    assert track.repairsRepeated == subscription.repairsRepeated == 0
+    assert not FeedbackPolicy.fromSettings(
+        Settings({"media_repeat_repairs": "false"})).repeatRepairs
+
+
+def test_repairNotRepeatedFarBehind():
+    """
+    Not to a player 64 or more past it: a copy it has, that far behind,
+    makes aiortc drop its buffer (StallWatch.MAX_BEHIND).
+    """
+    clock, wire, track, subscription, player = _trackWithPlayer()
+    for seq in [*range(1, 51), *range(52, 52 + StallWatch.MAX_BEHIND)]:
+        track.rtpReceived(_packet(seq, seq == 1))
+    clock.advance(NackGenerator.INTERVAL)
+    clock.advance(0.06)
+    track.rtpReceived(_packet(51))
+    track.rtpReceived(_packet(52 + StallWatch.MAX_BEHIND))
+    clock.advance(track.REPEAT_AFTER)
+    assert track.repairsRepeated == 1 and subscription.repairsRepeated == 0
+    assert _seqs(player).count((_seqs(player)[0] + 50) & 0xFFFF) == 1
 
 
 def test_noResendFromBeforeAJump():

@@ -242,7 +242,7 @@ def test_rtxStreamLearnedByPayloadType():
     transport.receiversByType[97] = receiver
     transport.rtpReceived(rtx.wrap(_packet(11), 97, 1, 0xCAFE))
     assert receiver.ssrc == 0xCAFE and transport.receivers[0xCAFE] is receiver
-    assert [rtp.SEQ_TS.unpack_from(d, 2)[0] for d in track.got] == [11]
+    assert [rtp.SEQ_TS.unpack_from(d, 2)[0] for d in track.got] == [11] and track.repaired
 
 
 class _Counting:
@@ -252,10 +252,11 @@ class _Counting:
         self.got = []
         missing = {}
         self.nacks = SimpleNamespace(
-            missing=missing, received=lambda seq, retransmission: missing.pop(seq))
+            missing=missing, received=lambda seq, retransmission: bool(missing.pop(seq)))
 
-    def rtpReceived(self, data):
+    def rtpReceived(self, data, repaired=False):
         self.got.append(data)
+        self.repaired = repaired
 
 
 

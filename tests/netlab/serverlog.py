@@ -19,10 +19,12 @@ PLAYER = re.compile(
     rf"{_NUMBER} within a round trip \({_NUMBER} ms\), {_NUMBER} too old \({_NUMBER} more before its "
     rf"last keyframe, ignored\); eager in {_NUMBER} re-askings of {_NUMBER} NACKs: {_NUMBER} held for "
     rf"reordering \({_NUMBER} came meanwhile, wait {_NUMBER} ms\), {_NUMBER} for packets late "
-    rf"on the way in not held; {_NUMBER} keyframe requests, {_NUMBER} not passed on")
+    rf"on the way in not held; {_NUMBER} keyframe requests, {_NUMBER} not passed on; "
+    rf"{_NUMBER} repairs of the way in sent twice")
 PLAYER_FIELDS = ("nacks", "resent", "rtx", "overBudget", "tooSoon", "rttMs", "tooOld",
                  "beforeKeyframe", "reasked", "nackLists", "held",
-                 "heldCameMeanwhile", "waitMs", "upstreamLate", "pliReceived", "pliLimited")
+                 "heldCameMeanwhile", "waitMs", "upstreamLate", "pliReceived", "pliLimited",
+                 "repeated")
 PUBLISHER = re.compile(
     r"<PublishSession '(?P<stream>[^']+)' [^>]*>: video feedback: "
     rf"{_NUMBER} NACKed, {_NUMBER} repaired, {_NUMBER} given up, {_NUMBER} held by the budget, "

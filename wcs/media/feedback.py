@@ -36,6 +36,11 @@ declare(
         "publisher leg (RTX publishers): the budget gets back, 1 s after a NACK, the bytes of "
         "NACK entries the publisher's RTX did not answer, so that it is charged for what the "
         "uplink carried; false: charged per NACK entry"),
+    Key("media_repeat_repairs", "bool", True,
+        "a video packet repaired on the publisher's leg (NACKed, then resent) goes to each "
+        "player a second time 20 ms after the first, from spare retransmission budget: it is "
+        "already a round trip late, and a loss on the player's link would make it two "
+        "(docs/networks.md); false: once"),
     Key("media_keyframe_interval", "int", 500,
         "ms between two keyframe requests (PLI) to a publisher, whatever the number of players"),
     Key("media_player_keyframe_interval", "int", 2000,
@@ -57,6 +62,7 @@ class FeedbackPolicy:
     trace: PacketTrace | None = None  # the lab's per-packet trace (wcs.media.trace)
     playerStall: float = 0.0  # s (wcs.media.stall); 0: off, as the setting's default
     refund: bool = True  # NackGenerator.answered (media_retransmit_refund)
+    repeatRepairs: bool = True  # IncomingTrack (media_repeat_repairs)
 
     @classmethod
     def fromSettings(cls, settings) -> "FeedbackPolicy":
@@ -68,7 +74,8 @@ class FeedbackPolicy:
                    settings.media_retransmit_burst * 1024,
                    PacketTrace.fromSettings(settings),
                    settings.media_player_stall / 1000,
-                   settings.media_retransmit_refund)
+                   settings.media_retransmit_refund,
+                   settings.media_repeat_repairs)
 
 
 class RoundTrip:
@@ -282,15 +289,16 @@ class NackGenerator:
         self._callAt = now + delay
         self._call = self.clock.callLater(delay, self._tick)
 
-    def received(self, seq: int, retransmission: bool | None = None) -> None:
+    def received(self, seq: int, retransmission: bool | None = None) -> bool:
         """
         A packet older than the newest arrived: a retransmission or a late
         one. C{retransmission}: which, when the stream tells (RTX); None
         when it cannot (plain retransmissions come on the media SSRC).
+        True when it was missing and came as the answer to our NACK.
         """
         entry = self.missing.pop(seq, None)
         if entry is None:
-            return
+            return False
         self.keyframe.discard(seq)
         self.retransmitsReceived += 1
         now = self.clock.seconds()
@@ -300,8 +308,10 @@ class NackGenerator:
             self.reordered += 1
             self.lateSamples.append((now, now - noticed))
             self._expireLate(now, changed=True)
-        elif tries == 1:
+            return False
+        if tries == 1:
             self.rtt.sample(now - asked)
+        return True
 
     def _refund(self, now: float, octets: int) -> None:
         charges = self.charges

@@ -141,8 +141,7 @@ class RtxReceiver:
                 # the original came late: the players have it already.
                 self.unasked += 1
                 return
-            self.track.nacks.received(seq, retransmission=True)
-            self.track.rtpReceived(original)
+            self.track.rtpReceived(original, self.track.nacks.received(seq, retransmission=True))
 
     def senderReport(self, packet) -> None:
         """Reports about the RTX stream itself: nothing to relay."""

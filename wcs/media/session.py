@@ -389,11 +389,13 @@ class PlaySession(MediaSession):
                     "eager in {reasked} re-askings of {lists} NACKs: "
                     "{held} held for reordering ({reordered} came meanwhile, "
                     "wait {wait:.0f} ms), {upstream} for packets late on the way in not held; "
-                    "{keyframes} keyframe requests, {limited} not passed on",
+                    "{keyframes} keyframe requests, {limited} not passed on; "
+                    "{repeated} repairs of the way in sent twice",
                     session=self, nacks=s.nacksReceived, resent=s.retransmitted,
                     rtx=s.rtx and s.rtx.packets, dropped=s.retransmitDropped,
                     tooSoon=s.retransmitTooSoon, rtt=s.rtt.smoothed * 1000,
                     tooOld=s.nacksTooOld, beforeKeyframe=s.nacksBeforeKeyframe,
                     reasked=s.hold.reasked, lists=s.hold.lists, held=s.hold.heldPackets, reordered=s.hold.reordered,
                     wait=s.hold.wait * 1000, upstream=s.hold.upstreamLate,
-                    keyframes=s.keyframeRequestsReceived, limited=s.keyframeRequestsLimited)
+                    keyframes=s.keyframeRequestsReceived, limited=s.keyframeRequestsLimited,
+                    repeated=s.repairsRepeated)

@@ -110,6 +110,7 @@ class Subscription:
         self.nacksReceived = 0  # NACK packets from the player (wcs.metrics)
         self.reportedLost = 0  # cumulative loss in its last receiver report (wcs.metrics)
         self.skipped = 0  # numbers skipped by restarts: the player reports them lost
+        self.repairsRepeated = 0  # second copies of repairs from the way in (repeatRepair)
 
     def attach(self) -> None:
         self.transport.senders[self.ssrc] = self
@@ -379,6 +380,21 @@ class Subscription:
                                                    self._half() if spare else 0):
             return None
         return True
+
+    def repeatRepair(self, seq: int) -> None:
+        """
+        A second copy of the track's packet C{seq}, forwarded late as a
+        repair from the way in (L{wcs.media.track.IncomingTrack}): from
+        spare budget, and not far behind our newest (where a copy the player
+        has makes aiortc drop its buffer).
+        """
+        if self.started:
+            outSeq = (seq + self.seqDelta) & 0xFFFF
+            if (self.lastSeq - outSeq) & 0xFFFF < StallWatch.MAX_BEHIND:
+                if self.resendProbe(outSeq, spare=True):
+                    self.repairsRepeated += 1
+                    if self.trace is not None:
+                        self.trace.event("rep", self.ssrc, outSeq)
 
     def receptionReported(self, lsr: int, dlsr: int) -> None:
         """A receiver report block about our stream: a round-trip sample."""

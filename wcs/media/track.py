@@ -167,6 +167,9 @@ class IncomingTrack(Track):
     """
 
     RECENT = 256  # packets kept for a late keyframe start (NackGenerator.MAX_MISSING)
+    # s between a repair's two copies to a player: apart, so that a burst
+    # of loss that takes the first does not take both.
+    REPEAT_AFTER = 0.02
 
     def __init__(self, transport, kind: str, codec: str, clockRate: int,
                  payloadType: int, ssrc: int | None, clock=None,
@@ -193,6 +196,7 @@ class IncomingTrack(Track):
         self.keyframeRetries = 0  # ... asked for again (counted)
         self.lateStarts = 0  # players started on a late keyframe start, caught up
         self.restarts = 0  # ... started again on an earlier packet of their first frame
+        self.repairsRepeated = 0  # repairs from the way in sent to the players twice
         # The RTP time of the last keyframe packet and who started on which
         # of its numbers (L{_keyframeArrived}).
         self.begun: tuple[int | None, dict] = (None, {})
@@ -225,7 +229,11 @@ class IncomingTrack(Track):
         self._frameListener = listener
         self._consumersChanged()
 
-    def rtpReceived(self, data: bytes) -> None:
+    def rtpReceived(self, data: bytes, repaired: bool = False) -> None:
+        """
+        A packet of this track, as the publisher sent it. C{repaired}: it
+        was missing and came on RTX as the answer to our NACK.
+        """
         if self.lastPacket is None and self.firstPacket is not None:
             self.firstPacket()
         self.lastPacket = self.seconds()
@@ -239,7 +247,7 @@ class IncomingTrack(Track):
             return  # CSRCs or extension longer than the packet: not RTP we can read
         seq, timestamp = rtp.SEQ_TS.unpack_from(data, 2)
         payload = data[offset:]
-        self._count(seq, timestamp)
+        repaired = self._count(seq, timestamp) or repaired
         if self.trace is not None:
             self.trace.event("in", self.ssrc or 0, seq)
         keyframe = True
@@ -263,6 +271,8 @@ class IncomingTrack(Track):
                 self._keyframeArrived(args)
             else:
                 self.fanout(*args)
+            if repaired and self.policy.repeatRepairs:
+                self.clock.callLater(self.REPEAT_AFTER, self._repeatRepair, seq)
         if self._frameListener is not None:
             self._frameListener(seq, timestamp, marker, payload)
 
@@ -327,23 +337,35 @@ class IncomingTrack(Track):
         """
         return max(self.policy.keyframeInterval, self.nacks.rtt.retry + 0.1)
 
-    def _count(self, seq: int, timestamp: int) -> None:
+    def _repeatRepair(self, seq: int) -> None:
+        """
+        The second copy of a repair from the way in (C{media_repeat_repairs}):
+        it reached the players a round trip late, so a loss on a player's
+        link would add a second round trip (NACK, resend), which on
+        `mobile` was each of the lab's short freezes (docs/networks.md).
+        """
+        self.repairsRepeated += 1
+        for subscription in self.subscribers:
+            subscription.repeatRepair(seq)
+
+    def _count(self, seq: int, timestamp: int) -> bool:
+        # True for a packet our NACK repaired (on the media SSRC).
         self.received += 1
         if self.baseSeq is None:
             self.baseSeq = self.maxSeq = seq
-            return
+            return False
         delta = (seq - self.maxSeq) & 0xFFFF
         if delta == 0 or delta >= 0x8000:
-            if self.nacks.missing:
-                # A late or retransmitted packet; on the media SSRC of a
-                # publisher that resends on RTX, a late one.
+            # A late or retransmitted packet; on the media SSRC of a
+            # publisher that resends on RTX, a late one.
+            return bool(self.nacks.missing) and \
                 self.nacks.received(seq, False if self.rtx is not None else None)
-            return
         if seq < self.maxSeq:
             self.cycles += 1 << 16
         if delta > 1 and self.kind == "video":
             self.nacks.lost(seq, delta, self._keyframeGap(timestamp))
         self.maxSeq = seq
+        return False
 
     def _keyframeGap(self, timestamp: int) -> bool:
         """
