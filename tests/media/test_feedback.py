@@ -304,7 +304,7 @@ def test_farBehindASecondCopyWaitsTheRetry():
     holds, which drops its whole jitter buffer (the lab's 4.5 s freezes on
     `mobile`, docs/networks.md). Nearer the newest, one RTT as before.
     """
-    track, wire, subscription = _player()
+    track, wire, subscription = _player(policy=FeedbackPolicy(repeatRepairs=False))
     for rtt in (0.3, 0.1, 0.3, 0.1):  # smoothed ~0.2, retry ~0.36
         subscription.rtt.sample(rtt)
     smoothed, retry = subscription.rtt.smoothed, subscription.rtt.retry
@@ -331,7 +331,7 @@ def test_playerNackAnsweredAgainAfterOneRoundTrip():
     freezes: an eager player re-asks at once, and the variations' margin
     was added to every twice-lost packet).
     """
-    track, wire, subscription = _player()
+    track, wire, subscription = _player(policy=FeedbackPolicy(repeatRepairs=False))
     for rtt in (0.3, 0.1, 0.3, 0.1):  # a jittery link: smoothed ~0.2, retry ~0.36
         subscription.rtt.sample(rtt)
     smoothed, retry = subscription.rtt.smoothed, subscription.rtt.retry
@@ -355,6 +355,29 @@ def test_playerNackAnsweredAgainAfterOneRoundTrip():
     track.clock.advance(RoundTrip.MAX_RETRY + 0.01)
     subscription.nackReceived([seq])
     assert _seqs(wire) == [seq, seq, seq]
+
+
+def test_aSecondCopyGoesTwice():
+    """
+    A packet resent again (its first copy lost) is a round trip later
+    still: it goes twice, REPEAT_AFTER apart, within the spare budget; a
+    first copy goes once. Far behind the newest, once (StallWatch.MAX_BEHIND).
+    """
+    track, wire, subscription = _player()
+    for i in range(StallWatch.MAX_BEHIND + 20):
+        track.fanout(0, 0, i, i * 3000, bytes(SIZE), i == 0)
+    sent = _seqs(wire)
+    far, near = sent[10], sent[-10]
+    wire.sent.clear()
+    subscription.nackReceived([far, near])
+    track.clock.advance(Subscription.REPEAT_AFTER)
+    assert _seqs(wire) == [far, near]  # first copies: once
+    track.clock.advance(0.3)  # past the retry: no round trip measured yet
+    subscription.nackReceived([far, near])
+    assert _seqs(wire) == [far, near, far, near]
+    track.clock.advance(Subscription.REPEAT_AFTER)
+    assert _seqs(wire) == [far, near, far, near, near]
+    assert subscription.repairsRepeated == 1 and subscription.retransmitted == 5
 
 
 def test_playerRetransmitBudget():

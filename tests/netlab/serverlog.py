@@ -20,7 +20,7 @@ PLAYER = re.compile(
     rf"last keyframe, ignored\); eager in {_NUMBER} re-askings of {_NUMBER} NACKs: {_NUMBER} held for "
     rf"reordering \({_NUMBER} came meanwhile, wait {_NUMBER} ms\), {_NUMBER} for packets late "
     rf"on the way in not held; {_NUMBER} keyframe requests, {_NUMBER} not passed on; "
-    rf"{_NUMBER} repairs of the way in sent twice")
+    rf"{_NUMBER} late packets sent twice")
 PLAYER_FIELDS = ("nacks", "resent", "rtx", "overBudget", "tooSoon", "rttMs", "tooOld",
                  "beforeKeyframe", "reasked", "nackLists", "held",
                  "heldCameMeanwhile", "waitMs", "upstreamLate", "pliReceived", "pliLimited",

@@ -11,7 +11,7 @@ PLAY = ("2026-11-27T00:36:23+0000 [wcs.media.session.PlaySession#info] <PlaySess
         "the budget, 1405 within a round trip (201 ms), 3 too old (5 more before its last "
         "keyframe, ignored); eager in 40 re-askings of 1293 NACKs: 1033 held for reordering "
         "(1037 came meanwhile, wait 133 ms), 1037 for packets late on the way in not held; "
-        "18 keyframe requests, 89 not passed on; 61 repairs of the way in sent twice")
+        "18 keyframe requests, 89 not passed on; 61 late packets sent twice")
 PUBLISH = ("2026-11-27T00:36:24+0000 [wcs.media.session.PublishSession#info] <PublishSession "
            "'room-pub' 78d61e10>: video feedback: 418 NACKed, 2993 repaired, 81 given up, 1829 "
            "held by the budget, 12 keyframe requests; RTX 303 (48 unasked, 0 padding)")

@@ -390,7 +390,7 @@ class PlaySession(MediaSession):
                     "{held} held for reordering ({reordered} came meanwhile, "
                     "wait {wait:.0f} ms), {upstream} for packets late on the way in not held; "
                     "{keyframes} keyframe requests, {limited} not passed on; "
-                    "{repeated} repairs of the way in sent twice",
+                    "{repeated} late packets sent twice",
                     session=self, nacks=s.nacksReceived, resent=s.retransmitted,
                     rtx=s.rtx and s.rtx.packets, dropped=s.retransmitDropped,
                     tooSoon=s.retransmitTooSoon, rtt=s.rtt.smoothed * 1000,

@@ -46,6 +46,12 @@ class Subscription:
     """
 
     MAX_BACKOFF = 4  # times the player keyframe interval
+    # s between a late packet's two copies (repeatCopy): apart, so that a
+    # burst of loss that takes the first does not take both.
+    REPEAT_AFTER = 0.02
+    # s: a resend this soon after the slot's last copy is a second copy (a
+    # slot is reused 512 packets later: over a second below ~4 Mbit/s).
+    AGAIN_WITHIN = 1.0
     REPORTS_KEPT = 4  # our last sender reports, to match receiver reports with
 
     def __init__(self, track, transport, ssrc: int, payloadType: int,
@@ -110,7 +116,7 @@ class Subscription:
         self.nacksReceived = 0  # NACK packets from the player (wcs.metrics)
         self.reportedLost = 0  # cumulative loss in its last receiver report (wcs.metrics)
         self.skipped = 0  # numbers skipped by restarts: the player reports them lost
-        self.repairsRepeated = 0  # second copies of repairs from the way in (repeatRepair)
+        self.repairsRepeated = 0  # late packets sent twice (repeatCopy)
 
     def attach(self) -> None:
         self.transport.senders[self.ssrc] = self
@@ -323,6 +329,10 @@ class Subscription:
                 elif self._resendPacket(seq, data, now):
                     self.repairingUntil = now + retry
                     event = "rs"
+                    if since < self.AGAIN_WITHIN and self.policy.repeatRepairs:
+                        # A copy we sent (or forwarded late) was lost: this
+                        # one is a round trip later still, so it goes twice.
+                        self.clock.callLater(self.REPEAT_AFTER, self.repeatCopy, seq)
                 else:
                     self.retransmitDropped += 1
                     refused = True
@@ -384,17 +394,22 @@ class Subscription:
     def repeatRepair(self, seq: int) -> None:
         """
         A second copy of the track's packet C{seq}, forwarded late as a
-        repair from the way in (L{wcs.media.track.IncomingTrack}): from
-        spare budget, and not far behind our newest (where a copy the player
-        has makes aiortc drop its buffer).
+        repair from the way in (L{wcs.media.track.IncomingTrack}).
         """
         if self.started:
-            outSeq = (seq + self.seqDelta) & 0xFFFF
-            if (self.lastSeq - outSeq) & 0xFFFF < StallWatch.MAX_BEHIND:
-                if self.resendProbe(outSeq, spare=True):
-                    self.repairsRepeated += 1
-                    if self.trace is not None:
-                        self.trace.event("rep", self.ssrc, outSeq)
+            self.repeatCopy((seq + self.seqDelta) & 0xFFFF)
+
+    def repeatCopy(self, seq: int) -> None:
+        """
+        Send C{seq} (ours) once more: from spare budget, and only while it
+        is not far behind our newest (where a copy the player has makes
+        aiortc drop its buffer).
+        """
+        if self.started and (self.lastSeq - seq) & 0xFFFF < StallWatch.MAX_BEHIND:
+            if self.resendProbe(seq, spare=True):
+                self.repairsRepeated += 1
+                if self.trace is not None:
+                    self.trace.event("rep", self.ssrc, seq)
 
     def receptionReported(self, lsr: int, dlsr: int) -> None:
         """A receiver report block about our stream: a round-trip sample."""

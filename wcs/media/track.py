@@ -167,9 +167,7 @@ class IncomingTrack(Track):
     """
 
     RECENT = 256  # packets kept for a late keyframe start (NackGenerator.MAX_MISSING)
-    # s between a repair's two copies to a player: apart, so that a burst
-    # of loss that takes the first does not take both.
-    REPEAT_AFTER = 0.02
+    REPEAT_AFTER = Subscription.REPEAT_AFTER  # s between a repair's two copies
 
     def __init__(self, transport, kind: str, codec: str, clockRate: int,
                  payloadType: int, ssrc: int | None, clock=None,
