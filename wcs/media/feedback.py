@@ -37,10 +37,10 @@ declare(
         "NACK entries the publisher's RTX did not answer, so that it is charged for what the "
         "uplink carried; false: charged per NACK entry"),
     Key("media_repeat_repairs", "bool", True,
-        "a video packet repaired on the publisher's leg (NACKed, then resent) goes to each "
-        "player a second time 20 ms after the first, from spare retransmission budget: it is "
-        "already a round trip late, and a loss on the player's link would make it two "
-        "(docs/networks.md); false: once"),
+        "a video packet that reaches a player a round trip late (repaired on the publisher's "
+        "leg, or resent to the player again after a lost copy) goes to it a second time 20 ms "
+        "after the first, from spare retransmission budget: a loss on the player's link would "
+        "add another round trip (docs/networks.md); false: once"),
     Key("media_keyframe_interval", "int", 500,
         "ms between two keyframe requests (PLI) to a publisher, whatever the number of players"),
     Key("media_player_keyframe_interval", "int", 2000,
@@ -62,7 +62,7 @@ class FeedbackPolicy:
     trace: PacketTrace | None = None  # the lab's per-packet trace (wcs.media.trace)
     playerStall: float = 0.0  # s (wcs.media.stall); 0: off, as the setting's default
     refund: bool = True  # NackGenerator.answered (media_retransmit_refund)
-    repeatRepairs: bool = True  # IncomingTrack (media_repeat_repairs)
+    repeatRepairs: bool = True  # IncomingTrack, Subscription (media_repeat_repairs)
 
     @classmethod
     def fromSettings(cls, settings) -> "FeedbackPolicy":

@@ -344,7 +344,11 @@ class IncomingTrack(Track):
         """
         self.repairsRepeated += 1
         for subscription in self.subscribers:
-            subscription.repeatRepair(seq)
+            try:
+                subscription.repeatRepair(seq)
+            except Exception:
+                # As in fanout: one player's failure must not stop the others.
+                self.log.failure("repeating a repair to {s}", s=subscription)
 
     def _count(self, seq: int, timestamp: int) -> bool:
         # True for a packet our NACK repaired (on the media SSRC).
