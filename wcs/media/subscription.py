@@ -310,7 +310,6 @@ class Subscription:
         # there the retry. Never longer than the retry (capped at 1 s: a
         # loaded player's reports can read seconds).
         onItsWay = min(self.rtt.smoothed, retry)
-        newest, far = self.lastSeq, StallWatch.MAX_BEHIND
         for seq in lost:
             # aiortc's parser does not wrap a bitmask that spans 65535 -> 0.
             seq &= 0xFFFF
@@ -322,7 +321,7 @@ class Subscription:
             if kept == seq:
                 data = header + self.payloads[slot]
                 since = now - self.resentAt[slot]
-                wait = retry if (newest - seq) & 0xFFFF >= far else onItsWay
+                wait = onItsWay if self._near(seq) else retry
                 if since < wait:
                     self.retransmitTooSoon += 1  # the last copy may still be on its way
                     event = "soon"
@@ -396,8 +395,15 @@ class Subscription:
         A second copy of the track's packet C{seq}, forwarded late as a
         repair from the way in (L{wcs.media.track.IncomingTrack}).
         """
-        if self.started:
-            self.repeatCopy((seq + self.seqDelta) & 0xFFFF)
+        self.repeatCopy((seq + self.seqDelta) & 0xFFFF)
+
+    def _near(self, seq: int) -> bool:
+        """
+        Whether our C{seq} is less than L{StallWatch.MAX_BEHIND} behind the
+        newest sent: a copy the player already has lands there without
+        making aiortc drop its buffer.
+        """
+        return (self.lastSeq - seq) & 0xFFFF < StallWatch.MAX_BEHIND
 
     def repeatCopy(self, seq: int) -> None:
         """
@@ -405,7 +411,7 @@ class Subscription:
         is not far behind our newest (where a copy the player has makes
         aiortc drop its buffer).
         """
-        if self.started and (self.lastSeq - seq) & 0xFFFF < StallWatch.MAX_BEHIND:
+        if self.started and self._near(seq):
             if self.resendProbe(seq, spare=True):
                 self.repairsRepeated += 1
                 if self.trace is not None:
