@@ -94,8 +94,12 @@ class Records:
         return record
 
     @staticmethod
-    def recording(path) -> dict[str, Any]:
-        stat = path.stat()
+    def recording(path) -> dict[str, Any] | None:
+        """The record of a recording file, or None if it is gone (a remux's TS)."""
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            return None
         return {"fileName": path.name, "size": stat.st_size,
                 "modified": ms(stat.st_mtime), "url": "/records/" + quote(path.name)}
 
@@ -232,9 +236,11 @@ class Recordings(AdminArea):
 
     def findAll(self, body: dict) -> list:
         try:
-            return [self.records.recording(p) for p in self.admin.recordings()]
+            records = [self.records.recording(p) for p in self.admin.recordings()]
         except StreamError as e:
             raise ApiError(409, e.info) from None
+        # A file listed a moment ago may be gone now: the TS a finished remux deletes.
+        return [r for r in records if r is not None]
 
     def delete(self, body: dict) -> None:
         try:
