@@ -19,7 +19,8 @@ for the way out), then numbers:
   C{rs PLAYER OUT SINCE WAIT}: resent; C{soon}, C{budget}: refused as sent
   within a round trip, or over the player's share (SINCE: ms since its
   last resend, WAIT: the round trip waited, ms); C{held PLAYER OUT}:
-  its first NACK held for reordering.
+  its first NACK held for reordering; C{rep PLAYER OUT}: a late copy's
+  second copy (C{media_repeat_repairs}).
 """
 
 from __future__ import annotations
