@@ -654,6 +654,49 @@ def test_lateOriginalWithoutRtx():
     assert n.reorderWait == NackGenerator.MAX_REORDER_WAIT
 
 
+def test_nackSentTwiceToRtxPublisher():
+    """
+    With C{copies} (C{media_nack_twice}, for a publisher that resends on
+    RTX), each NACK goes again COPY_AFTER later with what is still missing,
+    and the copy is charged to the budget like the first.
+    """
+    g = _Generator(share=0.2)
+    g.receive(100)
+    n = g.generator
+    n.copies = True
+    n.lost(105, 4)  # 102..104 missing
+    g.clock.advance(n.INTERVAL)
+    assert g.nacks == [[102, 103, 104]]
+    credit = n.budget.credit
+    n.received(103, retransmission=True)  # answered before the copy
+    g.clock.advance(n.COPY_AFTER)
+    assert g.nacks[1:] == [[102, 104]] and n.nacksCopied == 2
+    assert n.budget.credit == credit - 2 * SIZE
+    # Not past the budget: a copy the bucket cannot pay is not sent.
+    n.lost(110, 2)  # 109 missing
+    n.budget.credit = SIZE + 0.5
+    g.clock.advance(n.INTERVAL)
+    assert g.nacks[-1] == [109] and n.budget.credit < SIZE
+    g.clock.advance(n.COPY_AFTER)
+    assert g.nacks[-1] == [109] and len(g.nacks) == 3 and n.nacksCopied == 2
+    # Stopped: no copy pending.
+    n.lost(120, 2)
+    g.clock.advance(n.INTERVAL)
+    n.stop()
+    assert g.clock.getDelayedCalls() == []
+
+
+def test_nackSentOnceByDefault():
+    """Without C{copies} (the default) a NACK goes once; the setting sets it per RTX publisher."""
+    g = _Generator()
+    g.receive(100)
+    g.generator.lost(105, 2)
+    g.clock.advance(NackGenerator.INTERVAL + NackGenerator.COPY_AFTER)
+    assert g.nacks == [[104]] and g.generator.nacksCopied == 0
+    assert not FeedbackPolicy.fromSettings(Settings({})).nackTwice
+    assert FeedbackPolicy.fromSettings(Settings({"media_nack_twice": "true"})).nackTwice
+
+
 def test_unansweredNacksRefundedWithRtx():
     """
     With C{answered} (the RTX octets received; C{media_retransmit_refund}, on

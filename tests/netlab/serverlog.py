@@ -27,9 +27,10 @@ PLAYER_FIELDS = ("nacks", "resent", "rtx", "overBudget", "tooSoon", "rttMs", "to
                  "repeated")
 PUBLISHER = re.compile(
     r"<PublishSession '(?P<stream>[^']+)' [^>]*>: video feedback: "
-    rf"{_NUMBER} NACKed, {_NUMBER} repaired, {_NUMBER} given up, {_NUMBER} held by the budget, "
-    rf"{_NUMBER} keyframe requests")
-PUBLISHER_FIELDS = ("nacked", "repaired", "givenUp", "overBudgetTicks", "keyframeRequests")
+    rf"{_NUMBER} NACKed(?: \({_NUMBER} twice\))?, {_NUMBER} repaired, {_NUMBER} given up, "
+    rf"{_NUMBER} held by the budget, {_NUMBER} keyframe requests")
+PUBLISHER_FIELDS = ("nacked", "nackedTwice", "repaired", "givenUp", "overBudgetTicks",
+                    "keyframeRequests")
 
 
 def feedback(log: str, stream: str) -> dict:
@@ -43,5 +44,6 @@ def feedback(log: str, stream: str) -> dict:
             continue
         match = PUBLISHER.search(line)
         if match and match["stream"] == stream:
-            publisher = dict(zip(PUBLISHER_FIELDS, map(int, match.groups()[1:])))
+            publisher = {k: int(v) if v is not None else None
+                         for k, v in zip(PUBLISHER_FIELDS, match.groups()[1:])}
     return {"publisher": publisher, "players": players}

@@ -41,6 +41,10 @@ declare(
         "leg, or resent to the player again after a lost copy) goes to it a second time 20 ms "
         "after the first, from spare retransmission budget: a loss on the player's link would "
         "add another round trip (docs/networks.md); false: once"),
+    Key("media_nack_twice", "bool", False,
+        "each NACK to a publisher that resends on RTX goes a second time 10 ms later, "
+        "charged to the publisher leg's budget, so that a lost NACK or a lost resend does "
+        "not cost the packet another round trip (docs/networks.md); false: once"),
     Key("media_keyframe_interval", "int", 500,
         "ms between two keyframe requests (PLI) to a publisher, whatever the number of players"),
     Key("media_player_keyframe_interval", "int", 2000,
@@ -63,6 +67,7 @@ class FeedbackPolicy:
     playerStall: float = 0.0  # s (wcs.media.stall); 0: off, as the setting's default
     refund: bool = True  # NackGenerator.answered (media_retransmit_refund)
     repeatRepairs: bool = True  # IncomingTrack, Subscription (media_repeat_repairs)
+    nackTwice: bool = False  # NackGenerator.copies for RTX publishers (media_nack_twice)
 
     @classmethod
     def fromSettings(cls, settings) -> "FeedbackPolicy":
@@ -75,7 +80,8 @@ class FeedbackPolicy:
                    PacketTrace.fromSettings(settings),
                    settings.media_player_stall / 1000,
                    settings.media_retransmit_refund,
-                   settings.media_repeat_repairs)
+                   settings.media_repeat_repairs,
+                   settings.media_nack_twice)
 
 
 class RoundTrip:
@@ -206,6 +212,7 @@ class NackGenerator:
     REORDER_KEPT = 128  # samples at most
     REORDER_QUANTILE = 0.95  # of them: the rest is NACKed, and its resend is wasted
     REFUND_AFTER = 1.0  # s: a NACK entry not answered by then will not be
+    COPY_AFTER = 0.01  # s: a NACK's copy after it (apart: a link's losses come in bursts)
 
     def __init__(self, clock, send: Callable[[list[int]], None], gaveUp: Callable[[], None],
                  budget: RetransmitBudget, media: Callable[[], tuple[int, int]]):
@@ -237,6 +244,13 @@ class NackGenerator:
         self.charges: deque[tuple[float, int]] = deque()
         self.charged = 0  # octets charged REFUND_AFTER ago or more
         self.refunded = 0  # octets paid back
+        # Set True for a publisher that answers each NACK entry on RTX: each
+        # NACK goes again COPY_AFTER later, within the budget, so that a
+        # lost NACK or resend does not cost a retry and another round trip
+        # (a second resend is dropped as unasked, wcs.media.rtx).
+        self.copies = False
+        self._copyCalls: dict[int, object] = {}
+        self.nacksCopied = 0  # sequence numbers asked for a second time at once
 
     def lost(self, newest: int, gap: int, keyframe: bool = False) -> bool:
         """
@@ -313,6 +327,17 @@ class NackGenerator:
             self.rtt.sample(now - asked)
         return True
 
+    def _sendCopy(self, key: int, batch: list[int], size: int) -> None:
+        """The NACK of C{batch} again: what is still missing and the budget pays for."""
+        del self._copyCalls[key]
+        octets = self.media()[0]
+        copy = [seq for seq in batch if seq in self.missing and self.budget.spend(octets, size)]
+        if copy:
+            self.nacksCopied += len(copy)
+            self.send(copy)
+            if self.answered is not None:
+                self.charges.append((self.clock.seconds(), len(copy) * size))
+
     def _refund(self, now: float, octets: int) -> None:
         charges = self.charges
         while charges and charges[0][0] <= now - self.REFUND_AFTER:
@@ -347,6 +372,9 @@ class NackGenerator:
     def stop(self) -> None:
         call, self._call = self._call, None
         if call is not None:  # cleared when it fires: still pending
+            call.cancel()
+        calls, self._copyCalls = self._copyCalls, {}
+        for call in calls.values():
             call.cancel()
 
     def _tick(self) -> None:
@@ -393,6 +421,10 @@ class NackGenerator:
             self.send(batch)
             if self.answered is not None:
                 self.charges.append((now, len(batch) * size))
+            if self.copies:
+                key = id(batch)
+                self._copyCalls[key] = self.clock.callLater(
+                    self.COPY_AFTER, self._sendCopy, key, batch, size)
         if self.answered is not None:
             self._refund(now, octets)
         if self.missing:

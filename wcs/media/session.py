@@ -226,6 +226,8 @@ class PublishSession(MediaSession):
         ssrc = section.rtxSsrc if section.rtxSsrc not in transport.receivers else None
         receiver = rtx.RtxReceiver(track, section.rtx.payloadType, ssrc)
         track.rtx = receiver
+        # It answers each NACK entry: a copy of each NACK is worth its bytes.
+        track.nacks.copies = track.policy.nackTwice
         if track.policy.refund:
             track.nacks.answered = lambda: receiver.octets
         if ssrc is not None:
@@ -282,11 +284,11 @@ class PublishSession(MediaSession):
             if track.kind == "video" and track.received:
                 nacks, rtxIn = track.nacks, track.rtx
                 self.log.info(
-                    "{session}: video feedback: {nacked} NACKed, {repaired} repaired, "
+                    "{session}: video feedback: {nacked} NACKed ({copied} twice), {repaired} repaired, "
                     "{givenUp} given up, {overBudget} held by the budget, {keyframes} keyframe "
                     "requests; RTX {rtxPackets} ({unasked} unasked, {padding} padding)",
-                    session=self, nacked=nacks.nacksSent, repaired=nacks.retransmitsReceived,
-                    givenUp=nacks.nacksGivenUp, overBudget=nacks.nacksOverBudget,
+                    session=self, nacked=nacks.nacksSent, copied=nacks.nacksCopied,
+                    repaired=nacks.retransmitsReceived, givenUp=nacks.nacksGivenUp, overBudget=nacks.nacksOverBudget,
                     keyframes=track.keyframeRequests, rtxPackets=rtxIn and rtxIn.packets,
                     unasked=rtxIn and rtxIn.unasked, padding=rtxIn and rtxIn.padding)
         self.bandwidth.stop()
