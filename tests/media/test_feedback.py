@@ -686,15 +686,18 @@ def test_nackSentTwiceToRtxPublisher():
     assert g.clock.getDelayedCalls() == []
 
 
-def test_nackSentOnceByDefault():
-    """Without C{copies} (the default) a NACK goes once; the setting sets it per RTX publisher."""
+def test_nackSentOnceWithoutCopies():
+    """
+    Without C{copies} (a publisher without RTX, or C{media_nack_twice}
+    false) a NACK goes once; the setting is on by default.
+    """
     g = _Generator()
     g.receive(100)
     g.generator.lost(105, 2)
     g.clock.advance(NackGenerator.INTERVAL + NackGenerator.COPY_AFTER)
     assert g.nacks == [[104]] and g.generator.nacksCopied == 0
-    assert not FeedbackPolicy.fromSettings(Settings({})).nackTwice
-    assert FeedbackPolicy.fromSettings(Settings({"media_nack_twice": "true"})).nackTwice
+    assert FeedbackPolicy.fromSettings(Settings({})).nackTwice
+    assert not FeedbackPolicy.fromSettings(Settings({"media_nack_twice": "false"})).nackTwice
 
 
 def test_unansweredNacksRefundedWithRtx():

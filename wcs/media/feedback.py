@@ -41,7 +41,7 @@ declare(
         "leg, or resent to the player again after a lost copy) goes to it a second time 20 ms "
         "after the first, from spare retransmission budget: a loss on the player's link would "
         "add another round trip (docs/networks.md); false: once"),
-    Key("media_nack_twice", "bool", False,
+    Key("media_nack_twice", "bool", True,
         "each NACK to a publisher that resends on RTX goes a second time 10 ms later, "
         "charged to the publisher leg's budget, so that a lost NACK or a lost resend does "
         "not cost the packet another round trip (docs/networks.md); false: once"),
@@ -67,7 +67,7 @@ class FeedbackPolicy:
     playerStall: float = 0.0  # s (wcs.media.stall); 0: off, as the setting's default
     refund: bool = True  # NackGenerator.answered (media_retransmit_refund)
     repeatRepairs: bool = True  # IncomingTrack, Subscription (media_repeat_repairs)
-    nackTwice: bool = False  # NackGenerator.copies for RTX publishers (media_nack_twice)
+    nackTwice: bool = True  # NackGenerator.copies for RTX publishers (media_nack_twice)
 
     @classmethod
     def fromSettings(cls, settings) -> "FeedbackPolicy":
