@@ -679,6 +679,14 @@ def test_nackSentTwiceToRtxPublisher():
     assert g.nacks[-1] == [109] and n.budget.credit < SIZE
     g.clock.advance(n.COPY_AFTER)
     assert g.nacks[-1] == [109] and len(g.nacks) == 3 and n.nacksCopied == 2
+    # Copies go where C{sendCopy} says (the track traces them apart).
+    copies = []
+    n.sendCopy = copies.append
+    n.lost(115, 2)  # 114 missing
+    n.budget.credit = 10 * SIZE
+    g.clock.advance(n.INTERVAL)
+    g.clock.advance(n.COPY_AFTER)
+    assert g.nacks[-1] == [114] and copies == [[114]]
     # Stopped: no copy pending.
     n.lost(120, 2)
     g.clock.advance(n.INTERVAL)

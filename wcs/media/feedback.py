@@ -249,6 +249,8 @@ class NackGenerator:
         # lost NACK or resend does not cost a retry and another round trip
         # (a second resend is dropped as unasked, wcs.media.rtx).
         self.copies = False
+        # Where the copies go (the trace tells them from the tries); None: send.
+        self.sendCopy: Callable[[list[int]], None] | None = None
         self._copyCalls: dict[int, object] = {}
         self.nacksCopied = 0  # sequence numbers asked for a second time at once
 
@@ -334,7 +336,7 @@ class NackGenerator:
         copy = [seq for seq in batch if seq in self.missing and self.budget.spend(octets, size)]
         if copy:
             self.nacksCopied += len(copy)
-            self.send(copy)
+            (self.sendCopy or self.send)(copy)
             if self.answered is not None:
                 self.charges.append((self.clock.seconds(), len(copy) * size))
 

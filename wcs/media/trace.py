@@ -11,7 +11,8 @@ for the way out), then numbers:
 - C{in SSRC SEQ}: a publisher's video packet arrived (C{late SSRC SEQ}:
   one older than the newest, a repair or reordered; C{gap SSRC FIRST N}:
   N packets from FIRST went missing);
-- C{pnack SSRC SEQ...}: we NACKed the publisher; C{giveup SSRC N}: we gave
+- C{pnack SSRC SEQ...}: we NACKed the publisher (C{pcopy}: that NACK's
+  copy 10 ms later, C{media_nack_twice}); C{giveup SSRC N}: we gave
   up packets of its (N given up so far); C{pli SSRC}: we asked it for a keyframe;
   C{key SSRC SEQ}: a keyframe started with its packet SEQ;
 - C{fwd PLAYER OUT SRC SSRC}: sent to a player as its number OUT (the
