@@ -13,16 +13,16 @@ PLAY = ("2026-11-27T00:36:23+0000 [wcs.media.session.PlaySession#info] <PlaySess
         "(1037 came meanwhile, wait 133 ms), 1037 for packets late on the way in not held; "
         "18 keyframe requests, 89 not passed on; 61 late packets sent twice")
 PUBLISH = ("2026-11-27T00:36:24+0000 [wcs.media.session.PublishSession#info] <PublishSession "
-           "'room-pub' 78d61e10>: video feedback: 418 NACKed (17 twice), 2993 repaired, 81 given up, 1829 "
-           "held by the budget, 12 keyframe requests; RTX 303 (48 unasked, 0 padding)")
+           "'room-pub' 78d61e10>: video feedback: 418 NACKed (17 twice), 2993 repaired, 81 given "
+           "up, 1829 held by the budget, 12 keyframe requests; RTX 303 (48 unasked, 0 padding)")
 
 
 def test_feedbackOfOneStream():
     other = PLAY.replace("'room-pub'", "'else-pub'").replace("1293 NACKs", "7 NACKs")
     got = feedback("\n".join([PLAY, other, PLAY.replace("(425 as RTX)", "(None as RTX)"),
                               PUBLISH]), "room-pub")
-    assert got["publisher"] == {"nacked": 418, "nackedTwice": 17, "repaired": 2993, "givenUp": 81,
-                                "overBudgetTicks": 1829, "keyframeRequests": 12}
+    assert got["publisher"] == {"nacked": 418, "nackedTwice": 17, "repaired": 2993,
+                                "givenUp": 81, "overBudgetTicks": 1829, "keyframeRequests": 12}
     # A line from before the count of NACKs sent twice.
     older = feedback(PUBLISH.replace(" (17 twice)", ""), "room-pub")["publisher"]
     assert (older["nacked"], older["nackedTwice"], older["repaired"]) == (418, None, 2993)

@@ -337,8 +337,12 @@ class NackGenerator:
         if copy:
             self.nacksCopied += len(copy)
             (self.sendCopy or self.send)(copy)
-            if self.answered is not None:
-                self.charges.append((self.clock.seconds(), len(copy) * size))
+            self._charged(self.clock.seconds(), len(copy) * size)
+
+    def _charged(self, now: float, octets: int) -> None:
+        """A NACK's entries, paid back by L{_refund} if the publisher does not answer them."""
+        if self.answered is not None:
+            self.charges.append((now, octets))
 
     def _refund(self, now: float, octets: int) -> None:
         charges = self.charges
@@ -421,8 +425,7 @@ class NackGenerator:
         if batch:
             self.nacksSent += len(batch)
             self.send(batch)
-            if self.answered is not None:
-                self.charges.append((now, len(batch) * size))
+            self._charged(now, len(batch) * size)
             if self.copies:
                 key = id(batch)
                 self._copyCalls[key] = self.clock.callLater(

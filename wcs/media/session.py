@@ -284,11 +284,12 @@ class PublishSession(MediaSession):
             if track.kind == "video" and track.received:
                 nacks, rtxIn = track.nacks, track.rtx
                 self.log.info(
-                    "{session}: video feedback: {nacked} NACKed ({copied} twice), {repaired} repaired, "
-                    "{givenUp} given up, {overBudget} held by the budget, {keyframes} keyframe "
-                    "requests; RTX {rtxPackets} ({unasked} unasked, {padding} padding)",
+                    "{session}: video feedback: {nacked} NACKed ({copied} twice), {repaired} "
+                    "repaired, {givenUp} given up, {overBudget} held by the budget, {keyframes} "
+                    "keyframe requests; RTX {rtxPackets} ({unasked} unasked, {padding} padding)",
                     session=self, nacked=nacks.nacksSent, copied=nacks.nacksCopied,
-                    repaired=nacks.retransmitsReceived, givenUp=nacks.nacksGivenUp, overBudget=nacks.nacksOverBudget,
+                    repaired=nacks.retransmitsReceived, givenUp=nacks.nacksGivenUp,
+                    overBudget=nacks.nacksOverBudget,
                     keyframes=track.keyframeRequests, rtxPackets=rtxIn and rtxIn.packets,
                     unasked=rtxIn and rtxIn.unasked, padding=rtxIn and rtxIn.padding)
         self.bandwidth.stop()
