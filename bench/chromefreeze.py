@@ -29,7 +29,7 @@ from wcs.media.feedback import RoundTrip
 
 STARTED = 0.25  # s after the last frame: a NACK then is for what the picture waits for
 LATE_IN = 0.15  # s: forwarded this much after the packet that followed it: late on the way in
-RESENT = ("rs", "rep")  # trace events that sent the player a copy
+RESENT = ("rs", "rep", "early")  # trace events that sent the player a copy
 
 
 class Leg:
@@ -174,7 +174,7 @@ def readTrace(path: str) -> tuple[dict[int, Leg], dict[int, list[float]], dict[i
             leg = legs[stream]
             for seq in numbers:
                 leg.nacks[leg.ext(seq)].append(t)
-        elif name in ("rs", "rep", "soon", "budget"):
+        elif name in ("rs", "rep", "early", "soon", "budget"):
             leg = legs[stream]
             leg.answers[leg.ext(numbers[0])].append((t, name))
         elif name == "pnack":
@@ -217,7 +217,7 @@ def explain(leg: Leg, pnacks, ways, t0: float, t1: float) -> tuple[str, str, tup
                f"{'%+.2f' % (first - t0) if first else '-'} s; ours: resent {len(resends)}"
                + (f" (first {(resends[0] - first) * 1000:.0f} ms after its first NACK)"
                   if resends and first else "") +
-               f", their second copies {answers['rep']}"
+               f", their second copies {answers['rep']}, early copies {answers['early']}"
                f", too soon {answers['soon']}, over budget {answers['budget']}"
                "; "
                f"its last copy out {delivered(culprit) - t1:+.2f} s from the freeze's end")

@@ -296,6 +296,69 @@ def test_playerNackAnsweredOncePerRoundTrip():
     assert _seqs(wire) == [seq, seq] and subscription.retransmitted == 2
 
 
+def test_playerRepeatWithinRoundTripGetsOneEarlyCopy():
+    """
+    With C{playerEarlyCopy} (C{media_player_early_copy}), a webrtc.org
+    player's repeat before our copy could reach it (its packet was lost,
+    not reordered) gets one more copy at once, charged to its budget; its
+    further repeats wait our round trip from the first copy, as without.
+    """
+    policy = FeedbackPolicy(repeatRepairs=False, playerEarlyCopy=True)
+    track, wire, subscription = _player(policy=policy)
+    for rtt in (0.2, 0.2):
+        subscription.rtt.sample(rtt)
+    for i in range(50):
+        track.fanout(0, 0, i, i * 3000, bytes(SIZE), i == 0)
+    seq = _seqs(wire)[10]
+    wire.sent.clear()
+    subscription.nackReceived([seq])
+    track.clock.advance(0.1)  # Chromium's repeat: 100 ms later, from its timer
+    subscription.nackReceived([seq])
+    assert _seqs(wire) == [seq, seq] and subscription.resentEarly == 1
+    assert subscription.retransmitted == 2 and subscription.retransmitTooSoon == 0
+    track.clock.advance(0.05)
+    subscription.nackReceived([seq])  # once per copy: refused
+    assert _seqs(wire) == [seq, seq] and subscription.retransmitTooSoon == 1
+    track.clock.advance(0.06)  # past one round trip of the first copy
+    subscription.nackReceived([seq])
+    track.clock.advance(0.1)  # and again within that one's: one more early copy
+    subscription.nackReceived([seq])
+    assert _seqs(wire) == [seq] * 4 and subscription.resentEarly == 2
+    assert not FeedbackPolicy.fromSettings(Settings({})).playerEarlyCopy
+    assert FeedbackPolicy.fromSettings(
+        Settings({"media_player_early_copy": "true"})).playerEarlyCopy
+
+
+def test_playerEarlyCopyWithinBudgetOnly():
+    """An early copy over the player's budget is refused as too soon, without a keyframe ask."""
+    policy = FeedbackPolicy(repeatRepairs=False, playerEarlyCopy=True, burst=SIZE + 100)
+    track, wire, subscription = _player(policy=policy)
+    for i in range(50):
+        track.fanout(0, 0, i, i * 3000, bytes(SIZE), i == 0)
+    seq = _seqs(wire)[10]
+    wire.sent.clear()
+    subscription.nackReceived([seq])  # spends the bucket
+    track.clock.advance(0.05)
+    subscription.nackReceived([seq])
+    assert _seqs(wire) == [seq] and subscription.resentEarly == 0
+    assert subscription.retransmitTooSoon == 1 and subscription.keyframesForRefused == 0
+
+
+def test_eagerPlayerGetsNoEarlyCopy():
+    """aiortc (eager: it re-asks within tens of ms) keeps the round-trip rule."""
+    policy = FeedbackPolicy(repeatRepairs=False, playerEarlyCopy=True)
+    track, wire, subscription = _player(policy=policy)
+    subscription.hold.eager = True
+    for i in range(50):
+        track.fanout(0, 0, i, i * 3000, bytes(SIZE), i == 0)
+    seq = _seqs(wire)[10]
+    wire.sent.clear()
+    subscription.resend([seq])
+    track.clock.advance(0.05)
+    subscription.resend([seq])
+    assert _seqs(wire) == [seq] and subscription.resentEarly == 0
+
+
 def test_farBehindASecondCopyWaitsTheRetry():
     """
     A packet StallWatch.MAX_BEHIND or more behind the newest sent is sent again only

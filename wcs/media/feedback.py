@@ -45,6 +45,12 @@ declare(
         "each NACK to a publisher that resends on RTX goes a second time 10 ms later, "
         "charged to the publisher leg's budget, so that a lost NACK or a lost resend does "
         "not cost the packet another round trip (docs/networks.md); false: once"),
+    Key("media_player_early_copy", "bool", False,
+        "a webrtc.org player (a browser) that NACKs a packet again before our resend could "
+        "reach it lost the packet itself (a reordered one would have come): it gets one more "
+        "copy at once, charged to its budget, so that a lost resend does not cost it another "
+        "round trip (docs/networks.md); false: such a repeat is refused until our round trip "
+        "has passed"),
     Key("media_keyframe_interval", "int", 500,
         "ms between two keyframe requests (PLI) to a publisher, whatever the number of players"),
     Key("media_player_keyframe_interval", "int", 2000,
@@ -68,6 +74,7 @@ class FeedbackPolicy:
     refund: bool = True  # NackGenerator.answered (media_retransmit_refund)
     repeatRepairs: bool = True  # IncomingTrack, Subscription (media_repeat_repairs)
     nackTwice: bool = True  # NackGenerator.copies for RTX publishers (media_nack_twice)
+    playerEarlyCopy: bool = False  # Subscription.resend (media_player_early_copy)
 
     @classmethod
     def fromSettings(cls, settings) -> "FeedbackPolicy":
@@ -81,7 +88,8 @@ class FeedbackPolicy:
                    settings.media_player_stall / 1000,
                    settings.media_retransmit_refund,
                    settings.media_repeat_repairs,
-                   settings.media_nack_twice)
+                   settings.media_nack_twice,
+                   settings.media_player_early_copy)
 
 
 class RoundTrip:

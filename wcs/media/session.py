@@ -393,7 +393,8 @@ class PlaySession(MediaSession):
                     "{held} held for reordering ({reordered} came meanwhile, "
                     "wait {wait:.0f} ms), {upstream} for packets late on the way in not held; "
                     "{keyframes} keyframe requests, {limited} not passed on; "
-                    "{repeated} late packets sent twice",
+                    "{repeated} late packets sent twice, {early} repeats within a round trip "
+                    "sent again",
                     session=self, nacks=s.nacksReceived, resent=s.retransmitted,
                     rtx=s.rtx and s.rtx.packets, dropped=s.retransmitDropped,
                     tooSoon=s.retransmitTooSoon, rtt=s.rtt.smoothed * 1000,
@@ -401,4 +402,4 @@ class PlaySession(MediaSession):
                     reasked=s.hold.reasked, lists=s.hold.lists, held=s.hold.heldPackets, reordered=s.hold.reordered,
                     wait=s.hold.wait * 1000, upstream=s.hold.upstreamLate,
                     keyframes=s.keyframeRequestsReceived, limited=s.keyframeRequestsLimited,
-                    repeated=s.repairsRepeated)
+                    repeated=s.repairsRepeated, early=s.resentEarly)

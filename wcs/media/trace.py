@@ -17,7 +17,9 @@ for the way out), then numbers:
   C{key SSRC SEQ}: a keyframe started with its packet SEQ;
 - C{fwd PLAYER OUT SRC SSRC}: sent to a player as its number OUT (the
   publisher's SRC on its SSRC); C{nack PLAYER OUT...}: the player's NACK as received;
-  C{rs PLAYER OUT SINCE WAIT}: resent; C{soon}, C{budget}: refused as sent
+  C{rs PLAYER OUT SINCE WAIT}: resent; C{early}: a repeat within the
+  round trip answered once more (C{media_player_early_copy}); C{soon},
+  C{budget}: refused as sent
   within a round trip, or over the player's share (SINCE: ms since its
   last resend, WAIT: the round trip waited, ms); C{held PLAYER OUT}:
   its first NACK held for reordering; C{rep PLAYER OUT}: a late copy's
