@@ -174,7 +174,7 @@ def readTrace(path: str) -> tuple[dict[int, Leg], dict[int, list[float]], dict[i
             leg = legs[stream]
             for seq in numbers:
                 leg.nacks[leg.ext(seq)].append(t)
-        elif name in ("rs", "rep", "early", "soon", "budget"):
+        elif name in ("rs", "rep", "early", "soon", "budget", "defer"):
             leg = legs[stream]
             leg.answers[leg.ext(numbers[0])].append((t, name))
         elif name == "pnack":
@@ -219,6 +219,7 @@ def explain(leg: Leg, pnacks, ways, t0: float, t1: float) -> tuple[str, str, tup
                   if resends and first else "") +
                f", their second copies {answers['rep']}, early copies {answers['early']}"
                f", too soon {answers['soon']}, over budget {answers['budget']}"
+               f", left for its repeat {answers['defer']}"
                "; "
                f"its last copy out {delivered(culprit) - t1:+.2f} s from the freeze's end")
     if sent is None or sent[0] > t1:

@@ -344,6 +344,29 @@ def test_playerEarlyCopyWithinBudgetOnly():
     assert subscription.retransmitTooSoon == 1 and subscription.keyframesForRefused == 0
 
 
+def test_playerNackReserveKeptForRepeats():
+    """
+    With C{playerNackReserve} (C{media_player_nack_reserve}), a packet's
+    first NACK from a webrtc.org player may not spend the reserve: it is
+    left for its repeat (no keyframe asked), which may.
+    """
+    policy = FeedbackPolicy(repeatRepairs=False, playerNackReserve=0.5, burst=4 * (SIZE + 12))
+    track, wire, subscription = _player(policy=policy)
+    for i in range(50):
+        track.fanout(0, 0, i, i * 3000, bytes(SIZE), i == 0)
+    sent = _seqs(wire)
+    wire.sent.clear()
+    track.clock.advance(1)
+    subscription.nackReceived(sent[10:14])  # 4 packets: 2 fit beside the reserve
+    assert _seqs(wire) == sent[10:12] and subscription.nacksDeferred == 2
+    assert subscription.retransmitDropped == 0 and subscription.keyframesForRefused == 0
+    track.clock.advance(0.1)  # its repeat: real losses, the reserve pays
+    subscription.nackReceived(sent[12:14])
+    assert _seqs(wire) == sent[10:14] and subscription.nacksDeferred == 2
+    assert FeedbackPolicy.fromSettings(
+        Settings({"media_player_nack_reserve": "50"})).playerNackReserve == 0.5
+
+
 def test_eagerPlayerGetsNoEarlyCopy():
     """aiortc (eager: it re-asks within tens of ms) keeps the round-trip rule."""
     policy = FeedbackPolicy(repeatRepairs=False, playerEarlyCopy=True)

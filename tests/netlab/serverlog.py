@@ -20,11 +20,12 @@ PLAYER = re.compile(
     rf"last keyframe, ignored\); eager in {_NUMBER} re-askings of {_NUMBER} NACKs: {_NUMBER} held for "
     rf"reordering \({_NUMBER} came meanwhile, wait {_NUMBER} ms\), {_NUMBER} for packets late "
     rf"on the way in not held; {_NUMBER} keyframe requests, {_NUMBER} not passed on; "
-    rf"{_NUMBER} late packets sent twice(?:, {_NUMBER} repeats within a round trip sent again)?")
+    rf"{_NUMBER} late packets sent twice(?:, {_NUMBER} repeats within a round trip sent again)?"
+    rf"(?:, {_NUMBER} first NACKs left for their repeat)?")
 PLAYER_FIELDS = ("nacks", "resent", "rtx", "overBudget", "tooSoon", "rttMs", "tooOld",
                  "beforeKeyframe", "reasked", "nackLists", "held",
                  "heldCameMeanwhile", "waitMs", "upstreamLate", "pliReceived", "pliLimited",
-                 "repeated", "resentEarly")
+                 "repeated", "resentEarly", "deferred")
 PUBLISHER = re.compile(
     r"<PublishSession '(?P<stream>[^']+)' [^>]*>: video feedback: "
     rf"{_NUMBER} NACKed(?: \({_NUMBER} twice\))?, {_NUMBER} repaired, {_NUMBER} given up, "

@@ -51,6 +51,11 @@ declare(
         "copy at once, charged to its budget, so that a lost resend does not cost it another "
         "round trip (docs/networks.md); false: such a repeat is refused until our round trip "
         "has passed"),
+    Key("media_player_nack_reserve", "int", 0,
+        "percent of a webrtc.org player's retransmission credit (media_retransmit_burst) that "
+        "a packet's first NACK may not spend: kept for the NACKs it repeats, which are for "
+        "packets really lost, where most first NACKs on a jittery link are for packets still "
+        "on their way; such a first NACK is left for its repeat; 0: every NACK may spend all"),
     Key("media_keyframe_interval", "int", 500,
         "ms between two keyframe requests (PLI) to a publisher, whatever the number of players"),
     Key("media_player_keyframe_interval", "int", 2000,
@@ -75,6 +80,7 @@ class FeedbackPolicy:
     repeatRepairs: bool = True  # IncomingTrack, Subscription (media_repeat_repairs)
     nackTwice: bool = True  # NackGenerator.copies for RTX publishers (media_nack_twice)
     playerEarlyCopy: bool = False  # Subscription.resend (media_player_early_copy)
+    playerNackReserve: float = 0.0  # of the burst, kept from first NACKs (media_player_nack_reserve)
 
     @classmethod
     def fromSettings(cls, settings) -> "FeedbackPolicy":
@@ -89,7 +95,8 @@ class FeedbackPolicy:
                    settings.media_retransmit_refund,
                    settings.media_repeat_repairs,
                    settings.media_nack_twice,
-                   settings.media_player_early_copy)
+                   settings.media_player_early_copy,
+                   settings.media_player_nack_reserve / 100)
 
 
 class RoundTrip:

@@ -394,7 +394,7 @@ class PlaySession(MediaSession):
                     "wait {wait:.0f} ms), {upstream} for packets late on the way in not held; "
                     "{keyframes} keyframe requests, {limited} not passed on; "
                     "{repeated} late packets sent twice, {early} repeats within a round trip "
-                    "sent again",
+                    "sent again, {deferred} first NACKs left for their repeat",
                     session=self, nacks=s.nacksReceived, resent=s.retransmitted,
                     rtx=s.rtx and s.rtx.packets, dropped=s.retransmitDropped,
                     tooSoon=s.retransmitTooSoon, rtt=s.rtt.smoothed * 1000,
@@ -402,4 +402,5 @@ class PlaySession(MediaSession):
                     reasked=s.hold.reasked, lists=s.hold.lists, held=s.hold.heldPackets, reordered=s.hold.reordered,
                     wait=s.hold.wait * 1000, upstream=s.hold.upstreamLate,
                     keyframes=s.keyframeRequestsReceived, limited=s.keyframeRequestsLimited,
-                    repeated=s.repairsRepeated, early=s.resentEarly)
+                    repeated=s.repairsRepeated, early=s.resentEarly,
+                    deferred=s.nacksDeferred)

@@ -93,6 +93,8 @@ class Subscription:
         self.octets = 0
         self.rtt = RoundTrip()
         self.budget = RetransmitBudget(policy.playerShare, policy.burst)
+        # bytes of credit a packet's first NACK leaves for the repeated ones
+        self.reserve = policy.playerNackReserve * policy.burst
         self.hold = NackHold(self.clock, self.resend, self.rtt, policy.playerReorderWait,
                              self._roomy)
         self.rtx = None  # a wcs.media.rtx.RtxSender when the player takes RTX
@@ -113,6 +115,7 @@ class Subscription:
         self.keyframesForRefused = 0  # keyframe asks on a player's behalf after that
         self.retransmitTooSoon = 0  # NACKed again within an RTT of the last resend
         self.resentEarly = 0  # ... of those, answered with one more copy (playerEarlyCopy)
+        self.nacksDeferred = 0  # first NACKs that found only the reserve: left for the repeat
         self.nacksTooOld = 0  # NACKs for packets gone from the history
         self.nacksBeforeKeyframe = 0  # ... of them for packets before its last keyframe: ignored
         self.keyframeRequestsReceived = 0  # PLI and FIR from the player
@@ -321,6 +324,9 @@ class Subscription:
         # their way, docs/networks.md). One more copy then, in case ours is
         # lost too: otherwise its repair waits our round trip and another.
         early = self.policy.playerEarlyCopy and not self.hold.eager
+        # Those first NACKs may not spend the reserve, which the repeats need
+        # (media_player_nack_reserve).
+        asked = self.hold.asked if self.reserve and not self.hold.eager else {}
         for seq in lost:
             # aiortc's parser does not wrap a bitmask that spans 65535 -> 0.
             seq &= 0xFFFF
@@ -332,6 +338,7 @@ class Subscription:
             if kept == seq:
                 data = header + self.payloads[slot]
                 since = now - self.resentAt[slot]
+                first = now - asked.get(seq, float("-inf")) < NackHold.SOONEST  # in this very NACK
                 wait = onItsWay if self._near(seq) else retry
                 if since < wait:
                     if early and self.earlyAt[slot] < self.resentAt[slot] \
@@ -342,13 +349,16 @@ class Subscription:
                     else:
                         self.retransmitTooSoon += 1  # the last copy may still be on its way
                         event = "soon"
-                elif self._resendPacket(seq, data, now):
+                elif self._resendPacket(seq, data, now, self.reserve if first else 0):
                     self.repairingUntil = now + retry
                     event = "rs"
                     if since < self.AGAIN_WITHIN and self.policy.repeatRepairs:
                         # A copy we sent (or forwarded late) was lost: this
                         # one is a round trip later still, so it goes twice.
                         self.clock.callLater(self.REPEAT_AFTER, self.repeatCopy, seq)
+                elif first:
+                    self.nacksDeferred += 1  # it asks again if the packet does not come
+                    event = "defer"
                 else:
                     self.retransmitDropped += 1
                     refused = True

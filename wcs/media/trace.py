@@ -18,7 +18,8 @@ for the way out), then numbers:
 - C{fwd PLAYER OUT SRC SSRC}: sent to a player as its number OUT (the
   publisher's SRC on its SSRC); C{nack PLAYER OUT...}: the player's NACK as received;
   C{rs PLAYER OUT SINCE WAIT}: resent; C{early}: a repeat within the
-  round trip answered once more (C{media_player_early_copy}); C{soon},
+  round trip answered once more (C{media_player_early_copy}); C{defer}:
+  a first NACK left for its repeat (C{media_player_nack_reserve}); C{soon},
   C{budget}: refused as sent
   within a round trip, or over the player's share (SINCE: ms since its
   last resend, WAIT: the round trip waited, ms); C{held PLAYER OUT}:
