@@ -3,11 +3,13 @@ Retransmission and keyframe budgets (wcs/media/feedback.py and their use in
 wcs/media/track.py), on an injected clock.
 """
 
+from dataclasses import replace
+
 import pytest
 from aiortc.rtp import RtcpPacket
 from twisted.internet.task import Clock
 
-from tests.media.test_rtp import _Track, _Wire
+from tests.media.test_rtp import PLAIN, _Track, _Wire
 from wcs.config import Settings
 from wcs.media import rtp
 from wcs.media.feedback import FeedbackPolicy, NackGenerator, RetransmitBudget, RoundTrip
@@ -269,7 +271,7 @@ def test_noResendFromBeforeAJump():
     assert subscription.retransmitted == 0
 
 
-def _player(clock=None, policy=FeedbackPolicy()):
+def _player(clock=None, policy=PLAIN):
     track, wire = _Track(), _Wire()
     if clock is not None:
         track.clock, track.seconds = clock, clock.seconds
@@ -294,6 +296,7 @@ def test_playerNackAnsweredOncePerRoundTrip():
     track.clock.advance(RoundTrip.DEFAULT)
     subscription.nackReceived([seq])
     assert _seqs(wire) == [seq, seq] and subscription.retransmitted == 2
+    assert subscription.resentEarly == 0  # the same NACK twice is no repeat of a timer
 
 
 def test_playerRepeatWithinRoundTripGetsOneEarlyCopy():
@@ -303,7 +306,7 @@ def test_playerRepeatWithinRoundTripGetsOneEarlyCopy():
     not reordered) gets one more copy at once, charged to its budget; its
     further repeats wait our round trip from the first copy, as without.
     """
-    policy = FeedbackPolicy(repeatRepairs=False, playerEarlyCopy=True)
+    policy = FeedbackPolicy(repeatRepairs=False, playerNackReserve=0)
     track, wire, subscription = _player(policy=policy)
     for rtt in (0.2, 0.2):
         subscription.rtt.sample(rtt)
@@ -324,14 +327,14 @@ def test_playerRepeatWithinRoundTripGetsOneEarlyCopy():
     track.clock.advance(0.1)  # and again within that one's: one more early copy
     subscription.nackReceived([seq])
     assert _seqs(wire) == [seq] * 4 and subscription.resentEarly == 2
-    assert not FeedbackPolicy.fromSettings(Settings({})).playerEarlyCopy
-    assert FeedbackPolicy.fromSettings(
-        Settings({"media_player_early_copy": "true"})).playerEarlyCopy
+    assert FeedbackPolicy.fromSettings(Settings({})).playerEarlyCopy
+    assert not FeedbackPolicy.fromSettings(
+        Settings({"media_player_early_copy": "false"})).playerEarlyCopy
 
 
 def test_playerEarlyCopyWithinBudgetOnly():
     """An early copy over the player's budget is refused as too soon, without a keyframe ask."""
-    policy = FeedbackPolicy(repeatRepairs=False, playerEarlyCopy=True, burst=SIZE + 100)
+    policy = FeedbackPolicy(repeatRepairs=False, playerNackReserve=0, burst=SIZE + 100)
     track, wire, subscription = _player(policy=policy)
     for i in range(50):
         track.fanout(0, 0, i, i * 3000, bytes(SIZE), i == 0)
@@ -350,7 +353,7 @@ def test_playerNackReserveKeptForRepeats():
     first NACK from a webrtc.org player may not spend the reserve: it is
     left for its repeat (no keyframe asked), which may.
     """
-    policy = FeedbackPolicy(repeatRepairs=False, playerNackReserve=0.5, burst=4 * (SIZE + 12))
+    policy = FeedbackPolicy(repeatRepairs=False, burst=4 * (SIZE + 12))
     track, wire, subscription = _player(policy=policy)
     for i in range(50):
         track.fanout(0, 0, i, i * 3000, bytes(SIZE), i == 0)
@@ -363,13 +366,14 @@ def test_playerNackReserveKeptForRepeats():
     track.clock.advance(0.1)  # its repeat: real losses, the reserve pays
     subscription.nackReceived(sent[12:14])
     assert _seqs(wire) == sent[10:14] and subscription.nacksDeferred == 2
+    assert FeedbackPolicy.fromSettings(Settings({})).playerNackReserve == 0.5
     assert FeedbackPolicy.fromSettings(
-        Settings({"media_player_nack_reserve": "50"})).playerNackReserve == 0.5
+        Settings({"media_player_nack_reserve": "0"})).playerNackReserve == 0
 
 
 def test_eagerPlayerGetsNoEarlyCopy():
     """aiortc (eager: it re-asks within tens of ms) keeps the round-trip rule."""
-    policy = FeedbackPolicy(repeatRepairs=False, playerEarlyCopy=True)
+    policy = FeedbackPolicy(repeatRepairs=False, playerNackReserve=0)
     track, wire, subscription = _player(policy=policy)
     subscription.hold.eager = True
     for i in range(50):
@@ -390,7 +394,7 @@ def test_farBehindASecondCopyWaitsTheRetry():
     holds, which drops its whole jitter buffer (the lab's 4.5 s freezes on
     `mobile`, docs/networks.md). Nearer the newest, one RTT as before.
     """
-    track, wire, subscription = _player(policy=FeedbackPolicy(repeatRepairs=False))
+    track, wire, subscription = _player(policy=replace(PLAIN, repeatRepairs=False))
     for rtt in (0.3, 0.1, 0.3, 0.1):  # smoothed ~0.2, retry ~0.36
         subscription.rtt.sample(rtt)
     smoothed, retry = subscription.rtt.smoothed, subscription.rtt.retry
@@ -417,7 +421,7 @@ def test_playerNackAnsweredAgainAfterOneRoundTrip():
     freezes: an eager player re-asks at once, and the variations' margin
     was added to every twice-lost packet).
     """
-    track, wire, subscription = _player(policy=FeedbackPolicy(repeatRepairs=False))
+    track, wire, subscription = _player(policy=replace(PLAIN, repeatRepairs=False))
     for rtt in (0.3, 0.1, 0.3, 0.1):  # a jittery link: smoothed ~0.2, retry ~0.36
         subscription.rtt.sample(rtt)
     smoothed, retry = subscription.rtt.smoothed, subscription.rtt.retry
@@ -495,7 +499,7 @@ def test_playerBurstAnswersOneBatch():
     assert batch * (SIZE + 12) <= FeedbackPolicy().burst
     answered = []
     for burst in (8192, FeedbackPolicy().burst):
-        track, wire, subscription = _player(policy=FeedbackPolicy(burst=burst))
+        track, wire, subscription = _player(policy=replace(PLAIN, burst=burst))
         for i in range(200):  # earns more than either burst at the 60 % share
             track.fanout(0, 0, i, i * 3000, bytes(SIZE), i == 0)
         sent = _seqs(wire)
@@ -512,7 +516,7 @@ def test_refusedNackAsksKeyframeForPlayer():
     asks for a keyframe only much later: we ask for it, within its limit.
     """
     clock = Clock()
-    track, wire, subscription = _player(clock, FeedbackPolicy(playerShare=0.01))
+    track, wire, subscription = _player(clock, replace(PLAIN, playerShare=0.01))
     for i in range(50):
         track.fanout(0, 0, i, i * 3000, bytes(SIZE), i == 0)
     clock.advance(FeedbackPolicy().playerKeyframeInterval)  # past its first ask

@@ -3,7 +3,10 @@ The player leg's reordering allowance (wcs/media/reorder.py) through a real
 L{Subscription}, on an injected clock.
 """
 
+from dataclasses import replace
+
 from tests.media.test_feedback import SIZE, _player, _seqs
+from tests.media.test_rtp import PLAIN
 from wcs.media.feedback import FeedbackPolicy
 
 
@@ -144,7 +147,7 @@ def test_browserLikePlayerAnsweredAtOnce():
 
 def test_holdOff():
     """media_player_reorder_wait=0: never held, even for an eager player."""
-    track, wire, subscription = _player(policy=FeedbackPolicy(playerReorderWait=0))
+    track, wire, subscription = _player(policy=replace(PLAIN, playerReorderWait=0))
     _sent(track, 20)
     seqs = _seqs(wire)
     wire.sent.clear()

@@ -11,8 +11,14 @@ from aiortc.codecs import H264Encoder, Vp8Encoder
 from twisted.internet.task import Clock
 
 from wcs.media import rtp
+from wcs.media.feedback import FeedbackPolicy
 from wcs.media.ice import PortRange, PortRangeExhausted
 from wcs.media.track import HISTORY, RESTART_SKIP, Subscription, Track
+
+# The player leg without the rules for browsers' NACKs (the early copy of a
+# repeat, the reserve first NACKs may not spend: tests/media/test_feedback.py):
+# what a test of another rule answers a NACK with, at once.
+PLAIN = FeedbackPolicy(playerEarlyCopy=False, playerNackReserve=0)
 
 
 def _frame(level: int) -> av.VideoFrame:
@@ -86,7 +92,7 @@ def test_subscriptionRewritesAndResends():
     answers NACKs from its history.
     """
     track, wire = _Track(), _Wire()
-    subscription = Subscription(track, wire, ssrc=0x1234, payloadType=100)
+    subscription = Subscription(track, wire, ssrc=0x1234, payloadType=100, policy=PLAIN)
     subscription.attach()
     assert track.requests == 1 and wire.senders == {0x1234: subscription}
     track.fanout(0, 0, 10, 900, b"delta", False)

@@ -4,18 +4,19 @@ real L{Subscription} on an injected clock.
 """
 
 import random
+from dataclasses import replace
 
 from twisted.internet.task import Clock
 
 from tests.media.test_feedback import SIZE, _packet, _player, _seqs
-from tests.media.test_rtp import _Wire
+from tests.media.test_rtp import PLAIN, _Wire
 from wcs.media.feedback import FeedbackPolicy, NackGenerator, RetransmitBudget
 from wcs.media.track import IncomingTrack, Subscription
 from wcs.media.stall import StallWatch
 from wcs.media.subscription import RESTART_SKIP
 
 WAIT = 0.8
-POLICY = FeedbackPolicy(playerStall=WAIT)
+POLICY = replace(PLAIN, playerStall=WAIT)
 
 
 def _stream(track, start: int, count: int, keyframeAt=0) -> None:

@@ -16,7 +16,7 @@ from aiortc.rtp import RTCP_RTPFB_NACK, RtcpPacket, RtpPacket
 from twisted.internet.task import Clock
 
 from tests.media.peers import asyncTest, forwarding, lumaSignature
-from tests.media.test_rtp import _Track, _Wire
+from tests.media.test_rtp import PLAIN, _Track, _Wire
 from tests.support.wait import waitUntil
 from wcs.media import rtp
 from wcs.media.track import HISTORY, RESTART_SKIP, IncomingTrack, Subscription
@@ -87,7 +87,7 @@ def test_nackAcrossWrap():
     which must still find their packets (not be taken for ones too old).
     """
     track, wire = _Track(), _Wire()
-    subscription = Subscription(track, wire, ssrc=0x1234, payloadType=100)
+    subscription = Subscription(track, wire, ssrc=0x1234, payloadType=100, policy=PLAIN)
     subscription.nextSeq = 65530
     subscription.attach()
     for i in range(20):

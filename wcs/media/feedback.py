@@ -45,13 +45,13 @@ declare(
         "each NACK to a publisher that resends on RTX goes a second time 10 ms later, "
         "charged to the publisher leg's budget, so that a lost NACK or a lost resend does "
         "not cost the packet another round trip (docs/networks.md); false: once"),
-    Key("media_player_early_copy", "bool", False,
+    Key("media_player_early_copy", "bool", True,
         "a webrtc.org player (a browser) that NACKs a packet again before our resend could "
         "reach it lost the packet itself (a reordered one would have come): it gets one more "
         "copy at once, charged to its budget, so that a lost resend does not cost it another "
         "round trip (docs/networks.md); false: such a repeat is refused until our round trip "
         "has passed"),
-    Key("media_player_nack_reserve", "int", 0,
+    Key("media_player_nack_reserve", "int", 50,
         "percent of a webrtc.org player's retransmission credit (media_retransmit_burst) that "
         "a packet's first NACK may not spend: kept for the NACKs it repeats, which are for "
         "packets really lost, where most first NACKs on a jittery link are for packets still "
@@ -79,8 +79,8 @@ class FeedbackPolicy:
     refund: bool = True  # NackGenerator.answered (media_retransmit_refund)
     repeatRepairs: bool = True  # IncomingTrack, Subscription (media_repeat_repairs)
     nackTwice: bool = True  # NackGenerator.copies for RTX publishers (media_nack_twice)
-    playerEarlyCopy: bool = False  # Subscription.resend (media_player_early_copy)
-    playerNackReserve: float = 0.0  # of the burst, kept from first NACKs (media_player_nack_reserve)
+    playerEarlyCopy: bool = True  # Subscription.resend (media_player_early_copy)
+    playerNackReserve: float = 0.5  # of the burst, kept from first NACKs (media_player_nack_reserve)
 
     @classmethod
     def fromSettings(cls, settings) -> "FeedbackPolicy":

@@ -53,6 +53,9 @@ class Subscription:
     # slot is reused 512 packets later: over a second below ~4 Mbit/s).
     AGAIN_WITHIN = 1.0
     REPORTS_KEPT = 4  # our last sender reports, to match receiver reports with
+    # s: a repeat sooner than this after our copy is the same NACK read twice
+    # (a duplicate), not a webrtc.org player's timer (100 ms, or its RTT).
+    EARLY_AFTER = 0.02
 
     def __init__(self, track, transport, ssrc: int, payloadType: int,
                  started: Callable[[], None] | None = None,
@@ -341,7 +344,8 @@ class Subscription:
                 first = now - asked.get(seq, float("-inf")) < NackHold.SOONEST  # in this very NACK
                 wait = onItsWay if self._near(seq) else retry
                 if since < wait:
-                    if early and self.earlyAt[slot] < self.resentAt[slot] \
+                    if early and since >= self.EARLY_AFTER \
+                            and self.earlyAt[slot] < self.resentAt[slot] \
                             and self._resendPacket(seq, data, now, again=True):
                         self.earlyAt[slot] = now
                         self.resentEarly += 1
