@@ -80,7 +80,7 @@ class FeedbackPolicy:
     repeatRepairs: bool = True  # IncomingTrack, Subscription (media_repeat_repairs)
     nackTwice: bool = True  # NackGenerator.copies for RTX publishers (media_nack_twice)
     playerEarlyCopy: bool = True  # Subscription.resend (media_player_early_copy)
-    playerNackReserve: float = 0.5  # of the burst, kept from first NACKs (media_player_nack_reserve)
+    playerNackReserve: float = 0.5  # of the burst kept from first NACKs (media_player_nack_reserve)
 
     @classmethod
     def fromSettings(cls, settings) -> "FeedbackPolicy":

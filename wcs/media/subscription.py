@@ -40,7 +40,8 @@ class Subscription:
     most once per RTT (measured from the player's receiver reports; a
     browser's repeat within it gets one early copy) and while retransmissions
     stay within C{policy.playerShare} of what the player receives (a
-    browser's first NACKs leave it C{policy.playerNackReserve}); its keyframe requests reach the track at most once per
+    browser's first NACKs leave it C{policy.playerNackReserve}); its
+    keyframe requests reach the track at most once per
     C{policy.playerKeyframeInterval}, doubling (up to 4 times) while it
     keeps asking sooner; a PLI right after we resent packets it asked for
     waits one RTT, for the repair to land.
