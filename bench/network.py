@@ -115,7 +115,8 @@ def runServer(spec, profile, report, lab, args, workdir: Path, failures) -> list
     try:
         for codec in args.codecs:
             def newRun(codec=codec):
-                common = dict(width=args.width, height=args.height, rtx=not args.no_rtx)
+                common = dict(width=args.width, height=args.height, rtx=not args.no_rtx,
+                              slice=args.slice)
                 if profile.name == "narrow":
                     # The window starts once the narrow player was moved to
                     # the lower rendition (2-4 s after it joins, docs/networks.md):
@@ -236,6 +237,9 @@ def main() -> int:
                         help="a wcs setting for the runs (repeatable)")
     parser.add_argument("--player", choices=("aiortc", "chromium"), default="aiortc",
                         help="the players: aiortc, or headless Chromium pages of the SDK")
+    parser.add_argument("--slice", type=float, default=0.0, metavar="SECONDS",
+                        help="also each player's figures per slice of the window this long "
+                             "(aiortc players; in the --json line, 'slices'): a long run's drift")
     parser.add_argument("--rounds", type=int, default=1,
                         help="run the --server list this many times per profile (A B A B)")
     args = parser.parse_args()

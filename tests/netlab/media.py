@@ -173,6 +173,17 @@ class MeasuringPlayer(peers.Player):
         }
 
 
+def slices(players, start: float, end: float, length: float) -> list[dict]:
+    """Each player's figures (L{MeasuringPlayer.figures}) per C{length} s of [start, end)."""
+    out, at = [], start
+    while at < end - length / 2:  # a last sliver shorter than half a slice joins none
+        until = min(at + length, end)
+        out.append({"from": round(at - start),
+                    "perPlayer": [MeasuringPlayer.figures(p, at, until) for p in players]})
+        at = until
+    return out
+
+
 def newPictures(decoded: list[Decoded], start: float, end: float) -> tuple[list[Decoded], int]:
     """
     The frames decoded in [start, end) that show a picture not shown
@@ -182,18 +193,43 @@ def newPictures(decoded: list[Decoded], start: float, end: float) -> tuple[list[
     new picture for the viewer, so it neither counts as a frame nor ends
     a freeze. A frame whose stamp does not read counts as new.
     """
-    shown: set[int] = set()  # 16-bit counters: a run is far below 36 min
+    shown: set[int] = set()
+    unwrap = Unwrapper(16)  # the painted counter wraps every 36 min at 30 fps
     window, repeats = [], 0
     for d in decoded:
-        new = d.counter is None or d.counter not in shown
-        if d.counter is not None:
-            shown.add(d.counter)
+        counter = None if d.counter is None else unwrap(d.counter)
+        new = counter is None or counter not in shown
+        if counter is not None:
+            shown.add(counter)
         if start <= d.at < end:
             if new:
                 window.append(d)
             else:
                 repeats += 1
     return window, repeats
+
+
+class Unwrapper:
+    """
+    A wrapping counter of C{bits} (an RTP sequence number, the painted
+    frame counter) made monotonic: each value is read as the nearest to
+    the newest so far, so an hour-long run does not take the second lap
+    for the first one again.
+    """
+
+    def __init__(self, bits: int):
+        self.modulo = 1 << bits
+        self.newest: int | None = None
+
+    def __call__(self, value: int) -> int:
+        if self.newest is None:
+            self.newest = value
+            return value
+        half = self.modulo >> 1
+        delta = (value - self.newest + half) % self.modulo - half
+        unwrapped = self.newest + delta
+        self.newest = max(self.newest, unwrapped)
+        return unwrapped
 
 
 def _percentile(ordered: list, q: float):
@@ -282,17 +318,31 @@ class SentCounter:
 
         async def sendto(data: bytes, component: int) -> None:
             if len(data) >= 12 and 128 <= data[0] <= 191 and not 192 <= data[1] <= 223:
-                key = (int.from_bytes(data[8:12], "big"), data[2] << 8 | data[3])
-                if key[0] == self.mediaSsrc and key not in self.seen:
-                    self.seen.add(key)
+                if int.from_bytes(data[8:12], "big") == self.mediaSsrc \
+                        and self.firstTime(data[2] << 8 | data[3]):
                     self.media += len(data)
                 else:
                     self.resent += len(data)
             await send(data, component)
         ice.sendto = sendto
 
+    # Numbers kept as sent: far more than a retransmission reaches back,
+    # far less than an hour's (the sequence number wraps every few minutes).
+    KEPT = 1 << 14
+
+    def firstTime(self, seq: int) -> bool:
+        number = self.unwrap(seq)
+        if number in self.seen:
+            return False
+        self.seen.add(number)
+        if len(self.seen) > 2 * self.KEPT:
+            oldest = self.unwrap.newest - self.KEPT
+            self.seen = {n for n in self.seen if n >= oldest}
+        return True
+
     def reset(self) -> None:
-        self.seen: set[tuple[int, int]] = set()
+        self.seen: set[int] = set()
+        self.unwrap = Unwrapper(16)
         self.media = self.resent = 0
 
 
@@ -306,6 +356,9 @@ class RoomRun:
     height: int = 480
     firstFrameTimeout: float = 30.0
     rtx: bool = True  # the clients offer RTX, as browsers do
+    # Seconds: also each player's figures per slice of the window this
+    # long (a long run's drift); 0: the whole window only.
+    slice: float = 0.0
     result: dict = field(default_factory=dict)
 
     async def run(self, room, lab) -> dict:
@@ -380,6 +433,8 @@ class RoomRun:
                                tailDropped=links.get(f"player{i}.down", {}).get("tailDropped"))
                           for i, p in enumerate(players)],
         }
+        if self.slice:
+            self.result["slices"] = slices(players, start, end, self.slice)
         folder = os.environ.get(PLAYER_TRACE)
         if folder:
             for index, player in enumerate(players):

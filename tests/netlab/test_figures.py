@@ -1,7 +1,7 @@
 """A player's figures count new pictures: a picture decoded again is no frame."""
 
 from tests.netlab.chromium import _Frames
-from tests.netlab.media import Decoded, MeasuringPlayer, newPictures
+from tests.netlab.media import Decoded, MeasuringPlayer, SentCounter, newPictures, slices
 
 
 def frames(*shown):
@@ -39,3 +39,33 @@ def test_aRepeatDoesNotEndAFreeze():
     assert figures["repeats"] == 1
     assert figures["freezesPerMin"] == 50.0  # one in 1.2 s
     assert figures["longestFreezeS"] == 1.0
+
+
+def test_theCounterOnItsSecondLapIsNewPictures():
+    # The painted counter wraps at 65 536 (36 min at 30 fps): the second
+    # lap shows new pictures, not the first lap's again.
+    lap = 1 << 16
+    decoded = frames(*[(k / 30, k % lap) for k in range(lap + 3)])
+    decoded += frames(((lap + 3) / 30, 1))  # a real repeat on the second lap
+    window, repeats = newPictures(decoded, lap / 30, (lap + 4) / 30)
+    assert [d.counter for d in window] == [0, 1, 2]
+    assert repeats == 1
+
+
+def test_sentMediaIsCountedOnceAcrossTheSequenceNumbersWrap():
+    counter = SentCounter.__new__(SentCounter)  # no peer: the counting alone
+    counter.reset()
+    numbers = [n & 0xFFFF for n in range(3 * (1 << 16))]
+    assert all(counter.firstTime(n) for n in numbers)  # three laps, all media
+    assert not counter.firstTime(numbers[-5])  # a retransmission of a recent one
+    assert len(counter.seen) <= 2 * SentCounter.KEPT  # bounded over an hour
+
+
+def test_slicesGiveEachPlayersFiguresPerSlice():
+    steady = _Frames(frames(*[(i / 30, i) for i in range(30 * 4)]))  # 30 fps for 4 s
+    stalled = _Frames(frames(*[(i / 30, i) for i in range(30 * 2)]))  # 2 s, then nothing
+    got = slices([steady, stalled], 0.0, 4.0, 2.0)
+    assert [s["from"] for s in got] == [0, 2]
+    assert [p["fps"] for p in got[0]["perPlayer"]] == [30.0, 30.0]
+    assert [p["fps"] for p in got[1]["perPlayer"]] == [30.0, 0.0]
+    assert got[1]["perPlayer"][1]["longestFreezeS"] == 2.0
