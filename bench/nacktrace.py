@@ -24,25 +24,9 @@ import argparse
 import sys
 from collections import defaultdict
 
+from tests.netlab.numbers import Unwrap
+
 AT_ONCE = 0.002  # s: an answer this soon after the NACK is "at once"
-
-
-class Unwrap:
-    """16-bit sequence numbers made monotonic (close to the last one seen)."""
-
-    def __init__(self):
-        self.last = None
-
-    def __call__(self, seq: int) -> int:
-        if self.last is None:
-            self.last = seq
-            return seq
-        delta = (seq - self.last) & 0xFFFF
-        if delta >= 0x8000:
-            delta -= 0x10000
-        value = self.last + delta
-        self.last = max(self.last, value)
-        return value
 
 
 def pct(values, p):

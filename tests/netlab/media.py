@@ -34,6 +34,7 @@ from tests.media import peers
 from tests.netlab import stamp
 from tests.netlab.cpu import CpuMeter
 from tests.netlab.lab import hostAddress, playerAddress, publisherAddress
+from tests.netlab.numbers import Unwrap
 from tests.ops.test_metrics import scrape, value
 from tests.support.rooms import negotiate, status, streamRequest
 from tests.support.wsclient import Client
@@ -194,7 +195,7 @@ def newPictures(decoded: list[Decoded], start: float, end: float) -> tuple[list[
     a freeze. A frame whose stamp does not read counts as new.
     """
     shown: set[int] = set()
-    unwrap = Unwrapper(16)  # the painted counter wraps every 36 min at 30 fps
+    unwrap = Unwrap()  # the painted counter wraps every 36 min at 30 fps
     window, repeats = [], 0
     for d in decoded:
         counter = None if d.counter is None else unwrap(d.counter)
@@ -207,29 +208,6 @@ def newPictures(decoded: list[Decoded], start: float, end: float) -> tuple[list[
             else:
                 repeats += 1
     return window, repeats
-
-
-class Unwrapper:
-    """
-    A wrapping counter of C{bits} (an RTP sequence number, the painted
-    frame counter) made monotonic: each value is read as the nearest to
-    the newest so far, so an hour-long run does not take the second lap
-    for the first one again.
-    """
-
-    def __init__(self, bits: int):
-        self.modulo = 1 << bits
-        self.newest: int | None = None
-
-    def __call__(self, value: int) -> int:
-        if self.newest is None:
-            self.newest = value
-            return value
-        half = self.modulo >> 1
-        delta = (value - self.newest + half) % self.modulo - half
-        unwrapped = self.newest + delta
-        self.newest = max(self.newest, unwrapped)
-        return unwrapped
 
 
 def _percentile(ordered: list, q: float):
@@ -336,13 +314,13 @@ class SentCounter:
             return False
         self.seen.add(number)
         if len(self.seen) > 2 * self.KEPT:
-            oldest = self.unwrap.newest - self.KEPT
+            oldest = self.unwrap.last - self.KEPT
             self.seen = {n for n in self.seen if n >= oldest}
         return True
 
     def reset(self) -> None:
         self.seen: set[int] = set()
-        self.unwrap = Unwrapper(16)
+        self.unwrap = Unwrap()
         self.media = self.resent = 0
 
 
