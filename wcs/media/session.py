@@ -394,7 +394,8 @@ class PlaySession(MediaSession):
                     "wait {wait:.0f} ms), {upstream} for packets late on the way in not held; "
                     "{keyframes} keyframe requests, {limited} not passed on; "
                     "{repeated} late packets sent twice, {early} repeats within a round trip "
-                    "sent again, {deferred} first NACKs left for their repeat",
+                    "sent again, {deferred} first NACKs left for their repeat, "
+                    "{pastBuffer} past its buffer not sent",
                     session=self, nacks=s.nacksReceived, resent=s.retransmitted,
                     rtx=s.rtx and s.rtx.packets, dropped=s.retransmitDropped,
                     tooSoon=s.retransmitTooSoon, rtt=s.rtt.smoothed * 1000,
@@ -403,4 +404,4 @@ class PlaySession(MediaSession):
                     wait=s.hold.wait * 1000, upstream=s.hold.upstreamLate,
                     keyframes=s.keyframeRequestsReceived, limited=s.keyframeRequestsLimited,
                     repeated=s.repairsRepeated, early=s.resentEarly,
-                    deferred=s.nacksDeferred)
+                    deferred=s.nacksDeferred, pastBuffer=s.pastBuffer)

@@ -58,6 +58,7 @@ class Subscription:
     # s: a repeat sooner than this after our copy is the same NACK read twice
     # (a duplicate), not a webrtc.org player's timer (100 ms, or its RTT).
     EARLY_AFTER = 0.02
+    PAST_BUFFER = 128  # packets behind the newest: nothing more to an eager player (_pastBuffer)
 
     def __init__(self, track, transport, ssrc: int, payloadType: int,
                  started: Callable[[], None] | None = None,
@@ -124,6 +125,7 @@ class Subscription:
         self.nacksDeferred = 0  # first NACKs that found only the reserve: left for the repeat
         self.nacksTooOld = 0  # NACKs for packets gone from the history
         self.nacksBeforeKeyframe = 0  # ... of them for packets before its last keyframe: ignored
+        self.pastBuffer = 0  # NACKed or late packets not sent: past an eager player's buffer
         self.keyframeRequestsReceived = 0  # PLI and FIR from the player
         self.keyframeRequestsLimited = 0  # its requests (of any cause) not passed on
         self.nacksReceived = 0  # NACK packets from the player (wcs.metrics)
@@ -159,22 +161,28 @@ class Subscription:
             # it, and 100 or more behind, aiortc drops all it holds for it.
             self.beforeStart += 1
             return
-        if self.hold.eager and rtp.seqNewer(self.lastSeq, outSeq):
+        late = rtp.seqNewer(self.lastSeq, outSeq)
+        if late and self.hold.eager:
+            if self._pastBuffer(outSeq):
+                self.pastBuffer += 1
+                return
             # A repair or reordering on the way in: as good as a resend, so
             # a NACK that crossed it within a round trip is not answered.
             self.hold.forwardedLate(outSeq)
             self.resentAt[slot] = self.clock.seconds()
-        self.lastSeq = outSeq
         if keyframe and not self._beforeKeyframe(outSeq):
             self.keyframeSeq, self.keyframePacket = outSeq, self.packets
-        self.lastTs = outTs = (timestamp + self.tsDelta) & 0xFFFFFFFF
+        outTs = (timestamp + self.tsDelta) & 0xFFFFFFFF
+        if not late:  # the newest sent: a late packet does not move them back
+            self.lastSeq, self.lastTs = outSeq, outTs
         header = _pack(0x80 | padding, marker | self.payloadType, outSeq, outTs, self.ssrc)
         self.headers[slot] = header
         self.payloads[slot] = payload
         self.packets += 1
         self.octets += len(payload)
         if self.trace is not None:
-            self.trace.event("fwd", self.ssrc, outSeq, seq, getattr(self.track, "ssrc", 0) or 0)
+            self.trace.event("fwd", self.ssrc, outSeq, seq, getattr(self.track, "ssrc", 0) or 0,
+                             self.trace.cpu())
         # Header and payload apart: SRTP joins them in its own buffer.
         if not self.sendParts(header, payload) and self.transport.connected:
             # A player that cannot keep up loses packets up to the next
@@ -352,7 +360,11 @@ class Subscription:
             if header is None:
                 continue  # never sent: lost on the way in, NACKed to the publisher
             kept = rtp.SEQ_TS.unpack_from(header, 2)[0]
-            if kept == seq:
+            if kept == seq and self.hold.eager and self._pastBuffer(seq):
+                self.pastBuffer += 1
+                if self.trace is not None:
+                    self.trace.event("past", self.ssrc, seq)
+            elif kept == seq:
                 data = header + self.payloads[slot]
                 since = now - self.resentAt[slot]
                 first = now - asked.get(seq, float("-inf")) < NackHold.SOONEST  # in this very NACK
@@ -444,6 +456,17 @@ class Subscription:
         repair from the way in (L{wcs.media.track.IncomingTrack}).
         """
         self.repeatCopy((seq + self.seqDelta) & 0xFFFF)
+
+    def _pastBuffer(self, seq: int) -> bool:
+        """
+        Whether our C{seq} is L{PAST_BUFFER} or more behind the newest sent:
+        an eager (aiortc) player has given up on it (its jitter buffer holds
+        128 packets), and a copy landing 100 or more behind the oldest
+        packet it holds makes it drop them all and wait for a keyframe (the
+        lab's 3-4 s stalls of one player on `mobile`, docs/networks.md).
+        """
+        behind = (self.lastSeq - seq) & 0xFFFF
+        return self.PAST_BUFFER <= behind < 0x8000
 
     def _near(self, seq: int) -> bool:
         """
