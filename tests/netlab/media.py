@@ -415,6 +415,7 @@ class RoomRun:
             self.result["slices"] = slices(players, start, end, self.slice)
         folder = os.environ.get(PLAYER_TRACE)
         if folder:
+            os.makedirs(folder, exist_ok=True)  # not lose an hour's trace to a missing folder
             for index, player in enumerate(players):
                 with open(os.path.join(folder, f"player{index}.json"), "w") as out:
                     json.dump({"window": [start, end], "wire": player.wire,

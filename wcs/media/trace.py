@@ -15,8 +15,10 @@ for the way out), then numbers:
   copy 10 ms later, C{media_nack_twice}); C{giveup SSRC N}: we gave
   up packets of its (N given up so far); C{pli SSRC}: we asked it for a keyframe;
   C{key SSRC SEQ}: a keyframe started with its packet SEQ;
-- C{fwd PLAYER OUT SRC SSRC}: sent to a player as its number OUT (the
-  publisher's SRC on its SSRC); C{nack PLAYER OUT...}: the player's NACK as received;
+- C{fwd PLAYER OUT SRC SSRC CPU}: sent to a player as its number OUT (the
+  publisher's SRC on its SSRC; CPU: the server thread's CPU time in
+  microseconds, so that a wait between two sends reads as work of ours
+  or as the thread not running); C{nack PLAYER OUT...}: the player's NACK as received;
   C{rs PLAYER OUT SINCE WAIT}: resent; C{early}: a repeat within the
   round trip answered once more (C{media_player_early_copy}); C{defer}:
   a first NACK left for its repeat (C{media_player_nack_reserve}); C{soon},
@@ -24,11 +26,15 @@ for the way out), then numbers:
   within a round trip, or over the player's share (SINCE: ms since its
   last resend, WAIT: the round trip waited, ms); C{held PLAYER OUT}:
   its first NACK held for reordering; C{rep PLAYER OUT}: a late copy's
-  second copy (C{media_repeat_repairs}).
+  second copy (C{media_repeat_repairs}); C{past PLAYER OUT}: NACKed but
+  too far behind for an eager player's buffer, not resent;
+- C{gc GEN US COLLECTED}: a garbage collection of generation GEN ended,
+  having taken US microseconds (the line's time is its end).
 """
 
 from __future__ import annotations
 
+import gc
 import time
 
 from wcs.config import Key, declare
@@ -46,6 +52,21 @@ class PacketTrace:
 
     def __init__(self, path: str):
         self.file = open(path, "a", buffering=1 << 16)
+        self._gcStarted = 0.0
+        gc.callbacks.append(self._collected)
+
+    def _collected(self, phase: str, info: dict) -> None:
+        now = time.monotonic()
+        if phase == "start":
+            self._gcStarted = now
+        else:
+            self.event("gc", info["generation"], round((now - self._gcStarted) * 1e6),
+                       info["collected"])
+
+    @staticmethod
+    def cpu() -> int:
+        """The calling thread's CPU time, microseconds."""
+        return time.thread_time_ns() // 1000
 
     @classmethod
     def fromSettings(cls, settings) -> "PacketTrace | None":
