@@ -876,37 +876,3 @@ def test_aLatePacketPastAnEagerPlayersBufferIsNotSent():
     assert _seqs(wire) == [sent[100]] and subscription.lastSeq == newest
     track.fanout(0, 0, 148, 148 * 3000, bytes(SIZE), False)
     assert subscription.lastSeq == (newest + 1) & 0xFFFF
-
-
-def test_anEagerPlayerGetsOneCopyFarBehind():
-    """
-    StallWatch.MAX_BEHIND or more behind the newest, an eager player gets
-    one copy a second: its NACKs cross that copy (aiortc re-asks every few
-    tens of ms), and a duplicate that lands 100 behind the oldest packet it
-    holds drops them all. Nearer, copies go each round trip as before.
-    """
-    track, wire, subscription, sent = _eagerPlayerPast(StallWatch.MAX_BEHIND + 20)
-    far, near = sent[10], sent[-10]
-    subscription.resend([far, near])
-    track.clock.advance(subscription.rtt.retry + 0.01)
-    subscription.resend([far, near])
-    assert _seqs(wire) == [far, near, near] and subscription.farRepeats == 1
-    track.clock.advance(Subscription.AGAIN_WITHIN)
-    subscription.resend([far])  # a second later: that copy was lost
-    assert _seqs(wire)[-1] == far
-
-
-def test_aLatePacketIsAnEagerPlayersCopy():
-    """A packet late on the way in, far behind, is that copy."""
-    track, wire, subscription, sent = _eagerPlayerPast(StallWatch.MAX_BEHIND + 20)
-    missing = StallWatch.MAX_BEHIND + 30
-    for i in range(StallWatch.MAX_BEHIND + 20, missing):
-        track.fanout(0, 0, i, i * 3000, bytes(SIZE), False)
-    for i in range(missing + 1, missing + 80):
-        track.fanout(0, 0, i, i * 3000, bytes(SIZE), False)
-    track.fanout(0, 0, missing, missing * 3000, bytes(SIZE), False)  # 79 behind
-    late = _seqs(wire)[-1]
-    wire.sent.clear()
-    track.clock.advance(subscription.rtt.retry + 0.01)
-    subscription.resend([late])
-    assert _seqs(wire) == [] and subscription.farRepeats == 1

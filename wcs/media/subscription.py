@@ -126,7 +126,6 @@ class Subscription:
         self.nacksTooOld = 0  # NACKs for packets gone from the history
         self.nacksBeforeKeyframe = 0  # ... of them for packets before its last keyframe: ignored
         self.pastBuffer = 0  # NACKed or late packets not sent: past an eager player's buffer
-        self.farRepeats = 0  # second copies far behind not sent to an eager player
         self.keyframeRequestsReceived = 0  # PLI and FIR from the player
         self.keyframeRequestsLimited = 0  # its requests (of any cause) not passed on
         self.nacksReceived = 0  # NACK packets from the player (wcs.metrics)
@@ -365,17 +364,6 @@ class Subscription:
                 self.pastBuffer += 1
                 if self.trace is not None:
                     self.trace.event("past", self.ssrc, seq)
-            elif kept == seq and self.hold.eager and not self._near(seq) \
-                    and now - self.resentAt[slot] < self.AGAIN_WITHIN:
-                # An eager player's NACKs cross our copy for a round trip
-                # and its jitter: far behind, a second copy was the one it
-                # already had in all but 2 of 1 728 cases on the lab's
-                # `mobile` (a late packet from the way in counts as a copy),
-                # and a duplicate landing 100 behind the oldest packet it
-                # holds drops them all (docs/networks.md, "Latest").
-                self.farRepeats += 1
-                if self.trace is not None:
-                    self.trace.event("far", self.ssrc, seq)
             elif kept == seq:
                 data = header + self.payloads[slot]
                 since = now - self.resentAt[slot]

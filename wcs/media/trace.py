@@ -27,9 +27,7 @@ for the way out), then numbers:
   last resend, WAIT: the round trip waited, ms); C{held PLAYER OUT}:
   its first NACK held for reordering; C{rep PLAYER OUT}: a late copy's
   second copy (C{media_repeat_repairs}); C{past PLAYER OUT}: NACKed but
-  too far behind for an eager player's buffer, not resent; C{far PLAYER
-  OUT}: NACKed again far behind, a copy sent within a second: not resent
-  to an eager player;
+  too far behind for an eager player's buffer, not resent;
 - C{gc GEN US COLLECTED}: a garbage collection of generation GEN ended,
   having taken US microseconds (the line's time is its end).
 """
