@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Callable
 
 from wcs.media import rtp
+from wcs.media.crossing import CopiesOut
 from wcs.media.feedback import FeedbackPolicy, RetransmitBudget, RoundTrip
 from wcs.media.internals import RtcpSenderInfo, RtcpSrPacket
 from wcs.media.reorder import NackHold
@@ -104,6 +105,7 @@ class Subscription:
         self.reserve = policy.playerNackReserve * policy.burst
         self.hold = NackHold(self.clock, self.resend, self.rtt, policy.playerReorderWait,
                              self._roomy)
+        self.copiesOut = CopiesOut()  # an eager player's copies on their way (crossing)
         self.rtx = None  # a wcs.media.rtx.RtxSender when the player takes RTX
         self.trace = policy.trace if track.kind == "video" else None  # wcs.media.trace
         # Holes it reported until filled (video; wcs.media.stall).
@@ -126,6 +128,7 @@ class Subscription:
         self.nacksTooOld = 0  # NACKs for packets gone from the history
         self.nacksBeforeKeyframe = 0  # ... of them for packets before its last keyframe: ignored
         self.pastBuffer = 0  # NACKed or late packets not sent: past an eager player's buffer
+        self.farRepeats = 0  # ... far behind, a copy it has or may have (crossing)
         self.keyframeRequestsReceived = 0  # PLI and FIR from the player
         self.keyframeRequestsLimited = 0  # its requests (of any cause) not passed on
         self.nacksReceived = 0  # NACK packets from the player (wcs.metrics)
@@ -169,7 +172,8 @@ class Subscription:
             # A repair or reordering on the way in: as good as a resend, so
             # a NACK that crossed it within a round trip is not answered.
             self.hold.forwardedLate(outSeq)
-            self.resentAt[slot] = self.clock.seconds()
+            self.resentAt[slot] = now = self.clock.seconds()
+            self.copiesOut.sent(outSeq, now, self.lastSeq)
         if keyframe and not self._beforeKeyframe(outSeq):
             self.keyframeSeq, self.keyframePacket = outSeq, self.packets
         outTs = (timestamp + self.tsDelta) & 0xFFFFFFFF
@@ -318,7 +322,10 @@ class Subscription:
             self.trace.event("nack", self.ssrc, *lost)
         if self.stall is not None:
             self.stall.nacked(lost)
-        self.resend(self.hold.filter(lost))
+        answer = self.hold.filter(lost)
+        if self.hold.eager:
+            self.copiesOut.listed(lost, self.clock.seconds())
+        self.resend(answer)
 
     def _roomy(self, answering: int) -> bool:
         """Whether one more resend beside C{answering} leaves the budget half full."""
@@ -364,6 +371,12 @@ class Subscription:
                 self.pastBuffer += 1
                 if self.trace is not None:
                     self.trace.event("past", self.ssrc, seq)
+            elif kept == seq and self.hold.eager and not self._near(seq) \
+                    and self.copiesOut.needless(seq):
+                # Far behind, a copy it has drops an eager player's buffer.
+                self.farRepeats += 1
+                if self.trace is not None:
+                    self.trace.event("far", self.ssrc, seq)
             elif kept == seq:
                 data = header + self.payloads[slot]
                 since = now - self.resentAt[slot]
@@ -431,6 +444,8 @@ class Subscription:
             return False
         if not again:
             self.resentAt[seq % HISTORY] = now
+        if self.hold.eager:
+            self.copiesOut.sent(seq, now, self.lastSeq)
         self.retransmitted += 1
         self.retransmittedOctets += len(data)
         self.send(data if self.rtx is None else self.rtx.wrap(data))

@@ -1,0 +1,87 @@
+"""
+An eager player's NACKs that crossed our copy (wcs/media/crossing.py),
+alone and in a subscription (wcs/media/subscription.py).
+"""
+
+from dataclasses import replace
+
+from tests.media.test_feedback import PLAIN, SIZE, _player, _seqs
+from wcs.media.crossing import CopiesOut
+from wcs.media.stall import StallWatch
+
+
+def test_aListNoNewerThanTheCopyCrossedIt():
+    copies = CopiesOut()
+    copies.sent(100, 0.0, newest=180)
+    assert copies.needless(100)  # no NACK since
+    copies.listed([100, 170], 0.2)  # the player had nothing newer than 170
+    assert copies.needless(100)
+    copies.listed([100, 185], 0.25)  # it had a packet sent after the copy
+    assert not copies.needless(100)
+
+
+def test_leftOutOfAListItCame():
+    copies = CopiesOut()
+    copies.sent(100, 0.0, newest=180)
+    copies.listed([99, 170], 0.1)  # 100 left out, a newer one listed: it came
+    copies.listed([100, 190], 0.3)  # a late NACK that still had it
+    assert copies.needless(100)
+    copies.sent(100, 0.4, newest=200)  # a new copy starts over
+    copies.listed([100, 210], 0.6)
+    assert not copies.needless(100)
+
+
+def test_copiesAreKeptASecondAcrossTheWrap():
+    copies = CopiesOut()
+    copies.sent(65530, 0.0, newest=65535)
+    copies.listed([65530, 3], 0.5)  # 3 is newer than 65535
+    assert not copies.needless(65530)
+    copies.sent(7, 0.6, newest=20)
+    copies.listed([30], 0.0 + CopiesOut.KEPT + 0.1)
+    assert list(copies.copies) == [7]
+    assert not copies.needless(65530)  # forgotten: nothing against a copy
+
+
+def _eagerPlayerFar():
+    track, wire, subscription = _player(policy=replace(PLAIN, repeatRepairs=False))
+    subscription.hold.reasked = subscription.hold.EAGER_AFTER  # read as eager
+    subscription.hold.eager = True
+    count = StallWatch.MAX_BEHIND + 40
+    for i in range(count):
+        track.fanout(0, 0, i, i * 3000, bytes(SIZE), i == 0)
+    sent = _seqs(wire)
+    wire.sent.clear()
+    return track, wire, subscription, sent, count
+
+
+def test_aFarRepeatWaitsForANackThatLeftAfterTheCopyCame():
+    """
+    Far behind the newest, an eager player's repeat NACK that may have
+    left before our copy came is not answered: the copy it has would land
+    100 behind aiortc's oldest packet and drop its buffer. One whose list
+    shows a packet sent after the copy is.
+    """
+    track, wire, subscription, sent, count = _eagerPlayerFar()
+    far = sent[10]
+    subscription.nackReceived([far, sent[-5]])
+    assert _seqs(wire) == [far, sent[-5]]
+    wire.sent.clear()
+    track.clock.advance(1.5 * subscription.rtt.retry)
+    subscription.nackReceived([far, sent[-3]])  # crossed the copy
+    assert _seqs(wire) == [sent[-3]] and subscription.farRepeats == 1
+    for i in range(count, count + 5):
+        track.fanout(0, 0, i, i * 3000, bytes(SIZE), False)
+    wire.sent.clear()
+    track.clock.advance(1.5 * subscription.rtt.retry)
+    subscription.nackReceived([far, (sent[-1] + 3) & 0xFFFF])  # after the copy: it was lost
+    assert _seqs(wire)[0] == far
+
+
+def test_aBrowserIsNotAskedForEvidence():
+    track, wire, subscription, sent, count = _eagerPlayerFar()
+    subscription.hold.eager = False
+    far = sent[10]
+    subscription.resend([far])
+    track.clock.advance(1.5 * subscription.rtt.retry)
+    subscription.resend([far])
+    assert _seqs(wire) == [far, far] and subscription.farRepeats == 0

@@ -1,0 +1,69 @@
+"""
+Copies on their way to an eager player, and NACKs that crossed them
+(docs/media.md, "Loss, retransmission and keyframes").
+
+An eager player (aiortc, wcs.media.reorder) lists every packet it still
+misses in each NACK, one NACK per new gap, every few tens of ms on a lossy
+link. So NACKs it sent while our copy of a packet was on its way reach us
+after the copy left, and read as if the copy was lost. Far behind the
+newest sent, such a duplicate lands 100 or more behind the oldest packet
+aiortc holds, and it drops its whole jitter buffer and waits for a
+keyframe (3-4 s on the lab's `mobile`, docs/networks.md "Latest").
+
+Its lists tell when a NACK left after a copy could have come: the newest
+number it lists is missing, so the player had a later packet, and once
+that is newer than all we had sent with the copy, the copy had its
+chance; a list that leaves the packet out (while listing a newer one)
+says it came. L{CopiesOut.needless} tells both.
+"""
+
+from __future__ import annotations
+
+from wcs.media import rtp
+
+
+class CopiesOut:
+    """An eager player's copies (resends, late packets) of the last L{KEPT} s."""
+
+    KEPT = 1.0  # s: a copy older than this is no longer on its way
+
+    def __init__(self):
+        # seq -> [sent at, the newest number sent then, left out of a NACK since]
+        self.copies: dict[int, list] = {}
+        self.top: int | None = None  # the newest number of the latest NACK
+
+    def sent(self, seq: int, now: float, newest: int) -> None:
+        copies = self.copies
+        copies.pop(seq, None)  # re-inserted: the dict stays in time order
+        copies[seq] = [now, newest, False]
+
+    def listed(self, lost: list[int], now: float) -> None:
+        """An eager player's NACK: all it still misses."""
+        copies = self.copies
+        while copies:
+            seq, entry = next(iter(copies.items()))
+            if entry[0] >= now - self.KEPT:
+                break
+            del copies[seq]
+        if not lost:
+            return
+        listed = {seq & 0xFFFF for seq in lost}
+        top = None
+        for seq in listed:
+            if top is None or rtp.seqNewer(seq, top):
+                top = seq
+        self.top = top
+        for seq, entry in copies.items():
+            if seq not in listed and rtp.seqNewer(top, seq):
+                entry[2] = True
+
+    def needless(self, seq: int) -> bool:
+        """
+        Whether another copy of C{seq} is needless now: a NACK since our
+        copy left it out (it came), or the latest NACK may have left before
+        our copy could come.
+        """
+        entry = self.copies.get(seq)
+        if entry is None:
+            return False
+        return entry[2] or self.top is None or not rtp.seqNewer(self.top, entry[1])
