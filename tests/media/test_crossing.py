@@ -16,7 +16,9 @@ def test_aListNoNewerThanTheCopyCrossedIt():
     assert copies.needless(100)  # no NACK since
     copies.listed([100, 170], 0.2)  # the player had nothing newer than 170
     assert copies.needless(100)
-    copies.listed([100, 185], 0.25)  # it had a packet sent after the copy
+    copies.listed([100, 185], 0.25)  # 5 after it: may have come before the copy
+    assert copies.needless(100)
+    copies.listed([100, 180 + CopiesOut.OVERTAKEN + 1], 0.3)  # the copy had its chance
     assert not copies.needless(100)
 
 
@@ -28,13 +30,13 @@ def test_leftOutOfAListItCame():
     assert copies.needless(100)
     copies.sent(100, 0.4, newest=200)  # a new copy starts over
     copies.listed([100, 210], 0.6)
-    assert not copies.needless(100)
+    assert not copies.needless(100)  # 10 past the copy's newest
 
 
 def test_copiesAreKeptASecondAcrossTheWrap():
     copies = CopiesOut()
     copies.sent(65530, 0.0, newest=65535)
-    copies.listed([65530, 3], 0.5)  # 3 is newer than 65535
+    copies.listed([65530, 10], 0.5)  # 10 is 11 newer than 65535
     assert not copies.needless(65530)
     copies.sent(7, 0.6, newest=20)
     copies.listed([30], 0.0 + CopiesOut.KEPT + 0.1)
@@ -69,11 +71,11 @@ def test_aFarRepeatWaitsForANackThatLeftAfterTheCopyCame():
     track.clock.advance(1.5 * subscription.rtt.retry)
     subscription.nackReceived([far, sent[-3]])  # crossed the copy
     assert _seqs(wire) == [sent[-3]] and subscription.farRepeats == 1
-    for i in range(count, count + 5):
+    for i in range(count, count + 10):
         track.fanout(0, 0, i, i * 3000, bytes(SIZE), False)
     wire.sent.clear()
     track.clock.advance(1.5 * subscription.rtt.retry)
-    subscription.nackReceived([far, (sent[-1] + 3) & 0xFFFF])  # after the copy: it was lost
+    subscription.nackReceived([far, (sent[-1] + 9) & 0xFFFF])  # well after the copy: lost
     assert _seqs(wire)[0] == far
 
 
