@@ -829,50 +829,19 @@ def test_unansweredNacksRefundedWithRtx():
     assert not FeedbackPolicy.fromSettings(Settings({"media_retransmit_refund": "false"})).refund
 
 
-def _eagerPlayerPast(count: int):
-    """An eager (aiortc) player sent C{count} packets: track, wire, subscription, numbers."""
+def test_aLatePacketLeavesTheNewestAsItWas():
+    """
+    A packet late on the way in is sent, but the newest sent stays the
+    newest: a restart numbers on from it, and the distances to it (the
+    history's, StallWatch's, far behind) are measured from it.
+    """
     track, wire, subscription = _player(policy=replace(PLAIN, repeatRepairs=False))
-    subscription.hold.eager = True
-    for i in range(count):
+    for i in [*range(0, 10), *range(11, 40)]:
         track.fanout(0, 0, i, i * 3000, bytes(SIZE), i == 0)
-    sent = _seqs(wire)
+    newest, newestTs = subscription.lastSeq, subscription.lastTs
     wire.sent.clear()
-    return track, wire, subscription, sent
-
-
-def test_noCopyPastAnEagerPlayersBuffer():
-    """
-    A NACKed packet PAST_BUFFER (128, aiortc's jitter buffer) or more
-    behind the newest sent is not resent to an eager player: it has given
-    up on it, and a copy 100 behind the oldest packet it holds makes it
-    drop them all (the lab's 3-4 s stalls on `mobile`). Nearer, resent.
-    """
-    track, wire, subscription, sent = _eagerPlayerPast(Subscription.PAST_BUFFER + 20)
-    far, near = sent[10], sent[30]
-    assert (sent[-1] - far) & 0xFFFF >= Subscription.PAST_BUFFER > (sent[-1] - near) & 0xFFFF
-    subscription.resend([far, near])
-    assert _seqs(wire) == [near] and subscription.pastBuffer == 1
-
-
-def test_aWebrtcOrgPlayerGetsACopyFarBehind():
-    """A player that is not eager (a browser) keeps its packets while it asks."""
-    track, wire, subscription, sent = _eagerPlayerPast(Subscription.PAST_BUFFER + 20)
-    subscription.hold.eager = False
-    subscription.resend([sent[10]])
-    assert _seqs(wire) == [sent[10]] and subscription.pastBuffer == 0
-
-
-def test_aLatePacketPastAnEagerPlayersBufferIsNotSent():
-    """
-    A packet late on the way in goes to an eager player unless it is
-    PAST_BUFFER behind the newest; either way the newest stays the newest.
-    """
-    track, wire, subscription, sent = _eagerPlayerPast(Subscription.PAST_BUFFER + 20)
-    newest = subscription.lastSeq
-    assert newest == sent[-1]
-    track.fanout(0, 0, 10, 10 * 3000, bytes(SIZE), False)  # 138 behind
-    assert _seqs(wire) == [] and subscription.pastBuffer == 1
-    track.fanout(0, 0, 100, 100 * 3000, bytes(SIZE), False)  # 48 behind
-    assert _seqs(wire) == [sent[100]] and subscription.lastSeq == newest
-    track.fanout(0, 0, 148, 148 * 3000, bytes(SIZE), False)
+    track.fanout(0, 0, 10, 10 * 3000, bytes(SIZE), False)
+    assert len(wire.sent) == 1
+    assert (subscription.lastSeq, subscription.lastTs) == (newest, newestTs)
+    track.fanout(0, 0, 40, 40 * 3000, bytes(SIZE), False)
     assert subscription.lastSeq == (newest + 1) & 0xFFFF

@@ -22,13 +22,11 @@ PLAYER = re.compile(
     rf"on the way in not held; {_NUMBER} keyframe requests, {_NUMBER} not passed on; "
     rf"{_NUMBER} late packets sent twice(?:, {_NUMBER} repeats within a round trip sent again)?"
     rf"(?:, {_NUMBER} first NACKs left for their repeat)?"
-    rf"(?:, {_NUMBER} past its buffer not sent)?"
     rf"(?:, {_NUMBER} far behind not sent again)?")
 PLAYER_FIELDS = ("nacks", "resent", "rtx", "overBudget", "tooSoon", "rttMs", "tooOld",
                  "beforeKeyframe", "reasked", "nackLists", "held",
                  "heldCameMeanwhile", "waitMs", "upstreamLate", "pliReceived", "pliLimited",
-                 "repeated", "resentEarly", "deferred", "pastBuffer",
-                 "farRepeats")
+                 "repeated", "resentEarly", "deferred", "farRepeats")
 PUBLISHER = re.compile(
     r"<PublishSession '(?P<stream>[^']+)' [^>]*>: video feedback: "
     rf"{_NUMBER} NACKed(?: \({_NUMBER} twice\))?, {_NUMBER} repaired, {_NUMBER} given up, "

@@ -395,8 +395,7 @@ class PlaySession(MediaSession):
                     "{keyframes} keyframe requests, {limited} not passed on; "
                     "{repeated} late packets sent twice, {early} repeats within a round trip "
                     "sent again, {deferred} first NACKs left for their repeat, "
-                    "{pastBuffer} past its buffer not sent, {farRepeats} far behind not sent "
-                    "again",
+                    "{farRepeats} far behind not sent again",
                     session=self, nacks=s.nacksReceived, resent=s.retransmitted,
                     rtx=s.rtx and s.rtx.packets, dropped=s.retransmitDropped,
                     tooSoon=s.retransmitTooSoon, rtt=s.rtt.smoothed * 1000,
@@ -405,5 +404,4 @@ class PlaySession(MediaSession):
                     wait=s.hold.wait * 1000, upstream=s.hold.upstreamLate,
                     keyframes=s.keyframeRequestsReceived, limited=s.keyframeRequestsLimited,
                     repeated=s.repairsRepeated, early=s.resentEarly,
-                    deferred=s.nacksDeferred, pastBuffer=s.pastBuffer,
-                    farRepeats=s.farRepeats)
+                    deferred=s.nacksDeferred, farRepeats=s.farRepeats)

@@ -59,7 +59,6 @@ class Subscription:
     # s: a repeat sooner than this after our copy is the same NACK read twice
     # (a duplicate), not a webrtc.org player's timer (100 ms, or its RTT).
     EARLY_AFTER = 0.02
-    PAST_BUFFER = 128  # packets behind the newest: nothing more to an eager player (_pastBuffer)
 
     def __init__(self, track, transport, ssrc: int, payloadType: int,
                  started: Callable[[], None] | None = None,
@@ -127,8 +126,7 @@ class Subscription:
         self.nacksDeferred = 0  # first NACKs that found only the reserve: left for the repeat
         self.nacksTooOld = 0  # NACKs for packets gone from the history
         self.nacksBeforeKeyframe = 0  # ... of them for packets before its last keyframe: ignored
-        self.pastBuffer = 0  # NACKed or late packets not sent: past an eager player's buffer
-        self.farRepeats = 0  # ... far behind, a copy it has or may have (crossing)
+        self.farRepeats = 0  # NACKed again far behind, not resent: a copy it has or may have
         self.keyframeRequestsReceived = 0  # PLI and FIR from the player
         self.keyframeRequestsLimited = 0  # its requests (of any cause) not passed on
         self.nacksReceived = 0  # NACK packets from the player (wcs.metrics)
@@ -166,9 +164,6 @@ class Subscription:
             return
         late = rtp.seqNewer(self.lastSeq, outSeq)
         if late and self.hold.eager:
-            if self._pastBuffer(outSeq):
-                self.pastBuffer += 1
-                return
             # A repair or reordering on the way in: as good as a resend, so
             # a NACK that crossed it within a round trip is not answered.
             self.hold.forwardedLate(outSeq)
@@ -367,11 +362,7 @@ class Subscription:
             if header is None:
                 continue  # never sent: lost on the way in, NACKed to the publisher
             kept = rtp.SEQ_TS.unpack_from(header, 2)[0]
-            if kept == seq and self.hold.eager and self._pastBuffer(seq):
-                self.pastBuffer += 1
-                if self.trace is not None:
-                    self.trace.event("past", self.ssrc, seq)
-            elif kept == seq and self.hold.eager and not self._near(seq) \
+            if kept == seq and self.hold.eager and not self._near(seq) \
                     and self.copiesOut.needless(seq):
                 # Far behind, a copy it has drops an eager player's buffer.
                 self.farRepeats += 1
@@ -471,17 +462,6 @@ class Subscription:
         repair from the way in (L{wcs.media.track.IncomingTrack}).
         """
         self.repeatCopy((seq + self.seqDelta) & 0xFFFF)
-
-    def _pastBuffer(self, seq: int) -> bool:
-        """
-        Whether our C{seq} is L{PAST_BUFFER} or more behind the newest sent:
-        an eager (aiortc) player has given up on it (its jitter buffer holds
-        128 packets), and a copy landing 100 or more behind the oldest
-        packet it holds makes it drop them all and wait for a keyframe (the
-        lab's 3-4 s stalls of one player on `mobile`, docs/networks.md).
-        """
-        behind = (self.lastSeq - seq) & 0xFFFF
-        return self.PAST_BUFFER <= behind < 0x8000
 
     def _near(self, seq: int) -> bool:
         """
