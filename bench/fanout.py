@@ -69,7 +69,7 @@ def waits(packets, collections, slow: float) -> dict:
             if wall <= slow:
                 continue
             byPlace[k] += 1
-            if any(True for _ in _near(gcEnds, t0, t1)):
+            if next(_near(gcEnds, t0, t1), None) is not None:
                 reasons["a garbage collection"] += 1
             elif (c1 - c0) / 1e6 >= 0.5 * wall:
                 reasons["our work (CPU time grew)"] += 1

@@ -64,6 +64,15 @@ def test_pauses_are_counted_per_generation_and_reset_when_taken():
     assert pauses.take() == {"passes": (0, 0, 0), "longest": (0.0, 0.0, 0.0), "total": 0.0}
 
 
+def test_each_pass_is_told_when_asked():
+    now, told = [0.0], []
+    pauses = GCPauses(clock=lambda: now[0], ended=lambda *a: told.append(a))
+    pauses("start", {"generation": 1})
+    now[0] += 0.002
+    pauses("stop", {"generation": 1, "collected": 7})
+    assert told == [(1, 0.002, {"generation": 1, "collected": 7})]
+
+
 def test_gc_report_logs_every_interval_from_after_the_start_up_pass(restored):
     from twisted.internet.task import Clock
     from twisted.logger import globalLogPublisher

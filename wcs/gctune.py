@@ -55,11 +55,13 @@ class GCPauses:
     """
     The collector's passes, timed by C{gc.callbacks} (two clock reads a
     pass, nothing per object): counts per generation and the longest pause,
-    taken and reset by L{take}.
+    taken and reset by L{take}; C{ended}, if given, is called with the
+    generation, the seconds and the collector's info at the end of each.
     """
 
-    def __init__(self, clock=time.perf_counter):
+    def __init__(self, clock=time.perf_counter, ended=None):
         self.clock = clock
+        self.ended = ended
         self.started = 0.0
         self.reset()
 
@@ -77,6 +79,8 @@ class GCPauses:
         self.passes[generation] += 1
         self.longest[generation] = max(self.longest[generation], spent)
         self.total += spent
+        if self.ended is not None:
+            self.ended(generation, spent, info)
 
     def take(self) -> dict:
         figures = {"passes": tuple(self.passes),

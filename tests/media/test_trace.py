@@ -20,7 +20,7 @@ def test_anEventIsTimeNameStreamAndNumbers(tmp_path):
         trace.event("fwd", 7, 100, 200, 3, trace.cpu())
         trace.flush()
     finally:
-        gc.callbacks.remove(trace._collected)
+        gc.callbacks.remove(trace.collections)
     [line] = readLines(path)
     float(line[0])
     assert line[1:5] == ["fwd", "7", "100", "200"]
@@ -35,7 +35,7 @@ def test_aCollectionIsTracedWithItsGenerationAndLength(tmp_path):
         gc.collect(1)
         trace.flush()
     finally:
-        gc.callbacks.remove(trace._collected)
+        gc.callbacks.remove(trace.collections)
     collections = [line for line in readLines(path) if line[1] == "gc"]
     assert collections, "gc.collect(1) was not traced"
     generation, micros, collected = map(int, collections[-1][2:5])

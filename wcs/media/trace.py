@@ -39,6 +39,7 @@ import gc
 import time
 
 from wcs.config import Key, declare
+from wcs.gctune import GCPauses
 
 declare(
     Key("media_trace_file", "str", "",
@@ -53,16 +54,11 @@ class PacketTrace:
 
     def __init__(self, path: str):
         self.file = open(path, "a", buffering=1 << 16)
-        self._gcStarted = 0.0
-        gc.callbacks.append(self._collected)
+        self.collections = GCPauses(time.monotonic, self._collected)
+        gc.callbacks.append(self.collections)
 
-    def _collected(self, phase: str, info: dict) -> None:
-        now = time.monotonic()
-        if phase == "start":
-            self._gcStarted = now
-        else:
-            self.event("gc", info["generation"], round((now - self._gcStarted) * 1e6),
-                       info["collected"])
+    def _collected(self, generation: int, seconds: float, info: dict) -> None:
+        self.event("gc", generation, round(seconds * 1e6), info["collected"])
 
     @staticmethod
     def cpu() -> int:
