@@ -159,6 +159,9 @@ def runServer(spec, profile, report, lab, args, workdir: Path, failures) -> list
                       f"(of {result['cpuCores']['cores']}): " + ", ".join(
                           f"{k} {v}" for k, v in result["cpuCores"].items() if k != "cores")
                       + f"; load {result['load']:.1f}", flush=True)
+            if result.get("serverMB"):
+                print(f"# {kind} {profile.name} {codec}: server memory (s: MB): " + ", ".join(
+                    f"{at}: {mb}" for at, mb in result["serverMB"]), flush=True)
             for player in result.get("perPlayer", [])[:1]:
                 told = sdpSummary((player.get("stats") or {}).get("remoteSdp"))
                 if told:

@@ -78,6 +78,26 @@ def machineBusy() -> float:
     return (sum(fields[:8]) - idle) / TICK
 
 
+def residentMB(groups=("server", "janus"), root: int | None = None) -> float | None:
+    """
+    Resident memory (VmRSS, MB) of the processes of C{groups} (L{group})
+    under C{root}: the server's (wcs's or Janus's) over a long run. None
+    when there is none.
+    """
+    total, found = 0, False
+    for pid, (kind, _) in snapshot(root).items():
+        if kind not in groups:
+            continue
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                total, found = total + int(line.split()[1]), True
+    return round(total / 1024, 1) if found else None
+
+
 class CpuMeter:
     """C{start()}, then C{stop()}: cores used per group over the window."""
 

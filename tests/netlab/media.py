@@ -32,7 +32,7 @@ from aiortc.mediastreams import MediaStreamError, VideoStreamTrack
 
 from tests.media import peers
 from tests.netlab import stamp
-from tests.netlab.cpu import CpuMeter
+from tests.netlab.cpu import CpuMeter, residentMB
 from tests.netlab.lab import hostAddress, playerAddress, publisherAddress
 from tests.netlab.numbers import Unwrap
 from tests.ops.test_metrics import scrape, value
@@ -354,6 +354,25 @@ class RoomRun:
                     await asyncio.wait_for(pc.close(), 5)
             await room.close()
 
+    async def _memoryOver(self, start: float) -> list[tuple[int, float]]:
+        """
+        Wait out the window; on a sliced run, read the server's resident
+        memory at its start and after each slice: (s into the window, MB).
+        """
+        if not self.slice:
+            await asyncio.sleep(self.seconds)
+            return []
+        points = []
+        end = start + self.seconds
+        while True:
+            now = time.monotonic()
+            megabytes = residentMB()
+            if megabytes is not None:
+                points.append((round(now - start), megabytes))
+            if now >= end - 0.5:
+                return points
+            await asyncio.sleep(min(self.slice, end - now))
+
     async def _run(self, room, lab, pcs) -> dict:
         mime = CODECS[self.codec]
         publisher = peers.newPeer()
@@ -382,7 +401,7 @@ class RoomRun:
         sent.reset()
         cpu = CpuMeter().start()
         start, made = time.monotonic(), video.count
-        await asyncio.sleep(self.seconds)
+        memory = await self._memoryOver(start)
         end, made = time.monotonic(), video.count - made
         askedInWindow = (await asked() - askedBefore) if askedBefore is not None else None
         cores = cpu.stop()
@@ -413,6 +432,8 @@ class RoomRun:
         }
         if self.slice:
             self.result["slices"] = slices(players, start, end, self.slice)
+        if memory:
+            self.result["serverMB"] = memory
         folder = os.environ.get(PLAYER_TRACE)
         if folder:
             os.makedirs(folder, exist_ok=True)  # not lose an hour's trace to a missing folder

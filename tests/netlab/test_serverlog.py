@@ -1,9 +1,11 @@
 """The lab's readers of wcs's feedback log lines and of its own CPU."""
 
 import os
+import subprocess
+import sys
 import time
 
-from tests.netlab.cpu import CpuMeter, snapshot
+from tests.netlab.cpu import CpuMeter, residentMB, snapshot
 from tests.netlab.serverlog import feedback
 
 PLAY = ("2026-11-27T00:36:23+0000 [wcs.media.session.PlaySession#info] <PlaySession "
@@ -57,3 +59,21 @@ def test_cpuCountsThisProcess():
     cores = meter.stop()
     assert cores["harness"] > 0 and cores["lab"] >= cores["harness"]
     assert 0 < cores["machine"] <= cores["cores"] + 0.5
+
+
+def test_residentMemoryOfAServerChild():
+    """A child python (a server, for the lab) counts, and stops counting once it is gone."""
+    before = residentMB() or 0.0  # a server another test left running counts too
+    child = subprocess.Popen([sys.executable, "-c",
+                              "import sys, time; b = bytearray(40 << 20); sys.stdin.read()"],
+                             stdin=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 10
+        grew = 0.0
+        while grew < 40 and time.monotonic() < deadline:
+            time.sleep(0.05)
+            grew = (residentMB() or 0.0) - before
+        assert 40 <= grew < 200
+    finally:
+        child.communicate(b"", timeout=10)
+    assert (residentMB() or 0.0) - before < 40
