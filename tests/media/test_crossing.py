@@ -29,19 +29,21 @@ def test_leftOutOfAListItCame():
     copies.listed([100, 190], 0.3)  # a late NACK that still had it
     assert copies.needless(100)
     copies.sent(100, 0.4, newest=200)  # a new copy starts over
-    copies.listed([100, 210], 0.6)
-    assert not copies.needless(100)  # 10 past the copy's newest
+    assert not copies.lost(100)
+    copies.listed([100, 200 + CopiesOut.OVERTAKEN + 1], 0.6)
+    assert not copies.needless(100) and copies.lost(100)  # past the copy's newest
 
 
 def test_copiesAreKeptASecondAcrossTheWrap():
     copies = CopiesOut()
     copies.sent(65530, 0.0, newest=65535)
-    copies.listed([65530, 10], 0.5)  # 10 is 11 newer than 65535
+    copies.listed([65530, CopiesOut.OVERTAKEN], 0.5)  # one past the margin, across the wrap
     assert not copies.needless(65530)
     copies.sent(7, 0.6, newest=20)
-    copies.listed([30], 0.0 + CopiesOut.KEPT + 0.1)
+    copies.listed([40], 0.0 + CopiesOut.KEPT + 0.1)
     assert list(copies.copies) == [7]
     assert not copies.needless(65530)  # forgotten: nothing against a copy
+    assert not copies.lost(65530)  # nor for one
 
 
 def _eagerPlayerFar():
@@ -71,12 +73,43 @@ def test_aFarRepeatWaitsForANackThatLeftAfterTheCopyCame():
     track.clock.advance(1.5 * subscription.rtt.retry)
     subscription.nackReceived([far, sent[-3]])  # crossed the copy
     assert _seqs(wire) == [sent[-3]] and subscription.farRepeats == 1
-    for i in range(count, count + 10):
+    later = CopiesOut.OVERTAKEN + 2
+    for i in range(count, count + later):
         track.fanout(0, 0, i, i * 3000, bytes(SIZE), False)
     wire.sent.clear()
     track.clock.advance(1.5 * subscription.rtt.retry)
-    subscription.nackReceived([far, (sent[-1] + 9) & 0xFFFF])  # well after the copy: lost
+    subscription.nackReceived([far, (sent[-1] + later - 1) & 0xFFFF])  # well after the copy: lost
     assert _seqs(wire)[0] == far
+
+
+def test_aFarCopyItsListsShowLostGoesAgainWithoutTheRetry():
+    """
+    Far behind, a copy the player's lists show lost (they list a packet
+    sent well after it) is sent again at once, not a retry later: aiortc
+    stops listing a hole 128 behind its newest and then holds every frame
+    behind it until its buffer overflows (docs/networks.md, "The hour again").
+    """
+    track, wire, subscription, sent, count = _eagerPlayerFar()
+    far = sent[10]
+    subscription.nackReceived([far])
+    assert _seqs(wire) == [far]
+    wire.sent.clear()
+    track.clock.advance(0.02)  # well within the retry
+    assert 0.05 < subscription.rtt.retry
+    subscription.nackReceived([far, sent[-2]])  # nothing after the copy: may have crossed it
+    assert _seqs(wire) == [sent[-2]]
+    later = CopiesOut.OVERTAKEN + 2
+    for i in range(count, count + later):
+        track.fanout(0, 0, i, i * 3000, bytes(SIZE), False)
+    wire.sent.clear()
+    track.clock.advance(0.02)  # 40 ms after the copy
+    last = (sent[-1] + later - 1) & 0xFFFF
+    subscription.nackReceived([far, last])  # sent after the copy, and had: the copy is lost
+    assert _seqs(wire) == [far, last]
+    wire.sent.clear()
+    track.clock.advance(0.01)
+    subscription.nackReceived([far, last])  # the same evidence again: the new copy's chance
+    assert _seqs(wire) == []
 
 
 def test_aBrowserIsNotAskedForEvidence():

@@ -28,12 +28,14 @@ class CopiesOut:
     """An eager player's copies (resends, late packets) of the last L{KEPT} s."""
 
     KEPT = 1.0  # s: a copy older than this is no longer on its way
-    # Packets sent after a copy that may come before it. Read against a
-    # `mobile` trace (600 s, 4 players): at 0, 177 second copies the player
-    # already had would have gone out, 8 of them 96 or more behind (where
-    # one drops aiortc's buffer); at 8, 28, none that far; of 203 repeats
-    # of lost copies, 50 instead of 6 wait for a later NACK.
-    OVERTAKEN = 8
+    # Packets sent after a copy that may come before it: more than the
+    # link's jitter spans. Read against a `mobile` trace (600 s, 4 players,
+    # ±40 ms: 80 ms apart is 10 packets at 130 a second): at 0, 177 second
+    # copies the player already had would have gone out, 8 of them 96 or
+    # more behind (where one drops aiortc's buffer); at 8, 28, none that
+    # far, but in an hour one went out that 9 later packets had overtaken
+    # (a reset, docs/networks.md "The hour again"); 16 is 120 ms.
+    OVERTAKEN = 16
 
     def __init__(self):
         # seq -> [sent at, the newest number sent then, left out of a NACK since]
@@ -64,6 +66,10 @@ class CopiesOut:
         for seq, entry in copies.items():
             if seq not in listed and rtp.seqNewer(top, seq):
                 entry[2] = True
+
+    def lost(self, seq: int) -> bool:
+        """Whether the player's lists show our last copy of C{seq} lost: it had its chance."""
+        return seq in self.copies and not self.needless(seq)
 
     def needless(self, seq: int) -> bool:
         """

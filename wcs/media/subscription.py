@@ -372,7 +372,14 @@ class Subscription:
                 data = header + self.payloads[slot]
                 since = now - self.resentAt[slot]
                 first = now - asked.get(seq, float("-inf")) < NackHold.SOONEST  # in this very NACK
-                wait = onItsWay if self._near(seq) else retry
+                near = self._near(seq)
+                if not near and self.hold.eager and self.copiesOut.lost(seq):
+                    # Its lists show the copy lost: not the retry's wait, in
+                    # which aiortc forgets the hole (128 behind its newest)
+                    # and then holds every frame behind it for seconds.
+                    wait = 0.0
+                else:
+                    wait = onItsWay if near else retry
                 if since < wait:
                     if early and since >= self.EARLY_AFTER \
                             and self.earlyAt[slot] < self.resentAt[slot] \
