@@ -16,7 +16,10 @@ that is L{OVERTAKEN} newer than all we had sent with the copy, the copy
 had its chance (a link's jitter lets a few packets sent after the copy
 come before it: on the lab's `mobile`, a NACK 1 past it had still
 crossed it); a list that leaves the packet out (while listing a newer
-one) says it came. L{CopiesOut.needless} tells both.
+one) says it came. L{CopiesOut.needless} tells both; L{CopiesOut.lost},
+that the copy had its chance and a list still has the packet: the next
+copy goes at once, not a retry later, before aiortc stops listing the
+hole (128 behind its newest) and holds every frame behind it for seconds.
 """
 
 from __future__ import annotations
