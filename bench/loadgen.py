@@ -45,6 +45,7 @@ import websockets  # noqa: E402
 from aiortc.rtcicetransport import candidate_to_aioice  # noqa: E402
 
 from bench.sfu import cpuSeconds  # noqa: E402
+from tests.support.server import residentBytes  # noqa: E402
 from wcs.media.ice import PortRange  # noqa: E402
 from wcs.media.internals import (  # noqa: E402
     DtlsTransport, IceAgent, RTCCertificate, RTCDtlsParameters, sdp)
@@ -59,10 +60,10 @@ CONNECT_TIMEOUT = 30.0
 
 def rss(pid: int) -> int:
     """Resident set size of C{pid}, bytes."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise ValueError("no VmRSS")
+    resident = residentBytes(pid)
+    if resident is None:
+        raise ValueError("no VmRSS")
+    return resident
 
 
 def udpErrors() -> dict:

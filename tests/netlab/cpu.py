@@ -14,6 +14,8 @@ import os
 import time
 from pathlib import Path
 
+from tests.support.server import residentBytes
+
 TICK = os.sysconf("SC_CLK_TCK")
 CORES = os.cpu_count() or 1
 
@@ -89,13 +91,12 @@ def residentMB(groups=("server", "janus"), root: int | None = None) -> float | N
         if kind not in groups:
             continue
         try:
-            status = Path(f"/proc/{pid}/status").read_text()
-        except OSError:
+            resident = residentBytes(pid)
+        except OSError:  # gone meanwhile
             continue
-        for line in status.splitlines():
-            if line.startswith("VmRSS:"):
-                total, found = total + int(line.split()[1]), True
-    return round(total / 1024, 1) if found else None
+        if resident is not None:
+            total, found = total + resident, True
+    return round(total / 2**20, 1) if found else None
 
 
 class CpuMeter:

@@ -42,6 +42,18 @@ def waitForPort(port: int, proc: subprocess.Popen, logPath: Path,
     raise RuntimeError(f"server did not listen on {port} in {timeout}s:\n{logPath.read_text()}")
 
 
+def residentBytes(pid: int) -> int | None:
+    """
+    C{pid}'s resident memory now, in bytes (Linux /proc: VmRSS); None for
+    a process that has none (a zombie). OSError when it is gone.
+    """
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return None
+
+
 @dataclass
 class RunningServer:
     proc: subprocess.Popen
@@ -59,11 +71,10 @@ class RunningServer:
 
     def rss(self) -> int:
         """The server's resident memory now, in bytes (Linux /proc)."""
-        with open(f"/proc/{self.proc.pid}/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-        raise RuntimeError("no VmRSS in /proc status")
+        resident = residentBytes(self.proc.pid)
+        if resident is None:
+            raise RuntimeError("no VmRSS in /proc status")
+        return resident
 
     @property
     def restURL(self) -> str:
