@@ -162,6 +162,9 @@ def runServer(spec, profile, report, lab, args, workdir: Path, failures) -> list
             if result.get("serverMB"):
                 print(f"# {kind} {profile.name} {codec}: server memory (s: MB): " + ", ".join(
                     f"{at}: {mb}" for at, mb in result["serverMB"]), flush=True)
+            if any((result.get("kernelUdp") or {}).values()):
+                print(f"# {kind} {profile.name} {codec}: the lab's kernel dropped datagrams at "
+                      f"sockets: {result['kernelUdp']}", flush=True)
             for player in result.get("perPlayer", [])[:1]:
                 told = sdpSummary((player.get("stats") or {}).get("remoteSdp"))
                 if told:

@@ -14,6 +14,10 @@ a line, and answers each with one JSON line on stdout:
   {"cmd": "stats"}      the counters of every link
   {"cmd": "reset"}      zero the counters
 
+With C{NETLAB_LINK_TRACE} naming a file, every RTP packet a link meets is
+a line there (L{LinkTrace}): what became of it, to tell a copy the link
+lost from one a client dropped after it came.
+
 It ends on EOF (its parent went away) or SIGTERM, and the namespace with it
 once nothing else runs there.
 """
@@ -26,6 +30,7 @@ import os
 import random
 import select
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -34,6 +39,7 @@ from dataclasses import dataclass, field
 from tests.netlab.nfqueue import NetfilterQueue, udpAddresses
 
 IFACE = "lab0"
+TRACE = "NETLAB_LINK_TRACE"
 SETUP = [
     ["ip", "link", "set", "lo", "up"],
     # The veth trick (as ../shared/bench/sfu_load.py): 127.0.0.0/8 on an
@@ -115,11 +121,66 @@ def makeLinks(specs: list[dict]) -> list[Link]:
     return [Link(**spec) for spec in specs]
 
 
+def rtpFields(packet: bytes) -> tuple[int, int, int] | None:
+    """
+    (SSRC, sequence number, timestamp) of the RTP packet in the first bytes
+    of an IPv4 UDP packet, or None (RTCP, STUN, DTLS). SRTP leaves the
+    header in the clear; an RTX copy shows its own SSRC and number.
+    """
+    start = (packet[0] & 0x0F) * 4 + 8 if packet else 0
+    if len(packet) < start + 12:
+        return None
+    first, kind = packet[start], packet[start + 1]
+    if not 127 < first < 192 or 191 < kind < 224:  # RTP version 2; RTCP types (RFC 5761)
+        return None
+    seq, timestamp, ssrc = struct.unpack_from("!HII", packet, start + 2)
+    return ssrc, seq, timestamp
+
+
+class LinkTrace:
+    """
+    A line per RTP packet a link met: the monotonic time (the same clock
+    as the server's C{media_trace_file} and the lab player's trace), the
+    link, SSRC, number, timestamp, IP length, then C{lost} (random loss),
+    C{tail} (over the rate limit's queue) or the ms it was held.
+    """
+
+    def __init__(self, path: str):
+        self.file = open(path, "a", buffering=1 << 16)
+
+    def packet(self, now: float, link: "Link", data: bytes, size: int,
+               release: float | None, lost: bool) -> None:
+        fields = rtpFields(data)
+        if fields is None:
+            return
+        outcome = ("lost" if lost else "tail") if release is None \
+            else round((release - now) * 1000, 1)
+        self.file.write(f"{now:.4f} {link.name} {fields[0]} {fields[1]} {fields[2]} "
+                        f"{size} {outcome}\n")
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def kernelUdp(path: str = "/proc/net/snmp") -> dict[str, int]:
+    """
+    This namespace's UDP counters: datagrams the kernel dropped at a
+    socket (a full receive buffer, a bad checksum), apart from the links.
+    """
+    with open(path) as f:
+        rows = [line.split() for line in f if line.startswith("Udp:")]
+    names, values = rows[0][1:], rows[1][1:]
+    return {name: int(value) for name, value in zip(names, values)
+            if name in ("InErrors", "RcvbufErrors", "SndbufErrors", "NoPorts")}
+
+
 class Impairer:
     """Holds queued packets until their links let them go."""
 
-    def __init__(self, queue, links: list[Link], rng: random.Random, clock=time.monotonic):
+    def __init__(self, queue, links: list[Link], rng: random.Random, clock=time.monotonic,
+                 trace: LinkTrace | None = None):
         self.queue = queue
+        self.trace = trace
         self.links = links
         self.rng = rng
         self.clock = clock
@@ -137,7 +198,11 @@ class Impairer:
                 self.queue.verdict(packet.id, True)
                 continue
             size = parsed[2]
+            lostBefore = link.counters.lost
             release = link.admit(now, size, self.rng)
+            if self.trace is not None:
+                self.trace.packet(now, link, packet.data, size, release,
+                                  link.counters.lost > lostBefore)
             if release is None:
                 self.queue.verdict(packet.id, False)
             elif release <= now:
@@ -159,7 +224,7 @@ class Impairer:
     def stats(self) -> dict:
         return {"links": {l.name: vars(l.counters) for l in self.links},
                 "unmatched": self.unmatched.packets, "held": len(self.held),
-                "overruns": getattr(self.queue, "overruns", 0)}
+                "overruns": getattr(self.queue, "overruns", 0), "kernelUdp": kernelUdp()}
 
     def command(self, line: str) -> dict:
         request = json.loads(line)
@@ -177,8 +242,18 @@ def main() -> None:
         subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     queue = NetfilterQueue()  # bound before the rule: no packet meets an empty queue
     subprocess.run(RULE, check=True, stdout=subprocess.DEVNULL)
-    impairer = Impairer(queue, [], random.Random(int(os.environ.get("NETLAB_SEED", "0")) or None))
+    trace = LinkTrace(os.environ[TRACE]) if os.environ.get(TRACE) else None
+    impairer = Impairer(queue, [], random.Random(int(os.environ.get("NETLAB_SEED", "0")) or None),
+                        trace=trace)
     print("ready", flush=True)
+    try:
+        serve(impairer, queue)
+    finally:  # EOF or SIGTERM: what the trace holds is the run's end
+        if trace is not None:
+            trace.close()
+
+
+def serve(impairer: Impairer, queue) -> None:
     stdin = sys.stdin.fileno()
     pending = b""
     while True:

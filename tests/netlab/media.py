@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 import av
 import numpy as np
+import pylibsrtp
 from aiortc.codecs import h264, vpx
 from aiortc.mediastreams import MediaStreamError, VideoStreamTrack
 
@@ -125,6 +126,9 @@ class MeasuringPlayer(peers.Player):
             wire.append((time.monotonic(), "rtp", packet.ssrc, packet.sequence_number,
                          packet.timestamp, packet.payload_type,
                          int.from_bytes(packet.payload[:2], "big") if packet.payload else -1))
+            dtls = receiver.transport
+            if not isinstance(dtls._rx_srtp, _WatchedUnprotect):
+                dtls._rx_srtp = _WatchedUnprotect(dtls._rx_srtp, wire)
             await handle(packet, arrival_time_ms)
 
         async def sendNack(ssrc, lost):
@@ -172,6 +176,30 @@ class MeasuringPlayer(peers.Player):
             "repeats": repeats,
             "keyframes": sum(d.keyframe for d in window) if self.countsKeyframes else None,
         }
+
+
+class _WatchedUnprotect:
+    """
+    A player's SRTP session that notes each packet it refuses (aiortc
+    drops them with a debug line only): C{(at, "srtp", SSRC, SEQ, why)}
+    in the wire trace, the header read in the clear.
+    """
+
+    def __init__(self, session, wire: list):
+        self.session = session
+        self.wire = wire
+
+    def unprotect(self, data: bytes) -> bytes:
+        try:
+            return self.session.unprotect(data)
+        except pylibsrtp.Error as e:
+            seq, ssrc = (int.from_bytes(data[2:4], "big"), int.from_bytes(data[8:12], "big")) \
+                if len(data) >= 12 else (-1, -1)
+            self.wire.append((time.monotonic(), "srtp", ssrc, seq, str(e)))
+            raise
+
+    def unprotect_rtcp(self, data: bytes) -> bytes:
+        return self.session.unprotect_rtcp(data)
 
 
 def slices(players, start: float, end: float, length: float) -> list[dict]:
@@ -405,7 +433,8 @@ class RoomRun:
         end, made = time.monotonic(), video.count - made
         askedInWindow = (await asked() - askedBefore) if askedBefore is not None else None
         cores = cpu.stop()
-        links = lab.stats()["links"]
+        counters = lab.stats()
+        links = counters["links"]
         seconds = end - start
 
         def kbit(name):
@@ -426,6 +455,9 @@ class RoomRun:
             "publisherMediaKbit": round(sent.media * 8 / seconds / 1000),
             "publisherResentKbit": round(sent.resent * 8 / seconds / 1000),
             "cpuCores": cores,  # the lab's own CPU over the window (tests/netlab/cpu.py)
+            # Datagrams the lab's kernel dropped at a socket since the lab began
+            # (a full receive buffer), apart from the links' loss.
+            "kernelUdp": counters.get("kernelUdp"),
             "perPlayer": [dict(p.figures(start, end), downlinkKbit=kbit(f"player{i}.down"),
                                tailDropped=links.get(f"player{i}.down", {}).get("tailDropped"))
                           for i, p in enumerate(players)],

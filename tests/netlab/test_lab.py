@@ -5,10 +5,11 @@ impair).
 """
 
 import random
+import struct
 
 import pytest
 
-from tests.netlab.impairer import Impairer, Link
+from tests.netlab.impairer import Impairer, Link, LinkTrace, kernelUdp, rtpFields
 from tests.netlab.lab import NetLab, playerAddress, publisherAddress
 from tests.netlab.nfqueue import Packet
 from tests.netlab.profiles import PROFILES, proveInLab
@@ -77,6 +78,55 @@ def test_impairer_holds_packets_until_due_and_counts_per_link():
     stats = impairer.stats()
     assert stats["links"]["p.up"]["deliveredBytes"] == 128
     assert stats["links"]["p.down"]["lost"] == 1 and stats["unmatched"] == 1
+
+
+def rtp(src, dst, seq, ssrc, timestamp=7, kind=96):
+    """An IPv4 UDP packet's first bytes with an RTP header (as SRTP leaves it in the clear)."""
+    return ipv4(src, dst) + bytes(8) + struct.pack("!BBHII", 0x80, kind, seq, timestamp, ssrc)
+
+
+def test_rtp_fields_are_read_after_the_ip_and_udp_headers():
+    assert rtpFields(rtp("127.0.0.1", "127.0.2.1", 65000, 0xDEADBEEF, 90000)) == \
+        (0xDEADBEEF, 65000, 90000)
+    assert rtpFields(rtp("127.0.0.1", "127.0.2.1", 1, 2, kind=201)) is None  # RTCP
+    assert rtpFields(ipv4("127.0.0.1", "127.0.2.1") + bytes(8) + b"\x16\xfe\xfd") is None  # DTLS
+    assert rtpFields(b"") is None
+
+
+def test_the_link_trace_says_what_became_of_each_rtp_packet(tmp_path):
+    now = [50.0]
+    queue = FakeQueue()
+    path = tmp_path / "links.trace"
+    trace = LinkTrace(str(path))
+    impairer = Impairer(queue, [Link("player0.down", dst="127.0.2.1", delayMs=20,
+                                     rateKbit=80, queueMs=15)],
+                        random.Random(0), clock=lambda: now[0], trace=trace)
+    # 128 bytes at 80 kbit/s take 12.8 ms: the third would wait 25.6 ms, past the 15 ms queue.
+    impairer.onPackets([Packet(1, rtp("127.0.0.1", "127.0.2.1", 10, 5)),
+                        Packet(2, rtp("127.0.0.1", "127.0.2.1", 11, 5)),
+                        Packet(3, rtp("127.0.0.1", "127.0.2.1", 12, 5)),
+                        Packet(4, rtp("127.0.0.1", "127.0.2.1", 1, 5, kind=200))])
+    impairer.links[0].loss = 1.0
+    impairer.onPackets([Packet(5, rtp("127.0.0.1", "127.0.2.1", 13, 5))])
+    trace.close()
+    lines = [line.split() for line in path.read_text().splitlines()]
+    assert [line[1:] for line in lines] == [
+        ["player0.down", "5", "10", "7", "128", "32.8"],
+        ["player0.down", "5", "11", "7", "128", "45.6"],
+        ["player0.down", "5", "12", "7", "128", "tail"],
+        ["player0.down", "5", "13", "7", "128", "lost"]]  # the RTCP packet is not there
+    assert all(float(line[0]) == 50.0 for line in lines)
+
+
+def test_the_kernels_udp_drops_are_read_from_snmp(tmp_path):
+    snmp = tmp_path / "snmp"
+    snmp.write_text("Udp: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors "
+                    "SndbufErrors InCsumErrors IgnoredMulti MemErrors\n"
+                    "Udp: 100 2 7 90 5 1 0 0 0\n"
+                    "UdpLite: InDatagrams NoPorts InErrors\nUdpLite: 0 0 0\n")
+    assert kernelUdp(str(snmp)) == {"NoPorts": 2, "InErrors": 7, "RcvbufErrors": 5,
+                                    "SndbufErrors": 1}
+    assert set(kernelUdp()) == {"NoPorts", "InErrors", "RcvbufErrors", "SndbufErrors"}
 
 
 @pytest.mark.parametrize("name", ["lossy", "narrow"])

@@ -446,7 +446,12 @@ class Subscription:
             self.copiesOut.sent(seq, now, self.lastSeq)
         self.retransmitted += 1
         self.retransmittedOctets += len(data)
-        self.send(data if self.rtx is None else self.rtx.wrap(data))
+        if self.rtx is None:
+            self.send(data)
+        else:
+            if self.trace is not None:  # which RTX number carries it (the lab's link trace)
+                self.trace.event("cp", self.ssrc, seq, self.rtx.seq)
+            self.send(self.rtx.wrap(data))
         if self.stall is not None:
             self.stall.resent(seq, now)
         return True

@@ -19,7 +19,8 @@ for the way out), then numbers:
   publisher's SRC on its SSRC; CPU: the server thread's CPU time in
   microseconds, so that a wait between two sends reads as work of ours
   or as the thread not running); C{nack PLAYER OUT...}: the player's NACK as received;
-  C{rs PLAYER OUT SINCE WAIT}: resent; C{early}: a repeat within the
+  C{rs PLAYER OUT SINCE WAIT}: resent (C{cp PLAYER OUT RTXSEQ}, before
+  it and before every other copy: the RTX number that carries it); C{early}: a repeat within the
   round trip answered once more (C{media_player_early_copy}); C{defer}:
   a first NACK left for its repeat (C{media_player_nack_reserve}); C{soon},
   C{budget}: refused as sent
