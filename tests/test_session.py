@@ -125,6 +125,22 @@ def test_server_pings_and_drops_a_silent_client(server, clock):
     assert channel.closedWith == "nothing heard from the client for 5 s"
 
 
+def test_a_pause_of_the_server_itself_is_not_the_clients_silence(server, clock):
+    """
+    A tick that comes long after the last (a paused virtual machine that
+    resumed, a frozen loop, a stepped wall clock) does not count the time
+    between against the client: it gets a whole timeout from there.
+    """
+    session, channel = connect(server)
+    clock.advance(1)  # the tick that counts its `connection`
+    clock.advance(30)  # the next tick, 30 s on
+    assert channel.closedWith is None
+    clock.pump([1] * 4)
+    assert channel.closedWith is None
+    clock.advance(1)
+    assert channel.closedWith == "nothing heard from the client for 5 s"
+
+
 def test_any_sign_of_life_keeps_a_client_that_sends_no_message(server, clock):
     quiet, q = connect(server, "quiet")
     active, a = connect(server, "active")

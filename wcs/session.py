@@ -333,6 +333,8 @@ class ClientSession(RoomCommands):
         interval = settings.ws_ping_interval / 1000.0
         if interval <= 0:
             return
+        self._pingInterval = interval
+        self._lastTick = self.server.clock.seconds()
         self._pinger = LoopingCall(self._keepAlive)
         self._pinger.clock = self.server.clock
         self._pinger.start(interval, now=False)
@@ -345,7 +347,13 @@ class ClientSession(RoomCommands):
         intervals and errs on the side of keeping the client.
         """
         now = self.server.clock.seconds()
-        if self.heard:
+        sinceTick, self._lastTick = now - self._lastTick, now
+        # A tick long overdue or from the future: the machine or the loop
+        # stood still (a virtual machine paused and resumed, a frozen
+        # loop) or the wall clock the reactor reads was stepped. That
+        # silence is ours as much as the peer's: it counts from now (in
+        # the lab, a paused VM closed every session of an hour's run).
+        if self.heard or not 0 <= sinceTick <= 2 * self._pingInterval:
             self.heard = False
             self.lastHeard = now
         timeout = self.server.settings.ws_dead_peer_timeout / 1000.0
