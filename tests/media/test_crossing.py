@@ -112,6 +112,37 @@ def test_aFarCopyItsListsShowLostGoesAgainWithoutTheRetry():
     assert _seqs(wire) == []
 
 
+def test_aFarCopyItsListsShowLostGoesTwice():
+    """
+    The copy sent at once for a far hole its lists show open goes twice,
+    20 ms apart (media_repeat_repairs): a hole that far has lost three
+    copies, and aiortc forgets it soon. A far copy sent on the retry, with
+    no such evidence (a browser's), goes once.
+    """
+    track, wire, subscription, sent, count = _eagerPlayerFar()
+    subscription.policy = replace(subscription.policy, repeatRepairs=True)
+    far = sent[10]
+    subscription.nackReceived([far])
+    assert _seqs(wire) == [far]
+    later = CopiesOut.OVERTAKEN + 2
+    for i in range(count, count + later):
+        track.fanout(0, 0, i, i * 3000, bytes(SIZE), False)
+    wire.sent.clear()
+    track.clock.advance(0.04)
+    last = (sent[-1] + later - 1) & 0xFFFF
+    subscription.nackReceived([far, last])  # the copy is lost
+    track.clock.advance(subscription.REPEAT_AFTER)
+    assert _seqs(wire) == [far, last, far] and subscription.repairsRepeated == 1
+    wire.sent.clear()
+    subscription.hold.eager = False
+    other = sent[20]
+    subscription.resend([other])
+    track.clock.advance(1.5 * subscription.rtt.retry)
+    subscription.resend([other])  # no evidence: on the retry, once
+    track.clock.advance(subscription.REPEAT_AFTER)
+    assert _seqs(wire) == [other, other] and subscription.repairsRepeated == 1
+
+
 def test_aBrowserIsNotAskedForEvidence():
     track, wire, subscription, sent, count = _eagerPlayerFar()
     subscription.hold.eager = False

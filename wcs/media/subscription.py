@@ -373,13 +373,11 @@ class Subscription:
                 since = now - self.resentAt[slot]
                 first = now - asked.get(seq, float("-inf")) < NackHold.SOONEST  # in this very NACK
                 near = self._near(seq)
-                if not near and self.hold.eager and self.copiesOut.lost(seq):
-                    # Its lists show the copy lost: not the retry's wait, in
-                    # which aiortc forgets the hole (128 behind its newest)
-                    # and then holds every frame behind it for seconds.
-                    wait = 0.0
-                else:
-                    wait = onItsWay if near else retry
+                # Its lists show the copy lost: not the retry's wait, in which
+                # aiortc forgets the hole (128 behind its newest) and then
+                # holds every frame behind it for seconds.
+                stillMissing = not near and self.hold.eager and self.copiesOut.lost(seq)
+                wait = 0.0 if stillMissing else onItsWay if near else retry
                 if since < wait:
                     if early and since >= self.EARLY_AFTER \
                             and self.earlyAt[slot] < self.resentAt[slot] \
@@ -396,7 +394,8 @@ class Subscription:
                     if since < self.AGAIN_WITHIN and self.policy.repeatRepairs:
                         # A copy we sent (or forwarded late) was lost: this
                         # one is a round trip later still, so it goes twice.
-                        self.clock.callLater(self.REPEAT_AFTER, self.repeatCopy, seq)
+                        self.clock.callLater(self.REPEAT_AFTER, self.repeatCopy, seq,
+                                             stillMissing)
                 elif first:
                     self.nacksDeferred += 1  # it asks again if the packet does not come
                     event = "defer"
@@ -483,13 +482,20 @@ class Subscription:
         """
         return (self.lastSeq - seq) & 0xFFFF < StallWatch.MAX_BEHIND
 
-    def repeatCopy(self, seq: int) -> None:
+    def repeatCopy(self, seq: int, stillMissing: bool = False) -> None:
         """
         Send C{seq} (ours) once more: from spare budget, and only while it
         is not far behind our newest (where a copy the player has makes
-        aiortc drop its buffer).
+        aiortc drop its buffer) unless C{stillMissing}: the player's lists
+        showed the copy before lost, so the hole is open. The two copies go
+        L{REPEAT_AFTER} apart and come within the link's jitter of each
+        other; aiortc lets out one frame per packet that comes once the
+        first fills the hole, so the second lands tens of packets behind
+        its oldest, not the 100 that drop its buffer. Far behind, a hole
+        has lost three copies or more: alone, the next one is lost once in
+        20 and aiortc forgets the hole (docs/networks.md, "Every copy lost").
         """
-        if self.started and self._near(seq):
+        if self.started and (stillMissing or self._near(seq)):
             if self.resendProbe(seq, spare=True):
                 self.repairsRepeated += 1
                 if self.trace is not None:
