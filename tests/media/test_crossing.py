@@ -6,8 +6,9 @@ alone and in a subscription (wcs/media/subscription.py).
 from dataclasses import replace
 
 from tests.media.test_feedback import PLAIN, SIZE, _player, _seqs
-from wcs.media.crossing import CopiesOut
+from wcs.media.crossing import CopiesOut, StartHold
 from wcs.media.stall import StallWatch
+from wcs.media.subscription import RESTART_SKIP
 
 
 def test_aListNoNewerThanTheCopyCrossedIt():
@@ -151,3 +152,58 @@ def test_aBrowserIsNotAskedForEvidence():
     track.clock.advance(1.5 * subscription.rtt.retry)
     subscription.resend([far])
     assert _seqs(wire) == [far, far] and subscription.farRepeats == 0
+
+
+def _jumpAfterACopy(eager: bool):
+    """A copy resent, then at once a restart with the skip and a keyframe already coming."""
+    track, wire, subscription, sent, count = _eagerPlayerFar()
+    subscription.hold.eager = eager
+    subscription.resend([sent[-3]])
+    assert _seqs(wire) == [sent[-3]]
+    wire.sent.clear()
+    track.clock.advance(0.002)
+    subscription.restart(skip=True)  # the publisher leg gave a packet up
+    track.clock.advance(0.002)
+    for i in range(count, count + 3):
+        track.fanout(0, 0, i, i * 3000, bytes(SIZE), i == count)
+    return track, wire, subscription, sent
+
+
+def test_theKeyframeAJumpStartsOnWaitsForACopyOnItsWay():
+    """
+    An eager player's keyframe after the numbering's jump waits until a
+    copy sent just before the jump has had its time (StartHold.AFTER_COPY),
+    then goes with the packets that came meanwhile, in order: had the copy
+    come after the keyframe's first packets, aiortc would have dropped them.
+    """
+    track, wire, subscription, sent = _jumpAfterACopy(eager=True)
+    assert _seqs(wire) == [] and subscription.startHold.starts == 1
+    track.clock.advance(StartHold.AFTER_COPY - 0.004 - 0.001)
+    assert _seqs(wire) == []
+    track.clock.advance(0.002)
+    jumped = (sent[-1] + 1 + RESTART_SKIP) & 0xFFFF
+    assert _seqs(wire) == [jumped, (jumped + 1) & 0xFFFF, (jumped + 2) & 0xFFFF]
+    assert subscription.started
+    wire.sent.clear()
+    later = len(sent) + 3  # the track's next number (_eagerPlayerFar's count + 3)
+    track.fanout(0, 0, later, later * 3000, bytes(SIZE), False)  # then as usual
+    assert _seqs(wire) == [(jumped + 3) & 0xFFFF]
+
+
+def test_aKeyframeLongAfterTheLastCopyOrToABrowserIsNotHeld():
+    track, wire, subscription, sent = _jumpAfterACopy(eager=False)
+    assert len(_seqs(wire)) == 3 and subscription.startHold.starts == 0
+    track, wire, subscription, sent, count = _eagerPlayerFar()
+    subscription.resend([sent[-3]])
+    track.clock.advance(StartHold.AFTER_COPY)
+    subscription.restart(skip=True)
+    wire.sent.clear()
+    track.fanout(0, 0, count, count * 3000, bytes(SIZE), True)
+    assert len(_seqs(wire)) == 1 and subscription.startHold.starts == 0
+
+
+def test_aRestartDropsTheHeldStart():
+    track, wire, subscription, sent = _jumpAfterACopy(eager=True)
+    subscription.restart(skip=False)  # the publisher's new stream: not these packets
+    track.clock.advance(1.0)
+    assert _seqs(wire) == []

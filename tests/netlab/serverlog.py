@@ -22,11 +22,12 @@ PLAYER = re.compile(
     rf"on the way in not held; {_NUMBER} keyframe requests, {_NUMBER} not passed on; "
     rf"{_NUMBER} late packets sent twice(?:, {_NUMBER} repeats within a round trip sent again)?"
     rf"(?:, {_NUMBER} first NACKs left for their repeat)?"
-    rf"(?:, {_NUMBER} far behind not sent again)?")
+    rf"(?:, {_NUMBER} far behind not sent again)?"
+    rf"(?:, {_NUMBER} keyframe starts held for copies on their way)?")
 PLAYER_FIELDS = ("nacks", "resent", "rtx", "overBudget", "tooSoon", "rttMs", "tooOld",
                  "beforeKeyframe", "reasked", "nackLists", "held",
                  "heldCameMeanwhile", "waitMs", "upstreamLate", "pliReceived", "pliLimited",
-                 "repeated", "resentEarly", "deferred", "farRepeats")
+                 "repeated", "resentEarly", "deferred", "farRepeats", "startsHeld")
 PUBLISHER = re.compile(
     r"<PublishSession '(?P<stream>[^']+)' [^>]*>: video feedback: "
     rf"{_NUMBER} NACKed(?: \({_NUMBER} twice\))?, {_NUMBER} repaired, {_NUMBER} given up, "

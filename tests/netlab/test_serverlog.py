@@ -15,7 +15,7 @@ PLAY = ("2026-11-27T00:36:23+0000 [wcs.media.session.PlaySession#info] <PlaySess
         "(1037 came meanwhile, wait 133 ms), 1037 for packets late on the way in not held; "
         "18 keyframe requests, 89 not passed on; 61 late packets sent twice, 7 repeats within "
         "a round trip sent again, 5 first NACKs left for their repeat, 4 far behind "
-        "not sent again")
+        "not sent again, 2 keyframe starts held for copies on their way")
 PUBLISH = ("2026-11-27T00:36:24+0000 [wcs.media.session.PublishSession#info] <PublishSession "
            "'room-pub' 78d61e10>: video feedback: 418 NACKed (17 twice), 2993 repaired, 81 given "
            "up, 1829 held by the budget, 12 keyframe requests; RTX 303 (48 unasked, 0 padding)")
@@ -38,12 +38,14 @@ def test_feedbackOfOneStream():
         (222, 1405, 1033, 133, 18, 89, 61)
     assert (first["tooOld"], first["beforeKeyframe"], first["reasked"],
             first["nackLists"], first["resentEarly"], first["deferred"],
-            first["farRepeats"]) == (3, 5, 40, 1293, 7, 5, 4)
+            first["farRepeats"], first["startsHeld"]) == (3, 5, 40, 1293, 7, 5, 4, 2)
     # A line from before the count of repeats answered again.
     older = feedback(PLAY.replace(", 7 repeats within a round trip sent again, 5 first NACKs "
-                                  "left for their repeat, 4 far behind not sent again", ""),
+                                  "left for their repeat, 4 far behind not sent again, 2 keyframe "
+                                  "starts held for copies on their way", ""),
                      "room-pub")["players"][0]
-    assert (older["repeated"], older["resentEarly"], older["farRepeats"]) == (61, None, None)
+    assert (older["repeated"], older["resentEarly"], older["farRepeats"],
+            older["startsHeld"]) == (61, None, None, None)
 
 
 def test_feedbackOfNoStream():

@@ -24,6 +24,8 @@ hole (128 behind its newest) and holds every frame behind it for seconds.
 
 from __future__ import annotations
 
+from typing import Callable
+
 from wcs.media import rtp
 
 
@@ -70,6 +72,12 @@ class CopiesOut:
             if seq not in listed and rtp.seqNewer(top, seq):
                 entry[2] = True
 
+    def lastSentAt(self) -> float:
+        """When the newest copy went (-inf: none in the last L{KEPT} s)."""
+        if not self.copies:
+            return float("-inf")
+        return next(reversed(self.copies.values()))[0]
+
     def lost(self, seq: int) -> bool:
         """Whether the player's lists show our last copy of C{seq} lost: it had its chance."""
         return seq in self.copies and not self.needless(seq)
@@ -85,3 +93,45 @@ class CopiesOut:
             return False
         return entry[2] or self.top is None \
             or not rtp.seqNewer(self.top, (entry[1] + self.OVERTAKEN) & 0xFFFF)
+
+
+class StartHold:
+    """
+    The keyframe an eager player jumps to (a restart that skips our
+    numbering ahead, wcs.media.subscription.RESTART_SKIP), held back while
+    a copy sent before the jump may still be on its way: the link's jitter
+    lets packets sent after a copy come before it, and a copy that comes
+    after the keyframe's first packets is over 1 000 behind them: aiortc
+    drops all it holds, those packets with it, and has counted one of them
+    as come, so it never asks for it again (a 2-5 s stall, 1-3 an hour on
+    the lab's `mobile`, docs/networks.md "Every copy lost"). The packets
+    that come meanwhile wait here in order and go, after L{AFTER_COPY},
+    to C{forward} again.
+    """
+
+    AFTER_COPY = 0.12  # s after the last copy: the link's jitter (±40 ms on `mobile`) and more
+
+    def __init__(self, clock, forward: Callable[..., None]):
+        self.clock = clock
+        self.forward = forward
+        self.held: list[tuple] | None = None
+        self._call = None
+        self.starts = 0  # keyframe starts held (a counter)
+
+    def hold(self, until: float, packet: tuple) -> None:
+        self.starts += 1
+        self.held = [packet]
+        self._call = self.clock.callLater(max(0.0, until - self.clock.seconds()), self._release)
+
+    def add(self, packet: tuple) -> None:
+        self.held.append(packet)
+
+    def _release(self) -> None:
+        held, self.held, self._call = self.held, None, None
+        for packet in held:
+            self.forward(*packet)
+
+    def cancel(self) -> None:
+        call, self._call, self.held = self._call, None, None
+        if call is not None:
+            call.cancel()

@@ -395,7 +395,8 @@ class PlaySession(MediaSession):
                     "{keyframes} keyframe requests, {limited} not passed on; "
                     "{repeated} late packets sent twice, {early} repeats within a round trip "
                     "sent again, {deferred} first NACKs left for their repeat, "
-                    "{farRepeats} far behind not sent again",
+                    "{farRepeats} far behind not sent again, "
+                    "{startsHeld} keyframe starts held for copies on their way",
                     session=self, nacks=s.nacksReceived, resent=s.retransmitted,
                     rtx=s.rtx and s.rtx.packets, dropped=s.retransmitDropped,
                     tooSoon=s.retransmitTooSoon, rtt=s.rtt.smoothed * 1000,
@@ -404,4 +405,5 @@ class PlaySession(MediaSession):
                     wait=s.hold.wait * 1000, upstream=s.hold.upstreamLate,
                     keyframes=s.keyframeRequestsReceived, limited=s.keyframeRequestsLimited,
                     repeated=s.repairsRepeated, early=s.resentEarly,
-                    deferred=s.nacksDeferred, farRepeats=s.farRepeats)
+                    deferred=s.nacksDeferred, farRepeats=s.farRepeats,
+                    startsHeld=s.startHold.starts)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Callable
 
 from wcs.media import rtp
-from wcs.media.crossing import CopiesOut
+from wcs.media.crossing import CopiesOut, StartHold
 from wcs.media.feedback import FeedbackPolicy, RetransmitBudget, RoundTrip
 from wcs.media.internals import RtcpSenderInfo, RtcpSrPacket
 from wcs.media.reorder import NackHold
@@ -105,6 +105,8 @@ class Subscription:
         self.hold = NackHold(self.clock, self.resend, self.rtt, policy.playerReorderWait,
                              self._roomy)
         self.copiesOut = CopiesOut()  # an eager player's copies on their way (crossing)
+        self.startHold = StartHold(self.clock, self._forwardHeld)
+        self.jumping = False  # restarted with the skip: the keyframe start is a jump
         self.rtx = None  # a wcs.media.rtx.RtxSender when the player takes RTX
         self.trace = policy.trace if track.kind == "video" else None  # wcs.media.trace
         # Holes it reported until filled (video; wcs.media.stall).
@@ -145,15 +147,24 @@ class Subscription:
 
     def _stopWatching(self) -> None:
         self._cancelHeld()
+        self.startHold.cancel()
         self.hold.stop()
         if self.stall is not None:
             self.stall.stop()
 
     def forward(self, padding: int, marker: int, seq: int, timestamp: int,
                 payload: bytes, keyframe: bool) -> None:
+        if self.startHold.held is not None:
+            self.startHold.add((padding, marker, seq, timestamp, payload, keyframe))
+            return
         if not self.started:
             if not keyframe:
                 return
+            if self.jumping and self.hold.eager:
+                until = self.copiesOut.lastSentAt() + StartHold.AFTER_COPY
+                if until > self.clock.seconds():
+                    self.startHold.hold(until, (padding, marker, seq, timestamp, payload, True))
+                    return
             self._begin(seq, timestamp)
         outSeq = (seq + self.seqDelta) & 0xFFFF
         slot = outSeq % HISTORY
@@ -189,6 +200,10 @@ class Subscription:
             self.restart(skip=True)
             self.askKeyframe(self.clock.seconds())
 
+    def _forwardHeld(self, *packet) -> None:
+        self.jumping = False  # its copies had their time: start
+        self.forward(*packet)
+
     def _begin(self, seq: int, timestamp: int) -> None:
         # Continue our own numbering from where it stopped, so that a restart
         # (a new publisher SSRC) looks like a gap-free stream to the player.
@@ -197,6 +212,7 @@ class Subscription:
         self.startSeq = self.lastSeq = self.nextSeq  # a span of 0 for _beforeStart
         self.startLongAgo = False
         self.started = True
+        self.jumping = False
         if self.track.lastSenderReport is not None:
             # Lip sync from the first picture, not from the next report.
             self.sendSenderReport(*self.track.lastSenderReport)
@@ -231,8 +247,10 @@ class Subscription:
         player's buffer gives up on its holes when the keyframe comes;
         without, it goes on gap-free (a publisher's new stream).
         """
+        self.startHold.cancel()
         if self.started:
             self.started = False
+            self.jumping = skip
             gap = RESTART_SKIP if skip else 0
             self.skipped += gap
             if skip and self.stall is not None:
