@@ -30,7 +30,10 @@ from collections import Counter, defaultdict
 from aiortc.jitterbuffer import JitterBuffer
 from aiortc.rtp import RtpPacket
 
+from bench.jitterreplay import JUMP
+
 IN_FLIGHT = 1.0  # s: a copy the link let go this close to the window's end may not have come
+LAP = 5.0  # s: copies of one number further apart are of another lap of the numbering
 
 
 class HoleWatch(JitterBuffer):
@@ -51,15 +54,20 @@ class HoleWatch(JitterBuffer):
 
 
 def overflowHoles(rtp: list, media: int) -> list[tuple[float, int]]:
-    """(time, packet) of each hole the player's buffer overflowed on."""
+    """
+    (time, packet) of each hole the player's buffer overflowed on (not
+    our numbering's jump to a keyframe, which empties it on purpose).
+    """
     buffer, found = HoleWatch(), []
     for t, _, ssrc, seq, ts, pt, osn in rtp:
-        packet = RtpPacket(payload_type=pt, sequence_number=seq if ssrc == media else osn,
-                           timestamp=ts)
+        number = seq if ssrc == media else osn
+        packet = RtpPacket(payload_type=pt, sequence_number=number, timestamp=ts)
         packet._data = b""
+        origin = buffer._origin
+        jump = origin is not None and JUMP <= (number - origin) & 0xFFFF < 0x8000
         before = len(buffer.holes)
         buffer.add(packet)
-        if len(buffer.holes) > before:
+        if len(buffer.holes) > before and not jump:
             found.append((t, buffer.holes[-1]))
     return found
 
@@ -93,7 +101,8 @@ def player(path: str, links: dict, copies: dict) -> None:
     rtp = [w for w in view["wire"] if w[1] == "rtp"]
     (media, _), (rtx, _) = Counter(w[2] for w in rtp).most_common(2)
     got = {(w[2], w[3]) for w in rtp}
-    fates = defaultdict(list)  # our number -> [(time, lost?)] in the order sent
+    fates = defaultdict(list)  # our number -> [(time, lost?)] of its latest lap, in order
+    groups = []  # (our number, its copies) of the numbers' earlier laps
     unseen = 0
     for t, ssrc, seq, outcome in links.get(f"{name}.down", []):
         if not start <= t < end:
@@ -102,25 +111,31 @@ def player(path: str, links: dict, copies: dict) -> None:
         if ours is None:
             continue
         lost = outcome in ("lost", "tail")
+        if fates[ours] and t - fates[ours][0][0] > LAP:  # the numbering wrapped since
+            groups.append((ours, fates.pop(ours)))
         fates[ours].append((t, lost))
         if not lost and t < end - IN_FLIGHT and (ssrc, seq) not in got:
             unseen += 1
-    sent = sum(len(v) for v in fates.values())
+    groups += fates.items()
+    every = [v for _, v in groups]
+    sent = sum(len(v) for v in every)
     chain = []
     for k in range(1, 6):
-        runs = [v for v in fates.values() if len(v) > k and all(lost for _, lost in v[:k])]
+        runs = [v for v in every if len(v) > k and all(lost for _, lost in v[:k])]
         if runs:
             chain.append(f"{sum(v[k][1] for v in runs)}/{len(runs)}")
-    everyCopy = sorted(s for s, v in fates.items() if all(lost for _, lost in v) and len(v) > 2)
+    everyCopy = sum(all(lost for _, lost in v) and len(v) > 2 for v in every)
     refused = Counter(w[4] for w in view["wire"] if w[1] == "srtp")
-    print(f"{name}: {sent} copies, {sum(l for v in fates.values() for _, l in v) / sent:.3f} lost"
+    print(f"{name}: {sent} copies, {sum(l for v in every for _, l in v) / sent:.3f} lost"
           f" on the link; copy k+1 lost when copies 1..k were (k = 1, 2, ...): "
-          f"{', '.join(chain)}; every copy (3 or more) lost: {len(everyCopy)}; delivered but"
+          f"{', '.join(chain)}; every copy (3 or more) lost: {everyCopy}; delivered but"
           f" not seen by the player: {unseen}; SRTP refusals: {dict(refused) or 0}")
     for t, hole in overflowHoles(rtp, media):
         if start <= t < end:
-            fate = " ".join(f"+{c - fates[hole][0][0]:.3f}{'x' if lost else 'ok'}"
-                            for c, lost in fates[hole]) if fates[hole] else "none in the window"
+            found = next((v for number, v in groups
+                          if number == hole and v[0][0] <= t < v[0][0] + LAP), None)
+            fate = " ".join(f"+{c - found[0][0]:.3f}{'x' if lost else 'ok'}"
+                            for c, lost in found) if found else "none in the window"
             print(f"  overflow at +{t - start:.1f} s on hole {hole}: its copies {fate}")
 
 

@@ -504,14 +504,9 @@ class Subscription:
         """
         Send C{seq} (ours) once more: from spare budget, and only while it
         is not far behind our newest (where a copy the player has makes
-        aiortc drop its buffer) unless C{stillMissing}: the player's lists
-        showed the copy before lost, so the hole is open. The two copies go
-        L{REPEAT_AFTER} apart and come within the link's jitter of each
-        other; aiortc lets out one frame per packet that comes once the
-        first fills the hole, so the second lands tens of packets behind
-        its oldest, not the 100 that drop its buffer. Far behind, a hole
-        has lost three copies or more: alone, the next one is lost once in
-        20 and aiortc forgets the hole (docs/networks.md, "Every copy lost").
+        aiortc drop its buffer) unless C{stillMissing}: its lists showed
+        the last copy lost, the hole is open, and the two copies come
+        within the link's jitter of each other (docs/media.md).
         """
         if self.started and (stillMissing or self._near(seq)):
             if self.resendProbe(seq, spare=True):
