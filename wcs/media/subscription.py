@@ -13,6 +13,7 @@ from wcs.media import rtp
 from wcs.media.crossing import CopiesOut, StartHold
 from wcs.media.feedback import FeedbackPolicy, RetransmitBudget, RoundTrip
 from wcs.media.internals import RtcpSenderInfo, RtcpSrPacket
+from wcs.media.keyframeask import KeyframeAsking
 from wcs.media.reorder import NackHold
 from wcs.media.rtcpguard import nackWindow
 from wcs.media.stall import StallWatch
@@ -31,7 +32,7 @@ DEFAULT_POLICY = FeedbackPolicy()
 _pack = rtp.HEADER.pack
 
 
-class Subscription:
+class Subscription(KeyframeAsking):
     """
     One player's copy of a track (a L{wcs.media.track.Track}, not imported:
     track.py imports this module): its SSRC, payload type and sequence and
@@ -48,7 +49,6 @@ class Subscription:
     waits one RTT, for the repair to land.
     """
 
-    MAX_BACKOFF = 4  # times the player keyframe interval
     # s between a late packet's two copies (repeatCopy): apart, so that a
     # burst of loss that takes the first does not take both.
     REPEAT_AFTER = 0.02
@@ -262,56 +262,6 @@ class Subscription:
                 # a copy 100 or more behind aiortc's buffer makes it drop
                 # everything, the keyframe included, and wait from that copy.
                 self.headers = [None] * HISTORY
-
-    # Keyframes for this player
-
-    def askKeyframe(self, now: float) -> bool:
-        """
-        This player needs a keyframe: ask the track, unless it asked less
-        than its interval ago (then it waits for the next keyframe anyone
-        gets). False when not passed on.
-        """
-        if now < self.keyframeAllowedAt:
-            self.keyframeRequestsLimited += 1
-            self.keptAsking = True
-            if self.stall is not None:
-                self.stall.keyframeDenied(now)
-            return False
-        # Asking again as soon as allowed is "keeps asking": a narrow link,
-        # which new keyframes do not help. A quiet interval resets it.
-        quiet = now >= self.keyframeAllowedAt + self.policy.playerKeyframeInterval
-        if quiet:
-            self.keyframeBackoff = 1
-        elif self.keptAsking:
-            self.keyframeBackoff = min(self.keyframeBackoff * 2, self.MAX_BACKOFF)
-        self.keptAsking = False
-        self.keyframeAllowedAt = now + self.policy.playerKeyframeInterval * self.keyframeBackoff
-        self.track.requestKeyframe()
-        return True
-
-    def _cancelHeld(self) -> None:
-        call, self._heldKeyframe = self._heldKeyframe, None
-        if call is not None:  # cleared when it fires: still pending
-            call.cancel()
-
-    def _releaseKeyframe(self, askedAt: float) -> None:
-        self._heldKeyframe = None
-        if self.track.lastKeyframe < askedAt:
-            self.askKeyframe(self.clock.seconds())
-
-    # RTCP from the player
-
-    def keyframeRequested(self) -> None:
-        self.keyframeRequestsReceived += 1
-        now = self.clock.seconds()
-        if now < self.repairingUntil:
-            # Packets it asked for are on their way: they may repair the
-            # picture without a keyframe for everyone.
-            if self._heldKeyframe is None:
-                self._heldKeyframe = self.clock.callLater(
-                    self.repairingUntil - now, self._releaseKeyframe, now)
-            return
-        self.askKeyframe(now)
 
     def sentPacket(self, seq: int) -> bytes | None:
         """The packet sent as C{seq}, while the history keeps it."""
