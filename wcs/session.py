@@ -333,7 +333,6 @@ class ClientSession(RoomCommands):
         interval = settings.ws_ping_interval / 1000.0
         if interval <= 0:
             return
-        self._pingInterval = interval
         self._lastTick = self.server.clock.seconds()
         self._pinger = LoopingCall(self._keepAlive)
         self._pinger.clock = self.server.clock
@@ -353,7 +352,7 @@ class ClientSession(RoomCommands):
         # loop) or the wall clock the reactor reads was stepped. That
         # silence is ours as much as the peer's: it counts from now (in
         # the lab, a paused VM closed every session of an hour's run).
-        if self.heard or not 0 <= sinceTick <= 2 * self._pingInterval:
+        if self.heard or not 0 <= sinceTick <= 2 * self._pinger.interval:
             self.heard = False
             self.lastHeard = now
         timeout = self.server.settings.ws_dead_peer_timeout / 1000.0

@@ -154,10 +154,10 @@ class Subscription(KeyframeAsking):
 
     def forward(self, padding: int, marker: int, seq: int, timestamp: int,
                 payload: bytes, keyframe: bool) -> None:
-        if self.startHold.held is not None:
-            self.startHold.add((padding, marker, seq, timestamp, payload, keyframe))
-            return
         if not self.started:
+            if self.startHold.held is not None:  # a held start: not started meanwhile
+                self.startHold.add((padding, marker, seq, timestamp, payload, keyframe))
+                return
             if not keyframe:
                 return
             if self.jumping and self.hold.eager:
