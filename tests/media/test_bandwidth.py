@@ -231,15 +231,16 @@ async def test_narrowPlayerTranscoded():
     """
     player_narrow_link=transcode: a player losing 40% of what we send it is
     moved to the shared lower rendition and keeps decoding; the healthy
-    player keeps the publisher's packets. With drop (the default) nobody
-    moves.
+    player keeps the publisher's packets. With drop nobody moves, nor with
+    transcode when player_narrow_renditions are in use (none here).
     """
-    for policy in ("transcode", "drop"):
+    for policy, renditions in (("transcode", 1), ("drop", 1), ("transcode", 0)):
         # Random loss stands in for a narrow link here, but it has no rate
         # limit: resends at the player's default share would repair most of
         # it, which a link narrower than its stream cannot carry. The lab's
         # `narrow` profile (tests/netlab, bench/network.py) has the real one.
-        engine = makeEngine(player_narrow_link=policy, media_player_retransmit_share=20)
+        engine = makeEngine(player_narrow_link=policy, media_player_retransmit_share=20,
+                            player_narrow_renditions=renditions)
         publisher = Publisher(video="video/VP8", audio=None)
         narrow, healthy = Player(video="video/VP8", audio=None), Player(video="video/VP8",
                                                                          audio=None)
@@ -253,6 +254,11 @@ async def test_narrowPlayerTranscoded():
             if policy == "drop":
                 assert not any(isinstance(t, FrameTrack) for t in tracks)
                 assert not plays[0].narrowWatches
+                continue
+            if not renditions:
+                assert not any(isinstance(t, FrameTrack) for t in tracks)
+                assert plays[0].narrowWatches and not plays[0].narrowWatches[0].moved
+                assert not engine.frameTracks
                 continue
             assert isinstance(tracks[0], FrameTrack) and tracks[0].transcoding, tracks
             assert tracks[1] is session.source.incoming["video"]

@@ -92,3 +92,29 @@ def test_numbersSkippedAtARestartAreNotLoss():
     # A drop to a keyframe skips 1024 numbers, which the player reports lost.
     watch, asked = _run(0.02, skipped=1024)
     assert not watch.moved and asked == []
+
+
+def test_noRenditionFreeKeepsThePlayerOnTheStreamAndChecksAgain():
+    """
+    lower() gives None when player_narrow_renditions are all in use: the
+    player stays, and is moved at a later check when one is free.
+    """
+    clock, subscription, free = Clock(), _Subscription(), []
+
+    def lower(bitrate):
+        return _Rendition(bitrate) if free else None
+    watch = NarrowWatch(clock, subscription, lower, loss=0.1, share=0.5)
+    incoming = subscription.track
+
+    def lossyCheck():
+        subscription.packets += 250
+        incoming.octets += 250_000
+        subscription.reportedLost += 100
+        clock.advance(NarrowWatch.INTERVAL)
+    for _ in range(4):
+        lossyCheck()
+    assert not watch.moved and subscription.restarts == [] and subscription.track is incoming
+    free.append(True)
+    lossyCheck()
+    assert watch.moved and subscription.restarts == [True]
+    assert isinstance(subscription.track, _Rendition)

@@ -111,14 +111,19 @@ class WebRTCEngine:
         return track
 
     def lowerTrackFor(self, source: IMediaSource, kind: str, codec: str,
-                      bitrate: int) -> FrameTrack:
+                      bitrate: int) -> FrameTrack | None:
         """
         The lower rendition of C{source}'s C{kind} for narrow players
         (L{wcs.media.narrow}): made at C{bitrate} by the first, shared.
+        None when C{player_narrow_renditions} are made already (each is a
+        decoder and an encoder at work).
         """
         key = (id(source), kind, codec, "lower")
         track = self.frameTracks.get(key)
         if track is None or track.ended:
+            lower = sum(1 for k, t in self.frameTracks.items() if k[-1] == "lower" and not t.ended)
+            if lower >= self.settings.player_narrow_renditions:
+                return None
             track = FrameTrack(source, kind, codec, codec,
                                lambda t: self._dropFrameTrack(key, t), bitrate,
                                pace=max(self.settings.player_narrow_pace, 0) / 100)

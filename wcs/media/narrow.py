@@ -1,9 +1,10 @@
 """
 Players on a link narrower than their stream (C{player_narrow_link}).
 
-With C{drop} (the default) such a player is served like any other: the
-budgets of L{wcs.media.feedback} bound what it costs, and it skips to the
-keyframes the others get. With C{transcode}, a L{NarrowWatch} on each video
+With C{drop} such a player is served like any other: the budgets of
+L{wcs.media.feedback} bound what it costs, and it skips to the keyframes the
+others get (the lab's player behind 600 kbit/s of a 1 Mbit/s stream decoded
+under 1 frame a second). With C{transcode} (the default), a L{NarrowWatch} on each video
 player of a publisher's track notices a narrow link from the player's own
 receiver reports (more than C{player_narrow_loss} percent of what we sent
 it lost, beyond what the publisher's uplink lost, for L{WINDOWS} checks in
@@ -13,29 +14,42 @@ L{NarrowWatch.FIT} of what the player's link delivered if less, same
 codec and resolution, shared by every narrow player of that stream (a
 L{wcs.media.transcode.FrameTrack}, its codec work in the offload pool). The
 others keep the publisher's packets and see no extra keyframe but the one
-the new rendition's decoder starts from. A moved player stays moved.
+the new rendition's decoder starts from. A moved player stays moved. At
+most C{player_narrow_renditions} renditions are made at once in a process;
+beyond, a narrow player stays on the stream (as with C{drop}) and is moved
+when one is free.
 """
 
 from __future__ import annotations
 
+import os
 from collections import deque
 from typing import Callable
 
 from twisted.logger import Logger
 
 from wcs.config import PARSERS, Key, declare, oneOf
+from wcs.logs import LogLimiter
 from wcs.media.track import IncomingTrack
 
+limited = LogLimiter(Logger())
+
 POLICIES = ("drop", "transcode")
+# One per codec thread (wcs.offload): a core is left to the forwarding.
+RENDITIONS = max(1, (os.cpu_count() or 2) - 1)
 
 
 PARSERS.setdefault("narrowlink", oneOf(POLICIES))
 
 declare(
-    Key("player_narrow_link", "narrowlink", "drop",
-        "a WebRTC player whose link is narrower than its stream: drop (skips to keyframes, "
-        "within the retransmission budgets) or transcode (gets one lower rendition of the "
-        "stream, shared by all such players)"),
+    Key("player_narrow_link", "narrowlink", "transcode",
+        "a WebRTC player whose link is narrower than its stream: transcode (gets one lower "
+        "rendition of the stream, shared by all such players) or drop (skips to keyframes, "
+        "within the retransmission budgets)"),
+    Key("player_narrow_renditions", "int", RENDITIONS,
+        "lower renditions (transcode) made at once in a server process, each a decoder and "
+        "an encoder at work; beyond, a narrow player stays on the stream until one is free "
+        "(default: one per core but one)"),
     Key("player_narrow_share", "int", 50,
         "percent of the stream's bitrate the lower rendition is encoded at (transcode)"),
     Key("player_narrow_pace", "int", 150,
@@ -108,12 +122,18 @@ class NarrowWatch:
             delivered = 1 - (lost - max(0, upstreamLost)) / sent
             share = min(self.share, self.FIT * delivered)
             bitrate = int(octets * 8 / (self.INTERVAL * self.WINDOWS) * share)
-            self.log.info("{player}: narrow link ({lost} of {sent} packets lost), "
-                          "moved to a rendition at {kbps} kbit/s",
-                          player=self.subscription, lost=lost, sent=sent, kbps=bitrate // 1000)
-            self.moved = True
-            moveSubscription(self.subscription, self.lower(bitrate))
-            return
+            track = self.lower(bitrate)
+            if track is not None:
+                self.log.info("{player}: narrow link ({lost} of {sent} packets lost), "
+                              "moved to a rendition at {kbps} kbit/s", player=self.subscription,
+                              lost=lost, sent=sent, kbps=bitrate // 1000)
+                self.moved = True
+                moveSubscription(self.subscription, track)
+                return
+            # Checked again: a rendition may be free later.
+            limited.warn("renditions", "{player}: narrow link ({lost} of {sent} packets lost), "
+                         "but all player_narrow_renditions are in use: it stays on the stream",
+                         player=self.subscription, lost=lost, sent=sent)
         self._call = self.clock.callLater(self.INTERVAL, self._check)
 
     def stop(self) -> None:
