@@ -22,7 +22,6 @@ when one is free.
 
 from __future__ import annotations
 
-import os
 from collections import deque
 from typing import Callable
 
@@ -31,12 +30,11 @@ from twisted.logger import Logger
 from wcs.config import PARSERS, Key, declare, oneOf
 from wcs.logs import LogLimiter
 from wcs.media.track import IncomingTrack
+from wcs.offload import THREADS
 
 limited = LogLimiter(Logger())
 
 POLICIES = ("drop", "transcode")
-# One per codec thread (wcs.offload): a core is left to the forwarding.
-RENDITIONS = max(1, (os.cpu_count() or 2) - 1)
 
 
 PARSERS.setdefault("narrowlink", oneOf(POLICIES))
@@ -46,7 +44,8 @@ declare(
         "a WebRTC player whose link is narrower than its stream: transcode (gets one lower "
         "rendition of the stream, shared by all such players) or drop (skips to keyframes, "
         "within the retransmission budgets)"),
-    Key("player_narrow_renditions", "int", RENDITIONS,
+    # One per codec thread: a core is left to the forwarding.
+    Key("player_narrow_renditions", "int", THREADS,
         "lower renditions (transcode) made at once in a server process, each a decoder and "
         "an encoder at work; beyond, a narrow player stays on the stream until one is free "
         "(default: one per core but one)"),
