@@ -277,3 +277,56 @@ async def test_narrowPlayerTranscoded():
             for peer in (narrow, healthy, publisher):
                 await peer.close()
             await engine.close()
+
+
+@asyncTest(timeout=120)
+async def test_renditionsPerAddress():
+    """
+    player_narrow_renditions_per_address=1: a narrow player of address A is
+    moved to a rendition; A's narrow player of a second stream is refused
+    one and stays; a player of address B on that stream gets it made, and
+    A's player then joins it at a later check (joining costs nothing).
+    """
+    # A small credit, so that a player's random loss (a narrow link's stand-in,
+    # as in test_narrowPlayerTranscoded) is not repaired from saved-up credit.
+    engine = makeEngine(player_narrow_link="transcode", media_player_retransmit_share=20,
+                        media_retransmit_burst=2, player_narrow_renditions=2,
+                        player_narrow_renditions_per_address=1)
+    publishers = [Publisher(video="video/VP8", audio=None) for _ in range(2)]
+    players = {name: Player(video="video/VP8", audio=None) for name in ("a1", "a2", "b")}
+    plays, links = {}, []
+    wait = NarrowWatch.INTERVAL * (NarrowWatch.WINDOWS + 1.5)
+
+    def lowerRenditions():
+        return {k: engine.renditionMakers.get(k) for k, t in engine.frameTracks.items()
+                if k[-1] == "lower" and not t.ended}
+    try:
+        sessions = [await p.publish(engine) for p in publishers]
+        for name, session in (("a1", sessions[0]), ("a2", sessions[1]), ("b", sessions[1])):
+            listener = Listener()
+            listener.address = "10.0.0.2" if name.startswith("a") else "10.0.0.3"
+            plays[name] = await players[name].play(engine, session.source, listener)
+            await players[name].waitFrames("video", 5)
+
+        def narrow(name):
+            links.append(Impairment(players[name].pc, receiveLoss=0.4, seed=len(links) + 3))
+
+        def moved(name):
+            return plays[name].narrowWatches[0].moved
+
+        narrow("a1")
+        await asyncio.sleep(wait)
+        assert moved("a1") and list(lowerRenditions().values()) == ["10.0.0.2"]
+        narrow("a2")
+        await asyncio.sleep(wait)
+        assert not moved("a2") and len(lowerRenditions()) == 1
+        assert plays["a2"].subscriptions[0].track is sessions[1].source.incoming["video"]
+        narrow("b")
+        await asyncio.sleep(wait + NarrowWatch.INTERVAL)
+        assert moved("b") and moved("a2")
+        assert sorted(lowerRenditions().values()) == ["10.0.0.2", "10.0.0.3"]
+        assert plays["a2"].subscriptions[0].track is plays["b"].subscriptions[0].track
+    finally:
+        for peer in (*players.values(), *publishers):
+            await peer.close()
+        await engine.close()

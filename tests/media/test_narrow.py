@@ -7,7 +7,7 @@ stream, or less when the player's link delivered less.
 import pytest
 from twisted.internet.task import Clock
 
-from wcs.media.narrow import NarrowWatch
+from wcs.media.narrow import NarrowWatch, RenditionRefused
 
 
 class _Incoming:
@@ -96,13 +96,15 @@ def test_numbersSkippedAtARestartAreNotLoss():
 
 def test_noRenditionFreeKeepsThePlayerOnTheStreamAndChecksAgain():
     """
-    lower() gives None when player_narrow_renditions are all in use: the
-    player stays, and is moved at a later check when one is free.
+    lower() refuses when no rendition may be made (a limit of the engine):
+    the player stays, and is moved at a later check when one is free.
     """
     clock, subscription, free = Clock(), _Subscription(), []
 
     def lower(bitrate):
-        return _Rendition(bitrate) if free else None
+        if not free:
+            raise RenditionRefused("all player_narrow_renditions are in use")
+        return _Rendition(bitrate)
     watch = NarrowWatch(clock, subscription, lower, loss=0.1, share=0.5)
     incoming = subscription.track
 

@@ -19,6 +19,7 @@ from wcs.media.feedback import FeedbackPolicy
 from wcs.media.ice import PortRange, hostBindings
 from wcs.media.internals import RTCCertificate
 from wcs.media.liveness import LoopClock
+from wcs.media.narrow import RenditionRefused
 from wcs.media.session import COUNTERS, MediaSession, PlaySession, PublishSession
 from wcs.media.source import WebRTCSource
 from wcs.media.track import Track
@@ -64,6 +65,8 @@ class WebRTCEngine:
                                   len(self.bindings))
         self.sessions: set[MediaSession] = set()
         self.frameTracks: dict[tuple[int, str, str], FrameTrack] = {}
+        # The client address each lower rendition was made for (its charge).
+        self.renditionMakers: dict[tuple, str | None] = {}
         self._closing: set[asyncio.Future] = set()
         self._certificate: RTCCertificate | None = None
         # Counters of the sessions that ended (wcs.metrics adds the live ones).
@@ -111,28 +114,41 @@ class WebRTCEngine:
         return track
 
     def lowerTrackFor(self, source: IMediaSource, kind: str, codec: str,
-                      bitrate: int) -> FrameTrack | None:
+                      bitrate: int, address: str | None = None) -> FrameTrack:
         """
         The lower rendition of C{source}'s C{kind} for narrow players
-        (L{wcs.media.narrow}): made at C{bitrate} by the first, shared.
-        None when C{player_narrow_renditions} are made already (each is a
-        decoder and an encoder at work).
+        (L{wcs.media.narrow}): made at C{bitrate} for the first, whose
+        client C{address} it counts against, and shared by the others free.
+
+        @raise RenditionRefused: naming the limit, when making it would pass
+            C{player_narrow_renditions} in the process (each is a decoder
+            and an encoder at work) or C{player_narrow_renditions_per_address}
+            for C{address} (so that one client reporting false loss cannot
+            take them all).
         """
         key = (id(source), kind, codec, "lower")
         track = self.frameTracks.get(key)
         if track is None or track.ended:
-            lower = sum(1 for k, t in self.frameTracks.items() if k[-1] == "lower" and not t.ended)
-            if lower >= self.settings.player_narrow_renditions:
-                return None
+            live = [k for k, t in self.frameTracks.items() if k[-1] == "lower" and not t.ended]
+            settings = self.settings
+            if len(live) >= settings.player_narrow_renditions:
+                raise RenditionRefused("all player_narrow_renditions are in use")
+            perAddress = settings.player_narrow_renditions_per_address
+            if address is not None and 0 < perAddress <= sum(
+                    1 for k in live if self.renditionMakers.get(k) == address):
+                raise RenditionRefused(f"its address made player_narrow_renditions_per_address "
+                                       f"({perAddress}) already")
             track = FrameTrack(source, kind, codec, codec,
                                lambda t: self._dropFrameTrack(key, t), bitrate,
-                               pace=max(self.settings.player_narrow_pace, 0) / 100)
+                               pace=max(settings.player_narrow_pace, 0) / 100)
             self.frameTracks[key] = track
+            self.renditionMakers[key] = address
         return track
 
     def _dropFrameTrack(self, key, track: FrameTrack) -> None:
         if self.frameTracks.get(key) is track:
             del self.frameTracks[key]
+            self.renditionMakers.pop(key, None)
 
     def counters(self) -> dict[str, int]:
         """Media totals since start, for L{wcs.metrics} (read at scrape time)."""
@@ -176,6 +192,7 @@ class WebRTCEngine:
         for track in list(self.frameTracks.values()):
             track.stop()
         self.frameTracks.clear()
+        self.renditionMakers.clear()
         if self._closing:
             await asyncio.gather(*self._closing, return_exceptions=True)
 

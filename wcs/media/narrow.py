@@ -15,9 +15,12 @@ codec and resolution, shared by every narrow player of that stream (a
 L{wcs.media.transcode.FrameTrack}, its codec work in the offload pool). The
 others keep the publisher's packets and see no extra keyframe but the one
 the new rendition's decoder starts from. A moved player stays moved. At
-most C{player_narrow_renditions} renditions are made at once in a process;
-beyond, a narrow player stays on the stream (as with C{drop}) and is moved
-when one is free.
+most C{player_narrow_renditions} renditions are made at once in a process,
+and at most C{player_narrow_renditions_per_address} for one client address
+(a rendition counts against the address of the player it was made for; the
+players who join it later cost nothing): a client that reports false loss
+on every stream it plays cannot take them all. Beyond, a narrow player
+stays on the stream (as with C{drop}) and is moved when one is free.
 """
 
 from __future__ import annotations
@@ -49,6 +52,10 @@ declare(
         "lower renditions (transcode) made at once in a server process, each a decoder and "
         "an encoder at work; beyond, a narrow player stays on the stream until one is free "
         "(default: one per core but one)"),
+    Key("player_narrow_renditions_per_address", "int", 2,
+        "lower renditions made for the players of one client address (a rendition counts "
+        "against the address it was first made for; joining one made already is free); "
+        "0: no limit per address"),
     Key("player_narrow_share", "int", 50,
         "percent of the stream's bitrate the lower rendition is encoded at (transcode)"),
     Key("player_narrow_pace", "int", 150,
@@ -58,6 +65,10 @@ declare(
         "percent of its video a player reports lost (beyond the publisher's own loss), "
         "check after check, that makes its link narrow (transcode)"),
 )
+
+
+class RenditionRefused(Exception):
+    """No lower rendition may be made now; the message names the limit."""
 
 
 def moveSubscription(subscription, track) -> None:
@@ -80,7 +91,8 @@ class NarrowWatch:
     One video player of a publisher's track, checked every L{INTERVAL}:
     its reported loss against what we sent it and what the publisher lost,
     over the last L{WINDOWS} intervals.
-    C{lower(bitrate)} gives the lower rendition (made on first use).
+    C{lower(bitrate)} gives the lower rendition (made on first use) or
+    raises L{RenditionRefused}.
     """
 
     log = Logger()
@@ -121,18 +133,20 @@ class NarrowWatch:
             delivered = 1 - (lost - max(0, upstreamLost)) / sent
             share = min(self.share, self.FIT * delivered)
             bitrate = int(octets * 8 / (self.INTERVAL * self.WINDOWS) * share)
-            track = self.lower(bitrate)
-            if track is not None:
+            try:
+                track = self.lower(bitrate)
+            except RenditionRefused as refused:
+                # Checked again: a rendition may be free later.
+                limited.warn("renditions", "{player}: narrow link ({lost} of {sent} packets "
+                             "lost), but {why}: it stays on the stream",
+                             player=self.subscription, lost=lost, sent=sent, why=refused)
+            else:
                 self.log.info("{player}: narrow link ({lost} of {sent} packets lost), "
                               "moved to a rendition at {kbps} kbit/s", player=self.subscription,
                               lost=lost, sent=sent, kbps=bitrate // 1000)
                 self.moved = True
                 moveSubscription(self.subscription, track)
                 return
-            # Checked again: a rendition may be free later.
-            limited.warn("renditions", "{player}: narrow link ({lost} of {sent} packets lost), "
-                         "but all player_narrow_renditions are in use: it stays on the stream",
-                         player=self.subscription, lost=lost, sent=sent)
         self._call = self.clock.callLater(self.INTERVAL, self._check)
 
     def stop(self) -> None:
@@ -141,8 +155,11 @@ class NarrowWatch:
             call.cancel()
 
 
-def watchPlayer(engine, source, subscriptions) -> list[NarrowWatch]:
-    """The watches of a play session's video subscriptions, per the engine's policy."""
+def watchPlayer(engine, source, subscriptions, address: str | None) -> list[NarrowWatch]:
+    """
+    The watches of a play session's video subscriptions, per the engine's
+    policy; C{address} is the player's client address.
+    """
     settings = engine.settings
     if settings.player_narrow_link != "transcode":
         return []
@@ -153,7 +170,7 @@ def watchPlayer(engine, source, subscriptions) -> list[NarrowWatch]:
             continue  # only a publisher's own track is forwarded as it comes
 
         def lower(bitrate, track=track):
-            return engine.lowerTrackFor(source, track.kind, track.codec, bitrate)
+            return engine.lowerTrackFor(source, track.kind, track.codec, bitrate, address)
         watches.append(NarrowWatch(engine.clock, subscription, lower,
                                    settings.player_narrow_loss / 100,
                                    min(max(settings.player_narrow_share, 1), 100) / 100))

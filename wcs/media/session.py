@@ -352,7 +352,8 @@ class PlaySession(MediaSession):
         # it vanished (no DTLS close), long before consent would expire.
         if not self.finished:
             self.peer.watch(lambda: self._fail(info.KEEP_ALIVE))
-            self.narrowWatches = watchPlayer(self.engine, self.playing, self.subscriptions)
+            self.narrowWatches = watchPlayer(self.engine, self.playing, self.subscriptions,
+                                             getattr(self.listener, "address", None))
 
     def peerTimeout(self, settings) -> int:
         return settings.media_player_timeout
