@@ -37,7 +37,7 @@ from tests.netlab.cpu import CpuMeter
 from tests.netlab.firewall import Side
 from tests.netlab.lab import enteredNamespace, playerAddress, publisherAddress
 from tests.netlab.media import (CODECS, FREEZE, MAX_DELAY_MS, Decoded, MeasuringPlayer, RoomRun,
-                                SentCounter, StampedVideo)
+                                SentCounter, StampedVideo, percentile)
 from tests.media import peers
 from tests.web.browser import FLAGS, requireChromium
 
@@ -216,6 +216,30 @@ class ChromiumPlayer:
                                delay, False))
         return out
 
+    def arrivalDelays(self, start: float, end: float) -> dict:
+        """
+        The painted frames' delay split at their arrival (after L{decoded}):
+        C{arrivalP50/P95}, stamp to the frame's last packet received
+        (C{receiveTime}: publisher, links, server), and C{browserP50/P95},
+        from there to its paint (jitter buffer, decoder, compositor: whole
+        display refreshes). It tells a server's share of a delay apart from
+        the refresh a frame happened to be painted at.
+        """
+        offset = min(self.clock, key=lambda c: c[1])[0]
+        arrivals, browser = [], []
+        for at, counter, sentMs, received, _ in self.frames:
+            if not start <= at < end or counter < 0 or received < 0:
+                continue
+            receivedMs = received + offset
+            delay = stamp.delayMs(sentMs, int(receivedMs))
+            if delay < MAX_DELAY_MS:
+                arrivals.append(delay)
+                browser.append(round(at * 1000 - receivedMs))
+        arrivals.sort()
+        browser.sort()
+        return {"arrivalP50": percentile(arrivals, 0.5), "arrivalP95": percentile(arrivals, 0.95),
+                "browserP50": percentile(browser, 0.5), "browserP95": percentile(browser, 0.95)}
+
     def webrtcFreezes(self, start: float, end: float) -> int:
         """webrtc's freezes (its getStats() definition) in the painted frames of the window."""
         return len(webrtcfreeze.freezes([f[0] * 1000 for f in self.frames if start <= f[0] < end]))
@@ -350,6 +374,7 @@ class ChromiumRoomRun(RoomRun):
                 kind="chromium", downlinkKbit=kbit(f"player{i}.down"),
                 uplinkKbit=kbit(f"player{i}.up"), presentedFps=player.presentedFps(start, end),
                 paintedWebrtcFreezes=player.webrtcFreezes(start, end),
+                **player.arrivalDelays(start, end),
                 # On the monotonic clock, as the trace (bench/chromefreeze.py).
                 freezeSpans=player.freezeSpans(start, end),
                 tailDropped=links.get(f"player{i}.down", {}).get("tailDropped"),
@@ -375,7 +400,7 @@ STATS_COLUMNS = ("server", "profile", "codec", "player", "address", "painted fps
                  "presented fps", "decoded fps", "received frames",
                  "freezeCount", "webrtc freezes in paints", "freezes s", "inter-frame ms", "nackCount", "pliCount", "retransmitted",
                  "packetsLost", "jitter buffer ms", "target ms", "decode ms", "keyframes",
-                 "framesDropped", "clock error ms")
+                 "framesDropped", "arrival p50 / p95 ms", "browser p50 / p95 ms", "clock error ms")
 
 
 def sdpSummary(sdp: str | None) -> str | None:
@@ -421,4 +446,6 @@ def statsRows(results: list[dict]):
                    stats.get("retransmittedPacketsReceived"), stats.get("packetsLost"),
                    stats.get("jitterBufferMs"), stats.get("targetDelayMs"), stats.get("decodeMs"),
                    stats.get("keyFramesDecoded"), stats.get("framesDropped"),
+                   f"{player.get('arrivalP50')} / {player.get('arrivalP95')}",
+                   f"{player.get('browserP50')} / {player.get('browserP95')}",
                    player["clockErrorMs"])

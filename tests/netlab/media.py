@@ -171,7 +171,7 @@ class MeasuringPlayer(peers.Player):
             "freezesPerMin": round(len(freezes) * 60 / seconds, 1),
             "frozenS": round(sum(freezes), 1),
             "longestFreezeS": round(max(gaps), 2),
-            "delayP50": _percentile(delays, 0.5), "delayP95": _percentile(delays, 0.95),
+            "delayP50": percentile(delays, 0.5), "delayP95": percentile(delays, 0.95),
             "unreadable": sum(d.counter is None for d in window),
             "repeats": repeats,
             "keyframes": sum(d.keyframe for d in window) if self.countsKeyframes else None,
@@ -238,7 +238,7 @@ def newPictures(decoded: list[Decoded], start: float, end: float) -> tuple[list[
     return window, repeats
 
 
-def _percentile(ordered: list, q: float):
+def percentile(ordered: list, q: float):
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else None
 
 

@@ -51,6 +51,9 @@ async def test_chromium_player_on_wifi_is_measured_through_its_link(serverFactor
     # A frame crosses two links (publisher up, player down) of 30 +- 10 ms:
     # none arrives sooner than 40 ms; the page's clock is known within clockErrorMs.
     assert player["delayP50"] >= 40 - player["clockErrorMs"]
+    # Split at the frame's arrival: the links' share, then the browser's.
+    assert player["arrivalP50"] >= 40 - player["clockErrorMs"]
+    assert player["browserP50"] > 0
 
 
 async def test_chromium_player_of_janus_connects_through_its_own_link(tmp_path):
