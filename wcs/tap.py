@@ -182,7 +182,8 @@ def _loadTransportSettings() -> None:
     findTransports()
     for module in ("wcs.media.engine", "wcs.web", "wcs.tls", "wcs.recording",
                    "wcs.rest.service", "wcs.lag", "wcs.access.policy", "wcs.access.records",
-                   "wcs.drain", "wcs.webhooks", "wcs.turn", "wcs.cluster", "wcs.gctune"):
+                   "wcs.drain", "wcs.webhooks", "wcs.turn", "wcs.cluster", "wcs.gctune",
+                   "wcs.memwatch"):
         try:
             __import__(module)
         except ImportError:
@@ -288,6 +289,11 @@ def makeService(options: Options) -> MultiService:
     from wcs.gctune import GCTuning
 
     GCTuning(reactor, settings).setServiceParent(top)
+    if settings.debug_memory_file:
+        from wcs.memwatch import MemoryWatch
+
+        MemoryWatch(reactor, settings.debug_memory_file,
+                    settings.debug_memory_interval).setServiceParent(top)
     return top
 
 
