@@ -330,3 +330,44 @@ async def test_renditionsPerAddress():
         for peer in (*players.values(), *publishers):
             await peer.close()
         await engine.close()
+
+
+@asyncTest(timeout=120)
+async def test_narrowPlayerGoesBackWhenClean():
+    """
+    player_narrow_hold: a player moved to the rendition by a burst of loss
+    goes back to the publisher's stream once its reports stay clean for
+    the hold, decodes it, and the rendition (its last player gone) stops.
+    """
+    engine = makeEngine(player_narrow_link="transcode", media_player_retransmit_share=20,
+                        media_retransmit_burst=2, player_narrow_hold=4)
+    publisher = Publisher(video="video/VP8", audio=None)
+    player = Player(video="video/VP8", audio=None)
+    try:
+        session = await publisher.publish(engine)
+        play = await player.play(engine, session.source)
+        await player.waitFrames("video", 5)
+        link = Impairment(player.pc, receiveLoss=0.4, seed=3)
+        watch = play.narrowWatches[0]
+        for _ in range(40):
+            if watch.moved:
+                break
+            await asyncio.sleep(0.25)
+        assert watch.moved, "not moved"
+        rendition = play.subscriptions[0].track
+        assert isinstance(rendition, FrameTrack)
+        link.receiveLoss = 0
+        for _ in range(120):
+            if not watch.moved:
+                break
+            await asyncio.sleep(0.25)
+        assert not watch.moved, "not back"
+        assert play.subscriptions[0].track is session.source.incoming["video"]
+        assert not any(k[-1] == "lower" for k in engine.frameTracks) and rendition.worker is None
+        frames = len(player.frames["video"])
+        await player.waitFrames("video", frames + 30, timeout=20)
+        assert not watch.moved and watch.moves == 1
+    finally:
+        for peer in (player, publisher):
+            await peer.close()
+        await engine.close()

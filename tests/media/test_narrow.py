@@ -16,12 +16,19 @@ class _Incoming:
     def __init__(self):
         self.octets = 0
         self.upstreamLost = 0
+        self.keyframesAsked = []  # force, per ask
 
     def lost(self):
         return self.upstreamLost
 
+    def subscribe(self, subscription):
+        self.joined = subscription
+
     def unsubscribe(self, subscription):
         self.left = subscription
+
+    def requestKeyframe(self, force=False):
+        self.keyframesAsked.append(force)
 
 
 class _Rendition:
@@ -31,6 +38,9 @@ class _Rendition:
 
     def subscribe(self, subscription):
         self.subscribers.append(subscription)
+
+    def unsubscribe(self, subscription):
+        self.subscribers.remove(subscription)
 
     def requestKeyframe(self, force=False):
         self.keyframesForced += force
@@ -120,3 +130,91 @@ def test_noRenditionFreeKeepsThePlayerOnTheStreamAndChecksAgain():
     lossyCheck()
     assert watch.moved and subscription.restarts == [True]
     assert isinstance(subscription.track, _Rendition)
+
+
+class _MovingSubscription(_Subscription):
+    """A move skips 1024 numbers at once; the player reports them lost later."""
+
+    def __init__(self):
+        super().__init__()
+        self.incoming = self.track
+        self.unreported = 0
+
+    def restart(self, skip=False):
+        super().restart(skip)
+        self.skipped += 1024
+        self.unreported += 1024
+
+
+def _interval(clock, subscription, lossShare):
+    """2 s of a 1 Mbit/s stream in 1000-byte packets, C{lossShare} of them reported lost."""
+    subscription.packets += 250
+    subscription.incoming.octets += 250_000
+    subscription.reportedLost += int(250 * lossShare) + subscription.unreported
+    subscription.unreported = 0
+    clock.advance(NarrowWatch.INTERVAL)
+
+
+def _watched(hold):
+    clock, subscription = Clock(), _MovingSubscription()
+    watch = NarrowWatch(clock, subscription, _Rendition, loss=0.1, share=0.5, hold=hold)
+    return clock, subscription, watch
+
+
+def _untilMoved(clock, subscription, watch, checks=3):
+    for _ in range(checks):
+        _interval(clock, subscription, 0.4)
+    assert watch.moved and isinstance(subscription.track, _Rendition)
+
+
+def test_movedPlayerGoesBackAfterItsHoldClean():
+    """
+    A burst of loss moved it; clean reports on the rendition for the hold
+    take it back to the publisher's stream, whose keyframe is asked for
+    within the stream's interval (not forced: one more for everyone).
+    """
+    clock, subscription, watch = _watched(hold=10)
+    incoming = subscription.incoming
+    _untilMoved(clock, subscription, watch)
+    for _ in range(4):  # 8 s clean
+        _interval(clock, subscription, 0.0)
+    assert watch.moved and isinstance(subscription.track, _Rendition)
+    _interval(clock, subscription, 0.0)  # 10 s
+    assert not watch.moved and subscription.track is incoming
+    assert subscription.restarts == [True, True] and incoming.keyframesAsked == [False]
+    # Watched again from there: healthy, it stays.
+    for _ in range(5):
+        _interval(clock, subscription, 0.02)
+    assert not watch.moved and subscription.track is incoming
+
+
+def _backAfter(clock, subscription, watch, intervals):
+    """Clean intervals: still moved after all but the last, back on the stream after it."""
+    for _ in range(intervals - 1):
+        _interval(clock, subscription, 0.0)
+    assert watch.moved
+    _interval(clock, subscription, 0.0)
+    assert not watch.moved
+
+
+def test_lossOnTheRenditionStartsTheHoldAgain():
+    clock, subscription, watch = _watched(hold=10)
+    _untilMoved(clock, subscription, watch)
+    for share in (0, 0, 0, 0.2):  # 6 s clean, then a lossy interval
+        _interval(clock, subscription, share)
+    _backAfter(clock, subscription, watch, 5)
+
+
+def test_holdDoublesAtEachMove():
+    clock, subscription, watch = _watched(hold=10)
+    _untilMoved(clock, subscription, watch)
+    _backAfter(clock, subscription, watch, 5)
+    _untilMoved(clock, subscription, watch)  # narrow after all: moved again
+    assert watch.holdFor() == 20
+    _backAfter(clock, subscription, watch, 10)
+
+
+def test_noHoldStaysMoved():
+    clock, subscription, watch = _watched(hold=0)
+    _untilMoved(clock, subscription, watch)
+    assert not clock.getDelayedCalls()  # no longer checked

@@ -14,7 +14,13 @@ L{NarrowWatch.FIT} of what the player's link delivered if less, same
 codec and resolution, shared by every narrow player of that stream (a
 L{wcs.media.transcode.FrameTrack}, its codec work in the offload pool). The
 others keep the publisher's packets and see no extra keyframe but the one
-the new rendition's decoder starts from. A moved player stays moved. At
+the new rendition's decoder starts from. A moved player whose reports
+on the rendition stay clean (under half of C{player_narrow_loss} lost) for
+C{player_narrow_hold} seconds goes back to the publisher's stream: a
+burst of loss (a stalled server, a Wi-Fi hiccup) must not leave it on half
+the bitrate for the rest of its session. Each later move doubles its hold
+(up to L{NarrowWatch.MAX_HOLD}), so that a link that really is narrow is
+tried again less and less often (each try floods it for a check or two). At
 most C{player_narrow_renditions} renditions are made at once in a process,
 and at most C{player_narrow_renditions_per_address} for one client address
 (a rendition counts against the address of the player it was made for; the
@@ -61,6 +67,10 @@ declare(
     Key("player_narrow_pace", "int", 150,
         "percent of the lower rendition's bitrate its packets are paced at, so that a "
         "keyframe does not overflow the narrow link's queue (0: sent as encoded)"),
+    Key("player_narrow_hold", "int", 60,
+        "seconds of clean reports (under half of player_narrow_loss lost) after which a "
+        "player moved to the lower rendition goes back to the publisher's stream; doubled "
+        "at each later move of that player, up to 30 minutes; 0: a moved player stays"),
     Key("player_narrow_loss", "int", 10,
         "percent of its video a player reports lost (beyond the publisher's own loss), "
         "check after check, that makes its link narrow (transcode)"),
@@ -71,11 +81,12 @@ class RenditionRefused(Exception):
     """No lower rendition may be made now; the message names the limit."""
 
 
-def moveSubscription(subscription, track) -> None:
+def moveSubscription(subscription, track, force: bool = True) -> None:
     """
     Serve C{subscription} from C{track} from now on: its numbering goes on
     (the player sees one stream) from the new track's next keyframe, which
-    is asked for at once. The numbering skips ahead: the narrow link left
+    is asked for at once (C{force}: even within the track's keyframe
+    interval). The numbering skips ahead: the narrow link left
     holes that the player would otherwise wait for behind the new keyframe
     (aiortc: 5-8 s, then the frames it held, late).
     """
@@ -83,14 +94,16 @@ def moveSubscription(subscription, track) -> None:
     subscription.restart(skip=True)
     subscription.track = track
     track.subscribe(subscription)
-    track.requestKeyframe(force=True)
+    track.requestKeyframe(force=force)
 
 
 class NarrowWatch:
     """
     One video player of a publisher's track, checked every L{INTERVAL}:
     its reported loss against what we sent it and what the publisher lost,
-    over the last L{WINDOWS} intervals.
+    over the last L{WINDOWS} intervals; once moved, whether its reports on
+    the rendition stay clean for its hold (C{hold} seconds, doubled at each
+    later move; 0: it stays moved and is no longer checked).
     C{lower(bitrate)} gives the lower rendition (made on first use) or
     raises L{RenditionRefused}.
     """
@@ -99,16 +112,21 @@ class NarrowWatch:
     INTERVAL = 2.0  # s: a receiver report or two from browsers and aiortc
     WINDOWS = 2
     FIT = 0.75  # of the share of the stream the link delivered: the rendition's most
+    CLEAN = 0.5  # of the narrow threshold: an interval on the rendition under it is clean
+    MAX_HOLD = 1800.0  # s: the longest hold, however often a player was moved
 
     def __init__(self, clock, subscription, lower: Callable[[int], object], loss: float,
-                 share: float):
+                 share: float, hold: float = 0.0):
         self.clock = clock
         self.subscription = subscription
         self.incoming = subscription.track
         self.lower = lower
         self.loss = loss
         self.share = share
+        self.hold = hold
         self.moved = False
+        self.moves = 0  # to the rendition
+        self.cleanSince: float | None = None
         self.history = deque([self._counts()], maxlen=self.WINDOWS + 1)
         self._call = clock.callLater(self.INTERVAL, self._check)
 
@@ -117,37 +135,76 @@ class NarrowWatch:
         # Numbers skipped at a drop to a keyframe are reported lost, not lost.
         return s.packets, s.reportedLost - s.skipped, track.lost(), track.octets
 
+    def holdFor(self) -> float:
+        """Seconds of clean reports before going back: the hold, doubled per later move."""
+        return min(self.hold * 2 ** max(self.moves - 1, 0), max(self.hold, self.MAX_HOLD))
+
     def _check(self) -> None:
         self._call = None
         self.history.append(self._counts())
+        if self.incoming.ended:
+            return
+        if not self.moved:
+            self._checkNarrow()
+        elif self._backOnStream():
+            # Watched afresh from before the move: its skip (counted at
+            # once) and the player's reports of it (later) in one window.
+            self.history = deque([self.history[-1]], maxlen=self.WINDOWS + 1)
+        if not self.moved or self.hold > 0:
+            self._call = self.clock.callLater(self.INTERVAL, self._check)
+
+    def _checkNarrow(self) -> None:
         # Over the whole window: receiver reports come about once a second,
         # and their cumulative loss goes down again when our resends land.
         sent, lost, upstreamLost, octets = (
             a - b for a, b in zip(self.history[-1], self.history[0]))
-        if len(self.history) > self.WINDOWS and sent > 0 \
-                and lost - max(0, upstreamLost) > self.loss * sent \
-                and not self.incoming.ended:
-            # At most FIT of what the link delivered: the rest is for resends,
-            # RTCP and the bursts of a variable bitrate (at 90% of the link
-            # the queue overflows at every keyframe).
-            delivered = 1 - (lost - max(0, upstreamLost)) / sent
-            share = min(self.share, self.FIT * delivered)
-            bitrate = int(octets * 8 / (self.INTERVAL * self.WINDOWS) * share)
-            try:
-                track = self.lower(bitrate)
-            except RenditionRefused as refused:
-                # Checked again: a rendition may be free later.
-                limited.warn("renditions", "{player}: narrow link ({lost} of {sent} packets "
-                             "lost), but {why}: it stays on the stream",
-                             player=self.subscription, lost=lost, sent=sent, why=refused)
-            else:
-                self.log.info("{player}: narrow link ({lost} of {sent} packets lost), "
-                              "moved to a rendition at {kbps} kbit/s", player=self.subscription,
-                              lost=lost, sent=sent, kbps=bitrate // 1000)
-                self.moved = True
-                moveSubscription(self.subscription, track)
-                return
-        self._call = self.clock.callLater(self.INTERVAL, self._check)
+        if len(self.history) <= self.WINDOWS or sent <= 0 \
+                or lost - max(0, upstreamLost) <= self.loss * sent:
+            return
+        # At most FIT of what the link delivered: the rest is for resends,
+        # RTCP and the bursts of a variable bitrate (at 90% of the link
+        # the queue overflows at every keyframe).
+        delivered = 1 - (lost - max(0, upstreamLost)) / sent
+        share = min(self.share, self.FIT * delivered)
+        bitrate = int(octets * 8 / (self.INTERVAL * self.WINDOWS) * share)
+        try:
+            track = self.lower(bitrate)
+        except RenditionRefused as refused:
+            # Checked again: a rendition may be free later.
+            limited.warn("renditions", "{player}: narrow link ({lost} of {sent} packets "
+                         "lost), but {why}: it stays on the stream",
+                         player=self.subscription, lost=lost, sent=sent, why=refused)
+            return
+        self.moved, self.cleanSince = True, None
+        self.moves += 1
+        self.log.info("{player}: narrow link ({lost} of {sent} packets lost), moved to a "
+                      "rendition at {kbps} kbit/s (back after {hold:.0f} s clean)",
+                      player=self.subscription, lost=lost, sent=sent, kbps=bitrate // 1000,
+                      hold=self.holdFor())
+        moveSubscription(self.subscription, track)
+
+    def _backOnStream(self) -> bool:
+        """
+        On the rendition: the last interval clean (the rendition is
+        encoded here: the publisher's loss is not the player's) or not;
+        after the hold clean, back to the publisher's stream (its keyframe
+        within the stream's interval: one more for everyone).
+        """
+        now = self.clock.seconds()
+        sent = self.history[-1][0] - self.history[-2][0]
+        lost = self.history[-1][1] - self.history[-2][1]
+        if lost > self.CLEAN * self.loss * max(sent, 0):
+            self.cleanSince = None
+            return False
+        if self.cleanSince is None:
+            self.cleanSince = now - self.INTERVAL
+        if now - self.cleanSince < self.holdFor():
+            return False
+        self.log.info("{player}: clean on the rendition for {s:.0f} s, back on the stream",
+                      player=self.subscription, s=now - self.cleanSince)
+        self.moved, self.cleanSince = False, None
+        moveSubscription(self.subscription, self.incoming, force=False)
+        return True
 
     def stop(self) -> None:
         call, self._call = self._call, None
@@ -173,5 +230,6 @@ def watchPlayer(engine, source, subscriptions, address: str | None) -> list[Narr
             return engine.lowerTrackFor(source, track.kind, track.codec, bitrate, address)
         watches.append(NarrowWatch(engine.clock, subscription, lower,
                                    settings.player_narrow_loss / 100,
-                                   min(max(settings.player_narrow_share, 1), 100) / 100))
+                                   min(max(settings.player_narrow_share, 1), 100) / 100,
+                                   max(settings.player_narrow_hold, 0)))
     return watches
