@@ -16,6 +16,7 @@ traced: it shows as RSS growth that no site accounts for.
 
 from __future__ import annotations
 
+import linecache
 import time
 import tracemalloc
 
@@ -36,8 +37,11 @@ declare(
 log = Logger()
 FRAMES = 6  # of each allocation's traceback: enough to name its owner
 TOP = 20
-# tracemalloc's own and the import machinery's allocations are not the server's.
+# Not the server's: tracemalloc's own, this module's reports (their source
+# lines cached by linecache) and the import machinery.
 IGNORED = (tracemalloc.Filter(False, tracemalloc.__file__),
+           tracemalloc.Filter(False, linecache.__file__),
+           tracemalloc.Filter(False, __file__, all_frames=True),
            tracemalloc.Filter(False, "<frozen importlib._bootstrap*>"))
 
 
