@@ -37,7 +37,7 @@ from tests.netlab.cpu import CpuMeter
 from tests.netlab.firewall import Side
 from tests.netlab.lab import enteredNamespace, playerAddress, publisherAddress
 from tests.netlab.media import (CODECS, FREEZE, MAX_DELAY_MS, Decoded, MeasuringPlayer, RoomRun,
-                                SentCounter, StampedVideo, percentile)
+                                SentCounter, StampedVideo, percentile, slices)
 from tests.media import peers
 from tests.web.browser import FLAGS, requireChromium
 
@@ -346,7 +346,7 @@ class ChromiumRoomRun(RoomRun):
         sent.reset()
         cpu = CpuMeter().start()
         start, made = time.monotonic(), video.count
-        await asyncio.sleep(self.seconds)
+        memory = await self._memoryOver(start)
         end, made = time.monotonic(), video.count - made
         cores = cpu.stop()
         counters = lab.stats()
@@ -360,9 +360,10 @@ class ChromiumRoomRun(RoomRun):
             counters = links.get(name)
             return round(counters["bytes"] * 8 / seconds / 1000) if counters else None
 
-        perPlayer = []
+        perPlayer, painted = [], []
         for i, player in enumerate(players):
-            figures = MeasuringPlayer.figures(_Frames(await player.decoded()), start, end)
+            painted.append(_Frames(await player.decoded()))
+            figures = MeasuringPlayer.figures(painted[-1], start, end)
             (first, firstError), (last, lastError) = player.clock[0], player.clock[-1]
             stats = _statsDelta(before[i], after[i], seconds)
             # fps: what Chromium decoded (issue 16's figure). After a hole in
@@ -393,6 +394,11 @@ class ChromiumRoomRun(RoomRun):
             "cpuCores": cores,  # the lab's own CPU over the window (tests/netlab/cpu.py)
             "perPlayer": perPlayer,
         }
+        if self.slice:
+            # Per slice, what the pages painted (fps there is painted frames).
+            self.result["slices"] = slices(painted, start, end, self.slice)
+        if memory:
+            self.result["serverMB"] = memory
         return self.result
 
 
