@@ -1,5 +1,6 @@
 """wcs.memwatch: the allocation sites that grew, reported on an injected clock."""
 
+from twisted.internet import defer
 from twisted.internet.task import Clock
 
 from wcs.memwatch import MemoryWatch, rssKiB
@@ -14,7 +15,8 @@ def _grow():
 def test_reportsTheSiteThatGrewSinceTheBaseline(tmp_path):
     path = tmp_path / "memory.txt"
     clock = Clock()
-    watch = MemoryWatch(clock, str(path), 60)
+    # The thread's work done at once: the test reads the file after each tick.
+    watch = MemoryWatch(clock, str(path), 60, offThread=defer.maybeDeferred)
     watch.startService()
     try:
         clock.advance(60)
@@ -40,3 +42,15 @@ def test_reportsTheSiteThatGrewSinceTheBaseline(tmp_path):
 def test_rss():
     assert rssKiB() > 1000
     assert rssKiB("/nonexistent") is None
+
+
+def test_aFailedReportIsLoggedAndTheNextStillComes(tmp_path):
+    clock = Clock()
+    watch = MemoryWatch(clock, str(tmp_path / "missing" / "memory.txt"), 60,
+                        offThread=defer.maybeDeferred)
+    watch.startService()
+    try:
+        clock.advance(60)
+        assert len(clock.getDelayedCalls()) == 1
+    finally:
+        watch.stopService()

@@ -21,6 +21,7 @@ import time
 import tracemalloc
 
 from twisted.application.service import Service
+from twisted.internet import threads
 
 from wcs.config import Key, declare
 from wcs.logs import Logger
@@ -74,12 +75,20 @@ def growth(baseline: tracemalloc.Snapshot, now: tracemalloc.Snapshot,
 
 
 class MemoryWatch(Service):
-    """Reports to C{path} every C{interval} seconds on C{clock} while running."""
+    """
+    Reports to C{path} every C{interval} seconds on C{clock} while running.
+    The snapshot is taken on the reactor thread (in C: tens of ms); its
+    filtering and comparing take seconds of Python for tens of thousands of
+    blocks, so they run in C{offThread} (a thread: the reactor keeps its
+    share of the interpreter; a stall of a second made every player of
+    the lab's `mobile` links look narrow).
+    """
 
-    def __init__(self, clock, path: str, interval: float):
+    def __init__(self, clock, path: str, interval: float, offThread=threads.deferToThread):
         self.clock = clock
         self.path = path
         self.interval = max(interval, 1.0)
+        self.offThread = offThread
         self.baseline: tracemalloc.Snapshot | None = None
         self.started = 0.0
         self.call = None
@@ -93,7 +102,7 @@ class MemoryWatch(Service):
         self.started = self.clock.seconds()
         log.warn("debug_memory_file: tracing Python's allocations into {path} every {s} s "
                  "(slower: a diagnostic)", path=self.path, s=self.interval)
-        self.call = self.clock.callLater(self.interval, self._report)
+        self._next()
 
     def stopService(self):
         super().stopService()
@@ -104,24 +113,30 @@ class MemoryWatch(Service):
             self.tracing = False
             tracemalloc.stop()
 
-    def _snapshot(self) -> tracemalloc.Snapshot:
-        return tracemalloc.take_snapshot().filter_traces(IGNORED)
+    def _next(self, _=None) -> None:
+        if self.running:
+            self.call = self.clock.callLater(self.interval, self._report)
 
     def _report(self) -> None:
         self.call = None
-        snapshot = self._snapshot()
+        if not tracemalloc.is_tracing():
+            return
+        snapshot = tracemalloc.take_snapshot()
         current, peak = tracemalloc.get_traced_memory()
         elapsed = self.clock.seconds() - self.started
         head = (f"== {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} after {elapsed:.0f} s: "
                 f"RSS {rssKiB()} KiB, traced {current // 1024} KiB (peak {peak // 1024} KiB)")
+        done = self.offThread(self._write, snapshot, head)
+        done.addErrback(lambda failure: log.failure("debug_memory_file {path}", failure,
+                                                    path=self.path))
+        done.addBoth(self._next)
+
+    def _write(self, snapshot: tracemalloc.Snapshot, head: str) -> None:
+        snapshot = snapshot.filter_traces(IGNORED)
         if self.baseline is None:
             self.baseline = snapshot
             lines = [head, "baseline taken"]
         else:
             lines = [head, "grown since the baseline:", *growth(self.baseline, snapshot)]
-        try:
-            with open(self.path, "a") as out:
-                out.write("\n".join(lines) + "\n")
-        except OSError as e:
-            log.error("debug_memory_file {path}: {error}", path=self.path, error=e)
-        self.call = self.clock.callLater(self.interval, self._report)
+        with open(self.path, "a") as out:
+            out.write("\n".join(lines) + "\n")

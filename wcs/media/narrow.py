@@ -15,7 +15,7 @@ codec and resolution, shared by every narrow player of that stream (a
 L{wcs.media.transcode.FrameTrack}, its codec work in the offload pool). The
 others keep the publisher's packets and see no extra keyframe but the one
 the new rendition's decoder starts from. A moved player whose reports
-on the rendition stay clean (under half of C{player_narrow_loss} lost) for
+on the rendition stay clean (no more than C{player_narrow_loss} lost) for
 C{player_narrow_hold} seconds goes back to the publisher's stream: a
 burst of loss (a stalled server, a Wi-Fi hiccup) must not leave it on half
 the bitrate for the rest of its session. Each later move doubles its hold
@@ -68,7 +68,7 @@ declare(
         "percent of the lower rendition's bitrate its packets are paced at, so that a "
         "keyframe does not overflow the narrow link's queue (0: sent as encoded)"),
     Key("player_narrow_hold", "int", 60,
-        "seconds of clean reports (under half of player_narrow_loss lost) after which a "
+        "seconds of clean reports (no more than player_narrow_loss lost) after which a "
         "player moved to the lower rendition goes back to the publisher's stream; doubled "
         "at each later move of that player, up to 30 minutes; 0: a moved player stays"),
     Key("player_narrow_loss", "int", 10,
@@ -112,7 +112,6 @@ class NarrowWatch:
     INTERVAL = 2.0  # s: a receiver report or two from browsers and aiortc
     WINDOWS = 2
     FIT = 0.75  # of the share of the stream the link delivered: the rendition's most
-    CLEAN = 0.5  # of the narrow threshold: an interval on the rendition under it is clean
     MAX_HOLD = 1800.0  # s: the longest hold, however often a player was moved
 
     def __init__(self, clock, subscription, lower: Callable[[int], object], loss: float,
@@ -153,18 +152,28 @@ class NarrowWatch:
         if not self.moved or self.hold > 0:
             self._call = self.clock.callLater(self.INTERVAL, self._check)
 
-    def _checkNarrow(self) -> None:
-        # Over the whole window: receiver reports come about once a second,
-        # and their cumulative loss goes down again when our resends land.
+    def _window(self) -> tuple[int, int, int] | None:
+        """
+        Over the whole window (receiver reports come about once a second,
+        and their cumulative loss goes down again when our resends land):
+        packets sent, lost beyond the publisher's own loss, the stream's
+        bytes; None before a whole window.
+        """
+        if len(self.history) <= self.WINDOWS:
+            return None
         sent, lost, upstreamLost, octets = (
             a - b for a, b in zip(self.history[-1], self.history[0]))
-        if len(self.history) <= self.WINDOWS or sent <= 0 \
-                or lost - max(0, upstreamLost) <= self.loss * sent:
+        return sent, lost - max(0, upstreamLost), octets
+
+    def _checkNarrow(self) -> None:
+        window = self._window()
+        if window is None or window[0] <= 0 or window[1] <= self.loss * window[0]:
             return
+        sent, lost, octets = window
         # At most FIT of what the link delivered: the rest is for resends,
         # RTCP and the bursts of a variable bitrate (at 90% of the link
         # the queue overflows at every keyframe).
-        delivered = 1 - (lost - max(0, upstreamLost)) / sent
+        delivered = 1 - lost / sent
         share = min(self.share, self.FIT * delivered)
         bitrate = int(octets * 8 / (self.INTERVAL * self.WINDOWS) * share)
         try:
@@ -185,15 +194,14 @@ class NarrowWatch:
 
     def _backOnStream(self) -> bool:
         """
-        On the rendition: the last interval clean (the rendition is
-        encoded here: the publisher's loss is not the player's) or not;
-        after the hold clean, back to the publisher's stream (its keyframe
-        within the stream's interval: one more for everyone).
+        On the rendition: whether its last window was clean (no more lost
+        than C{loss}: not narrow there); after the hold clean, back to the
+        publisher's stream (its keyframe within the stream's interval: one
+        more for everyone). Whether the link carries the whole stream only
+        a try tells: on a narrow link the rendition is clean too.
         """
-        now = self.clock.seconds()
-        sent = self.history[-1][0] - self.history[-2][0]
-        lost = self.history[-1][1] - self.history[-2][1]
-        if lost > self.CLEAN * self.loss * max(sent, 0):
+        window, now = self._window(), self.clock.seconds()
+        if window is None or window[1] > self.loss * max(window[0], 0):
             self.cleanSince = None
             return False
         if self.cleanSince is None:
