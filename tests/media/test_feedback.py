@@ -845,3 +845,17 @@ def test_aLatePacketLeavesTheNewestAsItWas():
     assert (subscription.lastSeq, subscription.lastTs) == (newest, newestTs)
     track.fanout(0, 0, 40, 40 * 3000, bytes(SIZE), False)
     assert subscription.lastSeq == (newest + 1) & 0xFFFF
+
+
+def test_packetsAfterASilenceAreMarked():
+    """IncomingTrack.lastSilence: packets read after SILENCE without any (a stall, a pause)."""
+    clock, wire = Clock(), _Wire()
+    wire.rtcpSsrc = 99
+    track = IncomingTrack(wire, "video", "VP8", 90000, 96, 5, clock=clock)
+    for seq in range(1, 20):
+        track.rtpReceived(_packet(seq, seq == 1))
+        clock.advance(0.2 if seq == 10 else 0.02)  # 0.2 s: a pause of a few frames
+    assert track.lastSilence == float("-inf")
+    clock.advance(IncomingTrack.SILENCE)
+    track.rtpReceived(_packet(20))
+    assert track.lastSilence == clock.seconds()

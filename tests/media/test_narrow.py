@@ -12,6 +12,7 @@ from wcs.media.narrow import NarrowWatch, RenditionRefused
 
 class _Incoming:
     ended = False
+    lastSilence = float("-inf")
 
     def __init__(self):
         self.octets = 0
@@ -229,3 +230,16 @@ def test_noHoldStaysMoved():
     clock, subscription, watch = _watched(hold=0)
     _untilMoved(clock, subscription, watch)
     assert not clock.getDelayedCalls()  # no longer checked
+
+
+def test_lossAfterABurstOfTheStreamIsNotNarrow():
+    """
+    The publisher's packets came in a burst after a silence (our stall, its
+    pause): the loss of the next windows is every link's, not this one's.
+    """
+    clock, subscription, watch = _watched(hold=10)
+    subscription.incoming.lastSilence = clock.seconds() + NarrowWatch.INTERVAL
+    for _ in range(3):
+        _interval(clock, subscription, 0.4)
+    assert not watch.moved
+    _untilMoved(clock, subscription, watch)  # still lossy, long after it: narrow

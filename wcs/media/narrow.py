@@ -170,6 +170,13 @@ class NarrowWatch:
         if window is None or window[0] <= 0 or window[1] <= self.loss * window[0]:
             return
         sent, lost, octets = window
+        # The publisher's packets came in a burst after a silence within the
+        # window (reports lag a second): every player's link got it at once.
+        if self.clock.seconds() - self.incoming.lastSilence < self.INTERVAL * (self.WINDOWS + 1):
+            limited.warn("burst", "{player}: {lost} of {sent} packets lost after the stream "
+                         "came in a burst (our stall or the publisher's pause): not judged "
+                         "narrow", player=self.subscription, lost=lost, sent=sent)
+            return
         # At most FIT of what the link delivered: the rest is for resends,
         # RTCP and the bursts of a variable bitrate (at 90% of the link
         # the queue overflows at every keyframe).

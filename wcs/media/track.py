@@ -168,6 +168,9 @@ class IncomingTrack(Track):
 
     RECENT = 256  # packets kept for a late keyframe start (NackGenerator.MAX_MISSING)
     REPEAT_AFTER = Subscription.REPEAT_AFTER  # s between a repair's two copies
+    # s without a packet read after which the next ones count as a burst
+    # (L{lastSilence}): 10 frame intervals at 30 fps.
+    SILENCE = 0.3
 
     def __init__(self, transport, kind: str, codec: str, clockRate: int,
                  payloadType: int, ssrc: int | None, clock=None,
@@ -178,6 +181,11 @@ class IncomingTrack(Track):
         self.payloadType = payloadType
         self.ssrc = ssrc
         self.lastPacket: float | None = None
+        # When packets were last read after SILENCE without any: our reactor
+        # stalled (the socket held them) or the publisher's uplink paused;
+        # either way what follows goes on to every player at once, a burst
+        # into their links that is not their link's doing (wcs.media.narrow).
+        self.lastSilence = float("-inf")
         self.firstPacket: Callable[[], None] | None = None
         self._frameListener: Callable[[int, int, int, bytes], None] | None = None
         self.packetsIn = 0
@@ -233,9 +241,13 @@ class IncomingTrack(Track):
         A packet of this track, as the publisher sent it. C{repaired}: it
         was missing and came on RTX as the answer to our NACK.
         """
-        if self.lastPacket is None and self.firstPacket is not None:
-            self.firstPacket()
-        self.lastPacket = self.seconds()
+        now = self.seconds()
+        if self.lastPacket is None:
+            if self.firstPacket is not None:
+                self.firstPacket()
+        elif now - self.lastPacket > self.SILENCE:
+            self.lastSilence = now
+        self.lastPacket = now
         self.octets += len(data)
         self.packetsIn += 1  # never reset, unlike received (wcs.metrics)
         second = data[1]
