@@ -191,6 +191,10 @@ def printFeedback(result) -> None:
         print(f"{head} publisher leg: " + ", ".join(f"{k} {v}" for k, v in got["publisher"].items()))
     for index, player in enumerate(got["players"]):
         print(f"{head} player {index} leg: " + ", ".join(f"{k} {v}" for k, v in player.items()))
+    narrow = got.get("narrow") or {}
+    if any(narrow.values()):
+        print(f"{head} narrow link: {narrow['moved']} moves to the lower rendition, "
+              f"{narrow['back']} back on the stream (whole sessions)")
 
 
 def profileSettings(profile, args) -> dict:

@@ -36,10 +36,23 @@ PUBLISHER_FIELDS = ("nacked", "nackedTwice", "repaired", "givenUp", "overBudgetT
                     "keyframeRequests")
 
 
+# wcs.media.narrow's moves of a player to the lower rendition and back.
+NARROW = re.compile(r"<PlaySession '(?P<stream>[^']+)' [^>]*>: (?:(?P<moved>narrow link "
+                    r"\(\d+ of \d+ packets lost\), moved)|(?P<back>clean on the rendition))")
+
+
 def feedback(log: str, stream: str) -> dict:
-    """{"publisher": {...} or None, "players": [{...}, ...]} of C{stream} in C{log}."""
+    """
+    {"publisher": {...} or None, "players": [{...}, ...], "narrow": {"moved":
+    n, "back": n}} of C{stream} in C{log}.
+    """
     players, publisher = [], None
+    narrow = {"moved": 0, "back": 0}
     for line in log.splitlines():
+        match = NARROW.search(line)
+        if match and match["stream"] == stream:
+            narrow["moved" if match["moved"] else "back"] += 1
+            continue
         match = PLAYER.search(line)
         if match and match["stream"] == stream:
             players.append({k: int(v) if v is not None else None
@@ -49,4 +62,4 @@ def feedback(log: str, stream: str) -> dict:
         if match and match["stream"] == stream:
             publisher = {k: int(v) if v is not None else None
                          for k, v in zip(PUBLISHER_FIELDS, match.groups()[1:])}
-    return {"publisher": publisher, "players": players}
+    return {"publisher": publisher, "players": players, "narrow": narrow}

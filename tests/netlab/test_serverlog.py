@@ -49,7 +49,29 @@ def test_feedbackOfOneStream():
 
 
 def test_feedbackOfNoStream():
-    assert feedback(PLAY, None) == {"publisher": None, "players": []}
+    assert feedback(PLAY, None) == {"publisher": None, "players": [],
+                                    "narrow": {"moved": 0, "back": 0}}
+
+
+def test_narrowMovesAsTheWatchLogsThem():
+    """The lines wcs.media.narrow writes when it moves a player and brings it back."""
+    from twisted.internet.task import Clock
+    from twisted.logger import Logger, formatEvent
+
+    from tests.media.test_narrow import _interval, _MovingSubscription, _Rendition
+    from wcs.media.narrow import NarrowWatch
+
+    events = []
+    clock, subscription = Clock(), _MovingSubscription()
+    watch = NarrowWatch(clock, subscription, _Rendition, loss=0.1, share=0.5, hold=2,
+                        name="<PlaySession 'room-pub' 1a2b>")
+    watch.log = Logger(observer=events.append)
+    for share in (0.4, 0.4, 0, 0, 0, 0.4, 0.4):  # moved, back, moved again
+        _interval(clock, subscription, share)
+    watch.stop()
+    lines = [formatEvent(e) for e in events]
+    assert feedback("\n".join(lines), "room-pub")["narrow"] == {"moved": 2, "back": 1}, lines
+    assert feedback("\n".join(lines), "else-pub")["narrow"] == {"moved": 0, "back": 0}
 
 
 def test_cpuCountsThisProcess():

@@ -115,9 +115,10 @@ class NarrowWatch:
     MAX_HOLD = 1800.0  # s: the longest hold, however often a player was moved
 
     def __init__(self, clock, subscription, lower: Callable[[int], object], loss: float,
-                 share: float, hold: float = 0.0):
+                 share: float, hold: float = 0.0, name: str | None = None):
         self.clock = clock
         self.subscription = subscription
+        self.name = name or repr(subscription)  # the player, in the log
         self.incoming = subscription.track
         self.lower = lower
         self.loss = loss
@@ -175,7 +176,7 @@ class NarrowWatch:
         if self.clock.seconds() - self.incoming.lastSilence < self.INTERVAL * (self.WINDOWS + 1):
             limited.warn("burst", "{player}: {lost} of {sent} packets lost after the stream "
                          "came in a burst (our stall or the publisher's pause): not judged "
-                         "narrow", player=self.subscription, lost=lost, sent=sent)
+                         "narrow", player=self.name, lost=lost, sent=sent)
             return
         # At most FIT of what the link delivered: the rest is for resends,
         # RTCP and the bursts of a variable bitrate (at 90% of the link
@@ -189,13 +190,13 @@ class NarrowWatch:
             # Checked again: a rendition may be free later.
             limited.warn("renditions", "{player}: narrow link ({lost} of {sent} packets "
                          "lost), but {why}: it stays on the stream",
-                         player=self.subscription, lost=lost, sent=sent, why=refused)
+                         player=self.name, lost=lost, sent=sent, why=refused)
             return
         self.moved, self.cleanSince = True, None
         self.moves += 1
         self.log.info("{player}: narrow link ({lost} of {sent} packets lost), moved to a "
                       "rendition at {kbps} kbit/s (back after {hold:.0f} s clean)",
-                      player=self.subscription, lost=lost, sent=sent, kbps=bitrate // 1000,
+                      player=self.name, lost=lost, sent=sent, kbps=bitrate // 1000,
                       hold=self.holdFor())
         moveSubscription(self.subscription, track)
 
@@ -216,7 +217,7 @@ class NarrowWatch:
         if now - self.cleanSince < self.holdFor():
             return False
         self.log.info("{player}: clean on the rendition for {s:.0f} s, back on the stream",
-                      player=self.subscription, s=now - self.cleanSince)
+                      player=self.name, s=now - self.cleanSince)
         self.moved, self.cleanSince = False, None
         moveSubscription(self.subscription, self.incoming, force=False)
         return True
@@ -227,10 +228,12 @@ class NarrowWatch:
             call.cancel()
 
 
-def watchPlayer(engine, source, subscriptions, address: str | None) -> list[NarrowWatch]:
+def watchPlayer(engine, source, subscriptions, address: str | None,
+                name: str | None = None) -> list[NarrowWatch]:
     """
     The watches of a play session's video subscriptions, per the engine's
-    policy; C{address} is the player's client address.
+    policy; C{address} is the player's client address, C{name} its session
+    in the log.
     """
     settings = engine.settings
     if settings.player_narrow_link != "transcode":
@@ -246,5 +249,5 @@ def watchPlayer(engine, source, subscriptions, address: str | None) -> list[Narr
         watches.append(NarrowWatch(engine.clock, subscription, lower,
                                    settings.player_narrow_loss / 100,
                                    min(max(settings.player_narrow_share, 1), 100) / 100,
-                                   max(settings.player_narrow_hold, 0)))
+                                   max(settings.player_narrow_hold, 0), name))
     return watches

@@ -353,7 +353,7 @@ class PlaySession(MediaSession):
         if not self.finished:
             self.peer.watch(lambda: self._fail(info.KEEP_ALIVE))
             self.narrowWatches = watchPlayer(self.engine, self.playing, self.subscriptions,
-                                             getattr(self.listener, "address", None))
+                                             getattr(self.listener, "address", None), repr(self))
 
     def peerTimeout(self, settings) -> int:
         return settings.media_player_timeout
