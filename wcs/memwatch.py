@@ -46,16 +46,24 @@ IGNORED = (tracemalloc.Filter(False, tracemalloc.__file__),
            tracemalloc.Filter(False, "<frozen importlib._bootstrap*>"))
 
 
+def residentKiB(status: str) -> int | None:
+    """
+    VmRSS of a /proc C{status} file, in KiB; None for a process that has
+    none (a zombie). OSError when the file cannot be read.
+    """
+    with open(status) as lines:
+        for line in lines:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return None
+
+
 def rssKiB(status: str = "/proc/self/status") -> int | None:
     """The process's resident set (VmRSS), or None where /proc has none."""
     try:
-        with open(status) as lines:
-            for line in lines:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
+        return residentKiB(status)
     except OSError:
-        pass
-    return None
+        return None
 
 
 def growth(baseline: tracemalloc.Snapshot, now: tracemalloc.Snapshot,

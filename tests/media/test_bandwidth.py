@@ -21,6 +21,7 @@ from tests.media.peers import (
     makeEngine,
     offerOf,
 )
+from tests.support.wait import waitUntil
 from wcs.config import Settings
 from wcs.media import bandwidth, negotiate
 from wcs.media.bandwidth import remb, streamCap, withBandwidth
@@ -349,19 +350,11 @@ async def test_narrowPlayerGoesBackWhenClean():
         await player.waitFrames("video", 5)
         link = Impairment(player.pc, receiveLoss=0.4, seed=3)
         watch = play.narrowWatches[0]
-        for _ in range(40):
-            if watch.moved:
-                break
-            await asyncio.sleep(0.25)
-        assert watch.moved, "not moved"
+        await waitUntil(lambda: watch.moved, 10, "the move to the rendition", every=0.25)
         rendition = play.subscriptions[0].track
         assert isinstance(rendition, FrameTrack)
         link.receiveLoss = 0
-        for _ in range(120):
-            if not watch.moved:
-                break
-            await asyncio.sleep(0.25)
-        assert not watch.moved, "not back"
+        await waitUntil(lambda: not watch.moved, 30, "the way back", every=0.25)
         assert play.subscriptions[0].track is session.source.incoming["video"]
         assert not any(k[-1] == "lower" for k in engine.frameTracks) and rendition.worker is None
         frames = len(player.frames["video"])

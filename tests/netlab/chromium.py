@@ -202,9 +202,13 @@ class ChromiumPlayer:
     async def stats(self) -> list[dict]:
         return await self.page.evaluate("netlab.stats()")
 
+    def offsetMs(self) -> float:
+        """Harness ms = page ms + this, from the tightest of the clock syncs."""
+        return min(self.clock, key=lambda c: c[1])[0]
+
     async def decoded(self) -> list[Decoded]:
         """Every frame so far, on the harness's clock."""
-        offset = min(self.clock, key=lambda c: c[1])[0]
+        offset = self.offsetMs()
         self.frames = [(round((f[0] + offset) / 1000, 4), *f[1:])
                        for f in await self.page.evaluate("netlab.frames")]
         out = []
@@ -225,7 +229,7 @@ class ChromiumPlayer:
         display refreshes). It tells a server's share of a delay apart from
         the refresh a frame happened to be painted at.
         """
-        offset = min(self.clock, key=lambda c: c[1])[0]
+        offset = self.offsetMs()
         arrivals, browser = [], []
         for at, counter, sentMs, received, _ in self.frames:
             if not start <= at < end or counter < 0 or received < 0:

@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from wcs.memwatch import residentKiB
+
 TWISTD = [str(Path(sys.executable).with_name("twistd"))]
 START_TIMEOUT = 20.0
 
@@ -47,11 +49,8 @@ def residentBytes(pid: int) -> int | None:
     C{pid}'s resident memory now, in bytes (Linux /proc: VmRSS); None for
     a process that has none (a zombie). OSError when it is gone.
     """
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return None
+    kib = residentKiB(f"/proc/{pid}/status")
+    return None if kib is None else kib * 1024
 
 
 @dataclass
