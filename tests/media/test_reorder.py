@@ -8,6 +8,11 @@ from dataclasses import replace
 from tests.media.test_feedback import SIZE, _player, _seqs
 from tests.media.test_rtp import PLAIN
 from wcs.media.feedback import FeedbackPolicy
+from wcs.media.subscription import Subscription
+
+
+# Resends after the wait go once: what a test of the wait itself counts.
+ONCE = replace(PLAIN, repeatWaited=False)
 
 
 def _sent(track, count: int) -> None:
@@ -44,9 +49,10 @@ def test_eagerPlayerHeldUntilItsPacketsCouldHaveCome():
     recognised by its re-asking within half a round trip; from then on a
     packet it lists is resent only when it is still missing after the
     wait, and a packet left out of a later list meanwhile (it came by
-    itself) is not resent at all and is a sample of the wait.
+    itself) is not resent at all and is a sample of the wait. (Without the
+    second copy of what waited: its own test below.)
     """
-    track, wire, subscription = _player()
+    track, wire, subscription = _player(policy=ONCE)
     _pressed(subscription)
     clock = track.clock
     _sent(track, 60)  # all near the newest (far behind, wcs.media.crossing has a say)
@@ -341,3 +347,50 @@ def test_lateForwardsForgottenWithoutNacks():
     assert hold.upstream, "late forwards are still seen"
     assert len(hold.upstream) <= hold.KEPT / 0.02 + 1
     subscription.detach()
+
+
+def test_aPacketStillListedAfterTheWaitGoesTwice():
+    """
+    A packet an eager player still lists after the wait was lost on its
+    link, not reordered, and a resend is lost as often (5 % on `mobile`:
+    another round trip, a freeze): its resend goes twice, REPEAT_AFTER
+    apart, charged to the budget as the first (with the bucket below half,
+    where spare copies do not go). Without C{media_repeat_waited}, once.
+    """
+    for repeatWaited in (True, False):
+        track, wire, subscription = _player(policy=replace(PLAIN, repeatWaited=repeatWaited))
+        _pressed(subscription)
+        clock, hold, budget = track.clock, subscription.hold, subscription.budget
+        _markEager(hold)
+        _sent(track, 60)
+        seqs = _seqs(wire)
+        wire.sent.clear()
+        hold.late, hold.wait, hold.lateAt = 0.03, 0.045, clock.seconds()
+        budget.credit = budget.burst / 2 - 1  # no spare budget
+        lost = seqs[40]
+        subscription.nackReceived([lost])
+        clock.advance(0.03)
+        subscription.nackReceived([lost])  # still missing
+        assert wire.sent == [] and hold.heldPackets == 1
+        clock.advance(0.04)  # released by the timer after the wait
+        assert _seqs(wire) == [lost]
+        clock.advance(Subscription.REPEAT_AFTER)
+        copies = 2 if repeatWaited else 1
+        assert _seqs(wire) == [lost] * copies
+        assert subscription.retransmitted == copies
+        assert subscription.repairsRepeated == copies - 1
+        assert hold.released == set()  # taken by each resend: nothing kept
+        # Released by a NACK that still lists it after the wait: the same.
+        wire.sent.clear()
+        other = seqs[45]
+        subscription.nackReceived([other])
+        clock.advance(0.02)
+        subscription.nackReceived([other])
+        clock.advance(0.02)  # the timer's tick: not due yet
+        clock.advance(0.005)  # past the wait, before its next tick
+        assert wire.sent == []
+        subscription.nackReceived([other])
+        assert _seqs(wire) == [other]
+        clock.advance(Subscription.REPEAT_AFTER)
+        assert _seqs(wire) == [other] * copies
+        subscription.detach()

@@ -41,6 +41,12 @@ declare(
         "leg, or resent to the player again after a lost copy) goes to it a second time 20 ms "
         "after the first, from spare retransmission budget: a loss on the player's link would "
         "add another round trip (docs/networks.md); false: once"),
+    Key("media_repeat_waited", "bool", True,
+        "a packet an aiortc-like player (one that lists every missing packet in each NACK) "
+        "still lists after the reordering wait (media_player_reorder_wait) was lost, not "
+        "reordered: its resend goes twice, 20 ms apart, from the player's retransmission "
+        "budget, so that a loss of the resend does not cost it another round trip "
+        "(docs/networks.md); false: once"),
     Key("media_nack_twice", "bool", True,
         "each NACK to a publisher that resends on RTX goes a second time 10 ms later, "
         "charged to the publisher leg's budget, so that a lost NACK or a lost resend does "
@@ -81,6 +87,7 @@ class FeedbackPolicy:
     nackTwice: bool = True  # NackGenerator.copies for RTX publishers (media_nack_twice)
     playerEarlyCopy: bool = True  # Subscription.resend (media_player_early_copy)
     playerNackReserve: float = 0.5  # of the burst kept from first NACKs (media_player_nack_reserve)
+    repeatWaited: bool = True  # Subscription.resend (media_repeat_waited)
 
     @classmethod
     def fromSettings(cls, settings) -> "FeedbackPolicy":
@@ -96,7 +103,8 @@ class FeedbackPolicy:
                    settings.media_repeat_repairs,
                    settings.media_nack_twice,
                    settings.media_player_early_copy,
-                   settings.media_player_nack_reserve / 100)
+                   settings.media_player_nack_reserve / 100,
+                   settings.media_repeat_waited)
 
 
 class RoundTrip:

@@ -95,6 +95,9 @@ class NackHold:
         self.answered: dict[int, float] = {}  # seq -> first asked at, answered at once
         self.upstream: dict[int, float] = {}  # seq -> when forwarded late (came late to us)
         self.listedAt: dict[int, float] = {}  # seq -> the last NACK that listed it (held, answered)
+        # Released after the wait, still listed or not listed since: lost,
+        # not reordered (Subscription.resend sends them twice; it takes them).
+        self.released: set[int] = set()
         self.previous: set[int] = set()
         self.previousAt = float("-inf")
         self._call = None
@@ -173,12 +176,19 @@ class NackHold:
                 del held[seq]  # waited enough, or forwarded late since
                 listedAt.pop(seq, None)
                 answer.append(seq)
+                if seq not in upstream:
+                    self.released.add(seq)
         for seq in listed:
             if seq in held or seq in answered:
                 listedAt[seq] = now
         if held and self._call is None:
             self._call = self.clock.callLater(self.INTERVAL, self._tick)
         return answer
+
+    def takeReleased(self) -> set[int]:
+        """What was released after the wait since the last call (bounded by the held)."""
+        released, self.released = self.released, set()
+        return released
 
     def stop(self) -> None:
         call, self._call = self._call, None
@@ -224,6 +234,7 @@ class NackHold:
         if self.held:
             self._call = self.clock.callLater(self.INTERVAL, self._tick)
         if due:
+            self.released.update(due)
             self.resend(due)
 
 

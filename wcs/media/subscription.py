@@ -322,6 +322,10 @@ class Subscription(KeyframeAsking):
         # Those first NACKs may not spend the reserve, which the repeats need
         # (media_player_nack_reserve).
         asked = self.hold.asked if self.reserve and not self.hold.eager else {}
+        # Still listed after the reordering wait: lost on its link, as a
+        # resend may be too (mobile's 5 %), which costs another round trip
+        # and a freeze (docs/networks.md): its resend goes twice.
+        waited = self.hold.takeReleased()
         for seq in lost:
             # aiortc's parser does not wrap a bitmask that spans 65535 -> 0.
             seq &= 0xFFFF
@@ -364,6 +368,9 @@ class Subscription(KeyframeAsking):
                         # one is a round trip later still, so it goes twice.
                         self.clock.callLater(self.REPEAT_AFTER, self.repeatCopy, seq,
                                              stillMissing)
+                    elif seq in waited and self.policy.repeatWaited:
+                        self.clock.callLater(self.REPEAT_AFTER, self.repeatCopy, seq,
+                                             False, False)
                 elif first:
                     self.nacksDeferred += 1  # it asks again if the packet does not come
                     event = "defer"
@@ -450,19 +457,23 @@ class Subscription(KeyframeAsking):
         """
         return (self.lastSeq - seq) & 0xFFFF < StallWatch.MAX_BEHIND
 
-    def repeatCopy(self, seq: int, stillMissing: bool = False) -> None:
+    def repeatCopy(self, seq: int, stillMissing: bool = False, spare: bool = True) -> None:
         """
-        Send C{seq} (ours) once more: from spare budget, and only while it
-        is not far behind our newest (where a copy the player has makes
-        aiortc drop its buffer) unless C{stillMissing}: its lists showed
-        the last copy lost, the hole is open, and the two copies come
-        within the link's jitter of each other (docs/media.md).
+        Send C{seq} (ours) once more: from spare budget (unless not
+        C{spare}: a packet known lost, from the budget as its first
+        resend), and only while it is not far behind our newest (where a
+        copy the player has makes aiortc drop its buffer) unless
+        C{stillMissing}: its lists showed the last copy lost, the hole is
+        open, and the two copies come within the link's jitter of each
+        other (docs/media.md).
         """
         if self.started and (stillMissing or self._near(seq)):
-            if self.resendProbe(seq, spare=True):
+            if self.resendProbe(seq, spare=spare):
                 self.repairsRepeated += 1
                 if self.trace is not None:
                     self.trace.event("rep", self.ssrc, seq)
+            elif self.trace is not None:  # no spare budget (or gone from the history)
+                self.trace.event("norep", self.ssrc, seq)
 
     def receptionReported(self, lsr: int, dlsr: int) -> None:
         """A receiver report block about our stream: a round-trip sample."""

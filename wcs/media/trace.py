@@ -27,7 +27,9 @@ for the way out), then numbers:
   within a round trip, or over the player's share (SINCE: ms since its
   last resend, WAIT: the round trip waited, ms); C{held PLAYER OUT}:
   its first NACK held for reordering; C{rep PLAYER OUT}: a late copy's
-  second copy (C{media_repeat_repairs}); C{far PLAYER
+  second copy (C{media_repeat_repairs}), or of a resend after the
+  reordering wait (C{media_repeat_waited}); C{norep PLAYER OUT}: such a
+  second copy not sent (no spare budget, or gone from the history); C{far PLAYER
   OUT}: NACKed again far behind, by a NACK that crossed our copy or after
   one that left it out: not resent to an eager player (wcs.media.crossing);
 - C{gc GEN US COLLECTED}: a garbage collection of generation GEN ended,
