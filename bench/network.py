@@ -250,7 +250,8 @@ def main() -> int:
     parser.add_argument("--slice", type=float, default=0.0, metavar="SECONDS",
                         help="also each player's figures per slice of the window this long "
                              "(in the --json line, 'slices'; Chromium players: what the page "
-                             "painted) and the server's memory after each: a long run's drift")
+                             "painted) and the server's memory after each: a long run's drift "
+                             "(aiortc players: and 3 s after the room emptied)")
     parser.add_argument("--rounds", type=int, default=1,
                         help="run the --server list this many times per profile (A B A B)")
     args = parser.parse_args()

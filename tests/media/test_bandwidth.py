@@ -357,6 +357,9 @@ async def test_narrowPlayerGoesBackWhenClean():
         await waitUntil(lambda: not watch.moved, 30, "the way back", every=0.25)
         assert play.subscriptions[0].track is session.source.incoming["video"]
         assert not any(k[-1] == "lower" for k in engine.frameTracks) and rendition.worker is None
+        # Its codecs released in the codec thread (and their memory trimmed).
+        await waitUntil(lambda: rendition.encoder is None and rendition.decoder is None, 5,
+                        "the rendition's codecs released", every=0.1)
         frames = len(player.frames["video"])
         await player.waitFrames("video", frames + 30, timeout=20)
         assert not watch.moved and watch.moves == 1

@@ -366,6 +366,7 @@ class RoomRun:
     # long (a long run's drift); 0: the whole window only.
     slice: float = 0.0
     result: dict = field(default_factory=dict)
+    EMPTIED_AFTER = 3.0  # s after the last client left: the server's memory then
 
     async def run(self, room, lab) -> dict:
         """
@@ -381,6 +382,13 @@ class RoomRun:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(pc.close(), 5)
             await room.close()
+            if self.result.get("serverMB"):
+                # And once the room emptied: what the server gave back (a
+                # rendition's codecs, their memory trimmed: docs/operations.md).
+                await asyncio.sleep(self.EMPTIED_AFTER)
+                megabytes = residentMB()
+                if megabytes is not None:
+                    self.result["serverMB"].append(("emptied", megabytes))
 
     async def _memoryOver(self, start: float) -> list[tuple[int, float]]:
         """

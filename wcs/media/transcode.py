@@ -27,6 +27,7 @@ from wcs.media.internals import JitterFrame, RTCRtpCodecParameters, get_decoder,
 from wcs.media.negotiate import CLOCK_RATES, KIND_OF
 from wcs.media.pacer import Pacer
 from wcs.media.track import Track
+from wcs.memwatch import trimFreedMemory
 from wcs.offload import Worker
 
 
@@ -138,9 +139,15 @@ class FrameTrack(Track):
         if self.pacer is not None:
             self.pacer.stop()
         if self.worker is not None:
-            self.worker.stop(drain=False)
+            self.worker.stop(self._release, drain=False)
             self.worker = None
             self.source.detach(self)
+
+    def _release(self) -> None:
+        """In the codec thread, after its last frame: the codecs go, and their memory."""
+        decoded, self.decoder, self.encoder = self.decoder is not None, None, None
+        if decoded:  # a packetizer alone holds no codec buffers
+            trimFreedMemory()
 
     # The codec work
 

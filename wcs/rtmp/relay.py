@@ -17,6 +17,7 @@ from zope.interface import implementer
 
 from wcs.frames import EncodedFrame
 from wcs.interfaces import IMediaSink, IMediaSource
+from wcs.memwatch import trimFreedMemory
 from wcs.offload import Worker
 from wcs.rtmp import flv
 from wcs.rtmp.chunks import AUDIO, VIDEO
@@ -246,7 +247,7 @@ class FLVFeed(RTMPSource):
         if not self.players and not self.ended:
             self.upstream.detach(self)
             self.ended = True
-            self.worker.stop(drain=False)
+            self.worker.stop(self._release, drain=False)
             self.idle(self)
 
     # IMediaSink
@@ -255,11 +256,18 @@ class FLVFeed(RTMPSource):
         self.worker.submit(frame)
 
     def sourceEnded(self) -> None:
-        self.worker.stop(drain=False)
+        self.worker.stop(self._release, drain=False)
         self.end()
         self.idle(self)
 
     # In the worker's thread
+
+    def _release(self) -> None:
+        """After the last frame: the converters go, and their codecs' memory."""
+        converters, self.converters = self.converters, {}
+        if any(converters.values()):
+            converters.clear()
+            trimFreedMemory()
 
     def _convert(self, frame: EncodedFrame) -> list[tuple[int, int, bytes]]:
         """One frame to FLV tags: (message type, timestamp, body)."""
