@@ -241,6 +241,23 @@ async def test_pings_and_dead_peer_timeout(serverFactory):
     await lively.close()
 
 
+async def test_answerPings_keeps_a_test_client_that_reads_nothing(serverFactory):
+    """
+    The lab's clients read nothing while their streams run: answering the
+    pings (tests/support/wsclient.answerPings) keeps them past the timeout.
+    """
+    server = serverFactory(settings={"ws_ping_interval": "200", "ws_dead_peer_timeout": "1000"})
+    client = await Client.open(server.wsURL, "lab")
+    answering = client.answerPings()
+    await asyncio.sleep(2.5)  # two and a half timeouts
+    assert not answering.done()  # the connection is open
+    answering.cancel()
+    await asyncio.gather(answering, return_exceptions=True)
+    await client.send("ping", None)
+    await client.expect("pong")
+    await client.close()
+
+
 async def test_shutdown_closes_clients(serverFactory):
     server = serverFactory()
     client = await Client.open(server.wsURL, "alice")

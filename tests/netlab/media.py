@@ -269,6 +269,7 @@ class WcsRoom:
         self.server = server  # its /metrics, when it has a REST port (bench/network.py)
         self.room = f"netlab-{uuid.uuid4().hex[:6]}"
         self.clients = []
+        self.answering = []  # each client's pings answered once its stream runs
         self.stream = None
 
     async def keyframeRequests(self) -> int | None:
@@ -292,6 +293,7 @@ class WcsRoom:
         await negotiate(owner, pc, "publishStream", publish)
         await status(owner, publish["mediaSessionId"], "PUBLISHING", timeout=30)
         self.stream = publish["name"]
+        self.answering.append(owner.answerPings())
 
     async def play(self, pc, address: str, index: int) -> None:
         viewer = await self._join(f"viewer{index}")
@@ -300,8 +302,12 @@ class WcsRoom:
                                  **self.MEDIA)
         await negotiate(viewer, pc, "playStream", play)
         await status(viewer, play["mediaSessionId"], "PLAYING", timeout=30)
+        self.answering.append(viewer.answerPings())
 
     async def close(self) -> None:
+        for task in self.answering:
+            task.cancel()
+        await asyncio.gather(*self.answering, return_exceptions=True)
         for client in self.clients:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(client.close(), 5)

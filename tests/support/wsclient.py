@@ -104,5 +104,22 @@ class Client:
             pass
         return frames
 
+    def answerPings(self) -> asyncio.Future:
+        """
+        Read every frame from now on (into C{received}), answering the
+        server's pings as the SDK does: a client that does not is heard
+        only by its library's own WebSocket pings, every 20 s, and is
+        closed (ws_dead_peer_timeout, 20 s) when one comes a little late.
+        Cancel the task before waiting for frames again.
+        """
+        async def answer():
+            async for raw in self.ws:
+                frame = json.loads(raw)
+                if frame["message"] == "ping":
+                    await self.send("pong")
+                else:
+                    self.received.append(frame)
+        return asyncio.ensure_future(answer())
+
     async def close(self) -> None:
         await self.ws.close()
