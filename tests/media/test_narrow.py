@@ -243,3 +243,21 @@ def test_lossAfterABurstOfTheStreamIsNotNarrow():
         _interval(clock, subscription, 0.4)
     assert not watch.moved
     _untilMoved(clock, subscription, watch)  # still lossy, long after it: narrow
+
+
+def test_aBurstInOneIntervalIsNoNarrowLink():
+    """
+    A window lossy over the whole (14 % of it) but clean in one of its two
+    intervals: a burst (a healthy `mobile` player was moved at 10.3 %), not
+    a narrow link, which loses in each. Lossy in both: moved.
+    """
+    clock, subscription, watch = _watched(hold=60)
+    _interval(clock, subscription, 0.02)
+    _interval(clock, subscription, 0.26)  # the window: 28 % of 250 + 2 % of 250
+    assert not watch.moved
+    _interval(clock, subscription, 0.02)  # the burst in the window's first interval now
+    assert not watch.moved
+    _interval(clock, subscription, 0.15)
+    assert not watch.moved  # one lossy interval again
+    _interval(clock, subscription, 0.15)
+    assert watch.moved and isinstance(subscription.track, _Rendition)
