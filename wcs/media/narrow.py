@@ -8,8 +8,8 @@ under 1 frame a second). With C{transcode} (the default), a L{NarrowWatch} on ea
 player of a publisher's track notices a narrow link from the player's own
 receiver reports (more than C{player_narrow_loss} percent of what we sent
 it lost, beyond what the publisher's uplink lost, in each of the last
-L{WINDOWS} intervals: a burst of loss within one is no narrow link) and moves it to one lower rendition of the stream: decoded once and
-encoded at C{player_narrow_share} percent of the stream's bitrate, or
+L{WINDOWS} intervals: a burst of loss within one is no narrow link) and
+moves it to one lower rendition of the stream: decoded once and encoded at C{player_narrow_share} percent of the stream's bitrate, or
 L{NarrowWatch.FIT} of what the player's link delivered if less, same
 codec and resolution, shared by every narrow player of that stream (a
 L{wcs.media.transcode.FrameTrack}, its codec work in the offload pool). The

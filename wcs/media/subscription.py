@@ -466,11 +466,11 @@ class Subscription(KeyframeAsking):
         """
         Send C{seq} (ours) once more: from spare budget (unless not
         C{spare}: a packet known lost, while a quarter of the bucket stays
-        for first answers), and only while it is not far behind our newest (where a
-        copy the player has makes aiortc drop its buffer) unless
-        C{stillMissing}: its lists showed the last copy lost, the hole is
-        open, and the two copies come within the link's jitter of each
-        other (docs/media.md).
+        for first answers), and only while it is not far behind our
+        newest (where a copy the player has makes aiortc drop its buffer)
+        unless C{stillMissing}: its lists showed the last copy lost, the
+        hole is open, and the two copies come within the link's jitter of
+        each other (docs/media.md).
         """
         if self.started and (stillMissing or self._near(seq)):
             data = self.sentPacket(seq)
@@ -479,7 +479,7 @@ class Subscription(KeyframeAsking):
                 self.repairsRepeated += 1
                 if self.trace is not None:
                     self.trace.event("rep", self.ssrc, seq)
-            elif self.trace is not None:  # no spare budget (or gone from the history)
+            elif self.trace is not None:  # no budget to spare (or gone from the history)
                 self.trace.event("norep", self.ssrc, seq)
 
     def receptionReported(self, lsr: int, dlsr: int) -> None:
