@@ -1,14 +1,9 @@
-"""
-wcs.memwatch: the allocation sites that grew, reported on an injected clock;
-the C heap's free pages given back.
-"""
-
-import ctypes
+"""wcs.memwatch: the allocation sites that grew, reported on an injected clock."""
 
 from twisted.internet import defer
 from twisted.internet.task import Clock
 
-from wcs.memwatch import MemoryWatch, rssKiB, trimFreedMemory
+from wcs.memwatch import MemoryWatch, rssKiB
 
 held = []
 
@@ -59,26 +54,3 @@ def test_aFailedReportIsLoggedAndTheNextStillComes(tmp_path):
         assert len(clock.getDelayedCalls()) == 1
     finally:
         watch.stopService()
-
-
-def test_trimGivesTheHeapsFreePagesBack():
-    """
-    What a codec frees stays in the C heap (RSS) until trimmed: 40 MB of
-    small blocks, freed but the last (which keeps the heap's top, so that
-    free() alone gives nothing back), leave when trimmed.
-    """
-    libc = ctypes.CDLL(None)
-    libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
-    libc.free.argtypes = [ctypes.c_void_p]
-    blocks = [libc.malloc(4000) for _ in range(10_000)]
-    assert all(blocks)
-    for block in blocks:
-        ctypes.memset(block, 1, 4000)  # resident
-    for block in blocks[:-1]:
-        libc.free(block)
-    freed = rssKiB()
-    try:
-        assert trimFreedMemory()
-        assert freed - rssKiB() > 20_000, (freed, rssKiB())
-    finally:
-        libc.free(blocks[-1])

@@ -5,10 +5,11 @@ stop that finishes the work and leaves no thread running.
 
 The loop running the test plays the reactor thread (the server's reactor is
 this same asyncio loop); jobs go to a real Twisted ThreadPool, as the
-reactor's are.
+reactor's are. And the C heap's free pages given back after a codec stops.
 """
 
 import asyncio
+import ctypes
 import threading
 from fractions import Fraction
 
@@ -17,7 +18,8 @@ from twisted.python.threadpool import ThreadPool
 
 from tests.support.wait import waitUntil
 from wcs.frames import EncodedFrame
-from wcs.offload import OffloadedSink, Worker
+from wcs.memwatch import rssKiB
+from wcs.offload import OffloadedSink, Worker, trimFreedMemory
 
 WAIT = 10
 
@@ -209,3 +211,26 @@ def test_a_job_whose_frames_were_dropped_ends_quietly():
     worker.stop(lambda: "done").addCallback(stopped.append)
     jobs.pop(0)()
     assert stopped == ["done"] and jobs == []
+
+
+def test_trimGivesTheHeapsFreePagesBack():
+    """
+    What a codec frees stays in the C heap (RSS) until trimmed: 40 MB of
+    small blocks, freed but the last (which keeps the heap's top, so that
+    free() alone gives nothing back), leave when trimmed.
+    """
+    libc = ctypes.CDLL(None)
+    libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+    blocks = [libc.malloc(4000) for _ in range(10_000)]
+    assert all(blocks)
+    for block in blocks:
+        ctypes.memset(block, 1, 4000)  # resident
+    for block in blocks[:-1]:
+        libc.free(block)
+    freed = rssKiB()
+    try:
+        assert trimFreedMemory()
+        assert freed - rssKiB() > 20_000, (freed, rssKiB())
+    finally:
+        libc.free(blocks[-1])

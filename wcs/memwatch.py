@@ -16,7 +16,6 @@ traced: it shows as RSS growth that no site accounts for.
 
 from __future__ import annotations
 
-import ctypes
 import linecache
 import time
 import tracemalloc
@@ -65,37 +64,6 @@ def rssKiB(status: str = "/proc/self/status") -> int | None:
         return residentKiB(status)
     except OSError:
         return None
-
-
-def _mallocTrim():
-    """glibc's malloc_trim, or None in a process whose C library has none (musl, macOS)."""
-    try:
-        trim = ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):
-        return None
-    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
-    return trim
-
-
-_trim = _mallocTrim()
-
-
-def trimFreedMemory() -> bool:
-    """
-    Give the C heap's free pages back to the system (malloc_trim(0): every
-    arena, whole free pages within them too); False where it cannot.
-
-    A codec's buffers freed when a transcode stops stay in the allocator
-    (a libx264 encoder and an H.264 decoder left +31 MB of RSS after the
-    first, reused by the next; trimmed after each, +12 MB:
-    docs/networks.md). It walks the heaps (milliseconds for a large one)
-    and releases the interpreter lock meanwhile (ctypes): call it from a
-    codec thread, not the reactor's.
-    """
-    if _trim is None:
-        return False
-    _trim(0)
-    return True
 
 
 def growth(baseline: tracemalloc.Snapshot, now: tracemalloc.Snapshot,

@@ -27,8 +27,7 @@ from wcs.media.internals import JitterFrame, RTCRtpCodecParameters, get_decoder,
 from wcs.media.negotiate import CLOCK_RATES, KIND_OF
 from wcs.media.pacer import Pacer
 from wcs.media.track import Track
-from wcs.memwatch import trimFreedMemory
-from wcs.offload import Worker
+from wcs.offload import Worker, trimFreedMemory
 
 
 def _parameters(name: str) -> RTCRtpCodecParameters:

@@ -17,8 +17,7 @@ from zope.interface import implementer
 
 from wcs.frames import EncodedFrame
 from wcs.interfaces import IMediaSink, IMediaSource
-from wcs.memwatch import trimFreedMemory
-from wcs.offload import Worker
+from wcs.offload import Worker, trimFreedMemory
 from wcs.rtmp import flv
 from wcs.rtmp.chunks import AUDIO, VIDEO
 
