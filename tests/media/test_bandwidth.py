@@ -323,7 +323,8 @@ async def test_renditionsPerAddress():
             return plays[name].narrowWatches[0].moved
 
         narrow("a1")
-        await asyncio.sleep(wait)
+        await waitUntil(lambda: moved("a1"), wait + NarrowWatch.INTERVAL,
+                        "a1 moved", every=0.25)  # an interval later if the loss began mid-one
         assert moved("a1") and list(lowerRenditions().values()) == ["10.0.0.2"]
         narrow("a2")
         await asyncio.sleep(wait)
