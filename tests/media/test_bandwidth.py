@@ -331,7 +331,9 @@ async def test_renditionsPerAddress():
         assert not moved("a2") and len(lowerRenditions()) == 1
         assert plays["a2"].subscriptions[0].track is sessions[1].source.incoming["video"]
         narrow("b")
-        await asyncio.sleep(wait + NarrowWatch.INTERVAL)
+        # b's move, then a2's at its next check (each of its intervals lossy).
+        await waitUntil(lambda: moved("b") and moved("a2"), wait + 2 * NarrowWatch.INTERVAL,
+                        "b and a2 moved", every=0.25)
         assert moved("b") and moved("a2")
         assert sorted(lowerRenditions().values()) == ["10.0.0.2", "10.0.0.3"]
         assert plays["a2"].subscriptions[0].track is plays["b"].subscriptions[0].track
