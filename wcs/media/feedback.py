@@ -45,8 +45,8 @@ declare(
         "a packet an aiortc-like player (one that lists every missing packet in each NACK) "
         "still lists after the reordering wait (media_player_reorder_wait) was lost, not "
         "reordered: its resend goes twice, 20 ms apart, from the player's retransmission "
-        "budget while a quarter of it stays for first answers, so that a loss of the resend does not cost it another round trip "
-        "(docs/networks.md); false: once"),
+        "budget while a quarter of it stays for first answers, so that a loss of the resend "
+        "does not cost it another round trip (docs/networks.md); false: once"),
     Key("media_nack_twice", "bool", True,
         "each NACK to a publisher that resends on RTX goes a second time 10 ms later, "
         "charged to the publisher leg's budget, so that a lost NACK or a lost resend does "

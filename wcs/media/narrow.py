@@ -9,7 +9,8 @@ player of a publisher's track notices a narrow link from the player's own
 receiver reports (more than C{player_narrow_loss} percent of what we sent
 it lost, beyond what the publisher's uplink lost, in each of the last
 L{WINDOWS} intervals: a burst of loss within one is no narrow link) and
-moves it to one lower rendition of the stream: decoded once and encoded at C{player_narrow_share} percent of the stream's bitrate, or
+moves it to one lower rendition of the stream: decoded once and encoded
+at C{player_narrow_share} percent of the stream's bitrate, or
 L{NarrowWatch.FIT} of what the player's link delivered if less, same
 codec and resolution, shared by every narrow player of that stream (a
 L{wcs.media.transcode.FrameTrack}, its codec work in the offload pool). The
@@ -162,9 +163,7 @@ class NarrowWatch:
         """
         if len(self.history) <= self.WINDOWS:
             return None
-        sent, lost, upstreamLost, octets = (
-            a - b for a, b in zip(self.history[-1], self.history[0]))
-        return sent, lost - max(0, upstreamLost), octets
+        return _between(self.history[0], self.history[-1])
 
     def _eachIntervalLossy(self) -> bool:
         """
@@ -175,15 +174,15 @@ class NarrowWatch:
         """
         history = list(self.history)
         for before, after in zip(history, history[1:]):
-            sent, lost, upstreamLost = (a - b for a, b in zip(after[:3], before[:3]))
-            if sent <= 0 or lost - max(0, upstreamLost) <= self.loss * sent:
+            sent, lost, _ = _between(before, after)
+            if sent <= 0 or lost <= self.loss * sent:
                 return False
         return True
 
     def _checkNarrow(self) -> None:
         window = self._window()
-        if window is None or window[0] <= 0 or window[1] <= self.loss * window[0] \
-                or not self._eachIntervalLossy():
+        # Lossy in each interval is lossy over the whole window too.
+        if window is None or not self._eachIntervalLossy():
             return
         sent, lost, octets = window
         # The publisher's packets came in a burst after a silence within the
@@ -241,6 +240,15 @@ class NarrowWatch:
         call, self._call = self._call, None
         if call is not None:
             call.cancel()
+
+
+def _between(before, after) -> tuple[int, int, int]:
+    """
+    Between two of NarrowWatch's counts: packets sent, lost beyond the
+    publisher's own loss, the stream's bytes.
+    """
+    sent, lost, upstreamLost, octets = (a - b for a, b in zip(after, before))
+    return sent, lost - max(0, upstreamLost), octets
 
 
 def watchPlayer(engine, source, subscriptions, address: str | None,

@@ -268,7 +268,7 @@ class StallWatch:
                     now - hole.sentAt >= max(2 * retry, self.wait / 2):
                 hole.probes += 1
                 # Only from spare credit: what the player asks for comes first.
-                if s.resendProbe(seq, spare=True):
+                if s.resendProbe(seq, s.SPARE):
                     self.probes += 1
         if self.deniedAt is not None and now >= s.keyframeAllowedAt:
             # After the holes: a player that cannot decode past one is

@@ -409,10 +409,6 @@ class Subscription(KeyframeAsking):
             self.keyframesForRefused += 1
             self.askKeyframe(now)
 
-    def _half(self) -> float:
-        """The credit a spare resend leaves: the budget stays half full."""
-        return self.budget.burst * self.SPARE
-
     def _resendPacket(self, seq: int, data: bytes, now: float, keep: float = 0,
                       again: bool = False) -> bool:
         # Within the budget, leaving C{keep} bytes of it; False when over it.
@@ -435,15 +431,16 @@ class Subscription(KeyframeAsking):
             self.stall.resent(seq, now)
         return True
 
-    def resendProbe(self, seq: int, spare: bool = False) -> bool | None:
+    def resendProbe(self, seq: int, keep: float = 0.0) -> bool | None:
         """
-        Resend C{seq} unasked (wcs.media.stall), within the budget (with
-        C{spare}, only while it stays half full). None when it cannot be:
-        gone from the history, never sent, or over the budget.
+        Resend C{seq} unasked (wcs.media.stall, repeatCopy), within the
+        budget, while C{keep} of its bucket stays (L{SPARE}: only from
+        spare credit). None when it cannot be: gone from the history,
+        never sent, or over the budget.
         """
         data = self.sentPacket(seq)
         if data is None or not self._resendPacket(seq, data, self.clock.seconds(),
-                                                   self._half() if spare else 0):
+                                                   self.budget.burst * keep):
             return None
         return True
 
@@ -473,9 +470,7 @@ class Subscription(KeyframeAsking):
         each other (docs/media.md).
         """
         if self.started and (stillMissing or self._near(seq)):
-            data = self.sentPacket(seq)
-            keep = self.budget.burst * (self.SPARE if spare else self.KNOWN_LOST_KEEP)
-            if data is not None and self._resendPacket(seq, data, self.clock.seconds(), keep):
+            if self.resendProbe(seq, self.SPARE if spare else self.KNOWN_LOST_KEEP):
                 self.repairsRepeated += 1
                 if self.trace is not None:
                     self.trace.event("rep", self.ssrc, seq)

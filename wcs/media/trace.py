@@ -29,8 +29,8 @@ for the way out), then numbers:
   its first NACK held for reordering; C{rep PLAYER OUT}: a late copy's
   second copy (C{media_repeat_repairs}), or of a resend after the
   reordering wait (C{media_repeat_waited}); C{norep PLAYER OUT}: such a
-  second copy not sent (no spare budget, or gone from the history); C{far PLAYER
-  OUT}: NACKed again far behind, by a NACK that crossed our copy or after
+  second copy not sent (no budget to spare, or gone from the history);
+  C{far PLAYER OUT}: NACKed again far behind, by a NACK that crossed our copy or after
   one that left it out: not resent to an eager player (wcs.media.crossing);
 - C{gc GEN US COLLECTED}: a garbage collection of generation GEN ended,
   having taken US microseconds (the line's time is its end).
