@@ -48,7 +48,9 @@ def test_copiesAreKeptASecondAcrossTheWrap():
 
 
 def _eagerPlayerFar():
-    track, wire, subscription = _player(policy=replace(PLAIN, repeatRepairs=False))
+    # One copy per answer: the sent packets are NACKed a retry after they went.
+    track, wire, subscription = _player(
+        policy=replace(PLAIN, repeatRepairs=False, repeatOverdue=False))
     subscription.hold.reasked = subscription.hold.EAGER_AFTER  # read as eager
     subscription.hold.eager = True
     count = StallWatch.MAX_BEHIND + 40

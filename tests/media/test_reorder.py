@@ -11,8 +11,9 @@ from wcs.media.feedback import FeedbackPolicy
 from wcs.media.subscription import Subscription
 
 
-# Resends after the wait go once: what a test of the wait itself counts.
-ONCE = replace(PLAIN, repeatWaited=False)
+# Resends after the wait go once: what a test of the wait itself counts
+# (the second copies of what waited, or was NACKed late, have their own tests).
+ONCE = replace(PLAIN, repeatWaited=False, repeatOverdue=False)
 
 
 def _sent(track, count: int) -> None:
@@ -50,7 +51,7 @@ def test_eagerPlayerHeldUntilItsPacketsCouldHaveCome():
     packet it lists is resent only when it is still missing after the
     wait, and a packet left out of a later list meanwhile (it came by
     itself) is not resent at all and is a sample of the wait. (Without the
-    second copy of what waited: its own test below.)
+    second copies of what waited or was NACKed late: their own tests below.)
     """
     track, wire, subscription = _player(policy=ONCE)
     _pressed(subscription)
@@ -358,7 +359,8 @@ def test_aPacketStillListedAfterTheWaitGoesTwice():
     where spare copies do not go). Without C{media_repeat_waited}, once.
     """
     for repeatWaited in (True, False):
-        track, wire, subscription = _player(policy=replace(PLAIN, repeatWaited=repeatWaited))
+        track, wire, subscription = _player(
+            policy=replace(PLAIN, repeatWaited=repeatWaited, repeatOverdue=False))
         _pressed(subscription)
         clock, hold, budget = track.clock, subscription.hold, subscription.budget
         _markEager(hold)
@@ -394,3 +396,35 @@ def test_aPacketStillListedAfterTheWaitGoesTwice():
         clock.advance(Subscription.REPEAT_AFTER)
         assert _seqs(wire) == [other] * copies
         subscription.detach()
+
+
+def test_aPacketFirstNackedARoundTripAfterItWentGoesTwice():
+    """
+    A packet an eager player first NACKs more than the retry (a round trip
+    and two variations) after it went was lost, not reordered, and a resend
+    is lost as often (`mobile`: a freeze, docs/networks.md): its resend goes
+    twice, REPEAT_AFTER apart, the second from spare budget. A first NACK
+    sooner, mostly for a packet still on its way, gets one copy; without
+    C{media_repeat_overdue}, once.
+    """
+    for overdue in (True, False):
+        track, wire, subscription = _player(policy=replace(PLAIN, repeatOverdue=overdue))
+        clock = track.clock
+        _markEager(subscription.hold)
+        _sent(track, 60)
+        seqs = _seqs(wire)
+        wire.sent.clear()
+        subscription.nackReceived([seqs[50]])  # as it went: it may be on its way
+        clock.advance(Subscription.REPEAT_AFTER)
+        assert _seqs(wire) == [seqs[50]]
+        wire.sent.clear()
+        clock.advance(subscription.rtt.retry)  # all went the retry and 20 ms ago
+        subscription.nackReceived([seqs[40]])
+        clock.advance(Subscription.REPEAT_AFTER)
+        copies = 2 if overdue else 1
+        assert _seqs(wire) == [seqs[40]] * copies
+        assert subscription.retransmitted == 1 + copies
+        assert subscription.repairsRepeated == copies - 1
+        subscription.detach()
+
+

@@ -47,6 +47,11 @@ declare(
         "reordered: its resend goes twice, 20 ms apart, from the player's retransmission "
         "budget while a quarter of it stays for first answers, so that a loss of the resend "
         "does not cost it another round trip (docs/networks.md); false: once"),
+    Key("media_repeat_overdue", "bool", True,
+        "a packet an aiortc-like player first NACKs more than a round trip and two "
+        "variations after it went was lost, not reordered: its resend goes twice, 20 ms "
+        "apart, the second from spare retransmission budget, so that a loss of the resend "
+        "does not cost it another round trip (docs/networks.md); false: once"),
     Key("media_nack_twice", "bool", True,
         "each NACK to a publisher that resends on RTX goes a second time 10 ms later, "
         "charged to the publisher leg's budget, so that a lost NACK or a lost resend does "
@@ -88,6 +93,7 @@ class FeedbackPolicy:
     playerEarlyCopy: bool = True  # Subscription.resend (media_player_early_copy)
     playerNackReserve: float = 0.5  # of the burst kept from first NACKs (media_player_nack_reserve)
     repeatWaited: bool = True  # Subscription.resend (media_repeat_waited)
+    repeatOverdue: bool = True  # Subscription.resend (media_repeat_overdue)
 
     @classmethod
     def fromSettings(cls, settings) -> "FeedbackPolicy":
@@ -104,7 +110,8 @@ class FeedbackPolicy:
                    settings.media_nack_twice,
                    settings.media_player_early_copy,
                    settings.media_player_nack_reserve / 100,
-                   settings.media_repeat_waited)
+                   settings.media_repeat_waited,
+                   settings.media_repeat_overdue)
 
 
 class RoundTrip:

@@ -98,6 +98,7 @@ class Subscription(KeyframeAsking):
         self.headers: list[bytes | None] = [None] * HISTORY
         self.payloads: list[bytes | None] = [None] * HISTORY
         self.resentAt = [float("-inf")] * HISTORY
+        self.sentAt = [float("-inf")] * HISTORY  # when each slot's packet last went out
         # When a repeat within the round trip was answered (playerEarlyCopy):
         # once per copy of resentAt.
         self.earlyAt = [float("-inf")] * HISTORY
@@ -179,11 +180,12 @@ class Subscription(KeyframeAsking):
             self.beforeStart += 1
             return
         late = rtp.seqNewer(self.lastSeq, outSeq)
+        self.sentAt[slot] = now = self.clock.seconds()
         if late and self.hold.eager:
             # A repair or reordering on the way in: as good as a resend, so
             # a NACK that crossed it within a round trip is not answered.
             self.hold.forwardedLate(outSeq)
-            self.resentAt[slot] = now = self.clock.seconds()
+            self.resentAt[slot] = now
             self.copiesOut.sent(outSeq, now, self.lastSeq)
         if keyframe and not self._beforeKeyframe(outSeq):
             self.keyframeSeq, self.keyframePacket = outSeq, self.packets
@@ -376,6 +378,14 @@ class Subscription(KeyframeAsking):
                     elif seq in waited and self.policy.repeatWaited:
                         self.clock.callLater(self.REPEAT_AFTER, self.repeatCopy, seq,
                                              False, False)
+                    elif self.policy.repeatOverdue and self.hold.eager \
+                            and now - self.sentAt[slot] > retry:
+                        # First NACKed a round trip and two variations after
+                        # it went: lost, not reordered (most first NACKs on
+                        # a jittery link are for packets still on their
+                        # way); a loss of this resend would cost another
+                        # round trip, a freeze (docs/networks.md).
+                        self.clock.callLater(self.REPEAT_AFTER, self.repeatCopy, seq)
                 elif first:
                     self.nacksDeferred += 1  # it asks again if the packet does not come
                     event = "defer"

@@ -28,7 +28,8 @@ for the way out), then numbers:
   last resend, WAIT: the round trip waited, ms); C{held PLAYER OUT}:
   its first NACK held for reordering; C{rep PLAYER OUT}: a late copy's
   second copy (C{media_repeat_repairs}), or of a resend after the
-  reordering wait (C{media_repeat_waited}); C{norep PLAYER OUT}: such a
+  reordering wait (C{media_repeat_waited}), or of one first NACKed a
+  retry after it went (C{media_repeat_overdue}); C{norep PLAYER OUT}: such a
   second copy not sent (no budget to spare, or gone from the history);
   C{far PLAYER OUT}: NACKed again far behind, by a NACK that crossed our copy or after
   one that left it out: not resent to an eager player (wcs.media.crossing);
