@@ -98,7 +98,6 @@ class Subscription(KeyframeAsking):
         self.headers: list[bytes | None] = [None] * HISTORY
         self.payloads: list[bytes | None] = [None] * HISTORY
         self.resentAt = [float("-inf")] * HISTORY
-        self.sentAt = [float("-inf")] * HISTORY  # when each slot's packet last went out
         # When a repeat within the round trip was answered (playerEarlyCopy):
         # once per copy of resentAt.
         self.earlyAt = [float("-inf")] * HISTORY
@@ -180,12 +179,11 @@ class Subscription(KeyframeAsking):
             self.beforeStart += 1
             return
         late = rtp.seqNewer(self.lastSeq, outSeq)
-        self.sentAt[slot] = now = self.clock.seconds()
         if late and self.hold.eager:
             # A repair or reordering on the way in: as good as a resend, so
             # a NACK that crossed it within a round trip is not answered.
             self.hold.forwardedLate(outSeq)
-            self.resentAt[slot] = now
+            self.resentAt[slot] = now = self.clock.seconds()
             self.copiesOut.sent(outSeq, now, self.lastSeq)
         if keyframe and not self._beforeKeyframe(outSeq):
             self.keyframeSeq, self.keyframePacket = outSeq, self.packets
@@ -379,7 +377,7 @@ class Subscription(KeyframeAsking):
                         self.clock.callLater(self.REPEAT_AFTER, self.repeatCopy, seq,
                                              False, False)
                     elif self.policy.repeatOverdue and self.hold.eager \
-                            and now - self.sentAt[slot] > retry:
+                            and now - self.wentAt(seq) > retry:
                         # First NACKed a round trip and two variations after
                         # it went: lost, not reordered (most first NACKs on
                         # a jittery link are for packets still on their
@@ -460,6 +458,16 @@ class Subscription(KeyframeAsking):
         repair from the way in (L{wcs.media.track.IncomingTrack}).
         """
         self.repeatCopy((seq + self.seqDelta) & 0xFFFF)
+
+    def wentAt(self, seq: int) -> float:
+        """
+        When our C{seq} was fanned out by the track (-inf: nothing in its
+        place yet). Only a second copy hangs on it, so a near miss is
+        harmless: a packet C{Track.FANNED} or more ago reads as the newer
+        one in its place, and one from before a restart of our numbering
+        as another packet.
+        """
+        return self.track.fannedAt[(seq - self.seqDelta) & (self.track.FANNED - 1)]
 
     def _near(self, seq: int) -> bool:
         """

@@ -42,6 +42,9 @@ class Track:
     # player came or went, a frame listener was set or cleared): an
     # IncomingTrack's transport reads its sockets later while nobody does.
     consumersChanged: Callable[[], None] | None = None
+    # Packets whose fan-out time is kept (fannedAt): a power of two, so
+    # that the 16-bit numbering maps onto it across the wrap.
+    FANNED = 1024
 
     def __init__(self, kind: str, codec: str, clockRate: int, clock=None,
                  policy: FeedbackPolicy = DEFAULT_POLICY):
@@ -52,6 +55,10 @@ class Track:
         self.seconds = self.clock.seconds
         self.policy = policy
         self.subscribers: tuple[Subscription, ...] = ()
+        # When each recent packet (by its number & FANNED - 1) went to the
+        # subscribers: once per packet, where a time per player would cost
+        # the hot path (Subscription.wentAt).
+        self.fannedAt = [float("-inf")] * self.FANNED
         self.lastKeyframeRequest = float("-inf")
         self.lastKeyframe = float("-inf")  # when the last keyframe started
         self.waitersCheckedAt = float("-inf")
@@ -118,6 +125,7 @@ class Track:
 
     def fanout(self, padding: int, marker: int, seq: int, timestamp: int,
                payload: bytes, keyframe: bool) -> None:
+        self.fannedAt[seq & (self.FANNED - 1)] = self.seconds()
         for subscription in self.subscribers:
             try:
                 subscription.forward(padding, marker, seq, timestamp, payload, keyframe)
