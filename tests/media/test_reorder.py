@@ -428,3 +428,22 @@ def test_aPacketFirstNackedARoundTripAfterItWentGoesTwice():
         subscription.detach()
 
 
+
+
+def test_whenAPacketWentIsReadFromItsTrackAcrossTheWrap():
+    """
+    L{Subscription.wentAt} maps our numbering back onto the track's, whose
+    fan-out times are kept once per packet (not per player), across the
+    16-bit wrap of both.
+    """
+    track, wire, subscription = _player()
+    clock = track.clock
+    first = 65536 - 40
+    for i in range(80):  # the track's numbers wrap at the 40th
+        track.fanout(0, 0, (first + i) & 0xFFFF, i * 3000, bytes(SIZE), i == 0)
+        clock.advance(0.01)
+    ours = _seqs(wire)
+    assert subscription.seqDelta != 0
+    for i in (0, 39, 40, 79):
+        assert abs(subscription.wentAt(ours[i]) - i * 0.01) < 1e-9
+    subscription.detach()
