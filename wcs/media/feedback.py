@@ -49,9 +49,9 @@ declare(
         "does not cost it another round trip (docs/networks.md); false: once"),
     Key("media_repeat_overdue", "bool", True,
         "a packet an aiortc-like player first NACKs more than a round trip and two "
-        "variations after it went was lost, not reordered: its resend goes twice, 20 ms "
-        "apart, the second from spare retransmission budget, so that a loss of the resend "
-        "does not cost it another round trip (docs/networks.md); false: once"),
+        "variations after it went was more often lost than reordered: its resend goes "
+        "twice, 20 ms apart, the second from spare retransmission budget, so that a loss "
+        "of the resend does not cost it another round trip (docs/networks.md); false: once"),
     Key("media_nack_twice", "bool", True,
         "each NACK to a publisher that resends on RTX goes a second time 10 ms later, "
         "charged to the publisher leg's budget, so that a lost NACK or a lost resend does "

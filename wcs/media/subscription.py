@@ -379,10 +379,10 @@ class Subscription(KeyframeAsking):
                     elif self.policy.repeatOverdue and self.hold.eager \
                             and now - self.wentAt(seq) > retry:
                         # First NACKed a round trip and two variations after
-                        # it went: lost, not reordered (most first NACKs on
-                        # a jittery link are for packets still on their
-                        # way); a loss of this resend would cost another
-                        # round trip, a freeze (docs/networks.md).
+                        # it went: more often lost than the sooner ones, most
+                        # of which are for packets still on their way; a
+                        # loss of this resend would cost another round
+                        # trip, a freeze (docs/networks.md).
                         self.clock.callLater(self.REPEAT_AFTER, self.repeatCopy, seq)
                 elif first:
                     self.nacksDeferred += 1  # it asks again if the packet does not come
