@@ -401,8 +401,8 @@ def test_aPacketStillListedAfterTheWaitGoesTwice():
 def test_aPacketFirstNackedARoundTripAfterItWentGoesTwice():
     """
     A packet an eager player first NACKs more than the retry (a round trip
-    and two variations) after it went was lost, not reordered, and a resend
-    is lost as often (`mobile`: a freeze, docs/networks.md): its resend goes
+    and two variations) after it went is more often lost than reordered,
+    and a resend is lost as often (`mobile`: a freeze, docs/networks.md): its resend goes
     twice, REPEAT_AFTER apart, the second from spare budget. A first NACK
     sooner, mostly for a packet still on its way, gets one copy; without
     C{media_repeat_overdue}, once.
@@ -426,8 +426,6 @@ def test_aPacketFirstNackedARoundTripAfterItWentGoesTwice():
         assert subscription.retransmitted == 1 + copies
         assert subscription.repairsRepeated == copies - 1
         subscription.detach()
-
-
 
 
 def test_whenAPacketWentIsReadFromItsTrackAcrossTheWrap():
