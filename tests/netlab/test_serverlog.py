@@ -66,7 +66,7 @@ def test_narrowMovesAsTheWatchLogsThem():
     watch = NarrowWatch(clock, subscription, _Rendition, loss=0.1, share=0.5, hold=2,
                         name="<PlaySession 'room-pub' 1a2b>")
     watch.log = Logger(observer=events.append)
-    for share in (0.4, 0.4, 0, 0, 0, 0.4, 0.4):  # moved, back, moved again
+    for share in (0.4,) * 3 + (0,) * 3 + (0.4,) * 3:  # moved, back, moved again
         _interval(clock, subscription, share)
     watch.stop()
     lines = [formatEvent(e) for e in events]

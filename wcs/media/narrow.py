@@ -4,15 +4,15 @@ Players on a link narrower than their stream (C{player_narrow_link}).
 With C{drop} such a player is served like any other: the budgets of
 L{wcs.media.feedback} bound what it costs, and it skips to the keyframes the
 others get (the lab's player behind 600 kbit/s of a 1 Mbit/s stream decoded
-under 1 frame a second). With C{transcode} (the default), a L{NarrowWatch} on each video
-player of a publisher's track notices a narrow link from the player's own
-receiver reports (more than C{player_narrow_loss} percent of what we sent
-it lost, beyond what the publisher's uplink lost, in each of the last
-L{WINDOWS} intervals: a burst of loss within one is no narrow link) and
-moves it to one lower rendition of the stream: decoded once and encoded
-at C{player_narrow_share} percent of the stream's bitrate, or
-L{NarrowWatch.FIT} of what the player's link delivered if less, same
-codec and resolution, shared by every narrow player of that stream (a
+under 1 frame a second). With C{transcode} (the default), a L{NarrowWatch}
+on each video player of a publisher's track notices a narrow link from the
+player's own receiver reports (more than C{player_narrow_loss} percent of
+what we sent it lost, beyond what the publisher's uplink lost, in each of
+the last L{NarrowWatch.LOSSY} intervals: a burst of loss within one or two
+is no narrow link) and moves it to one lower rendition of the stream:
+decoded once and encoded at C{player_narrow_share} percent of the stream's
+bitrate, or L{NarrowWatch.FIT} of what the player's link delivered if less,
+same codec and resolution, shared by every narrow player of that stream (a
 L{wcs.media.transcode.FrameTrack}, its codec work in the offload pool). The
 others keep the publisher's packets and see no extra keyframe but the one
 the new rendition's decoder starts from. A moved player whose reports
@@ -102,7 +102,7 @@ class NarrowWatch:
     """
     One video player of a publisher's track, checked every L{INTERVAL}:
     its reported loss against what we sent it and what the publisher lost,
-    over the last L{WINDOWS} intervals; once moved, whether its reports on
+    in each of the last L{LOSSY} intervals; once moved, whether its reports on
     the rendition stay clean for its hold (C{hold} seconds, doubled at each
     later move; 0: it stays moved and is no longer checked).
     C{lower(bitrate)} gives the lower rendition (made on first use) or
@@ -111,7 +111,13 @@ class NarrowWatch:
 
     log = Logger()
     INTERVAL = 2.0  # s: a receiver report or two from browsers and aiortc
-    WINDOWS = 2
+    WINDOWS = 2  # intervals: the window of the bitrate and of the clean check
+    # Intervals in a row each lossier than C{loss} that make a link narrow. A
+    # healthy player losing 7 % at random (`mobile`) reads over 10 % in about
+    # 3 % of 2 s intervals: two in a row moved one about once per half hour
+    # (docs/networks.md); three in a row come about once a day. A narrow
+    # link loses in each; its move comes one interval later.
+    LOSSY = 3
     FIT = 0.75  # of the share of the stream the link delivered: the rendition's most
     MAX_HOLD = 1800.0  # s: the longest hold, however often a player was moved
 
@@ -128,8 +134,11 @@ class NarrowWatch:
         self.moved = False
         self.moves = 0  # to the rendition
         self.cleanSince: float | None = None
-        self.history = deque([self._counts()], maxlen=self.WINDOWS + 1)
+        self.history = self._fresh(self._counts())
         self._call = clock.callLater(self.INTERVAL, self._check)
+
+    def _fresh(self, counts) -> deque:
+        return deque([counts], maxlen=max(self.WINDOWS, self.LOSSY) + 1)
 
     def _counts(self) -> tuple[int, int, int, int]:
         s, track = self.subscription, self.incoming
@@ -150,7 +159,7 @@ class NarrowWatch:
         elif self._backOnStream():
             # Watched afresh from before the move: its skip (counted at
             # once) and the player's reports of it (later) in one window.
-            self.history = deque([self.history[-1]], maxlen=self.WINDOWS + 1)
+            self.history = self._fresh(self.history[-1])
         if not self.moved or self.hold > 0:
             self._call = self.clock.callLater(self.INTERVAL, self._check)
 
@@ -163,16 +172,19 @@ class NarrowWatch:
         """
         if len(self.history) <= self.WINDOWS:
             return None
-        return _between(self.history[0], self.history[-1])
+        return _between(self.history[-1 - self.WINDOWS], self.history[-1])
 
     def _eachIntervalLossy(self) -> bool:
         """
-        Whether the player lost more than C{loss} in every interval of the
-        window, not only over the whole: a healthy `mobile` player (5 %
-        random loss) was moved when a burst in one interval made its
-        window 10.3 % (docs/networks.md); a narrow link loses in each.
+        Whether the player lost more than C{loss} in each of the last
+        L{LOSSY} intervals, not only over a window: a healthy `mobile`
+        player (5 % random loss) was moved when a burst in one interval
+        made its window 10.3 % (docs/networks.md); a narrow link loses in
+        each.
         """
-        history = list(self.history)
+        history = list(self.history)[-1 - self.LOSSY:]
+        if len(history) <= self.LOSSY:
+            return False
         for before, after in zip(history, history[1:]):
             sent, lost, _ = _between(before, after)
             if sent <= 0 or lost <= self.loss * sent:
