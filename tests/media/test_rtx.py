@@ -224,6 +224,53 @@ def test_publisherRtxFillsGap():
     assert track.nacks.nacksSent == 1  # nothing more asked for
 
 
+def _lateOnTheMediaSsrc(after: float) -> tuple[IncomingTrack, list[int]]:
+    """
+    An RTX publisher's packet 51 is missing and NACKed; it comes late by
+    itself on the media SSRC C{after} s after it went missing (the player's
+    budget has credit to spare). Returns the track and the numbers the
+    player was sent (ours, less its offset).
+    """
+    clock, wire = Clock(), _Wire()
+    wire.rtcpSsrc = 99
+    track = IncomingTrack(wire, "video", "VP8", 90000, 96, 5, clock=clock)
+    track.rtx = rtx.RtxReceiver(track, 97, 6)
+    player = Subscription(track, _Wire(), ssrc=0x1234, payloadType=100)
+    player.attach()
+    for seq in [*range(1, 51), 52]:
+        track.rtpReceived(_packet(seq, seq == 1))
+        clock.advance(0.01)
+    clock.advance(after - 0.01)
+    assert track.nacks.nacksSent >= 1 and track.missing == {51}
+    track.rtpReceived(_packet(51))
+    clock.advance(track.REPEAT_AFTER)
+    sent = [(rtp.SEQ_TS.unpack_from(data, 2)[0] - player.seqDelta) & 0xFFFF
+            for data in player.transport.sent if data[1] & 0x7F == 100]
+    return track, sent
+
+
+def test_aPacketLateByItselfARoundTripAfterItsNackGoesTwice():
+    """
+    A packet that comes by itself on the media SSRC after our NACK for it
+    went and a round trip after it went missing reached the players as
+    late as a repair: it goes to them twice (C{media_repeat_repairs}), as
+    a repair does. In a traced `mobile` run one came 0.5 s after its gap,
+    and its one copy was lost on a player's link: a freeze.
+    """
+    track, sent = _lateOnTheMediaSsrc(RoundTrip.DEFAULT + 0.01)
+    assert sent[-3:] == [52, 51, 51]
+    assert track.nacks.reordered == track.nacks.lateAsRepairs == track.repairsRepeated == 1
+    assert track.nacks.rtt.samples == 0  # no answer of the publisher's: no round trip
+
+
+def test_aPacketLateByLessThanARoundTripGoesOnce():
+    """Late by itself soon after its NACK: reordered, sent once."""
+    track, sent = _lateOnTheMediaSsrc(RoundTrip.DEFAULT - 0.03)
+    assert sent[-2:] == [52, 51] and sent.count(51) == 1
+    assert track.nacks.reordered == 1 and track.nacks.lateAsRepairs == 0
+    assert track.repairsRepeated == 0
+
+
 def test_rtxStreamLearnedByPayloadType():
     """No FID group: the first SSRC sending the rtx payload type is the RTX stream."""
     from wcs.media.liveness import Silence

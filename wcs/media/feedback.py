@@ -38,7 +38,8 @@ declare(
         "uplink carried; false: charged per NACK entry"),
     Key("media_repeat_repairs", "bool", True,
         "a video packet that reaches a player a round trip late (repaired on the publisher's "
-        "leg, or resent to the player again after a lost copy) goes to it a second time 20 ms "
+        "leg, late by itself a round trip after our NACK for it, or resent to the player "
+        "again after a lost copy) goes to it a second time 20 ms "
         "after the first, from spare retransmission budget: a loss on the player's link would "
         "add another round trip (docs/networks.md); false: once"),
     Key("media_repeat_waited", "bool", True,
@@ -266,6 +267,7 @@ class NackGenerator:
         self.nacksGivenUp = 0  # missing packets given up
         self.nacksOverBudget = 0  # requests held back by the budget, each tick counted
         self.reordered = 0  # missing packets that came late by themselves
+        self.lateAsRepairs = 0  # of those, after our NACK and a round trip late
         self.keyframeNacks = 0  # keyframe packets asked for past the budget
         # Set (a callable: the RTX octets received so far) to charge the
         # budget for what the publisher answered, not for what we asked:
@@ -340,7 +342,11 @@ class NackGenerator:
         A packet older than the newest arrived: a retransmission or a late
         one. C{retransmission}: which, when the stream tells (RTX); None
         when it cannot (plain retransmissions come on the media SSRC).
-        True when it was missing and came as the answer to our NACK.
+        True when it was missing and came as late as a repair: as the
+        answer to our NACK, or by itself after our NACK for it went and a
+        round trip after it went missing (the players have waited for it
+        as long: a loss on a player's link now costs a second round trip,
+        so it goes to them twice, C{media_repeat_repairs}).
         """
         entry = self.missing.pop(seq, None)
         if entry is None:
@@ -354,6 +360,9 @@ class NackGenerator:
             self.reordered += 1
             self.lateSamples.append((now, now - noticed))
             self._expireLate(now, changed=True)
+            if tries and now - noticed >= self.rtt.smoothed:
+                self.lateAsRepairs += 1
+                return True
             return False
         if tries == 1:
             self.rtt.sample(now - asked)
