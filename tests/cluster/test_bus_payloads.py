@@ -9,13 +9,17 @@ a handler.
 import json
 
 import pytest
-from twisted.internet.task import Clock
-from twisted.logger import globalLogPublisher
 
+from wcs.access.tokens import Claims
 from wcs.cluster.bus import readEnvelope
+from wcs.cluster.hosts import claimsFromJson
+from wcs.cluster.relay import claimsAsJson
+from wcs.cluster.resync import readMembers
 from wcs.cluster.routing import checkMessage
 
 GOOD = {"op": "chat", "session": "s", "room": "r", "to": "x", "text": "hi"}
+JOIN = {"op": "join", "session": "s", "room": "r", "login": "zed"}
+CLAIMS = claimsAsJson(Claims("zed", "*", frozenset({"join", "play"}), 1764226800.0))
 
 
 def envelope(*messages, node="a"):
@@ -46,6 +50,13 @@ def test_malformed_envelopes_are_refused(data, reason):
     ({**GOOD, "op": "joined", "id": ["a"]}, "id is not a string"),
     ({**GOOD, "op": "joined", "relay": ["h", "80"]}, "relay is not"),
     ({**GOOD, "claims": "x"}, "claims is not an object"),
+    # The fuzzer's: grants of 1 reached frozenset() in the room's node's join.
+    ({**JOIN, "claims": {**CLAIMS, "grants": 1}}, "grants are not a list of grants"),
+    ({**JOIN, "claims": {**CLAIMS, "grants": ["play"] * 6}}, "grants are not a list"),
+    ({**JOIN, "claims": {**CLAIMS, "grants": [["play"]]}}, "grants are not a list"),
+    ({**JOIN, "claims": {**CLAIMS, "login": None}}, "claims without login or room"),
+    ({**JOIN, "claims": {**CLAIMS, "expires": "soon"}}, "expires is not a number"),
+    ({**JOIN, "claims": {**CLAIMS, "expires": True}}, "expires is not a number"),
     ({"op": "split", "room": "r", "since": "1"}, "since is not a number"),
     ({"op": "split", "room": "r", "since": True}, "since is not a number"),
     ({"op": "split", "since": 1.5}, "without room"),
@@ -64,3 +75,17 @@ def test_well_formed_messages_pass():
     checkMessage({"from": "a", "op": "joined", "session": "s", "room": "r",
                   "relay": ["127.0.0.1", 4000]})
     checkMessage({"from": "a", "op": "split", "room": "r", "since": 1764226800.25})
+    checkMessage({"from": "a", **JOIN, "claims": CLAIMS})
+    checkMessage({"from": "a", **JOIN, "claims": None})
+    assert claimsFromJson(CLAIMS) == Claims("zed", "*", frozenset({"join", "play"}),
+                                            1764226800.0)
+
+
+def test_a_listing_with_malformed_claims_is_refused():
+    """A resync's listing admits its members with their claims: checked as a join's."""
+    member = {"session": "s", "login": "zed", "streams": [], "claims": CLAIMS}
+    listing = {"rooms": {"r": [member]}, "sessions": ["s"]}
+    assert readMembers(listing)[0] == {"r": {"s": member}}
+    member["claims"] = {**CLAIMS, "grants": 1}
+    with pytest.raises(ValueError, match="grants are not a list"):
+        readMembers(listing)

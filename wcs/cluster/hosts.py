@@ -20,6 +20,7 @@ from zope.interface import implementer
 from wcs import protocol
 from wcs.access.tokens import Claims
 from wcs.cluster.moves import dropParticipant, yieldInfo
+from wcs.cluster.routing import checkClaims
 from wcs.errors import RoomError, StreamError
 from wcs.interfaces import ISignallingChannel
 from wcs.logs import Logger
@@ -28,10 +29,17 @@ from wcs.session import ClientSession
 
 
 def claimsFromJson(value) -> Claims | None:
-    if not isinstance(value, dict):
+    """
+    A visitor's token claims as its node sent them, or None.
+
+    @raise ValueError: not claims (L{wcs.cluster.routing.checkClaims}, which
+        the join and the resync's listing passed already).
+    """
+    checkClaims(value)
+    if value is None:
         return None
-    return Claims(str(value.get("login")), str(value.get("room")),
-                  frozenset(map(str, value.get("grants") or ())), value.get("expires"))
+    return Claims(value["login"], value["room"], frozenset(value["grants"]),
+                  value.get("expires"))
 
 
 @implementer(ISignallingChannel)

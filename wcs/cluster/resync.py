@@ -31,6 +31,7 @@ from __future__ import annotations
 from typing import Any
 
 from wcs.cluster.relay import claimsAsJson
+from wcs.cluster.routing import checkClaims
 from wcs.errors import RoomError
 from wcs.logs import Logger, clip
 from wcs.room.events import streamEntry
@@ -110,6 +111,7 @@ def readMembers(payload: dict[str, Any]) -> tuple[dict[str, dict[str, dict]], se
                     and isinstance(entry.get("streams"), list)
                     and all(isinstance(s, str) for s in entry["streams"])):
                 raise ValueError("a member without session, login or streams")
+            checkClaims(entry.get("claims"))
             listed.setdefault(room, {})[entry["session"]] = entry
     return listed, set(sessions), {(session, room) for session, room in joining}
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from wcs.access.tokens import GRANTS
 from wcs.logs import clip
 
 COMMANDS = frozenset({"leave", "disconnect", "chat", "announce", "withdraw", "stream"})
@@ -53,8 +54,7 @@ def checkMessage(payload: dict[str, Any]) -> None:
         raise ValueError("deliver to something else than a list of sessions")
     if op != "deliver" and to is not None and not isinstance(to, str):
         raise ValueError("to is not a string")
-    if payload.get("claims") is not None and not isinstance(payload["claims"], dict):
-        raise ValueError("claims is not an object")
+    checkClaims(payload.get("claims"))
     since = payload.get("since")
     if op == "split" and (type(since) not in (int, float) or since != since):
         raise ValueError("since is not a number")
@@ -63,6 +63,31 @@ def checkMessage(payload: dict[str, Any]) -> None:
                                   isinstance(relay[0], str) and type(relay[1]) is int
                                   and 0 < relay[1] < 65536):
         raise ValueError("relay is not [host, port]")
+
+
+def checkClaims(claims) -> None:
+    """
+    Whether C{claims} (of a join, or of a member in a resync's listing) are
+    none or a token's claims as the client's node sends them
+    (L{wcs.cluster.relay.claimsAsJson}): a login and a room, a list of
+    grants, an expiry time or none. Anything else would fail later, in an
+    access check of the room's node (the fuzzer's grants of 1).
+
+    @raise ValueError: why they cannot be used.
+    """
+    if claims is None:
+        return
+    if not isinstance(claims, dict):
+        raise ValueError("claims is not an object")
+    if not (isinstance(claims.get("login"), str) and isinstance(claims.get("room"), str)):
+        raise ValueError("claims without login or room")
+    grants = claims.get("grants")
+    if not (isinstance(grants, list) and len(grants) <= len(GRANTS)
+            and all(isinstance(g, str) for g in grants)):
+        raise ValueError("claims' grants are not a list of grants")
+    expires = claims.get("expires")
+    if expires is not None and (type(expires) not in (int, float) or expires != expires):
+        raise ValueError("claims' expires is not a number")
 
 
 def route(payload: dict[str, Any], visitors, hosts, resync=None, splits=None) -> bool:
