@@ -12,7 +12,7 @@ from twisted.internet.task import Clock
 
 from tests.fuzz.target_sdp import FINGERPRINTS, iceAgent
 from tests.media.peers import Listener, Request, asyncTest, makeEngine
-from tests.media.test_feedback import SIZE, _packet, _player, _seqs
+from tests.media.test_feedback import SIZE, _packet, _player, _seqs, _trackWithPlayer
 from tests.media.test_rtp import _Wire
 from wcs.media import negotiate, rtp, rtx
 from wcs.media.feedback import RoundTrip
@@ -231,12 +231,8 @@ def _lateOnTheMediaSsrc(after: float) -> tuple[IncomingTrack, list[int]]:
     budget has credit to spare). Returns the track and the numbers the
     player was sent (ours, less its offset).
     """
-    clock, wire = Clock(), _Wire()
-    wire.rtcpSsrc = 99
-    track = IncomingTrack(wire, "video", "VP8", 90000, 96, 5, clock=clock)
+    clock, _, track, subscription, player = _trackWithPlayer()
     track.rtx = rtx.RtxReceiver(track, 97, 6)
-    player = Subscription(track, _Wire(), ssrc=0x1234, payloadType=100)
-    player.attach()
     for seq in [*range(1, 51), 52]:
         track.rtpReceived(_packet(seq, seq == 1))
         clock.advance(0.01)
@@ -244,8 +240,7 @@ def _lateOnTheMediaSsrc(after: float) -> tuple[IncomingTrack, list[int]]:
     assert track.nacks.nacksSent >= 1 and track.missing == {51}
     track.rtpReceived(_packet(51))
     clock.advance(track.REPEAT_AFTER)
-    sent = [(rtp.SEQ_TS.unpack_from(data, 2)[0] - player.seqDelta) & 0xFFFF
-            for data in player.transport.sent if data[1] & 0x7F == 100]
+    sent = [(seq - subscription.seqDelta) & 0xFFFF for seq in _seqs(player)]
     return track, sent
 
 
