@@ -259,8 +259,11 @@ async def test_aligned_recordings_start_together(serverFactory):
         await asyncio.sleep(0.1)
     (_, early), (_, late) = probe(records / names[0]), probe(records / names[1])
     # Without the padding they would differ by the 2 s between the publishes.
-    # Each ends with the last frame its writer got before the aborts reached
-    # the server: on a loaded machine that is up to a few frame intervals apart.
+    # The server starts and ends the two files within a few ms of each other
+    # (docs/recording.md, "Aligned recordings"); their lengths come from the
+    # frames' timestamps, and a publisher of ours whose first frame left late
+    # against its timestamps (its encoder opening on a loaded machine) makes
+    # its file up to a few frame intervals longer.
     assert abs(early - late) < 0.15, (early, late)
     assert early > 3.5
     # The merge command of docs/recording.md lines them up side by side.

@@ -87,6 +87,26 @@ def fileName(streamName: str, extension: str = "mp4", suffix: str = "") -> str:
     return f"stream-{uuid.uuid4()}-{safe}{suffix}.{extension}"
 
 
+class StartWatchingSink(OffloadedSink):
+    """
+    An L{OffloadedSink} to a L{StreamWriter} that calls C{onStart()} once, on
+    the reactor, when the frame the file starts at comes: the first video
+    keyframe, or the first frame of a stream without video.
+    """
+
+    def __init__(self, name: str, sink, video: bool, onStart, **workerOptions):
+        super().__init__(name, sink, **workerOptions)
+        self.video = video
+        self.onStart = onStart
+
+    def writeFrame(self, frame) -> None:
+        if self.onStart is not None and (not self.video
+                                         or (frame.kind == "video" and frame.keyframe)):
+            onStart, self.onStart = self.onStart, None
+            onStart()
+        super().writeFrame(frame)
+
+
 class Recorder:
     """
     A stream observer of the room server (C{RoomServer.streamObservers}) and a
@@ -104,7 +124,7 @@ class Recorder:
         self.mixes: dict[int, RoomMix] = {}
         self.parts: dict[int, Part] = {}
         self.mixing: set = set()
-        self.firstStreams: dict[int, float] = {}  # room -> time its first stream started
+        self.firstStreams: dict[int, float] = {}  # room -> time its first file started
         self.shifts: dict[Path, float] = {}
         self.timers: dict[int, object] = {}  # stream -> its record_max_duration call
         self.queue = process.JobQueue(self._setting("mix_max_concurrent", 1),
@@ -223,8 +243,9 @@ class Recorder:
                               onFailure=lambda error: sink.worker.callFromThread(
                                   self._failed, stream, error))
         chain = writer if tracks == source.tracks else Transcoding(writer, source.tracks, tracks)
-        sink = OffloadedSink(f"recording {name}", chain, limit=RECORD_QUEUE,
-                             onDrop=source.requestKeyframe)
+        sink = StartWatchingSink(f"recording {name}", chain, "video" in tracks,
+                                 onStart=lambda: self._fileStarted(stream, target),
+                                 limit=RECORD_QUEUE, onDrop=source.requestKeyframe)
         source.attach(sink)
         source.requestKeyframe()
         self.writers[id(stream)] = (sink, writer, target)
@@ -238,15 +259,30 @@ class Recorder:
         if maxDuration and self.clock is not None:
             self.timers[id(stream)] = self.clock.callLater(maxDuration, self._tooLong, stream)
         room = stream.participant.room if stream.participant is not None else None
-        if room is not None and self.clock is not None and self._aligned():
-            now = self.clock.seconds()
-            first = self.firstStreams.setdefault(id(room), now)
-            self.shifts[target] = now - first
         if room is not None and room.record and self.clock is not None:
             part = Part(stream.participant.login, target, self.clock.seconds() - room.createdAt)
             self.mixes.setdefault(id(room), RoomMix(room.name)).parts.append(part)
             self.parts[id(stream)] = part
         return name
+
+    def _fileStarted(self, stream, target: Path) -> None:
+        """
+        The frame the file of C{target} starts at came: aligned recordings
+        and a room's mix line up on this moment, not on when the recording
+        began. The first keyframe may come a PLI's round trip or a connection
+        set-up after that, and not as late for every stream.
+        """
+        room = stream.participant.room if stream.participant is not None else None
+        if room is None or self.clock is None:
+            return
+        now = self.clock.seconds()
+        if self._aligned():
+            # The room's first file to start: the others are padded to it.
+            first = self.firstStreams.setdefault(id(room), now)
+            self.shifts[target] = now - first
+        part = self.parts.get(id(stream))
+        if part is not None and part.path == target:
+            part.start = now - room.createdAt
 
     def streamEnded(self, stream) -> None:
         self._stop(stream)
