@@ -9,6 +9,7 @@ L{wcs.cluster.moves.Moves}).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from wcs.access.tokens import GRANTS
@@ -86,7 +87,9 @@ def checkClaims(claims) -> None:
             and all(isinstance(g, str) for g in grants)):
         raise ValueError("claims' grants are not a list of grants")
     expires = claims.get("expires")
-    if expires is not None and (type(expires) not in (int, float) or expires != expires):
+    # JSON as Python reads it has Infinity and NaN: a token that never
+    # expires, or one no comparison says has.
+    if expires is not None and (type(expires) not in (int, float) or not math.isfinite(expires)):
         raise ValueError("claims' expires is not a number")
 
 
