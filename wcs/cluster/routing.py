@@ -9,7 +9,6 @@ L{wcs.cluster.moves.Moves}).
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from wcs.access.tokens import GRANTS
@@ -66,6 +65,10 @@ def checkMessage(payload: dict[str, Any]) -> None:
         raise ValueError("relay is not [host, port]")
 
 
+# A token's expiry is a Unix time: beyond this (some 30 000 years) it is no time.
+EXPIRES_MAX = 1e12
+
+
 def checkClaims(claims) -> None:
     """
     Whether C{claims} (of a join, or of a member in a resync's listing) are
@@ -87,9 +90,11 @@ def checkClaims(claims) -> None:
             and all(isinstance(g, str) for g in grants)):
         raise ValueError("claims' grants are not a list of grants")
     expires = claims.get("expires")
-    # JSON as Python reads it has Infinity and NaN: a token that never
-    # expires, or one no comparison says has.
-    if expires is not None and (type(expires) not in (int, float) or not math.isfinite(expires)):
+    # JSON as Python reads it has Infinity, NaN and integers of any size: a
+    # token that never expires, or one no comparison says has. (Compared,
+    # not converted: a float() of a 400-digit integer raises.)
+    if expires is not None and (type(expires) not in (int, float)
+                                or not -EXPIRES_MAX < expires < EXPIRES_MAX):
         raise ValueError("claims' expires is not a number")
 
 
