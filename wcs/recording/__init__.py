@@ -29,7 +29,7 @@ from wcs.offload import OffloadedSink
 from wcs.recording import process
 from wcs.recording.mixer import MixerSettings, Part, RoomMix, ffmpegAvailable, ffmpegCommand
 from wcs.recording.transcoding import Transcoding, recordedTracks
-from wcs.recording.writer import StreamWriter, containerFor, remuxToMP4
+from wcs.recording.writer import StreamWriter, containerFor, remuxToMP4, startsFile
 
 log = Logger()
 limited = LogLimiter(log)
@@ -100,8 +100,7 @@ class StartWatchingSink(OffloadedSink):
         self.onStart = onStart
 
     def writeFrame(self, frame) -> None:
-        if self.onStart is not None and (not self.video
-                                         or (frame.kind == "video" and frame.keyframe)):
+        if self.onStart is not None and startsFile(self.video, frame):
             onStart, self.onStart = self.onStart, None
             onStart()
         super().writeFrame(frame)

@@ -51,6 +51,11 @@ AUDIO_WAIT = 2.0
 PENDING_MAX = 300
 
 
+def startsFile(video: bool, frame: EncodedFrame) -> bool:
+    """Whether a file can start at C{frame}: a video keyframe, any frame without video."""
+    return not video or (frame.kind == "video" and frame.keyframe)
+
+
 def adtsHeader(config: bytes, size: int) -> bytes:
     """The 7-byte ADTS header of one raw AAC frame, from its AudioSpecificConfig."""
     objectType = config[0] >> 3
@@ -162,8 +167,7 @@ class StreamWriter:
 
     def _start(self, frame: EncodedFrame) -> None:
         """Gather the first frames until the file can be opened."""
-        if not self.pending and "video" in self.tracks \
-                and not (frame.kind == "video" and frame.keyframe):
+        if not self.pending and not startsFile("video" in self.tracks, frame):
             return
         self.pending.append(frame)
         audio = next((f for f in self.pending if f.kind == "audio"), None)
