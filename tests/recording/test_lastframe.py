@@ -6,9 +6,12 @@ they are all at the server; the recording is decoded and read back.
 """
 
 import asyncio
+import dataclasses
 import fractions
 import json
+import itertools
 import math
+import subprocess
 import time
 import uuid
 
@@ -23,7 +26,8 @@ from tests.support.rooms import negotiate, status, streamRequest
 from tests.support.wsclient import Client
 from wcs.frames import EncodedFrame
 from wcs.recording.transcoding import Transcoding
-from wcs.recording.writer import StreamWriter
+from wcs.recording.mixer import MixerSettings, Part, RoomMix, ffmpegCommand
+from wcs.recording.writer import StreamWriter, remuxToMP4
 
 RATE = 15
 WIDTH, HEIGHT = 320, 240
@@ -280,15 +284,15 @@ async def test_an_rtmp_encoders_last_frame_is_recorded(serverFactory, tmp_path):
     assert numbers == list(range(FRAMES)), numbers
 
 
-def h264Frames(count: int) -> list[EncodedFrame]:
-    """C{count} numbered pictures as H.264 (Annex-B, the first a keyframe) at RATE."""
+def h264Frames(count: int, first: int = 0) -> list[EncodedFrame]:
+    """C{count} pictures numbered from C{first} as H.264 (Annex-B, the first a keyframe) at RATE."""
     encoder = av.CodecContext.create("libx264", "w")
     encoder.width, encoder.height, encoder.pix_fmt = WIDTH, HEIGHT, "yuv420p"
     encoder.time_base = fractions.Fraction(1, RATE)
     encoder.options = {"tune": "zerolatency", "repeat-headers": "1"}
     packets = []
     for number in range(count):
-        picture = numbered(number)
+        picture = numbered(first + number)
         picture.pts = number
         packets += encoder.encode(picture)
     packets += encoder.encode(None)
@@ -310,3 +314,40 @@ def test_a_stream_that_ends_before_its_audio_came_is_recorded(tmp_path):
     assert writer.frames == 10
     with av.open(str(path)) as container:
         assert [numberOf(p) for p in container.decode(video=0)] == list(range(10))
+
+
+@pytest.mark.parametrize("start", [0.007, 0.1, 0.3, 0.467])
+def test_a_mix_shows_every_frame_wherever_its_tile_starts(tmp_path, start):
+    """
+    A recording at the mix's rate, its tile starting between two of the
+    mix's ticks: every frame is shown, the first too. Before, ffmpeg put
+    each frame on the nearest tick: a start half-way between (0.1 s at
+    15 fps) let two frames round to one tick and one was lost, and a first
+    frame rounded down before its tile began (0.007 s) was never shown.
+    """
+    from tests.rtmp import ffmpeg
+
+    ffmpeg.requireFFmpeg()
+    first, count = 5, 45  # 0 is black, like the mix around the tile
+    ts, recording = tmp_path / "alice.ts", tmp_path / "alice.mp4"
+    writer = StreamWriter(ts, {"video": "H264"})
+    for frame in h264Frames(count, first):
+        # As from an RTP clock: far from 0 (before, float timestamps put
+        # some frames a 90 kHz tick early, which is all a half-way start needs).
+        writer.writeFrame(dataclasses.replace(frame, pts=3_000_000_123 + frame.pts))
+    writer.close()
+    remuxToMP4(ts, recording)
+    part = Part("alice", recording, start, end=start + count / RATE)
+    output = tmp_path / "mixed.mp4"
+    settings = MixerSettings(hasAudio=False, width=WIDTH, height=HEIGHT, frameRate=RATE)
+    subprocess.run(ffmpegCommand(RoomMix("room", [part]), output, settings),
+                   check=True, timeout=60)
+    with av.open(str(output)) as container:
+        shown = [numberOf(picture) for picture in container.decode(video=0)]
+    # Each frame on a tick of its own (the last may stay for the tile's margin).
+    assert [n for n, _ in itertools.groupby(shown) if n] == list(range(first, first + count)), shown
+    assert shown.count(first + count // 2) == 1, shown
+    with av.open(str(recording)) as container:
+        spacing = {b.pts - a.pts for a, b in itertools.pairwise(container.demux(video=0))
+                   if b.pts is not None}
+    assert spacing == {6000}, spacing  # 1/15 s in 90 kHz ticks, exactly

@@ -101,11 +101,30 @@ def filterValue(text: str) -> str:
     return _backslashed(_backslashed(text, "\\':\t\n\r "), "\\'[],;")
 
 
+def onGrid(part: Part, rate: int, duration: float) -> tuple[int, float]:
+    """
+    Where C{part} goes on the mix's frame grid: the tick its first frame is
+    shown at, and when it ends, moved by as much as its start was.
+
+    A start between two ticks would leave each frame to ffmpeg's rounding
+    to the nearest tick: half-way between, two neighbouring frames could
+    round to one tick and a frame was lost (a start of 0.1 s at 15 fps);
+    and the first frame, rounded down before the tile is enabled, was
+    never shown. On a tick, a recording at the mix's rate shows every
+    frame; at another rate the frames are as close as ticks allow.
+    """
+    tick = round(part.start * rate)
+    end = part.end if part.end is not None else duration
+    return tick, end + (tick / rate - part.start)
+
+
 def ffmpegCommand(mix: RoomMix, output: Path, settings: MixerSettings,
                   loglevel: str = "error") -> list[str]:
     """The ffmpeg command that mixes C{mix} into C{output}."""
     parts = [p for p in mix.parts if p.path.exists()]
-    duration = max(0.1, mix.duration())
+    rate = settings.frameRate
+    placed = [onGrid(p, rate, mix.duration()) for p in parts]
+    duration = max(0.1, mix.duration(), *(end for _, end in placed))
     logins = list(dict.fromkeys(p.login for p in parts))
     columns = max(1, math.ceil(math.sqrt(len(logins))))
     rows = max(1, math.ceil(len(logins) / columns))
@@ -117,22 +136,23 @@ def ffmpegCommand(mix: RoomMix, output: Path, settings: MixerSettings,
     graph = [f"color=c=black:s={settings.width}x{settings.height}:r={settings.frameRate}"
              f":d={duration:.3f}[base0]"]
     audio = []
-    for i, part in enumerate(parts):
+    half = 0.5 / rate  # the enable window's margin: ticks are not exact in decimals
+    for i, (part, (tick, end)) in enumerate(zip(parts, placed)):
         tile = logins.index(part.login)
         x, y = (tile % columns) * tileW, (tile // columns) * tileH
-        end = part.end if part.end is not None else duration
         tag = ""
         if settings.mixerDisplayStreamName and font:
             text = filterValue(label(part.login))
             tag = (f",drawtext=fontfile={filterValue(font)}:expansion=none:text={text}"
                    f":x=8:y=h-th-8:fontsize={max(12, tileH // 12)}:fontcolor=white"
                    ":box=1:boxcolor=black@0.6")
-        graph.append(f"[{i}:v]setpts=PTS-STARTPTS+{part.start:.3f}/TB,"
+        graph.append(f"[{i}:v]setpts=PTS-STARTPTS+{tick}/{rate}/TB,"
                      f"scale={tileW}:{tileH}:force_original_aspect_ratio=decrease,"
                      f"pad={tileW}:{tileH}:(ow-iw)/2:(oh-ih)/2{tag}[v{i}]")
         graph.append(f"[base{i}][v{i}]overlay={x}:{y}:eof_action=pass"
-                     f":enable='between(t,{part.start:.3f},{end:.3f})'[base{i + 1}]")
-        delay = int(part.start * 1000)
+                     f":enable='between(t,{tick / rate - half:.4f},{end + half:.4f})'"
+                     f"[base{i + 1}]")
+        delay = int(tick * 1000 / rate)  # the audio stays with its video
         # Recordings' Opus may carry no named layout: name it, or AAC refuses.
         audio.append(f"[{i}:a]aresample=48000,aformat=channel_layouts=stereo,"
                      f"adelay={delay}|{delay}[a{i}]")

@@ -93,7 +93,7 @@ class StreamWriter:
         self.tracks = dict(tracks)
         self.container = None
         self.streams: dict[str, object] = {}
-        self.base: float | None = None
+        self.base: Fraction | None = None
         self.last: dict[str, int] = {}
         self.pending: list[EncodedFrame] = []
         self.audioConfig: bytes | None = None
@@ -196,11 +196,13 @@ class StreamWriter:
             if not frame.config:
                 return
             data = adtsHeader(frame.config, len(data)) + data
-        seconds = float(frame.pts * frame.time_base)
+        # Exactly (a Fraction), rounded: in floats, frames 1/15 s apart at an
+        # RTP clock's large origin came out 5999 or 6000 ticks apart.
+        seconds = frame.pts * Fraction(frame.time_base)
         if self.base is None:
             self.base = seconds
         # Timestamps from 0, never going back (TS muxers refuse that).
-        pts = max(self.last.get(frame.kind, -1) + 1, int((seconds - self.base) * 90000))
+        pts = max(self.last.get(frame.kind, -1) + 1, round((seconds - self.base) * 90000))
         self.last[frame.kind] = pts
         packet = av.Packet(data)
         packet.pts = packet.dts = pts
