@@ -62,6 +62,9 @@ def test_malformed_envelopes_are_refused(data, reason):
     ({**JOIN, "claims": {**CLAIMS, "expires": 10 ** 400}}, "expires is not a number"),
     ({"op": "split", "room": "r", "since": "1"}, "since is not a number"),
     ({"op": "split", "room": "r", "since": True}, "since is not a number"),
+    ({"op": "split", "room": "r", "since": float("inf")}, "since is not a number"),
+    ({"op": "split", "room": "r", "since": float("nan")}, "since is not a number"),
+    ({"op": "split", "room": "r", "since": -10 ** 400}, "since is not a number"),
     ({"op": "split", "since": 1.5}, "without room"),
 ])
 def test_malformed_messages_are_refused(payload, reason):

@@ -55,8 +55,7 @@ def checkMessage(payload: dict[str, Any]) -> None:
     if op != "deliver" and to is not None and not isinstance(to, str):
         raise ValueError("to is not a string")
     checkClaims(payload.get("claims"))
-    since = payload.get("since")
-    if op == "split" and (type(since) not in (int, float) or since != since):
+    if op == "split" and not isUnixTime(payload.get("since")):
         raise ValueError("since is not a number")
     relay = payload.get("relay")
     if relay is not None and not (isinstance(relay, list) and len(relay) == 2 and
@@ -65,8 +64,18 @@ def checkMessage(payload: dict[str, Any]) -> None:
         raise ValueError("relay is not [host, port]")
 
 
-# A token's expiry is a Unix time: beyond this (some 30 000 years) it is no time.
-EXPIRES_MAX = 1e12
+# Beyond this (some 30 000 years from 1970) a Unix time is no time.
+TIME_MAX = 1e12
+
+
+def isUnixTime(value) -> bool:
+    """
+    Whether C{value} is a Unix time from JSON: a number within L{TIME_MAX}.
+    JSON as Python reads it has Infinity, NaN and integers of any size (a
+    token that never expires; a room made after every other). Compared,
+    not converted: a float() of a 400-digit integer raises.
+    """
+    return type(value) in (int, float) and -TIME_MAX < value < TIME_MAX
 
 
 def checkClaims(claims) -> None:
@@ -90,11 +99,7 @@ def checkClaims(claims) -> None:
             and all(isinstance(g, str) for g in grants)):
         raise ValueError("claims' grants are not a list of grants")
     expires = claims.get("expires")
-    # JSON as Python reads it has Infinity, NaN and integers of any size: a
-    # token that never expires, or one no comparison says has. (Compared,
-    # not converted: a float() of a 400-digit integer raises.)
-    if expires is not None and (type(expires) not in (int, float)
-                                or not -EXPIRES_MAX < expires < EXPIRES_MAX):
+    if expires is not None and not isUnixTime(expires):
         raise ValueError("claims' expires is not a number")
 
 
