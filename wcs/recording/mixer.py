@@ -122,9 +122,9 @@ def ffmpegCommand(mix: RoomMix, output: Path, settings: MixerSettings,
                   loglevel: str = "error") -> list[str]:
     """The ffmpeg command that mixes C{mix} into C{output}."""
     parts = [p for p in mix.parts if p.path.exists()]
-    rate = settings.frameRate
-    placed = [onGrid(p, rate, mix.duration()) for p in parts]
-    duration = max(0.1, mix.duration(), *(end for _, end in placed))
+    rate, whole = settings.frameRate, mix.duration()
+    placed = [onGrid(p, rate, whole) for p in parts]
+    duration = max(0.1, whole, *(end for _, end in placed))
     logins = list(dict.fromkeys(p.login for p in parts))
     columns = max(1, math.ceil(math.sqrt(len(logins))))
     rows = max(1, math.ceil(len(logins) / columns))
@@ -133,7 +133,7 @@ def ffmpegCommand(mix: RoomMix, output: Path, settings: MixerSettings,
     args = ["ffmpeg", "-hide_banner", "-loglevel", loglevel, "-y"]
     for part in parts:
         args += ["-i", str(part.path)]
-    graph = [f"color=c=black:s={settings.width}x{settings.height}:r={settings.frameRate}"
+    graph = [f"color=c=black:s={settings.width}x{settings.height}:r={rate}"
              f":d={duration:.3f}[base0]"]
     audio = []
     half = 0.5 / rate  # the enable window's margin: ticks are not exact in decimals

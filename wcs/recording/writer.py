@@ -196,9 +196,9 @@ class StreamWriter:
             if not frame.config:
                 return
             data = adtsHeader(frame.config, len(data)) + data
-        # Exactly (a Fraction), rounded: in floats, frames 1/15 s apart at an
-        # RTP clock's large origin came out 5999 or 6000 ticks apart.
-        seconds = frame.pts * Fraction(frame.time_base)
+        # Exactly (time_base is a Fraction), rounded: in floats, frames 1/15 s
+        # apart at an RTP clock's large origin came out 5999 to 6001 ticks apart.
+        seconds = frame.pts * frame.time_base
         if self.base is None:
             self.base = seconds
         # Timestamps from 0, never going back (TS muxers refuse that).
